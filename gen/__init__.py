@@ -1,0 +1,1 @@
+"""polldrop generator: YAML future specs to C (load, validate, model, render)."""

@@ -1,0 +1,146 @@
+"""The command line: python3 -m gen [-o OUTDIR] [-I DIR]... SPEC.yaml...
+
+The only part of the generator that touches files. Every diagnostic is one
+line on stderr, FILE:LINE:COL: error: MESSAGE; the exit status is 1 if there
+was any error, and a spec in error writes no output file.
+"""
+import argparse
+import os
+import sys
+import tempfile
+
+from gen import loader, model, render, validate
+from gen.errors import Diagnostics, Pos, SpecError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        sys.stderr.write(f"python3 -m gen: error: {message}\n")
+        sys.exit(2)
+
+
+def _args(argv):
+    p = _Parser(prog="python3 -m gen",
+                description="Generate C futures (poll/poll_drop) from polldrop YAML specs.")
+    p.add_argument("specs", nargs="+", metavar="SPEC.yaml")
+    p.add_argument("-o", dest="out", default="build/gen", metavar="OUTDIR",
+                   help="output directory (default: build/gen)")
+    p.add_argument("-I", dest="include", action="append", default=[], metavar="DIR",
+                   help="where to find child futures' specs as DIR/TYPE.yaml")
+    p.add_argument("--check", action="store_true", help="validate only, write nothing")
+    p.add_argument("--dot", action="store_true", help="also write OUTDIR/NAME.dot")
+    return p.parse_args(argv)
+
+
+def _write_atomic(path, text):
+    """Writes through a temporary in the same directory, then renames."""
+    d = os.path.dirname(path) or "."
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".pd-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _load_all(paths, include_dirs, diags):
+    """Loads and validates the named specs and the child specs they need.
+
+    Returns (specs by future name, names of the specs named on the command line).
+    """
+    specs, named, by_file = {}, [], {}
+
+    def take(path, is_named):
+        try:
+            root = loader.load_file(path)
+        except SpecError as e:
+            diags.errors.append(e)
+            return None
+        s = validate.validate(path, root, diags)
+        if s is None or s.name is None:
+            return None
+        stem = os.path.splitext(os.path.basename(path))[0]
+        if stem != s.name:
+            diags.warning(s.name_pos, f"future '{s.name}' is in {os.path.basename(path)}; "
+                          f"-I finds it only as {s.name}.yaml")
+        if s.name in specs:
+            other = specs[s.name]
+            if os.path.realpath(other.file) != os.path.realpath(path):
+                diags.error(s.name_pos, f"future '{s.name}' is also defined in {other.file}")
+            return specs[s.name]
+        specs[s.name] = s
+        by_file[os.path.realpath(path)] = s
+        if is_named:
+            named.append(s.name)
+        return s
+
+    for p in paths:
+        if os.path.realpath(p) in by_file:
+            continue
+        take(p, True)
+    # Children not named on the command line come from the -I path.
+    todo = list(specs.values())
+    while todo:
+        s = todo.pop()
+        for v in s.members():
+            if not v.child or v.child in specs:
+                continue
+            for d in include_dirs:
+                cand = os.path.join(d, v.child + ".yaml")
+                if os.path.isfile(cand):
+                    found = take(cand, False)
+                    if found is not None:
+                        todo.append(found)
+                    break
+    validate.resolve_children(specs, diags)
+    return specs, named
+
+
+def main(argv=None):
+    args = _args(sys.argv[1:] if argv is None else argv)
+    diags = Diagnostics()
+    try:
+        specs, named = _load_all(args.specs, args.include, diags)
+        bad_files = diags.files_in_error()
+        # A spec is in error if it, or a child it contains, has an error.
+        outputs = []
+        for name in named:
+            s = specs[name]
+            if _tainted(s, specs, bad_files):
+                continue
+            m = model.build(s, s.file, args.out)
+            outputs.append((m, render.render(m)))
+        for line in diags.lines():
+            sys.stderr.write(line + "\n")
+        if args.check:
+            return 1 if diags.errors else 0
+        if outputs:
+            os.makedirs(args.out, exist_ok=True)
+        for m, text in outputs:
+            _write_atomic(os.path.join(args.out, m.name + ".h"), text["h"])
+            _write_atomic(os.path.join(args.out, m.name + ".c"), text["c"])
+            if args.dot:
+                _write_atomic(os.path.join(args.out, m.name + ".dot"), text["dot"])
+        return 1 if diags.errors else 0
+    except OSError as e:
+        sys.stderr.write(f"python3 -m gen: error: {e.filename or ''}: {e.strerror}\n")
+        return 1
+    except Exception as e:  # a generator bug must still not print a traceback
+        where = Pos(args.specs[0], 1, 1)
+        sys.stderr.write(f"{where}: error: internal generator error: "
+                         f"{type(e).__name__}: {e}\n")
+        return 1
+
+
+def _tainted(s, specs, bad_files, seen=None):
+    seen = seen or set()
+    if s.name in seen:
+        return False
+    seen.add(s.name)
+    if s.file in bad_files:
+        return True
+    return any(_tainted(specs[v.child], specs, bad_files, seen)
+               for v in s.members() if v.child in specs)

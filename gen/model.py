@@ -1,0 +1,106 @@
+"""Model: a validated Spec to the facts the templates print.
+
+Everything the C code needs by name is decided here (member names, the
+storage each state overlaps with the others, the include list), so that the
+templates only arrange it.
+"""
+import os
+
+
+class BranchModel:
+    def __init__(self, spec, st, si, bi, b):
+        self.name = b.name
+        self.index = bi
+        self.kind = b.kind
+        self.then = b.then
+        self.timeout = b.timeout
+        tag = f"pd__s{si}b{bi}"
+        self.storage = []
+        if b.kind == "io":
+            self.op = b.op.name
+            self.returns_fd = b.op.returns_fd
+            self.slot = f"{tag}_op"
+            self.storage.append(("pd__op", self.slot, ""))
+            self.needs_ts = b.op.name == "timeout" or b.timeout is not None
+            self.ts = f"{tag}_ts"
+            if self.needs_ts:
+                self.storage.append(("struct __kernel_timespec", self.ts, ""))
+            if b.op.name == "timeout":
+                self.timeout_arg = b.args.get("ms") or b.args.get("ns")
+                self.timeout_scale = "1000000LL" if "ms" in b.args else "1LL"
+                self.args = []
+            else:
+                self.args = [b.args.get(name) or default for name, default in b.op.args]
+        else:
+            child = b.child
+            self.child = child.name
+            self.child_type = child.child
+            self.child_args = b.child_args
+            self.cs = f"{tag}_cs"
+            self.out = f"{tag}_out"
+            self.storage.append(("uint8_t", self.cs, ""))
+            self.storage.append((f"{child.child}_out", self.out, ""))
+
+
+class StateModel:
+    def __init__(self, spec, st, si):
+        self.name = st.name
+        self.index = si
+        self.phase = st.phase
+        self.kind = st.kind
+        self.doc = st.doc
+        self.enum = f"{spec.name}_S_{st.name}"
+        self.code = st.code
+        self.when = st.when
+        self.next = st.next
+        self.locals = [VarModel(v) for v in st.locals]
+        self.branches = [BranchModel(spec, st, si, bi, b) for bi, b in enumerate(st.branches)]
+        self.ops = [b for b in self.branches if b.kind == "io"]
+        self.children = [b for b in self.branches if b.kind == "await"]
+        # What this state overlaps with the others: its locals and the
+        # op slots and child bookkeeping of its branches.
+        self.storage = [(v.decl_type, v.name, v.array) for v in self.locals]
+        for b in self.branches:
+            self.storage.extend(b.storage)
+
+
+class VarModel:
+    def __init__(self, v):
+        self.name = v.name
+        self.init = v.init
+        self.child = v.child
+        self.array = v.array
+        self.decl_type = f"{v.child}" if v.child else v.ctype
+
+    def decl(self):
+        sep = "" if self.decl_type.endswith("*") else " "
+        return f"{self.decl_type}{sep}{self.name}{self.array}"
+
+
+class FutureModel:
+    def __init__(self, spec, spec_path, out_dir):
+        self.name = spec.name
+        self.spec_path = spec_path
+        self.doc = spec.doc
+        self.output = spec.output
+        self.includes = spec.includes
+        self.params = [VarModel(v) for v in spec.params]
+        self.fields = [VarModel(v) for v in spec.fields]
+        self.drop = spec.drop
+        self.has_teardown = bool(spec.teardown)
+        states = spec.all_states()
+        self.states = [StateModel(spec, st, si) for si, st in enumerate(states)]
+        self.run_states = [s for s in self.states if s.phase == "run"]
+        self.teardown_states = [s for s in self.states if s.phase == "teardown"]
+        self.stateful = [s for s in self.states if s.storage]
+        children = {v.child for v in spec.members() if v.child}
+        self.child_headers = sorted(f'"{c}.h"' for c in children)
+        self.child_types = sorted(children)
+        self.h_name = f"{spec.name}.h"
+        self.c_name = os.path.join(out_dir, f"{spec.name}.c")
+        self.guard = f"POLLDROP_GEN_{spec.name.upper()}_H"
+
+
+def build(spec, spec_path, out_dir):
+    """The model of one validated, child-resolved Spec."""
+    return FutureModel(spec, spec_path, out_dir)

@@ -1,0 +1,684 @@
+"""Validation: a loaded node tree to a checked Spec, or diagnostics.
+
+Every error names the node it is about, so that the message reads
+FILE:LINE:COL: error: ... at the offending key or value. Validation goes on
+after an error where it can, so that one run reports as much as possible.
+"""
+import re
+
+from gen.errors import SpecError
+from gen.ops import OPS
+
+IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+ARRAY = re.compile(r"^(.*?)\s*((?:\[[^\[\]]+\]\s*)+)$")
+MACRO = re.compile(r"\b(GOTO|YIELD|RETURN|DONE)\b\s*(\()?")
+MACRO_ARG = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*\)")
+
+C_KEYWORDS = frozenset("""
+    auto break case char const continue default do double else enum extern
+    float for goto if inline int long register restrict return short signed
+    sizeof static struct switch typedef union unsigned void volatile while
+    _Alignas _Alignof _Atomic _Bool _Complex _Generic _Imaginary _Noreturn
+    _Static_assert _Thread_local asm typeof __asm__ __typeof__ __attribute__
+    bool true false NULL
+""".split())
+
+# Functions of the C library and POSIX that a future's type name would
+# collide with as soon as the matching header is included.
+LIBC_NAMES = frozenset("""
+    abort accept alarm bind close connect exit fork free fsync kill listen
+    malloc open pipe poll read recv select send shutdown signal sleep socket
+    stat sync time wait write
+""".split())
+
+# Names the generated code uses inside snippets; a member may not take them
+# where they would be shadowed or shadow.
+SNIPPET_NAMES = frozenset(["self", "cx", "res", "out", "cqe_flags"])
+
+TOP_KEYS = ["future", "doc", "include", "output", "params", "fields", "states",
+            "teardown", "drop", "send"]
+STATE_KEYS = ["doc", "do", "io", "args", "await", "join", "select", "then",
+              "when", "next", "locals", "timeout_ms"]
+ACTIONS = ["do", "io", "await", "join", "select"]
+BRANCH_KEYS = ["io", "args", "await", "then", "timeout_ms"]
+VAR_KEYS = ["name", "type", "init", "future"]
+MAX_BRANCHES = 32
+
+
+class Snippet:
+    """C text from a spec, with where it came from (for #line)."""
+
+    def __init__(self, node):
+        self.node = node
+        self.text = node.value
+
+    @property
+    def file(self):
+        return self.node.pos.file
+
+    @property
+    def line(self):
+        return self.node.line_of_text()
+
+
+class Var:
+    """A param, field or local: a C object, or an inline child future."""
+
+    def __init__(self, name, pos, ctype=None, array="", child=None, init=None):
+        self.name = name
+        self.pos = pos
+        self.ctype = ctype
+        self.array = array
+        self.child = child          # the child's future name, or None
+        self.child_spec = None      # resolved Spec of the child
+        self.init = init
+
+
+class Branch:
+    """One operation of a state: an io op or an awaited child."""
+
+    def __init__(self, name, kind, pos):
+        self.name = name            # None for plain io/await states
+        self.kind = kind            # "io" or "await"
+        self.pos = pos
+        self.op = None              # Op, for io
+        self.args = {}              # io: arg name -> Snippet
+        self.args_node = None
+        self.child = None           # Var, for await
+        self.child_args = []        # await: [Snippet]
+        self.timeout = None         # Snippet for timeout_ms
+        self.then = None            # select branches only
+
+
+class State:
+    def __init__(self, name, phase, pos):
+        self.name = name
+        self.phase = phase          # "run" or "teardown"
+        self.pos = pos
+        self.doc = None
+        self.kind = None            # "do", "io", "await", "join" or "select"
+        self.code = None            # do code, or the state's then
+        self.when = None
+        self.next = None
+        self.next_node = None
+        self.locals = []
+        self.branches = []
+
+
+class Spec:
+    def __init__(self, file, root):
+        self.file = file
+        self.root = root
+        self.name = None
+        self.name_pos = root.pos
+        self.doc = ""
+        self.includes = []
+        self.output = "int"
+        self.params = []
+        self.fields = []
+        self.states = []            # run states, in order
+        self.teardown = []          # teardown states, in order
+        self.drop = None
+        self.has_teardown = False
+
+    def all_states(self):
+        return self.states + self.teardown
+
+    def members(self):
+        yield from self.params
+        yield from self.fields
+        for s in self.all_states():
+            yield from s.locals
+
+
+def strip_c(text):
+    """Blanks out comments and string/char literals, keeping every offset."""
+    out = list(text)
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if text.startswith("//", i):
+            j = text.find("\n", i)
+            j = n if j < 0 else j
+        elif text.startswith("/*", i):
+            j = text.find("*/", i + 2)
+            j = n if j < 0 else j + 2
+        elif c in "\"'":
+            j = i + 1
+            while j < n and text[j] != c and text[j] != "\n":
+                j += 2 if text[j] == "\\" else 1
+            j = min(j + 1, n)
+        else:
+            i += 1
+            continue
+        for k in range(i, j):
+            if out[k] != "\n":
+                out[k] = " "
+        i = j
+    return "".join(out)
+
+
+class Validator:
+    def __init__(self, diags):
+        self.d = diags
+
+    # --- small checks ---
+
+    def err(self, pos, msg):
+        self.d.error(pos, msg)
+
+    def expect(self, node, kind, what):
+        if node.kind != kind:
+            want = {"scalar": "a scalar", "seq": "a list", "map": "a mapping"}[kind]
+            self.err(node.pos, f"{what} must be {want}, not {node.describe()}")
+            return False
+        return True
+
+    def keys(self, node, allowed, what):
+        for key in node.value:
+            if key not in allowed:
+                self.err(node.key_pos[key], f"unknown key '{key}' in {what}"
+                         f" (expected one of: {', '.join(allowed)})")
+
+    def ident(self, node, what):
+        """Checks a scalar is a usable C identifier; returns it or None."""
+        if not self.expect(node, "scalar", what):
+            return None
+        name = node.value
+        if not IDENT.match(name):
+            self.err(node.pos, f"{what} '{name}' is not a C identifier")
+            return None
+        if name in C_KEYWORDS:
+            self.err(node.pos, f"{what} '{name}' is a C keyword")
+            return None
+        if name.lower().startswith("pd_"):
+            self.err(node.pos, f"{what} '{name}': names starting with pd_ are reserved")
+            return None
+        return name
+
+    def text(self, node, what, allow_empty=False):
+        if not self.expect(node, "scalar", what):
+            return None
+        if not allow_empty and not node.value.strip():
+            self.err(node.pos, f"{what} must not be empty")
+            return None
+        return Snippet(node)
+
+    # --- the spec ---
+
+    def spec(self, file, root):
+        s = Spec(file, root)
+        m = root.value
+        self.keys(root, TOP_KEYS, "the spec")
+        if "future" not in m:
+            self.err(root.pos, "missing required key 'future'")
+        else:
+            s.name = self.ident(m["future"], "future name")
+            s.name_pos = m["future"].pos
+            if s.name in LIBC_NAMES:
+                self.err(s.name_pos, f"future name '{s.name}' collides with the C "
+                         f"library's {s.name}(); choose another name")
+                s.name = None
+        if "doc" in m and self.expect(m["doc"], "scalar", "doc"):
+            s.doc = m["doc"].value.strip()
+        if "include" in m:
+            self.includes(s, m["include"])
+        if "output" in m:
+            out = self.text(m["output"], "output")
+            if out:
+                s.output = out.text.strip()
+        if "send" in m and self.expect(m["send"], "scalar", "send"):
+            if m["send"].value not in ("false", "no"):
+                self.err(m["send"].pos, "send: true is not supported yet "
+                         "(thread-per-core is planned, DESIGN.md section 6)")
+        if "params" in m:
+            s.params = self.vars(m["params"], "param", allow_child=False,
+                                 allow_init=False, allow_array=False)
+        if "fields" in m:
+            s.fields = self.vars(m["fields"], "field")
+        if "states" not in m:
+            self.err(root.pos, "missing required key 'states'")
+        else:
+            s.states = self.states(m["states"], "run", "states")
+        if "teardown" in m:
+            s.has_teardown = True
+            s.teardown = self.states(m["teardown"], "teardown", "teardown")
+            if "drop" not in m:
+                self.err(root.key_pos["teardown"], "a future with teardown must say "
+                         "what its sync drop does: add 'drop:' (use drop: \"\" for nothing)")
+        if "drop" in m:
+            s.drop = self.text(m["drop"], "drop", allow_empty=True)
+            if s.drop:
+                self.macros(s, s.drop, None)
+        self.unique_names(s)
+        self.state_refs(s)
+        return s
+
+    def includes(self, s, node):
+        if not self.expect(node, "seq", "include"):
+            return
+        for item in node.value:
+            if not self.expect(item, "scalar", "an include"):
+                continue
+            v = item.value.strip()
+            if re.match(r'^(<[^<>"\s]+>|"[^"\s]+")$', v):
+                s.includes.append(v)
+            else:
+                self.err(item.pos, f"include '{v}' must be written <header.h> "
+                         "or \"header.h\"")
+
+    def vars(self, node, what, allow_child=True, allow_init=True, allow_array=True):
+        out = []
+        if not self.expect(node, "seq", f"{what}s"):
+            return out
+        for item in node.value:
+            if not self.expect(item, "map", f"a {what}"):
+                continue
+            v = self.var(item, what, allow_child, allow_init, allow_array)
+            if v:
+                out.append(v)
+        return out
+
+    def var(self, node, what, allow_child, allow_init, allow_array):
+        m = node.value
+        allowed = [k for k in VAR_KEYS if (k != "future" or allow_child)
+                   and (k != "init" or allow_init)]
+        self.keys(node, allowed, f"a {what}")
+        if "name" not in m:
+            self.err(node.pos, f"{what} is missing required key 'name'")
+            return None
+        name = self.ident(m["name"], f"{what} name")
+        if name is None:
+            return None
+        pos = m["name"].pos
+        if name in SNIPPET_NAMES and what != "param":
+            self.err(pos, f"{what} name '{name}' is reserved for generated code")
+            return None
+        if "future" in m and allow_child:
+            if "type" in m:
+                self.err(node.key_pos["type"], f"{what} '{name}' has both 'type' and "
+                         "'future': a child future's type is its spec")
+            if "init" in m:
+                self.err(node.key_pos["init"], f"child future '{name}' cannot have "
+                         "init: it is initialised by await")
+            child = self.ident(m["future"], "child future type")
+            v = Var(name, pos, child=child)
+            v.child_pos = m["future"].pos
+            return v
+        if "type" not in m:
+            self.err(node.pos, f"{what} '{name}' is missing required key 'type'")
+            return None
+        t = self.text(m["type"], f"type of '{name}'")
+        if t is None:
+            return None
+        ctype, array = t.text.strip(), ""
+        am = ARRAY.match(ctype)
+        if am:
+            ctype, array = am.group(1).strip(), re.sub(r"\s+", "", am.group(2))
+            if not allow_array:
+                self.err(m["type"].pos, f"{what} '{name}' cannot be an array: "
+                         "C passes arrays as pointers")
+                return None
+        if not ctype:
+            self.err(m["type"].pos, f"type of '{name}' is empty")
+            return None
+        init = None
+        if "init" in m:
+            init = self.text(m["init"], f"init of '{name}'")
+            if init and array:
+                self.err(m["init"].pos, f"array '{name}' cannot have init: "
+                         "assign its elements in code")
+                init = None
+            if init:
+                self.no_macros(init, f"init of '{name}'")
+        return Var(name, pos, ctype=ctype, array=array, init=init)
+
+    # --- states ---
+
+    def states(self, node, phase, what):
+        out = []
+        if not self.expect(node, "map", what):
+            return out
+        if not node.value:
+            self.err(node.pos, f"{what} must have at least one state")
+        for name, snode in node.value.items():
+            npos = node.key_pos[name]
+            if not IDENT.match(name):
+                self.err(npos, f"state name '{name}' is not a C identifier")
+                continue
+            if name in C_KEYWORDS:
+                self.err(npos, f"state name '{name}' is a C keyword")
+                continue
+            st = State(name, phase, npos)
+            if self.expect(snode, "map", f"state '{name}'"):
+                self.state(st, snode)
+            out.append(st)
+        return out
+
+    def state(self, st, node):
+        m = node.value
+        self.keys(node, STATE_KEYS, f"state '{st.name}'")
+        actions = [a for a in ACTIONS if a in m]
+        if not actions:
+            self.err(st.pos, f"state '{st.name}' has no action: give it one of "
+                     "do, io, await, join, select")
+            return
+        if len(actions) > 1:
+            self.err(node.key_pos[actions[1]], f"state '{st.name}' has more than one "
+                     f"action ({', '.join(actions)}); a state does exactly one thing")
+            return
+        st.kind = actions[0]
+        if "doc" in m and self.expect(m["doc"], "scalar", "doc"):
+            st.doc = m["doc"].value.strip()
+        if "locals" in m:
+            st.locals = self.vars(m["locals"], "local")
+        if "when" in m:
+            st.when = self.text(m["when"], "when")
+            if st.when:
+                self.no_macros(st.when, "when")
+        if "next" in m:
+            st.next_node = m["next"]
+            if self.expect(m["next"], "scalar", "next"):
+                st.next = m["next"].value
+        if st.kind == "do":
+            for k in ("then", "args", "timeout_ms"):
+                if k in m:
+                    self.err(node.key_pos[k], f"'{k}' does not go with 'do' "
+                             "(a do state's code is its do)")
+            st.code = self.text(m["do"], "do")
+        elif st.kind in ("io", "await"):
+            st.branches = [self.branch(None, st.kind, node, st)]
+            if "then" in m:
+                st.code = self.text(m["then"], "then")
+        else:
+            for k in ("args", "timeout_ms"):
+                if k in m:
+                    self.err(node.key_pos[k], f"'{k}' belongs in each {st.kind} branch")
+            if st.kind == "select" and "then" in m:
+                self.err(node.key_pos["then"], "a select has no state-level then: "
+                         "give each branch its own then")
+            if st.kind == "join" and "then" in m:
+                st.code = self.text(m["then"], "then")
+            st.branches = self.branches(m[st.kind], st)
+        if st.phase == "run" and st.when and not st.next:
+            self.err(m["when"].pos, f"run state '{st.name}' has 'when' but no 'next': "
+                     "where does control go when the guard is false?")
+        if st.phase == "run" and not st.next and st.kind != "select" and st.code is None \
+                and st.kind in ("io", "await", "join"):
+            self.err(st.pos, f"run state '{st.name}' has no then and no next: "
+                     "it would fall through")
+
+    def branches(self, node, st):
+        out = []
+        if not self.expect(node, "map", st.kind):
+            return out
+        if not node.value:
+            self.err(node.pos, f"{st.kind} must have at least one branch")
+        if len(node.value) > MAX_BRANCHES:
+            self.err(node.pos, f"{st.kind} has more than {MAX_BRANCHES} branches")
+        for name, bnode in node.value.items():
+            kpos = node.key_pos[name]
+            if not IDENT.match(name) or name in C_KEYWORDS:
+                self.err(kpos, f"branch name '{name}' is not a usable C identifier")
+                continue
+            if name in SNIPPET_NAMES:
+                self.err(kpos, f"branch name '{name}' is reserved for generated code")
+                continue
+            if not self.expect(bnode, "map", f"branch '{name}'"):
+                continue
+            self.keys(bnode, BRANCH_KEYS, f"branch '{name}'")
+            kinds = [k for k in ("io", "await") if k in bnode.value]
+            if len(kinds) != 1:
+                self.err(kpos, f"branch '{name}' must have exactly one of io, await")
+                continue
+            b = self.branch(name, kinds[0], bnode, st)
+            b.pos = kpos
+            if st.kind == "select":
+                if "then" not in bnode.value:
+                    self.err(kpos, f"select branch '{name}' is missing required key 'then'")
+                else:
+                    b.then = self.text(bnode.value["then"], "then")
+            elif "then" in bnode.value:
+                self.err(bnode.key_pos["then"], f"join branch '{name}' has no then of its "
+                         "own: the state's then sees every branch")
+            out.append(b)
+        return out
+
+    def branch(self, name, kind, node, st):
+        m = node.value
+        b = Branch(name, kind, node.key_pos.get(kind, node.pos))
+        if kind == "io":
+            opnode = m["io"]
+            if not self.expect(opnode, "scalar", "io"):
+                return b
+            op = OPS.get(opnode.value)
+            if op is None:
+                self.err(opnode.pos, f"unknown io op '{opnode.value}' "
+                         f"(known: {', '.join(sorted(OPS))})")
+                return b
+            b.op = op
+            self.io_args(b, m.get("args"), node)
+            if "timeout_ms" in m:
+                b.timeout = self.text(m["timeout_ms"], "timeout_ms")
+                if b.timeout:
+                    self.no_macros(b.timeout, "timeout_ms")
+        else:
+            if "timeout_ms" in m:
+                self.err(node.key_pos["timeout_ms"], "timeout_ms goes with io, not await: "
+                         "select the child against a sleep instead")
+            cnode = m["await"]
+            if self.expect(cnode, "scalar", "await"):
+                b.child = cnode          # resolved to a Var in state_refs
+            args = m.get("args")
+            if args is not None:
+                if self.expect(args, "seq", "await args"):
+                    for a in args.value:
+                        t = self.text(a, "an argument")
+                        if t:
+                            self.no_macros(t, "an argument")
+                            b.child_args.append(t)
+                b.args_node = args
+        return b
+
+    def io_args(self, b, node, owner):
+        op = b.op
+        given = {}
+        if node is not None:
+            if not self.expect(node, "map", "args"):
+                return
+            for key, val in node.value.items():
+                if key not in op.arg_names():
+                    known = ", ".join(op.arg_names()) or "none"
+                    self.err(node.key_pos[key], f"unknown argument '{key}' for io "
+                             f"'{op.name}' (arguments: {known})")
+                    continue
+                t = self.text(val, f"argument '{key}'")
+                if t:
+                    self.no_macros(t, f"argument '{key}'")
+                    given[key] = t
+        where = node.pos if node is not None else owner.pos
+        if op.name == "timeout":
+            if ("ms" in given) == ("ns" in given):
+                self.err(where, "io 'timeout' needs exactly one of the arguments ms, ns")
+        else:
+            for arg, default in op.args:
+                if default is None and arg not in given:
+                    self.err(where, f"io '{op.name}' is missing required argument '{arg}'")
+        b.args = given
+        b.args_node = node
+
+    # --- names and references ---
+
+    def unique_names(self, s):
+        seen = {}
+        for v in s.members():
+            if v.name in seen:
+                self.err(v.pos, f"duplicate name '{v.name}' (first declared at line "
+                         f"{seen[v.name].line}); params, fields and locals share one "
+                         "namespace")
+            else:
+                seen[v.name] = v.pos
+        states = {}
+        for st in s.all_states():
+            if st.name in states:
+                self.err(st.pos, f"duplicate state name '{st.name}' (first declared at "
+                         f"line {states[st.name].line})")
+            else:
+                states[st.name] = st.pos
+
+    def no_macros(self, snip, what):
+        for m in MACRO.finditer(strip_c(snip.text)):
+            self.err(snip.node.pos_at(m.start()), f"{m.group(1)} is not allowed in {what}")
+
+    def macros(self, s, snip, st):
+        """Checks GOTO/YIELD/RETURN/DONE in one snippet; returns GOTO targets."""
+        targets = []
+        clean = strip_c(snip.text)
+        run = {x.name for x in s.states}
+        down = {x.name for x in s.teardown}
+        for m in MACRO.finditer(clean):
+            macro, pos = m.group(1), snip.node.pos_at(m.start())
+            if st is None:
+                self.err(pos, f"{macro} is not allowed in drop code: drop is synchronous")
+                continue
+            if not m.group(2):
+                self.err(pos, f"{macro} must be called: {macro}(...)")
+                continue
+            if macro == "RETURN" and st.phase == "teardown":
+                self.err(pos, "RETURN is not allowed in teardown: teardown has no "
+                         "output (use DONE() to finish it)")
+            elif macro == "DONE" and st.phase == "run":
+                self.err(pos, "DONE is only allowed in teardown (use RETURN(value) "
+                         "to complete a run state)")
+            elif macro in ("GOTO", "YIELD"):
+                am = MACRO_ARG.match(clean, m.end())
+                if not am:
+                    self.err(pos, f"{macro} takes a state name")
+                    continue
+                target = am.group(1)
+                tpos = snip.node.pos_at(am.start(1))
+                same, other = (run, down) if st.phase == "run" else (down, run)
+                if target in same:
+                    targets.append(target)
+                elif target in other:
+                    self.err(tpos, f"{macro}({target}): '{target}' is a "
+                             f"{'teardown' if st.phase == 'run' else 'run'} state; "
+                             f"{macro} stays within its phase")
+                else:
+                    self.err(tpos, f"{macro}({target}): no state named '{target}'")
+        return targets
+
+    def state_refs(self, s):
+        fields = {v.name: v for v in s.fields}
+        for phase, states in (("run", s.states), ("teardown", s.teardown)):
+            names = {x.name for x in states}
+            edges = {}
+            for st in states:
+                targets = []
+                for snip in [st.code] + [b.then for b in st.branches]:
+                    if snip is not None:
+                        targets += self.macros(s, snip, st)
+                if st.next is not None:
+                    if st.next in names:
+                        targets.append(st.next)
+                    else:
+                        where = ("a run" if phase == "teardown" else "a teardown") \
+                            if any(st.next == x.name for x in s.all_states()) else None
+                        msg = (f"next: '{st.next}' is {where} state; next stays within "
+                               "its phase") if where else f"next: no state named '{st.next}'"
+                        self.err(st.next_node.pos, msg)
+                edges[st.name] = targets
+                locals_ = {v.name: v for v in st.locals}
+                used = set()
+                for b in st.branches:
+                    if b.kind != "await" or b.child is None:
+                        continue
+                    cnode, b.child = b.child, None
+                    target = locals_.get(cnode.value) or fields.get(cnode.value)
+                    if target is None:
+                        other = any(cnode.value == v.name for v in s.members())
+                        self.err(cnode.pos, f"await: '{cnode.value}' is "
+                                 + ("a local of another state; await a field or a local "
+                                    "of this state" if other else
+                                    "not a field or local of this future"))
+                    elif target.child is None:
+                        self.err(cnode.pos, f"await: '{cnode.value}' is not a child "
+                                 "future (declare it with future: TYPE)")
+                    elif target.name in used:
+                        self.err(cnode.pos, f"await: child '{cnode.value}' is already "
+                                 "used by another branch of this state")
+                    else:
+                        used.add(target.name)
+                        b.child = target
+                        b.child_node = cnode
+            self.reachability(s, states, edges)
+
+    def reachability(self, s, states, edges):
+        if not states:
+            return
+        seen, todo = set(), [states[0].name]
+        while todo:
+            n = todo.pop()
+            if n in seen:
+                continue
+            seen.add(n)
+            todo.extend(edges.get(n, []))
+        for st in states:
+            if st.name not in seen:
+                self.d.warning(st.pos, f"state '{st.name}' is unreachable")
+
+
+def resolve_children(specs, diags):
+    """Binds every child future to its Spec and checks await arguments.
+
+    `specs` maps future name to Spec for every spec loaded together.
+    """
+    for s in specs.values():
+        for v in s.members():
+            if v.child is None:
+                continue
+            if v.child not in specs:
+                diags.error(v.child_pos, f"unknown child future type '{v.child}' "
+                            f"(no spec named on the command line or found as "
+                            f"{v.child}.yaml on the -I path)")
+            else:
+                v.child_spec = specs[v.child]
+        for st in s.all_states():
+            for b in st.branches:
+                if b.kind != "await" or b.child is None or b.child.child_spec is None:
+                    continue
+                want = len(b.child.child_spec.params)
+                got = len(b.child_args)
+                if want != got:
+                    where = b.args_node.pos if b.args_node is not None else b.child_node.pos
+                    names = ", ".join(p.name for p in b.child.child_spec.params) or "none"
+                    diags.error(where, f"await {b.child.name}: {b.child.child} takes "
+                                f"{want} argument{'s' if want != 1 else ''} ({names}), "
+                                f"got {got}")
+    # A future that contains itself, directly or not, has no finite size.
+    for s in specs.values():
+        path = _cycle(s, specs, [])
+        if path:
+            first = next(v for v in s.members() if v.child == path[1])
+            diags.error(first.child_pos, "child futures form a cycle: "
+                        + " -> ".join(path) + " (a future cannot contain itself)")
+
+
+def _cycle(s, specs, stack):
+    if s.name in stack:
+        return stack[stack.index(s.name):] + [s.name]
+    for v in s.members():
+        if v.child in specs:
+            found = _cycle(specs[v.child], specs, stack + [s.name])
+            if found and found[0] == (stack + [s.name])[0]:
+                return found
+    return None
+
+
+def validate(file, root, diags):
+    """Validates one loaded spec; returns the Spec (check diags for errors)."""
+    try:
+        return Validator(diags).spec(file, root)
+    except SpecError as e:
+        diags.errors.append(e)
+        return None

@@ -1,0 +1,355 @@
+/*
+ * polldrop internals shared by the runtime and generated code.
+ *
+ * Nothing here is a public API: the names carry the pd__ prefix and may
+ * change in any release. Generated futures use these helpers to submit
+ * operations, to cancel them and to drive their children.
+ */
+#ifndef POLLDROP_INTERNAL_H
+#define POLLDROP_INTERNAL_H
+
+#include <errno.h>
+#include <stdint.h>
+#include <unistd.h>
+#include <liburing.h>
+
+#ifndef POLLDROP_H
+#error "include polldrop.h instead"
+#endif
+
+#define PD__FALLTHROUGH __attribute__((fallthrough))
+#define PD__LIKELY(x) __builtin_expect(!!(x), 1)
+#define PD__UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* user_data below this value is never an op slot address. */
+#define PD__UD_CANCEL 1u
+#define PD__UD_RESERVED 4096u
+
+/* A task: the runtime's single allocation per spawned future. */
+struct pd_task {
+    pd_task *next;       /* ready-queue link (intrusive) */
+    pd_task *live_prev;  /* live-list links, for shutdown and free */
+    pd_task *live_next;
+    pd_runtime *rt;
+    const pd_vtable *vt;
+    void *self;          /* the future's storage */
+    void *out;           /* the output's storage */
+    uint32_t refs;       /* caller's reference + runtime's reference */
+    uint8_t state;       /* PD_TASK_* */
+    uint8_t queued;      /* on the ready queue (or in the batch being polled) */
+    uint8_t has_output;
+    uint8_t flags;       /* PD__TASK_* */
+};
+
+enum {
+    PD__TASK_STARTED = 1u << 0,
+    PD__TASK_ROOT = 1u << 1, /* pd_block_on's stack task: never freed */
+    PD__TASK_CANCEL = 1u << 2, /* cancelled before it was started */
+};
+
+struct pd_runtime {
+    struct io_uring ring;
+    pd_task *ready_head, *ready_tail;
+    pd_task *live_head;
+    pd_stats stats;
+    unsigned cancel_flags;   /* IOSQE_CQE_SKIP_SUCCESS when the kernel has it */
+    int sq_err;              /* why the last SQE claim failed */
+    uint8_t in_turn;         /* polling tasks: nested run calls are refused */
+    uint8_t shutting_down;
+};
+
+struct pd_cx {
+    pd_runtime *rt;
+    pd_task *task;
+    /* When set, the next op submitted gets this linked timeout. */
+    struct __kernel_timespec *link_ts;
+};
+
+/*
+ * An op slot: one io_uring request owned by a future. Its address is the
+ * request's user_data, so the slot must not move or be reused while
+ * `pending` is non-zero.
+ */
+typedef struct pd__op {
+    pd_task *task;      /* woken on completion; task->rt is the ring */
+    int32_t res;        /* the completion's result, once READY */
+    uint32_t cflags;    /* the completion's flags */
+    uint8_t st;         /* PD__OP_* */
+    uint8_t pending;    /* completions the kernel still owes (op + timeout) */
+    uint8_t fdret;      /* result is an fd to close if nobody takes it */
+    uint8_t cancelled;  /* a cancel request has been queued */
+} pd__op;
+
+enum { PD__OP_IDLE = 0, PD__OP_BUSY = 1, PD__OP_READY = 2 };
+
+/* A child future's progress inside its parent (an await/join/select branch). */
+enum {
+    PD__CH_IDLE = 0, /* not initialised, or fully dropped */
+    PD__CH_RUN = 1,  /* initialised, being polled */
+    PD__CH_DROP = 2, /* being async-dropped */
+    PD__CH_DONE = 3, /* dropped */
+    PD__CH_OK = 4,   /* flag: it returned Ready, its output is valid */
+};
+
+/* A generated future's phase (its pd__phase member). */
+enum {
+    PD__PH_RUN = 0,      /* run states; poll may be called */
+    PD__PH_RETURNED = 1, /* RETURN ran; nothing is in flight */
+    PD__PH_QUIESCE = 2,  /* async drop: cancelling the current state */
+    PD__PH_TEARDOWN = 3, /* async drop: running teardown states */
+    PD__PH_DEAD = 4,     /* drop code ran */
+};
+
+/* Slow paths, in runtime.c. */
+struct io_uring_sqe *pd__sqe_slow(pd_runtime *rt, unsigned need);
+void pd__op_cancel(pd__op *op);
+void pd__op_quiesce_sync(pd__op *op);
+void pd__link_timeout(pd_cx *cx, struct io_uring_sqe *sqe, pd__op *op);
+void pd__fell_through(const char *future, const char *state)
+    __attribute__((noreturn, cold));
+void pd__trace_emit(const char *future, pd_trace_event ev, const void *self);
+extern pd_trace_fn pd__trace_fn;
+
+static inline void pd__trace(const char *future, pd_trace_event ev,
+                             const void *self)
+{
+    if (PD__UNLIKELY(pd__trace_fn != NULL))
+        pd__trace_emit(future, ev, self);
+}
+
+/* Queues t to be polled; waking a queued task does nothing. */
+static inline void pd__wake(pd_task *t)
+{
+    pd_runtime *rt = t->rt;
+
+    if (t->queued)
+        return;
+    t->queued = 1;
+    t->next = NULL;
+    if (rt->ready_tail)
+        rt->ready_tail->next = t;
+    else
+        rt->ready_head = t;
+    rt->ready_tail = t;
+}
+
+/* Requeues the current task behind the others (YIELD). */
+static inline void pd__yield(pd_cx *cx)
+{
+    pd__wake(cx->task);
+}
+
+/*
+ * Claims an SQE for op and marks the op in flight. If no SQE can be had
+ * (the ring is broken, not merely full), the op completes at once with the
+ * -errno so that the future sees the failure as its result.
+ */
+static inline struct io_uring_sqe *pd__op_sqe(pd_cx *cx, pd__op *op,
+                                              uint8_t fdret)
+{
+    pd_runtime *rt = cx->rt;
+    struct io_uring_sqe *sqe;
+    unsigned need = cx->link_ts ? 2 : 1;
+
+    if (PD__LIKELY(need == 1))
+        sqe = io_uring_get_sqe(&rt->ring);
+    else
+        sqe = io_uring_sq_space_left(&rt->ring) >= 2
+                  ? io_uring_get_sqe(&rt->ring) : NULL;
+    if (PD__UNLIKELY(sqe == NULL))
+        sqe = pd__sqe_slow(rt, need);
+    op->task = cx->task;
+    op->fdret = fdret;
+    op->cancelled = 0;
+    op->cflags = 0;
+    if (PD__UNLIKELY(sqe == NULL)) {
+        cx->link_ts = NULL;
+        op->res = rt->sq_err;
+        op->pending = 0;
+        op->st = PD__OP_READY;
+        pd__wake(cx->task);
+        return NULL;
+    }
+    op->st = PD__OP_BUSY;
+    op->pending = 1;
+    rt->stats.ops_submitted++;
+    return sqe;
+}
+
+/* Must be called after the io_uring_prep_* call on sqe: tags it with op. */
+static inline void pd__op_arm(pd_cx *cx, struct io_uring_sqe *sqe, pd__op *op)
+{
+    io_uring_sqe_set_data(sqe, op);
+    if (PD__UNLIKELY(cx->link_ts != NULL))
+        pd__link_timeout(cx, sqe, op);
+}
+
+/* The next op submitted through cx gets a linked timeout of ms. */
+static inline void pd__link_next(pd_cx *cx, struct __kernel_timespec *ts,
+                                 long long ms)
+{
+    ts->tv_sec = ms / 1000;
+    ts->tv_nsec = (ms % 1000) * 1000000;
+    cx->link_ts = ts;
+}
+
+static inline int pd__op_busy(const pd__op *op)
+{
+    return op->st == PD__OP_BUSY;
+}
+
+/* Takes the result of a completed op: the caller now owns any fd in it. */
+static inline int pd__op_take(pd__op *op)
+{
+    op->st = PD__OP_IDLE;
+    return op->res;
+}
+
+/*
+ * Releases a completed op nobody will take: an fd it returned is closed, so
+ * that cancellation never leaks one. Must only be called when !pd__op_busy.
+ */
+static inline void pd__op_reap(pd__op *op)
+{
+    if (op->st == PD__OP_READY && op->fdret && op->res >= 0)
+        close(op->res);
+    op->st = PD__OP_IDLE;
+}
+
+/* --- op preparation: one generic helper, small ones layered on it --- */
+
+#define PD__PREP(cx, op, fdret, CALL)                                          \
+    do {                                                                       \
+        struct io_uring_sqe *pd__s = pd__op_sqe((cx), (op), (fdret));          \
+        if (pd__s != NULL) {                                                   \
+            CALL;                                                              \
+            pd__op_arm((cx), pd__s, (op));                                     \
+        }                                                                      \
+    } while (0)
+
+static inline void pd__prep_nop(pd_cx *cx, pd__op *op)
+{
+    PD__PREP(cx, op, 0, io_uring_prep_nop(pd__s));
+}
+
+static inline void pd__prep_read(pd_cx *cx, pd__op *op, int fd, void *buf,
+                                 size_t len, long long offset)
+{
+    PD__PREP(cx, op, 0, io_uring_prep_read(pd__s, fd, buf, (unsigned)len,
+                                           (uint64_t)offset));
+}
+
+static inline void pd__prep_write(pd_cx *cx, pd__op *op, int fd,
+                                  const void *buf, size_t len,
+                                  long long offset)
+{
+    PD__PREP(cx, op, 0, io_uring_prep_write(pd__s, fd, buf, (unsigned)len,
+                                            (uint64_t)offset));
+}
+
+static inline void pd__prep_openat(pd_cx *cx, pd__op *op, const char *path,
+                                   int flags, int dfd, unsigned mode)
+{
+    PD__PREP(cx, op, 1, io_uring_prep_openat(pd__s, dfd, path, flags, mode));
+}
+
+static inline void pd__prep_close(pd_cx *cx, pd__op *op, int fd)
+{
+    PD__PREP(cx, op, 0, io_uring_prep_close(pd__s, fd));
+}
+
+static inline void pd__prep_fsync(pd_cx *cx, pd__op *op, int fd,
+                                  unsigned flags)
+{
+    PD__PREP(cx, op, 0, io_uring_prep_fsync(pd__s, fd, flags));
+}
+
+/* ts must stay valid until the op completes: it lives in the future. */
+static inline void pd__prep_timeout(pd_cx *cx, pd__op *op,
+                                    struct __kernel_timespec *ts,
+                                    long long ns)
+{
+    ts->tv_sec = ns / 1000000000LL;
+    ts->tv_nsec = ns % 1000000000LL;
+    PD__PREP(cx, op, 0, io_uring_prep_timeout(pd__s, ts, 0, 0));
+}
+
+static inline void pd__prep_socket(pd_cx *cx, pd__op *op, int domain,
+                                   int type, int protocol)
+{
+    PD__PREP(cx, op, 1, io_uring_prep_socket(pd__s, domain, type, protocol, 0));
+}
+
+static inline void pd__prep_accept(pd_cx *cx, pd__op *op, int fd, int flags)
+{
+    PD__PREP(cx, op, 1, io_uring_prep_accept(pd__s, fd, NULL, NULL, flags));
+}
+
+static inline void pd__prep_connect(pd_cx *cx, pd__op *op, int fd,
+                                    const void *addr, unsigned addrlen)
+{
+    PD__PREP(cx, op, 0, io_uring_prep_connect(pd__s, fd,
+                                              (const struct sockaddr *)addr,
+                                              addrlen));
+}
+
+static inline void pd__prep_recv(pd_cx *cx, pd__op *op, int fd, void *buf,
+                                 size_t len, int flags)
+{
+    PD__PREP(cx, op, 0, io_uring_prep_recv(pd__s, fd, buf, len, flags));
+}
+
+static inline void pd__prep_send(pd_cx *cx, pd__op *op, int fd,
+                                 const void *buf, size_t len, int flags)
+{
+    PD__PREP(cx, op, 0, io_uring_prep_send(pd__s, fd, buf, len, flags));
+}
+
+static inline void pd__prep_shutdown(pd_cx *cx, pd__op *op, int fd, int how)
+{
+    PD__PREP(cx, op, 0, io_uring_prep_shutdown(pd__s, fd, how));
+}
+
+/* --- child futures --- */
+
+/*
+ * Advances a child branch: polls it while it runs and, once it is Ready,
+ * async-drops it in the same call. Returns 1 when the child is fully
+ * dropped (check PD__CH_OK for whether its output in *out is valid).
+ */
+static inline int pd__child_poll(uint8_t *cs, const pd_vtable *vt, void *child,
+                                 pd_cx *cx, void *out)
+{
+    switch (*cs & 3) {
+    case PD__CH_RUN:
+        if (vt->poll(child, cx, out) == PD_PENDING)
+            return 0;
+        *cs = PD__CH_DROP | PD__CH_OK;
+        PD__FALLTHROUGH;
+    case PD__CH_DROP:
+        if (vt->poll_drop(child, cx) == PD_PENDING)
+            return 0;
+        *cs = (uint8_t)((*cs & PD__CH_OK) | PD__CH_DONE);
+        return 1;
+    default:
+        return 1;
+    }
+}
+
+/* Switches a running child to async drop (select losers, quiescing). */
+static inline void pd__child_cancel(uint8_t *cs)
+{
+    if ((*cs & 3) == PD__CH_RUN)
+        *cs = PD__CH_DROP;
+}
+
+/* Sync-drops a child that is initialised and not yet destroyed. */
+static inline void pd__child_drop_sync(uint8_t *cs, const pd_vtable *vt,
+                                       void *child)
+{
+    if ((*cs & 3) == PD__CH_RUN || (*cs & 3) == PD__CH_DROP)
+        vt->drop(child);
+    *cs = PD__CH_DONE;
+}
+
+#endif /* POLLDROP_INTERNAL_H */

@@ -1,0 +1,185 @@
+/*
+ * polldrop: asynchronous destructors for C, over io_uring.
+ *
+ * This is the public runtime API (DESIGN.md section 4). Generated futures
+ * include this header; users need `-I runtime -I build/gen` and
+ * `build/libpolldrop.a` plus liburing.
+ *
+ * Conventions, as in liburing: functions return 0 (or a count) on success
+ * and -errno on failure; errno is never set.
+ */
+#ifndef POLLDROP_H
+#define POLLDROP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum { PD_PENDING = 0, PD_READY = 1 } pd_poll;
+
+typedef struct pd_runtime pd_runtime;
+typedef struct pd_task pd_task;
+typedef struct pd_cx pd_cx;
+
+/*
+ * The type-erased face of a future. `size` and `align` describe the future's
+ * struct, `out_size` its output type. `poll` writes the output through `out`
+ * when it returns PD_READY (out may be NULL to discard it).
+ */
+typedef struct pd_vtable {
+    const char *name;
+    size_t size, align, out_size;
+    pd_poll (*poll)(void *self, pd_cx *cx, void *out);
+    pd_poll (*poll_drop)(void *self, pd_cx *cx);
+    void (*drop)(void *self);
+} pd_vtable;
+
+typedef struct pd_dyn {
+    void *self;
+    const pd_vtable *vt;
+} pd_dyn;
+
+/* Runtime configuration; pass NULL to pd_runtime_new for the defaults. */
+typedef struct pd_config {
+    unsigned entries; /* submission queue size; 0 means 256 */
+    unsigned flags;   /* PD_CONFIG_* */
+} pd_config;
+
+enum {
+    /* Do not ask for IORING_SETUP_SINGLE_ISSUER / DEFER_TASKRUN. */
+    PD_CONFIG_NO_DEFER_TASKRUN = 1u << 0,
+};
+
+enum {
+    PD_TASK_RUNNING = 0,   /* being polled toward Ready */
+    PD_TASK_DROPPING = 1,  /* being async-dropped (completed or cancelled) */
+    PD_TASK_DONE = 2,      /* completed and async-dropped; output available */
+    PD_TASK_CANCELLED = 3, /* cancelled and async-dropped; no output */
+};
+
+typedef struct pd_stats {
+    uint64_t inflight_ops;      /* ops whose completions the kernel still owes */
+    uint64_t live_tasks;        /* started tasks not yet async-dropped */
+    uint64_t ops_submitted;
+    uint64_t ops_completed;
+    uint64_t cancels_submitted;
+    uint64_t polls;             /* task polls (poll or poll_drop) */
+    uint64_t enter_calls;       /* submit/wait calls into liburing */
+    uint64_t ring_flags;        /* IORING_SETUP_* flags the ring was made with */
+} pd_stats;
+
+/*
+ * Creates a runtime with its own io_uring. cfg may be NULL. Returns 0 and
+ * stores the runtime in *rt, or -errno (for example -ENOSYS or -EPERM when
+ * io_uring is unavailable on this machine).
+ */
+int pd_runtime_new(pd_runtime **rt, const pd_config *cfg);
+
+/*
+ * Sync-drops every task still alive (blocking until the kernel has returned
+ * their buffers), frees them, and closes the ring. Task references held by
+ * the caller are invalid afterwards.
+ */
+void pd_runtime_free(pd_runtime *rt);
+
+/*
+ * Runs fut, and any spawned tasks, until fut is Ready, then async-drops fut.
+ * The output is written to out (which may be NULL). Returns 0, -ECANCELED if
+ * fut was cancelled by pd_shutdown, -EDEADLK if fut can never make progress,
+ * or another -errno from io_uring. fut must be freshly initialised and must
+ * not move while this runs; it is destroyed when this returns.
+ */
+int pd_block_on(pd_runtime *rt, pd_dyn fut, void *out);
+
+/* Runs until no live task is left. Returns 0 or -errno (-EDEADLK as above). */
+int pd_run(pd_runtime *rt);
+
+/*
+ * One turn: polls every task that was ready when the turn began, submits
+ * their requests and reaps completions, with one io_uring_enter when
+ * possible. When wait != 0 and nothing is runnable, blocks until a
+ * completion arrives. Returns the number of live tasks or -errno.
+ */
+int pd_run_once(pd_runtime *rt, int wait);
+
+/*
+ * Cancels every live task and runs until all are async-dropped (so their
+ * teardown runs). Called from inside a task's poll, it only cancels: the
+ * enclosing pd_run or pd_block_on finishes the job. Tasks spawned while a
+ * shutdown is in progress are cancelled at once. Returns 0 or -errno.
+ */
+int pd_shutdown(pd_runtime *rt);
+
+/*
+ * Allocates a task with inline storage for a future of type vt; stores the
+ * storage's address in *self for F_init. Returns NULL on allocation failure.
+ * The returned reference belongs to the caller (see pd_task_release). The
+ * future must be initialised, then pd_task_start must be called.
+ */
+pd_task *pd_task_new(pd_runtime *rt, const pd_vtable *vt, void **self);
+
+/* Must be called once, after the future in the task has been initialised. */
+void pd_task_start(pd_task *t);
+
+/*
+ * Switches the task to async drop: its future is quiesced, its teardown
+ * runs, then its drop code. Does nothing if the task already finished its
+ * run phase.
+ */
+void pd_task_cancel(pd_task *t);
+
+/* One of PD_TASK_RUNNING, _DROPPING, _DONE, _CANCELLED. */
+int pd_task_state(const pd_task *t);
+
+/* The task's output once it is PD_TASK_DONE; NULL before, or if cancelled. */
+const void *pd_task_output(const pd_task *t);
+
+/*
+ * Gives up the caller's reference. The task keeps running if it has not
+ * finished, and is freed once it has and no reference is left.
+ */
+void pd_task_release(pd_task *t);
+
+void pd_runtime_stats(const pd_runtime *rt, pd_stats *s);
+
+/*
+ * Built-in future: async-drops a pd_dyn. Its output is nothing (out_size 0).
+ * Async-dropping or sync-dropping a pd_drop_async finishes the victim's
+ * destruction, so the victim is destroyed exactly once on every path.
+ */
+typedef struct pd_drop_async {
+    pd_dyn victim;
+    int done;
+} pd_drop_async;
+
+void pd_drop_async_init(pd_drop_async *f, pd_dyn victim);
+extern const pd_vtable pd_drop_async_vtable;
+
+/*
+ * Lifecycle tracing. Generated futures report these events to the installed
+ * trace function, if any: when they are initialised, when their teardown
+ * begins (async drop only) and when their drop code runs. One process-wide
+ * hook; pass NULL to remove it. Cheap when unset: a single test per event.
+ */
+typedef enum {
+    PD_TRACE_INIT = 0,
+    PD_TRACE_TEARDOWN = 1,
+    PD_TRACE_DROP = 2,
+} pd_trace_event;
+
+typedef void (*pd_trace_fn)(void *arg, const char *future, pd_trace_event ev,
+                            const void *self);
+
+void pd_set_trace(pd_trace_fn fn, void *arg);
+
+#ifdef __cplusplus
+}
+#endif
+
+/* Inline machinery for generated code (pd__ names): not a public API. */
+#include "pd_internal.h"
+
+#endif /* POLLDROP_H */

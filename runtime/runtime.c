@@ -1,0 +1,558 @@
+/*
+ * The polldrop runtime: one io_uring, one thread, an intrusive ready queue.
+ *
+ * A turn polls every task that was ready when the turn began, then submits
+ * what they queued and reaps completions with a single io_uring_enter. A
+ * completion only records its result in the op slot and queues the slot's
+ * task; futures run only from the turn loop, so reaping is safe anywhere
+ * (including inside a blocking sync drop).
+ */
+#include "polldrop.h"
+
+#include <stdalign.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+pd_trace_fn pd__trace_fn;
+static void *pd__trace_arg;
+
+void pd_set_trace(pd_trace_fn fn, void *arg)
+{
+    pd__trace_arg = arg;
+    pd__trace_fn = fn;
+}
+
+void pd__trace_emit(const char *future, pd_trace_event ev, const void *self)
+{
+    pd_trace_fn fn = pd__trace_fn;
+
+    if (fn)
+        fn(pd__trace_arg, future, ev, self);
+}
+
+void pd__fell_through(const char *future, const char *state)
+{
+    fprintf(stderr, "polldrop: %s: state %s fell through\n", future, state);
+    abort();
+}
+
+/* --- ring setup --- */
+
+static int pd__ring_init(pd_runtime *rt, unsigned entries, unsigned cfg_flags)
+{
+    static const unsigned tries[] = {
+        IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+        IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SUBMIT_ALL,
+        0,
+    };
+    size_t i = (cfg_flags & PD_CONFIG_NO_DEFER_TASKRUN) ? 1 : 0;
+    int ret = -EINVAL;
+
+    /* Older kernels reject flags they do not know with -EINVAL: fall back. */
+    for (; i < sizeof(tries) / sizeof(tries[0]); i++) {
+        ret = io_uring_queue_init(entries, &rt->ring, tries[i]);
+        if (ret == 0) {
+            rt->stats.ring_flags = tries[i];
+            return 0;
+        }
+        if (ret != -EINVAL)
+            return ret;
+    }
+    return ret;
+}
+
+int pd_runtime_new(pd_runtime **out, const pd_config *cfg)
+{
+    unsigned entries = cfg && cfg->entries ? cfg->entries : 256;
+    unsigned flags = cfg ? cfg->flags : 0;
+    pd_runtime *rt;
+    int ret;
+
+    *out = NULL;
+    rt = calloc(1, sizeof(*rt));
+    if (!rt)
+        return -ENOMEM;
+    ret = pd__ring_init(rt, entries, flags);
+    if (ret < 0) {
+        free(rt);
+        return ret;
+    }
+    if (rt->ring.features & IORING_FEAT_CQE_SKIP)
+        rt->cancel_flags = IOSQE_CQE_SKIP_SUCCESS;
+    *out = rt;
+    return 0;
+}
+
+/* --- completions --- */
+
+static void pd__dispatch(pd_runtime *rt, const struct io_uring_cqe *cqe)
+{
+    uint64_t ud = cqe->user_data;
+    pd__op *op;
+
+    /* Cancel requests that found nothing: the op's own completion follows. */
+    if (ud < PD__UD_RESERVED)
+        return;
+    op = (pd__op *)(uintptr_t)(ud & ~(uint64_t)1);
+    if (!(ud & 1)) {
+        op->res = cqe->res;
+        op->cflags = cqe->flags;
+    }
+    if (--op->pending == 0) {
+        op->st = PD__OP_READY;
+        rt->stats.ops_completed++;
+        pd__wake(op->task);
+    }
+}
+
+static unsigned pd__reap(pd_runtime *rt)
+{
+    struct io_uring_cqe *cqe;
+    unsigned head, n = 0;
+
+    io_uring_for_each_cqe(&rt->ring, head, cqe) {
+        pd__dispatch(rt, cqe);
+        n++;
+    }
+    io_uring_cq_advance(&rt->ring, n);
+    return n;
+}
+
+/* Transient failures of io_uring_enter that a retry resolves. */
+static int pd__transient(int ret)
+{
+    return ret == -EINTR || ret == -EAGAIN || ret == -EBUSY || ret == -ETIME;
+}
+
+/*
+ * Submits what is queued and collects completions; blocks for one when wait
+ * is set. Returns 0 or a hard -errno.
+ */
+static int pd__enter(pd_runtime *rt, int wait)
+{
+    int ret;
+
+    rt->stats.enter_calls++;
+    if (wait)
+        ret = io_uring_submit_and_wait(&rt->ring, 1);
+    else
+        ret = io_uring_submit_and_get_events(&rt->ring);
+    pd__reap(rt);
+    if (ret < 0 && !pd__transient(ret))
+        return ret;
+    return 0;
+}
+
+struct io_uring_sqe *pd__sqe_slow(pd_runtime *rt, unsigned need)
+{
+    /*
+     * The submission queue is full: hand it to the kernel and retry. -EBUSY
+     * means the completion queue overflowed; reaping makes room.
+     */
+    for (;;) {
+        int ret;
+
+        rt->stats.enter_calls++;
+        ret = io_uring_submit(&rt->ring);
+        pd__reap(rt);
+        if (ret < 0 && !pd__transient(ret)) {
+            rt->sq_err = ret;
+            return NULL;
+        }
+        if (io_uring_sq_space_left(&rt->ring) >= need)
+            return io_uring_get_sqe(&rt->ring);
+        if (ret <= 0) {
+            /* Nothing went in: wait for completions to free room. */
+            rt->stats.enter_calls++;
+            ret = io_uring_submit_and_wait(&rt->ring, 1);
+            pd__reap(rt);
+            if (ret < 0 && !pd__transient(ret)) {
+                rt->sq_err = ret;
+                return NULL;
+            }
+        }
+    }
+}
+
+void pd__link_timeout(pd_cx *cx, struct io_uring_sqe *sqe, pd__op *op)
+{
+    struct io_uring_sqe *t = io_uring_get_sqe(&cx->rt->ring);
+
+    /* pd__op_sqe reserved two adjacent entries, so t cannot be NULL. */
+    sqe->flags |= IOSQE_IO_LINK;
+    io_uring_prep_link_timeout(t, cx->link_ts, 0);
+    io_uring_sqe_set_data64(t, (uint64_t)(uintptr_t)op | 1);
+    op->pending = 2;
+    cx->link_ts = NULL;
+}
+
+void pd__op_cancel(pd__op *op)
+{
+    pd_runtime *rt;
+    struct io_uring_sqe *sqe;
+
+    if (op->st != PD__OP_BUSY || op->cancelled)
+        return;
+    rt = op->task->rt;
+    sqe = io_uring_get_sqe(&rt->ring);
+    if (!sqe)
+        sqe = pd__sqe_slow(rt, 1);
+    if (!sqe) {
+        /*
+         * The request is not lost: the owner is requeued, and quiescing
+         * calls pd__op_cancel again on its next poll.
+         */
+        pd__wake(op->task);
+        return;
+    }
+    io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op, 0);
+    io_uring_sqe_set_data64(sqe, PD__UD_CANCEL);
+    sqe->flags |= (uint8_t)rt->cancel_flags;
+    op->cancelled = 1;
+    rt->stats.cancels_submitted++;
+}
+
+/*
+ * Blocks until op's completions have all been reaped, cancelling it first.
+ * Other completions that arrive meanwhile are dispatched as usual. If the
+ * ring itself fails, there is no safe way on: the kernel may still write
+ * into the slot, so this aborts rather than return and let it be freed.
+ */
+void pd__op_quiesce_sync(pd__op *op)
+{
+    pd_runtime *rt;
+
+    if (op->st == PD__OP_BUSY) {
+        rt = op->task->rt;
+        while (op->st == PD__OP_BUSY) {
+            int ret;
+
+            pd__op_cancel(op);
+            rt->stats.enter_calls++;
+            ret = io_uring_submit_and_wait(&rt->ring, 1);
+            pd__reap(rt);
+            if (ret < 0 && !pd__transient(ret)) {
+                fprintf(stderr, "polldrop: io_uring_enter failed during a "
+                                "sync drop: %s\n", strerror(-ret));
+                abort();
+            }
+        }
+    }
+    pd__op_reap(op);
+}
+
+/* --- tasks --- */
+
+static void pd__live_link(pd_runtime *rt, pd_task *t)
+{
+    t->live_prev = NULL;
+    t->live_next = rt->live_head;
+    if (rt->live_head)
+        rt->live_head->live_prev = t;
+    rt->live_head = t;
+    rt->stats.live_tasks++;
+}
+
+static void pd__live_unlink(pd_runtime *rt, pd_task *t)
+{
+    if (t->live_prev)
+        t->live_prev->live_next = t->live_next;
+    else
+        rt->live_head = t->live_next;
+    if (t->live_next)
+        t->live_next->live_prev = t->live_prev;
+    t->live_prev = t->live_next = NULL;
+    rt->stats.live_tasks--;
+}
+
+/* Removes t from the ready queue; linear, used only off the hot path. */
+static void pd__unqueue(pd_runtime *rt, pd_task *t)
+{
+    pd_task **pp = &rt->ready_head, *prev = NULL;
+
+    while (*pp && *pp != t) {
+        prev = *pp;
+        pp = &(*pp)->next;
+    }
+    if (*pp) {
+        *pp = t->next;
+        if (rt->ready_tail == t)
+            rt->ready_tail = prev;
+    }
+    t->queued = 0;
+}
+
+static void pd__task_unref(pd_task *t)
+{
+    if (--t->refs == 0 && !t->queued && !(t->flags & PD__TASK_ROOT))
+        free(t);
+}
+
+pd_task *pd_task_new(pd_runtime *rt, const pd_vtable *vt, void **self)
+{
+    size_t align = vt->align > alignof(max_align_t) ? vt->align
+                                                     : alignof(max_align_t);
+    size_t head = (sizeof(pd_task) + align - 1) & ~(align - 1);
+    size_t body = (vt->size + alignof(max_align_t) - 1) &
+                  ~(alignof(max_align_t) - 1);
+    pd_task *t;
+    void *mem;
+
+    if (posix_memalign(&mem, align, head + body + vt->out_size) != 0)
+        return NULL;
+    t = mem;
+    memset(t, 0, sizeof(*t));
+    t->rt = rt;
+    t->vt = vt;
+    t->self = (char *)mem + head;
+    t->out = vt->out_size ? (char *)mem + head + body : NULL;
+    t->refs = 1;
+    t->state = PD_TASK_RUNNING;
+    *self = t->self;
+    return t;
+}
+
+void pd_task_start(pd_task *t)
+{
+    pd_runtime *rt = t->rt;
+
+    if (t->flags & PD__TASK_STARTED)
+        return;
+    t->flags |= PD__TASK_STARTED;
+    t->refs++;
+    pd__live_link(rt, t);
+    if (rt->shutting_down || (t->flags & PD__TASK_CANCEL))
+        t->state = PD_TASK_DROPPING;
+    pd__wake(t);
+}
+
+void pd_task_cancel(pd_task *t)
+{
+    if (!(t->flags & PD__TASK_STARTED)) {
+        t->flags |= PD__TASK_CANCEL;
+        return;
+    }
+    if (t->state != PD_TASK_RUNNING)
+        return;
+    t->state = PD_TASK_DROPPING;
+    pd__wake(t);
+}
+
+int pd_task_state(const pd_task *t)
+{
+    return t->state;
+}
+
+const void *pd_task_output(const pd_task *t)
+{
+    if (t->state != PD_TASK_DONE)
+        return NULL;
+    return t->out ? t->out : (const void *)t;
+}
+
+void pd_task_release(pd_task *t)
+{
+    pd__task_unref(t);
+}
+
+/* The task's future is destroyed: it leaves the live set. */
+static void pd__task_finish(pd_runtime *rt, pd_task *t)
+{
+    t->state = t->has_output ? PD_TASK_DONE : PD_TASK_CANCELLED;
+    pd__live_unlink(rt, t);
+    if (rt->live_head == NULL)
+        rt->shutting_down = 0;
+    pd__task_unref(t);
+}
+
+static void pd__task_poll(pd_runtime *rt, pd_task *t)
+{
+    pd_cx cx = { rt, t, NULL };
+
+    rt->stats.polls++;
+    if (t->state == PD_TASK_RUNNING) {
+        if (t->vt->poll(t->self, &cx, t->out) == PD_PENDING)
+            return;
+        t->has_output = 1;
+        t->state = PD_TASK_DROPPING;
+    } else if (t->state != PD_TASK_DROPPING) {
+        return;
+    }
+    if (t->vt->poll_drop(t->self, &cx) == PD_PENDING)
+        return;
+    pd__task_finish(rt, t);
+}
+
+/* Detects a run that can never progress: nothing queued, nothing in flight. */
+static int pd__stuck(const pd_runtime *rt)
+{
+    return rt->ready_head == NULL &&
+           rt->stats.ops_submitted == rt->stats.ops_completed;
+}
+
+int pd_run_once(pd_runtime *rt, int wait)
+{
+    pd_task *batch = rt->ready_head;
+    int ret;
+
+    if (rt->in_turn)
+        return -EBUSY;
+    rt->in_turn = 1;
+    /* Tasks woken while this batch runs are polled next turn (fairness). */
+    rt->ready_head = rt->ready_tail = NULL;
+    while (batch) {
+        pd_task *t = batch;
+
+        batch = t->next;
+        t->queued = 0;
+        pd__task_poll(rt, t);
+        if (t->refs == 0 && !t->queued && !(t->flags & PD__TASK_ROOT))
+            free(t);
+    }
+    rt->in_turn = 0;
+    ret = pd__enter(rt, wait && rt->ready_head == NULL && !pd__stuck(rt));
+    if (ret < 0)
+        return ret;
+    return (int)rt->stats.live_tasks;
+}
+
+int pd_run(pd_runtime *rt)
+{
+    while (rt->live_head) {
+        int ret;
+
+        if (pd__stuck(rt))
+            return -EDEADLK;
+        ret = pd_run_once(rt, 1);
+        if (ret < 0)
+            return ret;
+    }
+    return 0;
+}
+
+int pd_block_on(pd_runtime *rt, pd_dyn fut, void *out)
+{
+    pd_task root;
+    int ret = 0;
+
+    if (rt->in_turn)
+        return -EBUSY;
+    memset(&root, 0, sizeof(root));
+    root.rt = rt;
+    root.vt = fut.vt;
+    root.self = fut.self;
+    root.out = out;
+    root.refs = 1;
+    root.state = PD_TASK_RUNNING;
+    root.flags = PD__TASK_ROOT;
+    pd_task_start(&root);
+    while (root.state == PD_TASK_RUNNING || root.state == PD_TASK_DROPPING) {
+        if (pd__stuck(rt)) {
+            /*
+             * Nothing can wake the future again. Destroy it anyway so that
+             * it is never left half-alive on the caller's stack.
+             */
+            fut.vt->drop(fut.self);
+            pd__live_unlink(rt, &root);
+            return -EDEADLK;
+        }
+        ret = pd_run_once(rt, 1);
+        if (ret < 0) {
+            fut.vt->drop(fut.self);
+            if (root.queued)
+                pd__unqueue(rt, &root);
+            pd__live_unlink(rt, &root);
+            return ret;
+        }
+    }
+    if (root.queued)
+        pd__unqueue(rt, &root);
+    return root.state == PD_TASK_DONE ? 0 : -ECANCELED;
+}
+
+int pd_shutdown(pd_runtime *rt)
+{
+    pd_task *t;
+
+    rt->shutting_down = 1;
+    for (t = rt->live_head; t; t = t->live_next)
+        pd_task_cancel(t);
+    if (rt->in_turn)
+        return 0;
+    return pd_run(rt);
+}
+
+void pd_runtime_stats(const pd_runtime *rt, pd_stats *s)
+{
+    *s = rt->stats;
+    s->inflight_ops = rt->stats.ops_submitted - rt->stats.ops_completed;
+}
+
+void pd_runtime_free(pd_runtime *rt)
+{
+    pd_task *t;
+
+    if (!rt)
+        return;
+    /* Sync-drop first, so that every kernel-owned buffer comes back... */
+    for (t = rt->live_head; t; t = t->live_next)
+        if (t->state == PD_TASK_RUNNING || t->state == PD_TASK_DROPPING)
+            t->vt->drop(t->self);
+    /* ...then free: nothing can touch the tasks any more. */
+    rt->ready_head = rt->ready_tail = NULL;
+    while ((t = rt->live_head) != NULL) {
+        pd__live_unlink(rt, t);
+        if (!(t->flags & PD__TASK_ROOT))
+            free(t);
+    }
+    io_uring_queue_exit(&rt->ring);
+    free(rt);
+}
+
+/* --- pd_drop_async --- */
+
+void pd_drop_async_init(pd_drop_async *f, pd_dyn victim)
+{
+    f->victim = victim;
+    f->done = 0;
+}
+
+static pd_poll pd__drop_async_poll(void *self, pd_cx *cx, void *out)
+{
+    pd_drop_async *f = self;
+
+    (void)out;
+    if (!f->done) {
+        if (f->victim.vt->poll_drop(f->victim.self, cx) == PD_PENDING)
+            return PD_PENDING;
+        f->done = 1;
+    }
+    return PD_READY;
+}
+
+static pd_poll pd__drop_async_poll_drop(void *self, pd_cx *cx)
+{
+    /* Dropping the dropper finishes the victim: destruction is not skipped. */
+    return pd__drop_async_poll(self, cx, NULL);
+}
+
+static void pd__drop_async_drop(void *self)
+{
+    pd_drop_async *f = self;
+
+    if (!f->done) {
+        f->victim.vt->drop(f->victim.self);
+        f->done = 1;
+    }
+}
+
+const pd_vtable pd_drop_async_vtable = {
+    .name = "pd_drop_async",
+    .size = sizeof(pd_drop_async),
+    .align = alignof(pd_drop_async),
+    .out_size = 0,
+    .poll = pd__drop_async_poll,
+    .poll_drop = pd__drop_async_poll_drop,
+    .drop = pd__drop_async_drop,
+};
