@@ -5,6 +5,7 @@ storage each state overlaps with the others, the include list), so that the
 templates only arrange it.
 """
 import os
+import re
 
 
 class BranchModel:
@@ -25,6 +26,12 @@ class BranchModel:
             self.ts = f"{tag}_ts"
             if self.needs_ts:
                 self.storage.append(("struct __kernel_timespec", self.ts, ""))
+            # A close reaped while quiescing (its then never ran) has still
+            # released its fd: forget it, so that drop code cannot close the
+            # same number again. Possible when the fd is a member.
+            fd = b.args.get("fd") if b.op.name == "close" else None
+            self.closes = fd.text.strip() if fd is not None and \
+                re.fullmatch(r"self->[A-Za-z_]\w*", fd.text.strip()) else None
             if b.op.name == "timeout":
                 self.timeout_arg = b.args.get("ms") or b.args.get("ns")
                 self.timeout_scale = "1000000LL" if "ms" in b.args else "1LL"

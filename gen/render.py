@@ -21,12 +21,60 @@ def c_string(s):
     return s.replace("\\", "\\\\").replace('"', '\\"')
 
 
-def snip(s):
-    """A spec snippet, fenced by #line directives (on lines of their own)."""
+def _line(s):
+    return f'#line {s.line} "{c_string(s.file)}"'
+
+
+def _indented(text, indent):
+    pad = " " * indent
+    return "\n".join(pad + l if l.strip() else "" for l in text.rstrip("\n").split("\n"))
+
+
+def snip(s, indent=0):
+    """Statements from the spec on lines of their own, fenced by #line.
+
+    Must be placed at the start of a template line.
+    """
+    return f"{_line(s)}\n{_indented(s.text, indent)}\n{RESTORE}"
+
+
+def expr(s, indent=0):
+    """An expression from the spec inside generated C (a condition, an
+    initialiser): #line directives need lines of their own, so the
+    expression gets one and the C around it resumes on the next.
+    """
     if not isinstance(s, Snippet):
         return str(s)
-    text = s.text.rstrip("\n")
-    return f'\n#line {s.line} "{c_string(s.file)}"\n{text}\n{RESTORE}\n'
+    return f"\n{_line(s)}\n{_indented(s.text, indent)}\n{RESTORE}\n{' ' * max(indent - 4, 0)}"
+
+
+def call_args(args, indent):
+    """The trailing arguments of a call: spec snippets that share a spec
+    line go under one #line; generator defaults follow unfenced.
+    """
+    if not args:
+        return ""
+    groups = []
+    for a in args:
+        key = (a.file, a.line) if isinstance(a, Snippet) else None
+        if groups and groups[-1][0] == key and key is not None:
+            groups[-1][1].append(a)
+        elif groups and key is None and groups[-1][0] is None:
+            groups[-1][1].append(a)
+        else:
+            groups.append((key, [a]))
+    pad = " " * indent
+    lines = []
+    for i, (key, items) in enumerate(groups):
+        texts = ", ".join((a.text.strip() if isinstance(a, Snippet) else str(a))
+                          for a in items)
+        comma = "," if i < len(groups) - 1 else ""
+        if key is None:
+            lines.append(pad + texts + comma)
+        else:
+            lines += [_line(items[0]), pad + texts + comma, RESTORE]
+    tail = "\n" + pad if lines[-1] == RESTORE else ""
+    return ",\n" + "\n".join(lines) + tail
 
 
 def comment(s):
@@ -43,7 +91,8 @@ def _env():
         undefined=jinja2.StrictUndefined,
         autoescape=False,
     )
-    env.filters.update(snip=snip, comment=comment, cstr=c_string)
+    env.filters.update(snip=snip, expr=expr, call_args=call_args,
+                       comment=comment, cstr=c_string)
     return env
 
 

@@ -103,7 +103,7 @@ enum {
 /* Slow paths, in runtime.c. */
 struct io_uring_sqe *pd__sqe_slow(pd_runtime *rt, unsigned need);
 void pd__op_cancel(pd__op *op);
-void pd__op_quiesce_sync(pd__op *op);
+int pd__op_quiesce_sync(pd__op *op);
 void pd__link_timeout(pd_cx *cx, struct io_uring_sqe *sqe, pd__op *op);
 void pd__fell_through(const char *future, const char *state)
     __attribute__((noreturn, cold));
@@ -208,12 +208,36 @@ static inline int pd__op_take(pd__op *op)
 /*
  * Releases a completed op nobody will take: an fd it returned is closed, so
  * that cancellation never leaks one. Must only be called when !pd__op_busy.
+ * Returns 1 if a completion was discarded (its result stays in op->res).
  */
-static inline void pd__op_reap(pd__op *op)
+static inline int pd__op_reap(pd__op *op)
 {
-    if (op->st == PD__OP_READY && op->fdret && op->res >= 0)
+    int had = op->st == PD__OP_READY;
+
+    if (had && op->fdret && op->res >= 0)
         close(op->res);
     op->st = PD__OP_IDLE;
+    return had;
+}
+
+/*
+ * Whether a discarded close released its fd: Linux releases the descriptor
+ * whatever close returns, unless the request was cancelled before it ran.
+ */
+static inline int pd__op_closed(const pd__op *op)
+{
+    return op->res != -ECANCELED;
+}
+
+/*
+ * Cancels op on behalf of the task polling now: its completion wakes that
+ * task, even if another task submitted the op (a future handed to
+ * pd_drop_async after it was polled elsewhere).
+ */
+static inline void pd__op_cancel_from(pd_cx *cx, pd__op *op)
+{
+    op->task = cx->task;
+    pd__op_cancel(op);
 }
 
 /* --- op preparation: one generic helper, small ones layered on it --- */

@@ -218,8 +218,9 @@ void pd__op_cancel(pd__op *op)
  * Other completions that arrive meanwhile are dispatched as usual. If the
  * ring itself fails, there is no safe way on: the kernel may still write
  * into the slot, so this aborts rather than return and let it be freed.
+ * Returns 1 if a completion was discarded, as pd__op_reap.
  */
-void pd__op_quiesce_sync(pd__op *op)
+int pd__op_quiesce_sync(pd__op *op)
 {
     pd_runtime *rt;
 
@@ -239,7 +240,7 @@ void pd__op_quiesce_sync(pd__op *op)
             }
         }
     }
-    pd__op_reap(op);
+    return pd__op_reap(op);
 }
 
 /* --- tasks --- */
@@ -363,25 +364,29 @@ static void pd__task_finish(pd_runtime *rt, pd_task *t)
     pd__live_unlink(rt, t);
     if (rt->live_head == NULL)
         rt->shutting_down = 0;
-    pd__task_unref(t);
 }
 
-static void pd__task_poll(pd_runtime *rt, pd_task *t)
+/*
+ * Polls t once. Returns 1 if its future was destroyed by this poll; the
+ * caller then drops the runtime's reference (not before: t is still in use).
+ */
+static int pd__task_poll(pd_runtime *rt, pd_task *t)
 {
     pd_cx cx = { rt, t, NULL };
 
     rt->stats.polls++;
     if (t->state == PD_TASK_RUNNING) {
         if (t->vt->poll(t->self, &cx, t->out) == PD_PENDING)
-            return;
+            return 0;
         t->has_output = 1;
         t->state = PD_TASK_DROPPING;
     } else if (t->state != PD_TASK_DROPPING) {
-        return;
+        return 0;
     }
     if (t->vt->poll_drop(t->self, &cx) == PD_PENDING)
-        return;
+        return 0;
     pd__task_finish(rt, t);
+    return 1;
 }
 
 /* Detects a run that can never progress: nothing queued, nothing in flight. */
@@ -406,9 +411,10 @@ int pd_run_once(pd_runtime *rt, int wait)
 
         batch = t->next;
         t->queued = 0;
-        pd__task_poll(rt, t);
-        if (t->refs == 0 && !t->queued && !(t->flags & PD__TASK_ROOT))
-            free(t);
+        if (pd__task_poll(rt, t))
+            pd__task_unref(t);
+        else if (t->refs == 0 && !t->queued && !(t->flags & PD__TASK_ROOT))
+            free(t); /* finished earlier while queued; nobody holds it */
     }
     rt->in_turn = 0;
     ret = pd__enter(rt, wait && rt->ready_head == NULL && !pd__stuck(rt));

@@ -1,0 +1,180 @@
+# polldrop: `make gen`, `make`, `make test`, `make demo`, `make bench`.
+# Quiet by default; `make V=1` shows every command.
+
+CC ?= cc
+# The generator's interpreter: the first python3 that has PyYAML and Jinja2.
+PYTHON ?= $(shell for p in python3 /usr/bin/python3; do \
+	$$p -c 'import yaml, jinja2' >/dev/null 2>&1 && { echo $$p; exit 0; }; done; \
+	echo /usr/bin/python3)
+
+WARN     := -std=gnu11 -Wall -Wextra -Werror
+CFLAGS   ?= -O2 -g
+SANFLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
+            -fno-sanitize-recover=all
+INC      := -Iruntime -Ibuild/gen
+URING     = $(shell pkg-config --libs liburing 2>/dev/null || echo -luring)
+CHECK     = $(shell pkg-config --cflags --libs check)
+UV        = $(shell pkg-config --libs libuv 2>/dev/null || echo -luv)
+# Tests count allocations made by polldrop's own code.
+WRAP     := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=posix_memalign,--wrap=aligned_alloc
+
+ifeq ($(V),1)
+Q :=
+say = @true
+else
+Q := @
+say = @printf '  %-6s %s\n' $(1) $(2)
+endif
+
+SPECS      := $(wildcard specs/*.yaml)
+NAMES      := $(patsubst specs/%.yaml,%,$(SPECS))
+TEST_SPECS := $(wildcard tests/specs/*.yaml)
+TEST_NAMES := $(patsubst tests/specs/%.yaml,%,$(TEST_SPECS))
+GEN_DEPS   := $(wildcard gen/*.py) $(wildcard templates/*.j2)
+
+RT_SRC   := runtime/runtime.c
+RT_HDR   := runtime/polldrop.h runtime/pd_internal.h
+TEST_SRC := $(wildcard tests/*.c)
+TEST_HDR := $(wildcard tests/*.h)
+EX_SPECS := $(wildcard examples/*.yaml)
+EX_NAMES := $(patsubst examples/%.yaml,%,$(EX_SPECS))
+
+GEN_C      := $(NAMES:%=build/gen/%.c)
+GEN_TEST_C := $(TEST_NAMES:%=build/gen-test/%.c)
+GEN_EX_C   := $(EX_NAMES:%=build/gen-ex/%.c)
+
+.PHONY: all gen deps deps-bench test test-gen test-c demo bench valgrind clean
+.DELETE_ON_ERROR:
+
+all: build/libpolldrop.a build/demo
+
+deps:
+	$(Q)PYTHON=$(PYTHON) sh scripts/deps.sh
+
+deps-bench:
+	$(Q)PYTHON=$(PYTHON) sh scripts/deps.sh bench
+
+# --- generation: one stamp per spec directory (children cross files) ---
+
+gen: build/gen/.stamp
+
+build/gen/.stamp: $(SPECS) $(GEN_DEPS) | deps
+	$(call say,GEN,specs/)
+	$(Q)$(PYTHON) -m gen -o build/gen $(SPECS)
+	$(Q)touch $@
+
+build/gen-test/.stamp: $(TEST_SPECS) $(SPECS) $(GEN_DEPS) | deps
+	$(call say,GEN,tests/specs/)
+	$(Q)$(PYTHON) -m gen -o build/gen-test -I specs $(TEST_SPECS)
+	$(Q)touch $@
+
+build/gen-ex/.stamp: $(EX_SPECS) $(SPECS) $(GEN_DEPS) | deps
+	$(call say,GEN,examples/)
+	$(Q)$(PYTHON) -m gen -o build/gen-ex -I specs $(EX_SPECS)
+	$(Q)touch $@
+
+$(GEN_C): build/gen/.stamp
+$(GEN_TEST_C): build/gen-test/.stamp
+$(GEN_EX_C): build/gen-ex/.stamp
+
+# --- the runtime library ---
+
+build/obj/runtime.o: $(RT_SRC) $(RT_HDR) | deps
+	$(call say,CC,$<)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(WARN) $(CFLAGS) -Iruntime -c $< -o $@
+
+build/libpolldrop.a: build/obj/runtime.o
+	$(call say,AR,$@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+# --- two builds of generated code: plain and sanitized ---
+
+build/obj/gen/%.o: build/gen/%.c build/gen/.stamp $(RT_HDR)
+	$(call say,CC,$<)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) -c $< -o $@
+
+build/obj/gen-test/%.o: build/gen-test/%.c build/gen-test/.stamp build/gen/.stamp $(RT_HDR)
+	$(call say,CC,$<)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) -Ibuild/gen-test -c $< -o $@
+
+build/obj/gen-ex/%.o: build/gen-ex/%.c build/gen-ex/.stamp build/gen/.stamp $(RT_HDR)
+	$(call say,CC,$<)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) -Ibuild/gen-ex -c $< -o $@
+
+build/asan/runtime.o: $(RT_SRC) $(RT_HDR) | deps
+	$(call say,CC-SAN,$<)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(WARN) $(SANFLAGS) -Iruntime -c $< -o $@
+
+build/asan/gen/%.o: build/gen/%.c build/gen/.stamp $(RT_HDR)
+	$(call say,CC-SAN,$<)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(WARN) $(SANFLAGS) $(INC) -c $< -o $@
+
+build/asan/gen-test/%.o: build/gen-test/%.c build/gen-test/.stamp build/gen/.stamp $(RT_HDR)
+	$(call say,CC-SAN,$<)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(WARN) $(SANFLAGS) $(INC) -Ibuild/gen-test -c $< -o $@
+
+# --- tests ---
+
+TEST_OBJ      := $(TEST_SRC:tests/%.c=build/obj/tests/%.o) build/obj/runtime.o \
+                 $(NAMES:%=build/obj/gen/%.o) $(TEST_NAMES:%=build/obj/gen-test/%.o)
+TEST_OBJ_ASAN := $(TEST_SRC:tests/%.c=build/asan/tests/%.o) build/asan/runtime.o \
+                 $(NAMES:%=build/asan/gen/%.o) $(TEST_NAMES:%=build/asan/gen-test/%.o)
+
+build/obj/tests/%.o: tests/%.c $(TEST_HDR) $(RT_HDR) build/gen/.stamp build/gen-test/.stamp
+	$(call say,CC,$<)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) -D_GNU_SOURCE -Ibuild/gen-test -Itests $(shell pkg-config --cflags check) -c $< -o $@
+
+build/asan/tests/%.o: tests/%.c $(TEST_HDR) $(RT_HDR) build/gen/.stamp build/gen-test/.stamp
+	$(call say,CC-SAN,$<)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(WARN) $(SANFLAGS) $(INC) -D_GNU_SOURCE -Ibuild/gen-test -Itests $(shell pkg-config --cflags check) -c $< -o $@
+
+build/check_polldrop: $(TEST_OBJ)
+	$(call say,LD,$@)
+	$(Q)$(CC) $(CFLAGS) $(WRAP) $^ -o $@ $(URING) $(CHECK)
+
+build/check_polldrop_asan: $(TEST_OBJ_ASAN)
+	$(call say,LD,$@)
+	$(Q)$(CC) $(SANFLAGS) $(WRAP) $^ -o $@ $(URING) $(CHECK)
+
+test: test-gen test-c
+
+test-gen: | deps
+	$(call say,TEST,generator)
+	$(Q)PYTHONPATH=$(CURDIR) $(PYTHON) -m unittest discover -s tests -p 'test_*.py' $(if $(V),-v,)
+
+test-c: build/check_polldrop build/check_polldrop_asan
+	$(call say,TEST,build/check_polldrop)
+	$(Q)./build/check_polldrop
+	$(call say,TEST,build/check_polldrop_asan)
+	$(Q)ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ./build/check_polldrop_asan
+
+valgrind: build/check_polldrop
+	$(call say,VALGRIND,build/check_polldrop)
+	$(Q)CK_FORK=no valgrind -q --error-exitcode=1 --leak-check=full \
+	    --errors-for-leak-kinds=definite ./build/check_polldrop
+
+# --- the demo and examples ---
+
+build/demo: examples/demo.c build/libpolldrop.a $(NAMES:%=build/obj/gen/%.o) \
+            $(EX_NAMES:%=build/obj/gen-ex/%.o)
+	$(call say,LD,$@)
+	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) -Ibuild/gen-ex examples/demo.c \
+	    $(NAMES:%=build/obj/gen/%.o) $(EX_NAMES:%=build/obj/gen-ex/%.o) \
+	    build/libpolldrop.a -o $@ $(URING)
+
+demo: build/demo
+	$(Q)./build/demo
+
+clean:
+	$(call say,RM,build)
+	$(Q)rm -rf build

@@ -1,0 +1,46 @@
+#!/bin/sh
+# Checks for what polldrop builds with and installs the missing Debian
+# packages (as root, or through sudo), or prints the exact command to run.
+# Usage: scripts/deps.sh [bench]   ("bench" also wants libuv for baselines)
+set -u
+python=${PYTHON:-python3}
+need=""
+
+command -v pkg-config >/dev/null 2>&1 || need="$need pkg-config"
+if command -v pkg-config >/dev/null 2>&1; then
+    pkg-config --exists liburing || need="$need liburing-dev"
+    pkg-config --exists check || need="$need check"
+    if [ "${1:-}" = bench ]; then
+        pkg-config --exists libuv || need="$need libuv1-dev"
+    fi
+else
+    need="$need liburing-dev check"
+    [ "${1:-}" = bench ] && need="$need libuv1-dev"
+fi
+# The generator runs on Debian's python3 when the one on PATH lacks the modules.
+if ! "$python" -c 'import yaml, jinja2' >/dev/null 2>&1 &&
+   ! /usr/bin/python3 -c 'import yaml, jinja2' >/dev/null 2>&1; then
+    /usr/bin/python3 -c 'import yaml' >/dev/null 2>&1 || need="$need python3-yaml"
+    /usr/bin/python3 -c 'import jinja2' >/dev/null 2>&1 || need="$need python3-jinja2"
+fi
+command -v cc >/dev/null 2>&1 || need="$need gcc"
+command -v make >/dev/null 2>&1 || need="$need make"
+
+[ -z "$need" ] && exit 0
+
+cmd="apt-get install -y$need"
+echo "polldrop: missing:$need" >&2
+if [ "$(id -u)" = 0 ]; then
+    sudo=""
+elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    sudo="sudo"
+else
+    echo "polldrop: run as root: apt-get update && $cmd" >&2
+    exit 1
+fi
+echo "polldrop: installing:$need" >&2
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq >/dev/null && $sudo apt-get install -y -qq $need >/dev/null || {
+    echo "polldrop: install failed; run: apt-get update && $cmd" >&2
+    exit 1
+}

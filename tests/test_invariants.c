@@ -1,0 +1,674 @@
+/*
+ * One suite per invariant of DESIGN.md section 5. The cancel-at-every-point
+ * harness (test_specs.c) checks them all on every spec; these suites pin
+ * each one down on the path where it is easiest to break.
+ */
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "accept_one.h"
+#include "copy_file.h"
+#include "nested.h"
+#include "open_loop.h"
+#include "pipe_read.h"
+#include "read_file.h"
+#include "testutil.h"
+
+struct pipes {
+    int p[2], bye[2];
+};
+
+static void pipes_open(struct pipes *x)
+{
+    ck_assert_int_eq(pipe2(x->p, O_CLOEXEC), 0);
+    ck_assert_int_eq(pipe2(x->bye, O_CLOEXEC | O_NONBLOCK), 0);
+}
+
+static void pipes_close(struct pipes *x)
+{
+    close(x->p[0]);
+    close(x->p[1]);
+    close(x->bye[0]);
+    close(x->bye[1]);
+}
+
+/* Drives a task until its read is in flight. */
+static void start_reading(pd_runtime *rt)
+{
+    pd_stats s;
+
+    ck_assert_int_ge(pd_run_once(rt, 0), 0);
+    pd_runtime_stats(rt, &s);
+    ck_assert_uint_ge(s.inflight_ops, 1);
+}
+
+/* --- 1. no buffer or slot is released while the kernel owns it --- */
+
+static void kernel_owns_case(int sync)
+{
+    pd_runtime *rt = pd_test_rt();
+    struct pipes x;
+    pipe_read *f;
+    pd_task *t;
+    pd_stats s;
+    char got[8];
+
+    pipes_open(&x);
+    t = pd_task_new(rt, &pipe_read_vtable, (void **)&f);
+    pipe_read_init(f, x.p[0], -1);
+    pd_task_start(t);
+    start_reading(rt);
+    if (sync) {
+        pipe_read_drop(f);
+    } else {
+        pd_task_cancel(t);
+        ck_assert_int_eq(pd_run(rt), 0);
+    }
+    pd_runtime_stats(rt, &s);
+    ck_assert_uint_eq(s.inflight_ops, 0);
+    /* The buffer is ours again: the kernel must never write into it. */
+    memset(f->buf, 'Q', sizeof(f->buf));
+    pd_test_write(x.p[1], "late", 4);
+    if (!sync) /* (a sync-dropped task's future must not be polled again) */
+        ck_assert_int_eq(pd_run_once(rt, 0), 0);
+    usleep(10000);
+    ck_assert_int_eq(f->buf[0], 'Q');
+    ck_assert_int_eq(read(x.p[0], got, sizeof(got)), 4);
+    pd_task_release(t);
+    pd_runtime_free(rt);
+    pipes_close(&x);
+}
+
+START_TEST(kernel_owns_async) { kernel_owns_case(0); }
+END_TEST
+START_TEST(kernel_owns_sync) { kernel_owns_case(1); }
+END_TEST
+
+START_TEST(kernel_owns_child_ops_too)
+{
+    pd_runtime *rt = pd_test_rt();
+    struct pipes x;
+    pd_task *t;
+    pd_stats s;
+
+    pipes_open(&x);
+    t = nested_spawn(rt, x.p[0], -1);
+    start_reading(rt); /* the child's read is in flight */
+    pd_task_cancel(t);
+    /* poll_drop is Ready only once the child's completion is reaped. */
+    while (pd_task_state(t) == PD_TASK_DROPPING) {
+        ck_assert_int_ge(pd_run_once(rt, 1), 0);
+        pd_runtime_stats(rt, &s);
+        if (pd_task_state(t) == PD_TASK_CANCELLED)
+            ck_assert_uint_eq(s.inflight_ops, 0);
+    }
+    pd_task_release(t);
+    pd_runtime_free(rt);
+    pipes_close(&x);
+}
+END_TEST
+
+Suite *pd_suite_inv_kernel_owns(void)
+{
+    Suite *s = suite_create("invariant 1: the kernel's buffers");
+    TCase *tc = tcase_create("kernel_owns");
+
+    tcase_add_test(tc, kernel_owns_async);
+    tcase_add_test(tc, kernel_owns_sync);
+    tcase_add_test(tc, kernel_owns_child_ops_too);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+/* --- 2. exactly-once destruction, on every path --- */
+
+static void expect_drops(long n)
+{
+    ck_assert_int_eq(pd_test_rec_count("", PD_TRACE_DROP), n);
+    ck_assert_int_eq(pd_rec.stray_drop, 0);
+    ck_assert_int_eq(pd_rec.nlive, 0);
+}
+
+START_TEST(once_completed_then_dropped)
+{
+    pd_runtime *rt = pd_test_rt();
+    struct pipes x;
+    ssize_t out = 0;
+
+    pipes_open(&x);
+    pd_test_write(x.p[1], "abc", 3);
+    pd_test_rec_start();
+    ck_assert_int_eq(nested_block_on(rt, x.p[0], -1, &out), 0);
+    ck_assert_int_eq(out, 3);
+    expect_drops(2); /* the parent and its child */
+    pd_runtime_free(rt);
+    pipes_close(&x);
+}
+END_TEST
+
+START_TEST(once_cancelled_mid_flight)
+{
+    pd_runtime *rt = pd_test_rt();
+    struct pipes x;
+    pd_task *t;
+
+    pipes_open(&x);
+    pd_test_rec_start();
+    t = nested_spawn(rt, x.p[0], -1);
+    start_reading(rt);
+    pd_task_cancel(t);
+    ck_assert_int_eq(pd_run(rt), 0);
+    expect_drops(2);
+    pd_task_release(t);
+    pd_runtime_free(rt);
+    pipes_close(&x);
+}
+END_TEST
+
+START_TEST(once_never_polled)
+{
+    pd_runtime *rt = pd_test_rt();
+    struct pipes x;
+    pd_task *t;
+    nested n;
+
+    pipes_open(&x);
+    pd_test_rec_start();
+    t = nested_spawn(rt, x.p[0], -1);
+    pd_task_cancel(t); /* before the first poll */
+    ck_assert_int_eq(pd_run(rt), 0);
+    nested_init(&n, x.p[0], -1);
+    nested_drop(&n);   /* sync, never polled */
+    expect_drops(2);   /* the two parents; their child was never initialised */
+    ck_assert_int_eq(pd_test_rec_count("pipe_read", PD_TRACE_INIT), 0);
+    pd_task_release(t);
+    pd_runtime_free(rt);
+    pipes_close(&x);
+}
+END_TEST
+
+START_TEST(once_dropped_during_its_own_teardown)
+{
+    pd_runtime *rt = pd_test_rt();
+    struct pipes x;
+    char fill[4096];
+    pipe_read *f;
+    pd_task *t;
+
+    pipes_open(&x);
+    ck_assert_int_ge(fcntl(x.bye[1], F_SETPIPE_SZ, 4096), 4096);
+    memset(fill, 'f', sizeof(fill));
+    pd_test_write(x.bye[1], fill, sizeof(fill)); /* the goodbye will block */
+    pd_test_rec_start();
+    t = pd_task_new(rt, &pipe_read_vtable, (void **)&f);
+    pipe_read_init(f, x.p[0], x.bye[1]);
+    pd_task_start(t);
+    start_reading(rt);
+    pd_task_cancel(t);
+    ck_assert_int_ge(pd_run_once(rt, 1), 0);
+    ck_assert_int_ge(pd_run_once(rt, 0), 0);
+    ck_assert_int_eq(pd_test_rec_count("pipe_read", PD_TRACE_TEARDOWN), 1);
+    ck_assert_int_eq(pd_task_state(t), PD_TASK_DROPPING);
+    pipe_read_drop(f); /* sync drop in the middle of teardown */
+    expect_drops(1);
+    pd_task_release(t);
+    pd_runtime_free(rt); /* would drop again if it could */
+    expect_drops(1);
+    pipes_close(&x);
+}
+END_TEST
+
+START_TEST(once_runtime_shutdown_and_free)
+{
+    pd_runtime *rt = pd_test_rt();
+    struct pipes x;
+    int i;
+
+    pipes_open(&x);
+    pd_test_rec_start();
+    for (i = 0; i < 4; i++)
+        pd_task_release(nested_spawn(rt, x.p[0], -1));
+    start_reading(rt);
+    ck_assert_int_eq(pd_shutdown(rt), 0);
+    expect_drops(8);
+    for (i = 0; i < 4; i++)
+        pd_task_release(nested_spawn(rt, x.p[0], -1));
+    start_reading(rt);
+    pd_runtime_free(rt); /* sync drops the second four */
+    expect_drops(16);
+    pipes_close(&x);
+}
+END_TEST
+
+Suite *pd_suite_inv_exactly_once(void)
+{
+    Suite *s = suite_create("invariant 2: exactly-once destruction");
+    TCase *tc = tcase_create("exactly_once");
+
+    tcase_add_test(tc, once_completed_then_dropped);
+    tcase_add_test(tc, once_cancelled_mid_flight);
+    tcase_add_test(tc, once_never_polled);
+    tcase_add_test(tc, once_dropped_during_its_own_teardown);
+    tcase_add_test(tc, once_runtime_shutdown_and_free);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+/* --- 3. teardown on every async drop, never on a sync drop --- */
+
+static int goodbyes(struct pipes *x)
+{
+    char got[256];
+    ssize_t n = read(x->bye[0], got, sizeof(got));
+
+    return n < 0 ? 0 : (int)(n / 3);
+}
+
+START_TEST(teardown_on_async_drop_of_children_too)
+{
+    pd_runtime *rt = pd_test_rt();
+    struct pipes x;
+    pd_task *t;
+
+    pipes_open(&x);
+    pd_test_rec_start();
+    t = nested_spawn(rt, x.p[0], x.bye[1]);
+    start_reading(rt);
+    pd_task_cancel(t);
+    ck_assert_int_eq(pd_run(rt), 0);
+    ck_assert_int_eq(goodbyes(&x), 1); /* the child's teardown, through io_uring */
+    ck_assert_int_eq(pd_test_rec_count("nested", PD_TRACE_TEARDOWN), 1);
+    ck_assert_int_eq(pd_test_rec_count("pipe_read", PD_TRACE_TEARDOWN), 1);
+    pd_task_release(t);
+    pd_runtime_free(rt);
+    pipes_close(&x);
+}
+END_TEST
+
+START_TEST(teardown_after_completion)
+{
+    pd_runtime *rt = pd_test_rt();
+    struct pipes x;
+    ssize_t out;
+
+    pipes_open(&x);
+    pd_test_write(x.p[1], "x", 1);
+    pd_test_rec_start();
+    ck_assert_int_eq(pipe_read_block_on(rt, x.p[0], x.bye[1], &out), 0);
+    ck_assert_int_eq(goodbyes(&x), 1);
+    pd_runtime_free(rt);
+    pipes_close(&x);
+}
+END_TEST
+
+START_TEST(no_teardown_on_sync_drop)
+{
+    pd_runtime *rt = pd_test_rt();
+    struct pipes x;
+    nested n;
+
+    pipes_open(&x);
+    pd_test_rec_start();
+    nested_init(&n, x.p[0], x.bye[1]);
+    {
+        /* Poll it once by hand so that its child's read is in flight. */
+        pd_task *t;
+        nested *self;
+
+        t = pd_task_new(rt, &nested_vtable, (void **)&self);
+        nested_init(self, x.p[0], x.bye[1]);
+        pd_task_start(t);
+        start_reading(rt);
+        nested_drop(self);
+        pd_task_release(t);
+    }
+    nested_drop(&n);
+    ck_assert_int_eq(goodbyes(&x), 0);
+    ck_assert_int_eq(pd_test_rec_count("", PD_TRACE_TEARDOWN), 0);
+    expect_drops(3);
+    pd_runtime_free(rt);
+    pipes_close(&x);
+}
+END_TEST
+
+Suite *pd_suite_inv_teardown(void)
+{
+    Suite *s = suite_create("invariant 3: teardown on async drop only");
+    TCase *tc = tcase_create("teardown");
+
+    tcase_add_test(tc, teardown_on_async_drop_of_children_too);
+    tcase_add_test(tc, teardown_after_completion);
+    tcase_add_test(tc, no_teardown_on_sync_drop);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+/* --- 4. no allocation after spawn --- */
+
+START_TEST(no_alloc_run_cancel_drop)
+{
+    pd_runtime *rt = pd_test_rt();
+    struct pipes x;
+    pd_task *t[16];
+    char src[128], dst[128];
+    long before;
+    int i;
+
+    pipes_open(&x);
+    pd_test_tmp_path(src, sizeof(src), "src");
+    pd_test_tmp_path(dst, sizeof(dst), "dst");
+    pd_test_make_file(src, 300000, 9);
+    for (i = 0; i < 8; i++)
+        t[i] = nested_spawn(rt, x.p[0], x.bye[1]);
+    for (; i < 16; i++)
+        t[i] = copy_file_spawn(rt, src, dst);
+    before = pd_test_allocs;
+    PD_CHECK(pd_run_once(rt, 0) >= 0);
+    for (i = 0; i < 4; i++)
+        pd_task_cancel(t[i]);
+    for (i = 0; i < 10; i++)
+        PD_CHECK(pd_run_once(rt, 1) >= 0);
+    PD_CHECK(pd_shutdown(rt) == 0);
+    ck_assert_int_eq(pd_test_allocs - before, 0);
+    for (i = 0; i < 16; i++)
+        pd_task_release(t[i]);
+    pd_runtime_free(rt);
+    pipes_close(&x);
+    unlink(src);
+    unlink(dst);
+}
+END_TEST
+
+START_TEST(no_alloc_block_on)
+{
+    pd_runtime *rt = pd_test_rt();
+    char src[128], dst[128];
+    long before;
+    ssize_t out;
+
+    pd_test_tmp_path(src, sizeof(src), "src");
+    pd_test_tmp_path(dst, sizeof(dst), "dst");
+    pd_test_make_file(src, 200000, 4);
+    before = pd_test_allocs;
+    PD_CHECK(copy_file_block_on(rt, src, dst, &out) == 0);
+    ck_assert_int_eq(pd_test_allocs - before, 0); /* block_on allocates nothing */
+    ck_assert_int_eq(out, 200000);
+    pd_runtime_free(rt);
+    unlink(src);
+    unlink(dst);
+}
+END_TEST
+
+START_TEST(spawn_allocates_exactly_once)
+{
+    pd_runtime *rt = pd_test_rt();
+    long before = pd_test_allocs, at_spawn;
+    pd_task *t = accept_one_spawn(rt, -1);
+
+    long at_end;
+
+    at_spawn = pd_test_allocs - before;
+    PD_CHECK(pd_run(rt) == 0);
+    at_end = pd_test_allocs - before;
+    ck_assert_int_eq(at_spawn, 1);
+    ck_assert_int_eq(at_end, 1);
+    ck_assert_int_eq(*(const int *)pd_task_output(t), -EBADF);
+    pd_task_release(t);
+    pd_runtime_free(rt);
+}
+END_TEST
+
+Suite *pd_suite_inv_no_alloc(void)
+{
+    Suite *s = suite_create("invariant 4: no allocation after spawn");
+    TCase *tc = tcase_create("no_alloc");
+
+    tcase_add_test(tc, no_alloc_run_cancel_drop);
+    tcase_add_test(tc, no_alloc_block_on);
+    tcase_add_test(tc, spawn_allocates_exactly_once);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+/* --- 5. no fd leak on any cancellation path --- */
+
+static int listener(struct sockaddr_in *addr)
+{
+    socklen_t len = sizeof(*addr);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    ck_assert_int_ge(fd, 0);
+    memset(addr, 0, sizeof(*addr));
+    addr->sin_family = AF_INET;
+    addr->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)addr, sizeof(*addr)), 0);
+    ck_assert_int_eq(listen(fd, 4096), 0);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)addr, &len), 0);
+    return fd;
+}
+
+/*
+ * The accept completes (a client connected) but the future is dropped
+ * before its then runs: the generated code must close the accepted fd.
+ */
+static void accept_rounds(int sync)
+{
+    pd_runtime *rt = pd_test_rt();
+    struct sockaddr_in addr;
+    int lfd = listener(&addr), fds, round, raced = 0;
+
+    fds = pd_test_fd_count();
+    for (round = 0; round < 1000; round++) {
+        accept_one *f;
+        pd_task *t = pd_task_new(rt, &accept_one_vtable, (void **)&f);
+        int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        pd_stats s;
+
+        accept_one_init(f, lfd);
+        pd_task_start(t);
+        ck_assert_int_ge(pd_run_once(rt, 0), 0); /* accept in flight */
+        ck_assert_int_eq(connect(c, (struct sockaddr *)&addr, sizeof(addr)), 0);
+        if (round & 1)
+            ck_assert_int_ge(pd_run_once(rt, 0), 0); /* let the completion in */
+        if (sync) {
+            accept_one_drop(f);
+        } else {
+            pd_task_cancel(t);
+            ck_assert_int_eq(pd_run(rt), 0);
+        }
+        pd_runtime_stats(rt, &s);
+        ck_assert_uint_eq(s.inflight_ops, 0);
+        if (pd_task_state(t) == PD_TASK_DONE) {
+            close(*(const int *)pd_task_output(t)); /* it won the race: ours */
+        } else {
+            raced++;
+        }
+        if (sync) {
+            /* Retire the task without polling its destroyed future again. */
+            pd_task_cancel(t);
+            ck_assert_int_eq(pd_run(rt), 0);
+        }
+        pd_task_release(t);
+        close(c);
+        /* A still-queued connection that nobody accepted is not an fd of ours. */
+        ck_assert_int_eq(pd_test_fd_count(), fds);
+    }
+    ck_assert_int_gt(raced, 0);
+    close(lfd);
+    pd_runtime_free(rt);
+}
+
+START_TEST(no_fd_leak_accept_async) { accept_rounds(0); }
+END_TEST
+START_TEST(no_fd_leak_accept_sync) { accept_rounds(1); }
+END_TEST
+
+START_TEST(no_fd_leak_openat_cancelled)
+{
+    pd_runtime *rt = pd_test_rt();
+    int fds = pd_test_fd_count(), round;
+    pd_stats s;
+
+    for (round = 0; round < 500; round++) {
+        pd_task *t = open_loop_spawn(rt, "/etc/hostname");
+
+        ck_assert_int_ge(pd_run_once(rt, round & 1), 0);
+        if (round & 2)
+            ck_assert_int_ge(pd_run_once(rt, 0), 0);
+        pd_task_cancel(t);
+        ck_assert_int_eq(pd_run(rt), 0);
+        pd_task_release(t);
+        ck_assert_int_eq(pd_test_fd_count(), fds);
+    }
+    pd_runtime_stats(rt, &s);
+    ck_assert_uint_eq(s.inflight_ops, 0);
+    pd_runtime_free(rt);
+}
+END_TEST
+
+START_TEST(no_fd_leak_sync_drop_during_close)
+{
+    /*
+     * A sync drop that lands while teardown's close is in flight: the close
+     * completes, and drop code must not close the same number again (it may
+     * belong to someone else by then).
+     */
+    pd_runtime *rt = pd_test_rt();
+    char path[128], buf[16];
+    read_file *f;
+    pd_task *t;
+    int spy;
+
+    pd_test_tmp_path(path, sizeof(path), "rf");
+    pd_test_make_file(path, 10, 1);
+    t = pd_task_new(rt, &read_file_vtable, (void **)&f);
+    read_file_init(f, path, buf, sizeof(buf));
+    pd_task_start(t);
+    while (pd_task_state(t) == PD_TASK_RUNNING)
+        ck_assert_int_ge(pd_run_once(rt, 1), 0);
+    /* The run completed; poll_drop has submitted the close, not reaped it. */
+    ck_assert_int_eq(pd_task_state(t), PD_TASK_DROPPING);
+    ck_assert_int_ge(f->fd, 0);
+    read_file_drop(f);
+    ck_assert_int_eq(f->fd, -1);
+    /* Nothing closed twice: a new fd with the old number stays open. */
+    spy = open(path, O_RDONLY | O_CLOEXEC);
+    ck_assert_int_ge(spy, 0);
+    pd_runtime_free(rt);
+    ck_assert_int_ge(fcntl(spy, F_GETFD), 0);
+    close(spy);
+    unlink(path);
+}
+END_TEST
+
+Suite *pd_suite_inv_no_fd_leak(void)
+{
+    Suite *s = suite_create("invariant 5: no fd leak");
+    TCase *tc = tcase_create("no_fd_leak");
+
+    tcase_add_test(tc, no_fd_leak_accept_async);
+    tcase_add_test(tc, no_fd_leak_accept_sync);
+    tcase_add_test(tc, no_fd_leak_openat_cancelled);
+    tcase_add_test(tc, no_fd_leak_sync_drop_during_close);
+    tcase_set_timeout(tc, 60);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+/* --- 6. order: children and ops quiesced before the parent's teardown --- */
+
+START_TEST(order_child_before_parent_teardown)
+{
+    pd_runtime *rt = pd_test_rt();
+    struct pipes x;
+    pd_task *t;
+    int child_drop, parent_td;
+
+    pipes_open(&x);
+    pd_test_rec_start();
+    t = nested_spawn(rt, x.p[0], x.bye[1]);
+    start_reading(rt);
+    pd_task_cancel(t);
+    ck_assert_int_eq(pd_run(rt), 0);
+    child_drop = pd_test_rec_find("pipe_read", PD_TRACE_DROP, 0);
+    parent_td = pd_test_rec_find("nested", PD_TRACE_TEARDOWN, 0);
+    ck_assert_int_ge(child_drop, 0);
+    ck_assert_int_ge(parent_td, 0);
+    ck_assert_int_lt(child_drop, parent_td);
+    ck_assert_int_lt(pd_test_rec_find("pipe_read", PD_TRACE_TEARDOWN, 0), child_drop);
+    ck_assert_int_lt(parent_td, pd_test_rec_find("nested", PD_TRACE_DROP, 0));
+    pd_task_release(t);
+    pd_runtime_free(rt);
+    pipes_close(&x);
+}
+END_TEST
+
+Suite *pd_suite_inv_order(void)
+{
+    Suite *s = suite_create("invariant 6: order");
+    TCase *tc = tcase_create("order");
+
+    tcase_add_test(tc, order_child_before_parent_teardown);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+/* --- 7. cancelled means cancelled --- */
+
+static void cancelled_case(int sync, int nested_child)
+{
+    pd_runtime *rt = pd_test_rt();
+    struct pipes x;
+    void *self;
+    pd_task *t;
+    char got[16];
+
+    pipes_open(&x);
+    t = pd_task_new(rt, nested_child ? &nested_vtable : &pipe_read_vtable, &self);
+    if (nested_child)
+        nested_init(self, x.p[0], -1);
+    else
+        pipe_read_init(self, x.p[0], -1);
+    pd_task_start(t);
+    start_reading(rt);
+    if (sync) {
+        t->vt->drop(self);
+    } else {
+        pd_task_cancel(t);
+        ck_assert_int_eq(pd_run(rt), 0);
+    }
+    pd_test_write(x.p[1], "after", 5);
+    fcntl(x.p[0], F_SETFL, O_NONBLOCK);
+    ck_assert_int_eq(read(x.p[0], got, sizeof(got)), 5);
+    ck_assert_mem_eq(got, "after", 5);
+    pd_task_release(t);
+    pd_runtime_free(rt);
+    pipes_close(&x);
+}
+
+START_TEST(cancelled_async) { cancelled_case(0, 0); }
+END_TEST
+START_TEST(cancelled_sync) { cancelled_case(1, 0); }
+END_TEST
+START_TEST(cancelled_async_child) { cancelled_case(0, 1); }
+END_TEST
+START_TEST(cancelled_sync_child) { cancelled_case(1, 1); }
+END_TEST
+
+Suite *pd_suite_inv_cancelled(void)
+{
+    Suite *s = suite_create("invariant 7: cancelled means cancelled");
+    TCase *tc = tcase_create("cancelled");
+
+    tcase_add_test(tc, cancelled_async);
+    tcase_add_test(tc, cancelled_sync);
+    tcase_add_test(tc, cancelled_async_child);
+    tcase_add_test(tc, cancelled_sync_child);
+    suite_add_tcase(s, tc);
+    return s;
+}

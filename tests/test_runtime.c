@@ -1,0 +1,410 @@
+/*
+ * The runtime suite: setup, tasks and references, turns, the full
+ * submission queue, shutdown, deadlock detection; and pd_drop_async.
+ */
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "nops.h"
+#include "pipe_read.h"
+#include "quitter.h"
+#include "testutil.h"
+
+START_TEST(runtime_new_and_free)
+{
+    pd_runtime *rt = NULL;
+    pd_config cfg = { .entries = 8, .flags = 0 };
+    pd_stats s;
+
+    ck_assert_int_eq(pd_runtime_new(&rt, &cfg), 0);
+    ck_assert_ptr_nonnull(rt);
+    pd_runtime_stats(rt, &s);
+    ck_assert_uint_eq(s.live_tasks, 0);
+    ck_assert_uint_eq(s.inflight_ops, 0);
+    pd_runtime_free(rt);
+    cfg.flags = PD_CONFIG_NO_DEFER_TASKRUN;
+    ck_assert_int_eq(pd_runtime_new(&rt, &cfg), 0);
+    pd_runtime_stats(rt, &s);
+    ck_assert_uint_eq(s.ring_flags & IORING_SETUP_DEFER_TASKRUN, 0);
+    pd_runtime_free(rt);
+    pd_runtime_free(NULL);
+}
+END_TEST
+
+START_TEST(runtime_bad_config_is_errno)
+{
+    pd_runtime *rt = (pd_runtime *)1;
+    pd_config cfg = { .entries = 1u << 30, .flags = 0 };
+
+    ck_assert_int_lt(pd_runtime_new(&rt, &cfg), 0);
+    ck_assert_ptr_null(rt);
+}
+END_TEST
+
+START_TEST(block_on_returns_output)
+{
+    pd_runtime *rt = pd_test_rt();
+    long out = 0;
+    pd_stats s;
+
+    ck_assert_int_eq(nops_block_on(rt, 100, &out), 0);
+    ck_assert_int_eq(out, 100);
+    pd_runtime_stats(rt, &s);
+    ck_assert_uint_eq(s.ops_submitted, 100);
+    ck_assert_uint_eq(s.ops_completed, 100);
+    ck_assert_uint_eq(s.inflight_ops, 0);
+    ck_assert_uint_eq(s.live_tasks, 0);
+    ck_assert_uint_gt(s.enter_calls, 0);
+    ck_assert_uint_ge(s.polls, 100);
+    pd_runtime_free(rt);
+}
+END_TEST
+
+START_TEST(spawned_tasks_run_concurrently)
+{
+    pd_runtime *rt = pd_test_rt();
+    pd_task *t[50];
+    pd_stats s;
+    int i;
+
+    for (i = 0; i < 50; i++)
+        ck_assert_ptr_nonnull(t[i] = nops_spawn(rt, i));
+    ck_assert_int_eq(pd_run(rt), 0);
+    for (i = 0; i < 50; i++) {
+        ck_assert_int_eq(pd_task_state(t[i]), PD_TASK_DONE);
+        ck_assert_int_eq(*(const long *)pd_task_output(t[i]), i);
+        pd_task_release(t[i]);
+    }
+    pd_runtime_stats(rt, &s);
+    /* 50 tasks in lockstep: far fewer turns than ops. */
+    ck_assert_uint_lt(s.enter_calls, 100);
+    pd_runtime_free(rt);
+}
+END_TEST
+
+START_TEST(released_task_finishes_and_is_freed)
+{
+    pd_runtime *rt = pd_test_rt();
+    pd_task *t = nops_spawn(rt, 10);
+
+    pd_task_release(t); /* fire and forget; ASan reports a leak if not freed */
+    ck_assert_int_eq(pd_run(rt), 0);
+    pd_runtime_free(rt);
+}
+END_TEST
+
+START_TEST(run_once_returns_live_tasks)
+{
+    pd_runtime *rt = pd_test_rt();
+    pd_task *t = nops_spawn(rt, 3);
+    int live;
+
+    ck_assert_int_eq(pd_run_once(rt, 0), 1);
+    while ((live = pd_run_once(rt, 1)) > 0)
+        ;
+    ck_assert_int_eq(live, 0);
+    ck_assert_int_eq(pd_task_state(t), PD_TASK_DONE);
+    pd_task_release(t);
+    pd_runtime_free(rt);
+}
+END_TEST
+
+START_TEST(full_submission_queue_loses_nothing)
+{
+    pd_runtime *rt = NULL;
+    pd_config cfg = { .entries = 4, .flags = 0 };
+    pd_task *t[200];
+    pd_stats s;
+    int i;
+
+    ck_assert_int_eq(pd_runtime_new(&rt, &cfg), 0);
+    for (i = 0; i < 200; i++)
+        t[i] = nops_spawn(rt, 5);
+    ck_assert_int_eq(pd_run(rt), 0);
+    for (i = 0; i < 200; i++) {
+        ck_assert_int_eq(*(const long *)pd_task_output(t[i]), 5);
+        pd_task_release(t[i]);
+    }
+    pd_runtime_stats(rt, &s);
+    ck_assert_uint_eq(s.ops_completed, 1000);
+    pd_runtime_free(rt);
+}
+END_TEST
+
+START_TEST(cancels_with_a_full_submission_queue)
+{
+    pd_runtime *rt = NULL;
+    pd_config cfg = { .entries = 4, .flags = 0 };
+    pd_task *t[64];
+    pd_stats s;
+    int p[2], i;
+
+    ck_assert_int_eq(pd_runtime_new(&rt, &cfg), 0);
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+    for (i = 0; i < 64; i++)
+        t[i] = pipe_read_spawn(rt, p[0], -1);
+    ck_assert_int_ge(pd_run_once(rt, 0), 0);
+    pd_runtime_stats(rt, &s);
+    ck_assert_uint_eq(s.inflight_ops, 64);
+    for (i = 0; i < 64; i++)
+        pd_task_cancel(t[i]);
+    ck_assert_int_eq(pd_run(rt), 0);
+    pd_runtime_stats(rt, &s);
+    ck_assert_uint_eq(s.inflight_ops, 0);
+    ck_assert_uint_eq(s.cancels_submitted, 64);
+    for (i = 0; i < 64; i++) {
+        ck_assert_int_eq(pd_task_state(t[i]), PD_TASK_CANCELLED);
+        pd_task_release(t[i]);
+    }
+    close(p[0]);
+    close(p[1]);
+    pd_runtime_free(rt);
+}
+END_TEST
+
+START_TEST(shutdown_async_drops_everything)
+{
+    pd_runtime *rt = pd_test_rt();
+    pd_task *t[8];
+    int p[2], bye[2], i;
+    char got[64];
+
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+    ck_assert_int_eq(pipe2(bye, O_CLOEXEC), 0);
+    pd_test_rec_start();
+    for (i = 0; i < 8; i++)
+        t[i] = pipe_read_spawn(rt, p[0], bye[1]);
+    ck_assert_int_ge(pd_run_once(rt, 0), 0);
+    ck_assert_int_eq(pd_shutdown(rt), 0);
+    for (i = 0; i < 8; i++) {
+        ck_assert_int_eq(pd_task_state(t[i]), PD_TASK_CANCELLED);
+        pd_task_release(t[i]);
+    }
+    ck_assert_int_eq(pd_test_rec_count("pipe_read", PD_TRACE_TEARDOWN), 8);
+    ck_assert_int_eq(pd_test_rec_count("pipe_read", PD_TRACE_DROP), 8);
+    ck_assert_int_eq(read(bye[0], got, sizeof(got)), 24); /* 8 x "bye" */
+    close(p[0]);
+    close(p[1]);
+    close(bye[0]);
+    close(bye[1]);
+    pd_runtime_free(rt);
+}
+END_TEST
+
+START_TEST(shutdown_from_inside_a_task)
+{
+    pd_runtime *rt = pd_test_rt();
+    int p[2];
+    pd_task *reader, *q;
+
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+    reader = pipe_read_spawn(rt, p[0], -1);
+    q = quitter_spawn(rt);
+    ck_assert_int_eq(pd_run(rt), 0);
+    ck_assert_int_eq(pd_task_state(reader), PD_TASK_CANCELLED);
+    /* The quitter returned in the same poll that asked for shutdown. */
+    ck_assert_int_eq(pd_task_state(q), PD_TASK_DONE);
+    pd_task_release(reader);
+    pd_task_release(q);
+    close(p[0]);
+    close(p[1]);
+    pd_runtime_free(rt);
+}
+END_TEST
+
+static pd_poll never_poll(void *self, pd_cx *cx, void *out)
+{
+    (void)self, (void)cx, (void)out;
+    return PD_PENDING;
+}
+
+static pd_poll never_poll_drop(void *self, pd_cx *cx)
+{
+    (void)cx;
+    ++*(int *)self;
+    return PD_READY;
+}
+
+static void never_drop(void *self)
+{
+    *(int *)self += 100;
+}
+
+static const pd_vtable never_vtable = {
+    "never", sizeof(int), sizeof(int), 0, never_poll, never_poll_drop, never_drop,
+};
+
+START_TEST(block_on_a_stuck_future_is_edeadlk)
+{
+    pd_runtime *rt = pd_test_rt();
+    int fut = 0;
+    pd_dyn d = { &fut, &never_vtable };
+
+    ck_assert_int_eq(pd_block_on(rt, d, NULL), -EDEADLK);
+    ck_assert_int_eq(fut, 100); /* destroyed, synchronously, once */
+    pd_runtime_free(rt);
+}
+END_TEST
+
+START_TEST(waking_a_queued_task_does_nothing)
+{
+    pd_runtime *rt = pd_test_rt();
+    pd_task *t = nops_spawn(rt, 1);
+    pd_task *q;
+    int n = 0;
+
+    pd__wake(t);
+    pd__wake(t);
+    for (q = rt->ready_head; q; q = q->next)
+        n++;
+    ck_assert_int_eq(n, 1);
+    ck_assert_int_eq(pd_run(rt), 0);
+    pd_task_release(t);
+    pd_runtime_free(rt);
+}
+END_TEST
+
+START_TEST(free_sync_drops_live_tasks)
+{
+    pd_runtime *rt = pd_test_rt();
+    int p[2], bye[2];
+    char got[8];
+
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+    ck_assert_int_eq(pipe2(bye, O_CLOEXEC | O_NONBLOCK), 0);
+    pd_test_rec_start();
+    pd_task_release(pipe_read_spawn(rt, p[0], bye[1]));
+    pd_task_release(pipe_read_spawn(rt, p[0], bye[1]));
+    ck_assert_int_ge(pd_run_once(rt, 0), 0);
+    pd_runtime_free(rt);
+    ck_assert_int_eq(pd_test_rec_count("pipe_read", PD_TRACE_DROP), 2);
+    ck_assert_int_eq(pd_test_rec_count("pipe_read", PD_TRACE_TEARDOWN), 0);
+    ck_assert_int_eq(read(bye[0], got, sizeof(got)), -1); /* no goodbye */
+    close(p[0]);
+    close(p[1]);
+    close(bye[0]);
+    close(bye[1]);
+}
+END_TEST
+
+START_TEST(spawn_during_shutdown_is_cancelled)
+{
+    pd_runtime *rt = pd_test_rt();
+    int p[2];
+    pd_task *t;
+
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+    pd_task_release(pipe_read_spawn(rt, p[0], -1));
+    ck_assert_int_ge(pd_run_once(rt, 0), 0);
+    rt->shutting_down = 1; /* as seen by a task spawning from a teardown */
+    t = pipe_read_spawn(rt, p[0], -1);
+    ck_assert_int_eq(pd_task_state(t), PD_TASK_DROPPING);
+    ck_assert_int_eq(pd_shutdown(rt), 0);
+    ck_assert_int_eq(pd_task_state(t), PD_TASK_CANCELLED);
+    pd_task_release(t);
+    close(p[0]);
+    close(p[1]);
+    pd_runtime_free(rt);
+}
+END_TEST
+
+Suite *pd_suite_runtime(void)
+{
+    Suite *s = suite_create("runtime");
+    TCase *tc = tcase_create("runtime");
+
+    tcase_add_test(tc, runtime_new_and_free);
+    tcase_add_test(tc, runtime_bad_config_is_errno);
+    tcase_add_test(tc, block_on_returns_output);
+    tcase_add_test(tc, spawned_tasks_run_concurrently);
+    tcase_add_test(tc, released_task_finishes_and_is_freed);
+    tcase_add_test(tc, run_once_returns_live_tasks);
+    tcase_add_test(tc, full_submission_queue_loses_nothing);
+    tcase_add_test(tc, cancels_with_a_full_submission_queue);
+    tcase_add_test(tc, shutdown_async_drops_everything);
+    tcase_add_test(tc, shutdown_from_inside_a_task);
+    tcase_add_test(tc, block_on_a_stuck_future_is_edeadlk);
+    tcase_add_test(tc, waking_a_queued_task_does_nothing);
+    tcase_add_test(tc, free_sync_drops_live_tasks);
+    tcase_add_test(tc, spawn_during_shutdown_is_cancelled);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+/* --- pd_drop_async --- */
+
+START_TEST(drop_async_runs_the_victims_teardown)
+{
+    pd_runtime *rt = pd_test_rt();
+    pipe_read victim;
+    pd_drop_async d;
+    int p[2], bye[2];
+    char got[8];
+
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+    ck_assert_int_eq(pipe2(bye, O_CLOEXEC), 0);
+    pd_test_rec_start();
+    pipe_read_init(&victim, p[0], bye[1]);
+    pd_drop_async_init(&d, pipe_read_dyn(&victim));
+    ck_assert_int_eq(pd_block_on(rt, (pd_dyn){ &d, &pd_drop_async_vtable }, NULL), 0);
+    ck_assert_int_eq(pd_test_rec_count("pipe_read", PD_TRACE_TEARDOWN), 1);
+    ck_assert_int_eq(pd_test_rec_count("pipe_read", PD_TRACE_DROP), 1);
+    ck_assert_int_eq(read(bye[0], got, sizeof(got)), 3);
+    close(p[0]);
+    close(p[1]);
+    close(bye[0]);
+    close(bye[1]);
+    pd_runtime_free(rt);
+}
+END_TEST
+
+START_TEST(drop_async_sync_dropped_midway_destroys_once)
+{
+    pd_runtime *rt = pd_test_rt();
+    pipe_read victim;
+    pd_drop_async *d;
+    pd_task *t;
+    int p[2], bye[2];
+    char fill[4096];
+    pd_stats s;
+
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+    ck_assert_int_eq(pipe2(bye, O_CLOEXEC), 0);
+    /* The goodbye blocks on a full pipe, so the drop stays in teardown. */
+    ck_assert_int_ge(fcntl(bye[1], F_SETPIPE_SZ, 4096), 4096);
+    memset(fill, 'f', sizeof(fill));
+    pd_test_write(bye[1], fill, sizeof(fill));
+    pd_test_rec_start();
+    pipe_read_init(&victim, p[0], bye[1]);
+    t = pd_task_new(rt, &pd_drop_async_vtable, (void **)&d);
+    pd_drop_async_init(d, pipe_read_dyn(&victim));
+    pd_task_start(t);
+    ck_assert_int_ge(pd_run_once(rt, 0), 0);
+    ck_assert_int_eq(pd_test_rec_count("pipe_read", PD_TRACE_TEARDOWN), 1);
+    pd_runtime_stats(rt, &s);
+    ck_assert_uint_eq(s.inflight_ops, 1); /* the goodbye write */
+    pd_drop_async_vtable.drop(d);          /* sync drop during async drop */
+    ck_assert_int_eq(pd_test_rec_count("pipe_read", PD_TRACE_DROP), 1);
+    pd_runtime_stats(rt, &s);
+    ck_assert_uint_eq(s.inflight_ops, 0);
+    pd_runtime_free(rt); /* drops the task again: no effect */
+    ck_assert_int_eq(pd_test_rec_count("pipe_read", PD_TRACE_DROP), 1);
+    close(p[0]);
+    close(p[1]);
+    close(bye[0]);
+    close(bye[1]);
+}
+END_TEST
+
+Suite *pd_suite_drop_async(void)
+{
+    Suite *s = suite_create("pd_drop_async");
+    TCase *tc = tcase_create("drop_async");
+
+    tcase_add_test(tc, drop_async_runs_the_victims_teardown);
+    tcase_add_test(tc, drop_async_sync_dropped_midway_destroys_once);
+    suite_add_tcase(s, tc);
+    return s;
+}

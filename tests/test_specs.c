@@ -1,0 +1,585 @@
+/*
+ * One suite per library spec (happy path and error paths), and the
+ * cancel-at-every-suspension-point suite over every spec in specs/.
+ */
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "copy_file.h"
+#include "harness.h"
+#include "read_file.h"
+#include "sleep_ms.h"
+#include "testutil.h"
+#include "write_all.h"
+
+/* --- read_file --- */
+
+START_TEST(read_file_reads_a_file)
+{
+    char path[128], buf[8192], want[8192];
+    ssize_t out = 0;
+    pd_runtime *rt = pd_test_rt();
+    int fd;
+
+    pd_test_tmp_path(path, sizeof(path), "rf");
+    pd_test_make_file(path, 5000, 7);
+    ck_assert_int_eq(read_file_block_on(rt, path, buf, sizeof(buf), &out), 0);
+    ck_assert_int_eq(out, 5000);
+    fd = open(path, O_RDONLY);
+    ck_assert_int_eq(read(fd, want, sizeof(want)), 5000);
+    close(fd);
+    ck_assert_mem_eq(buf, want, 5000);
+    pd_runtime_free(rt);
+    unlink(path);
+}
+END_TEST
+
+START_TEST(read_file_stops_at_cap)
+{
+    char path[128], buf[100];
+    ssize_t out = 0;
+    pd_runtime *rt = pd_test_rt();
+
+    pd_test_tmp_path(path, sizeof(path), "rf");
+    pd_test_make_file(path, 5000, 7);
+    ck_assert_int_eq(read_file_block_on(rt, path, buf, sizeof(buf), &out), 0);
+    ck_assert_int_eq(out, 100);
+    pd_runtime_free(rt);
+    unlink(path);
+}
+END_TEST
+
+START_TEST(read_file_missing_file_is_enoent)
+{
+    char buf[16];
+    ssize_t out = 0;
+    pd_runtime *rt = pd_test_rt();
+    int fds = pd_test_fd_count();
+
+    ck_assert_int_eq(read_file_block_on(rt, "/nonexistent/polldrop", buf, sizeof(buf),
+                                        &out), 0);
+    ck_assert_int_eq(out, -ENOENT);
+    ck_assert_int_eq(pd_test_fd_count(), fds);
+    pd_runtime_free(rt);
+}
+END_TEST
+
+START_TEST(read_file_directory_is_eisdir)
+{
+    char buf[16];
+    ssize_t out = 0;
+    pd_runtime *rt = pd_test_rt();
+    int fds = pd_test_fd_count();
+
+    ck_assert_int_eq(read_file_block_on(rt, "/tmp", buf, sizeof(buf), &out), 0);
+    ck_assert_int_eq(out, -EISDIR);
+    ck_assert_int_eq(pd_test_fd_count(), fds); /* teardown closed the fd */
+    pd_runtime_free(rt);
+}
+END_TEST
+
+START_TEST(read_file_pipe_until_eof)
+{
+    char path[64], buf[64];
+    ssize_t out = 0;
+    pd_runtime *rt = pd_test_rt();
+    int p[2];
+
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+    pd_test_write(p[1], "hello", 5);
+    close(p[1]);
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", p[0]);
+    ck_assert_int_eq(read_file_block_on(rt, path, buf, sizeof(buf), &out), 0);
+    ck_assert_int_eq(out, 5);
+    ck_assert_mem_eq(buf, "hello", 5);
+    close(p[0]);
+    pd_runtime_free(rt);
+}
+END_TEST
+
+Suite *pd_suite_read_file(void)
+{
+    Suite *s = suite_create("spec read_file");
+    TCase *tc = tcase_create("read_file");
+
+    tcase_add_test(tc, read_file_reads_a_file);
+    tcase_add_test(tc, read_file_stops_at_cap);
+    tcase_add_test(tc, read_file_missing_file_is_enoent);
+    tcase_add_test(tc, read_file_directory_is_eisdir);
+    tcase_add_test(tc, read_file_pipe_until_eof);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+/* --- write_all --- */
+
+START_TEST(write_all_short_writes_are_resubmitted)
+{
+    static char data[256 * 1024], got[sizeof(data)];
+    pd_runtime *rt = pd_test_rt();
+    pd_task *t;
+    size_t have = 0;
+    int p[2];
+
+    for (size_t i = 0; i < sizeof(data); i++)
+        data[i] = (char)(i * 7);
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+    /* A 4 KiB pipe forces many short writes. */
+    ck_assert_int_ge(fcntl(p[1], F_SETPIPE_SZ, 4096), 4096);
+    fcntl(p[0], F_SETFL, O_NONBLOCK);
+    t = write_all_spawn(rt, p[1], data, sizeof(data));
+    ck_assert_ptr_nonnull(t);
+    while (pd_task_state(t) != PD_TASK_DONE) {
+        ssize_t n;
+
+        ck_assert_int_ge(pd_run_once(rt, 0), 0);
+        while ((n = read(p[0], got + have, sizeof(got) - have)) > 0)
+            have += (size_t)n;
+    }
+    while (have < sizeof(got)) {
+        ssize_t n = read(p[0], got + have, sizeof(got) - have);
+
+        ck_assert_int_gt(n, 0);
+        have += (size_t)n;
+    }
+    ck_assert_int_eq(*(const ssize_t *)pd_task_output(t), (ssize_t)sizeof(data));
+    ck_assert_mem_eq(got, data, sizeof(data));
+    pd_task_release(t);
+    close(p[0]);
+    close(p[1]);
+    pd_runtime_free(rt);
+}
+END_TEST
+
+START_TEST(write_all_closed_pipe_is_epipe)
+{
+    pd_runtime *rt = pd_test_rt();
+    ssize_t out = 0;
+    int p[2];
+
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+    close(p[0]);
+    signal(SIGPIPE, SIG_IGN);
+    ck_assert_int_eq(write_all_block_on(rt, p[1], "x", 1, &out), 0);
+    ck_assert_int_eq(out, -EPIPE);
+    close(p[1]);
+    pd_runtime_free(rt);
+}
+END_TEST
+
+START_TEST(write_all_bad_fd_is_ebadf)
+{
+    pd_runtime *rt = pd_test_rt();
+    ssize_t out = 0;
+
+    ck_assert_int_eq(write_all_block_on(rt, 1000000, "x", 1, &out), 0);
+    ck_assert_int_eq(out, -EBADF);
+    pd_runtime_free(rt);
+}
+END_TEST
+
+START_TEST(write_all_nothing_to_write)
+{
+    pd_runtime *rt = pd_test_rt();
+    ssize_t out = -1;
+    pd_stats s;
+
+    ck_assert_int_eq(write_all_block_on(rt, 1000000, "", 0, &out), 0);
+    ck_assert_int_eq(out, 0);
+    pd_runtime_stats(rt, &s);
+    ck_assert_uint_eq(s.ops_submitted, 0);
+    pd_runtime_free(rt);
+}
+END_TEST
+
+Suite *pd_suite_write_all(void)
+{
+    Suite *s = suite_create("spec write_all");
+    TCase *tc = tcase_create("write_all");
+
+    tcase_add_test(tc, write_all_short_writes_are_resubmitted);
+    tcase_add_test(tc, write_all_closed_pipe_is_epipe);
+    tcase_add_test(tc, write_all_bad_fd_is_ebadf);
+    tcase_add_test(tc, write_all_nothing_to_write);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+/* --- copy_file --- */
+
+static void copy_case(size_t size)
+{
+    char src[128], dst[128];
+    pd_runtime *rt = pd_test_rt();
+    ssize_t out = 0;
+    int fds = pd_test_fd_count();
+
+    pd_test_tmp_path(src, sizeof(src), "src");
+    pd_test_tmp_path(dst, sizeof(dst), "dst");
+    pd_test_make_file(src, size, (unsigned)size);
+    ck_assert_int_eq(copy_file_block_on(rt, src, dst, &out), 0);
+    ck_assert_int_eq(out, (ssize_t)size);
+    ck_assert(pd_test_same_file(src, dst));
+    ck_assert_int_eq(pd_test_fd_count(), fds);
+    pd_runtime_free(rt);
+    unlink(src);
+    unlink(dst);
+}
+
+START_TEST(copy_file_empty) { copy_case(0); }
+END_TEST
+START_TEST(copy_file_one_chunk) { copy_case(1000); }
+END_TEST
+START_TEST(copy_file_chunk_boundary) { copy_case(65536); }
+END_TEST
+START_TEST(copy_file_many_chunks) { copy_case(3 * 1024 * 1024 + 17); }
+END_TEST
+
+START_TEST(copy_file_missing_source)
+{
+    pd_runtime *rt = pd_test_rt();
+    ssize_t out = 0;
+    int fds = pd_test_fd_count();
+
+    ck_assert_int_eq(copy_file_block_on(rt, "/nonexistent/a", "/tmp/polldrop-never", &out),
+                     0);
+    ck_assert_int_eq(out, -ENOENT);
+    ck_assert_int_eq(access("/tmp/polldrop-never", F_OK), -1);
+    ck_assert_int_eq(pd_test_fd_count(), fds);
+    pd_runtime_free(rt);
+}
+END_TEST
+
+START_TEST(copy_file_unwritable_destination)
+{
+    char src[128];
+    pd_runtime *rt = pd_test_rt();
+    ssize_t out = 0;
+    int fds = pd_test_fd_count();
+
+    pd_test_tmp_path(src, sizeof(src), "src");
+    pd_test_make_file(src, 100, 1);
+    ck_assert_int_eq(copy_file_block_on(rt, src, "/nonexistent/dir/x", &out), 0);
+    ck_assert_int_eq(out, -ENOENT);
+    ck_assert_int_eq(pd_test_fd_count(), fds); /* the source was closed */
+    pd_runtime_free(rt);
+    unlink(src);
+}
+END_TEST
+
+Suite *pd_suite_copy_file(void)
+{
+    Suite *s = suite_create("spec copy_file");
+    TCase *tc = tcase_create("copy_file");
+
+    tcase_add_test(tc, copy_file_empty);
+    tcase_add_test(tc, copy_file_one_chunk);
+    tcase_add_test(tc, copy_file_chunk_boundary);
+    tcase_add_test(tc, copy_file_many_chunks);
+    tcase_add_test(tc, copy_file_missing_source);
+    tcase_add_test(tc, copy_file_unwritable_destination);
+    tcase_set_timeout(tc, 30);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+/* --- sleep_ms --- */
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+START_TEST(sleep_ms_elapses)
+{
+    pd_runtime *rt = pd_test_rt();
+    int out = -1;
+    long long t0 = now_ms();
+
+    ck_assert_int_eq(sleep_ms_block_on(rt, 30, &out), 0);
+    ck_assert_int_eq(out, 0); /* -ETIME is mapped to 0 */
+    /* A lower bound only: a sleep never ends early. */
+    ck_assert_int_ge(now_ms() - t0, 29);
+    pd_runtime_free(rt);
+}
+END_TEST
+
+START_TEST(sleep_ms_cancelled_mid_flight)
+{
+    pd_runtime *rt = pd_test_rt();
+    pd_task *t = sleep_ms_spawn(rt, 60 * 60 * 1000);
+    pd_stats s;
+
+    ck_assert_int_ge(pd_run_once(rt, 0), 0);
+    pd_runtime_stats(rt, &s);
+    ck_assert_uint_eq(s.inflight_ops, 1);
+    pd_task_cancel(t);
+    ck_assert_int_eq(pd_run(rt), 0);
+    ck_assert_int_eq(pd_task_state(t), PD_TASK_CANCELLED);
+    ck_assert_ptr_null(pd_task_output(t));
+    pd_runtime_stats(rt, &s);
+    ck_assert_uint_eq(s.inflight_ops, 0);
+    ck_assert_uint_eq(s.cancels_submitted, 1);
+    pd_task_release(t);
+    pd_runtime_free(rt);
+}
+END_TEST
+
+Suite *pd_suite_sleep_ms(void)
+{
+    Suite *s = suite_create("spec sleep_ms");
+    TCase *tc = tcase_create("sleep_ms");
+
+    tcase_add_test(tc, sleep_ms_elapses);
+    tcase_add_test(tc, sleep_ms_cancelled_mid_flight);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+/* --- cancel at every suspension point, every spec --- */
+
+struct pipe_ctx {
+    int p[2];
+    int fed;
+    char path[64];
+    char buf[64];
+    char data[16384];
+};
+
+static void pipe_setup(void *v)
+{
+    struct pipe_ctx *c = v;
+
+    ck_assert_int_eq(pipe2(c->p, O_CLOEXEC), 0);
+    fcntl(c->p[0], F_SETFL, O_NONBLOCK);
+    c->fed = 0;
+    snprintf(c->path, sizeof(c->path), "/proc/self/fd/%d", c->p[0]);
+}
+
+static void pipe_cleanup(void *v)
+{
+    struct pipe_ctx *c = v;
+
+    close(c->p[0]);
+    if (c->p[1] >= 0)
+        close(c->p[1]);
+}
+
+static void rf_pipe_init(void *self, void *v)
+{
+    struct pipe_ctx *c = v;
+
+    read_file_init(self, c->path, c->buf, sizeof(c->buf));
+}
+
+/* One byte per suspension, then EOF: the reads complete one by one. */
+static void rf_pipe_feed(void *v)
+{
+    struct pipe_ctx *c = v;
+
+    if (c->fed < 3) {
+        char b = (char)('a' + c->fed++);
+
+        pd_test_write(c->p[1], &b, 1);
+    } else if (c->p[1] >= 0) {
+        close(c->p[1]);
+        c->p[1] = -1;
+    }
+}
+
+/* Invariant 7: data written after the drop is still there for the next reader. */
+static void rf_pipe_after(void *v, const void *out)
+{
+    struct pipe_ctx *c = v;
+    char got[16];
+    ssize_t n;
+
+    (void)out;
+    if (c->p[1] < 0)
+        return;
+    pd_test_write(c->p[1], "Z", 1);
+    n = read(c->p[0], got, sizeof(got));
+    ck_assert_int_ge(n, 1);
+    ck_assert_int_eq(got[n - 1], 'Z');
+}
+
+struct file_ctx {
+    char src[128], dst[128];
+    char buf[4096];
+};
+
+static void file_setup(void *v)
+{
+    struct file_ctx *c = v;
+
+    pd_test_tmp_path(c->src, sizeof(c->src), "src");
+    pd_test_tmp_path(c->dst, sizeof(c->dst), "dst");
+    pd_test_make_file(c->src, 150000, 3);
+}
+
+static void file_cleanup(void *v)
+{
+    struct file_ctx *c = v;
+
+    unlink(c->src);
+    unlink(c->dst);
+}
+
+static void rf_file_init(void *self, void *v)
+{
+    struct file_ctx *c = v;
+
+    read_file_init(self, c->src, c->buf, sizeof(c->buf));
+}
+
+static void rf_file_after(void *v, const void *out)
+{
+    (void)v;
+    if (out)
+        ck_assert_int_eq(*(const ssize_t *)out, 4096);
+}
+
+static void wa_init(void *self, void *v)
+{
+    struct pipe_ctx *c = v;
+
+    ck_assert_int_ge(fcntl(c->p[1], F_SETPIPE_SZ, 4096), 4096);
+    memset(c->data, 'w', sizeof(c->data));
+    write_all_init(self, c->p[1], c->data, sizeof(c->data));
+}
+
+static void wa_drain(void *v)
+{
+    struct pipe_ctx *c = v;
+    char sink[4096];
+
+    while (read(c->p[0], sink, sizeof(sink)) > 0)
+        ;
+}
+
+static void wa_after(void *v, const void *out)
+{
+    (void)v;
+    if (out)
+        ck_assert_int_eq(*(const ssize_t *)out, 16384);
+}
+
+static void cf_init(void *self, void *v)
+{
+    struct file_ctx *c = v;
+
+    copy_file_init(self, c->src, c->dst);
+}
+
+static void cf_after(void *v, const void *out)
+{
+    struct file_ctx *c = v;
+
+    if (out) {
+        ck_assert_int_eq(*(const ssize_t *)out, 150000);
+        ck_assert(pd_test_same_file(c->src, c->dst));
+    }
+}
+
+static void nothing(void *v)
+{
+    (void)v;
+}
+
+static void sl_init(void *self, void *v)
+{
+    (void)v;
+    sleep_ms_init(self, 2);
+}
+
+static void report(const char *name, const pd_harness_stats *st)
+{
+    fprintf(stderr, "  cancel points: %-18s %3d suspension points, %4d destructions checked\n",
+            name, st->points, st->runs);
+}
+
+START_TEST(cancel_points_read_file_pipe)
+{
+    struct pipe_ctx c;
+    pd_harness_case hc = { "read_file", &read_file_vtable, 1, &c, pipe_setup,
+                           rf_pipe_init, rf_pipe_feed, rf_pipe_after, pipe_cleanup };
+    pd_harness_stats st;
+
+    pd_harness_run(&hc, &st);
+    ck_assert_int_ge(st.points, 4); /* open, three 1-byte reads, EOF */
+    report("read_file (pipe)", &st);
+}
+END_TEST
+
+START_TEST(cancel_points_read_file_file)
+{
+    struct file_ctx c;
+    pd_harness_case hc = { "read_file", &read_file_vtable, 1, &c, file_setup,
+                           rf_file_init, NULL, rf_file_after, file_cleanup };
+    pd_harness_stats st;
+
+    pd_harness_run(&hc, &st);
+    ck_assert_int_ge(st.points, 2);
+    report("read_file (file)", &st);
+}
+END_TEST
+
+START_TEST(cancel_points_write_all)
+{
+    struct pipe_ctx c;
+    pd_harness_case hc = { "write_all", &write_all_vtable, 0, &c, pipe_setup,
+                           wa_init, wa_drain, wa_after, pipe_cleanup };
+    pd_harness_stats st;
+
+    pd_harness_run(&hc, &st);
+    ck_assert_int_ge(st.points, 2); /* at least one short write */
+    report("write_all", &st);
+}
+END_TEST
+
+START_TEST(cancel_points_copy_file)
+{
+    struct file_ctx c;
+    pd_harness_case hc = { "copy_file", &copy_file_vtable, 1, &c, file_setup,
+                           cf_init, NULL, cf_after, file_cleanup };
+    pd_harness_stats st;
+
+    pd_harness_run(&hc, &st);
+    ck_assert_int_ge(st.points, 8); /* 2 opens, 3 reads, 3 writes, EOF, fsync */
+    report("copy_file", &st);
+}
+END_TEST
+
+START_TEST(cancel_points_sleep_ms)
+{
+    pd_harness_case hc = { "sleep_ms", &sleep_ms_vtable, 0, NULL, nothing,
+                           sl_init, NULL, NULL, nothing };
+    pd_harness_stats st;
+
+    pd_harness_run(&hc, &st);
+    ck_assert_int_eq(st.points, 1);
+    report("sleep_ms", &st);
+}
+END_TEST
+
+Suite *pd_suite_cancel_points(void)
+{
+    Suite *s = suite_create("cancel at every suspension point");
+    TCase *tc = tcase_create("specs");
+
+    tcase_add_test(tc, cancel_points_read_file_pipe);
+    tcase_add_test(tc, cancel_points_read_file_file);
+    tcase_add_test(tc, cancel_points_write_all);
+    tcase_add_test(tc, cancel_points_copy_file);
+    tcase_add_test(tc, cancel_points_sleep_ms);
+    tcase_set_timeout(tc, 120);
+    suite_add_tcase(s, tc);
+    return s;
+}

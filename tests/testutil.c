@@ -1,0 +1,211 @@
+#include "testutil.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+volatile long pd_test_allocs;
+
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t m);
+void *__real_realloc(void *p, size_t n);
+int __real_posix_memalign(void **p, size_t a, size_t n);
+void *__real_aligned_alloc(size_t a, size_t n);
+
+void *__wrap_malloc(size_t n)
+{
+    pd_test_allocs++;
+    return __real_malloc(n);
+}
+
+void *__wrap_calloc(size_t n, size_t m)
+{
+    pd_test_allocs++;
+    return __real_calloc(n, m);
+}
+
+void *__wrap_realloc(void *p, size_t n)
+{
+    pd_test_allocs++;
+    return __real_realloc(p, n);
+}
+
+int __wrap_posix_memalign(void **p, size_t a, size_t n)
+{
+    pd_test_allocs++;
+    return __real_posix_memalign(p, a, n);
+}
+
+void *__wrap_aligned_alloc(size_t a, size_t n)
+{
+    pd_test_allocs++;
+    return __real_aligned_alloc(a, n);
+}
+
+int pd_test_fd_count(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    int n = 0;
+
+    ck_assert_ptr_nonnull(d);
+    while ((e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n - 1; /* the directory's own descriptor */
+}
+
+int pd_test_uring_ok(int *why)
+{
+    pd_runtime *rt;
+    int ret = pd_runtime_new(&rt, NULL);
+
+    *why = ret;
+    if (ret < 0)
+        return 0;
+    pd_runtime_free(rt);
+    return 1;
+}
+
+pd_runtime *pd_test_rt(void)
+{
+    pd_runtime *rt = NULL;
+    int ret = pd_runtime_new(&rt, NULL);
+
+    ck_assert_msg(ret == 0, "pd_runtime_new: %s", strerror(-ret));
+    return rt;
+}
+
+pd_test_rec pd_rec;
+
+static void pd_test_rec_hook(void *arg, const char *future, pd_trace_event ev,
+                             const void *self)
+{
+    pd_test_rec *r = arg;
+    int i;
+
+    if (r->nlog < PD_TEST_LOG_MAX) {
+        r->log[r->nlog].future = future;
+        r->log[r->nlog].ev = ev;
+        r->log[r->nlog].self = self;
+        r->nlog++;
+    }
+    for (i = 0; i < r->nlive; i++)
+        if (r->live[i].self == self && strcmp(r->live[i].future, future) == 0)
+            break;
+    switch (ev) {
+    case PD_TRACE_INIT:
+        r->inits++;
+        if (i < r->nlive) {
+            r->double_init++;
+        } else if (r->nlive < 64) {
+            r->live[r->nlive].future = future;
+            r->live[r->nlive].self = self;
+            r->nlive++;
+        }
+        break;
+    case PD_TRACE_TEARDOWN:
+        r->teardowns++;
+        break;
+    case PD_TRACE_DROP:
+        r->drops++;
+        if (i == r->nlive)
+            r->stray_drop++;
+        else
+            r->live[i] = r->live[--r->nlive];
+        break;
+    }
+}
+
+void pd_test_rec_start(void)
+{
+    memset(&pd_rec, 0, sizeof(pd_rec));
+    pd_set_trace(pd_test_rec_hook, &pd_rec);
+}
+
+long pd_test_rec_count(const char *future, pd_trace_event ev)
+{
+    long n = 0;
+    int i;
+
+    for (i = 0; i < pd_rec.nlog; i++)
+        if (pd_rec.log[i].ev == ev &&
+            (!*future || strcmp(pd_rec.log[i].future, future) == 0))
+            n++;
+    return n;
+}
+
+int pd_test_rec_find(const char *future, pd_trace_event ev, int from)
+{
+    int i;
+
+    for (i = from; i < pd_rec.nlog; i++)
+        if (pd_rec.log[i].ev == ev && strcmp(pd_rec.log[i].future, future) == 0)
+            return i;
+    return -1;
+}
+
+void pd_test_write(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+
+    while (len) {
+        ssize_t n = write(fd, p, len);
+
+        if (n <= 0) /* not ck_assert: this may run where allocations count */
+            ck_abort_msg("write: %s", strerror(errno));
+        p += n;
+        len -= (size_t)n;
+    }
+}
+
+void pd_test_tmp_path(char *buf, size_t len, const char *tag)
+{
+    static unsigned seq;
+
+    snprintf(buf, len, "/tmp/polldrop-test-%d-%u-%s", (int)getpid(), seq++, tag);
+}
+
+int pd_test_make_file(const char *path, size_t len, unsigned seed)
+{
+    char chunk[4096];
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+    ck_assert_int_ge(fd, 0);
+    while (len) {
+        size_t n = len < sizeof(chunk) ? len : sizeof(chunk), i;
+
+        for (i = 0; i < n; i++) {
+            seed = seed * 1103515245u + 12345u;
+            chunk[i] = (char)(seed >> 16);
+        }
+        pd_test_write(fd, chunk, n);
+        len -= n;
+    }
+    close(fd);
+    return 0;
+}
+
+int pd_test_same_file(const char *a, const char *b)
+{
+    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
+    int same = fa && fb, ca, cb;
+
+    while (same) {
+        ca = getc(fa);
+        cb = getc(fb);
+        if (ca != cb)
+            same = 0;
+        if (ca == EOF || cb == EOF)
+            break;
+    }
+    if (fa)
+        fclose(fa);
+    if (fb)
+        fclose(fb);
+    return same;
+}

@@ -1,0 +1,94 @@
+/*
+ * Shared test helpers: allocation counting, fd counting, a recorder of the
+ * lifecycle events generated futures emit, and io_uring availability.
+ */
+#ifndef PD_TESTUTIL_H
+#define PD_TESTUTIL_H
+
+#include <check.h>
+#include <stddef.h>
+
+#include "polldrop.h"
+
+/*
+ * Check's ck_assert_* record a mark point on success, and that allocates
+ * (libcheck is linked statically, so its malloc calls are counted too).
+ * Inside a region whose allocations are counted, use PD_CHECK: it costs
+ * nothing unless it fails.
+ */
+#define PD_CHECK(expr)                                                         \
+    do {                                                                       \
+        if (!(expr))                                                           \
+            ck_abort_msg("%s:%d: check failed: %s", __FILE__, __LINE__, #expr); \
+    } while (0)
+
+/* Allocations made through malloc/calloc/realloc/posix_memalign by our code. */
+extern volatile long pd_test_allocs;
+
+/* Open descriptors of this process (entries of /proc/self/fd). */
+int pd_test_fd_count(void);
+
+/* 1 if io_uring works here; otherwise why not in *why (an -errno). */
+int pd_test_uring_ok(int *why);
+
+/* A runtime for one test; fails the test if io_uring stops working. */
+pd_runtime *pd_test_rt(void);
+
+/*
+ * The lifecycle recorder. It pairs every PD_TRACE_INIT with exactly one
+ * PD_TRACE_DROP per (future, address), counts teardowns, and keeps an
+ * ordered log of events for order assertions.
+ */
+#define PD_TEST_LOG_MAX 256
+
+typedef struct pd_test_event {
+    const char *future;
+    pd_trace_event ev;
+    const void *self;
+} pd_test_event;
+
+typedef struct pd_test_rec {
+    long inits, teardowns, drops;
+    long double_init;  /* INIT of an object that was still alive */
+    long stray_drop;   /* DROP of an object not alive (double drop) */
+    int nlog;
+    pd_test_event log[PD_TEST_LOG_MAX];
+    int nlive;
+    struct { const char *future; const void *self; } live[64];
+} pd_test_rec;
+
+extern pd_test_rec pd_rec;
+
+/* Clears the recorder and installs it as the trace hook. */
+void pd_test_rec_start(void);
+/* Counts events of one future type ("" for all) and kind since start. */
+long pd_test_rec_count(const char *future, pd_trace_event ev);
+/* Index in the log of the first matching event at or after from, or -1. */
+int pd_test_rec_find(const char *future, pd_trace_event ev, int from);
+
+/* Writes all of buf to fd (blocking), failing the test on error. */
+void pd_test_write(int fd, const void *buf, size_t len);
+/* A temporary file path under /tmp, unique per call in this process. */
+void pd_test_tmp_path(char *buf, size_t len, const char *tag);
+/* Creates a file of len pseudo-random bytes; returns 0. */
+int pd_test_make_file(const char *path, size_t len, unsigned seed);
+/* Compares two files' contents; returns 1 if equal. */
+int pd_test_same_file(const char *a, const char *b);
+
+/* Every suite, for the runner. */
+Suite *pd_suite_runtime(void);
+Suite *pd_suite_drop_async(void);
+Suite *pd_suite_read_file(void);
+Suite *pd_suite_write_all(void);
+Suite *pd_suite_copy_file(void);
+Suite *pd_suite_sleep_ms(void);
+Suite *pd_suite_cancel_points(void);
+Suite *pd_suite_inv_kernel_owns(void);
+Suite *pd_suite_inv_exactly_once(void);
+Suite *pd_suite_inv_teardown(void);
+Suite *pd_suite_inv_no_alloc(void);
+Suite *pd_suite_inv_no_fd_leak(void);
+Suite *pd_suite_inv_order(void);
+Suite *pd_suite_inv_cancelled(void);
+
+#endif
