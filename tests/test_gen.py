@@ -1,1 +1,439 @@
+"""Generator tests: golden error messages, positions, outputs, #line mapping."""
+import contextlib
+import io
+import os
+import shutil
+import subprocess
+import tempfile
+import textwrap
 import unittest
+
+from gen import cli
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+GOOD = """\
+future: good
+params:
+  - {name: fd, type: int}
+fields:
+  - {name: n, type: int, init: "0"}
+states:
+  start:
+    io: nop
+    then: RETURN(res);
+"""
+
+
+class GenTest(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="pd-gen-")
+        self.out = os.path.join(self.dir, "out")
+
+    def tearDown(self):
+        shutil.rmtree(self.dir)
+
+    def spec(self, name, text):
+        path = os.path.join(self.dir, name + ".yaml")
+        with open(path, "w") as f:
+            f.write(textwrap.dedent(text))
+        return path
+
+    def run_gen(self, *args):
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            code = cli.main(["-o", self.out, *args])
+        return code, err.getvalue()
+
+    def errors(self, text, name="f", extra=()):
+        """Runs the generator on one spec; returns its diagnostics, path-relative."""
+        path = self.spec(name, text)
+        code, err = self.run_gen(path, *extra)
+        self.assertNotIn("Traceback", err)
+        lines = [l.replace(self.dir + "/", "") for l in err.splitlines()]
+        if any(": error: " in l for l in lines):
+            self.assertEqual(code, 1)
+            self.assertFalse(os.path.exists(os.path.join(self.out, name + ".c")))
+            self.assertFalse(os.path.exists(os.path.join(self.out, name + ".h")))
+        return lines
+
+    def assertError(self, text, expected, name="f", extra=()):
+        self.assertIn(expected, self.errors(text, name, extra))
+
+
+class Errors(GenTest):
+    def test_malformed_yaml(self):
+        self.assertError("future: f\nstates: [\n", "f.yaml:3:1: error: malformed YAML: "
+                         "expected the node content, but found '<stream end>'")
+
+    def test_duplicate_key(self):
+        self.assertError("""\
+            future: f
+            states:
+              a: {do: RETURN(0);}
+              a: {do: RETURN(1);}
+            """, "f.yaml:4:3: error: duplicate key 'a' (first defined at line 3)")
+
+    def test_unknown_top_level_key(self):
+        self.assertError("""\
+            future: f
+            stats: {}
+            states:
+              a: {do: RETURN(0);}
+            """, "f.yaml:2:1: error: unknown key 'stats' in the spec (expected one of: "
+                 "future, doc, include, output, params, fields, states, teardown, drop, send)")
+
+    def test_missing_future_and_states(self):
+        lines = self.errors("doc: nothing\n")
+        self.assertIn("f.yaml:1:1: error: missing required key 'future'", lines)
+        self.assertIn("f.yaml:1:1: error: missing required key 'states'", lines)
+
+    def test_bad_identifier(self):
+        self.assertError("future: 2fast\nstates: {a: {do: RETURN(0);}}\n",
+                         "f.yaml:1:9: error: future name '2fast' is not a C identifier")
+
+    def test_c_keyword(self):
+        self.assertError("""\
+            future: f
+            fields:
+              - {name: int, type: int}
+            states: {a: {do: RETURN(0);}}
+            """, "f.yaml:3:12: error: field name 'int' is a C keyword")
+
+    def test_reserved_prefix(self):
+        self.assertError("future: pd_thing\nstates: {a: {do: RETURN(0);}}\n",
+                         "f.yaml:1:9: error: future name 'pd_thing': names starting with "
+                         "pd_ are reserved")
+
+    def test_libc_collision(self):
+        self.assertError("future: sleep\nstates: {a: {do: RETURN(0);}}\n",
+                         "f.yaml:1:9: error: future name 'sleep' collides with the C "
+                         "library's sleep(); choose another name")
+
+    def test_duplicate_member_names(self):
+        self.assertError("""\
+            future: f
+            params:
+              - {name: fd, type: int}
+            fields:
+              - {name: fd, type: int}
+            states: {a: {do: RETURN(0);}}
+            """, "f.yaml:5:12: error: duplicate name 'fd' (first declared at line 3); "
+                 "params, fields and locals share one namespace")
+
+    def test_duplicate_state_across_phases(self):
+        self.assertError("""\
+            future: f
+            states:
+              a: {do: RETURN(0);}
+            teardown:
+              a: {do: DONE();}
+            drop: ""
+            """, "f.yaml:5:3: error: duplicate state name 'a' (first declared at line 3)")
+
+    def test_goto_missing_state(self):
+        self.assertError("""\
+            future: f
+            states:
+              a:
+                do: |
+                  if (1)
+                      GOTO(nowhere);
+                  RETURN(0);
+            """, "f.yaml:6:16: error: GOTO(nowhere): no state named 'nowhere'")
+
+    def test_goto_other_phase(self):
+        self.assertError("""\
+            future: f
+            states:
+              a: {do: GOTO(b);}
+            teardown:
+              b: {do: DONE();}
+            drop: ""
+            """, "f.yaml:3:16: error: GOTO(b): 'b' is a teardown state; GOTO stays "
+                 "within its phase")
+
+    def test_return_in_teardown(self):
+        self.assertError("""\
+            future: f
+            states:
+              a: {do: RETURN(0);}
+            teardown:
+              b:
+                do: RETURN(1);
+            drop: ""
+            """, "f.yaml:6:9: error: RETURN is not allowed in teardown: teardown has "
+                 "no output (use DONE() to finish it)")
+
+    def test_done_in_run_state(self):
+        self.assertError("""\
+            future: f
+            states:
+              a: {do: DONE();}
+            """, "f.yaml:3:11: error: DONE is only allowed in teardown (use "
+                 "RETURN(value) to complete a run state)")
+
+    def test_macro_in_comment_is_ignored(self):
+        lines = self.errors("""\
+            future: f
+            states:
+              a:
+                do: |
+                  /* GOTO(nowhere) would be wrong */
+                  RETURN(0); // DONE() too
+            """)
+        self.assertEqual([l for l in lines if "error" in l], [])
+
+    def test_unknown_io_op(self):
+        self.assertError("""\
+            future: f
+            states:
+              a: {io: splice, then: RETURN(res);}
+            """, "f.yaml:3:11: error: unknown io op 'splice' (known: accept, close, "
+                 "connect, fsync, nop, openat, read, recv, send, shutdown, socket, "
+                 "timeout, write)")
+
+    def test_unknown_io_argument(self):
+        self.assertError("""\
+            future: f
+            states:
+              a:
+                io: close
+                args: {fd: 3, how: 1}
+                then: RETURN(res);
+            """, "f.yaml:5:19: error: unknown argument 'how' for io 'close' "
+                 "(arguments: fd)")
+
+    def test_missing_required_argument(self):
+        self.assertError("""\
+            future: f
+            states:
+              a:
+                io: read
+                args: {fd: 0, buf: 0}
+                then: RETURN(res);
+            """, "f.yaml:5:11: error: io 'read' is missing required argument 'len'")
+
+    def test_timeout_needs_ms_or_ns(self):
+        self.assertError("""\
+            future: f
+            states:
+              a:
+                io: timeout
+                args: {ms: 1, ns: 2}
+                then: RETURN(res);
+            """, "f.yaml:5:11: error: io 'timeout' needs exactly one of the arguments ms, ns")
+
+    def test_await_of_a_plain_field(self):
+        self.assertError("""\
+            future: f
+            fields:
+              - {name: n, type: int}
+            states:
+              a: {await: n, then: RETURN(0);}
+            """, "f.yaml:5:14: error: await: 'n' is not a child future (declare it "
+                 "with future: TYPE)")
+
+    def test_unknown_child_type(self):
+        self.assertError("""\
+            future: f
+            fields:
+              - {name: c, future: ghost}
+            states:
+              a: {await: c, then: RETURN(0);}
+            """, "f.yaml:3:23: error: unknown child future type 'ghost' (no spec named "
+                 "on the command line or found as ghost.yaml on the -I path)")
+
+    def test_child_argument_count(self):
+        self.spec("kid", GOOD.replace("good", "kid"))
+        self.assertError("""\
+            future: f
+            fields:
+              - {name: c, future: kid}
+            states:
+              a: {await: c, args: [1, 2], then: RETURN(0);}
+            """, "f.yaml:5:23: error: await c: kid takes 1 argument (fd), got 2",
+            extra=("-I", self.dir))
+
+    def test_child_cycle(self):
+        lines = self.errors("""\
+            future: f
+            fields:
+              - {name: me, future: f}
+            states:
+              a: {await: me, then: RETURN(0);}
+            """)
+        self.assertIn("f.yaml:3:24: error: child futures form a cycle: f -> f "
+                      "(a future cannot contain itself)", lines)
+
+    def test_teardown_without_drop(self):
+        self.assertError("""\
+            future: f
+            states:
+              a: {do: RETURN(0);}
+            teardown:
+              b: {do: DONE();}
+            """, "f.yaml:4:1: error: a future with teardown must say what its sync drop "
+                 "does: add 'drop:' (use drop: \"\" for nothing)")
+
+    def test_when_without_next(self):
+        self.assertError("""\
+            future: f
+            states:
+              a:
+                when: 1
+                do: RETURN(0);
+            """, "f.yaml:4:11: error: run state 'a' has 'when' but no 'next': where does "
+                 "control go when the guard is false?")
+
+    def test_io_without_then_or_next(self):
+        self.assertError("""\
+            future: f
+            states:
+              a: {io: nop}
+            """, "f.yaml:3:3: error: run state 'a' has no then and no next: it would "
+                 "fall through")
+
+    def test_two_actions(self):
+        self.assertError("""\
+            future: f
+            states:
+              a: {do: RETURN(0);, io: nop}
+            """, "f.yaml:3:23: error: state 'a' has more than one action (do, io); a "
+                 "state does exactly one thing")
+
+    def test_unreachable_state_is_a_warning(self):
+        lines = self.errors("""\
+            future: f
+            states:
+              a: {do: RETURN(0);}
+              b: {do: RETURN(1);}
+            """)
+        self.assertIn("f.yaml:4:3: warning: state 'b' is unreachable", lines)
+        self.assertTrue(os.path.exists(os.path.join(self.out, "f.c")))
+
+    def test_not_a_mapping_gives_no_traceback(self):
+        for text in ["- 1\n- 2\n", "future: f\nstates: 3\n", "future: f\nstates: {a: 3}\n",
+                     "future: [x]\nstates: {a: {do: x}}\n", "\n", "future: f\nstates:\n  a:\n    io: [1]\n",
+                     "future: f\nparams: {x: 1}\nstates: {a: {do: RETURN(0);}}\n"]:
+            code, err = self.run_gen(self.spec("f", text))
+            self.assertEqual(code, 1, text)
+            self.assertNotIn("Traceback", err)
+            for line in err.strip().splitlines():
+                self.assertRegex(line, r"^.+:\d+:\d+: (error|warning): ")
+
+    def test_all_errors_of_a_spec_are_reported(self):
+        lines = self.errors("""\
+            future: f
+            bogus: 1
+            states:
+              a: {io: nope}
+              b: {do: GOTO(c);}
+            """)
+        self.assertEqual(len([l for l in lines if ": error: " in l]), 4)
+
+    def test_one_bad_spec_does_not_stop_a_good_one(self):
+        good = self.spec("good", GOOD)
+        bad = self.spec("bad", "future: bad\nstates: {a: {do: DONE();}}\n")
+        code, err = self.run_gen(good, bad)
+        self.assertEqual(code, 1)
+        self.assertTrue(os.path.exists(os.path.join(self.out, "good.c")))
+        self.assertFalse(os.path.exists(os.path.join(self.out, "bad.c")))
+
+    def test_a_spec_whose_child_is_in_error_writes_nothing(self):
+        self.spec("kid", "future: kid\nstates: {a: {do: DONE();}}\n")
+        self.assertTrue(self.errors("""\
+            future: f
+            fields:
+              - {name: c, future: kid}
+            states:
+              a: {await: c, then: RETURN(out);}
+            """, extra=("-I", self.dir)))
+        self.assertFalse(os.path.exists(os.path.join(self.out, "f.c")))
+
+
+class Output(GenTest):
+    def test_check_writes_nothing(self):
+        code, err = self.run_gen("--check", self.spec("good", GOOD))
+        self.assertEqual((code, err), (0, ""))
+        self.assertFalse(os.path.exists(self.out))
+
+    def test_output_is_deterministic_and_marked(self):
+        path = self.spec("good", GOOD)
+        self.run_gen(path)
+        with open(os.path.join(self.out, "good.c")) as f:
+            first = f.read()
+        self.run_gen(path)
+        with open(os.path.join(self.out, "good.c")) as f:
+            self.assertEqual(f.read(), first)
+        self.assertIn("Do not edit", first)
+        self.assertIn("good_state_name", first)
+        with open(os.path.join(self.out, "good.h")) as f:
+            h = f.read()
+        self.assertIn("#ifndef POLLDROP_GEN_GOOD_H", h)
+        for api in ["void good_init(good *self, int fd);",
+                    "pd_poll good_poll(good *self, pd_cx *cx, good_out *out);",
+                    "pd_poll good_poll_drop(good *self, pd_cx *cx);",
+                    "void good_drop(good *self);",
+                    "extern const pd_vtable good_vtable;",
+                    "static inline pd_dyn good_dyn(good *self)",
+                    "pd_task *good_spawn(pd_runtime *rt, int fd);",
+                    "int good_block_on(pd_runtime *rt, int fd, good_out *out);"]:
+            self.assertIn(api, h)
+
+    def test_library_specs_validate(self):
+        specs = sorted(os.path.join(ROOT, "specs", f) for f in os.listdir(os.path.join(ROOT, "specs")))
+        code, err = self.run_gen("--check", *specs)
+        self.assertEqual((code, err), (0, ""))
+
+
+@unittest.skipUnless(shutil.which("cc"), "needs a C compiler")
+class LineDirectives(GenTest):
+    def compile_error(self, text):
+        path = self.spec("f", text)
+        code, err = self.run_gen(path)
+        self.assertEqual(code, 0, err)
+        r = subprocess.run(["cc", "-std=gnu11", "-Wall", "-Wextra", "-Werror",
+                            "-I", os.path.join(ROOT, "runtime"), "-I", self.out, "-c",
+                            os.path.join(self.out, "f.c"), "-o", os.devnull],
+                           capture_output=True, text=True)
+        self.assertNotEqual(r.returncode, 0)
+        return r.stderr
+
+    def test_error_in_then_points_at_the_spec(self):
+        err = self.compile_error("""\
+            future: f
+            states:
+              a:
+                io: nop
+                then: |
+                  int ok = 1;
+                  undeclared_thing = ok;
+                  RETURN(res);
+            """)
+        self.assertIn("f.yaml:7:", err)
+        self.assertIn("undeclared_thing", err)
+
+    def test_error_in_an_argument_points_at_the_spec(self):
+        err = self.compile_error("""\
+            future: f
+            states:
+              a:
+                io: close
+                args: {fd: no_such_fd}
+                then: RETURN(res);
+            """)
+        self.assertIn("f.yaml:5:", err)
+
+    def test_clean_spec_compiles_cleanly(self):
+        path = self.spec("good", GOOD)
+        self.assertEqual(self.run_gen(path)[0], 0)
+        r = subprocess.run(["cc", "-std=gnu11", "-Wall", "-Wextra", "-Werror",
+                            "-I", os.path.join(ROOT, "runtime"), "-I", self.out, "-c",
+                            os.path.join(self.out, "good.c"), "-o", os.devnull],
+                           capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
