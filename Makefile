@@ -98,7 +98,7 @@ build/obj/gen/%.o: build/gen/%.c build/gen/.stamp $(RT_HDR)
 build/obj/gen-test/%.o: build/gen-test/%.c build/gen-test/.stamp build/gen/.stamp $(RT_HDR)
 	$(call say,CC,$<)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) -Ibuild/gen-test -c $< -o $@
+	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) -Ibuild/gen-test -Itests $(shell pkg-config --cflags check) -c $< -o $@
 
 build/obj/gen-ex/%.o: build/gen-ex/%.c build/gen-ex/.stamp build/gen/.stamp $(RT_HDR)
 	$(call say,CC,$<)
@@ -118,7 +118,7 @@ build/asan/gen/%.o: build/gen/%.c build/gen/.stamp $(RT_HDR)
 build/asan/gen-test/%.o: build/gen-test/%.c build/gen-test/.stamp build/gen/.stamp $(RT_HDR)
 	$(call say,CC-SAN,$<)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(CC) $(WARN) $(SANFLAGS) $(INC) -Ibuild/gen-test -c $< -o $@
+	$(Q)$(CC) $(WARN) $(SANFLAGS) $(INC) -Ibuild/gen-test -Itests $(shell pkg-config --cflags check) -c $< -o $@
 
 # --- tests ---
 

@@ -24,6 +24,11 @@ static const suite_fn suites[] = {
     pd_suite_inv_no_fd_leak,
     pd_suite_inv_order,
     pd_suite_inv_cancelled,
+    pd_suite_select,
+    pd_suite_join,
+    pd_suite_locals,
+    pd_suite_timeout_ms,
+    pd_suite_yield,
     pd_suite_cancel_points,
 };
 

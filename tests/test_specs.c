@@ -10,7 +10,11 @@
 #include <unistd.h>
 
 #include "copy_file.h"
+#include "first_of.h"
 #include "harness.h"
+#include "pair_copy.h"
+#include "read_deadline.h"
+#include "read_timeout.h"
 #include "read_file.h"
 #include "sleep_ms.h"
 #include "testutil.h"
@@ -569,6 +573,140 @@ START_TEST(cancel_points_sleep_ms)
 }
 END_TEST
 
+static void rt_init(void *self, void *v)
+{
+    struct pipe_ctx *c = v;
+
+    read_timeout_init(self, c->p[0], c->buf, sizeof(c->buf), 3);
+}
+
+static void rd_init(void *self, void *v)
+{
+    struct pipe_ctx *c = v;
+
+    read_deadline_init(self, c->p[0], c->buf, sizeof(c->buf), 3);
+}
+
+/* Either the deadline or the data; data written later is never lost. */
+static void deadline_after(void *v, const void *out)
+{
+    struct pipe_ctx *c = v;
+    char got[16];
+
+    if (out)
+        ck_assert_int_eq(*(const ssize_t *)out, -ETIMEDOUT);
+    pd_test_write(c->p[1], "Z", 1);
+    ck_assert_int_eq(read(c->p[0], got, sizeof(got)), 1);
+}
+
+static void fo_init(void *self, void *v)
+{
+    struct file_ctx *c = v;
+
+    first_of_init(self, c->src, "/etc/hostname");
+}
+
+static void fo_after(void *v, const void *out)
+{
+    (void)v;
+    if (out) {
+        int fd = *(const int *)out;
+
+        ck_assert_int_ge(fd, 0);
+        close(fd); /* the winner's fd is the caller's */
+    }
+}
+
+struct pair_ctx {
+    struct file_ctx a, b;
+};
+
+static void pc_setup(void *v)
+{
+    struct pair_ctx *c = v;
+
+    file_setup(&c->a);
+    file_setup(&c->b);
+}
+
+static void pc_cleanup(void *v)
+{
+    struct pair_ctx *c = v;
+
+    file_cleanup(&c->a);
+    file_cleanup(&c->b);
+}
+
+static void pc_init(void *self, void *v)
+{
+    struct pair_ctx *c = v;
+
+    pair_copy_init(self, c->a.src, c->a.dst, c->b.src, c->b.dst);
+}
+
+static void pc_after(void *v, const void *out)
+{
+    struct pair_ctx *c = v;
+
+    if (out) {
+        ck_assert_int_eq(*(const ssize_t *)out, 300000);
+        ck_assert(pd_test_same_file(c->a.src, c->a.dst));
+        ck_assert(pd_test_same_file(c->b.src, c->b.dst));
+    }
+}
+
+START_TEST(cancel_points_read_timeout)
+{
+    struct pipe_ctx c;
+    pd_harness_case hc = { "read_timeout", &read_timeout_vtable, 0, &c, pipe_setup,
+                           rt_init, NULL, deadline_after, pipe_cleanup };
+    pd_harness_stats st;
+
+    pd_harness_run(&hc, &st);
+    ck_assert_int_ge(st.points, 1);
+    report("read_timeout", &st);
+}
+END_TEST
+
+START_TEST(cancel_points_read_deadline)
+{
+    struct pipe_ctx c;
+    pd_harness_case hc = { "read_deadline", &read_deadline_vtable, 0, &c, pipe_setup,
+                           rd_init, NULL, deadline_after, pipe_cleanup };
+    pd_harness_stats st;
+
+    pd_harness_run(&hc, &st);
+    ck_assert_int_ge(st.points, 1);
+    report("read_deadline", &st);
+}
+END_TEST
+
+START_TEST(cancel_points_first_of)
+{
+    struct file_ctx c;
+    pd_harness_case hc = { "first_of", &first_of_vtable, 0, &c, file_setup,
+                           fo_init, NULL, fo_after, file_cleanup };
+    pd_harness_stats st;
+
+    pd_harness_run(&hc, &st);
+    ck_assert_int_ge(st.points, 1);
+    report("first_of", &st);
+}
+END_TEST
+
+START_TEST(cancel_points_pair_copy)
+{
+    struct pair_ctx c;
+    pd_harness_case hc = { "pair_copy", &pair_copy_vtable, 0, &c, pc_setup,
+                           pc_init, NULL, pc_after, pc_cleanup };
+    pd_harness_stats st;
+
+    pd_harness_run(&hc, &st);
+    ck_assert_int_ge(st.points, 10);
+    report("pair_copy", &st);
+}
+END_TEST
+
 Suite *pd_suite_cancel_points(void)
 {
     Suite *s = suite_create("cancel at every suspension point");
@@ -579,6 +717,10 @@ Suite *pd_suite_cancel_points(void)
     tcase_add_test(tc, cancel_points_write_all);
     tcase_add_test(tc, cancel_points_copy_file);
     tcase_add_test(tc, cancel_points_sleep_ms);
+    tcase_add_test(tc, cancel_points_read_timeout);
+    tcase_add_test(tc, cancel_points_read_deadline);
+    tcase_add_test(tc, cancel_points_first_of);
+    tcase_add_test(tc, cancel_points_pair_copy);
     tcase_set_timeout(tc, 120);
     suite_add_tcase(s, tc);
     return s;

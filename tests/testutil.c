@@ -121,6 +121,16 @@ static void pd_test_rec_hook(void *arg, const char *future, pd_trace_event ev,
     }
 }
 
+void pd_test_note(const char *what)
+{
+    if (pd_rec.nlog < PD_TEST_LOG_MAX) {
+        pd_rec.log[pd_rec.nlog].future = what;
+        pd_rec.log[pd_rec.nlog].ev = PD_TEST_NOTE;
+        pd_rec.log[pd_rec.nlog].self = NULL;
+        pd_rec.nlog++;
+    }
+}
+
 void pd_test_rec_start(void)
 {
     memset(&pd_rec, 0, sizeof(pd_rec));

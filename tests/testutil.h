@@ -59,6 +59,10 @@ typedef struct pd_test_rec {
 
 extern pd_test_rec pd_rec;
 
+/* A note from a spec's code, logged in order with the trace events. */
+#define PD_TEST_NOTE ((pd_trace_event)99)
+void pd_test_note(const char *what);
+
 /* Clears the recorder and installs it as the trace hook. */
 void pd_test_rec_start(void);
 /* Counts events of one future type ("" for all) and kind since start. */
@@ -83,6 +87,11 @@ Suite *pd_suite_write_all(void);
 Suite *pd_suite_copy_file(void);
 Suite *pd_suite_sleep_ms(void);
 Suite *pd_suite_cancel_points(void);
+Suite *pd_suite_select(void);
+Suite *pd_suite_join(void);
+Suite *pd_suite_locals(void);
+Suite *pd_suite_timeout_ms(void);
+Suite *pd_suite_yield(void);
 Suite *pd_suite_inv_kernel_owns(void);
 Suite *pd_suite_inv_exactly_once(void);
 Suite *pd_suite_inv_teardown(void);
