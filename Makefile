@@ -43,7 +43,7 @@ GEN_C      := $(NAMES:%=build/gen/%.c)
 GEN_TEST_C := $(TEST_NAMES:%=build/gen-test/%.c)
 GEN_EX_C   := $(EX_NAMES:%=build/gen-ex/%.c)
 
-.PHONY: all gen deps deps-bench test test-gen test-c demo bench valgrind clean
+.PHONY: all gen stats deps deps-bench test test-gen test-c demo bench valgrind clean
 .DELETE_ON_ERROR:
 
 all: build/libpolldrop.a build/demo
@@ -62,6 +62,12 @@ build/gen/.stamp: $(SPECS) $(GEN_DEPS) | deps
 	$(call say,GEN,specs/)
 	$(Q)$(PYTHON) -m gen -o build/gen $(SPECS)
 	$(Q)touch $@
+
+# Each future's sizeof next to the size it would have without overlapping states.
+stats: build/gen/.stamp build/gen-test/.stamp
+	$(Q)$(PYTHON) -m gen --stats -o build/gen $(SPECS)
+	$(Q)CPPFLAGS="-Itests -Ibuild/gen $(shell pkg-config --cflags check)" \
+	    $(PYTHON) -m gen --stats -o build/gen-test -I specs $(TEST_SPECS)
 
 build/gen-test/.stamp: $(TEST_SPECS) $(SPECS) $(GEN_DEPS) | deps
 	$(call say,GEN,tests/specs/)

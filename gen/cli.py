@@ -6,6 +6,8 @@ was any error, and a spec in error writes no output file.
 """
 import argparse
 import os
+import shlex
+import subprocess
 import sys
 import tempfile
 
@@ -29,6 +31,9 @@ def _args(argv):
                    help="where to find child futures' specs as DIR/TYPE.yaml")
     p.add_argument("--check", action="store_true", help="validate only, write nothing")
     p.add_argument("--dot", action="store_true", help="also write OUTDIR/NAME.dot")
+    p.add_argument("--stats", action="store_true",
+                   help="print each future's sizeof and its size without state overlap "
+                        "(compiles a probe with $CC)")
     return p.parse_args(argv)
 
 
@@ -115,6 +120,10 @@ def main(argv=None):
             outputs.append((m, render.render(m)))
         for line in diags.lines():
             sys.stderr.write(line + "\n")
+        if args.stats and outputs:
+            ok = _stats([m for m, _ in outputs], [t for _, t in outputs])
+            if not ok:
+                return 1
         if args.check:
             return 1 if diags.errors else 0
         if outputs:
@@ -133,6 +142,41 @@ def main(argv=None):
         sys.stderr.write(f"{where}: error: internal generator error: "
                          f"{type(e).__name__}: {e}\n")
         return 1
+
+
+def _stats(models, texts):
+    """Compiles and runs the layout probe; prints one line per future."""
+    root = os.path.dirname(render.TEMPLATES)
+    cc = os.environ.get("CC", "cc")
+    with tempfile.TemporaryDirectory(prefix="pd-stats-") as d:
+        for m, t in zip(models, texts):
+            for ext in ("h", "c"):
+                with open(os.path.join(d, f"{m.name}.{ext}"), "w") as f:
+                    f.write(t[ext])
+        # Children not in this run: their headers come from the -o directory.
+        probe = os.path.join(d, "probe.c")
+        with open(probe, "w") as f:
+            f.write(render.render_stats(models))
+        exe = os.path.join(d, "probe")
+        cmd = [cc, "-std=gnu11", "-I", d, "-I", os.path.join(root, "runtime"),
+               "-I", os.path.abspath(models[0].out_dir),
+               *shlex.split(os.environ.get("CPPFLAGS", "")), probe, "-o", exe]
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            if r.returncode == 0:
+                r = subprocess.run([exe], capture_output=True, text=True)
+        except OSError as e:
+            sys.stderr.write(f"python3 -m gen: error: --stats needs a C compiler: {e}\n")
+            return False
+        if r.returncode != 0:
+            sys.stderr.write("python3 -m gen: error: --stats probe failed:\n" + r.stderr)
+            return False
+    print(f"{'future':<16} {'sizeof':>8} {'naive':>8} {'saved':>8}")
+    for line in r.stdout.split("\n"):
+        if line:
+            name, size, naive = line.split()
+            print(f"{name:<16} {size:>8} {naive:>8} {int(naive) - int(size):>8}")
+    return True
 
 
 def _tainted(s, specs, bad_files, seen=None):

@@ -104,6 +104,7 @@ class FutureModel:
         self.child_headers = sorted(f'"{c}.h"' for c in children)
         self.child_types = sorted(children)
         self.h_name = f"{spec.name}.h"
+        self.out_dir = out_dir
         self.c_name = os.path.join(out_dir, f"{spec.name}.c")
         self.guard = f"POLLDROP_GEN_{spec.name.upper()}_H"
 

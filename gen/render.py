@@ -123,3 +123,8 @@ def render(model):
     c = e.get_template("future.c.j2").render(f=model)
     dot = e.get_template("future.dot.j2").render(f=model)
     return {"h": h, "c": _number_lines(c, model.c_name), "dot": dot}
+
+
+def render_stats(models):
+    """The C text of the layout probe for `--stats`."""
+    return env().get_template("stats.c.j2").render(futures=models)

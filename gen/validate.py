@@ -12,6 +12,7 @@ from gen.ops import OPS
 IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 ARRAY = re.compile(r"^(.*?)\s*((?:\[[^\[\]]+\]\s*)+)$")
 MACRO = re.compile(r"\b(GOTO|YIELD|RETURN|DONE)\b\s*(\()?")
+SELF_MEMBER = re.compile(r"\bself\s*->\s*([A-Za-z_][A-Za-z0-9_]*)")
 MACRO_ARG = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*\)")
 
 C_KEYWORDS = frozenset("""
@@ -511,13 +512,20 @@ class Validator:
 
     def unique_names(self, s):
         seen = {}
-        for v in s.members():
-            if v.name in seen:
-                self.err(v.pos, f"duplicate name '{v.name}' (first declared at line "
-                         f"{seen[v.name].line}); params, fields and locals share one "
-                         "namespace")
+        kinds = [("param", v) for v in s.params] + [("field", v) for v in s.fields]
+        for st in s.all_states():
+            kinds += [("local", v) for v in st.locals]
+        for kind, v in kinds:
+            if v.name not in seen:
+                seen[v.name] = (kind, v.pos)
+                continue
+            first_kind, first = seen[v.name]
+            if kind == "local" and first_kind != "local":
+                self.err(v.pos, f"local '{v.name}' shadows the {first_kind} declared at "
+                         f"line {first.line}; locals are reached as self->NAME too")
             else:
-                seen[v.name] = v.pos
+                self.err(v.pos, f"duplicate name '{v.name}' (first declared at line "
+                         f"{first.line}); params, fields and locals share one namespace")
         states = {}
         for st in s.all_states():
             if st.name in states:
@@ -568,7 +576,31 @@ class Validator:
                     self.err(tpos, f"{macro}({target}): no state named '{target}'")
         return targets
 
+    def foreign_locals(self, s):
+        """Code may use only its own state's locals: the others share storage."""
+        owner = {}
+        for st in s.all_states():
+            for v in st.locals:
+                owner[v.name] = st
+        if not owner:
+            return
+        for st in s.all_states():
+            snippets = [st.code, st.when] + [v.init for v in st.locals]
+            for b in st.branches:
+                snippets += [b.then, b.timeout] + list(b.args.values()) + b.child_args
+            for snip in snippets:
+                if snip is None:
+                    continue
+                for m in SELF_MEMBER.finditer(strip_c(snip.text)):
+                    other = owner.get(m.group(1))
+                    if other is not None and other is not st:
+                        self.err(snip.node.pos_at(m.start(1)),
+                                 f"'{m.group(1)}' is a local of state '{other.name}'; "
+                                 f"in state '{st.name}' its storage belongs to another "
+                                 "state (make it a field to keep it across states)")
+
     def state_refs(self, s):
+        self.foreign_locals(s)
         fields = {v.name: v for v in s.fields}
         for phase, states in (("run", s.states), ("teardown", s.teardown)):
             names = {x.name for x in states}

@@ -352,6 +352,169 @@ class Errors(GenTest):
         self.assertFalse(os.path.exists(os.path.join(self.out, "f.c")))
 
 
+class StructuredErrors(GenTest):
+    def test_unknown_branch_key(self):
+        self.assertError("""\
+            future: f
+            states:
+              a:
+                select:
+                  x: {io: nop, then: RETURN(0);, after: 1}
+            """, "f.yaml:5:38: error: unknown key 'after' in branch 'x' (expected one "
+                 "of: io, args, await, then, timeout_ms)")
+
+    def test_select_branch_without_then(self):
+        self.assertError("""\
+            future: f
+            states:
+              a:
+                select:
+                  x: {io: nop, then: RETURN(0);}
+                  y: {io: nop}
+            """, "f.yaml:6:7: error: select branch 'y' is missing required key 'then'")
+
+    def test_select_has_no_state_then(self):
+        self.assertError("""\
+            future: f
+            states:
+              a:
+                select:
+                  x: {io: nop, then: RETURN(0);}
+                then: RETURN(1);
+            """, "f.yaml:6:5: error: a select has no state-level then: give each "
+                 "branch its own then")
+
+    def test_join_branch_with_then(self):
+        self.assertError("""\
+            future: f
+            states:
+              a:
+                join:
+                  x: {io: nop, then: RETURN(0);}
+                then: RETURN(x);
+            """, "f.yaml:5:20: error: join branch 'x' has no then of its own: the "
+                 "state's then sees every branch")
+
+    def test_branch_needs_one_action(self):
+        self.assertError("""\
+            future: f
+            states:
+              a:
+                join:
+                  x: {args: {}}
+                then: RETURN(0);
+            """, "f.yaml:5:7: error: branch 'x' must have exactly one of io, await")
+
+    def test_goto_out_of_a_branch_then(self):
+        self.assertError("""\
+            future: f
+            states:
+              a:
+                select:
+                  x: {io: nop, then: GOTO(elsewhere);}
+            """, "f.yaml:5:31: error: GOTO(elsewhere): no state named 'elsewhere'")
+
+    def test_local_shadowing_a_field(self):
+        self.assertError("""\
+            future: f
+            fields:
+              - {name: buf, type: int}
+            states:
+              a:
+                locals:
+                  - {name: buf, type: "char[8]"}
+                do: RETURN(0);
+            """, "f.yaml:7:16: error: local 'buf' shadows the field declared at line 3; "
+                 "locals are reached as self->NAME too")
+
+    def test_local_of_another_state(self):
+        self.assertError("""\
+            future: f
+            states:
+              a:
+                locals:
+                  - {name: tmp, type: int}
+                do: |
+                  self->tmp = 1;
+                  GOTO(b);
+              b:
+                do: RETURN(self->tmp);
+            """, "f.yaml:10:22: error: 'tmp' is a local of state 'a'; in state 'b' its "
+                 "storage belongs to another state (make it a field to keep it across "
+                 "states)")
+
+    def test_await_a_local_of_another_state(self):
+        self.spec("kid", GOOD.replace("good", "kid"))
+        self.assertError("""\
+            future: f
+            states:
+              a:
+                locals:
+                  - {name: c, future: kid}
+                do: GOTO(b);
+              b:
+                await: c
+                args: [1]
+                then: RETURN(out);
+            """, "f.yaml:8:12: error: await: 'c' is a local of another state; await a "
+                 "field or a local of this state", extra=("-I", self.dir))
+
+    def test_timeout_ms_on_await(self):
+        self.spec("kid", GOOD.replace("good", "kid"))
+        self.assertError("""\
+            future: f
+            fields:
+              - {name: c, future: kid}
+            states:
+              a:
+                await: c
+                args: [1]
+                timeout_ms: 5
+                then: RETURN(out);
+            """, "f.yaml:8:5: error: timeout_ms goes with io, not await: select the "
+                 "child against a sleep instead", extra=("-I", self.dir))
+
+    def test_same_child_in_two_branches(self):
+        self.spec("kid", GOOD.replace("good", "kid"))
+        self.assertError("""\
+            future: f
+            fields:
+              - {name: c, future: kid}
+            states:
+              a:
+                join:
+                  x: {await: c, args: [1]}
+                  y: {await: c, args: [2]}
+                then: RETURN(x + y);
+            """, "f.yaml:8:18: error: await: child 'c' is already used by another "
+                 "branch of this state", extra=("-I", self.dir))
+
+
+class Stats(GenTest):
+    @unittest.skipUnless(shutil.which("cc"), "needs a C compiler")
+    def test_stats_shows_the_overlap(self):
+        path = self.spec("two", """\
+            future: two
+            states:
+              a:
+                locals: [{name: x, type: "char[4096]"}]
+                io: nop
+                then: GOTO(b);
+              b:
+                locals: [{name: y, type: "char[4096]"}]
+                io: nop
+                then: RETURN(0);
+            """)
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            code, err = self.run_gen("--stats", path)
+        self.assertEqual(code, 0, err)
+        name, size, naive, saved = out.getvalue().splitlines()[1].split()
+        self.assertEqual(name, "two")
+        self.assertLess(int(size), 4096 + 256)
+        self.assertGreater(int(naive), 8192)
+
+
 class Output(GenTest):
     def test_check_writes_nothing(self):
         code, err = self.run_gen("--check", self.spec("good", GOOD))
