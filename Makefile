@@ -46,7 +46,7 @@ GEN_EX_C   := $(EX_NAMES:%=build/gen-ex/%.c)
 .PHONY: all gen stats deps deps-bench test test-gen test-c demo bench valgrind clean
 .DELETE_ON_ERROR:
 
-all: build/libpolldrop.a build/demo
+all: build/libpolldrop.a build/demo build/echo_server build/echo_client
 
 deps:
 	$(Q)PYTHON=$(PYTHON) sh scripts/deps.sh
@@ -176,6 +176,12 @@ build/demo: examples/demo.c build/libpolldrop.a $(NAMES:%=build/obj/gen/%.o) \
 	$(call say,LD,$@)
 	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) -Ibuild/gen-ex examples/demo.c \
 	    $(NAMES:%=build/obj/gen/%.o) $(EX_NAMES:%=build/obj/gen-ex/%.o) \
+	    build/libpolldrop.a -o $@ $(URING)
+
+build/echo_server build/echo_client: build/%: examples/%.c build/libpolldrop.a \
+            $(NAMES:%=build/obj/gen/%.o)
+	$(call say,LD,$@)
+	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) $< $(NAMES:%=build/obj/gen/%.o) \
 	    build/libpolldrop.a -o $@ $(URING)
 
 demo: build/demo

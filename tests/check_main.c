@@ -29,6 +29,7 @@ static const suite_fn suites[] = {
     pd_suite_locals,
     pd_suite_timeout_ms,
     pd_suite_yield,
+    pd_suite_echo,
     pd_suite_cancel_points,
 };
 

@@ -36,6 +36,7 @@ START_TEST(read_file_reads_a_file)
     fd = open(path, O_RDONLY);
     ck_assert_int_eq(read(fd, want, sizeof(want)), 5000);
     close(fd);
+    pd_test_kernel_wrote(buf, 5000);
     ck_assert_mem_eq(buf, want, 5000);
     pd_runtime_free(rt);
     unlink(path);
@@ -99,6 +100,7 @@ START_TEST(read_file_pipe_until_eof)
     snprintf(path, sizeof(path), "/proc/self/fd/%d", p[0]);
     ck_assert_int_eq(read_file_block_on(rt, path, buf, sizeof(buf), &out), 0);
     ck_assert_int_eq(out, 5);
+    pd_test_kernel_wrote(buf, 5);
     ck_assert_mem_eq(buf, "hello", 5);
     close(p[0]);
     pd_runtime_free(rt);

@@ -63,6 +63,7 @@ START_TEST(select_read_wins_when_data_is_there)
     pd_test_write(p[1], "ready", 5);
     ck_assert_int_eq(read_timeout_block_on(rt, p[0], buf, sizeof(buf), 10000, &out), 0);
     ck_assert_int_eq(out, 5);
+    pd_test_kernel_wrote(buf, 5);
     ck_assert_mem_eq(buf, "ready", 5);
     close(p[0]);
     close(p[1]);

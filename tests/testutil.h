@@ -70,6 +70,21 @@ long pd_test_rec_count(const char *future, pd_trace_event ev);
 /* Index in the log of the first matching event at or after from, or -1. */
 int pd_test_rec_find(const char *future, pd_trace_event ev, int from);
 
+/*
+ * Tells valgrind's memcheck that the kernel filled buf through io_uring:
+ * memcheck cannot see those asynchronous writes and would report the bytes
+ * as uninitialised. A no-op without valgrind.
+ */
+#if defined(__has_include)
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#define pd_test_kernel_wrote(buf, len) ((void)VALGRIND_MAKE_MEM_DEFINED((buf), (len)))
+#endif
+#endif
+#ifndef pd_test_kernel_wrote
+#define pd_test_kernel_wrote(buf, len) ((void)(buf), (void)(len))
+#endif
+
 /* Writes all of buf to fd (blocking), failing the test on error. */
 void pd_test_write(int fd, const void *buf, size_t len);
 /* A temporary file path under /tmp, unique per call in this process. */
@@ -92,6 +107,7 @@ Suite *pd_suite_join(void);
 Suite *pd_suite_locals(void);
 Suite *pd_suite_timeout_ms(void);
 Suite *pd_suite_yield(void);
+Suite *pd_suite_echo(void);
 Suite *pd_suite_inv_kernel_owns(void);
 Suite *pd_suite_inv_exactly_once(void);
 Suite *pd_suite_inv_teardown(void);
