@@ -184,6 +184,27 @@ build/echo_server build/echo_client: build/%: examples/%.c build/libpolldrop.a \
 	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) $< $(NAMES:%=build/obj/gen/%.o) \
 	    build/libpolldrop.a -o $@ $(URING)
 
+# --- benchmarks ---
+
+build/raw_echo: bench/raw_echo.c | deps-bench
+	$(call say,LD,$@)
+	$(Q)$(CC) $(WARN) -O2 $< -o $@ $(URING)
+
+build/uv_echo: bench/uv_echo.c bench/uv_echo.h | deps-bench
+	$(call say,LD,$@)
+	$(Q)$(CC) $(WARN) -O2 $< -o $@ $(UV)
+
+BENCH_OBJ := build/obj/gen/echo_client.o build/obj/gen/echo_conn.o \
+             build/obj/gen/write_all.o build/obj/gen-test/nops.o build/obj/gen-test/pipe_read.o
+
+build/bench: bench/bench.c build/libpolldrop.a $(BENCH_OBJ) | deps-bench
+	$(call say,LD,$@)
+	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) -Ibuild/gen-test -Ibench $< $(BENCH_OBJ) \
+	    build/libpolldrop.a -o $@ $(URING)
+
+bench: build/bench build/echo_server build/raw_echo build/uv_echo
+	$(Q)./build/bench
+
 demo: build/demo
 	$(Q)./build/demo
 

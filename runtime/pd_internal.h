@@ -158,20 +158,15 @@ static inline struct io_uring_sqe *pd__op_sqe(pd_cx *cx, pd__op *op,
                   ? io_uring_get_sqe(&rt->ring) : NULL;
     if (PD__UNLIKELY(sqe == NULL))
         sqe = pd__sqe_slow(rt, need);
-    op->task = cx->task;
-    op->fdret = fdret;
-    op->cancelled = 0;
-    op->cflags = 0;
     if (PD__UNLIKELY(sqe == NULL)) {
+        *op = (pd__op){ .task = cx->task, .res = rt->sq_err, .st = PD__OP_READY,
+                        .fdret = fdret };
         cx->link_ts = NULL;
-        op->res = rt->sq_err;
-        op->pending = 0;
-        op->st = PD__OP_READY;
         pd__wake(cx->task);
         return NULL;
     }
-    op->st = PD__OP_BUSY;
-    op->pending = 1;
+    /* One compound store: this runs for every op. */
+    *op = (pd__op){ .task = cx->task, .st = PD__OP_BUSY, .pending = 1, .fdret = fdret };
     rt->stats.ops_submitted++;
     return sqe;
 }

@@ -370,20 +370,19 @@ static void pd__task_finish(pd_runtime *rt, pd_task *t)
  * Polls t once. Returns 1 if its future was destroyed by this poll; the
  * caller then drops the runtime's reference (not before: t is still in use).
  */
-static int pd__task_poll(pd_runtime *rt, pd_task *t)
+static int pd__task_poll(pd_runtime *rt, pd_cx *cx, pd_task *t)
 {
-    pd_cx cx = { rt, t, NULL };
-
+    cx->task = t;
     rt->stats.polls++;
-    if (t->state == PD_TASK_RUNNING) {
-        if (t->vt->poll(t->self, &cx, t->out) == PD_PENDING)
+    if (PD__LIKELY(t->state == PD_TASK_RUNNING)) {
+        if (t->vt->poll(t->self, cx, t->out) == PD_PENDING)
             return 0;
         t->has_output = 1;
         t->state = PD_TASK_DROPPING;
     } else if (t->state != PD_TASK_DROPPING) {
         return 0;
     }
-    if (t->vt->poll_drop(t->self, &cx) == PD_PENDING)
+    if (t->vt->poll_drop(t->self, cx) == PD_PENDING)
         return 0;
     pd__task_finish(rt, t);
     return 1;
@@ -399,6 +398,7 @@ static int pd__stuck(const pd_runtime *rt)
 int pd_run_once(pd_runtime *rt, int wait)
 {
     pd_task *batch = rt->ready_head;
+    pd_cx cx = { rt, NULL, NULL };
     int ret;
 
     if (rt->in_turn)
@@ -411,9 +411,10 @@ int pd_run_once(pd_runtime *rt, int wait)
 
         batch = t->next;
         t->queued = 0;
-        if (pd__task_poll(rt, t))
+        if (pd__task_poll(rt, &cx, t))
             pd__task_unref(t);
-        else if (t->refs == 0 && !t->queued && !(t->flags & PD__TASK_ROOT))
+        else if (PD__UNLIKELY(t->state >= PD_TASK_DONE) && t->refs == 0 &&
+                 !t->queued && !(t->flags & PD__TASK_ROOT))
             free(t); /* finished earlier while queued; nobody holds it */
     }
     rt->in_turn = 0;

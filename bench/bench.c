@@ -1,0 +1,489 @@
+/*
+ * make bench: polldrop against raw liburing (and libuv), side by side.
+ *
+ * Every benchmark runs polldrop and its baseline alternately (A, B, A, B,
+ * ...) RUNS times in this one process and reports the medians. Ratios are
+ * polldrop's throughput over the baseline's, so above 1 is better for
+ * polldrop; for `cancel` (ns per op) and `memory` (bytes per connection),
+ * the ratio is baseline / polldrop for the same reading. Results go to
+ * stdout as a table and to build/bench.tsv.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdalign.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "echo_client.h"
+#include "echo_conn.h"
+#include "nops.h"
+#include "pipe_read.h"
+#include "uv_echo.h"
+
+#define RUNS 5
+#define NOPS 1000000L
+#define TASKS 128
+#define CANCELS 100000L
+#define ECHO_CONNS 64
+#define ECHO_SIZE 64
+#define ECHO_ROUNDS 2000L
+
+static double now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof(*v), cmp_double);
+    return v[n / 2];
+}
+
+static void die(const char *what, int err)
+{
+    fprintf(stderr, "bench: %s: %s\n", what, strerror(err));
+    exit(1);
+}
+
+static pd_runtime *new_rt(void)
+{
+    pd_runtime *rt;
+    int ret = pd_runtime_new(&rt, NULL);
+
+    if (ret < 0)
+        die("pd_runtime_new", -ret);
+    return rt;
+}
+
+/* The raw baselines get the ring polldrop gets: the same setup flags. */
+static void raw_ring(struct io_uring *ring, unsigned entries)
+{
+    int ret = io_uring_queue_init(entries, ring,
+                                  IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN);
+
+    if (ret == -EINVAL)
+        ret = io_uring_queue_init(entries, ring, 0);
+    if (ret < 0)
+        die("io_uring_queue_init", -ret);
+}
+
+/* Reaps what is there; counts completions whose user_data is >= min_ud. */
+static long raw_reap(struct io_uring *ring, uint64_t min_ud)
+{
+    struct io_uring_cqe *cqe;
+    unsigned head, n = 0;
+    long counted = 0;
+
+    io_uring_for_each_cqe(ring, head, cqe) {
+        n++;
+        counted += cqe->user_data >= min_ud;
+    }
+    io_uring_cq_advance(ring, n);
+    return counted;
+}
+
+/*
+ * An SQE, submitting when the queue is full. Like polldrop's slow path it
+ * reaps after submitting, so the completion queue never overflows; the
+ * count of reaped completions goes to *reaped when it is not NULL.
+ */
+static struct io_uring_sqe *raw_sqe_reaping(struct io_uring *ring, long *reaped)
+{
+    struct io_uring_sqe *s;
+
+    while ((s = io_uring_get_sqe(ring)) == NULL) {
+        io_uring_submit(ring);
+        if (reaped)
+            *reaped += raw_reap(ring, 4096);
+    }
+    return s;
+}
+
+static struct io_uring_sqe *raw_sqe(struct io_uring *ring)
+{
+    return raw_sqe_reaping(ring, NULL);
+}
+
+/* --- nop_chain: one future, sequential nops --- */
+
+static double pd_nop_chain(void)
+{
+    pd_runtime *rt = new_rt();
+    long out = 0;
+    double t0 = now(), dt;
+
+    if (nops_block_on(rt, NOPS, &out) < 0 || out != NOPS)
+        die("nops", EIO);
+    dt = now() - t0;
+    pd_runtime_free(rt);
+    return (double)NOPS / dt;
+}
+
+static double raw_nop_chain(void)
+{
+    struct io_uring ring;
+    struct io_uring_cqe *cqe;
+    double t0, dt;
+    long i;
+
+    raw_ring(&ring, 256);
+    t0 = now();
+    for (i = 0; i < NOPS; i++) {
+        io_uring_prep_nop(raw_sqe(&ring));
+        io_uring_submit_and_wait(&ring, 1);
+        if (io_uring_peek_cqe(&ring, &cqe) == 0)
+            io_uring_cqe_seen(&ring, cqe);
+    }
+    dt = now() - t0;
+    io_uring_queue_exit(&ring);
+    return (double)NOPS / dt;
+}
+
+/* --- nop_tasks: TASKS concurrent chains --- */
+
+static double pd_nop_tasks(void)
+{
+    pd_runtime *rt = new_rt();
+    pd_task *t[TASKS];
+    double t0 = now(), dt;
+    int i;
+
+    for (i = 0; i < TASKS; i++)
+        t[i] = nops_spawn(rt, NOPS / TASKS);
+    if (pd_run(rt) < 0)
+        die("pd_run", EIO);
+    dt = now() - t0;
+    for (i = 0; i < TASKS; i++)
+        pd_task_release(t[i]);
+    pd_runtime_free(rt);
+    return (double)(NOPS / TASKS * TASKS) / dt;
+}
+
+static double raw_nop_tasks(void)
+{
+    struct io_uring ring;
+    long left[TASKS], done = 0, total = NOPS / TASKS * TASKS;
+    double t0, dt;
+    int i;
+
+    raw_ring(&ring, 256);
+    t0 = now();
+    for (i = 0; i < TASKS; i++) {
+        struct io_uring_sqe *s = raw_sqe(&ring);
+
+        left[i] = NOPS / TASKS - 1;
+        io_uring_prep_nop(s);
+        io_uring_sqe_set_data64(s, (uint64_t)i);
+    }
+    while (done < total) {
+        struct io_uring_cqe *cqe;
+        unsigned head, n = 0;
+
+        io_uring_submit_and_wait(&ring, 1);
+        io_uring_for_each_cqe(&ring, head, cqe) {
+            int k = (int)cqe->user_data;
+
+            n++;
+            done++;
+            if (left[k]-- > 0) {
+                struct io_uring_sqe *s = raw_sqe(&ring);
+
+                io_uring_prep_nop(s);
+                io_uring_sqe_set_data64(s, (uint64_t)k);
+            }
+        }
+        io_uring_cq_advance(&ring, n);
+    }
+    dt = now() - t0;
+    io_uring_queue_exit(&ring);
+    return (double)total / dt;
+}
+
+/* --- cancel: CANCELS pipe reads in flight, all cancelled --- */
+
+static double pd_cancel(void)
+{
+    pd_runtime *rt = new_rt();
+    pd_task **t = malloc(CANCELS * sizeof(*t));
+    int p[2];
+    double t0, dt;
+    pd_stats s;
+    long i;
+
+    if (!t || pipe2(p, O_CLOEXEC) < 0)
+        die("setup", errno);
+    for (i = 0; i < CANCELS; i++)
+        t[i] = pipe_read_spawn(rt, p[0], -1);
+    pd_run_once(rt, 0);
+    pd_runtime_stats(rt, &s);
+    if (s.inflight_ops != CANCELS)
+        die("not all reads in flight", EIO);
+    t0 = now();
+    for (i = 0; i < CANCELS; i++)
+        pd_task_cancel(t[i]);
+    if (pd_run(rt) < 0)
+        die("pd_run", EIO);
+    dt = now() - t0;
+    for (i = 0; i < CANCELS; i++)
+        pd_task_release(t[i]);
+    free(t);
+    close(p[0]);
+    close(p[1]);
+    pd_runtime_free(rt);
+    return dt * 1e9 / (double)CANCELS;
+}
+
+static double raw_cancel(void)
+{
+    struct io_uring ring;
+    char (*bufs)[64] = malloc(CANCELS * 64);
+    long i, reaped = 0;
+    double t0, dt;
+    int p[2];
+
+    if (!bufs || pipe2(p, O_CLOEXEC) < 0)
+        die("setup", errno);
+    raw_ring(&ring, 256);
+    for (i = 0; i < CANCELS; i++) {
+        struct io_uring_sqe *s = raw_sqe(&ring);
+
+        io_uring_prep_read(s, p[0], bufs[i], 64, (uint64_t)-1);
+        io_uring_sqe_set_data64(s, (uint64_t)i + 4096);
+    }
+    io_uring_submit(&ring);
+    t0 = now();
+    for (i = 0; i < CANCELS; i++) {
+        struct io_uring_sqe *s = raw_sqe_reaping(&ring, &reaped);
+
+        io_uring_prep_cancel64(s, (uint64_t)i + 4096, 0);
+        io_uring_sqe_set_data64(s, 1);
+        s->flags |= IOSQE_CQE_SKIP_SUCCESS;
+    }
+    while (reaped < CANCELS) {
+        io_uring_submit_and_wait(&ring, 1);
+        reaped += raw_reap(&ring, 4096);
+    }
+    dt = now() - t0;
+    io_uring_queue_exit(&ring);
+    close(p[0]);
+    close(p[1]);
+    free(bufs);
+    return dt * 1e9 / (double)CANCELS;
+}
+
+/* --- echo: one client, three servers --- */
+
+static int free_port(void)
+{
+    struct sockaddr_in a = { .sin_family = AF_INET };
+    socklen_t len = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd, (struct sockaddr *)&a, sizeof(a));
+    getsockname(fd, (struct sockaddr *)&a, &len);
+    port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+static pid_t start_server(const char *prog, int port)
+{
+    char ps[16];
+    pid_t pid;
+    int tries;
+
+    snprintf(ps, sizeof(ps), "%d", port);
+    pid = fork();
+    if (pid == 0) {
+        if (strstr(prog, "echo_server"))
+            execl(prog, prog, "-q", "-p", ps, (char *)NULL);
+        else
+            execl(prog, prog, ps, (char *)NULL);
+        _exit(127);
+    }
+    for (tries = 0; tries < 400; tries++) {
+        struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), ok;
+
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        ok = connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+        close(fd);
+        if (ok)
+            return pid;
+        usleep(5000);
+    }
+    kill(pid, SIGKILL);
+    fprintf(stderr, "bench: %s did not start\n", prog);
+    exit(1);
+}
+
+static void stop_server(pid_t pid)
+{
+    int status;
+
+    kill(pid, SIGTERM);
+    waitpid(pid, &status, 0);
+}
+
+/* The same polldrop client drives every server: round trips per second. */
+static double echo_run(const char *server)
+{
+    struct sockaddr_in a = { .sin_family = AF_INET };
+    int port = free_port(), i;
+    pid_t pid = start_server(server, port);
+    pd_runtime *rt = new_rt();
+    pd_task *t[ECHO_CONNS];
+    long ok = 0;
+    double t0, dt;
+
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    t0 = now();
+    for (i = 0; i < ECHO_CONNS; i++)
+        t[i] = echo_client_spawn(rt, &a, ECHO_SIZE, ECHO_ROUNDS, 0);
+    if (pd_run(rt) < 0)
+        die("echo client", EIO);
+    dt = now() - t0;
+    for (i = 0; i < ECHO_CONNS; i++) {
+        long r = *(const long *)pd_task_output(t[i]);
+
+        if (r != ECHO_ROUNDS)
+            die(server, r < 0 ? (int)-r : EIO);
+        ok += r;
+        pd_task_release(t[i]);
+    }
+    pd_runtime_free(rt);
+    stop_server(pid);
+    return (double)ok / dt;
+}
+
+/* --- reporting --- */
+
+struct row {
+    const char *name, *unit, *baseline;
+    double pd, base, ratio;
+};
+
+static struct row rows[8];
+static int nrows;
+
+static void add_row(const char *name, const char *unit, const char *baseline,
+                    double pd, double base, int lower_is_better)
+{
+    struct row *r = &rows[nrows++];
+
+    r->name = name;
+    r->unit = unit;
+    r->baseline = baseline;
+    r->pd = pd;
+    r->base = base;
+    r->ratio = lower_is_better ? base / pd : pd / base;
+    printf("  %-10s %-22s polldrop %12.1f   %-8s %12.1f   ratio %.3f\n", name, unit, pd,
+           baseline, base, r->ratio);
+    fflush(stdout);
+}
+
+static void ab(const char *name, const char *unit, const char *baseline,
+               double (*a)(void), double (*b)(void), int lower_is_better)
+{
+    double va[RUNS], vb[RUNS];
+    int i;
+
+    for (i = 0; i < RUNS; i++) {
+        va[i] = a();
+        vb[i] = b();
+    }
+    add_row(name, unit, baseline, median(va, RUNS), median(vb, RUNS), lower_is_better);
+}
+
+static double echo_pd(void) { return echo_run("build/echo_server"); }
+static double echo_raw(void) { return echo_run("build/raw_echo"); }
+static double echo_uv(void) { return echo_run("build/uv_echo"); }
+
+static int selected(int argc, char **argv, const char *name)
+{
+    int i;
+
+    if (argc < 2)
+        return 1;
+    for (i = 1; i < argc; i++)
+        if (strcmp(argv[i], name) == 0)
+            return 1;
+    return 0;
+}
+
+/*
+ * build/bench [NAME...]: runs the named benchmarks (nop_chain, nop_tasks,
+ * echo, cancel, memory), or all of them.
+ */
+int main(int argc, char **argv)
+{
+    FILE *tsv;
+    double pd[RUNS], raw[RUNS], uv[RUNS];
+    size_t align, task_bytes;
+    int i;
+
+    signal(SIGPIPE, SIG_IGN);
+    printf("polldrop bench: medians of %d alternating runs\n", RUNS);
+    if (selected(argc, argv, "nop_chain"))
+        ab("nop_chain", "nops/s", "liburing", pd_nop_chain, raw_nop_chain, 0);
+    if (selected(argc, argv, "nop_tasks"))
+        ab("nop_tasks", "nops/s (128 tasks)", "liburing", pd_nop_tasks, raw_nop_tasks, 0);
+    if (selected(argc, argv, "echo")) {
+        double m;
+
+        for (i = 0; i < RUNS; i++) {
+            pd[i] = echo_pd();
+            raw[i] = echo_raw();
+            uv[i] = echo_uv();
+        }
+        m = median(pd, RUNS);
+        add_row("echo", "round trips/s", "liburing", m, median(raw, RUNS), 0);
+        add_row("echo", "round trips/s", "libuv", m, median(uv, RUNS), 0);
+    }
+    if (selected(argc, argv, "cancel"))
+        ab("cancel", "ns per cancelled op", "liburing", pd_cancel, raw_cancel, 1);
+    if (!selected(argc, argv, "memory"))
+        goto out;
+
+    /* What pd_task_new allocates for one connection, and libuv's equivalent. */
+    align = alignof(echo_conn) > alignof(max_align_t) ? alignof(echo_conn)
+                                                       : alignof(max_align_t);
+    task_bytes = ((sizeof(pd_task) + align - 1) & ~(align - 1)) +
+                 ((sizeof(echo_conn) + alignof(max_align_t) - 1) &
+                  ~(alignof(max_align_t) - 1)) + sizeof(echo_conn_out);
+    add_row("memory", "bytes per connection", "libuv", (double)task_bytes,
+            (double)sizeof(struct uv_conn), 1);
+out:
+
+    tsv = fopen("build/bench.tsv", "w");
+    if (!tsv)
+        die("build/bench.tsv", errno);
+    fprintf(tsv, "benchmark\tpolldrop\tbaseline\tbaseline_value\tratio\n");
+    for (i = 0; i < nrows; i++)
+        fprintf(tsv, "%s\t%.1f\t%s\t%.1f\t%.3f\n", rows[i].name, rows[i].pd,
+                rows[i].baseline, rows[i].base, rows[i].ratio);
+    fclose(tsv);
+    printf("wrote build/bench.tsv\n");
+    return 0;
+}
