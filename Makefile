@@ -178,7 +178,7 @@ build/demo: examples/demo.c build/libpolldrop.a $(NAMES:%=build/obj/gen/%.o) \
 	    $(NAMES:%=build/obj/gen/%.o) $(EX_NAMES:%=build/obj/gen-ex/%.o) \
 	    build/libpolldrop.a -o $@ $(URING)
 
-build/echo_server build/echo_client: build/%: examples/%.c build/libpolldrop.a \
+build/echo_server build/echo_client: build/%: examples/%.c examples/args.h build/libpolldrop.a \
             $(NAMES:%=build/obj/gen/%.o)
 	$(call say,LD,$@)
 	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) $< $(NAMES:%=build/obj/gen/%.o) \

@@ -18,20 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "args.h"
 #include "echo_client.h"
-
-static int parse_long(const char *s, long min, long max, long *out)
-{
-    char *end;
-    long v;
-
-    errno = 0;
-    v = strtol(s, &end, 10);
-    if (errno || *s == '\0' || *end != '\0' || v < min || v > max)
-        return -1;
-    *out = v;
-    return 0;
-}
 
 static double now(void)
 {

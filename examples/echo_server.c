@@ -22,6 +22,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "args.h"
 #include "echo_accept.h"
 #include "signal_wait.h"
 
@@ -32,19 +33,6 @@ static void usage(FILE *f)
                "  -a ADDR       IPv4 address to bind (default 127.0.0.1)\n"
                "  -m MAX_CONNS  connections served at once (default 1024)\n"
                "  -q            print nothing but errors\n");
-}
-
-static int parse_long(const char *s, long min, long max, long *out)
-{
-    char *end;
-    long v;
-
-    errno = 0;
-    v = strtol(s, &end, 10);
-    if (errno || *s == '\0' || *end != '\0' || v < min || v > max)
-        return -1;
-    *out = v;
-    return 0;
 }
 
 int main(int argc, char **argv)

@@ -30,18 +30,11 @@ struct server {
 
 static void server_start(struct server *s, long max_conns)
 {
-    socklen_t len = sizeof(s->addr);
     sigset_t mask;
 
     s->rt = pd_test_rt();
     s->live = 0;
-    s->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    memset(&s->addr, 0, sizeof(s->addr));
-    s->addr.sin_family = AF_INET;
-    s->addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ck_assert_int_eq(bind(s->lfd, (struct sockaddr *)&s->addr, sizeof(s->addr)), 0);
-    ck_assert_int_eq(listen(s->lfd, 1024), 0);
-    ck_assert_int_eq(getsockname(s->lfd, (struct sockaddr *)&s->addr, &len), 0);
+    s->lfd = pd_test_listener(&s->addr);
     sigemptyset(&mask);
     sigaddset(&mask, SIGTERM);
     ck_assert_int_eq(sigprocmask(SIG_BLOCK, &mask, NULL), 0);
@@ -129,6 +122,8 @@ START_TEST(echo_graceful_shutdown_says_bye_to_everyone)
         ck_assert_mem_eq(got[i], "bye\n", 4);
         close(c[i]);
     }
+    /* The signal number came from a signalfd read that io_uring performed. */
+    pd_test_kernel_wrote((void *)pd_task_output(s.sw), sizeof(int));
     ck_assert_int_eq(*(const int *)pd_task_output(s.sw), SIGTERM);
     ck_assert_int_eq(pd_task_state(s.acc), PD_TASK_CANCELLED);
     ck_assert_int_eq(s.live, 0);

@@ -437,21 +437,6 @@ Suite *pd_suite_inv_no_alloc(void)
 
 /* --- 5. no fd leak on any cancellation path --- */
 
-static int listener(struct sockaddr_in *addr)
-{
-    socklen_t len = sizeof(*addr);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-    ck_assert_int_ge(fd, 0);
-    memset(addr, 0, sizeof(*addr));
-    addr->sin_family = AF_INET;
-    addr->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)addr, sizeof(*addr)), 0);
-    ck_assert_int_eq(listen(fd, 4096), 0);
-    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)addr, &len), 0);
-    return fd;
-}
-
 /*
  * The accept completes (a client connected) but the future is dropped
  * before its then runs: the generated code must close the accepted fd.
@@ -460,7 +445,7 @@ static void accept_rounds(int sync)
 {
     pd_runtime *rt = pd_test_rt();
     struct sockaddr_in addr;
-    int lfd = listener(&addr), fds, round, raced = 0;
+    int lfd = pd_test_listener(&addr), fds, round, raced = 0;
 
     fds = pd_test_fd_count();
     for (round = 0; round < 1000; round++) {

@@ -96,26 +96,11 @@ START_TEST(select_loser_read_leaves_later_data)
 }
 END_TEST
 
-static int listener(struct sockaddr_in *addr)
-{
-    socklen_t len = sizeof(*addr);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-    ck_assert_int_ge(fd, 0);
-    memset(addr, 0, sizeof(*addr));
-    addr->sin_family = AF_INET;
-    addr->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)addr, sizeof(*addr)), 0);
-    ck_assert_int_eq(listen(fd, 4096), 0);
-    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)addr, &len), 0);
-    return fd;
-}
-
 START_TEST(select_losing_accept_never_leaks)
 {
     pd_runtime *rt = pd_test_rt();
     struct sockaddr_in addr;
-    int lfd = listener(&addr), fds, round, accepted = 0, lost = 0, pending;
+    int lfd = pd_test_listener(&addr), fds, round, accepted = 0, lost = 0, pending;
 
     fds = pd_test_fd_count();
     for (round = 0; round < 3000; round++) {

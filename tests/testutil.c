@@ -1,6 +1,9 @@
 #include "testutil.h"
 
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -157,6 +160,21 @@ int pd_test_rec_find(const char *future, pd_trace_event ev, int from)
         if (pd_rec.log[i].ev == ev && strcmp(pd_rec.log[i].future, future) == 0)
             return i;
     return -1;
+}
+
+int pd_test_listener(struct sockaddr_in *addr)
+{
+    socklen_t len = sizeof(*addr);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    ck_assert_int_ge(fd, 0);
+    memset(addr, 0, sizeof(*addr));
+    addr->sin_family = AF_INET;
+    addr->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)addr, sizeof(*addr)), 0);
+    ck_assert_int_eq(listen(fd, 4096), 0);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)addr, &len), 0);
+    return fd;
 }
 
 void pd_test_write(int fd, const void *buf, size_t len)

@@ -85,6 +85,10 @@ int pd_test_rec_find(const char *future, pd_trace_event ev, int from);
 #define pd_test_kernel_wrote(buf, len) ((void)(buf), (void)(len))
 #endif
 
+/* A TCP listener on 127.0.0.1 with a free port, stored in *addr. */
+struct sockaddr_in;
+int pd_test_listener(struct sockaddr_in *addr);
+
 /* Writes all of buf to fd (blocking), failing the test on error. */
 void pd_test_write(int fd, const void *buf, size_t len);
 /* A temporary file path under /tmp, unique per call in this process. */
