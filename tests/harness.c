@@ -13,7 +13,7 @@ enum { MODE_ASYNC, MODE_SYNC, MODE_ASYNC_THEN_SYNC };
 static const char *const mode_names[] = { "async", "sync", "async+sync" };
 
 /* One turn of the runtime; waits only when the task has nothing to do. */
-static int turn(pd_runtime *rt, pd_task *t)
+static int turn(const pd_harness_case *c, pd_runtime *rt, pd_task *t)
 {
     pd_stats s;
     uint64_t polls;
@@ -25,6 +25,8 @@ static int turn(pd_runtime *rt, pd_task *t)
         if (s.inflight_ops == 0 && rt->ready_head == NULL)
             ck_abort_msg("%s: the future is stuck: not runnable, nothing in flight",
                          t->vt->name);
+        if (c->progress)
+            c->progress(c->ctx, PD_HARNESS_WAITING);
         PD_CHECK(pd_run_once(rt, 1) >= 0);
         return 0;
     }
@@ -61,10 +63,10 @@ static int run_one(const pd_harness_case *c, int k, int mode, int j,
     allocs = pd_test_allocs;
 
     while (pd_task_state(t) == PD_TASK_RUNNING && susp < k) {
-        if (turn(rt, t) && pd_task_state(t) == PD_TASK_RUNNING) {
+        if (turn(c, rt, t) && pd_task_state(t) == PD_TASK_RUNNING) {
             susp++;
             if (c->progress)
-                c->progress(c->ctx);
+                c->progress(c->ctx, PD_HARNESS_RUN_SUSPENDED);
         }
     }
     completed = pd_task_state(t) != PD_TASK_RUNNING;
@@ -81,8 +83,11 @@ static int run_one(const pd_harness_case *c, int k, int mode, int j,
                 c->vt->drop(self); /* sync drop in the middle of async drop */
                 break;
             }
-            if (turn(rt, t))
+            if (turn(c, rt, t)) {
                 dsusp++;
+                if (c->progress)
+                    c->progress(c->ctx, PD_HARNESS_DROP_SUSPENDED);
+            }
         }
         if (mode == MODE_ASYNC_THEN_SYNC && dsusp < j)
             *drop_done = 1;

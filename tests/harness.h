@@ -25,13 +25,23 @@ typedef struct pd_harness_case {
     void (*setup)(void *ctx);
     /* Initialises the future in self (vt->size bytes). */
     void (*init)(void *self, void *ctx);
-    /* Optional: after each suspension (feed or drain a pipe). No malloc. */
-    void (*progress)(void *ctx);
+    /*
+     * Optional: feeds or drains the fixture (a pipe) at one of the moments
+     * below. No malloc: it runs while allocations are counted.
+     */
+    void (*progress)(void *ctx, int when);
     /* Optional: after destruction, with the output if it completed. */
     void (*after)(void *ctx, const void *out);
     /* Undoes setup: closes and unlinks what it made. */
     void (*cleanup)(void *ctx);
 } pd_harness_case;
+
+/* When progress is called. */
+enum {
+    PD_HARNESS_RUN_SUSPENDED = 0,  /* the run phase just suspended */
+    PD_HARNESS_DROP_SUSPENDED = 1, /* the async drop just suspended */
+    PD_HARNESS_WAITING = 2,        /* about to block for a completion */
+};
 
 typedef struct pd_harness_stats {
     int points;   /* suspension points of the run phase */

@@ -17,6 +17,7 @@
 #include "read_timeout.h"
 #include "read_file.h"
 #include "sleep_ms.h"
+#include "td_child.h"
 #include "testutil.h"
 #include "write_all.h"
 
@@ -386,10 +387,12 @@ static void rf_pipe_init(void *self, void *v)
 }
 
 /* One byte per suspension, then EOF: the reads complete one by one. */
-static void rf_pipe_feed(void *v)
+static void rf_pipe_feed(void *v, int when)
 {
     struct pipe_ctx *c = v;
 
+    if (when != PD_HARNESS_RUN_SUSPENDED)
+        return;
     if (c->fed < 3) {
         char b = (char)('a' + c->fed++);
 
@@ -461,11 +464,12 @@ static void wa_init(void *self, void *v)
     write_all_init(self, c->p[1], c->data, sizeof(c->data));
 }
 
-static void wa_drain(void *v)
+static void wa_drain(void *v, int when)
 {
     struct pipe_ctx *c = v;
     char sink[4096];
 
+    (void)when;
     while (read(c->p[0], sink, sizeof(sink)) > 0)
         ;
 }
@@ -709,6 +713,70 @@ START_TEST(cancel_points_pair_copy)
 }
 END_TEST
 
+struct td_ctx {
+    struct pipe_ctx in;
+    int bye[2];
+    int drained;
+};
+
+static void td_setup(void *v)
+{
+    struct td_ctx *c = v;
+
+    pipe_setup(&c->in);
+    ck_assert_int_eq(pipe2(c->bye, O_CLOEXEC | O_NONBLOCK), 0);
+    /* A 4 KiB pipe, full: the goodbye blocks until the fixture drains it. */
+    ck_assert_int_ge(fcntl(c->bye[1], F_SETPIPE_SZ, 4096), 4096);
+    memset(c->in.data, 'f', 4096);
+    pd_test_write(c->bye[1], c->in.data, 4096);
+    c->drained = 0;
+}
+
+static void td_cleanup(void *v)
+{
+    struct td_ctx *c = v;
+
+    pipe_cleanup(&c->in);
+    close(c->bye[0]);
+    close(c->bye[1]);
+}
+
+static void td_init(void *self, void *v)
+{
+    struct td_ctx *c = v;
+
+    td_child_init(self, c->in.p[0], c->bye[1]);
+}
+
+/*
+ * Feeds the read after the first run suspension. The goodbye pipe is
+ * drained only when the harness is about to wait, so at every suspension
+ * the goodbye is still blocked: a sync drop then finds it in flight.
+ */
+static void td_progress(void *v, int when)
+{
+    struct td_ctx *c = v;
+    char sink[4096];
+
+    if (when == PD_HARNESS_RUN_SUSPENDED && c->in.fed++ == 0)
+        pd_test_write(c->in.p[1], "x", 1);
+    if (when == PD_HARNESS_WAITING)
+        while (read(c->bye[0], sink, sizeof(sink)) > 0)
+            c->drained++;
+}
+
+START_TEST(cancel_points_teardown_with_a_child)
+{
+    struct td_ctx c;
+    pd_harness_case hc = { "td_child", &td_child_vtable, 1, &c, td_setup, td_init,
+                           td_progress, NULL, td_cleanup };
+    pd_harness_stats st;
+
+    pd_harness_run(&hc, &st);
+    report("td_child (test)", &st);
+}
+END_TEST
+
 Suite *pd_suite_cancel_points(void)
 {
     Suite *s = suite_create("cancel at every suspension point");
@@ -723,6 +791,7 @@ Suite *pd_suite_cancel_points(void)
     tcase_add_test(tc, cancel_points_read_deadline);
     tcase_add_test(tc, cancel_points_first_of);
     tcase_add_test(tc, cancel_points_pair_copy);
+    tcase_add_test(tc, cancel_points_teardown_with_a_child);
     tcase_set_timeout(tc, 120);
     suite_add_tcase(s, tc);
     return s;
