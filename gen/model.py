@@ -9,7 +9,7 @@ import re
 
 
 class BranchModel:
-    def __init__(self, spec, st, si, bi, b):
+    def __init__(self, si, bi, b):
         self.name = b.name
         self.index = bi
         self.kind = b.kind
@@ -19,7 +19,6 @@ class BranchModel:
         self.storage = []
         if b.kind == "io":
             self.op = b.op.name
-            self.returns_fd = b.op.returns_fd
             self.slot = f"{tag}_op"
             self.storage.append(("pd__op", self.slot, ""))
             self.needs_ts = b.op.name == "timeout" or b.timeout is not None
@@ -61,7 +60,7 @@ class StateModel:
         self.when = st.when
         self.next = st.next
         self.locals = [VarModel(v) for v in st.locals]
-        self.branches = [BranchModel(spec, st, si, bi, b) for bi, b in enumerate(st.branches)]
+        self.branches = [BranchModel(si, bi, b) for bi, b in enumerate(st.branches)]
         self.ops = [b for b in self.branches if b.kind == "io"]
         self.children = [b for b in self.branches if b.kind == "await"]
         # What this state overlaps with the others: its locals and the
@@ -77,7 +76,7 @@ class VarModel:
         self.init = v.init
         self.child = v.child
         self.array = v.array
-        self.decl_type = f"{v.child}" if v.child else v.ctype
+        self.decl_type = v.child or v.ctype
 
     def decl(self):
         sep = "" if self.decl_type.endswith("*") else " "
@@ -102,7 +101,6 @@ class FutureModel:
         self.stateful = [s for s in self.states if s.storage]
         children = {v.child for v in spec.members() if v.child}
         self.child_headers = sorted(f'"{c}.h"' for c in children)
-        self.child_types = sorted(children)
         self.h_name = f"{spec.name}.h"
         self.out_dir = out_dir
         self.c_name = os.path.join(out_dir, f"{spec.name}.c")

@@ -80,8 +80,9 @@ int pd_runtime_new(pd_runtime **rt, const pd_config *cfg);
 
 /*
  * Sync-drops every task still alive (blocking until the kernel has returned
- * their buffers), frees them, and closes the ring. Task references held by
- * the caller are invalid afterwards.
+ * their buffers), frees them, and closes the ring. References to those
+ * tasks are invalid afterwards; a finished task (DONE or CANCELLED) stays
+ * valid until its reference is released.
  */
 void pd_runtime_free(pd_runtime *rt);
 

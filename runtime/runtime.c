@@ -506,8 +506,18 @@ void pd_runtime_free(pd_runtime *rt)
     for (t = rt->live_head; t; t = t->live_next)
         if (t->state == PD_TASK_RUNNING || t->state == PD_TASK_DROPPING)
             t->vt->drop(t->self);
-    /* ...then free: nothing can touch the tasks any more. */
-    rt->ready_head = rt->ready_tail = NULL;
+    /*
+     * ...then free: nothing can touch the tasks any more. A task that
+     * finished but is still queued leaves the queue: freed now if nobody
+     * holds it, or by the caller's pd_task_release.
+     */
+    while ((t = rt->ready_head) != NULL) {
+        rt->ready_head = t->next;
+        t->queued = 0;
+        if (t->state >= PD_TASK_DONE && t->refs == 0 && !(t->flags & PD__TASK_ROOT))
+            free(t);
+    }
+    rt->ready_tail = NULL;
     while ((t = rt->live_head) != NULL) {
         pd__live_unlink(rt, t);
         if (!(t->flags & PD__TASK_ROOT))

@@ -310,6 +310,27 @@ START_TEST(spawn_during_shutdown_is_cancelled)
 }
 END_TEST
 
+START_TEST(finished_task_still_queued_at_free_is_not_leaked)
+{
+    pd_runtime *rt = pd_test_rt();
+    pd_task *kept, *dropped;
+    long out = 0;
+
+    /* Both finish in their first poll, then are woken again while done. */
+    kept = nops_spawn(rt, 0);
+    dropped = nops_spawn(rt, 0);
+    ck_assert_int_ge(pd_run_once(rt, 0), 0);
+    ck_assert_int_eq(pd_task_state(kept), PD_TASK_DONE);
+    pd__wake(kept);
+    pd__wake(dropped);
+    pd_task_release(dropped); /* queued: it cannot be freed yet */
+    pd_runtime_free(rt);      /* frees `dropped`; ASan reports it otherwise */
+    out = *(const long *)pd_task_output(kept);
+    ck_assert_int_eq(out, 0);
+    pd_task_release(kept);    /* still valid after the runtime went */
+}
+END_TEST
+
 Suite *pd_suite_runtime(void)
 {
     Suite *s = suite_create("runtime");
@@ -329,6 +350,7 @@ Suite *pd_suite_runtime(void)
     tcase_add_test(tc, waking_a_queued_task_does_nothing);
     tcase_add_test(tc, free_sync_drops_live_tasks);
     tcase_add_test(tc, spawn_during_shutdown_is_cancelled);
+    tcase_add_test(tc, finished_task_still_queued_at_free_is_not_leaked);
     suite_add_tcase(s, tc);
     return s;
 }
