@@ -552,16 +552,20 @@ class Output(GenTest):
 
 @unittest.skipUnless(shutil.which("cc"), "needs a C compiler")
 class LineDirectives(GenTest):
-    def compile_error(self, text):
-        path = self.spec("f", text)
-        code, err = self.run_gen(path)
-        self.assertEqual(code, 0, err)
+    def cc(self, name):
+        """Compiles OUT/NAME.c as the Makefile does; returns (status, stderr)."""
         r = subprocess.run(["cc", "-std=gnu11", "-Wall", "-Wextra", "-Werror",
                             "-I", os.path.join(ROOT, "runtime"), "-I", self.out, "-c",
-                            os.path.join(self.out, "f.c"), "-o", os.devnull],
+                            os.path.join(self.out, name + ".c"), "-o", os.devnull],
                            capture_output=True, text=True)
-        self.assertNotEqual(r.returncode, 0)
-        return r.stderr
+        return r.returncode, r.stderr
+
+    def compile_error(self, text):
+        code, err = self.run_gen(self.spec("f", text))
+        self.assertEqual(code, 0, err)
+        status, stderr = self.cc("f")
+        self.assertNotEqual(status, 0)
+        return stderr
 
     def test_error_in_then_points_at_the_spec(self):
         err = self.compile_error("""\
@@ -589,13 +593,9 @@ class LineDirectives(GenTest):
         self.assertIn("f.yaml:5:", err)
 
     def test_clean_spec_compiles_cleanly(self):
-        path = self.spec("good", GOOD)
-        self.assertEqual(self.run_gen(path)[0], 0)
-        r = subprocess.run(["cc", "-std=gnu11", "-Wall", "-Wextra", "-Werror",
-                            "-I", os.path.join(ROOT, "runtime"), "-I", self.out, "-c",
-                            os.path.join(self.out, "good.c"), "-o", os.devnull],
-                           capture_output=True, text=True)
-        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.run_gen(self.spec("good", GOOD))[0], 0)
+        status, stderr = self.cc("good")
+        self.assertEqual(status, 0, stderr)
 
 
 if __name__ == "__main__":
