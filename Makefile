@@ -43,7 +43,7 @@ GEN_C      := $(NAMES:%=build/gen/%.c)
 GEN_TEST_C := $(TEST_NAMES:%=build/gen-test/%.c)
 GEN_EX_C   := $(EX_NAMES:%=build/gen-ex/%.c)
 
-.PHONY: all gen stats deps deps-bench test test-gen test-c demo bench valgrind clean
+.PHONY: all gen stats deps deps-bench test test-py test-c demo bench valgrind clean
 .DELETE_ON_ERROR:
 
 all: build/libpolldrop.a build/demo build/echo_server build/echo_client
@@ -151,10 +151,10 @@ build/check_polldrop_asan: $(TEST_OBJ_ASAN)
 	$(call say,LD,$@)
 	$(Q)$(CC) $(SANFLAGS) $(WRAP) $^ -o $@ $(URING) $(CHECK)
 
-test: test-gen test-c
+test: test-py test-c
 
-test-gen: | deps
-	$(call say,TEST,generator)
+test-py: build/echo_server build/echo_client | deps
+	$(call say,TEST,python: generator and example programs)
 	$(Q)PYTHONPATH=$(CURDIR) $(PYTHON) -m unittest discover -s tests -p 'test_*.py' $(if $(V),-v,)
 
 test-c: build/check_polldrop build/check_polldrop_asan
