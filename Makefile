@@ -23,7 +23,7 @@ Q :=
 say = @true
 else
 Q := @
-say = @printf '  %-6s %s\n' $(1) $(2)
+say = @printf '  %-6s %s\n' '$(1)' '$(2)'
 endif
 
 SPECS      := $(wildcard specs/*.yaml)
