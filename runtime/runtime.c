@@ -284,10 +284,21 @@ static void pd__unqueue(pd_runtime *rt, pd_task *t)
     t->queued = 0;
 }
 
+/*
+ * Frees t if nothing can reach it any more: no reference, not on the ready
+ * queue, and not pd_block_on's stack task. Callers must have made sure its
+ * future is destroyed (or was never started).
+ */
+static void pd__task_free_if_unused(pd_task *t)
+{
+    if (t->refs == 0 && !t->queued && !(t->flags & PD__TASK_ROOT))
+        free(t);
+}
+
 static void pd__task_unref(pd_task *t)
 {
-    if (--t->refs == 0 && !t->queued && !(t->flags & PD__TASK_ROOT))
-        free(t);
+    t->refs--;
+    pd__task_free_if_unused(t);
 }
 
 pd_task *pd_task_new(pd_runtime *rt, const pd_vtable *vt, void **self)
@@ -413,9 +424,8 @@ int pd_run_once(pd_runtime *rt, int wait)
         t->queued = 0;
         if (pd__task_poll(rt, &cx, t))
             pd__task_unref(t);
-        else if (PD__UNLIKELY(t->state >= PD_TASK_DONE) && t->refs == 0 &&
-                 !t->queued && !(t->flags & PD__TASK_ROOT))
-            free(t); /* finished earlier while queued; nobody holds it */
+        else if (PD__UNLIKELY(t->state >= PD_TASK_DONE))
+            pd__task_free_if_unused(t); /* finished earlier while queued */
     }
     rt->in_turn = 0;
     ret = pd__enter(rt, wait && rt->ready_head == NULL && !pd__stuck(rt));
@@ -514,8 +524,8 @@ void pd_runtime_free(pd_runtime *rt)
     while ((t = rt->ready_head) != NULL) {
         rt->ready_head = t->next;
         t->queued = 0;
-        if (t->state >= PD_TASK_DONE && t->refs == 0 && !(t->flags & PD__TASK_ROOT))
-            free(t);
+        if (t->state >= PD_TASK_DONE)
+            pd__task_free_if_unused(t);
     }
     rt->ready_tail = NULL;
     while ((t = rt->live_head) != NULL) {

@@ -46,6 +46,15 @@ static void server_start(struct server *s, long max_conns)
     ck_assert_ptr_nonnull(s->sw);
 }
 
+static void server_free(struct server *s)
+{
+    pd_task_release(s->acc);
+    pd_task_release(s->sw);
+    pd_runtime_free(s->rt);
+    close(s->sfd);
+    close(s->lfd);
+}
+
 static int client_connect(const struct server *s)
 {
     int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -130,11 +139,7 @@ START_TEST(echo_graceful_shutdown_says_bye_to_everyone)
     pd_runtime_stats(s.rt, &st);
     ck_assert_uint_eq(st.inflight_ops, 0);
     ck_assert_uint_eq(st.live_tasks, 0);
-    pd_task_release(s.acc);
-    pd_task_release(s.sw);
-    pd_runtime_free(s.rt);
-    close(s.sfd);
-    close(s.lfd);
+    server_free(&s);
     ck_assert_int_eq(pd_test_fd_count(), fds);
 }
 END_TEST
@@ -168,11 +173,7 @@ START_TEST(echo_refuses_connections_over_the_limit)
     for (i = 0; i < 3; i++)
         close(c[i]);
     ck_assert_int_eq(s.live, 0);
-    pd_task_release(s.acc);
-    pd_task_release(s.sw);
-    pd_runtime_free(s.rt);
-    close(s.sfd);
-    close(s.lfd);
+    server_free(&s);
     ck_assert_int_eq(pd_test_fd_count(), fds);
 }
 END_TEST
@@ -201,11 +202,7 @@ START_TEST(echo_client_that_stopped_reading_cannot_stall_shutdown)
     ck_assert_int_eq(pd_shutdown(s.rt), 0); /* returns: nothing waits forever */
     ck_assert_int_eq(s.live, 0);
     close(c);
-    pd_task_release(s.acc);
-    pd_task_release(s.sw);
-    pd_runtime_free(s.rt);
-    close(s.sfd);
-    close(s.lfd);
+    server_free(&s);
     ck_assert_int_eq(pd_test_fd_count(), fds);
 }
 END_TEST
