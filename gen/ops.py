@@ -6,13 +6,17 @@ takes them; None marks a required argument, a string is the C default.
 
 
 class Op:
-    def __init__(self, name, args, returns_fd=False):
+    def __init__(self, name, args, returns_fd=False, multishot=False, group=False):
         self.name = name
         self.args = args
         self.returns_fd = returns_fd
+        # The kernel can keep the request armed: `multishot: true`.
+        self.multishot = multishot
+        # The kernel can pick a provided buffer: `group:` instead of buf, len.
+        self.group = group
 
     def arg_names(self):
-        return [name for name, _ in self.args]
+        return [name for name, _ in self.args] + (["group"] if self.group else [])
 
 
 OPS = {op.name: op for op in [
@@ -26,9 +30,11 @@ OPS = {op.name: op for op in [
     # timeout takes exactly one of ms or ns; the generator converts to ns.
     Op("timeout", [("ms", None), ("ns", None)]),
     Op("socket", [("domain", None), ("type", None), ("protocol", "0")], returns_fd=True),
-    Op("accept", [("fd", None), ("flags", "SOCK_CLOEXEC")], returns_fd=True),
+    Op("accept", [("fd", None), ("flags", "SOCK_CLOEXEC")], returns_fd=True,
+       multishot=True),
     Op("connect", [("fd", None), ("addr", None), ("addrlen", None)]),
-    Op("recv", [("fd", None), ("buf", None), ("len", None), ("flags", "0")]),
+    Op("recv", [("fd", None), ("buf", None), ("len", None), ("flags", "0")],
+       multishot=True, group=True),
     Op("send", [("fd", None), ("buf", None), ("len", None), ("flags", "MSG_NOSIGNAL")]),
     Op("shutdown", [("fd", None), ("how", None)]),
 ]}
