@@ -133,6 +133,20 @@ static inline void pd__wake(pd_task *t)
     rt->ready_tail = t;
 }
 
+/*
+ * Whether t is on the ready queue, and whether any task is: what a test
+ * harness needs to tell "runnable" from "waiting for the kernel".
+ */
+static inline int pd__task_queued(const pd_task *t)
+{
+    return t->queued;
+}
+
+static inline int pd__runtime_ready(const pd_runtime *rt)
+{
+    return rt->ready_head != NULL;
+}
+
 /* Requeues the current task behind the others (YIELD). */
 static inline void pd__yield(pd_cx *cx)
 {
