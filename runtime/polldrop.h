@@ -1,9 +1,10 @@
 /*
  * polldrop: asynchronous destructors for C, over io_uring.
  *
- * This is the public runtime API (DESIGN.md section 4). Generated futures
- * include this header; users need `-I runtime -I build/gen` and
- * `build/libpolldrop.a` plus liburing.
+ * This is the public runtime API (docs/design.md section 4). Generated futures
+ * include this header as "polldrop.h": in the source tree that takes
+ * `-I runtime -I build/gen` and `build/libpolldrop.a` plus liburing; once
+ * installed, `pkg-config --cflags --libs polldrop` gives both.
  *
  * Conventions, as in liburing: functions return 0 (or a count) on success
  * and -errno on failure; errno is never set.

@@ -5,7 +5,7 @@
  * (k = 0, 1, 2, ... until the future completes before reaching k) and then
  * destroys it three ways: async drop; sync drop; and async drop interrupted
  * by a sync drop after j suspensions of poll_drop (j = 0, 1, ... until the
- * async drop finishes first). After every run it checks DESIGN.md section 5:
+ * async drop finishes first). After every run it checks docs/design.md section 5:
  * exactly-once drop of the future and of every child (1, 2), teardown on
  * async drops only (3), no allocation after spawn (4), no fd growth (5),
  * 0 ops in flight once destroyed (1), and the case's own check, for example
