@@ -45,6 +45,7 @@ enum {
     PD__TASK_STARTED = 1u << 0,
     PD__TASK_ROOT = 1u << 1, /* pd_block_on's stack task: never freed */
     PD__TASK_CANCEL = 1u << 2, /* cancelled before it was started */
+    PD__TASK_FORCED = 1u << 3, /* a shutdown deadline passed: skip teardown */
 };
 
 struct pd_runtime {
@@ -56,6 +57,9 @@ struct pd_runtime {
     int sq_err;              /* why the last SQE claim failed */
     uint8_t in_turn;         /* polling tasks: nested run calls are refused */
     uint8_t shutting_down;
+    uint8_t deadline_armed;  /* a shutdown deadline is pending (deadline_ns) */
+    uint8_t forcing;         /* the deadline passed: every task is forced */
+    int64_t deadline_ns;     /* CLOCK_MONOTONIC time of the shutdown deadline */
 };
 
 struct pd_cx {
@@ -98,7 +102,19 @@ enum {
     PD__PH_QUIESCE = 2,  /* async drop: cancelling the current state */
     PD__PH_TEARDOWN = 3, /* async drop: running teardown states */
     PD__PH_DEAD = 4,     /* drop code ran */
+    PD__PH_FORCED = 5,   /* async drop forced: quiescing a teardown state */
 };
+
+/*
+ * Whether the task being polled was forced by a shutdown deadline: its
+ * poll_drop must skip the teardown states it has not finished, once what
+ * the current one has in flight is quiesced. Children polled through the
+ * same cx are forced with their parent.
+ */
+static inline int pd__forced(const pd_cx *cx)
+{
+    return cx->task->flags & PD__TASK_FORCED;
+}
 
 /* Slow paths, in runtime.c. */
 struct io_uring_sqe *pd__sqe_slow(pd_runtime *rt, unsigned need);
@@ -131,6 +147,20 @@ static inline void pd__wake(pd_task *t)
     else
         rt->ready_head = t;
     rt->ready_tail = t;
+}
+
+/*
+ * Whether t is on the ready queue, and whether any task is: what a test
+ * harness needs to tell "runnable" from "waiting for the kernel".
+ */
+static inline int pd__task_queued(const pd_task *t)
+{
+    return t->queued;
+}
+
+static inline int pd__runtime_ready(const pd_runtime *rt)
+{
+    return rt->ready_head != NULL;
 }
 
 /* Requeues the current task behind the others (YIELD). */

@@ -1,9 +1,10 @@
 /*
  * polldrop: asynchronous destructors for C, over io_uring.
  *
- * This is the public runtime API (DESIGN.md section 4). Generated futures
- * include this header; users need `-I runtime -I build/gen` and
- * `build/libpolldrop.a` plus liburing.
+ * This is the public runtime API (docs/design.md section 4). Generated futures
+ * include this header as "polldrop.h": in the source tree that takes
+ * `-I runtime -I build/gen` and `build/libpolldrop.a` plus liburing; once
+ * installed, `pkg-config --cflags --libs polldrop` gives both.
  *
  * Conventions, as in liburing: functions return 0 (or a count) on success
  * and -errno on failure; errno is never set.
@@ -74,6 +75,7 @@ typedef struct pd_stats {
     uint64_t polls;             /* task polls (poll or poll_drop) */
     uint64_t enter_calls;       /* submit/wait calls into liburing */
     uint64_t ring_flags;        /* IORING_SETUP_* flags the ring was made with */
+    uint64_t tasks_forced;      /* tasks whose teardown a shutdown deadline cut short */
 } pd_stats;
 
 /*
@@ -119,6 +121,23 @@ int pd_run_once(pd_runtime *rt, int wait);
  * shutdown is in progress are cancelled at once. Returns 0 or -errno.
  */
 int pd_shutdown(pd_runtime *rt);
+
+/*
+ * Like pd_shutdown, but a task still being async-dropped ms milliseconds
+ * after the call is forced: the ops it has in flight are cancelled and
+ * their completions still awaited, its remaining teardown states are
+ * skipped, and its drop code runs. So a peer that stops reading cannot hold
+ * the shutdown forever, and no buffer is released while the kernel owns it.
+ * Forcing reaches the children the task is destroying, allocates nothing,
+ * and destroys every future exactly once; each forced task is counted in
+ * pd_stats.tasks_forced. Tasks started after the deadline passed, while the
+ * shutdown is still in progress, are forced at once. ms == 0 forces every
+ * task at once (quiesce, then drop code: no teardown). When several
+ * deadlines are set, the earliest holds; it is forgotten once no live task
+ * is left. Called from inside a task's poll it only arms the deadline and
+ * cancels, like pd_shutdown. Returns 0, -EINVAL if ms < 0, or -errno.
+ */
+int pd_shutdown_deadline(pd_runtime *rt, long long ms);
 
 /*
  * Allocates a task with inline storage for a future of type vt; stores the

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 pd_trace_fn pd__trace_fn;
 static void *pd__trace_arg;
@@ -102,8 +103,13 @@ static void pd__dispatch(pd_runtime *rt, const struct io_uring_cqe *cqe)
     uint64_t ud = cqe->user_data;
     pd__op *op;
 
-    /* Cancel requests that found nothing: the op's own completion follows. */
-    if (ud < PD__UD_RESERVED)
+    /*
+     * One compare keeps out both reserved ranges: small tags (cancel
+     * requests that found nothing; the op's own completion follows) and
+     * LIBURING_UDATA_TIMEOUT, the timeout liburing queues for a timed wait
+     * on kernels without IORING_FEAT_EXT_ARG.
+     */
+    if (PD__UNLIKELY(ud - PD__UD_RESERVED >= UINT64_MAX - PD__UD_RESERVED))
         return;
     op = (pd__op *)(uintptr_t)(ud & ~(uint64_t)1);
     if (!(ud & 1)) {
@@ -134,6 +140,31 @@ static unsigned pd__reap(pd_runtime *rt)
 static int pd__transient(int ret)
 {
     return ret == -EINTR || ret == -EAGAIN || ret == -EBUSY || ret == -ETIME;
+}
+
+static int64_t pd__now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/*
+ * Submits and waits for a completion, but no later than the shutdown
+ * deadline: the turn after it expires forces what is left.
+ */
+static int pd__wait_deadline(pd_runtime *rt)
+{
+    int64_t left = rt->deadline_ns - pd__now_ns();
+    struct __kernel_timespec ts;
+    struct io_uring_cqe *cqe;
+
+    if (left <= 0)
+        return io_uring_submit_and_get_events(&rt->ring);
+    ts.tv_sec = left / 1000000000;
+    ts.tv_nsec = left % 1000000000;
+    return io_uring_submit_and_wait_timeout(&rt->ring, &cqe, 1, &ts, NULL);
 }
 
 /*
@@ -179,10 +210,12 @@ static int pd__enter(pd_runtime *rt, int wait)
     int ret;
 
     rt->stats.enter_calls++;
-    if (wait)
-        ret = io_uring_submit_and_wait(&rt->ring, 1);
-    else
+    if (!wait)
         ret = io_uring_submit_and_get_events(&rt->ring);
+    else if (PD__UNLIKELY(rt->deadline_armed))
+        ret = pd__wait_deadline(rt);
+    else
+        ret = io_uring_submit_and_wait(&rt->ring, 1);
     pd__drain_task_work(rt, pd__reap(rt));
     if (ret < 0 && !pd__transient(ret))
         return ret;
@@ -354,6 +387,20 @@ static void pd__task_unref(pd_task *t)
     pd__task_free_if_unused(t);
 }
 
+/*
+ * Forces t's async drop (a shutdown deadline passed): generated poll_drop
+ * sees PD__TASK_FORCED through pd__forced and skips the rest of teardown.
+ */
+static void pd__task_force(pd_runtime *rt, pd_task *t)
+{
+    if (t->flags & PD__TASK_FORCED)
+        return;
+    t->flags |= PD__TASK_FORCED;
+    t->state = PD_TASK_DROPPING;
+    rt->stats.tasks_forced++;
+    pd__wake(t);
+}
+
 pd_task *pd_task_new(pd_runtime *rt, const pd_vtable *vt, void **self)
 {
     size_t align = vt->align > alignof(max_align_t) ? vt->align
@@ -389,6 +436,8 @@ void pd_task_start(pd_task *t)
     pd__live_link(rt, t);
     if (rt->shutting_down || (t->flags & PD__TASK_CANCEL))
         t->state = PD_TASK_DROPPING;
+    if (PD__UNLIKELY(rt->forcing))
+        pd__task_force(rt, t);
     pd__wake(t);
 }
 
@@ -426,8 +475,25 @@ static void pd__task_finish(pd_runtime *rt, pd_task *t)
 {
     t->state = t->has_output ? PD_TASK_DONE : PD_TASK_CANCELLED;
     pd__live_unlink(rt, t);
-    if (rt->live_head == NULL)
+    if (rt->live_head == NULL) {
+        /* The shutdown is over; a deadline nobody reached is forgotten. */
         rt->shutting_down = 0;
+        rt->forcing = 0;
+        rt->deadline_armed = 0;
+    }
+}
+
+/* Forces every live task once the shutdown deadline has passed. */
+static void pd__deadline_check(pd_runtime *rt)
+{
+    pd_task *t;
+
+    if (pd__now_ns() < rt->deadline_ns)
+        return;
+    rt->deadline_armed = 0;
+    rt->forcing = 1;
+    for (t = rt->live_head; t; t = t->live_next)
+        pd__task_force(rt, t);
 }
 
 /*
@@ -461,12 +527,16 @@ static int pd__stuck(const pd_runtime *rt)
 
 int pd_run_once(pd_runtime *rt, int wait)
 {
-    pd_task *batch = rt->ready_head;
     pd_cx cx = { rt, NULL, NULL };
+    pd_task *batch;
     int ret;
 
     if (rt->in_turn)
         return -EBUSY;
+    /* Before the batch is taken: forcing wakes the tasks it forces. */
+    if (PD__UNLIKELY(rt->deadline_armed))
+        pd__deadline_check(rt);
+    batch = rt->ready_head;
     rt->in_turn = 1;
     /* Tasks woken while this batch runs are polled next turn (fairness). */
     rt->ready_head = rt->ready_tail = NULL;
@@ -541,13 +611,54 @@ int pd_block_on(pd_runtime *rt, pd_dyn fut, void *out)
     return root.state == PD_TASK_DONE ? 0 : -ECANCELED;
 }
 
-int pd_shutdown(pd_runtime *rt)
+/* Cancels every live task; the shutdown lasts until none is left. */
+static void pd__shutdown_begin(pd_runtime *rt)
 {
     pd_task *t;
 
+    if (rt->live_head == NULL)
+        return;
     rt->shutting_down = 1;
     for (t = rt->live_head; t; t = t->live_next)
         pd_task_cancel(t);
+}
+
+int pd_shutdown(pd_runtime *rt)
+{
+    pd__shutdown_begin(rt);
+    if (rt->in_turn)
+        return 0;
+    return pd_run(rt);
+}
+
+/* Arms the shutdown deadline at the absolute time at_ns, unless one is earlier. */
+static void pd__deadline_arm(pd_runtime *rt, int64_t at_ns)
+{
+    if (rt->live_head == NULL)
+        return;
+    if (!rt->forcing && (!rt->deadline_armed || at_ns < rt->deadline_ns)) {
+        rt->deadline_ns = at_ns;
+        rt->deadline_armed = 1;
+    }
+    pd__deadline_check(rt);
+}
+
+/* now + ms, saturated: a deadline centuries away is no deadline. */
+static int64_t pd__deadline_at(long long ms)
+{
+    int64_t now = pd__now_ns();
+
+    if (ms > (INT64_MAX - now) / 1000000)
+        return INT64_MAX;
+    return now + (int64_t)ms * 1000000;
+}
+
+int pd_shutdown_deadline(pd_runtime *rt, long long ms)
+{
+    if (ms < 0)
+        return -EINVAL;
+    pd__shutdown_begin(rt);
+    pd__deadline_arm(rt, pd__deadline_at(ms));
     if (rt->in_turn)
         return 0;
     return pd_run(rt);
