@@ -302,6 +302,16 @@ static inline void pd__prep_openat(pd_cx *cx, pd__op *op, const char *path,
     PD__PREP(cx, op, 1, io_uring_prep_openat(pd__s, dfd, path, flags, mode));
 }
 
+/*
+ * how is read by the kernel when the request is submitted, which may be after
+ * this returns: it must live in the future until the op completes.
+ */
+static inline void pd__prep_openat2(pd_cx *cx, pd__op *op, const char *path,
+                                    struct open_how *how, int dfd)
+{
+    PD__PREP(cx, op, 1, io_uring_prep_openat2(pd__s, dfd, path, how));
+}
+
 static inline void pd__prep_close(pd_cx *cx, pd__op *op, int fd)
 {
     PD__PREP(cx, op, 0, io_uring_prep_close(pd__s, fd));
