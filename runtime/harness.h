@@ -61,6 +61,14 @@ enum {
 typedef struct pd_harness_stats {
     int points; /* suspension points of the run phase */
     int runs;   /* destructions checked */
+    /*
+     * Destructions that began with the last suspension's requests in each
+     * kernel state (docs/harness.md): in flight (the runtime's count, after
+     * the turn's submission), queued but not yet submitted, and completed
+     * by the kernel but not yet reaped. A fixture that never leaves a
+     * request in flight shows 0 in the first and the last.
+     */
+    int in_flight, queued, completed;
 } pd_harness_stats;
 
 /*
