@@ -45,7 +45,8 @@ GEN_C      := $(NAMES:%=build/gen/%.c)
 GEN_TEST_C := $(TEST_NAMES:%=build/gen-test/%.c)
 GEN_EX_C   := $(EX_NAMES:%=build/gen-ex/%.c)
 
-.PHONY: all gen stats deps deps-bench test test-py test-c demo bench valgrind clean
+.PHONY: all gen stats deps deps-bench test test-py test-c demo bench valgrind clean \
+        install uninstall
 .DELETE_ON_ERROR:
 
 all: build/libpolldrop.a build/libpolldrop_harness.a build/demo build/echo_server build/echo_client
@@ -92,7 +93,9 @@ build/obj/runtime.o: $(RT_SRC) $(RT_HDR) | deps
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(WARN) $(CFLAGS) -Iruntime -c $< -o $@
 
-build/libpolldrop.a: build/obj/runtime.o
+# The library futures (every spec in specs/) come compiled into the library:
+# a program, or a user's spec that embeds one, needs nothing else.
+build/libpolldrop.a: build/obj/runtime.o $(NAMES:%=build/obj/gen/%.o)
 	$(call say,AR,$@)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
@@ -175,7 +178,7 @@ build/check_polldrop_asan: $(TEST_OBJ_ASAN) build/asan/libpolldrop_harness.a
 
 test: test-py test-c
 
-test-py: build/echo_server build/echo_client | deps
+test-py: build/libpolldrop.a build/echo_server build/echo_client | deps
 	$(call say,TEST,python: generator and example programs)
 	$(Q)PYTHONPATH=$(CURDIR) $(PYTHON) -m unittest discover -s tests -p 'test_*.py' $(if $(V),-v,)
 
@@ -196,18 +199,14 @@ valgrind: build/check_polldrop
 
 # --- the demo and examples ---
 
-build/demo: examples/demo.c build/libpolldrop.a $(NAMES:%=build/obj/gen/%.o) \
-            $(EX_NAMES:%=build/obj/gen-ex/%.o)
+build/demo: examples/demo.c build/libpolldrop.a $(EX_NAMES:%=build/obj/gen-ex/%.o)
 	$(call say,LD,$@)
 	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) -Ibuild/gen-ex examples/demo.c \
-	    $(NAMES:%=build/obj/gen/%.o) $(EX_NAMES:%=build/obj/gen-ex/%.o) \
-	    build/libpolldrop.a -o $@ $(URING)
+	    $(EX_NAMES:%=build/obj/gen-ex/%.o) build/libpolldrop.a -o $@ $(URING)
 
-build/echo_server build/echo_client: build/%: examples/%.c examples/args.h build/libpolldrop.a \
-            $(NAMES:%=build/obj/gen/%.o)
+build/echo_server build/echo_client: build/%: examples/%.c examples/args.h build/libpolldrop.a
 	$(call say,LD,$@)
-	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) $< $(NAMES:%=build/obj/gen/%.o) \
-	    build/libpolldrop.a -o $@ $(URING)
+	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) $< build/libpolldrop.a -o $@ $(URING)
 
 # --- benchmarks ---
 
@@ -232,6 +231,52 @@ bench: build/bench build/echo_server build/raw_echo build/uv_echo
 
 demo: build/demo
 	$(Q)./build/demo
+
+# --- installation: `make install PREFIX=... DESTDIR=...`, `make uninstall` ---
+
+PREFIX       ?= /usr/local
+BINDIR       ?= $(PREFIX)/bin
+LIBDIR       ?= $(PREFIX)/lib
+INCLUDEDIR   ?= $(PREFIX)/include
+DATADIR      ?= $(PREFIX)/share
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+# The version lives in one place, the generator's package.
+VERSION      := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' gen/__init__.py)
+# Every installed path, recorded by install and read back by uninstall.
+MANIFEST      = $(DATADIR)/polldrop/install-manifest
+INSTALL_DIRS  = $(PREFIX) $(BINDIR) $(LIBDIR) $(INCLUDEDIR) $(DATADIR) $(PKGCONFIGDIR)
+INSTALL_SH    = DESTDIR='$(DESTDIR)' sh scripts/install.sh
+# The harness is installed once the tree has it.
+HARNESS_H    := $(wildcard runtime/harness.h)
+HARNESS_LIB  := $(if $(HARNESS_H),build/libpolldrop_harness.a)
+HARNESS_PC   := $(if $(HARNESS_H),build/install/polldrop-harness.pc)
+SUBST         = sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@BINDIR@|$(BINDIR)|g' \
+                    -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' \
+                    -e 's|@DATADIR@|$(DATADIR)|g' -e 's|@VERSION@|$(VERSION)|g'
+
+install: build/libpolldrop.a $(HARNESS_LIB) build/gen/.stamp
+	$(if $(filter-out /%,$(INSTALL_DIRS)),$(error make install: PREFIX and the \
+	    *DIR variables must be absolute paths (PREFIX=$(PREFIX)); for example \
+	    PREFIX=$(CURDIR)/build/inst))
+	$(call say,INSTALL,$(DESTDIR)$(PREFIX))
+	$(Q)rm -rf build/install && mkdir -p build/install
+	$(Q)$(SUBST) polldrop.pc.in >build/install/polldrop.pc
+	$(Q)$(if $(HARNESS_PC),$(SUBST) polldrop-harness.pc.in >$(HARNESS_PC))
+	$(Q)sed -e "s|@SHARE_REL@|$$(realpath -m --relative-to='$(BINDIR)' '$(DATADIR)/polldrop')|g" \
+	    scripts/polldrop-gen.in >build/install/polldrop-gen
+	$(Q)$(INSTALL_SH) install '$(MANIFEST)' \
+	    --to '$(BINDIR)' 755 build/install/polldrop-gen \
+	    --to '$(LIBDIR)' 644 build/libpolldrop.a $(HARNESS_LIB) \
+	    --to '$(INCLUDEDIR)/polldrop' 644 $(RT_HDR) $(HARNESS_H) $(NAMES:%=build/gen/%.h) \
+	    --to '$(PKGCONFIGDIR)' 644 build/install/polldrop.pc $(HARNESS_PC) \
+	    --to '$(DATADIR)/polldrop' 644 polldrop.mk $(wildcard docs/polldrop-spec.schema.json) \
+	    --to '$(DATADIR)/polldrop/gen' 644 $(wildcard gen/*.py) \
+	    --to '$(DATADIR)/polldrop/templates' 644 $(wildcard templates/*.j2) \
+	    --to '$(DATADIR)/polldrop/specs' 644 $(SPECS)
+
+uninstall:
+	$(call say,RM,$(DESTDIR)$(PREFIX): what make install recorded)
+	$(Q)$(INSTALL_SH) uninstall '$(MANIFEST)'
 
 clean:
 	$(call say,RM,build)

@@ -6,9 +6,11 @@ a snippet at the spec's file and line; the directive that returns to the
 generated file is numbered after rendering, when its line is known.
 """
 import os
+import re
 
 import jinja2
 
+from gen.errors import one_line
 from gen.validate import Snippet
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -17,8 +19,22 @@ RESTORE = "#line @@PD_RESTORE@@"
 
 
 def c_string(s):
-    """A C string literal's body for s."""
-    return s.replace("\\", "\\\\").replace('"', '\\"')
+    """A C string literal's body for s, for #line directives and messages.
+
+    Control characters become octal escapes, and a `?` after a `?` is
+    escaped so that no trigraph can form (gcc warns under -Wall).
+    """
+    def esc(m):
+        c = m.group(0)
+        if c in '\\"':
+            return "\\" + c
+        if c == "?":
+            return "\\?"
+        return "".join(f"\\{b:03o}" for b in c.encode("utf-8"))
+    return _C_STRING_ESC.sub(esc, s)
+
+
+_C_STRING_ESC = re.compile(r'[\\"\x00-\x1f\x7f]|(?<=\?)\?')
 
 
 def _line(s):
@@ -78,8 +94,22 @@ def call_args(args, indent):
 
 
 def comment(s):
-    """Text safe inside a /* */ comment, continuation lines prefixed."""
-    return s.replace("*/", "* /").replace("\n", "\n * ")
+    """Text safe inside a /* */ comment, continuation lines prefixed.
+
+    A space goes between the characters of every `/*`, `*/` and `??`, so
+    that spec text can neither end the comment nor warn under -Wcomment or
+    -Wtrigraphs; other line breaks and control characters are escaped.
+    """
+    s = _COMMENT_BREAK.sub(" ", s)
+    return "\n * ".join(one_line(l) for l in s.split("\n"))
+
+
+def comment_line(s):
+    """One-line text (a file name) safe inside a /* */ or // comment."""
+    return comment(one_line(s))
+
+
+_COMMENT_BREAK = re.compile(r"(?<=/)(?=\*)|(?<=\*)(?=/)|(?<=\?)(?=\?)")
 
 
 def _env():
@@ -92,7 +122,7 @@ def _env():
         autoescape=False,
     )
     env.filters.update(snip=snip, expr=expr, call_args=call_args,
-                       comment=comment, cstr=c_string)
+                       comment=comment, comment_line=comment_line, cstr=c_string)
     return env
 
 

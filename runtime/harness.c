@@ -114,6 +114,7 @@ enum {
     PATH_ASYNC_SYNC, /* async drop, then drop after j drop suspensions */
     PATH_FREE,       /* pd_runtime_free on the live task */
     PATH_ASYNC_FREE, /* async drop, then pd_runtime_free after j */
+    PATH_FORCED,     /* async drop, then a shutdown deadline of 0 after j */
 };
 
 /*
@@ -161,9 +162,13 @@ static void pd__hrun_name(pd__hrun *r, int k, int at, int path, int j)
     case PATH_FREE:
         snprintf(how, sizeof(how), "pd_runtime_free on the live task");
         break;
-    default:
+    case PATH_ASYNC_FREE:
         snprintf(how, sizeof(how),
                  "async drop interrupted by pd_runtime_free after %d polls", j);
+        break;
+    default:
+        snprintf(how, sizeof(how),
+                 "async drop forced by a shutdown deadline after %d polls", j);
         break;
     }
     snprintf(r->what, sizeof(r->what), "%s, suspension %d, %s (%s)", r->c->future, k,
@@ -291,7 +296,8 @@ static int pd__harness_one(const pd_harness_case *c, int k, int at, int path, in
     pd__hrec rec;
     unsigned char out[256];
     int fds, susp = 0, dsusp = 0, completed, has_out, ret, run_at, dummy, busy;
-    long allocs, teardowns;
+    long allocs, teardowns, forced_teardowns = -1;
+    uint64_t forced = 0;
 
     pd__hrun_name(&r, k, at, path, j);
     memset(&rec, 0, sizeof(rec));
@@ -338,8 +344,18 @@ static int pd__harness_one(const pd_harness_case *c, int k, int at, int path, in
             busy = pd__hrun_busy(&r);
             if (dsusp < j)
                 *drop_done = 1;
-            else if (path == PATH_ASYNC_SYNC)
+            else if (path == PATH_ASYNC_SYNC && pd__hrun_going(&r, 1))
                 c->vt->drop(r.self); /* a sync drop in the middle of the async drop */
+            else if (path == PATH_FORCED && pd__hrun_going(&r, 1)) {
+                pd_stats s;
+
+                /* The deadline passes now: quiesce, skip teardown, drop code. */
+                forced_teardowns = rec.own_teardowns;
+                PD_HARNESS_CHECK(pd_shutdown_deadline(r.rt, 0) == 0);
+                pd_runtime_stats(r.rt, &s);
+                forced = s.tasks_forced;
+                PD_HARNESS_CHECK(!pd__hrun_going(&r, 1));
+            }
         }
     }
     if (path != PATH_FREE && path != PATH_ASYNC_FREE)
@@ -373,6 +389,12 @@ static int pd__harness_one(const pd_harness_case *c, int k, int at, int path, in
     else
         ck_assert_msg(rec.own_teardowns <= 1, "%s: teardown ran %ld times", r.what,
                       rec.own_teardowns);
+    if (forced_teardowns >= 0) {
+        ck_assert_msg(forced == 1, "%s: %llu tasks counted as forced", r.what,
+                      (unsigned long long)forced);
+        ck_assert_msg(rec.own_teardowns == forced_teardowns,
+                      "%s: teardown began after the task was forced", r.what);
+    }
     if (c->after)
         c->after(c->ctx, has_out ? out : NULL);
     c->cleanup(c->ctx);
@@ -391,7 +413,7 @@ static int pd__harness_one(const pd_harness_case *c, int k, int at, int path, in
 void pd_harness_run(const pd_harness_case *c, pd_harness_stats *st)
 {
     static const int direct[] = { PATH_ASYNC, PATH_SYNC, PATH_FREE };
-    static const int interrupted[] = { PATH_ASYNC_SYNC, PATH_ASYNC_FREE };
+    static const int interrupted[] = { PATH_ASYNC_SYNC, PATH_ASYNC_FREE, PATH_FORCED };
     int k, i, p, at, done, reached;
 
     memset(st, 0, sizeof(*st));
@@ -409,7 +431,7 @@ void pd_harness_run(const pd_harness_case *c, pd_harness_stats *st)
                 break;
         }
         /* Then each suspension j of the async drop, in each kernel state. */
-        for (i = 0; i < 2; i++) {
+        for (i = 0; i < (int)(sizeof(interrupted) / sizeof(interrupted[0])); i++) {
             int j;
 
             done = 0;

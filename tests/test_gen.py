@@ -352,6 +352,107 @@ class Errors(GenTest):
         self.assertFalse(os.path.exists(os.path.join(self.out, "f.c")))
 
 
+def bomb(levels):
+    """A spec whose anchors and aliases would expand to 10**levels nodes."""
+    text = "future: bl\nstates: {s: {do: 'RETURN(0);'}}\n"
+    text += "x0: &a0 [lol,lol,lol,lol,lol,lol,lol,lol,lol,lol]\n"
+    for i in range(1, levels):
+        text += f"x{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 10) + "]\n"
+    return text
+
+
+class Hostile(GenTest):
+    """Specs built to make the generator hang, crash or emit broken C."""
+
+    def one_line_diagnostics(self, err):
+        for line in err.splitlines():
+            self.assertRegex(line, r"^[^\n]+:\d+:\d+: (error|warning): ")
+
+    def test_alias_bomb_is_refused_before_expansion(self):
+        code, err = self.run_gen(self.spec("bl", bomb(9)))
+        self.assertEqual(code, 1)
+        self.assertEqual(err.replace(self.dir + "/", ""),
+                         "bl.yaml:3:5: error: YAML anchor '&a0' is not allowed in a spec "
+                         "(anchors and aliases are refused); if this is C text, quote the "
+                         "value or use a block scalar (|)\n")
+
+    def test_alias_alone_is_refused(self):
+        self.assertError("future: f\nstates: {a: {do: *p = 0;}}\n",
+                         "f.yaml:2:18: error: YAML alias '*p' is not allowed in a spec "
+                         "(anchors and aliases are refused); if this is C text, quote the "
+                         "value or use a block scalar (|)")
+
+    def test_anchor_alone_is_refused(self):
+        self.assertError("future: f\nstates: &s {a: {do: RETURN(0);}}\n",
+                         "f.yaml:2:9: error: YAML anchor '&s' is not allowed in a spec "
+                         "(anchors and aliases are refused); if this is C text, quote the "
+                         "value or use a block scalar (|)")
+
+    def test_tag_is_refused(self):
+        self.assertError("future: f\nstates: {a: {do: !!str RETURN(0);}}\n",
+                         "f.yaml:2:18: error: YAML tag 'tag:yaml.org,2002:str' is not "
+                         "allowed in a spec; if this is C text, quote the value or use a "
+                         "block scalar (|)")
+
+    def test_deep_nesting_has_a_limit(self):
+        for depth in (65, 2000):
+            text = "future: f\nstates: {a: {do: RETURN(0);}}\nx: " + "[" * depth + "]" * depth
+            lines = self.errors(text + "\n")
+            self.assertEqual(lines, ["f.yaml:3:" + str(4 + 63) + ": error: nesting deeper "
+                                     "than 64 levels"])
+
+    def test_reader_error_is_one_line_at_the_character(self):
+        self.assertEqual(self.errors("future: f\nstates: {a: {do: \x01}}\n"),
+                         ["f.yaml:2:18: error: malformed YAML: character #x0001 is not "
+                          "allowed in YAML (write it as an escape in C)"])
+
+    def test_names_with_line_breaks_are_escaped(self):
+        lines = self.errors('future: "a\\nb"\nstates: {a: {do: RETURN(0);}}\n')
+        self.assertEqual(lines, ["f.yaml:1:9: error: future name 'a\\nb' is not a C identifier"])
+
+    def test_spec_path_cannot_inject_code(self):
+        d = os.path.join(self.dir, "x*/ int injected_by_path; /*")
+        os.makedirs(d)
+        weird = os.path.join(self.dir, 'q"uote\\back\nline??/')
+        os.makedirs(weird)
+        for where in (d, weird):
+            path = os.path.join(where, "good.yaml")
+            with open(path, "w") as f:
+                f.write(GOOD.replace("RETURN(res);", "RETURN(no_such_name);"))
+            self.assertEqual(self.run_gen(path), (0, ""))
+            obj = os.path.join(self.dir, "good.o")
+            r = subprocess.run(["cc", "-std=gnu11", "-Wall", "-Wextra", "-Werror",
+                                "-I", os.path.join(ROOT, "runtime"), "-I", self.out, "-c",
+                                os.path.join(self.out, "good.c"), "-o", obj],
+                               capture_output=True, text=True)
+            # The one compile error is the snippet's, reported at the spec.
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn("no_such_name", r.stderr)
+            self.assertIn("good.yaml:9:", r.stderr)
+            self.assertEqual(len([l for l in r.stderr.splitlines() if " error: " in l]), 1,
+                             r.stderr)
+
+    def test_comment_text_is_escaped(self):
+        path = self.spec("good", GOOD.replace("future: good\n", "future: good\n"
+                                              "doc: 'a /* b */ c ??/ d'\n"))
+        self.assertEqual(self.run_gen(path), (0, ""))
+        r = subprocess.run(["cc", "-std=gnu11", "-Wall", "-Wextra", "-Werror", "-Wcomment",
+                            "-Wtrigraphs", "-I", os.path.join(ROOT, "runtime"), "-I", self.out,
+                            "-c", os.path.join(self.out, "good.c"), "-o", os.devnull],
+                           capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_outputs_get_the_usual_mode(self):
+        old = os.umask(0o022)
+        try:
+            self.assertEqual(self.run_gen(self.spec("good", GOOD)), (0, ""))
+        finally:
+            os.umask(old)
+        for ext in ("c", "h"):
+            mode = os.stat(os.path.join(self.out, "good." + ext)).st_mode & 0o777
+            self.assertEqual(mode, 0o644)
+
+
 class StructuredErrors(GenTest):
     def test_unknown_branch_key(self):
         self.assertError("""\
