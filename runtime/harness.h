@@ -61,6 +61,11 @@ enum {
     PD_HARNESS_WAITING = 2,        /* about to block for a completion */
 };
 
+/*
+ * Filled by pd_harness_run. Fields may be added at the end in later
+ * versions: leave it uninitialised, or initialise it by name, not by
+ * position.
+ */
 typedef struct pd_harness_stats {
     int points; /* suspension points of the run phase */
     int runs;   /* destructions checked */
