@@ -114,6 +114,7 @@ enum {
     PATH_ASYNC_SYNC, /* async drop, then drop after j drop suspensions */
     PATH_FREE,       /* pd_runtime_free on the live task */
     PATH_ASYNC_FREE, /* async drop, then pd_runtime_free after j */
+    PATH_FORCED,     /* async drop, then a shutdown deadline of 0 after j */
 };
 
 typedef struct pd__hrun {
@@ -144,9 +145,14 @@ static void pd__hrun_name(pd__hrun *r, int k, int path, int j)
         snprintf(r->what, sizeof(r->what),
                  "%s, suspension %d, pd_runtime_free on the live task", f, k);
         break;
-    default:
+    case PATH_ASYNC_FREE:
         snprintf(r->what, sizeof(r->what),
                  "%s, suspension %d, async drop interrupted by pd_runtime_free "
+                 "after %d polls", f, k, j);
+        break;
+    default:
+        snprintf(r->what, sizeof(r->what),
+                 "%s, suspension %d, async drop forced by a shutdown deadline "
                  "after %d polls", f, k, j);
         break;
     }
@@ -198,7 +204,8 @@ static int pd__harness_one(const pd_harness_case *c, int k, int path, int j,
     pd__hrec rec;
     unsigned char out[256];
     int fds, susp = 0, dsusp = 0, completed, has_out = 0, ret;
-    long allocs, teardowns;
+    long allocs, teardowns, forced_teardowns = -1;
+    uint64_t forced = 0;
 
     pd__hrun_name(&r, k, path, j);
     memset(&rec, 0, sizeof(rec));
@@ -244,6 +251,16 @@ static int pd__harness_one(const pd_harness_case *c, int k, int path, int j,
             *drop_done = 1;
         if (path == PATH_ASYNC_SYNC && pd__hrun_live(&r))
             c->vt->drop(r.self); /* a sync drop in the middle of the async drop */
+        if (path == PATH_FORCED && pd__hrun_live(&r)) {
+            pd_stats s;
+
+            /* The deadline passes now: quiesce, skip teardown, drop code. */
+            forced_teardowns = rec.own_teardowns;
+            PD_HARNESS_CHECK(pd_shutdown_deadline(r.rt, 0) == 0);
+            pd_runtime_stats(r.rt, &s);
+            forced = s.tasks_forced;
+            PD_HARNESS_CHECK(!pd__hrun_live(&r));
+        }
     }
     if (pd_task_state(r.t) == PD_TASK_DONE && c->vt->out_size) {
         memcpy(out, pd_task_output(r.t), c->vt->out_size);
@@ -277,6 +294,12 @@ static int pd__harness_one(const pd_harness_case *c, int k, int path, int j,
     else
         ck_assert_msg(rec.own_teardowns <= 1, "%s: teardown ran %ld times", r.what,
                       rec.own_teardowns);
+    if (forced_teardowns >= 0) {
+        ck_assert_msg(forced == 1, "%s: %llu tasks counted as forced", r.what,
+                      (unsigned long long)forced);
+        ck_assert_msg(rec.own_teardowns == forced_teardowns,
+                      "%s: teardown began after the task was forced", r.what);
+    }
     if (c->after)
         c->after(c->ctx, has_out ? out : NULL);
     c->cleanup(c->ctx);
@@ -288,7 +311,7 @@ static int pd__harness_one(const pd_harness_case *c, int k, int path, int j,
 
 void pd_harness_run(const pd_harness_case *c, pd_harness_stats *st)
 {
-    static const int interrupted[] = { PATH_ASYNC_SYNC, PATH_ASYNC_FREE };
+    static const int interrupted[] = { PATH_ASYNC_SYNC, PATH_ASYNC_FREE, PATH_FORCED };
     int k, i;
 
     memset(st, 0, sizeof(*st));
@@ -300,7 +323,7 @@ void pd_harness_run(const pd_harness_case *c, pd_harness_stats *st)
             pd__harness_one(c, k, PATH_SYNC, -1, &done, st);
             pd__harness_one(c, k, PATH_FREE, -1, &done, st);
         }
-        for (i = 0; i < 2; i++) {
+        for (i = 0; i < (int)(sizeof(interrupted) / sizeof(interrupted[0])); i++) {
             done = 0;
             for (j = 0; !done && j < PD_HARNESS_MAX_POINTS; j++)
                 pd__harness_one(c, k, interrupted[i], j, &done, st);

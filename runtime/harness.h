@@ -4,8 +4,9 @@
  * Given a way to build a future, pd_harness_run drives it to its k-th
  * suspension (k = 0, 1, 2, ... until the future completes before reaching
  * k) and destroys it there by every path a program can take: async drop,
- * sync drop, async drop interrupted by a sync drop after j polls, and
- * pd_runtime_free on the live task. After every destruction (once the task
+ * sync drop, async drop interrupted by a sync drop after j polls, async
+ * drop interrupted by pd_runtime_free after j polls, async drop forced by a
+ * shutdown deadline after j polls, and pd_runtime_free on the live task. After every destruction (once the task
  * is released and its runtime freed) it checks the invariants of
  * docs/design.md section 5 and fails the current Check test with a message
  * that names the future, the suspension point and the path. docs/harness.md
