@@ -59,6 +59,7 @@ class StateModel:
         self.code = st.code
         self.when = st.when
         self.next = st.next
+        self.jumps, self.macros = _jumps(st)
         self.locals = [VarModel(v) for v in st.locals]
         self.branches = [BranchModel(si, bi, b) for bi, b in enumerate(st.branches)]
         self.ops = [b for b in self.branches if b.kind == "io"]
@@ -124,6 +125,26 @@ class FutureModel:
         self.c_name = os.path.join(out_dir, f"{spec.name}.c")
         # Case is kept: futures kid and Kid must not share a guard.
         self.guard = f"POLLDROP_GEN_{spec.name}_H"
+
+
+def _jumps(st):
+    """What a state's code does to control, for diagrams: the (macro, target)
+    of each GOTO and YIELD in its code and its branches' thens, once each in
+    order, and the set of macros the code calls."""
+    from gen.validate import MACRO, MACRO_ARG, strip_c
+
+    jumps, macros = [], set()
+    for snip in [st.code] + [b.then for b in st.branches]:
+        if snip is None:
+            continue
+        clean = strip_c(snip.text)
+        for m in MACRO.finditer(clean):
+            macros.add(m.group(1))
+            am = MACRO_ARG.match(clean, m.end()) if m.group(2) else None
+            if m.group(1) in ("GOTO", "YIELD") and am and \
+                    (m.group(1), am.group(1)) not in jumps:
+                jumps.append((m.group(1), am.group(1)))
+    return jumps, macros
 
 
 def build(spec, spec_path, out_dir):
