@@ -94,6 +94,7 @@ class FutureModel:
         self.fields = [VarModel(v) for v in spec.fields]
         self.drop = spec.drop
         self.has_teardown = bool(spec.teardown)
+        self.send = spec.send
         states = spec.all_states()
         self.states = [StateModel(spec, st, si) for si, st in enumerate(states)]
         self.run_states = [s for s in self.states if s.phase == "run"]
