@@ -2,9 +2,10 @@
 # Quiet by default; `make V=1` shows every command.
 
 CC ?= cc
-# The generator's interpreter: the first python3 that has PyYAML and Jinja2.
+# The generator's interpreter: the first python3 that has PyYAML and Jinja2,
+# and jsonschema for the tests of the spec schema.
 PYTHON ?= $(shell for p in python3 /usr/bin/python3; do \
-	$$p -c 'import yaml, jinja2' >/dev/null 2>&1 && { echo $$p; exit 0; }; done; \
+	$$p -c 'import yaml, jinja2, jsonschema' >/dev/null 2>&1 && { echo $$p; exit 0; }; done; \
 	echo /usr/bin/python3)
 
 WARN     := -std=gnu11 -Wall -Wextra -Werror
@@ -44,7 +45,7 @@ GEN_TEST_C := $(TEST_NAMES:%=build/gen-test/%.c)
 GEN_EX_C   := $(EX_NAMES:%=build/gen-ex/%.c)
 
 .PHONY: all gen stats deps deps-bench test test-py test-c demo bench valgrind clean \
-        install uninstall
+        install uninstall schema diagrams deps-diagrams
 .DELETE_ON_ERROR:
 
 all: build/libpolldrop.a build/libpolldrop_harness.a build/demo build/echo_server build/echo_client
@@ -54,6 +55,9 @@ deps:
 
 deps-bench:
 	$(Q)PYTHON=$(PYTHON) sh scripts/deps.sh bench
+
+deps-diagrams:
+	$(Q)PYTHON=$(PYTHON) sh scripts/deps.sh diagrams
 
 # --- generation: one stamp per spec directory (children cross files) ---
 
@@ -230,6 +234,30 @@ bench: build/bench build/echo_server build/raw_echo build/uv_echo
 demo: build/demo
 	$(Q)./build/demo
 
+# Every spec's state machine as SVG, through `python3 -m gen --dot` and
+# Graphviz: build/diagrams/{specs,tests,examples,outside}/NAME.svg.
+# docs/echo_conn.svg is build/diagrams/specs/echo_conn.svg, committed.
+OUT_SPECS := $(wildcard examples/outside/specs/*.yaml)
+
+diagrams: build/diagrams/.stamp
+
+build/diagrams/.stamp: $(SPECS) $(TEST_SPECS) $(EX_SPECS) $(OUT_SPECS) $(GEN_DEPS) \
+                       | deps deps-diagrams
+	$(call say,DOT,build/diagrams/)
+	$(Q)rm -rf build/diagrams
+	$(Q)$(PYTHON) -m gen --dot -o build/diagrams/specs $(SPECS)
+	$(Q)$(PYTHON) -m gen --dot -o build/diagrams/tests -I specs $(TEST_SPECS)
+	$(Q)$(PYTHON) -m gen --dot -o build/diagrams/examples -I specs $(EX_SPECS)
+	$(Q)$(PYTHON) -m gen --dot -o build/diagrams/outside -I specs $(OUT_SPECS)
+	$(Q)for f in build/diagrams/*/*.dot; do dot -Tsvg "$$f" -o "$${f%.dot}.svg" || exit 1; done
+	$(Q)touch $@
+
+# The spec language as a JSON Schema, from the generator's tables; a test
+# fails while the committed file is stale.
+schema: | deps
+	$(call say,GEN,docs/polldrop-spec.schema.json)
+	$(Q)$(PYTHON) scripts/spec_schema.py docs/polldrop-spec.schema.json
+
 # --- installation: `make install PREFIX=... DESTDIR=...`, `make uninstall` ---
 
 PREFIX       ?= /usr/local
@@ -244,28 +272,25 @@ VERSION      := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' gen/__init__.p
 MANIFEST      = $(DATADIR)/polldrop/install-manifest
 INSTALL_DIRS  = $(PREFIX) $(BINDIR) $(LIBDIR) $(INCLUDEDIR) $(DATADIR) $(PKGCONFIGDIR)
 INSTALL_SH    = DESTDIR='$(DESTDIR)' sh scripts/install.sh
-# The harness is installed once the tree has it.
-HARNESS_H    := $(wildcard runtime/harness.h)
-HARNESS_LIB  := $(if $(HARNESS_H),build/libpolldrop_harness.a)
-HARNESS_PC   := $(if $(HARNESS_H),build/install/polldrop-harness.pc)
+HARNESS_PC    = build/install/polldrop-harness.pc
 SUBST         = sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@BINDIR@|$(BINDIR)|g' \
                     -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' \
                     -e 's|@DATADIR@|$(DATADIR)|g' -e 's|@VERSION@|$(VERSION)|g'
 
-install: build/libpolldrop.a $(HARNESS_LIB) build/gen/.stamp
+install: build/libpolldrop.a build/libpolldrop_harness.a build/gen/.stamp
 	$(if $(filter-out /%,$(INSTALL_DIRS)),$(error make install: PREFIX and the \
 	    *DIR variables must be absolute paths (PREFIX=$(PREFIX)); for example \
 	    PREFIX=$(CURDIR)/build/inst))
 	$(call say,INSTALL,$(DESTDIR)$(PREFIX))
 	$(Q)rm -rf build/install && mkdir -p build/install
 	$(Q)$(SUBST) polldrop.pc.in >build/install/polldrop.pc
-	$(Q)$(if $(HARNESS_PC),$(SUBST) polldrop-harness.pc.in >$(HARNESS_PC))
+	$(Q)$(SUBST) polldrop-harness.pc.in >$(HARNESS_PC)
 	$(Q)sed -e "s|@SHARE_REL@|$$(realpath -m --relative-to='$(BINDIR)' '$(DATADIR)/polldrop')|g" \
 	    scripts/polldrop-gen.in >build/install/polldrop-gen
 	$(Q)$(INSTALL_SH) install '$(MANIFEST)' \
 	    --to '$(BINDIR)' 755 build/install/polldrop-gen \
-	    --to '$(LIBDIR)' 644 build/libpolldrop.a $(HARNESS_LIB) \
-	    --to '$(INCLUDEDIR)/polldrop' 644 $(RT_HDR) $(HARNESS_H) $(NAMES:%=build/gen/%.h) \
+	    --to '$(LIBDIR)' 644 build/libpolldrop.a build/libpolldrop_harness.a \
+	    --to '$(INCLUDEDIR)/polldrop' 644 $(RT_HDR) runtime/harness.h $(NAMES:%=build/gen/%.h) \
 	    --to '$(PKGCONFIGDIR)' 644 build/install/polldrop.pc $(HARNESS_PC) \
 	    --to '$(DATADIR)/polldrop' 644 polldrop.mk $(wildcard docs/polldrop-spec.schema.json) \
 	    --to '$(DATADIR)/polldrop/gen' 644 $(wildcard gen/*.py) \

@@ -53,7 +53,12 @@ typedef struct pd_dyn {
 
 /* Runtime configuration; pass NULL to pd_runtime_new for the defaults. */
 typedef struct pd_config {
-    unsigned entries; /* submission queue size; 0 means 256 */
+    /*
+     * Submission queue size: 0 means 256; otherwise at least 2 (an op with
+     * a linked timeout takes two entries at once), or pd_runtime_new fails
+     * with -EINVAL. The kernel rounds it up to a power of two.
+     */
+    unsigned entries;
     unsigned flags;   /* PD_CONFIG_* */
 } pd_config;
 
@@ -83,8 +88,9 @@ typedef struct pd_stats {
 
 /*
  * Creates a runtime with its own io_uring. cfg may be NULL. Returns 0 and
- * stores the runtime in *rt, or -errno (for example -ENOSYS or -EPERM when
- * io_uring is unavailable on this machine).
+ * stores the runtime in *rt, or -errno: -EINVAL for cfg->entries 1 (or
+ * more than the kernel allows), -ENOSYS or -EPERM when io_uring is
+ * unavailable on this machine.
  */
 int pd_runtime_new(pd_runtime **rt, const pd_config *cfg);
 

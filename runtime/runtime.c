@@ -41,6 +41,9 @@ void pd__fell_through(const char *future, const char *state)
 
 /* --- ring setup --- */
 
+/* The smallest pd_config.entries: an op with a linked timeout takes two. */
+#define PD__MIN_ENTRIES 2u
+
 static int pd__ring_init(pd_runtime *rt, unsigned entries, unsigned cfg_flags)
 {
     static const unsigned tries[] = {
@@ -72,6 +75,14 @@ int pd_runtime_new(pd_runtime **out, const pd_config *cfg)
     int ret;
 
     *out = NULL;
+    /*
+     * An op with a linked timeout takes two submission entries at once, so
+     * a one-entry ring could never submit it (the claim would wait forever
+     * for room that cannot appear). Two suffice for everything: a cancel
+     * takes one entry, claimed after the queue has been submitted.
+     */
+    if (entries < PD__MIN_ENTRIES)
+        return -EINVAL;
     if (posix_memalign((void **)&rt, alignof(pd_runtime), sizeof(*rt)) != 0)
         return -ENOMEM;
     memset(rt, 0, sizeof(*rt));
@@ -212,6 +223,40 @@ static void pd__wake_arm(pd_runtime *rt)
 }
 
 /*
+ * With IORING_SETUP_DEFER_TASKRUN the kernel posts most completions (every
+ * cancelled poll-armed request among them) as task work that runs only when
+ * the ring is entered with GETEVENTS, and then at most max(20,
+ * min_complete) items per entry (IO_LOCAL_TW_DEFAULT_MAX, kernels 6.13 and
+ * later). Until its task work has run, a cancelled request stays in the
+ * kernel's cancel hash, where every later cancel walks past it: a storm of
+ * cancels submitted newest first (pd_shutdown's order) faster than the work
+ * runs is quadratic in the kernel. A zero-timeout wait for more events is
+ * no way out: it sleeps for the timer slack (tens of microseconds).
+ *
+ * So after an entry that reaped a full budget of completions (`n`), this
+ * enters again to run more of the work, until an entry reaps less than a
+ * budget or as many as the completion queue holds were reaped. Without
+ * DEFER_TASKRUN the kernel runs task work on every return to user space,
+ * and there is nothing to do.
+ */
+#define PD__TW_BUDGET 20u
+
+static void pd__drain_task_work(pd_runtime *rt, unsigned n)
+{
+    unsigned total = n;
+
+    if (!(rt->stats.ring_flags & IORING_SETUP_DEFER_TASKRUN))
+        return;
+    while (n >= PD__TW_BUDGET && total < rt->ring.cq.ring_entries) {
+        rt->stats.enter_calls++;
+        if (io_uring_get_events(&rt->ring) < 0)
+            return;
+        n = pd__reap(rt);
+        total += n;
+    }
+}
+
+/*
  * Submits what is queued and collects completions; blocks for one when wait
  * is set. Returns 0 or a hard -errno.
  */
@@ -228,7 +273,7 @@ static int pd__enter(pd_runtime *rt, int wait)
         ret = pd__wait_deadline(rt);
     else
         ret = io_uring_submit_and_wait(&rt->ring, 1);
-    pd__reap(rt);
+    pd__drain_task_work(rt, pd__reap(rt));
     if (ret < 0 && !pd__transient(ret))
         return ret;
     return 0;
@@ -238,20 +283,28 @@ struct io_uring_sqe *pd__sqe_slow(pd_runtime *rt, unsigned need)
 {
     /*
      * The submission queue is full: hand it to the kernel and retry. -EBUSY
-     * means the completion queue overflowed; reaping makes room.
+     * means the completion queue overflowed; reaping makes room. The entry
+     * also runs the kernel's deferred task work, so that a queue full of
+     * cancels does not pile up cancelled requests in the kernel's cancel
+     * lookup (see pd__drain_task_work).
      */
     for (;;) {
         int ret;
 
         rt->stats.enter_calls++;
-        ret = io_uring_submit(&rt->ring);
-        pd__reap(rt);
+        ret = io_uring_submit_and_get_events(&rt->ring);
+        pd__drain_task_work(rt, pd__reap(rt));
         if (ret < 0 && !pd__transient(ret)) {
             rt->sq_err = ret;
             return NULL;
         }
         if (io_uring_sq_space_left(&rt->ring) >= need)
             return io_uring_get_sqe(&rt->ring);
+        if (need > rt->ring.sq.ring_entries) {
+            /* Unreachable with pd_runtime_new's minimum; never wait forever. */
+            rt->sq_err = -EINVAL;
+            return NULL;
+        }
         if (ret <= 0) {
             /* Nothing went in: wait for completions to free room. */
             rt->stats.enter_calls++;

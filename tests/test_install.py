@@ -43,9 +43,20 @@ def installed_env(prefix, sysroot=None):
            if not k.startswith(("PKG_CONFIG", "PYTHON", "POLLDROP", "MAKE", "MFLAGS"))}
     env["PATH"] = os.path.join(prefix, "bin") + os.pathsep + os.environ.get("PATH", "")
     env["PKG_CONFIG_PATH"] = os.path.join(prefix, "lib", "pkgconfig")
+    env["POLLDROP_INCLUDE"] = os.path.join(prefix, "share", "polldrop", "specs")
     if sysroot:
         env["PKG_CONFIG_SYSROOT_DIR"] = sysroot
     return env
+
+
+def outside(test, where, env):
+    """Copies examples/outside to where and runs its make test with env."""
+    dst = os.path.join(where, "outside")
+    shutil.copytree(os.path.join(ROOT, "examples", "outside"), dst,
+                    ignore=shutil.ignore_patterns("build"))
+    out = run(test, ["make", "test"], cwd=dst, env=env)
+    test.assertIn("100%: Checks: 1, Failures: 0, Errors: 0", out)
+    return dst
 
 
 def tree(top):
@@ -136,6 +147,7 @@ class Install(unittest.TestCase):
         with open(os.path.join(app, "app.c"), "w") as f:
             f.write(apps[0])
         run(self, cmds[1], cwd=app, env=env, shell=True)
+        outside(self, self.dir, env)
 
         self.make("uninstall", f"DESTDIR={self.stage}", "PREFIX=/usr")
         self.assertEqual(tree(self.stage), set())
@@ -213,6 +225,7 @@ class FreshClone(unittest.TestCase):
                            stdin=subprocess.PIPE, capture_output=True, text=True, timeout=60)
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertIn("stdin read cancelled", p.stdout)
+        outside(self, self.dir, env)
 
         run(self, ["make", "-s", "uninstall", f"PREFIX={prefix}"], cwd=ROOT)
         self.assertFalse(os.path.exists(prefix))
