@@ -10,8 +10,10 @@ PYTHON ?= $(shell for p in python3 /usr/bin/python3; do \
 
 WARN     := -std=gnu11 -Wall -Wextra -Werror
 CFLAGS   ?= -O2 -g
+# The sanitized build is also the checked one: PD_CHECKED keeps a registry of
+# live op slots and aborts on a completion for a dead one (runtime.c).
 SANFLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
-            -fno-sanitize-recover=all
+            -fno-sanitize-recover=all -DPD_CHECKED
 INC      := -Iruntime -Ibuild/gen
 URING     = $(shell pkg-config --libs liburing 2>/dev/null || echo -luring)
 CHECK     = $(shell pkg-config --cflags --libs check)

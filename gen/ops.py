@@ -21,6 +21,9 @@ OPS = {op.name: op for op in [
     Op("write", [("fd", None), ("buf", None), ("len", None), ("offset", "-1")]),
     Op("openat", [("path", None), ("flags", None), ("dfd", "AT_FDCWD"), ("mode", "0")],
        returns_fd=True),
+    # how points to a struct open_how that must stay valid until the op is
+    # submitted: keep it in the future (a field or the state's local).
+    Op("openat2", [("path", None), ("how", None), ("dfd", "AT_FDCWD")], returns_fd=True),
     Op("close", [("fd", None)]),
     Op("fsync", [("fd", None), ("flags", "0")]),
     # timeout takes exactly one of ms or ns; the generator converts to ns.

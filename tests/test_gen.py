@@ -192,7 +192,7 @@ class Errors(GenTest):
             states:
               a: {io: splice, then: RETURN(res);}
             """, "f.yaml:3:11: error: unknown io op 'splice' (known: accept, close, "
-                 "connect, fsync, nop, openat, read, recv, send, shutdown, socket, "
+                 "connect, fsync, nop, openat, openat2, read, recv, send, shutdown, socket, "
                  "timeout, write)")
 
     def test_unknown_io_argument(self):
