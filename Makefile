@@ -10,8 +10,10 @@ PYTHON ?= $(shell for p in python3 /usr/bin/python3; do \
 
 WARN     := -std=gnu11 -Wall -Wextra -Werror
 CFLAGS   ?= -O2 -g
+# The sanitized build is also the checked one: PD_CHECKED keeps a registry of
+# live op slots and aborts on a completion for a dead one (runtime.c).
 SANFLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
-            -fno-sanitize-recover=all
+            -fno-sanitize-recover=all -DPD_CHECKED
 INC      := -Iruntime -Ibuild/gen
 URING     = $(shell pkg-config --libs liburing 2>/dev/null || echo -luring)
 CHECK     = $(shell pkg-config --cflags --libs check)
@@ -45,7 +47,7 @@ GEN_TEST_C := $(TEST_NAMES:%=build/gen-test/%.c)
 GEN_EX_C   := $(EX_NAMES:%=build/gen-ex/%.c)
 
 .PHONY: all gen stats deps deps-bench test test-py test-c demo bench valgrind clean \
-        install uninstall schema ops-doc
+        install uninstall schema diagrams deps-diagrams ops-doc
 .DELETE_ON_ERROR:
 
 all: build/libpolldrop.a build/libpolldrop_harness.a build/demo build/echo_server build/echo_client
@@ -55,6 +57,9 @@ deps:
 
 deps-bench:
 	$(Q)PYTHON=$(PYTHON) sh scripts/deps.sh bench
+
+deps-diagrams:
+	$(Q)PYTHON=$(PYTHON) sh scripts/deps.sh diagrams
 
 # --- generation: one stamp per spec directory (children cross files) ---
 
@@ -230,6 +235,24 @@ bench: build/bench build/echo_server build/raw_echo build/uv_echo
 
 demo: build/demo
 	$(Q)./build/demo
+
+# Every spec's state machine as SVG, through `python3 -m gen --dot` and
+# Graphviz: build/diagrams/{specs,tests,examples,outside}/NAME.svg.
+# docs/echo_conn.svg is build/diagrams/specs/echo_conn.svg, committed.
+OUT_SPECS := $(wildcard examples/outside/specs/*.yaml)
+
+diagrams: build/diagrams/.stamp
+
+build/diagrams/.stamp: $(SPECS) $(TEST_SPECS) $(EX_SPECS) $(OUT_SPECS) $(GEN_DEPS) \
+                       | deps deps-diagrams
+	$(call say,DOT,build/diagrams/)
+	$(Q)rm -rf build/diagrams
+	$(Q)$(PYTHON) -m gen --dot -o build/diagrams/specs $(SPECS)
+	$(Q)$(PYTHON) -m gen --dot -o build/diagrams/tests -I specs $(TEST_SPECS)
+	$(Q)$(PYTHON) -m gen --dot -o build/diagrams/examples -I specs $(EX_SPECS)
+	$(Q)$(PYTHON) -m gen --dot -o build/diagrams/outside -I specs $(OUT_SPECS)
+	$(Q)for f in build/diagrams/*/*.dot; do dot -Tsvg "$$f" -o "$${f%.dot}.svg" || exit 1; done
+	$(Q)touch $@
 
 # The spec language as a JSON Schema, from the generator's tables; a test
 # fails while the committed file is stale.

@@ -68,7 +68,8 @@ OPS = {op.name: op for op in [
        "io_uring_prep_openat", "opens path", returns_fd=True, result="the new fd"),
     Op("openat2", [Arg("path", "const char *"), Arg("how", "struct open_how *",
                                                    doc="flags, mode and resolve"), AT],
-       "io_uring_prep_openat2", "opens path as openat2(2) does", returns_fd=True,
+       "io_uring_prep_openat2", "opens path as openat2(2) does; RESOLVE_BENEATH in "
+       "how->resolve refuses any path that leaves dfd", returns_fd=True,
        result="the new fd"),
     Op("close", [FD], "io_uring_prep_close", "closes fd"),
     Op("fsync", [FD, Arg("flags", "unsigned", "0", "IORING_FSYNC_DATASYNC")],

@@ -6,6 +6,7 @@ after an error where it can, so that one run reports as much as possible.
 """
 import re
 
+from gen import probe
 from gen.errors import SpecError
 from gen.ops import OPS
 
@@ -24,17 +25,28 @@ C_KEYWORDS = frozenset("""
     bool true false NULL
 """.split())
 
-# Functions of the C library and POSIX that a future's type name would
-# collide with as soon as the matching header is included.
-LIBC_NAMES = frozenset("""
-    abort accept alarm bind close connect exit fork free fsync kill listen
-    malloc open pipe poll read recv select send shutdown signal sleep socket
-    stat sync time wait write
-""".split())
-
 # Names the generated code uses inside snippets; a member may not take them
-# where they would be shadowed or shadow.
+# where they would be shadowed or shadow. A param may be called res, out or
+# cqe_flags (it is reached as self->NAME in snippets), but not self or cx:
+# F_init's field initialisers see self, and the generated functions' own
+# parameters are named self and cx.
 SNIPPET_NAMES = frozenset(["self", "cx", "res", "out", "cqe_flags"])
+PARAM_RESERVED = frozenset(["self", "cx"])
+
+# File names are NAME.h and NAME.c, and every generated name starts with
+# NAME: a bound keeps them usable (and --check agreeing with the real run).
+MAX_IDENT = 64
+
+# The state member is 16 bits; far fewer states than that keep generation
+# and compilation fast.
+MAX_STATES = 4096
+
+# What generated code declares at file scope for future F, besides F_S_STATE
+# for each state (keep in step with templates/future.*.j2).
+GLOBAL_SUFFIXES = ["", "_out", "_state", "_init", "_poll", "_poll_drop", "_drop",
+                   "_state_name", "_vtable", "_dyn", "_spawn", "_block_on",
+                   "__drop_code", "__teardown", "__quiesce", "__quiesce_sync",
+                   "__vt_poll", "__vt_poll_drop", "__vt_drop", "__naive"]
 
 TOP_KEYS = ["future", "doc", "include", "output", "params", "fields", "states",
             "teardown", "drop", "send"]
@@ -73,6 +85,7 @@ class Var:
         self.child = child          # the child's future name, or None
         self.child_spec = None      # resolved Spec of the child
         self.init = init
+        self.where = None           # Snippet of the type (or future) node, for #line
 
 
 class Branch:
@@ -115,6 +128,7 @@ class Spec:
         self.doc = ""
         self.includes = []
         self.output = "int"
+        self.output_where = None    # Snippet of output:, for #line
         self.params = []
         self.fields = []
         self.states = []            # run states, in order
@@ -185,17 +199,23 @@ class Validator:
         """Checks a scalar is a usable C identifier; returns it or None."""
         if not self.expect(node, "scalar", what):
             return None
-        name = node.value
+        return node.value if self.name_ok(node.value, node.pos, what) else None
+
+    def name_ok(self, name, pos, what):
+        """Checks a spec-given name can be a C identifier of generated code."""
         if not IDENT.match(name):
-            self.err(node.pos, f"{what} '{name}' is not a C identifier")
-            return None
+            self.err(pos, f"{what} '{name}' is not a C identifier")
+            return False
+        if len(name) > MAX_IDENT:
+            self.err(pos, f"{what} '{name[:16]}...' is longer than {MAX_IDENT} characters")
+            return False
         if name in C_KEYWORDS:
-            self.err(node.pos, f"{what} '{name}' is a C keyword")
-            return None
+            self.err(pos, f"{what} '{name}' is a C keyword")
+            return False
         if name.lower().startswith("pd_"):
-            self.err(node.pos, f"{what} '{name}': names starting with pd_ are reserved")
-            return None
-        return name
+            self.err(pos, f"{what} '{name}': names starting with pd_ are reserved")
+            return False
+        return True
 
     def text(self, node, what, allow_empty=False):
         if not self.expect(node, "scalar", what):
@@ -216,10 +236,6 @@ class Validator:
         else:
             s.name = self.ident(m["future"], "future name")
             s.name_pos = m["future"].pos
-            if s.name in LIBC_NAMES:
-                self.err(s.name_pos, f"future name '{s.name}' collides with the C "
-                         f"library's {s.name}(); choose another name")
-                s.name = None
         if "doc" in m and self.expect(m["doc"], "scalar", "doc"):
             s.doc = m["doc"].value.strip()
         if "include" in m:
@@ -228,6 +244,7 @@ class Validator:
             out = self.text(m["output"], "output")
             if out:
                 s.output = out.text.strip()
+                s.output_where = out
         if "send" in m and self.expect(m["send"], "scalar", "send"):
             if m["send"].value not in ("false", "no"):
                 self.err(m["send"].pos, "send: true is not supported yet "
@@ -251,9 +268,25 @@ class Validator:
             s.drop = self.text(m["drop"], "drop", allow_empty=True)
             if s.drop:
                 self.macros(s, s.drop, None)
+        n = len(s.all_states())
+        if n > MAX_STATES:
+            self.err(root.key_pos["states"], f"{n} states: a future has at most "
+                     f"{MAX_STATES} (run and teardown together)")
         self.unique_names(s)
+        self.params_vs_api(s)
         self.state_refs(s)
         return s
+
+    def params_vs_api(self, s):
+        """A param is in scope in F_init, F_spawn and F_block_on, whose
+        signatures and bodies use the future's own generated names."""
+        if s.name is None:
+            return
+        api = set(global_names(s))
+        for v in s.params:
+            if v.name in api:
+                self.err(v.pos, f"param name '{v.name}' is a name the generated code "
+                         f"declares for future '{s.name}'")
 
     def includes(self, s, node):
         if not self.expect(node, "seq", "include"):
@@ -292,8 +325,9 @@ class Validator:
         if name is None:
             return None
         pos = m["name"].pos
-        if name in SNIPPET_NAMES and what != "param":
-            self.err(pos, f"{what} name '{name}' is reserved for generated code")
+        if name in (PARAM_RESERVED if what == "param" else SNIPPET_NAMES):
+            self.err(pos, f"{what} name '{name}' is reserved: generated code and "
+                     "snippets use it")
             return None
         if "future" in m and allow_child:
             if "type" in m:
@@ -305,6 +339,7 @@ class Validator:
             child = self.ident(m["future"], "child future type")
             v = Var(name, pos, child=child)
             v.child_pos = m["future"].pos
+            v.where = Snippet(m["future"])
             return v
         if "type" not in m:
             self.err(node.pos, f"{what} '{name}' is missing required key 'type'")
@@ -332,7 +367,9 @@ class Validator:
                 init = None
             if init:
                 self.no_macros(init, f"init of '{name}'")
-        return Var(name, pos, ctype=ctype, array=array, init=init)
+        v = Var(name, pos, ctype=ctype, array=array, init=init)
+        v.where = t
+        return v
 
     # --- states ---
 
@@ -344,11 +381,7 @@ class Validator:
             self.err(node.pos, f"{what} must have at least one state")
         for name, snode in node.value.items():
             npos = node.key_pos[name]
-            if not IDENT.match(name):
-                self.err(npos, f"state name '{name}' is not a C identifier")
-                continue
-            if name in C_KEYWORDS:
-                self.err(npos, f"state name '{name}' is a C keyword")
+            if not self.name_ok(name, npos, "state name"):
                 continue
             st = State(name, phase, npos)
             if self.expect(snode, "map", f"state '{name}'"):
@@ -419,8 +452,7 @@ class Validator:
             self.err(node.pos, f"{st.kind} has more than {MAX_BRANCHES} branches")
         for name, bnode in node.value.items():
             kpos = node.key_pos[name]
-            if not IDENT.match(name) or name in C_KEYWORDS:
-                self.err(kpos, f"branch name '{name}' is not a usable C identifier")
+            if not self.name_ok(name, kpos, "branch name"):
                 continue
             if name in SNIPPET_NAMES:
                 self.err(kpos, f"branch name '{name}' is reserved for generated code")
@@ -658,6 +690,45 @@ class Validator:
         for st in states:
             if st.name not in seen:
                 self.d.warning(st.pos, f"state '{st.name}' is unreachable")
+
+
+def global_names(s):
+    """The names generated code declares at file scope for Spec s."""
+    yield from (s.name + suffix for suffix in GLOBAL_SUFFIXES)
+    for st in s.all_states():
+        yield f"{s.name}_S_{st.name}"
+
+
+def probe_names(specs, diags):
+    """Asks the C compiler (gen.probe) which of the specs' names would break
+    the generated C, and reports each at the spec; also reports two futures
+    of one run whose generated names meet."""
+    owner, members, includes = {}, {}, set()
+    for s in specs.values():
+        if s.name is None:
+            continue
+        for g in global_names(s):
+            other = owner.setdefault(g, s)
+            if other is not s:
+                diags.error(s.name_pos, f"future '{s.name}': the generated name '{g}' "
+                            f"is also generated for future '{other.name}'")
+        kinds = [("param", v) for v in s.params] + [("field", v) for v in s.fields]
+        for st in s.all_states():
+            kinds += [("local", v) for v in st.locals]
+            kinds += [("branch", b) for b in st.branches if b.name]
+        for kind, thing in kinds:
+            members.setdefault(thing.name, []).append((kind, thing.pos))
+        includes.update(i for i in s.includes if i.startswith("<"))
+    bad = probe.check(owner, members, includes)
+    for name, why in sorted(bad.items()):
+        s = owner.get(name)
+        if s is not None and name == s.name:
+            diags.error(s.name_pos, f"future name '{name}' is {why}; choose another name")
+        elif s is not None:
+            diags.error(s.name_pos, f"future '{s.name}': the generated name '{name}' is "
+                        f"{why}; choose another future name")
+        for kind, pos in members.get(name, []):
+            diags.error(pos, f"{kind} name '{name}' is {why}; choose another name")
 
 
 def resolve_children(specs, diags):

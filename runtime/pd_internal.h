@@ -87,6 +87,28 @@ typedef struct pd__op {
 
 enum { PD__OP_IDLE = 0, PD__OP_BUSY = 1, PD__OP_READY = 2 };
 
+/*
+ * The checked build (-DPD_CHECKED, used by `make test`'s sanitized build)
+ * keeps a registry of the op slots the kernel owes completions, and aborts
+ * on a completion for a slot not in it, or on a slot reused, released or
+ * freed while in it (runtime.c). Everywhere else these cost nothing.
+ */
+#ifdef PD_CHECKED
+void pd__checked_submit(const pd_runtime *rt, const pd__op *op);
+void pd__checked_release(const pd__op *op);
+#else
+static inline void pd__checked_submit(const pd_runtime *rt, const pd__op *op)
+{
+    (void)rt;
+    (void)op;
+}
+
+static inline void pd__checked_release(const pd__op *op)
+{
+    (void)op;
+}
+#endif
+
 /* A child future's progress inside its parent (an await/join/select branch). */
 enum {
     PD__CH_IDLE = 0, /* not initialised, or fully dropped */
@@ -151,6 +173,40 @@ static inline void pd__wake(pd_task *t)
 }
 
 /*
+ * For the harness (runtime/harness.c), which must stop a future between
+ * the poll that queued its requests and their submission, or with a
+ * completion posted but not yet reaped:
+ * - pd__run_polls is the first half of pd_run_once: it polls the tasks
+ *   that are ready and returns how many it polled (or -EBUSY inside a
+ *   turn); pd__run_enter is the second half (submit and reap; wait as
+ *   pd_run_once does). Returns 0 or -errno.
+ * - pd__ring_wait_cqe blocks until the completion queue holds an entry,
+ *   without reaping it. Returns 0 or -errno.
+ * - pd__ring_strays waits ms milliseconds for completions and returns how
+ *   many named an op slot inside [mem, mem + len) (those are consumed,
+ *   never dispatched; the others are dispatched as usual), or -errno.
+ * - pd__ring_submit submits what is queued and reaps nothing. Returns the
+ *   number submitted or -errno.
+ * - pd__sq_unsubmitted is the number of requests queued, not yet
+ *   submitted; pd__cq_ready the number of completions posted, not reaped.
+ */
+int pd__run_polls(pd_runtime *rt);
+int pd__run_enter(pd_runtime *rt, int wait);
+int pd__ring_wait_cqe(pd_runtime *rt);
+int pd__ring_submit(pd_runtime *rt);
+int pd__ring_strays(pd_runtime *rt, const void *mem, size_t len, unsigned ms);
+
+static inline unsigned pd__sq_unsubmitted(const pd_runtime *rt)
+{
+    return io_uring_sq_ready(&rt->ring);
+}
+
+static inline unsigned pd__cq_ready(const pd_runtime *rt)
+{
+    return io_uring_cq_ready(&rt->ring);
+}
+
+/*
  * Whether t is on the ready queue, and whether any task is: what a test
  * harness needs to tell "runnable" from "waiting for the kernel".
  */
@@ -205,6 +261,7 @@ static inline struct io_uring_sqe *pd__op_sqe(pd_cx *cx, pd__op *op,
         return NULL;
     }
     /* One compound store: this runs for every op. */
+    pd__checked_submit(rt, op);
     *op = (pd__op){ .task = cx->task, .st = PD__OP_BUSY, .pending = 1, .fdret = fdret };
     rt->stats.ops_submitted++;
     return sqe;
@@ -235,6 +292,7 @@ static inline int pd__op_busy(const pd__op *op)
 /* Takes the result of a completed op: the caller now owns any fd in it. */
 static inline int pd__op_take(pd__op *op)
 {
+    pd__checked_release(op);
     op->st = PD__OP_IDLE;
     return op->res;
 }
@@ -248,6 +306,7 @@ static inline int pd__op_reap(pd__op *op)
 {
     int had = op->st == PD__OP_READY;
 
+    pd__checked_release(op);
     if (had && op->fdret && op->res >= 0)
         close(op->res);
     op->st = PD__OP_IDLE;
@@ -309,6 +368,16 @@ static inline void pd__prep_openat(pd_cx *cx, pd__op *op, const char *path,
                                    int flags, int dfd, unsigned mode)
 {
     PD__PREP(cx, op, 1, io_uring_prep_openat(pd__s, dfd, path, flags, mode));
+}
+
+/*
+ * how is read by the kernel when the request is submitted, which may be after
+ * this returns: it must live in the future until the op completes.
+ */
+static inline void pd__prep_openat2(pd_cx *cx, pd__op *op, const char *path,
+                                    struct open_how *how, int dfd)
+{
+    PD__PREP(cx, op, 1, io_uring_prep_openat2(pd__s, dfd, path, how));
 }
 
 static inline void pd__prep_close(pd_cx *cx, pd__op *op, int fd)
@@ -385,13 +454,6 @@ static inline void pd__prep_writev(pd_cx *cx, pd__op *op, int fd,
 {
     PD__PREP(cx, op, 0, io_uring_prep_writev(pd__s, fd, iov, iovcnt,
                                              (uint64_t)offset));
-}
-
-/* how must stay valid until the op completes: it lives in the future. */
-static inline void pd__prep_openat2(pd_cx *cx, pd__op *op, const char *path,
-                                    struct open_how *how, int dfd)
-{
-    PD__PREP(cx, op, 1, io_uring_prep_openat2(pd__s, dfd, path, how));
 }
 
 static inline void pd__prep_unlinkat(pd_cx *cx, pd__op *op, const char *path,

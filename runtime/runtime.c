@@ -116,6 +116,179 @@ int pd_runtime_new(pd_runtime **out, const pd_config *cfg)
     return 0;
 }
 
+/* --- the checked build (-DPD_CHECKED): a registry of live op slots --- */
+
+#ifdef PD_CHECKED
+#include <pthread.h>
+
+/*
+ * Every op slot the kernel owes a completion is registered, with the
+ * number of completions owed, from the moment its request is queued until
+ * its last completion is dispatched. A completion for a slot that is not
+ * registered, a slot reused or released while registered, and a task or a
+ * runtime freed while one of its slots is registered all abort: each is a
+ * buffer or a slot given up while the kernel still owns it. The table is
+ * static (the checked build allocates nothing more than the plain one) and
+ * shared by every runtime of the process, under a lock.
+ */
+#define PD__REG_SIZE (1u << 15)
+
+static struct pd__reg_entry {
+    uintptr_t op;
+    const pd_runtime *rt;
+    uint32_t owed;
+} pd__reg[PD__REG_SIZE];
+static unsigned pd__reg_count;
+static pthread_mutex_t pd__reg_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void pd__checked_die(const char *what, uintptr_t op, long a, long b)
+    __attribute__((noreturn, cold));
+
+static void pd__checked_die(const char *what, uintptr_t op, long a, long b)
+{
+    fprintf(stderr, "polldrop checked build: op slot %#lx: %s (%ld, %ld)\n",
+            (unsigned long)op, what, a, b);
+    abort();
+}
+
+static unsigned pd__reg_home(uintptr_t op)
+{
+    return (unsigned)(((uint64_t)op >> 3) * 0x9e3779b97f4a7c15ull >> 49) &
+           (PD__REG_SIZE - 1);
+}
+
+/* The entry of op, or NULL. Called with the lock held. */
+static struct pd__reg_entry *pd__reg_find(uintptr_t op)
+{
+    unsigned i = pd__reg_home(op);
+
+    while (pd__reg[i].op != 0) {
+        if (pd__reg[i].op == op)
+            return &pd__reg[i];
+        i = (i + 1) & (PD__REG_SIZE - 1);
+    }
+    return NULL;
+}
+
+/* Removes e, shifting back the entries that probed past it. */
+static void pd__reg_remove(struct pd__reg_entry *e)
+{
+    unsigned hole = (unsigned)(e - pd__reg), i = hole;
+
+    for (;;) {
+        unsigned home;
+
+        i = (i + 1) & (PD__REG_SIZE - 1);
+        if (pd__reg[i].op == 0)
+            break;
+        home = pd__reg_home(pd__reg[i].op);
+        /* Movable if its home is not in the cyclic range (hole, i]. */
+        if (((i - home) & (PD__REG_SIZE - 1)) >= ((i - hole) & (PD__REG_SIZE - 1))) {
+            pd__reg[hole] = pd__reg[i];
+            hole = i;
+        }
+    }
+    pd__reg[hole].op = 0;
+    pd__reg_count--;
+}
+
+void pd__checked_submit(const pd_runtime *rt, const pd__op *op)
+{
+    uintptr_t a = (uintptr_t)op;
+    struct pd__reg_entry *e;
+    unsigned i;
+
+    pthread_mutex_lock(&pd__reg_lock);
+    e = pd__reg_find(a);
+    if (e)
+        pd__checked_die("reused for a new request while the kernel owes it "
+                        "completions", a, e->owed, 0);
+    if (pd__reg_count >= PD__REG_SIZE / 2)
+        pd__checked_die("too many requests in flight for the registry", a,
+                        pd__reg_count, PD__REG_SIZE / 2);
+    i = pd__reg_home(a);
+    while (pd__reg[i].op != 0)
+        i = (i + 1) & (PD__REG_SIZE - 1);
+    pd__reg[i] = (struct pd__reg_entry){ a, rt, 1 };
+    pd__reg_count++;
+    pthread_mutex_unlock(&pd__reg_lock);
+}
+
+void pd__checked_release(const pd__op *op)
+{
+    struct pd__reg_entry *e;
+
+    pthread_mutex_lock(&pd__reg_lock);
+    e = pd__reg_find((uintptr_t)op);
+    if (e)
+        pd__checked_die("released while the kernel owes it completions",
+                        (uintptr_t)op, e->owed, 0);
+    pthread_mutex_unlock(&pd__reg_lock);
+}
+
+/* A second completion is owed: the op's linked timeout. */
+static void pd__checked_owe(const pd__op *op)
+{
+    struct pd__reg_entry *e;
+
+    pthread_mutex_lock(&pd__reg_lock);
+    e = pd__reg_find((uintptr_t)op);
+    if (!e)
+        pd__checked_die("linked timeout for a request never queued",
+                        (uintptr_t)op, 0, 0);
+    e->owed++;
+    pthread_mutex_unlock(&pd__reg_lock);
+}
+
+static void pd__checked_cqe(const struct io_uring_cqe *cqe)
+{
+    uintptr_t a = (uintptr_t)(cqe->user_data & ~(uint64_t)1);
+    struct pd__reg_entry *e;
+
+    pthread_mutex_lock(&pd__reg_lock);
+    e = pd__reg_find(a);
+    if (!e)
+        pd__checked_die("completion for a slot the kernel owes nothing (a dead "
+                        "or released slot; result, flags)", a, cqe->res, cqe->flags);
+    /* A multishot request owes completions until one comes without F_MORE. */
+    if (!(cqe->flags & IORING_CQE_F_MORE) && --e->owed == 0)
+        pd__reg_remove(e);
+    pthread_mutex_unlock(&pd__reg_lock);
+}
+
+/* [mem, mem + len) is about to be freed: no registered slot may lie in it. */
+static void pd__checked_freeing(const void *mem, size_t len)
+{
+    uintptr_t lo = (uintptr_t)mem;
+    unsigned i;
+
+    pthread_mutex_lock(&pd__reg_lock);
+    for (i = 0; pd__reg_count && i < PD__REG_SIZE; i++)
+        if (pd__reg[i].op >= lo && pd__reg[i].op - lo < len)
+            pd__checked_die("freed with its task while the kernel owes it "
+                            "completions", pd__reg[i].op, pd__reg[i].owed, 0);
+    pthread_mutex_unlock(&pd__reg_lock);
+}
+
+/* rt's ring is about to close: none of its slots may still be owed. */
+static void pd__checked_ring_closing(const pd_runtime *rt)
+{
+    unsigned i;
+
+    pthread_mutex_lock(&pd__reg_lock);
+    for (i = 0; pd__reg_count && i < PD__REG_SIZE; i++)
+        if (pd__reg[i].op != 0 && pd__reg[i].rt == rt)
+            pd__checked_die("still owed completions when its runtime is freed",
+                            pd__reg[i].op, pd__reg[i].owed, 0);
+    pthread_mutex_unlock(&pd__reg_lock);
+}
+#else
+static void pd__checked_owe(const pd__op *op) { (void)op; }
+static void pd__checked_cqe(const struct io_uring_cqe *cqe) { (void)cqe; }
+static void pd__checked_freeing(const void *mem, size_t len) { (void)mem; (void)len; }
+static void pd__checked_ring_closing(const pd_runtime *rt) { (void)rt; }
+#endif
+
 /* --- completions --- */
 
 static void pd__dispatch(pd_runtime *rt, const struct io_uring_cqe *cqe)
@@ -131,6 +304,7 @@ static void pd__dispatch(pd_runtime *rt, const struct io_uring_cqe *cqe)
      */
     if (PD__UNLIKELY(ud - PD__UD_RESERVED >= UINT64_MAX - PD__UD_RESERVED))
         return;
+    pd__checked_cqe(cqe);
     op = (pd__op *)(uintptr_t)(ud & ~(uint64_t)1);
     if (!(ud & 1)) {
         /*
@@ -299,6 +473,7 @@ void pd__link_timeout(pd_cx *cx, struct io_uring_sqe *sqe, pd__op *op)
     io_uring_prep_link_timeout(t, cx->link_ts, 0);
     io_uring_sqe_set_data64(t, (uint64_t)(uintptr_t)op | 1);
     op->pending = 2;
+    pd__checked_owe(op);
     cx->link_ts = NULL;
 }
 
@@ -406,8 +581,10 @@ static void pd__unqueue(pd_runtime *rt, pd_task *t)
  */
 static void pd__task_free_if_unused(pd_task *t)
 {
-    if (t->refs == 0 && !t->queued && !(t->flags & PD__TASK_ROOT))
+    if (t->refs == 0 && !t->queued && !(t->flags & PD__TASK_ROOT)) {
+        pd__checked_freeing(t->self, t->vt->size);
         free(t);
+    }
 }
 
 static void pd__task_unref(pd_task *t)
@@ -554,11 +731,11 @@ static int pd__stuck(const pd_runtime *rt)
            rt->stats.ops_submitted == rt->stats.ops_completed;
 }
 
-int pd_run_once(pd_runtime *rt, int wait)
+int pd__run_polls(pd_runtime *rt)
 {
     pd_cx cx = { rt, NULL, NULL };
     pd_task *batch;
-    int ret;
+    int n = 0;
 
     if (rt->in_turn)
         return -EBUSY;
@@ -574,13 +751,82 @@ int pd_run_once(pd_runtime *rt, int wait)
 
         batch = t->next;
         t->queued = 0;
+        n++;
         if (pd__task_poll(rt, &cx, t))
             pd__task_unref(t);
         else if (PD__UNLIKELY(t->state >= PD_TASK_DONE))
             pd__task_free_if_unused(t); /* finished earlier while queued */
     }
     rt->in_turn = 0;
-    ret = pd__enter(rt, wait && rt->ready_head == NULL && !pd__stuck(rt));
+    return n;
+}
+
+int pd__run_enter(pd_runtime *rt, int wait)
+{
+    return pd__enter(rt, wait && rt->ready_head == NULL && !pd__stuck(rt));
+}
+
+int pd__ring_wait_cqe(pd_runtime *rt)
+{
+    struct io_uring_cqe *cqe;
+    int ret;
+
+    rt->stats.enter_calls++;
+    do
+        ret = io_uring_wait_cqe(&rt->ring, &cqe);
+    while (ret == -EINTR);
+    return ret;
+}
+
+int pd__ring_submit(pd_runtime *rt)
+{
+    int ret;
+
+    rt->stats.enter_calls++;
+    do
+        ret = io_uring_submit(&rt->ring);
+    while (ret == -EINTR);
+    return ret;
+}
+
+int pd__ring_strays(pd_runtime *rt, const void *mem, size_t len, unsigned ms)
+{
+    uintptr_t lo = (uintptr_t)mem;
+    int strays = 0;
+
+    for (;;) {
+        struct __kernel_timespec ts = { ms / 1000, (long long)(ms % 1000) * 1000000 };
+        struct io_uring_cqe *cqe;
+        unsigned head, n = 0;
+        int ret;
+
+        rt->stats.enter_calls++;
+        ret = io_uring_wait_cqe_timeout(&rt->ring, &cqe, &ts);
+        if (ret == -ETIME)
+            return strays;
+        if (ret < 0 && ret != -EINTR)
+            return ret;
+        io_uring_for_each_cqe(&rt->ring, head, cqe) {
+            uintptr_t a = (uintptr_t)(cqe->user_data & ~(uint64_t)1);
+
+            /* Never dispatched: the slot it names belongs to the dead future. */
+            if (cqe->user_data >= PD__UD_RESERVED && a >= lo && a - lo < len)
+                strays++;
+            else
+                pd__dispatch(rt, cqe);
+            n++;
+        }
+        io_uring_cq_advance(&rt->ring, n);
+    }
+}
+
+int pd_run_once(pd_runtime *rt, int wait)
+{
+    int ret = pd__run_polls(rt);
+
+    if (ret < 0)
+        return ret;
+    ret = pd__run_enter(rt, wait);
     if (ret < 0)
         return ret;
     return (int)rt->stats.live_tasks;
@@ -637,6 +883,7 @@ int pd_block_on(pd_runtime *rt, pd_dyn fut, void *out)
     }
     if (root.queued)
         pd__unqueue(rt, &root);
+    pd__checked_freeing(fut.self, fut.vt->size); /* the caller's memory again */
     return root.state == PD_TASK_DONE ? 0 : -ECANCELED;
 }
 
@@ -721,6 +968,7 @@ void pd_runtime_free(pd_runtime *rt)
             pd__task_free_if_unused(t);
     }
     rt->ready_tail = NULL;
+    pd__checked_ring_closing(rt);
     while ((t = rt->live_head) != NULL) {
         pd__live_unlink(rt, t);
         if (!(t->flags & PD__TASK_ROOT))

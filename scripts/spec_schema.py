@@ -37,6 +37,7 @@ def in_step(props, keys, what):
 def identifier():
     """A C identifier that is not a keyword and not a reserved pd_ name."""
     return {"type": "string", "pattern": "^(?![pP][dD]_)[A-Za-z_][A-Za-z0-9_]*$",
+            "maxLength": validate.MAX_IDENT,
             "not": {"enum": sorted(validate.C_KEYWORDS)}}
 
 
@@ -61,7 +62,7 @@ def code(what, allow_empty=False):
 def var(what, allow_child=True, allow_init=True, allow_array=True):
     keys = [k for k in validate.VAR_KEYS
             if (k != "future" or allow_child) and (k != "init" or allow_init)]
-    reserved = () if what == "param" else validate.SNIPPET_NAMES
+    reserved = validate.PARAM_RESERVED if what == "param" else validate.SNIPPET_NAMES
     props = {"name": ident(f"{what} name", reserved)}
     ctype = code("C type; a trailing [N] makes an array")
     if not allow_array:

@@ -105,10 +105,12 @@ class Errors(GenTest):
                          "f.yaml:1:9: error: future name 'pd_thing': names starting with "
                          "pd_ are reserved")
 
+    @unittest.skipUnless(shutil.which("cc"), "needs a C compiler")
     def test_libc_collision(self):
         self.assertError("future: sleep\nstates: {a: {do: RETURN(0);}}\n",
-                         "f.yaml:1:9: error: future name 'sleep' collides with the C "
-                         "library's sleep(); choose another name")
+                         "f.yaml:1:9: error: future name 'sleep' is already declared by "
+                         "the C headers the generated code includes, or a macro; choose "
+                         "another name")
 
     def test_duplicate_member_names(self):
         self.assertError("""\
@@ -190,7 +192,7 @@ class Errors(GenTest):
             states:
               a: {io: splice, then: RETURN(res);}
             """, "f.yaml:3:11: error: unknown io op 'splice' (known: accept, close, "
-                 "connect, fsync, nop, openat, read, recv, send, shutdown, socket, "
+                 "connect, fsync, nop, openat, openat2, read, recv, send, shutdown, socket, "
                  "timeout, write)")
 
     def test_unknown_io_argument(self):
@@ -453,6 +455,80 @@ class Hostile(GenTest):
             self.assertEqual(mode, 0o644)
 
 
+@unittest.skipUnless(shutil.which("cc"), "needs a C compiler")
+class Collisions(GenTest):
+    """Accepted specs must compile: names are checked against the real headers."""
+
+    def cc(self, *names, extra=""):
+        """Compiles OUT/NAME.c for each name, and one file including every header."""
+        both = os.path.join(self.dir, "both.c")
+        with open(both, "w") as f:
+            f.write("".join(f'#include "{n}.h"\n' for n in names) + extra)
+        for src in [os.path.join(self.out, n + ".c") for n in names] + [both]:
+            r = subprocess.run(["cc", "-std=gnu11", "-Wall", "-Wextra", "-Werror",
+                                "-I", os.path.join(ROOT, "runtime"), "-I", self.out, "-c",
+                                src, "-o", os.devnull], capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_params_named_like_generated_locals_compile(self):
+        params = "".join(f"  - {{name: {n}, type: int}}\n"
+                         for n in ("rt", "mem", "t", "fut", "out", "res", "cqe_flags"))
+        path = self.spec("good", GOOD.replace("params:\n  - {name: fd, type: int}\n",
+                                              "params:\n" + params))
+        self.assertEqual(self.run_gen(path), (0, ""))
+        self.cc("good")
+
+    def test_params_self_and_cx_are_refused(self):
+        for name in ("self", "cx"):
+            self.assertError(GOOD.replace("name: fd,", f"name: {name},"),
+                             f"f.yaml:3:12: error: param name '{name}' is reserved: "
+                             "generated code and snippets use it")
+
+    def test_param_named_after_the_api_is_refused(self):
+        self.assertError(GOOD.replace("name: fd,", "name: good_out,"),
+                         "f.yaml:3:12: error: param name 'good_out' is a name the "
+                         "generated code declares for future 'good'")
+
+    def test_members_named_after_macros_are_refused(self):
+        for name in ("unix", "linux", "errno", "BUFSIZ", "EOF", "alignas"):
+            self.assertError(GOOD.replace("name: n,", f"name: {name},"),
+                             f"f.yaml:5:12: error: field name '{name}' is a macro of the "
+                             "C compiler or headers; choose another name")
+
+    def test_future_names_of_the_c_library_are_refused(self):
+        for name in ("printf", "dup", "memcpy", "rename", "getpid", "size_t", "FILE",
+                     "uint8_t", "pid_t", "ptrdiff_t", "io_uring"):
+            self.assertError(GOOD.replace("future: good", f"future: {name}"),
+                             f"{name}.yaml:1:9: error: future name '{name}' is already "
+                             "declared by the C headers the generated code includes, or a "
+                             "macro; choose another name", name=name)
+
+    def test_generated_names_are_probed_too(self):
+        # Future 'posix' would declare posix_spawn, which <spawn.h> has.
+        self.assertError(GOOD.replace("future: good", "future: posix\ninclude: [<spawn.h>]"),
+                         "posix.yaml:1:9: error: future 'posix': the generated name "
+                         "'posix_spawn' is already declared by the C headers the generated "
+                         "code includes, or a macro; choose another future name",
+                         name="posix")
+
+    def test_case_differing_futures_have_their_own_guards(self):
+        kid = self.spec("kid", GOOD.replace("good", "kid"))
+        Kid = self.spec("Kid", GOOD.replace("good", "Kid"))
+        self.assertEqual(self.run_gen(kid, Kid), (0, ""))
+        self.cc("kid", "Kid", extra="void f(kid *a, Kid *b);\n")
+
+    def test_bad_type_is_reported_at_the_spec(self):
+        for line, bad in ((2, "output: no_such_type\n"),
+                          (3, "fields:\n  - {name: x, type: no_such_type}\n")):
+            path = self.spec("f", "future: f\n" + bad + "states: {a: {do: RETURN(0);}}\n")
+            self.assertEqual(self.run_gen(path), (0, ""))
+            r = subprocess.run(["cc", "-std=gnu11", "-I", os.path.join(ROOT, "runtime"),
+                                "-I", self.out, "-c", os.path.join(self.out, "f.c"),
+                                "-o", os.devnull], capture_output=True, text=True)
+            first = [l for l in r.stderr.splitlines() if " error: " in l][0]
+            self.assertRegex(first, rf"f\.yaml:{line}:\d+: error: .*no_such_type")
+
+
 class StructuredErrors(GenTest):
     def test_unknown_branch_key(self):
         self.assertError("""\
@@ -634,7 +710,7 @@ class Output(GenTest):
         self.assertIn("good_state_name", first)
         with open(os.path.join(self.out, "good.h")) as f:
             h = f.read()
-        self.assertIn("#ifndef POLLDROP_GEN_GOOD_H", h)
+        self.assertIn("#ifndef POLLDROP_GEN_good_H", h)
         for api in ["void good_init(good *self, int fd);",
                     "pd_poll good_poll(good *self, pd_cx *cx, good_out *out);",
                     "pd_poll good_poll_drop(good *self, pd_cx *cx);",

@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 import unittest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -50,12 +51,35 @@ def installed_env(prefix, sysroot=None):
 
 
 def outside(test, where, env):
-    """Copies examples/outside to where and runs its make test with env."""
+    """Copies examples/outside to where, builds it (its default goal) and
+    runs its make test with env; then checks polldrop.mk's dependencies and
+    that a C error in a snippet is reported at the spec's line."""
     dst = os.path.join(where, "outside")
     shutil.copytree(os.path.join(ROOT, "examples", "outside"), dst,
                     ignore=shutil.ignore_patterns("build"))
+    run(test, ["make"], cwd=dst, env=env)
+    test.assertTrue(os.access(os.path.join(dst, "build", "check_greeter"), os.X_OK))
     out = run(test, ["make", "test"], cwd=dst, env=env)
     test.assertIn("100%: Checks: 1, Failures: 0, Errors: 0", out)
+
+    def up_to_date():
+        return subprocess.run(["make", "-q", "build/greet"], cwd=dst, env=env,
+                              capture_output=True).returncode == 0
+    test.assertTrue(up_to_date())
+    spec = os.path.join(dst, "specs", "greeter.yaml")
+    later = time.time() + 10   # copytree kept the repository's old mtime
+    os.utime(spec, (later, later))
+    test.assertFalse(up_to_date(), "a changed spec must regenerate")
+
+    with open(spec) as f:
+        lines = f.read().split("\n")
+    bad = next(i for i, l in enumerate(lines) if "GOTO(say);" in l)
+    lines[bad] = lines[bad].replace("GOTO(say);", "no_such_variable = 1; GOTO(say);")
+    with open(spec, "w") as f:
+        f.write("\n".join(lines))
+    r = subprocess.run(["make", "build/greet"], cwd=dst, env=env, capture_output=True, text=True)
+    test.assertNotEqual(r.returncode, 0)
+    test.assertIn(f"specs/greeter.yaml:{bad + 1}:", r.stderr)
     return dst
 
 
