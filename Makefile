@@ -287,7 +287,7 @@ SUBST         = sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@BINDIR@|$(BINDIR)|g' \
 
 install: build/libpolldrop.a build/libpolldrop_harness.a build/gen/.stamp
 	$(if $(filter-out /%,$(INSTALL_DIRS)),$(error make install: PREFIX and the \
-	    *DIR variables must be absolute paths (PREFIX=$(PREFIX)); for example \
+	    *DIR variables must be absolute paths without spaces (PREFIX=$(PREFIX)); for example \
 	    PREFIX=$(CURDIR)/build/inst))
 	$(call say,INSTALL,$(DESTDIR)$(PREFIX))
 	$(Q)rm -rf build/install && mkdir -p build/install

@@ -108,12 +108,14 @@ class FutureModel:
         taken = {v.name for v in spec.params}
         self.rt_name = "pd__rt" if "rt" in taken else "rt"
         self.out_name = "pd__out" if "out" in taken else "out"
+        self.target_name = "pd__target" if "target" in taken else "target"
         self.fields = [VarModel(v) for v in spec.fields]
         self.members = [(v.where, v.decl() + "; /* param */") for v in self.params] + \
             [(v.where, v.decl() + (";  /* child future */" if v.child else ";"))
              for v in self.fields]
         self.drop = spec.drop
         self.has_teardown = bool(spec.teardown)
+        self.send = spec.send
         states = spec.all_states()
         self.states = [StateModel(spec, st, si) for si, st in enumerate(states)]
         self.run_states = [s for s in self.states if s.phase == "run"]

@@ -9,6 +9,7 @@
 #define POLLDROP_INTERNAL_H
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <unistd.h>
 #include <liburing.h>
@@ -23,6 +24,7 @@
 
 /* user_data below this value is never an op slot address. */
 #define PD__UD_CANCEL 1u
+#define PD__UD_WAKE_EFD 2u  /* the runtime's read of its wake eventfd */
 #define PD__UD_RESERVED 4096u
 
 /* A task: the runtime's single allocation per spawned future. */
@@ -61,6 +63,19 @@ struct pd_runtime {
     uint8_t forcing;         /* the deadline passed: every task is forced */
     uint8_t has_ftruncate;   /* the kernel has IORING_OP_FTRUNCATE */
     int64_t deadline_ns;     /* CLOCK_MONOTONIC time of the shutdown deadline */
+    uint8_t remote_pending;  /* a wake arrived: look at the inbox and requests */
+    uint8_t wake_armed;      /* the read of wake_fd is in flight */
+    int wake_fd;             /* eventfd: wakes from threads without a runtime */
+    uint64_t wake_buf;       /* the eventfd read's buffer */
+
+    /*
+     * What other threads touch, and nothing else: on its own cache line so
+     * that their writes do not slow the owner's turns.
+     */
+    _Alignas(64) _Atomic(pd_task *) inbox; /* tasks sent here, newest first */
+    atomic_uchar wake_sent;                /* a wake is on its way: no other needed */
+    atomic_uchar shutdown_asked;           /* pd_shutdown_remote was called */
+    _Atomic int64_t shutdown_at_ns;        /* its earliest deadline; INT64_MAX: none */
 };
 
 struct pd_cx {
@@ -140,6 +155,7 @@ static inline int pd__forced(const pd_cx *cx)
 }
 
 /* Slow paths, in runtime.c. */
+int pd__task_send(pd_task *t);
 struct io_uring_sqe *pd__sqe_slow(pd_runtime *rt, unsigned need);
 void pd__op_cancel(pd__op *op);
 int pd__op_quiesce_sync(pd__op *op);

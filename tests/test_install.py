@@ -187,6 +187,21 @@ class Install(unittest.TestCase):
         self.make("uninstall", f"PREFIX={prefix}")
         self.assertEqual(tree(prefix), {"lib", "lib/pkgconfig", "lib/pkgconfig/other.pc"})
 
+    def test_reinstall_removes_what_the_older_install_had_and_this_one_has_not(self):
+        prefix = os.path.join(self.dir, "p")
+        self.make("install", f"PREFIX={prefix}")
+        # As if an older version had installed a library spec since removed.
+        stale = os.path.join(prefix, "share", "polldrop", "specs", "gone.yaml")
+        with open(stale, "w") as f:
+            f.write("future: gone\n")
+        with open(os.path.join(prefix, "share", "polldrop", "install-manifest"), "a") as f:
+            f.write(f"f {stale}\n")
+        self.make("install", f"PREFIX={prefix}")
+        self.assertFalse(os.path.exists(stale))
+        self.assertTrue(os.path.exists(os.path.join(prefix, "lib", "libpolldrop.a")))
+        self.make("uninstall", f"PREFIX={prefix}")
+        self.assertFalse(os.path.exists(prefix))
+
     def test_relative_prefix_is_refused(self):
         env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS")}
         r = subprocess.run(["make", "-s", "install", "PREFIX=relative/dir"], cwd=ROOT,

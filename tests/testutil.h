@@ -118,6 +118,7 @@ Suite *pd_suite_yield(void);
 Suite *pd_suite_echo(void);
 Suite *pd_suite_openat2(void);
 Suite *pd_suite_shutdown_deadline(void);
+Suite *pd_suite_threads(void);
 Suite *pd_suite_inv_kernel_owns(void);
 Suite *pd_suite_inv_exactly_once(void);
 Suite *pd_suite_inv_teardown(void);
