@@ -190,10 +190,11 @@ class Errors(GenTest):
         self.assertError("""\
             future: f
             states:
-              a: {io: splice, then: RETURN(res);}
-            """, "f.yaml:3:11: error: unknown io op 'splice' (known: accept, close, "
-                 "connect, fsync, nop, openat, openat2, read, recv, send, shutdown, socket, "
-                 "timeout, write)")
+              a: {io: sendfile, then: RETURN(res);}
+            """, "f.yaml:3:11: error: unknown io op 'sendfile' (known: accept, close, "
+                 "connect, fsync, ftruncate, mkdirat, nop, openat, openat2, poll_add, read, "
+                 "readv, recv, recvmsg, renameat, send, send_zc, sendmsg, shutdown, socket, "
+                 "splice, statx, timeout, unlinkat, write, writev)")
 
     def test_unknown_io_argument(self):
         self.assertError("""\
