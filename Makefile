@@ -280,27 +280,26 @@ VERSION      := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' gen/__init__.p
 MANIFEST      = $(DATADIR)/polldrop/install-manifest
 INSTALL_DIRS  = $(PREFIX) $(BINDIR) $(LIBDIR) $(INCLUDEDIR) $(DATADIR) $(PKGCONFIGDIR)
 INSTALL_SH    = DESTDIR='$(DESTDIR)' sh scripts/install.sh
-HARNESS_PC    = build/install/polldrop-harness.pc
 SUBST         = sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@BINDIR@|$(BINDIR)|g' \
                     -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' \
                     -e 's|@DATADIR@|$(DATADIR)|g' -e 's|@VERSION@|$(VERSION)|g'
 
 install: build/libpolldrop.a build/libpolldrop_harness.a build/gen/.stamp
-	$(if $(filter-out /%,$(INSTALL_DIRS)),$(error make install: PREFIX and the \
-	    *DIR variables must be absolute paths without spaces (PREFIX=$(PREFIX)); for example \
-	    PREFIX=$(CURDIR)/build/inst))
+	$(if $(filter-out /%,$(INSTALL_DIRS)),$(error make install: PREFIX and the *DIR \
+	    variables must be absolute paths without spaces (PREFIX=$(PREFIX)); \
+	    for example PREFIX=$(CURDIR)/build/inst))
 	$(call say,INSTALL,$(DESTDIR)$(PREFIX))
 	$(Q)rm -rf build/install && mkdir -p build/install
 	$(Q)$(SUBST) polldrop.pc.in >build/install/polldrop.pc
-	$(Q)$(SUBST) polldrop-harness.pc.in >$(HARNESS_PC)
+	$(Q)$(SUBST) polldrop-harness.pc.in >build/install/polldrop-harness.pc
 	$(Q)sed -e "s|@SHARE_REL@|$$(realpath -m --relative-to='$(BINDIR)' '$(DATADIR)/polldrop')|g" \
 	    scripts/polldrop-gen.in >build/install/polldrop-gen
 	$(Q)$(INSTALL_SH) install '$(MANIFEST)' \
 	    --to '$(BINDIR)' 755 build/install/polldrop-gen \
 	    --to '$(LIBDIR)' 644 build/libpolldrop.a build/libpolldrop_harness.a \
 	    --to '$(INCLUDEDIR)/polldrop' 644 $(RT_HDR) runtime/harness.h $(NAMES:%=build/gen/%.h) \
-	    --to '$(PKGCONFIGDIR)' 644 build/install/polldrop.pc $(HARNESS_PC) \
-	    --to '$(DATADIR)/polldrop' 644 polldrop.mk $(wildcard docs/polldrop-spec.schema.json) \
+	    --to '$(PKGCONFIGDIR)' 644 build/install/polldrop.pc build/install/polldrop-harness.pc \
+	    --to '$(DATADIR)/polldrop' 644 polldrop.mk docs/polldrop-spec.schema.json \
 	    --to '$(DATADIR)/polldrop/gen' 644 $(wildcard gen/*.py) \
 	    --to '$(DATADIR)/polldrop/templates' 644 $(wildcard templates/*.j2) \
 	    --to '$(DATADIR)/polldrop/specs' 644 $(SPECS)
