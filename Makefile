@@ -10,8 +10,10 @@ PYTHON ?= $(shell for p in python3 /usr/bin/python3; do \
 
 WARN     := -std=gnu11 -Wall -Wextra -Werror
 CFLAGS   ?= -O2 -g
+# The sanitized build is also the checked one: PD_CHECKED keeps a registry of
+# live op slots and aborts on a completion for a dead one (runtime.c).
 SANFLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
-            -fno-sanitize-recover=all
+            -fno-sanitize-recover=all -DPD_CHECKED
 INC      := -Iruntime -Ibuild/gen
 URING     = $(shell pkg-config --libs liburing 2>/dev/null || echo -luring)
 CHECK     = $(shell pkg-config --cflags --libs check)
@@ -45,7 +47,7 @@ GEN_TEST_C := $(TEST_NAMES:%=build/gen-test/%.c)
 GEN_EX_C   := $(EX_NAMES:%=build/gen-ex/%.c)
 
 .PHONY: all gen stats deps deps-bench test test-py test-c demo bench valgrind clean \
-        install uninstall schema diagrams deps-diagrams
+        install uninstall schema diagrams deps-diagrams ops-doc
 .DELETE_ON_ERROR:
 
 all: build/libpolldrop.a build/libpolldrop_harness.a build/demo build/echo_server build/echo_client
@@ -258,6 +260,12 @@ schema: | deps
 	$(call say,GEN,docs/polldrop-spec.schema.json)
 	$(Q)$(PYTHON) scripts/spec_schema.py docs/polldrop-spec.schema.json
 
+# The op table of docs/spec-language.md, from the generator's (gen/ops.py);
+# a test fails while the committed table is stale.
+ops-doc: | deps
+	$(call say,GEN,docs/spec-language.md: the op table)
+	$(Q)$(PYTHON) scripts/ops_doc.py docs/spec-language.md
+
 # --- installation: `make install PREFIX=... DESTDIR=...`, `make uninstall` ---
 
 PREFIX       ?= /usr/local
@@ -279,7 +287,7 @@ SUBST         = sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@BINDIR@|$(BINDIR)|g' \
 
 install: build/libpolldrop.a build/libpolldrop_harness.a build/gen/.stamp
 	$(if $(filter-out /%,$(INSTALL_DIRS)),$(error make install: PREFIX and the \
-	    *DIR variables must be absolute paths (PREFIX=$(PREFIX)); for example \
+	    *DIR variables must be absolute paths without spaces (PREFIX=$(PREFIX)); for example \
 	    PREFIX=$(CURDIR)/build/inst))
 	$(call say,INSTALL,$(DESTDIR)$(PREFIX))
 	$(Q)rm -rf build/install && mkdir -p build/install

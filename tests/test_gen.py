@@ -192,10 +192,11 @@ class Errors(GenTest):
         self.assertError("""\
             future: f
             states:
-              a: {io: splice, then: RETURN(res);}
-            """, "f.yaml:3:11: error: unknown io op 'splice' (known: accept, close, "
-                 "connect, fsync, nop, openat, read, recv, send, shutdown, socket, "
-                 "timeout, write)")
+              a: {io: sendfile, then: RETURN(res);}
+            """, "f.yaml:3:11: error: unknown io op 'sendfile' (known: accept, close, "
+                 "connect, fsync, ftruncate, mkdirat, nop, openat, openat2, poll_add, read, "
+                 "readv, recv, recvmsg, renameat, send, send_zc, sendmsg, shutdown, socket, "
+                 "splice, statx, timeout, unlinkat, write, writev)")
 
     def test_unknown_io_argument(self):
         self.assertError("""\
@@ -755,6 +756,61 @@ class Stats(GenTest):
         self.assertEqual(name, "two")
         self.assertLess(int(size), 4096 + 256)
         self.assertGreater(int(naive), 8192)
+
+
+class Send(GenTest):
+    """send: true gives F_spawn_on; params bound to a thread are refused."""
+
+    def test_send_must_be_a_boolean(self):
+        self.assertError("""\
+            future: f
+            send: sometimes
+            states:
+              a: {do: RETURN(0);}
+            """, "f.yaml:2:7: error: send must be true or false, not 'sometimes'")
+
+    def test_send_refuses_a_task_param(self):
+        self.assertError("""\
+            future: f
+            send: true
+            params:
+              - {name: peer, type: pd_task *}
+            states:
+              a: {do: RETURN(0);}
+            """, "f.yaml:4:12: error: param 'peer' of a send future has type "
+                 "'pd_task *': a task belongs to its runtime's thread (its references "
+                 "and state are not atomic), and a send future runs on the target "
+                 "runtime's thread")
+
+    def test_send_refuses_a_context_param(self):
+        self.assertError("""\
+            future: f
+            send: yes
+            params:
+              - {name: c, type: pd_cx *}
+            states:
+              a: {do: RETURN(0);}
+            """, "f.yaml:4:12: error: param 'c' of a send future has type 'pd_cx *': "
+                 "a context is valid only during the poll that received it, and a "
+                 "send future runs on the target runtime's thread")
+
+    def test_send_accepts_a_runtime_param(self):
+        self.assertEqual(self.errors("""\
+            future: f
+            send: true
+            params:
+              - {name: home, type: pd_runtime *}
+            states:
+              a: {do: RETURN(0);}
+            """), [])
+
+    def test_spawn_on_only_with_send(self):
+        self.run_gen(self.spec("good", GOOD))
+        with open(os.path.join(self.out, "good.h")) as f:
+            self.assertNotIn("spawn_on", f.read())
+        self.run_gen(self.spec("sent", GOOD.replace("future: good", "future: sent\nsend: true")))
+        with open(os.path.join(self.out, "sent.h")) as f:
+            self.assertIn("int sent_spawn_on(pd_runtime *target, int fd);", f.read())
 
 
 class Output(GenTest):
