@@ -47,7 +47,7 @@ GEN_TEST_C := $(TEST_NAMES:%=build/gen-test/%.c)
 GEN_EX_C   := $(EX_NAMES:%=build/gen-ex/%.c)
 
 .PHONY: all gen stats deps deps-bench test test-py test-c demo bench valgrind clean \
-        install uninstall schema diagrams deps-diagrams
+        install uninstall schema diagrams deps-diagrams ops-doc
 .DELETE_ON_ERROR:
 
 all: build/libpolldrop.a build/libpolldrop_harness.a build/demo build/echo_server build/echo_client
@@ -260,6 +260,12 @@ build/diagrams/.stamp: $(SPECS) $(TEST_SPECS) $(EX_SPECS) $(OUT_SPECS) $(GEN_DEP
 schema: | deps
 	$(call say,GEN,docs/polldrop-spec.schema.json)
 	$(Q)$(PYTHON) scripts/spec_schema.py docs/polldrop-spec.schema.json
+
+# The op table of docs/spec-language.md, from the generator's (gen/ops.py);
+# a test fails while the committed table is stale.
+ops-doc: | deps
+	$(call say,GEN,docs/spec-language.md: the op table)
+	$(Q)$(PYTHON) scripts/ops_doc.py docs/spec-language.md
 
 # --- installation: `make install PREFIX=... DESTDIR=...`, `make uninstall` ---
 

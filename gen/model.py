@@ -7,6 +7,8 @@ templates only arrange it.
 import os
 import re
 
+from gen.ops import OPS
+
 
 class BranchModel:
     def __init__(self, si, bi, b):
@@ -121,6 +123,9 @@ class FutureModel:
         self.stateful = [s for s in self.states if s.storage]
         children = {v.child for v in spec.members() if v.child}
         self.child_headers = sorted(f'"{c}.h"' for c in children)
+        # What the constants usual in the ops' arguments need (POLLIN...).
+        self.op_headers = sorted({h for s in self.states for b in s.ops
+                                  for h in OPS[b.op].headers})
         self.h_name = f"{spec.name}.h"
         self.h_path = os.path.join(out_dir, self.h_name)
         self.out_dir = out_dir

@@ -67,6 +67,25 @@ static int pd__ring_init(pd_runtime *rt, unsigned entries, unsigned cfg_flags)
     return ret;
 }
 
+/*
+ * Whether the kernel supports opcode: asks the ring's probe, into storage
+ * on the stack (no allocation; liburing's io_uring_get_probe_ring mallocs).
+ */
+static int pd__ring_has_op(pd_runtime *rt, unsigned opcode)
+{
+    union {
+        struct io_uring_probe p;
+        unsigned char bytes[sizeof(struct io_uring_probe) +
+                            256 * sizeof(struct io_uring_probe_op)];
+    } u;
+
+    memset(&u, 0, sizeof(u));
+    if (io_uring_register_probe(&rt->ring, &u.p, 256) < 0)
+        return 0;
+    return opcode <= u.p.last_op && opcode < u.p.ops_len &&
+           (u.p.ops[opcode].flags & IO_URING_OP_SUPPORTED);
+}
+
 int pd_runtime_new(pd_runtime **out, const pd_config *cfg)
 {
     unsigned entries = cfg && cfg->entries ? cfg->entries : 256;
@@ -105,6 +124,7 @@ int pd_runtime_new(pd_runtime **out, const pd_config *cfg)
     }
     if (rt->ring.features & IORING_FEAT_CQE_SKIP)
         rt->cancel_flags = IOSQE_CQE_SKIP_SUCCESS;
+    rt->has_ftruncate = pd__ring_has_op(rt, PD__IORING_OP_FTRUNCATE);
     *out = rt;
     return 0;
 }
@@ -326,8 +346,17 @@ static void pd__dispatch(pd_runtime *rt, const struct io_uring_cqe *cqe)
     pd__checked_cqe(cqe);
     op = (pd__op *)(uintptr_t)(ud & ~(uint64_t)1);
     if (!(ud & 1)) {
-        op->res = cqe->res;
-        op->cflags = cqe->flags;
+        /*
+         * A zero-copy send's result comes with IORING_CQE_F_MORE: its
+         * notification (IORING_CQE_F_NOTIF, whose res is not the result)
+         * follows, and only then may the buffer and the slot be reused.
+         */
+        if (PD__LIKELY(!(cqe->flags & IORING_CQE_F_NOTIF))) {
+            op->res = cqe->res;
+            op->cflags = cqe->flags;
+        }
+        if (PD__UNLIKELY(cqe->flags & IORING_CQE_F_MORE))
+            return;
     }
     if (--op->pending == 0) {
         op->st = PD__OP_READY;
