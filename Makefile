@@ -223,12 +223,13 @@ build/uv_echo: bench/uv_echo.c bench/uv_echo.h | deps-bench
 	$(Q)$(CC) $(WARN) -O2 $< -o $@ $(UV)
 
 BENCH_OBJ := build/obj/gen/echo_client.o build/obj/gen/echo_conn.o \
-             build/obj/gen/write_all.o build/obj/gen-test/nops.o build/obj/gen-test/pipe_read.o
+             build/obj/gen/write_all.o build/obj/gen-test/nops.o build/obj/gen-test/pipe_read.o \
+             build/obj/gen-test/hop.o
 
-build/bench: bench/bench.c build/libpolldrop.a $(BENCH_OBJ) | deps-bench
+build/bench: bench/bench.c bench/threads.c bench/threads.h build/libpolldrop.a $(BENCH_OBJ) | deps-bench
 	$(call say,LD,$@)
-	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) -Ibuild/gen-test -Ibench $< $(BENCH_OBJ) \
-	    build/libpolldrop.a -o $@ $(URING)
+	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) -Ibuild/gen-test -Ibench -Itests $< bench/threads.c \
+	    $(BENCH_OBJ) build/libpolldrop.a -o $@ $(URING)
 
 bench: build/bench build/echo_server build/raw_echo build/uv_echo
 	$(Q)./build/bench
