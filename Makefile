@@ -2,21 +2,22 @@
 # Quiet by default; `make V=1` shows every command.
 
 CC ?= cc
-# The generator's interpreter: the first python3 that has PyYAML and Jinja2.
+# The generator's interpreter: the first python3 that has PyYAML and Jinja2,
+# and jsonschema for the tests of the spec schema.
 PYTHON ?= $(shell for p in python3 /usr/bin/python3; do \
-	$$p -c 'import yaml, jinja2' >/dev/null 2>&1 && { echo $$p; exit 0; }; done; \
+	$$p -c 'import yaml, jinja2, jsonschema' >/dev/null 2>&1 && { echo $$p; exit 0; }; done; \
 	echo /usr/bin/python3)
 
 WARN     := -std=gnu11 -Wall -Wextra -Werror
 CFLAGS   ?= -O2 -g
+# The sanitized build is also the checked one: PD_CHECKED keeps a registry of
+# live op slots and aborts on a completion for a dead one (runtime.c).
 SANFLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
-            -fno-sanitize-recover=all
+            -fno-sanitize-recover=all -DPD_CHECKED
 INC      := -Iruntime -Ibuild/gen
 URING     = $(shell pkg-config --libs liburing 2>/dev/null || echo -luring)
 CHECK     = $(shell pkg-config --cflags --libs check)
 UV        = $(shell pkg-config --libs libuv 2>/dev/null || echo -luv)
-# Tests count allocations made by polldrop's own code.
-WRAP     := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=posix_memalign,--wrap=aligned_alloc
 
 ifeq ($(V),1)
 Q :=
@@ -34,6 +35,8 @@ GEN_DEPS   := $(wildcard gen/*.py) $(wildcard templates/*.j2)
 
 RT_SRC   := runtime/runtime.c
 RT_HDR   := runtime/polldrop.h runtime/pd_internal.h
+# The harness library: runtime/harness.c and the allocation counter.
+HARNESS  := harness harness_alloc
 TEST_SRC := $(wildcard tests/*.c)
 TEST_HDR := $(wildcard tests/*.h)
 EX_SPECS := $(wildcard examples/*.yaml)
@@ -43,16 +46,20 @@ GEN_C      := $(NAMES:%=build/gen/%.c)
 GEN_TEST_C := $(TEST_NAMES:%=build/gen-test/%.c)
 GEN_EX_C   := $(EX_NAMES:%=build/gen-ex/%.c)
 
-.PHONY: all gen stats deps deps-bench test test-py test-c demo bench valgrind clean
+.PHONY: all gen stats deps deps-bench test test-py test-c demo bench valgrind clean \
+        install uninstall schema diagrams deps-diagrams ops-doc
 .DELETE_ON_ERROR:
 
-all: build/libpolldrop.a build/demo build/echo_server build/echo_client
+all: build/libpolldrop.a build/libpolldrop_harness.a build/demo build/echo_server build/echo_client
 
 deps:
 	$(Q)PYTHON=$(PYTHON) sh scripts/deps.sh
 
 deps-bench:
 	$(Q)PYTHON=$(PYTHON) sh scripts/deps.sh bench
+
+deps-diagrams:
+	$(Q)PYTHON=$(PYTHON) sh scripts/deps.sh diagrams
 
 # --- generation: one stamp per spec directory (children cross files) ---
 
@@ -90,7 +97,29 @@ build/obj/runtime.o: $(RT_SRC) $(RT_HDR) | deps
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(WARN) $(CFLAGS) -Iruntime -c $< -o $@
 
-build/libpolldrop.a: build/obj/runtime.o
+# The library futures (every spec in specs/) come compiled into the library:
+# a program, or a user's spec that embeds one, needs nothing else.
+build/libpolldrop.a: build/obj/runtime.o $(NAMES:%=build/obj/gen/%.o)
+	$(call say,AR,$@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+# --- the harness library, plain and sanitized (the tests link the archive) ---
+
+$(HARNESS:%=build/obj/%.o): build/obj/%.o: runtime/%.c runtime/harness.h $(RT_HDR) | deps
+	$(call say,CC,$<)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(WARN) $(CFLAGS) -Iruntime $(shell pkg-config --cflags check) -c $< -o $@
+
+$(HARNESS:%=build/asan/%.o): build/asan/%.o: runtime/%.c runtime/harness.h $(RT_HDR) | deps
+	$(call say,CC-SAN,$<)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(WARN) $(SANFLAGS) -Iruntime $(shell pkg-config --cflags check) -c $< -o $@
+
+build/libpolldrop_harness.a: $(HARNESS:%=build/obj/%.o)
+	$(call say,AR,$@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+build/asan/libpolldrop_harness.a: $(HARNESS:%=build/asan/%.o)
 	$(call say,AR,$@)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
@@ -133,27 +162,27 @@ TEST_OBJ      := $(TEST_SRC:tests/%.c=build/obj/tests/%.o) build/obj/runtime.o \
 TEST_OBJ_ASAN := $(TEST_SRC:tests/%.c=build/asan/tests/%.o) build/asan/runtime.o \
                  $(NAMES:%=build/asan/gen/%.o) $(TEST_NAMES:%=build/asan/gen-test/%.o)
 
-build/obj/tests/%.o: tests/%.c $(TEST_HDR) $(RT_HDR) build/gen/.stamp build/gen-test/.stamp
+build/obj/tests/%.o: tests/%.c $(TEST_HDR) $(RT_HDR) runtime/harness.h build/gen/.stamp build/gen-test/.stamp
 	$(call say,CC,$<)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) -D_GNU_SOURCE -Ibuild/gen-test -Itests $(shell pkg-config --cflags check) -c $< -o $@
 
-build/asan/tests/%.o: tests/%.c $(TEST_HDR) $(RT_HDR) build/gen/.stamp build/gen-test/.stamp
+build/asan/tests/%.o: tests/%.c $(TEST_HDR) $(RT_HDR) runtime/harness.h build/gen/.stamp build/gen-test/.stamp
 	$(call say,CC-SAN,$<)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(WARN) $(SANFLAGS) $(INC) -D_GNU_SOURCE -Ibuild/gen-test -Itests $(shell pkg-config --cflags check) -c $< -o $@
 
-build/check_polldrop: $(TEST_OBJ)
+build/check_polldrop: $(TEST_OBJ) build/libpolldrop_harness.a
 	$(call say,LD,$@)
-	$(Q)$(CC) $(CFLAGS) $(WRAP) $^ -o $@ $(URING) $(CHECK)
+	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(URING) $(CHECK)
 
-build/check_polldrop_asan: $(TEST_OBJ_ASAN)
+build/check_polldrop_asan: $(TEST_OBJ_ASAN) build/asan/libpolldrop_harness.a
 	$(call say,LD,$@)
-	$(Q)$(CC) $(SANFLAGS) $(WRAP) $^ -o $@ $(URING) $(CHECK)
+	$(Q)$(CC) $(SANFLAGS) $^ -o $@ $(URING) $(CHECK)
 
 test: test-py test-c
 
-test-py: build/echo_server build/echo_client | deps
+test-py: build/libpolldrop.a build/echo_server build/echo_client | deps
 	$(call say,TEST,python: generator and example programs)
 	$(Q)PYTHONPATH=$(CURDIR) $(PYTHON) -m unittest discover -s tests -p 'test_*.py' $(if $(V),-v,)
 
@@ -164,25 +193,24 @@ test-c: build/check_polldrop build/check_polldrop_asan
 	$(Q)ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ./build/check_polldrop_asan
 
+# nouserintercepts: memcheck must not replace the harness's counting malloc
+# (it still replaces the glibc allocator the harness forwards to).
 valgrind: build/check_polldrop
 	$(call say,VALGRIND,build/check_polldrop)
-	$(Q)CK_FORK=no valgrind -q --error-exitcode=1 --leak-check=full \
+	$(Q)CK_FORK=no valgrind -q --soname-synonyms=somalloc=nouserintercepts \
+	    --error-exitcode=1 --leak-check=full \
 	    --errors-for-leak-kinds=definite ./build/check_polldrop
 
 # --- the demo and examples ---
 
-build/demo: examples/demo.c build/libpolldrop.a $(NAMES:%=build/obj/gen/%.o) \
-            $(EX_NAMES:%=build/obj/gen-ex/%.o)
+build/demo: examples/demo.c build/libpolldrop.a $(EX_NAMES:%=build/obj/gen-ex/%.o)
 	$(call say,LD,$@)
 	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) -Ibuild/gen-ex examples/demo.c \
-	    $(NAMES:%=build/obj/gen/%.o) $(EX_NAMES:%=build/obj/gen-ex/%.o) \
-	    build/libpolldrop.a -o $@ $(URING)
+	    $(EX_NAMES:%=build/obj/gen-ex/%.o) build/libpolldrop.a -o $@ $(URING)
 
-build/echo_server build/echo_client: build/%: examples/%.c examples/args.h build/libpolldrop.a \
-            $(NAMES:%=build/obj/gen/%.o)
+build/echo_server build/echo_client: build/%: examples/%.c examples/args.h build/libpolldrop.a
 	$(call say,LD,$@)
-	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) $< $(NAMES:%=build/obj/gen/%.o) \
-	    build/libpolldrop.a -o $@ $(URING)
+	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) $< build/libpolldrop.a -o $@ $(URING)
 
 # --- benchmarks ---
 
@@ -195,18 +223,91 @@ build/uv_echo: bench/uv_echo.c bench/uv_echo.h | deps-bench
 	$(Q)$(CC) $(WARN) -O2 $< -o $@ $(UV)
 
 BENCH_OBJ := build/obj/gen/echo_client.o build/obj/gen/echo_conn.o \
-             build/obj/gen/write_all.o build/obj/gen-test/nops.o build/obj/gen-test/pipe_read.o
+             build/obj/gen/write_all.o build/obj/gen-test/nops.o build/obj/gen-test/pipe_read.o \
+             build/obj/gen-test/hop.o
 
-build/bench: bench/bench.c build/libpolldrop.a $(BENCH_OBJ) | deps-bench
+build/bench: bench/bench.c bench/threads.c bench/threads.h build/libpolldrop.a $(BENCH_OBJ) | deps-bench
 	$(call say,LD,$@)
-	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) -Ibuild/gen-test -Ibench $< $(BENCH_OBJ) \
-	    build/libpolldrop.a -o $@ $(URING)
+	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) -Ibuild/gen-test -Ibench -Itests $< bench/threads.c \
+	    $(BENCH_OBJ) build/libpolldrop.a -o $@ $(URING)
 
 bench: build/bench build/echo_server build/raw_echo build/uv_echo
 	$(Q)./build/bench
 
 demo: build/demo
 	$(Q)./build/demo
+
+# Every spec's state machine as SVG, through `python3 -m gen --dot` and
+# Graphviz: build/diagrams/{specs,tests,examples,outside}/NAME.svg.
+# docs/echo_conn.svg is build/diagrams/specs/echo_conn.svg, committed.
+OUT_SPECS := $(wildcard examples/outside/specs/*.yaml)
+
+diagrams: build/diagrams/.stamp
+
+build/diagrams/.stamp: $(SPECS) $(TEST_SPECS) $(EX_SPECS) $(OUT_SPECS) $(GEN_DEPS) \
+                       | deps deps-diagrams
+	$(call say,DOT,build/diagrams/)
+	$(Q)rm -rf build/diagrams
+	$(Q)$(PYTHON) -m gen --dot -o build/diagrams/specs $(SPECS)
+	$(Q)$(PYTHON) -m gen --dot -o build/diagrams/tests -I specs $(TEST_SPECS)
+	$(Q)$(PYTHON) -m gen --dot -o build/diagrams/examples -I specs $(EX_SPECS)
+	$(Q)$(PYTHON) -m gen --dot -o build/diagrams/outside -I specs $(OUT_SPECS)
+	$(Q)for f in build/diagrams/*/*.dot; do dot -Tsvg "$$f" -o "$${f%.dot}.svg" || exit 1; done
+	$(Q)touch $@
+
+# The spec language as a JSON Schema, from the generator's tables; a test
+# fails while the committed file is stale.
+schema: | deps
+	$(call say,GEN,docs/polldrop-spec.schema.json)
+	$(Q)$(PYTHON) scripts/spec_schema.py docs/polldrop-spec.schema.json
+
+# The op table of docs/spec-language.md, from the generator's (gen/ops.py);
+# a test fails while the committed table is stale.
+ops-doc: | deps
+	$(call say,GEN,docs/spec-language.md: the op table)
+	$(Q)$(PYTHON) scripts/ops_doc.py docs/spec-language.md
+
+# --- installation: `make install PREFIX=... DESTDIR=...`, `make uninstall` ---
+
+PREFIX       ?= /usr/local
+BINDIR       ?= $(PREFIX)/bin
+LIBDIR       ?= $(PREFIX)/lib
+INCLUDEDIR   ?= $(PREFIX)/include
+DATADIR      ?= $(PREFIX)/share
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+# The version lives in one place, the generator's package.
+VERSION      := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' gen/__init__.py)
+# Every installed path, recorded by install and read back by uninstall.
+MANIFEST      = $(DATADIR)/polldrop/install-manifest
+INSTALL_DIRS  = $(PREFIX) $(BINDIR) $(LIBDIR) $(INCLUDEDIR) $(DATADIR) $(PKGCONFIGDIR)
+INSTALL_SH    = DESTDIR='$(DESTDIR)' sh scripts/install.sh
+SUBST         = sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@BINDIR@|$(BINDIR)|g' \
+                    -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' \
+                    -e 's|@DATADIR@|$(DATADIR)|g' -e 's|@VERSION@|$(VERSION)|g'
+
+install: build/libpolldrop.a build/libpolldrop_harness.a build/gen/.stamp
+	$(if $(filter-out /%,$(INSTALL_DIRS)),$(error make install: PREFIX and the *DIR \
+	    variables must be absolute paths without spaces (PREFIX=$(PREFIX)); \
+	    for example PREFIX=$(CURDIR)/build/inst))
+	$(call say,INSTALL,$(DESTDIR)$(PREFIX))
+	$(Q)rm -rf build/install && mkdir -p build/install
+	$(Q)$(SUBST) polldrop.pc.in >build/install/polldrop.pc
+	$(Q)$(SUBST) polldrop-harness.pc.in >build/install/polldrop-harness.pc
+	$(Q)sed -e "s|@SHARE_REL@|$$(realpath -m --relative-to='$(BINDIR)' '$(DATADIR)/polldrop')|g" \
+	    scripts/polldrop-gen.in >build/install/polldrop-gen
+	$(Q)$(INSTALL_SH) install '$(MANIFEST)' \
+	    --to '$(BINDIR)' 755 build/install/polldrop-gen \
+	    --to '$(LIBDIR)' 644 build/libpolldrop.a build/libpolldrop_harness.a \
+	    --to '$(INCLUDEDIR)/polldrop' 644 $(RT_HDR) runtime/harness.h $(NAMES:%=build/gen/%.h) \
+	    --to '$(PKGCONFIGDIR)' 644 build/install/polldrop.pc build/install/polldrop-harness.pc \
+	    --to '$(DATADIR)/polldrop' 644 polldrop.mk docs/polldrop-spec.schema.json \
+	    --to '$(DATADIR)/polldrop/gen' 644 $(wildcard gen/*.py) \
+	    --to '$(DATADIR)/polldrop/templates' 644 $(wildcard templates/*.j2) \
+	    --to '$(DATADIR)/polldrop/specs' 644 $(SPECS)
+
+uninstall:
+	$(call say,RM,$(DESTDIR)$(PREFIX): what make install recorded)
+	$(Q)$(INSTALL_SH) uninstall '$(MANIFEST)'
 
 clean:
 	$(call say,RM,build)

@@ -27,6 +27,7 @@
 #include "echo_conn.h"
 #include "nops.h"
 #include "pipe_read.h"
+#include "threads.h"
 #include "uv_echo.h"
 
 #define RUNS 5
@@ -220,18 +221,26 @@ static double raw_nop_tasks(void)
 
 /* --- cancel: CANCELS pipe reads in flight, all cancelled --- */
 
-/* ns per op to cancel n in-flight pipe reads and run until quiesced. */
-static double pd_cancel_n(long n)
+/*
+ * ns per op to cancel n in-flight pipe reads and run until quiesced, on a
+ * runtime made with cfg (NULL for the defaults): oldest first with
+ * pd_task_cancel, or newest first through pd_shutdown when by_shutdown.
+ */
+static double pd_cancel_cfg(long n, const pd_config *cfg, int by_shutdown)
 {
-    pd_runtime *rt = new_rt();
+    pd_runtime *rt;
     pd_task **t = malloc((size_t)n * sizeof(*t));
     int p[2];
     double t0, dt;
     pd_stats s;
     long i;
+    int ret;
 
     if (!t || pipe2(p, O_CLOEXEC) < 0)
         die("setup", errno);
+    ret = pd_runtime_new(&rt, cfg);
+    if (ret < 0)
+        die("pd_runtime_new", -ret);
     for (i = 0; i < n; i++)
         t[i] = pipe_read_spawn(rt, p[0], -1);
     pd_run_once(rt, 0);
@@ -239,10 +248,15 @@ static double pd_cancel_n(long n)
     if (s.inflight_ops != (uint64_t)n)
         die("not all reads in flight", EIO);
     t0 = now();
-    for (i = 0; i < n; i++)
-        pd_task_cancel(t[i]);
-    if (pd_run(rt) < 0)
-        die("pd_run", EIO);
+    if (by_shutdown) {
+        ret = pd_shutdown(rt);
+    } else {
+        for (i = 0; i < n; i++)
+            pd_task_cancel(t[i]);
+        ret = pd_run(rt);
+    }
+    if (ret < 0)
+        die("pd_run", -ret);
     dt = now() - t0;
     for (i = 0; i < n; i++)
         pd_task_release(t[i]);
@@ -251,6 +265,11 @@ static double pd_cancel_n(long n)
     close(p[1]);
     pd_runtime_free(rt);
     return dt * 1e9 / (double)n;
+}
+
+static double pd_cancel_n(long n)
+{
+    return pd_cancel_cfg(n, NULL, 0);
 }
 
 static double raw_cancel_n(long n)
@@ -311,6 +330,28 @@ static double cancel_small(double (*f)(long))
 
 static double pd_cancel_1k(void) { return cancel_small(pd_cancel_n); }
 static double raw_cancel_1k(void) { return cancel_small(raw_cancel_n); }
+
+/*
+ * cancel_storm: STORM reads in flight, cancelled at once by pd_shutdown
+ * (newest first), on a small and a large ring, with the default ring flags
+ * (SINGLE_ISSUER | DEFER_TASKRUN) against PD_CONFIG_NO_DEFER_TASKRUN. With
+ * deferred task work a cancelled request leaves the kernel's cancel lookup
+ * only when the ring is entered with GETEVENTS, so this row shows whether
+ * the runtime's submit paths let that work run (see runtime.c).
+ */
+#define STORM 20000L
+
+static double storm(unsigned entries, unsigned flags)
+{
+    pd_config cfg = { .entries = entries, .flags = flags };
+
+    return pd_cancel_cfg(STORM, &cfg, 1);
+}
+
+static double storm4_defer(void) { return storm(4, 0); }
+static double storm4_nodefer(void) { return storm(4, PD_CONFIG_NO_DEFER_TASKRUN); }
+static double storm256_defer(void) { return storm(256, 0); }
+static double storm256_nodefer(void) { return storm(256, PD_CONFIG_NO_DEFER_TASKRUN); }
 
 /* --- echo: one client, three servers --- */
 
@@ -406,7 +447,7 @@ struct row {
     double pd, base, ratio;
 };
 
-static struct row rows[10];
+static struct row rows[32];
 static int nrows;
 
 static void add_row(const char *name, const char *unit, const char *baseline,
@@ -456,7 +497,7 @@ static int selected(int argc, char **argv, const char *name)
 
 /*
  * build/bench [NAME...]: runs the named benchmarks (nop_chain, nop_tasks,
- * echo, cancel_1k, cancel, memory), or all of them.
+ * echo, cancel_1k, cancel, cancel_storm, memory), or all of them.
  */
 int main(int argc, char **argv)
 {
@@ -483,10 +524,27 @@ int main(int argc, char **argv)
         add_row("echo", "round trips/s", "liburing", m, median(raw, RUNS), 0);
         add_row("echo", "round trips/s", "libuv", m, median(uv, RUNS), 0);
     }
+    if (selected(argc, argv, "ping_pong")) {
+        for (i = 0; i < RUNS; i++) {
+            pd[i] = pd_ping_pong();
+            raw[i] = raw_ping_pong_eventfd();
+            uv[i] = raw_ping_pong_msg_ring();
+        }
+        add_row("ping_pong", "round trips/s", "eventfd", median(pd, RUNS),
+                median(raw, RUNS), 0);
+        add_row("ping_pong", "round trips/s", "msg_ring", median(pd, RUNS),
+                median(uv, RUNS), 0);
+    }
     if (selected(argc, argv, "cancel_1k"))
         ab("cancel_1k", "ns per cancelled op", "liburing", pd_cancel_1k, raw_cancel_1k, 1);
     if (selected(argc, argv, "cancel"))
         ab("cancel", "ns per cancelled op", "liburing", pd_cancel, raw_cancel, 1);
+    if (selected(argc, argv, "cancel_storm")) {
+        ab("cancel_storm", "ns/cancel, 4 entries", "no_defer", storm4_defer,
+           storm4_nodefer, 1);
+        ab("cancel_storm", "ns/cancel, 256 entries", "no_defer", storm256_defer,
+           storm256_nodefer, 1);
+    }
     if (!selected(argc, argv, "memory"))
         goto out;
 

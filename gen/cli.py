@@ -5,6 +5,7 @@ line on stderr, FILE:LINE:COL: error: MESSAGE; the exit status is 1 if there
 was any error, and a spec in error writes no output file.
 """
 import argparse
+import errno
 import os
 import shlex
 import subprocess
@@ -12,7 +13,7 @@ import sys
 import tempfile
 
 from gen import loader, model, render, validate
-from gen.errors import Diagnostics, Pos, SpecError
+from gen.errors import Diagnostics, Pos, SpecError, one_line
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,9 +39,22 @@ def _args(argv):
 
 
 def _write_atomic(path, text):
-    """Writes through a temporary in the same directory, then renames."""
+    """Writes through a temporary in the same directory, then renames.
+
+    The temporary is created like any new file (mode 0666 less the umask),
+    not with mkstemp's 0600, so the result has the usual mode.
+    """
     d = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".pd-", suffix=".tmp")
+    base = os.path.basename(path)
+    for attempt in range(100):
+        tmp = os.path.join(d, f".{base}.{os.getpid()}.{attempt}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise FileExistsError(errno.EEXIST, "no free temporary name", tmp)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
@@ -101,6 +115,7 @@ def _load_all(paths, include_dirs, diags):
                         todo.append(found)
                     break
     validate.resolve_children(specs, diags)
+    validate.probe_names(specs, diags)
     return specs, named
 
 
@@ -135,12 +150,13 @@ def main(argv=None):
                 _write_atomic(os.path.join(args.out, m.name + ".dot"), text["dot"])
         return 1 if diags.errors else 0
     except OSError as e:
-        sys.stderr.write(f"python3 -m gen: error: {e.filename or ''}: {e.strerror}\n")
+        sys.stderr.write(f"python3 -m gen: error: {one_line(e.filename or '')}: "
+                         f"{e.strerror}\n")
         return 1
     except Exception as e:  # a generator bug must still not print a traceback
         where = Pos(args.specs[0], 1, 1)
         sys.stderr.write(f"{where}: error: internal generator error: "
-                         f"{type(e).__name__}: {e}\n")
+                         f"{type(e).__name__}: {one_line(e)}\n")
         return 1
 
 

@@ -1,4 +1,20 @@
-"""Diagnostics in the one format the generator speaks: FILE:LINE:COL: error: MSG."""
+"""Diagnostics in the one format the generator speaks: FILE:LINE:COL: error: MSG.
+
+A diagnostic is always one line: line breaks and other control characters in
+a file name or in spec text quoted by a message are shown escaped.
+"""
+import re
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def one_line(text):
+    """text with every control character written as a backslash escape."""
+    def esc(m):
+        c = m.group(0)
+        named = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+        return named.get(c) or (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}")
+    return _CONTROL.sub(esc, str(text))
 
 
 class Pos:
@@ -12,7 +28,7 @@ class Pos:
         self.col = col
 
     def __str__(self):
-        return f"{self.file}:{self.line}:{self.col}"
+        return f"{one_line(self.file)}:{self.line}:{self.col}"
 
 
 class SpecError(Exception):
@@ -24,7 +40,7 @@ class SpecError(Exception):
         self.message = message
 
     def __str__(self):
-        return f"{self.pos}: error: {self.message}"
+        return f"{self.pos}: error: {one_line(self.message)}"
 
 
 class Diagnostics:
@@ -38,7 +54,7 @@ class Diagnostics:
         self.errors.append(SpecError(pos, message))
 
     def warning(self, pos, message):
-        self.warnings.append((pos, f"{pos}: warning: {message}"))
+        self.warnings.append((pos, f"{pos}: warning: {one_line(message)}"))
 
     def files_in_error(self):
         return {e.pos.file for e in self.errors}

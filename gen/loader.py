@@ -3,16 +3,30 @@
 PyYAML's composer gives nodes with marks but silently keeps the last of two
 equal mapping keys; this loader reports them. Scalars stay strings: a spec's
 values are C text (`0`, `-1`, `O_RDONLY | O_CLOEXEC`), never YAML numbers.
+
+The loader bounds its own work before building anything: anchors, aliases
+and tags are refused while composing (an alias is never expanded, so a
+"billion laughs" spec costs no more than its size), nesting deeper than
+MAX_DEPTH is refused, and every PyYAML error becomes one diagnostic at the
+spec's FILE:LINE:COL with a hint for the usual YAML traps of C snippets.
 """
+import bisect
+import re
+
 import yaml
 
 from gen.errors import Pos, SpecError
+
+# Deeper than any sensible spec (the project's own go 6 levels deep); well
+# below what Python's recursion limit allows the composer and the loader.
+MAX_DEPTH = 64
 
 
 class Node:
     """A YAML node: `value` is a str, a list of Node, or a dict str -> Node."""
 
-    __slots__ = ("kind", "value", "pos", "style", "key_pos", "src_line", "indent")
+    __slots__ = ("kind", "value", "pos", "style", "key_pos", "src_line", "indent",
+                 "end", "_starts")
 
     def __init__(self, kind, value, pos, style=None):
         self.kind = kind          # "scalar", "seq" or "map"
@@ -22,16 +36,23 @@ class Node:
         self.key_pos = {}         # for maps: key -> Pos of the key
         self.src_line = None      # for block scalars: 1-based line of the text
         self.indent = 0           # for block scalars: the text's indentation
+        self.end = None           # for plain scalars: Pos just after the text
+        self._starts = None       # offsets where each line of value begins
 
     def line_of_text(self):
         """The 1-based spec line holding the first line of a scalar's text."""
         return self.src_line if self.src_line is not None else self.pos.line
 
     def pos_at(self, offset):
-        """The spec position of character `offset` of a scalar's text."""
-        before = self.value[:offset]
-        nl = before.count("\n")
-        col = offset - (before.rfind("\n") + 1)
+        """The spec position of character `offset` of a scalar's text.
+
+        Line starts are computed once per node, so that finding the positions
+        of many macros in one long snippet stays linear.
+        """
+        if self._starts is None:
+            self._starts = [0] + [m.end() for m in re.finditer("\n", self.value)]
+        nl = bisect.bisect_right(self._starts, offset) - 1
+        col = offset - self._starts[nl]
         if self.src_line is not None:
             return Pos(self.pos.file, self.src_line + nl, self.indent + col + 1)
         if nl:
@@ -45,6 +66,45 @@ class Node:
 
 def _pos(file, mark):
     return Pos(file, mark.line + 1, mark.column + 1)
+
+
+class _Loader(yaml.SafeLoader):
+    """A composer that refuses what would let a small spec do unbounded work.
+
+    The checks run on parser events, before the composer builds (or, for an
+    alias, would share) a node: no anchors, no aliases, no explicit tags, and
+    at most MAX_DEPTH levels of nesting.
+    """
+
+    def __init__(self, text, file):
+        super().__init__(text)
+        self.pd_file = file
+        self.pd_depth = 0
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        where = _pos(self.pd_file, event.start_mark)
+        if isinstance(event, yaml.AliasEvent):
+            raise SpecError(where, f"YAML alias '*{event.anchor}' is not allowed in a "
+                            "spec (anchors and aliases are refused); if this is C text, "
+                            "quote the value or use a block scalar (|)")
+        if getattr(event, "anchor", None) is not None:
+            raise SpecError(where, f"YAML anchor '&{event.anchor}' is not allowed in a "
+                            "spec (anchors and aliases are refused); if this is C text, "
+                            "quote the value or use a block scalar (|)")
+        tag = getattr(event, "tag", None)
+        if tag is not None:
+            raise SpecError(where, f"YAML tag '{tag}' is not allowed in a spec; if this "
+                            "is C text, quote the value or use a block scalar (|)")
+        if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            if self.pd_depth >= MAX_DEPTH:
+                raise SpecError(where, f"nesting deeper than {MAX_DEPTH} levels")
+            self.pd_depth += 1
+            try:
+                return super().compose_node(parent, index)
+            finally:
+                self.pd_depth -= 1
+        return super().compose_node(parent, index)
 
 
 def _block_text(lines, node):
@@ -64,6 +124,8 @@ def _convert(file, lines, node):
         n = Node("scalar", node.value, pos, node.style)
         if node.style in ("|", ">"):
             n.src_line, n.indent = _block_text(lines, node)
+        elif node.style is None:
+            n.end = _pos(file, node.end_mark)
         return n
     if isinstance(node, yaml.SequenceNode):
         return Node("seq", [_convert(file, lines, c) for c in node.value], pos)
@@ -83,22 +145,73 @@ def _convert(file, lines, node):
     raise SpecError(pos, "unsupported YAML node")
 
 
+# A value on a line that begins with a YAML indicator: anchor, alias or tag.
+_INDICATOR_VALUE = re.compile(r"(?:^|[:\-,\[{?])\s+([&*!])|^\s*([&*!])")
+# A value that begins with a quote and goes on after the closing quote.
+_QUOTED_THEN_MORE = re.compile(r"""(?:^|[:\-,\[{])\s+(["'])""")
+
+
+def _hint(e, lines):
+    """A short remedy for the YAML errors that C snippets typically cause."""
+    problem = e.problem or ""
+    context = e.context or ""
+    marks = [m for m in (e.context_mark, e.problem_mark) if m is not None]
+    text = " ".join(lines[m.line] for m in marks if m.line < len(lines))
+    if "mapping values are not allowed" in problem:
+        return ("a ': ' inside a plain value starts a mapping: quote the value or use "
+                "a block scalar (|)")
+    if any(w in context for w in ("anchor", "alias", "tag")) or _INDICATOR_VALUE.search(text):
+        return ("'&', '*' or '!' at the start of a value begins a YAML anchor, alias or "
+                "tag: quote the value or use a block scalar (|)")
+    if "cannot start any token" in problem:
+        if "'\\t'" in problem:
+            return "indent with spaces: YAML does not allow tabs there"
+        return "'@', '`' and '%' cannot start a plain value: quote the value"
+    if "quoted scalar" in context:
+        return ("a quoted value must end at its closing quote; for C text that starts "
+                "with a quote, quote the whole value ('\"bye\\n\"')")
+    if "found '<scalar>'" in problem and _QUOTED_THEN_MORE.search(text):
+        return ("text follows a closing quote: quote the whole value ('\"bye\\n\"' for a "
+                "C string literal) or use a block scalar (|)")
+    return None
+
+
+def _reader_pos(file, text, position):
+    """The FILE:LINE:COL of character `position` of text."""
+    before = text[:position]
+    line = before.count("\n") + 1
+    return Pos(file, line, position - (before.rfind("\n") + 1) + 1)
+
+
 def load(file, text):
     """Parses one spec; raises SpecError for malformed YAML or duplicate keys."""
+    lines = text.splitlines()
+    loader = None
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        loader = _Loader(text, file)
+        root = loader.get_single_node()
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         problem = e.problem or e.context or "malformed YAML"
         pos = _pos(file, mark) if mark else Pos(file, 1, 1)
-        raise SpecError(pos, f"malformed YAML: {problem}") from None
+        hint = _hint(e, lines)
+        raise SpecError(pos, f"malformed YAML: {problem}"
+                        + (f" ({hint})" if hint else "")) from None
+    except yaml.reader.ReaderError as e:
+        what = f"#x{e.character:04x}" if isinstance(e.character, int) else repr(e.character)
+        raise SpecError(_reader_pos(file, text, e.position),
+                        f"malformed YAML: character {what} is not allowed in YAML "
+                        "(write it as an escape in C)") from None
     except yaml.YAMLError as e:
-        raise SpecError(Pos(file, 1, 1), f"malformed YAML: {e}") from None
+        raise SpecError(Pos(file, 1, 1), f"malformed YAML: {type(e).__name__}") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
     if root is None:
         raise SpecError(Pos(file, 1, 1), "empty spec: expected a mapping with 'future' and 'states'")
     if not isinstance(root, yaml.MappingNode):
         raise SpecError(_pos(file, root.start_mark), "a spec must be a mapping")
-    return _convert(file, text.splitlines(), root)
+    return _convert(file, lines, root)
 
 
 def load_file(path):

@@ -7,6 +7,8 @@ templates only arrange it.
 import os
 import re
 
+from gen.ops import OPS
+
 
 class BranchModel:
     def __init__(self, si, bi, b):
@@ -25,13 +27,13 @@ class BranchModel:
             # Multishot requests and provided buffers take an extended slot
             # (pd__mop) and its family of runtime helpers.
             self.fam = "mop" if b.multishot or b.group is not None else "op"
-            self.storage.append((f"pd__{self.fam}", self.slot, ""))
+            self.storage.append((f"pd__{self.fam}", self.slot, "", None))
             # Where then's cqe_flags come from: the slot, or the popped completion.
             self.cflags = "pd__c.flags" if self.fam == "mop" else f"self->{self.slot}.cflags"
             self.needs_ts = b.op.name == "timeout" or b.timeout is not None
             self.ts = f"{tag}_ts"
             if self.needs_ts:
-                self.storage.append(("struct __kernel_timespec", self.ts, ""))
+                self.storage.append(("struct __kernel_timespec", self.ts, "", None))
             # A close reaped while quiescing (its then never ran) has still
             # released its fd: forget it, so that drop code cannot close the
             # same number again. Possible when the fd is a member.
@@ -50,7 +52,9 @@ class BranchModel:
                 fd, flags = self.args[0], self.args[3]
                 self.args = [fd, b.group, flags, "1" if b.multishot else "0"]
             elif b.multishot:
+                # One request, many completions: no per-completion out-arguments.
                 self.prep = f"{self.op}_ms"
+                self.args = self.args[:2]
         else:
             child = b.child
             self.child = child.name
@@ -58,8 +62,8 @@ class BranchModel:
             self.child_args = b.child_args
             self.cs = f"{tag}_cs"
             self.out = f"{tag}_out"
-            self.storage.append(("uint8_t", self.cs, ""))
-            self.storage.append((f"{child.child}_out", self.out, ""))
+            self.storage.append(("uint8_t", self.cs, "", None))
+            self.storage.append((f"{child.child}_out", self.out, "", None))
 
 
 class StateModel:
@@ -73,16 +77,19 @@ class StateModel:
         self.code = st.code
         self.when = st.when
         self.next = st.next
+        self.jumps, self.macros = _jumps(st)
         self.locals = [VarModel(v) for v in st.locals]
         self.branches = [BranchModel(si, bi, b) for bi, b in enumerate(st.branches)]
         self.ops = [b for b in self.branches if b.kind == "io"]
         self.children = [b for b in self.branches if b.kind == "await"]
         self.multishot = st.kind == "io" and self.branches[0].multishot
         # What this state overlaps with the others: its locals and the
-        # op slots and child bookkeeping of its branches.
-        self.storage = [(v.decl_type, v.name, v.array) for v in self.locals]
+        # op slots and child bookkeeping of its branches, as (type, name,
+        # array suffix, where in the spec or None).
+        self.storage = [(v.decl_type, v.name, v.array, v.where) for v in self.locals]
         for b in self.branches:
             self.storage.extend(b.storage)
+        self.storage_decls = [(w, f"{t} {n}{a};") for t, n, a, w in self.storage]
 
 
 class VarModel:
@@ -92,10 +99,12 @@ class VarModel:
         self.child = v.child
         self.array = v.array
         self.decl_type = v.child or v.ctype
+        self.where = v.where
 
     def decl(self):
         sep = "" if self.decl_type.endswith("*") else " "
         return f"{self.decl_type}{sep}{self.name}{self.array}"
+
 
 
 class FutureModel:
@@ -104,11 +113,26 @@ class FutureModel:
         self.spec_path = spec_path
         self.doc = spec.doc
         self.output = spec.output
+        self.output_where = spec.output_where
         self.includes = spec.includes
         self.params = [VarModel(v) for v in spec.params]
+        # Declarations built from type: strings carry their place in the
+        # spec, for #line (render.decls and render.at).
+        self.param_list = "".join(", " + v.decl() for v in self.params)
+        self.params_where = self.params[0].where if self.params else None
+        # The generated functions' own parameters in the header: the usual
+        # names, unless a param of the spec has taken them.
+        taken = {v.name for v in spec.params}
+        self.rt_name = "pd__rt" if "rt" in taken else "rt"
+        self.out_name = "pd__out" if "out" in taken else "out"
+        self.target_name = "pd__target" if "target" in taken else "target"
         self.fields = [VarModel(v) for v in spec.fields]
+        self.members = [(v.where, v.decl() + "; /* param */") for v in self.params] + \
+            [(v.where, v.decl() + (";  /* child future */" if v.child else ";"))
+             for v in self.fields]
         self.drop = spec.drop
         self.has_teardown = bool(spec.teardown)
+        self.send = spec.send
         states = spec.all_states()
         self.states = [StateModel(spec, st, si) for si, st in enumerate(states)]
         self.run_states = [s for s in self.states if s.phase == "run"]
@@ -120,10 +144,35 @@ class FutureModel:
         self.buf_fields = [v for v in self.fields if v.decl_type == "pd_buf"]
         children = {v.child for v in spec.members() if v.child}
         self.child_headers = sorted(f'"{c}.h"' for c in children)
+        # What the constants usual in the ops' arguments need (POLLIN...).
+        self.op_headers = sorted({h for s in self.states for b in s.ops
+                                  for h in OPS[b.op].headers})
         self.h_name = f"{spec.name}.h"
+        self.h_path = os.path.join(out_dir, self.h_name)
         self.out_dir = out_dir
         self.c_name = os.path.join(out_dir, f"{spec.name}.c")
-        self.guard = f"POLLDROP_GEN_{spec.name.upper()}_H"
+        # Case is kept: futures kid and Kid must not share a guard.
+        self.guard = f"POLLDROP_GEN_{spec.name}_H"
+
+
+def _jumps(st):
+    """What a state's code does to control, for diagrams: the (macro, target)
+    of each GOTO and YIELD in its code and its branches' thens, once each in
+    order, and the set of macros the code calls."""
+    from gen.validate import MACRO, MACRO_ARG, strip_c
+
+    jumps, macros = [], set()
+    for snip in [st.code] + [b.then for b in st.branches]:
+        if snip is None:
+            continue
+        clean = strip_c(snip.text)
+        for m in MACRO.finditer(clean):
+            macros.add(m.group(1))
+            am = MACRO_ARG.match(clean, m.end()) if m.group(2) else None
+            if m.group(1) in ("GOTO", "YIELD") and am and \
+                    (m.group(1), am.group(1)) not in jumps:
+                jumps.append((m.group(1), am.group(1)))
+    return jumps, macros
 
 
 def build(spec, spec_path, out_dir):

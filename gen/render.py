@@ -6,9 +6,11 @@ a snippet at the spec's file and line; the directive that returns to the
 generated file is numbered after rendering, when its line is known.
 """
 import os
+import re
 
 import jinja2
 
+from gen.errors import one_line
 from gen.validate import Snippet
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -17,8 +19,22 @@ RESTORE = "#line @@PD_RESTORE@@"
 
 
 def c_string(s):
-    """A C string literal's body for s."""
-    return s.replace("\\", "\\\\").replace('"', '\\"')
+    """A C string literal's body for s, for #line directives and messages.
+
+    Control characters become octal escapes, and a `?` after a `?` is
+    escaped so that no trigraph can form (gcc warns under -Wall).
+    """
+    def esc(m):
+        c = m.group(0)
+        if c in '\\"':
+            return "\\" + c
+        if c == "?":
+            return "\\?"
+        return "".join(f"\\{b:03o}" for b in c.encode("utf-8"))
+    return _C_STRING_ESC.sub(esc, s)
+
+
+_C_STRING_ESC = re.compile(r'[\\"\x00-\x1f\x7f]|(?<=\?)\?')
 
 
 def _line(s):
@@ -77,9 +93,54 @@ def call_args(args, indent):
     return ",\n" + "\n".join(lines) + tail
 
 
+def at(where, text, indent=0):
+    """Generated text that stands for spec text (a typedef of output:, a
+    prototype with the params' types) under a #line pointing at the spec,
+    so that the compiler reports a bad type there. Lines of its own."""
+    if where is None:
+        return " " * indent + text
+    return f"{_line(where)}\n{' ' * indent}{text}\n{RESTORE}"
+
+
+def decls(items, indent=0):
+    """Declarations as (where, text) pairs, one per line: those built from
+    spec text are fenced by #line, one directive for a run of consecutive
+    spec lines; `where` None marks generated ones. Lines of their own."""
+    pad = " " * indent
+    out, last = [], None
+    for where, text in items:
+        if where is None:
+            if last is not None:
+                out.append(RESTORE)
+            last = None
+        elif last is None or (where.file, where.line) != (last.file, last.line + 1):
+            out.append(_line(where))
+            last = where
+        else:
+            last = where
+        out.append(pad + text)
+    if last is not None:
+        out.append(RESTORE)
+    return "\n".join(out)
+
+
 def comment(s):
-    """Text safe inside a /* */ comment, continuation lines prefixed."""
-    return s.replace("*/", "* /").replace("\n", "\n * ")
+    """Text safe inside a /* */ comment, continuation lines prefixed.
+
+    A space goes between the characters of every `/*`, `*/` and `??`, so
+    that spec text can neither end the comment nor warn under -Wcomment or
+    -Wtrigraphs; other line breaks and control characters are escaped.
+    """
+    s = _COMMENT_BREAK.sub(" ", s)
+    return "\n * ".join(one_line(l) for l in s.split("\n"))
+
+
+def comment_line(s):
+    """One-line text (a file name) safe inside a /* */ or // comment."""
+    return comment(one_line(s))
+
+
+_COMMENT_BREAK = re.compile(r"(?<=/)(?=\*)|(?<=\*)(?=/)|(?<=\?)(?=\?)")
 
 
 def _env():
@@ -91,8 +152,8 @@ def _env():
         undefined=jinja2.StrictUndefined,
         autoescape=False,
     )
-    env.filters.update(snip=snip, expr=expr, call_args=call_args,
-                       comment=comment, cstr=c_string)
+    env.filters.update(snip=snip, expr=expr, call_args=call_args, at=at, decls=decls,
+                       comment=comment, comment_line=comment_line, cstr=c_string)
     return env
 
 
@@ -119,7 +180,7 @@ def _number_lines(text, c_name):
 def render(model):
     """Returns {"h": ..., "c": ..., "dot": ...} for one future."""
     e = env()
-    h = e.get_template("future.h.j2").render(f=model)
+    h = _number_lines(e.get_template("future.h.j2").render(f=model), model.h_path)
     c = e.get_template("future.c.j2").render(f=model)
     dot = e.get_template("future.dot.j2").render(f=model)
     return {"h": h, "c": _number_lines(c, model.c_name), "dot": dot}

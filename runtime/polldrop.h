@@ -1,12 +1,21 @@
 /*
  * polldrop: asynchronous destructors for C, over io_uring.
  *
- * This is the public runtime API (DESIGN.md section 4). Generated futures
- * include this header; users need `-I runtime -I build/gen` and
- * `build/libpolldrop.a` plus liburing.
+ * This is the public runtime API (docs/design.md section 4). Generated futures
+ * include this header as "polldrop.h": in the source tree that takes
+ * `-I runtime -I build/gen` and `build/libpolldrop.a` plus liburing; once
+ * installed, `pkg-config --cflags --libs polldrop` gives both.
  *
  * Conventions, as in liburing: functions return 0 (or a count) on success
  * and -errno on failure; errno is never set.
+ *
+ * Threads: a runtime belongs to the thread that created it. Only that
+ * thread may call the functions below on it, on its tasks, and on the
+ * futures its tasks run -- except pd_runtime_wake, pd_shutdown_remote,
+ * pd_shutdown_remote_deadline and a generated F_spawn_on, which any thread
+ * may call on any runtime that outlives the call. Several runtimes in
+ * several threads work side by side: the runtime keeps no process-wide
+ * state but the trace hook (see pd_set_trace), and generated code none.
  */
 #ifndef POLLDROP_H
 #define POLLDROP_H
@@ -44,7 +53,12 @@ typedef struct pd_dyn {
 
 /* Runtime configuration; pass NULL to pd_runtime_new for the defaults. */
 typedef struct pd_config {
-    unsigned entries; /* submission queue size; 0 means 256 */
+    /*
+     * Submission queue size: 0 means 256; otherwise at least 2 (an op with
+     * a linked timeout takes two entries at once), or pd_runtime_new fails
+     * with -EINVAL. The kernel rounds it up to a power of two.
+     */
+    unsigned entries;
     unsigned flags;   /* PD_CONFIG_* */
 } pd_config;
 
@@ -69,14 +83,16 @@ typedef struct pd_stats {
     uint64_t polls;             /* task polls (poll or poll_drop) */
     uint64_t enter_calls;       /* submit/wait calls into liburing */
     uint64_t ring_flags;        /* IORING_SETUP_* flags the ring was made with */
+    uint64_t tasks_forced;      /* tasks whose teardown a shutdown deadline cut short */
     uint64_t cqe_overflow;      /* multishot completions stored out of line
                                    (one allocation each; see docs/api.md) */
 } pd_stats;
 
 /*
  * Creates a runtime with its own io_uring. cfg may be NULL. Returns 0 and
- * stores the runtime in *rt, or -errno (for example -ENOSYS or -EPERM when
- * io_uring is unavailable on this machine).
+ * stores the runtime in *rt, or -errno: -EINVAL for cfg->entries 1 (or
+ * more than the kernel allows), -ENOSYS or -EPERM when io_uring is
+ * unavailable on this machine.
  */
 int pd_runtime_new(pd_runtime **rt, const pd_config *cfg);
 
@@ -115,6 +131,48 @@ int pd_run_once(pd_runtime *rt, int wait);
  * shutdown is in progress are cancelled at once. Returns 0 or -errno.
  */
 int pd_shutdown(pd_runtime *rt);
+
+/*
+ * Like pd_shutdown, but a task still being async-dropped ms milliseconds
+ * after the call is forced: the ops it has in flight are cancelled and
+ * their completions still awaited, its remaining teardown states are
+ * skipped, and its drop code runs. So a peer that stops reading cannot hold
+ * the shutdown forever, and no buffer is released while the kernel owns it.
+ * Forcing reaches the children the task is destroying, allocates nothing,
+ * and destroys every future exactly once; each forced task is counted in
+ * pd_stats.tasks_forced. Tasks started after the deadline passed, while the
+ * shutdown is still in progress, are forced at once. ms == 0 forces every
+ * task at once (quiesce, then drop code: no teardown). When several
+ * deadlines are set, the earliest holds; it is forgotten once no live task
+ * is left. Called from inside a task's poll it only arms the deadline and
+ * cancels, like pd_shutdown. Returns 0, -EINVAL if ms < 0, or -errno.
+ */
+int pd_shutdown_deadline(pd_runtime *rt, long long ms);
+
+/*
+ * Cross-runtime calls: safe from any thread, including threads that run no
+ * runtime; target must stay alive until the call returns. They allocate
+ * nothing and never block. Not async-signal-safe.
+ *
+ * pd_runtime_wake makes target's next (or current) blocking wait return,
+ * so that its pd_run_once returns and it looks at what was sent to it.
+ * Wakes sent before the target looked are merged into one.
+ */
+int pd_runtime_wake(pd_runtime *target);
+
+/*
+ * Asks target to begin pd_shutdown at its next turn: every live task is
+ * cancelled (tasks sent by F_spawn_on before the call included), and the
+ * target's pd_run returns once all are async-dropped.
+ */
+int pd_shutdown_remote(pd_runtime *target);
+
+/*
+ * pd_shutdown_remote with a deadline ms milliseconds after this call, as
+ * pd_shutdown_deadline has: what is still being async-dropped then is
+ * forced. The earliest of several deadlines holds. -EINVAL if ms < 0.
+ */
+int pd_shutdown_remote_deadline(pd_runtime *target, long long ms);
 
 /*
  * Allocates a task with inline storage for a future of type vt; stores the
@@ -215,6 +273,11 @@ extern const pd_vtable pd_drop_async_vtable;
  * trace function, if any: when they are initialised, when their teardown
  * begins (async drop only) and when their drop code runs. One process-wide
  * hook; pass NULL to remove it. Cheap when unset: a single test per event.
+ *
+ * The hook is the one process-wide state of the runtime: install or remove
+ * it while no other thread runs a runtime or initialises a future. With
+ * several runtime threads the installed fn is called from all of them (and
+ * F_spawn_on's caller traces the INIT), so it must be thread-safe.
  */
 typedef enum {
     PD_TRACE_INIT = 0,

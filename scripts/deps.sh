@@ -1,7 +1,8 @@
 #!/bin/sh
 # Checks for what polldrop builds with and installs the missing Debian
 # packages (as root, or through sudo), or prints the exact command to run.
-# Usage: scripts/deps.sh [bench]   ("bench" also wants libuv for baselines)
+# Usage: scripts/deps.sh [bench|diagrams]   ("bench" also wants libuv for
+# the baselines, "diagrams" Graphviz's dot)
 set -u
 python=${PYTHON:-python3}
 need=""
@@ -17,11 +18,16 @@ else
     need="$need liburing-dev check"
     [ "${1:-}" = bench ] && need="$need libuv1-dev"
 fi
-# The generator runs on Debian's python3 when the one on PATH lacks the modules.
-if ! "$python" -c 'import yaml, jinja2' >/dev/null 2>&1 &&
-   ! /usr/bin/python3 -c 'import yaml, jinja2' >/dev/null 2>&1; then
+# The generator (and the schema test) run on Debian's python3 when the one
+# on PATH lacks the modules.
+if ! "$python" -c 'import yaml, jinja2, jsonschema' >/dev/null 2>&1 &&
+   ! /usr/bin/python3 -c 'import yaml, jinja2, jsonschema' >/dev/null 2>&1; then
     /usr/bin/python3 -c 'import yaml' >/dev/null 2>&1 || need="$need python3-yaml"
     /usr/bin/python3 -c 'import jinja2' >/dev/null 2>&1 || need="$need python3-jinja2"
+    /usr/bin/python3 -c 'import jsonschema' >/dev/null 2>&1 || need="$need python3-jsonschema"
+fi
+if [ "${1:-}" = diagrams ]; then
+    command -v dot >/dev/null 2>&1 || need="$need graphviz"
 fi
 command -v cc >/dev/null 2>&1 || need="$need gcc"
 command -v make >/dev/null 2>&1 || need="$need make"

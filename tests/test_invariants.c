@@ -1,5 +1,5 @@
 /*
- * One suite per invariant of DESIGN.md section 5. The cancel-at-every-point
+ * One suite per invariant of docs/design.md section 5. The cancel-at-every-point
  * harness (test_specs.c) checks them all on every spec; these suites pin
  * each one down on the path where it is easiest to break.
  */

@@ -10,6 +10,7 @@
 #include "nops.h"
 #include "pipe_read.h"
 #include "quitter.h"
+#include "read_deadline.h"
 #include "testutil.h"
 
 START_TEST(runtime_new_and_free)
@@ -331,6 +332,88 @@ START_TEST(finished_task_still_queued_at_free_is_not_leaked)
 }
 END_TEST
 
+START_TEST(one_entry_ring_is_einval)
+{
+    pd_runtime *rt = (pd_runtime *)1;
+    pd_config cfg = { .entries = 1, .flags = 0 };
+
+    /* A linked timeout needs two entries at once: it could never go in. */
+    ck_assert_int_eq(pd_runtime_new(&rt, &cfg), -EINVAL);
+    ck_assert_ptr_null(rt);
+    cfg.flags = PD_CONFIG_NO_DEFER_TASKRUN;
+    ck_assert_int_eq(pd_runtime_new(&rt, &cfg), -EINVAL);
+    ck_assert_ptr_null(rt);
+}
+END_TEST
+
+/*
+ * The smallest rings run everything: ops with linked timeouts (two entries
+ * each), with many more of them than entries, some expiring, some
+ * completing, the rest cancelled by pd_task_cancel or pd_shutdown. Loop i
+ * picks the size (2 or 4 entries) and the ring flags.
+ */
+#define SMALL_TASKS 24
+
+START_TEST(small_rings_run_timeouts_and_cancels)
+{
+    pd_config cfg = { .entries = 2u << (_i / 2),
+                      .flags = (_i & 1) ? PD_CONFIG_NO_DEFER_TASKRUN : 0 };
+    pd_runtime *rt = NULL;
+    pd_task *t[SMALL_TASKS];
+    char buf[SMALL_TASKS][4];
+    ssize_t out = 0;
+    int p[2], i, left;
+    pd_stats s;
+
+    ck_assert_int_eq(pd_runtime_new(&rt, &cfg), 0);
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+    /* Alone on the ring: the deadline passes. */
+    ck_assert_int_eq(read_deadline_block_on(rt, p[0], buf[0], 4, 1, &out), 0);
+    ck_assert_int_eq(out, -ETIMEDOUT);
+    /* A third have a 1 ms deadline, a third's worth of bytes arrive, the
+       rest are cancelled: half by pd_task_cancel, half by pd_shutdown. */
+    for (i = 0; i < SMALL_TASKS; i++)
+        t[i] = read_deadline_spawn(rt, p[0], buf[i], 1, i % 3 == 0 ? 1 : 60000);
+    ck_assert_int_ge(pd_run_once(rt, 0), 0);
+    pd_runtime_stats(rt, &s);
+    ck_assert_uint_eq(s.inflight_ops, SMALL_TASKS);
+    pd_test_write(p[1], "12345678", SMALL_TASKS / 3);
+    /* Turn until every short deadline has passed (bounded: no hang). */
+    for (i = 0, left = SMALL_TASKS; left > 0 && i < 100000; i++) {
+        int k;
+
+        ck_assert_int_ge(pd_run_once(rt, 0), 0);
+        for (k = 0, left = 0; k < SMALL_TASKS; k += 3)
+            left += pd_task_state(t[k]) != PD_TASK_DONE;
+        usleep(100);
+    }
+    ck_assert_int_eq(left, 0);
+    for (i = 1; i < SMALL_TASKS; i += 3)
+        pd_task_cancel(t[i]);
+    ck_assert_int_ge(pd_run_once(rt, 0), 0);
+    ck_assert_int_eq(pd_shutdown(rt), 0);
+    for (i = 0; i < SMALL_TASKS; i++) {
+        ssize_t r = pd_task_output(t[i]) ? *(const ssize_t *)pd_task_output(t[i]) : 0;
+
+        /* The bytes went to whichever readers the pipe woke first. */
+        if (i % 3 == 0)
+            ck_assert_msg(r == -ETIMEDOUT || r == 1, "task %d: %zd", i, r);
+        else if (pd_task_state(t[i]) == PD_TASK_DONE)
+            ck_assert_int_eq(r, 1);
+        else
+            ck_assert_int_eq(pd_task_state(t[i]), PD_TASK_CANCELLED);
+        pd_task_release(t[i]);
+    }
+    pd_runtime_stats(rt, &s);
+    ck_assert_uint_eq(s.inflight_ops, 0);
+    ck_assert_uint_eq(s.live_tasks, 0);
+    ck_assert_uint_ge(s.cancels_submitted, SMALL_TASKS / 3);
+    close(p[0]);
+    close(p[1]);
+    pd_runtime_free(rt);
+}
+END_TEST
+
 Suite *pd_suite_runtime(void)
 {
     Suite *s = suite_create("runtime");
@@ -351,6 +434,8 @@ Suite *pd_suite_runtime(void)
     tcase_add_test(tc, free_sync_drops_live_tasks);
     tcase_add_test(tc, spawn_during_shutdown_is_cancelled);
     tcase_add_test(tc, finished_task_still_queued_at_free_is_not_leaked);
+    tcase_add_test(tc, one_entry_ring_is_einval);
+    tcase_add_loop_test(tc, small_rings_run_timeouts_and_cancels, 0, 4);
     suite_add_tcase(s, tc);
     return s;
 }

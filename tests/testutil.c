@@ -1,7 +1,6 @@
 #include "testutil.h"
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <fcntl.h>
@@ -9,58 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-volatile long pd_test_allocs;
-
-void *__real_malloc(size_t n);
-void *__real_calloc(size_t n, size_t m);
-void *__real_realloc(void *p, size_t n);
-int __real_posix_memalign(void **p, size_t a, size_t n);
-void *__real_aligned_alloc(size_t a, size_t n);
-
-void *__wrap_malloc(size_t n)
-{
-    pd_test_allocs++;
-    return __real_malloc(n);
-}
-
-void *__wrap_calloc(size_t n, size_t m)
-{
-    pd_test_allocs++;
-    return __real_calloc(n, m);
-}
-
-void *__wrap_realloc(void *p, size_t n)
-{
-    pd_test_allocs++;
-    return __real_realloc(p, n);
-}
-
-int __wrap_posix_memalign(void **p, size_t a, size_t n)
-{
-    pd_test_allocs++;
-    return __real_posix_memalign(p, a, n);
-}
-
-void *__wrap_aligned_alloc(size_t a, size_t n)
-{
-    pd_test_allocs++;
-    return __real_aligned_alloc(a, n);
-}
-
-int pd_test_fd_count(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    struct dirent *e;
-    int n = 0;
-
-    ck_assert_ptr_nonnull(d);
-    while ((e = readdir(d)) != NULL)
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n - 1; /* the directory's own descriptor */
-}
 
 int pd_test_uring_ok(int *why)
 {

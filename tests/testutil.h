@@ -8,6 +8,7 @@
 #include <check.h>
 #include <stddef.h>
 
+#include "harness.h"
 #include "polldrop.h"
 
 /*
@@ -22,11 +23,14 @@
             ck_abort_msg("%s:%d: check failed: %s", __FILE__, __LINE__, #expr); \
     } while (0)
 
-/* Allocations made through malloc/calloc/realloc/posix_memalign by our code. */
-extern volatile long pd_test_allocs;
+/*
+ * Allocations made by the whole process so far (the harness library counts
+ * them: see runtime/harness_alloc.c). Read it twice and subtract.
+ */
+#define pd_test_allocs (pd_harness_allocs())
 
 /* Open descriptors of this process (entries of /proc/self/fd). */
-int pd_test_fd_count(void);
+#define pd_test_fd_count() (pd_harness_fd_count())
 
 /* 1 if io_uring works here; otherwise why not in *why (an -errno). */
 int pd_test_uring_ok(int *why);
@@ -112,6 +116,9 @@ Suite *pd_suite_locals(void);
 Suite *pd_suite_timeout_ms(void);
 Suite *pd_suite_yield(void);
 Suite *pd_suite_echo(void);
+Suite *pd_suite_openat2(void);
+Suite *pd_suite_shutdown_deadline(void);
+Suite *pd_suite_threads(void);
 Suite *pd_suite_multishot(void);
 Suite *pd_suite_inv_kernel_owns(void);
 Suite *pd_suite_inv_exactly_once(void);
@@ -120,5 +127,6 @@ Suite *pd_suite_inv_no_alloc(void);
 Suite *pd_suite_inv_no_fd_leak(void);
 Suite *pd_suite_inv_order(void);
 Suite *pd_suite_inv_cancelled(void);
+Suite *pd_suite_io_ops(void);
 
 #endif

@@ -1,0 +1,103 @@
+/*
+ * polldrop's cancel-at-every-suspension-point harness, for Check suites.
+ *
+ * Given a way to build a future, pd_harness_run drives it to its k-th
+ * suspension (k = 0, 1, 2, ... until the future completes before reaching
+ * k) and destroys it there by every path a program can take: async drop,
+ * sync drop, async drop interrupted by a sync drop after j polls, async
+ * drop interrupted by pd_runtime_free after j polls, async drop forced by
+ * a shutdown deadline after j polls, and pd_runtime_free on the live task,
+ * with the requests of the last suspension in each state the kernel can
+ * hold them in. After every destruction (once the task
+ * is released and its runtime freed) it checks the invariants of
+ * docs/design.md section 5 and fails the current Check test with a message
+ * that names the future, the suspension point and the path. docs/harness.md
+ * says what each check proves and how to write a case.
+ *
+ * Link with libpolldrop_harness.a (pkg-config polldrop-harness). The library
+ * counts every allocation of the process: it defines malloc and friends,
+ * forwarding them to the allocator that would otherwise have served them.
+ */
+#ifndef PD_HARNESS_H
+#define PD_HARNESS_H
+
+#include "polldrop.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct pd_harness_case {
+    /* The future's name, as its vtable and its trace events spell it. */
+    const char *future;
+    const pd_vtable *vt;
+    /* Non-zero if the spec has teardown states (run on async drops only). */
+    int has_teardown;
+    /* Passed to every hook below. */
+    void *ctx;
+    /* Makes the fixture (files, pipes, sockets); runs before fds are counted. */
+    void (*setup)(void *ctx);
+    /* Initialises the future in self (vt->size bytes, suitably aligned). */
+    void (*init)(void *self, void *ctx);
+    /*
+     * Optional: feeds or drains the fixture at one of the PD_HARNESS_*
+     * moments below. It runs while allocations are counted, so it must not
+     * allocate (no ck_assert_*: Check allocates on success too).
+     */
+    void (*progress)(void *ctx, int when);
+    /*
+     * Optional: runs after the destruction was checked, with a copy of the
+     * output if the future completed (NULL otherwise). ck_assert_* is fine.
+     */
+    void (*after)(void *ctx, const void *out);
+    /* Undoes setup: closes and unlinks what it made. */
+    void (*cleanup)(void *ctx);
+} pd_harness_case;
+
+/* The moments at which progress is called. */
+enum {
+    PD_HARNESS_RUN_SUSPENDED = 0,  /* the run phase just suspended */
+    PD_HARNESS_DROP_SUSPENDED = 1, /* the async drop just suspended */
+    PD_HARNESS_WAITING = 2,        /* about to block for a completion */
+};
+
+/*
+ * Filled by pd_harness_run. Fields may be added at the end in later
+ * versions: leave it uninitialised, or initialise it by name, not by
+ * position.
+ */
+typedef struct pd_harness_stats {
+    int points; /* suspension points of the run phase */
+    int runs;   /* destructions checked */
+    /*
+     * Destructions that began with the last suspension's requests in each
+     * kernel state (docs/harness.md): in flight (the runtime's count, after
+     * the turn's submission), queued but not yet submitted, and completed
+     * by the kernel but not yet reaped. A fixture that never leaves a
+     * request in flight shows 0 in the first and the last.
+     */
+    int in_flight, queued, completed;
+} pd_harness_stats;
+
+/*
+ * Runs every destruction of c at every suspension point, failing the
+ * current Check test on the first breach. Must run in a Check test (fork
+ * mode or not). Fills *st.
+ */
+void pd_harness_run(const pd_harness_case *c, pd_harness_stats *st);
+
+/*
+ * Allocation calls (malloc, calloc, realloc, posix_memalign, aligned_alloc,
+ * memalign, valloc, pvalloc, and what libc builds on them, such as strdup)
+ * made by the process so far. Take the difference of two readings.
+ */
+long pd_harness_allocs(void);
+
+/* Open file descriptors of the process; allocates nothing. */
+int pd_harness_fd_count(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PD_HARNESS_H */

@@ -1,0 +1,279 @@
+"""The product outside its repository.
+
+The README's example, extracted from README.md and built with the README's
+own commands, in the tree and against an install; `make install` in its
+PREFIX form (from a fresh clone of the repository) and its DESTDIR form;
+`make uninstall` removing exactly what was installed; and polldrop-gen run
+from elsewhere. Builds against an install see nothing of the repository:
+only PATH and the pkg-config variables point into the install.
+"""
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+import unittest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run(test, cmd, cwd=None, env=None, stdin=None, shell=False):
+    """Runs cmd; fails test with its output unless it exits 0. Returns stdout."""
+    r = subprocess.run(cmd, cwd=cwd, env=env, shell=shell, text=True,
+                       stdin=stdin if stdin is not None else subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=600)
+    test.assertEqual(r.returncode, 0, f"{cmd} failed:\n{r.stdout}\n{r.stderr}")
+    return r.stdout
+
+
+def readme():
+    """The README's app.c and its two build commands (in the tree, installed)."""
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        text = f.read()
+    blocks = re.findall(r"^```(\w*)\n(.*?)^```", text, re.S | re.M)
+    apps = [b for lang, b in blocks if lang == "c" and b.startswith("/* app.c")]
+    cmds = [line for lang, b in blocks if lang == "sh"
+            for line in b.splitlines() if line.startswith("cc app.c")]
+    return apps, cmds
+
+
+def make_env():
+    """The environment for a make of its own (not the jobserver of ours)."""
+    return {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS")}
+
+
+def readme_app(test, cwd, cmd, env=None):
+    """Writes the README's app.c into cwd, builds it with cmd as the README
+    writes it, and runs it on a file of 12 bytes."""
+    apps, _ = readme()
+    with open(os.path.join(cwd, "app.c"), "w") as f:
+        f.write(apps[0])
+    run(test, cmd, cwd=cwd, env=env, shell=True)
+    data = os.path.join(cwd, "data.txt")
+    with open(data, "w") as f:
+        f.write("twelve bytes")
+    # stdin is a pipe nobody writes to: only the cancel can end that read.
+    p = subprocess.Popen([os.path.join(cwd, "app"), data], cwd=cwd, env=env,
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    out, err = p.communicate(timeout=60)
+    test.assertEqual(p.returncode, 0, err)
+    test.assertEqual(out, f"read 12 bytes of {data}\nstdin read cancelled\n")
+
+
+def installed_env(prefix, sysroot=None):
+    """An environment that reaches polldrop only through the install."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PKG_CONFIG", "PYTHON", "POLLDROP", "MAKE", "MFLAGS"))}
+    env["PATH"] = os.path.join(prefix, "bin") + os.pathsep + os.environ.get("PATH", "")
+    env["PKG_CONFIG_PATH"] = os.path.join(prefix, "lib", "pkgconfig")
+    env["POLLDROP_INCLUDE"] = os.path.join(prefix, "share", "polldrop", "specs")
+    if sysroot:
+        env["PKG_CONFIG_SYSROOT_DIR"] = sysroot
+    return env
+
+
+def outside(test, where, env):
+    """Copies examples/outside to where, builds it (its default goal) and
+    runs its make test with env; then checks polldrop.mk's dependencies and
+    that a C error in a snippet is reported at the spec's line."""
+    dst = os.path.join(where, "outside")
+    shutil.copytree(os.path.join(ROOT, "examples", "outside"), dst,
+                    ignore=shutil.ignore_patterns("build"))
+    run(test, ["make"], cwd=dst, env=env)
+    test.assertTrue(os.access(os.path.join(dst, "build", "check_greeter"), os.X_OK))
+    out = run(test, ["make", "test"], cwd=dst, env=env)
+    test.assertIn("100%: Checks: 1, Failures: 0, Errors: 0", out)
+
+    def up_to_date():
+        return subprocess.run(["make", "-q", "build/greet"], cwd=dst, env=env,
+                              capture_output=True).returncode == 0
+    test.assertTrue(up_to_date())
+    spec = os.path.join(dst, "specs", "greeter.yaml")
+    later = time.time() + 10   # copytree kept the repository's old mtime
+    os.utime(spec, (later, later))
+    test.assertFalse(up_to_date(), "a changed spec must regenerate")
+
+    with open(spec) as f:
+        lines = f.read().split("\n")
+    bad = next(i for i, l in enumerate(lines) if "GOTO(say);" in l)
+    lines[bad] = lines[bad].replace("GOTO(say);", "no_such_variable = 1; GOTO(say);")
+    with open(spec, "w") as f:
+        f.write("\n".join(lines))
+    r = subprocess.run(["make", "build/greet"], cwd=dst, env=env, capture_output=True, text=True)
+    test.assertNotEqual(r.returncode, 0)
+    test.assertIn(f"specs/greeter.yaml:{bad + 1}:", r.stderr)
+    return dst
+
+
+def tree(top):
+    """Every path under top, relative to it."""
+    out = set()
+    for d, dirs, files in os.walk(top):
+        for n in dirs + files:
+            out.add(os.path.relpath(os.path.join(d, n), top))
+    return out
+
+
+class Readme(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="pd-readme-")
+        self.apps, self.cmds = readme()
+
+    def tearDown(self):
+        shutil.rmtree(self.dir)
+
+    def test_readme_has_one_example_and_both_commands(self):
+        self.assertEqual(len(self.apps), 1)
+        self.assertEqual(len(self.cmds), 2, self.cmds)
+        self.assertIn("pkg-config --cflags --libs polldrop", self.cmds[1])
+
+    def test_in_tree_command_as_written(self):
+        # The command names runtime/ and build/ relative to the repository
+        # root; the example's directory mirrors them with links.
+        os.symlink(os.path.join(ROOT, "runtime"), os.path.join(self.dir, "runtime"))
+        os.symlink(os.path.join(ROOT, "build"), os.path.join(self.dir, "build"))
+        readme_app(self, self.dir, self.cmds[0])
+
+
+class Install(unittest.TestCase):
+    """make install and uninstall, DESTDIR form, from the working tree."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="pd-install-")
+        self.stage = os.path.join(self.dir, "stage")
+
+    def tearDown(self):
+        shutil.rmtree(self.dir)
+
+    def make(self, *args):
+        return run(self, ["make", "-s", "--no-print-directory", *args], cwd=ROOT,
+                   env=make_env())
+
+    def test_destdir_stages_a_package_under_prefix_usr(self):
+        self.make("install", f"DESTDIR={self.stage}", "PREFIX=/usr")
+        files = tree(self.stage)
+        for f in ("usr/bin/polldrop-gen", "usr/lib/libpolldrop.a",
+                  "usr/include/polldrop/polldrop.h", "usr/include/polldrop/pd_internal.h",
+                  "usr/include/polldrop/write_all.h", "usr/lib/pkgconfig/polldrop.pc",
+                  "usr/share/polldrop/polldrop.mk", "usr/share/polldrop/gen/cli.py",
+                  "usr/share/polldrop/templates/future.c.j2",
+                  "usr/share/polldrop/specs/write_all.yaml"):
+            self.assertIn(f, files)
+        self.assertFalse([f for f in files if "__pycache__" in f or f.endswith(".pyc")])
+        with open(os.path.join(self.stage, "usr/lib/pkgconfig/polldrop.pc")) as f:
+            pc = f.read()
+        self.assertIn("prefix=/usr\n", pc)
+        self.assertNotIn(self.stage, pc)
+        self.assertIn("Requires.private: liburing", pc)
+
+        env = installed_env(os.path.join(self.stage, "usr"), sysroot=self.stage)
+        flags = run(self, ["pkg-config", "--cflags", "--libs", "polldrop"], env=env)
+        self.assertIn(f"-I{self.stage}/usr/include/polldrop", flags)
+        self.assertIn("-lpolldrop", flags)
+
+        # Staged files are the package: the app builds against them as written.
+        app = os.path.join(self.dir, "app")
+        os.mkdir(app)
+        readme_app(self, app, readme()[1][1], env)
+        outside(self, self.dir, env)
+
+        self.make("uninstall", f"DESTDIR={self.stage}", "PREFIX=/usr")
+        self.assertEqual(tree(self.stage), set())
+
+    def test_uninstall_keeps_what_it_did_not_install(self):
+        prefix = os.path.join(self.dir, "p")
+        os.makedirs(os.path.join(prefix, "lib", "pkgconfig"))
+        mine = os.path.join(prefix, "lib", "pkgconfig", "other.pc")
+        with open(mine, "w") as f:
+            f.write("not polldrop's\n")
+        self.make("install", f"PREFIX={prefix}")
+        self.make("install", f"PREFIX={prefix}")   # a reinstall forgets nothing
+        self.make("uninstall", f"PREFIX={prefix}")
+        self.assertEqual(tree(prefix), {"lib", "lib/pkgconfig", "lib/pkgconfig/other.pc"})
+
+    def test_reinstall_removes_what_the_older_install_had_and_this_one_has_not(self):
+        prefix = os.path.join(self.dir, "p")
+        self.make("install", f"PREFIX={prefix}")
+        # As if an older version had installed a library spec since removed.
+        stale = os.path.join(prefix, "share", "polldrop", "specs", "gone.yaml")
+        with open(stale, "w") as f:
+            f.write("future: gone\n")
+        with open(os.path.join(prefix, "share", "polldrop", "install-manifest"), "a") as f:
+            f.write(f"f {stale}\n")
+        self.make("install", f"PREFIX={prefix}")
+        self.assertFalse(os.path.exists(stale))
+        self.assertTrue(os.path.exists(os.path.join(prefix, "lib", "libpolldrop.a")))
+        self.make("uninstall", f"PREFIX={prefix}")
+        self.assertFalse(os.path.exists(prefix))
+
+    def test_relative_prefix_is_refused(self):
+        r = subprocess.run(["make", "-s", "install", "PREFIX=relative/dir"], cwd=ROOT,
+                           env=make_env(), capture_output=True, text=True)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("must be absolute paths", r.stderr)
+        self.assertFalse(os.path.exists(os.path.join(ROOT, "relative")))
+
+    def test_polldrop_gen_runs_from_elsewhere(self):
+        self.make("install", f"DESTDIR={self.stage}", "PREFIX=/opt/pd")
+        env = installed_env(os.path.join(self.stage, "opt/pd"))
+        work = os.path.join(self.dir, "work")
+        # A gen package in the caller's directory must not shadow the generator.
+        os.makedirs(os.path.join(work, "gen"))
+        with open(os.path.join(work, "gen", "__init__.py"), "w") as f:
+            f.write("raise SystemExit('the wrong gen')\n")
+        with open(os.path.join(work, "w.yaml"), "w") as f:
+            f.write("future: w\nparams:\n  - {name: fd, type: int}\n"
+                    "fields:\n  - {name: wr, future: write_all}\n"
+                    "states:\n  go:\n    await: wr\n"
+                    "    args: [self->fd, '\"hi\\n\"', 3]\n    then: RETURN((int)out);\n")
+        # Through a symlink, as a packager's alternatives or a user's ~/bin do.
+        link = os.path.join(self.dir, "polldrop-gen")
+        os.symlink(os.path.join(self.stage, "opt/pd/bin/polldrop-gen"), link)
+        run(self, [link, "-o", "out", "-I", os.path.join(self.stage, "opt/pd/share/polldrop/specs"),
+                   "w.yaml"], cwd=work, env=env)
+        self.assertTrue(os.path.isfile(os.path.join(work, "out", "w.c")))
+        self.assertFalse(os.path.exists(os.path.join(work, "gen", "__pycache__")))
+
+        # Without a usable Python: one line that says what to install.
+        r = subprocess.run([link, "w.yaml"], cwd=work, capture_output=True, text=True,
+                           env=dict(env, POLLDROP_PYTHON="/bin/false"))
+        self.assertEqual(r.returncode, 1)
+        self.assertRegex(r.stderr, r"^polldrop-gen: error: no Python 3 with PyYAML and "
+                                   r"Jinja2 among: /bin/false \(Debian: apt-get install "
+                                   r"python3-yaml python3-jinja2; or set POLLDROP_PYTHON\)\n\Z")
+
+
+@unittest.skipUnless(os.path.isdir(os.path.join(ROOT, ".git")) or
+                     os.path.isfile(os.path.join(ROOT, ".git")),
+                     "needs the repository's git history to clone it")
+class FreshClone(unittest.TestCase):
+    """make install PREFIX=DIR from a fresh clone of the committed tree, and
+    a user's build against it with only PATH and PKG_CONFIG_PATH."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="pd-clone-")
+
+    def tearDown(self):
+        shutil.rmtree(self.dir)
+
+    def test_prefix_install_from_a_fresh_clone(self):
+        clone = os.path.join(self.dir, "polldrop")
+        prefix = os.path.join(self.dir, "inst")
+        run(self, ["git", "clone", "-q", ROOT, clone])
+        run(self, ["make", "-s", "install", f"PREFIX={prefix}"], cwd=clone, env=make_env())
+        shutil.rmtree(clone)
+
+        env = installed_env(prefix)
+        app = os.path.join(self.dir, "app")
+        os.mkdir(app)
+        readme_app(self, app, readme()[1][1], env)
+        outside(self, self.dir, env)
+
+        run(self, ["make", "-s", "uninstall", f"PREFIX={prefix}"], cwd=ROOT)
+        self.assertFalse(os.path.exists(prefix))
+
+
+if __name__ == "__main__":
+    unittest.main()
