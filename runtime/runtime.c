@@ -816,13 +816,19 @@ static void pd__mop_unpark(pd__mop *m)
     m->parked = 0;
 }
 
-void pd__mop_reap(pd__mop *m)
+/* Releases every completion the slot holds. */
+static void pd__mop_drain(pd__mop *m)
 {
     pd__cqe c;
 
-    pd__checked_release(&m->op);
     while (pd__mop_pop(m, &c))
         pd__mop_release(m, c);
+}
+
+void pd__mop_reap(pd__mop *m)
+{
+    pd__checked_release(&m->op);
+    pd__mop_drain(m);
 }
 
 void pd__mop_cancel(pd__mop *m)
@@ -832,7 +838,7 @@ void pd__mop_cancel(pd__mop *m)
 
     /* From now on nothing reaches a then: what is queued goes back now. */
     m->discard = 1;
-    pd__mop_reap(m);
+    pd__mop_drain(m);
     pd__mop_unpark(m);
     if (!m->armed || m->op.cancelled)
         return;
