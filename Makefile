@@ -46,11 +46,22 @@ GEN_C      := $(NAMES:%=build/gen/%.c)
 GEN_TEST_C := $(TEST_NAMES:%=build/gen-test/%.c)
 GEN_EX_C   := $(EX_NAMES:%=build/gen-ex/%.c)
 
+# httpd (examples/httpd): its specs, generated into build/gen-httpd, and its
+# protocol module; the Check runner links them too, to test the server's
+# futures directly. Debian's http-parser has no pkg-config file.
+HTTPD_SPECS    := $(wildcard examples/httpd/*.yaml)
+HTTPD_NAMES    := $(patsubst examples/httpd/%.yaml,%,$(HTTPD_SPECS))
+HTTPD_INC      := -Iexamples/httpd -Ibuild/gen-httpd
+HTTPD_OBJ      := build/obj/httpd/http.o $(HTTPD_NAMES:%=build/obj/gen-httpd/%.o)
+HTTPD_OBJ_ASAN := build/asan/httpd/http.o $(HTTPD_NAMES:%=build/asan/gen-httpd/%.o)
+HTTP_PARSER    := -lhttp_parser
+
 .PHONY: all gen stats deps deps-bench test test-py test-c demo bench valgrind clean \
         install uninstall schema diagrams deps-diagrams
 .DELETE_ON_ERROR:
 
-all: build/libpolldrop.a build/libpolldrop_harness.a build/demo build/echo_server build/echo_client
+all: build/libpolldrop.a build/libpolldrop_harness.a build/demo build/echo_server build/echo_client \
+     build/httpd
 
 deps:
 	$(Q)PYTHON=$(PYTHON) sh scripts/deps.sh
@@ -89,6 +100,7 @@ build/gen-ex/.stamp: $(EX_SPECS) $(SPECS) $(GEN_DEPS) | deps
 $(GEN_C): build/gen/.stamp
 $(GEN_TEST_C): build/gen-test/.stamp
 $(GEN_EX_C): build/gen-ex/.stamp
+$(HTTPD_NAMES:%=build/gen-httpd/%.c): build/gen-httpd/.stamp
 
 # --- the runtime library ---
 
@@ -158,27 +170,31 @@ build/asan/gen-test/%.o: build/gen-test/%.c build/gen-test/.stamp build/gen/.sta
 # --- tests ---
 
 TEST_OBJ      := $(TEST_SRC:tests/%.c=build/obj/tests/%.o) build/obj/runtime.o \
-                 $(NAMES:%=build/obj/gen/%.o) $(TEST_NAMES:%=build/obj/gen-test/%.o)
+                 $(NAMES:%=build/obj/gen/%.o) $(TEST_NAMES:%=build/obj/gen-test/%.o) \
+                 $(HTTPD_OBJ)
 TEST_OBJ_ASAN := $(TEST_SRC:tests/%.c=build/asan/tests/%.o) build/asan/runtime.o \
-                 $(NAMES:%=build/asan/gen/%.o) $(TEST_NAMES:%=build/asan/gen-test/%.o)
+                 $(NAMES:%=build/asan/gen/%.o) $(TEST_NAMES:%=build/asan/gen-test/%.o) \
+                 $(HTTPD_OBJ_ASAN)
 
-build/obj/tests/%.o: tests/%.c $(TEST_HDR) $(RT_HDR) runtime/harness.h build/gen/.stamp build/gen-test/.stamp
+build/obj/tests/%.o: tests/%.c $(TEST_HDR) $(RT_HDR) runtime/harness.h build/gen/.stamp build/gen-test/.stamp \
+                     build/gen-httpd/.stamp
 	$(call say,CC,$<)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) -D_GNU_SOURCE -Ibuild/gen-test -Itests $(shell pkg-config --cflags check) -c $< -o $@
+	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) -D_GNU_SOURCE -Ibuild/gen-test -Itests $(HTTPD_INC) $(shell pkg-config --cflags check) -c $< -o $@
 
-build/asan/tests/%.o: tests/%.c $(TEST_HDR) $(RT_HDR) runtime/harness.h build/gen/.stamp build/gen-test/.stamp
+build/asan/tests/%.o: tests/%.c $(TEST_HDR) $(RT_HDR) runtime/harness.h build/gen/.stamp build/gen-test/.stamp \
+                      build/gen-httpd/.stamp
 	$(call say,CC-SAN,$<)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(CC) $(WARN) $(SANFLAGS) $(INC) -D_GNU_SOURCE -Ibuild/gen-test -Itests $(shell pkg-config --cflags check) -c $< -o $@
+	$(Q)$(CC) $(WARN) $(SANFLAGS) $(INC) -D_GNU_SOURCE -Ibuild/gen-test -Itests $(HTTPD_INC) $(shell pkg-config --cflags check) -c $< -o $@
 
 build/check_polldrop: $(TEST_OBJ) build/libpolldrop_harness.a
 	$(call say,LD,$@)
-	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(URING) $(CHECK)
+	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(URING) $(CHECK) $(HTTP_PARSER)
 
 build/check_polldrop_asan: $(TEST_OBJ_ASAN) build/asan/libpolldrop_harness.a
 	$(call say,LD,$@)
-	$(Q)$(CC) $(SANFLAGS) $^ -o $@ $(URING) $(CHECK)
+	$(Q)$(CC) $(SANFLAGS) $^ -o $@ $(URING) $(CHECK) $(HTTP_PARSER)
 
 test: test-py test-c
 
@@ -211,6 +227,38 @@ build/demo: examples/demo.c build/libpolldrop.a $(EX_NAMES:%=build/obj/gen-ex/%.
 build/echo_server build/echo_client: build/%: examples/%.c examples/args.h build/libpolldrop.a
 	$(call say,LD,$@)
 	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) $< build/libpolldrop.a -o $@ $(URING)
+
+# --- httpd ---
+
+build/gen-httpd/.stamp: $(HTTPD_SPECS) $(SPECS) $(GEN_DEPS) | deps
+	$(call say,GEN,examples/httpd/)
+	$(Q)$(PYTHON) -m gen -o build/gen-httpd -I specs $(HTTPD_SPECS)
+	$(Q)touch $@
+
+build/obj/httpd/http.o: examples/httpd/http.c examples/httpd/http.h $(RT_HDR) | deps
+	$(call say,CC,$<)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) -c $< -o $@
+
+build/asan/httpd/http.o: examples/httpd/http.c examples/httpd/http.h $(RT_HDR) | deps
+	$(call say,CC-SAN,$<)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(WARN) $(SANFLAGS) $(INC) -c $< -o $@
+
+build/obj/gen-httpd/%.o: build/gen-httpd/%.c build/gen-httpd/.stamp examples/httpd/http.h $(RT_HDR)
+	$(call say,CC,$<)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) $(HTTPD_INC) -c $< -o $@
+
+build/asan/gen-httpd/%.o: build/gen-httpd/%.c build/gen-httpd/.stamp examples/httpd/http.h $(RT_HDR)
+	$(call say,CC-SAN,$<)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(WARN) $(SANFLAGS) $(INC) $(HTTPD_INC) -c $< -o $@
+
+build/httpd: examples/httpd/httpd.c examples/args.h $(HTTPD_OBJ) build/libpolldrop.a
+	$(call say,LD,$@)
+	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) $(HTTPD_INC) $< $(HTTPD_OBJ) build/libpolldrop.a \
+	    -o $@ $(URING) $(HTTP_PARSER) -lpthread
 
 # --- benchmarks ---
 
