@@ -52,8 +52,8 @@ GEN_EX_C   := $(EX_NAMES:%=build/gen-ex/%.c)
 HTTPD_SPECS    := $(wildcard examples/httpd/*.yaml)
 HTTPD_NAMES    := $(patsubst examples/httpd/%.yaml,%,$(HTTPD_SPECS))
 HTTPD_INC      := -Iexamples/httpd -Ibuild/gen-httpd
-HTTPD_OBJ      := build/obj/httpd/http.o $(HTTPD_NAMES:%=build/obj/gen-httpd/%.o)
-HTTPD_OBJ_ASAN := build/asan/httpd/http.o $(HTTPD_NAMES:%=build/asan/gen-httpd/%.o)
+HTTPD_OBJ      := build/obj/httpd/http.o build/obj/httpd/server.o $(HTTPD_NAMES:%=build/obj/gen-httpd/%.o)
+HTTPD_OBJ_ASAN := build/asan/httpd/http.o build/asan/httpd/server.o $(HTTPD_NAMES:%=build/asan/gen-httpd/%.o)
 HTTP_PARSER    := -lhttp_parser
 
 .PHONY: all gen stats deps deps-bench test test-py test-c demo bench valgrind clean \
@@ -235,15 +235,17 @@ build/gen-httpd/.stamp: $(HTTPD_SPECS) $(SPECS) $(GEN_DEPS) | deps
 	$(Q)$(PYTHON) -m gen -o build/gen-httpd -I specs $(HTTPD_SPECS)
 	$(Q)touch $@
 
-build/obj/httpd/http.o: examples/httpd/http.c examples/httpd/http.h $(RT_HDR) | deps
+build/obj/httpd/%.o: examples/httpd/%.c $(wildcard examples/httpd/*.h) $(RT_HDR) \
+                     build/gen-httpd/.stamp
 	$(call say,CC,$<)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) -c $< -o $@
+	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) $(HTTPD_INC) -c $< -o $@
 
-build/asan/httpd/http.o: examples/httpd/http.c examples/httpd/http.h $(RT_HDR) | deps
+build/asan/httpd/%.o: examples/httpd/%.c $(wildcard examples/httpd/*.h) $(RT_HDR) \
+                      build/gen-httpd/.stamp
 	$(call say,CC-SAN,$<)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(CC) $(WARN) $(SANFLAGS) $(INC) -c $< -o $@
+	$(Q)$(CC) $(WARN) $(SANFLAGS) $(INC) $(HTTPD_INC) -c $< -o $@
 
 build/obj/gen-httpd/%.o: build/gen-httpd/%.c build/gen-httpd/.stamp examples/httpd/http.h $(RT_HDR)
 	$(call say,CC,$<)
