@@ -57,7 +57,7 @@ HTTPD_OBJ_ASAN := build/asan/httpd/http.o build/asan/httpd/server.o $(HTTPD_NAME
 HTTP_PARSER    := -lhttp_parser
 
 .PHONY: all gen stats deps deps-bench test test-py test-c demo bench valgrind clean \
-        install uninstall schema diagrams deps-diagrams
+        install uninstall schema diagrams deps-diagrams ops-doc
 .DELETE_ON_ERROR:
 
 all: build/libpolldrop.a build/libpolldrop_harness.a build/demo build/echo_server build/echo_client \
@@ -273,12 +273,13 @@ build/uv_echo: bench/uv_echo.c bench/uv_echo.h | deps-bench
 	$(Q)$(CC) $(WARN) -O2 $< -o $@ $(UV)
 
 BENCH_OBJ := build/obj/gen/echo_client.o build/obj/gen/echo_conn.o \
-             build/obj/gen/write_all.o build/obj/gen-test/nops.o build/obj/gen-test/pipe_read.o
+             build/obj/gen/write_all.o build/obj/gen-test/nops.o build/obj/gen-test/pipe_read.o \
+             build/obj/gen-test/hop.o
 
-build/bench: bench/bench.c build/libpolldrop.a $(BENCH_OBJ) | deps-bench
+build/bench: bench/bench.c bench/threads.c bench/threads.h build/libpolldrop.a $(BENCH_OBJ) | deps-bench
 	$(call say,LD,$@)
-	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) -Ibuild/gen-test -Ibench $< $(BENCH_OBJ) \
-	    build/libpolldrop.a -o $@ $(URING)
+	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) -Ibuild/gen-test -Ibench -Itests $< bench/threads.c \
+	    $(BENCH_OBJ) build/libpolldrop.a -o $@ $(URING)
 
 bench: build/bench build/echo_server build/raw_echo build/uv_echo
 	$(Q)./build/bench
@@ -310,6 +311,12 @@ schema: | deps
 	$(call say,GEN,docs/polldrop-spec.schema.json)
 	$(Q)$(PYTHON) scripts/spec_schema.py docs/polldrop-spec.schema.json
 
+# The op table of docs/spec-language.md, from the generator's (gen/ops.py);
+# a test fails while the committed table is stale.
+ops-doc: | deps
+	$(call say,GEN,docs/spec-language.md: the op table)
+	$(Q)$(PYTHON) scripts/ops_doc.py docs/spec-language.md
+
 # --- installation: `make install PREFIX=... DESTDIR=...`, `make uninstall` ---
 
 PREFIX       ?= /usr/local
@@ -324,27 +331,26 @@ VERSION      := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' gen/__init__.p
 MANIFEST      = $(DATADIR)/polldrop/install-manifest
 INSTALL_DIRS  = $(PREFIX) $(BINDIR) $(LIBDIR) $(INCLUDEDIR) $(DATADIR) $(PKGCONFIGDIR)
 INSTALL_SH    = DESTDIR='$(DESTDIR)' sh scripts/install.sh
-HARNESS_PC    = build/install/polldrop-harness.pc
 SUBST         = sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@BINDIR@|$(BINDIR)|g' \
                     -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' \
                     -e 's|@DATADIR@|$(DATADIR)|g' -e 's|@VERSION@|$(VERSION)|g'
 
 install: build/libpolldrop.a build/libpolldrop_harness.a build/gen/.stamp
-	$(if $(filter-out /%,$(INSTALL_DIRS)),$(error make install: PREFIX and the \
-	    *DIR variables must be absolute paths (PREFIX=$(PREFIX)); for example \
-	    PREFIX=$(CURDIR)/build/inst))
+	$(if $(filter-out /%,$(INSTALL_DIRS)),$(error make install: PREFIX and the *DIR \
+	    variables must be absolute paths without spaces (PREFIX=$(PREFIX)); \
+	    for example PREFIX=$(CURDIR)/build/inst))
 	$(call say,INSTALL,$(DESTDIR)$(PREFIX))
 	$(Q)rm -rf build/install && mkdir -p build/install
 	$(Q)$(SUBST) polldrop.pc.in >build/install/polldrop.pc
-	$(Q)$(SUBST) polldrop-harness.pc.in >$(HARNESS_PC)
+	$(Q)$(SUBST) polldrop-harness.pc.in >build/install/polldrop-harness.pc
 	$(Q)sed -e "s|@SHARE_REL@|$$(realpath -m --relative-to='$(BINDIR)' '$(DATADIR)/polldrop')|g" \
 	    scripts/polldrop-gen.in >build/install/polldrop-gen
 	$(Q)$(INSTALL_SH) install '$(MANIFEST)' \
 	    --to '$(BINDIR)' 755 build/install/polldrop-gen \
 	    --to '$(LIBDIR)' 644 build/libpolldrop.a build/libpolldrop_harness.a \
 	    --to '$(INCLUDEDIR)/polldrop' 644 $(RT_HDR) runtime/harness.h $(NAMES:%=build/gen/%.h) \
-	    --to '$(PKGCONFIGDIR)' 644 build/install/polldrop.pc $(HARNESS_PC) \
-	    --to '$(DATADIR)/polldrop' 644 polldrop.mk $(wildcard docs/polldrop-spec.schema.json) \
+	    --to '$(PKGCONFIGDIR)' 644 build/install/polldrop.pc build/install/polldrop-harness.pc \
+	    --to '$(DATADIR)/polldrop' 644 polldrop.mk docs/polldrop-spec.schema.json \
 	    --to '$(DATADIR)/polldrop/gen' 644 $(wildcard gen/*.py) \
 	    --to '$(DATADIR)/polldrop/templates' 644 $(wildcard templates/*.j2) \
 	    --to '$(DATADIR)/polldrop/specs' 644 $(SPECS)

@@ -7,6 +7,8 @@ templates only arrange it.
 import os
 import re
 
+from gen.ops import OPS
+
 
 class BranchModel:
     def __init__(self, si, bi, b):
@@ -106,12 +108,14 @@ class FutureModel:
         taken = {v.name for v in spec.params}
         self.rt_name = "pd__rt" if "rt" in taken else "rt"
         self.out_name = "pd__out" if "out" in taken else "out"
+        self.target_name = "pd__target" if "target" in taken else "target"
         self.fields = [VarModel(v) for v in spec.fields]
         self.members = [(v.where, v.decl() + "; /* param */") for v in self.params] + \
             [(v.where, v.decl() + (";  /* child future */" if v.child else ";"))
              for v in self.fields]
         self.drop = spec.drop
         self.has_teardown = bool(spec.teardown)
+        self.send = spec.send
         states = spec.all_states()
         self.states = [StateModel(spec, st, si) for si, st in enumerate(states)]
         self.run_states = [s for s in self.states if s.phase == "run"]
@@ -119,6 +123,9 @@ class FutureModel:
         self.stateful = [s for s in self.states if s.storage]
         children = {v.child for v in spec.members() if v.child}
         self.child_headers = sorted(f'"{c}.h"' for c in children)
+        # What the constants usual in the ops' arguments need (POLLIN...).
+        self.op_headers = sorted({h for s in self.states for b in s.ops
+                                  for h in OPS[b.op].headers})
         self.h_name = f"{spec.name}.h"
         self.h_path = os.path.join(out_dir, self.h_name)
         self.out_dir = out_dir

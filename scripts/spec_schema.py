@@ -209,8 +209,9 @@ def schema():
         "states": states("run", "run states; the first is the initial state"),
         "teardown": states("teardown", "teardown states, run by an async drop"),
         "drop": code("sync destructor code, run last on every path", allow_empty=True),
-        "send": {"enum": [False, "false", "no"],
-                 "description": "reserved for thread-per-core; only false for now"},
+        "send": {"enum": [True, False, "true", "false", "yes", "no"],
+                 "description": "true: the future may be started on another thread's "
+                                "runtime with F_spawn_on"},
     }
     in_step(props, validate.TOP_KEYS, "a spec")
     return {

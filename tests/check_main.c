@@ -33,7 +33,9 @@ static const suite_fn suites[] = {
     pd_suite_openat2,
     pd_suite_httpd,
     pd_suite_shutdown_deadline,
+    pd_suite_threads,
     pd_suite_cancel_points,
+    pd_suite_io_ops,
 };
 
 int main(void)
