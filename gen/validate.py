@@ -11,7 +11,6 @@ from gen.errors import SpecError
 from gen.ops import OPS
 
 IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-ARRAY = re.compile(r"^(.*?)\s*((?:\[[^\[\]]+\]\s*)+)$")
 MACRO = re.compile(r"\b(GOTO|YIELD|RETURN|DONE)\b\s*(\()?")
 SELF_MEMBER = re.compile(r"\bself\s*->\s*([A-Za-z_][A-Za-z0-9_]*)")
 MACRO_ARG = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*\)")
@@ -160,6 +159,23 @@ class Spec:
         yield from self.fields
         for s in self.all_states():
             yield from s.locals
+
+
+def split_array(ctype):
+    """Splits a trailing array suffix off a type: 'char[4] [8]' gives
+    ('char', '[4][8]'). Scans from the end, so it stays linear in the
+    length of the type whatever the text."""
+    dims, rest = [], ctype.rstrip()
+    while rest.endswith("]"):
+        start = rest.rfind("[")
+        inner = rest[start + 1:-1]
+        if start < 0 or not inner or "]" in inner:
+            break
+        dims.append("[" + "".join(inner.split()) + "]")
+        rest = rest[:start].rstrip()
+    if not dims:
+        return ctype, ""
+    return rest.strip(), "".join(reversed(dims))
 
 
 def strip_c(text):
@@ -377,10 +393,8 @@ class Validator:
         t = self.text(m["type"], f"type of '{name}'")
         if t is None:
             return None
-        ctype, array = t.text.strip(), ""
-        am = ARRAY.match(ctype)
-        if am:
-            ctype, array = am.group(1).strip(), re.sub(r"\s+", "", am.group(2))
+        ctype, array = split_array(t.text.strip())
+        if array:
             if not allow_array:
                 self.err(m["type"].pos, f"{what} '{name}' cannot be an array: "
                          "C passes arrays as pointers")
@@ -804,21 +818,35 @@ def resolve_children(specs, diags):
                                 f"got {got}")
     # A future that contains itself, directly or not, has no finite size.
     for s in specs.values():
-        path = _cycle(s, specs, [])
+        path = _cycle(s, specs)
         if path:
             first = next(v for v in s.members() if v.child == path[1])
             diags.error(first.child_pos, "child futures form a cycle: "
                         + " -> ".join(path) + " (a future cannot contain itself)")
 
 
-def _cycle(s, specs, stack):
-    if s.name in stack:
-        return stack[stack.index(s.name):] + [s.name]
-    for v in s.members():
-        if v.child in specs:
-            found = _cycle(specs[v.child], specs, stack + [s.name])
-            if found and found[0] == (stack + [s.name])[0]:
-                return found
+def _cycle(s, specs):
+    """The shortest path of child types from s back to s, or None.
+
+    A breadth-first search that visits each spec once: a child embedded
+    many times, at many levels, costs no more than once.
+    """
+    parent = {}
+    todo = [s.name]
+    while todo:
+        nxt = []
+        for name in todo:
+            for v in specs[name].members():
+                if v.child not in specs or v.child in parent:
+                    continue
+                parent[v.child] = name
+                if v.child == s.name:
+                    path = [s.name]
+                    while path[-1] != s.name or len(path) == 1:
+                        path.append(parent[path[-1]])
+                    return list(reversed(path))
+                nxt.append(v.child)
+        todo = nxt
     return None
 
 

@@ -3,12 +3,14 @@ import contextlib
 import io
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import textwrap
 import unittest
 
-from gen import cli
+from gen import cli, loader
+from gen.errors import Pos
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -355,6 +357,21 @@ class Errors(GenTest):
         self.assertFalse(os.path.exists(os.path.join(self.out, "f.c")))
 
 
+@contextlib.contextmanager
+def hang_guard(seconds=60):
+    """Fails the test if the block runs for minutes: a guard against the
+    quadratic and exponential work these tests exist for, not a timing."""
+    def expire(signum, frame):
+        raise AssertionError(f"still running after {seconds} s: unbounded work")
+    old = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
 def bomb(levels):
     """A spec whose anchors and aliases would expand to 10**levels nodes."""
     text = "future: bl\nstates: {s: {do: 'RETURN(0);'}}\n"
@@ -444,6 +461,54 @@ class Hostile(GenTest):
                             "-c", os.path.join(self.out, "good.c"), "-o", os.devnull],
                            capture_output=True, text=True)
         self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_huge_array_type_is_split_in_linear_time(self):
+        with hang_guard():
+            lines = self.errors("future: f\nfields:\n  - {name: x, type: 'int" + " " * 200000
+                                + "x[1'}\nstates: {a: {do: RETURN(0);}}\n")
+        self.assertEqual([l for l in lines if "error" in l], [])
+
+    def test_array_suffixes(self):
+        from gen.validate import split_array
+        self.assertEqual(split_array("char [4] [ 8 ]"), ("char", "[4][8]"))
+        self.assertEqual(split_array("int"), ("int", ""))
+        self.assertEqual(split_array("int x[]"), ("int x[]", ""))
+        self.assertEqual(split_array("int a]"), ("int a]", ""))
+
+    def test_macro_positions_in_a_long_snippet(self):
+        text = "if (0) GOTO(a);\n" * 200000
+        node = loader.Node("scalar", text, Pos("f.yaml", 1, 1), "|")
+        node.src_line, node.indent = 5, 6
+        with hang_guard():
+            last = [node.pos_at(i * 16 + 7) for i in range(200000)][-1]
+        self.assertEqual((last.line, last.col), (5 + 199999, 14))
+
+    def test_state_count_has_a_limit(self):
+        states = "".join(f"  s{i}: {{do: GOTO(s{i + 1});}}\n" for i in range(4096))
+        self.assertEqual(self.errors("future: f\nstates:\n" + states
+                                     + "  s4096: {do: RETURN(0);}\n"),
+                         ["f.yaml:2:1: error: 4097 states: a future has at most 4096 "
+                          "(run and teardown together)"])
+
+    def test_children_embedding_the_next_twice_are_resolved_once(self):
+        for i in range(30):
+            body = (f"fields:\n  - {{name: a, future: c{i + 1}}}\n"
+                    f"  - {{name: b, future: c{i + 1}}}\n"
+                    "states:\n  s: {await: a, then: GOTO(t);}\n"
+                    "  t: {await: b, then: RETURN(0);}\n") if i < 29 else \
+                "states: {s: {do: RETURN(0);}}\n"
+            self.spec(f"c{i}", f"future: c{i}\n" + body)
+        with hang_guard():
+            code, err = self.run_gen("--check", "-I", self.dir, os.path.join(self.dir, "c0.yaml"))
+        self.assertEqual((code, err), (0, ""))
+
+    def test_long_names_fail_check_and_run_alike(self):
+        name = "n" * 250
+        path = self.spec(name, GOOD.replace("future: good", f"future: {name}"))
+        want = (1, f"{path}:1:9: error: future name 'nnnnnnnnnnnnnnnn...' is longer than 64 "
+                   "characters\n")
+        self.assertEqual(self.run_gen("--check", path), want)
+        self.assertEqual(self.run_gen(path), want)
 
     def test_outputs_get_the_usual_mode(self):
         old = os.umask(0o022)

@@ -117,6 +117,7 @@ Suite *pd_suite_timeout_ms(void);
 Suite *pd_suite_yield(void);
 Suite *pd_suite_echo(void);
 Suite *pd_suite_openat2(void);
+Suite *pd_suite_httpd(void);
 Suite *pd_suite_shutdown_deadline(void);
 Suite *pd_suite_threads(void);
 Suite *pd_suite_inv_kernel_owns(void);
