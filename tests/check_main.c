@@ -36,6 +36,7 @@ static const suite_fn suites[] = {
     pd_suite_threads,
     pd_suite_cancel_points,
     pd_suite_io_ops,
+    pd_suite_whole_deadline,
 };
 
 int main(void)
