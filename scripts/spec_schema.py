@@ -164,7 +164,8 @@ def await_args():
 def branches(kind):
     return {"type": "object", "minProperties": 1,
             "maxProperties": validate.MAX_BRANCHES,
-            "propertyNames": ident("branch name", validate.SNIPPET_NAMES),
+            "propertyNames": ident("branch name",
+                                   sorted(validate.SNIPPET_NAMES | {"timed_out"})),
             "additionalProperties": {"$ref": f"#/definitions/{kind}_branch"}}
 
 
@@ -185,19 +186,24 @@ def state(phase):
              "when": code("a guard, a C expression; when false the state is skipped"),
              "next": ident("the state taken when the code falls off its end"),
              "locals": {"type": "array", "items": var("local")},
-             "timeout_ms": code("a linked timeout in milliseconds (io only)"),
+             "timeout_ms": code("milliseconds: a linked timeout on io; one deadline "
+                                "over a whole await, join or select (then sees "
+                                "timed_out)"),
              "multishot": multishot(),
          },
          "oneOf": [{"required": [a]} for a in validate.ACTIONS],
-         "dependencies": {"timeout_ms": ["io"], "multishot": ["io"]},
+         "dependencies": {"multishot": ["io"]},
          "allOf": [
              {"$ref": "#/definitions/io_args"},
              {"$ref": "#/definitions/await_args"},
              {"if": {"required": ["do"]},
               "then": none_of("then", "args", "timeout_ms", "multishot")},
-             {"if": {"required": ["join"]}, "then": none_of("args", "timeout_ms", "multishot")},
+             {"if": {"required": ["join"]}, "then": none_of("args", "multishot")},
+             # A select's state-level then is its deadline's, and needs one.
              {"if": {"required": ["select"]},
-              "then": none_of("then", "args", "timeout_ms", "multishot")},
+              "then": {"allOf": [none_of("args", "multishot"),
+                                 {"anyOf": [{"required": ["then", "timeout_ms"]},
+                                            none_of("then", "timeout_ms")]}]}},
          ]}
     in_step(s["properties"], keys, "a state")
     if phase == "run":
