@@ -115,6 +115,7 @@ def _load_all(paths, include_dirs, diags):
                         todo.append(found)
                     break
     validate.resolve_children(specs, diags)
+    validate.probe_names(specs, diags)
     return specs, named
 
 

@@ -7,6 +7,8 @@ templates only arrange it.
 import os
 import re
 
+from gen.ops import OPS
+
 
 class BranchModel:
     def __init__(self, si, bi, b):
@@ -20,11 +22,11 @@ class BranchModel:
         if b.kind == "io":
             self.op = b.op.name
             self.slot = f"{tag}_op"
-            self.storage.append(("pd__op", self.slot, ""))
+            self.storage.append(("pd__op", self.slot, "", None))
             self.needs_ts = b.op.name == "timeout" or b.timeout is not None
             self.ts = f"{tag}_ts"
             if self.needs_ts:
-                self.storage.append(("struct __kernel_timespec", self.ts, ""))
+                self.storage.append(("struct __kernel_timespec", self.ts, "", None))
             # A close reaped while quiescing (its then never ran) has still
             # released its fd: forget it, so that drop code cannot close the
             # same number again. Possible when the fd is a member.
@@ -44,8 +46,26 @@ class BranchModel:
             self.child_args = b.child_args
             self.cs = f"{tag}_cs"
             self.out = f"{tag}_out"
-            self.storage.append(("uint8_t", self.cs, ""))
-            self.storage.append((f"{child.child}_out", self.out, ""))
+            self.storage.append(("uint8_t", self.cs, "", None))
+            self.storage.append((f"{child.child}_out", self.out, "", None))
+
+
+class DeadlineModel:
+    """timeout_ms over a whole await, join or select: one timeout request,
+    and whether it fired before every branch was done."""
+
+    def __init__(self, si, ms):
+        self.ms = ms
+        self.index = -1             # never a branch's index
+        self.kind = "io"
+        self.op = "timeout"
+        self.closes = None
+        self.slot = f"pd__s{si}_dl_op"
+        self.ts = f"pd__s{si}_dl_ts"
+        self.fired = f"pd__s{si}_dl"
+        self.storage = [("pd__op", self.slot, "", None),
+                        ("struct __kernel_timespec", self.ts, "", None),
+                        ("uint8_t", self.fired, "", None)]
 
 
 class StateModel:
@@ -59,15 +79,24 @@ class StateModel:
         self.code = st.code
         self.when = st.when
         self.next = st.next
+        self.jumps, self.macros = _jumps(st)
         self.locals = [VarModel(v) for v in st.locals]
         self.branches = [BranchModel(si, bi, b) for bi, b in enumerate(st.branches)]
         self.ops = [b for b in self.branches if b.kind == "io"]
         self.children = [b for b in self.branches if b.kind == "await"]
         # What this state overlaps with the others: its locals and the
-        # op slots and child bookkeeping of its branches.
-        self.storage = [(v.decl_type, v.name, v.array) for v in self.locals]
+        # op slots and child bookkeeping of its branches, as (type, name,
+        # array suffix, where in the spec or None).
+        self.storage = [(v.decl_type, v.name, v.array, v.where) for v in self.locals]
         for b in self.branches:
             self.storage.extend(b.storage)
+        self.deadline = None
+        if st.deadline is not None:
+            self.deadline = DeadlineModel(si, st.deadline)
+            self.storage.extend(self.deadline.storage)
+            # Quiescing cancels and reaps it with the branches' ops.
+            self.ops.append(self.deadline)
+        self.storage_decls = [(w, f"{t} {n}{a};") for t, n, a, w in self.storage]
 
 
 class VarModel:
@@ -77,10 +106,12 @@ class VarModel:
         self.child = v.child
         self.array = v.array
         self.decl_type = v.child or v.ctype
+        self.where = v.where
 
     def decl(self):
         sep = "" if self.decl_type.endswith("*") else " "
         return f"{self.decl_type}{sep}{self.name}{self.array}"
+
 
 
 class FutureModel:
@@ -89,11 +120,26 @@ class FutureModel:
         self.spec_path = spec_path
         self.doc = spec.doc
         self.output = spec.output
+        self.output_where = spec.output_where
         self.includes = spec.includes
         self.params = [VarModel(v) for v in spec.params]
+        # Declarations built from type: strings carry their place in the
+        # spec, for #line (render.decls and render.at).
+        self.param_list = "".join(", " + v.decl() for v in self.params)
+        self.params_where = self.params[0].where if self.params else None
+        # The generated functions' own parameters in the header: the usual
+        # names, unless a param of the spec has taken them.
+        taken = {v.name for v in spec.params}
+        self.rt_name = "pd__rt" if "rt" in taken else "rt"
+        self.out_name = "pd__out" if "out" in taken else "out"
+        self.target_name = "pd__target" if "target" in taken else "target"
         self.fields = [VarModel(v) for v in spec.fields]
+        self.members = [(v.where, v.decl() + "; /* param */") for v in self.params] + \
+            [(v.where, v.decl() + (";  /* child future */" if v.child else ";"))
+             for v in self.fields]
         self.drop = spec.drop
         self.has_teardown = bool(spec.teardown)
+        self.send = spec.send
         states = spec.all_states()
         self.states = [StateModel(spec, st, si) for si, st in enumerate(states)]
         self.run_states = [s for s in self.states if s.phase == "run"]
@@ -101,10 +147,35 @@ class FutureModel:
         self.stateful = [s for s in self.states if s.storage]
         children = {v.child for v in spec.members() if v.child}
         self.child_headers = sorted(f'"{c}.h"' for c in children)
+        # What the constants usual in the ops' arguments need (POLLIN...).
+        self.op_headers = sorted({h for s in self.states for b in s.ops
+                                  for h in OPS[b.op].headers})
         self.h_name = f"{spec.name}.h"
+        self.h_path = os.path.join(out_dir, self.h_name)
         self.out_dir = out_dir
         self.c_name = os.path.join(out_dir, f"{spec.name}.c")
-        self.guard = f"POLLDROP_GEN_{spec.name.upper()}_H"
+        # Case is kept: futures kid and Kid must not share a guard.
+        self.guard = f"POLLDROP_GEN_{spec.name}_H"
+
+
+def _jumps(st):
+    """What a state's code does to control, for diagrams: the (macro, target)
+    of each GOTO and YIELD in its code and its branches' thens, once each in
+    order, and the set of macros the code calls."""
+    from gen.validate import MACRO, MACRO_ARG, strip_c
+
+    jumps, macros = [], set()
+    for snip in [st.code] + [b.then for b in st.branches]:
+        if snip is None:
+            continue
+        clean = strip_c(snip.text)
+        for m in MACRO.finditer(clean):
+            macros.add(m.group(1))
+            am = MACRO_ARG.match(clean, m.end()) if m.group(2) else None
+            if m.group(1) in ("GOTO", "YIELD") and am and \
+                    (m.group(1), am.group(1)) not in jumps:
+                jumps.append((m.group(1), am.group(1)))
+    return jumps, macros
 
 
 def build(spec, spec_path, out_dir):

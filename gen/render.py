@@ -93,6 +93,37 @@ def call_args(args, indent):
     return ",\n" + "\n".join(lines) + tail
 
 
+def at(where, text, indent=0):
+    """Generated text that stands for spec text (a typedef of output:, a
+    prototype with the params' types) under a #line pointing at the spec,
+    so that the compiler reports a bad type there. Lines of its own."""
+    if where is None:
+        return " " * indent + text
+    return f"{_line(where)}\n{' ' * indent}{text}\n{RESTORE}"
+
+
+def decls(items, indent=0):
+    """Declarations as (where, text) pairs, one per line: those built from
+    spec text are fenced by #line, one directive for a run of consecutive
+    spec lines; `where` None marks generated ones. Lines of their own."""
+    pad = " " * indent
+    out, last = [], None
+    for where, text in items:
+        if where is None:
+            if last is not None:
+                out.append(RESTORE)
+            last = None
+        elif last is None or (where.file, where.line) != (last.file, last.line + 1):
+            out.append(_line(where))
+            last = where
+        else:
+            last = where
+        out.append(pad + text)
+    if last is not None:
+        out.append(RESTORE)
+    return "\n".join(out)
+
+
 def comment(s):
     """Text safe inside a /* */ comment, continuation lines prefixed.
 
@@ -121,7 +152,7 @@ def _env():
         undefined=jinja2.StrictUndefined,
         autoescape=False,
     )
-    env.filters.update(snip=snip, expr=expr, call_args=call_args,
+    env.filters.update(snip=snip, expr=expr, call_args=call_args, at=at, decls=decls,
                        comment=comment, comment_line=comment_line, cstr=c_string)
     return env
 
@@ -149,7 +180,7 @@ def _number_lines(text, c_name):
 def render(model):
     """Returns {"h": ..., "c": ..., "dot": ...} for one future."""
     e = env()
-    h = e.get_template("future.h.j2").render(f=model)
+    h = _number_lines(e.get_template("future.h.j2").render(f=model), model.h_path)
     c = e.get_template("future.c.j2").render(f=model)
     dot = e.get_template("future.dot.j2").render(f=model)
     return {"h": h, "c": _number_lines(c, model.c_name), "dot": dot}

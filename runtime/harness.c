@@ -117,97 +117,189 @@ enum {
     PATH_FORCED,     /* async drop, then a shutdown deadline of 0 after j */
 };
 
+/*
+ * Where the requests of the suspension just before the destruction are:
+ * the k-th of the run for the async, sync and free paths, the j-th of the
+ * async drop for the interrupted ones.
+ */
+enum {
+    AT_IN_FLIGHT, /* submitted; not completed (or completed and reaped) */
+    AT_QUEUED,    /* queued by the poll, not yet submitted to the kernel */
+    AT_COMPLETED, /* completed by the kernel, not yet reaped */
+};
+
+static const char *const pd__at_names[] = {
+    "requests submitted",
+    "requests queued, not submitted",
+    "a completion posted, not reaped",
+};
+
+/* How long a destroyed future's ring is watched for stray completions. */
+#define PD_HARNESS_STRAY_MS 2
+
 typedef struct pd__hrun {
     const pd_harness_case *c;
     pd_runtime *rt;
     pd_task *t;
     void *self;
-    char what[160]; /* future, point and path, for every message */
+    char what[224]; /* future, point, path and kernel state, for every message */
 } pd__hrun;
 
-static void pd__hrun_name(pd__hrun *r, int k, int path, int j)
+static void pd__hrun_name(pd__hrun *r, int k, int at, int path, int j)
 {
-    const char *f = r->c->future;
+    char how[128];
 
     switch (path) {
     case PATH_ASYNC:
-        snprintf(r->what, sizeof(r->what), "%s, suspension %d, async drop", f, k);
+        snprintf(how, sizeof(how), "async drop");
         break;
     case PATH_SYNC:
-        snprintf(r->what, sizeof(r->what), "%s, suspension %d, sync drop", f, k);
+        snprintf(how, sizeof(how), "sync drop");
         break;
     case PATH_ASYNC_SYNC:
-        snprintf(r->what, sizeof(r->what),
-                 "%s, suspension %d, async drop interrupted by sync drop after %d polls",
-                 f, k, j);
+        snprintf(how, sizeof(how), "async drop interrupted by sync drop after %d polls", j);
         break;
     case PATH_FREE:
-        snprintf(r->what, sizeof(r->what),
-                 "%s, suspension %d, pd_runtime_free on the live task", f, k);
+        snprintf(how, sizeof(how), "pd_runtime_free on the live task");
         break;
     case PATH_ASYNC_FREE:
-        snprintf(r->what, sizeof(r->what),
-                 "%s, suspension %d, async drop interrupted by pd_runtime_free "
-                 "after %d polls", f, k, j);
+        snprintf(how, sizeof(how),
+                 "async drop interrupted by pd_runtime_free after %d polls", j);
         break;
     default:
-        snprintf(r->what, sizeof(r->what),
-                 "%s, suspension %d, async drop forced by a shutdown deadline "
-                 "after %d polls", f, k, j);
+        snprintf(how, sizeof(how),
+                 "async drop forced by a shutdown deadline after %d polls", j);
         break;
     }
+    snprintf(r->what, sizeof(r->what), "%s, suspension %d, %s (%s)", r->c->future, k,
+             how, pd__at_names[at]);
 }
 
-static int pd__hrun_live(const pd__hrun *r)
+static void pd__hrun_progress(const pd__hrun *r, int when)
 {
-    int st = pd_task_state(r->t);
-
-    return st == PD_TASK_RUNNING || st == PD_TASK_DROPPING;
+    if (r->c->progress)
+        r->c->progress(r->c->ctx, when);
 }
 
 /*
- * One turn of the runtime. Blocks only when the task is not runnable, after
- * telling the fixture. Returns 1 if the task was polled.
+ * Whether the phase goes on: the run phase while the task is RUNNING, the
+ * drop phase until the task is destroyed.
  */
-static int pd__hrun_turn(pd__hrun *r)
+static int pd__hrun_going(const pd__hrun *r, int drop)
+{
+    int st = pd_task_state(r->t);
+
+    return st == PD_TASK_RUNNING || (drop && st == PD_TASK_DROPPING);
+}
+
+/*
+ * Runs the task until it suspends once more in the phase (returns 1, after
+ * telling the fixture) or the phase ends (returns 0). at says where to
+ * stop: AT_IN_FLIGHT after the turn's submission; AT_QUEUED right after
+ * the poll, before what it queued is submitted; AT_COMPLETED after a
+ * submission that reaps nothing, with a completion in the ring (what
+ * completed inline, or, if nothing did, the first completion after the
+ * fixture was told the harness waits). *reached says whether that state
+ * could be had (AT_QUEUED needs queued requests, AT_COMPLETED requests).
+ */
+static int pd__hrun_suspend(pd__hrun *r, int drop, int at, int *reached)
 {
     pd_stats s;
-    uint64_t polls;
+
+    *reached = at == AT_IN_FLIGHT;
+    while (pd__hrun_going(r, drop)) {
+        if (!pd__task_queued(r->t)) {
+            pd_runtime_stats(r->rt, &s);
+            if (s.inflight_ops == 0 && !pd__runtime_ready(r->rt))
+                ck_abort_msg("%s: the future is stuck: not runnable, nothing in flight",
+                             r->what);
+            pd__hrun_progress(r, PD_HARNESS_WAITING);
+            PD_HARNESS_CHECK(pd_run_once(r->rt, 1) >= 0);
+            continue;
+        }
+        PD_HARNESS_CHECK(pd__run_polls(r->rt) >= 1);
+        if (!pd__hrun_going(r, drop)) {
+            PD_HARNESS_CHECK(pd__run_enter(r->rt, 0) == 0);
+            return 0;
+        }
+        if (at == AT_QUEUED && pd__sq_unsubmitted(r->rt) > 0) {
+            *reached = 1;
+            pd__hrun_progress(r, drop ? PD_HARNESS_DROP_SUSPENDED
+                                      : PD_HARNESS_RUN_SUSPENDED);
+            return 1;
+        }
+        if (at != AT_COMPLETED) {
+            PD_HARNESS_CHECK(pd__run_enter(r->rt, 0) == 0);
+            pd__hrun_progress(r, drop ? PD_HARNESS_DROP_SUSPENDED
+                                      : PD_HARNESS_RUN_SUSPENDED);
+            return 1;
+        }
+        /*
+         * Submit without reaping: what completed inline is posted and left
+         * in the ring. Otherwise, where the runtime would block, wait for a
+         * completion, and again leave it there.
+         */
+        PD_HARNESS_CHECK(pd__ring_submit(r->rt) >= 0);
+        pd__hrun_progress(r, drop ? PD_HARNESS_DROP_SUSPENDED : PD_HARNESS_RUN_SUSPENDED);
+        pd_runtime_stats(r->rt, &s);
+        if (pd__cq_ready(r->rt) == 0 && s.inflight_ops > 0 && !pd__task_queued(r->t)) {
+            pd__hrun_progress(r, PD_HARNESS_WAITING);
+            PD_HARNESS_CHECK(pd__ring_wait_cqe(r->rt) == 0);
+        }
+        *reached = pd__cq_ready(r->rt) > 0;
+        return 1;
+    }
+    return 0;
+}
+
+/* Whether the runtime counts requests in flight. */
+static int pd__hrun_busy(const pd__hrun *r)
+{
+    pd_stats s;
 
     pd_runtime_stats(r->rt, &s);
-    polls = s.polls;
-    if (!pd__task_queued(r->t)) {
-        if (s.inflight_ops == 0 && !pd__runtime_ready(r->rt))
-            ck_abort_msg("%s: the future is stuck: not runnable, nothing in flight",
-                         r->what);
-        if (r->c->progress)
-            r->c->progress(r->c->ctx, PD_HARNESS_WAITING);
-        PD_HARNESS_CHECK(pd_run_once(r->rt, 1) >= 0);
-        return 0;
-    }
-    PD_HARNESS_CHECK(pd_run_once(r->rt, 0) >= 0);
+    return s.inflight_ops > 0;
+}
+
+/*
+ * After a destruction that leaves the runtime up: nothing in flight by the
+ * runtime's count, and nothing arrives from the kernel for the destroyed
+ * future's slots in the next few milliseconds (a wait, not a deadline).
+ */
+static void pd__hrun_quiet(pd__hrun *r)
+{
+    pd_stats s;
+    int strays;
+
     pd_runtime_stats(r->rt, &s);
-    return s.polls > polls;
+    if (s.inflight_ops != 0)
+        ck_abort_msg("%s: %llu requests still in flight once destroyed", r->what,
+                     (unsigned long long)s.inflight_ops);
+    strays = pd__ring_strays(r->rt, r->self, r->c->vt->size, PD_HARNESS_STRAY_MS);
+    if (strays != 0)
+        ck_abort_msg("%s: %d completions arrived for the destroyed future's slots",
+                     r->what, strays);
 }
 
 /*
  * Runs the case's future to its k-th suspension and destroys it by path
- * (for the interrupted paths, after j suspensions of the async drop).
- * Returns 1 if the future completed before its k-th suspension, so that
- * larger k add nothing; sets *drop_done when an interrupted path found the
- * async drop finished before j.
+ * (for the interrupted paths, after j suspensions of the async drop), with
+ * the last suspension's requests in state at. Returns 1 if the future
+ * completed before its k-th suspension, so that larger k add nothing; sets
+ * *drop_done when an interrupted path found the async drop finished before
+ * j, and *reached when state at could be had.
  */
-static int pd__harness_one(const pd_harness_case *c, int k, int path, int j,
-                           int *drop_done, pd_harness_stats *st)
+static int pd__harness_one(const pd_harness_case *c, int k, int at, int path, int j,
+                           int *drop_done, int *reached, pd_harness_stats *st)
 {
     pd__hrun r = { .c = c };
     pd__hrec rec;
     unsigned char out[256];
-    int fds, susp = 0, dsusp = 0, completed, has_out = 0, ret;
+    int fds, susp = 0, dsusp = 0, completed, has_out, ret, run_at, dummy, busy;
     long allocs, teardowns, forced_teardowns = -1;
     uint64_t forced = 0;
 
-    pd__hrun_name(&r, k, path, j);
+    pd__hrun_name(&r, k, at, path, j);
     memset(&rec, 0, sizeof(rec));
     rec.future = c->future;
     ck_assert_msg(c->vt->out_size <= sizeof(out), "%s: output of %zu bytes is larger "
@@ -224,50 +316,53 @@ static int pd__harness_one(const pd_harness_case *c, int k, int path, int j,
 
     /* From here to the runtime's free, nothing may allocate. */
     allocs = pd_harness_allocs();
-    while (pd_task_state(r.t) == PD_TASK_RUNNING && susp < k) {
-        if (pd__hrun_turn(&r) && pd_task_state(r.t) == PD_TASK_RUNNING) {
-            susp++;
-            if (c->progress)
-                c->progress(c->ctx, PD_HARNESS_RUN_SUSPENDED);
-        }
-    }
+    run_at = path == PATH_ASYNC || path == PATH_SYNC || path == PATH_FREE ? at
+                                                                           : AT_IN_FLIGHT;
+    *reached = k == 0 ? at == AT_IN_FLIGHT : 0;
+    while (susp < k &&
+           pd__hrun_suspend(&r, 0, susp + 1 == k ? run_at : AT_IN_FLIGHT,
+                            susp + 1 == k && run_at == at ? reached : &dummy))
+        susp++;
     completed = pd_task_state(r.t) != PD_TASK_RUNNING;
     teardowns = rec.teardowns; /* children that finished during the run had theirs */
+    busy = pd__hrun_busy(&r);
 
     if (path == PATH_SYNC) {
         c->vt->drop(r.self);
     } else if (path != PATH_FREE) {
         pd_task_cancel(r.t);
-        while (pd__hrun_live(&r)) {
-            if (path != PATH_ASYNC && dsusp == j)
-                break;
-            if (pd__hrun_turn(&r)) {
+        if (path == PATH_ASYNC) {
+            while (pd__hrun_suspend(&r, 1, AT_IN_FLIGHT, &dummy))
+                ;
+        } else {
+            if (j == 0)
+                *reached = at == AT_IN_FLIGHT;
+            while (dsusp < j &&
+                   pd__hrun_suspend(&r, 1, dsusp + 1 == j ? at : AT_IN_FLIGHT,
+                                    dsusp + 1 == j ? reached : &dummy))
                 dsusp++;
-                if (c->progress)
-                    c->progress(c->ctx, PD_HARNESS_DROP_SUSPENDED);
+            busy = pd__hrun_busy(&r);
+            if (dsusp < j)
+                *drop_done = 1;
+            else if (path == PATH_ASYNC_SYNC && pd__hrun_going(&r, 1))
+                c->vt->drop(r.self); /* a sync drop in the middle of the async drop */
+            else if (path == PATH_FORCED && pd__hrun_going(&r, 1)) {
+                pd_stats s;
+
+                /* The deadline passes now: quiesce, skip teardown, drop code. */
+                forced_teardowns = rec.own_teardowns;
+                PD_HARNESS_CHECK(pd_shutdown_deadline(r.rt, 0) == 0);
+                pd_runtime_stats(r.rt, &s);
+                forced = s.tasks_forced;
+                PD_HARNESS_CHECK(!pd__hrun_going(&r, 1));
             }
         }
-        if (path != PATH_ASYNC && dsusp < j)
-            *drop_done = 1;
-        if (path == PATH_ASYNC_SYNC && pd__hrun_live(&r))
-            c->vt->drop(r.self); /* a sync drop in the middle of the async drop */
-        if (path == PATH_FORCED && pd__hrun_live(&r)) {
-            pd_stats s;
-
-            /* The deadline passes now: quiesce, skip teardown, drop code. */
-            forced_teardowns = rec.own_teardowns;
-            PD_HARNESS_CHECK(pd_shutdown_deadline(r.rt, 0) == 0);
-            pd_runtime_stats(r.rt, &s);
-            forced = s.tasks_forced;
-            PD_HARNESS_CHECK(!pd__hrun_live(&r));
-        }
     }
-    if (pd_task_state(r.t) == PD_TASK_DONE && c->vt->out_size) {
+    if (path != PATH_FREE && path != PATH_ASYNC_FREE)
+        pd__hrun_quiet(&r);
+    has_out = pd_task_state(r.t) == PD_TASK_DONE;
+    if (has_out && c->vt->out_size)
         memcpy(out, pd_task_output(r.t), c->vt->out_size);
-        has_out = 1;
-    } else if (pd_task_state(r.t) == PD_TASK_DONE) {
-        has_out = 1;
-    }
     /* The last reference goes, then the runtime, which frees a live task. */
     pd_task_release(r.t);
     pd_runtime_free(r.rt);
@@ -306,27 +401,46 @@ static int pd__harness_one(const pd_harness_case *c, int k, int path, int j,
     ret = pd_harness_fd_count();
     ck_assert_msg(ret == fds, "%s: %d descriptors before, %d after", r.what, fds, ret);
     st->runs++;
+    if (*reached && at == AT_QUEUED)
+        st->queued++;
+    else if (*reached && at == AT_COMPLETED)
+        st->completed++;
+    else if (at == AT_IN_FLIGHT && busy)
+        st->in_flight++;
     return completed;
 }
 
 void pd_harness_run(const pd_harness_case *c, pd_harness_stats *st)
 {
+    static const int direct[] = { PATH_ASYNC, PATH_SYNC, PATH_FREE };
     static const int interrupted[] = { PATH_ASYNC_SYNC, PATH_ASYNC_FREE, PATH_FORCED };
-    int k, i;
+    int k, i, p, at, done, reached;
 
     memset(st, 0, sizeof(*st));
     for (k = 0; k < PD_HARNESS_MAX_POINTS; k++) {
-        int done = 0, completed, j;
+        int completed = 0;
 
-        completed = pd__harness_one(c, k, PATH_ASYNC, -1, &done, st);
-        if (!completed) {
-            pd__harness_one(c, k, PATH_SYNC, -1, &done, st);
-            pd__harness_one(c, k, PATH_FREE, -1, &done, st);
+        /* Suspension k, in each kernel state, by each direct path. */
+        for (at = AT_IN_FLIGHT; at <= AT_COMPLETED; at++) {
+            for (p = 0; p < 3; p++) {
+                completed = pd__harness_one(c, k, at, direct[p], -1, &done, &reached, st);
+                if (completed || !reached)
+                    break; /* a completed future has no sync path to test */
+            }
+            if (completed)
+                break;
         }
+        /* Then each suspension j of the async drop, in each kernel state. */
         for (i = 0; i < (int)(sizeof(interrupted) / sizeof(interrupted[0])); i++) {
+            int j;
+
             done = 0;
             for (j = 0; !done && j < PD_HARNESS_MAX_POINTS; j++)
-                pd__harness_one(c, k, interrupted[i], j, &done, st);
+                for (at = AT_IN_FLIGHT; at <= AT_COMPLETED && !done; at++) {
+                    pd__harness_one(c, k, at, interrupted[i], j, &done, &reached, st);
+                    if (!reached || j == 0)
+                        break;
+                }
         }
         if (completed) {
             st->points = k - 1; /* it suspended k-1 times, not k */

@@ -5,8 +5,10 @@
  * suspension (k = 0, 1, 2, ... until the future completes before reaching
  * k) and destroys it there by every path a program can take: async drop,
  * sync drop, async drop interrupted by a sync drop after j polls, async
- * drop interrupted by pd_runtime_free after j polls, async drop forced by a
- * shutdown deadline after j polls, and pd_runtime_free on the live task. After every destruction (once the task
+ * drop interrupted by pd_runtime_free after j polls, async drop forced by
+ * a shutdown deadline after j polls, and pd_runtime_free on the live task,
+ * with the requests of the last suspension in each state the kernel can
+ * hold them in. After every destruction (once the task
  * is released and its runtime freed) it checks the invariants of
  * docs/design.md section 5 and fails the current Check test with a message
  * that names the future, the suspension point and the path. docs/harness.md
@@ -59,9 +61,22 @@ enum {
     PD_HARNESS_WAITING = 2,        /* about to block for a completion */
 };
 
+/*
+ * Filled by pd_harness_run. Fields may be added at the end in later
+ * versions: leave it uninitialised, or initialise it by name, not by
+ * position.
+ */
 typedef struct pd_harness_stats {
     int points; /* suspension points of the run phase */
     int runs;   /* destructions checked */
+    /*
+     * Destructions that began with the last suspension's requests in each
+     * kernel state (docs/harness.md): in flight (the runtime's count, after
+     * the turn's submission), queued but not yet submitted, and completed
+     * by the kernel but not yet reaped. A fixture that never leaves a
+     * request in flight shows 0 in the first and the last.
+     */
+    int in_flight, queued, completed;
 } pd_harness_stats;
 
 /*

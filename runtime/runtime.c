@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
 
 pd_trace_fn pd__trace_fn;
@@ -46,11 +47,13 @@ void pd__fell_through(const char *future, const char *state)
 static int pd__ring_init(pd_runtime *rt, unsigned entries, unsigned cfg_flags)
 {
     static const unsigned tries[] = {
+        IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+            IORING_SETUP_TASKRUN_FLAG,
         IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
         IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SUBMIT_ALL,
         0,
     };
-    size_t i = (cfg_flags & PD_CONFIG_NO_DEFER_TASKRUN) ? 1 : 0;
+    size_t i = (cfg_flags & PD_CONFIG_NO_DEFER_TASKRUN) ? 2 : 0;
     int ret = -EINVAL;
 
     /* Older kernels reject flags they do not know with -EINVAL: fall back. */
@@ -64,6 +67,25 @@ static int pd__ring_init(pd_runtime *rt, unsigned entries, unsigned cfg_flags)
             return ret;
     }
     return ret;
+}
+
+/*
+ * Whether the kernel supports opcode: asks the ring's probe, into storage
+ * on the stack (no allocation; liburing's io_uring_get_probe_ring mallocs).
+ */
+static int pd__ring_has_op(pd_runtime *rt, unsigned opcode)
+{
+    union {
+        struct io_uring_probe p;
+        unsigned char bytes[sizeof(struct io_uring_probe) +
+                            256 * sizeof(struct io_uring_probe_op)];
+    } u;
+
+    memset(&u, 0, sizeof(u));
+    if (io_uring_register_probe(&rt->ring, &u.p, 256) < 0)
+        return 0;
+    return opcode <= u.p.last_op && opcode < u.p.ops_len &&
+           (u.p.ops[opcode].flags & IO_URING_OP_SUPPORTED);
 }
 
 int pd_runtime_new(pd_runtime **out, const pd_config *cfg)
@@ -82,21 +104,231 @@ int pd_runtime_new(pd_runtime **out, const pd_config *cfg)
      */
     if (entries < PD__MIN_ENTRIES)
         return -EINVAL;
-    rt = calloc(1, sizeof(*rt));
-    if (!rt)
+    if (posix_memalign((void **)&rt, alignof(pd_runtime), sizeof(*rt)) != 0)
         return -ENOMEM;
+    memset(rt, 0, sizeof(*rt));
+    atomic_init(&rt->inbox, NULL);
+    atomic_init(&rt->wake_sent, 0);
+    atomic_init(&rt->shutdown_asked, 0);
+    atomic_init(&rt->shutdown_at_ns, INT64_MAX);
+    /* Blocking: an io_uring read of a non-blocking eventfd would not wait. */
+    rt->wake_fd = eventfd(0, EFD_CLOEXEC);
+    if (rt->wake_fd < 0) {
+        ret = -errno;
+        free(rt);
+        return ret;
+    }
     ret = pd__ring_init(rt, entries, flags);
     if (ret < 0) {
+        close(rt->wake_fd);
         free(rt);
         return ret;
     }
     if (rt->ring.features & IORING_FEAT_CQE_SKIP)
         rt->cancel_flags = IOSQE_CQE_SKIP_SUCCESS;
+    rt->has_ftruncate = pd__ring_has_op(rt, PD__IORING_OP_FTRUNCATE);
     *out = rt;
     return 0;
 }
 
+/* --- the checked build (-DPD_CHECKED): a registry of live op slots --- */
+
+#ifdef PD_CHECKED
+#include <pthread.h>
+
+/*
+ * Every op slot the kernel owes a completion is registered, with the
+ * number of completions owed, from the moment its request is queued until
+ * its last completion is dispatched. A completion for a slot that is not
+ * registered, a slot reused or released while registered, and a task or a
+ * runtime freed while one of its slots is registered all abort: each is a
+ * buffer or a slot given up while the kernel still owns it. The table is
+ * static (the checked build allocates nothing more than the plain one) and
+ * shared by every runtime of the process, under a lock.
+ */
+#define PD__REG_SIZE (1u << 15)
+
+static struct pd__reg_entry {
+    uintptr_t op;
+    const pd_runtime *rt;
+    uint32_t owed;
+} pd__reg[PD__REG_SIZE];
+static unsigned pd__reg_count;
+static pthread_mutex_t pd__reg_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void pd__checked_die(const char *what, uintptr_t op, long a, long b)
+    __attribute__((noreturn, cold));
+
+static void pd__checked_die(const char *what, uintptr_t op, long a, long b)
+{
+    fprintf(stderr, "polldrop checked build: op slot %#lx: %s (%ld, %ld)\n",
+            (unsigned long)op, what, a, b);
+    abort();
+}
+
+static unsigned pd__reg_home(uintptr_t op)
+{
+    return (unsigned)(((uint64_t)op >> 3) * 0x9e3779b97f4a7c15ull >> 49) &
+           (PD__REG_SIZE - 1);
+}
+
+/* The entry of op, or NULL. Called with the lock held. */
+static struct pd__reg_entry *pd__reg_find(uintptr_t op)
+{
+    unsigned i = pd__reg_home(op);
+
+    while (pd__reg[i].op != 0) {
+        if (pd__reg[i].op == op)
+            return &pd__reg[i];
+        i = (i + 1) & (PD__REG_SIZE - 1);
+    }
+    return NULL;
+}
+
+/* Removes e, shifting back the entries that probed past it. */
+static void pd__reg_remove(struct pd__reg_entry *e)
+{
+    unsigned hole = (unsigned)(e - pd__reg), i = hole;
+
+    for (;;) {
+        unsigned home;
+
+        i = (i + 1) & (PD__REG_SIZE - 1);
+        if (pd__reg[i].op == 0)
+            break;
+        home = pd__reg_home(pd__reg[i].op);
+        /* Movable if its home is not in the cyclic range (hole, i]. */
+        if (((i - home) & (PD__REG_SIZE - 1)) >= ((i - hole) & (PD__REG_SIZE - 1))) {
+            pd__reg[hole] = pd__reg[i];
+            hole = i;
+        }
+    }
+    pd__reg[hole].op = 0;
+    pd__reg_count--;
+}
+
+void pd__checked_submit(const pd_runtime *rt, const pd__op *op)
+{
+    uintptr_t a = (uintptr_t)op;
+    struct pd__reg_entry *e;
+    unsigned i;
+
+    pthread_mutex_lock(&pd__reg_lock);
+    e = pd__reg_find(a);
+    if (e)
+        pd__checked_die("reused for a new request while the kernel owes it "
+                        "completions", a, e->owed, 0);
+    if (pd__reg_count >= PD__REG_SIZE / 2)
+        pd__checked_die("too many requests in flight for the registry", a,
+                        pd__reg_count, PD__REG_SIZE / 2);
+    i = pd__reg_home(a);
+    while (pd__reg[i].op != 0)
+        i = (i + 1) & (PD__REG_SIZE - 1);
+    pd__reg[i] = (struct pd__reg_entry){ a, rt, 1 };
+    pd__reg_count++;
+    pthread_mutex_unlock(&pd__reg_lock);
+}
+
+void pd__checked_release(const pd__op *op)
+{
+    struct pd__reg_entry *e;
+
+    pthread_mutex_lock(&pd__reg_lock);
+    e = pd__reg_find((uintptr_t)op);
+    if (e)
+        pd__checked_die("released while the kernel owes it completions",
+                        (uintptr_t)op, e->owed, 0);
+    pthread_mutex_unlock(&pd__reg_lock);
+}
+
+/* A second completion is owed: the op's linked timeout. */
+static void pd__checked_owe(const pd__op *op)
+{
+    struct pd__reg_entry *e;
+
+    pthread_mutex_lock(&pd__reg_lock);
+    e = pd__reg_find((uintptr_t)op);
+    if (!e)
+        pd__checked_die("linked timeout for a request never queued",
+                        (uintptr_t)op, 0, 0);
+    e->owed++;
+    pthread_mutex_unlock(&pd__reg_lock);
+}
+
+static void pd__checked_cqe(const struct io_uring_cqe *cqe)
+{
+    uintptr_t a = (uintptr_t)(cqe->user_data & ~(uint64_t)1);
+    struct pd__reg_entry *e;
+
+    pthread_mutex_lock(&pd__reg_lock);
+    e = pd__reg_find(a);
+    if (!e)
+        pd__checked_die("completion for a slot the kernel owes nothing (a dead "
+                        "or released slot; result, flags)", a, cqe->res, cqe->flags);
+    /* A multishot request owes completions until one comes without F_MORE. */
+    if (!(cqe->flags & IORING_CQE_F_MORE) && --e->owed == 0)
+        pd__reg_remove(e);
+    pthread_mutex_unlock(&pd__reg_lock);
+}
+
+/* [mem, mem + len) is about to be freed: no registered slot may lie in it. */
+static void pd__checked_freeing(const void *mem, size_t len)
+{
+    uintptr_t lo = (uintptr_t)mem;
+    unsigned i;
+
+    pthread_mutex_lock(&pd__reg_lock);
+    for (i = 0; pd__reg_count && i < PD__REG_SIZE; i++)
+        if (pd__reg[i].op >= lo && pd__reg[i].op - lo < len)
+            pd__checked_die("freed with its task while the kernel owes it "
+                            "completions", pd__reg[i].op, pd__reg[i].owed, 0);
+    pthread_mutex_unlock(&pd__reg_lock);
+}
+
+/* rt's ring is about to close: none of its slots may still be owed. */
+static void pd__checked_ring_closing(const pd_runtime *rt)
+{
+    unsigned i;
+
+    pthread_mutex_lock(&pd__reg_lock);
+    for (i = 0; pd__reg_count && i < PD__REG_SIZE; i++)
+        if (pd__reg[i].op != 0 && pd__reg[i].rt == rt)
+            pd__checked_die("still owed completions when its runtime is freed",
+                            pd__reg[i].op, pd__reg[i].owed, 0);
+    pthread_mutex_unlock(&pd__reg_lock);
+}
+#else
+static void pd__checked_owe(const pd__op *op) { (void)op; }
+static void pd__checked_cqe(const struct io_uring_cqe *cqe) { (void)cqe; }
+static void pd__checked_freeing(const void *mem, size_t len) { (void)mem; (void)len; }
+static void pd__checked_ring_closing(const pd_runtime *rt) { (void)rt; }
+#endif
+
 /* --- completions --- */
+
+/* A completion with a reserved tag: only wakes need anything done. */
+static void pd__dispatch_tag(pd_runtime *rt, uint64_t ud)
+{
+    if (ud == PD__UD_WAKE_EFD) {
+        rt->wake_armed = 0;
+        rt->remote_pending = 1;
+    }
+}
+
+/*
+ * The wake itself: a write to target's eventfd, whose read target keeps in
+ * flight in its ring, so that a blocking wait ends. The write is the last
+ * access to target: once target has seen the wake, it may be freed.
+ */
+static int pd__wake_efd(pd_runtime *target)
+{
+    uint64_t one = 1;
+
+    /* EAGAIN: the counter is full of unread wakes, so one is on its way. */
+    if (write(target->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+        return -errno;
+    return 0;
+}
 
 static void pd__dispatch(pd_runtime *rt, const struct io_uring_cqe *cqe)
 {
@@ -109,12 +341,24 @@ static void pd__dispatch(pd_runtime *rt, const struct io_uring_cqe *cqe)
      * LIBURING_UDATA_TIMEOUT, the timeout liburing queues for a timed wait
      * on kernels without IORING_FEAT_EXT_ARG.
      */
-    if (PD__UNLIKELY(ud - PD__UD_RESERVED >= UINT64_MAX - PD__UD_RESERVED))
+    if (PD__UNLIKELY(ud - PD__UD_RESERVED >= UINT64_MAX - PD__UD_RESERVED)) {
+        pd__dispatch_tag(rt, ud);
         return;
+    }
+    pd__checked_cqe(cqe);
     op = (pd__op *)(uintptr_t)(ud & ~(uint64_t)1);
     if (!(ud & 1)) {
-        op->res = cqe->res;
-        op->cflags = cqe->flags;
+        /*
+         * A zero-copy send's result comes with IORING_CQE_F_MORE: its
+         * notification (IORING_CQE_F_NOTIF, whose res is not the result)
+         * follows, and only then may the buffer and the slot be reused.
+         */
+        if (PD__LIKELY(!(cqe->flags & IORING_CQE_F_NOTIF))) {
+            op->res = cqe->res;
+            op->cflags = cqe->flags;
+        }
+        if (PD__UNLIKELY(cqe->flags & IORING_CQE_F_MORE))
+            return;
     }
     if (--op->pending == 0) {
         op->st = PD__OP_READY;
@@ -168,6 +412,22 @@ static int pd__wait_deadline(pd_runtime *rt)
 }
 
 /*
+ * Queues the read of the wake eventfd, so that a wake from a thread without
+ * a runtime of its own ends a blocking wait. If no entry can be had, the
+ * next enter tries again.
+ */
+static void pd__wake_arm(pd_runtime *rt)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&rt->ring);
+
+    if (sqe == NULL)
+        return;
+    io_uring_prep_read(sqe, rt->wake_fd, &rt->wake_buf, sizeof(rt->wake_buf), 0);
+    io_uring_sqe_set_data64(sqe, PD__UD_WAKE_EFD);
+    rt->wake_armed = 1;
+}
+
+/*
  * With IORING_SETUP_DEFER_TASKRUN the kernel posts most completions (every
  * cancelled poll-armed request among them) as task work that runs only when
  * the ring is entered with GETEVENTS, and then at most max(20,
@@ -178,11 +438,15 @@ static int pd__wait_deadline(pd_runtime *rt)
  * runs is quadratic in the kernel. A zero-timeout wait for more events is
  * no way out: it sleeps for the timer slack (tens of microseconds).
  *
- * So after an entry that reaped a full budget of completions (`n`), this
- * enters again to run more of the work, until an entry reaps less than a
- * budget or as many as the completion queue holds were reaped. Without
- * DEFER_TASKRUN the kernel runs task work on every return to user space,
- * and there is nothing to do.
+ * So this enters again to run more of the work while some is left, until
+ * as many completions as the completion queue holds were reaped. Whether
+ * work is left, the kernel says itself when the ring has
+ * IORING_SETUP_TASKRUN_FLAG: it sets IORING_SQ_TASKRUN in the SQ flags while
+ * deferred work waits, and an entry that would find none is never made (a
+ * turn of 128 inline-completed nops costs one io_uring_enter, not two).
+ * Without the flag (older kernels), an entry that reaped a full budget of
+ * completions (`n`) is taken as the sign. Without DEFER_TASKRUN the kernel
+ * runs task work on every return to user space, and there is nothing to do.
  */
 #define PD__TW_BUDGET 20u
 
@@ -192,6 +456,16 @@ static void pd__drain_task_work(pd_runtime *rt, unsigned n)
 
     if (!(rt->stats.ring_flags & IORING_SETUP_DEFER_TASKRUN))
         return;
+    if (rt->stats.ring_flags & IORING_SETUP_TASKRUN_FLAG) {
+        while ((IO_URING_READ_ONCE(*rt->ring.sq.kflags) & IORING_SQ_TASKRUN) &&
+               total < rt->ring.cq.ring_entries) {
+            rt->stats.enter_calls++;
+            if (io_uring_get_events(&rt->ring) < 0)
+                return;
+            total += pd__reap(rt);
+        }
+        return;
+    }
     while (n >= PD__TW_BUDGET && total < rt->ring.cq.ring_entries) {
         rt->stats.enter_calls++;
         if (io_uring_get_events(&rt->ring) < 0)
@@ -209,6 +483,8 @@ static int pd__enter(pd_runtime *rt, int wait)
 {
     int ret;
 
+    if (PD__UNLIKELY(!rt->wake_armed))
+        pd__wake_arm(rt);
     rt->stats.enter_calls++;
     if (!wait)
         ret = io_uring_submit_and_get_events(&rt->ring);
@@ -270,6 +546,7 @@ void pd__link_timeout(pd_cx *cx, struct io_uring_sqe *sqe, pd__op *op)
     io_uring_prep_link_timeout(t, cx->link_ts, 0);
     io_uring_sqe_set_data64(t, (uint64_t)(uintptr_t)op | 1);
     op->pending = 2;
+    pd__checked_owe(op);
     cx->link_ts = NULL;
 }
 
@@ -377,8 +654,10 @@ static void pd__unqueue(pd_runtime *rt, pd_task *t)
  */
 static void pd__task_free_if_unused(pd_task *t)
 {
-    if (t->refs == 0 && !t->queued && !(t->flags & PD__TASK_ROOT))
+    if (t->refs == 0 && !t->queued && !(t->flags & PD__TASK_ROOT)) {
+        pd__checked_freeing(t->self, t->vt->size);
         free(t);
+    }
 }
 
 static void pd__task_unref(pd_task *t)
@@ -518,22 +797,64 @@ static int pd__task_poll(pd_runtime *rt, pd_cx *cx, pd_task *t)
     return 1;
 }
 
-/* Detects a run that can never progress: nothing queued, nothing in flight. */
+/*
+ * Detects a run that can never progress: nothing queued, no wake to look
+ * at, nothing in flight.
+ */
 static int pd__stuck(const pd_runtime *rt)
 {
-    return rt->ready_head == NULL &&
+    return rt->ready_head == NULL && !rt->remote_pending &&
            rt->stats.ops_submitted == rt->stats.ops_completed;
 }
 
-int pd_run_once(pd_runtime *rt, int wait)
+static void pd__shutdown_begin(pd_runtime *rt);
+static void pd__deadline_arm(pd_runtime *rt, int64_t at_ns);
+
+/*
+ * A wake arrived: starts the tasks other threads sent here, oldest first,
+ * then the shutdown they asked for, so that a task sent before the request
+ * is cancelled with the rest.
+ */
+static void pd__remote(pd_runtime *rt)
+{
+    pd_task *t, *fifo = NULL;
+
+    rt->remote_pending = 0;
+    /* Cleared before the inbox is read: a later sender sends a new wake. */
+    atomic_exchange(&rt->wake_sent, 0);
+    t = atomic_exchange(&rt->inbox, NULL);
+    while (t) {
+        pd_task *next = t->next;
+
+        t->next = fifo;
+        fifo = t;
+        t = next;
+    }
+    while ((t = fifo) != NULL) {
+        fifo = t->next;
+        pd_task_start(t);
+    }
+    if (atomic_load_explicit(&rt->shutdown_asked, memory_order_relaxed) &&
+        atomic_exchange(&rt->shutdown_asked, 0)) {
+        int64_t at = atomic_exchange(&rt->shutdown_at_ns, INT64_MAX);
+
+        pd__shutdown_begin(rt);
+        if (at != INT64_MAX)
+            pd__deadline_arm(rt, at);
+    }
+}
+
+int pd__run_polls(pd_runtime *rt)
 {
     pd_cx cx = { rt, NULL, NULL };
     pd_task *batch;
-    int ret;
+    int n = 0;
 
     if (rt->in_turn)
         return -EBUSY;
-    /* Before the batch is taken: forcing wakes the tasks it forces. */
+    /* Before the batch is taken: both wake the tasks they start or force. */
+    if (PD__UNLIKELY(rt->remote_pending))
+        pd__remote(rt);
     if (PD__UNLIKELY(rt->deadline_armed))
         pd__deadline_check(rt);
     batch = rt->ready_head;
@@ -545,13 +866,82 @@ int pd_run_once(pd_runtime *rt, int wait)
 
         batch = t->next;
         t->queued = 0;
+        n++;
         if (pd__task_poll(rt, &cx, t))
             pd__task_unref(t);
         else if (PD__UNLIKELY(t->state >= PD_TASK_DONE))
             pd__task_free_if_unused(t); /* finished earlier while queued */
     }
     rt->in_turn = 0;
-    ret = pd__enter(rt, wait && rt->ready_head == NULL && !pd__stuck(rt));
+    return n;
+}
+
+int pd__run_enter(pd_runtime *rt, int wait)
+{
+    return pd__enter(rt, wait && rt->ready_head == NULL && !pd__stuck(rt));
+}
+
+int pd__ring_wait_cqe(pd_runtime *rt)
+{
+    struct io_uring_cqe *cqe;
+    int ret;
+
+    rt->stats.enter_calls++;
+    do
+        ret = io_uring_wait_cqe(&rt->ring, &cqe);
+    while (ret == -EINTR);
+    return ret;
+}
+
+int pd__ring_submit(pd_runtime *rt)
+{
+    int ret;
+
+    rt->stats.enter_calls++;
+    do
+        ret = io_uring_submit(&rt->ring);
+    while (ret == -EINTR);
+    return ret;
+}
+
+int pd__ring_strays(pd_runtime *rt, const void *mem, size_t len, unsigned ms)
+{
+    uintptr_t lo = (uintptr_t)mem;
+    int strays = 0;
+
+    for (;;) {
+        struct __kernel_timespec ts = { ms / 1000, (long long)(ms % 1000) * 1000000 };
+        struct io_uring_cqe *cqe;
+        unsigned head, n = 0;
+        int ret;
+
+        rt->stats.enter_calls++;
+        ret = io_uring_wait_cqe_timeout(&rt->ring, &cqe, &ts);
+        if (ret == -ETIME)
+            return strays;
+        if (ret < 0 && ret != -EINTR)
+            return ret;
+        io_uring_for_each_cqe(&rt->ring, head, cqe) {
+            uintptr_t a = (uintptr_t)(cqe->user_data & ~(uint64_t)1);
+
+            /* Never dispatched: the slot it names belongs to the dead future. */
+            if (cqe->user_data >= PD__UD_RESERVED && a >= lo && a - lo < len)
+                strays++;
+            else
+                pd__dispatch(rt, cqe);
+            n++;
+        }
+        io_uring_cq_advance(&rt->ring, n);
+    }
+}
+
+int pd_run_once(pd_runtime *rt, int wait)
+{
+    int ret = pd__run_polls(rt);
+
+    if (ret < 0)
+        return ret;
+    ret = pd__run_enter(rt, wait);
     if (ret < 0)
         return ret;
     return (int)rt->stats.live_tasks;
@@ -559,16 +949,25 @@ int pd_run_once(pd_runtime *rt, int wait)
 
 int pd_run(pd_runtime *rt)
 {
-    while (rt->live_head) {
+    for (;;) {
         int ret;
 
+        if (rt->live_head == NULL && !rt->remote_pending) {
+            /*
+             * Nothing live, but tasks may have been sent here before the
+             * wake was read: start them rather than return.
+             */
+            if (atomic_load_explicit(&rt->inbox, memory_order_relaxed) == NULL &&
+                !atomic_load_explicit(&rt->shutdown_asked, memory_order_relaxed))
+                return 0;
+            rt->remote_pending = 1;
+        }
         if (pd__stuck(rt))
             return -EDEADLK;
         ret = pd_run_once(rt, 1);
         if (ret < 0)
             return ret;
     }
-    return 0;
 }
 
 int pd_block_on(pd_runtime *rt, pd_dyn fut, void *out)
@@ -608,6 +1007,7 @@ int pd_block_on(pd_runtime *rt, pd_dyn fut, void *out)
     }
     if (root.queued)
         pd__unqueue(rt, &root);
+    pd__checked_freeing(fut.self, fut.vt->size); /* the caller's memory again */
     return root.state == PD_TASK_DONE ? 0 : -ECANCELED;
 }
 
@@ -676,6 +1076,15 @@ void pd_runtime_free(pd_runtime *rt)
 
     if (!rt)
         return;
+    /* Tasks sent here but never started: initialised, so dropped once. */
+    t = atomic_exchange(&rt->inbox, NULL);
+    while (t) {
+        pd_task *next = t->next;
+
+        t->vt->drop(t->self);
+        free(t);
+        t = next;
+    }
     /* Sync-drop first, so that every kernel-owned buffer comes back... */
     for (t = rt->live_head; t; t = t->live_next)
         if (t->state == PD_TASK_RUNNING || t->state == PD_TASK_DROPPING)
@@ -692,12 +1101,14 @@ void pd_runtime_free(pd_runtime *rt)
             pd__task_free_if_unused(t);
     }
     rt->ready_tail = NULL;
+    pd__checked_ring_closing(rt);
     while ((t = rt->live_head) != NULL) {
         pd__live_unlink(rt, t);
         if (!(t->flags & PD__TASK_ROOT))
             free(t);
     }
     io_uring_queue_exit(&rt->ring);
+    close(rt->wake_fd);
     free(rt);
 }
 
@@ -747,3 +1158,47 @@ const pd_vtable pd_drop_async_vtable = {
     .poll_drop = pd__drop_async_poll_drop,
     .drop = pd__drop_async_drop,
 };
+
+/* --- other threads --- */
+
+int pd_runtime_wake(pd_runtime *target)
+{
+    /* One wake in flight is enough: the target reads everything on it. */
+    if (atomic_exchange(&target->wake_sent, 1))
+        return 0;
+    return pd__wake_efd(target);
+}
+
+int pd_shutdown_remote(pd_runtime *target)
+{
+    atomic_store(&target->shutdown_asked, 1);
+    return pd_runtime_wake(target);
+}
+
+int pd_shutdown_remote_deadline(pd_runtime *target, long long ms)
+{
+    int64_t at, cur;
+
+    if (ms < 0)
+        return -EINVAL;
+    at = pd__deadline_at(ms);
+    cur = atomic_load(&target->shutdown_at_ns);
+    while (at < cur && !atomic_compare_exchange_weak(&target->shutdown_at_ns, &cur, at))
+        ;
+    return pd_shutdown_remote(target);
+}
+
+int pd__task_send(pd_task *t)
+{
+    pd_runtime *rt = t->rt;
+    pd_task *head = atomic_load_explicit(&rt->inbox, memory_order_relaxed);
+
+    /* The sender keeps no reference: the task is the target's from now on. */
+    t->refs = 0;
+    do
+        t->next = head;
+    while (!atomic_compare_exchange_weak_explicit(&rt->inbox, &head, t,
+                                                  memory_order_release,
+                                                  memory_order_relaxed));
+    return pd_runtime_wake(rt);
+}

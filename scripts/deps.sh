@@ -1,7 +1,8 @@
 #!/bin/sh
 # Checks for what polldrop builds with and installs the missing Debian
 # packages (as root, or through sudo), or prints the exact command to run.
-# Usage: scripts/deps.sh [bench]   ("bench" also wants libuv for baselines)
+# Usage: scripts/deps.sh [bench|diagrams]   ("bench" also wants libuv for
+# the baselines, nginx and wrk for httpd's; "diagrams" Graphviz's dot)
 set -u
 python=${PYTHON:-python3}
 need=""
@@ -24,6 +25,16 @@ if ! "$python" -c 'import yaml, jinja2, jsonschema' >/dev/null 2>&1 &&
     /usr/bin/python3 -c 'import yaml' >/dev/null 2>&1 || need="$need python3-yaml"
     /usr/bin/python3 -c 'import jinja2' >/dev/null 2>&1 || need="$need python3-jinja2"
     /usr/bin/python3 -c 'import jsonschema' >/dev/null 2>&1 || need="$need python3-jsonschema"
+fi
+# httpd (built by make and make test) parses HTTP with Debian's http-parser,
+# which ships no pkg-config file: look for its header.
+[ -f /usr/include/http_parser.h ] || need="$need libhttp-parser-dev"
+if [ "${1:-}" = bench ]; then
+    command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need="$need nginx-light"
+    command -v wrk >/dev/null 2>&1 || need="$need wrk"
+fi
+if [ "${1:-}" = diagrams ]; then
+    command -v dot >/dev/null 2>&1 || need="$need graphviz"
 fi
 command -v cc >/dev/null 2>&1 || need="$need gcc"
 command -v make >/dev/null 2>&1 || need="$need make"

@@ -37,6 +37,7 @@ def in_step(props, keys, what):
 def identifier():
     """A C identifier that is not a keyword and not a reserved pd_ name."""
     return {"type": "string", "pattern": "^(?![pP][dD]_)[A-Za-z_][A-Za-z0-9_]*$",
+            "maxLength": validate.MAX_IDENT,
             "not": {"enum": sorted(validate.C_KEYWORDS)}}
 
 
@@ -61,7 +62,7 @@ def code(what, allow_empty=False):
 def var(what, allow_child=True, allow_init=True, allow_array=True):
     keys = [k for k in validate.VAR_KEYS
             if (k != "future" or allow_child) and (k != "init" or allow_init)]
-    reserved = () if what == "param" else validate.SNIPPET_NAMES
+    reserved = validate.PARAM_RESERVED if what == "param" else validate.SNIPPET_NAMES
     props = {"name": ident(f"{what} name", reserved)}
     ctype = code("C type; a trailing [N] makes an array")
     if not allow_array:
@@ -144,7 +145,8 @@ def await_args():
 def branches(kind):
     return {"type": "object", "minProperties": 1,
             "maxProperties": validate.MAX_BRANCHES,
-            "propertyNames": ident("branch name", validate.SNIPPET_NAMES),
+            "propertyNames": ident("branch name",
+                                   sorted(validate.SNIPPET_NAMES | {"timed_out"})),
             "additionalProperties": {"$ref": f"#/definitions/{kind}_branch"}}
 
 
@@ -165,16 +167,22 @@ def state(phase):
              "when": code("a guard, a C expression; when false the state is skipped"),
              "next": ident("the state taken when the code falls off its end"),
              "locals": {"type": "array", "items": var("local")},
-             "timeout_ms": code("a linked timeout in milliseconds (io only)"),
+             "timeout_ms": code("milliseconds: a linked timeout on io; one deadline "
+                                "over a whole await, join or select (then sees "
+                                "timed_out)"),
          },
          "oneOf": [{"required": [a]} for a in validate.ACTIONS],
-         "dependencies": {"timeout_ms": ["io"]},
+         "dependencies": {},
          "allOf": [
              {"$ref": "#/definitions/io_args"},
              {"$ref": "#/definitions/await_args"},
              {"if": {"required": ["do"]}, "then": none_of("then", "args", "timeout_ms")},
-             {"if": {"required": ["join"]}, "then": none_of("args", "timeout_ms")},
-             {"if": {"required": ["select"]}, "then": none_of("then", "args", "timeout_ms")},
+             {"if": {"required": ["join"]}, "then": none_of("args")},
+             # A select's state-level then is its deadline's, and needs one.
+             {"if": {"required": ["select"]},
+              "then": {"allOf": [none_of("args"),
+                                 {"anyOf": [{"required": ["then", "timeout_ms"]},
+                                            none_of("then", "timeout_ms")]}]}},
          ]}
     in_step(s["properties"], keys, "a state")
     if phase == "run":
@@ -208,8 +216,9 @@ def schema():
         "states": states("run", "run states; the first is the initial state"),
         "teardown": states("teardown", "teardown states, run by an async drop"),
         "drop": code("sync destructor code, run last on every path", allow_empty=True),
-        "send": {"enum": [False, "false", "no"],
-                 "description": "reserved for thread-per-core; only false for now"},
+        "send": {"enum": [True, False, "true", "false", "yes", "no"],
+                 "description": "true: the future may be started on another thread's "
+                                "runtime with F_spawn_on"},
     }
     in_step(props, validate.TOP_KEYS, "a spec")
     return {

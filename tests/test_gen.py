@@ -3,12 +3,14 @@ import contextlib
 import io
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import textwrap
 import unittest
 
-from gen import cli
+from gen import cli, loader
+from gen.errors import Pos
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -105,10 +107,12 @@ class Errors(GenTest):
                          "f.yaml:1:9: error: future name 'pd_thing': names starting with "
                          "pd_ are reserved")
 
+    @unittest.skipUnless(shutil.which("cc"), "needs a C compiler")
     def test_libc_collision(self):
         self.assertError("future: sleep\nstates: {a: {do: RETURN(0);}}\n",
-                         "f.yaml:1:9: error: future name 'sleep' collides with the C "
-                         "library's sleep(); choose another name")
+                         "f.yaml:1:9: error: future name 'sleep' is already declared by "
+                         "the C headers the generated code includes, or a macro; choose "
+                         "another name")
 
     def test_duplicate_member_names(self):
         self.assertError("""\
@@ -188,10 +192,11 @@ class Errors(GenTest):
         self.assertError("""\
             future: f
             states:
-              a: {io: splice, then: RETURN(res);}
-            """, "f.yaml:3:11: error: unknown io op 'splice' (known: accept, close, "
-                 "connect, fsync, nop, openat, read, recv, send, shutdown, socket, "
-                 "timeout, write)")
+              a: {io: sendfile, then: RETURN(res);}
+            """, "f.yaml:3:11: error: unknown io op 'sendfile' (known: accept, close, "
+                 "connect, fsync, ftruncate, mkdirat, nop, openat, openat2, poll_add, read, "
+                 "readv, recv, recvmsg, renameat, send, send_zc, sendmsg, shutdown, socket, "
+                 "splice, statx, timeout, unlinkat, write, writev)")
 
     def test_unknown_io_argument(self):
         self.assertError("""\
@@ -352,6 +357,21 @@ class Errors(GenTest):
         self.assertFalse(os.path.exists(os.path.join(self.out, "f.c")))
 
 
+@contextlib.contextmanager
+def hang_guard(seconds=60):
+    """Fails the test if the block runs for minutes: a guard against the
+    quadratic and exponential work these tests exist for, not a timing."""
+    def expire(signum, frame):
+        raise AssertionError(f"still running after {seconds} s: unbounded work")
+    old = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
 def bomb(levels):
     """A spec whose anchors and aliases would expand to 10**levels nodes."""
     text = "future: bl\nstates: {s: {do: 'RETURN(0);'}}\n"
@@ -442,6 +462,54 @@ class Hostile(GenTest):
                            capture_output=True, text=True)
         self.assertEqual(r.returncode, 0, r.stderr)
 
+    def test_huge_array_type_is_split_in_linear_time(self):
+        with hang_guard():
+            lines = self.errors("future: f\nfields:\n  - {name: x, type: 'int" + " " * 200000
+                                + "x[1'}\nstates: {a: {do: RETURN(0);}}\n")
+        self.assertEqual([l for l in lines if "error" in l], [])
+
+    def test_array_suffixes(self):
+        from gen.validate import split_array
+        self.assertEqual(split_array("char [4] [ 8 ]"), ("char", "[4][8]"))
+        self.assertEqual(split_array("int"), ("int", ""))
+        self.assertEqual(split_array("int x[]"), ("int x[]", ""))
+        self.assertEqual(split_array("int a]"), ("int a]", ""))
+
+    def test_macro_positions_in_a_long_snippet(self):
+        text = "if (0) GOTO(a);\n" * 200000
+        node = loader.Node("scalar", text, Pos("f.yaml", 1, 1), "|")
+        node.src_line, node.indent = 5, 6
+        with hang_guard():
+            last = [node.pos_at(i * 16 + 7) for i in range(200000)][-1]
+        self.assertEqual((last.line, last.col), (5 + 199999, 14))
+
+    def test_state_count_has_a_limit(self):
+        states = "".join(f"  s{i}: {{do: GOTO(s{i + 1});}}\n" for i in range(4096))
+        self.assertEqual(self.errors("future: f\nstates:\n" + states
+                                     + "  s4096: {do: RETURN(0);}\n"),
+                         ["f.yaml:2:1: error: 4097 states: a future has at most 4096 "
+                          "(run and teardown together)"])
+
+    def test_children_embedding_the_next_twice_are_resolved_once(self):
+        for i in range(30):
+            body = (f"fields:\n  - {{name: a, future: c{i + 1}}}\n"
+                    f"  - {{name: b, future: c{i + 1}}}\n"
+                    "states:\n  s: {await: a, then: GOTO(t);}\n"
+                    "  t: {await: b, then: RETURN(0);}\n") if i < 29 else \
+                "states: {s: {do: RETURN(0);}}\n"
+            self.spec(f"c{i}", f"future: c{i}\n" + body)
+        with hang_guard():
+            code, err = self.run_gen("--check", "-I", self.dir, os.path.join(self.dir, "c0.yaml"))
+        self.assertEqual((code, err), (0, ""))
+
+    def test_long_names_fail_check_and_run_alike(self):
+        name = "n" * 250
+        path = self.spec(name, GOOD.replace("future: good", f"future: {name}"))
+        want = (1, f"{path}:1:9: error: future name 'nnnnnnnnnnnnnnnn...' is longer than 64 "
+                   "characters\n")
+        self.assertEqual(self.run_gen("--check", path), want)
+        self.assertEqual(self.run_gen(path), want)
+
     def test_outputs_get_the_usual_mode(self):
         old = os.umask(0o022)
         try:
@@ -451,6 +519,80 @@ class Hostile(GenTest):
         for ext in ("c", "h"):
             mode = os.stat(os.path.join(self.out, "good." + ext)).st_mode & 0o777
             self.assertEqual(mode, 0o644)
+
+
+@unittest.skipUnless(shutil.which("cc"), "needs a C compiler")
+class Collisions(GenTest):
+    """Accepted specs must compile: names are checked against the real headers."""
+
+    def cc(self, *names, extra=""):
+        """Compiles OUT/NAME.c for each name, and one file including every header."""
+        both = os.path.join(self.dir, "both.c")
+        with open(both, "w") as f:
+            f.write("".join(f'#include "{n}.h"\n' for n in names) + extra)
+        for src in [os.path.join(self.out, n + ".c") for n in names] + [both]:
+            r = subprocess.run(["cc", "-std=gnu11", "-Wall", "-Wextra", "-Werror",
+                                "-I", os.path.join(ROOT, "runtime"), "-I", self.out, "-c",
+                                src, "-o", os.devnull], capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_params_named_like_generated_locals_compile(self):
+        params = "".join(f"  - {{name: {n}, type: int}}\n"
+                         for n in ("rt", "mem", "t", "fut", "out", "res", "cqe_flags"))
+        path = self.spec("good", GOOD.replace("params:\n  - {name: fd, type: int}\n",
+                                              "params:\n" + params))
+        self.assertEqual(self.run_gen(path), (0, ""))
+        self.cc("good")
+
+    def test_params_self_and_cx_are_refused(self):
+        for name in ("self", "cx"):
+            self.assertError(GOOD.replace("name: fd,", f"name: {name},"),
+                             f"f.yaml:3:12: error: param name '{name}' is reserved: "
+                             "generated code and snippets use it")
+
+    def test_param_named_after_the_api_is_refused(self):
+        self.assertError(GOOD.replace("name: fd,", "name: good_out,"),
+                         "f.yaml:3:12: error: param name 'good_out' is a name the "
+                         "generated code declares for future 'good'")
+
+    def test_members_named_after_macros_are_refused(self):
+        for name in ("unix", "linux", "errno", "BUFSIZ", "EOF", "alignas"):
+            self.assertError(GOOD.replace("name: n,", f"name: {name},"),
+                             f"f.yaml:5:12: error: field name '{name}' is a macro of the "
+                             "C compiler or headers; choose another name")
+
+    def test_future_names_of_the_c_library_are_refused(self):
+        for name in ("printf", "dup", "memcpy", "rename", "getpid", "size_t", "FILE",
+                     "uint8_t", "pid_t", "ptrdiff_t", "io_uring"):
+            self.assertError(GOOD.replace("future: good", f"future: {name}"),
+                             f"{name}.yaml:1:9: error: future name '{name}' is already "
+                             "declared by the C headers the generated code includes, or a "
+                             "macro; choose another name", name=name)
+
+    def test_generated_names_are_probed_too(self):
+        # Future 'posix' would declare posix_spawn, which <spawn.h> has.
+        self.assertError(GOOD.replace("future: good", "future: posix\ninclude: [<spawn.h>]"),
+                         "posix.yaml:1:9: error: future 'posix': the generated name "
+                         "'posix_spawn' is already declared by the C headers the generated "
+                         "code includes, or a macro; choose another future name",
+                         name="posix")
+
+    def test_case_differing_futures_have_their_own_guards(self):
+        kid = self.spec("kid", GOOD.replace("good", "kid"))
+        Kid = self.spec("Kid", GOOD.replace("good", "Kid"))
+        self.assertEqual(self.run_gen(kid, Kid), (0, ""))
+        self.cc("kid", "Kid", extra="void f(kid *a, Kid *b);\n")
+
+    def test_bad_type_is_reported_at_the_spec(self):
+        for line, bad in ((2, "output: no_such_type\n"),
+                          (3, "fields:\n  - {name: x, type: no_such_type}\n")):
+            path = self.spec("f", "future: f\n" + bad + "states: {a: {do: RETURN(0);}}\n")
+            self.assertEqual(self.run_gen(path), (0, ""))
+            r = subprocess.run(["cc", "-std=gnu11", "-I", os.path.join(ROOT, "runtime"),
+                                "-I", self.out, "-c", os.path.join(self.out, "f.c"),
+                                "-o", os.devnull], capture_output=True, text=True)
+            first = [l for l in r.stderr.splitlines() if " error: " in l][0]
+            self.assertRegex(first, rf"f\.yaml:{line}:\d+: error: .*no_such_type")
 
 
 class StructuredErrors(GenTest):
@@ -483,7 +625,30 @@ class StructuredErrors(GenTest):
                   x: {io: nop, then: RETURN(0);}
                 then: RETURN(1);
             """, "f.yaml:6:5: error: a select has no state-level then: give each "
-                 "branch its own then")
+                 "branch its own then (with timeout_ms, the state's then runs when the "
+                 "deadline fires)")
+
+    def test_select_deadline_needs_a_state_then(self):
+        self.assertError("""\
+            future: f
+            states:
+              a:
+                timeout_ms: 5
+                select:
+                  x: {io: nop, then: RETURN(0);}
+            """, "f.yaml:4:5: error: a select with timeout_ms needs a state-level "
+                 "then: it runs when the deadline fires")
+
+    def test_timed_out_is_not_a_branch_name(self):
+        self.assertError("""\
+            future: f
+            states:
+              a:
+                join:
+                  timed_out: {io: nop}
+                then: RETURN(0);
+            """, "f.yaml:5:7: error: branch name 'timed_out' is reserved for generated "
+                 "code")
 
     def test_join_branch_with_then(self):
         self.assertError("""\
@@ -568,12 +733,11 @@ class StructuredErrors(GenTest):
               - {name: c, future: kid}
             states:
               a:
-                await: c
-                args: [1]
-                timeout_ms: 5
-                then: RETURN(out);
-            """, "f.yaml:8:5: error: timeout_ms goes with io, not await: select the "
-                 "child against a sleep instead", extra=("-I", self.dir))
+                join:
+                  k: {await: c, args: [1], timeout_ms: 5}
+                then: RETURN(k);
+            """, "f.yaml:7:32: error: timeout_ms goes on the whole join, not on its await "
+                 "branch 'k'", extra=("-I", self.dir))
 
     def test_same_child_in_two_branches(self):
         self.spec("kid", GOOD.replace("good", "kid"))
@@ -616,6 +780,61 @@ class Stats(GenTest):
         self.assertGreater(int(naive), 8192)
 
 
+class Send(GenTest):
+    """send: true gives F_spawn_on; params bound to a thread are refused."""
+
+    def test_send_must_be_a_boolean(self):
+        self.assertError("""\
+            future: f
+            send: sometimes
+            states:
+              a: {do: RETURN(0);}
+            """, "f.yaml:2:7: error: send must be true or false, not 'sometimes'")
+
+    def test_send_refuses_a_task_param(self):
+        self.assertError("""\
+            future: f
+            send: true
+            params:
+              - {name: peer, type: pd_task *}
+            states:
+              a: {do: RETURN(0);}
+            """, "f.yaml:4:12: error: param 'peer' of a send future has type "
+                 "'pd_task *': a task belongs to its runtime's thread (its references "
+                 "and state are not atomic), and a send future runs on the target "
+                 "runtime's thread")
+
+    def test_send_refuses_a_context_param(self):
+        self.assertError("""\
+            future: f
+            send: yes
+            params:
+              - {name: c, type: pd_cx *}
+            states:
+              a: {do: RETURN(0);}
+            """, "f.yaml:4:12: error: param 'c' of a send future has type 'pd_cx *': "
+                 "a context is valid only during the poll that received it, and a "
+                 "send future runs on the target runtime's thread")
+
+    def test_send_accepts_a_runtime_param(self):
+        self.assertEqual(self.errors("""\
+            future: f
+            send: true
+            params:
+              - {name: home, type: pd_runtime *}
+            states:
+              a: {do: RETURN(0);}
+            """), [])
+
+    def test_spawn_on_only_with_send(self):
+        self.run_gen(self.spec("good", GOOD))
+        with open(os.path.join(self.out, "good.h")) as f:
+            self.assertNotIn("spawn_on", f.read())
+        self.run_gen(self.spec("sent", GOOD.replace("future: good", "future: sent\nsend: true")))
+        with open(os.path.join(self.out, "sent.h")) as f:
+            self.assertIn("int sent_spawn_on(pd_runtime *target, int fd);", f.read())
+
+
 class Output(GenTest):
     def test_check_writes_nothing(self):
         code, err = self.run_gen("--check", self.spec("good", GOOD))
@@ -634,7 +853,7 @@ class Output(GenTest):
         self.assertIn("good_state_name", first)
         with open(os.path.join(self.out, "good.h")) as f:
             h = f.read()
-        self.assertIn("#ifndef POLLDROP_GEN_GOOD_H", h)
+        self.assertIn("#ifndef POLLDROP_GEN_good_H", h)
         for api in ["void good_init(good *self, int fd);",
                     "pd_poll good_poll(good *self, pd_cx *cx, good_out *out);",
                     "pd_poll good_poll_drop(good *self, pd_cx *cx);",
