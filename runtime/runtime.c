@@ -107,6 +107,7 @@ int pd_runtime_new(pd_runtime **out, const pd_config *cfg)
     if (posix_memalign((void **)&rt, alignof(pd_runtime), sizeof(*rt)) != 0)
         return -ENOMEM;
     memset(rt, 0, sizeof(*rt));
+    rt->ready_tailp = &rt->ready_head;
     atomic_init(&rt->inbox, NULL);
     atomic_init(&rt->wake_sent, 0);
     atomic_init(&rt->shutdown_asked, 0);
@@ -257,7 +258,7 @@ static void pd__checked_owe(const pd__op *op)
 
 static void pd__checked_cqe(const struct io_uring_cqe *cqe)
 {
-    uintptr_t a = (uintptr_t)(cqe->user_data & ~(uint64_t)3);
+    uintptr_t a = (uintptr_t)(cqe->user_data & ~(uint64_t)7);
     struct pd__reg_entry *e;
 
     pthread_mutex_lock(&pd__reg_lock);
@@ -330,6 +331,28 @@ static int pd__wake_efd(pd_runtime *target)
     return 0;
 }
 
+/*
+ * The completions that are not an op's one result: a linked timeout's (the
+ * op's address with the low bit set), and the two of a zero-copy send --
+ * its result comes with IORING_CQE_F_MORE, and its notification
+ * (IORING_CQE_F_NOTIF, whose res is not the result) follows; only then may
+ * the buffer and the slot be reused. Returns 1 when the op has received
+ * everything it is owed.
+ */
+static __attribute__((noinline)) int pd__dispatch_rare(pd__op *op, uint64_t ud,
+                                                       const struct io_uring_cqe *cqe)
+{
+    if (!(ud & 1)) {
+        if (!(cqe->flags & IORING_CQE_F_NOTIF)) {
+            op->res = cqe->res;
+            op->cflags = cqe->flags;
+        }
+        if (cqe->flags & IORING_CQE_F_MORE)
+            return 0;
+    }
+    return --op->pending == 0;
+}
+
 static int pd__mop_dispatch(pd_runtime *rt, pd__mop *m,
                             const struct io_uring_cqe *cqe, unsigned tag,
                             int force);
@@ -355,48 +378,48 @@ static int pd__dispatch(pd_runtime *rt, const struct io_uring_cqe *cqe,
         pd__dispatch_tag(rt, ud);
         return 0;
     }
-    op = (pd__op *)(uintptr_t)(ud & ~(uint64_t)3);
-    if (op->ext)
+    op = (pd__op *)(uintptr_t)(ud & ~(uint64_t)7);
+    if (PD__UNLIKELY(ud & PD__TAG_EXT))
         return pd__mop_dispatch(rt, (pd__mop *)op, cqe, (unsigned)(ud & 3),
                                 force);
     pd__checked_cqe(cqe);
-    if (!(ud & PD__TAG_TIMEOUT)) {
-        /*
-         * A zero-copy send's result comes with IORING_CQE_F_MORE: its
-         * notification (IORING_CQE_F_NOTIF, whose res is not the result)
-         * follows, and only then may the buffer and the slot be reused.
-         */
-        if (PD__LIKELY(!(cqe->flags & IORING_CQE_F_NOTIF))) {
-            op->res = cqe->res;
-            op->cflags = cqe->flags;
-        }
-        if (PD__UNLIKELY(cqe->flags & IORING_CQE_F_MORE))
-            return 0;
+    /* The common case, in one test: an op's own, plain result. */
+    if (PD__LIKELY(!((ud & 1) |
+                     (cqe->flags & (IORING_CQE_F_MORE | IORING_CQE_F_NOTIF))))) {
+        op->res = cqe->res;
+        op->cflags = cqe->flags;
+        if (--op->pending != 0)
+            return 0; /* its linked timeout's completion is still owed */
+    } else if (!pd__dispatch_rare(op, ud, cqe)) {
+        return 0;
     }
-    if (--op->pending == 0) {
-        op->st = PD__OP_READY;
-        rt->stats.ops_completed++;
-        pd__wake(op->task);
-    }
+    op->st = PD__OP_READY;
+    rt->stats.ops_completed++;
+    pd__wake_on(rt, op->task);
     return 0;
 }
 
 /*
- * Reaps what the completion queue holds. With force, a full multishot
- * queue overflows out of line instead of stopping the reap: blocking sync
- * drops cannot let the owner run, yet must see their own completions.
+ * Dispatches every completion the queue holds now. The tail is read once
+ * (completions posted meanwhile wait for the next reap) and the ring has
+ * 16-byte CQEs, so each completion costs an index and the dispatch, not
+ * the generic loop's reload of the tail and test of the CQE size. Without
+ * force, a full multishot queue stops the reap there: the rest waits for the
+ * owner to run. Blocking sync drops reap with force.
  */
 static unsigned pd__reap(pd_runtime *rt, int force)
 {
-    struct io_uring_cqe *cqe;
-    unsigned head, n = 0;
+    struct io_uring_cq *cq = &rt->ring.cq;
+    unsigned head = *cq->khead;
+    unsigned tail = io_uring_smp_load_acquire(cq->ktail);
+    unsigned mask = cq->ring_mask, n;
 
-    io_uring_for_each_cqe(&rt->ring, head, cqe) {
-        if (pd__dispatch(rt, cqe, force))
+    for (; head != tail; head++)
+        if (PD__UNLIKELY(pd__dispatch(rt, &cq->cqes[head & mask], force)))
             break;
-        n++;
-    }
-    io_uring_cq_advance(&rt->ring, n);
+    n = head - *cq->khead;
+    if (n != 0)
+        io_uring_smp_store_release(cq->khead, head);
     return n;
 }
 
@@ -568,7 +591,8 @@ void pd__link_timeout(pd_cx *cx, struct io_uring_sqe *sqe, pd__op *op)
     /* pd__op_sqe reserved two adjacent entries, so t cannot be NULL. */
     sqe->flags |= IOSQE_IO_LINK;
     io_uring_prep_link_timeout(t, cx->link_ts, 0);
-    io_uring_sqe_set_data64(t, (uint64_t)(uintptr_t)op | 1);
+    /* The op's own user_data, tagged: the slot's address and kind. */
+    io_uring_sqe_set_data64(t, sqe->user_data | PD__TAG_TIMEOUT);
     op->pending = 2;
     pd__checked_owe(op);
     cx->link_ts = NULL;
@@ -801,7 +825,7 @@ struct io_uring_sqe *pd__mop_sqe(pd_cx *cx, pd__mop *m, int fd, int multi,
     m->multi = (uint8_t)multi;
     if (g != NULL && g->held >= g->count) {
         /* Parked: pd__buf_put wakes the owner, whose poll arms again. */
-        m->op = (pd__op){ .task = cx->task, .fdret = fdret, .ext = 1 };
+        m->op = (pd__op){ .task = cx->task, .fdret = fdret };
         m->parked = 1;
         m->wnext = g->waiters;
         g->waiters = m;
@@ -809,7 +833,6 @@ struct io_uring_sqe *pd__mop_sqe(pd_cx *cx, pd__mop *m, int fd, int multi,
         return NULL;
     }
     sqe = pd__op_sqe(cx, &m->op, fdret);
-    m->op.ext = 1;
     if (sqe == NULL) {
         /* The ring is broken: the error is the request's only completion. */
         m->op.st = PD__OP_IDLE;
@@ -871,12 +894,13 @@ void pd__mop_cancel(pd__mop *m)
     }
     if (m->tries > 0 && !rt->no_cancel_fd) {
         io_uring_prep_cancel_fd(sqe, m->fd, IORING_ASYNC_CANCEL_USERDATA);
-        sqe->addr = (uint64_t)(uintptr_t)m;
+        sqe->addr = (uint64_t)(uintptr_t)m | PD__TAG_EXT;
     } else {
-        io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)m, 0);
+        io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)m | PD__TAG_EXT, 0);
     }
     /* No CQE_SKIP_SUCCESS: the result says whether to cancel again. */
-    io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)m | PD__TAG_CANCEL);
+    io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)m | PD__TAG_EXT |
+                                 PD__TAG_CANCEL);
     m->op.pending++;
     pd__checked_owe(&m->op);
     m->op.cancelled = 1;
@@ -1028,16 +1052,14 @@ static void pd__live_unlink(pd_runtime *rt, pd_task *t)
 /* Removes t from the ready queue; linear, used only off the hot path. */
 static void pd__unqueue(pd_runtime *rt, pd_task *t)
 {
-    pd_task **pp = &rt->ready_head, *prev = NULL;
+    pd_task **pp = &rt->ready_head;
 
-    while (*pp && *pp != t) {
-        prev = *pp;
+    while (*pp && *pp != t)
         pp = &(*pp)->next;
-    }
     if (*pp) {
         *pp = t->next;
-        if (rt->ready_tail == t)
-            rt->ready_tail = prev;
+        if (rt->ready_tailp == &t->next)
+            rt->ready_tailp = pp;
     }
     t->queued = 0;
 }
@@ -1173,6 +1195,7 @@ static void pd__deadline_check(pd_runtime *rt)
 /*
  * Polls t once. Returns 1 if its future was destroyed by this poll; the
  * caller then drops the runtime's reference (not before: t is still in use).
+ * Returns 2 if it had finished before (it was queued twice over a finish).
  */
 static int pd__task_poll(pd_runtime *rt, pd_cx *cx, pd_task *t)
 {
@@ -1184,7 +1207,7 @@ static int pd__task_poll(pd_runtime *rt, pd_cx *cx, pd_task *t)
         t->has_output = 1;
         t->state = PD_TASK_DROPPING;
     } else if (t->state != PD_TASK_DROPPING) {
-        return 0;
+        return 2;
     }
     if (t->vt->poll_drop(t->self, cx) == PD_PENDING)
         return 0;
@@ -1255,17 +1278,24 @@ int pd__run_polls(pd_runtime *rt)
     batch = rt->ready_head;
     rt->in_turn = 1;
     /* Tasks woken while this batch runs are polled next turn (fairness). */
-    rt->ready_head = rt->ready_tail = NULL;
+    rt->ready_head = NULL;
+    rt->ready_tailp = &rt->ready_head;
     while (batch) {
         pd_task *t = batch;
 
         batch = t->next;
         t->queued = 0;
         n++;
-        if (pd__task_poll(rt, &cx, t))
+        switch (pd__task_poll(rt, &cx, t)) {
+        case 0:
+            break;
+        case 1:
             pd__task_unref(t);
-        else if (PD__UNLIKELY(t->state >= PD_TASK_DONE))
+            break;
+        default:
             pd__task_free_if_unused(t); /* finished earlier while queued */
+            break;
+        }
     }
     rt->in_turn = 0;
     return n;
@@ -1317,7 +1347,7 @@ int pd__ring_strays(pd_runtime *rt, const void *mem, size_t len, unsigned ms)
         if (ret < 0 && ret != -EINTR)
             return ret;
         io_uring_for_each_cqe(&rt->ring, head, cqe) {
-            uintptr_t a = (uintptr_t)(cqe->user_data & ~(uint64_t)3);
+            uintptr_t a = (uintptr_t)(cqe->user_data & ~(uint64_t)7);
 
             /* Never dispatched: the slot it names belongs to the dead future. */
             if (cqe->user_data >= PD__UD_RESERVED && a >= lo && a - lo < len)
@@ -1495,7 +1525,7 @@ void pd_runtime_free(pd_runtime *rt)
         if (t->state >= PD_TASK_DONE)
             pd__task_free_if_unused(t);
     }
-    rt->ready_tail = NULL;
+    rt->ready_tailp = &rt->ready_head;
     pd__checked_ring_closing(rt);
     while ((t = rt->live_head) != NULL) {
         pd__live_unlink(rt, t);
