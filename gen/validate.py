@@ -251,6 +251,12 @@ class Validator:
     def text(self, node, what, allow_empty=False):
         if not self.expect(node, "scalar", what):
             return None
+        if node.comment:
+            pos, dropped = node.comment
+            shown = dropped if len(dropped) <= 40 else dropped[:37] + "..."
+            self.d.warning(pos, f"'{shown}' after {what} is a YAML comment and is not "
+                           "part of the C text; quote the value or use a block scalar (|) "
+                           "if it belongs to it")
         if not allow_empty and not node.value.strip():
             self.err(node.pos, f"{what} must not be empty")
             return None
