@@ -50,6 +50,24 @@ class BranchModel:
             self.storage.append((f"{child.child}_out", self.out, "", None))
 
 
+class DeadlineModel:
+    """timeout_ms over a whole await, join or select: one timeout request,
+    and whether it fired before every branch was done."""
+
+    def __init__(self, si, ms):
+        self.ms = ms
+        self.index = -1             # never a branch's index
+        self.kind = "io"
+        self.op = "timeout"
+        self.closes = None
+        self.slot = f"pd__s{si}_dl_op"
+        self.ts = f"pd__s{si}_dl_ts"
+        self.fired = f"pd__s{si}_dl"
+        self.storage = [("pd__op", self.slot, "", None),
+                        ("struct __kernel_timespec", self.ts, "", None),
+                        ("uint8_t", self.fired, "", None)]
+
+
 class StateModel:
     def __init__(self, spec, st, si):
         self.name = st.name
@@ -72,6 +90,12 @@ class StateModel:
         self.storage = [(v.decl_type, v.name, v.array, v.where) for v in self.locals]
         for b in self.branches:
             self.storage.extend(b.storage)
+        self.deadline = None
+        if st.deadline is not None:
+            self.deadline = DeadlineModel(si, st.deadline)
+            self.storage.extend(self.deadline.storage)
+            # Quiescing cancels and reaps it with the branches' ops.
+            self.ops.append(self.deadline)
         self.storage_decls = [(w, f"{t} {n}{a};") for t, n, a, w in self.storage]
 
 

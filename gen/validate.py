@@ -130,6 +130,7 @@ class State:
         self.next_node = None
         self.locals = []
         self.branches = []
+        self.deadline = None        # Snippet: timeout_ms over a whole await/join/select
 
 
 class Spec:
@@ -470,17 +471,24 @@ class Validator:
                              "(a do state's code is its do)")
             st.code = self.text(m["do"], "do")
         elif st.kind in ("io", "await"):
+            if st.kind == "await" and "timeout_ms" in m:
+                st.deadline = self.deadline(m["timeout_ms"])
             st.branches = [self.branch(None, st.kind, node, st)]
             if "then" in m:
                 st.code = self.text(m["then"], "then")
         else:
-            for k in ("args", "timeout_ms"):
-                if k in m:
-                    self.err(node.key_pos[k], f"'{k}' belongs in each {st.kind} branch")
-            if st.kind == "select" and "then" in m:
+            if "args" in m:
+                self.err(node.key_pos["args"], f"'args' belongs in each {st.kind} branch")
+            if "timeout_ms" in m:
+                st.deadline = self.deadline(m["timeout_ms"])
+            if st.kind == "select" and "then" in m and "timeout_ms" not in m:
                 self.err(node.key_pos["then"], "a select has no state-level then: "
-                         "give each branch its own then")
-            if st.kind == "join" and "then" in m:
+                         "give each branch its own then (with timeout_ms, the "
+                         "state's then runs when the deadline fires)")
+            elif st.kind == "select" and "then" not in m and "timeout_ms" in m:
+                self.err(node.key_pos["timeout_ms"], "a select with timeout_ms needs a "
+                         "state-level then: it runs when the deadline fires")
+            if "then" in m and (st.kind == "join" or "timeout_ms" in m):
                 st.code = self.text(m["then"], "then")
             st.branches = self.branches(m[st.kind], st)
         if st.phase == "run" and st.when and not st.next:
@@ -490,6 +498,13 @@ class Validator:
                 and st.kind in ("io", "await", "join"):
             self.err(st.pos, f"run state '{st.name}' has no then and no next: "
                      "it would fall through")
+
+    def deadline(self, node):
+        """timeout_ms on a whole await, join or select: one deadline for all."""
+        t = self.text(node, "timeout_ms")
+        if t:
+            self.no_macros(t, "timeout_ms")
+        return t
 
     def branches(self, node, st):
         out = []
@@ -503,7 +518,7 @@ class Validator:
             kpos = node.key_pos[name]
             if not self.name_ok(name, kpos, "branch name"):
                 continue
-            if name in SNIPPET_NAMES:
+            if name in SNIPPET_NAMES or name == "timed_out":
                 self.err(kpos, f"branch name '{name}' is reserved for generated code")
                 continue
             if not self.expect(bnode, "map", f"branch '{name}'"):
@@ -545,9 +560,9 @@ class Validator:
                 if b.timeout:
                     self.no_macros(b.timeout, "timeout_ms")
         else:
-            if "timeout_ms" in m:
-                self.err(node.key_pos["timeout_ms"], "timeout_ms goes with io, not await: "
-                         "select the child against a sleep instead")
+            if "timeout_ms" in m and name is not None:
+                self.err(node.key_pos["timeout_ms"], f"timeout_ms goes on the whole "
+                         f"{st.kind}, not on its await branch '{name}'")
             cnode = m["await"]
             if self.expect(cnode, "scalar", "await"):
                 b.child = cnode          # resolved to a Var in state_refs
@@ -666,7 +681,7 @@ class Validator:
         if not owner:
             return
         for st in s.all_states():
-            snippets = [st.code, st.when] + [v.init for v in st.locals]
+            snippets = [st.code, st.when, st.deadline] + [v.init for v in st.locals]
             for b in st.branches:
                 snippets += [b.then, b.timeout] + list(b.args.values()) + b.child_args
             for snip in snippets:

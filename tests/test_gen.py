@@ -728,7 +728,30 @@ class StructuredErrors(GenTest):
                   x: {io: nop, then: RETURN(0);}
                 then: RETURN(1);
             """, "f.yaml:6:5: error: a select has no state-level then: give each "
-                 "branch its own then")
+                 "branch its own then (with timeout_ms, the state's then runs when the "
+                 "deadline fires)")
+
+    def test_select_deadline_needs_a_state_then(self):
+        self.assertError("""\
+            future: f
+            states:
+              a:
+                timeout_ms: 5
+                select:
+                  x: {io: nop, then: RETURN(0);}
+            """, "f.yaml:4:5: error: a select with timeout_ms needs a state-level "
+                 "then: it runs when the deadline fires")
+
+    def test_timed_out_is_not_a_branch_name(self):
+        self.assertError("""\
+            future: f
+            states:
+              a:
+                join:
+                  timed_out: {io: nop}
+                then: RETURN(0);
+            """, "f.yaml:5:7: error: branch name 'timed_out' is reserved for generated "
+                 "code")
 
     def test_join_branch_with_then(self):
         self.assertError("""\
@@ -813,12 +836,11 @@ class StructuredErrors(GenTest):
               - {name: c, future: kid}
             states:
               a:
-                await: c
-                args: [1]
-                timeout_ms: 5
-                then: RETURN(out);
-            """, "f.yaml:8:5: error: timeout_ms goes with io, not await: select the "
-                 "child against a sleep instead", extra=("-I", self.dir))
+                join:
+                  k: {await: c, args: [1], timeout_ms: 5}
+                then: RETURN(k);
+            """, "f.yaml:7:32: error: timeout_ms goes on the whole join, not on its await "
+                 "branch 'k'", extra=("-I", self.dir))
 
     def test_same_child_in_two_branches(self):
         self.spec("kid", GOOD.replace("good", "kid"))

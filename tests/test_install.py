@@ -236,6 +236,14 @@ class Install(unittest.TestCase):
         self.assertTrue(os.path.isfile(os.path.join(work, "out", "w.c")))
         self.assertFalse(os.path.exists(os.path.join(work, "gen", "__pycache__")))
 
+        # Without a usable Python: one line that says what to install.
+        r = subprocess.run([link, "w.yaml"], cwd=work, capture_output=True, text=True,
+                           env=dict(env, POLLDROP_PYTHON="/bin/false"))
+        self.assertEqual(r.returncode, 1)
+        self.assertRegex(r.stderr, r"^polldrop-gen: error: no Python 3 with PyYAML and "
+                                   r"Jinja2 among: /bin/false \(Debian: apt-get install "
+                                   r"python3-yaml python3-jinja2; or set POLLDROP_PYTHON\)\n\Z")
+
 
 @unittest.skipUnless(os.path.isdir(os.path.join(ROOT, ".git")) or
                      os.path.isfile(os.path.join(ROOT, ".git")),
