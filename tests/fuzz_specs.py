@@ -243,7 +243,7 @@ def mutate(name, text, rng):
         # (a bomb would expand here) or nesting PyYAML cannot take.
         if rng.random() < 0.4 and "*a" not in text:
             try:
-                doc = yaml.safe_load(text)
+                doc = yaml.load(text, Loader=yaml.BaseLoader)  # strings stay strings
             except Exception:
                 doc = None
             if isinstance(doc, dict) and doc:
