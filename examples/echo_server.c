@@ -1,18 +1,22 @@
 /*
  * echo_server: an echo server written as polldrop specs.
  *
- *   build/echo_server [-p PORT] [-a ADDR] [-m MAX_CONNS] [-q]
+ *   build/echo_server [-p PORT] [-a ADDR] [-m MAX_CONNS] [-i IDLE_MS] [-q]
  *
  * One echo_accept task spawns an echo_conn task per connection. SIGINT and
  * SIGTERM arrive as a read on a signalfd submitted through io_uring
  * (signal_wait), which calls pd_shutdown: the accept is cancelled without
  * leaking an accepted fd, every connection's teardown says "bye" and
- * closes its socket, and the process exits 0 with 0 ops in flight.
+ * closes its socket gracefully (a lingering close), and the process exits
+ * 0 with 0 ops in flight. Running out of descriptors or memory, or
+ * reaching MAX_CONNS, only pauses accepting; a connection silent for
+ * IDLE_MS is closed the same graceful way.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -26,28 +30,74 @@
 #include "echo_accept.h"
 #include "signal_wait.h"
 
+/* A lingering close reads what a peer still sends for at most this long. */
+#define LINGER_MS 2000
+
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: echo_server [-p PORT] [-a ADDR] [-m MAX_CONNS] [-q]\n"
+    fprintf(f, "usage: echo_server [-p PORT] [-a ADDR] [-m MAX_CONNS] [-i IDLE_MS] [-q]\n"
                "  -p PORT       TCP port (default 7777; 0 picks a free one)\n"
-               "  -a ADDR       IPv4 address to bind (default 127.0.0.1)\n"
-               "  -m MAX_CONNS  connections served at once (default 1024)\n"
+               "  -a ADDR       IPv4 or IPv6 address to bind (default 127.0.0.1)\n"
+               "  -m MAX_CONNS  connections served at once; more wait in the\n"
+               "                listen backlog (default 1024)\n"
+               "  -i IDLE_MS    close a connection silent this long (default\n"
+               "                60000; 0: never)\n"
                "  -q            print nothing but errors\n");
+}
+
+/*
+ * Parses a numeric IPv4 or IPv6 address (no name lookup) into *ss with
+ * port. Returns the address length, or 0 if host is not an address.
+ */
+static socklen_t parse_addr(const char *host, long port, struct sockaddr_storage *ss)
+{
+    struct addrinfo hints = { .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE,
+                              .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
+    struct addrinfo *ai;
+    char service[8];
+    socklen_t len;
+
+    snprintf(service, sizeof(service), "%ld", port);
+    if (getaddrinfo(host, service, &hints, &ai) != 0)
+        return 0;
+    len = ai->ai_addrlen;
+    memcpy(ss, ai->ai_addr, len);
+    freeaddrinfo(ai);
+    return len;
+}
+
+/* "127.0.0.1:7777" or "[::1]:7777", as a client would write it. */
+static void format_addr(const struct sockaddr_storage *ss, char *buf, size_t len)
+{
+    char host[INET6_ADDRSTRLEN];
+
+    if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+
+        inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+        snprintf(buf, len, "[%s]:%d", host, ntohs(a->sin6_port));
+    } else {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+
+        inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+        snprintf(buf, len, "%s:%d", host, ntohs(a->sin_port));
+    }
 }
 
 int main(int argc, char **argv)
 {
-    struct sockaddr_in addr = { .sin_family = AF_INET };
+    struct sockaddr_storage addr;
     const char *host = "127.0.0.1";
-    long port = 7777, max_conns = 1024, live = 0, sig = 0, acc_out = 0;
+    long port = 7777, max_conns = 1024, idle_ms = 60000, live = 0, sig = 0, acc_out = 0;
     int quiet = 0, opt, lfd, sfd, one = 1, ret;
-    socklen_t alen = sizeof(addr);
+    socklen_t alen;
+    char where[INET6_ADDRSTRLEN + 16];
     pd_runtime *rt;
     pd_task *acc, *sw;
     sigset_t mask;
     pd_stats st;
 
-    while ((opt = getopt(argc, argv, "p:a:m:qh")) != -1) {
+    while ((opt = getopt(argc, argv, "p:a:m:i:qh")) != -1) {
         switch (opt) {
         case 'p':
             if (parse_long(optarg, 0, 65535, &port) < 0) {
@@ -61,6 +111,13 @@ int main(int argc, char **argv)
         case 'm':
             if (parse_long(optarg, 1, LONG_MAX, &max_conns) < 0) {
                 fprintf(stderr, "echo_server: bad connection count '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        case 'i':
+            if (parse_long(optarg, 0, LONG_MAX / 1000, &idle_ms) < 0) {
+                fprintf(stderr, "echo_server: bad idle time '%s' (milliseconds, 0: never)\n",
+                        optarg);
                 return 2;
             }
             break;
@@ -79,28 +136,29 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) {
-        fprintf(stderr, "echo_server: bad IPv4 address '%s'\n", host);
+    alen = parse_addr(host, port, &addr);
+    if (alen == 0) {
+        fprintf(stderr, "echo_server: bad address '%s' (numeric IPv4 or IPv6)\n", host);
         return 2;
     }
-    addr.sin_port = htons((uint16_t)port);
+    format_addr(&addr, where, sizeof(where));
 
-    lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    lfd = socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (lfd < 0) {
-        perror("echo_server: socket");
+        fprintf(stderr, "echo_server: socket: %s\n", strerror(errno));
         return 1;
     }
     setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(lfd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
-        fprintf(stderr, "echo_server: cannot bind %s:%ld: %s\n", host, port,
-                strerror(errno));
+    if (bind(lfd, (struct sockaddr *)&addr, alen) < 0) {
+        fprintf(stderr, "echo_server: cannot bind %s: %s\n", where, strerror(errno));
         return 1;
     }
     if (listen(lfd, 4096) < 0) {
-        perror("echo_server: listen");
+        fprintf(stderr, "echo_server: listen: %s\n", strerror(errno));
         return 1;
     }
     getsockname(lfd, (struct sockaddr *)&addr, &alen);
+    format_addr(&addr, where, sizeof(where));
 
     sigemptyset(&mask);
     sigaddset(&mask, SIGINT);
@@ -118,15 +176,15 @@ int main(int argc, char **argv)
         fprintf(stderr, "echo_server: io_uring is not available: %s\n", strerror(-ret));
         return 1;
     }
-    acc = echo_accept_spawn(rt, lfd, max_conns, &live);
+    acc = echo_accept_spawn(rt, lfd, max_conns, &live, idle_ms, LINGER_MS);
     sw = signal_wait_spawn(rt, sfd);
     if (!acc || !sw) {
         fprintf(stderr, "echo_server: out of memory\n");
         return 1;
     }
     if (!quiet) {
-        printf("echo_server: listening on %s:%d (at most %ld connections)\n", host,
-               ntohs(addr.sin_port), max_conns);
+        printf("echo_server: listening on %s (at most %ld connections)\n", where,
+               max_conns);
         fflush(stdout);
     }
     ret = pd_run(rt);
