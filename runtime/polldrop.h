@@ -207,6 +207,13 @@ void pd_task_release(pd_task *t);
 void pd_runtime_stats(const pd_runtime *rt, pd_stats *s);
 
 /*
+ * Milliseconds of CLOCK_MONOTONIC: for a deadline over a whole job, kept
+ * as an absolute time and turned into what is left for each wait
+ * (`timeout_ms: self->end_ms - pd_clock_ms()`).
+ */
+long long pd_clock_ms(void);
+
+/*
  * Provided buffer rings. A group is a registered io_uring buffer ring of
  * `count` buffers of `size` bytes, all allocated once, by pd_bufgroup_new.
  * A recv with `group:` lets the kernel pick a buffer when data arrives, so
