@@ -141,6 +141,7 @@ class Spec:
         self.name_pos = root.pos
         self.doc = ""
         self.includes = []
+        self.include_where = []     # Snippet of each include, for #line
         self.output = "int"
         self.output_where = None    # Snippet of output:, for #line
         self.params = []
@@ -373,6 +374,7 @@ class Validator:
             v = item.value.strip()
             if re.match(r'^(<[^<>"\s]+>|"[^"\s]+")$', v):
                 s.includes.append(v)
+                s.include_where.append(Snippet(item))
             else:
                 self.err(item.pos, f"include '{v}' must be written <header.h> "
                          "or \"header.h\"")

@@ -607,6 +607,15 @@ class Collisions(GenTest):
             first = [l for l in r.stderr.splitlines() if " error: " in l][0]
             self.assertRegex(first, rf"f\.yaml:{line}:\d+: error: .*no_such_type")
 
+    def test_missing_header_is_reported_at_the_include(self):
+        path = self.spec("f", "future: f\ninclude:\n  - <stdio.h>\n  - <no/such.h>\n"
+                              "states: {a: {do: RETURN(0);}}\n")
+        self.assertEqual(self.run_gen(path), (0, ""))
+        r = subprocess.run(["cc", "-std=gnu11", "-I", os.path.join(ROOT, "runtime"),
+                            "-I", self.out, "-c", os.path.join(self.out, "f.c"),
+                            "-o", os.devnull], capture_output=True, text=True)
+        self.assertRegex(r.stderr, r"f\.yaml:4:\d+: fatal error: no/such\.h")
+
 
 class YamlTraps(GenTest):
     """PyYAML's errors keep FILE:LINE:COL and gain a hint at the usual trap."""
