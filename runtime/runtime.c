@@ -1088,6 +1088,11 @@ int pd_shutdown_deadline(pd_runtime *rt, long long ms)
     return pd_run(rt);
 }
 
+long long pd_clock_ms(void)
+{
+    return (long long)(pd__now_ns() / 1000000);
+}
+
 void pd_runtime_stats(const pd_runtime *rt, pd_stats *s)
 {
     *s = rt->stats;
@@ -1134,6 +1139,84 @@ void pd_runtime_free(pd_runtime *rt)
     io_uring_queue_exit(&rt->ring);
     close(rt->wake_fd);
     free(rt);
+}
+
+/* --- arrays of child futures --- */
+
+int pd__arr_active(const uint8_t *cs, unsigned n)
+{
+    unsigned i;
+    int k = 0;
+
+    for (i = 0; i < n; i++)
+        k += !pd__arr_idle(cs, (int)i);
+    return k;
+}
+
+int pd__arr_poll(uint8_t *cs, unsigned n, const pd_vtable *vt, void *kids,
+                 void *outs, pd_cx *cx, int *busy)
+{
+    unsigned i;
+    int w = -1;
+
+    for (i = 0; i < n; i++) {
+        if (cs[i] == PD__CH_IDLE || (cs[i] & PD__CH_SEEN))
+            continue;
+        if (!pd__child_poll(&cs[i], vt, (char *)kids + i * vt->size, cx,
+                            (char *)outs + i * vt->out_size))
+            *busy = 1;
+        else if (w < 0)
+            w = (int)i;
+    }
+    return w;
+}
+
+int pd__arr_quiesce(uint8_t *cs, unsigned n, const pd_vtable *vt, void *kids,
+                    void *outs, pd_cx *cx, int keep)
+{
+    unsigned i;
+    int done = 1;
+
+    /* Last first, as a state's children are quiesced. */
+    for (i = n; i-- > 0;) {
+        if ((int)i == keep || cs[i] == PD__CH_IDLE || (cs[i] & PD__CH_SEEN))
+            continue;
+        pd__child_cancel(&cs[i]);
+        if (!pd__child_poll(&cs[i], vt, (char *)kids + i * vt->size, cx,
+                            (char *)outs + i * vt->out_size))
+            done = 0;
+    }
+    return done;
+}
+
+void pd__arr_seen(uint8_t *cs, unsigned n)
+{
+    unsigned i;
+
+    for (i = 0; i < n; i++)
+        if ((cs[i] & 3) == PD__CH_DONE)
+            cs[i] |= PD__CH_SEEN;
+}
+
+void pd__arr_drop_sync(uint8_t *cs, unsigned n, const pd_vtable *vt, void *kids)
+{
+    unsigned i;
+
+    for (i = n; i-- > 0;)
+        if (cs[i] != PD__CH_IDLE && !(cs[i] & PD__CH_SEEN))
+            pd__child_drop_sync(&cs[i], vt, (char *)kids + i * vt->size);
+}
+
+void pd__arr_misuse(const char *future, const char *array, int i, int n)
+{
+    if (i < 0 || i >= n)
+        fprintf(stderr, "polldrop: %s: START(%s, %d): no such member (the array "
+                "has %d)\n", future, array, i, n);
+    else
+        fprintf(stderr, "polldrop: %s: START(%s, %d): member %d is still running "
+                "(start a member only when IDLE(%s, %d))\n", future, array, i, i,
+                array, i);
+    abort();
 }
 
 /* --- pd_drop_async --- */
