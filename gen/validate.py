@@ -289,6 +289,11 @@ class Validator:
         if not allow_empty and not node.value.strip():
             self.err(node.pos, f"{what} must not be empty")
             return None
+        if node.value.rstrip().endswith("\\"):
+            self.err(node.pos_at(len(node.value.rstrip()) - 1),
+                     f"{what} ends with a backslash: the line continuation would join "
+                     "the generated code that follows")
+            return None
         bad = unbalanced(node.value)
         if bad is not None:
             offset, message = bad

@@ -516,6 +516,12 @@ class Hostile(GenTest):
         self.assertEqual(self.run_gen("--check", path), want)
         self.assertEqual(self.run_gen(path), want)
 
+    def test_trailing_backslash_is_refused(self):
+        self.assertError("future: f\nstates:\n  a:\n    when: x \\\n    next: a\n"
+                         "    do: RETURN(0);\n",
+                         "f.yaml:4:13: error: when ends with a backslash: the line "
+                         "continuation would join the generated code that follows")
+
     def test_unbalanced_brackets_are_reported_at_the_spec(self):
         self.assertError("future: f\nstates:\n  a:\n    do: |\n      if (1) {\n"
                          "          RETURN(0);\n      RETURN(1);\n",
