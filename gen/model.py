@@ -146,6 +146,9 @@ class FutureModel:
         self.output = spec.output
         self.output_where = spec.output_where
         self.includes = spec.includes
+        # Under #line: a header that cannot be found is reported at the spec.
+        self.include_decls = [(w, f"#include {i}")
+                              for w, i in zip(spec.include_where, spec.includes)]
         self.params = [VarModel(v) for v in spec.params]
         # Declarations built from type: strings carry their place in the
         # spec, for #line (render.decls and render.at).

@@ -148,6 +148,7 @@ class Spec:
         self.name_pos = root.pos
         self.doc = ""
         self.includes = []
+        self.include_where = []     # Snippet of each include, for #line
         self.output = "int"
         self.output_where = None    # Snippet of output:, for #line
         self.params = []
@@ -288,6 +289,11 @@ class Validator:
         if not allow_empty and not node.value.strip():
             self.err(node.pos, f"{what} must not be empty")
             return None
+        if node.value.rstrip().endswith("\\"):
+            self.err(node.pos_at(len(node.value.rstrip()) - 1),
+                     f"{what} ends with a backslash: the line continuation would join "
+                     "the generated code that follows")
+            return None
         bad = unbalanced(node.value)
         if bad is not None:
             offset, message = bad
@@ -381,6 +387,7 @@ class Validator:
             v = item.value.strip()
             if re.match(r'^(<[^<>"\s]+>|"[^"\s]+")$', v):
                 s.includes.append(v)
+                s.include_where.append(Snippet(item))
             else:
                 self.err(item.pos, f"include '{v}' must be written <header.h> "
                          "or \"header.h\"")

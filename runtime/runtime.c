@@ -526,7 +526,9 @@ static __attribute__((noinline)) int pd__dispatch_rare(pd__op *op, uint64_t ud,
     return --op->pending == 0;
 }
 
-static void pd__dispatch(pd_runtime *rt, const struct io_uring_cqe *cqe)
+/* Inlined in the reap loop: it runs once per completion. */
+static inline __attribute__((always_inline)) void
+pd__dispatch(pd_runtime *rt, const struct io_uring_cqe *cqe)
 {
     uint64_t ud = cqe->user_data;
     pd__op *op;
@@ -636,35 +638,28 @@ static void pd__wake_arm(pd_runtime *rt)
  * runs is quadratic in the kernel. A zero-timeout wait for more events is
  * no way out: it sleeps for the timer slack (tens of microseconds).
  *
- * So this enters again to run more of the work while some is left, until
- * as many completions as the completion queue holds were reaped. Whether
- * work is left, the kernel says itself when the ring has
- * IORING_SETUP_TASKRUN_FLAG: it sets IORING_SQ_TASKRUN in the SQ flags while
- * deferred work waits, and an entry that would find none is never made (a
- * turn of 128 inline-completed nops costs one io_uring_enter, not two).
- * Without the flag (older kernels), an entry that reaped a full budget of
- * completions (`n`) is taken as the sign. Without DEFER_TASKRUN the kernel
- * runs task work on every return to user space, and there is nothing to do.
+ * So after an entry that reaped a full budget of completions (`n`), this
+ * enters again to run more of the work, until an entry reaps less than a
+ * budget or as many as the completion queue holds were reaped. With
+ * IORING_SETUP_TASKRUN_FLAG the kernel also says whether work waits
+ * (IORING_SQ_TASKRUN in the SQ flags), and no entry is made when it says
+ * none does: a turn of 128 inline-completed nops costs one io_uring_enter,
+ * not two. The flag alone is not a bound: the kernel clears it only when it
+ * runs deferred work, so it can stay set with none left; the budget test
+ * ends the loop then. Without DEFER_TASKRUN the kernel runs task work on
+ * every return to user space, and there is nothing to do.
  */
 #define PD__TW_BUDGET 20u
 
 static void pd__drain_task_work(pd_runtime *rt, unsigned n)
 {
     unsigned total = n;
+    int flagged = (rt->stats.ring_flags & IORING_SETUP_TASKRUN_FLAG) != 0;
 
     if (!(rt->stats.ring_flags & IORING_SETUP_DEFER_TASKRUN))
         return;
-    if (rt->stats.ring_flags & IORING_SETUP_TASKRUN_FLAG) {
-        while ((IO_URING_READ_ONCE(*rt->ring.sq.kflags) & IORING_SQ_TASKRUN) &&
-               total < rt->ring.cq.ring_entries) {
-            rt->stats.enter_calls++;
-            if (io_uring_get_events(&rt->ring) < 0)
-                return;
-            total += pd__reap(rt);
-        }
-        return;
-    }
-    while (n >= PD__TW_BUDGET && total < rt->ring.cq.ring_entries) {
+    while (n >= PD__TW_BUDGET && total < rt->ring.cq.ring_entries &&
+           (!flagged || (IO_URING_READ_ONCE(*rt->ring.sq.kflags) & IORING_SQ_TASKRUN))) {
         rt->stats.enter_calls++;
         if (io_uring_get_events(&rt->ring) < 0)
             return;

@@ -516,6 +516,12 @@ class Hostile(GenTest):
         self.assertEqual(self.run_gen("--check", path), want)
         self.assertEqual(self.run_gen(path), want)
 
+    def test_trailing_backslash_is_refused(self):
+        self.assertError("future: f\nstates:\n  a:\n    when: x \\\n    next: a\n"
+                         "    do: RETURN(0);\n",
+                         "f.yaml:4:13: error: when ends with a backslash: the line "
+                         "continuation would join the generated code that follows")
+
     def test_unbalanced_brackets_are_reported_at_the_spec(self):
         self.assertError("future: f\nstates:\n  a:\n    do: |\n      if (1) {\n"
                          "          RETURN(0);\n      RETURN(1);\n",
@@ -606,6 +612,15 @@ class Collisions(GenTest):
                                 "-o", os.devnull], capture_output=True, text=True)
             first = [l for l in r.stderr.splitlines() if " error: " in l][0]
             self.assertRegex(first, rf"f\.yaml:{line}:\d+: error: .*no_such_type")
+
+    def test_missing_header_is_reported_at_the_include(self):
+        path = self.spec("f", "future: f\ninclude:\n  - <stdio.h>\n  - <no/such.h>\n"
+                              "states: {a: {do: RETURN(0);}}\n")
+        self.assertEqual(self.run_gen(path), (0, ""))
+        r = subprocess.run(["cc", "-std=gnu11", "-I", os.path.join(ROOT, "runtime"),
+                            "-I", self.out, "-c", os.path.join(self.out, "f.c"),
+                            "-o", os.devnull], capture_output=True, text=True)
+        self.assertRegex(r.stderr, r"f\.yaml:4:\d+: fatal error: no/such\.h")
 
 
 class YamlTraps(GenTest):
