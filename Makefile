@@ -46,7 +46,7 @@ GEN_C      := $(NAMES:%=build/gen/%.c)
 GEN_TEST_C := $(TEST_NAMES:%=build/gen-test/%.c)
 GEN_EX_C   := $(EX_NAMES:%=build/gen-ex/%.c)
 
-.PHONY: all gen stats deps deps-bench test test-py test-c demo bench valgrind clean \
+.PHONY: mutate all gen stats deps deps-bench test test-py test-c demo bench valgrind clean \
         install uninstall schema diagrams deps-diagrams
 .DELETE_ON_ERROR:
 
@@ -195,6 +195,11 @@ test-c: build/check_polldrop build/check_polldrop_asan
 
 # nouserintercepts: memcheck must not replace the harness's counting malloc
 # (it still replaces the glibc allocator the harness forwards to).
+# Mutation testing (slow, not part of test): every named mutant in
+# tests/mutants/mutate.py must make the suite fail. MUTANTS="a b" picks some.
+mutate: | deps
+	$(Q)$(PYTHON) tests/mutants/mutate.py $(MUTANTS)
+
 valgrind: build/check_polldrop
 	$(call say,VALGRIND,build/check_polldrop)
 	$(Q)CK_FORK=no valgrind -q --soname-synonyms=somalloc=nouserintercepts \

@@ -358,8 +358,17 @@ static int pd__harness_one(const pd_harness_case *c, int k, int at, int path, in
             }
         }
     }
-    if (path != PATH_FREE && path != PATH_ASYNC_FREE)
+    if (path != PATH_FREE && path != PATH_ASYNC_FREE) {
         pd__hrun_quiet(&r);
+        /*
+         * Destroyed means destroyed: both destructors, called again while
+         * the memory exists, do nothing (no drop code, no request).
+         */
+        if (pd__task_poll_drop(r.t) != PD_READY)
+            ck_abort_msg("%s: poll_drop on the destroyed future is not Ready", r.what);
+        c->vt->drop(r.self);
+        pd__hrun_quiet(&r);
+    }
     has_out = pd_task_state(r.t) == PD_TASK_DONE;
     if (has_out && c->vt->out_size)
         memcpy(out, pd_task_output(r.t), c->vt->out_size);
