@@ -46,11 +46,22 @@ GEN_C      := $(NAMES:%=build/gen/%.c)
 GEN_TEST_C := $(TEST_NAMES:%=build/gen-test/%.c)
 GEN_EX_C   := $(EX_NAMES:%=build/gen-ex/%.c)
 
+# httpd (examples/httpd): its specs, generated into build/gen-httpd, and its
+# protocol module; the Check runner links them too, to test the server's
+# futures directly. Debian's http-parser has no pkg-config file.
+HTTPD_SPECS    := $(wildcard examples/httpd/*.yaml)
+HTTPD_NAMES    := $(patsubst examples/httpd/%.yaml,%,$(HTTPD_SPECS))
+HTTPD_INC      := -Iexamples/httpd -Ibuild/gen-httpd
+HTTPD_OBJ      := build/obj/httpd/http.o build/obj/httpd/server.o $(HTTPD_NAMES:%=build/obj/gen-httpd/%.o)
+HTTPD_OBJ_ASAN := build/asan/httpd/http.o build/asan/httpd/server.o $(HTTPD_NAMES:%=build/asan/gen-httpd/%.o)
+HTTP_PARSER    := -lhttp_parser
+
 .PHONY: mutate all gen stats deps deps-bench test test-py test-c demo bench valgrind clean \
-        install uninstall schema diagrams deps-diagrams
+        install uninstall schema diagrams deps-diagrams ops-doc
 .DELETE_ON_ERROR:
 
-all: build/libpolldrop.a build/libpolldrop_harness.a build/demo build/echo_server build/echo_client
+all: build/libpolldrop.a build/libpolldrop_harness.a build/demo build/echo_server build/echo_client \
+     build/httpd
 
 deps:
 	$(Q)PYTHON=$(PYTHON) sh scripts/deps.sh
@@ -89,6 +100,7 @@ build/gen-ex/.stamp: $(EX_SPECS) $(SPECS) $(GEN_DEPS) | deps
 $(GEN_C): build/gen/.stamp
 $(GEN_TEST_C): build/gen-test/.stamp
 $(GEN_EX_C): build/gen-ex/.stamp
+$(HTTPD_NAMES:%=build/gen-httpd/%.c): build/gen-httpd/.stamp
 
 # --- the runtime library ---
 
@@ -158,27 +170,31 @@ build/asan/gen-test/%.o: build/gen-test/%.c build/gen-test/.stamp build/gen/.sta
 # --- tests ---
 
 TEST_OBJ      := $(TEST_SRC:tests/%.c=build/obj/tests/%.o) build/obj/runtime.o \
-                 $(NAMES:%=build/obj/gen/%.o) $(TEST_NAMES:%=build/obj/gen-test/%.o)
+                 $(NAMES:%=build/obj/gen/%.o) $(TEST_NAMES:%=build/obj/gen-test/%.o) \
+                 $(HTTPD_OBJ)
 TEST_OBJ_ASAN := $(TEST_SRC:tests/%.c=build/asan/tests/%.o) build/asan/runtime.o \
-                 $(NAMES:%=build/asan/gen/%.o) $(TEST_NAMES:%=build/asan/gen-test/%.o)
+                 $(NAMES:%=build/asan/gen/%.o) $(TEST_NAMES:%=build/asan/gen-test/%.o) \
+                 $(HTTPD_OBJ_ASAN)
 
-build/obj/tests/%.o: tests/%.c $(TEST_HDR) $(RT_HDR) runtime/harness.h build/gen/.stamp build/gen-test/.stamp
+build/obj/tests/%.o: tests/%.c $(TEST_HDR) $(RT_HDR) runtime/harness.h build/gen/.stamp build/gen-test/.stamp \
+                     build/gen-httpd/.stamp
 	$(call say,CC,$<)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) -D_GNU_SOURCE -Ibuild/gen-test -Itests $(shell pkg-config --cflags check) -c $< -o $@
+	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) -D_GNU_SOURCE -Ibuild/gen-test -Itests $(HTTPD_INC) $(shell pkg-config --cflags check) -c $< -o $@
 
-build/asan/tests/%.o: tests/%.c $(TEST_HDR) $(RT_HDR) runtime/harness.h build/gen/.stamp build/gen-test/.stamp
+build/asan/tests/%.o: tests/%.c $(TEST_HDR) $(RT_HDR) runtime/harness.h build/gen/.stamp build/gen-test/.stamp \
+                      build/gen-httpd/.stamp
 	$(call say,CC-SAN,$<)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(CC) $(WARN) $(SANFLAGS) $(INC) -D_GNU_SOURCE -Ibuild/gen-test -Itests $(shell pkg-config --cflags check) -c $< -o $@
+	$(Q)$(CC) $(WARN) $(SANFLAGS) $(INC) -D_GNU_SOURCE -Ibuild/gen-test -Itests $(HTTPD_INC) $(shell pkg-config --cflags check) -c $< -o $@
 
 build/check_polldrop: $(TEST_OBJ) build/libpolldrop_harness.a
 	$(call say,LD,$@)
-	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(URING) $(CHECK)
+	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(URING) $(CHECK) $(HTTP_PARSER)
 
 build/check_polldrop_asan: $(TEST_OBJ_ASAN) build/asan/libpolldrop_harness.a
 	$(call say,LD,$@)
-	$(Q)$(CC) $(SANFLAGS) $^ -o $@ $(URING) $(CHECK)
+	$(Q)$(CC) $(SANFLAGS) $^ -o $@ $(URING) $(CHECK) $(HTTP_PARSER)
 
 test: test-py test-c
 
@@ -217,6 +233,40 @@ build/echo_server build/echo_client: build/%: examples/%.c examples/args.h build
 	$(call say,LD,$@)
 	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) $< build/libpolldrop.a -o $@ $(URING)
 
+# --- httpd ---
+
+build/gen-httpd/.stamp: $(HTTPD_SPECS) $(SPECS) $(GEN_DEPS) | deps
+	$(call say,GEN,examples/httpd/)
+	$(Q)$(PYTHON) -m gen -o build/gen-httpd -I specs $(HTTPD_SPECS)
+	$(Q)touch $@
+
+build/obj/httpd/%.o: examples/httpd/%.c $(wildcard examples/httpd/*.h) $(RT_HDR) \
+                     build/gen-httpd/.stamp
+	$(call say,CC,$<)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) $(HTTPD_INC) -c $< -o $@
+
+build/asan/httpd/%.o: examples/httpd/%.c $(wildcard examples/httpd/*.h) $(RT_HDR) \
+                      build/gen-httpd/.stamp
+	$(call say,CC-SAN,$<)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(WARN) $(SANFLAGS) $(INC) $(HTTPD_INC) -c $< -o $@
+
+build/obj/gen-httpd/%.o: build/gen-httpd/%.c build/gen-httpd/.stamp examples/httpd/http.h $(RT_HDR)
+	$(call say,CC,$<)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) $(HTTPD_INC) -c $< -o $@
+
+build/asan/gen-httpd/%.o: build/gen-httpd/%.c build/gen-httpd/.stamp examples/httpd/http.h $(RT_HDR)
+	$(call say,CC-SAN,$<)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(WARN) $(SANFLAGS) $(INC) $(HTTPD_INC) -c $< -o $@
+
+build/httpd: examples/httpd/httpd.c examples/args.h $(HTTPD_OBJ) build/libpolldrop.a
+	$(call say,LD,$@)
+	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) $(HTTPD_INC) $< $(HTTPD_OBJ) build/libpolldrop.a \
+	    -o $@ $(URING) $(HTTP_PARSER) -lpthread
+
 # --- benchmarks ---
 
 build/raw_echo: bench/raw_echo.c | deps-bench
@@ -228,12 +278,13 @@ build/uv_echo: bench/uv_echo.c bench/uv_echo.h | deps-bench
 	$(Q)$(CC) $(WARN) -O2 $< -o $@ $(UV)
 
 BENCH_OBJ := build/obj/gen/echo_client.o build/obj/gen/echo_conn.o \
-             build/obj/gen/write_all.o build/obj/gen-test/nops.o build/obj/gen-test/pipe_read.o
+             build/obj/gen/write_all.o build/obj/gen-test/nops.o build/obj/gen-test/pipe_read.o \
+             build/obj/gen-test/hop.o
 
-build/bench: bench/bench.c build/libpolldrop.a $(BENCH_OBJ) | deps-bench
+build/bench: bench/bench.c bench/threads.c bench/threads.h build/libpolldrop.a $(BENCH_OBJ) | deps-bench
 	$(call say,LD,$@)
-	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) -Ibuild/gen-test -Ibench $< $(BENCH_OBJ) \
-	    build/libpolldrop.a -o $@ $(URING)
+	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) -Ibuild/gen-test -Ibench -Itests $< bench/threads.c \
+	    $(BENCH_OBJ) build/libpolldrop.a -o $@ $(URING)
 
 bench: build/bench build/echo_server build/raw_echo build/uv_echo
 	$(Q)./build/bench
@@ -265,6 +316,12 @@ schema: | deps
 	$(call say,GEN,docs/polldrop-spec.schema.json)
 	$(Q)$(PYTHON) scripts/spec_schema.py docs/polldrop-spec.schema.json
 
+# The op table of docs/spec-language.md, from the generator's (gen/ops.py);
+# a test fails while the committed table is stale.
+ops-doc: | deps
+	$(call say,GEN,docs/spec-language.md: the op table)
+	$(Q)$(PYTHON) scripts/ops_doc.py docs/spec-language.md
+
 # --- installation: `make install PREFIX=... DESTDIR=...`, `make uninstall` ---
 
 PREFIX       ?= /usr/local
@@ -279,27 +336,26 @@ VERSION      := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' gen/__init__.p
 MANIFEST      = $(DATADIR)/polldrop/install-manifest
 INSTALL_DIRS  = $(PREFIX) $(BINDIR) $(LIBDIR) $(INCLUDEDIR) $(DATADIR) $(PKGCONFIGDIR)
 INSTALL_SH    = DESTDIR='$(DESTDIR)' sh scripts/install.sh
-HARNESS_PC    = build/install/polldrop-harness.pc
 SUBST         = sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@BINDIR@|$(BINDIR)|g' \
                     -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' \
                     -e 's|@DATADIR@|$(DATADIR)|g' -e 's|@VERSION@|$(VERSION)|g'
 
 install: build/libpolldrop.a build/libpolldrop_harness.a build/gen/.stamp
-	$(if $(filter-out /%,$(INSTALL_DIRS)),$(error make install: PREFIX and the \
-	    *DIR variables must be absolute paths (PREFIX=$(PREFIX)); for example \
-	    PREFIX=$(CURDIR)/build/inst))
+	$(if $(filter-out /%,$(INSTALL_DIRS)),$(error make install: PREFIX and the *DIR \
+	    variables must be absolute paths without spaces (PREFIX=$(PREFIX)); \
+	    for example PREFIX=$(CURDIR)/build/inst))
 	$(call say,INSTALL,$(DESTDIR)$(PREFIX))
 	$(Q)rm -rf build/install && mkdir -p build/install
 	$(Q)$(SUBST) polldrop.pc.in >build/install/polldrop.pc
-	$(Q)$(SUBST) polldrop-harness.pc.in >$(HARNESS_PC)
+	$(Q)$(SUBST) polldrop-harness.pc.in >build/install/polldrop-harness.pc
 	$(Q)sed -e "s|@SHARE_REL@|$$(realpath -m --relative-to='$(BINDIR)' '$(DATADIR)/polldrop')|g" \
 	    scripts/polldrop-gen.in >build/install/polldrop-gen
 	$(Q)$(INSTALL_SH) install '$(MANIFEST)' \
 	    --to '$(BINDIR)' 755 build/install/polldrop-gen \
 	    --to '$(LIBDIR)' 644 build/libpolldrop.a build/libpolldrop_harness.a \
 	    --to '$(INCLUDEDIR)/polldrop' 644 $(RT_HDR) runtime/harness.h $(NAMES:%=build/gen/%.h) \
-	    --to '$(PKGCONFIGDIR)' 644 build/install/polldrop.pc $(HARNESS_PC) \
-	    --to '$(DATADIR)/polldrop' 644 polldrop.mk $(wildcard docs/polldrop-spec.schema.json) \
+	    --to '$(PKGCONFIGDIR)' 644 build/install/polldrop.pc build/install/polldrop-harness.pc \
+	    --to '$(DATADIR)/polldrop' 644 polldrop.mk docs/polldrop-spec.schema.json \
 	    --to '$(DATADIR)/polldrop/gen' 644 $(wildcard gen/*.py) \
 	    --to '$(DATADIR)/polldrop/templates' 644 $(wildcard templates/*.j2) \
 	    --to '$(DATADIR)/polldrop/specs' 644 $(SPECS)

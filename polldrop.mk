@@ -33,6 +33,10 @@ ifeq ($(filter grouped-target,$(.FEATURES)),)
 $(error polldrop.mk needs GNU make 4.3 or later (grouped targets))
 endif
 
+# Including this file does not change the includer's default goal: it is
+# restored at the end (empty means the next target the includer defines).
+polldrop_default_goal := $(.DEFAULT_GOAL)
+
 # This file's directory: PREFIX/share/polldrop, which also holds the
 # generator and the library specs the outputs depend on.
 POLLDROP_SHARE     := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
@@ -62,6 +66,8 @@ POLLDROP_GEN_DEPS := $(POLLDROP_GEN_PATH) \
 
 polldrop-gen: $(POLLDROP_GEN_C) $(POLLDROP_GEN_H)
 
+# No specs (yet): no rules, rather than rules without targets.
+ifneq ($(strip $(POLLDROP_SPECS)),)
 $(POLLDROP_GEN_C) $(POLLDROP_GEN_H) &: $(POLLDROP_SPECS) $(POLLDROP_GEN_DEPS)
 	$(if $(POLLDROP_GEN_PATH),,$(error polldrop.mk: $(POLLDROP_GEN) is not on PATH \
 	    (add PREFIX/bin of the polldrop install, or set POLLDROP_GEN)))
@@ -71,6 +77,9 @@ $(POLLDROP_GEN_C) $(POLLDROP_GEN_H) &: $(POLLDROP_SPECS) $(POLLDROP_GEN_DEPS)
 # Every object depends on every generated header: a spec may embed another.
 $(POLLDROP_OBJS): $(POLLDROP_GEN_DIR)/%.o: $(POLLDROP_GEN_DIR)/%.c $(POLLDROP_GEN_H)
 	$(CC) $(CPPFLAGS) $(POLLDROP_CFLAGS) $(CFLAGS) -c $< -o $@
+endif
 
 polldrop-clean:
 	rm -f $(POLLDROP_GEN_C) $(POLLDROP_GEN_H) $(POLLDROP_OBJS)
+
+.DEFAULT_GOAL := $(polldrop_default_goal)

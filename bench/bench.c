@@ -27,6 +27,7 @@
 #include "echo_conn.h"
 #include "nops.h"
 #include "pipe_read.h"
+#include "threads.h"
 #include "uv_echo.h"
 
 #define RUNS 5
@@ -522,6 +523,17 @@ int main(int argc, char **argv)
         m = median(pd, RUNS);
         add_row("echo", "round trips/s", "liburing", m, median(raw, RUNS), 0);
         add_row("echo", "round trips/s", "libuv", m, median(uv, RUNS), 0);
+    }
+    if (selected(argc, argv, "ping_pong")) {
+        for (i = 0; i < RUNS; i++) {
+            pd[i] = pd_ping_pong();
+            raw[i] = raw_ping_pong_eventfd();
+            uv[i] = raw_ping_pong_msg_ring();
+        }
+        add_row("ping_pong", "round trips/s", "eventfd", median(pd, RUNS),
+                median(raw, RUNS), 0);
+        add_row("ping_pong", "round trips/s", "msg_ring", median(pd, RUNS),
+                median(uv, RUNS), 0);
     }
     if (selected(argc, argv, "cancel_1k"))
         ab("cancel_1k", "ns per cancelled op", "liburing", pd_cancel_1k, raw_cancel_1k, 1);

@@ -7,6 +7,8 @@ templates only arrange it.
 import os
 import re
 
+from gen.ops import OPS
+
 
 class BranchModel:
     def __init__(self, si, bi, b):
@@ -48,6 +50,24 @@ class BranchModel:
             self.storage.append((f"{child.child}_out", self.out, "", None))
 
 
+class DeadlineModel:
+    """timeout_ms over a whole await, join or select: one timeout request,
+    and whether it fired before every branch was done."""
+
+    def __init__(self, si, ms):
+        self.ms = ms
+        self.index = -1             # never a branch's index
+        self.kind = "io"
+        self.op = "timeout"
+        self.closes = None
+        self.slot = f"pd__s{si}_dl_op"
+        self.ts = f"pd__s{si}_dl_ts"
+        self.fired = f"pd__s{si}_dl"
+        self.storage = [("pd__op", self.slot, "", None),
+                        ("struct __kernel_timespec", self.ts, "", None),
+                        ("uint8_t", self.fired, "", None)]
+
+
 class StateModel:
     def __init__(self, spec, st, si):
         self.name = st.name
@@ -70,6 +90,12 @@ class StateModel:
         self.storage = [(v.decl_type, v.name, v.array, v.where) for v in self.locals]
         for b in self.branches:
             self.storage.extend(b.storage)
+        self.deadline = None
+        if st.deadline is not None:
+            self.deadline = DeadlineModel(si, st.deadline)
+            self.storage.extend(self.deadline.storage)
+            # Quiescing cancels and reaps it with the branches' ops.
+            self.ops.append(self.deadline)
         self.storage_decls = [(w, f"{t} {n}{a};") for t, n, a, w in self.storage]
 
 
@@ -106,12 +132,14 @@ class FutureModel:
         taken = {v.name for v in spec.params}
         self.rt_name = "pd__rt" if "rt" in taken else "rt"
         self.out_name = "pd__out" if "out" in taken else "out"
+        self.target_name = "pd__target" if "target" in taken else "target"
         self.fields = [VarModel(v) for v in spec.fields]
         self.members = [(v.where, v.decl() + "; /* param */") for v in self.params] + \
             [(v.where, v.decl() + (";  /* child future */" if v.child else ";"))
              for v in self.fields]
         self.drop = spec.drop
         self.has_teardown = bool(spec.teardown)
+        self.send = spec.send
         states = spec.all_states()
         self.states = [StateModel(spec, st, si) for si, st in enumerate(states)]
         self.run_states = [s for s in self.states if s.phase == "run"]
@@ -119,6 +147,9 @@ class FutureModel:
         self.stateful = [s for s in self.states if s.storage]
         children = {v.child for v in spec.members() if v.child}
         self.child_headers = sorted(f'"{c}.h"' for c in children)
+        # What the constants usual in the ops' arguments need (POLLIN...).
+        self.op_headers = sorted({h for s in self.states for b in s.ops
+                                  for h in OPS[b.op].headers})
         self.h_name = f"{spec.name}.h"
         self.h_path = os.path.join(out_dir, self.h_name)
         self.out_dir = out_dir

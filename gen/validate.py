@@ -11,7 +11,6 @@ from gen.errors import SpecError
 from gen.ops import OPS
 
 IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-ARRAY = re.compile(r"^(.*?)\s*((?:\[[^\[\]]+\]\s*)+)$")
 MACRO = re.compile(r"\b(GOTO|YIELD|RETURN|DONE)\b\s*(\()?")
 SELF_MEMBER = re.compile(r"\bself\s*->\s*([A-Za-z_][A-Za-z0-9_]*)")
 MACRO_ARG = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*\)")
@@ -44,7 +43,7 @@ MAX_STATES = 4096
 # What generated code declares at file scope for future F, besides F_S_STATE
 # for each state (keep in step with templates/future.*.j2).
 GLOBAL_SUFFIXES = ["", "_out", "_state", "_init", "_poll", "_poll_drop", "_drop",
-                   "_state_name", "_vtable", "_dyn", "_spawn", "_block_on",
+                   "_state_name", "_vtable", "_dyn", "_spawn", "_spawn_on", "_block_on",
                    "__drop_code", "__teardown", "__quiesce", "__quiesce_sync",
                    "__vt_poll", "__vt_poll_drop", "__vt_drop", "__naive"]
 
@@ -56,6 +55,20 @@ ACTIONS = ["do", "io", "await", "join", "select"]
 BRANCH_KEYS = ["io", "args", "await", "then", "timeout_ms"]
 VAR_KEYS = ["name", "type", "init", "future"]
 MAX_BRANCHES = 32
+
+# Runtime types bound to one thread, which a send future's params cannot
+# carry to another (pd_runtime is not among them: the cross-runtime calls
+# take one from any thread).
+BOUND_TYPE = re.compile(r"\b(pd_task|pd_cx|pd_dyn|pd_drop_async|pd_bufgroup|pd_buf)\b")
+BOUND_WHY = {
+    "pd_task": "a task belongs to its runtime's thread (its references and state "
+               "are not atomic)",
+    "pd_cx": "a context is valid only during the poll that received it",
+    "pd_dyn": "a pd_dyn points at a future driven by the caller's thread",
+    "pd_drop_async": "a pd_drop_async drives a future of the caller's thread",
+    "pd_bufgroup": "a buffer group is registered with one runtime's ring",
+    "pd_buf": "a provided buffer belongs to one runtime's ring",
+}
 
 
 class Snippet:
@@ -117,6 +130,7 @@ class State:
         self.next_node = None
         self.locals = []
         self.branches = []
+        self.deadline = None        # Snippet: timeout_ms over a whole await/join/select
 
 
 class Spec:
@@ -135,6 +149,7 @@ class Spec:
         self.teardown = []          # teardown states, in order
         self.drop = None
         self.has_teardown = False
+        self.send = False           # send: true, F_spawn_on is generated
 
     def all_states(self):
         return self.states + self.teardown
@@ -144,6 +159,23 @@ class Spec:
         yield from self.fields
         for s in self.all_states():
             yield from s.locals
+
+
+def split_array(ctype):
+    """Splits a trailing array suffix off a type: 'char[4] [8]' gives
+    ('char', '[4][8]'). Scans from the end, so it stays linear in the
+    length of the type whatever the text."""
+    dims, rest = [], ctype.rstrip()
+    while rest.endswith("]"):
+        start = rest.rfind("[")
+        inner = rest[start + 1:-1]
+        if start < 0 or not inner or "]" in inner:
+            break
+        dims.append("[" + "".join(inner.split()) + "]")
+        rest = rest[:start].rstrip()
+    if not dims:
+        return ctype, ""
+    return rest.strip(), "".join(reversed(dims))
 
 
 def strip_c(text):
@@ -246,12 +278,16 @@ class Validator:
                 s.output = out.text.strip()
                 s.output_where = out
         if "send" in m and self.expect(m["send"], "scalar", "send"):
-            if m["send"].value not in ("false", "no"):
-                self.err(m["send"].pos, "send: true is not supported yet "
-                         "(thread-per-core is planned, DESIGN.md section 6)")
+            v = m["send"].value.strip().lower()
+            if v in ("true", "yes", "false", "no"):
+                s.send = v in ("true", "yes")
+            else:
+                self.err(m["send"].pos, f"send must be true or false, not '{m['send'].value}'")
         if "params" in m:
             s.params = self.vars(m["params"], "param", allow_child=False,
                                  allow_init=False, allow_array=False)
+            if s.send:
+                self.send_params(s)
         if "fields" in m:
             s.fields = self.vars(m["fields"], "field")
         if "states" not in m:
@@ -276,6 +312,16 @@ class Validator:
         self.params_vs_api(s)
         self.state_refs(s)
         return s
+
+    def send_params(self, s):
+        """A send future is initialised on one thread and run on another:
+        its params cross threads, so none may be bound to the caller's."""
+        for v in s.params:
+            m = BOUND_TYPE.search(v.ctype or "")
+            if m:
+                self.err(v.pos, f"param '{v.name}' of a send future has type "
+                         f"'{v.ctype}': {BOUND_WHY[m.group(1)]}, and a send future "
+                         "runs on the target runtime's thread")
 
     def params_vs_api(self, s):
         """A param is in scope in F_init, F_spawn and F_block_on, whose
@@ -347,10 +393,8 @@ class Validator:
         t = self.text(m["type"], f"type of '{name}'")
         if t is None:
             return None
-        ctype, array = t.text.strip(), ""
-        am = ARRAY.match(ctype)
-        if am:
-            ctype, array = am.group(1).strip(), re.sub(r"\s+", "", am.group(2))
+        ctype, array = split_array(t.text.strip())
+        if array:
             if not allow_array:
                 self.err(m["type"].pos, f"{what} '{name}' cannot be an array: "
                          "C passes arrays as pointers")
@@ -421,17 +465,24 @@ class Validator:
                              "(a do state's code is its do)")
             st.code = self.text(m["do"], "do")
         elif st.kind in ("io", "await"):
+            if st.kind == "await" and "timeout_ms" in m:
+                st.deadline = self.deadline(m["timeout_ms"])
             st.branches = [self.branch(None, st.kind, node, st)]
             if "then" in m:
                 st.code = self.text(m["then"], "then")
         else:
-            for k in ("args", "timeout_ms"):
-                if k in m:
-                    self.err(node.key_pos[k], f"'{k}' belongs in each {st.kind} branch")
-            if st.kind == "select" and "then" in m:
+            if "args" in m:
+                self.err(node.key_pos["args"], f"'args' belongs in each {st.kind} branch")
+            if "timeout_ms" in m:
+                st.deadline = self.deadline(m["timeout_ms"])
+            if st.kind == "select" and "then" in m and "timeout_ms" not in m:
                 self.err(node.key_pos["then"], "a select has no state-level then: "
-                         "give each branch its own then")
-            if st.kind == "join" and "then" in m:
+                         "give each branch its own then (with timeout_ms, the "
+                         "state's then runs when the deadline fires)")
+            elif st.kind == "select" and "then" not in m and "timeout_ms" in m:
+                self.err(node.key_pos["timeout_ms"], "a select with timeout_ms needs a "
+                         "state-level then: it runs when the deadline fires")
+            if "then" in m and (st.kind == "join" or "timeout_ms" in m):
                 st.code = self.text(m["then"], "then")
             st.branches = self.branches(m[st.kind], st)
         if st.phase == "run" and st.when and not st.next:
@@ -441,6 +492,13 @@ class Validator:
                 and st.kind in ("io", "await", "join"):
             self.err(st.pos, f"run state '{st.name}' has no then and no next: "
                      "it would fall through")
+
+    def deadline(self, node):
+        """timeout_ms on a whole await, join or select: one deadline for all."""
+        t = self.text(node, "timeout_ms")
+        if t:
+            self.no_macros(t, "timeout_ms")
+        return t
 
     def branches(self, node, st):
         out = []
@@ -454,7 +512,7 @@ class Validator:
             kpos = node.key_pos[name]
             if not self.name_ok(name, kpos, "branch name"):
                 continue
-            if name in SNIPPET_NAMES:
+            if name in SNIPPET_NAMES or name == "timed_out":
                 self.err(kpos, f"branch name '{name}' is reserved for generated code")
                 continue
             if not self.expect(bnode, "map", f"branch '{name}'"):
@@ -496,9 +554,9 @@ class Validator:
                 if b.timeout:
                     self.no_macros(b.timeout, "timeout_ms")
         else:
-            if "timeout_ms" in m:
-                self.err(node.key_pos["timeout_ms"], "timeout_ms goes with io, not await: "
-                         "select the child against a sleep instead")
+            if "timeout_ms" in m and name is not None:
+                self.err(node.key_pos["timeout_ms"], f"timeout_ms goes on the whole "
+                         f"{st.kind}, not on its await branch '{name}'")
             cnode = m["await"]
             if self.expect(cnode, "scalar", "await"):
                 b.child = cnode          # resolved to a Var in state_refs
@@ -617,7 +675,7 @@ class Validator:
         if not owner:
             return
         for st in s.all_states():
-            snippets = [st.code, st.when] + [v.init for v in st.locals]
+            snippets = [st.code, st.when, st.deadline] + [v.init for v in st.locals]
             for b in st.branches:
                 snippets += [b.then, b.timeout] + list(b.args.values()) + b.child_args
             for snip in snippets:
@@ -760,21 +818,35 @@ def resolve_children(specs, diags):
                                 f"got {got}")
     # A future that contains itself, directly or not, has no finite size.
     for s in specs.values():
-        path = _cycle(s, specs, [])
+        path = _cycle(s, specs)
         if path:
             first = next(v for v in s.members() if v.child == path[1])
             diags.error(first.child_pos, "child futures form a cycle: "
                         + " -> ".join(path) + " (a future cannot contain itself)")
 
 
-def _cycle(s, specs, stack):
-    if s.name in stack:
-        return stack[stack.index(s.name):] + [s.name]
-    for v in s.members():
-        if v.child in specs:
-            found = _cycle(specs[v.child], specs, stack + [s.name])
-            if found and found[0] == (stack + [s.name])[0]:
-                return found
+def _cycle(s, specs):
+    """The shortest path of child types from s back to s, or None.
+
+    A breadth-first search that visits each spec once: a child embedded
+    many times, at many levels, costs no more than once.
+    """
+    parent = {}
+    todo = [s.name]
+    while todo:
+        nxt = []
+        for name in todo:
+            for v in specs[name].members():
+                if v.child not in specs or v.child in parent:
+                    continue
+                parent[v.child] = name
+                if v.child == s.name:
+                    path = [s.name]
+                    while path[-1] != s.name or len(path) == 1:
+                        path.append(parent[path[-1]])
+                    return list(reversed(path))
+                nxt.append(v.child)
+        todo = nxt
     return None
 
 

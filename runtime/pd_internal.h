@@ -9,6 +9,7 @@
 #define POLLDROP_INTERNAL_H
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <unistd.h>
 #include <liburing.h>
@@ -23,6 +24,7 @@
 
 /* user_data below this value is never an op slot address. */
 #define PD__UD_CANCEL 1u
+#define PD__UD_WAKE_EFD 2u  /* the runtime's read of its wake eventfd */
 #define PD__UD_RESERVED 4096u
 
 /* A task: the runtime's single allocation per spawned future. */
@@ -59,7 +61,21 @@ struct pd_runtime {
     uint8_t shutting_down;
     uint8_t deadline_armed;  /* a shutdown deadline is pending (deadline_ns) */
     uint8_t forcing;         /* the deadline passed: every task is forced */
+    uint8_t has_ftruncate;   /* the kernel has IORING_OP_FTRUNCATE */
     int64_t deadline_ns;     /* CLOCK_MONOTONIC time of the shutdown deadline */
+    uint8_t remote_pending;  /* a wake arrived: look at the inbox and requests */
+    uint8_t wake_armed;      /* the read of wake_fd is in flight */
+    int wake_fd;             /* eventfd: wakes from threads without a runtime */
+    uint64_t wake_buf;       /* the eventfd read's buffer */
+
+    /*
+     * What other threads touch, and nothing else: on its own cache line so
+     * that their writes do not slow the owner's turns.
+     */
+    _Alignas(64) _Atomic(pd_task *) inbox; /* tasks sent here, newest first */
+    atomic_uchar wake_sent;                /* a wake is on its way: no other needed */
+    atomic_uchar shutdown_asked;           /* pd_shutdown_remote was called */
+    _Atomic int64_t shutdown_at_ns;        /* its earliest deadline; INT64_MAX: none */
 };
 
 struct pd_cx {
@@ -139,6 +155,7 @@ static inline int pd__forced(const pd_cx *cx)
 }
 
 /* Slow paths, in runtime.c. */
+int pd__task_send(pd_task *t);
 struct io_uring_sqe *pd__sqe_slow(pd_runtime *rt, unsigned need);
 void pd__op_cancel(pd__op *op);
 int pd__op_quiesce_sync(pd__op *op);
@@ -229,6 +246,17 @@ static inline void pd__yield(pd_cx *cx)
 }
 
 /*
+ * Completes op at once with res, without the kernel: the future sees the
+ * failure as the op's result on its next poll.
+ */
+static inline void pd__op_fail(pd_cx *cx, pd__op *op, int res, uint8_t fdret)
+{
+    *op = (pd__op){ .task = cx->task, .res = res, .st = PD__OP_READY, .fdret = fdret };
+    cx->link_ts = NULL;
+    pd__wake(cx->task);
+}
+
+/*
  * Claims an SQE for op and marks the op in flight. If no SQE can be had
  * (the ring is broken, not merely full), the op completes at once with the
  * -errno so that the future sees the failure as its result.
@@ -248,10 +276,7 @@ static inline struct io_uring_sqe *pd__op_sqe(pd_cx *cx, pd__op *op,
     if (PD__UNLIKELY(sqe == NULL))
         sqe = pd__sqe_slow(rt, need);
     if (PD__UNLIKELY(sqe == NULL)) {
-        *op = (pd__op){ .task = cx->task, .res = rt->sq_err, .st = PD__OP_READY,
-                        .fdret = fdret };
-        cx->link_ts = NULL;
-        pd__wake(cx->task);
+        pd__op_fail(cx, op, rt->sq_err, fdret);
         return NULL;
     }
     /* One compound store: this runs for every op. */
@@ -364,6 +389,16 @@ static inline void pd__prep_openat(pd_cx *cx, pd__op *op, const char *path,
     PD__PREP(cx, op, 1, io_uring_prep_openat(pd__s, dfd, path, flags, mode));
 }
 
+/*
+ * how is read by the kernel when the request is submitted, which may be after
+ * this returns: it must live in the future until the op completes.
+ */
+static inline void pd__prep_openat2(pd_cx *cx, pd__op *op, const char *path,
+                                    struct open_how *how, int dfd)
+{
+    PD__PREP(cx, op, 1, io_uring_prep_openat2(pd__s, dfd, path, how));
+}
+
 static inline void pd__prep_close(pd_cx *cx, pd__op *op, int fd)
 {
     PD__PREP(cx, op, 0, io_uring_prep_close(pd__s, fd));
@@ -391,9 +426,12 @@ static inline void pd__prep_socket(pd_cx *cx, pd__op *op, int domain,
     PD__PREP(cx, op, 1, io_uring_prep_socket(pd__s, domain, type, protocol, 0));
 }
 
-static inline void pd__prep_accept(pd_cx *cx, pd__op *op, int fd, int flags)
+/* addr and addrlen (both NULL, or both in the future) receive the peer. */
+static inline void pd__prep_accept(pd_cx *cx, pd__op *op, int fd, int flags,
+                                   void *addr, socklen_t *addrlen)
 {
-    PD__PREP(cx, op, 1, io_uring_prep_accept(pd__s, fd, NULL, NULL, flags));
+    PD__PREP(cx, op, 1, io_uring_prep_accept(pd__s, fd, (struct sockaddr *)addr,
+                                             addrlen, flags));
 }
 
 static inline void pd__prep_connect(pd_cx *cx, pd__op *op, int fd,
@@ -419,6 +457,109 @@ static inline void pd__prep_send(pd_cx *cx, pd__op *op, int fd,
 static inline void pd__prep_shutdown(pd_cx *cx, pd__op *op, int fd, int how)
 {
     PD__PREP(cx, op, 0, io_uring_prep_shutdown(pd__s, fd, how));
+}
+
+static inline void pd__prep_readv(pd_cx *cx, pd__op *op, int fd,
+                                  const struct iovec *iov, unsigned iovcnt,
+                                  long long offset)
+{
+    PD__PREP(cx, op, 0, io_uring_prep_readv(pd__s, fd, iov, iovcnt,
+                                            (uint64_t)offset));
+}
+
+static inline void pd__prep_writev(pd_cx *cx, pd__op *op, int fd,
+                                   const struct iovec *iov, unsigned iovcnt,
+                                   long long offset)
+{
+    PD__PREP(cx, op, 0, io_uring_prep_writev(pd__s, fd, iov, iovcnt,
+                                             (uint64_t)offset));
+}
+
+static inline void pd__prep_unlinkat(pd_cx *cx, pd__op *op, const char *path,
+                                     int flags, int dfd)
+{
+    PD__PREP(cx, op, 0, io_uring_prep_unlinkat(pd__s, dfd, path, flags));
+}
+
+static inline void pd__prep_renameat(pd_cx *cx, pd__op *op, const char *oldpath,
+                                     const char *newpath, unsigned flags,
+                                     int olddfd, int newdfd)
+{
+    PD__PREP(cx, op, 0, io_uring_prep_renameat(pd__s, olddfd, oldpath, newdfd,
+                                               newpath, flags));
+}
+
+static inline void pd__prep_mkdirat(pd_cx *cx, pd__op *op, const char *path,
+                                    unsigned mode, int dfd)
+{
+    PD__PREP(cx, op, 0, io_uring_prep_mkdirat(pd__s, dfd, path, (mode_t)mode));
+}
+
+static inline void pd__prep_statx(pd_cx *cx, pd__op *op, const char *path,
+                                  struct statx *buf, unsigned mask, int flags,
+                                  int dfd)
+{
+    PD__PREP(cx, op, 0, io_uring_prep_statx(pd__s, dfd, path, flags, mask, buf));
+}
+
+/* An offset of -1 means the fd's own position (and is what a pipe needs). */
+static inline void pd__prep_splice(pd_cx *cx, pd__op *op, int fd_in, int fd_out,
+                                   unsigned len, long long off_in,
+                                   long long off_out, unsigned flags)
+{
+    PD__PREP(cx, op, 0, io_uring_prep_splice(pd__s, fd_in, (int64_t)off_in, fd_out,
+                                             (int64_t)off_out, len, flags));
+}
+
+static inline void pd__prep_poll_add(pd_cx *cx, pd__op *op, int fd,
+                                     unsigned events)
+{
+    PD__PREP(cx, op, 0, io_uring_prep_poll_add(pd__s, fd, events));
+}
+
+static inline void pd__prep_recvmsg(pd_cx *cx, pd__op *op, int fd,
+                                    struct msghdr *msg, unsigned flags)
+{
+    PD__PREP(cx, op, 0, io_uring_prep_recvmsg(pd__s, fd, msg, flags));
+}
+
+static inline void pd__prep_sendmsg(pd_cx *cx, pd__op *op, int fd,
+                                    const struct msghdr *msg, unsigned flags)
+{
+    PD__PREP(cx, op, 0, io_uring_prep_sendmsg(pd__s, fd, msg, flags));
+}
+
+/*
+ * A zero-copy send completes twice: its result (with IORING_CQE_F_MORE),
+ * then a notification (IORING_CQE_F_NOTIF) once the kernel no longer reads
+ * buf. The dispatcher keeps the op busy until the notification, so the op
+ * is taken, reaped or quiesced only when buf is free again.
+ */
+static inline void pd__prep_send_zc(pd_cx *cx, pd__op *op, int fd,
+                                    const void *buf, size_t len, int flags,
+                                    unsigned zc_flags)
+{
+    PD__PREP(cx, op, 0, io_uring_prep_send_zc(pd__s, fd, buf, len, flags,
+                                              zc_flags));
+}
+
+/*
+ * IORING_OP_FTRUNCATE (Linux 6.9) is opcode 55 of the kernel's ABI; liburing
+ * 2.3 names neither the opcode nor a helper. The runtime probes the ring
+ * for it once, and where the kernel lacks it the op completes at once with
+ * -EOPNOTSUPP instead of reaching the kernel.
+ */
+#define PD__IORING_OP_FTRUNCATE 55
+
+static inline void pd__prep_ftruncate(pd_cx *cx, pd__op *op, int fd,
+                                      long long len)
+{
+    if (PD__UNLIKELY(!cx->rt->has_ftruncate)) {
+        pd__op_fail(cx, op, -EOPNOTSUPP, 0);
+        return;
+    }
+    PD__PREP(cx, op, 0, io_uring_prep_rw(PD__IORING_OP_FTRUNCATE, pd__s, fd, NULL,
+                                         0, (uint64_t)len));
 }
 
 /* --- child futures --- */

@@ -8,6 +8,14 @@
  *
  * Conventions, as in liburing: functions return 0 (or a count) on success
  * and -errno on failure; errno is never set.
+ *
+ * Threads: a runtime belongs to the thread that created it. Only that
+ * thread may call the functions below on it, on its tasks, and on the
+ * futures its tasks run -- except pd_runtime_wake, pd_shutdown_remote,
+ * pd_shutdown_remote_deadline and a generated F_spawn_on, which any thread
+ * may call on any runtime that outlives the call. Several runtimes in
+ * several threads work side by side: the runtime keeps no process-wide
+ * state but the trace hook (see pd_set_trace), and generated code none.
  */
 #ifndef POLLDROP_H
 #define POLLDROP_H
@@ -140,6 +148,31 @@ int pd_shutdown(pd_runtime *rt);
 int pd_shutdown_deadline(pd_runtime *rt, long long ms);
 
 /*
+ * Cross-runtime calls: safe from any thread, including threads that run no
+ * runtime; target must stay alive until the call returns. They allocate
+ * nothing and never block. Not async-signal-safe.
+ *
+ * pd_runtime_wake makes target's next (or current) blocking wait return,
+ * so that its pd_run_once returns and it looks at what was sent to it.
+ * Wakes sent before the target looked are merged into one.
+ */
+int pd_runtime_wake(pd_runtime *target);
+
+/*
+ * Asks target to begin pd_shutdown at its next turn: every live task is
+ * cancelled (tasks sent by F_spawn_on before the call included), and the
+ * target's pd_run returns once all are async-dropped.
+ */
+int pd_shutdown_remote(pd_runtime *target);
+
+/*
+ * pd_shutdown_remote with a deadline ms milliseconds after this call, as
+ * pd_shutdown_deadline has: what is still being async-dropped then is
+ * forced. The earliest of several deadlines holds. -EINVAL if ms < 0.
+ */
+int pd_shutdown_remote_deadline(pd_runtime *target, long long ms);
+
+/*
  * Allocates a task with inline storage for a future of type vt; stores the
  * storage's address in *self for F_init. Returns NULL on allocation failure.
  * The returned reference belongs to the caller (see pd_task_release). The
@@ -189,6 +222,11 @@ extern const pd_vtable pd_drop_async_vtable;
  * trace function, if any: when they are initialised, when their teardown
  * begins (async drop only) and when their drop code runs. One process-wide
  * hook; pass NULL to remove it. Cheap when unset: a single test per event.
+ *
+ * The hook is the one process-wide state of the runtime: install or remove
+ * it while no other thread runs a runtime or initialises a future. With
+ * several runtime threads the installed fn is called from all of them (and
+ * F_spawn_on's caller traces the INIT), so it must be thread-safe.
  */
 typedef enum {
     PD_TRACE_INIT = 0,

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
 
 pd_trace_fn pd__trace_fn;
@@ -46,11 +47,13 @@ void pd__fell_through(const char *future, const char *state)
 static int pd__ring_init(pd_runtime *rt, unsigned entries, unsigned cfg_flags)
 {
     static const unsigned tries[] = {
+        IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+            IORING_SETUP_TASKRUN_FLAG,
         IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
         IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SUBMIT_ALL,
         0,
     };
-    size_t i = (cfg_flags & PD_CONFIG_NO_DEFER_TASKRUN) ? 1 : 0;
+    size_t i = (cfg_flags & PD_CONFIG_NO_DEFER_TASKRUN) ? 2 : 0;
     int ret = -EINVAL;
 
     /* Older kernels reject flags they do not know with -EINVAL: fall back. */
@@ -64,6 +67,25 @@ static int pd__ring_init(pd_runtime *rt, unsigned entries, unsigned cfg_flags)
             return ret;
     }
     return ret;
+}
+
+/*
+ * Whether the kernel supports opcode: asks the ring's probe, into storage
+ * on the stack (no allocation; liburing's io_uring_get_probe_ring mallocs).
+ */
+static int pd__ring_has_op(pd_runtime *rt, unsigned opcode)
+{
+    union {
+        struct io_uring_probe p;
+        unsigned char bytes[sizeof(struct io_uring_probe) +
+                            256 * sizeof(struct io_uring_probe_op)];
+    } u;
+
+    memset(&u, 0, sizeof(u));
+    if (io_uring_register_probe(&rt->ring, &u.p, 256) < 0)
+        return 0;
+    return opcode <= u.p.last_op && opcode < u.p.ops_len &&
+           (u.p.ops[opcode].flags & IO_URING_OP_SUPPORTED);
 }
 
 int pd_runtime_new(pd_runtime **out, const pd_config *cfg)
@@ -82,16 +104,29 @@ int pd_runtime_new(pd_runtime **out, const pd_config *cfg)
      */
     if (entries < PD__MIN_ENTRIES)
         return -EINVAL;
-    rt = calloc(1, sizeof(*rt));
-    if (!rt)
+    if (posix_memalign((void **)&rt, alignof(pd_runtime), sizeof(*rt)) != 0)
         return -ENOMEM;
+    memset(rt, 0, sizeof(*rt));
+    atomic_init(&rt->inbox, NULL);
+    atomic_init(&rt->wake_sent, 0);
+    atomic_init(&rt->shutdown_asked, 0);
+    atomic_init(&rt->shutdown_at_ns, INT64_MAX);
+    /* Blocking: an io_uring read of a non-blocking eventfd would not wait. */
+    rt->wake_fd = eventfd(0, EFD_CLOEXEC);
+    if (rt->wake_fd < 0) {
+        ret = -errno;
+        free(rt);
+        return ret;
+    }
     ret = pd__ring_init(rt, entries, flags);
     if (ret < 0) {
+        close(rt->wake_fd);
         free(rt);
         return ret;
     }
     if (rt->ring.features & IORING_FEAT_CQE_SKIP)
         rt->cancel_flags = IOSQE_CQE_SKIP_SUCCESS;
+    rt->has_ftruncate = pd__ring_has_op(rt, PD__IORING_OP_FTRUNCATE);
     *out = rt;
     return 0;
 }
@@ -271,6 +306,30 @@ static void pd__checked_ring_closing(const pd_runtime *rt) { (void)rt; }
 
 /* --- completions --- */
 
+/* A completion with a reserved tag: only wakes need anything done. */
+static void pd__dispatch_tag(pd_runtime *rt, uint64_t ud)
+{
+    if (ud == PD__UD_WAKE_EFD) {
+        rt->wake_armed = 0;
+        rt->remote_pending = 1;
+    }
+}
+
+/*
+ * The wake itself: a write to target's eventfd, whose read target keeps in
+ * flight in its ring, so that a blocking wait ends. The write is the last
+ * access to target: once target has seen the wake, it may be freed.
+ */
+static int pd__wake_efd(pd_runtime *target)
+{
+    uint64_t one = 1;
+
+    /* EAGAIN: the counter is full of unread wakes, so one is on its way. */
+    if (write(target->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+        return -errno;
+    return 0;
+}
+
 static void pd__dispatch(pd_runtime *rt, const struct io_uring_cqe *cqe)
 {
     uint64_t ud = cqe->user_data;
@@ -282,13 +341,24 @@ static void pd__dispatch(pd_runtime *rt, const struct io_uring_cqe *cqe)
      * LIBURING_UDATA_TIMEOUT, the timeout liburing queues for a timed wait
      * on kernels without IORING_FEAT_EXT_ARG.
      */
-    if (PD__UNLIKELY(ud - PD__UD_RESERVED >= UINT64_MAX - PD__UD_RESERVED))
+    if (PD__UNLIKELY(ud - PD__UD_RESERVED >= UINT64_MAX - PD__UD_RESERVED)) {
+        pd__dispatch_tag(rt, ud);
         return;
+    }
     pd__checked_cqe(cqe);
     op = (pd__op *)(uintptr_t)(ud & ~(uint64_t)1);
     if (!(ud & 1)) {
-        op->res = cqe->res;
-        op->cflags = cqe->flags;
+        /*
+         * A zero-copy send's result comes with IORING_CQE_F_MORE: its
+         * notification (IORING_CQE_F_NOTIF, whose res is not the result)
+         * follows, and only then may the buffer and the slot be reused.
+         */
+        if (PD__LIKELY(!(cqe->flags & IORING_CQE_F_NOTIF))) {
+            op->res = cqe->res;
+            op->cflags = cqe->flags;
+        }
+        if (PD__UNLIKELY(cqe->flags & IORING_CQE_F_MORE))
+            return;
     }
     if (--op->pending == 0) {
         op->st = PD__OP_READY;
@@ -342,6 +412,22 @@ static int pd__wait_deadline(pd_runtime *rt)
 }
 
 /*
+ * Queues the read of the wake eventfd, so that a wake from a thread without
+ * a runtime of its own ends a blocking wait. If no entry can be had, the
+ * next enter tries again.
+ */
+static void pd__wake_arm(pd_runtime *rt)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&rt->ring);
+
+    if (sqe == NULL)
+        return;
+    io_uring_prep_read(sqe, rt->wake_fd, &rt->wake_buf, sizeof(rt->wake_buf), 0);
+    io_uring_sqe_set_data64(sqe, PD__UD_WAKE_EFD);
+    rt->wake_armed = 1;
+}
+
+/*
  * With IORING_SETUP_DEFER_TASKRUN the kernel posts most completions (every
  * cancelled poll-armed request among them) as task work that runs only when
  * the ring is entered with GETEVENTS, and then at most max(20,
@@ -352,11 +438,15 @@ static int pd__wait_deadline(pd_runtime *rt)
  * runs is quadratic in the kernel. A zero-timeout wait for more events is
  * no way out: it sleeps for the timer slack (tens of microseconds).
  *
- * So after an entry that reaped a full budget of completions (`n`), this
- * enters again to run more of the work, until an entry reaps less than a
- * budget or as many as the completion queue holds were reaped. Without
- * DEFER_TASKRUN the kernel runs task work on every return to user space,
- * and there is nothing to do.
+ * So this enters again to run more of the work while some is left, until
+ * as many completions as the completion queue holds were reaped. Whether
+ * work is left, the kernel says itself when the ring has
+ * IORING_SETUP_TASKRUN_FLAG: it sets IORING_SQ_TASKRUN in the SQ flags while
+ * deferred work waits, and an entry that would find none is never made (a
+ * turn of 128 inline-completed nops costs one io_uring_enter, not two).
+ * Without the flag (older kernels), an entry that reaped a full budget of
+ * completions (`n`) is taken as the sign. Without DEFER_TASKRUN the kernel
+ * runs task work on every return to user space, and there is nothing to do.
  */
 #define PD__TW_BUDGET 20u
 
@@ -366,6 +456,16 @@ static void pd__drain_task_work(pd_runtime *rt, unsigned n)
 
     if (!(rt->stats.ring_flags & IORING_SETUP_DEFER_TASKRUN))
         return;
+    if (rt->stats.ring_flags & IORING_SETUP_TASKRUN_FLAG) {
+        while ((IO_URING_READ_ONCE(*rt->ring.sq.kflags) & IORING_SQ_TASKRUN) &&
+               total < rt->ring.cq.ring_entries) {
+            rt->stats.enter_calls++;
+            if (io_uring_get_events(&rt->ring) < 0)
+                return;
+            total += pd__reap(rt);
+        }
+        return;
+    }
     while (n >= PD__TW_BUDGET && total < rt->ring.cq.ring_entries) {
         rt->stats.enter_calls++;
         if (io_uring_get_events(&rt->ring) < 0)
@@ -383,6 +483,8 @@ static int pd__enter(pd_runtime *rt, int wait)
 {
     int ret;
 
+    if (PD__UNLIKELY(!rt->wake_armed))
+        pd__wake_arm(rt);
     rt->stats.enter_calls++;
     if (!wait)
         ret = io_uring_submit_and_get_events(&rt->ring);
@@ -695,11 +797,51 @@ static int pd__task_poll(pd_runtime *rt, pd_cx *cx, pd_task *t)
     return 1;
 }
 
-/* Detects a run that can never progress: nothing queued, nothing in flight. */
+/*
+ * Detects a run that can never progress: nothing queued, no wake to look
+ * at, nothing in flight.
+ */
 static int pd__stuck(const pd_runtime *rt)
 {
-    return rt->ready_head == NULL &&
+    return rt->ready_head == NULL && !rt->remote_pending &&
            rt->stats.ops_submitted == rt->stats.ops_completed;
+}
+
+static void pd__shutdown_begin(pd_runtime *rt);
+static void pd__deadline_arm(pd_runtime *rt, int64_t at_ns);
+
+/*
+ * A wake arrived: starts the tasks other threads sent here, oldest first,
+ * then the shutdown they asked for, so that a task sent before the request
+ * is cancelled with the rest.
+ */
+static void pd__remote(pd_runtime *rt)
+{
+    pd_task *t, *fifo = NULL;
+
+    rt->remote_pending = 0;
+    /* Cleared before the inbox is read: a later sender sends a new wake. */
+    atomic_exchange(&rt->wake_sent, 0);
+    t = atomic_exchange(&rt->inbox, NULL);
+    while (t) {
+        pd_task *next = t->next;
+
+        t->next = fifo;
+        fifo = t;
+        t = next;
+    }
+    while ((t = fifo) != NULL) {
+        fifo = t->next;
+        pd_task_start(t);
+    }
+    if (atomic_load_explicit(&rt->shutdown_asked, memory_order_relaxed) &&
+        atomic_exchange(&rt->shutdown_asked, 0)) {
+        int64_t at = atomic_exchange(&rt->shutdown_at_ns, INT64_MAX);
+
+        pd__shutdown_begin(rt);
+        if (at != INT64_MAX)
+            pd__deadline_arm(rt, at);
+    }
 }
 
 int pd__run_polls(pd_runtime *rt)
@@ -710,7 +852,9 @@ int pd__run_polls(pd_runtime *rt)
 
     if (rt->in_turn)
         return -EBUSY;
-    /* Before the batch is taken: forcing wakes the tasks it forces. */
+    /* Before the batch is taken: both wake the tasks they start or force. */
+    if (PD__UNLIKELY(rt->remote_pending))
+        pd__remote(rt);
     if (PD__UNLIKELY(rt->deadline_armed))
         pd__deadline_check(rt);
     batch = rt->ready_head;
@@ -812,16 +956,25 @@ int pd_run_once(pd_runtime *rt, int wait)
 
 int pd_run(pd_runtime *rt)
 {
-    while (rt->live_head) {
+    for (;;) {
         int ret;
 
+        if (rt->live_head == NULL && !rt->remote_pending) {
+            /*
+             * Nothing live, but tasks may have been sent here before the
+             * wake was read: start them rather than return.
+             */
+            if (atomic_load_explicit(&rt->inbox, memory_order_relaxed) == NULL &&
+                !atomic_load_explicit(&rt->shutdown_asked, memory_order_relaxed))
+                return 0;
+            rt->remote_pending = 1;
+        }
         if (pd__stuck(rt))
             return -EDEADLK;
         ret = pd_run_once(rt, 1);
         if (ret < 0)
             return ret;
     }
-    return 0;
 }
 
 int pd_block_on(pd_runtime *rt, pd_dyn fut, void *out)
@@ -930,6 +1083,15 @@ void pd_runtime_free(pd_runtime *rt)
 
     if (!rt)
         return;
+    /* Tasks sent here but never started: initialised, so dropped once. */
+    t = atomic_exchange(&rt->inbox, NULL);
+    while (t) {
+        pd_task *next = t->next;
+
+        t->vt->drop(t->self);
+        free(t);
+        t = next;
+    }
     /* Sync-drop first, so that every kernel-owned buffer comes back... */
     for (t = rt->live_head; t; t = t->live_next)
         if (t->state == PD_TASK_RUNNING || t->state == PD_TASK_DROPPING)
@@ -953,6 +1115,7 @@ void pd_runtime_free(pd_runtime *rt)
             free(t);
     }
     io_uring_queue_exit(&rt->ring);
+    close(rt->wake_fd);
     free(rt);
 }
 
@@ -1002,3 +1165,47 @@ const pd_vtable pd_drop_async_vtable = {
     .poll_drop = pd__drop_async_poll_drop,
     .drop = pd__drop_async_drop,
 };
+
+/* --- other threads --- */
+
+int pd_runtime_wake(pd_runtime *target)
+{
+    /* One wake in flight is enough: the target reads everything on it. */
+    if (atomic_exchange(&target->wake_sent, 1))
+        return 0;
+    return pd__wake_efd(target);
+}
+
+int pd_shutdown_remote(pd_runtime *target)
+{
+    atomic_store(&target->shutdown_asked, 1);
+    return pd_runtime_wake(target);
+}
+
+int pd_shutdown_remote_deadline(pd_runtime *target, long long ms)
+{
+    int64_t at, cur;
+
+    if (ms < 0)
+        return -EINVAL;
+    at = pd__deadline_at(ms);
+    cur = atomic_load(&target->shutdown_at_ns);
+    while (at < cur && !atomic_compare_exchange_weak(&target->shutdown_at_ns, &cur, at))
+        ;
+    return pd_shutdown_remote(target);
+}
+
+int pd__task_send(pd_task *t)
+{
+    pd_runtime *rt = t->rt;
+    pd_task *head = atomic_load_explicit(&rt->inbox, memory_order_relaxed);
+
+    /* The sender keeps no reference: the task is the target's from now on. */
+    t->refs = 0;
+    do
+        t->next = head;
+    while (!atomic_compare_exchange_weak_explicit(&rt->inbox, &head, t,
+                                                  memory_order_release,
+                                                  memory_order_relaxed));
+    return pd_runtime_wake(rt);
+}

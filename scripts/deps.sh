@@ -2,7 +2,7 @@
 # Checks for what polldrop builds with and installs the missing Debian
 # packages (as root, or through sudo), or prints the exact command to run.
 # Usage: scripts/deps.sh [bench|diagrams]   ("bench" also wants libuv for
-# the baselines, "diagrams" Graphviz's dot)
+# the baselines, nginx and wrk for httpd's; "diagrams" Graphviz's dot)
 set -u
 python=${PYTHON:-python3}
 need=""
@@ -25,6 +25,13 @@ if ! "$python" -c 'import yaml, jinja2, jsonschema' >/dev/null 2>&1 &&
     /usr/bin/python3 -c 'import yaml' >/dev/null 2>&1 || need="$need python3-yaml"
     /usr/bin/python3 -c 'import jinja2' >/dev/null 2>&1 || need="$need python3-jinja2"
     /usr/bin/python3 -c 'import jsonschema' >/dev/null 2>&1 || need="$need python3-jsonschema"
+fi
+# httpd (built by make and make test) parses HTTP with Debian's http-parser,
+# which ships no pkg-config file: look for its header.
+[ -f /usr/include/http_parser.h ] || need="$need libhttp-parser-dev"
+if [ "${1:-}" = bench ]; then
+    command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need="$need nginx-light"
+    command -v wrk >/dev/null 2>&1 || need="$need wrk"
 fi
 if [ "${1:-}" = diagrams ]; then
     command -v dot >/dev/null 2>&1 || need="$need graphviz"

@@ -2,8 +2,11 @@
 # Installs and uninstalls polldrop; `make install` and `make uninstall` call
 # it. Every file written and every directory created is recorded in a
 # manifest, so that uninstall removes exactly what install wrote: no more
-# (directories that existed before stay), no less (a reinstall over an older
-# install keeps the older records of what is still there).
+# (directories that existed before stay), no less (a reinstall keeps the
+# records of the directories an older install created). A reinstall also
+# removes the files the older install wrote and this one does not, such as
+# a library spec that no longer exists: the generator would find it, and
+# the library would not have its code.
 #
 #   scripts/install.sh install MANIFEST [--to DIR MODE FILE...]...
 #   scripts/install.sh uninstall MANIFEST
@@ -12,6 +15,7 @@
 # environment, is prepended to every path written or removed, and the
 # manifest records paths without it.
 set -eu
+export LC_ALL=C   # one collation for sort and comm
 destdir=${DESTDIR:-}
 cmd=$1
 manifest=$2
@@ -23,7 +27,8 @@ case $manifest in
 esac
 
 records=$(mktemp)
-trap 'rm -f "$records"' EXIT
+old=$(mktemp)
+trap 'rm -f "$records" "$records.f" "$old"' EXIT
 
 # Creates DIR (a final path) one component at a time, recording each new one.
 mkdir_recorded() {
@@ -40,12 +45,9 @@ mkdir_recorded() {
 
 install_files() {
     if [ -f "$destdir$manifest" ]; then
-        # Keep what an earlier install recorded and is still there.
-        while IFS= read -r line; do
-            if [ -e "$destdir${line#? }" ]; then
-                printf '%s\n' "$line" >>"$records"
-            fi
-        done <"$destdir$manifest"
+        # The directories an earlier install created are still ours.
+        grep '^d ' "$destdir$manifest" >>"$records" || true
+        grep '^f ' "$destdir$manifest" >"$old" || true
     fi
     mkdir_recorded "$(dirname -- "$manifest")"
     while [ $# -gt 0 ]; do
@@ -69,6 +71,12 @@ install_files() {
         done
     done
     printf 'f %s\n' "$manifest" >>"$records"
+    # Files of the earlier install that this one did not write go.
+    grep '^f ' "$records" | sort -u >"$records.f"
+    sort -u "$old" | comm -23 - "$records.f" | while IFS= read -r line; do
+        rm -f -- "$destdir${line#? }"
+    done
+    rm -f "$records.f"
     # Files first, then directories deepest first: the order uninstall needs.
     { grep '^f ' "$records" | sort -u; grep '^d ' "$records" | sort -u -r; } \
         >"$destdir$manifest.tmp$$"

@@ -30,8 +30,13 @@ static const suite_fn suites[] = {
     pd_suite_timeout_ms,
     pd_suite_yield,
     pd_suite_echo,
+    pd_suite_openat2,
+    pd_suite_httpd,
     pd_suite_shutdown_deadline,
+    pd_suite_threads,
     pd_suite_cancel_points,
+    pd_suite_io_ops,
+    pd_suite_whole_deadline,
 };
 
 int main(void)

@@ -3,12 +3,14 @@ import contextlib
 import io
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import textwrap
 import unittest
 
-from gen import cli
+from gen import cli, loader
+from gen.errors import Pos
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -190,10 +192,11 @@ class Errors(GenTest):
         self.assertError("""\
             future: f
             states:
-              a: {io: splice, then: RETURN(res);}
-            """, "f.yaml:3:11: error: unknown io op 'splice' (known: accept, close, "
-                 "connect, fsync, nop, openat, read, recv, send, shutdown, socket, "
-                 "timeout, write)")
+              a: {io: sendfile, then: RETURN(res);}
+            """, "f.yaml:3:11: error: unknown io op 'sendfile' (known: accept, close, "
+                 "connect, fsync, ftruncate, mkdirat, nop, openat, openat2, poll_add, read, "
+                 "readv, recv, recvmsg, renameat, send, send_zc, sendmsg, shutdown, socket, "
+                 "splice, statx, timeout, unlinkat, write, writev)")
 
     def test_unknown_io_argument(self):
         self.assertError("""\
@@ -354,6 +357,21 @@ class Errors(GenTest):
         self.assertFalse(os.path.exists(os.path.join(self.out, "f.c")))
 
 
+@contextlib.contextmanager
+def hang_guard(seconds=60):
+    """Fails the test if the block runs for minutes: a guard against the
+    quadratic and exponential work these tests exist for, not a timing."""
+    def expire(signum, frame):
+        raise AssertionError(f"still running after {seconds} s: unbounded work")
+    old = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
 def bomb(levels):
     """A spec whose anchors and aliases would expand to 10**levels nodes."""
     text = "future: bl\nstates: {s: {do: 'RETURN(0);'}}\n"
@@ -443,6 +461,54 @@ class Hostile(GenTest):
                             "-c", os.path.join(self.out, "good.c"), "-o", os.devnull],
                            capture_output=True, text=True)
         self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_huge_array_type_is_split_in_linear_time(self):
+        with hang_guard():
+            lines = self.errors("future: f\nfields:\n  - {name: x, type: 'int" + " " * 200000
+                                + "x[1'}\nstates: {a: {do: RETURN(0);}}\n")
+        self.assertEqual([l for l in lines if "error" in l], [])
+
+    def test_array_suffixes(self):
+        from gen.validate import split_array
+        self.assertEqual(split_array("char [4] [ 8 ]"), ("char", "[4][8]"))
+        self.assertEqual(split_array("int"), ("int", ""))
+        self.assertEqual(split_array("int x[]"), ("int x[]", ""))
+        self.assertEqual(split_array("int a]"), ("int a]", ""))
+
+    def test_macro_positions_in_a_long_snippet(self):
+        text = "if (0) GOTO(a);\n" * 200000
+        node = loader.Node("scalar", text, Pos("f.yaml", 1, 1), "|")
+        node.src_line, node.indent = 5, 6
+        with hang_guard():
+            last = [node.pos_at(i * 16 + 7) for i in range(200000)][-1]
+        self.assertEqual((last.line, last.col), (5 + 199999, 14))
+
+    def test_state_count_has_a_limit(self):
+        states = "".join(f"  s{i}: {{do: GOTO(s{i + 1});}}\n" for i in range(4096))
+        self.assertEqual(self.errors("future: f\nstates:\n" + states
+                                     + "  s4096: {do: RETURN(0);}\n"),
+                         ["f.yaml:2:1: error: 4097 states: a future has at most 4096 "
+                          "(run and teardown together)"])
+
+    def test_children_embedding_the_next_twice_are_resolved_once(self):
+        for i in range(30):
+            body = (f"fields:\n  - {{name: a, future: c{i + 1}}}\n"
+                    f"  - {{name: b, future: c{i + 1}}}\n"
+                    "states:\n  s: {await: a, then: GOTO(t);}\n"
+                    "  t: {await: b, then: RETURN(0);}\n") if i < 29 else \
+                "states: {s: {do: RETURN(0);}}\n"
+            self.spec(f"c{i}", f"future: c{i}\n" + body)
+        with hang_guard():
+            code, err = self.run_gen("--check", "-I", self.dir, os.path.join(self.dir, "c0.yaml"))
+        self.assertEqual((code, err), (0, ""))
+
+    def test_long_names_fail_check_and_run_alike(self):
+        name = "n" * 250
+        path = self.spec(name, GOOD.replace("future: good", f"future: {name}"))
+        want = (1, f"{path}:1:9: error: future name 'nnnnnnnnnnnnnnnn...' is longer than 64 "
+                   "characters\n")
+        self.assertEqual(self.run_gen("--check", path), want)
+        self.assertEqual(self.run_gen(path), want)
 
     def test_outputs_get_the_usual_mode(self):
         old = os.umask(0o022)
@@ -559,7 +625,30 @@ class StructuredErrors(GenTest):
                   x: {io: nop, then: RETURN(0);}
                 then: RETURN(1);
             """, "f.yaml:6:5: error: a select has no state-level then: give each "
-                 "branch its own then")
+                 "branch its own then (with timeout_ms, the state's then runs when the "
+                 "deadline fires)")
+
+    def test_select_deadline_needs_a_state_then(self):
+        self.assertError("""\
+            future: f
+            states:
+              a:
+                timeout_ms: 5
+                select:
+                  x: {io: nop, then: RETURN(0);}
+            """, "f.yaml:4:5: error: a select with timeout_ms needs a state-level "
+                 "then: it runs when the deadline fires")
+
+    def test_timed_out_is_not_a_branch_name(self):
+        self.assertError("""\
+            future: f
+            states:
+              a:
+                join:
+                  timed_out: {io: nop}
+                then: RETURN(0);
+            """, "f.yaml:5:7: error: branch name 'timed_out' is reserved for generated "
+                 "code")
 
     def test_join_branch_with_then(self):
         self.assertError("""\
@@ -644,12 +733,11 @@ class StructuredErrors(GenTest):
               - {name: c, future: kid}
             states:
               a:
-                await: c
-                args: [1]
-                timeout_ms: 5
-                then: RETURN(out);
-            """, "f.yaml:8:5: error: timeout_ms goes with io, not await: select the "
-                 "child against a sleep instead", extra=("-I", self.dir))
+                join:
+                  k: {await: c, args: [1], timeout_ms: 5}
+                then: RETURN(k);
+            """, "f.yaml:7:32: error: timeout_ms goes on the whole join, not on its await "
+                 "branch 'k'", extra=("-I", self.dir))
 
     def test_same_child_in_two_branches(self):
         self.spec("kid", GOOD.replace("good", "kid"))
@@ -690,6 +778,61 @@ class Stats(GenTest):
         self.assertEqual(name, "two")
         self.assertLess(int(size), 4096 + 256)
         self.assertGreater(int(naive), 8192)
+
+
+class Send(GenTest):
+    """send: true gives F_spawn_on; params bound to a thread are refused."""
+
+    def test_send_must_be_a_boolean(self):
+        self.assertError("""\
+            future: f
+            send: sometimes
+            states:
+              a: {do: RETURN(0);}
+            """, "f.yaml:2:7: error: send must be true or false, not 'sometimes'")
+
+    def test_send_refuses_a_task_param(self):
+        self.assertError("""\
+            future: f
+            send: true
+            params:
+              - {name: peer, type: pd_task *}
+            states:
+              a: {do: RETURN(0);}
+            """, "f.yaml:4:12: error: param 'peer' of a send future has type "
+                 "'pd_task *': a task belongs to its runtime's thread (its references "
+                 "and state are not atomic), and a send future runs on the target "
+                 "runtime's thread")
+
+    def test_send_refuses_a_context_param(self):
+        self.assertError("""\
+            future: f
+            send: yes
+            params:
+              - {name: c, type: pd_cx *}
+            states:
+              a: {do: RETURN(0);}
+            """, "f.yaml:4:12: error: param 'c' of a send future has type 'pd_cx *': "
+                 "a context is valid only during the poll that received it, and a "
+                 "send future runs on the target runtime's thread")
+
+    def test_send_accepts_a_runtime_param(self):
+        self.assertEqual(self.errors("""\
+            future: f
+            send: true
+            params:
+              - {name: home, type: pd_runtime *}
+            states:
+              a: {do: RETURN(0);}
+            """), [])
+
+    def test_spawn_on_only_with_send(self):
+        self.run_gen(self.spec("good", GOOD))
+        with open(os.path.join(self.out, "good.h")) as f:
+            self.assertNotIn("spawn_on", f.read())
+        self.run_gen(self.spec("sent", GOOD.replace("future: good", "future: sent\nsend: true")))
+        with open(os.path.join(self.out, "sent.h")) as f:
+            self.assertIn("int sent_spawn_on(pd_runtime *target, int fd);", f.read())
 
 
 class Output(GenTest):

@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 import unittest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -37,6 +38,30 @@ def readme():
     return apps, cmds
 
 
+def make_env():
+    """The environment for a make of its own (not the jobserver of ours)."""
+    return {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS")}
+
+
+def readme_app(test, cwd, cmd, env=None):
+    """Writes the README's app.c into cwd, builds it with cmd as the README
+    writes it, and runs it on a file of 12 bytes."""
+    apps, _ = readme()
+    with open(os.path.join(cwd, "app.c"), "w") as f:
+        f.write(apps[0])
+    run(test, cmd, cwd=cwd, env=env, shell=True)
+    data = os.path.join(cwd, "data.txt")
+    with open(data, "w") as f:
+        f.write("twelve bytes")
+    # stdin is a pipe nobody writes to: only the cancel can end that read.
+    p = subprocess.Popen([os.path.join(cwd, "app"), data], cwd=cwd, env=env,
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    out, err = p.communicate(timeout=60)
+    test.assertEqual(p.returncode, 0, err)
+    test.assertEqual(out, f"read 12 bytes of {data}\nstdin read cancelled\n")
+
+
 def installed_env(prefix, sysroot=None):
     """An environment that reaches polldrop only through the install."""
     env = {k: v for k, v in os.environ.items()
@@ -50,12 +75,35 @@ def installed_env(prefix, sysroot=None):
 
 
 def outside(test, where, env):
-    """Copies examples/outside to where and runs its make test with env."""
+    """Copies examples/outside to where, builds it (its default goal) and
+    runs its make test with env; then checks polldrop.mk's dependencies and
+    that a C error in a snippet is reported at the spec's line."""
     dst = os.path.join(where, "outside")
     shutil.copytree(os.path.join(ROOT, "examples", "outside"), dst,
                     ignore=shutil.ignore_patterns("build"))
+    run(test, ["make"], cwd=dst, env=env)
+    test.assertTrue(os.access(os.path.join(dst, "build", "check_greeter"), os.X_OK))
     out = run(test, ["make", "test"], cwd=dst, env=env)
     test.assertIn("100%: Checks: 1, Failures: 0, Errors: 0", out)
+
+    def up_to_date():
+        return subprocess.run(["make", "-q", "build/greet"], cwd=dst, env=env,
+                              capture_output=True).returncode == 0
+    test.assertTrue(up_to_date())
+    spec = os.path.join(dst, "specs", "greeter.yaml")
+    later = time.time() + 10   # copytree kept the repository's old mtime
+    os.utime(spec, (later, later))
+    test.assertFalse(up_to_date(), "a changed spec must regenerate")
+
+    with open(spec) as f:
+        lines = f.read().split("\n")
+    bad = next(i for i, l in enumerate(lines) if "GOTO(say);" in l)
+    lines[bad] = lines[bad].replace("GOTO(say);", "no_such_variable = 1; GOTO(say);")
+    with open(spec, "w") as f:
+        f.write("\n".join(lines))
+    r = subprocess.run(["make", "build/greet"], cwd=dst, env=env, capture_output=True, text=True)
+    test.assertNotEqual(r.returncode, 0)
+    test.assertIn(f"specs/greeter.yaml:{bad + 1}:", r.stderr)
     return dst
 
 
@@ -81,27 +129,12 @@ class Readme(unittest.TestCase):
         self.assertEqual(len(self.cmds), 2, self.cmds)
         self.assertIn("pkg-config --cflags --libs polldrop", self.cmds[1])
 
-    def build_and_run(self, cmd, cwd, env=None):
-        with open(os.path.join(cwd, "app.c"), "w") as f:
-            f.write(self.apps[0])
-        run(self, cmd, cwd=cwd, env=env, shell=True)
-        data = os.path.join(self.dir, "data.txt")
-        with open(data, "w") as f:
-            f.write("twelve bytes")
-        # stdin is a pipe nobody writes to: only the cancel can end that read.
-        p = subprocess.Popen([os.path.join(cwd, "app"), data], cwd=cwd, env=env,
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
-        out, err = p.communicate(timeout=60)
-        self.assertEqual(p.returncode, 0, err)
-        self.assertEqual(out, f"read 12 bytes of {data}\nstdin read cancelled\n")
-
     def test_in_tree_command_as_written(self):
         # The command names runtime/ and build/ relative to the repository
         # root; the example's directory mirrors them with links.
         os.symlink(os.path.join(ROOT, "runtime"), os.path.join(self.dir, "runtime"))
         os.symlink(os.path.join(ROOT, "build"), os.path.join(self.dir, "build"))
-        self.build_and_run(self.cmds[0], self.dir)
+        readme_app(self, self.dir, self.cmds[0])
 
 
 class Install(unittest.TestCase):
@@ -115,8 +148,8 @@ class Install(unittest.TestCase):
         shutil.rmtree(self.dir)
 
     def make(self, *args):
-        env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS")}
-        return run(self, ["make", "-s", "--no-print-directory", *args], cwd=ROOT, env=env)
+        return run(self, ["make", "-s", "--no-print-directory", *args], cwd=ROOT,
+                   env=make_env())
 
     def test_destdir_stages_a_package_under_prefix_usr(self):
         self.make("install", f"DESTDIR={self.stage}", "PREFIX=/usr")
@@ -141,12 +174,9 @@ class Install(unittest.TestCase):
         self.assertIn("-lpolldrop", flags)
 
         # Staged files are the package: the app builds against them as written.
-        apps, cmds = readme()
         app = os.path.join(self.dir, "app")
         os.mkdir(app)
-        with open(os.path.join(app, "app.c"), "w") as f:
-            f.write(apps[0])
-        run(self, cmds[1], cwd=app, env=env, shell=True)
+        readme_app(self, app, readme()[1][1], env)
         outside(self, self.dir, env)
 
         self.make("uninstall", f"DESTDIR={self.stage}", "PREFIX=/usr")
@@ -163,10 +193,24 @@ class Install(unittest.TestCase):
         self.make("uninstall", f"PREFIX={prefix}")
         self.assertEqual(tree(prefix), {"lib", "lib/pkgconfig", "lib/pkgconfig/other.pc"})
 
+    def test_reinstall_removes_what_the_older_install_had_and_this_one_has_not(self):
+        prefix = os.path.join(self.dir, "p")
+        self.make("install", f"PREFIX={prefix}")
+        # As if an older version had installed a library spec since removed.
+        stale = os.path.join(prefix, "share", "polldrop", "specs", "gone.yaml")
+        with open(stale, "w") as f:
+            f.write("future: gone\n")
+        with open(os.path.join(prefix, "share", "polldrop", "install-manifest"), "a") as f:
+            f.write(f"f {stale}\n")
+        self.make("install", f"PREFIX={prefix}")
+        self.assertFalse(os.path.exists(stale))
+        self.assertTrue(os.path.exists(os.path.join(prefix, "lib", "libpolldrop.a")))
+        self.make("uninstall", f"PREFIX={prefix}")
+        self.assertFalse(os.path.exists(prefix))
+
     def test_relative_prefix_is_refused(self):
-        env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS")}
         r = subprocess.run(["make", "-s", "install", "PREFIX=relative/dir"], cwd=ROOT,
-                           env=env, capture_output=True, text=True)
+                           env=make_env(), capture_output=True, text=True)
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("must be absolute paths", r.stderr)
         self.assertFalse(os.path.exists(os.path.join(ROOT, "relative")))
@@ -192,6 +236,14 @@ class Install(unittest.TestCase):
         self.assertTrue(os.path.isfile(os.path.join(work, "out", "w.c")))
         self.assertFalse(os.path.exists(os.path.join(work, "gen", "__pycache__")))
 
+        # Without a usable Python: one line that says what to install.
+        r = subprocess.run([link, "w.yaml"], cwd=work, capture_output=True, text=True,
+                           env=dict(env, POLLDROP_PYTHON="/bin/false"))
+        self.assertEqual(r.returncode, 1)
+        self.assertRegex(r.stderr, r"^polldrop-gen: error: no Python 3 with PyYAML and "
+                                   r"Jinja2 among: /bin/false \(Debian: apt-get install "
+                                   r"python3-yaml python3-jinja2; or set POLLDROP_PYTHON\)\n\Z")
+
 
 @unittest.skipUnless(os.path.isdir(os.path.join(ROOT, ".git")) or
                      os.path.isfile(os.path.join(ROOT, ".git")),
@@ -210,21 +262,13 @@ class FreshClone(unittest.TestCase):
         clone = os.path.join(self.dir, "polldrop")
         prefix = os.path.join(self.dir, "inst")
         run(self, ["git", "clone", "-q", ROOT, clone])
-        env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS")}
-        run(self, ["make", "-s", "install", f"PREFIX={prefix}"], cwd=clone, env=env)
+        run(self, ["make", "-s", "install", f"PREFIX={prefix}"], cwd=clone, env=make_env())
         shutil.rmtree(clone)
 
         env = installed_env(prefix)
-        apps, cmds = readme()
         app = os.path.join(self.dir, "app")
         os.mkdir(app)
-        with open(os.path.join(app, "app.c"), "w") as f:
-            f.write(apps[0])
-        run(self, cmds[1], cwd=app, env=env, shell=True)
-        p = subprocess.run([os.path.join(app, "app"), os.path.join(app, "app.c")],
-                           stdin=subprocess.PIPE, capture_output=True, text=True, timeout=60)
-        self.assertEqual(p.returncode, 0, p.stderr)
-        self.assertIn("stdin read cancelled", p.stdout)
+        readme_app(self, app, readme()[1][1], env)
         outside(self, self.dir, env)
 
         run(self, ["make", "-s", "uninstall", f"PREFIX={prefix}"], cwd=ROOT)

@@ -116,7 +116,10 @@ Suite *pd_suite_locals(void);
 Suite *pd_suite_timeout_ms(void);
 Suite *pd_suite_yield(void);
 Suite *pd_suite_echo(void);
+Suite *pd_suite_openat2(void);
+Suite *pd_suite_httpd(void);
 Suite *pd_suite_shutdown_deadline(void);
+Suite *pd_suite_threads(void);
 Suite *pd_suite_inv_kernel_owns(void);
 Suite *pd_suite_inv_exactly_once(void);
 Suite *pd_suite_inv_teardown(void);
@@ -124,5 +127,7 @@ Suite *pd_suite_inv_no_alloc(void);
 Suite *pd_suite_inv_no_fd_leak(void);
 Suite *pd_suite_inv_order(void);
 Suite *pd_suite_inv_cancelled(void);
+Suite *pd_suite_io_ops(void);
+Suite *pd_suite_whole_deadline(void);
 
 #endif

@@ -1,0 +1,563 @@
+/*
+ * httpd's protocol half: see http.h. Everything here runs on the thread
+ * that owns the runtime of the connections it serves.
+ */
+#define _GNU_SOURCE
+#include "http.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/mman.h>
+#include <time.h>
+
+/* --- the block pool --- */
+
+int http_pool_get(http_pool *p, char **blk)
+{
+    void *b = p->free;
+
+    if (b != NULL) {
+        p->free = *(void **)b;
+        p->nfree--;
+        *blk = b;
+        return 0;
+    }
+    /* Mapped, not malloc'ed: a block given back beyond the spares returns
+       its pages to the kernel at once, so idle memory is really released. */
+    b = mmap(NULL, HTTP_BLOCK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (b == MAP_FAILED)
+        return -ENOMEM;
+    p->mapped++;
+    *blk = b;
+    return 0;
+}
+
+void http_pool_put(http_pool *p, char *blk)
+{
+    if (p->nfree >= HTTP_POOL_SPARE) {
+        munmap(blk, HTTP_BLOCK);
+        p->mapped--;
+        return;
+    }
+    *(void **)blk = p->free;
+    p->free = blk;
+    p->nfree++;
+}
+
+void http_pool_drain(http_pool *p)
+{
+    while (p->free != NULL) {
+        void *b = p->free;
+
+        p->free = *(void **)b;
+        munmap(b, HTTP_BLOCK);
+        p->mapped--;
+        p->nfree--;
+    }
+}
+
+/* --- the per-thread server --- */
+
+void http_srv_init(http_srv *srv, int rootfd, long long header_ms, long long idle_ms,
+                   long long linger_ms, long max_conns)
+{
+    memset(srv, 0, sizeof(*srv));
+    srv->rootfd = rootfd;
+    srv->header_ms = header_ms;
+    srv->idle_ms = idle_ms;
+    srv->linger_ms = linger_ms;
+    srv->max_conns = max_conns;
+    srv->date_sec = -1;
+    srv->lm_sec = -1;
+}
+
+void http_srv_fini(http_srv *srv)
+{
+    http_pool_drain(&srv->pool);
+}
+
+void http_srv_link(http_srv *srv, http_link *l, pd_task *task)
+{
+    l->task = task;
+    l->prev = NULL;
+    l->next = srv->conns;
+    if (srv->conns)
+        srv->conns->prev = l;
+    srv->conns = l;
+}
+
+void http_srv_unlink(http_srv *srv, http_link *l)
+{
+    if (l->task == NULL)
+        return;
+    if (l->prev)
+        l->prev->next = l->next;
+    else
+        srv->conns = l->next;
+    if (l->next)
+        l->next->prev = l->prev;
+    l->prev = l->next = NULL;
+    l->task = NULL;
+}
+
+void http_srv_close_idle(http_srv *srv)
+{
+    /* pd_task_cancel only marks and queues the task: the list stays intact
+       while it is walked; each connection unlinks itself in its drop code. */
+    for (http_link *l = srv->conns; l != NULL; l = l->next)
+        if (l->idle)
+            pd_task_cancel(l->task);
+}
+
+/* --- parsing --- */
+
+static http_ctx *ctx_of(http_parser *p)
+{
+    return (http_ctx *)p; /* the parser is the context's first member */
+}
+
+/* Stops the parser at a decision: execute returns, the caller reads req. */
+static int stop(http_parser *p, int status)
+{
+    http_ctx *c = ctx_of(p);
+
+    if (status && !c->req.status)
+        c->req.status = (uint16_t)status;
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static int on_message_begin(http_parser *p)
+{
+    http_req *r = &ctx_of(p)->req;
+
+    r->in_msg = 1;
+    r->in_head = 1;
+    return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t len)
+{
+    http_ctx *c = ctx_of(p);
+
+    if (c->req.url_len == 0)
+        c->req.url_off = (uint32_t)(at - c->in);
+    c->req.url_len += (uint32_t)len;
+    return 0;
+}
+
+/*
+ * A field or value may arrive in pieces across reads; the head never moves
+ * in the buffer while it is parsed, so the pieces are contiguous.
+ */
+static int on_header_field(http_parser *p, const char *at, size_t len)
+{
+    http_ctx *c = ctx_of(p);
+    http_req *r = &c->req;
+
+    if (r->fields != 1) { /* a new field */
+        r->field_off = (uint32_t)(at - c->in);
+        r->field_len = 0;
+        r->fields = 1;
+    }
+    r->field_len += (uint32_t)len;
+    return 0;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len)
+{
+    static const char ims[] = "if-modified-since";
+    http_ctx *c = ctx_of(p);
+    http_req *r = &c->req;
+
+    if (r->fields == 1) { /* the field's name is complete */
+        r->fields = 2;
+        r->ims_field = r->field_len == sizeof(ims) - 1 &&
+                       strncasecmp(c->in + r->field_off, ims, sizeof(ims) - 1) == 0;
+        if (r->ims_field) {
+            r->ims_off = (uint32_t)(at - c->in);
+            r->ims_len = 0;
+        }
+    }
+    if (r->ims_field)
+        r->ims_len += (uint32_t)len;
+    return 0;
+}
+
+static int on_headers_complete(http_parser *p)
+{
+    http_ctx *c = ctx_of(p);
+    http_req *r = &c->req;
+    int n;
+
+    r->in_head = 0;
+    r->keep = (uint8_t)http_should_keep_alive(p);
+    r->method = (uint8_t)p->method;
+    r->head = p->method == HTTP_HEAD;
+    r->minor = (uint8_t)p->http_minor;
+    if (p->http_major != 1)
+        return stop(p, 400);
+    if ((p->flags & F_CONTENTLENGTH) && p->content_length > HTTP_BODY_MAX)
+        return stop(p, 413);
+    n = http_path(c->in + r->url_off, r->url_len, c->out, HTTP_OUT_CAP);
+    if (n < 0)
+        return stop(p, -n);
+    r->path_len = (int16_t)n;
+    if (r->ims_len)
+        r->ims = http_date_parse(c->in + r->ims_off, r->ims_len);
+    return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t len)
+{
+    http_req *r = &ctx_of(p)->req;
+
+    (void)at;
+    r->body += (uint32_t)len;
+    if (r->body > HTTP_BODY_MAX)
+        return stop(p, 413);
+    return 0;
+}
+
+static int on_message_complete(http_parser *p)
+{
+    http_req *r = &ctx_of(p)->req;
+
+    r->complete = 1;
+    r->in_msg = 0;
+    return stop(p, 0);
+}
+
+const http_parser_settings http_settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+void http_ctx_reset(http_ctx *c)
+{
+    uint8_t in_msg = c->req.in_msg;
+
+    memset(&c->req, 0, sizeof(c->req));
+    c->req.in_msg = in_msg;
+    c->req.path_len = -1;
+    c->req.ims = -1;
+    http_parser_pause(&c->parser, 0);
+}
+
+size_t http_feed(http_ctx *c, size_t pos, size_t len)
+{
+    size_t n;
+    enum http_errno e;
+
+    if (!c->req.in_msg)
+        c->req.mstart = (uint32_t)pos;
+    n = http_parser_execute(&c->parser, &http_settings, c->in + pos, len - pos);
+    e = HTTP_PARSER_ERRNO(&c->parser);
+    if (e != HPE_OK && e != HPE_PAUSED && !c->req.status)
+        c->req.status = 400;
+    else if (e == HPE_OK && c->parser.upgrade && !c->req.status)
+        c->req.status = 400; /* no protocol upgrades: not HTTP/1.1 any more */
+    return n;
+}
+
+/* --- paths --- */
+
+static int hexval(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    ch = (char)(ch | 0x20);
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    return -1;
+}
+
+int http_path(const char *url, size_t len, char *out, size_t cap)
+{
+    static const char index_name[] = "/index.html";
+    const char *p = url, *end = url + len;
+    size_t o = 0, seg;
+    int trailing = 0;
+
+    /* Absolute-form (RFC 9112 3.2.2): the path is what follows the authority. */
+    if (len >= 7 && (strncasecmp(url, "http://", 7) == 0 ||
+                     (len >= 8 && strncasecmp(url, "https://", 8) == 0))) {
+        p = memchr(url, ':', len) + 3;
+        while (p < end && *p != '/' && *p != '?' && *p != '#')
+            p++;
+        if (p == end || *p != '/')
+            p = "/", end = p + 1;
+    }
+    if (p == end || *p != '/')
+        return -400; /* "*", "etc/passwd": not a path beneath the root */
+    for (const char *q = p; q < end; q++)
+        if (*q == '?' || *q == '#') {
+            end = q;
+            break;
+        }
+    while (p < end) {
+        while (p < end && *p == '/')
+            p++;
+        if (p == end) {
+            trailing = 1;
+            break;
+        }
+        seg = o;
+        if (o > 0)
+            out[o++] = '/';
+        for (; p < end && *p != '/'; p++) {
+            char ch = *p;
+
+            if (ch == '%') {
+                int hi, lo;
+
+                if (end - p < 3 || (hi = hexval(p[1])) < 0 || (lo = hexval(p[2])) < 0)
+                    return -400;
+                ch = (char)(hi << 4 | lo);
+                if (ch == '\0' || ch == '/')
+                    return -400; /* an encoded NUL or separator is never a name */
+                p += 2;
+            }
+            if (o + sizeof(index_name) >= cap)
+                return -414;
+            out[o++] = ch;
+        }
+        /* The segment just written, without its separator. */
+        {
+            const char *s = out + seg + (seg > 0);
+            size_t n = o - seg - (seg > 0);
+
+            if (n == 2 && s[0] == '.' && s[1] == '.')
+                return -400;
+            if (n == 1 && s[0] == '.')
+                o = seg; /* "." names the directory itself */
+        }
+        trailing = 0;
+    }
+    if (o == 0) {
+        out[o++] = '.';
+    } else if (trailing) {
+        out[o++] = '/'; /* "file/" must not open a file */
+    }
+    out[o] = '\0';
+    return (int)o;
+}
+
+/* --- dates --- */
+
+time_t http_date_parse(const char *s, size_t len)
+{
+    static const char *const formats[] = {
+        "%a, %d %b %Y %H:%M:%S GMT", /* IMF-fixdate */
+        "%A, %d-%b-%y %H:%M:%S GMT", /* RFC 850 */
+        "%a %b %e %H:%M:%S %Y",      /* asctime */
+    };
+    char buf[64];
+    struct tm tm;
+
+    while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+        len--;
+    if (len >= sizeof(buf))
+        return -1;
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    for (size_t i = 0; i < sizeof(formats) / sizeof(formats[0]); i++) {
+        const char *e;
+
+        memset(&tm, 0, sizeof(tm));
+        e = strptime(buf, formats[i], &tm);
+        if (e != NULL && *e == '\0')
+            return timegm(&tm);
+    }
+    return -1;
+}
+
+void http_date_format(time_t t, char out[40])
+{
+    struct tm tm;
+
+    gmtime_r(&t, &tm);
+    strftime(out, 40, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+}
+
+/* --- responses --- */
+
+const char *http_mime(const char *path, size_t len)
+{
+    static const struct { const char *ext, *type; } types[] = {
+        { "html", "text/html" },        { "htm", "text/html" },
+        { "txt", "text/plain" },        { "css", "text/css" },
+        { "js", "text/javascript" },    { "mjs", "text/javascript" },
+        { "json", "application/json" }, { "xml", "text/xml" },
+        { "png", "image/png" },         { "jpg", "image/jpeg" },
+        { "jpeg", "image/jpeg" },       { "gif", "image/gif" },
+        { "svg", "image/svg+xml" },     { "ico", "image/x-icon" },
+        { "webp", "image/webp" },       { "avif", "image/avif" },
+        { "wasm", "application/wasm" }, { "pdf", "application/pdf" },
+        { "woff", "font/woff" },        { "woff2", "font/woff2" },
+        { "mp4", "video/mp4" },         { "webm", "video/webm" },
+        { "mp3", "audio/mpeg" },        { "gz", "application/gzip" },
+    };
+    const char *dot = NULL;
+
+    for (size_t i = len; i > 0; i--) {
+        if (path[i - 1] == '.') {
+            dot = path + i;
+            break;
+        }
+        if (path[i - 1] == '/')
+            break;
+    }
+    if (dot != NULL) {
+        size_t n = (size_t)(path + len - dot);
+
+        for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+            if (strlen(types[i].ext) == n && strncasecmp(dot, types[i].ext, n) == 0)
+                return types[i].type;
+    }
+    return "application/octet-stream";
+}
+
+const char *http_reason(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 431: return "Request Header Fields Too Large";
+    case 503: return "Service Unavailable";
+    default: return "Internal Server Error";
+    }
+}
+
+bool http_status_closes(int status)
+{
+    return status == 400 || status == 408 || status == 413 || status == 414 ||
+           status == 431 || status >= 500;
+}
+
+int http_open_status(int err)
+{
+    switch (err) {
+    case EACCES:
+    case EPERM:
+        return 403;
+    case ENOMEM:
+    case EMFILE:
+    case ENFILE:
+        return 503;
+    default:
+        /* ENOENT, ENOTDIR, ENAMETOOLONG, and EXDEV or ELOOP for a path
+           that would leave the root: nothing there, as far as a client
+           may know. */
+        return 404;
+    }
+}
+
+/* Appends s (n bytes) at *p if it fits before end. */
+static int put(char **p, char *end, const char *s, size_t n)
+{
+    if ((size_t)(end - *p) < n)
+        return -1;
+    memcpy(*p, s, n);
+    *p += n;
+    return 0;
+}
+
+#define PUTS(p, end, lit) put((p), (end), (lit), sizeof(lit) - 1)
+
+static int put_num(char **p, char *end, unsigned long long v)
+{
+    char tmp[24];
+    int n = 0;
+
+    do {
+        tmp[sizeof(tmp) - 1 - n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return put(p, end, tmp + sizeof(tmp) - n, (size_t)n);
+}
+
+int http_head(http_srv *srv, char *out, size_t cap, int status, const char *type,
+              long long length, time_t mtime, bool keep, int minor)
+{
+    char *p = out, *end = out + cap;
+    const char *reason = http_reason(status);
+    time_t now = time(NULL);
+    int bad = 0;
+
+    if (now != srv->date_sec) {
+        http_date_format(now, srv->date);
+        srv->date_sec = now;
+    }
+    bad |= PUTS(&p, end, "HTTP/1.1 ");
+    bad |= put_num(&p, end, (unsigned)status);
+    bad |= PUTS(&p, end, " ");
+    bad |= put(&p, end, reason, strlen(reason));
+    bad |= PUTS(&p, end, "\r\nServer: polldrop-httpd\r\nDate: ");
+    bad |= put(&p, end, srv->date, 29);
+    if (type != NULL) {
+        bad |= PUTS(&p, end, "\r\nContent-Type: ");
+        bad |= put(&p, end, type, strlen(type));
+    }
+    if (length >= 0) {
+        bad |= PUTS(&p, end, "\r\nContent-Length: ");
+        bad |= put_num(&p, end, (unsigned long long)length);
+    }
+    if (mtime >= 0) {
+        if (mtime != srv->lm_sec) {
+            http_date_format(mtime, srv->lm);
+            srv->lm_sec = mtime;
+        }
+        bad |= PUTS(&p, end, "\r\nLast-Modified: ");
+        bad |= put(&p, end, srv->lm, 29);
+    }
+    if (status == 405)
+        bad |= PUTS(&p, end, "\r\nAllow: GET, HEAD");
+    /* HTTP/1.1 keeps the connection by default, HTTP/1.0 closes it. */
+    if (!keep)
+        bad |= PUTS(&p, end, "\r\nConnection: close");
+    else if (minor == 0)
+        bad |= PUTS(&p, end, "\r\nConnection: keep-alive");
+    bad |= PUTS(&p, end, "\r\n\r\n");
+    return bad ? -ENOSPC : (int)(p - out);
+}
+
+int http_error(http_srv *srv, char *out, size_t cap, int status, bool keep, bool head,
+               int minor)
+{
+    char body[64];
+    int blen, n;
+
+    blen = snprintf(body, sizeof(body), "%d %s\n", status, http_reason(status));
+    if (http_status_closes(status))
+        keep = false;
+    n = http_head(srv, out, cap, status, "text/plain", blen, -1, keep, minor);
+    if (n < 0 || head)
+        return n;
+    if ((size_t)n + (size_t)blen > cap)
+        return -ENOSPC;
+    memcpy(out + n, body, (size_t)blen);
+    return n + blen;
+}
+
+long long http_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}

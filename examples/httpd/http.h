@@ -1,0 +1,191 @@
+/*
+ * httpd's protocol half: request parsing (Debian's http-parser), the
+ * request path kept beneath the root, response heads, and the per-thread
+ * state shared by the connection futures of one runtime.
+ *
+ * The I/O half is written as specs (http_conn, http_accept, http_drain in
+ * this directory). Nothing here does I/O except the pool, which maps and
+ * unmaps its blocks; everything here belongs to one thread.
+ */
+#ifndef HTTPD_HTTP_H
+#define HTTPD_HTTP_H
+
+#include <http_parser.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "polldrop.h"
+
+/*
+ * A connection's working memory is one block: the input buffer (a request
+ * head must fit in it: 8 KiB, beyond that 431 or 414) and the output buffer
+ * (the decoded path while the file is opened, then the response head and
+ * the first bytes of the body). A connection holds a block only while it
+ * works on a request, or for HTTP_HOT_MS after a response, so an idle
+ * keep-alive connection costs its future alone.
+ */
+#define HTTP_IN_CAP 8192u
+#define HTTP_OUT_CAP 8192u
+#define HTTP_BLOCK (HTTP_IN_CAP + HTTP_OUT_CAP)
+/* A request body (GET with Content-Length or chunked) is discarded up to this. */
+#define HTTP_BODY_MAX (64u * 1024u)
+/* How long a keep-alive connection keeps its block after a response. */
+#define HTTP_HOT_MS 1000
+/* Blocks kept mapped for reuse beyond those in use. */
+#define HTTP_POOL_SPARE 256u
+
+typedef struct http_pool {
+    void *free;      /* singly linked through each block's first word */
+    unsigned nfree;
+    long mapped;     /* blocks mapped now (in use + spare) */
+} http_pool;
+
+/* Takes a block, mapping one if none is spare. Returns 0 or -ENOMEM. */
+int http_pool_get(http_pool *p, char **blk);
+/* Gives a block back; beyond HTTP_POOL_SPARE spare ones it is unmapped. */
+void http_pool_put(http_pool *p, char *blk);
+/* Unmaps every spare block (blocks in use must have been put back). */
+void http_pool_drain(http_pool *p);
+
+/*
+ * A connection's entry in its server's list, embedded in the future: the
+ * drain walks the list to close the idle ones.
+ */
+typedef struct http_link {
+    struct http_link *prev, *next;
+    pd_task *task;
+    bool idle;               /* waiting for a request: the drain closes it at once */
+} http_link;
+
+/* One thread's server: what its connection futures share. */
+typedef struct http_srv {
+    int rootfd;              /* O_PATH directory every request resolves beneath */
+    long long header_ms;     /* a request's head and body must arrive within this */
+    long long idle_ms;       /* a keep-alive connection waits this long for a request */
+    long long linger_ms;     /* a lingering close discards input at most this long */
+    long max_conns;          /* connections of this thread at once */
+    long live;               /* connections of this thread now */
+    bool draining;           /* SIGINT/SIGTERM: finish what is in progress, then close */
+    bool quiet;
+    pd_task *accept_task;    /* cancelled when the drain begins */
+    pd_task *drain_task;     /* cancelled by the last connection to go while draining */
+    http_link *conns;        /* every live connection, for the drain */
+    http_pool pool;
+    uint64_t responses;      /* responses sent completely */
+    uint64_t accepted;
+    /* Cached formatted times: the Date of this second, the last Last-Modified. */
+    time_t date_sec, lm_sec;
+    char date[40], lm[40];
+    /*
+     * Shared targets of reads whose bytes nobody looks at: the 1-byte
+     * MSG_PEEK that waits for an idle connection's next request, and the
+     * discarded input of lingering closes. Kernel writes to them may
+     * overlap; no code reads them.
+     */
+    char peek;
+    char scratch[4096];
+} http_srv;
+
+/* Initialises srv for rootfd; ms values are those of the command line. */
+void http_srv_init(http_srv *srv, int rootfd, long long header_ms, long long idle_ms,
+                   long long linger_ms, long max_conns);
+/* Releases the pool; every connection must be gone. */
+void http_srv_fini(http_srv *srv);
+
+/* Links a connection into srv's list, and unlinks it (idempotent). */
+void http_srv_link(http_srv *srv, http_link *l, pd_task *task);
+void http_srv_unlink(http_srv *srv, http_link *l);
+
+/* Cancels every idle connection of srv: the first step of a drain. */
+void http_srv_close_idle(http_srv *srv);
+
+/* What the parser callbacks learn about the request being read. */
+typedef struct http_req {
+    uint32_t mstart;         /* offset in the input of the current message */
+    uint32_t url_off, url_len;
+    uint32_t field_off, field_len;
+    uint32_t ims_off, ims_len;
+    uint32_t body;           /* body bytes seen (discarded) */
+    uint16_t status;         /* an error already decided (0: none) */
+    uint8_t in_msg;          /* between message begin and message complete */
+    uint8_t in_head;         /* before headers complete */
+    uint8_t fields;          /* a header field has begun (the request line is over) */
+    uint8_t ims_field;       /* the current field is If-Modified-Since */
+    uint8_t complete;        /* message complete: the parser is paused */
+    uint8_t keep;            /* http_should_keep_alive at headers complete */
+    uint8_t head;            /* the method is HEAD */
+    uint8_t minor;           /* HTTP/1.x minor version */
+    uint8_t method;          /* enum http_method */
+    int16_t path_len;        /* decoded path in the output buffer, or -1 */
+    time_t ims;              /* If-Modified-Since, or -1 */
+} http_req;
+
+extern const http_parser_settings http_settings;
+
+/*
+ * Feeds the parser in[*pos .. len). Stops at the end of the data, at the
+ * end of a message (req->complete) or at an error (req->status set: 400,
+ * 413, 414 or 431). The parser's data must point to the request's
+ * http_ctx. Returns the number of bytes consumed.
+ */
+typedef struct http_ctx {
+    http_parser parser;
+    http_req req;
+    char *in;                /* the block's input buffer */
+    char *out;               /* the block's output buffer (decoded path) */
+} http_ctx;
+
+void http_ctx_reset(http_ctx *c);
+size_t http_feed(http_ctx *c, size_t pos, size_t len);
+
+/*
+ * Decodes a request target into a relative path beneath the root,
+ * NUL-terminated, in out (cap bytes): "/" is ".", "/a//b/" is "a/b".
+ * Refuses (returns -400) a target that is not origin-form or absolute-form,
+ * a bad percent escape, an encoded NUL or '/', and any "." or ".." segment
+ * that would climb ("..", "%2e%2e"). Returns -414 if it does not fit with
+ * room for "/index.html". Returns the length.
+ */
+int http_path(const char *url, size_t len, char *out, size_t cap);
+
+/* Parses an HTTP date (RFC 9110: IMF-fixdate, RFC 850, asctime); -1 if bad. */
+time_t http_date_parse(const char *s, size_t len);
+/* Formats t as an IMF-fixdate (29 characters and a NUL). */
+void http_date_format(time_t t, char out[40]);
+
+/* The Content-Type for a path by its extension. */
+const char *http_mime(const char *path, size_t len);
+
+/* The reason phrase of a status this server sends. */
+const char *http_reason(int status);
+
+/*
+ * Writes a response head into out (cap bytes): status line, Server, Date,
+ * Content-Type, Content-Length, Last-Modified when mtime >= 0, and a
+ * Connection header when keep-alive differs from the version's default.
+ * Returns its length, or -ENOSPC.
+ */
+int http_head(http_srv *srv, char *out, size_t cap, int status, const char *type,
+              long long length, time_t mtime, bool keep, int minor);
+
+/*
+ * Writes a complete error response (a one-line text body, none for HEAD)
+ * into out. Statuses that end the connection (400, 408, 413, 414, 431)
+ * always say Connection: close. Returns its length.
+ */
+int http_error(http_srv *srv, char *out, size_t cap, int status, bool keep, bool head,
+               int minor);
+
+/* Whether status must end the connection after its response. */
+bool http_status_closes(int status);
+
+/* The status for an errno of opening a path beneath the root. */
+int http_open_status(int err);
+
+/* Milliseconds of CLOCK_MONOTONIC. */
+long long http_now_ms(void);
+
+#endif /* HTTPD_HTTP_H */

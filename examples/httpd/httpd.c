@@ -1,0 +1,76 @@
+/*
+ * httpd: an HTTP/1.1 static file server written as polldrop specs.
+ *
+ *   build/httpd [-p PORT] [-a ADDR] [-r ROOT] [-t THREADS] [-d DRAIN_MS]
+ *               [-H HEADER_MS] [-k IDLE_MS] [-m MAX_CONNS] [-q]
+ *
+ * The command line; the server is server.c, the protocol http.c, the I/O
+ * the specs http_accept, http_conn and http_drain. Exits 0 after a drain
+ * with 0 ops in flight on every thread's ring.
+ */
+#include <limits.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "../args.h"
+#include "server.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: httpd [-p PORT] [-a ADDR] [-r ROOT] [-t THREADS] [-d DRAIN_MS]\n"
+            "             [-H HEADER_MS] [-k IDLE_MS] [-m MAX_CONNS] [-q]\n"
+            "  -p PORT       TCP port (default 8080; 0 picks a free one)\n"
+            "  -a ADDR       IPv4 or IPv6 address to bind (default 127.0.0.1)\n"
+            "  -r ROOT       directory served (default .)\n"
+            "  -t THREADS    threads, one runtime and listener each (default 1)\n"
+            "  -d DRAIN_MS   on SIGINT/SIGTERM, time left to requests in progress\n"
+            "                before the rest is cut (default 5000)\n"
+            "  -H HEADER_MS  time to receive a request's head and body (default 10000)\n"
+            "  -k IDLE_MS    keep-alive idle time (default 5000)\n"
+            "  -m MAX_CONNS  connections served at once (default 10000)\n"
+            "  -q            print nothing but errors\n");
+}
+
+int main(int argc, char **argv)
+{
+    httpd_opts o;
+    long threads, drain_ms, header_ms, idle_ms;
+    int opt;
+
+    httpd_defaults(&o);
+    threads = o.threads;
+    drain_ms = o.drain_ms;
+    header_ms = o.header_ms;
+    idle_ms = o.idle_ms;
+    while ((opt = getopt(argc, argv, "p:a:r:t:d:H:k:m:qh")) != -1) {
+        long *dst = NULL, lo = 1, hi = INT_MAX;
+
+        switch (opt) {
+        case 'p': dst = &o.port, lo = 0, hi = 65535; break;
+        case 't': dst = &threads, hi = 1024; break;
+        case 'd': dst = &drain_ms, lo = 0; break;
+        case 'H': dst = &header_ms; break;
+        case 'k': dst = &idle_ms; break;
+        case 'm': dst = &o.max_conns, hi = LONG_MAX; break;
+        case 'a': o.host = optarg; break;
+        case 'r': o.root = optarg; break;
+        case 'q': o.quiet = 1; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+        if (dst != NULL && parse_long(optarg, lo, hi, dst) < 0) {
+            fprintf(stderr, "httpd: bad value '%s' for -%c (%ld-%ld)\n", optarg, opt, lo, hi);
+            return 2;
+        }
+    }
+    if (optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+    o.threads = threads;
+    o.drain_ms = drain_ms;
+    o.header_ms = header_ms;
+    o.idle_ms = idle_ms;
+    return httpd_run(&o);
+}

@@ -1,0 +1,277 @@
+/*
+ * httpd's server: see server.h. Each thread owns a runtime, a listener
+ * (SO_REUSEPORT when there are several) and a server (http.h): an
+ * http_accept task spawns an http_conn task per connection, and an
+ * http_drain task waits for the main thread's word. The calling thread
+ * only waits for SIGINT or SIGTERM, tells every thread to drain through its
+ * eventfd, and joins them.
+ */
+#define _GNU_SOURCE
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "http.h"
+#include "http_accept.h"
+#include "http_drain.h"
+
+/* The accept loop's pause while the thread is full or out of descriptors. */
+#define PAUSE_MS 20
+
+typedef struct worker {
+    pthread_t th;
+    int idx, lfd, evfd;
+    long long drain_ms;
+    http_srv srv;
+    int ret;                 /* 0, or -errno of the runtime or the listener */
+    long drain_out;          /* http_drain's output: 1 if the drain was cut */
+    pd_stats st;
+} worker;
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    pd_runtime *rt;
+    pd_task *acc, *dr;
+    int ret = pd_runtime_new(&rt, NULL);
+
+    if (ret < 0) {
+        fprintf(stderr, "httpd: thread %d: io_uring is not available: %s\n", w->idx,
+                strerror(-ret));
+        w->ret = ret;
+        kill(getpid(), SIGTERM); /* the main thread is waiting for a signal */
+        return NULL;
+    }
+    acc = http_accept_spawn(rt, w->lfd, &w->srv, PAUSE_MS);
+    dr = http_drain_spawn(rt, w->evfd, &w->srv, w->drain_ms);
+    if (acc == NULL || dr == NULL) {
+        fprintf(stderr, "httpd: thread %d: out of memory\n", w->idx);
+        w->ret = -ENOMEM;
+        kill(getpid(), SIGTERM);
+        if (acc)
+            pd_task_release(acc);
+        if (dr)
+            pd_task_release(dr);
+        pd_runtime_free(rt);
+        return NULL;
+    }
+    w->srv.accept_task = acc;
+    w->srv.drain_task = dr;
+    ret = pd_run(rt);
+    if (ret == 0 && pd_task_output(acc) != NULL) {
+        long a = *(const long *)pd_task_output(acc);
+
+        fprintf(stderr, "httpd: thread %d: accept failed: %s\n", w->idx, strerror((int)-a));
+        ret = (int)a;
+    }
+    if (pd_task_output(dr) != NULL)
+        w->drain_out = *(const int *)pd_task_output(dr);
+    w->srv.accept_task = NULL;
+    w->srv.drain_task = NULL;
+    pd_runtime_stats(rt, &w->st);
+    pd_task_release(acc);
+    pd_task_release(dr);
+    pd_runtime_free(rt);
+    w->ret = ret;
+    if (ret < 0)
+        kill(getpid(), SIGTERM);
+    return NULL;
+}
+
+/* A listener on addr; with reuse set, others may bind the same port. */
+static int listener(const struct sockaddr_storage *addr, socklen_t alen, int reuse)
+{
+    int one = 1, fd = socket(addr->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    if (fd < 0)
+        return -errno;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (reuse && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
+        goto fail;
+    if (bind(fd, (const struct sockaddr *)addr, alen) < 0 || listen(fd, 4096) < 0)
+        goto fail;
+    return fd;
+fail:
+    {
+        int err = -errno;
+
+        close(fd);
+        return err;
+    }
+}
+
+void httpd_defaults(httpd_opts *o)
+{
+    *o = (httpd_opts){
+        .host = "127.0.0.1", .root = ".", .port = 8080, .threads = 1, .max_conns = 10000,
+        .drain_ms = 5000, .header_ms = 10000, .idle_ms = 5000, .linger_ms = 1000,
+        .ready_fd = -1,
+    };
+}
+
+/* Open descriptors of the process, to check that a run leaked none. */
+static int fd_count(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    int n = 0;
+
+    if (d == NULL)
+        return -1;
+    while ((e = readdir(d)) != NULL)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n - 1; /* the directory's own descriptor */
+}
+
+/* Parses host and port into addr; returns its length, or 0 if host is bad. */
+static socklen_t address(const char *host, long port, struct sockaddr_storage *addr)
+{
+    struct sockaddr_in *a4 = (struct sockaddr_in *)addr;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)addr;
+
+    memset(addr, 0, sizeof(*addr));
+    if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons((uint16_t)port);
+        return sizeof(*a4);
+    }
+    if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)port);
+        return sizeof(*a6);
+    }
+    return 0;
+}
+
+int httpd_run(const httpd_opts *o)
+{
+    struct sockaddr_storage addr;
+    socklen_t alen = address(o->host, o->port, &addr);
+    int rootfd, ret = 0, sig, fds = fd_count();
+    long threads = o->threads, started = 0, port;
+    worker *ws;
+    sigset_t mask;
+
+    if (alen == 0) {
+        fprintf(stderr, "httpd: bad address '%s' (IPv4 or IPv6)\n", o->host);
+        return 2;
+    }
+    rootfd = open(o->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0) {
+        fprintf(stderr, "httpd: root '%s': %s\n", o->root, strerror(errno));
+        return 1;
+    }
+    ws = calloc((size_t)threads, sizeof(*ws));
+    if (ws == NULL) {
+        fprintf(stderr, "httpd: out of memory\n");
+        close(rootfd);
+        return 1;
+    }
+    for (long i = 0; i < threads; i++) {
+        worker *w = &ws[i];
+
+        w->idx = (int)i;
+        w->drain_ms = o->drain_ms;
+        w->lfd = w->evfd = -1;
+        http_srv_init(&w->srv, rootfd, o->header_ms, o->idle_ms, o->linger_ms,
+                      (o->max_conns + threads - 1) / threads);
+        w->srv.quiet = o->quiet;
+        w->lfd = listener(&addr, alen, threads > 1);
+        if (w->lfd < 0) {
+            fprintf(stderr, "httpd: cannot listen on %s port %ld: %s\n", o->host, o->port,
+                    strerror(-w->lfd));
+            ret = 1;
+            goto out;
+        }
+        /* Port 0: the other threads bind the port the kernel chose. */
+        if (i == 0)
+            getsockname(w->lfd, (struct sockaddr *)&addr, &alen);
+        w->evfd = eventfd(0, EFD_CLOEXEC);
+        if (w->evfd < 0) {
+            perror("httpd: eventfd");
+            ret = 1;
+            goto out;
+        }
+    }
+    port = ntohs(addr.ss_family == AF_INET ? ((struct sockaddr_in *)&addr)->sin_port
+                                           : ((struct sockaddr_in6 *)&addr)->sin6_port);
+
+    /* The threads inherit the mask: only sigwaitinfo below sees the signals. */
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &mask, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    for (; started < threads; started++) {
+        ret = pthread_create(&ws[started].th, NULL, worker_main, &ws[started]);
+        if (ret != 0) {
+            fprintf(stderr, "httpd: pthread_create: %s\n", strerror(ret));
+            ret = 1;
+            kill(getpid(), SIGTERM); /* drain the threads already started */
+            break;
+        }
+    }
+    if (!o->quiet) {
+        printf("httpd: listening on %s port %ld, root %s, %ld thread%s\n", o->host, port,
+               o->root, threads, threads > 1 ? "s" : "");
+        fflush(stdout);
+    }
+    if (o->ready_fd >= 0) {
+        int p = (int)port;
+
+        if (write(o->ready_fd, &p, sizeof(p)) != sizeof(p))
+            perror("httpd: ready");
+    }
+    do
+        sig = sigwaitinfo(&mask, NULL);
+    while (sig < 0 && errno == EINTR);
+    for (long i = 0; i < started; i++) {
+        uint64_t one = 1;
+
+        if (write(ws[i].evfd, &one, sizeof(one)) != sizeof(one))
+            perror("httpd: eventfd write");
+    }
+    for (long i = 0; i < started; i++) {
+        worker *w = &ws[i];
+
+        pthread_join(w->th, NULL);
+        if (w->ret < 0 || w->st.inflight_ops != 0 || w->srv.live != 0)
+            ret = 1;
+        if (!o->quiet)
+            printf("httpd: thread %ld: signal %d: %llu responses, %llu connections; drain %s; "
+                   "%llu ops in flight, %ld connections left\n", i, sig,
+                   (unsigned long long)w->srv.responses, (unsigned long long)w->srv.accepted,
+                   w->drain_out ? "cut at the deadline" : "complete",
+                   (unsigned long long)w->st.inflight_ops, w->srv.live);
+    }
+out:
+    for (long i = 0; i < threads; i++) {
+        http_srv_fini(&ws[i].srv);
+        if (ws[i].lfd >= 0)
+            close(ws[i].lfd);
+        if (ws[i].evfd >= 0)
+            close(ws[i].evfd);
+    }
+    free(ws);
+    close(rootfd);
+    if (fds >= 0 && fd_count() != fds) {
+        fprintf(stderr, "httpd: %d descriptors open after the drain, %d before\n",
+                fd_count(), fds);
+        ret = 1;
+    }
+    return ret;
+}
