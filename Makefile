@@ -273,7 +273,7 @@ build/raw_echo: bench/raw_echo.c | deps-bench
 	$(call say,LD,$@)
 	$(Q)$(CC) $(WARN) -O2 $< -o $@ $(URING)
 
-build/uv_echo: bench/uv_echo.c bench/uv_echo.h | deps-bench
+build/uv_echo: bench/uv_echo.c | deps-bench
 	$(call say,LD,$@)
 	$(Q)$(CC) $(WARN) -O2 $< -o $@ $(UV)
 

@@ -4,6 +4,7 @@
  * each one down on the path where it is easiest to break.
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -551,6 +552,32 @@ START_TEST(no_fd_leak_sync_drop_during_close)
 }
 END_TEST
 
+/*
+ * The verdict generated code trusts when a close it discards completed:
+ * Linux releases the descriptor whatever close returns (even -EBADF or
+ * -EINTR), except when the request was cancelled before it ran. A close
+ * cancelled that way is hard to provoke (io_uring runs a close at
+ * submission), so the rule itself is pinned down here.
+ */
+START_TEST(closed_unless_cancelled)
+{
+    static const struct {
+        int res, closed;
+    } cases[] = {
+        { 0, 1 }, { -EBADF, 1 }, { -EINTR, 1 }, { -EIO, 1 }, { -ECANCELED, 0 },
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        pd__op op = { .res = cases[i].res, .st = PD__OP_READY };
+
+        ck_assert_msg(pd__op_closed(&op) == cases[i].closed,
+                      "close result %d: closed should be %d", cases[i].res,
+                      cases[i].closed);
+    }
+}
+END_TEST
+
 Suite *pd_suite_inv_no_fd_leak(void)
 {
     Suite *s = suite_create("invariant 5: no fd leak");
@@ -560,6 +587,7 @@ Suite *pd_suite_inv_no_fd_leak(void)
     tcase_add_test(tc, no_fd_leak_accept_sync);
     tcase_add_test(tc, no_fd_leak_openat_cancelled);
     tcase_add_test(tc, no_fd_leak_sync_drop_during_close);
+    tcase_add_test(tc, closed_unless_cancelled);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
     return s;

@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 # Each mutant: name, file, exact text to replace (must occur exactly once),
@@ -220,20 +221,40 @@ PLAIN = ["CFLAGS=-O1 -g -DPD_CHECKED"]
 TIMEOUT = 240
 
 
-def sh(cmd, env=None, timeout=TIMEOUT):
-    """Runs cmd in the scratch tree; returns (status, combined output).
+def kill_session(sid):
+    """Stops every process left in session sid: Check puts each test in a
+    process group of its own, and a test a mutant made spin outlives its
+    runner; the session id is the one thing they all keep."""
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[3]) == sid:
+                os.kill(int(pid), signal.SIGKILL)
+        except (OSError, ValueError, IndexError):
+            pass
 
-    cmd runs in a session of its own, so that on a timeout the test
-    processes Check forked are stopped with it."""
-    p = subprocess.Popen(cmd, cwd=TREE, env=env, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        out, _ = p.communicate(timeout=timeout)
-        return p.returncode, out
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
-        out, _ = p.communicate()
-        return 124, out + f"\n(timed out after {timeout} s)"
+
+def sh(cmd, env=None, timeout=TIMEOUT):
+    """Runs cmd in the scratch tree, in a session of its own; returns
+    (status, combined output). The output goes through a file, so that a
+    process left behind cannot hold the runner up."""
+    with tempfile.TemporaryFile(mode="w+") as log:
+        p = subprocess.Popen(cmd, cwd=TREE, env=env, stdout=log, stderr=subprocess.STDOUT,
+                             text=True, start_new_session=True)
+        try:
+            status = p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            status = 124
+        kill_session(p.pid)
+        p.wait()
+        log.seek(0)
+        out = log.read()
+    if status == 124:
+        out += f"\n(stopped after {timeout} s)"
+    return status, out
 
 
 def copy_tree():
