@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -424,6 +425,42 @@ START_TEST(spawn_allocates_exactly_once)
 }
 END_TEST
 
+/*
+ * The counter the harness relies on sees every allocation of the process,
+ * not only calls from our own objects: libc's internal ones (strdup,
+ * stdio), each allocator entry point, and it does so in the sanitized build
+ * too (where ASan's allocator serves them).
+ */
+START_TEST(alloc_counter_sees_everything)
+{
+    static const char *volatile text = "counted";
+    void *volatile p = NULL;
+    long before;
+    FILE *f;
+
+    before = pd_harness_allocs();
+    p = strdup(text);
+    ck_assert_int_eq(pd_harness_allocs() - before, 1);
+    free(p);
+    before = pd_harness_allocs();
+    p = malloc(24);
+    p = realloc(p, 4096);
+    free(p);
+    p = calloc(3, 8);
+    free(p);
+    ck_assert_int_eq(posix_memalign((void **)&p, 64, 100), 0);
+    free(p);
+    p = aligned_alloc(64, 128);
+    free(p);
+    ck_assert_int_eq(pd_harness_allocs() - before, 5);
+    before = pd_harness_allocs();
+    f = fopen("/proc/self/stat", "r");
+    ck_assert_ptr_nonnull(f);
+    fclose(f);
+    ck_assert_int_ge(pd_harness_allocs() - before, 1); /* stdio's FILE */
+}
+END_TEST
+
 Suite *pd_suite_inv_no_alloc(void)
 {
     Suite *s = suite_create("invariant 4: no allocation after spawn");
@@ -432,6 +469,7 @@ Suite *pd_suite_inv_no_alloc(void)
     tcase_add_test(tc, no_alloc_run_cancel_drop);
     tcase_add_test(tc, no_alloc_block_on);
     tcase_add_test(tc, spawn_allocates_exactly_once);
+    tcase_add_test(tc, alloc_counter_sees_everything);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -216,9 +216,10 @@ PYTHON = os.environ.get("PYTHON", sys.executable)
 # -DPD_CHECKED: the registry of live op slots turns a late completion into an
 # abort; -O1 keeps the many rebuilds short.
 PLAIN = ["CFLAGS=-O1 -g -DPD_CHECKED"]
-# A mutant that makes a test hang is caught by Check's per-test timeouts;
-# halved here, and the whole runner is stopped after TIMEOUT seconds.
-TIMEOUT = 240
+# A mutant that makes a test hang is caught by Check's per-test timeouts
+# (left as they are: halving them made a loaded machine fail good tests),
+# and the whole runner is stopped after TIMEOUT seconds.
+TIMEOUT = 300
 
 
 def kill_session(sid):
@@ -291,7 +292,7 @@ def run_tests(kind):
     if st != 0:
         errors = [l for l in out.splitlines() if "error:" in l]
         return None, "does not build: " + (errors[0] if errors else out[-300:])
-    env = dict(os.environ, CK_VERBOSITY="normal", CK_TIMEOUT_MULTIPLIER="0.5")
+    env = dict(os.environ, CK_VERBOSITY="normal")
     if kind == "san":
         env.update(ASAN_OPTIONS="detect_leaks=1:abort_on_error=1",
                    UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1")
