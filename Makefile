@@ -56,7 +56,8 @@ HTTPD_OBJ      := build/obj/httpd/http.o build/obj/httpd/server.o $(HTTPD_NAMES:
 HTTPD_OBJ_ASAN := build/asan/httpd/http.o build/asan/httpd/server.o $(HTTPD_NAMES:%=build/asan/gen-httpd/%.o)
 HTTP_PARSER    := -lhttp_parser
 
-.PHONY: mutate all gen stats deps deps-bench test test-py test-c demo bench valgrind clean \
+.PHONY: mutate all gen stats deps deps-bench bench-httpd test test-py test-c fuzz demo bench \
+        valgrind clean \
         install uninstall schema diagrams deps-diagrams ops-doc
 .DELETE_ON_ERROR:
 
@@ -202,6 +203,12 @@ test-py: build/libpolldrop.a build/echo_server build/echo_client | deps
 	$(call say,TEST,python: generator and example programs)
 	$(Q)PYTHONPATH=$(CURDIR) $(PYTHON) -m unittest discover -s tests -p 'test_*.py' $(if $(V),-v,)
 
+# More of the spec fuzzer than make test's slice (tests/test_fuzz.py):
+# make fuzz N=5000 SEED=7.
+fuzz: | deps
+	$(call say,FUZZ,$(or $(N),1000) mutated specs; seed $(or $(SEED),1))
+	$(Q)$(PYTHON) tests/fuzz_specs.py -n $(or $(N),1000) --seed $(or $(SEED),1) $(if $(V),-v,)
+
 test-c: build/check_polldrop build/check_polldrop_asan
 	$(call say,TEST,build/check_polldrop)
 	$(Q)./build/check_polldrop
@@ -286,8 +293,17 @@ build/bench: bench/bench.c bench/threads.c bench/threads.h build/libpolldrop.a $
 	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) -Ibuild/gen-test -Ibench -Itests $< bench/threads.c \
 	    $(BENCH_OBJ) build/libpolldrop.a -o $@ $(URING)
 
-bench: build/bench build/echo_server build/raw_echo build/uv_echo
+build/idle_conns: bench/idle_conns.c | deps-bench
+	$(call say,LD,$@)
+	$(Q)$(CC) $(WARN) -O2 $< -o $@
+
+bench: build/bench build/echo_server build/raw_echo build/uv_echo bench-httpd
 	$(Q)./build/bench
+
+# httpd against nginx under wrk: build/bench-httpd.tsv (about 90 s).
+bench-httpd: build/httpd build/idle_conns | deps-bench
+	$(call say,BENCH,httpd against nginx)
+	$(Q)sh bench/httpd_bench.sh
 
 demo: build/demo
 	$(Q)./build/demo
@@ -340,7 +356,7 @@ SUBST         = sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@BINDIR@|$(BINDIR)|g' \
                     -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' \
                     -e 's|@DATADIR@|$(DATADIR)|g' -e 's|@VERSION@|$(VERSION)|g'
 
-install: build/libpolldrop.a build/libpolldrop_harness.a build/gen/.stamp
+install: build/libpolldrop.a build/libpolldrop_harness.a build/gen/.stamp build/httpd
 	$(if $(filter-out /%,$(INSTALL_DIRS)),$(error make install: PREFIX and the *DIR \
 	    variables must be absolute paths without spaces (PREFIX=$(PREFIX)); \
 	    for example PREFIX=$(CURDIR)/build/inst))
@@ -350,8 +366,9 @@ install: build/libpolldrop.a build/libpolldrop_harness.a build/gen/.stamp
 	$(Q)$(SUBST) polldrop-harness.pc.in >build/install/polldrop-harness.pc
 	$(Q)sed -e "s|@SHARE_REL@|$$(realpath -m --relative-to='$(BINDIR)' '$(DATADIR)/polldrop')|g" \
 	    scripts/polldrop-gen.in >build/install/polldrop-gen
+	$(Q)cp build/httpd build/install/polldrop-httpd
 	$(Q)$(INSTALL_SH) install '$(MANIFEST)' \
-	    --to '$(BINDIR)' 755 build/install/polldrop-gen \
+	    --to '$(BINDIR)' 755 build/install/polldrop-gen build/install/polldrop-httpd \
 	    --to '$(LIBDIR)' 644 build/libpolldrop.a build/libpolldrop_harness.a \
 	    --to '$(INCLUDEDIR)/polldrop' 644 $(RT_HDR) runtime/harness.h $(NAMES:%=build/gen/%.h) \
 	    --to '$(PKGCONFIGDIR)' 644 build/install/polldrop.pc build/install/polldrop-harness.pc \

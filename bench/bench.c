@@ -425,9 +425,11 @@ static pid_t spawn_server(const char *const *argv, int port)
     exit(1);
 }
 
-static pid_t start_server(const char *prog, int port)
+/* Starts a server on port; an echo_server with `threads` threads if not NULL. */
+static pid_t start_server(const char *prog, int port, const char *threads)
 {
-    const char *pd_argv[] = { prog, "-q", "-p", "{port}", NULL };
+    const char *pd_argv[] = { prog, "-q", "-p", "{port}", "-t", threads ? threads : "1",
+                              NULL };
     const char *argv[] = { prog, "{port}", NULL };
 
     return spawn_server(strstr(prog, "echo_server") ? pd_argv : argv, port);
@@ -442,11 +444,11 @@ static void stop_server(pid_t pid)
 }
 
 /* The same polldrop client drives every server: round trips per second. */
-static double echo_run(const char *server)
+static double echo_run_threads(const char *server, const char *threads)
 {
     struct sockaddr_in a = { .sin_family = AF_INET };
     int port = free_port(), i;
-    pid_t pid = start_server(server, port);
+    pid_t pid = start_server(server, port, threads);
     pd_runtime *rt = new_rt();
     pd_task *t[ECHO_CONNS];
     long ok = 0;
@@ -630,7 +632,9 @@ static void rotate3(int i, double (*a)(void), double *va, double (*b)(void), dou
         *v[(i + k) % 3] = f[(i + k) % 3]();
 }
 
+static double echo_run(const char *server) { return echo_run_threads(server, NULL); }
 static double echo_pd(void) { return echo_run("build/echo_server"); }
+static double echo_pd_2(void) { return echo_run_threads("build/echo_server", "2"); }
 static double echo_raw(void) { return echo_run("build/raw_echo"); }
 static double echo_uv(void) { return echo_run("build/uv_echo"); }
 
@@ -671,6 +675,8 @@ int main(int argc, char **argv)
         add_row("echo", "round trips/s", "liburing", m, median(raw, RUNS), 0);
         add_row("echo", "round trips/s", "libuv", m, median(uv, RUNS), 0);
     }
+    if (selected(argc, argv, "echo_threads"))
+        ab("echo_threads", "round trips/s", "1 thread", echo_pd_2, echo_pd, 0);
     if (selected(argc, argv, "ping_pong")) {
         for (i = 0; i < RUNS; i++)
             rotate3(i, pd_ping_pong, &pd[i], raw_ping_pong_eventfd, &raw[i],

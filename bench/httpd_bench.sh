@@ -30,6 +30,8 @@ nginx=$(command -v nginx || echo /usr/sbin/nginx)
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 work=$(mktemp -d /tmp/pd-httpd-bench.XXXXXX)
+# nginx's worker runs as nobody: the root must be readable by others.
+chmod 755 "$work"
 root=$work/www
 mkdir -p "$root" "$work/nginx"
 printf 'hello, world\n' >"$root/13b.txt"
@@ -95,7 +97,7 @@ run_wrk() {
     t0=$(cpu_ticks "$4")
     out=$(wrk -t1 -c"$3" -d"${secs}s" --latency "http://127.0.0.1:$1$2")
     t1=$(cpu_ticks "$4")
-    echo "$out" | awk -v t0="$t0" -v t1="$t1" -v tck="$tck" '
+    echo "$out" | awk -v t0="$t0" -v t1="$t1" -v tck="$tck" -v port="$1" '
         / requests in / { n = $1 }
         /^Requests\/sec:/ { rps = $2 }
         /Non-2xx|Socket errors/ { bad = bad $0 " " }
@@ -104,7 +106,7 @@ run_wrk() {
             p99 = u == "us" ? v : u == "ms" ? v * 1000 : v * 1000000
         }
         END {
-            if (bad != "") { print "bench: wrk: " bad > "/dev/stderr"; exit 1 }
+            if (bad != "") { print "bench: wrk on port " port ": " bad > "/dev/stderr"; exit 1 }
             printf "%.0f %.0f %.2f\n", rps, p99, (t1 - t0) * 1000000 / tck / n
         }' >>"$5"
 }

@@ -52,7 +52,8 @@ enum {
 
 struct pd_runtime {
     struct io_uring ring;
-    pd_task *ready_head, *ready_tail;
+    pd_task *ready_head;
+    pd_task **ready_tailp;   /* the last queued task's next, or &ready_head */
     pd_task *live_head;
     pd_stats stats;
     unsigned cancel_flags;   /* IOSQE_CQE_SKIP_SUCCESS when the kernel has it */
@@ -131,6 +132,7 @@ enum {
     PD__CH_DROP = 2, /* being async-dropped */
     PD__CH_DONE = 3, /* dropped */
     PD__CH_OK = 4,   /* flag: it returned Ready, its output is valid */
+    PD__CH_SEEN = 8, /* flag, arrays: a finished member the parent has seen */
 };
 
 /* A generated future's phase (its pd__phase member). */
@@ -173,19 +175,20 @@ static inline void pd__trace(const char *future, pd_trace_event ev,
 }
 
 /* Queues t to be polled; waking a queued task does nothing. */
-static inline void pd__wake(pd_task *t)
+static inline void pd__wake_on(pd_runtime *rt, pd_task *t)
 {
-    pd_runtime *rt = t->rt;
-
     if (t->queued)
         return;
     t->queued = 1;
     t->next = NULL;
-    if (rt->ready_tail)
-        rt->ready_tail->next = t;
-    else
-        rt->ready_head = t;
-    rt->ready_tail = t;
+    /* Appending through the last next pointer: no test for an empty queue. */
+    *rt->ready_tailp = t;
+    rt->ready_tailp = &t->next;
+}
+
+static inline void pd__wake(pd_task *t)
+{
+    pd__wake_on(t->rt, t);
 }
 
 /*
@@ -261,6 +264,21 @@ static inline void pd__op_fail(pd_cx *cx, pd__op *op, int res, uint8_t fdret)
  * (the ring is broken, not merely full), the op completes at once with the
  * -errno so that the future sees the failure as its result.
  */
+/*
+ * io_uring_get_sqe for polldrop's rings, which never have SQPOLL or
+ * SQE128: the same claim without testing the ring's flags each time.
+ */
+static inline struct io_uring_sqe *pd__get_sqe(pd_runtime *rt)
+{
+    struct io_uring_sq *sq = &rt->ring.sq;
+    unsigned tail = sq->sqe_tail;
+
+    if (PD__UNLIKELY(tail - IO_URING_READ_ONCE(*sq->khead) >= sq->ring_entries))
+        return NULL;
+    sq->sqe_tail = tail + 1;
+    return &sq->sqes[tail & sq->ring_mask];
+}
+
 static inline struct io_uring_sqe *pd__op_sqe(pd_cx *cx, pd__op *op,
                                               uint8_t fdret)
 {
@@ -269,19 +287,26 @@ static inline struct io_uring_sqe *pd__op_sqe(pd_cx *cx, pd__op *op,
     unsigned need = cx->link_ts ? 2 : 1;
 
     if (PD__LIKELY(need == 1))
-        sqe = io_uring_get_sqe(&rt->ring);
+        sqe = pd__get_sqe(rt);
     else
-        sqe = io_uring_sq_space_left(&rt->ring) >= 2
-                  ? io_uring_get_sqe(&rt->ring) : NULL;
+        sqe = io_uring_sq_space_left(&rt->ring) >= 2 ? pd__get_sqe(rt) : NULL;
     if (PD__UNLIKELY(sqe == NULL))
         sqe = pd__sqe_slow(rt, need);
     if (PD__UNLIKELY(sqe == NULL)) {
         pd__op_fail(cx, op, rt->sq_err, fdret);
         return NULL;
     }
-    /* One compound store: this runs for every op. */
+    /*
+     * This runs for every op: only what a busy op needs is stored (res and
+     * cflags are written by its completion), and the four adjacent bytes
+     * merge into one store.
+     */
     pd__checked_submit(rt, op);
-    *op = (pd__op){ .task = cx->task, .st = PD__OP_BUSY, .pending = 1, .fdret = fdret };
+    op->task = cx->task;
+    op->st = PD__OP_BUSY;
+    op->pending = 1;
+    op->fdret = fdret;
+    op->cancelled = 0;
     rt->stats.ops_submitted++;
     return sqe;
 }
@@ -294,10 +319,15 @@ static inline void pd__op_arm(pd_cx *cx, struct io_uring_sqe *sqe, pd__op *op)
         pd__link_timeout(cx, sqe, op);
 }
 
-/* The next op submitted through cx gets a linked timeout of ms. */
+/*
+ * The next op submitted through cx gets a linked timeout of ms; a negative
+ * ms means no timeout (the op goes in alone, taking one entry).
+ */
 static inline void pd__link_next(pd_cx *cx, struct __kernel_timespec *ts,
                                  long long ms)
 {
+    if (ms < 0)
+        return;
     ts->tv_sec = ms / 1000;
     ts->tv_nsec = (ms % 1000) * 1000000;
     cx->link_ts = ts;
@@ -603,5 +633,46 @@ static inline void pd__child_drop_sync(uint8_t *cs, const pd_vtable *vt,
         vt->drop(child);
     *cs = PD__CH_DONE;
 }
+
+/*
+ * Arrays of child futures (`{name, future, count}` fields). Member i of an
+ * array of n is at kids + i * vt->size, its output at outs + i *
+ * vt->out_size, its progress in cs[i]: 0 never started; RUN or DROP while
+ * it runs; DONE (with OK if it returned Ready) once it is destroyed, and
+ * SEEN as well once a wait state of the parent reported it. A member can
+ * be started again once it is idle: never started, or seen.
+ */
+static inline int pd__arr_idle(const uint8_t *cs, int i)
+{
+    return cs[i] == PD__CH_IDLE || (cs[i] & PD__CH_SEEN);
+}
+
+/* Members started and not yet seen: running, or finished and unreported. */
+int pd__arr_active(const uint8_t *cs, unsigned n);
+
+/*
+ * Polls every running member (a member that returns Ready is async-dropped
+ * in the same call). Returns the lowest index of a finished, unseen member,
+ * or -1; sets *busy when a member is still running.
+ */
+int pd__arr_poll(uint8_t *cs, unsigned n, const pd_vtable *vt, void *kids,
+                 void *outs, pd_cx *cx, int *busy);
+
+/*
+ * Cancels every running member but `keep` (-1 for none) and drives their
+ * async drops. Returns 1 once no member but `keep` is running.
+ */
+int pd__arr_quiesce(uint8_t *cs, unsigned n, const pd_vtable *vt, void *kids,
+                    void *outs, pd_cx *cx, int keep);
+
+/* Marks every finished member seen: a join or select reported them all. */
+void pd__arr_seen(uint8_t *cs, unsigned n);
+
+/* Sync-drops every running member, last first. */
+void pd__arr_drop_sync(uint8_t *cs, unsigned n, const pd_vtable *vt, void *kids);
+
+/* START on a member that is out of range or still running: aborts. */
+void pd__arr_misuse(const char *future, const char *array, int i, int n)
+    __attribute__((noreturn, cold));
 
 #endif /* POLLDROP_INTERNAL_H */

@@ -107,6 +107,7 @@ int pd_runtime_new(pd_runtime **out, const pd_config *cfg)
     if (posix_memalign((void **)&rt, alignof(pd_runtime), sizeof(*rt)) != 0)
         return -ENOMEM;
     memset(rt, 0, sizeof(*rt));
+    rt->ready_tailp = &rt->ready_head;
     atomic_init(&rt->inbox, NULL);
     atomic_init(&rt->wake_sent, 0);
     atomic_init(&rt->shutdown_asked, 0);
@@ -330,6 +331,28 @@ static int pd__wake_efd(pd_runtime *target)
     return 0;
 }
 
+/*
+ * The completions that are not an op's one result: a linked timeout's (the
+ * op's address with the low bit set), and the two of a zero-copy send --
+ * its result comes with IORING_CQE_F_MORE, and its notification
+ * (IORING_CQE_F_NOTIF, whose res is not the result) follows; only then may
+ * the buffer and the slot be reused. Returns 1 when the op has received
+ * everything it is owed.
+ */
+static __attribute__((noinline)) int pd__dispatch_rare(pd__op *op, uint64_t ud,
+                                                       const struct io_uring_cqe *cqe)
+{
+    if (!(ud & 1)) {
+        if (!(cqe->flags & IORING_CQE_F_NOTIF)) {
+            op->res = cqe->res;
+            op->cflags = cqe->flags;
+        }
+        if (cqe->flags & IORING_CQE_F_MORE)
+            return 0;
+    }
+    return --op->pending == 0;
+}
+
 static void pd__dispatch(pd_runtime *rt, const struct io_uring_cqe *cqe)
 {
     uint64_t ud = cqe->user_data;
@@ -347,36 +370,38 @@ static void pd__dispatch(pd_runtime *rt, const struct io_uring_cqe *cqe)
     }
     pd__checked_cqe(cqe);
     op = (pd__op *)(uintptr_t)(ud & ~(uint64_t)1);
-    if (!(ud & 1)) {
-        /*
-         * A zero-copy send's result comes with IORING_CQE_F_MORE: its
-         * notification (IORING_CQE_F_NOTIF, whose res is not the result)
-         * follows, and only then may the buffer and the slot be reused.
-         */
-        if (PD__LIKELY(!(cqe->flags & IORING_CQE_F_NOTIF))) {
-            op->res = cqe->res;
-            op->cflags = cqe->flags;
-        }
-        if (PD__UNLIKELY(cqe->flags & IORING_CQE_F_MORE))
-            return;
+    /* The common case, in one test: an op's own, plain result. */
+    if (PD__LIKELY(!((ud & 1) |
+                     (cqe->flags & (IORING_CQE_F_MORE | IORING_CQE_F_NOTIF))))) {
+        op->res = cqe->res;
+        op->cflags = cqe->flags;
+        if (--op->pending != 0)
+            return; /* its linked timeout's completion is still owed */
+    } else if (!pd__dispatch_rare(op, ud, cqe)) {
+        return;
     }
-    if (--op->pending == 0) {
-        op->st = PD__OP_READY;
-        rt->stats.ops_completed++;
-        pd__wake(op->task);
-    }
+    op->st = PD__OP_READY;
+    rt->stats.ops_completed++;
+    pd__wake_on(rt, op->task);
 }
 
+/*
+ * Dispatches every completion the queue holds now. The tail is read once
+ * (completions posted meanwhile wait for the next reap) and the ring has
+ * 16-byte CQEs, so each completion costs an index and the dispatch, not
+ * the generic loop's reload of the tail and test of the CQE size.
+ */
 static unsigned pd__reap(pd_runtime *rt)
 {
-    struct io_uring_cqe *cqe;
-    unsigned head, n = 0;
+    struct io_uring_cq *cq = &rt->ring.cq;
+    unsigned head = *cq->khead;
+    unsigned tail = io_uring_smp_load_acquire(cq->ktail);
+    unsigned mask = cq->ring_mask, n = tail - head;
 
-    io_uring_for_each_cqe(&rt->ring, head, cqe) {
-        pd__dispatch(rt, cqe);
-        n++;
-    }
-    io_uring_cq_advance(&rt->ring, n);
+    for (; head != tail; head++)
+        pd__dispatch(rt, &cq->cqes[head & mask]);
+    if (n != 0)
+        io_uring_smp_store_release(cq->khead, tail);
     return n;
 }
 
@@ -438,35 +463,28 @@ static void pd__wake_arm(pd_runtime *rt)
  * runs is quadratic in the kernel. A zero-timeout wait for more events is
  * no way out: it sleeps for the timer slack (tens of microseconds).
  *
- * So this enters again to run more of the work while some is left, until
- * as many completions as the completion queue holds were reaped. Whether
- * work is left, the kernel says itself when the ring has
- * IORING_SETUP_TASKRUN_FLAG: it sets IORING_SQ_TASKRUN in the SQ flags while
- * deferred work waits, and an entry that would find none is never made (a
- * turn of 128 inline-completed nops costs one io_uring_enter, not two).
- * Without the flag (older kernels), an entry that reaped a full budget of
- * completions (`n`) is taken as the sign. Without DEFER_TASKRUN the kernel
- * runs task work on every return to user space, and there is nothing to do.
+ * So after an entry that reaped a full budget of completions (`n`), this
+ * enters again to run more of the work, until an entry reaps less than a
+ * budget or as many as the completion queue holds were reaped. With
+ * IORING_SETUP_TASKRUN_FLAG the kernel also says whether work waits
+ * (IORING_SQ_TASKRUN in the SQ flags), and no entry is made when it says
+ * none does: a turn of 128 inline-completed nops costs one io_uring_enter,
+ * not two. The flag alone is not a bound: the kernel clears it only when it
+ * runs deferred work, so it can stay set with none left; the budget test
+ * ends the loop then. Without DEFER_TASKRUN the kernel runs task work on
+ * every return to user space, and there is nothing to do.
  */
 #define PD__TW_BUDGET 20u
 
 static void pd__drain_task_work(pd_runtime *rt, unsigned n)
 {
     unsigned total = n;
+    int flagged = (rt->stats.ring_flags & IORING_SETUP_TASKRUN_FLAG) != 0;
 
     if (!(rt->stats.ring_flags & IORING_SETUP_DEFER_TASKRUN))
         return;
-    if (rt->stats.ring_flags & IORING_SETUP_TASKRUN_FLAG) {
-        while ((IO_URING_READ_ONCE(*rt->ring.sq.kflags) & IORING_SQ_TASKRUN) &&
-               total < rt->ring.cq.ring_entries) {
-            rt->stats.enter_calls++;
-            if (io_uring_get_events(&rt->ring) < 0)
-                return;
-            total += pd__reap(rt);
-        }
-        return;
-    }
-    while (n >= PD__TW_BUDGET && total < rt->ring.cq.ring_entries) {
+    while (n >= PD__TW_BUDGET && total < rt->ring.cq.ring_entries &&
+           (!flagged || (IO_URING_READ_ONCE(*rt->ring.sq.kflags) & IORING_SQ_TASKRUN))) {
         rt->stats.enter_calls++;
         if (io_uring_get_events(&rt->ring) < 0)
             return;
@@ -633,16 +651,14 @@ static void pd__live_unlink(pd_runtime *rt, pd_task *t)
 /* Removes t from the ready queue; linear, used only off the hot path. */
 static void pd__unqueue(pd_runtime *rt, pd_task *t)
 {
-    pd_task **pp = &rt->ready_head, *prev = NULL;
+    pd_task **pp = &rt->ready_head;
 
-    while (*pp && *pp != t) {
-        prev = *pp;
+    while (*pp && *pp != t)
         pp = &(*pp)->next;
-    }
     if (*pp) {
         *pp = t->next;
-        if (rt->ready_tail == t)
-            rt->ready_tail = prev;
+        if (rt->ready_tailp == &t->next)
+            rt->ready_tailp = pp;
     }
     t->queued = 0;
 }
@@ -778,6 +794,7 @@ static void pd__deadline_check(pd_runtime *rt)
 /*
  * Polls t once. Returns 1 if its future was destroyed by this poll; the
  * caller then drops the runtime's reference (not before: t is still in use).
+ * Returns 2 if it had finished before (it was queued twice over a finish).
  */
 static int pd__task_poll(pd_runtime *rt, pd_cx *cx, pd_task *t)
 {
@@ -789,7 +806,7 @@ static int pd__task_poll(pd_runtime *rt, pd_cx *cx, pd_task *t)
         t->has_output = 1;
         t->state = PD_TASK_DROPPING;
     } else if (t->state != PD_TASK_DROPPING) {
-        return 0;
+        return 2;
     }
     if (t->vt->poll_drop(t->self, cx) == PD_PENDING)
         return 0;
@@ -860,17 +877,24 @@ int pd__run_polls(pd_runtime *rt)
     batch = rt->ready_head;
     rt->in_turn = 1;
     /* Tasks woken while this batch runs are polled next turn (fairness). */
-    rt->ready_head = rt->ready_tail = NULL;
+    rt->ready_head = NULL;
+    rt->ready_tailp = &rt->ready_head;
     while (batch) {
         pd_task *t = batch;
 
         batch = t->next;
         t->queued = 0;
         n++;
-        if (pd__task_poll(rt, &cx, t))
+        switch (pd__task_poll(rt, &cx, t)) {
+        case 0:
+            break;
+        case 1:
             pd__task_unref(t);
-        else if (PD__UNLIKELY(t->state >= PD_TASK_DONE))
+            break;
+        default:
             pd__task_free_if_unused(t); /* finished earlier while queued */
+            break;
+        }
     }
     rt->in_turn = 0;
     return n;
@@ -1071,6 +1095,11 @@ int pd_shutdown_deadline(pd_runtime *rt, long long ms)
     return pd_run(rt);
 }
 
+long long pd_clock_ms(void)
+{
+    return (long long)(pd__now_ns() / 1000000);
+}
+
 void pd_runtime_stats(const pd_runtime *rt, pd_stats *s)
 {
     *s = rt->stats;
@@ -1107,7 +1136,7 @@ void pd_runtime_free(pd_runtime *rt)
         if (t->state >= PD_TASK_DONE)
             pd__task_free_if_unused(t);
     }
-    rt->ready_tail = NULL;
+    rt->ready_tailp = &rt->ready_head;
     pd__checked_ring_closing(rt);
     while ((t = rt->live_head) != NULL) {
         pd__live_unlink(rt, t);
@@ -1117,6 +1146,84 @@ void pd_runtime_free(pd_runtime *rt)
     io_uring_queue_exit(&rt->ring);
     close(rt->wake_fd);
     free(rt);
+}
+
+/* --- arrays of child futures --- */
+
+int pd__arr_active(const uint8_t *cs, unsigned n)
+{
+    unsigned i;
+    int k = 0;
+
+    for (i = 0; i < n; i++)
+        k += !pd__arr_idle(cs, (int)i);
+    return k;
+}
+
+int pd__arr_poll(uint8_t *cs, unsigned n, const pd_vtable *vt, void *kids,
+                 void *outs, pd_cx *cx, int *busy)
+{
+    unsigned i;
+    int w = -1;
+
+    for (i = 0; i < n; i++) {
+        if (cs[i] == PD__CH_IDLE || (cs[i] & PD__CH_SEEN))
+            continue;
+        if (!pd__child_poll(&cs[i], vt, (char *)kids + i * vt->size, cx,
+                            (char *)outs + i * vt->out_size))
+            *busy = 1;
+        else if (w < 0)
+            w = (int)i;
+    }
+    return w;
+}
+
+int pd__arr_quiesce(uint8_t *cs, unsigned n, const pd_vtable *vt, void *kids,
+                    void *outs, pd_cx *cx, int keep)
+{
+    unsigned i;
+    int done = 1;
+
+    /* Last first, as a state's children are quiesced. */
+    for (i = n; i-- > 0;) {
+        if ((int)i == keep || cs[i] == PD__CH_IDLE || (cs[i] & PD__CH_SEEN))
+            continue;
+        pd__child_cancel(&cs[i]);
+        if (!pd__child_poll(&cs[i], vt, (char *)kids + i * vt->size, cx,
+                            (char *)outs + i * vt->out_size))
+            done = 0;
+    }
+    return done;
+}
+
+void pd__arr_seen(uint8_t *cs, unsigned n)
+{
+    unsigned i;
+
+    for (i = 0; i < n; i++)
+        if ((cs[i] & 3) == PD__CH_DONE)
+            cs[i] |= PD__CH_SEEN;
+}
+
+void pd__arr_drop_sync(uint8_t *cs, unsigned n, const pd_vtable *vt, void *kids)
+{
+    unsigned i;
+
+    for (i = n; i-- > 0;)
+        if (cs[i] != PD__CH_IDLE && !(cs[i] & PD__CH_SEEN))
+            pd__child_drop_sync(&cs[i], vt, (char *)kids + i * vt->size);
+}
+
+void pd__arr_misuse(const char *future, const char *array, int i, int n)
+{
+    if (i < 0 || i >= n)
+        fprintf(stderr, "polldrop: %s: START(%s, %d): no such member (the array "
+                "has %d)\n", future, array, i, n);
+    else
+        fprintf(stderr, "polldrop: %s: START(%s, %d): member %d is still running "
+                "(start a member only when IDLE(%s, %d))\n", future, array, i, i,
+                array, i);
+    abort();
 }
 
 /* --- pd_drop_async --- */

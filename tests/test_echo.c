@@ -4,6 +4,7 @@
  * every client "bye\n" then EOF, with no fd leak and no op in flight.
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -40,7 +41,7 @@ static void server_start(struct server *s, long max_conns)
     ck_assert_int_eq(sigprocmask(SIG_BLOCK, &mask, NULL), 0);
     s->sfd = signalfd(-1, &mask, SFD_CLOEXEC);
     ck_assert_int_ge(s->sfd, 0);
-    s->acc = echo_accept_spawn(s->rt, s->lfd, max_conns, &s->live);
+    s->acc = echo_accept_spawn(s->rt, s->lfd, max_conns, &s->live, 0, 2000);
     s->sw = signal_wait_spawn(s->rt, s->sfd);
     ck_assert_ptr_nonnull(s->acc);
     ck_assert_ptr_nonnull(s->sw);
@@ -125,12 +126,12 @@ START_TEST(echo_graceful_shutdown_says_bye_to_everyone)
     /* SIGTERM, as from kill(1): read by signal_wait through io_uring. */
     ck_assert_int_eq(kill(getpid(), SIGTERM), 0);
     pump(&s, c, CLIENTS, got, have, want, 1, eof);
-    ck_assert_int_eq(pd_run(s.rt), 0);
     for (i = 0; i < CLIENTS; i++) {
         ck_assert_int_eq(have[i], 4);
         ck_assert_mem_eq(got[i], "bye\n", 4);
-        close(c[i]);
+        close(c[i]); /* the server's lingering close sees our end of stream */
     }
+    ck_assert_int_eq(pd_run(s.rt), 0);
     /* The signal number came from a signalfd read that io_uring performed. */
     pd_test_kernel_wrote((void *)pd_task_output(s.sw), sizeof(int));
     ck_assert_int_eq(*(const int *)pd_task_output(s.sw), SIGTERM);
@@ -144,34 +145,39 @@ START_TEST(echo_graceful_shutdown_says_bye_to_everyone)
 }
 END_TEST
 
-START_TEST(echo_refuses_connections_over_the_limit)
+START_TEST(echo_connections_over_the_limit_wait_for_a_slot)
 {
     struct server s;
-    int c[3], have[3] = { 0 }, want[3] = { 2, 2, 0 }, eof[3] = { 0 }, fds, i;
+    int c[3], have[3] = { 0 }, want[3] = { 2, 2, 2 }, eof[3] = { 0 }, fds, i;
     char got[3][64];
 
     fds = pd_test_fd_count();
     server_start(&s, 2);
     for (i = 0; i < 3; i++) {
         c[i] = client_connect(&s);
-        if (i < 2)
-            pd_test_write(c[i], "hi", 2);
-        else
-            pump(&s, c, 2, got, have, want, 0, eof);
+        pd_test_write(c[i], "hi", 2);
     }
-    /* The third is closed at once, with no goodbye. */
-    pump(&s, c + 2, 1, got + 2, have + 2, want + 2, 1, eof + 2);
-    ck_assert_int_eq(have[2], 0);
+    pump(&s, c, 2, got, have, want, 0, eof);
+    /* The third waits in the listen backlog: not served, not refused. */
+    for (i = 0; i < 1000; i++)
+        ck_assert_int_ge(pd_run_once(s.rt, 0), 0);
+    ck_assert_int_eq(read(c[2], got[2], sizeof(got[2])), -1);
+    ck_assert_int_eq(errno, EAGAIN);
     ck_assert_int_eq(s.live, 2);
-    ck_assert_int_eq(pd_shutdown(s.rt), 0);
-    for (i = 0; i < 2; i++) {
-        char bye[8];
-
-        ck_assert_int_eq(read(c[i], bye, sizeof(bye)), 4);
-        ck_assert_mem_eq(bye, "bye\n", 4);
-    }
-    for (i = 0; i < 3; i++)
+    /* The first leaves; its slot goes to the third. */
+    close(c[0]);
+    pump(&s, c + 2, 1, got + 2, have + 2, want + 2, 0, eof + 2);
+    ck_assert_mem_eq(got[2], "hi", 2);
+    ck_assert_int_eq(s.live, 2);
+    ck_assert_int_eq(kill(getpid(), SIGTERM), 0);
+    have[1] = have[2] = 0;
+    pump(&s, c + 1, 2, got + 1, have + 1, want + 1, 1, eof + 1);
+    for (i = 1; i < 3; i++) {
+        ck_assert_int_eq(have[i], 4);
+        ck_assert_mem_eq(got[i], "bye\n", 4);
         close(c[i]);
+    }
+    ck_assert_int_eq(pd_run(s.rt), 0);
     ck_assert_int_eq(s.live, 0);
     server_free(&s);
     ck_assert_int_eq(pd_test_fd_count(), fds);
@@ -213,7 +219,7 @@ Suite *pd_suite_echo(void)
     TCase *tc = tcase_create("echo");
 
     tcase_add_test(tc, echo_graceful_shutdown_says_bye_to_everyone);
-    tcase_add_test(tc, echo_refuses_connections_over_the_limit);
+    tcase_add_test(tc, echo_connections_over_the_limit_wait_for_a_slot);
     tcase_add_test(tc, echo_client_that_stopped_reading_cannot_stall_shutdown);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);

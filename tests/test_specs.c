@@ -676,7 +676,7 @@ static void conn_init(void *self, void *v)
 {
     struct conn_ctx *c = v;
 
-    echo_conn_init(self, c->sv[0], NULL);
+    echo_conn_init(self, c->sv[0], NULL, 0, 50);
 }
 
 /* Two messages, then the peer's end of stream; echoes are drained. */
@@ -739,7 +739,7 @@ static void acc_init(void *self, void *v)
 {
     struct acc_ctx *c = v;
 
-    echo_accept_init(self, c->lfd, 8, &c->live);
+    echo_accept_init(self, c->lfd, 8, &c->live, 0, 50);
 }
 
 static void acc_progress(void *v, int when)

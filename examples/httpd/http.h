@@ -35,7 +35,7 @@
 /* How long a keep-alive connection keeps its block after a response. */
 #define HTTP_HOT_MS 1000
 /* Blocks kept mapped for reuse beyond those in use. */
-#define HTTP_POOL_SPARE 256u
+#define HTTP_POOL_SPARE 16u
 
 typedef struct http_pool {
     void *free;      /* singly linked through each block's first word */
