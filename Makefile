@@ -199,7 +199,14 @@ build/check_polldrop_asan: $(TEST_OBJ_ASAN) build/asan/libpolldrop_harness.a
 
 test: test-py test-c
 
-test-py: build/libpolldrop.a build/echo_server build/echo_client | deps
+# tests/test_no_uring.py runs the Check runner where io_uring_setup fails.
+build/no_uring: tests/tools/no_uring.c
+	$(call say,LD,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(WARN) $(CFLAGS) $< -o $@
+
+test-py: build/libpolldrop.a build/echo_server build/echo_client build/check_polldrop \
+         build/no_uring | deps
 	$(call say,TEST,python: generator and example programs)
 	$(Q)PYTHONPATH=$(CURDIR) $(PYTHON) -m unittest discover -s tests -p 'test_*.py' $(if $(V),-v,)
 

@@ -276,6 +276,8 @@ static void pd__hrun_quiet(pd__hrun *r)
         ck_abort_msg("%s: %llu requests still in flight once destroyed", r->what,
                      (unsigned long long)s.inflight_ops);
     strays = pd__ring_strays(r->rt, r->self, r->c->vt->size, PD_HARNESS_STRAY_MS);
+    if (strays < 0)
+        ck_abort_msg("%s: waiting on the ring: %s", r->what, strerror(-strays));
     if (strays != 0)
         ck_abort_msg("%s: %d completions arrived for the destroyed future's slots",
                      r->what, strays);
