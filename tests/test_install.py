@@ -231,10 +231,13 @@ class Install(unittest.TestCase):
         # Through a symlink, as a packager's alternatives or a user's ~/bin do.
         link = os.path.join(self.dir, "polldrop-gen")
         os.symlink(os.path.join(self.stage, "opt/pd/bin/polldrop-gen"), link)
-        run(self, [link, "-o", "out", "-I", os.path.join(self.stage, "opt/pd/share/polldrop/specs"),
-                   "w.yaml"], cwd=work, env=env)
+        specs = os.path.join(self.stage, "opt/pd/share/polldrop/specs")
+        run(self, [link, "-o", "out", "-I", specs, "w.yaml"], cwd=work, env=env)
         self.assertTrue(os.path.isfile(os.path.join(work, "out", "w.c")))
         self.assertFalse(os.path.exists(os.path.join(work, "gen", "__pycache__")))
+        # --stats compiles a probe against the installed runtime headers.
+        out = run(self, [link, "--stats", "-o", "out", "-I", specs, "w.yaml"], cwd=work, env=env)
+        self.assertRegex(out, r"\nw +\d+ +\d+ +\d+\n")
 
         # Without a usable Python: one line that says what to install.
         r = subprocess.run([link, "w.yaml"], cwd=work, capture_output=True, text=True,
