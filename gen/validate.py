@@ -178,6 +178,25 @@ def split_array(ctype):
     return rest.strip(), "".join(reversed(dims))
 
 
+def unbalanced(text):
+    """(offset, message) of the first bracket of C text that has no partner,
+    or None. Spec text is pasted into generated functions: a stray brace
+    would close one, and the compiler would blame the generated code."""
+    pairs = {")": "(", "]": "[", "}": "{"}
+    stack = []
+    for i, c in enumerate(strip_c(text)):
+        if c in "([{":
+            stack.append((i, c))
+        elif c in pairs:
+            if not stack or stack[-1][1] != pairs[c]:
+                return i, f"'{c}' without a matching '{pairs[c]}'"
+            stack.pop()
+    if stack:
+        i, c = stack[-1]
+        return i, f"'{c}' is not closed"
+    return None
+
+
 def strip_c(text):
     """Blanks out comments and string/char literals, keeping every offset."""
     out = list(text)
@@ -252,8 +271,19 @@ class Validator:
     def text(self, node, what, allow_empty=False):
         if not self.expect(node, "scalar", what):
             return None
+        if node.comment:
+            pos, dropped = node.comment
+            shown = dropped if len(dropped) <= 40 else dropped[:37] + "..."
+            self.d.warning(pos, f"'{shown}' after {what} is a YAML comment and is not "
+                           "part of the C text; quote the value or use a block scalar (|) "
+                           "if it belongs to it")
         if not allow_empty and not node.value.strip():
             self.err(node.pos, f"{what} must not be empty")
+            return None
+        bad = unbalanced(node.value)
+        if bad is not None:
+            offset, message = bad
+            self.err(node.pos_at(offset), f"{message} in {what}")
             return None
         return Snippet(node)
 
