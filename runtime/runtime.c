@@ -463,35 +463,28 @@ static void pd__wake_arm(pd_runtime *rt)
  * runs is quadratic in the kernel. A zero-timeout wait for more events is
  * no way out: it sleeps for the timer slack (tens of microseconds).
  *
- * So this enters again to run more of the work while some is left, until
- * as many completions as the completion queue holds were reaped. Whether
- * work is left, the kernel says itself when the ring has
- * IORING_SETUP_TASKRUN_FLAG: it sets IORING_SQ_TASKRUN in the SQ flags while
- * deferred work waits, and an entry that would find none is never made (a
- * turn of 128 inline-completed nops costs one io_uring_enter, not two).
- * Without the flag (older kernels), an entry that reaped a full budget of
- * completions (`n`) is taken as the sign. Without DEFER_TASKRUN the kernel
- * runs task work on every return to user space, and there is nothing to do.
+ * So after an entry that reaped a full budget of completions (`n`), this
+ * enters again to run more of the work, until an entry reaps less than a
+ * budget or as many as the completion queue holds were reaped. With
+ * IORING_SETUP_TASKRUN_FLAG the kernel also says whether work waits
+ * (IORING_SQ_TASKRUN in the SQ flags), and no entry is made when it says
+ * none does: a turn of 128 inline-completed nops costs one io_uring_enter,
+ * not two. The flag alone is not a bound: the kernel clears it only when it
+ * runs deferred work, so it can stay set with none left; the budget test
+ * ends the loop then. Without DEFER_TASKRUN the kernel runs task work on
+ * every return to user space, and there is nothing to do.
  */
 #define PD__TW_BUDGET 20u
 
 static void pd__drain_task_work(pd_runtime *rt, unsigned n)
 {
     unsigned total = n;
+    int flagged = (rt->stats.ring_flags & IORING_SETUP_TASKRUN_FLAG) != 0;
 
     if (!(rt->stats.ring_flags & IORING_SETUP_DEFER_TASKRUN))
         return;
-    if (rt->stats.ring_flags & IORING_SETUP_TASKRUN_FLAG) {
-        while ((IO_URING_READ_ONCE(*rt->ring.sq.kflags) & IORING_SQ_TASKRUN) &&
-               total < rt->ring.cq.ring_entries) {
-            rt->stats.enter_calls++;
-            if (io_uring_get_events(&rt->ring) < 0)
-                return;
-            total += pd__reap(rt);
-        }
-        return;
-    }
-    while (n >= PD__TW_BUDGET && total < rt->ring.cq.ring_entries) {
+    while (n >= PD__TW_BUDGET && total < rt->ring.cq.ring_entries &&
+           (!flagged || (IO_URING_READ_ONCE(*rt->ring.sq.kflags) & IORING_SQ_TASKRUN))) {
         rt->stats.enter_calls++;
         if (io_uring_get_events(&rt->ring) < 0)
             return;
@@ -1095,6 +1088,11 @@ int pd_shutdown_deadline(pd_runtime *rt, long long ms)
     return pd_run(rt);
 }
 
+long long pd_clock_ms(void)
+{
+    return (long long)(pd__now_ns() / 1000000);
+}
+
 void pd_runtime_stats(const pd_runtime *rt, pd_stats *s)
 {
     *s = rt->stats;
@@ -1141,6 +1139,84 @@ void pd_runtime_free(pd_runtime *rt)
     io_uring_queue_exit(&rt->ring);
     close(rt->wake_fd);
     free(rt);
+}
+
+/* --- arrays of child futures --- */
+
+int pd__arr_active(const uint8_t *cs, unsigned n)
+{
+    unsigned i;
+    int k = 0;
+
+    for (i = 0; i < n; i++)
+        k += !pd__arr_idle(cs, (int)i);
+    return k;
+}
+
+int pd__arr_poll(uint8_t *cs, unsigned n, const pd_vtable *vt, void *kids,
+                 void *outs, pd_cx *cx, int *busy)
+{
+    unsigned i;
+    int w = -1;
+
+    for (i = 0; i < n; i++) {
+        if (cs[i] == PD__CH_IDLE || (cs[i] & PD__CH_SEEN))
+            continue;
+        if (!pd__child_poll(&cs[i], vt, (char *)kids + i * vt->size, cx,
+                            (char *)outs + i * vt->out_size))
+            *busy = 1;
+        else if (w < 0)
+            w = (int)i;
+    }
+    return w;
+}
+
+int pd__arr_quiesce(uint8_t *cs, unsigned n, const pd_vtable *vt, void *kids,
+                    void *outs, pd_cx *cx, int keep)
+{
+    unsigned i;
+    int done = 1;
+
+    /* Last first, as a state's children are quiesced. */
+    for (i = n; i-- > 0;) {
+        if ((int)i == keep || cs[i] == PD__CH_IDLE || (cs[i] & PD__CH_SEEN))
+            continue;
+        pd__child_cancel(&cs[i]);
+        if (!pd__child_poll(&cs[i], vt, (char *)kids + i * vt->size, cx,
+                            (char *)outs + i * vt->out_size))
+            done = 0;
+    }
+    return done;
+}
+
+void pd__arr_seen(uint8_t *cs, unsigned n)
+{
+    unsigned i;
+
+    for (i = 0; i < n; i++)
+        if ((cs[i] & 3) == PD__CH_DONE)
+            cs[i] |= PD__CH_SEEN;
+}
+
+void pd__arr_drop_sync(uint8_t *cs, unsigned n, const pd_vtable *vt, void *kids)
+{
+    unsigned i;
+
+    for (i = n; i-- > 0;)
+        if (cs[i] != PD__CH_IDLE && !(cs[i] & PD__CH_SEEN))
+            pd__child_drop_sync(&cs[i], vt, (char *)kids + i * vt->size);
+}
+
+void pd__arr_misuse(const char *future, const char *array, int i, int n)
+{
+    if (i < 0 || i >= n)
+        fprintf(stderr, "polldrop: %s: START(%s, %d): no such member (the array "
+                "has %d)\n", future, array, i, n);
+    else
+        fprintf(stderr, "polldrop: %s: START(%s, %d): member %d is still running "
+                "(start a member only when IDLE(%s, %d))\n", future, array, i, i,
+                array, i);
+    abort();
 }
 
 /* --- pd_drop_async --- */

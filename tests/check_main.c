@@ -37,6 +37,7 @@ static const suite_fn suites[] = {
     pd_suite_cancel_points,
     pd_suite_io_ops,
     pd_suite_whole_deadline,
+    pd_suite_arrays,
 };
 
 int main(void)

@@ -516,6 +516,12 @@ class Hostile(GenTest):
         self.assertEqual(self.run_gen("--check", path), want)
         self.assertEqual(self.run_gen(path), want)
 
+    def test_trailing_backslash_is_refused(self):
+        self.assertError("future: f\nstates:\n  a:\n    when: x \\\n    next: a\n"
+                         "    do: RETURN(0);\n",
+                         "f.yaml:4:13: error: when ends with a backslash: the line "
+                         "continuation would join the generated code that follows")
+
     def test_unbalanced_brackets_are_reported_at_the_spec(self):
         self.assertError("future: f\nstates:\n  a:\n    do: |\n      if (1) {\n"
                          "          RETURN(0);\n      RETURN(1);\n",
@@ -606,6 +612,15 @@ class Collisions(GenTest):
                                 "-o", os.devnull], capture_output=True, text=True)
             first = [l for l in r.stderr.splitlines() if " error: " in l][0]
             self.assertRegex(first, rf"f\.yaml:{line}:\d+: error: .*no_such_type")
+
+    def test_missing_header_is_reported_at_the_include(self):
+        path = self.spec("f", "future: f\ninclude:\n  - <stdio.h>\n  - <no/such.h>\n"
+                              "states: {a: {do: RETURN(0);}}\n")
+        self.assertEqual(self.run_gen(path), (0, ""))
+        r = subprocess.run(["cc", "-std=gnu11", "-I", os.path.join(ROOT, "runtime"),
+                            "-I", self.out, "-c", os.path.join(self.out, "f.c"),
+                            "-o", os.devnull], capture_output=True, text=True)
+        self.assertRegex(r.stderr, r"f\.yaml:4:\d+: fatal error: no/such\.h")
 
 
 class YamlTraps(GenTest):
@@ -1035,3 +1050,95 @@ class LineDirectives(GenTest):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ArrayErrors(GenTest):
+    """Arrays of child futures: count, START and the states that wait on them."""
+
+    def kid(self):
+        self.spec("kid", GOOD.replace("good", "kid"))
+        return ("-I", self.dir)
+
+    def test_count_must_be_a_small_whole_number(self):
+        self.assertError("""\
+            future: f
+            fields:
+              - {name: k, future: kid, count: 0}
+            states:
+              a: {do: RETURN(0);}
+            """, "f.yaml:3:35: error: count of 'k' must be a whole number from 1 to "
+                 "4096, not '0'", extra=self.kid())
+
+    def test_count_goes_with_future(self):
+        self.assertError("""\
+            future: f
+            fields:
+              - {name: k, type: int, count: 3}
+            states:
+              a: {do: RETURN(0);}
+            """, "f.yaml:3:26: error: field 'k': count makes an array of child futures "
+                 "and goes with future: (a C array is type: \"T[N]\")")
+
+    def test_start_names_an_array(self):
+        self.assertError("""\
+            future: f
+            fields:
+              - {name: n, type: int}
+            states:
+              a: {do: "START(n, 0, 1); RETURN(0);"}
+            """, "f.yaml:5:18: error: START: 'n' is not an array of child futures (a "
+                 "field with future: and count:)")
+
+    def test_start_takes_the_members_arguments(self):
+        self.assertError("""\
+            future: f
+            fields:
+              - {name: k, future: kid, count: 2}
+            states:
+              a: {do: "START(k, 0); RETURN(0);"}
+            """, "f.yaml:5:18: error: START(k, i, ...): kid takes 1 argument (fd), got 0",
+            extra=self.kid())
+
+    def test_start_is_not_for_teardown(self):
+        self.assertError("""\
+            future: f
+            fields:
+              - {name: k, future: kid, count: 2}
+            states:
+              a: {do: RETURN(0);}
+            teardown:
+              t: {do: "START(k, 0, 1);"}
+            drop: ""
+            """, "f.yaml:7:12: error: START is only allowed in run states: teardown "
+                 "cannot start new work", extra=self.kid())
+
+    def test_join_of_a_plain_field(self):
+        self.assertError("""\
+            future: f
+            fields:
+              - {name: n, type: int}
+            states:
+              a: {join: n, then: RETURN(0);}
+            """, "f.yaml:5:13: error: join: 'n' is not an array of child futures (a "
+                 "field with future: and count:); give a mapping of branches to join or "
+                 "select them")
+
+    def test_select_over_an_array_needs_then(self):
+        self.assertError("""\
+            future: f
+            fields:
+              - {name: k, future: kid, count: 2}
+            states:
+              a: {select: k, next: a}
+            """, "f.yaml:5:3: error: select over an array needs a then: it sees index "
+                 "and out of the member that finished first", extra=self.kid())
+
+    def test_await_of_an_array_takes_no_args(self):
+        self.assertError("""\
+            future: f
+            fields:
+              - {name: k, future: kid, count: 2}
+            states:
+              a: {await: k, args: [1], then: RETURN(out);}
+            """, "f.yaml:5:23: error: await k: an array's members are started with "
+                 "START(array, i, args...), not by await", extra=self.kid())

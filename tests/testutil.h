@@ -129,5 +129,6 @@ Suite *pd_suite_inv_order(void);
 Suite *pd_suite_inv_cancelled(void);
 Suite *pd_suite_io_ops(void);
 Suite *pd_suite_whole_deadline(void);
+Suite *pd_suite_arrays(void);
 
 #endif
