@@ -372,6 +372,7 @@ install: build/libpolldrop.a build/libpolldrop_harness.a build/gen/.stamp build/
 	$(Q)$(SUBST) polldrop.pc.in >build/install/polldrop.pc
 	$(Q)$(SUBST) polldrop-harness.pc.in >build/install/polldrop-harness.pc
 	$(Q)sed -e "s|@SHARE_REL@|$$(realpath -m --relative-to='$(BINDIR)' '$(DATADIR)/polldrop')|g" \
+	    -e "s|@INCLUDE_REL@|$$(realpath -m --relative-to='$(BINDIR)' '$(INCLUDEDIR)/polldrop')|g" \
 	    scripts/polldrop-gen.in >build/install/polldrop-gen
 	$(Q)cp build/httpd build/install/polldrop-httpd
 	$(Q)$(INSTALL_SH) install '$(MANIFEST)' \
