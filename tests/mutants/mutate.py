@@ -115,8 +115,8 @@ MUTANTS = [
          run="san"),
     dict(name="completion-no-wake",
          file="runtime/runtime.c",
-         old="        rt->stats.ops_completed++;\n        pd__wake(op->task);",
-         new="        rt->stats.ops_completed++;",
+         old="    rt->stats.ops_completed++;\n    pd__wake_on(rt, op->task);",
+         new="    rt->stats.ops_completed++;",
          inv="runtime: a completion does not wake its task (lost wakeup)",
          run="c"),
     dict(name="cancel-no-wake",
@@ -127,7 +127,7 @@ MUTANTS = [
          run="c"),
     dict(name="cq-not-advanced",
          file="runtime/runtime.c",
-         old="    io_uring_cq_advance(&rt->ring, n);\n    return n;",
+         old="    if (n != 0)\n        io_uring_smp_store_release(cq->khead, tail);\n    return n;",
          new="    return n;",
          inv="1 runtime: completions dispatched again (a slot completed twice)",
          run="c"),
@@ -177,16 +177,16 @@ MUTANTS = [
          run="c"),
     dict(name="teardown-on-sync-drop",
          file="templates/future.c.j2",
-         old="    {{ f.name }}__quiesce_sync(self);\n    {{ f.name }}__drop_code(self);",
+         old="    {{ f.name }}__quiesce_sync(self);\n{% for a in f.arrays|reverse %}",
          new="    {{ f.name }}__quiesce_sync(self);\n"
              "    pd__trace(PD__FUT, PD_TRACE_TEARDOWN, self);\n"
-             "    {{ f.name }}__drop_code(self);",
+             "{% for a in f.arrays|reverse %}",
          inv="3 teardown never on a sync drop",
          run="c"),
-    dict(name="drop-code-not-traced-dead",
+    dict(name="drop-code-not-dead",
          file="templates/future.c.j2",
-         old="    self->pd__phase = PD__PH_DEAD;\n    pd__trace(PD__FUT, PD_TRACE_DROP, self);",
-         new="    pd__trace(PD__FUT, PD_TRACE_DROP, self);",
+         old="    self->pd__phase = PD__PH_DEAD;\n    pd__checked_dead(self);",
+         new="    pd__checked_dead(self);",
          inv="2 exactly once: drop code does not mark the future dead",
          run="c"),
     dict(name="timeout-nsec-unreduced",
@@ -210,7 +210,8 @@ MUTANTS = [
 ]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-WORK = os.path.join(ROOT, "build", "mutate")
+# MUTATE_DIR: another scratch directory, for a second run alongside.
+WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
 TREE = os.path.join(WORK, "tree")
 PYTHON = os.environ.get("PYTHON", sys.executable)
 # -DPD_CHECKED: the registry of live op slots turns a late completion into an
