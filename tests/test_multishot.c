@@ -172,7 +172,7 @@ static void accept_round(int lfd, const struct sockaddr_in *addr, int q,
 START_TEST(test_accept_cancelled_at_random_completion)
 {
     struct sockaddr_in addr;
-    int lfd = pd_test_listener(&addr), n = rounds(300), r;
+    int lfd = pd_test_listener(&addr), n = rounds(1000), r;
     int fds = pd_test_fd_count();
     unsigned seed = 12345;
 
@@ -525,7 +525,7 @@ Suite *pd_suite_multishot(void)
     Suite *s = suite_create("multishot");
     TCase *tc = tcase_create("multishot");
 
-    tcase_set_timeout(tc, 20);
+    tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_bufgroup_api);
     tcase_add_test(tc, test_accept_cancelled_at_random_completion);
     tcase_add_test(tc, test_accept_queued_then_dropped);
