@@ -50,6 +50,7 @@ MAX_STATES = 4096
 GLOBAL_SUFFIXES = ["", "_out", "_state", "_init", "_poll", "_poll_drop", "_drop",
                    "_state_name", "_vtable", "_dyn", "_spawn", "_spawn_on", "_block_on",
                    "__drop_code", "__teardown", "__quiesce", "__quiesce_sync",
+                   "__quiesce_arrays",
                    "__vt_poll", "__vt_poll_drop", "__vt_drop", "__naive"]
 
 TOP_KEYS = ["future", "doc", "include", "output", "params", "fields", "states",
@@ -912,6 +913,9 @@ def global_names(s):
     yield from (s.name + suffix for suffix in GLOBAL_SUFFIXES)
     for st in s.all_states():
         yield f"{s.name}_S_{st.name}"
+    for v in s.fields:
+        if v.count:
+            yield f"{s.name}__start_{v.name}"
 
 
 def probe_names(specs, diags):

@@ -629,6 +629,19 @@ class Collisions(GenTest):
                          "code includes, or a macro; choose another future name",
                          name="posix")
 
+    def test_array_never_started_compiles(self):
+        self.spec("kid", GOOD.replace("good", "kid"))
+        path = self.spec("f", """\
+            future: f
+            fields:
+              - {name: kids, future: kid, count: 2}
+            states:
+              a: {do: RETURN(0);}
+            """)
+        self.assertEqual(self.run_gen("-I", self.dir, path, os.path.join(self.dir, "kid.yaml")),
+                         (0, ""))
+        self.cc("f", "kid")
+
     def test_case_differing_futures_have_their_own_guards(self):
         kid = self.spec("kid", GOOD.replace("good", "kid"))
         Kid = self.spec("Kid", GOOD.replace("good", "Kid"))
