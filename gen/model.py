@@ -200,7 +200,9 @@ class FutureModel:
         self.has_ext = any(b.fam == "mop" for s in self.states for b in s.ops)
         # pd_buf fields start empty and are released after the drop code.
         self.buf_fields = [v for v in self.fields if v.decl_type == "pd_buf"]
-        children = {v.child for v in spec.members() if v.child}
+        from gen.validate import BUILTIN_CHILDREN
+        children = {v.child for v in spec.members()
+                    if v.child and v.child not in BUILTIN_CHILDREN}
         self.child_headers = sorted(f'"{c}.h"' for c in children)
         # What the constants usual in the ops' arguments need (POLLIN...).
         self.op_headers = sorted({h for s in self.states for b in s.ops
