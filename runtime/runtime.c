@@ -949,6 +949,8 @@ int pd_run_once(pd_runtime *rt, int wait)
 
 int pd_run(pd_runtime *rt)
 {
+    if (rt->in_turn)
+        return -EBUSY;
     for (;;) {
         int ret;
 
@@ -975,8 +977,11 @@ int pd_block_on(pd_runtime *rt, pd_dyn fut, void *out)
     pd_task root;
     int ret = 0;
 
-    if (rt->in_turn)
+    if (rt->in_turn) {
+        /* Refused, but the contract holds: fut is destroyed on return. */
+        fut.vt->drop(fut.self);
         return -EBUSY;
+    }
     memset(&root, 0, sizeof(root));
     root.rt = rt;
     root.vt = fut.vt;
@@ -1076,6 +1081,12 @@ void pd_runtime_free(pd_runtime *rt)
 
     if (!rt)
         return;
+    if (rt->in_turn) {
+        /* Freeing would pull the task being polled from under its poll. */
+        fprintf(stderr, "polldrop: pd_runtime_free called from inside a task: "
+                        "ignored (free the runtime after pd_run returns)\n");
+        return;
+    }
     /* Tasks sent here but never started: initialised, so dropped once. */
     t = atomic_exchange(&rt->inbox, NULL);
     while (t) {
