@@ -52,7 +52,8 @@ enum {
 
 struct pd_runtime {
     struct io_uring ring;
-    pd_task *ready_head, *ready_tail;
+    pd_task *ready_head;
+    pd_task **ready_tailp;   /* the last queued task's next, or &ready_head */
     pd_task *live_head;
     pd_stats stats;
     unsigned cancel_flags;   /* IOSQE_CQE_SKIP_SUCCESS when the kernel has it */
@@ -173,19 +174,20 @@ static inline void pd__trace(const char *future, pd_trace_event ev,
 }
 
 /* Queues t to be polled; waking a queued task does nothing. */
-static inline void pd__wake(pd_task *t)
+static inline void pd__wake_on(pd_runtime *rt, pd_task *t)
 {
-    pd_runtime *rt = t->rt;
-
     if (t->queued)
         return;
     t->queued = 1;
     t->next = NULL;
-    if (rt->ready_tail)
-        rt->ready_tail->next = t;
-    else
-        rt->ready_head = t;
-    rt->ready_tail = t;
+    /* Appending through the last next pointer: no test for an empty queue. */
+    *rt->ready_tailp = t;
+    rt->ready_tailp = &t->next;
+}
+
+static inline void pd__wake(pd_task *t)
+{
+    pd__wake_on(t->rt, t);
 }
 
 /*
@@ -258,6 +260,21 @@ static inline void pd__op_fail(pd_cx *cx, pd__op *op, int res, uint8_t fdret)
  * (the ring is broken, not merely full), the op completes at once with the
  * -errno so that the future sees the failure as its result.
  */
+/*
+ * io_uring_get_sqe for polldrop's rings, which never have SQPOLL or
+ * SQE128: the same claim without testing the ring's flags each time.
+ */
+static inline struct io_uring_sqe *pd__get_sqe(pd_runtime *rt)
+{
+    struct io_uring_sq *sq = &rt->ring.sq;
+    unsigned tail = sq->sqe_tail;
+
+    if (PD__UNLIKELY(tail - IO_URING_READ_ONCE(*sq->khead) >= sq->ring_entries))
+        return NULL;
+    sq->sqe_tail = tail + 1;
+    return &sq->sqes[tail & sq->ring_mask];
+}
+
 static inline struct io_uring_sqe *pd__op_sqe(pd_cx *cx, pd__op *op,
                                               uint8_t fdret)
 {
@@ -266,19 +283,26 @@ static inline struct io_uring_sqe *pd__op_sqe(pd_cx *cx, pd__op *op,
     unsigned need = cx->link_ts ? 2 : 1;
 
     if (PD__LIKELY(need == 1))
-        sqe = io_uring_get_sqe(&rt->ring);
+        sqe = pd__get_sqe(rt);
     else
-        sqe = io_uring_sq_space_left(&rt->ring) >= 2
-                  ? io_uring_get_sqe(&rt->ring) : NULL;
+        sqe = io_uring_sq_space_left(&rt->ring) >= 2 ? pd__get_sqe(rt) : NULL;
     if (PD__UNLIKELY(sqe == NULL))
         sqe = pd__sqe_slow(rt, need);
     if (PD__UNLIKELY(sqe == NULL)) {
         pd__op_fail(cx, op, rt->sq_err, fdret);
         return NULL;
     }
-    /* One compound store: this runs for every op. */
+    /*
+     * This runs for every op: only what a busy op needs is stored (res and
+     * cflags are written by its completion), and the four adjacent bytes
+     * merge into one store.
+     */
     pd__checked_submit(rt, op);
-    *op = (pd__op){ .task = cx->task, .st = PD__OP_BUSY, .pending = 1, .fdret = fdret };
+    op->task = cx->task;
+    op->st = PD__OP_BUSY;
+    op->pending = 1;
+    op->fdret = fdret;
+    op->cancelled = 0;
     rt->stats.ops_submitted++;
     return sqe;
 }

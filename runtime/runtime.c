@@ -107,6 +107,7 @@ int pd_runtime_new(pd_runtime **out, const pd_config *cfg)
     if (posix_memalign((void **)&rt, alignof(pd_runtime), sizeof(*rt)) != 0)
         return -ENOMEM;
     memset(rt, 0, sizeof(*rt));
+    rt->ready_tailp = &rt->ready_head;
     atomic_init(&rt->inbox, NULL);
     atomic_init(&rt->wake_sent, 0);
     atomic_init(&rt->shutdown_asked, 0);
@@ -330,6 +331,28 @@ static int pd__wake_efd(pd_runtime *target)
     return 0;
 }
 
+/*
+ * The completions that are not an op's one result: a linked timeout's (the
+ * op's address with the low bit set), and the two of a zero-copy send --
+ * its result comes with IORING_CQE_F_MORE, and its notification
+ * (IORING_CQE_F_NOTIF, whose res is not the result) follows; only then may
+ * the buffer and the slot be reused. Returns 1 when the op has received
+ * everything it is owed.
+ */
+static __attribute__((noinline)) int pd__dispatch_rare(pd__op *op, uint64_t ud,
+                                                       const struct io_uring_cqe *cqe)
+{
+    if (!(ud & 1)) {
+        if (!(cqe->flags & IORING_CQE_F_NOTIF)) {
+            op->res = cqe->res;
+            op->cflags = cqe->flags;
+        }
+        if (cqe->flags & IORING_CQE_F_MORE)
+            return 0;
+    }
+    return --op->pending == 0;
+}
+
 static void pd__dispatch(pd_runtime *rt, const struct io_uring_cqe *cqe)
 {
     uint64_t ud = cqe->user_data;
@@ -347,36 +370,38 @@ static void pd__dispatch(pd_runtime *rt, const struct io_uring_cqe *cqe)
     }
     pd__checked_cqe(cqe);
     op = (pd__op *)(uintptr_t)(ud & ~(uint64_t)1);
-    if (!(ud & 1)) {
-        /*
-         * A zero-copy send's result comes with IORING_CQE_F_MORE: its
-         * notification (IORING_CQE_F_NOTIF, whose res is not the result)
-         * follows, and only then may the buffer and the slot be reused.
-         */
-        if (PD__LIKELY(!(cqe->flags & IORING_CQE_F_NOTIF))) {
-            op->res = cqe->res;
-            op->cflags = cqe->flags;
-        }
-        if (PD__UNLIKELY(cqe->flags & IORING_CQE_F_MORE))
-            return;
+    /* The common case, in one test: an op's own, plain result. */
+    if (PD__LIKELY(!((ud & 1) |
+                     (cqe->flags & (IORING_CQE_F_MORE | IORING_CQE_F_NOTIF))))) {
+        op->res = cqe->res;
+        op->cflags = cqe->flags;
+        if (--op->pending != 0)
+            return; /* its linked timeout's completion is still owed */
+    } else if (!pd__dispatch_rare(op, ud, cqe)) {
+        return;
     }
-    if (--op->pending == 0) {
-        op->st = PD__OP_READY;
-        rt->stats.ops_completed++;
-        pd__wake(op->task);
-    }
+    op->st = PD__OP_READY;
+    rt->stats.ops_completed++;
+    pd__wake_on(rt, op->task);
 }
 
+/*
+ * Dispatches every completion the queue holds now. The tail is read once
+ * (completions posted meanwhile wait for the next reap) and the ring has
+ * 16-byte CQEs, so each completion costs an index and the dispatch, not
+ * the generic loop's reload of the tail and test of the CQE size.
+ */
 static unsigned pd__reap(pd_runtime *rt)
 {
-    struct io_uring_cqe *cqe;
-    unsigned head, n = 0;
+    struct io_uring_cq *cq = &rt->ring.cq;
+    unsigned head = *cq->khead;
+    unsigned tail = io_uring_smp_load_acquire(cq->ktail);
+    unsigned mask = cq->ring_mask, n = tail - head;
 
-    io_uring_for_each_cqe(&rt->ring, head, cqe) {
-        pd__dispatch(rt, cqe);
-        n++;
-    }
-    io_uring_cq_advance(&rt->ring, n);
+    for (; head != tail; head++)
+        pd__dispatch(rt, &cq->cqes[head & mask]);
+    if (n != 0)
+        io_uring_smp_store_release(cq->khead, tail);
     return n;
 }
 
@@ -633,16 +658,14 @@ static void pd__live_unlink(pd_runtime *rt, pd_task *t)
 /* Removes t from the ready queue; linear, used only off the hot path. */
 static void pd__unqueue(pd_runtime *rt, pd_task *t)
 {
-    pd_task **pp = &rt->ready_head, *prev = NULL;
+    pd_task **pp = &rt->ready_head;
 
-    while (*pp && *pp != t) {
-        prev = *pp;
+    while (*pp && *pp != t)
         pp = &(*pp)->next;
-    }
     if (*pp) {
         *pp = t->next;
-        if (rt->ready_tail == t)
-            rt->ready_tail = prev;
+        if (rt->ready_tailp == &t->next)
+            rt->ready_tailp = pp;
     }
     t->queued = 0;
 }
@@ -778,6 +801,7 @@ static void pd__deadline_check(pd_runtime *rt)
 /*
  * Polls t once. Returns 1 if its future was destroyed by this poll; the
  * caller then drops the runtime's reference (not before: t is still in use).
+ * Returns 2 if it had finished before (it was queued twice over a finish).
  */
 static int pd__task_poll(pd_runtime *rt, pd_cx *cx, pd_task *t)
 {
@@ -789,7 +813,7 @@ static int pd__task_poll(pd_runtime *rt, pd_cx *cx, pd_task *t)
         t->has_output = 1;
         t->state = PD_TASK_DROPPING;
     } else if (t->state != PD_TASK_DROPPING) {
-        return 0;
+        return 2;
     }
     if (t->vt->poll_drop(t->self, cx) == PD_PENDING)
         return 0;
@@ -860,17 +884,24 @@ int pd__run_polls(pd_runtime *rt)
     batch = rt->ready_head;
     rt->in_turn = 1;
     /* Tasks woken while this batch runs are polled next turn (fairness). */
-    rt->ready_head = rt->ready_tail = NULL;
+    rt->ready_head = NULL;
+    rt->ready_tailp = &rt->ready_head;
     while (batch) {
         pd_task *t = batch;
 
         batch = t->next;
         t->queued = 0;
         n++;
-        if (pd__task_poll(rt, &cx, t))
+        switch (pd__task_poll(rt, &cx, t)) {
+        case 0:
+            break;
+        case 1:
             pd__task_unref(t);
-        else if (PD__UNLIKELY(t->state >= PD_TASK_DONE))
+            break;
+        default:
             pd__task_free_if_unused(t); /* finished earlier while queued */
+            break;
+        }
     }
     rt->in_turn = 0;
     return n;
@@ -1111,7 +1142,7 @@ void pd_runtime_free(pd_runtime *rt)
         if (t->state >= PD_TASK_DONE)
             pd__task_free_if_unused(t);
     }
-    rt->ready_tail = NULL;
+    rt->ready_tailp = &rt->ready_head;
     pd__checked_ring_closing(rt);
     while ((t = rt->live_head) != NULL) {
         pd__live_unlink(rt, t);

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -124,6 +125,8 @@ typedef struct server {
     tree t;
     pid_t pid;
     int port;
+    long threads;            /* 0: 1 */
+    long nofile;             /* 0: the inherited RLIMIT_NOFILE */
 } server;
 
 static void server_start_opts(server *s, long long header_ms, long long idle_ms,
@@ -150,6 +153,14 @@ static void server_start_opts(server *s, long long header_ms, long long idle_ms,
         o.idle_ms = idle_ms;
         o.drain_ms = drain_ms;
         o.max_conns = max_conns;
+        if (s->threads > 0)
+            o.threads = s->threads;
+        if (s->nofile > 0) {
+            struct rlimit rl = { .rlim_cur = (rlim_t)s->nofile, .rlim_max = (rlim_t)s->nofile };
+
+            if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                exit(99);
+        }
         exit(httpd_run(&o));
     }
     close(p[1]);
@@ -161,6 +172,7 @@ static void server_start_opts(server *s, long long header_ms, long long idle_ms,
 
 static void server_start(server *s)
 {
+    *s = (server){ 0 };
     server_start_opts(s, 10000, 5000, 5000, 10000);
 }
 
@@ -376,6 +388,21 @@ START_TEST(http_dates_round_trip)
     ck_assert_int_eq(http_date_parse("yesterday", 9), -1);
     ck_assert_str_eq(http_mime("a/b.HTML", 8), "text/html");
     ck_assert_str_eq(http_mime("a.b/c", 5), "application/octet-stream");
+}
+END_TEST
+
+/* The statuses no test can provoke as root or without exhausting memory. */
+START_TEST(http_open_errors_map_to_statuses)
+{
+    ck_assert_int_eq(http_open_status(ENOENT), 404);
+    ck_assert_int_eq(http_open_status(EXDEV), 404);
+    ck_assert_int_eq(http_open_status(ELOOP), 404);
+    ck_assert_int_eq(http_open_status(EACCES), 403);
+    ck_assert_int_eq(http_open_status(EPERM), 403);
+    ck_assert_int_eq(http_open_status(EMFILE), 503);
+    ck_assert_int_eq(http_open_status(ENOMEM), 503);
+    ck_assert(http_status_closes(503));
+    ck_assert(!http_status_closes(404));
 }
 END_TEST
 
@@ -613,6 +640,7 @@ START_TEST(httpd_slowloris_and_idle)
     client *a, *b, *c;
     response r;
 
+    s = (server){ 0 };
     server_start_opts(&s, 300, 300, 5000, 10000);
     /* A head that never ends: 408, then the end of stream. */
     a = client_new(s.port);
@@ -640,6 +668,7 @@ START_TEST(httpd_max_conns_backs_off)
     client *a, *b, *c;
     response r;
 
+    s = (server){ 0 };
     server_start_opts(&s, 10000, 5000, 5000, 2);
     a = client_new(s.port);
     b = client_new(s.port);
@@ -690,6 +719,7 @@ START_TEST(httpd_drain_cuts_a_stalled_reader)
     client *c;
     int rcv = 4096;
 
+    s = (server){ 0 };
     server_start_opts(&s, 10000, 5000, 300, 10000);
     c = client_new(s.port);
     setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
@@ -698,6 +728,63 @@ START_TEST(httpd_drain_cuts_a_stalled_reader)
     ck_assert_int_gt(fill(c), 0);
     ck_assert_int_eq(server_stop(&s), 0);
     client_free(c);
+}
+END_TEST
+
+/*
+ * A low descriptor limit: the server takes no more connections than it has
+ * descriptors for (a socket and a file each), so none is refused a file;
+ * the others wait in the backlog and are served as clients leave.
+ */
+START_TEST(httpd_fd_limit_backs_off)
+{
+    enum { N = 12 };
+    server s = { .nofile = 20 };
+    client *c[N];
+    response r;
+
+    server_start_opts(&s, 10000, 5000, 5000, 10000);
+    /* More clients than the server has descriptors for: some wait. */
+    for (int i = 0; i < N; i++)
+        c[i] = client_new(s.port);
+    for (int i = 0; i < N; i++)
+        say(c[i], "GET /hello.txt HTTP/1.1\r\nConnection: close\r\n\r\n");
+    /* Each answered client leaves, freeing a descriptor for the next. */
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_eq(read_response(c[i], &r, 0), 0);
+        ck_assert_int_eq(r.status, 200);
+        ck_assert_int_eq(read_eof(c[i]), 0);
+        client_free(c[i]);
+    }
+    c[0] = client_new(s.port);
+    ck_assert_int_eq(get(c[0], "/hello.txt", &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    client_free(c[0]);
+    ck_assert_int_eq(server_stop(&s), 0);
+}
+END_TEST
+
+/* A client that resets mid-response costs the server nothing else. */
+START_TEST(httpd_reset_mid_response)
+{
+    struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+    server s;
+    client *c;
+    response r;
+
+    server_start(&s);
+    for (int i = 0; i < 20; i++) {
+        c = client_new(s.port);
+        say(c, "GET /big.bin HTTP/1.1\r\n\r\n");
+        ck_assert_int_gt(fill(c), 0);
+        setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+        client_free(c); /* unread data and SO_LINGER 0: a reset */
+    }
+    c = client_new(s.port);
+    ck_assert_int_eq(get(c, "/hello.txt", &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    client_free(c);
+    ck_assert_int_eq(server_stop(&s), 0);
 }
 END_TEST
 
@@ -759,15 +846,15 @@ static int load_parse(loader *l)
     return 1;
 }
 
-START_TEST(httpd_shutdown_under_load)
+static void shutdown_under_load(long threads)
 {
     static loader ls[LOAD_CONNS];
     static struct pollfd pfd[LOAD_CONNS];
-    server s;
+    server s = { .threads = threads };
     long total = 0, truncated = 0, resets = 0, ended = 0;
     int fds, signalled = 0;
 
-    server_start(&s);
+    server_start_opts(&s, 10000, 5000, 5000, 10000);
     fds = pd_test_fd_count();
     for (int i = 0; i < LOAD_CONNS; i++) {
         ls[i] = (loader){ .fd = dial(s.port) };
@@ -815,6 +902,18 @@ START_TEST(httpd_shutdown_under_load)
         close(ls[i].fd);
     ck_assert_int_eq(pd_test_fd_count(), fds);
     ck_assert_int_eq(server_stop(&s), 0);
+}
+
+START_TEST(httpd_shutdown_under_load)
+{
+    shutdown_under_load(1);
+}
+END_TEST
+
+/* The same with two threads: two runtimes, two SO_REUSEPORT listeners. */
+START_TEST(httpd_shutdown_under_load_threads)
+{
+    shutdown_under_load(2);
 }
 END_TEST
 
@@ -908,6 +1007,7 @@ Suite *pd_suite_httpd(void)
 
     tcase_add_test(proto, http_path_decodes_and_refuses);
     tcase_add_test(proto, http_dates_round_trip);
+    tcase_add_test(proto, http_open_errors_map_to_statuses);
     tcase_set_timeout(srv, 60);
     tcase_add_test(srv, httpd_get_head_index_types);
     tcase_add_test(srv, httpd_if_modified_since);
@@ -919,7 +1019,10 @@ Suite *pd_suite_httpd(void)
     tcase_add_test(srv, httpd_max_conns_backs_off);
     tcase_add_test(srv, httpd_drain_closes_idle_finishes_in_progress);
     tcase_add_test(srv, httpd_drain_cuts_a_stalled_reader);
+    tcase_add_test(srv, httpd_fd_limit_backs_off);
+    tcase_add_test(srv, httpd_reset_mid_response);
     tcase_add_test(srv, httpd_shutdown_under_load);
+    tcase_add_test(srv, httpd_shutdown_under_load_threads);
     tcase_set_timeout(fut, 60);
     tcase_add_test(fut, httpd_conn_cancel_points);
     suite_add_tcase(s, proto);

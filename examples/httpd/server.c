@@ -19,7 +19,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -156,12 +158,29 @@ static socklen_t address(const char *host, long port, struct sockaddr_storage *a
     return 0;
 }
 
+/*
+ * The connections the descriptor limit can serve: each takes its socket and,
+ * while it sends a file, that file's descriptor; each thread's ring,
+ * listener and eventfd, and a few spare, come first. Beyond that, accept
+ * would take the descriptor a connection needs to open its file.
+ */
+static long fd_budget(long threads)
+{
+    struct rlimit rl;
+    long spare;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+        return LONG_MAX;
+    spare = (long)rl.rlim_cur - fd_count() - 4 * threads - 4;
+    return spare > 2 ? spare / 2 : 1;
+}
+
 int httpd_run(const httpd_opts *o)
 {
     struct sockaddr_storage addr;
     socklen_t alen = address(o->host, o->port, &addr);
     int rootfd, ret = 0, sig, fds = fd_count();
-    long threads = o->threads, started = 0, port;
+    long threads = o->threads, started = 0, port, max_conns = o->max_conns;
     worker *ws;
     sigset_t mask;
 
@@ -180,6 +199,12 @@ int httpd_run(const httpd_opts *o)
         close(rootfd);
         return 1;
     }
+    if (fd_budget(threads) < max_conns) {
+        max_conns = fd_budget(threads);
+        if (!o->quiet)
+            printf("httpd: at most %ld connections: the descriptor limit (ulimit -n) allows "
+                   "no more\n", max_conns);
+    }
     for (long i = 0; i < threads; i++) {
         worker *w = &ws[i];
 
@@ -187,7 +212,7 @@ int httpd_run(const httpd_opts *o)
         w->drain_ms = o->drain_ms;
         w->lfd = w->evfd = -1;
         http_srv_init(&w->srv, rootfd, o->header_ms, o->idle_ms, o->linger_ms,
-                      (o->max_conns + threads - 1) / threads);
+                      (max_conns + threads - 1) / threads);
         w->srv.quiet = o->quiet;
         w->lfd = listener(&addr, alen, threads > 1);
         if (w->lfd < 0) {
