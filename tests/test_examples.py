@@ -304,6 +304,10 @@ class EchoServerProcess(unittest.TestCase):
         c = self.connect(port, host="::1")
         self.assertEqual(c.family, socket.AF_INET6)
         self.echo(c, b"over IPv6\n")
+        r = subprocess.run([CLIENT, "-a", "::1", "-p", str(port), "-c", "2", "-n", "10"],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("20 round trips of 64 bytes over 2 connections", r.stdout)
         p.send_signal(signal.SIGTERM)
         self.assertEqual(self.read_to_eof(c), b"bye\n")
         out, err = p.communicate(timeout=30)

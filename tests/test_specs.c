@@ -785,7 +785,7 @@ static void cli_init(void *self, void *v)
 {
     struct cli_ctx *c = v;
 
-    echo_client_init(self, &c->addr, 16, 2, 5000);
+    echo_client_init(self, (const struct sockaddr *)&c->addr, sizeof(c->addr), 16, 2, 5000);
 }
 
 /* Echoes only when the harness would wait: every suspension sees I/O pending. */
