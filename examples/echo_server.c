@@ -10,7 +10,8 @@
  * closes its socket gracefully (a lingering close), and the process exits
  * 0 with 0 ops in flight. Running out of descriptors or memory, or
  * reaching MAX_CONNS, only pauses accepting; a connection silent for
- * IDLE_MS is closed the same graceful way.
+ * IDLE_MS is closed the same graceful way, by one echo_idle task that
+ * sweeps the list of connections.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -27,6 +28,7 @@
 
 #include "args.h"
 #include "echo_accept.h"
+#include "echo_idle.h"
 #include "signal_wait.h"
 
 /* A lingering close reads what a peer still sends for at most this long. */
@@ -53,7 +55,8 @@ int main(int argc, char **argv)
     socklen_t alen;
     char where[INET6_ADDRSTRLEN + 16];
     pd_runtime *rt;
-    pd_task *acc, *sw;
+    pd_task *acc, *sw, *idle = NULL;
+    echo_conn *conns = NULL;
     sigset_t mask;
     pd_stats st;
 
@@ -136,9 +139,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "echo_server: io_uring is not available: %s\n", strerror(-ret));
         return 1;
     }
-    acc = echo_accept_spawn(rt, lfd, max_conns, &live, idle_ms, LINGER_MS);
+    /* Connections are listed for the idle sweep only when there is one. */
+    acc = echo_accept_spawn(rt, lfd, max_conns, &live, idle_ms > 0 ? &conns : NULL,
+                            LINGER_MS);
     sw = signal_wait_spawn(rt, sfd);
-    if (!acc || !sw) {
+    if (idle_ms > 0)
+        idle = echo_idle_spawn(rt, &conns, idle_ms, -1);
+    if (!acc || !sw || (idle_ms > 0 && !idle)) {
         fprintf(stderr, "echo_server: out of memory\n");
         return 1;
     }
@@ -158,6 +165,8 @@ int main(int argc, char **argv)
                "left\n", sig, (unsigned long long)st.inflight_ops, live);
     pd_task_release(acc);
     pd_task_release(sw);
+    if (idle)
+        pd_task_release(idle);
     pd_runtime_free(rt);
     close(sfd);
     close(lfd);

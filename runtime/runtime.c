@@ -468,12 +468,24 @@ static void pd__wake_arm(pd_runtime *rt)
  * work is left, the kernel says itself when the ring has
  * IORING_SETUP_TASKRUN_FLAG: it sets IORING_SQ_TASKRUN in the SQ flags while
  * deferred work waits, and an entry that would find none is never made (a
- * turn of 128 inline-completed nops costs one io_uring_enter, not two).
- * Without the flag (older kernels), an entry that reaped a full budget of
- * completions (`n`) is taken as the sign. Without DEFER_TASKRUN the kernel
- * runs task work on every return to user space, and there is nothing to do.
+ * turn of 128 inline-completed nops costs one io_uring_enter, not two). An
+ * entry that reaped a full budget of completions (`n`) is taken as a sign
+ * too: the kernel clears the flag when it starts running the work, not when
+ * it stops at the budget with work left. And an entry that reaped nothing
+ * ends the loop: the flag can stay set with nothing such an entry runs (the
+ * echo server spun at 100% CPU on it, never waiting, its peers stalled).
+ * Without DEFER_TASKRUN the kernel runs task work on every return to user
+ * space, and there is nothing to do.
  */
 #define PD__TW_BUDGET 20u
+
+static int pd__task_work_left(const pd_runtime *rt, unsigned n)
+{
+    if (n >= PD__TW_BUDGET)
+        return 1;
+    return (rt->stats.ring_flags & IORING_SETUP_TASKRUN_FLAG) &&
+           (IO_URING_READ_ONCE(*rt->ring.sq.kflags) & IORING_SQ_TASKRUN);
+}
 
 static void pd__drain_task_work(pd_runtime *rt, unsigned n)
 {
@@ -481,21 +493,13 @@ static void pd__drain_task_work(pd_runtime *rt, unsigned n)
 
     if (!(rt->stats.ring_flags & IORING_SETUP_DEFER_TASKRUN))
         return;
-    if (rt->stats.ring_flags & IORING_SETUP_TASKRUN_FLAG) {
-        while ((IO_URING_READ_ONCE(*rt->ring.sq.kflags) & IORING_SQ_TASKRUN) &&
-               total < rt->ring.cq.ring_entries) {
-            rt->stats.enter_calls++;
-            if (io_uring_get_events(&rt->ring) < 0)
-                return;
-            total += pd__reap(rt);
-        }
-        return;
-    }
-    while (n >= PD__TW_BUDGET && total < rt->ring.cq.ring_entries) {
+    while (pd__task_work_left(rt, n) && total < rt->ring.cq.ring_entries) {
         rt->stats.enter_calls++;
         if (io_uring_get_events(&rt->ring) < 0)
             return;
         n = pd__reap(rt);
+        if (n == 0)
+            return;
         total += n;
     }
 }
