@@ -47,6 +47,8 @@ struct pd_task {
      * and without PD_CHECKED agrees on every other member's place.
      */
     uint8_t released;
+    /* The task that awaits this one through a pd_join, woken when it ends. */
+    pd_task *waiter;
 };
 
 enum {

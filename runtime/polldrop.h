@@ -233,6 +233,28 @@ void pd_drop_async_init(pd_drop_async *f, pd_dyn victim);
 extern const pd_vtable pd_drop_async_vtable;
 
 /*
+ * Built-in future: a join handle, for a future that awaits a task it
+ * spawned on the same runtime. Its output (pd_join_out) is 0 once the task
+ * is PD_TASK_DONE, its output (vt->out_size bytes) then copied to out
+ * unless out is NULL; -ECANCELED if the task was cancelled; -ENOMEM if
+ * task is NULL (the spawn failed). The handle takes over the caller's
+ * reference and releases it when it is destroyed. Destroyed while the task
+ * still runs, it cancels the task: an async drop of the handle waits for
+ * the task's async drop (its teardown included) to finish, a sync drop
+ * sync-drops the task's future in place. Nothing is allocated. In a spec:
+ * a field {name: j, future: pd_join}, awaited with args: [task, out].
+ */
+typedef struct pd_join {
+    pd_task *task;
+    void *out;
+} pd_join;
+
+typedef int pd_join_out;
+
+void pd_join_init(pd_join *j, pd_task *task, void *out);
+extern const pd_vtable pd_join_vtable;
+
+/*
  * Lifecycle tracing. Generated futures report these events to the installed
  * trace function, if any: when they are initialised, when their teardown
  * begins (async drop only) and when their drop code runs. One process-wide

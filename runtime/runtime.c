@@ -973,6 +973,8 @@ void pd_task_release(pd_task *t)
 static void pd__task_finish(pd_runtime *rt, pd_task *t)
 {
     t->state = t->has_output ? PD_TASK_DONE : PD_TASK_CANCELLED;
+    if (t->waiter)
+        pd__wake(t->waiter);
     pd__live_unlink(rt, t);
     if (rt->live_head == NULL) {
         /* The shutdown is over; a deadline nobody reached is forgotten. */
@@ -1441,6 +1443,101 @@ void pd__arr_misuse(const char *future, const char *array, int i, int n)
                 array, i);
     abort();
 }
+
+/* --- pd_join: awaiting a spawned task --- */
+
+void pd_join_init(pd_join *j, pd_task *task, void *out)
+{
+    j->task = task;
+    j->out = out;
+}
+
+static int pd__join_live(const pd_task *t)
+{
+    return t->state == PD_TASK_RUNNING || t->state == PD_TASK_DROPPING;
+}
+
+static pd_poll pd__join_poll(void *self, pd_cx *cx, void *out)
+{
+    pd_join *j = self;
+    pd_task *t = j->task;
+    int r;
+
+    if (t == NULL) {
+        r = -ENOMEM;
+    } else if (pd__join_live(t)) {
+        t->waiter = cx->task;
+        return PD_PENDING;
+    } else if (t->state == PD_TASK_DONE) {
+        if (j->out && t->vt->out_size)
+            memcpy(j->out, t->out, t->vt->out_size);
+        r = 0;
+    } else {
+        r = -ECANCELED;
+    }
+    if (out)
+        *(int *)out = r;
+    return PD_READY;
+}
+
+/* The task is over: the handle gives up its reference. */
+static void pd__join_release(pd_join *j)
+{
+    j->task->waiter = NULL;
+    pd_task_release(j->task);
+    j->task = NULL;
+}
+
+static pd_poll pd__join_poll_drop(void *self, pd_cx *cx)
+{
+    pd_join *j = self;
+    pd_task *t = j->task;
+
+    if (t == NULL)
+        return PD_READY;
+    if (pd__join_live(t)) {
+        /* Cancelled, and awaited until its async drop is over. */
+        pd__task_cancel(t);
+        t->waiter = cx->task;
+        return PD_PENDING;
+    }
+    pd__join_release(j);
+    return PD_READY;
+}
+
+static void pd__join_drop(void *self)
+{
+    pd_join *j = self;
+    pd_task *t = j->task;
+
+    if (t == NULL)
+        return;
+    if (pd__join_live(t)) {
+        /*
+         * Destroyed here rather than by the runtime's poll, which would
+         * have dropped the runtime's reference: so this drops it. A task
+         * still on the ready queue is freed when the queue reaches it.
+         */
+        t->vt->drop(t->self);
+        if (t->flags & PD__TASK_STARTED) {
+            pd__task_finish(t->rt, t);
+            t->refs--;
+        } else {
+            t->state = PD_TASK_CANCELLED;
+        }
+    }
+    pd__join_release(j);
+}
+
+const pd_vtable pd_join_vtable = {
+    .name = "pd_join",
+    .size = sizeof(pd_join),
+    .align = alignof(pd_join),
+    .out_size = sizeof(pd_join_out),
+    .poll = pd__join_poll,
+    .poll_drop = pd__join_poll_drop,
+    .drop = pd__join_drop,
+};
 
 /* --- pd_drop_async --- */
 
