@@ -198,7 +198,7 @@ build/check_polldrop_asan: $(TEST_OBJ_ASAN) build/asan/libpolldrop_harness.a
 
 test: test-py test-c
 
-test-py: build/libpolldrop.a build/echo_server build/echo_client | deps
+test-py: build/libpolldrop.a build/echo_server build/echo_client build/httpd | deps
 	$(call say,TEST,python: generator and example programs)
 	$(Q)PYTHONPATH=$(CURDIR) $(PYTHON) -m unittest discover -s tests -p 'test_*.py' $(if $(V),-v,)
 
