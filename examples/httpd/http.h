@@ -72,6 +72,9 @@ typedef struct http_srv {
     bool quiet;
     pd_task *accept_task;    /* cancelled when the drain begins */
     pd_task *drain_task;     /* cancelled by the last connection to go while draining */
+    const int *peer_fds;     /* eventfds of the other threads, told at once when this */
+    int npeers;              /* thread's drain begins (thread 0 reads the signals) */
+    int signo;               /* the signal that began the drain, if one did */
     http_link *conns;        /* every live connection, for the drain */
     http_pool pool;
     uint64_t responses;      /* responses sent completely */
@@ -184,6 +187,21 @@ bool http_status_closes(int status);
 
 /* The status for an errno of opening a path beneath the root. */
 int http_open_status(int err);
+
+/*
+ * Tells valgrind's memcheck that the kernel filled buf through io_uring,
+ * which it cannot see; nothing without valgrind's headers. The blocks need
+ * no such note: memcheck takes fresh anonymous mappings as defined.
+ */
+#if defined(__has_include)
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#define HTTP_KERNEL_WROTE(buf, len) ((void)VALGRIND_MAKE_MEM_DEFINED((buf), (len)))
+#endif
+#endif
+#ifndef HTTP_KERNEL_WROTE
+#define HTTP_KERNEL_WROTE(buf, len) ((void)(buf), (void)(len))
+#endif
 
 /* Milliseconds of CLOCK_MONOTONIC. */
 long long http_now_ms(void);
