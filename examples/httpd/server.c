@@ -160,20 +160,25 @@ static socklen_t address(const char *host, long port, struct sockaddr_storage *a
 }
 
 /*
- * The connections the descriptor limit can serve: each takes its socket and,
- * while it sends a file, that file's descriptor; each thread's ring,
- * listener and eventfd, and a few spare, come first. Beyond that, accept
- * would take the descriptor a connection needs to open its file.
+ * The connections the descriptor limit can serve. Each takes its socket,
+ * and while it sends a file that file's descriptor too; each thread's ring,
+ * listener and eventfd, and a few spare, come first. Of what is left, half
+ * is kept for files, up to 1024 files open at once: beyond that an open
+ * fails with EMFILE, which is a 503. Without the reserve, accept would take
+ * the descriptor a connection needs to open its file.
  */
 static long fd_budget(long threads)
 {
     struct rlimit rl;
-    long spare;
+    long spare, files;
 
     if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
         return LONG_MAX;
     spare = (long)rl.rlim_cur - fd_count() - 4 * threads - 4;
-    return spare > 2 ? spare / 2 : 1;
+    if (spare < 2)
+        return 1;
+    files = spare / 2 < 1024 ? spare / 2 : 1024;
+    return spare - files;
 }
 
 int httpd_run(const httpd_opts *o)
