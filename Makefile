@@ -56,7 +56,7 @@ HTTPD_OBJ      := build/obj/httpd/http.o build/obj/httpd/server.o $(HTTPD_NAMES:
 HTTPD_OBJ_ASAN := build/asan/httpd/http.o build/asan/httpd/server.o $(HTTPD_NAMES:%=build/asan/gen-httpd/%.o)
 HTTP_PARSER    := -lhttp_parser
 
-.PHONY: all gen stats deps deps-bench bench-httpd test test-py test-c demo bench valgrind clean \
+.PHONY: all gen stats deps deps-bench bench-httpd test test-py test-c fuzz demo bench valgrind clean \
         install uninstall schema diagrams deps-diagrams ops-doc
 .DELETE_ON_ERROR:
 
@@ -201,6 +201,12 @@ test: test-py test-c
 test-py: build/libpolldrop.a build/echo_server build/echo_client build/httpd | deps
 	$(call say,TEST,python: generator and example programs)
 	$(Q)PYTHONPATH=$(CURDIR) $(PYTHON) -m unittest discover -s tests -p 'test_*.py' $(if $(V),-v,)
+
+# More of the spec fuzzer than make test's slice (tests/test_fuzz.py):
+# make fuzz N=5000 SEED=7.
+fuzz: | deps
+	$(call say,FUZZ,$(or $(N),1000) mutated specs; seed $(or $(SEED),1))
+	$(Q)$(PYTHON) tests/fuzz_specs.py -n $(or $(N),1000) --seed $(or $(SEED),1) $(if $(V),-v,)
 
 test-c: build/check_polldrop build/check_polldrop_asan
 	$(call say,TEST,build/check_polldrop)

@@ -369,7 +369,8 @@ static int free_port(void)
     return port;
 }
 
-static pid_t start_server(const char *prog, int port)
+/* Starts a server on port; an echo_server with `threads` threads if not NULL. */
+static pid_t start_server(const char *prog, int port, const char *threads)
 {
     char ps[16];
     pid_t pid;
@@ -379,7 +380,7 @@ static pid_t start_server(const char *prog, int port)
     pid = fork();
     if (pid == 0) {
         if (strstr(prog, "echo_server"))
-            execl(prog, prog, "-q", "-p", ps, (char *)NULL);
+            execl(prog, prog, "-q", "-p", ps, "-t", threads ? threads : "1", (char *)NULL);
         else
             execl(prog, prog, ps, (char *)NULL);
         _exit(127);
@@ -409,11 +410,11 @@ static void stop_server(pid_t pid)
 }
 
 /* The same polldrop client drives every server: round trips per second. */
-static double echo_run(const char *server)
+static double echo_run_threads(const char *server, const char *threads)
 {
     struct sockaddr_in a = { .sin_family = AF_INET };
     int port = free_port(), i;
-    pid_t pid = start_server(server, port);
+    pid_t pid = start_server(server, port, threads);
     pd_runtime *rt = new_rt();
     pd_task *t[ECHO_CONNS];
     long ok = 0;
@@ -479,7 +480,9 @@ static void ab(const char *name, const char *unit, const char *baseline,
     add_row(name, unit, baseline, median(va, RUNS), median(vb, RUNS), lower_is_better);
 }
 
+static double echo_run(const char *server) { return echo_run_threads(server, NULL); }
 static double echo_pd(void) { return echo_run("build/echo_server"); }
+static double echo_pd_2(void) { return echo_run_threads("build/echo_server", "2"); }
 static double echo_raw(void) { return echo_run("build/raw_echo"); }
 static double echo_uv(void) { return echo_run("build/uv_echo"); }
 
@@ -524,6 +527,8 @@ int main(int argc, char **argv)
         add_row("echo", "round trips/s", "liburing", m, median(raw, RUNS), 0);
         add_row("echo", "round trips/s", "libuv", m, median(uv, RUNS), 0);
     }
+    if (selected(argc, argv, "echo_threads"))
+        ab("echo_threads", "round trips/s", "1 thread", echo_pd_2, echo_pd, 0);
     if (selected(argc, argv, "ping_pong")) {
         for (i = 0; i < RUNS; i++) {
             pd[i] = pd_ping_pong();

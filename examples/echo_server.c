@@ -1,15 +1,23 @@
 /*
  * echo_server: an echo server written as polldrop specs.
  *
- *   build/echo_server [-p PORT] [-a ADDR] [-m MAX_CONNS] [-i IDLE_MS] [-q]
+ *   build/echo_server [-p PORT] [-a ADDR] [-m MAX_CONNS] [-i IDLE_MS]
+ *                     [-t THREADS] [-d DRAIN_MS] [-q]
  *
- * One echo_accept task spawns an echo_conn task per connection. SIGINT and
- * SIGTERM arrive as a read on a signalfd submitted through io_uring
- * (signal_wait), which calls pd_shutdown: the accept is cancelled without
- * leaking an accepted fd, every connection's teardown says "bye" and
- * closes its socket gracefully (a lingering close), and the process exits
- * 0 with 0 ops in flight. Running out of descriptors or memory, or
- * reaching MAX_CONNS, only pauses accepting; a connection silent for
+ * Thread-per-core: each of THREADS threads owns a runtime and a listener
+ * of its own on the same address (SO_REUSEPORT when there are several, so
+ * the kernel spreads the connections), with one echo_accept task that
+ * spawns an echo_conn task per connection; threads share nothing. Signals
+ * are handled in one place: SIGINT and SIGTERM are blocked in every thread
+ * and read from a signalfd by the main thread, which then asks every
+ * runtime to shut down (pd_shutdown_remote_deadline): each accept is
+ * cancelled without leaking an accepted fd, every connection's teardown
+ * says "bye" and closes its socket gracefully (a lingering close). A
+ * teardown still running DRAIN_MS after the signal -- a client that stopped
+ * reading with a full receive window, say -- is cut short: its send is
+ * cancelled, and its socket closed by its drop code. The process exits 0
+ * with 0 ops in flight on every ring. Running out of descriptors or memory,
+ * or reaching MAX_CONNS, only pauses accepting; a connection silent for
  * IDLE_MS is closed the same graceful way.
  */
 #define _GNU_SOURCE
@@ -18,31 +26,42 @@
 #include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "args.h"
 #include "echo_accept.h"
-#include "signal_wait.h"
 
 /* A lingering close reads what a peer still sends for at most this long. */
 #define LINGER_MS 2000
+/* echo_conn's own deadline for its goodbye (its spec's timeout_ms). */
+#define BYE_TIMEOUT_MS 1000
+#define MAX_THREADS 256
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: echo_server [-p PORT] [-a ADDR] [-m MAX_CONNS] [-i IDLE_MS] [-q]\n"
+    fprintf(f, "usage: echo_server [-p PORT] [-a ADDR] [-m MAX_CONNS] [-i IDLE_MS]\n"
+               "                   [-t THREADS] [-d DRAIN_MS] [-q]\n"
                "  -p PORT       TCP port (default 7777; 0 picks a free one)\n"
                "  -a ADDR       IPv4 or IPv6 address to bind (default 127.0.0.1)\n"
-               "  -m MAX_CONNS  connections served at once; more wait in the\n"
-               "                listen backlog (default 1024)\n"
+               "  -m MAX_CONNS  connections served at once, shared out between the\n"
+               "                threads; more wait in the listen backlog (default 1024)\n"
                "  -i IDLE_MS    close a connection silent this long (default\n"
                "                60000; 0: never)\n"
-               "  -q            print nothing but errors\n");
+               "  -t THREADS    threads, each with its own runtime and listener\n"
+               "                (default 1)\n"
+               "  -d DRAIN_MS   on SIGINT/SIGTERM, cut short the teardowns still\n"
+               "                running this long after the signal (default %d:\n"
+               "                1000 more than the goodbye's own timeout)\n"
+               "  -q            print nothing but errors\n", BYE_TIMEOUT_MS + 1000);
 }
 
 /*
@@ -84,20 +103,106 @@ static void format_addr(const struct sockaddr_storage *ss, char *buf, size_t len
     }
 }
 
+/* What the threads share: two meeting points and the main thread's alarm. */
+typedef struct server {
+    pthread_barrier_t started; /* every worker has its runtime, or failed to */
+    pthread_barrier_t done;    /* nobody calls into a runtime any more */
+    int ended_fd;              /* eventfd: a worker's run has ended */
+} server;
+
+/* One thread: its runtime, its listener, its connections. */
+typedef struct worker {
+    server *srv;
+    pthread_t tid;
+    int lfd;
+    long max_conns, live;
+    long long idle_ms;
+    pd_runtime *rt;  /* made, run and freed by the worker's own thread */
+    int ret;         /* pd_run's result, or the -errno of the setup */
+    long acc_out;    /* echo_accept's output: -errno if the listener failed */
+    pd_stats st;
+} worker;
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    pd_task *acc = NULL;
+    uint64_t one = 1;
+
+    w->ret = pd_runtime_new(&w->rt, NULL);
+    if (w->ret == 0) {
+        acc = echo_accept_spawn(w->rt, w->lfd, w->max_conns, &w->live, w->idle_ms,
+                                LINGER_MS);
+        if (acc == NULL)
+            w->ret = -ENOMEM;
+    }
+    pthread_barrier_wait(&w->srv->started);
+    if (acc != NULL) {
+        w->ret = pd_run(w->rt);
+        if (pd_task_output(acc))
+            w->acc_out = *(const long *)pd_task_output(acc);
+        pd_runtime_stats(w->rt, &w->st);
+    }
+    /* The main thread waits for a signal or for this. */
+    if (write(w->srv->ended_fd, &one, sizeof(one)) < 0)
+        w->ret = w->ret < 0 ? w->ret : -errno;
+    pthread_barrier_wait(&w->srv->done);
+    if (acc != NULL)
+        pd_task_release(acc);
+    pd_runtime_free(w->rt);
+    close(w->lfd);
+    return NULL;
+}
+
+/*
+ * A listener on addr; with reuseport, one of several on the same address.
+ * Returns the socket, or -1 after saying why.
+ */
+static int listener(struct sockaddr_storage *addr, socklen_t alen, int reuseport,
+                    const char *where)
+{
+    int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+
+    if (fd < 0) {
+        fprintf(stderr, "echo_server: socket: %s\n", strerror(errno));
+        return -1;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) {
+        fprintf(stderr, "echo_server: SO_REUSEPORT: %s\n", strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (bind(fd, (struct sockaddr *)addr, alen) < 0) {
+        fprintf(stderr, "echo_server: cannot bind %s: %s\n", where, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (listen(fd, 4096) < 0) {
+        fprintf(stderr, "echo_server: listen: %s\n", strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 int main(int argc, char **argv)
 {
     struct sockaddr_storage addr;
     const char *host = "127.0.0.1";
-    long port = 7777, max_conns = 1024, idle_ms = 60000, live = 0, sig = 0, acc_out = 0;
-    int quiet = 0, opt, lfd, sfd, one = 1, ret;
+    long port = 7777, max_conns = 1024, idle_ms = 60000, threads = 1;
+    long drain_ms = BYE_TIMEOUT_MS + 1000, sig = 0, live = 0, i, started = 0;
+    int quiet = 0, opt, sfd, ok = 1;
+    unsigned long long inflight = 0, forced = 0;
     socklen_t alen;
     char where[INET6_ADDRSTRLEN + 16];
-    pd_runtime *rt;
-    pd_task *acc, *sw;
+    struct signalfd_siginfo info;
+    struct pollfd pfd[2];
+    worker *w;
+    server srv;
     sigset_t mask;
-    pd_stats st;
 
-    while ((opt = getopt(argc, argv, "p:a:m:i:qh")) != -1) {
+    while ((opt = getopt(argc, argv, "p:a:m:i:t:d:qh")) != -1) {
         switch (opt) {
         case 'p':
             if (parse_long(optarg, 0, 65535, &port) < 0) {
@@ -117,6 +222,20 @@ int main(int argc, char **argv)
         case 'i':
             if (parse_long(optarg, 0, LONG_MAX / 1000, &idle_ms) < 0) {
                 fprintf(stderr, "echo_server: bad idle time '%s' (milliseconds, 0: never)\n",
+                        optarg);
+                return 2;
+            }
+            break;
+        case 't':
+            if (parse_long(optarg, 1, MAX_THREADS, &threads) < 0) {
+                fprintf(stderr, "echo_server: bad thread count '%s' (1-%d)\n", optarg,
+                        MAX_THREADS);
+                return 2;
+            }
+            break;
+        case 'd':
+            if (parse_long(optarg, 0, LONG_MAX / 1000, &drain_ms) < 0) {
+                fprintf(stderr, "echo_server: bad drain time '%s' (milliseconds)\n",
                         optarg);
                 return 2;
             }
@@ -143,71 +262,100 @@ int main(int argc, char **argv)
     }
     format_addr(&addr, where, sizeof(where));
 
-    lfd = socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (lfd < 0) {
-        fprintf(stderr, "echo_server: socket: %s\n", strerror(errno));
+    w = calloc((size_t)threads, sizeof(*w));
+    if (w == NULL) {
+        fprintf(stderr, "echo_server: out of memory\n");
         return 1;
     }
-    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(lfd, (struct sockaddr *)&addr, alen) < 0) {
-        fprintf(stderr, "echo_server: cannot bind %s: %s\n", where, strerror(errno));
-        return 1;
+    /* The first listener picks the port (-p 0); the others share it. */
+    for (i = 0; i < threads; i++) {
+        w[i].lfd = listener(&addr, alen, threads > 1, where);
+        if (w[i].lfd < 0) {
+            while (i-- > 0)
+                close(w[i].lfd);
+            free(w);
+            return 1;
+        }
+        if (i == 0) {
+            getsockname(w[0].lfd, (struct sockaddr *)&addr, &alen);
+            format_addr(&addr, where, sizeof(where));
+        }
+        w[i].max_conns = (max_conns + threads - 1) / threads;
+        w[i].idle_ms = idle_ms;
+        w[i].srv = &srv;
     }
-    if (listen(lfd, 4096) < 0) {
-        fprintf(stderr, "echo_server: listen: %s\n", strerror(errno));
-        return 1;
-    }
-    getsockname(lfd, (struct sockaddr *)&addr, &alen);
-    format_addr(&addr, where, sizeof(where));
 
+    /* Blocked before any thread starts, so every thread inherits the mask. */
     sigemptyset(&mask);
     sigaddset(&mask, SIGINT);
     sigaddset(&mask, SIGTERM);
     sigprocmask(SIG_BLOCK, &mask, NULL);
     signal(SIGPIPE, SIG_IGN);
     sfd = signalfd(-1, &mask, SFD_CLOEXEC);
-    if (sfd < 0) {
-        perror("echo_server: signalfd");
+    srv.ended_fd = eventfd(0, EFD_CLOEXEC);
+    if (sfd < 0 || srv.ended_fd < 0) {
+        perror("echo_server: signalfd/eventfd");
         return 1;
     }
-
-    ret = pd_runtime_new(&rt, NULL);
-    if (ret < 0) {
-        fprintf(stderr, "echo_server: io_uring is not available: %s\n", strerror(-ret));
-        return 1;
+    pthread_barrier_init(&srv.started, NULL, (unsigned)threads + 1);
+    pthread_barrier_init(&srv.done, NULL, (unsigned)threads + 1);
+    for (i = 0; i < threads; i++) {
+        if (pthread_create(&w[i].tid, NULL, worker_main, &w[i]) != 0) {
+            fprintf(stderr, "echo_server: cannot start thread %ld\n", i);
+            return 1;
+        }
     }
-    acc = echo_accept_spawn(rt, lfd, max_conns, &live, idle_ms, LINGER_MS);
-    sw = signal_wait_spawn(rt, sfd);
-    if (!acc || !sw) {
-        fprintf(stderr, "echo_server: out of memory\n");
-        return 1;
+    pthread_barrier_wait(&srv.started);
+    for (i = 0; i < threads; i++) {
+        if (w[i].ret < 0) {
+            fprintf(stderr, "echo_server: io_uring is not available: %s\n",
+                    strerror(-w[i].ret));
+            ok = 0;
+        } else {
+            started++;
+        }
     }
-    if (!quiet) {
-        printf("echo_server: listening on %s (at most %ld connections)\n", where,
-               max_conns);
+    if (ok && !quiet) {
+        printf("echo_server: listening on %s (at most %ld connections, %ld thread%s)\n",
+               where, max_conns, threads, threads > 1 ? "s" : "");
         fflush(stdout);
     }
-    ret = pd_run(rt);
-    if (pd_task_output(sw))
-        sig = *(const int *)pd_task_output(sw);
-    if (pd_task_output(acc))
-        acc_out = *(const long *)pd_task_output(acc);
-    pd_runtime_stats(rt, &st);
-    if (!quiet)
+
+    /* A signal, or a worker whose run ended on its own, ends every run. */
+    pfd[0] = (struct pollfd){ .fd = sfd, .events = POLLIN };
+    pfd[1] = (struct pollfd){ .fd = srv.ended_fd, .events = POLLIN };
+    while (ok && poll(pfd, 2, -1) < 0 && errno == EINTR)
+        ;
+    if (ok && (pfd[0].revents & POLLIN) &&
+        read(sfd, &info, sizeof(info)) == (ssize_t)sizeof(info))
+        sig = (long)info.ssi_signo;
+    for (i = 0; i < threads; i++)
+        if (w[i].rt != NULL && w[i].ret == 0)
+            pd_shutdown_remote_deadline(w[i].rt, drain_ms);
+    pthread_barrier_wait(&srv.done);
+    for (i = 0; i < threads; i++) {
+        pthread_join(w[i].tid, NULL);
+        if (w[i].ret < 0 && started == threads) {
+            fprintf(stderr, "echo_server: thread %ld: %s\n", i, strerror(-w[i].ret));
+            ok = 0;
+        }
+        if (w[i].acc_out < 0) {
+            fprintf(stderr, "echo_server: accept failed: %s\n",
+                    strerror((int)-w[i].acc_out));
+            ok = 0;
+        }
+        inflight += w[i].st.inflight_ops;
+        forced += w[i].st.tasks_forced;
+        live += w[i].live;
+    }
+    if (!quiet && started == threads)
         printf("echo_server: signal %ld: shut down; %llu ops in flight, %ld connections "
-               "left\n", sig, (unsigned long long)st.inflight_ops, live);
-    pd_task_release(acc);
-    pd_task_release(sw);
-    pd_runtime_free(rt);
+               "left, %llu teardowns cut short at the %ld ms drain deadline\n", sig,
+               inflight, live, forced, drain_ms);
+    pthread_barrier_destroy(&srv.started);
+    pthread_barrier_destroy(&srv.done);
+    close(srv.ended_fd);
     close(sfd);
-    close(lfd);
-    if (ret < 0) {
-        fprintf(stderr, "echo_server: %s\n", strerror(-ret));
-        return 1;
-    }
-    if (acc_out < 0) {
-        fprintf(stderr, "echo_server: accept failed: %s\n", strerror((int)-acc_out));
-        return 1;
-    }
-    return st.inflight_ops == 0 && live == 0 ? 0 : 1;
+    free(w);
+    return ok && sig != 0 && inflight == 0 && live == 0 ? 0 : 1;
 }

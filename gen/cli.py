@@ -2,7 +2,9 @@
 
 The only part of the generator that touches files. Every diagnostic is one
 line on stderr, FILE:LINE:COL: error: MESSAGE; the exit status is 1 if there
-was any error, and a spec in error writes no output file.
+was any error (2 for a usage error), and a spec in error writes no output
+file. The program's name in messages comes from POLLDROP_GEN_PROG (the
+installed polldrop-gen wrapper sets it), by default `python3 -m gen`.
 """
 import argparse
 import errno
@@ -12,29 +14,43 @@ import subprocess
 import sys
 import tempfile
 
-from gen import loader, model, render, validate
+from gen import __version__, loader, model, render, validate
 from gen.errors import Diagnostics, Pos, SpecError, one_line
+
+# The directory above gen/: templates/ and specs/ sit next to the package,
+# in the repository and in the install (PREFIX/share/polldrop).
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LIBRARY_SPECS = os.path.join(ROOT, "specs")
+
+
+def prog():
+    return os.environ.get("POLLDROP_GEN_PROG") or "python3 -m gen"
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
-        sys.stderr.write(f"python3 -m gen: error: {message}\n")
+        sys.stderr.write(f"{self.prog}: error: {one_line(message)}\n")
         sys.exit(2)
 
 
 def _args(argv):
-    p = _Parser(prog="python3 -m gen",
+    p = _Parser(prog=prog(),
                 description="Generate C futures (poll/poll_drop) from polldrop YAML specs.")
     p.add_argument("specs", nargs="+", metavar="SPEC.yaml")
     p.add_argument("-o", dest="out", default="build/gen", metavar="OUTDIR",
                    help="output directory (default: build/gen)")
     p.add_argument("-I", dest="include", action="append", default=[], metavar="DIR",
-                   help="where to find child futures' specs as DIR/TYPE.yaml")
+                   help="where to find child futures' specs as DIR/TYPE.yaml; the "
+                        "library specs are searched last")
     p.add_argument("--check", action="store_true", help="validate only, write nothing")
     p.add_argument("--dot", action="store_true", help="also write OUTDIR/NAME.dot")
+    p.add_argument("--harness", action="store_true",
+                   help="also write OUTDIR/NAME_harness_test.c, a Check test skeleton "
+                        "for the harness (never overwritten)")
     p.add_argument("--stats", action="store_true",
                    help="print each future's sizeof and its size without state overlap "
                         "(compiles a probe with $CC)")
+    p.add_argument("--version", action="version", version=f"polldrop-gen {__version__}")
     return p.parse_args(argv)
 
 
@@ -123,7 +139,9 @@ def main(argv=None):
     args = _args(sys.argv[1:] if argv is None else argv)
     diags = Diagnostics()
     try:
-        specs, named = _load_all(args.specs, args.include, diags)
+        # After the user's -I directories, the library specs.
+        include = args.include + ([LIBRARY_SPECS] if os.path.isdir(LIBRARY_SPECS) else [])
+        specs, named = _load_all(args.specs, include, diags)
         bad_files = diags.files_in_error()
         # A spec is in error if it, or a child it contains, has an error.
         outputs = []
@@ -148,9 +166,11 @@ def main(argv=None):
             _write_atomic(os.path.join(args.out, m.name + ".c"), text["c"])
             if args.dot:
                 _write_atomic(os.path.join(args.out, m.name + ".dot"), text["dot"])
+            if args.harness:
+                _write_skeleton(os.path.join(args.out, m.name + "_harness_test.c"), m)
         return 1 if diags.errors else 0
     except OSError as e:
-        sys.stderr.write(f"python3 -m gen: error: {one_line(e.filename or '')}: "
+        sys.stderr.write(f"{prog()}: error: {one_line(e.filename or '')}: "
                          f"{e.strerror}\n")
         return 1
     except Exception as e:  # a generator bug must still not print a traceback
@@ -158,6 +178,17 @@ def main(argv=None):
         sys.stderr.write(f"{where}: error: internal generator error: "
                          f"{type(e).__name__}: {one_line(e)}\n")
         return 1
+
+
+def _write_skeleton(path, m):
+    """Writes the harness test skeleton, which the user edits: an existing
+    file is left alone, with a warning."""
+    if os.path.exists(path):
+        sys.stderr.write(f"{one_line(path)}:1:1: warning: exists, not overwritten "
+                         "(it is yours to edit; remove it for a fresh skeleton)\n")
+        return
+    _write_atomic(path, render.render_harness(m))
+    print(f"{prog()}: wrote {one_line(path)}")
 
 
 def _stats(models, texts):
@@ -182,10 +213,10 @@ def _stats(models, texts):
             if r.returncode == 0:
                 r = subprocess.run([exe], capture_output=True, text=True)
         except OSError as e:
-            sys.stderr.write(f"python3 -m gen: error: --stats needs a C compiler: {e}\n")
+            sys.stderr.write(f"{prog()}: error: --stats needs a C compiler: {one_line(e)}\n")
             return False
         if r.returncode != 0:
-            sys.stderr.write("python3 -m gen: error: --stats probe failed:\n" + r.stderr)
+            sys.stderr.write(f"{prog()}: error: --stats probe failed:\n" + r.stderr)
             return False
     print(f"{'future':<16} {'sizeof':>8} {'naive':>8} {'saved':>8}")
     for line in r.stdout.split("\n"):

@@ -26,7 +26,7 @@ class Node:
     """A YAML node: `value` is a str, a list of Node, or a dict str -> Node."""
 
     __slots__ = ("kind", "value", "pos", "style", "key_pos", "src_line", "indent",
-                 "end", "_starts")
+                 "comment", "_starts")
 
     def __init__(self, kind, value, pos, style=None):
         self.kind = kind          # "scalar", "seq" or "map"
@@ -36,7 +36,8 @@ class Node:
         self.key_pos = {}         # for maps: key -> Pos of the key
         self.src_line = None      # for block scalars: 1-based line of the text
         self.indent = 0           # for block scalars: the text's indentation
-        self.end = None           # for plain scalars: Pos just after the text
+        self.comment = None       # for plain scalars: (Pos, text) of a YAML
+                                  # comment after the value on its last line
         self._starts = None       # offsets where each line of value begins
 
     def line_of_text(self):
@@ -118,6 +119,18 @@ def _block_text(lines, node):
     return first + 1, indent
 
 
+def _trailing_comment(file, lines, end):
+    """The YAML comment that follows a plain scalar on its line, if any:
+    C text after ` #` is silently dropped by YAML, so it is worth a warning."""
+    if end.line >= len(lines):
+        return None
+    rest = lines[end.line][end.column:]
+    m = re.match(r"\s+(#.*)", rest)
+    if not m:
+        return None
+    return Pos(file, end.line + 1, end.column + m.start(1) + 1), m.group(1).rstrip()
+
+
 def _convert(file, lines, node):
     pos = _pos(file, node.start_mark)
     if isinstance(node, yaml.ScalarNode):
@@ -125,7 +138,7 @@ def _convert(file, lines, node):
         if node.style in ("|", ">"):
             n.src_line, n.indent = _block_text(lines, node)
         elif node.style is None:
-            n.end = _pos(file, node.end_mark)
+            n.comment = _trailing_comment(file, lines, node.end_mark)
         return n
     if isinstance(node, yaml.SequenceNode):
         return Node("seq", [_convert(file, lines, c) for c in node.value], pos)

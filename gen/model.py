@@ -90,6 +90,11 @@ class StateModel:
         self.storage = [(v.decl_type, v.name, v.array, v.where) for v in self.locals]
         for b in self.branches:
             self.storage.extend(b.storage)
+        self.array = ArrayModel(st.array) if st.array is not None else None
+        if self.array is not None and self.kind == "select":
+            # Which member won (or the deadline, as count).
+            self.winner = f"pd__s{si}_w"
+            self.storage.append(("int16_t", self.winner, "", None))
         self.deadline = None
         if st.deadline is not None:
             self.deadline = DeadlineModel(si, st.deadline)
@@ -104,7 +109,8 @@ class VarModel:
         self.name = v.name
         self.init = v.init
         self.child = v.child
-        self.array = v.array
+        self.array = v.array if not v.count else f"[{v.count}]"
+        self.count = v.count
         self.decl_type = v.child or v.ctype
         self.where = v.where
 
@@ -112,6 +118,24 @@ class VarModel:
         sep = "" if self.decl_type.endswith("*") else " "
         return f"{self.decl_type}{sep}{self.name}{self.array}"
 
+
+
+class ArrayModel:
+    """An array of child futures: the members, their progress and outputs."""
+
+    def __init__(self, v):
+        self.name = v.name
+        self.type = v.child
+        self.count = v.count
+        self.cs = f"pd__{v.name}_cs"
+        self.outs = f"pd__{v.name}_out"
+        params = [VarModel(p) for p in v.child_spec.params] if v.child_spec else []
+        self.param_list = "".join(", " + p.decl() for p in params)
+        self.param_names = "".join(", " + p.name for p in params)
+
+    def args(self):
+        """pd__arr_* arguments after cs and n: the vtable, members, outputs."""
+        return f"&{self.type}_vtable, self->{self.name}, self->{self.outs}"
 
 
 class FutureModel:
@@ -122,6 +146,9 @@ class FutureModel:
         self.output = spec.output
         self.output_where = spec.output_where
         self.includes = spec.includes
+        # Under #line: a header that cannot be found is reported at the spec.
+        self.include_decls = [(w, f"#include {i}")
+                              for w, i in zip(spec.include_where, spec.includes)]
         self.params = [VarModel(v) for v in spec.params]
         # Declarations built from type: strings carry their place in the
         # spec, for #line (render.decls and render.at).
@@ -137,6 +164,11 @@ class FutureModel:
         self.members = [(v.where, v.decl() + "; /* param */") for v in self.params] + \
             [(v.where, v.decl() + (";  /* child future */" if v.child else ";"))
              for v in self.fields]
+        self.arrays = [ArrayModel(v) for v in spec.fields if v.count]
+        for a in self.arrays:
+            self.members += [
+                (None, f"uint8_t {a.cs}[{a.count}];  /* {a.name}: PD__CH_* of each member */"),
+                (None, f"{a.type}_out {a.outs}[{a.count}];  /* {a.name}: their outputs */")]
         self.drop = spec.drop
         self.has_teardown = bool(spec.teardown)
         self.send = spec.send

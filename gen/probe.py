@@ -24,11 +24,31 @@ import shlex
 import subprocess
 import tempfile
 
-# The headers the generated .h and .c include (templates/future.*.j2), and
-# liburing, which polldrop.h includes.
-HEADERS = ["<stdbool.h>", "<stddef.h>", "<stdint.h>", "<sys/types.h>", "<errno.h>",
-           "<fcntl.h>", "<stdalign.h>", "<stdio.h>", "<stdlib.h>", "<string.h>",
-           "<sys/socket.h>", "<unistd.h>", "<liburing.h>"]
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Where polldrop.h is: in the repository, and in the install, where the
+# generator is PREFIX/share/polldrop/gen and the headers PREFIX/include/polldrop.
+RUNTIME_DIRS = [os.path.join(ROOT, "runtime"),
+                os.path.join(ROOT, os.pardir, os.pardir, "include", "polldrop")]
+# What polldrop.h itself includes, for when it cannot be found.
+RUNTIME_FALLBACK = ["<stdatomic.h>", "<liburing.h>"]
+
+
+def _headers():
+    """The system headers the generated .h and .c include, read from the
+    templates so that the probe keeps in step with them, then polldrop.h
+    (which brings liburing) as a -I directory and a header."""
+    found = []
+    for t in ("future.h.j2", "future.c.j2"):
+        with open(os.path.join(ROOT, "templates", t), encoding="utf-8") as f:
+            found += re.findall(r"^#include (<[^<>\s]+>)\s*$", f.read(), re.M)
+    headers = list(dict.fromkeys(found))
+    for d in RUNTIME_DIRS:
+        if os.path.isfile(os.path.join(d, "polldrop.h")):
+            return headers + ['"polldrop.h"'], ["-I", os.path.normpath(d)]
+    return headers + RUNTIME_FALLBACK, []
+
+
+HEADERS, INCLUDE_FLAGS = _headers()
 
 _cache = {}   # (cc, headers, kind, name) -> reason or None
 
@@ -43,7 +63,7 @@ def _compile(cc, headers, lines):
         with open(src, "w", encoding="utf-8") as f:
             f.write(text)
         cmd = [*shlex.split(cc), "-std=gnu11", "-fsyntax-only", "-fmax-errors=0",
-               "-ftrack-macro-expansion=0", src]
+               "-ftrack-macro-expansion=0", *INCLUDE_FLAGS, src]
         try:
             r = subprocess.run(cmd, capture_output=True, text=True, errors="replace",
                                timeout=60)
@@ -72,6 +92,7 @@ def check(globals_, members, includes=()):
     cc = os.environ.get("CC", "cc")
     result = {}
     for headers in (HEADERS + sorted(set(includes) - set(HEADERS)), HEADERS):
+        headers = list(headers)
         key = (cc, tuple(headers))
         todo = [("g", n) for n in sorted(set(globals_))] + \
                [("m", n) for n in sorted(set(members))]

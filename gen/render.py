@@ -10,6 +10,7 @@ import re
 
 import jinja2
 
+from gen import __version__
 from gen.errors import one_line
 from gen.validate import Snippet
 
@@ -152,6 +153,7 @@ def _env():
         undefined=jinja2.StrictUndefined,
         autoescape=False,
     )
+    env.globals["version"] = f"polldrop-gen {__version__}"
     env.filters.update(snip=snip, expr=expr, call_args=call_args, at=at, decls=decls,
                        comment=comment, comment_line=comment_line, cstr=c_string)
     return env
@@ -184,6 +186,12 @@ def render(model):
     c = e.get_template("future.c.j2").render(f=model)
     dot = e.get_template("future.dot.j2").render(f=model)
     return {"h": h, "c": _number_lines(c, model.c_name), "dot": dot}
+
+
+def render_harness(model):
+    """The C text of the Check test skeleton for `--harness`."""
+    return env().get_template("harness_test.c.j2").render(
+        name=model.name, futures=[model], spec_path=model.spec_path)
 
 
 def render_stats(models):

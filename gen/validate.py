@@ -11,7 +11,11 @@ from gen.errors import SpecError
 from gen.ops import OPS
 
 IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-MACRO = re.compile(r"\b(GOTO|YIELD|RETURN|DONE)\b\s*(\()?")
+MACRO = re.compile(r"\b(GOTO|YIELD|RETURN|DONE|START)\b\s*(\()?")
+# Macros over an array of child futures: their first argument names it.
+ARRAY_MACRO = re.compile(r"\b(START|IDLE|ACTIVE|OUTPUT|COMPLETED|COUNT)\s*\(\s*"
+                         r"([A-Za-z_][A-Za-z0-9_]*)?")
+MAX_COUNT = 4096
 SELF_MEMBER = re.compile(r"\bself\s*->\s*([A-Za-z_][A-Za-z0-9_]*)")
 MACRO_ARG = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*\)")
 
@@ -53,7 +57,7 @@ STATE_KEYS = ["doc", "do", "io", "args", "await", "join", "select", "then",
               "when", "next", "locals", "timeout_ms"]
 ACTIONS = ["do", "io", "await", "join", "select"]
 BRANCH_KEYS = ["io", "args", "await", "then", "timeout_ms"]
-VAR_KEYS = ["name", "type", "init", "future"]
+VAR_KEYS = ["name", "type", "init", "future", "count"]
 MAX_BRANCHES = 32
 
 # Runtime types bound to one thread, which a send future's params cannot
@@ -99,6 +103,7 @@ class Var:
         self.child_spec = None      # resolved Spec of the child
         self.init = init
         self.where = None           # Snippet of the type (or future) node, for #line
+        self.count = None           # an array of child futures: how many
 
 
 class Branch:
@@ -131,6 +136,8 @@ class State:
         self.locals = []
         self.branches = []
         self.deadline = None        # Snippet: timeout_ms over a whole await/join/select
+        self.array_node = None      # join/select: the node naming an array
+        self.array = None           # Var: the array of child futures this state waits on
 
 
 class Spec:
@@ -141,6 +148,7 @@ class Spec:
         self.name_pos = root.pos
         self.doc = ""
         self.includes = []
+        self.include_where = []     # Snippet of each include, for #line
         self.output = "int"
         self.output_where = None    # Snippet of output:, for #line
         self.params = []
@@ -149,6 +157,7 @@ class Spec:
         self.teardown = []          # teardown states, in order
         self.drop = None
         self.has_teardown = False
+        self.starts = []            # (pos, array Var, argument count) of each START
         self.send = False           # send: true, F_spawn_on is generated
 
     def all_states(self):
@@ -176,6 +185,25 @@ def split_array(ctype):
     if not dims:
         return ctype, ""
     return rest.strip(), "".join(reversed(dims))
+
+
+def unbalanced(text):
+    """(offset, message) of the first bracket of C text that has no partner,
+    or None. Spec text is pasted into generated functions: a stray brace
+    would close one, and the compiler would blame the generated code."""
+    pairs = {")": "(", "]": "[", "}": "{"}
+    stack = []
+    for i, c in enumerate(strip_c(text)):
+        if c in "([{":
+            stack.append((i, c))
+        elif c in pairs:
+            if not stack or stack[-1][1] != pairs[c]:
+                return i, f"'{c}' without a matching '{pairs[c]}'"
+            stack.pop()
+    if stack:
+        i, c = stack[-1]
+        return i, f"'{c}' is not closed"
+    return None
 
 
 def strip_c(text):
@@ -252,8 +280,24 @@ class Validator:
     def text(self, node, what, allow_empty=False):
         if not self.expect(node, "scalar", what):
             return None
+        if node.comment:
+            pos, dropped = node.comment
+            shown = dropped if len(dropped) <= 40 else dropped[:37] + "..."
+            self.d.warning(pos, f"'{shown}' after {what} is a YAML comment and is not "
+                           "part of the C text; quote the value or use a block scalar (|) "
+                           "if it belongs to it")
         if not allow_empty and not node.value.strip():
             self.err(node.pos, f"{what} must not be empty")
+            return None
+        if node.value.rstrip().endswith("\\"):
+            self.err(node.pos_at(len(node.value.rstrip()) - 1),
+                     f"{what} ends with a backslash: the line continuation would join "
+                     "the generated code that follows")
+            return None
+        bad = unbalanced(node.value)
+        if bad is not None:
+            offset, message = bad
+            self.err(node.pos_at(offset), f"{message} in {what}")
             return None
         return Snippet(node)
 
@@ -343,6 +387,7 @@ class Validator:
             v = item.value.strip()
             if re.match(r'^(<[^<>"\s]+>|"[^"\s]+")$', v):
                 s.includes.append(v)
+                s.include_where.append(Snippet(item))
             else:
                 self.err(item.pos, f"include '{v}' must be written <header.h> "
                          "or \"header.h\"")
@@ -362,7 +407,8 @@ class Validator:
     def var(self, node, what, allow_child, allow_init, allow_array):
         m = node.value
         allowed = [k for k in VAR_KEYS if (k != "future" or allow_child)
-                   and (k != "init" or allow_init)]
+                   and (k != "init" or allow_init)
+                   and (k != "count" or (allow_child and what == "field"))]
         self.keys(node, allowed, f"a {what}")
         if "name" not in m:
             self.err(node.pos, f"{what} is missing required key 'name'")
@@ -386,7 +432,14 @@ class Validator:
             v = Var(name, pos, child=child)
             v.child_pos = m["future"].pos
             v.where = Snippet(m["future"])
+            if "count" in m and what == "field":
+                v.count = self.count(m["count"], name)
+                if v.count is None:
+                    return None
             return v
+        if "count" in m and "count" in allowed:
+            self.err(node.key_pos["count"], f"{what} '{name}': count makes an array of "
+                     "child futures and goes with future: (a C array is type: \"T[N]\")")
         if "type" not in m:
             self.err(node.pos, f"{what} '{name}' is missing required key 'type'")
             return None
@@ -414,6 +467,16 @@ class Validator:
         v = Var(name, pos, ctype=ctype, array=array, init=init)
         v.where = t
         return v
+
+    def count(self, node, name):
+        if not self.expect(node, "scalar", f"count of '{name}'"):
+            return None
+        v = node.value.strip()
+        if not re.fullmatch(r"[0-9]+", v) or not 1 <= int(v) <= MAX_COUNT:
+            self.err(node.pos, f"count of '{name}' must be a whole number from 1 to "
+                     f"{MAX_COUNT}, not '{v}'")
+            return None
+        return int(v)
 
     # --- states ---
 
@@ -475,16 +538,30 @@ class Validator:
                 self.err(node.key_pos["args"], f"'args' belongs in each {st.kind} branch")
             if "timeout_ms" in m:
                 st.deadline = self.deadline(m["timeout_ms"])
-            if st.kind == "select" and "then" in m and "timeout_ms" not in m:
+            if st.kind == "select" and "then" in m and "timeout_ms" not in m \
+                    and m[st.kind].kind != "scalar":
                 self.err(node.key_pos["then"], "a select has no state-level then: "
                          "give each branch its own then (with timeout_ms, the "
                          "state's then runs when the deadline fires)")
-            elif st.kind == "select" and "then" not in m and "timeout_ms" in m:
+            elif st.kind == "select" and "then" not in m and "timeout_ms" in m \
+                    and m[st.kind].kind != "scalar":
                 self.err(node.key_pos["timeout_ms"], "a select with timeout_ms needs a "
                          "state-level then: it runs when the deadline fires")
+            if m[st.kind].kind == "scalar":
+                # join/select over an array of child futures (resolved later).
+                st.array_node = m[st.kind]
+                if "then" in m:
+                    st.code = self.text(m["then"], "then")
+                elif st.kind == "select":
+                    self.err(st.pos, f"select over an array needs a then: it sees "
+                             "index and out of the member that finished first")
+                return self.state_end(st, m)
             if "then" in m and (st.kind == "join" or "timeout_ms" in m):
                 st.code = self.text(m["then"], "then")
             st.branches = self.branches(m[st.kind], st)
+        self.state_end(st, m)
+
+    def state_end(self, st, m):
         if st.phase == "run" and st.when and not st.next:
             self.err(m["when"].pos, f"run state '{st.name}' has 'when' but no 'next': "
                      "where does control go when the guard is false?")
@@ -642,7 +719,10 @@ class Validator:
             if not m.group(2):
                 self.err(pos, f"{macro} must be called: {macro}(...)")
                 continue
-            if macro == "RETURN" and st.phase == "teardown":
+            if macro == "START" and st.phase == "teardown":
+                self.err(pos, "START is only allowed in run states: teardown cannot "
+                         "start new work")
+            elif macro == "RETURN" and st.phase == "teardown":
                 self.err(pos, "RETURN is not allowed in teardown: teardown has no "
                          "output (use DONE() to finish it)")
             elif macro == "DONE" and st.phase == "run":
@@ -665,6 +745,22 @@ class Validator:
                 else:
                     self.err(tpos, f"{macro}({target}): no state named '{target}'")
         return targets
+
+    def array_macros(self, s, snip):
+        """START/IDLE/ACTIVE/OUTPUT/COMPLETED/COUNT name an array of children;
+        START's arguments are counted for resolve_children."""
+        clean = strip_c(snip.text)
+        arrays = {v.name: v for v in s.fields if v.count}
+        for m in ARRAY_MACRO.finditer(clean):
+            macro, name = m.group(1), m.group(2)
+            pos = snip.node.pos_at(m.start(2) if name else m.start())
+            if name not in arrays:
+                what = f"'{name}' is not" if name else "its first argument must name"
+                self.err(pos, f"{macro}: {what} an array of child futures (a field with "
+                         "future: and count:)")
+                continue
+            if macro == "START":
+                s.starts.append((pos, arrays[name], _call_args(clean, m.end(2))))
 
     def foreign_locals(self, s):
         """Code may use only its own state's locals: the others share storage."""
@@ -700,6 +796,8 @@ class Validator:
                 for snip in [st.code] + [b.then for b in st.branches]:
                     if snip is not None:
                         targets += self.macros(s, snip, st)
+                        self.array_macros(s, snip)
+                self.array_state(s, st, fields)
                 if st.next is not None:
                     if st.next in names:
                         targets.append(st.next)
@@ -734,6 +832,30 @@ class Validator:
                         b.child = target
                         b.child_node = cnode
             self.reachability(s, states, edges)
+
+    def array_state(self, s, st, fields):
+        """A join, select or await over an array of child futures."""
+        node = st.array_node
+        if node is None and st.kind == "await" and st.branches \
+                and st.branches[0].child is not None:
+            cnode = st.branches[0].child
+            target = fields.get(cnode.value)
+            if target is not None and target.count:
+                if st.branches[0].child_args or st.branches[0].args_node is not None:
+                    self.err(st.branches[0].args_node.pos, f"await {cnode.value}: an "
+                             "array's members are started with START(array, i, args...), "
+                             "not by await")
+                st.array, st.branches = target, []
+            return
+        if node is None:
+            return
+        target = fields.get(node.value)
+        if target is None or not target.count:
+            self.err(node.pos, f"{st.kind}: '{node.value}' is not an array of child "
+                     "futures (a field with future: and count:); give a mapping of "
+                     "branches to join or select them")
+            return
+        st.array = target
 
     def reachability(self, s, states, edges):
         if not states:
@@ -789,6 +911,23 @@ def probe_names(specs, diags):
             diags.error(pos, f"{kind} name '{name}' is {why}; choose another name")
 
 
+def _call_args(text, at):
+    """The number of arguments of a call, from `at`, just after its first
+    argument, to its closing parenthesis (commas inside brackets do not
+    count; the text has no comments or literals left)."""
+    depth, n = 0, 1
+    for c in text[at:]:
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            if depth == 0:
+                break
+            depth -= 1
+        elif c == "," and depth == 0:
+            n += 1
+    return n
+
+
 def resolve_children(specs, diags):
     """Binds every child future to its Spec and checks await arguments.
 
@@ -816,6 +955,15 @@ def resolve_children(specs, diags):
                     diags.error(where, f"await {b.child.name}: {b.child.child} takes "
                                 f"{want} argument{'s' if want != 1 else ''} ({names}), "
                                 f"got {got}")
+        for pos, arr, nargs in s.starts:
+            if arr.child_spec is None:
+                continue
+            want = len(arr.child_spec.params)
+            if nargs != want + 2:
+                names = ", ".join(p.name for p in arr.child_spec.params) or "none"
+                diags.error(pos, f"START({arr.name}, i, ...): {arr.child} takes {want} "
+                            f"argument{'s' if want != 1 else ''} ({names}), got "
+                            f"{nargs - 2}")
     # A future that contains itself, directly or not, has no finite size.
     for s in specs.values():
         path = _cycle(s, specs)

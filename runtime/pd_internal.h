@@ -9,6 +9,7 @@
 #define POLLDROP_INTERNAL_H
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <unistd.h>
@@ -41,6 +42,11 @@ struct pd_task {
     uint8_t queued;      /* on the ready queue (or in the batch being polled) */
     uint8_t has_output;
     uint8_t flags;       /* PD__TASK_* */
+    /*
+     * The caller's reference was released. Last, so that code built with
+     * and without PD_CHECKED agrees on every other member's place.
+     */
+    uint8_t released;
 };
 
 enum {
@@ -77,6 +83,9 @@ struct pd_runtime {
     atomic_uchar wake_sent;                /* a wake is on its way: no other needed */
     atomic_uchar shutdown_asked;           /* pd_shutdown_remote was called */
     _Atomic int64_t shutdown_at_ns;        /* its earliest deadline; INT64_MAX: none */
+
+    /* The thread that made it: the only one that may drive it. Last, as above. */
+    pthread_t owner;
 };
 
 struct pd_cx {
@@ -125,6 +134,34 @@ static inline void pd__checked_release(const pd__op *op)
 }
 #endif
 
+/*
+ * Misuse caught by the checked build (-DPD_CHECKED; docs/design.md, "The
+ * checked build"): each aborts with `polldrop checked build: FUTURE (state
+ * S): MISTAKE` on stderr. The plain build does none of these checks.
+ */
+void pd__misuse(const char *future, const char *state, const char *mistake)
+    __attribute__((noreturn, cold));
+#ifdef PD_CHECKED
+/* What polling a future in phase (a PD__PH_*, not RUN) means. */
+const char *pd__poll_misuse(unsigned phase);
+/* A generated future's F_init and drop code: a registry of live futures. */
+void pd__checked_init(const void *self, const char *future, const char *state);
+void pd__checked_dead(const void *self);
+#else
+static inline void pd__checked_init(const void *self, const char *future,
+                                    const char *state)
+{
+    (void)self;
+    (void)future;
+    (void)state;
+}
+
+static inline void pd__checked_dead(const void *self)
+{
+    (void)self;
+}
+#endif
+
 /* A child future's progress inside its parent (an await/join/select branch). */
 enum {
     PD__CH_IDLE = 0, /* not initialised, or fully dropped */
@@ -132,6 +169,7 @@ enum {
     PD__CH_DROP = 2, /* being async-dropped */
     PD__CH_DONE = 3, /* dropped */
     PD__CH_OK = 4,   /* flag: it returned Ready, its output is valid */
+    PD__CH_SEEN = 8, /* flag, arrays: a finished member the parent has seen */
 };
 
 /* A generated future's phase (its pd__phase member). */
@@ -629,5 +667,46 @@ static inline void pd__child_drop_sync(uint8_t *cs, const pd_vtable *vt,
         vt->drop(child);
     *cs = PD__CH_DONE;
 }
+
+/*
+ * Arrays of child futures (`{name, future, count}` fields). Member i of an
+ * array of n is at kids + i * vt->size, its output at outs + i *
+ * vt->out_size, its progress in cs[i]: 0 never started; RUN or DROP while
+ * it runs; DONE (with OK if it returned Ready) once it is destroyed, and
+ * SEEN as well once a wait state of the parent reported it. A member can
+ * be started again once it is idle: never started, or seen.
+ */
+static inline int pd__arr_idle(const uint8_t *cs, int i)
+{
+    return cs[i] == PD__CH_IDLE || (cs[i] & PD__CH_SEEN);
+}
+
+/* Members started and not yet seen: running, or finished and unreported. */
+int pd__arr_active(const uint8_t *cs, unsigned n);
+
+/*
+ * Polls every running member (a member that returns Ready is async-dropped
+ * in the same call). Returns the lowest index of a finished, unseen member,
+ * or -1; sets *busy when a member is still running.
+ */
+int pd__arr_poll(uint8_t *cs, unsigned n, const pd_vtable *vt, void *kids,
+                 void *outs, pd_cx *cx, int *busy);
+
+/*
+ * Cancels every running member but `keep` (-1 for none) and drives their
+ * async drops. Returns 1 once no member but `keep` is running.
+ */
+int pd__arr_quiesce(uint8_t *cs, unsigned n, const pd_vtable *vt, void *kids,
+                    void *outs, pd_cx *cx, int keep);
+
+/* Marks every finished member seen: a join or select reported them all. */
+void pd__arr_seen(uint8_t *cs, unsigned n);
+
+/* Sync-drops every running member, last first. */
+void pd__arr_drop_sync(uint8_t *cs, unsigned n, const pd_vtable *vt, void *kids);
+
+/* START on a member that is out of range or still running: aborts. */
+void pd__arr_misuse(const char *future, const char *array, int i, int n)
+    __attribute__((noreturn, cold));
 
 #endif /* POLLDROP_INTERNAL_H */

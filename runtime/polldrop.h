@@ -205,6 +205,13 @@ void pd_task_release(pd_task *t);
 void pd_runtime_stats(const pd_runtime *rt, pd_stats *s);
 
 /*
+ * Milliseconds of CLOCK_MONOTONIC: for a deadline over a whole job, kept
+ * as an absolute time and turned into what is left for each wait
+ * (`timeout_ms: self->end_ms - pd_clock_ms()`).
+ */
+long long pd_clock_ms(void);
+
+/*
  * Built-in future: async-drops a pd_dyn. Its output is nothing (out_size 0).
  * Async-dropping or sync-dropping a pd_drop_async finishes the victim's
  * destruction, so the victim is destroyed exactly once on every path.

@@ -61,7 +61,8 @@ def code(what, allow_empty=False):
 
 def var(what, allow_child=True, allow_init=True, allow_array=True):
     keys = [k for k in validate.VAR_KEYS
-            if (k != "future" or allow_child) and (k != "init" or allow_init)]
+            if (k != "future" or allow_child) and (k != "init" or allow_init)
+            and (k != "count" or (allow_child and what == "field"))]
     reserved = validate.PARAM_RESERVED if what == "param" else validate.SNIPPET_NAMES
     props = {"name": ident(f"{what} name", reserved)}
     ctype = code("C type; a trailing [N] makes an array")
@@ -73,11 +74,16 @@ def var(what, allow_child=True, allow_init=True, allow_array=True):
         props["init"] = code("initial value, a C expression")
     if allow_child:
         props["future"] = ident("the child future's type: another spec")
+    if "count" in keys:
+        props["count"] = {"description": "an array of this many child futures",
+                          "anyOf": [{"type": "integer", "minimum": 1,
+                                     "maximum": validate.MAX_COUNT},
+                                    {"type": "string", "pattern": "^[0-9]+$"}]}
     in_step(props, keys, f"a {what}")
     plain = {"required": ["name", "type"]}
     if allow_child:
         # A child has a future and no type or init; a plain one has a type.
-        plain["not"] = {"required": ["future"]}
+        plain["not"] = {"anyOf": [{"required": ["future"]}, {"required": ["count"]}]}
         child = {"required": ["name", "future"],
                  "not": {"anyOf": [{"required": ["type"]}, {"required": ["init"]}]}}
         alts = {"oneOf": [plain, child]}
@@ -161,8 +167,10 @@ def state(phase):
              "io": {"enum": sorted(OPS), "description": "an io_uring operation"},
              "args": {},
              "await": ident("a child future field or local of this state"),
-             "join": branches("join"),
-             "select": branches("select"),
+             "join": {"anyOf": [branches("join"),
+                                ident("an array of child futures: wait for all")]},
+             "select": {"anyOf": [branches("select"),
+                                  ident("an array of child futures: the first to finish")]},
              "then": code("C code run after the action"),
              "when": code("a guard, a C expression; when false the state is skipped"),
              "next": ident("the state taken when the code falls off its end"),
@@ -179,7 +187,8 @@ def state(phase):
              {"if": {"required": ["do"]}, "then": none_of("then", "args", "timeout_ms")},
              {"if": {"required": ["join"]}, "then": none_of("args")},
              # A select's state-level then is its deadline's, and needs one.
-             {"if": {"required": ["select"]},
+             {"if": {"required": ["select"],
+                     "properties": {"select": {"type": "object"}}},
               "then": {"allOf": [none_of("args"),
                                  {"anyOf": [{"required": ["then", "timeout_ms"]},
                                             none_of("then", "timeout_ms")]}]}},

@@ -290,6 +290,67 @@ class EchoServerProcess(unittest.TestCase):
             whole = pattern * (len(body) // len(pattern) + 1)
             self.assertEqual(body, whole[:len(body)], f"client {i}: echo differs")
 
+    def test_threads_share_the_port_and_all_shut_down(self):
+        """-t 4: four threads with a runtime and a listener each; SIGTERM
+        shuts every one down: each client gets its goodbye, 0 in flight."""
+        p, port = self.start("-t", "4")
+        self.assertIn("4 threads", self.listening)
+        # The main thread and four workers.
+        self.assertEqual(len(os.listdir(f"/proc/{p.pid}/task")), 5)
+        clients = [self.connect(port) for _ in range(32)]
+        for i, c in enumerate(clients):
+            self.echo(c, b"ping %d\n" % i)
+        p.send_signal(signal.SIGTERM)
+        for c in clients:
+            self.assertEqual(self.read_to_eof(c), b"bye\n")
+            c.close()  # the end of stream that ends the server's lingering close
+        out, err = p.communicate(timeout=30)
+        self.assertEqual(p.returncode, 0, err)
+        self.assertIn("shut down; 0 ops in flight, 0 connections left, "
+                      "0 teardowns cut short", out)
+
+    def test_drain_deadline_cuts_a_client_that_stopped_reading(self):
+        """A client that stopped reading with its receive window full keeps
+        the goodbye's send blocked; -d cuts that teardown short, and the
+        server still exits 0 with nothing in flight. The other client's
+        teardown ends on its own."""
+        # 1500 ms: past the goodbye's own 1 s timeout, well before the end
+        # of the stuck client's lingering close; ample for the quick one.
+        p, port = self.start("-t", "2", "-d", "1500")
+        quick = self.connect(port)
+        self.echo(quick, b"hello\n")
+        stuck = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(stuck.close)
+        stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stuck.connect(("127.0.0.1", port))
+        stuck.setblocking(False)
+        chunk, idle_rounds = b"x" * 65536, 0
+        while idle_rounds < 3:
+            try:
+                while stuck.send(chunk) > 0:
+                    idle_rounds = 0
+            except BlockingIOError:
+                pass
+            idle_rounds += 1
+            time.sleep(0.1)
+        p.send_signal(signal.SIGTERM)
+        self.assertEqual(self.read_to_eof(quick), b"bye\n")
+        quick.close()
+        out, err = p.communicate(timeout=30)
+        self.assertEqual(p.returncode, 0, err)
+        self.assertIn("shut down; 0 ops in flight, 0 connections left, "
+                      "1 teardowns cut short at the 1500 ms drain deadline", out)
+
+    def test_bad_thread_and_drain_arguments(self):
+        for args, msg in [(["-t", "0"], "echo_server: bad thread count '0' (1-256)"),
+                          (["-t", "257"], "echo_server: bad thread count '257' (1-256)"),
+                          (["-d", "-1"], "echo_server: bad drain time '-1' (milliseconds)"),
+                          (["-d", "soon"],
+                           "echo_server: bad drain time 'soon' (milliseconds)")]:
+            r = subprocess.run([SERVER, *args], capture_output=True, text=True, timeout=10)
+            self.assertEqual(r.returncode, 2, args)
+            self.assertEqual(r.stderr.strip(), msg)
+
     def test_ipv6_loopback(self):
         try:
             probe = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)

@@ -4,6 +4,7 @@ import io
 import os
 import shutil
 import signal
+import sys
 import subprocess
 import tempfile
 import textwrap
@@ -465,8 +466,13 @@ class Hostile(GenTest):
     def test_huge_array_type_is_split_in_linear_time(self):
         with hang_guard():
             lines = self.errors("future: f\nfields:\n  - {name: x, type: 'int" + " " * 200000
+                                + "[1] [2]'}\nstates: {a: {do: RETURN(0);}}\n")
+        self.assertEqual(lines, [])
+        shutil.rmtree(self.out)
+        with hang_guard():
+            lines = self.errors("future: f\nfields:\n  - {name: x, type: 'int" + " " * 200000
                                 + "x[1'}\nstates: {a: {do: RETURN(0);}}\n")
-        self.assertEqual([l for l in lines if "error" in l], [])
+        self.assertEqual(lines, ["f.yaml:3:200026: error: '[' is not closed in type of 'x'"])
 
     def test_array_suffixes(self):
         from gen.validate import split_array
@@ -509,6 +515,19 @@ class Hostile(GenTest):
                    "characters\n")
         self.assertEqual(self.run_gen("--check", path), want)
         self.assertEqual(self.run_gen(path), want)
+
+    def test_trailing_backslash_is_refused(self):
+        self.assertError("future: f\nstates:\n  a:\n    when: x \\\n    next: a\n"
+                         "    do: RETURN(0);\n",
+                         "f.yaml:4:13: error: when ends with a backslash: the line "
+                         "continuation would join the generated code that follows")
+
+    def test_unbalanced_brackets_are_reported_at_the_spec(self):
+        self.assertError("future: f\nstates:\n  a:\n    do: |\n      if (1) {\n"
+                         "          RETURN(0);\n      RETURN(1);\n",
+                         "f.yaml:5:14: error: '{' is not closed in do")
+        self.assertError("future: f\nstates:\n  a:\n    do: 'RETURN(0); } /* { */ x(\"}\");'\n",
+                         "f.yaml:4:21: error: '}' without a matching '{' in do")
 
     def test_outputs_get_the_usual_mode(self):
         old = os.umask(0o022)
@@ -593,6 +612,117 @@ class Collisions(GenTest):
                                 "-o", os.devnull], capture_output=True, text=True)
             first = [l for l in r.stderr.splitlines() if " error: " in l][0]
             self.assertRegex(first, rf"f\.yaml:{line}:\d+: error: .*no_such_type")
+
+    def test_missing_header_is_reported_at_the_include(self):
+        path = self.spec("f", "future: f\ninclude:\n  - <stdio.h>\n  - <no/such.h>\n"
+                              "states: {a: {do: RETURN(0);}}\n")
+        self.assertEqual(self.run_gen(path), (0, ""))
+        r = subprocess.run(["cc", "-std=gnu11", "-I", os.path.join(ROOT, "runtime"),
+                            "-I", self.out, "-c", os.path.join(self.out, "f.c"),
+                            "-o", os.devnull], capture_output=True, text=True)
+        self.assertRegex(r.stderr, r"f\.yaml:4:\d+: fatal error: no/such\.h")
+
+
+class YamlTraps(GenTest):
+    """PyYAML's errors keep FILE:LINE:COL and gain a hint at the usual trap."""
+
+    def test_colon_space_in_a_plain_value(self):
+        self.assertError("future: f\nstates:\n  a:\n    do: x = a ? b : c;\n",
+                         "f.yaml:4:19: error: malformed YAML: mapping values are not allowed "
+                         "here (a ': ' inside a plain value starts a mapping: quote the value "
+                         "or use a block scalar (|))")
+
+    def test_anchor_at_the_start_of_a_value(self):
+        self.assertError("future: f\nstates:\n  a:\n    do: &self->x;\n",
+                         "f.yaml:4:15: error: malformed YAML: expected alphabetic or numeric "
+                         "character, but found '>' ('&', '*' or '!' at the start of a value "
+                         "begins a YAML anchor, alias or tag: quote the value or use a block "
+                         "scalar (|))")
+
+    def test_text_after_a_closing_quote(self):
+        self.assertError('future: f\nstates:\n  a:\n    do: "bye\\n" + 1;\n',
+                         "f.yaml:4:17: error: malformed YAML: expected <block end>, but found "
+                         "'<scalar>' (text follows a closing quote: quote the whole value "
+                         "('\"bye\\n\"' for a C string literal) or use a block scalar (|))")
+
+    def test_tab_indentation(self):
+        self.assertError("future: f\nstates:\n\ta: {do: RETURN(0);}\n",
+                         "f.yaml:3:1: error: malformed YAML: found character '\\t' that "
+                         "cannot start any token (indent with spaces: YAML does not allow "
+                         "tabs there)")
+
+    def test_comment_after_a_snippet_is_a_warning(self):
+        lines = self.errors("future: f\nstates:\n  a:\n    do: RETURN(1); # RETURN(2);\n")
+        self.assertEqual(lines, ["f.yaml:4:20: warning: '# RETURN(2);' after do is a YAML "
+                                 "comment and is not part of the C text; quote the value or "
+                                 "use a block scalar (|) if it belongs to it"])
+        self.assertTrue(os.path.exists(os.path.join(self.out, "f.c")))
+
+    def test_comment_inside_a_block_scalar_is_c(self):
+        self.assertEqual(self.errors("future: f\nstates:\n  a:\n    do: |\n"
+                                     "      RETURN(1); # not YAML\n"), [])
+
+
+class CommandLine(GenTest):
+    def test_version(self):
+        from gen import __version__
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), self.assertRaises(SystemExit) as e:
+            cli.main(["--version"])
+        self.assertEqual(e.exception.code, 0)
+        self.assertEqual(out.getvalue(), f"polldrop-gen {__version__}\n")
+        self.assertEqual(self.run_gen(self.spec("good", GOOD)), (0, ""))
+        with open(os.path.join(self.out, "good.h")) as f:
+            self.assertIn(f"by polldrop-gen {__version__}.", f.read())
+
+    def test_runs_from_any_directory_and_finds_the_library_specs(self):
+        path = self.spec("uses_lib", """\
+            future: uses_lib
+            fields:
+              - {name: w, future: write_all}
+            states:
+              a: {await: w, args: [1, '"x"', 1], then: RETURN((int)out);}
+            """)
+        env = dict(os.environ, PYTHONPATH=ROOT, POLLDROP_GEN_PROG="polldrop-gen")
+        r = subprocess.run([sys.executable, "-m", "gen", "-o", "out", path], cwd=self.dir,
+                           env=env, capture_output=True, text=True)
+        self.assertEqual((r.returncode, r.stderr), (0, ""))
+        self.assertTrue(os.path.exists(os.path.join(self.out, "uses_lib.c")))
+        r = subprocess.run([sys.executable, "-m", "gen", "--bogus", path], cwd=self.dir, env=env,
+                           capture_output=True, text=True)
+        self.assertEqual((r.returncode, r.stderr),
+                         (2, "polldrop-gen: error: unrecognized arguments: --bogus\n"))
+
+    @unittest.skipUnless(shutil.which("cc") and shutil.which("pkg-config"),
+                         "needs a C compiler and pkg-config")
+    def test_harness_skeleton_compiles_and_is_not_overwritten(self):
+        path = self.spec("good", GOOD.replace("  - {name: fd, type: int}\n",
+                                              "  - {name: fd, type: int}\n"
+                                              "  - {name: path, type: const char *}\n"))
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            self.assertEqual(self.run_gen("--harness", path), (0, ""))
+        skeleton = os.path.join(self.out, "good_harness_test.c")
+        self.assertEqual(out.getvalue(), f"python3 -m gen: wrote {skeleton}\n")
+        with open(skeleton) as f:
+            text = f.read()
+        self.assertIn("good_init(self, fx->fd, fx->path);", text)
+        self.assertIn(".vt = &good_vtable,", text)
+        cflags = subprocess.run(["pkg-config", "--cflags", "check"], capture_output=True,
+                                text=True).stdout.split()
+        r = subprocess.run(["cc", "-std=gnu11", "-Wall", "-Wextra", "-Werror", *cflags,
+                            "-I", os.path.join(ROOT, "runtime"), "-I", self.out, "-c",
+                            skeleton, "-o", os.devnull], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(skeleton, "a") as f:
+            f.write("/* mine */\n")
+        with contextlib.redirect_stdout(io.StringIO()):
+            code, err = self.run_gen("--harness", path)
+        self.assertEqual((code, err), (0, f"{skeleton}:1:1: warning: exists, not overwritten "
+                                          "(it is yours to edit; remove it for a fresh "
+                                          "skeleton)\n"))
+        with open(skeleton) as f:
+            self.assertTrue(f.read().endswith("/* mine */\n"))
 
 
 class StructuredErrors(GenTest):
@@ -920,3 +1050,95 @@ class LineDirectives(GenTest):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ArrayErrors(GenTest):
+    """Arrays of child futures: count, START and the states that wait on them."""
+
+    def kid(self):
+        self.spec("kid", GOOD.replace("good", "kid"))
+        return ("-I", self.dir)
+
+    def test_count_must_be_a_small_whole_number(self):
+        self.assertError("""\
+            future: f
+            fields:
+              - {name: k, future: kid, count: 0}
+            states:
+              a: {do: RETURN(0);}
+            """, "f.yaml:3:35: error: count of 'k' must be a whole number from 1 to "
+                 "4096, not '0'", extra=self.kid())
+
+    def test_count_goes_with_future(self):
+        self.assertError("""\
+            future: f
+            fields:
+              - {name: k, type: int, count: 3}
+            states:
+              a: {do: RETURN(0);}
+            """, "f.yaml:3:26: error: field 'k': count makes an array of child futures "
+                 "and goes with future: (a C array is type: \"T[N]\")")
+
+    def test_start_names_an_array(self):
+        self.assertError("""\
+            future: f
+            fields:
+              - {name: n, type: int}
+            states:
+              a: {do: "START(n, 0, 1); RETURN(0);"}
+            """, "f.yaml:5:18: error: START: 'n' is not an array of child futures (a "
+                 "field with future: and count:)")
+
+    def test_start_takes_the_members_arguments(self):
+        self.assertError("""\
+            future: f
+            fields:
+              - {name: k, future: kid, count: 2}
+            states:
+              a: {do: "START(k, 0); RETURN(0);"}
+            """, "f.yaml:5:18: error: START(k, i, ...): kid takes 1 argument (fd), got 0",
+            extra=self.kid())
+
+    def test_start_is_not_for_teardown(self):
+        self.assertError("""\
+            future: f
+            fields:
+              - {name: k, future: kid, count: 2}
+            states:
+              a: {do: RETURN(0);}
+            teardown:
+              t: {do: "START(k, 0, 1);"}
+            drop: ""
+            """, "f.yaml:7:12: error: START is only allowed in run states: teardown "
+                 "cannot start new work", extra=self.kid())
+
+    def test_join_of_a_plain_field(self):
+        self.assertError("""\
+            future: f
+            fields:
+              - {name: n, type: int}
+            states:
+              a: {join: n, then: RETURN(0);}
+            """, "f.yaml:5:13: error: join: 'n' is not an array of child futures (a "
+                 "field with future: and count:); give a mapping of branches to join or "
+                 "select them")
+
+    def test_select_over_an_array_needs_then(self):
+        self.assertError("""\
+            future: f
+            fields:
+              - {name: k, future: kid, count: 2}
+            states:
+              a: {select: k, next: a}
+            """, "f.yaml:5:3: error: select over an array needs a then: it sees index "
+                 "and out of the member that finished first", extra=self.kid())
+
+    def test_await_of_an_array_takes_no_args(self):
+        self.assertError("""\
+            future: f
+            fields:
+              - {name: k, future: kid, count: 2}
+            states:
+              a: {await: k, args: [1], then: RETURN(out);}
+            """, "f.yaml:5:23: error: await k: an array's members are started with "
+                 "START(array, i, args...), not by await", extra=self.kid())

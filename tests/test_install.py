@@ -245,9 +245,8 @@ class Install(unittest.TestCase):
                                    r"python3-yaml python3-jinja2; or set POLLDROP_PYTHON\)\n\Z")
 
 
-@unittest.skipUnless(os.path.isdir(os.path.join(ROOT, ".git")) or
-                     os.path.isfile(os.path.join(ROOT, ".git")),
-                     "needs the repository's git history to clone it")
+@unittest.skipUnless(os.path.exists(os.path.join(ROOT, ".git")) and shutil.which("git"),
+                     "needs git and the repository's history to clone it")
 class FreshClone(unittest.TestCase):
     """make install PREFIX=DIR from a fresh clone of the committed tree, and
     a user's build against it with only PATH and PKG_CONFIG_PATH."""
