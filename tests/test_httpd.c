@@ -859,6 +859,14 @@ static int load_parse(loader *l)
     return 1;
 }
 
+static int served_all(const loader *ls)
+{
+    for (int i = 0; i < LOAD_CONNS; i++)
+        if (ls[i].responses == 0)
+            return 0;
+    return 1;
+}
+
 static void shutdown_under_load(long threads)
 {
     static loader ls[LOAD_CONNS];
@@ -903,7 +911,8 @@ static void shutdown_under_load(long threads)
                     load_send(l);
             }
         }
-        if (!signalled && total >= LOAD_BEFORE) {
+        /* Mid-stream: every client has been served, and all are looping. */
+        if (!signalled && total >= LOAD_BEFORE && served_all(ls)) {
             kill(s.pid, SIGTERM);
             signalled = 1;
         }

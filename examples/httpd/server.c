@@ -47,8 +47,8 @@ static void *worker_main(void *arg)
 {
     worker *w = arg;
     pd_runtime *rt;
-    pd_task *acc, *dr;
-    int ret = pd_runtime_new(&rt, NULL);
+    pd_task *acc[HTTP_ACCEPTORS] = { NULL }, *dr;
+    int ret = pd_runtime_new(&rt, NULL), fail = 0;
 
     if (ret < 0) {
         fprintf(stderr, "httpd: thread %d: io_uring is not available: %s\n", w->idx,
@@ -57,34 +57,39 @@ static void *worker_main(void *arg)
         kill(getpid(), SIGTERM); /* the first thread's drain tells the others */
         return NULL;
     }
-    acc = http_accept_spawn(rt, w->lfd, &w->srv, PAUSE_MS);
+    for (int i = 0; i < HTTP_ACCEPTORS; i++)
+        fail |= (acc[i] = http_accept_spawn(rt, w->lfd, &w->srv, PAUSE_MS)) == NULL;
     dr = http_drain_spawn(rt, w->evfd, &w->srv, w->drain_ms);
-    if (acc == NULL || dr == NULL) {
+    if (fail || dr == NULL) {
         fprintf(stderr, "httpd: thread %d: out of memory\n", w->idx);
         w->ret = -ENOMEM;
         kill(getpid(), SIGTERM);
-        if (acc)
-            pd_task_release(acc);
+        for (int i = 0; i < HTTP_ACCEPTORS; i++)
+            if (acc[i])
+                pd_task_release(acc[i]);
         if (dr)
             pd_task_release(dr);
         pd_runtime_free(rt);
         return NULL;
     }
-    w->srv.accept_task = acc;
+    memcpy(w->srv.accept_tasks, acc, sizeof(acc));
     w->srv.drain_task = dr;
     ret = pd_run(rt);
-    if (ret == 0 && pd_task_output(acc) != NULL) {
-        long a = *(const long *)pd_task_output(acc);
+    for (int i = 0; i < HTTP_ACCEPTORS; i++) {
+        if (ret == 0 && pd_task_output(acc[i]) != NULL) {
+            long a = *(const long *)pd_task_output(acc[i]);
 
-        fprintf(stderr, "httpd: thread %d: accept failed: %s\n", w->idx, strerror((int)-a));
-        ret = (int)a;
+            fprintf(stderr, "httpd: thread %d: accept failed: %s\n", w->idx,
+                    strerror((int)-a));
+            ret = (int)a;
+        }
+        w->srv.accept_tasks[i] = NULL;
+        pd_task_release(acc[i]);
     }
     if (pd_task_output(dr) != NULL)
         w->drain_out = *(const int *)pd_task_output(dr);
-    w->srv.accept_task = NULL;
     w->srv.drain_task = NULL;
     pd_runtime_stats(rt, &w->st);
-    pd_task_release(acc);
     pd_task_release(dr);
     pd_runtime_free(rt);
     w->ret = ret;
