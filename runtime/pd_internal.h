@@ -243,6 +243,8 @@ static inline void pd__wake(pd_task *t)
  *   never dispatched; the others are dispatched as usual), or -errno.
  * - pd__ring_submit submits what is queued and reaps nothing. Returns the
  *   number submitted or -errno.
+ * - pd__task_poll_drop calls t's poll_drop once, outside any turn, as the
+ *   runtime would: for checking that a destroyed future stays destroyed.
  * - pd__sq_unsubmitted is the number of requests queued, not yet
  *   submitted; pd__cq_ready the number of completions posted, not reaped.
  */
@@ -250,6 +252,7 @@ int pd__run_polls(pd_runtime *rt);
 int pd__run_enter(pd_runtime *rt, int wait);
 int pd__ring_wait_cqe(pd_runtime *rt);
 int pd__ring_submit(pd_runtime *rt);
+pd_poll pd__task_poll_drop(pd_task *t);
 int pd__ring_strays(pd_runtime *rt, const void *mem, size_t len, unsigned ms);
 
 static inline unsigned pd__sq_unsubmitted(const pd_runtime *rt)

@@ -1111,6 +1111,13 @@ int pd__ring_wait_cqe(pd_runtime *rt)
     return ret;
 }
 
+pd_poll pd__task_poll_drop(pd_task *t)
+{
+    pd_cx cx = { t->rt, t, NULL };
+
+    return t->vt->poll_drop(t->self, &cx);
+}
+
 int pd__ring_submit(pd_runtime *rt)
 {
     int ret;
