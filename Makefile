@@ -206,7 +206,7 @@ build/no_uring: tests/tools/no_uring.c
 	$(Q)$(CC) $(WARN) $(CFLAGS) $< -o $@
 
 test-py: build/libpolldrop.a build/echo_server build/echo_client build/check_polldrop \
-         build/no_uring | deps
+         build/no_uring build/httpd | deps
 	$(call say,TEST,python: generator and example programs)
 	$(Q)PYTHONPATH=$(CURDIR) $(PYTHON) -m unittest discover -s tests -p 'test_*.py' $(if $(V),-v,)
 
