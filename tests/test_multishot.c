@@ -404,6 +404,7 @@ START_TEST(test_recv_empty_ring_waits_for_a_buffer)
     run_until(rt, &f->completions, 1);
     ck_assert_uint_eq(pd_bufgroup_available(g), 0);
     ck_assert_ptr_nonnull(f->kept.data);
+    pd_test_kernel_wrote(f->kept.data, f->kept.len);
     ck_assert_int_eq(((char *)f->kept.data)[0], 'a');
     ck_assert_uint_eq(f->kept.len, 1);
     pd_test_write(sv[1], "bc", 2);
