@@ -56,7 +56,8 @@ HTTPD_OBJ      := build/obj/httpd/http.o build/obj/httpd/server.o $(HTTPD_NAMES:
 HTTPD_OBJ_ASAN := build/asan/httpd/http.o build/asan/httpd/server.o $(HTTPD_NAMES:%=build/asan/gen-httpd/%.o)
 HTTP_PARSER    := -lhttp_parser
 
-.PHONY: all gen stats deps deps-bench bench-httpd test test-py test-c fuzz demo bench valgrind clean \
+.PHONY: mutate all gen stats deps deps-bench bench-httpd test test-py test-c fuzz demo bench \
+        valgrind clean \
         install uninstall schema diagrams deps-diagrams ops-doc
 .DELETE_ON_ERROR:
 
@@ -198,7 +199,14 @@ build/check_polldrop_asan: $(TEST_OBJ_ASAN) build/asan/libpolldrop_harness.a
 
 test: test-py test-c
 
-test-py: build/libpolldrop.a build/echo_server build/echo_client | deps
+# tests/test_no_uring.py runs the Check runner where io_uring_setup fails.
+build/no_uring: tests/tools/no_uring.c
+	$(call say,LD,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(WARN) $(CFLAGS) $< -o $@
+
+test-py: build/libpolldrop.a build/echo_server build/echo_client build/check_polldrop \
+         build/no_uring | deps
 	$(call say,TEST,python: generator and example programs)
 	$(Q)PYTHONPATH=$(CURDIR) $(PYTHON) -m unittest discover -s tests -p 'test_*.py' $(if $(V),-v,)
 
@@ -217,6 +225,11 @@ test-c: build/check_polldrop build/check_polldrop_asan
 
 # nouserintercepts: memcheck must not replace the harness's counting malloc
 # (it still replaces the glibc allocator the harness forwards to).
+# Mutation testing (slow, not part of test): every named mutant in
+# tests/mutants/mutate.py must make the suite fail. MUTANTS="a b" picks some.
+mutate: | deps
+	$(Q)$(PYTHON) tests/mutants/mutate.py $(MUTANTS)
+
 valgrind: build/check_polldrop
 	$(call say,VALGRIND,build/check_polldrop)
 	$(Q)CK_FORK=no valgrind -q --soname-synonyms=somalloc=nouserintercepts \
@@ -274,7 +287,7 @@ build/raw_echo: bench/raw_echo.c | deps-bench
 	$(call say,LD,$@)
 	$(Q)$(CC) $(WARN) -O2 $< -o $@ $(URING)
 
-build/uv_echo: bench/uv_echo.c bench/uv_echo.h | deps-bench
+build/uv_echo: bench/uv_echo.c | deps-bench
 	$(call say,LD,$@)
 	$(Q)$(CC) $(WARN) -O2 $< -o $@ $(UV)
 
@@ -359,6 +372,7 @@ install: build/libpolldrop.a build/libpolldrop_harness.a build/gen/.stamp build/
 	$(Q)$(SUBST) polldrop.pc.in >build/install/polldrop.pc
 	$(Q)$(SUBST) polldrop-harness.pc.in >build/install/polldrop-harness.pc
 	$(Q)sed -e "s|@SHARE_REL@|$$(realpath -m --relative-to='$(BINDIR)' '$(DATADIR)/polldrop')|g" \
+	    -e "s|@INCLUDE_REL@|$$(realpath -m --relative-to='$(BINDIR)' '$(INCLUDEDIR)/polldrop')|g" \
 	    scripts/polldrop-gen.in >build/install/polldrop-gen
 	$(Q)cp build/httpd build/install/polldrop-httpd
 	$(Q)$(INSTALL_SH) install '$(MANIFEST)' \

@@ -10,25 +10,24 @@
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <stdalign.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "echo_client.h"
-#include "echo_conn.h"
 #include "nops.h"
 #include "pipe_read.h"
 #include "threads.h"
-#include "uv_echo.h"
 
 #define RUNS 5
 #define NOPS 1000000L
@@ -104,17 +103,30 @@ static long raw_reap(struct io_uring *ring, uint64_t min_ud)
 
 /*
  * An SQE, submitting when the queue is full. Like polldrop's slow path it
- * reaps after submitting, so the completion queue never overflows; the
- * count of reaped completions goes to *reaped when it is not NULL.
+ * enters with GETEVENTS and reaps until the kernel has no completion left
+ * to post, so the completion queue never overflows and, with
+ * DEFER_TASKRUN, cancelled requests leave the kernel's cancel lookup as
+ * they go: a plain io_uring_submit would leave their completions deferred
+ * and every later cancel would search past them, which made this baseline
+ * quadratic in a storm of cancels (and polldrop look 2.7 times faster on
+ * `cancel` than it is). The count of reaped completions goes to *reaped
+ * when it is not NULL.
  */
 static struct io_uring_sqe *raw_sqe_reaping(struct io_uring *ring, long *reaped)
 {
     struct io_uring_sqe *s;
 
     while ((s = io_uring_get_sqe(ring)) == NULL) {
-        io_uring_submit(ring);
-        if (reaped)
-            *reaped += raw_reap(ring, 4096);
+        long n, total = 0;
+
+        io_uring_submit_and_get_events(ring);
+        do {
+            n = raw_reap(ring, 4096);
+            total += n;
+            if (reaped)
+                *reaped += n;
+        } while (n > 0 && total < (long)ring->cq.ring_entries &&
+                 io_uring_get_events(ring) >= 0);
     }
     return s;
 }
@@ -272,6 +284,15 @@ static double pd_cancel_n(long n)
     return pd_cancel_cfg(n, NULL, 0);
 }
 
+/*
+ * Requests are tagged with their buffer's address, as polldrop tags them
+ * with their op slot's. The tag matters: the kernel finds a request to
+ * cancel by hashing its user_data into a small table (a few dozen buckets
+ * for a 256-entry ring) and walking the chain, and with small consecutive
+ * integers as tags, as this baseline once used, that walk took 3.6 times
+ * as long at 100,000 requests. Both sides cancel oldest first, the
+ * worst order for that walk (new requests go to the head of a chain).
+ */
 static double raw_cancel_n(long n)
 {
     struct io_uring ring;
@@ -287,14 +308,14 @@ static double raw_cancel_n(long n)
         struct io_uring_sqe *s = raw_sqe(&ring);
 
         io_uring_prep_read(s, p[0], bufs[i], 64, (uint64_t)-1);
-        io_uring_sqe_set_data64(s, (uint64_t)i + 4096);
+        io_uring_sqe_set_data64(s, (uint64_t)(uintptr_t)bufs[i]);
     }
     io_uring_submit(&ring);
     t0 = now();
     for (i = 0; i < n; i++) {
         struct io_uring_sqe *s = raw_sqe_reaping(&ring, &reaped);
 
-        io_uring_prep_cancel64(s, (uint64_t)i + 4096, 0);
+        io_uring_prep_cancel64(s, (uint64_t)(uintptr_t)bufs[i], 0);
         io_uring_sqe_set_data64(s, 1);
         s->flags |= IOSQE_CQE_SKIP_SUCCESS;
     }
@@ -369,20 +390,23 @@ static int free_port(void)
     return port;
 }
 
-/* Starts a server on port; an echo_server with `threads` threads if not NULL. */
-static pid_t start_server(const char *prog, int port, const char *threads)
+/*
+ * Starts argv (with "{port}" replaced by port) and waits until it accepts
+ * connections on 127.0.0.1:port.
+ */
+static pid_t spawn_server(const char *const *argv, int port)
 {
-    char ps[16];
+    char ps[16], *args[16];
     pid_t pid;
-    int tries;
+    int tries, i;
 
     snprintf(ps, sizeof(ps), "%d", port);
+    for (i = 0; argv[i] && i < 15; i++)
+        args[i] = strcmp(argv[i], "{port}") == 0 ? ps : (char *)argv[i];
+    args[i] = NULL;
     pid = fork();
     if (pid == 0) {
-        if (strstr(prog, "echo_server"))
-            execl(prog, prog, "-q", "-p", ps, "-t", threads ? threads : "1", (char *)NULL);
-        else
-            execl(prog, prog, ps, (char *)NULL);
+        execv(args[0], args);
         _exit(127);
     }
     for (tries = 0; tries < 400; tries++) {
@@ -397,8 +421,18 @@ static pid_t start_server(const char *prog, int port, const char *threads)
         usleep(5000);
     }
     kill(pid, SIGKILL);
-    fprintf(stderr, "bench: %s did not start\n", prog);
+    fprintf(stderr, "bench: %s did not start\n", argv[0]);
     exit(1);
+}
+
+/* Starts a server on port; an echo_server with `threads` threads if not NULL. */
+static pid_t start_server(const char *prog, int port, const char *threads)
+{
+    const char *pd_argv[] = { prog, "-q", "-p", "{port}", "-t", threads ? threads : "1",
+                              NULL };
+    const char *argv[] = { prog, "{port}", NULL };
+
+    return spawn_server(strstr(prog, "echo_server") ? pd_argv : argv, port);
 }
 
 static void stop_server(pid_t pid)
@@ -441,6 +475,106 @@ static double echo_run_threads(const char *server, const char *threads)
     return (double)ok / dt;
 }
 
+/* --- memory: resident bytes per idle connection --- */
+
+/* A process's VmRSS in KiB, from /proc/PID/status. */
+static long vm_rss_kib(pid_t pid)
+{
+    char path[64], line[256];
+    long kib = -1;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    f = fopen(path, "r");
+    if (!f)
+        die(path, errno);
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+            break;
+    fclose(f);
+    return kib;
+}
+
+static int fd_count(pid_t pid)
+{
+    char path[64];
+    struct dirent *e;
+    DIR *d;
+    int n = 0;
+
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+    d = opendir(path);
+    if (!d)
+        die(path, errno);
+    while ((e = readdir(d)) != NULL)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+/* Lets this process and its children open at least n descriptors. */
+static void raise_nofile(rlim_t n)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        die("getrlimit", errno);
+    if (rl.rlim_cur >= n)
+        return;
+    if (rl.rlim_max < n)
+        rl.rlim_max = n; /* only root may, and the bench says why if it fails */
+    rl.rlim_cur = n;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+        die("setrlimit(RLIMIT_NOFILE)", errno);
+}
+
+/*
+ * Resident memory one idle connection costs a server: the server's VmRSS
+ * with n connections open and idle, minus its VmRSS with none, over n, in
+ * bytes. argv is the server's command line with "{port}" where its port
+ * goes; it must serve n connections at once. Kernel socket buffers are not
+ * in VmRSS: this is the server's own memory.
+ */
+static double idle_rss_per_conn(const char *const *argv, int n)
+{
+    struct sockaddr_in a = { .sin_family = AF_INET };
+    struct linger hard = { 1, 0 };
+    int port = free_port(), *fds, base, i, tries;
+    long rss0, rss1;
+    pid_t pid;
+
+    raise_nofile((rlim_t)n + 512);
+    fds = malloc((size_t)n * sizeof(*fds));
+    if (!fds)
+        die("malloc", ENOMEM);
+    pid = spawn_server(argv, port);
+    usleep(50000); /* the probe connection's close has been handled */
+    rss0 = vm_rss_kib(pid);
+    base = fd_count(pid);
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    for (i = 0; i < n; i++) {
+        fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fds[i] < 0 || connect(fds[i], (struct sockaddr *)&a, sizeof(a)) < 0)
+            die("connect", errno);
+    }
+    /* Accepted and idle: the server holds one descriptor per connection. */
+    for (tries = 0; fd_count(pid) < base + n && tries < 2000; tries++)
+        usleep(5000);
+    if (fd_count(pid) < base + n)
+        die("the server did not accept every connection", EIO);
+    usleep(50000);
+    rss1 = vm_rss_kib(pid);
+    for (i = 0; i < n; i++) {
+        /* A reset, not a FIN: no TIME_WAIT left to exhaust the ports. */
+        setsockopt(fds[i], SOL_SOCKET, SO_LINGER, &hard, sizeof(hard));
+        close(fds[i]);
+    }
+    free(fds);
+    stop_server(pid);
+    return (double)(rss1 - rss0) * 1024.0 / n;
+}
+
 /* --- reporting --- */
 
 struct row {
@@ -473,11 +607,29 @@ static void ab(const char *name, const char *unit, const char *baseline,
     double va[RUNS], vb[RUNS];
     int i;
 
+    /* Alternate which side goes first, so neither always runs warm. */
     for (i = 0; i < RUNS; i++) {
-        va[i] = a();
-        vb[i] = b();
+        if (i & 1) {
+            vb[i] = b();
+            va[i] = a();
+        } else {
+            va[i] = a();
+            vb[i] = b();
+        }
     }
     add_row(name, unit, baseline, median(va, RUNS), median(vb, RUNS), lower_is_better);
+}
+
+/* Runs three sides in turn, starting with side i % 3: each goes first once in three. */
+static void rotate3(int i, double (*a)(void), double *va, double (*b)(void), double *vb,
+                    double (*c)(void), double *vc)
+{
+    double (*f[3])(void) = { a, b, c };
+    double *v[3] = { va, vb, vc };
+    int k;
+
+    for (k = 0; k < 3; k++)
+        *v[(i + k) % 3] = f[(i + k) % 3]();
 }
 
 static double echo_run(const char *server) { return echo_run_threads(server, NULL); }
@@ -506,7 +658,6 @@ int main(int argc, char **argv)
 {
     FILE *tsv;
     double pd[RUNS], raw[RUNS], uv[RUNS];
-    size_t align, task_bytes;
     int i;
 
     signal(SIGPIPE, SIG_IGN);
@@ -518,11 +669,8 @@ int main(int argc, char **argv)
     if (selected(argc, argv, "echo")) {
         double m;
 
-        for (i = 0; i < RUNS; i++) {
-            pd[i] = echo_pd();
-            raw[i] = echo_raw();
-            uv[i] = echo_uv();
-        }
+        for (i = 0; i < RUNS; i++)
+            rotate3(i, echo_pd, &pd[i], echo_raw, &raw[i], echo_uv, &uv[i]);
         m = median(pd, RUNS);
         add_row("echo", "round trips/s", "liburing", m, median(raw, RUNS), 0);
         add_row("echo", "round trips/s", "libuv", m, median(uv, RUNS), 0);
@@ -530,11 +678,9 @@ int main(int argc, char **argv)
     if (selected(argc, argv, "echo_threads"))
         ab("echo_threads", "round trips/s", "1 thread", echo_pd_2, echo_pd, 0);
     if (selected(argc, argv, "ping_pong")) {
-        for (i = 0; i < RUNS; i++) {
-            pd[i] = pd_ping_pong();
-            raw[i] = raw_ping_pong_eventfd();
-            uv[i] = raw_ping_pong_msg_ring();
-        }
+        for (i = 0; i < RUNS; i++)
+            rotate3(i, pd_ping_pong, &pd[i], raw_ping_pong_eventfd, &raw[i],
+                    raw_ping_pong_msg_ring, &uv[i]);
         add_row("ping_pong", "round trips/s", "eventfd", median(pd, RUNS),
                 median(raw, RUNS), 0);
         add_row("ping_pong", "round trips/s", "msg_ring", median(pd, RUNS),
@@ -553,14 +699,18 @@ int main(int argc, char **argv)
     if (!selected(argc, argv, "memory"))
         goto out;
 
-    /* What pd_task_new allocates for one connection, and libuv's equivalent. */
-    align = alignof(echo_conn) > alignof(max_align_t) ? alignof(echo_conn)
-                                                       : alignof(max_align_t);
-    task_bytes = ((sizeof(pd_task) + align - 1) & ~(align - 1)) +
-                 ((sizeof(echo_conn) + alignof(max_align_t) - 1) &
-                  ~(alignof(max_align_t) - 1)) + sizeof(echo_conn_out);
-    add_row("memory", "bytes per connection", "libuv", (double)task_bytes,
-            (double)sizeof(struct uv_conn), 1);
+    /* Measured: resident memory per idle connection, at two scales. */
+    for (i = 0; i < 2; i++) {
+        static const int scale[] = { 2000, 10000 };
+        static const char *const names[] = { "bytes/idle conn, 2k", "bytes/idle conn, 10k" };
+        const char *pd_argv[] = { "build/echo_server", "-q", "-m", "20000", "-p", "{port}",
+                                  NULL };
+        const char *uv_argv[] = { "build/uv_echo", "-a", "{port}", NULL };
+        double p = idle_rss_per_conn(pd_argv, scale[i]);
+        double u = idle_rss_per_conn(uv_argv, scale[i]);
+
+        add_row("memory", names[i], "libuv", p, u, 1);
+    }
 out:
 
     tsv = fopen("build/bench.tsv", "w");

@@ -4,6 +4,7 @@ Every error names the node it is about, so that the message reads
 FILE:LINE:COL: error: ... at the offending key or value. Validation goes on
 after an error where it can, so that one run reports as much as possible.
 """
+import difflib
 import re
 
 from gen import probe
@@ -49,6 +50,7 @@ MAX_STATES = 4096
 GLOBAL_SUFFIXES = ["", "_out", "_state", "_init", "_poll", "_poll_drop", "_drop",
                    "_state_name", "_vtable", "_dyn", "_spawn", "_spawn_on", "_block_on",
                    "__drop_code", "__teardown", "__quiesce", "__quiesce_sync",
+                   "__quiesce_arrays",
                    "__vt_poll", "__vt_poll_drop", "__vt_drop", "__naive"]
 
 TOP_KEYS = ["future", "doc", "include", "output", "params", "fields", "states",
@@ -73,6 +75,12 @@ BOUND_WHY = {
     "pd_bufgroup": "a buffer group is registered with one runtime's ring",
     "pd_buf": "a provided buffer belongs to one runtime's ring",
 }
+
+
+def did_you_mean(word, choices):
+    """' (did you mean 'x'?)' for the choice closest to a misspelt word, or ''."""
+    found = difflib.get_close_matches(word, sorted(set(choices)), n=1, cutoff=0.6)
+    return f" (did you mean '{found[0]}'?)" if found else ""
 
 
 class Snippet:
@@ -252,8 +260,9 @@ class Validator:
     def keys(self, node, allowed, what):
         for key in node.value:
             if key not in allowed:
-                self.err(node.key_pos[key], f"unknown key '{key}' in {what}"
-                         f" (expected one of: {', '.join(allowed)})")
+                hint = did_you_mean(key, allowed)
+                self.err(node.key_pos[key], f"unknown key '{key}' in {what}" + (hint or
+                         f" (expected one of: {', '.join(allowed)})"))
 
     def ident(self, node, what):
         """Checks a scalar is a usable C identifier; returns it or None."""
@@ -621,8 +630,9 @@ class Validator:
                 return b
             op = OPS.get(opnode.value)
             if op is None:
-                self.err(opnode.pos, f"unknown io op '{opnode.value}' "
-                         f"(known: {', '.join(sorted(OPS))})")
+                hint = did_you_mean(opnode.value, OPS)
+                self.err(opnode.pos, f"unknown io op '{opnode.value}'" + (hint or
+                         f" (known: {', '.join(sorted(OPS))})"))
                 return b
             b.op = op
             self.io_args(b, m.get("args"), node)
@@ -657,8 +667,9 @@ class Validator:
             for key, val in node.value.items():
                 if key not in op.arg_names():
                     known = ", ".join(op.arg_names()) or "none"
+                    hint = did_you_mean(key, op.arg_names())
                     self.err(node.key_pos[key], f"unknown argument '{key}' for io "
-                             f"'{op.name}' (arguments: {known})")
+                             f"'{op.name}'" + (hint or f" (arguments: {known})"))
                     continue
                 t = self.text(val, f"argument '{key}'")
                 if t:
@@ -743,7 +754,8 @@ class Validator:
                              f"{'teardown' if st.phase == 'run' else 'run'} state; "
                              f"{macro} stays within its phase")
                 else:
-                    self.err(tpos, f"{macro}({target}): no state named '{target}'")
+                    self.err(tpos, f"{macro}({target}): no state named '{target}'"
+                             + did_you_mean(target, same))
         return targets
 
     def array_macros(self, s, snip):
@@ -805,8 +817,11 @@ class Validator:
                         where = ("a run" if phase == "teardown" else "a teardown") \
                             if any(st.next == x.name for x in s.all_states()) else None
                         msg = (f"next: '{st.next}' is {where} state; next stays within "
-                               "its phase") if where else f"next: no state named '{st.next}'"
+                               "its phase") if where else f"next: no state named " \
+                            f"'{st.next}'" + did_you_mean(st.next, names)
                         self.err(st.next_node.pos, msg)
+                if phase == "run" and st.next is None:
+                    self.falls(st)
                 edges[st.name] = targets
                 locals_ = {v.name: v for v in st.locals}
                 used = set()
@@ -820,7 +835,9 @@ class Validator:
                         self.err(cnode.pos, f"await: '{cnode.value}' is "
                                  + ("a local of another state; await a field or a local "
                                     "of this state" if other else
-                                    "not a field or local of this future"))
+                                    "not a field or local of this future"
+                                    + did_you_mean(cnode.value,
+                                                   [v.name for v in s.members() if v.child])))
                     elif target.child is None:
                         self.err(cnode.pos, f"await: '{cnode.value}' is not a child "
                                  "future (declare it with future: TYPE)")
@@ -832,6 +849,22 @@ class Validator:
                         b.child = target
                         b.child_node = cnode
             self.reachability(s, states, edges)
+
+    def falls(self, st):
+        """A run state's code that can fall off its end, with no next."""
+        snippets = [st.code] if st.kind != "select" or st.code is not None else []
+        snippets += [b.then for b in st.branches if b.then is not None]
+        for snip in snippets:
+            if snip is None:
+                continue
+            how = fall_through(snip.text)
+            msg = (f"run state '{st.name}': this code can fall off its end without GOTO, "
+                   "RETURN or YIELD, and the state has no next (it would abort at run "
+                   "time)")
+            if how == "certain":
+                self.err(snip.node.pos, msg.replace("can fall", "falls"))
+            elif how == "maybe":
+                self.d.warning(snip.node.pos, msg)
 
     def array_state(self, s, st, fields):
         """A join, select or await over an array of child futures."""
@@ -877,6 +910,9 @@ def global_names(s):
     yield from (s.name + suffix for suffix in GLOBAL_SUFFIXES)
     for st in s.all_states():
         yield f"{s.name}_S_{st.name}"
+    for v in s.fields:
+        if v.count:
+            yield f"{s.name}__start_{v.name}"
 
 
 def probe_names(specs, diags):
@@ -909,6 +945,82 @@ def probe_names(specs, diags):
                         f"{why}; choose another future name")
         for kind, pos in members.get(name, []):
             diags.error(pos, f"{kind} name '{name}' is {why}; choose another name")
+
+
+JUMP = re.compile(r"(GOTO|YIELD|RETURN|DONE)\s*\(.*\)\s*;?\s*\Z|"
+                  r"(abort|exit|_exit|pd__fell_through)\s*\(.*\)\s*;?\s*\Z", re.S)
+KEYWORD = re.compile(r"(if|else|for|while|do|switch)\b")
+
+
+class _Unknown(Exception):
+    """C the fall-through check does not follow: it then says nothing."""
+
+
+def _match(text, i, open_, close):
+    depth = 0
+    for j in range(i, len(text)):
+        if text[j] == open_:
+            depth += 1
+        elif text[j] == close:
+            depth -= 1
+            if depth == 0:
+                return j
+    raise _Unknown()
+
+
+def _statement(text, i):
+    """One statement from i: (whether it surely jumps away, where it ends)."""
+    while i < len(text) and text[i].isspace():
+        i += 1
+    if i >= len(text):
+        raise _Unknown()
+    if text[i] == "{":
+        j = _match(text, i, "{", "}")
+        return _ends(text[i + 1:j]), j + 1
+    m = KEYWORD.match(text, i)
+    if m and m.group(1) == "if":
+        k = text.find("(", m.end())
+        j = _match(text, k, "(", ")")
+        then, i = _statement(text, j + 1)
+        rest = text[i:].lstrip()
+        if rest.startswith("else") and not re.match(r"else\w", rest):
+            other, i = _statement(text, len(text) - len(rest) + 4)
+            return then and other, i
+        return False, i
+    if m:
+        raise _Unknown()    # loops and switches: not followed
+    depth = 0
+    for j in range(i, len(text)):
+        c = text[j]
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+        elif c == ";" and depth == 0:
+            return bool(JUMP.match(text[i:j + 1].strip())), j + 1
+    return bool(JUMP.match(text[i:].strip())), len(text)
+
+
+def _ends(text):
+    """Whether C statements surely end in a jump (GOTO, RETURN, ...)."""
+    i, last = 0, False
+    while text[i:].strip():
+        last, i = _statement(text, i)
+    return last
+
+
+def fall_through(text):
+    """'certain' if code has no jump at all, 'maybe' if a path may fall off
+    its end, None if every path jumps (or the code is beyond this check)."""
+    clean = strip_c(text)
+    if "#" in clean:
+        return None
+    if not re.search(r"\b(GOTO|YIELD|RETURN|DONE|abort|exit|_exit)\s*\(", clean):
+        return "certain"
+    try:
+        return None if _ends(clean) else "maybe"
+    except (_Unknown, IndexError):
+        return None
 
 
 def _call_args(text, at):

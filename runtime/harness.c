@@ -276,6 +276,8 @@ static void pd__hrun_quiet(pd__hrun *r)
         ck_abort_msg("%s: %llu requests still in flight once destroyed", r->what,
                      (unsigned long long)s.inflight_ops);
     strays = pd__ring_strays(r->rt, r->self, r->c->vt->size, PD_HARNESS_STRAY_MS);
+    if (strays < 0)
+        ck_abort_msg("%s: waiting on the ring: %s", r->what, strerror(-strays));
     if (strays != 0)
         ck_abort_msg("%s: %d completions arrived for the destroyed future's slots",
                      r->what, strays);
@@ -358,8 +360,17 @@ static int pd__harness_one(const pd_harness_case *c, int k, int at, int path, in
             }
         }
     }
-    if (path != PATH_FREE && path != PATH_ASYNC_FREE)
+    if (path != PATH_FREE && path != PATH_ASYNC_FREE) {
         pd__hrun_quiet(&r);
+        /*
+         * Destroyed means destroyed: both destructors, called again while
+         * the memory exists, do nothing (no drop code, no request).
+         */
+        if (pd__task_poll_drop(r.t) != PD_READY)
+            ck_abort_msg("%s: poll_drop on the destroyed future is not Ready", r.what);
+        c->vt->drop(r.self);
+        pd__hrun_quiet(&r);
+    }
     has_out = pd_task_state(r.t) == PD_TASK_DONE;
     if (has_out && c->vt->out_size)
         memcpy(out, pd_task_output(r.t), c->vt->out_size);

@@ -9,6 +9,7 @@
 #define POLLDROP_INTERNAL_H
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <unistd.h>
@@ -41,6 +42,11 @@ struct pd_task {
     uint8_t queued;      /* on the ready queue (or in the batch being polled) */
     uint8_t has_output;
     uint8_t flags;       /* PD__TASK_* */
+    /*
+     * The caller's reference was released. Last, so that code built with
+     * and without PD_CHECKED agrees on every other member's place.
+     */
+    uint8_t released;
 };
 
 enum {
@@ -77,6 +83,9 @@ struct pd_runtime {
     atomic_uchar wake_sent;                /* a wake is on its way: no other needed */
     atomic_uchar shutdown_asked;           /* pd_shutdown_remote was called */
     _Atomic int64_t shutdown_at_ns;        /* its earliest deadline; INT64_MAX: none */
+
+    /* The thread that made it: the only one that may drive it. Last, as above. */
+    pthread_t owner;
 };
 
 struct pd_cx {
@@ -122,6 +131,34 @@ static inline void pd__checked_submit(const pd_runtime *rt, const pd__op *op)
 static inline void pd__checked_release(const pd__op *op)
 {
     (void)op;
+}
+#endif
+
+/*
+ * Misuse caught by the checked build (-DPD_CHECKED; docs/design.md, "The
+ * checked build"): each aborts with `polldrop checked build: FUTURE (state
+ * S): MISTAKE` on stderr. The plain build does none of these checks.
+ */
+void pd__misuse(const char *future, const char *state, const char *mistake)
+    __attribute__((noreturn, cold));
+#ifdef PD_CHECKED
+/* What polling a future in phase (a PD__PH_*, not RUN) means. */
+const char *pd__poll_misuse(unsigned phase);
+/* A generated future's F_init and drop code: a registry of live futures. */
+void pd__checked_init(const void *self, const char *future, const char *state);
+void pd__checked_dead(const void *self);
+#else
+static inline void pd__checked_init(const void *self, const char *future,
+                                    const char *state)
+{
+    (void)self;
+    (void)future;
+    (void)state;
+}
+
+static inline void pd__checked_dead(const void *self)
+{
+    (void)self;
 }
 #endif
 
@@ -206,6 +243,8 @@ static inline void pd__wake(pd_task *t)
  *   never dispatched; the others are dispatched as usual), or -errno.
  * - pd__ring_submit submits what is queued and reaps nothing. Returns the
  *   number submitted or -errno.
+ * - pd__task_poll_drop calls t's poll_drop once, outside any turn, as the
+ *   runtime would: for checking that a destroyed future stays destroyed.
  * - pd__sq_unsubmitted is the number of requests queued, not yet
  *   submitted; pd__cq_ready the number of completions posted, not reaped.
  */
@@ -213,6 +252,7 @@ int pd__run_polls(pd_runtime *rt);
 int pd__run_enter(pd_runtime *rt, int wait);
 int pd__ring_wait_cqe(pd_runtime *rt);
 int pd__ring_submit(pd_runtime *rt);
+pd_poll pd__task_poll_drop(pd_task *t);
 int pd__ring_strays(pd_runtime *rt, const void *mem, size_t len, unsigned ms);
 
 static inline unsigned pd__sq_unsubmitted(const pd_runtime *rt)

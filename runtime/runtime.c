@@ -127,10 +127,183 @@ int pd_runtime_new(pd_runtime **out, const pd_config *cfg)
     }
     if (rt->ring.features & IORING_FEAT_CQE_SKIP)
         rt->cancel_flags = IOSQE_CQE_SKIP_SUCCESS;
+    rt->owner = pthread_self();
     rt->has_ftruncate = pd__ring_has_op(rt, PD__IORING_OP_FTRUNCATE);
     *out = rt;
     return 0;
 }
+
+/* --- misuse of the API, caught by the checked build --- */
+
+void pd__misuse(const char *future, const char *state, const char *mistake)
+{
+    fprintf(stderr, "polldrop checked build: %s (state %s): %s\n", future, state,
+            mistake);
+    abort();
+}
+
+#ifdef PD_CHECKED
+static const char *const pd__task_states[] = {
+    "running", "dropping", "done", "cancelled",
+};
+
+/*
+ * A freed task is not given back at once: it is marked dead and kept in a
+ * ring of the last PD__GRAVES, so that a call on it after its last release
+ * is caught here, with the future's name, instead of reading freed memory.
+ */
+#define PD__GRAVES 1024u
+#define PD__TASK_DEAD 0xdd
+
+static pd_task *pd__graves[PD__GRAVES];
+static unsigned pd__grave_next;
+static pthread_mutex_t pd__grave_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void pd__task_release_mem(pd_task *t)
+{
+    pd_task *old;
+
+    t->state = PD__TASK_DEAD;
+    pthread_mutex_lock(&pd__grave_lock);
+    old = pd__graves[pd__grave_next];
+    pd__graves[pd__grave_next] = t;
+    pd__grave_next = (pd__grave_next + 1) % PD__GRAVES;
+    pthread_mutex_unlock(&pd__grave_lock);
+    free(old);
+}
+
+/*
+ * t is not freed. A task whose reference was released stays usable while
+ * its future lives (the runtime holds it): cancelling it then is fine.
+ */
+static void pd__task_check(const pd_task *t, const char *call)
+{
+    char what[160];
+
+    if (t->state == PD__TASK_DEAD) {
+        snprintf(what, sizeof(what), "%s on a task already freed (released twice, "
+                 "or used after its last pd_task_release)", call);
+        pd__misuse(t->vt->name, "freed", what);
+    }
+}
+
+/* The runtime is driven by the thread that made it, and no other. */
+static void pd__owner_check(const pd_runtime *rt, const char *call)
+{
+    char what[160];
+
+    if (!pthread_equal(rt->owner, pthread_self())) {
+        snprintf(what, sizeof(what), "%s from a thread other than the runtime's "
+                 "owner (the one that called pd_runtime_new)", call);
+        pd__misuse("runtime", "-", what);
+    }
+}
+
+/*
+ * Live futures: F_init registers the address, the drop code removes it. An
+ * F_init on a registered address re-initialises a future that was never
+ * destroyed. Open addressing, as the registry of op slots below.
+ */
+#define PD__LIVE_SIZE (1u << 15)
+
+static struct pd__live_entry {
+    const void *self;
+    const char *future;
+} pd__live[PD__LIVE_SIZE];
+static unsigned pd__live_count;
+static pthread_mutex_t pd__live_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static unsigned pd__live_home(const void *p)
+{
+    return (unsigned)(((uint64_t)(uintptr_t)p >> 3) * 0x9e3779b97f4a7c15ull >> 49) &
+           (PD__LIVE_SIZE - 1);
+}
+
+const char *pd__poll_misuse(unsigned phase)
+{
+    switch (phase) {
+    case PD__PH_RETURNED:
+        return "F_poll after it returned Ready (its output was taken; destroy it "
+               "with F_poll_drop or F_drop)";
+    case PD__PH_QUIESCE:
+    case PD__PH_TEARDOWN:
+    case PD__PH_FORCED:
+        return "F_poll after its async drop began (F_poll_drop was called)";
+    case PD__PH_DEAD:
+        return "F_poll after its destruction (F_init it again first)";
+    default:
+        return "F_poll on a future that was never initialised (or was overwritten)";
+    }
+}
+
+void pd__checked_init(const void *self, const char *future, const char *state)
+{
+    unsigned i;
+
+    pthread_mutex_lock(&pd__live_lock);
+    for (i = pd__live_home(self); pd__live[i].self; i = (i + 1) & (PD__LIVE_SIZE - 1)) {
+        if (pd__live[i].self == self) {
+            pthread_mutex_unlock(&pd__live_lock);
+            pd__misuse(future, state, "F_init (or F_block_on, START, await) on a "
+                       "future that is still live: destroy it first (F_drop or "
+                       "F_poll_drop until Ready)");
+        }
+    }
+    if (pd__live_count < PD__LIVE_SIZE / 2) {
+        pd__live[i] = (struct pd__live_entry){ self, future };
+        pd__live_count++;
+    }
+    pthread_mutex_unlock(&pd__live_lock);
+}
+
+void pd__checked_dead(const void *self)
+{
+    unsigned hole, i;
+
+    pthread_mutex_lock(&pd__live_lock);
+    for (i = pd__live_home(self); pd__live[i].self; i = (i + 1) & (PD__LIVE_SIZE - 1))
+        if (pd__live[i].self == self)
+            break;
+    if (pd__live[i].self == NULL) {
+        pthread_mutex_unlock(&pd__live_lock);
+        return;
+    }
+    /* Remove it, shifting back the entries that probed past it. */
+    hole = i;
+    for (;;) {
+        unsigned home;
+
+        i = (i + 1) & (PD__LIVE_SIZE - 1);
+        if (pd__live[i].self == NULL)
+            break;
+        home = pd__live_home(pd__live[i].self);
+        if (((i - home) & (PD__LIVE_SIZE - 1)) >= ((i - hole) & (PD__LIVE_SIZE - 1))) {
+            pd__live[hole] = pd__live[i];
+            hole = i;
+        }
+    }
+    pd__live[hole].self = NULL;
+    pd__live_count--;
+    pthread_mutex_unlock(&pd__live_lock);
+}
+#else
+static void pd__task_release_mem(pd_task *t)
+{
+    free(t);
+}
+
+static inline void pd__task_check(const pd_task *t, const char *call)
+{
+    (void)t;
+    (void)call;
+}
+
+static inline void pd__owner_check(const pd_runtime *rt, const char *call)
+{
+    (void)rt;
+    (void)call;
+}
+#endif
 
 /* --- the checked build (-DPD_CHECKED): a registry of live op slots --- */
 
@@ -674,7 +847,7 @@ static void pd__task_free_if_unused(pd_task *t)
 {
     if (t->refs == 0 && !t->queued && !(t->flags & PD__TASK_ROOT)) {
         pd__checked_freeing(t->self, t->vt->size);
-        free(t);
+        pd__task_release_mem(t);
     }
 }
 
@@ -726,6 +899,7 @@ void pd_task_start(pd_task *t)
 {
     pd_runtime *rt = t->rt;
 
+    pd__owner_check(rt, "pd_task_start");
     if (t->flags & PD__TASK_STARTED)
         return;
     t->flags |= PD__TASK_STARTED;
@@ -738,7 +912,8 @@ void pd_task_start(pd_task *t)
     pd__wake(t);
 }
 
-void pd_task_cancel(pd_task *t)
+/* pd_task_cancel without the caller's checks: the runtime's own shutdown. */
+static void pd__task_cancel(pd_task *t)
 {
     if (!(t->flags & PD__TASK_STARTED)) {
         t->flags |= PD__TASK_CANCEL;
@@ -750,13 +925,22 @@ void pd_task_cancel(pd_task *t)
     pd__wake(t);
 }
 
+void pd_task_cancel(pd_task *t)
+{
+    pd__task_check(t, "pd_task_cancel");
+    pd__owner_check(t->rt, "pd_task_cancel");
+    pd__task_cancel(t);
+}
+
 int pd_task_state(const pd_task *t)
 {
+    pd__task_check(t, "pd_task_state");
     return t->state;
 }
 
 const void *pd_task_output(const pd_task *t)
 {
+    pd__task_check(t, "pd_task_output");
     if (t->state != PD_TASK_DONE)
         return NULL;
     return t->out ? t->out : (const void *)t;
@@ -764,6 +948,13 @@ const void *pd_task_output(const pd_task *t)
 
 void pd_task_release(pd_task *t)
 {
+    pd__task_check(t, "pd_task_release");
+#ifdef PD_CHECKED
+    if (t->released)
+        pd__misuse(t->vt->name, pd__task_states[t->state & 3],
+                   "pd_task_release twice: the caller's reference was already released");
+#endif
+    t->released = 1;
     pd__task_unref(t);
 }
 
@@ -869,6 +1060,7 @@ int pd__run_polls(pd_runtime *rt)
     pd_task *batch;
     int n = 0;
 
+    pd__owner_check(rt, "running its loop (pd_run, pd_run_once, pd_block_on)");
     if (rt->in_turn)
         return -EBUSY;
     /* Before the batch is taken: both wake the tasks they start or force. */
@@ -917,6 +1109,13 @@ int pd__ring_wait_cqe(pd_runtime *rt)
         ret = io_uring_wait_cqe(&rt->ring, &cqe);
     while (ret == -EINTR);
     return ret;
+}
+
+pd_poll pd__task_poll_drop(pd_task *t)
+{
+    pd_cx cx = { t->rt, t, NULL };
+
+    return t->vt->poll_drop(t->self, &cx);
 }
 
 int pd__ring_submit(pd_runtime *rt)
@@ -1001,8 +1200,11 @@ int pd_block_on(pd_runtime *rt, pd_dyn fut, void *out)
     pd_task root;
     int ret = 0;
 
-    if (rt->in_turn)
+    if (rt->in_turn) {
+        /* Refused, but destroyed all the same, as promised. */
+        fut.vt->drop(fut.self);
         return -EBUSY;
+    }
     memset(&root, 0, sizeof(root));
     root.rt = rt;
     root.vt = fut.vt;
@@ -1046,7 +1248,7 @@ static void pd__shutdown_begin(pd_runtime *rt)
         return;
     rt->shutting_down = 1;
     for (t = rt->live_head; t; t = t->live_next)
-        pd_task_cancel(t);
+        pd__task_cancel(t);
 }
 
 int pd_shutdown(pd_runtime *rt)
@@ -1113,7 +1315,7 @@ void pd_runtime_free(pd_runtime *rt)
         pd_task *next = t->next;
 
         t->vt->drop(t->self);
-        free(t);
+        pd__task_release_mem(t);
         t = next;
     }
     /* Sync-drop first, so that every kernel-owned buffer comes back... */
@@ -1136,7 +1338,7 @@ void pd_runtime_free(pd_runtime *rt)
     while ((t = rt->live_head) != NULL) {
         pd__live_unlink(rt, t);
         if (!(t->flags & PD__TASK_ROOT))
-            free(t);
+            pd__task_release_mem(t);
     }
     io_uring_queue_exit(&rt->ring);
     close(rt->wake_fd);

@@ -3,11 +3,9 @@
  * and without a deadline), and the library spec built on them, copy_tree.
  */
 #include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "copy_tree.h"
@@ -205,36 +203,6 @@ END_TEST
 
 /* --- START misuse aborts with a message naming the future and member --- */
 
-/*
- * Runs fn in a child process with stderr captured; returns what it wrote
- * and checks that it died of SIGABRT.
- */
-static void pd_expect_abort(void (*fn)(void), const char *want)
-{
-    char buf[1024];
-    int p[2], status;
-    ssize_t n, got = 0;
-    pid_t pid;
-
-    ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
-    pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        dup2(p[1], 2);
-        fn();
-        _exit(0);
-    }
-    close(p[1]);
-    while ((n = read(p[0], buf + got, sizeof(buf) - 1 - (size_t)got)) > 0)
-        got += n;
-    buf[got] = 0;
-    close(p[0]);
-    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
-                  "expected an abort, got status %#x; stderr: %s", status, buf);
-    ck_assert_msg(strstr(buf, want) != NULL, "stderr lacks \"%s\": %s", want, buf);
-}
-
 /* pipe_pool's fill starts member 0 twice when its mode is 3. */
 static void start_running_member(void)
 {
@@ -249,7 +217,7 @@ static void start_running_member(void)
 
 START_TEST(start_on_a_running_member_aborts)
 {
-    pd_expect_abort(start_running_member, "polldrop: pipe_pool: START(kids, 0): member 0 "
+    pd_test_expect_abort(start_running_member, "polldrop: pipe_pool: START(kids, 0): member 0 "
                     "is still running");
 }
 END_TEST
@@ -265,8 +233,7 @@ struct tree {
 
 /*
  * n files of size + i * 1000 bytes in a new directory under base (NULL:
- * /tmp). The harness's fixture lives on tmpfs, where fsync costs nothing:
- * it copies thousands of times.
+ * /tmp).
  */
 static void tree_make(struct tree *t, int n, size_t size, const char *base)
 {
@@ -288,6 +255,12 @@ static void tree_make(struct tree *t, int n, size_t size, const char *base)
         t->srcp[i] = t->src[i];
         t->dstp[i] = t->dst[i];
     }
+}
+
+/* tmpfs when there is one: fsync costs nothing there, and the tests copy a lot. */
+static const char *pd_shm(void)
+{
+    return access("/dev/shm", W_OK) == 0 ? "/dev/shm" : NULL;
 }
 
 static int tree_dsts(const struct tree *t)
@@ -318,7 +291,7 @@ START_TEST(copy_tree_copies_every_file_eight_at_a_time)
     long out = 0;
     int i, fds = pd_test_fd_count();
 
-    tree_make(&t, 12, 70000, NULL);
+    tree_make(&t, 12, 70000, pd_shm());
     pd_test_rec_start();
     ck_assert_int_eq(copy_tree_block_on(rt, t.srcp, t.dstp, t.n, PD_FAR_MS, &out), 0);
     ck_assert_int_eq(out, 12);
@@ -340,7 +313,7 @@ START_TEST(copy_tree_failure_removes_half_written_files)
     long out = 0;
     int fds = pd_test_fd_count();
 
-    tree_make(&t, 6, 4 << 20, NULL);
+    tree_make(&t, 6, 1 << 20, pd_shm());
     unlink(t.src[0]); /* the first copy fails at once */
     ck_assert_int_eq(copy_tree_block_on(rt, t.srcp, t.dstp, t.n, PD_FAR_MS, &out), 0);
     ck_assert_int_eq(out, -ENOENT);
@@ -360,7 +333,7 @@ START_TEST(copy_tree_deadline_removes_half_written_files)
     long out = 0;
     int i, fds = pd_test_fd_count();
 
-    tree_make(&t, 10, 4 << 20, NULL);
+    tree_make(&t, 10, 1 << 20, pd_shm());
     ck_assert_int_eq(copy_tree_block_on(rt, t.srcp, t.dstp, t.n, 1, &out), 0);
     /* Whatever finished within the deadline is whole; the rest is gone. */
     ck_assert_int_eq(out, -ETIMEDOUT);
@@ -448,7 +421,7 @@ static void tree_setup(void *v)
 {
     struct tree_ctx *c = v;
 
-    tree_make(&c->t, 2, 100, access("/dev/shm", W_OK) == 0 ? "/dev/shm" : NULL);
+    tree_make(&c->t, 2, 100, pd_shm());
 }
 
 static void tree_init(void *self, void *v)

@@ -80,11 +80,18 @@ class Errors(GenTest):
     def test_unknown_top_level_key(self):
         self.assertError("""\
             future: f
+            quux: {}
+            states:
+              a: {do: RETURN(0);}
+            """, "f.yaml:2:1: error: unknown key 'quux' in the spec (expected one of: "
+                 "future, doc, include, output, params, fields, states, teardown, drop, send)")
+        self.assertError("""\
+            future: f
             stats: {}
             states:
               a: {do: RETURN(0);}
-            """, "f.yaml:2:1: error: unknown key 'stats' in the spec (expected one of: "
-                 "future, doc, include, output, params, fields, states, teardown, drop, send)")
+            """, "f.yaml:2:1: error: unknown key 'stats' in the spec (did you mean "
+                 "'states'?)")
 
     def test_missing_future_and_states(self):
         lines = self.errors("doc: nothing\n")
@@ -193,11 +200,37 @@ class Errors(GenTest):
         self.assertError("""\
             future: f
             states:
-              a: {io: sendfile, then: RETURN(res);}
-            """, "f.yaml:3:11: error: unknown io op 'sendfile' (known: accept, close, "
+              a: {io: xyzzy, then: RETURN(res);}
+            """, "f.yaml:3:11: error: unknown io op 'xyzzy' (known: accept, close, "
                  "connect, fsync, ftruncate, mkdirat, nop, openat, openat2, poll_add, read, "
                  "readv, recv, recvmsg, renameat, send, send_zc, sendmsg, shutdown, socket, "
                  "splice, statx, timeout, unlinkat, write, writev)")
+
+    def test_did_you_mean(self):
+        lines = self.errors("""\
+            future: f
+            fields:
+              - {name: kid, type: int}
+            states:
+              a:
+                io: raed
+                thn: RETURN(res);
+              b:
+                io: read
+                args: {fd: 0, bfu: 0, len: 1}
+                then: GOTO(bb);
+              c:
+                do: RETURN(0);
+                next: cc
+            """)
+        for want in [
+                "f.yaml:6:9: error: unknown io op 'raed' (did you mean 'read'?)",
+                "f.yaml:7:5: error: unknown key 'thn' in state 'a' (did you mean 'then'?)",
+                "f.yaml:10:19: error: unknown argument 'bfu' for io 'read' (did you "
+                "mean 'buf'?)",
+                "f.yaml:11:16: error: GOTO(bb): no state named 'bb' (did you mean 'b'?)",
+                "f.yaml:14:11: error: next: no state named 'cc' (did you mean 'c'?)"]:
+            self.assertIn(want, lines)
 
     def test_unknown_io_argument(self):
         self.assertError("""\
@@ -595,6 +628,19 @@ class Collisions(GenTest):
                          "'posix_spawn' is already declared by the C headers the generated "
                          "code includes, or a macro; choose another future name",
                          name="posix")
+
+    def test_array_never_started_compiles(self):
+        self.spec("kid", GOOD.replace("good", "kid"))
+        path = self.spec("f", """\
+            future: f
+            fields:
+              - {name: kids, future: kid, count: 2}
+            states:
+              a: {do: RETURN(0);}
+            """)
+        self.assertEqual(self.run_gen("-I", self.dir, path, os.path.join(self.dir, "kid.yaml")),
+                         (0, ""))
+        self.cc("f", "kid")
 
     def test_case_differing_futures_have_their_own_guards(self):
         kid = self.spec("kid", GOOD.replace("good", "kid"))
@@ -1142,3 +1188,57 @@ class ArrayErrors(GenTest):
               a: {await: k, args: [1], then: RETURN(out);}
             """, "f.yaml:5:23: error: await k: an array's members are started with "
                  "START(array, i, args...), not by await", extra=self.kid())
+
+
+class FallThrough(GenTest):
+    """Run-state code that can fall off its end with no next."""
+
+    def test_code_with_no_jump_is_an_error(self):
+        self.assertError("""\
+            future: f
+            fields:
+              - {name: n, type: int}
+            states:
+              a:
+                do: self->n = 1;
+            """, "f.yaml:6:9: error: run state 'a': this code falls off its end without "
+                 "GOTO, RETURN or YIELD, and the state has no next (it would abort at run "
+                 "time)")
+
+    def test_a_path_that_falls_is_a_warning(self):
+        lines = self.errors("""\
+            future: f
+            states:
+              a:
+                io: nop
+                then: |
+                  if (res < 0)
+                      RETURN(res);
+                  (void)res;
+            """)
+        self.assertIn("f.yaml:5:11: warning: run state 'a': this code can fall off its end "
+                      "without GOTO, RETURN or YIELD, and the state has no next (it would "
+                      "abort at run time)", lines)
+        self.assertTrue(os.path.exists(os.path.join(self.out, "f.c")))
+
+    def test_every_path_jumps_or_next(self):
+        lines = self.errors("""\
+            future: f
+            states:
+              a:
+                io: nop
+                then: |
+                  if (res < 0) {
+                      RETURN(res);
+                  } else if (res == 0)
+                      GOTO(b);
+                  else
+                      YIELD(a);
+              b:
+                do: (void)0;
+                next: c
+              c:
+                select:
+                  x: {io: nop, then: "switch (res) { default: RETURN(1); }"}
+            """)
+        self.assertEqual([l for l in lines if "fall" in l], [])

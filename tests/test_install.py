@@ -68,7 +68,6 @@ def installed_env(prefix, sysroot=None):
            if not k.startswith(("PKG_CONFIG", "PYTHON", "POLLDROP", "MAKE", "MFLAGS"))}
     env["PATH"] = os.path.join(prefix, "bin") + os.pathsep + os.environ.get("PATH", "")
     env["PKG_CONFIG_PATH"] = os.path.join(prefix, "lib", "pkgconfig")
-    env["POLLDROP_INCLUDE"] = os.path.join(prefix, "share", "polldrop", "specs")
     if sysroot:
         env["PKG_CONFIG_SYSROOT_DIR"] = sysroot
     return env
@@ -217,7 +216,7 @@ class Install(unittest.TestCase):
 
     def test_polldrop_gen_runs_from_elsewhere(self):
         self.make("install", f"DESTDIR={self.stage}", "PREFIX=/opt/pd")
-        env = installed_env(os.path.join(self.stage, "opt/pd"))
+        env = installed_env(os.path.join(self.stage, "opt/pd"), sysroot=self.stage)
         work = os.path.join(self.dir, "work")
         # A gen package in the caller's directory must not shadow the generator.
         os.makedirs(os.path.join(work, "gen"))
@@ -231,10 +230,28 @@ class Install(unittest.TestCase):
         # Through a symlink, as a packager's alternatives or a user's ~/bin do.
         link = os.path.join(self.dir, "polldrop-gen")
         os.symlink(os.path.join(self.stage, "opt/pd/bin/polldrop-gen"), link)
-        run(self, [link, "-o", "out", "-I", os.path.join(self.stage, "opt/pd/share/polldrop/specs"),
-                   "w.yaml"], cwd=work, env=env)
+        # The library spec write_all is found without -I.
+        run(self, [link, "-o", "out", "w.yaml"], cwd=work, env=env)
         self.assertTrue(os.path.isfile(os.path.join(work, "out", "w.c")))
         self.assertFalse(os.path.exists(os.path.join(work, "gen", "__pycache__")))
+        # --stats compiles a probe against the installed runtime headers.
+        out = run(self, [link, "--stats", "-o", "out", "w.yaml"], cwd=work, env=env)
+        self.assertRegex(out, r"\nw +\d+ +\d+ +\d+\n")
+        # The version, in --version and in what it generates.
+        from gen import __version__
+        self.assertEqual(run(self, [link, "--version"], cwd=work, env=env),
+                         f"polldrop-gen {__version__}\n")
+        with open(os.path.join(work, "out", "w.h")) as f:
+            self.assertIn(f"polldrop-gen {__version__}", f.read())
+        # Its messages carry its own name.
+        r = subprocess.run([link], cwd=work, env=env, capture_output=True, text=True)
+        self.assertEqual(r.returncode, 2)
+        self.assertRegex(r.stderr, r"(?m)^polldrop-gen: error: ")
+        # A harness skeleton for the spec compiles against the install as written.
+        run(self, [link, "--harness", "-o", "out", "w.yaml"], cwd=work, env=env)
+        flags = run(self, ["pkg-config", "--cflags", "polldrop", "polldrop-harness"], env=env)
+        run(self, f"cc -std=gnu11 -Wall -Wextra -Werror -c out/w_harness_test.c -I out "
+                  f"{flags.strip()} -o out/t.o", cwd=work, env=env, shell=True)
 
         # Without a usable Python: one line that says what to install.
         r = subprocess.run([link, "w.yaml"], cwd=work, capture_output=True, text=True,

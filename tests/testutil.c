@@ -3,6 +3,8 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -183,4 +185,32 @@ int pd_test_same_file(const char *a, const char *b)
     if (fb)
         fclose(fb);
     return same;
+}
+
+void pd_test_expect_abort(void (*fn)(void), const char *want)
+{
+    char buf[1024];
+    int p[2], status;
+    ssize_t n, got = 0;
+    pid_t pid;
+
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+    fflush(NULL);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        dup2(p[1], 2);
+        fn();
+        _exit(0);
+    }
+    close(p[1]);
+    while (got < (ssize_t)sizeof(buf) - 1 &&
+           (n = read(p[0], buf + got, sizeof(buf) - 1 - (size_t)got)) > 0)
+        got += n;
+    buf[got] = 0;
+    close(p[0]);
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
+                  "expected an abort, got status %#x; stderr: %s", status, buf);
+    ck_assert_msg(strstr(buf, want) != NULL, "stderr lacks \"%s\": %s", want, buf);
 }

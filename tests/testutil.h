@@ -102,6 +102,13 @@ int pd_test_make_file(const char *path, size_t len, unsigned seed);
 /* Compares two files' contents; returns 1 if equal. */
 int pd_test_same_file(const char *a, const char *b);
 
+/*
+ * Runs fn in a child process with its stderr captured, and fails the test
+ * unless the child died of SIGABRT with `want` in what it wrote: how the
+ * checked build's misuse messages are tested.
+ */
+void pd_test_expect_abort(void (*fn)(void), const char *want);
+
 /* Every suite, for the runner. */
 Suite *pd_suite_runtime(void);
 Suite *pd_suite_drop_async(void);
@@ -130,5 +137,6 @@ Suite *pd_suite_inv_cancelled(void);
 Suite *pd_suite_io_ops(void);
 Suite *pd_suite_whole_deadline(void);
 Suite *pd_suite_arrays(void);
+Suite *pd_suite_misuse(void);
 
 #endif

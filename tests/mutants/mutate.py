@@ -1,0 +1,358 @@
+"""Mutation testing: does the suite catch what it claims to?
+
+Each mutant is one small edit of the runtime, the templates or the
+generator that breaks one invariant of docs/design.md. `make mutate` copies
+the tree to build/mutate/tree (the worktree is never touched), builds and
+runs the unmutated suite there once (it must pass), then for each mutant
+applies the edit, rebuilds incrementally, runs the tests the mutant's kind
+calls for, restores the file and prints whether the suite caught it.
+Exit status 1 if any mutant survived or no longer applies.
+
+Usage: python3 tests/mutants/mutate.py [NAME...]   (default: every mutant)
+"""
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+# Each mutant: name, file, exact text to replace (must occur exactly once),
+# replacement, the invariant it breaks, and what runs against it:
+#   "c"   the Check runner, plain build with -DPD_CHECKED (the registry of
+#         live op slots), optimised lightly so that builds are quick;
+#   "san" the same runner built with ASan+UBSan (for a use after free);
+#   "gen" the generator's unittest suite, then the Check runner.
+MUTANTS = [
+    # --- the five an audit found surviving ---
+    dict(name="free-skips-dropping",
+         file="runtime/runtime.c",
+         old="        if (t->state == PD_TASK_RUNNING || t->state == PD_TASK_DROPPING)\n"
+             "            t->vt->drop(t->self);",
+         new="        if (t->state == PD_TASK_RUNNING)\n"
+             "            t->vt->drop(t->self);",
+         inv="2 exactly once; 1 kernel owns buffers: pd_runtime_free frees a "
+             "task mid async drop without sync-dropping it",
+         run="c"),
+    dict(name="linked-timeout-not-owed",
+         file="runtime/runtime.c",
+         old="    op->pending = 2;\n",
+         new="",
+         inv="1 no slot released while the kernel owes it a completion (the "
+             "linked timeout's)",
+         run="c"),
+    dict(name="op-closed-always",
+         file="runtime/pd_internal.h",
+         old="    return op->res != -ECANCELED;",
+         new="    return (void)op, 1;",
+         inv="5 no fd leak: a cancelled close counted as closed",
+         run="c"),
+    dict(name="strdup-on-cancel",
+         file="runtime/runtime.c",
+         old="void pd_task_cancel(pd_task *t)\n{\n",
+         new="void pd_task_cancel(pd_task *t)\n{\n    free(strdup(t->vt->name));\n",
+         inv="4 no allocation after spawn",
+         run="c"),
+    dict(name="poll-drop-dead-guard",
+         file="templates/future.c.j2",
+         old="    default:\n        return PD_READY;\n    }\n    {{ f.name }}__drop_code(self);",
+         new="    default:\n        break;\n    }\n    {{ f.name }}__drop_code(self);",
+         inv="2 exactly once: poll_drop on a destroyed future runs drop code again",
+         run="c"),
+    # --- what the suite already caught, reconstructed ---
+    dict(name="wake-twice",
+         file="runtime/pd_internal.h",
+         old="    if (t->queued)\n        return;\n    t->queued = 1;",
+         new="    t->queued = 1;",
+         inv="runtime: waking a queued task queues it twice (ready list corrupt)",
+         run="c"),
+    dict(name="reap-keeps-fd",
+         file="runtime/pd_internal.h",
+         old="    if (had && op->fdret && op->res >= 0)\n        close(op->res);\n",
+         new="",
+         inv="5 no fd leak: an fd from a discarded completion is not closed",
+         run="c"),
+    dict(name="cancel-not-sent",
+         file="runtime/runtime.c",
+         old="    if (op->st != PD__OP_BUSY || op->cancelled)\n        return;\n",
+         new="    if (op->st == PD__OP_BUSY || op->cancelled)\n        return;\n",
+         inv="7 cancelled means cancelled: no cancel request reaches the kernel",
+         run="c"),
+    dict(name="quiesce-sync-no-wait",
+         file="runtime/runtime.c",
+         old="        while (op->st == PD__OP_BUSY) {\n            int ret;\n\n"
+             "            pd__op_cancel(op);",
+         new="        if (op->st == PD__OP_BUSY) {\n            int ret;\n\n"
+             "            pd__op_cancel(op);",
+         inv="1 a sync drop returns before the kernel gave the buffer back",
+         run="c"),
+    dict(name="free-no-sync-drop",
+         file="runtime/runtime.c",
+         old="            t->vt->drop(t->self);\n    /*\n     * ...then free",
+         new="            (void)0;\n    /*\n     * ...then free",
+         inv="2 exactly once; 1: pd_runtime_free drops no live task",
+         run="c"),
+    dict(name="child-drop-sync-skips-dropping",
+         file="runtime/pd_internal.h",
+         old="    if ((*cs & 3) == PD__CH_RUN || (*cs & 3) == PD__CH_DROP)\n        vt->drop(child);",
+         new="    if ((*cs & 3) == PD__CH_RUN)\n        vt->drop(child);",
+         inv="2 exactly once: a child mid async drop is never dropped by its "
+             "parent's sync drop",
+         run="c"),
+    dict(name="child-cancel-noop",
+         file="runtime/pd_internal.h",
+         old="    if ((*cs & 3) == PD__CH_RUN)\n        *cs = PD__CH_DROP;",
+         new="    (void)cs;",
+         inv="6 order: select losers and quiesced children are not cancelled",
+         run="c"),
+    dict(name="task-free-ignores-refs",
+         file="runtime/runtime.c",
+         old="    if (t->refs == 0 && !t->queued && !(t->flags & PD__TASK_ROOT)) {",
+         new="    if (!t->queued && !(t->flags & PD__TASK_ROOT)) {",
+         inv="runtime: a task freed while its caller holds a reference",
+         run="san"),
+    dict(name="completion-no-wake",
+         file="runtime/runtime.c",
+         old="    rt->stats.ops_completed++;\n    pd__wake_on(rt, op->task);",
+         new="    rt->stats.ops_completed++;",
+         inv="runtime: a completion does not wake its task (lost wakeup)",
+         run="c"),
+    dict(name="cancel-no-wake",
+         file="runtime/runtime.c",
+         old="    t->state = PD_TASK_DROPPING;\n    pd__wake(t);\n}",
+         new="    t->state = PD_TASK_DROPPING;\n}",
+         inv="3 teardown on every async drop: a cancelled idle task never drops",
+         run="c"),
+    dict(name="cq-not-advanced",
+         file="runtime/runtime.c",
+         old="    if (n != 0)\n        io_uring_smp_store_release(cq->khead, tail);\n    return n;",
+         new="    return n;",
+         inv="1 runtime: completions dispatched again (a slot completed twice)",
+         run="c"),
+    # --- more of our own ---
+    dict(name="sync-drop-dead-guard",
+         file="templates/future.c.j2",
+         old="    if (self->pd__phase == PD__PH_DEAD)\n        return;\n"
+             "    {{ f.name }}__quiesce_sync(self);",
+         new="    {{ f.name }}__quiesce_sync(self);",
+         inv="2 exactly once: a second sync drop runs drop code again",
+         run="c"),
+    dict(name="sync-quiesce-cancel-only",
+         file="templates/future.c.j2",
+         old="{% else %}\n            pd__op_quiesce_sync(&self->{{ b.slot }});",
+         new="{% else %}\n            pd__op_cancel(&self->{{ b.slot }});",
+         inv="1 a sync drop cancels its ops but does not wait for them",
+         run="c"),
+    dict(name="async-quiesce-no-wait",
+         file="templates/future.c.j2",
+         old="            if (pd__busy)\n                return PD_PENDING;\n"
+             "{% for b in s.ops|reverse %}",
+         new="{% for b in s.ops|reverse %}",
+         inv="1 poll_drop goes on to teardown while its ops are in flight",
+         run="c"),
+    dict(name="select-winner-before-losers",
+         file="templates/future.c.j2",
+         old="            if (pd__busy)\n                return PD_PENDING;\n        }\n"
+             "        switch (self->pd__sub - 2) {",
+         new="        }\n        switch (self->pd__sub - 2) {",
+         inv="6 order: a select's winner runs before its losers are quiesced",
+         run="c"),
+    dict(name="teardown-before-quiesce",
+         file="templates/future.c.j2",
+         old="    case PD__PH_QUIESCE:\n        if ({{ f.name }}__quiesce(self, cx) == PD_PENDING)\n"
+             "            return PD_PENDING;",
+         new="    case PD__PH_QUIESCE:\n        {{ f.name }}__quiesce(self, cx);",
+         inv="6 order: teardown begins while children and ops are not quiesced",
+         run="c"),
+    dict(name="sync-close-fd-kept",
+         file="templates/future.c.j2",
+         old="            if (pd__op_quiesce_sync(&self->{{ b.slot }}) && "
+             "pd__op_closed(&self->{{ b.slot }}))\n                {{ b.closes }} = -1;",
+         new="            if (pd__op_quiesce_sync(&self->{{ b.slot }}) && "
+             "pd__op_closed(&self->{{ b.slot }}))\n                (void)0;",
+         inv="5 an fd closed by a close completed during a sync drop is closed "
+             "again by drop code",
+         run="c"),
+    dict(name="teardown-on-sync-drop",
+         file="templates/future.c.j2",
+         old="    {{ f.name }}__quiesce_sync(self);\n{% for a in f.arrays|reverse %}",
+         new="    {{ f.name }}__quiesce_sync(self);\n"
+             "    pd__trace(PD__FUT, PD_TRACE_TEARDOWN, self);\n"
+             "{% for a in f.arrays|reverse %}",
+         inv="3 teardown never on a sync drop",
+         run="c"),
+    dict(name="drop-code-not-dead",
+         file="templates/future.c.j2",
+         old="    self->pd__phase = PD__PH_DEAD;\n    pd__checked_dead(self);",
+         new="    pd__checked_dead(self);",
+         inv="2 exactly once: drop code does not mark the future dead",
+         run="c"),
+    dict(name="timeout-nsec-unreduced",
+         file="runtime/pd_internal.h",
+         old="    ts->tv_nsec = ns % 1000000000LL;",
+         new="    ts->tv_nsec = ns;",
+         inv="runtime: a timeout of 1 s or more is an invalid timespec",
+         run="c"),
+    dict(name="gen-keyword-check",
+         file="gen/validate.py",
+         old="            self.err(pos, f\"{what} '{name}' is a C keyword\")",
+         new="            pass",
+         inv="generator: a field named after a C keyword reaches the compiler",
+         run="gen"),
+    dict(name="gen-line-off-by-one",
+         file="gen/render.py",
+         old="    return f'#line {s.line} \"{c_string(s.file)}\"'",
+         new="    return f'#line {s.line + 1} \"{c_string(s.file)}\"'",
+         inv="generator: compiler errors in a snippet point at the wrong spec line",
+         run="gen"),
+]
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# MUTATE_DIR: another scratch directory, for a second run alongside.
+WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
+TREE = os.path.join(WORK, "tree")
+PYTHON = os.environ.get("PYTHON", sys.executable)
+# -DPD_CHECKED: the registry of live op slots turns a late completion into an
+# abort; -O1 keeps the many rebuilds short.
+PLAIN = ["CFLAGS=-O1 -g -DPD_CHECKED"]
+# A mutant that makes a test hang is caught by Check's per-test timeouts
+# (left as they are: halving them made a loaded machine fail good tests),
+# and the whole runner is stopped after TIMEOUT seconds.
+TIMEOUT = 300
+
+
+def kill_session(sid):
+    """Stops every process left in session sid: Check puts each test in a
+    process group of its own, and a test a mutant made spin outlives its
+    runner; the session id is the one thing they all keep."""
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[3]) == sid:
+                os.kill(int(pid), signal.SIGKILL)
+        except (OSError, ValueError, IndexError):
+            pass
+
+
+def sh(cmd, env=None, timeout=TIMEOUT):
+    """Runs cmd in the scratch tree, in a session of its own; returns
+    (status, combined output). The output goes through a file, so that a
+    process left behind cannot hold the runner up."""
+    with tempfile.TemporaryFile(mode="w+") as log:
+        p = subprocess.Popen(cmd, cwd=TREE, env=env, stdout=log, stderr=subprocess.STDOUT,
+                             text=True, start_new_session=True)
+        try:
+            status = p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            status = 124
+        kill_session(p.pid)
+        p.wait()
+        log.seek(0)
+        out = log.read()
+    if status == 124:
+        out += f"\n(stopped after {timeout} s)"
+    return status, out
+
+
+def copy_tree():
+    """The worktree's files (tracked and untracked, not ignored) in TREE."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"],
+                           cwd=ROOT, stdout=subprocess.PIPE, check=True).stdout
+    shutil.rmtree(TREE, ignore_errors=True)
+    for f in files.decode().split("\0"):
+        if not f or not os.path.isfile(os.path.join(ROOT, f)):
+            continue
+        dst = os.path.join(TREE, f)
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        shutil.copy2(os.path.join(ROOT, f), dst)
+
+
+def failures(out):
+    """Names of the failing Check tests (or the generator tests) in out."""
+    names = re.findall(r"^[^\s:]+:\d+:[FE]:([^:]+:[^:]+:\d+): ", out, re.M)
+    names += re.findall(r"^(?:FAIL|ERROR): (\S+)", out, re.M)
+    if not names and "checked build" in out:
+        names = ["the checked build's registry (abort)"]
+    return names
+
+
+def run_tests(kind):
+    """Builds what kind needs and runs it. Returns (caught, detail)."""
+    if kind == "gen":
+        st, out = sh([PYTHON, "-m", "unittest", "tests.test_gen"],
+                     env=dict(os.environ, PYTHONPATH=TREE))
+        if st != 0:
+            return True, "generator tests: " + ", ".join(failures(out)[:3])
+    target = "build/check_polldrop_asan" if kind == "san" else "build/check_polldrop"
+    st, out = sh(["make", "-s", "-j2", target] + PLAIN)
+    if st != 0:
+        errors = [l for l in out.splitlines() if "error:" in l]
+        return None, "does not build: " + (errors[0] if errors else out[-300:])
+    env = dict(os.environ, CK_VERBOSITY="normal")
+    if kind == "san":
+        env.update(ASAN_OPTIONS="detect_leaks=1:abort_on_error=1",
+                   UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1")
+    st, out = sh(["./" + target], env=env)
+    if st == 0:
+        return False, "every test passed"
+    names = failures(out)
+    if not names:
+        return True, "the runner hung" if st == 124 else f"the runner exited {st}"
+    more = f" (+{len(names) - 3} more)" if len(names) > 3 else ""
+    return True, ", ".join(names[:3]) + more
+
+
+def main(argv):
+    chosen = [m for m in MUTANTS if not argv or m["name"] in argv]
+    unknown = set(argv) - {m["name"] for m in MUTANTS}
+    if unknown:
+        print("mutate: no such mutant: " + ", ".join(sorted(unknown)), file=sys.stderr)
+        return 2
+    os.makedirs(WORK, exist_ok=True)
+    copy_tree()
+    print(f"mutate: {len(chosen)} mutants, scratch tree {os.path.relpath(TREE, ROOT)}")
+    for kind in sorted({m["run"] for m in chosen} - {"gen"}) or ["c"]:
+        caught, detail = run_tests(kind)
+        if caught is not False:
+            print(f"mutate: the unmutated tree fails ({kind}): {detail}", file=sys.stderr)
+            return 2
+    rows, bad = [], 0
+    for m in chosen:
+        path = os.path.join(TREE, m["file"])
+        with open(path) as f:
+            orig = f.read()
+        n = orig.count(m["old"])
+        if n != 1:
+            rows.append((m, "STALE", f"the text to replace occurs {n} times"))
+            bad += 1
+            continue
+        t0 = time.time()
+        with open(path, "w") as f:
+            f.write(orig.replace(m["old"], m["new"]))
+        try:
+            caught, detail = run_tests(m["run"])
+        finally:
+            with open(path, "w") as f:
+                f.write(orig)
+        verdict = {True: "caught", False: "SURVIVED", None: "BROKEN"}[caught]
+        bad += verdict != "caught"
+        rows.append((m, verdict, detail))
+        print(f"  {m['name']:<32} {verdict:<8} {time.time() - t0:5.0f} s  {detail}",
+              flush=True)
+    print()
+    print("| mutant | file | invariant broken | result | caught by |")
+    print("|---|---|---|---|---|")
+    for m, verdict, detail in rows:
+        print(f"| `{m['name']}` | {m['file']} | {m['inv']} | {verdict} | {detail} |")
+    caught = sum(1 for _, v, _ in rows if v == "caught")
+    print(f"\nmutate: {caught} of {len(rows)} mutants caught")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
