@@ -458,7 +458,8 @@ static double echo_run_threads(const char *server, const char *threads)
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     t0 = now();
     for (i = 0; i < ECHO_CONNS; i++)
-        t[i] = echo_client_spawn(rt, &a, ECHO_SIZE, ECHO_ROUNDS, 0);
+        t[i] = echo_client_spawn(rt, (const struct sockaddr *)&a, sizeof(a), ECHO_SIZE,
+                                 ECHO_ROUNDS, 0);
     if (pd_run(rt) < 0)
         die("echo client", EIO);
     dt = now() - t0;

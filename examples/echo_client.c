@@ -31,7 +31,8 @@ static double now(void)
 
 int main(int argc, char **argv)
 {
-    struct sockaddr_in addr = { .sin_family = AF_INET };
+    struct sockaddr_storage addr;
+    socklen_t alen;
     const char *host = "127.0.0.1";
     long port = 7777, conns = 64, rounds = 1000, size = 64, timeout = 0, ok = 0;
     int opt, ret, i, failed = 0;
@@ -54,11 +55,11 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) {
-        fprintf(stderr, "echo_client: bad IPv4 address '%s'\n", host);
+    alen = parse_addr(host, port, &addr);
+    if (alen == 0) {
+        fprintf(stderr, "echo_client: bad address '%s' (numeric IPv4 or IPv6)\n", host);
         return 2;
     }
-    addr.sin_port = htons((uint16_t)port);
     ret = pd_runtime_new(&rt, NULL);
     if (ret < 0) {
         fprintf(stderr, "echo_client: io_uring is not available: %s\n", strerror(-ret));
@@ -69,7 +70,8 @@ int main(int argc, char **argv)
         return 1;
     t0 = now();
     for (i = 0; i < conns; i++)
-        if (!(tasks[i] = echo_client_spawn(rt, &addr, (size_t)size, rounds, timeout)))
+        if (!(tasks[i] = echo_client_spawn(rt, (const struct sockaddr *)&addr, alen,
+                                           (size_t)size, rounds, timeout)))
             return 1;
     ret = pd_run(rt);
     dt = now() - t0;

@@ -18,7 +18,8 @@
  * cancelled, and its socket closed by its drop code. The process exits 0
  * with 0 ops in flight on every ring. Running out of descriptors or memory,
  * or reaching MAX_CONNS, only pauses accepting; a connection silent for
- * IDLE_MS is closed the same graceful way.
+ * IDLE_MS is closed the same graceful way, by one echo_idle task per
+ * thread that sweeps the thread's list of connections.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -39,6 +40,7 @@
 
 #include "args.h"
 #include "echo_accept.h"
+#include "echo_idle.h"
 
 /* A lingering close reads what a peer still sends for at most this long. */
 #define LINGER_MS 2000
@@ -64,45 +66,6 @@ static void usage(FILE *f)
                "  -q            print nothing but errors\n", BYE_TIMEOUT_MS + 1000);
 }
 
-/*
- * Parses a numeric IPv4 or IPv6 address (no name lookup) into *ss with
- * port. Returns the address length, or 0 if host is not an address.
- */
-static socklen_t parse_addr(const char *host, long port, struct sockaddr_storage *ss)
-{
-    struct addrinfo hints = { .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE,
-                              .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
-    struct addrinfo *ai;
-    char service[8];
-    socklen_t len;
-
-    snprintf(service, sizeof(service), "%ld", port);
-    if (getaddrinfo(host, service, &hints, &ai) != 0)
-        return 0;
-    len = ai->ai_addrlen;
-    memcpy(ss, ai->ai_addr, len);
-    freeaddrinfo(ai);
-    return len;
-}
-
-/* "127.0.0.1:7777" or "[::1]:7777", as a client would write it. */
-static void format_addr(const struct sockaddr_storage *ss, char *buf, size_t len)
-{
-    char host[INET6_ADDRSTRLEN];
-
-    if (ss->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
-
-        inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
-        snprintf(buf, len, "[%s]:%d", host, ntohs(a->sin6_port));
-    } else {
-        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
-
-        inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
-        snprintf(buf, len, "%s:%d", host, ntohs(a->sin_port));
-    }
-}
-
 /* What the threads share: two meeting points and the main thread's alarm. */
 typedef struct server {
     pthread_barrier_t started; /* every worker has its runtime, or failed to */
@@ -117,6 +80,7 @@ typedef struct worker {
     int lfd;
     long max_conns, live;
     long long idle_ms;
+    echo_conn *conns; /* the list echo_idle sweeps, when idle_ms > 0 */
     pd_runtime *rt;  /* made, run and freed by the worker's own thread */
     int ret;         /* pd_run's result, or the -errno of the setup */
     long acc_out;    /* echo_accept's output: -errno if the listener failed */
@@ -126,18 +90,21 @@ typedef struct worker {
 static void *worker_main(void *arg)
 {
     worker *w = arg;
-    pd_task *acc = NULL;
+    pd_task *acc = NULL, *idle = NULL;
     uint64_t one = 1;
 
     w->ret = pd_runtime_new(&w->rt, NULL);
     if (w->ret == 0) {
-        acc = echo_accept_spawn(w->rt, w->lfd, w->max_conns, &w->live, w->idle_ms,
-                                LINGER_MS);
-        if (acc == NULL)
+        /* Connections are listed for the idle sweep only when there is one. */
+        acc = echo_accept_spawn(w->rt, w->lfd, w->max_conns, &w->live,
+                                w->idle_ms > 0 ? &w->conns : NULL, LINGER_MS);
+        if (w->idle_ms > 0)
+            idle = echo_idle_spawn(w->rt, &w->conns, w->idle_ms, -1);
+        if (acc == NULL || (w->idle_ms > 0 && idle == NULL))
             w->ret = -ENOMEM;
     }
     pthread_barrier_wait(&w->srv->started);
-    if (acc != NULL) {
+    if (w->ret == 0) {
         w->ret = pd_run(w->rt);
         if (pd_task_output(acc))
             w->acc_out = *(const long *)pd_task_output(acc);
@@ -149,6 +116,8 @@ static void *worker_main(void *arg)
     pthread_barrier_wait(&w->srv->done);
     if (acc != NULL)
         pd_task_release(acc);
+    if (idle != NULL)
+        pd_task_release(idle);
     pd_runtime_free(w->rt);
     close(w->lfd);
     return NULL;

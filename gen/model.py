@@ -177,7 +177,9 @@ class FutureModel:
         self.run_states = [s for s in self.states if s.phase == "run"]
         self.teardown_states = [s for s in self.states if s.phase == "teardown"]
         self.stateful = [s for s in self.states if s.storage]
-        children = {v.child for v in spec.members() if v.child}
+        from gen.validate import BUILTIN_CHILDREN
+        children = {v.child for v in spec.members()
+                    if v.child and v.child not in BUILTIN_CHILDREN}
         self.child_headers = sorted(f'"{c}.h"' for c in children)
         # What the constants usual in the ops' arguments need (POLLIN...).
         self.op_headers = sorted({h for s in self.states for b in s.ops

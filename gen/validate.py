@@ -437,7 +437,10 @@ class Validator:
             if "init" in m:
                 self.err(node.key_pos["init"], f"child future '{name}' cannot have "
                          "init: it is initialised by await")
-            child = self.ident(m["future"], "child future type")
+            if m["future"].kind == "scalar" and m["future"].value in BUILTIN_CHILDREN:
+                child = m["future"].value
+            else:
+                child = self.ident(m["future"], "child future type")
             v = Var(name, pos, child=child)
             v.child_pos = m["future"].pos
             v.where = Snippet(m["future"])
@@ -1040,6 +1043,19 @@ def _call_args(text, at):
     return n
 
 
+class _Builtin:
+    """A child future the runtime provides: polldrop.h declares it."""
+
+    def __init__(self, name, params):
+        self.name = name
+        self.params = [Var(n, None, ctype=t) for n, t in params]
+
+
+# pd_join: a join handle on a spawned task (polldrop.h).
+BUILTIN_CHILDREN = {"pd_join": _Builtin("pd_join", [("task", "pd_task *"),
+                                                    ("out", "void *")])}
+
+
 def resolve_children(specs, diags):
     """Binds every child future to its Spec and checks await arguments.
 
@@ -1049,7 +1065,9 @@ def resolve_children(specs, diags):
         for v in s.members():
             if v.child is None:
                 continue
-            if v.child not in specs:
+            if v.child in BUILTIN_CHILDREN:
+                v.child_spec = BUILTIN_CHILDREN[v.child]
+            elif v.child not in specs:
                 diags.error(v.child_pos, f"unknown child future type '{v.child}' "
                             f"(no spec named on the command line or found as "
                             f"{v.child}.yaml on the -I path)")

@@ -87,6 +87,14 @@ typedef struct pd_harness_stats {
 void pd_harness_run(const pd_harness_case *c, pd_harness_stats *st);
 
 /*
+ * The same, for a future that spawns up to `spawns` tasks by design (a join
+ * handle's task, say): each is one allocation, which the check of "no
+ * allocation after spawn" then allows. The tasks are destroyed with the
+ * runtime on every path, and checked like the future itself.
+ */
+void pd_harness_run_spawning(const pd_harness_case *c, int spawns, pd_harness_stats *st);
+
+/*
  * Allocation calls (malloc, calloc, realloc, posix_memalign, aligned_alloc,
  * memalign, valloc, pvalloc, and what libc builds on them, such as strdup)
  * made by the process so far. Take the difference of two readings.

@@ -47,6 +47,8 @@ struct pd_task {
      * and without PD_CHECKED agrees on every other member's place.
      */
     uint8_t released;
+    /* The task that awaits this one through a pd_join, woken when it ends. */
+    pd_task *waiter;
 };
 
 enum {
@@ -356,15 +358,10 @@ static inline void pd__op_arm(pd_cx *cx, struct io_uring_sqe *sqe, pd__op *op)
         pd__link_timeout(cx, sqe, op);
 }
 
-/*
- * The next op submitted through cx gets a linked timeout of ms; a negative
- * ms means no timeout (the op goes in alone, taking one entry).
- */
+/* The next op submitted through cx gets a linked timeout of ms. */
 static inline void pd__link_next(pd_cx *cx, struct __kernel_timespec *ts,
                                  long long ms)
 {
-    if (ms < 0)
-        return;
     ts->tv_sec = ms / 1000;
     ts->tv_nsec = (ms % 1000) * 1000000;
     cx->link_ts = ts;

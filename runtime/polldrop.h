@@ -98,7 +98,9 @@ int pd_runtime_new(pd_runtime **rt, const pd_config *cfg);
  * Sync-drops every task still alive (blocking until the kernel has returned
  * their buffers), frees them, and closes the ring. References to those
  * tasks are invalid afterwards; a finished task (DONE or CANCELLED) stays
- * valid until its reference is released.
+ * valid until its reference is released. Called from inside a task's poll
+ * (or poll_drop), it would free the task being polled under it: it prints
+ * one line to stderr and does nothing, and the runtime goes on.
  */
 void pd_runtime_free(pd_runtime *rt);
 
@@ -107,18 +109,24 @@ void pd_runtime_free(pd_runtime *rt);
  * The output is written to out (which may be NULL). Returns 0, -ECANCELED if
  * fut was cancelled by pd_shutdown, -EDEADLK if fut can never make progress,
  * or another -errno from io_uring. fut must be freshly initialised and must
- * not move while this runs; it is destroyed when this returns.
+ * not move while this runs; it is destroyed when this returns. Called from
+ * inside a task's poll, it returns -EBUSY at once, having sync-dropped fut
+ * (which never ran, so only its drop code runs).
  */
 int pd_block_on(pd_runtime *rt, pd_dyn fut, void *out);
 
-/* Runs until no live task is left. Returns 0 or -errno (-EDEADLK as above). */
+/*
+ * Runs until no live task is left. Returns 0 or -errno (-EDEADLK as above;
+ * -EBUSY, doing nothing, when called from inside a task's poll).
+ */
 int pd_run(pd_runtime *rt);
 
 /*
  * One turn: polls every task that was ready when the turn began, submits
  * their requests and reaps completions, with one io_uring_enter when
  * possible. When wait != 0 and nothing is runnable, blocks until a
- * completion arrives. Returns the number of live tasks or -errno.
+ * completion arrives. Returns the number of live tasks or -errno (-EBUSY,
+ * doing nothing, when called from inside a task's poll).
  */
 int pd_run_once(pd_runtime *rt, int wait);
 
@@ -223,6 +231,28 @@ typedef struct pd_drop_async {
 
 void pd_drop_async_init(pd_drop_async *f, pd_dyn victim);
 extern const pd_vtable pd_drop_async_vtable;
+
+/*
+ * Built-in future: a join handle, for a future that awaits a task it
+ * spawned on the same runtime. Its output (pd_join_out) is 0 once the task
+ * is PD_TASK_DONE, its output (vt->out_size bytes) then copied to out
+ * unless out is NULL; -ECANCELED if the task was cancelled; -ENOMEM if
+ * task is NULL (the spawn failed). The handle takes over the caller's
+ * reference and releases it when it is destroyed. Destroyed while the task
+ * still runs, it cancels the task: an async drop of the handle waits for
+ * the task's async drop (its teardown included) to finish, a sync drop
+ * sync-drops the task's future in place. Nothing is allocated. In a spec:
+ * a field {name: j, future: pd_join}, awaited with args: [task, out].
+ */
+typedef struct pd_join {
+    pd_task *task;
+    void *out;
+} pd_join;
+
+typedef int pd_join_out;
+
+void pd_join_init(pd_join *j, pd_task *task, void *out);
+extern const pd_vtable pd_join_vtable;
 
 /*
  * Lifecycle tracing. Generated futures report these events to the installed

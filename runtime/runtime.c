@@ -638,32 +638,43 @@ static void pd__wake_arm(pd_runtime *rt)
  * runs is quadratic in the kernel. A zero-timeout wait for more events is
  * no way out: it sleeps for the timer slack (tens of microseconds).
  *
- * So after an entry that reaped a full budget of completions (`n`), this
- * enters again to run more of the work, until an entry reaps less than a
- * budget or as many as the completion queue holds were reaped. With
- * IORING_SETUP_TASKRUN_FLAG the kernel also says whether work waits
- * (IORING_SQ_TASKRUN in the SQ flags), and no entry is made when it says
- * none does: a turn of 128 inline-completed nops costs one io_uring_enter,
- * not two. The flag alone is not a bound: the kernel clears it only when it
- * runs deferred work, so it can stay set with none left; the budget test
- * ends the loop then. Without DEFER_TASKRUN the kernel runs task work on
- * every return to user space, and there is nothing to do.
+ * So this enters again to run more of the work while some is left, until
+ * as many completions as the completion queue holds were reaped. Whether
+ * work is left, the kernel says itself when the ring has
+ * IORING_SETUP_TASKRUN_FLAG: it sets IORING_SQ_TASKRUN in the SQ flags while
+ * deferred work waits, and an entry that would find none is never made (a
+ * turn of 128 inline-completed nops costs one io_uring_enter, not two). An
+ * entry that reaped a full budget of completions (`n`) is taken as a sign
+ * too: the kernel clears the flag when it starts running the work, not when
+ * it stops at the budget with work left. And an entry that reaped nothing
+ * ends the loop: the flag can stay set with nothing such an entry runs (the
+ * echo server spun at 100% CPU on it, never waiting, its peers stalled).
+ * Without DEFER_TASKRUN the kernel runs task work on every return to user
+ * space, and there is nothing to do.
  */
 #define PD__TW_BUDGET 20u
+
+static int pd__task_work_left(const pd_runtime *rt, unsigned n)
+{
+    if (n >= PD__TW_BUDGET)
+        return 1;
+    return (rt->stats.ring_flags & IORING_SETUP_TASKRUN_FLAG) &&
+           (IO_URING_READ_ONCE(*rt->ring.sq.kflags) & IORING_SQ_TASKRUN);
+}
 
 static void pd__drain_task_work(pd_runtime *rt, unsigned n)
 {
     unsigned total = n;
-    int flagged = (rt->stats.ring_flags & IORING_SETUP_TASKRUN_FLAG) != 0;
 
     if (!(rt->stats.ring_flags & IORING_SETUP_DEFER_TASKRUN))
         return;
-    while (n >= PD__TW_BUDGET && total < rt->ring.cq.ring_entries &&
-           (!flagged || (IO_URING_READ_ONCE(*rt->ring.sq.kflags) & IORING_SQ_TASKRUN))) {
+    while (pd__task_work_left(rt, n) && total < rt->ring.cq.ring_entries) {
         rt->stats.enter_calls++;
         if (io_uring_get_events(&rt->ring) < 0)
             return;
         n = pd__reap(rt);
+        if (n == 0)
+            return;
         total += n;
     }
 }
@@ -962,6 +973,8 @@ void pd_task_release(pd_task *t)
 static void pd__task_finish(pd_runtime *rt, pd_task *t)
 {
     t->state = t->has_output ? PD_TASK_DONE : PD_TASK_CANCELLED;
+    if (t->waiter)
+        pd__wake(t->waiter);
     pd__live_unlink(rt, t);
     if (rt->live_head == NULL) {
         /* The shutdown is over; a deadline nobody reached is forgotten. */
@@ -1174,6 +1187,8 @@ int pd_run_once(pd_runtime *rt, int wait)
 
 int pd_run(pd_runtime *rt)
 {
+    if (rt->in_turn)
+        return -EBUSY;
     for (;;) {
         int ret;
 
@@ -1201,7 +1216,7 @@ int pd_block_on(pd_runtime *rt, pd_dyn fut, void *out)
     int ret = 0;
 
     if (rt->in_turn) {
-        /* Refused, but destroyed all the same, as promised. */
+        /* Refused, but the contract holds: fut is destroyed on return. */
         fut.vt->drop(fut.self);
         return -EBUSY;
     }
@@ -1309,6 +1324,12 @@ void pd_runtime_free(pd_runtime *rt)
 
     if (!rt)
         return;
+    if (rt->in_turn) {
+        /* Freeing would pull the task being polled from under its poll. */
+        fprintf(stderr, "polldrop: pd_runtime_free called from inside a task: "
+                        "ignored (free the runtime after pd_run returns)\n");
+        return;
+    }
     /* Tasks sent here but never started: initialised, so dropped once. */
     t = atomic_exchange(&rt->inbox, NULL);
     while (t) {
@@ -1422,6 +1443,101 @@ void pd__arr_misuse(const char *future, const char *array, int i, int n)
                 array, i);
     abort();
 }
+
+/* --- pd_join: awaiting a spawned task --- */
+
+void pd_join_init(pd_join *j, pd_task *task, void *out)
+{
+    j->task = task;
+    j->out = out;
+}
+
+static int pd__join_live(const pd_task *t)
+{
+    return t->state == PD_TASK_RUNNING || t->state == PD_TASK_DROPPING;
+}
+
+static pd_poll pd__join_poll(void *self, pd_cx *cx, void *out)
+{
+    pd_join *j = self;
+    pd_task *t = j->task;
+    int r;
+
+    if (t == NULL) {
+        r = -ENOMEM;
+    } else if (pd__join_live(t)) {
+        t->waiter = cx->task;
+        return PD_PENDING;
+    } else if (t->state == PD_TASK_DONE) {
+        if (j->out && t->vt->out_size)
+            memcpy(j->out, t->out, t->vt->out_size);
+        r = 0;
+    } else {
+        r = -ECANCELED;
+    }
+    if (out)
+        *(int *)out = r;
+    return PD_READY;
+}
+
+/* The task is over: the handle gives up its reference. */
+static void pd__join_release(pd_join *j)
+{
+    j->task->waiter = NULL;
+    pd_task_release(j->task);
+    j->task = NULL;
+}
+
+static pd_poll pd__join_poll_drop(void *self, pd_cx *cx)
+{
+    pd_join *j = self;
+    pd_task *t = j->task;
+
+    if (t == NULL)
+        return PD_READY;
+    if (pd__join_live(t)) {
+        /* Cancelled, and awaited until its async drop is over. */
+        pd__task_cancel(t);
+        t->waiter = cx->task;
+        return PD_PENDING;
+    }
+    pd__join_release(j);
+    return PD_READY;
+}
+
+static void pd__join_drop(void *self)
+{
+    pd_join *j = self;
+    pd_task *t = j->task;
+
+    if (t == NULL)
+        return;
+    if (pd__join_live(t)) {
+        /*
+         * Destroyed here rather than by the runtime's poll, which would
+         * have dropped the runtime's reference: so this drops it. A task
+         * still on the ready queue is freed when the queue reaches it.
+         */
+        t->vt->drop(t->self);
+        if (t->flags & PD__TASK_STARTED) {
+            pd__task_finish(t->rt, t);
+            t->refs--;
+        } else {
+            t->state = PD_TASK_CANCELLED;
+        }
+    }
+    pd__join_release(j);
+}
+
+const pd_vtable pd_join_vtable = {
+    .name = "pd_join",
+    .size = sizeof(pd_join),
+    .align = alignof(pd_join),
+    .out_size = sizeof(pd_join_out),
+    .poll = pd__join_poll,
+    .poll_drop = pd__join_poll_drop,
+    .drop = pd__join_drop,
+};
 
 /* --- pd_drop_async --- */
 

@@ -73,7 +73,10 @@ def var(what, allow_child=True, allow_init=True, allow_array=True):
     if allow_init:
         props["init"] = code("initial value, a C expression")
     if allow_child:
-        props["future"] = ident("the child future's type: another spec")
+        props["future"] = {"anyOf": [ident("the child future's type: another spec"),
+                                     {"enum": sorted(validate.BUILTIN_CHILDREN),
+                                      "description": "a child the runtime provides "
+                                                     "(pd_join: a join handle)"}]}
     if "count" in keys:
         props["count"] = {"description": "an array of this many child futures",
                           "anyOf": [{"type": "integer", "minimum": 1,

@@ -38,6 +38,7 @@ static const suite_fn suites[] = {
     pd_suite_io_ops,
     pd_suite_whole_deadline,
     pd_suite_arrays,
+    pd_suite_join_task,
 #ifdef PD_CHECKED
     /* Only the checked build catches misuse; the plain one has no such suite. */
     pd_suite_misuse,

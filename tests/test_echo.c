@@ -41,7 +41,7 @@ static void server_start(struct server *s, long max_conns)
     ck_assert_int_eq(sigprocmask(SIG_BLOCK, &mask, NULL), 0);
     s->sfd = signalfd(-1, &mask, SFD_CLOEXEC);
     ck_assert_int_ge(s->sfd, 0);
-    s->acc = echo_accept_spawn(s->rt, s->lfd, max_conns, &s->live, 0, 2000);
+    s->acc = echo_accept_spawn(s->rt, s->lfd, max_conns, &s->live, NULL, 2000);
     s->sw = signal_wait_spawn(s->rt, s->sfd);
     ck_assert_ptr_nonnull(s->acc);
     ck_assert_ptr_nonnull(s->sw);

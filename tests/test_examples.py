@@ -78,19 +78,21 @@ class EchoServerProcess(unittest.TestCase):
         self.assertEqual(got, msg)
 
     def served(self, pending, settle=0.5, limit=20.0):
-        """pending maps clients to the line each has sent. Waits until no new
-        echo arrived for `settle` seconds (at most `limit`); returns the
-        clients whose line came back whole."""
+        """pending maps clients to the line each has sent. Waits for a first
+        echo (at most `limit` seconds), then until no new echo arrived for
+        `settle` seconds; returns the clients whose line came back whole."""
         sel = selectors.DefaultSelector()
         got = {}
         for c in pending:
             sel.register(c, selectors.EVENT_READ)
             got[c] = b""
         end = time.monotonic() + limit
+        wait = limit
         while time.monotonic() < end:
-            events = sel.select(timeout=settle)
+            events = sel.select(timeout=wait)
             if not events:
                 break
+            wait = settle
             for key, _ in events:
                 chunk = key.fileobj.recv(64)
                 self.assertTrue(chunk, "end of stream instead of an echo")
@@ -198,14 +200,15 @@ class EchoServerProcess(unittest.TestCase):
         self.assertIn("0 ops in flight, 0 connections left", out)
 
     def test_idle_connection_is_closed_gracefully_others_unaffected(self):
-        p, port = self.start("-i", "200")
+        p, port = self.start("-i", "1000")
         silent = self.connect(port)
         active = self.connect(port)
         self.echo(silent, b"hello\n")
-        # The active client keeps talking well past the idle time.
+        # The active client keeps talking (every 50 ms: far less than the
+        # idle time even on a loaded machine) well past the idle time.
         t0 = time.monotonic()
         n = 0
-        while time.monotonic() - t0 < 1.0:
+        while time.monotonic() - t0 < 2.2:
             self.echo(active, b"tick %d\n" % n)
             n += 1
             time.sleep(0.05)
@@ -362,6 +365,10 @@ class EchoServerProcess(unittest.TestCase):
         c = self.connect(port, host="::1")
         self.assertEqual(c.family, socket.AF_INET6)
         self.echo(c, b"over IPv6\n")
+        r = subprocess.run([CLIENT, "-a", "::1", "-p", str(port), "-c", "2", "-n", "10"],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("20 round trips of 64 bytes over 2 connections", r.stdout)
         p.send_signal(signal.SIGTERM)
         self.assertEqual(self.read_to_eof(c), b"bye\n")
         out, err = p.communicate(timeout=30)

@@ -115,6 +115,43 @@ START_TEST(kernel_owns_child_ops_too)
 }
 END_TEST
 
+/*
+ * A future polled by one task and handed to pd_drop_async in another: its
+ * cancelled read's completion must wake the task dropping it now, not the
+ * one that submitted the read (which nothing else will ever wake).
+ */
+START_TEST(kernel_owns_handed_over_future)
+{
+    pd_runtime *rt = pd_test_rt();
+    struct pipes x;
+    pipe_read *f;
+    pd_drop_async *d;
+    pd_task *a, *b;
+    int turns;
+
+    pipes_open(&x);
+    pd_test_rec_start();
+    a = pd_task_new(rt, &pipe_read_vtable, (void **)&f);
+    pipe_read_init(f, x.p[0], -1);
+    pd_task_start(a);
+    start_reading(rt); /* a's read is in flight; a waits for it */
+    b = pd_task_new(rt, &pd_drop_async_vtable, (void **)&d);
+    pd_drop_async_init(d, pipe_read_dyn(f));
+    pd_task_start(b);
+    for (turns = 0; turns < 100 && pd_task_state(b) != PD_TASK_DONE; turns++)
+        ck_assert_int_ge(pd_run_once(rt, 1), 0);
+    ck_assert_msg(pd_task_state(b) == PD_TASK_DONE,
+                  "the dropper was never woken by the cancelled read");
+    ck_assert_int_eq(pd_task_state(a), PD_TASK_RUNNING); /* nothing woke a */
+    ck_assert_int_eq(pd_test_rec_count("pipe_read", PD_TRACE_DROP), 1);
+    pd_task_release(b);
+    pd_task_release(a);
+    pd_runtime_free(rt); /* sync-drops a's future again: it stays destroyed */
+    ck_assert_int_eq(pd_test_rec_count("pipe_read", PD_TRACE_DROP), 1);
+    pipes_close(&x);
+}
+END_TEST
+
 Suite *pd_suite_inv_kernel_owns(void)
 {
     Suite *s = suite_create("invariant 1: the kernel's buffers");
@@ -123,6 +160,7 @@ Suite *pd_suite_inv_kernel_owns(void)
     tcase_add_test(tc, kernel_owns_async);
     tcase_add_test(tc, kernel_owns_sync);
     tcase_add_test(tc, kernel_owns_child_ops_too);
+    tcase_add_test(tc, kernel_owns_handed_over_future);
     suite_add_tcase(s, tc);
     return s;
 }

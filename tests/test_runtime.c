@@ -3,6 +3,7 @@
  * submission queue, shutdown, deadlock detection; and pd_drop_async.
  */
 #include <fcntl.h>
+#include <stdalign.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -249,6 +250,77 @@ START_TEST(block_on_a_stuck_future_is_edeadlk)
 }
 END_TEST
 
+/*
+ * A future that calls the runtime back from inside its poll: every call
+ * that would run the loop is refused with -EBUSY, pd_runtime_free is
+ * ignored, and pd_shutdown only cancels.
+ */
+struct nester {
+    pd_runtime *rt;
+    int run, run_once, block_on, f_block_on, shutdown;
+    int inner;   /* the future handed to pd_block_on (never_vtable) */
+    long f_out;
+};
+
+static pd_poll nester_poll(void *self, pd_cx *cx, void *out)
+{
+    struct nester *n = self;
+    pd_dyn inner = { &n->inner, &never_vtable };
+
+    (void)cx, (void)out;
+    n->run = pd_run(n->rt);
+    n->run_once = pd_run_once(n->rt, 1);
+    n->block_on = pd_block_on(n->rt, inner, NULL);
+    n->f_block_on = nops_block_on(n->rt, 3, &n->f_out);
+    pd_runtime_free(n->rt);
+    n->shutdown = pd_shutdown(n->rt);
+    return PD_READY;
+}
+
+static void nester_drop(void *self)
+{
+    (void)self;
+}
+
+static const pd_vtable nester_vtable = {
+    "nester", sizeof(struct nester), alignof(struct nester), 0, nester_poll,
+    never_poll_drop, nester_drop,
+};
+
+START_TEST(runtime_calls_from_inside_a_task)
+{
+    pd_runtime *rt = pd_test_rt();
+    struct nester *n;
+    pd_task *t, *reader;
+    int p[2];
+
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+    reader = pipe_read_spawn(rt, p[0], -1);
+    t = pd_task_new(rt, &nester_vtable, (void **)&n);
+    ck_assert_ptr_nonnull(t);
+    memset(n, 0, sizeof(*n));
+    n->rt = rt;
+    n->f_out = -1;
+    pd_task_start(t);
+    ck_assert_int_eq(pd_run(rt), 0);
+    ck_assert_int_eq(n->run, -EBUSY);
+    ck_assert_int_eq(n->run_once, -EBUSY);
+    ck_assert_int_eq(n->block_on, -EBUSY);
+    ck_assert_int_eq(n->inner, 100); /* refused, yet destroyed: drop ran once */
+    ck_assert_int_eq(n->f_block_on, -EBUSY);
+    ck_assert_int_eq(n->f_out, -1);  /* no output was written */
+    ck_assert_int_eq(n->shutdown, 0);
+    /* The ignored free left the runtime working: shutdown finished here. */
+    ck_assert_int_eq(pd_task_state(t), PD_TASK_DONE);
+    ck_assert_int_eq(pd_task_state(reader), PD_TASK_CANCELLED);
+    pd_task_release(t);
+    pd_task_release(reader);
+    close(p[0]);
+    close(p[1]);
+    pd_runtime_free(rt);
+}
+END_TEST
+
 START_TEST(waking_a_queued_task_does_nothing)
 {
     pd_runtime *rt = pd_test_rt();
@@ -434,6 +506,7 @@ Suite *pd_suite_runtime(void)
     tcase_add_test(tc, free_sync_drops_live_tasks);
     tcase_add_test(tc, spawn_during_shutdown_is_cancelled);
     tcase_add_test(tc, finished_task_still_queued_at_free_is_not_leaked);
+    tcase_add_test(tc, runtime_calls_from_inside_a_task);
     tcase_add_test(tc, one_entry_ring_is_einval);
     tcase_add_loop_test(tc, small_rings_run_timeouts_and_cancels, 0, 4);
     suite_add_tcase(s, tc);

@@ -18,6 +18,7 @@
 #include "echo_accept.h"
 #include "echo_client.h"
 #include "echo_conn.h"
+#include "echo_idle.h"
 #include "first_of.h"
 #include "harness.h"
 #include "pair_copy.h"
@@ -676,7 +677,7 @@ static void conn_init(void *self, void *v)
 {
     struct conn_ctx *c = v;
 
-    echo_conn_init(self, c->sv[0], NULL, 0, 50);
+    echo_conn_init(self, c->sv[0], NULL, NULL, 50);
 }
 
 /* Two messages, then the peer's end of stream; echoes are drained. */
@@ -739,7 +740,7 @@ static void acc_init(void *self, void *v)
 {
     struct acc_ctx *c = v;
 
-    echo_accept_init(self, c->lfd, 8, &c->live, 0, 50);
+    echo_accept_init(self, c->lfd, 8, &c->live, NULL, 50);
 }
 
 static void acc_progress(void *v, int when)
@@ -785,7 +786,7 @@ static void cli_init(void *self, void *v)
 {
     struct cli_ctx *c = v;
 
-    echo_client_init(self, &c->addr, 16, 2, 5000);
+    echo_client_init(self, (const struct sockaddr *)&c->addr, sizeof(c->addr), 16, 2, 5000);
 }
 
 /* Echoes only when the harness would wait: every suspension sees I/O pending. */
@@ -874,6 +875,38 @@ static void sig_cleanup(void *v)
 }
 
 /*
+ * echo_idle: two sweeps of an empty list of connections. What matters
+ * here is the sweeper's own destruction at each of its timeouts; the
+ * sweeps themselves are tested through the echo server's idle timeout.
+ */
+struct idle_ctx {
+    echo_conn *head;
+};
+
+static void idle_setup(void *v)
+{
+    struct idle_ctx *c = v;
+
+    c->head = NULL;
+}
+
+static void idle_init(void *self, void *v)
+{
+    struct idle_ctx *c = v;
+
+    echo_idle_init(self, &c->head, 10, 2);
+}
+
+static void idle_after(void *v, const void *out)
+{
+    struct idle_ctx *c = v;
+
+    if (out)
+        ck_assert_int_eq(*(const int *)out, 0);
+    ck_assert_ptr_null(c->head);
+}
+
+/*
  * Every spec in specs/ (and td_child, a teardown that awaits a child), with
  * a fixture and the least number of suspension points its run must have.
  */
@@ -885,6 +918,7 @@ static struct conn_ctx conn_c;
 static struct acc_ctx acc_c;
 static struct cli_ctx cli_c;
 static struct sig_ctx sig_c;
+static struct idle_ctx idle_c;
 
 /*
  * inline: the spec's requests all complete at submission on these
@@ -922,6 +956,8 @@ static const struct {
                        acc_init, acc_progress, acc_after, acc_cleanup }, 1, 0 },
     { "echo_client", { "echo_client", &echo_client_vtable, 1, &cli_c, cli_setup,
                        cli_init, cli_progress, cli_after, cli_cleanup }, 5, 0 },
+    { "echo_idle", { "echo_idle", &echo_idle_vtable, 0, &idle_c, idle_setup,
+                     idle_init, NULL, idle_after, idle_setup }, 2, 0 },
     { "signal_wait", { "signal_wait", &signal_wait_vtable, 0, &sig_c, sig_setup,
                        sig_init, sig_progress, sig_after, sig_cleanup }, 1, 0 },
     { "td_child (test)", { "td_child", &td_child_vtable, 1, &td_c, td_setup, td_init,

@@ -138,5 +138,6 @@ Suite *pd_suite_io_ops(void);
 Suite *pd_suite_whole_deadline(void);
 Suite *pd_suite_arrays(void);
 Suite *pd_suite_misuse(void);
+Suite *pd_suite_join_task(void);
 
 #endif
