@@ -54,14 +54,6 @@ static int pool_byes(struct pool_fix *f)
     return n > 0 ? (int)n / 3 : 0;
 }
 
-static void pd_quiet(pd_runtime *rt)
-{
-    pd_stats s;
-
-    pd_runtime_stats(rt, &s);
-    ck_assert_uint_eq(s.inflight_ops, 0);
-    ck_assert_uint_eq(s.live_tasks, 0);
-}
 
 START_TEST(await_each_member_as_it_finishes)
 {
@@ -81,7 +73,7 @@ START_TEST(await_each_member_as_it_finishes)
     ck_assert_int_eq(pd_test_rec_count("pipe_read", PD_TRACE_INIT), 4);
     ck_assert_int_eq(pd_test_rec_count("pipe_read", PD_TRACE_DROP), 4);
     ck_assert_int_eq(pool_byes(&f), 4);
-    pd_quiet(rt);
+    pd_test_quiet(rt);
     pool_close(&f);
     pd_runtime_free(rt);
 }
@@ -109,7 +101,7 @@ START_TEST(select_over_an_array_quiesces_the_others)
         pd_test_write(f.w[i], "late", 4);
         ck_assert_int_eq(read(f.r[i], buf, sizeof(buf)), 4);
     }
-    pd_quiet(rt);
+    pd_test_quiet(rt);
     pool_close(&f);
     pd_runtime_free(rt);
 }
@@ -127,7 +119,7 @@ START_TEST(join_over_an_array_waits_for_all)
         pd_test_write(f.w[i], "ab", 2);
     ck_assert_int_eq(pipe_pool_block_on(rt, f.r, f.bye[1], 2, PD_FAR_MS, &out), 0);
     ck_assert_int_eq(out, 8);
-    pd_quiet(rt);
+    pd_test_quiet(rt);
     pool_close(&f);
     pd_runtime_free(rt);
 }
@@ -146,7 +138,7 @@ START_TEST(join_over_an_array_times_out)
     ck_assert_int_eq(out, -ETIMEDOUT);
     ck_assert_int_eq(pd_test_rec_count("pipe_read", PD_TRACE_DROP), 4);
     ck_assert_int_eq(pool_byes(&f), 4);
-    pd_quiet(rt);
+    pd_test_quiet(rt);
     pool_close(&f);
     pd_runtime_free(rt);
 }
@@ -172,7 +164,7 @@ START_TEST(members_are_quiesced_when_the_parent_is_cancelled)
     ck_assert_int_eq(pd_rec.stray_drop, 0);
     ck_assert_int_eq(pool_byes(&f), 4);
     pd_task_release(t);
-    pd_quiet(rt);
+    pd_test_quiet(rt);
     pool_close(&f);
     pd_runtime_free(rt);
 }
@@ -300,7 +292,7 @@ START_TEST(copy_tree_copies_every_file_eight_at_a_time)
     ck_assert_int_eq(pd_test_rec_count("copy_one", PD_TRACE_INIT), 12);
     ck_assert_int_eq(pd_test_rec_count("copy_one", PD_TRACE_DROP), 12);
     ck_assert_int_eq(pd_test_fd_count(), fds);
-    pd_quiet(rt);
+    pd_test_quiet(rt);
     tree_remove(&t);
     pd_runtime_free(rt);
 }
@@ -320,7 +312,7 @@ START_TEST(copy_tree_failure_removes_half_written_files)
     /* The others were cancelled mid-copy: nothing half-written remains. */
     ck_assert_int_eq(tree_dsts(&t), 0);
     ck_assert_int_eq(pd_test_fd_count(), fds);
-    pd_quiet(rt);
+    pd_test_quiet(rt);
     tree_remove(&t);
     pd_runtime_free(rt);
 }
@@ -346,7 +338,7 @@ START_TEST(copy_tree_deadline_removes_half_written_files)
     }
     ck_assert_int_lt(tree_dsts(&t), t.n);
     ck_assert_int_eq(pd_test_fd_count(), fds);
-    pd_quiet(rt);
+    pd_test_quiet(rt);
     tree_remove(&t);
     pd_runtime_free(rt);
 }

@@ -35,14 +35,6 @@ static int jt_byes(struct jt_fix *f)
     return n > 0 ? (int)n / 3 : 0;
 }
 
-static void pd_quiet(pd_runtime *rt)
-{
-    pd_stats s;
-
-    pd_runtime_stats(rt, &s);
-    ck_assert_uint_eq(s.inflight_ops, 0);
-    ck_assert_uint_eq(s.live_tasks, 0);
-}
 
 START_TEST(join_handle_passes_the_tasks_output)
 {
@@ -58,7 +50,7 @@ START_TEST(join_handle_passes_the_tasks_output)
     PD_CHECK(pd_test_allocs - before == 1);
     ck_assert_int_eq(out, 5);
     ck_assert_int_eq(jt_byes(&f), 1); /* the task was async-dropped */
-    pd_quiet(rt);
+    pd_test_quiet(rt);
     jt_close(&f);
     pd_runtime_free(rt);
 }
@@ -87,7 +79,7 @@ START_TEST(cancelling_the_waiter_cancels_the_task)
     pd_test_write(f.p[1], "late", 4);
     ck_assert_int_eq(read(f.p[0], buf, sizeof(buf)), 4);
     pd_task_release(t);
-    pd_quiet(rt);
+    pd_test_quiet(rt);
     jt_close(&f);
     pd_runtime_free(rt);
 }

@@ -35,15 +35,6 @@ static void pd_pipe_close(struct pipe2_fds p)
     close(p.w);
 }
 
-/* Nothing owed by the kernel and nothing left alive. */
-static void pd_quiet(pd_runtime *rt)
-{
-    pd_stats s;
-
-    pd_runtime_stats(rt, &s);
-    ck_assert_uint_eq(s.inflight_ops, 0);
-    ck_assert_uint_eq(s.live_tasks, 0);
-}
 
 /* --- join --- */
 
@@ -60,7 +51,7 @@ START_TEST(join_done_before_the_deadline_cancels_the_timer)
     /* The timer was cancelled (not waited for) once both branches were done. */
     pd_runtime_stats(rt, &s);
     ck_assert_uint_ge(s.cancels_submitted, 1);
-    pd_quiet(rt);
+    pd_test_quiet(rt);
     pd_pipe_close(p);
     pd_runtime_free(rt);
 }
@@ -83,7 +74,7 @@ START_TEST(join_deadline_cancels_and_quiesces_every_branch)
     /* The cancelled read took nothing: what comes later is all there. */
     pd_test_write(p.w, "late", 4);
     ck_assert_int_eq(read(p.r, buf, sizeof(buf)), 4);
-    pd_quiet(rt);
+    pd_test_quiet(rt);
     pd_pipe_close(p);
     pd_runtime_free(rt);
 }
@@ -101,7 +92,7 @@ START_TEST(join_deadline_with_one_branch_done)
     ck_assert_int_eq(join_deadline_block_on(rt, p.r, PD_FAR_MS, PD_NEAR_MS, &out), 0);
     ck_assert_int_eq(out, -ETIMEDOUT);
     ck_assert_int_eq(pd_test_rec_count("sleep_ms", PD_TRACE_DROP), 1);
-    pd_quiet(rt);
+    pd_test_quiet(rt);
     pd_pipe_close(p);
     pd_runtime_free(rt);
 }
@@ -137,7 +128,7 @@ START_TEST(select_branch_wins_before_the_deadline)
     ck_assert_int_eq(out, 1004);
     ck_assert_int_eq(select_deadline_block_on(rt, p.r, 1, PD_FAR_MS, &out), 0);
     ck_assert_int_eq(out, 2);
-    pd_quiet(rt);
+    pd_test_quiet(rt);
     pd_pipe_close(p);
     pd_runtime_free(rt);
 }
@@ -156,7 +147,7 @@ START_TEST(select_deadline_runs_the_states_then)
     ck_assert_int_eq(pd_test_rec_count("sleep_ms", PD_TRACE_DROP), 1);
     pd_test_write(p.w, "late", 4);
     ck_assert_int_eq(read(p.r, buf, sizeof(buf)), 4);
-    pd_quiet(rt);
+    pd_test_quiet(rt);
     pd_pipe_close(p);
     pd_runtime_free(rt);
 }
@@ -181,7 +172,7 @@ START_TEST(await_deadline_drops_the_child_with_its_teardown)
     ck_assert_int_eq(pd_test_rec_count("read_file", PD_TRACE_TEARDOWN), 1);
     ck_assert_int_eq(pd_test_rec_count("read_file", PD_TRACE_DROP), 1);
     ck_assert_int_eq(pd_test_fd_count(), fds);
-    pd_quiet(rt);
+    pd_test_quiet(rt);
     pd_pipe_close(p);
     pd_runtime_free(rt);
 }
@@ -198,7 +189,7 @@ START_TEST(await_deadline_passes_the_output_through)
     ck_assert_int_eq(await_deadline_block_on(rt, path, buf, sizeof(buf), PD_FAR_MS, &out),
                      0);
     ck_assert_int_eq(out, 40);
-    pd_quiet(rt);
+    pd_test_quiet(rt);
     unlink(path);
     pd_runtime_free(rt);
 }

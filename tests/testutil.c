@@ -214,3 +214,12 @@ void pd_test_expect_abort(void (*fn)(void), const char *want)
                   "expected an abort, got status %#x; stderr: %s", status, buf);
     ck_assert_msg(strstr(buf, want) != NULL, "stderr lacks \"%s\": %s", want, buf);
 }
+
+void pd_test_quiet(pd_runtime *rt)
+{
+    pd_stats s;
+
+    pd_runtime_stats(rt, &s);
+    ck_assert_uint_eq(s.inflight_ops, 0);
+    ck_assert_uint_eq(s.live_tasks, 0);
+}

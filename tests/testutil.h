@@ -109,6 +109,9 @@ int pd_test_same_file(const char *a, const char *b);
  */
 void pd_test_expect_abort(void (*fn)(void), const char *want);
 
+/* Fails the test unless rt has nothing in flight and no live task. */
+void pd_test_quiet(pd_runtime *rt);
+
 /* Every suite, for the runner. */
 Suite *pd_suite_runtime(void);
 Suite *pd_suite_drop_async(void);
@@ -127,6 +130,7 @@ Suite *pd_suite_openat2(void);
 Suite *pd_suite_httpd(void);
 Suite *pd_suite_shutdown_deadline(void);
 Suite *pd_suite_threads(void);
+Suite *pd_suite_multishot(void);
 Suite *pd_suite_inv_kernel_owns(void);
 Suite *pd_suite_inv_exactly_once(void);
 Suite *pd_suite_inv_teardown(void);
