@@ -56,7 +56,7 @@ HTTPD_OBJ      := build/obj/httpd/http.o build/obj/httpd/server.o $(HTTPD_NAMES:
 HTTPD_OBJ_ASAN := build/asan/httpd/http.o build/asan/httpd/server.o $(HTTPD_NAMES:%=build/asan/gen-httpd/%.o)
 HTTP_PARSER    := -lhttp_parser
 
-.PHONY: mutate all gen stats deps deps-bench bench-httpd test test-py test-c fuzz demo bench \
+.PHONY: soak mutate all gen stats deps deps-bench bench-httpd test test-py test-c fuzz demo bench \
         valgrind clean \
         install uninstall schema diagrams deps-diagrams ops-doc
 .DELETE_ON_ERROR:
@@ -206,7 +206,7 @@ build/no_uring: tests/tools/no_uring.c
 	$(Q)$(CC) $(WARN) $(CFLAGS) $< -o $@
 
 test-py: build/libpolldrop.a build/echo_server build/echo_client build/check_polldrop \
-         build/no_uring | deps
+         build/no_uring build/httpd | deps
 	$(call say,TEST,python: generator and example programs)
 	$(Q)PYTHONPATH=$(CURDIR) $(PYTHON) -m unittest discover -s tests -p 'test_*.py' $(if $(V),-v,)
 
@@ -229,6 +229,16 @@ test-c: build/check_polldrop build/check_polldrop_asan
 # tests/mutants/mutate.py must make the suite fail. MUTANTS="a b" picks some.
 mutate: | deps
 	$(Q)$(PYTHON) tests/mutants/mutate.py $(MUTANTS)
+
+# The randomised multishot tests at full length, plain and sanitized:
+# 10,000 rounds each (make test runs 1,000 of the accept rounds, 200 of
+# the recv rounds).
+soak: build/check_polldrop build/check_polldrop_asan
+	$(call say,SOAK,multishot: 10000 rounds)
+	$(Q)PD_SOAK_ROUNDS=10000 CK_TIMEOUT_MULTIPLIER=20 CK_RUN_SUITE=multishot \
+	    ./build/check_polldrop
+	$(Q)PD_SOAK_ROUNDS=10000 CK_TIMEOUT_MULTIPLIER=20 CK_RUN_SUITE=multishot \
+	    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 ./build/check_polldrop_asan
 
 valgrind: build/check_polldrop
 	$(call say,VALGRIND,build/check_polldrop)

@@ -22,7 +22,14 @@ class BranchModel:
         if b.kind == "io":
             self.op = b.op.name
             self.slot = f"{tag}_op"
-            self.storage.append(("pd__op", self.slot, "", None))
+            self.multishot = b.multishot
+            self.group = b.group
+            # Multishot requests and provided buffers take an extended slot
+            # (pd__mop) and its family of runtime helpers.
+            self.fam = "mop" if b.multishot or b.group is not None else "op"
+            self.storage.append((f"pd__{self.fam}", self.slot, "", None))
+            # Where then's cqe_flags come from: the slot, or the popped completion.
+            self.cflags = "pd__c.flags" if self.fam == "mop" else f"self->{self.slot}.cflags"
             self.needs_ts = b.op.name == "timeout" or b.timeout is not None
             self.ts = f"{tag}_ts"
             if self.needs_ts:
@@ -39,6 +46,15 @@ class BranchModel:
                 self.args = []
             else:
                 self.args = [b.args.get(name) or default for name, default in b.op.args]
+            self.prep = self.op
+            if b.group is not None:
+                self.prep = "recv_grp"
+                fd, flags = self.args[0], self.args[3]
+                self.args = [fd, b.group, flags, "1" if b.multishot else "0"]
+            elif b.multishot:
+                # One request, many completions: no per-completion out-arguments.
+                self.prep = f"{self.op}_ms"
+                self.args = self.args[:2]
         else:
             child = b.child
             self.child = child.name
@@ -60,6 +76,8 @@ class DeadlineModel:
         self.kind = "io"
         self.op = "timeout"
         self.closes = None
+        self.fam = "op"             # a plain op slot
+        self.multishot = False
         self.slot = f"pd__s{si}_dl_op"
         self.ts = f"pd__s{si}_dl_ts"
         self.fired = f"pd__s{si}_dl"
@@ -84,6 +102,7 @@ class StateModel:
         self.branches = [BranchModel(si, bi, b) for bi, b in enumerate(st.branches)]
         self.ops = [b for b in self.branches if b.kind == "io"]
         self.children = [b for b in self.branches if b.kind == "await"]
+        self.multishot = st.kind == "io" and self.branches[0].multishot
         # What this state overlaps with the others: its locals and the
         # op slots and child bookkeeping of its branches, as (type, name,
         # array suffix, where in the spec or None).
@@ -177,6 +196,10 @@ class FutureModel:
         self.run_states = [s for s in self.states if s.phase == "run"]
         self.teardown_states = [s for s in self.states if s.phase == "teardown"]
         self.stateful = [s for s in self.states if s.storage]
+        self.has_multishot = any(s.multishot for s in self.states)
+        self.has_ext = any(b.fam == "mop" for s in self.states for b in s.ops)
+        # pd_buf fields start empty and are released after the drop code.
+        self.buf_fields = [v for v in self.fields if v.decl_type == "pd_buf"]
         from gen.validate import BUILTIN_CHILDREN
         children = {v.child for v in spec.members()
                     if v.child and v.child not in BUILTIN_CHILDREN}

@@ -28,7 +28,7 @@ class Arg:
 
 class Op:
     def __init__(self, name, args, prep, doc, returns_fd=False, multishot=False,
-                 headers=(), since=None, result=None):
+                 headers=(), since=None, result=None, group=False):
         self.name = name
         self.args = args
         self.prep = prep                # the liburing helper, or how it is prepared
@@ -38,9 +38,10 @@ class Op:
         self.headers = tuple(headers)   # what the args' usual constants need
         self.since = since              # the first kernel that has it, if after 5.19
         self.result = result            # what res means on success
+        self.group = group              # takes `group:` (a provided buffer) instead of buf, len
 
     def arg_names(self):
-        return [a.name for a in self.args]
+        return [a.name for a in self.args] + (["group"] if self.group else [])
 
     def arg(self, name):
         return next((a for a in self.args if a.name == name), None)
@@ -111,12 +112,16 @@ OPS = {op.name: op for op in [
                   Arg("addr", "void *", "NULL", "where the peer's address goes"),
                   Arg("addrlen", "socklen_t *", "NULL",
                       "in: addr's size; out: the address's length")],
-       "io_uring_prep_accept", "accepts a connection on the listener fd",
-       returns_fd=True, result="the connection's fd"),
+       "io_uring_prep_accept", "accepts a connection on the listener fd; "
+       "`multishot: true` accepts every connection with one request (no addr then)",
+       returns_fd=True, result="the connection's fd", multishot=True),
     Op("connect", [FD, Arg("addr", "const void *"), Arg("addrlen", "unsigned")],
        "io_uring_prep_connect", "connects fd to addr"),
     Op("recv", [FD, Arg("buf", "void *"), Arg("len", "size_t"), Arg("flags", "int", "0")],
-       "io_uring_prep_recv", "receives into buf", result="bytes received; 0 at end of stream"),
+       "io_uring_prep_recv", "receives into buf; or, with `group:` (a pd_bufgroup *) "
+       "instead of buf and len, into a buffer the kernel picks, which then sees as "
+       "`pd_buf buf`; `multishot: true` (with group) keeps receiving",
+       result="bytes received; 0 at end of stream", multishot=True, group=True),
     Op("send", [FD, Arg("buf", "const void *"), Arg("len", "size_t"),
                 Arg("flags", "int", "MSG_NOSIGNAL")],
        "io_uring_prep_send", "sends from buf", result="bytes sent"),

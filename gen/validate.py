@@ -12,7 +12,7 @@ from gen.errors import SpecError
 from gen.ops import OPS
 
 IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-MACRO = re.compile(r"\b(GOTO|YIELD|RETURN|DONE|START)\b\s*(\()?")
+MACRO = re.compile(r"\b(GOTO|YIELD|RETURN|DONE|START|KEEP)\b\s*(\()?")
 # Macros over an array of child futures: their first argument names it.
 ARRAY_MACRO = re.compile(r"\b(START|IDLE|ACTIVE|OUTPUT|COMPLETED|COUNT)\s*\(\s*"
                          r"([A-Za-z_][A-Za-z0-9_]*)?")
@@ -56,9 +56,9 @@ GLOBAL_SUFFIXES = ["", "_out", "_state", "_init", "_poll", "_poll_drop", "_drop"
 TOP_KEYS = ["future", "doc", "include", "output", "params", "fields", "states",
             "teardown", "drop", "send"]
 STATE_KEYS = ["doc", "do", "io", "args", "await", "join", "select", "then",
-              "when", "next", "locals", "timeout_ms"]
+              "when", "next", "locals", "timeout_ms", "multishot"]
 ACTIONS = ["do", "io", "await", "join", "select"]
-BRANCH_KEYS = ["io", "args", "await", "then", "timeout_ms"]
+BRANCH_KEYS = ["io", "args", "await", "then", "timeout_ms", "multishot"]
 VAR_KEYS = ["name", "type", "init", "future", "count"]
 MAX_BRANCHES = 32
 
@@ -128,6 +128,8 @@ class Branch:
         self.child_args = []        # await: [Snippet]
         self.timeout = None         # Snippet for timeout_ms
         self.then = None            # select branches only
+        self.multishot = False      # io: the request stays armed
+        self.group = None           # io: Snippet naming a pd_bufgroup *
 
 
 class State:
@@ -467,6 +469,13 @@ class Validator:
         if not ctype:
             self.err(m["type"].pos, f"type of '{name}' is empty")
             return None
+        if ctype == "pd_buf" and (what != "field" or array or "init" in m):
+            why = ("it starts empty and takes no init" if "init" in m and what == "field"
+                   and not array else "one pd_buf field per buffer held" if array
+                   else "a field is released on every destruction path")
+            self.err(m["type"].pos, f"{what} '{name}': a pd_buf must be a plain field "
+                     f"({why})")
+            return None
         init = None
         if "init" in m:
             init = self.text(m["init"], f"init of '{name}'")
@@ -534,7 +543,7 @@ class Validator:
             if self.expect(m["next"], "scalar", "next"):
                 st.next = m["next"].value
         if st.kind == "do":
-            for k in ("then", "args", "timeout_ms"):
+            for k in ("then", "args", "timeout_ms", "multishot"):
                 if k in m:
                     self.err(node.key_pos[k], f"'{k}' does not go with 'do' "
                              "(a do state's code is its do)")
@@ -546,8 +555,9 @@ class Validator:
             if "then" in m:
                 st.code = self.text(m["then"], "then")
         else:
-            if "args" in m:
-                self.err(node.key_pos["args"], f"'args' belongs in each {st.kind} branch")
+            for k in ("args", "multishot"):
+                if k in m:
+                    self.err(node.key_pos[k], f"'{k}' belongs in each {st.kind} branch")
             if "timeout_ms" in m:
                 st.deadline = self.deadline(m["timeout_ms"])
             if st.kind == "select" and "then" in m and "timeout_ms" not in m \
@@ -577,10 +587,31 @@ class Validator:
         if st.phase == "run" and st.when and not st.next:
             self.err(m["when"].pos, f"run state '{st.name}' has 'when' but no 'next': "
                      "where does control go when the guard is false?")
-        if st.phase == "run" and not st.next and st.kind != "select" and st.code is None \
+        multi = st.kind == "io" and st.branches and st.branches[0].multishot
+        if multi and st.code is None:
+            self.err(st.pos, f"multishot state '{st.name}' needs a then: it runs once "
+                     "per completion")
+        elif st.phase == "run" and not st.next and st.kind != "select" and st.code is None \
                 and st.kind in ("io", "await", "join"):
             self.err(st.pos, f"run state '{st.name}' has no then and no next: "
                      "it would fall through")
+        self.buffer_rules(st)
+
+    def buffer_rules(self, st):
+        """Where multishot requests and provided buffers may go."""
+        for b in st.branches:
+            if b.multishot and st.phase == "teardown":
+                self.err(b.multishot_pos, "multishot is for run states: a teardown "
+                         "state finishes, it does not serve")
+            elif b.multishot and st.kind == "select":
+                self.err(b.multishot_pos, "multishot in a select branch is not "
+                         "supported yet: use a multishot io state")
+            elif b.multishot and st.kind == "join":
+                self.err(b.multishot_pos, "multishot does not go in a join: a join "
+                         "waits for one completion of each branch")
+            if b.group is not None and st.kind == "join":
+                self.err(b.group.node.pos, "a recv with group goes in an io state or a "
+                         "select branch: a join's then has no buf")
 
     def deadline(self, node):
         """timeout_ms on a whole await, join or select: one deadline for all."""
@@ -643,7 +674,11 @@ class Validator:
                 b.timeout = self.text(m["timeout_ms"], "timeout_ms")
                 if b.timeout:
                     self.no_macros(b.timeout, "timeout_ms")
+            if "multishot" in m:
+                self.multishot(b, m["multishot"], node.key_pos["multishot"])
         else:
+            if "multishot" in m:
+                self.err(node.key_pos["multishot"], "multishot goes with io, not await")
             if "timeout_ms" in m and name is not None:
                 self.err(node.key_pos["timeout_ms"], f"timeout_ms goes on the whole "
                          f"{st.kind}, not on its await branch '{name}'")
@@ -660,6 +695,26 @@ class Validator:
                             b.child_args.append(t)
                 b.args_node = args
         return b
+
+    def multishot(self, b, node, kpos):
+        if not self.expect(node, "scalar", "multishot"):
+            return
+        if node.value in ("true", "yes"):
+            b.multishot = True
+        elif node.value not in ("false", "no"):
+            self.err(node.pos, f"multishot must be true or false, not '{node.value}'")
+            return
+        b.multishot_pos = kpos
+        if b.multishot and not b.op.multishot:
+            known = ", ".join(sorted(o.name for o in OPS.values() if o.multishot))
+            self.err(kpos, f"io '{b.op.name}' has no multishot form (multishot ops: {known})")
+            b.multishot = False
+        elif b.multishot and b.timeout is not None:
+            self.err(kpos, "timeout_ms does not go with multishot: a linked timeout "
+                     "would end the whole request, not one wait")
+        elif b.multishot and b.op.group and b.group is None:
+            self.err(kpos, f"a multishot {b.op.name} needs group: the kernel picks a "
+                     "buffer for each completion")
 
     def io_args(self, b, node, owner):
         op = b.op
@@ -682,6 +737,12 @@ class Validator:
         if op.name == "timeout":
             if ("ms" in given) == ("ns" in given):
                 self.err(where, "io 'timeout' needs exactly one of the arguments ms, ns")
+        elif "group" in given:
+            both = [a for a in ("buf", "len") if a in given]
+            if both:
+                self.err(node.key_pos[both[0]], f"io '{op.name}' takes either group or "
+                         "buf and len: with group, the kernel picks the buffer")
+            b.group = given.pop("group")
         else:
             for arg, default in op.args:
                 if default is None and arg not in given:
@@ -719,8 +780,11 @@ class Validator:
         for m in MACRO.finditer(strip_c(snip.text)):
             self.err(snip.node.pos_at(m.start()), f"{m.group(1)} is not allowed in {what}")
 
-    def macros(self, s, snip, st):
-        """Checks GOTO/YIELD/RETURN/DONE in one snippet; returns GOTO targets."""
+    def macros(self, s, snip, st, branch=None):
+        """Checks GOTO/YIELD/RETURN/DONE/KEEP in one snippet; returns GOTO targets.
+
+        branch is the io branch whose then this snippet is, if any.
+        """
         targets = []
         clean = strip_c(snip.text)
         run = {x.name for x in s.states}
@@ -733,7 +797,12 @@ class Validator:
             if not m.group(2):
                 self.err(pos, f"{macro} must be called: {macro}(...)")
                 continue
-            if macro == "START" and st.phase == "teardown":
+            if macro == "KEEP":
+                self.keep(s, snip, clean, m, pos, branch)
+            elif macro == "YIELD" and branch is not None and branch.multishot:
+                self.err(pos, "YIELD is not allowed in a multishot then: fall off the "
+                         "end to wait for the next completion, or GOTO another state")
+            elif macro == "START" and st.phase == "teardown":
                 self.err(pos, "START is only allowed in run states: teardown cannot "
                          "start new work")
             elif macro == "RETURN" and st.phase == "teardown":
@@ -760,6 +829,20 @@ class Validator:
                     self.err(tpos, f"{macro}({target}): no state named '{target}'"
                              + did_you_mean(target, same))
         return targets
+
+    def keep(self, s, snip, clean, m, pos, branch):
+        if branch is None or branch.group is None:
+            self.err(pos, "KEEP is only allowed in the then of a recv with group: "
+                     "it moves that then's buf")
+            return
+        am = MACRO_ARG.match(clean, m.end())
+        if not am:
+            self.err(pos, "KEEP takes a pd_buf field")
+            return
+        field = next((v for v in s.fields if v.name == am.group(1)), None)
+        if field is None or field.ctype != "pd_buf":
+            self.err(snip.node.pos_at(am.start(1)), f"KEEP({am.group(1)}): "
+                     f"'{am.group(1)}' is not a pd_buf field")
 
     def array_macros(self, s, snip):
         """START/IDLE/ACTIVE/OUTPUT/COMPLETED/COUNT name an array of children;
@@ -788,7 +871,8 @@ class Validator:
         for st in s.all_states():
             snippets = [st.code, st.when, st.deadline] + [v.init for v in st.locals]
             for b in st.branches:
-                snippets += [b.then, b.timeout] + list(b.args.values()) + b.child_args
+                snippets += [b.then, b.timeout, b.group] + list(b.args.values()) \
+                    + b.child_args
             for snip in snippets:
                 if snip is None:
                     continue
@@ -808,9 +892,11 @@ class Validator:
             edges = {}
             for st in states:
                 targets = []
-                for snip in [st.code] + [b.then for b in st.branches]:
+                io_then = st.branches[0] if st.kind == "io" and st.branches else None
+                snips = [(st.code, io_then)] + [(b.then, b) for b in st.branches]
+                for snip, owner in snips:
                     if snip is not None:
-                        targets += self.macros(s, snip, st)
+                        targets += self.macros(s, snip, st, owner)
                         self.array_macros(s, snip)
                 self.array_state(s, st, fields)
                 if st.next is not None:

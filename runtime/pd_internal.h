@@ -60,6 +60,7 @@ enum {
 
 struct pd_runtime {
     struct io_uring ring;
+    pd_bufgroup *groups;     /* live buffer groups */
     pd_task *ready_head;
     pd_task **ready_tailp;   /* the last queued task's next, or &ready_head */
     pd_task *live_head;
@@ -76,6 +77,7 @@ struct pd_runtime {
     uint8_t wake_armed;      /* the read of wake_fd is in flight */
     int wake_fd;             /* eventfd: wakes from threads without a runtime */
     uint64_t wake_buf;       /* the eventfd read's buffer */
+    uint8_t no_cancel_fd;    /* the kernel refused a cancel by fd + user_data */
 
     /*
      * What other threads touch, and nothing else: on its own cache line so
@@ -88,6 +90,22 @@ struct pd_runtime {
 
     /* The thread that made it: the only one that may drive it. Last, as above. */
     pthread_t owner;
+};
+
+/*
+ * A buffer group: a registered buffer ring and its buffers, each allocated
+ * once. `held` counts buffers whose completions were reaped and that have
+ * not been given back; slots that found the group empty wait on `waiters`.
+ */
+struct pd_bufgroup {
+    pd_runtime *rt;
+    struct io_uring_buf_ring *br;
+    char *base;
+    size_t size;
+    unsigned count, held;
+    uint16_t bgid;
+    struct pd__mop *waiters;
+    pd_bufgroup *next;
 };
 
 struct pd_cx {
@@ -135,6 +153,53 @@ static inline void pd__checked_release(const pd__op *op)
     (void)op;
 }
 #endif
+
+/* One completion kept for delivery. */
+typedef struct pd__cqe {
+    int32_t res;
+    uint32_t flags;
+} pd__cqe;
+
+/* Completions a multishot slot holds inline; more wait in the CQ. */
+#define PD__MOP_Q 4
+
+/*
+ * An extended op slot, for multishot requests and requests that take a
+ * provided buffer. One request can post several completions: each is
+ * queued, in order, until the future's then takes it. Normally the queue
+ * never allocates: when it is full, reaping stops at that completion and
+ * leaves it (and everything behind it) in the completion queue until the
+ * owner has run, so nothing is lost or reordered. Only a blocking sync drop,
+ * which must reap past it, stores the excess in `ovf` (one allocation each,
+ * counted in pd_stats.cqe_overflow). Once the future leaves the state, the
+ * slot discards: an fd is closed, a buffer goes back to its ring. The slot
+ * is free again only when `op.pending` is 0: the kernel's last completion
+ * (no IORING_CQE_F_MORE) and every cancel's result have been reaped.
+ */
+typedef struct pd__mop {
+    pd__op op;               /* first: its address is the user_data */
+    pd_bufgroup *group;      /* provided buffers, or NULL */
+    struct pd__mop *wnext;   /* on group->waiters while parked */
+    struct pd__ovf *ovf;     /* completions stored out of line (sync drop) */
+    int32_t fd;              /* the request's fd, for a cancel by fd */
+    uint8_t qhead, qlen;     /* the inline queue */
+    uint8_t armed;           /* the kernel may still post */
+    uint8_t parked;          /* waiting for a buffer before arming */
+    uint8_t discard;         /* cancelled: completions are released, not kept */
+    uint8_t multi;           /* a multishot request */
+    uint8_t tries;           /* cancels sent */
+    pd__cqe q[PD__MOP_Q];
+} pd__mop;
+
+struct pd__ovf {
+    struct pd__ovf *next;
+    pd__cqe c;
+};
+
+/* user_data tags in the low bits of a slot's (8-aligned) address. */
+#define PD__TAG_TIMEOUT 1u  /* the op's linked timeout */
+#define PD__TAG_CANCEL 2u   /* a pd__mop's cancel request */
+#define PD__TAG_EXT 4u      /* the slot is a pd__mop */
 
 /*
  * Misuse caught by the checked build (-DPD_CHECKED; docs/design.md, "The
@@ -195,12 +260,22 @@ static inline int pd__forced(const pd_cx *cx)
     return cx->task->flags & PD__TASK_FORCED;
 }
 
+/* pd__sub of a multishot state that is leaving: quiescing before pd__next. */
+#define PD__SUB_LEAVE 0xFF
+
 /* Slow paths, in runtime.c. */
 int pd__task_send(pd_task *t);
 struct io_uring_sqe *pd__sqe_slow(pd_runtime *rt, unsigned need);
 void pd__op_cancel(pd__op *op);
 int pd__op_quiesce_sync(pd__op *op);
 void pd__link_timeout(pd_cx *cx, struct io_uring_sqe *sqe, pd__op *op);
+void pd__mop_cancel(pd__mop *m);
+void pd__mop_reap(pd__mop *m);
+int pd__mop_quiesce_sync(pd__mop *m);
+int pd__mop_pop(pd__mop *m, pd__cqe *c);
+struct io_uring_sqe *pd__mop_sqe(pd_cx *cx, pd__mop *m, int fd, int multi,
+                                 pd_bufgroup *g, uint8_t fdret);
+void pd__buf_keep(pd_buf *dst, pd_buf *src);
 void pd__fell_through(const char *future, const char *state)
     __attribute__((noreturn, cold));
 void pd__trace_emit(const char *future, pd_trace_event ev, const void *self);
@@ -624,6 +699,79 @@ static inline void pd__prep_ftruncate(pd_cx *cx, pd__op *op, int fd,
     }
     PD__PREP(cx, op, 0, io_uring_prep_rw(PD__IORING_OP_FTRUNCATE, pd__s, fd, NULL,
                                          0, (uint64_t)len));
+}
+
+/* --- extended slots: multishot and provided buffers --- */
+
+/* Busy while the kernel owes a completion, or while parked for a buffer. */
+static inline int pd__mop_busy(const pd__mop *m)
+{
+    return m->op.pending != 0 || m->parked;
+}
+
+/* Nothing in the kernel, nothing queued, not parked: ready to be armed. */
+static inline int pd__mop_idle(const pd__mop *m)
+{
+    return m->op.pending == 0 && !m->parked && m->qlen == 0 && m->ovf == NULL;
+}
+
+static inline void pd__mop_cancel_from(pd_cx *cx, pd__mop *m)
+{
+    m->op.task = cx->task;
+    pd__mop_cancel(m);
+}
+
+/* The buffer a completion carries, or an empty pd_buf. */
+static inline pd_buf pd__buf_from(const pd__mop *m, const pd__cqe *c)
+{
+    pd_buf b = PD_BUF_EMPTY;
+
+    if (c->flags & IORING_CQE_F_BUFFER) {
+        b.id = (uint16_t)(c->flags >> IORING_CQE_BUFFER_SHIFT);
+        b.group = m->group;
+        b.data = m->group->base + (size_t)b.id * m->group->size;
+        b.len = c->res > 0 ? (uint32_t)c->res : 0;
+    }
+    return b;
+}
+
+/* As pd__op_arm, with the user_data tag that routes completions to m. */
+static inline void pd__mop_arm(pd_cx *cx, struct io_uring_sqe *sqe, pd__mop *m)
+{
+    io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)m | PD__TAG_EXT);
+    if (PD__UNLIKELY(cx->link_ts != NULL))
+        pd__link_timeout(cx, sqe, &m->op);
+}
+
+/* A multishot accept: one request, one completion per connection. */
+static inline void pd__prep_accept_ms(pd_cx *cx, pd__mop *m, int fd, int flags)
+{
+    struct io_uring_sqe *sqe = pd__mop_sqe(cx, m, fd, 1, NULL, 1);
+
+    if (sqe != NULL) {
+        io_uring_prep_multishot_accept(sqe, fd, NULL, NULL, flags);
+        pd__mop_arm(cx, sqe, m);
+    }
+}
+
+/*
+ * A recv into a buffer the kernel picks from g, single- or multishot. With
+ * g empty, the slot parks instead: it is armed once a buffer is back, so
+ * that an empty ring never makes a future spin on -ENOBUFS.
+ */
+static inline void pd__prep_recv_grp(pd_cx *cx, pd__mop *m, int fd,
+                                     pd_bufgroup *g, int flags, int multi)
+{
+    struct io_uring_sqe *sqe = pd__mop_sqe(cx, m, fd, multi, g, 0);
+
+    if (sqe != NULL) {
+        io_uring_prep_recv(sqe, fd, NULL, 0, flags);
+        if (multi)
+            sqe->ioprio |= IORING_RECV_MULTISHOT;
+        sqe->flags |= IOSQE_BUFFER_SELECT;
+        sqe->buf_group = g->bgid;
+        pd__mop_arm(cx, sqe, m);
+    }
 }
 
 /* --- child futures --- */

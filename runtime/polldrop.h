@@ -84,6 +84,8 @@ typedef struct pd_stats {
     uint64_t enter_calls;       /* submit/wait calls into liburing */
     uint64_t ring_flags;        /* IORING_SETUP_* flags the ring was made with */
     uint64_t tasks_forced;      /* tasks whose teardown a shutdown deadline cut short */
+    uint64_t cqe_overflow;      /* multishot completions stored out of line
+                                   (one allocation each; see docs/api.md) */
 } pd_stats;
 
 /*
@@ -218,6 +220,55 @@ void pd_runtime_stats(const pd_runtime *rt, pd_stats *s);
  * (`timeout_ms: self->end_ms - pd_clock_ms()`).
  */
 long long pd_clock_ms(void);
+
+/*
+ * Provided buffer rings. A group is a registered io_uring buffer ring of
+ * `count` buffers of `size` bytes, all allocated once, by pd_bufgroup_new.
+ * A recv with `group:` lets the kernel pick a buffer when data arrives, so
+ * a connection that waits holds no buffer. The kernel hands a buffer to a
+ * future as a pd_buf; pd_buf_release gives it back to the ring.
+ */
+typedef struct pd_bufgroup pd_bufgroup;
+
+/* One provided buffer, or nothing (data == NULL, group == NULL). */
+typedef struct pd_buf {
+    void *data;          /* the bytes received */
+    uint32_t len;        /* how many */
+    uint16_t id;         /* the buffer's index in its group */
+    pd_bufgroup *group;  /* the group it returns to */
+} pd_buf;
+
+#define PD_BUF_EMPTY ((pd_buf){ NULL, 0, 0, NULL })
+
+/*
+ * Creates a buffer group on rt: count (a power of two, at most 32768)
+ * buffers of size bytes, registered with the kernel under the lowest free
+ * group id. Returns 0 and stores the group in *out, -EINVAL for a bad count
+ * or size, -ENOMEM, or the kernel's -errno (-EINVAL or -ENOSYS before Linux
+ * 5.19, which has no buffer rings).
+ */
+int pd_bufgroup_new(pd_runtime *rt, unsigned count, size_t size,
+                    pd_bufgroup **out);
+
+/*
+ * Unregisters and frees a group. No future may be using it: every recv on
+ * it destroyed and every pd_buf from it released (the runtime aborts with a
+ * message otherwise, since a later release would write freed memory).
+ * pd_runtime_free frees the groups still alive. g may be NULL.
+ */
+void pd_bufgroup_free(pd_bufgroup *g);
+
+/*
+ * Buffers in the ring now: count minus the buffers held by completions
+ * already reaped and not yet released. Once nothing holds one, it is count.
+ */
+unsigned pd_bufgroup_available(const pd_bufgroup *g);
+
+/*
+ * Gives the buffer back to its ring and empties *b. Does nothing if *b is
+ * empty, so it is idempotent.
+ */
+void pd_buf_release(pd_buf *b);
 
 /*
  * Built-in future: async-drops a pd_dyn. Its output is nothing (out_size 0).

@@ -431,7 +431,7 @@ static void pd__checked_owe(const pd__op *op)
 
 static void pd__checked_cqe(const struct io_uring_cqe *cqe)
 {
-    uintptr_t a = (uintptr_t)(cqe->user_data & ~(uint64_t)1);
+    uintptr_t a = (uintptr_t)(cqe->user_data & ~(uint64_t)7);
     struct pd__reg_entry *e;
 
     pthread_mutex_lock(&pd__reg_lock);
@@ -526,9 +526,18 @@ static __attribute__((noinline)) int pd__dispatch_rare(pd__op *op, uint64_t ud,
     return --op->pending == 0;
 }
 
-/* Inlined in the reap loop: it runs once per completion. */
-static inline __attribute__((always_inline)) void
-pd__dispatch(pd_runtime *rt, const struct io_uring_cqe *cqe)
+static int pd__mop_dispatch(pd_runtime *rt, pd__mop *m,
+                            const struct io_uring_cqe *cqe, unsigned tag,
+                            int force);
+
+/*
+ * Hands one completion to its slot; inlined in the reap loop, as it runs
+ * once per completion. Returns 1 when the completion must stay in the
+ * completion queue for now (a multishot slot's queue is full), so that the
+ * reap stops there; never with force.
+ */
+static inline __attribute__((always_inline)) int
+pd__dispatch(pd_runtime *rt, const struct io_uring_cqe *cqe, int force)
 {
     uint64_t ud = cqe->user_data;
     pd__op *op;
@@ -541,42 +550,50 @@ pd__dispatch(pd_runtime *rt, const struct io_uring_cqe *cqe)
      */
     if (PD__UNLIKELY(ud - PD__UD_RESERVED >= UINT64_MAX - PD__UD_RESERVED)) {
         pd__dispatch_tag(rt, ud);
-        return;
+        return 0;
     }
+    op = (pd__op *)(uintptr_t)(ud & ~(uint64_t)7);
+    if (PD__UNLIKELY(ud & PD__TAG_EXT))
+        return pd__mop_dispatch(rt, (pd__mop *)op, cqe, (unsigned)(ud & 3),
+                                force);
     pd__checked_cqe(cqe);
-    op = (pd__op *)(uintptr_t)(ud & ~(uint64_t)1);
     /* The common case, in one test: an op's own, plain result. */
     if (PD__LIKELY(!((ud & 1) |
                      (cqe->flags & (IORING_CQE_F_MORE | IORING_CQE_F_NOTIF))))) {
         op->res = cqe->res;
         op->cflags = cqe->flags;
         if (--op->pending != 0)
-            return; /* its linked timeout's completion is still owed */
+            return 0; /* its linked timeout's completion is still owed */
     } else if (!pd__dispatch_rare(op, ud, cqe)) {
-        return;
+        return 0;
     }
     op->st = PD__OP_READY;
     rt->stats.ops_completed++;
     pd__wake_on(rt, op->task);
+    return 0;
 }
 
 /*
  * Dispatches every completion the queue holds now. The tail is read once
  * (completions posted meanwhile wait for the next reap) and the ring has
  * 16-byte CQEs, so each completion costs an index and the dispatch, not
- * the generic loop's reload of the tail and test of the CQE size.
+ * the generic loop's reload of the tail and test of the CQE size. Without
+ * force, a full multishot queue stops the reap there: the rest waits for the
+ * owner to run. Blocking sync drops reap with force.
  */
-static unsigned pd__reap(pd_runtime *rt)
+static unsigned pd__reap(pd_runtime *rt, int force)
 {
     struct io_uring_cq *cq = &rt->ring.cq;
     unsigned head = *cq->khead;
     unsigned tail = io_uring_smp_load_acquire(cq->ktail);
-    unsigned mask = cq->ring_mask, n = tail - head;
+    unsigned mask = cq->ring_mask, n;
 
     for (; head != tail; head++)
-        pd__dispatch(rt, &cq->cqes[head & mask]);
+        if (PD__UNLIKELY(pd__dispatch(rt, &cq->cqes[head & mask], force)))
+            break;
+    n = head - *cq->khead;
     if (n != 0)
-        io_uring_smp_store_release(cq->khead, tail);
+        io_uring_smp_store_release(cq->khead, head);
     return n;
 }
 
@@ -672,7 +689,7 @@ static void pd__drain_task_work(pd_runtime *rt, unsigned n)
         rt->stats.enter_calls++;
         if (io_uring_get_events(&rt->ring) < 0)
             return;
-        n = pd__reap(rt);
+        n = pd__reap(rt, 0);
         if (n == 0)
             return;
         total += n;
@@ -696,7 +713,7 @@ static int pd__enter(pd_runtime *rt, int wait)
         ret = pd__wait_deadline(rt);
     else
         ret = io_uring_submit_and_wait(&rt->ring, 1);
-    pd__drain_task_work(rt, pd__reap(rt));
+    pd__drain_task_work(rt, pd__reap(rt, 0));
     if (ret < 0 && !pd__transient(ret))
         return ret;
     return 0;
@@ -716,7 +733,7 @@ struct io_uring_sqe *pd__sqe_slow(pd_runtime *rt, unsigned need)
 
         rt->stats.enter_calls++;
         ret = io_uring_submit_and_get_events(&rt->ring);
-        pd__drain_task_work(rt, pd__reap(rt));
+        pd__drain_task_work(rt, pd__reap(rt, 1));
         if (ret < 0 && !pd__transient(ret)) {
             rt->sq_err = ret;
             return NULL;
@@ -732,7 +749,7 @@ struct io_uring_sqe *pd__sqe_slow(pd_runtime *rt, unsigned need)
             /* Nothing went in: wait for completions to free room. */
             rt->stats.enter_calls++;
             ret = io_uring_submit_and_wait(&rt->ring, 1);
-            pd__reap(rt);
+            pd__reap(rt, 1);
             if (ret < 0 && !pd__transient(ret)) {
                 rt->sq_err = ret;
                 return NULL;
@@ -748,7 +765,8 @@ void pd__link_timeout(pd_cx *cx, struct io_uring_sqe *sqe, pd__op *op)
     /* pd__op_sqe reserved two adjacent entries, so t cannot be NULL. */
     sqe->flags |= IOSQE_IO_LINK;
     io_uring_prep_link_timeout(t, cx->link_ts, 0);
-    io_uring_sqe_set_data64(t, (uint64_t)(uintptr_t)op | 1);
+    /* The op's own user_data, tagged: the slot's address and kind. */
+    io_uring_sqe_set_data64(t, sqe->user_data | PD__TAG_TIMEOUT);
     op->pending = 2;
     pd__checked_owe(op);
     cx->link_ts = NULL;
@@ -781,6 +799,19 @@ void pd__op_cancel(pd__op *op)
 }
 
 /*
+ * A sync drop that cannot reach the kernel has no safe way on: the kernel
+ * may still write into the slot, so it aborts rather than let it be freed.
+ */
+static void pd__sync_check(int ret)
+{
+    if (ret < 0 && !pd__transient(ret)) {
+        fprintf(stderr, "polldrop: io_uring_enter failed during a sync drop: "
+                        "%s\n", strerror(-ret));
+        abort();
+    }
+}
+
+/*
  * Blocks until op's completions have all been reaped, cancelling it first.
  * Other completions that arrive meanwhile are dispatched as usual. If the
  * ring itself fails, there is no safe way on: the kernel may still write
@@ -799,15 +830,373 @@ int pd__op_quiesce_sync(pd__op *op)
             pd__op_cancel(op);
             rt->stats.enter_calls++;
             ret = io_uring_submit_and_wait(&rt->ring, 1);
-            pd__reap(rt);
-            if (ret < 0 && !pd__transient(ret)) {
-                fprintf(stderr, "polldrop: io_uring_enter failed during a "
-                                "sync drop: %s\n", strerror(-ret));
-                abort();
-            }
+            pd__reap(rt, 1);
+            pd__sync_check(ret);
         }
     }
     return pd__op_reap(op);
+}
+
+/* --- extended slots: multishot requests and provided buffers --- */
+
+/* Cancels by fd and user_data together (Linux 6.6); liburing 2.3 lacks it. */
+#ifndef IORING_ASYNC_CANCEL_USERDATA
+#define IORING_ASYNC_CANCEL_USERDATA (1U << 4)
+#endif
+
+/* Gives buffer bid back to g's ring and wakes the slots parked on g. */
+static void pd__buf_put(pd_bufgroup *g, uint16_t bid)
+{
+    io_uring_buf_ring_add(g->br, g->base + (size_t)bid * g->size,
+                          (unsigned)g->size, bid,
+                          io_uring_buf_ring_mask(g->count), 0);
+    io_uring_buf_ring_advance(g->br, 1);
+    g->held--;
+    while (g->waiters) {
+        pd__mop *w = g->waiters;
+
+        g->waiters = w->wnext;
+        w->wnext = NULL;
+        w->parked = 0;
+        pd__wake(w->op.task);
+    }
+}
+
+void pd_buf_release(pd_buf *b)
+{
+    if (b->group == NULL)
+        return;
+    pd__buf_put(b->group, b->id);
+    *b = PD_BUF_EMPTY;
+}
+
+void pd__buf_keep(pd_buf *dst, pd_buf *src)
+{
+    pd_buf_release(dst);
+    *dst = *src;
+    *src = PD_BUF_EMPTY;
+}
+
+/* Releases a completion nobody will see: its fd is closed, its buffer returned. */
+static void pd__mop_release(pd__mop *m, pd__cqe c)
+{
+    if (m->op.fdret && c.res >= 0)
+        close(c.res);
+    if (c.flags & IORING_CQE_F_BUFFER)
+        pd__buf_put(m->group, (uint16_t)(c.flags >> IORING_CQE_BUFFER_SHIFT));
+}
+
+int pd__mop_pop(pd__mop *m, pd__cqe *c)
+{
+    if (m->qlen) {
+        *c = m->q[m->qhead];
+        m->qhead = (uint8_t)((m->qhead + 1) % PD__MOP_Q);
+        m->qlen--;
+        return 1;
+    }
+    if (m->ovf) {
+        struct pd__ovf *o = m->ovf;
+
+        *c = o->c;
+        m->ovf = o->next;
+        free(o);
+        return 1;
+    }
+    return 0;
+}
+
+/* Keeps a completion for the owner; out of line only when forced to. */
+static void pd__mop_push(pd_runtime *rt, pd__mop *m, pd__cqe c)
+{
+    struct pd__ovf *o, **pp;
+
+    if (m->ovf == NULL && m->qlen < PD__MOP_Q) {
+        m->q[(m->qhead + m->qlen) % PD__MOP_Q] = c;
+        m->qlen++;
+        return;
+    }
+    o = malloc(sizeof(*o));
+    if (o == NULL) {
+        fprintf(stderr, "polldrop: out of memory keeping a completion during "
+                        "a sync drop\n");
+        abort();
+    }
+    o->next = NULL;
+    o->c = c;
+    for (pp = &m->ovf; *pp; pp = &(*pp)->next)
+        ;
+    *pp = o;
+    rt->stats.cqe_overflow++;
+}
+
+/* One completion the slot was owed has been reaped. */
+static void pd__mop_unpend(pd_runtime *rt, pd__mop *m)
+{
+    if (--m->op.pending == 0) {
+        m->op.st = PD__OP_IDLE;
+        rt->stats.ops_completed++;
+        pd__wake(m->op.task);
+    }
+}
+
+static int pd__mop_dispatch(pd_runtime *rt, pd__mop *m,
+                            const struct io_uring_cqe *cqe, unsigned tag,
+                            int force)
+{
+    pd__cqe c = { cqe->res, cqe->flags };
+
+    if (tag != 0)
+        pd__checked_cqe(cqe);
+    if (tag == PD__TAG_CANCEL) {
+        /*
+         * The cancel missed (multishot requests can be between two
+         * completions, liburing #1375; and Linux 6.0-6.4 answer -ENOENT
+         * even when they do end the request). While the request is still
+         * armed, the owner cancels again on its next poll, by fd and
+         * user_data from the second try on.
+         */
+        if (c.res == -EINVAL && m->tries > 1)
+            rt->no_cancel_fd = 1;
+        if (c.res < 0 && m->armed) {
+            m->op.cancelled = 0;
+            pd__wake(m->op.task);
+        }
+        pd__mop_unpend(rt, m);
+        return 0;
+    }
+    if (tag == PD__TAG_TIMEOUT) {
+        pd__mop_unpend(rt, m);
+        return 0;
+    }
+    if (!m->discard && !force && (m->qlen == PD__MOP_Q || m->ovf != NULL))
+        return 1;
+    pd__checked_cqe(cqe);
+    if (c.flags & IORING_CQE_F_BUFFER)
+        m->group->held++;
+    if (!(c.flags & IORING_CQE_F_MORE))
+        m->armed = 0;
+    if (m->discard)
+        pd__mop_release(m, c);
+    else
+        pd__mop_push(rt, m, c);
+    pd__wake(m->op.task);
+    if (!(c.flags & IORING_CQE_F_MORE))
+        pd__mop_unpend(rt, m);
+    return 0;
+}
+
+struct io_uring_sqe *pd__mop_sqe(pd_cx *cx, pd__mop *m, int fd, int multi,
+                                 pd_bufgroup *g, uint8_t fdret)
+{
+    struct io_uring_sqe *sqe;
+
+    m->group = g;
+    m->wnext = NULL;
+    m->ovf = NULL;
+    m->fd = fd;
+    m->qhead = m->qlen = 0;
+    m->armed = m->parked = m->discard = m->tries = 0;
+    m->multi = (uint8_t)multi;
+    if (g != NULL && g->held >= g->count) {
+        /* Parked: pd__buf_put wakes the owner, whose poll arms again. */
+        m->op = (pd__op){ .task = cx->task, .fdret = fdret };
+        m->parked = 1;
+        m->wnext = g->waiters;
+        g->waiters = m;
+        cx->link_ts = NULL;
+        return NULL;
+    }
+    sqe = pd__op_sqe(cx, &m->op, fdret);
+    if (sqe == NULL) {
+        /* The ring is broken: the error is the request's only completion. */
+        m->op.st = PD__OP_IDLE;
+        m->q[0] = (pd__cqe){ m->op.res, 0 };
+        m->qlen = 1;
+        return NULL;
+    }
+    m->armed = 1;
+    return sqe;
+}
+
+static void pd__mop_unpark(pd__mop *m)
+{
+    pd__mop **pp;
+
+    if (!m->parked)
+        return;
+    for (pp = &m->group->waiters; *pp; pp = &(*pp)->wnext)
+        if (*pp == m) {
+            *pp = m->wnext;
+            break;
+        }
+    m->wnext = NULL;
+    m->parked = 0;
+}
+
+/* Releases every completion the slot holds. */
+static void pd__mop_drain(pd__mop *m)
+{
+    pd__cqe c;
+
+    while (pd__mop_pop(m, &c))
+        pd__mop_release(m, c);
+}
+
+void pd__mop_reap(pd__mop *m)
+{
+    pd__checked_release(&m->op);
+    pd__mop_drain(m);
+}
+
+void pd__mop_cancel(pd__mop *m)
+{
+    pd_runtime *rt = m->op.task->rt;
+    struct io_uring_sqe *sqe;
+
+    /* From now on nothing reaches a then: what is queued goes back now. */
+    m->discard = 1;
+    pd__mop_drain(m);
+    pd__mop_unpark(m);
+    if (!m->armed || m->op.cancelled)
+        return;
+    sqe = io_uring_get_sqe(&rt->ring);
+    if (!sqe)
+        sqe = pd__sqe_slow(rt, 1);
+    if (!sqe) {
+        pd__wake(m->op.task); /* retried on the owner's next poll */
+        return;
+    }
+    if (m->tries > 0 && !rt->no_cancel_fd) {
+        io_uring_prep_cancel_fd(sqe, m->fd, IORING_ASYNC_CANCEL_USERDATA);
+        sqe->addr = (uint64_t)(uintptr_t)m | PD__TAG_EXT;
+    } else {
+        io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)m | PD__TAG_EXT, 0);
+    }
+    /* No CQE_SKIP_SUCCESS: the result says whether to cancel again. */
+    io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)m | PD__TAG_EXT |
+                                 PD__TAG_CANCEL);
+    m->op.pending++;
+    pd__checked_owe(&m->op);
+    m->op.cancelled = 1;
+    m->tries++;
+    rt->stats.cancels_submitted++;
+}
+
+int pd__mop_quiesce_sync(pd__mop *m)
+{
+    pd_runtime *rt = m->op.task->rt;
+
+    pd__mop_cancel(m);
+    while (m->op.pending) {
+        int ret;
+
+        pd__mop_cancel(m);
+        rt->stats.enter_calls++;
+        ret = io_uring_submit_and_wait(&rt->ring, 1);
+        pd__reap(rt, 1);
+        pd__sync_check(ret);
+    }
+    pd__mop_reap(m);
+    return 0;
+}
+
+/* --- buffer groups --- */
+
+#define PD__BUF_RING_MAX 32768u
+
+int pd_bufgroup_new(pd_runtime *rt, unsigned count, size_t size,
+                    pd_bufgroup **out)
+{
+    struct io_uring_buf_reg reg;
+    long page = sysconf(_SC_PAGESIZE);
+    pd_bufgroup *g, *o;
+    unsigned bgid = 0, i;
+    void *br = NULL, *base = NULL;
+    int ret;
+
+    *out = NULL;
+    if (count == 0 || count > PD__BUF_RING_MAX || (count & (count - 1)) ||
+        size == 0 || size > UINT32_MAX || size > SIZE_MAX / count)
+        return -EINVAL;
+    /* The lowest group id no live group uses. */
+    for (;;) {
+        for (o = rt->groups; o && o->bgid != bgid; o = o->next)
+            ;
+        if (o == NULL)
+            break;
+        if (++bgid > UINT16_MAX)
+            return -ENOSPC;
+    }
+    g = calloc(1, sizeof(*g));
+    if (g == NULL)
+        return -ENOMEM;
+    if (posix_memalign(&br, (size_t)(page > 0 ? page : 4096),
+                       count * sizeof(struct io_uring_buf)) != 0 ||
+        posix_memalign(&base, 64, count * size) != 0) {
+        free(br);
+        free(g);
+        return -ENOMEM;
+    }
+    io_uring_buf_ring_init(br);
+    memset(&reg, 0, sizeof(reg));
+    reg.ring_addr = (uint64_t)(uintptr_t)br;
+    reg.ring_entries = count;
+    reg.bgid = (uint16_t)bgid;
+    ret = io_uring_register_buf_ring(&rt->ring, &reg, 0);
+    if (ret < 0) {
+        free(base);
+        free(br);
+        free(g);
+        return ret;
+    }
+    g->rt = rt;
+    g->br = br;
+    g->base = base;
+    g->size = size;
+    g->count = count;
+    g->bgid = (uint16_t)bgid;
+    for (i = 0; i < count; i++)
+        io_uring_buf_ring_add(g->br, g->base + (size_t)i * size,
+                              (unsigned)size, (unsigned short)i,
+                              io_uring_buf_ring_mask(count), (int)i);
+    io_uring_buf_ring_advance(g->br, (int)count);
+    g->next = rt->groups;
+    rt->groups = g;
+    *out = g;
+    return 0;
+}
+
+static void pd__bufgroup_destroy(pd_bufgroup *g)
+{
+    pd_bufgroup **pp;
+
+    for (pp = &g->rt->groups; *pp; pp = &(*pp)->next)
+        if (*pp == g) {
+            *pp = g->next;
+            break;
+        }
+    io_uring_unregister_buf_ring(&g->rt->ring, g->bgid);
+    free(g->base);
+    free(g->br);
+    free(g);
+}
+
+void pd_bufgroup_free(pd_bufgroup *g)
+{
+    if (g == NULL)
+        return;
+    if (g->held != 0 || g->waiters != NULL) {
+        fprintf(stderr, "polldrop: pd_bufgroup_free: group %u still in use "
+                        "(%u buffers held%s)\n", g->bgid, g->held,
+                g->waiters ? ", a recv waiting for one" : "");
+        abort();
+    }
+    pd__bufgroup_destroy(g);
+}
+
+unsigned pd_bufgroup_available(const pd_bufgroup *g)
+{
+    return g->count - g->held;
 }
 
 /* --- tasks --- */
@@ -1160,13 +1549,13 @@ int pd__ring_strays(pd_runtime *rt, const void *mem, size_t len, unsigned ms)
         if (ret < 0 && ret != -EINTR)
             return ret;
         io_uring_for_each_cqe(&rt->ring, head, cqe) {
-            uintptr_t a = (uintptr_t)(cqe->user_data & ~(uint64_t)1);
+            uintptr_t a = (uintptr_t)(cqe->user_data & ~(uint64_t)7);
 
             /* Never dispatched: the slot it names belongs to the dead future. */
             if (cqe->user_data >= PD__UD_RESERVED && a >= lo && a - lo < len)
                 strays++;
             else
-                pd__dispatch(rt, cqe);
+                pd__dispatch(rt, cqe, 1);
             n++;
         }
         io_uring_cq_advance(&rt->ring, n);
@@ -1361,6 +1750,8 @@ void pd_runtime_free(pd_runtime *rt)
         if (!(t->flags & PD__TASK_ROOT))
             pd__task_release_mem(t);
     }
+    while (rt->groups)
+        pd__bufgroup_destroy(rt->groups);
     io_uring_queue_exit(&rt->ring);
     close(rt->wake_fd);
     free(rt);

@@ -107,11 +107,23 @@ def io_rules():
                                for a, d in op.args}}
         if op.name == "timeout":
             args["oneOf"] = [{"required": ["ms"]}, {"required": ["ns"]}]
+        elif op.group:
+            # group: (a provided buffer) instead of buf and len.
+            args["properties"]["group"] = code("a pd_bufgroup *: the kernel picks "
+                                               "the buffer")
+            plain = [a for a, d in op.args if d is None]
+            args["oneOf"] = [{"required": ["group"],
+                              "not": {"anyOf": [{"required": ["buf"]},
+                                                {"required": ["len"]}]}},
+                             {"required": plain, "not": {"required": ["group"]}}]
         else:
             required = [a for a, d in op.args if d is None]
             if required:
                 args["required"] = required
         then = {"properties": {"args": args}}
+        if not op.multishot:
+            then["not"] = {"properties": {"multishot": {"enum": [True, "true", "yes"]}},
+                           "required": ["multishot"]}
         if not names:
             then["properties"]["args"] = {"type": "object", "maxProperties": 0}
         elif args.get("required") or "oneOf" in args:
@@ -132,9 +144,10 @@ def branch(kind):
              "await": ident("a child future field or local of this state"),
              "then": code("C code run with res (io) or out (await)"),
              "timeout_ms": code("a linked timeout in milliseconds (io only)"),
+             "multishot": multishot(),
          },
          "oneOf": [{"required": ["io"]}, {"required": ["await"]}],
-         "dependencies": {"timeout_ms": ["io"]},
+         "dependencies": {"timeout_ms": ["io"], "multishot": ["io"]},
          "allOf": [{"$ref": "#/definitions/io_args"},
                    {"$ref": "#/definitions/await_args"}]}
     in_step(s["properties"], keys, "a branch")
@@ -143,6 +156,12 @@ def branch(kind):
     else:
         s["not"] = {"required": ["then"]}
     return s
+
+
+def multishot():
+    return {"enum": [True, False, "true", "false", "yes", "no"],
+            "description": "true: one request, then runs once per completion "
+                           "(accept; recv with group)"}
 
 
 def await_args():
@@ -181,18 +200,20 @@ def state(phase):
              "timeout_ms": code("milliseconds: a linked timeout on io; one deadline "
                                 "over a whole await, join or select (then sees "
                                 "timed_out)"),
+             "multishot": multishot(),
          },
          "oneOf": [{"required": [a]} for a in validate.ACTIONS],
-         "dependencies": {},
+         "dependencies": {"multishot": ["io"]},
          "allOf": [
              {"$ref": "#/definitions/io_args"},
              {"$ref": "#/definitions/await_args"},
-             {"if": {"required": ["do"]}, "then": none_of("then", "args", "timeout_ms")},
-             {"if": {"required": ["join"]}, "then": none_of("args")},
+             {"if": {"required": ["do"]},
+              "then": none_of("then", "args", "timeout_ms", "multishot")},
+             {"if": {"required": ["join"]}, "then": none_of("args", "multishot")},
              # A select's state-level then is its deadline's, and needs one.
              {"if": {"required": ["select"],
                      "properties": {"select": {"type": "object"}}},
-              "then": {"allOf": [none_of("args"),
+              "then": {"allOf": [none_of("args", "multishot"),
                                  {"anyOf": [{"required": ["then", "timeout_ms"]},
                                             none_of("then", "timeout_ms")]}]}},
          ]}

@@ -34,6 +34,7 @@ static const suite_fn suites[] = {
     pd_suite_httpd,
     pd_suite_shutdown_deadline,
     pd_suite_threads,
+    pd_suite_multishot,
     pd_suite_cancel_points,
     pd_suite_io_ops,
     pd_suite_whole_deadline,

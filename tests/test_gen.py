@@ -780,7 +780,7 @@ class StructuredErrors(GenTest):
                 select:
                   x: {io: nop, then: RETURN(0);, after: 1}
             """, "f.yaml:5:38: error: unknown key 'after' in branch 'x' (expected one "
-                 "of: io, args, await, then, timeout_ms)")
+                 "of: io, args, await, then, timeout_ms, multishot)")
 
     def test_select_branch_without_then(self):
         self.assertError("""\
@@ -929,6 +929,155 @@ class StructuredErrors(GenTest):
                 then: RETURN(x + y);
             """, "f.yaml:8:18: error: await: child 'c' is already used by another "
                  "branch of this state", extra=("-I", self.dir))
+
+
+class MultishotErrors(GenTest):
+    """multishot, group, KEEP and pd_buf: where each may go, and why not."""
+
+    HEAD = """\
+        future: f
+        params:
+          - {name: fd, type: int}
+          - {name: g,  type: pd_bufgroup *}
+        fields:
+          - {name: kept, type: pd_buf}
+          - {name: n,    type: int}
+        states:
+        """
+
+    def state(self, body):
+        return textwrap.dedent(self.HEAD) + textwrap.indent(textwrap.dedent(body), "  ")
+
+    def test_multishot_on_an_op_without_it(self):
+        self.assertError(self.state("""\
+            s:
+              io: send
+              multishot: true
+              args: {fd: self->fd, buf: '"x"', len: 1}
+              then: RETURN(res);
+            """), "f.yaml:11:5: error: io 'send' has no multishot form "
+                  "(multishot ops: accept, recv)")
+
+    def test_multishot_must_be_a_boolean(self):
+        self.assertError(self.state("""\
+            s:
+              io: accept
+              multishot: often
+              args: {fd: self->fd}
+              then: RETURN(res);
+            """), "f.yaml:11:16: error: multishot must be true or false, not 'often'")
+
+    def test_multishot_recv_needs_group(self):
+        self.assertError(self.state("""\
+            s:
+              io: recv
+              multishot: true
+              args: {fd: self->fd, buf: 0, len: 0}
+              then: RETURN(res);
+            """), "f.yaml:11:5: error: a multishot recv needs group: the kernel "
+                  "picks a buffer for each completion")
+
+    def test_group_or_buf_not_both(self):
+        self.assertError(self.state("""\
+            s:
+              io: recv
+              args: {fd: self->fd, group: self->g, buf: 0}
+              then: RETURN(res);
+            """), "f.yaml:11:42: error: io 'recv' takes either group or buf and len: "
+                  "with group, the kernel picks the buffer")
+
+    def test_multishot_with_timeout(self):
+        self.assertError(self.state("""\
+            s:
+              io: accept
+              timeout_ms: 10
+              multishot: true
+              args: {fd: self->fd}
+              then: RETURN(res);
+            """), "f.yaml:12:5: error: timeout_ms does not go with multishot: a linked "
+                  "timeout would end the whole request, not one wait")
+
+    def test_multishot_needs_then(self):
+        self.assertError(self.state("""\
+            s:
+              io: accept
+              multishot: true
+              args: {fd: self->fd}
+              next: s
+            """), "f.yaml:9:3: error: multishot state 's' needs a then: it runs once "
+                  "per completion")
+
+    def test_multishot_in_select(self):
+        self.assertError(self.state("""\
+            s:
+              select:
+                a:
+                  io: accept
+                  multishot: true
+                  args: {fd: self->fd}
+                  then: RETURN(res);
+            """), "f.yaml:13:9: error: multishot in a select branch is not supported "
+                  "yet: use a multishot io state")
+
+    def test_multishot_in_teardown(self):
+        self.assertError(self.HEAD + """\
+          s: {do: RETURN(0);}
+        teardown:
+          t:
+            io: accept
+            multishot: true
+            args: {fd: self->fd}
+            then: DONE();
+        drop: ""
+        """, "f.yaml:13:5: error: multishot is for run states: a teardown state "
+             "finishes, it does not serve")
+
+    def test_yield_in_multishot_then(self):
+        self.assertError(self.state("""\
+            s:
+              io: accept
+              multishot: true
+              args: {fd: self->fd}
+              then: YIELD(s);
+            """), "f.yaml:13:11: error: YIELD is not allowed in a multishot then: fall "
+                  "off the end to wait for the next completion, or GOTO another state")
+
+    def test_keep_outside_a_group_then(self):
+        self.assertError(self.state("""\
+            s:
+              io: accept
+              multishot: true
+              args: {fd: self->fd}
+              then: KEEP(kept);
+            """), "f.yaml:13:11: error: KEEP is only allowed in the then of a recv "
+                  "with group: it moves that then's buf")
+
+    def test_keep_into_a_plain_field(self):
+        self.assertError(self.state("""\
+            s:
+              io: recv
+              args: {fd: self->fd, group: self->g}
+              then: KEEP(n);
+            """), "f.yaml:12:16: error: KEEP(n): 'n' is not a pd_buf field")
+
+    def test_pd_buf_local(self):
+        self.assertError(self.state("""\
+            s:
+              locals: [{name: b, type: pd_buf}]
+              do: RETURN(0);
+            """), "f.yaml:10:30: error: local 'b': a pd_buf must be a plain field "
+                  "(a field is released on every destruction path)")
+
+    def test_group_recv_in_join(self):
+        self.assertError(self.state("""\
+            s:
+              join:
+                a:
+                  io: recv
+                  args: {fd: self->fd, group: self->g}
+              then: RETURN(0);
+            """), "f.yaml:13:37: error: a recv with group goes in an io state or a "
+                  "select branch: a join's then has no buf")
 
 
 class Stats(GenTest):

@@ -26,6 +26,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#endif
+#endif
+#ifndef RUNNING_ON_VALGRIND
+#define RUNNING_ON_VALGRIND 0
+#endif
+
 #include "http.h"
 #include "http_conn.h"
 #include "server.h"
@@ -79,8 +88,12 @@ static void tree_make(tree *t)
     char buf[4096], sub[128], p[160];
     int fd;
 
-    snprintf(t->root, sizeof(t->root), "/tmp/pd-httpd-%d", (int)getpid());
-    snprintf(t->secret, sizeof(t->secret), "/tmp/pd-httpd-%d.secret", (int)getpid());
+    static int made;
+
+    /* Unique in the process too: CK_FORK=no runs every test in one. */
+    made++;
+    snprintf(t->root, sizeof(t->root), "/tmp/pd-httpd-%d-%d", (int)getpid(), made);
+    snprintf(t->secret, sizeof(t->secret), "/tmp/pd-httpd-%d-%d.secret", (int)getpid(), made);
     ck_assert_int_eq(mkdir(t->root, 0755), 0);
     put_file(t->root, "hello.txt", HELLO, strlen(HELLO));
     for (size_t i = 0; i < sizeof(buf); i++)
@@ -846,6 +859,14 @@ static int load_parse(loader *l)
     return 1;
 }
 
+static int served_all(const loader *ls)
+{
+    for (int i = 0; i < LOAD_CONNS; i++)
+        if (ls[i].responses == 0)
+            return 0;
+    return 1;
+}
+
 static void shutdown_under_load(long threads)
 {
     static loader ls[LOAD_CONNS];
@@ -890,7 +911,8 @@ static void shutdown_under_load(long threads)
                     load_send(l);
             }
         }
-        if (!signalled && total >= LOAD_BEFORE) {
+        /* Mid-stream: every client has been served, and all are looping. */
+        if (!signalled && total >= LOAD_BEFORE && served_all(ls)) {
             kill(s.pid, SIGTERM);
             signalled = 1;
         }
@@ -1019,10 +1041,18 @@ Suite *pd_suite_httpd(void)
     tcase_add_test(srv, httpd_max_conns_backs_off);
     tcase_add_test(srv, httpd_drain_closes_idle_finishes_in_progress);
     tcase_add_test(srv, httpd_drain_cuts_a_stalled_reader);
-    tcase_add_test(srv, httpd_fd_limit_backs_off);
     tcase_add_test(srv, httpd_reset_mid_response);
     tcase_add_test(srv, httpd_shutdown_under_load);
-    tcase_add_test(srv, httpd_shutdown_under_load_threads);
+    if (RUNNING_ON_VALGRIND) {
+        /* Valgrind keeps descriptors of its own under the limit, and runs
+           one thread at a time: a thread blocked in io_uring_enter stops
+           the others. Both run in the plain and sanitized builds. */
+        fprintf(stderr, "httpd: under valgrind, skipping httpd_fd_limit_backs_off and "
+                "httpd_shutdown_under_load_threads\n");
+    } else {
+        tcase_add_test(srv, httpd_fd_limit_backs_off);
+        tcase_add_test(srv, httpd_shutdown_under_load_threads);
+    }
     tcase_set_timeout(fut, 60);
     tcase_add_test(fut, httpd_conn_cancel_points);
     suite_add_tcase(s, proto);

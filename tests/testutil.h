@@ -130,6 +130,7 @@ Suite *pd_suite_openat2(void);
 Suite *pd_suite_httpd(void);
 Suite *pd_suite_shutdown_deadline(void);
 Suite *pd_suite_threads(void);
+Suite *pd_suite_multishot(void);
 Suite *pd_suite_inv_kernel_owns(void);
 Suite *pd_suite_inv_exactly_once(void);
 Suite *pd_suite_inv_teardown(void);

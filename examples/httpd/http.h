@@ -34,6 +34,13 @@
 #define HTTP_BODY_MAX (64u * 1024u)
 /* How long a keep-alive connection keeps its block after a response. */
 #define HTTP_HOT_MS 1000
+/*
+ * Accept loops per thread on the same listener: a single-shot accept takes
+ * one connection per turn of the runtime, and a turn under load serves
+ * every busy connection first, so one loop would leave a burst of new
+ * connections waiting in the backlog for many turns.
+ */
+#define HTTP_ACCEPTORS 8
 /* Blocks kept mapped for reuse beyond those in use. */
 #define HTTP_POOL_SPARE 16u
 
@@ -68,10 +75,14 @@ typedef struct http_srv {
     long long linger_ms;     /* a lingering close discards input at most this long */
     long max_conns;          /* connections of this thread at once */
     long live;               /* connections of this thread now */
+    long accepting;          /* accepts in flight, counted against max_conns */
     bool draining;           /* SIGINT/SIGTERM: finish what is in progress, then close */
     bool quiet;
-    pd_task *accept_task;    /* cancelled when the drain begins */
+    pd_task *accept_tasks[HTTP_ACCEPTORS]; /* cancelled when the drain begins */
     pd_task *drain_task;     /* cancelled by the last connection to go while draining */
+    const int *peer_fds;     /* eventfds of the other threads, told at once when this */
+    int npeers;              /* thread's drain begins (thread 0 reads the signals) */
+    int signo;               /* the signal that began the drain, if one did */
     http_link *conns;        /* every live connection, for the drain */
     http_pool pool;
     uint64_t responses;      /* responses sent completely */
@@ -184,6 +195,21 @@ bool http_status_closes(int status);
 
 /* The status for an errno of opening a path beneath the root. */
 int http_open_status(int err);
+
+/*
+ * Tells valgrind's memcheck that the kernel filled buf through io_uring,
+ * which it cannot see; nothing without valgrind's headers. The blocks need
+ * no such note: memcheck takes fresh anonymous mappings as defined.
+ */
+#if defined(__has_include)
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#define HTTP_KERNEL_WROTE(buf, len) ((void)VALGRIND_MAKE_MEM_DEFINED((buf), (len)))
+#endif
+#endif
+#ifndef HTTP_KERNEL_WROTE
+#define HTTP_KERNEL_WROTE(buf, len) ((void)(buf), (void)(len))
+#endif
 
 /* Milliseconds of CLOCK_MONOTONIC. */
 long long http_now_ms(void);

@@ -2,9 +2,9 @@
  * httpd's server: see server.h. Each thread owns a runtime, a listener
  * (SO_REUSEPORT when there are several) and a server (http.h): an
  * http_accept task spawns an http_conn task per connection, and an
- * http_drain task waits for the main thread's word. The calling thread
- * only waits for SIGINT or SIGTERM, tells every thread to drain through its
- * eventfd, and joins them.
+ * http_drain task waits for SIGINT or SIGTERM (the first thread, which is
+ * the calling one, on a signalfd) or for the first thread's word (the
+ * others, on an eventfd).
  */
 #define _GNU_SOURCE
 #include "server.h"
@@ -22,6 +22,7 @@
 #include <limits.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -46,44 +47,49 @@ static void *worker_main(void *arg)
 {
     worker *w = arg;
     pd_runtime *rt;
-    pd_task *acc, *dr;
-    int ret = pd_runtime_new(&rt, NULL);
+    pd_task *acc[HTTP_ACCEPTORS] = { NULL }, *dr;
+    int ret = pd_runtime_new(&rt, NULL), fail = 0;
 
     if (ret < 0) {
         fprintf(stderr, "httpd: thread %d: io_uring is not available: %s\n", w->idx,
                 strerror(-ret));
         w->ret = ret;
-        kill(getpid(), SIGTERM); /* the main thread is waiting for a signal */
+        kill(getpid(), SIGTERM); /* the first thread's drain tells the others */
         return NULL;
     }
-    acc = http_accept_spawn(rt, w->lfd, &w->srv, PAUSE_MS);
+    for (int i = 0; i < HTTP_ACCEPTORS; i++)
+        fail |= (acc[i] = http_accept_spawn(rt, w->lfd, &w->srv, PAUSE_MS)) == NULL;
     dr = http_drain_spawn(rt, w->evfd, &w->srv, w->drain_ms);
-    if (acc == NULL || dr == NULL) {
+    if (fail || dr == NULL) {
         fprintf(stderr, "httpd: thread %d: out of memory\n", w->idx);
         w->ret = -ENOMEM;
         kill(getpid(), SIGTERM);
-        if (acc)
-            pd_task_release(acc);
+        for (int i = 0; i < HTTP_ACCEPTORS; i++)
+            if (acc[i])
+                pd_task_release(acc[i]);
         if (dr)
             pd_task_release(dr);
         pd_runtime_free(rt);
         return NULL;
     }
-    w->srv.accept_task = acc;
+    memcpy(w->srv.accept_tasks, acc, sizeof(acc));
     w->srv.drain_task = dr;
     ret = pd_run(rt);
-    if (ret == 0 && pd_task_output(acc) != NULL) {
-        long a = *(const long *)pd_task_output(acc);
+    for (int i = 0; i < HTTP_ACCEPTORS; i++) {
+        if (ret == 0 && pd_task_output(acc[i]) != NULL) {
+            long a = *(const long *)pd_task_output(acc[i]);
 
-        fprintf(stderr, "httpd: thread %d: accept failed: %s\n", w->idx, strerror((int)-a));
-        ret = (int)a;
+            fprintf(stderr, "httpd: thread %d: accept failed: %s\n", w->idx,
+                    strerror((int)-a));
+            ret = (int)a;
+        }
+        w->srv.accept_tasks[i] = NULL;
+        pd_task_release(acc[i]);
     }
     if (pd_task_output(dr) != NULL)
         w->drain_out = *(const int *)pd_task_output(dr);
-    w->srv.accept_task = NULL;
     w->srv.drain_task = NULL;
     pd_runtime_stats(rt, &w->st);
-    pd_task_release(acc);
     pd_task_release(dr);
     pd_runtime_free(rt);
     w->ret = ret;
@@ -159,28 +165,33 @@ static socklen_t address(const char *host, long port, struct sockaddr_storage *a
 }
 
 /*
- * The connections the descriptor limit can serve: each takes its socket and,
- * while it sends a file, that file's descriptor; each thread's ring,
- * listener and eventfd, and a few spare, come first. Beyond that, accept
- * would take the descriptor a connection needs to open its file.
+ * The connections the descriptor limit can serve. Each takes its socket,
+ * and while it sends a file that file's descriptor too; each thread's ring,
+ * listener and eventfd, and a few spare, come first. Of what is left, half
+ * is kept for files, up to 1024 files open at once: beyond that an open
+ * fails with EMFILE, which is a 503. Without the reserve, accept would take
+ * the descriptor a connection needs to open its file.
  */
 static long fd_budget(long threads)
 {
     struct rlimit rl;
-    long spare;
+    long spare, files;
 
     if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
         return LONG_MAX;
     spare = (long)rl.rlim_cur - fd_count() - 4 * threads - 4;
-    return spare > 2 ? spare / 2 : 1;
+    if (spare < 2)
+        return 1;
+    files = spare / 2 < 1024 ? spare / 2 : 1024;
+    return spare - files;
 }
 
 int httpd_run(const httpd_opts *o)
 {
     struct sockaddr_storage addr;
     socklen_t alen = address(o->host, o->port, &addr);
-    int rootfd, ret = 0, sig, fds = fd_count();
-    long threads = o->threads, started = 0, port, max_conns = o->max_conns;
+    int rootfd, ret = 0, fds = fd_count(), *peers = NULL;
+    long threads = o->threads, started = 1, port, max_conns = o->max_conns;
     worker *ws;
     sigset_t mask;
 
@@ -194,8 +205,11 @@ int httpd_run(const httpd_opts *o)
         return 1;
     }
     ws = calloc((size_t)threads, sizeof(*ws));
-    if (ws == NULL) {
+    peers = calloc((size_t)threads, sizeof(*peers));
+    if (ws == NULL || peers == NULL) {
         fprintf(stderr, "httpd: out of memory\n");
+        free(ws);
+        free(peers);
         close(rootfd);
         return 1;
     }
@@ -205,6 +219,19 @@ int httpd_run(const httpd_opts *o)
             printf("httpd: at most %ld connections: the descriptor limit (ulimit -n) allows "
                    "no more\n", max_conns);
     }
+
+    /*
+     * SIGINT and SIGTERM are blocked in every thread (the threads inherit
+     * the mask) and read from a signalfd by the first thread's drain,
+     * through its ring; that drain tells the other threads through their
+     * eventfds. No thread waits outside io_uring.
+     */
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &mask, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
     for (long i = 0; i < threads; i++) {
         worker *w = &ws[i];
 
@@ -224,27 +251,25 @@ int httpd_run(const httpd_opts *o)
         /* Port 0: the other threads bind the port the kernel chose. */
         if (i == 0)
             getsockname(w->lfd, (struct sockaddr *)&addr, &alen);
-        w->evfd = eventfd(0, EFD_CLOEXEC);
+        w->evfd = i == 0 ? signalfd(-1, &mask, SFD_CLOEXEC) : eventfd(0, EFD_CLOEXEC);
         if (w->evfd < 0) {
-            perror("httpd: eventfd");
+            perror(i == 0 ? "httpd: signalfd" : "httpd: eventfd");
             ret = 1;
             goto out;
         }
+        if (i > 0)
+            peers[i - 1] = w->evfd;
     }
+    ws[0].srv.peer_fds = peers;
+    ws[0].srv.npeers = (int)threads - 1;
     port = ntohs(addr.ss_family == AF_INET ? ((struct sockaddr_in *)&addr)->sin_port
                                            : ((struct sockaddr_in6 *)&addr)->sin6_port);
-
-    /* The threads inherit the mask: only sigwaitinfo below sees the signals. */
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGINT);
-    sigaddset(&mask, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &mask, NULL);
-    signal(SIGPIPE, SIG_IGN);
 
     for (; started < threads; started++) {
         ret = pthread_create(&ws[started].th, NULL, worker_main, &ws[started]);
         if (ret != 0) {
             fprintf(stderr, "httpd: pthread_create: %s\n", strerror(ret));
+            ws[0].srv.npeers = (int)started - 1;
             ret = 1;
             kill(getpid(), SIGTERM); /* drain the threads already started */
             break;
@@ -261,10 +286,10 @@ int httpd_run(const httpd_opts *o)
         if (write(o->ready_fd, &p, sizeof(p)) != sizeof(p))
             perror("httpd: ready");
     }
-    do
-        sig = sigwaitinfo(&mask, NULL);
-    while (sig < 0 && errno == EINTR);
-    for (long i = 0; i < started; i++) {
+    /* The first thread is this one. */
+    worker_main(&ws[0]);
+    /* Had it failed before its drain, the others must still be told. */
+    for (long i = 1; i < started; i++) {
         uint64_t one = 1;
 
         if (write(ws[i].evfd, &one, sizeof(one)) != sizeof(one))
@@ -273,12 +298,13 @@ int httpd_run(const httpd_opts *o)
     for (long i = 0; i < started; i++) {
         worker *w = &ws[i];
 
-        pthread_join(w->th, NULL);
+        if (i > 0)
+            pthread_join(w->th, NULL);
         if (w->ret < 0 || w->st.inflight_ops != 0 || w->srv.live != 0)
             ret = 1;
         if (!o->quiet)
             printf("httpd: thread %ld: signal %d: %llu responses, %llu connections; drain %s; "
-                   "%llu ops in flight, %ld connections left\n", i, sig,
+                   "%llu ops in flight, %ld connections left\n", i, ws[0].srv.signo,
                    (unsigned long long)w->srv.responses, (unsigned long long)w->srv.accepted,
                    w->drain_out ? "cut at the deadline" : "complete",
                    (unsigned long long)w->st.inflight_ops, w->srv.live);
@@ -292,6 +318,7 @@ out:
             close(ws[i].evfd);
     }
     free(ws);
+    free(peers);
     close(rootfd);
     if (fds >= 0 && fd_count() != fds) {
         fprintf(stderr, "httpd: %d descriptors open after the drain, %d before\n",

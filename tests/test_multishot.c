@@ -1,0 +1,542 @@
+/*
+ * Multishot requests and provided buffer rings: buffer group API, multishot
+ * accept cancelled at a random completion, multishot recv cancelled while
+ * data keeps arriving, an empty ring (-ENOBUFS, then no spinning until a
+ * buffer is back), KEEP and pd_buf members, sync drops and pd_runtime_free
+ * with a multishot request armed, and the out-of-line completions a sync
+ * drop may need. Invariant 8 of docs/spec-language.md: after any
+ * destruction every buffer is back in its ring or held by a live pd_buf.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "grp_recv.h"
+#include "ms_accept.h"
+#include "ms_recv.h"
+#include "testutil.h"
+
+/* Rounds of the randomised tests; `make soak` raises it. */
+static int rounds(int dflt)
+{
+    const char *s = getenv("PD_SOAK_ROUNDS");
+    int n = s ? atoi(s) : 0;
+
+    return n > 0 ? n : dflt;
+}
+
+static pd_stats stats(pd_runtime *rt)
+{
+    pd_stats st;
+
+    pd_runtime_stats(rt, &st);
+    return st;
+}
+
+/* Nothing is owed by the kernel and nothing waits in the completion queue. */
+static void assert_quiet(pd_runtime *rt)
+{
+    ck_assert_uint_eq(stats(rt).inflight_ops, 0);
+    ck_assert_uint_eq(io_uring_cq_ready(&rt->ring), 0);
+}
+
+static int connect_to(const struct sockaddr_in *addr)
+{
+    int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    ck_assert_int_ge(c, 0);
+    ck_assert_int_eq(connect(c, (const struct sockaddr *)addr, sizeof(*addr)), 0);
+    return c;
+}
+
+/* The peer of c closed its end: c reads EOF (waits at most 5 s for it). */
+static int sees_eof(int c)
+{
+    struct pollfd p = { .fd = c, .events = POLLIN };
+    char b;
+
+    if (poll(&p, 1, 5000) != 1)
+        return 0;
+    return read(c, &b, 1) == 0;
+}
+
+/* Accepts and closes whatever is left in the listener's backlog. */
+static void drain_backlog(int lfd)
+{
+    int fl = fcntl(lfd, F_GETFL), fd;
+
+    ck_assert_int_eq(fcntl(lfd, F_SETFL, fl | O_NONBLOCK), 0);
+    while ((fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) >= 0)
+        close(fd);
+    ck_assert_int_eq(errno, EAGAIN);
+    ck_assert_int_eq(fcntl(lfd, F_SETFL, fl), 0);
+}
+
+/*
+ * Runs turns until *v reaches want. pd_run_once(rt, 1) would block after
+ * the poll that got there, so this waits for the kernel only when nothing
+ * is runnable.
+ */
+static void run_until(pd_runtime *rt, const long *v, long want)
+{
+    while (*v < want) {
+        ck_assert_int_ge(pd_run_once(rt, 0), 0);
+        if (*v < want && rt->ready_head == NULL)
+            ck_assert_int_ge(io_uring_submit_and_wait(&rt->ring, 1), 0);
+    }
+}
+
+static void *task_self(pd_task *t)
+{
+    return t->self;
+}
+
+/* --- the group API --- */
+
+START_TEST(test_bufgroup_api)
+{
+    pd_runtime *rt = pd_test_rt();
+    pd_bufgroup *a, *b, *c;
+    pd_buf empty = PD_BUF_EMPTY;
+
+    ck_assert_int_eq(pd_bufgroup_new(rt, 0, 64, &a), -EINVAL);
+    ck_assert_ptr_null(a);
+    ck_assert_int_eq(pd_bufgroup_new(rt, 3, 64, &a), -EINVAL);
+    ck_assert_int_eq(pd_bufgroup_new(rt, 65536, 64, &a), -EINVAL);
+    ck_assert_int_eq(pd_bufgroup_new(rt, 4, 0, &a), -EINVAL);
+    ck_assert_int_eq(pd_bufgroup_new(rt, 4, 64, &a), 0);
+    ck_assert_int_eq(pd_bufgroup_new(rt, 8, 128, &b), 0);
+    ck_assert_uint_eq(pd_bufgroup_available(a), 4);
+    ck_assert_uint_eq(pd_bufgroup_available(b), 8);
+    ck_assert_uint_ne(a->bgid, b->bgid);
+    /* A freed id is reused: ids stay small however often groups come and go. */
+    pd_bufgroup_free(a);
+    ck_assert_int_eq(pd_bufgroup_new(rt, 2, 32, &c), 0);
+    ck_assert_uint_eq(c->bgid, 0);
+    pd_buf_release(&empty);
+    pd_buf_release(&empty);
+    ck_assert_ptr_null(empty.group);
+    pd_bufgroup_free(NULL);
+    pd_bufgroup_free(c);
+    /* b is freed by pd_runtime_free. */
+    pd_runtime_free(rt);
+}
+END_TEST
+
+/* --- multishot accept --- */
+
+/*
+ * One round: q connections queued, a multishot accept that keeps up to
+ * `limit` of them, destroyed after `turns` turns, asynchronously or (sync)
+ * by pd_runtime_free while it is live. Every connection it accepted is
+ * closed: each client whose connection left the backlog sees EOF.
+ */
+static void accept_round(int lfd, const struct sockaddr_in *addr, int q,
+                         int limit, int turns, int sync)
+{
+    int clients[8], i, fds = pd_test_fd_count();
+    pd_runtime *rt = pd_test_rt();
+    pd_task *t;
+
+    for (i = 0; i < q; i++)
+        clients[i] = connect_to(addr);
+    t = ms_accept_spawn(rt, lfd, limit);
+    ck_assert_ptr_nonnull(t);
+    for (i = 0; i < turns; i++)
+        ck_assert_int_ge(pd_run_once(rt, 0), 0);
+    if (sync) {
+        pd_task_release(t);
+        pd_runtime_free(rt);
+    } else {
+        pd_task_cancel(t);
+        ck_assert_int_eq(pd_run(rt), 0);
+        assert_quiet(rt);
+        pd_task_release(t);
+        pd_runtime_free(rt);
+    }
+    drain_backlog(lfd);
+    for (i = 0; i < q; i++) {
+        ck_assert_msg(sees_eof(clients[i]), "client %d of %d: no EOF", i, q);
+        close(clients[i]);
+    }
+    ck_assert_int_eq(pd_test_fd_count(), fds);
+}
+
+START_TEST(test_accept_cancelled_at_random_completion)
+{
+    struct sockaddr_in addr;
+    int lfd = pd_test_listener(&addr), n = rounds(1000), r;
+    int fds = pd_test_fd_count();
+    unsigned seed = 12345;
+
+    for (r = 0; r < n; r++) {
+        int q = 1 + rand_r(&seed) % 8;
+        int limit = 1 + rand_r(&seed) % 9;
+        int turns = rand_r(&seed) % 4;
+
+        accept_round(lfd, &addr, q, limit, turns, rand_r(&seed) % 4 == 0);
+    }
+    ck_assert_int_eq(pd_test_fd_count(), fds);
+    close(lfd);
+}
+END_TEST
+
+/* Completions reaped but not yet delivered when the future is dropped. */
+START_TEST(test_accept_queued_then_dropped)
+{
+    struct sockaddr_in addr;
+    int lfd = pd_test_listener(&addr), fds = pd_test_fd_count();
+    int clients[8], i;
+    pd_runtime *rt = pd_test_rt();
+    pd_task *t = ms_accept_spawn(rt, lfd, 9);
+    ms_accept *f = task_self(t);
+
+    ck_assert_int_ge(pd_run_once(rt, 0), 0); /* armed */
+    for (i = 0; i < 8; i++)
+        clients[i] = connect_to(&addr);
+    /* Posted by the kernel; the future is not polled before it is cancelled. */
+    while (io_uring_cq_ready(&rt->ring) < 8)
+        ck_assert_int_ge(io_uring_submit_and_wait(&rt->ring, 1), 0);
+    pd_task_cancel(t);
+    ck_assert_int_eq(pd_run(rt), 0);
+    assert_quiet(rt);
+    ck_assert_int_eq(f->n, 0);
+    pd_task_release(t);
+    pd_runtime_free(rt);
+    drain_backlog(lfd);
+    for (i = 0; i < 8; i++) {
+        ck_assert(sees_eof(clients[i]));
+        close(clients[i]);
+    }
+    ck_assert_int_eq(pd_test_fd_count(), fds);
+    close(lfd);
+}
+END_TEST
+
+/* The kernel's multishot accept delivers every connection, in order, once. */
+START_TEST(test_accept_delivers_each_once)
+{
+    struct sockaddr_in addr;
+    int lfd = pd_test_listener(&addr), clients[8], i, out = -1;
+    pd_runtime *rt = pd_test_rt();
+    ms_accept f;
+
+    for (i = 0; i < 8; i++)
+        clients[i] = connect_to(&addr);
+    ms_accept_init(&f, lfd, 8);
+    ck_assert_int_eq(pd_block_on(rt, ms_accept_dyn(&f), &out), 0);
+    ck_assert_int_eq(out, 8);
+    /* One request served all eight: it was armed once. */
+    ck_assert_uint_eq(stats(rt).ops_submitted, 1);
+    assert_quiet(rt);
+    for (i = 0; i < 8; i++) {
+        ck_assert(sees_eof(clients[i]));
+        close(clients[i]);
+    }
+    pd_runtime_free(rt);
+    close(lfd);
+}
+END_TEST
+
+/*
+ * A sync drop reaping past a multishot slot whose queue is full: the excess
+ * is stored out of line (counted), nothing is lost, and the owner later
+ * closes every fd.
+ */
+START_TEST(test_sync_drop_overflows_a_full_queue)
+{
+    struct sockaddr_in a1, a2;
+    int l1 = pd_test_listener(&a1), l2 = pd_test_listener(&a2);
+    int fds = pd_test_fd_count(), clients[8], i;
+    pd_runtime *rt = pd_test_rt();
+    pd_task *ta = ms_accept_spawn(rt, l1, 9);
+    ms_accept *a = task_self(ta), b;
+    pd_cx cx = { rt, ta, NULL };
+    const int *out;
+
+    /* b lives on this stack; its completions wake a's task, which is harmless. */
+    ms_accept_init(&b, l2, 9);
+    ck_assert_int_eq(ms_accept_poll(&b, &cx, NULL), PD_PENDING);
+    ck_assert_int_ge(pd_run_once(rt, 0), 0); /* both armed */
+    for (i = 0; i < 8; i++)
+        clients[i] = connect_to(&a1);
+    while (io_uring_cq_ready(&rt->ring) < 8)
+        ck_assert_int_ge(io_uring_submit_and_wait(&rt->ring, 1), 0);
+    /* One turn reaps: a's queue fills and the reap stops, a is not polled. */
+    ck_assert_int_ge(pd_run_once(rt, 0), 0);
+    ck_assert_int_eq(a->pd__s0b0_op.qlen, PD__MOP_Q);
+    ck_assert_uint_eq(io_uring_cq_ready(&rt->ring), 8 - PD__MOP_Q);
+    ms_accept_drop(&b); /* blocks; must reap past a's completions */
+    ck_assert_uint_eq(stats(rt).cqe_overflow, 8 - PD__MOP_Q);
+    /* a gets all eight, in order, once each. */
+    ck_assert_int_eq(pd_run(rt), 0);
+    out = pd_task_output(ta);
+    ck_assert_ptr_nonnull(out);
+    ck_assert_int_eq(*out, 8);
+    assert_quiet(rt);
+    pd_task_release(ta);
+    pd_runtime_free(rt);
+    drain_backlog(l1);
+    for (i = 0; i < 8; i++) {
+        ck_assert(sees_eof(clients[i]));
+        close(clients[i]);
+    }
+    ck_assert_int_eq(pd_test_fd_count(), fds);
+    close(l1);
+    close(l2);
+}
+END_TEST
+
+/* pd_runtime_free with a multishot accept armed and idle: no hang (tokio-uring #102). */
+START_TEST(test_runtime_free_with_accept_armed)
+{
+    struct sockaddr_in addr;
+    int lfd = pd_test_listener(&addr), fds = pd_test_fd_count();
+    pd_runtime *rt = pd_test_rt();
+    pd_task *t = ms_accept_spawn(rt, lfd, 9);
+    ms_accept f;
+
+    ck_assert_int_ge(pd_run_once(rt, 0), 0);
+    ck_assert_uint_eq(stats(rt).inflight_ops, 1);
+    /* And a sync drop of a future on the caller's stack, armed. */
+    ms_accept_init(&f, lfd, 9);
+    {
+        pd_cx cx = { rt, t, NULL };
+
+        ck_assert_int_eq(ms_accept_poll(&f, &cx, NULL), PD_PENDING);
+    }
+    ck_assert_int_eq(io_uring_submit(&rt->ring), 1);
+    ms_accept_drop(&f);
+    ms_accept_drop(&f); /* a no-op: destruction happens once */
+    pd_task_release(t);
+    pd_runtime_free(rt);
+    ck_assert_int_eq(pd_test_fd_count(), fds);
+    close(lfd);
+}
+END_TEST
+
+/* --- multishot recv on a buffer group --- */
+
+/* Writes n chunks of len bytes to fd (blocking), a turn of rt between each. */
+static void feed(pd_runtime *rt, int fd, int n, size_t len)
+{
+    char chunk[256];
+    int i;
+
+    memset(chunk, 'x', sizeof(chunk));
+    for (i = 0; i < n; i++) {
+        pd_test_write(fd, chunk, len);
+        PD_CHECK(pd_run_once(rt, 0) >= 0);
+    }
+}
+
+/*
+ * Data keeps arriving while the multishot recv is cancelled at a random
+ * turn, asynchronously or by pd_runtime_free: every buffer is back.
+ */
+START_TEST(test_recv_cancelled_while_data_arrives)
+{
+    int n = rounds(200), r;
+    unsigned seed = 777;
+
+    for (r = 0; r < n; r++) {
+        int sv[2], fds = pd_test_fd_count();
+        pd_runtime *rt = pd_test_rt();
+        pd_bufgroup *g;
+        int keep = rand_r(&seed) % 4, turns = rand_r(&seed) % 6;
+        int sync = rand_r(&seed) % 3 == 0;
+        pd_task *t;
+
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        ck_assert_int_eq(pd_bufgroup_new(rt, 8, 64, &g), 0);
+        t = ms_recv_spawn(rt, sv[0], g, 1L << 40, keep);
+        ck_assert_ptr_nonnull(t);
+        feed(rt, sv[1], turns, 1 + (size_t)rand_r(&seed) % 200);
+        pd_test_write(sv[1], "tail", 4); /* still arriving as it is cancelled */
+        if (sync) {
+            /* The sync drop returns every buffer before the group is freed. */
+            pd_task_release(t);
+            pd_runtime_free(rt);
+        } else {
+            pd_task_cancel(t);
+            ck_assert_int_eq(pd_run(rt), 0);
+            assert_quiet(rt);
+            ck_assert_uint_eq(pd_bufgroup_available(g), 8);
+            pd_task_release(t);
+            pd_bufgroup_free(g);
+            pd_runtime_free(rt);
+        }
+        close(sv[0]);
+        close(sv[1]);
+        ck_assert_int_eq(pd_test_fd_count(), fds);
+    }
+}
+END_TEST
+
+/*
+ * The only buffer is kept: the next data gets -ENOBUFS, which then sees;
+ * the request is not re-armed (no spinning) until the buffer is released,
+ * then it resumes and receives what waited in the socket.
+ */
+START_TEST(test_recv_empty_ring_waits_for_a_buffer)
+{
+    pd_runtime *rt = pd_test_rt();
+    pd_bufgroup *g;
+    int sv[2], i;
+    pd_task *t;
+    ms_recv *f;
+    uint64_t submitted;
+    const long *out;
+
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    ck_assert_int_eq(pd_bufgroup_new(rt, 1, 64, &g), 0);
+    t = ms_recv_spawn(rt, sv[0], g, 1L << 40, 1);
+    f = task_self(t);
+    ck_assert_int_ge(pd_run_once(rt, 0), 0);
+    pd_test_write(sv[1], "a", 1);
+    run_until(rt, &f->completions, 1);
+    ck_assert_uint_eq(pd_bufgroup_available(g), 0);
+    ck_assert_ptr_nonnull(f->kept.data);
+    ck_assert_int_eq(((char *)f->kept.data)[0], 'a');
+    ck_assert_uint_eq(f->kept.len, 1);
+    pd_test_write(sv[1], "bc", 2);
+    run_until(rt, &f->nobufs, 1);
+    ck_assert_int_eq(f->ends, 1);
+    /* Parked: turns pass and nothing is submitted. */
+    submitted = stats(rt).ops_submitted;
+    for (i = 0; i < 20; i++)
+        ck_assert_int_ge(pd_run_once(rt, 0), 0);
+    ck_assert_uint_eq(stats(rt).ops_submitted, submitted);
+    ck_assert_int_eq(f->bytes, 1);
+    pd_buf_release(&f->kept);
+    pd_buf_release(&f->kept); /* idempotent */
+    ck_assert_uint_eq(pd_bufgroup_available(g), 1);
+    run_until(rt, &f->bytes, 3);
+    close(sv[1]);
+    ck_assert_int_eq(pd_run(rt), 0);
+    out = pd_task_output(t);
+    ck_assert_ptr_nonnull(out);
+    ck_assert_int_eq(*out, 3);
+    ck_assert_uint_eq(pd_bufgroup_available(g), 1);
+    pd_task_release(t);
+    pd_runtime_free(rt);
+    close(sv[0]);
+}
+END_TEST
+
+/* GOTO out of a multishot state while data keeps coming: quiesced first. */
+START_TEST(test_recv_goto_leaves_quiesced)
+{
+    pd_runtime *rt = pd_test_rt();
+    pd_bufgroup *g;
+    int sv[2];
+    pd_task *t;
+    const long *out;
+
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    ck_assert_int_eq(pd_bufgroup_new(rt, 4, 16, &g), 0);
+    t = ms_recv_spawn(rt, sv[0], g, 40, 2);
+    feed(rt, sv[1], 10, 16);
+    ck_assert_int_eq(pd_run(rt), 0);
+    out = pd_task_output(t);
+    ck_assert_ptr_nonnull(out);
+    ck_assert_int_ge(*out, 40);
+    assert_quiet(rt);
+    /* The kept buffer went back when the future was destroyed. */
+    ck_assert_uint_eq(pd_bufgroup_available(g), 4);
+    pd_task_release(t);
+    pd_runtime_free(rt);
+    close(sv[0]);
+    close(sv[1]);
+}
+END_TEST
+
+/* A multishot recv polls no allocation per completion. */
+START_TEST(test_recv_allocates_nothing)
+{
+    pd_runtime *rt = pd_test_rt();
+    pd_bufgroup *g;
+    int sv[2];
+    long before;
+    pd_task *t;
+
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    ck_assert_int_eq(pd_bufgroup_new(rt, 8, 64, &g), 0);
+    t = ms_recv_spawn(rt, sv[0], g, 1L << 40, 3);
+    before = pd_test_allocs;
+    feed(rt, sv[1], 50, 64);
+    close(sv[1]);
+    PD_CHECK(pd_run(rt) == 0);
+    PD_CHECK(pd_test_allocs == before);
+    ck_assert_uint_eq(stats(rt).cqe_overflow, 0);
+    ck_assert_uint_eq(pd_bufgroup_available(g), 8);
+    pd_task_release(t);
+    pd_runtime_free(rt);
+    close(sv[0]);
+}
+END_TEST
+
+/* --- single-shot recv with group, in an io state and a select --- */
+
+START_TEST(test_group_recv_single_shot)
+{
+    pd_runtime *rt = pd_test_rt();
+    pd_bufgroup *g;
+    int sv[2];
+    long out = 0;
+    grp_recv f;
+
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    ck_assert_int_eq(pd_bufgroup_new(rt, 2, 32, &g), 0);
+    pd_test_write(sv[1], "0123456789", 10);
+    shutdown(sv[1], SHUT_WR);
+    grp_recv_init(&f, sv[0], g, 10000);
+    ck_assert_int_eq(pd_block_on(rt, grp_recv_dyn(&f), &out), 0);
+    ck_assert_int_eq(out, 10);
+    ck_assert_uint_eq(pd_bufgroup_available(g), 2);
+    /* With the only buffer kept, the select's recv parks and the timer wins. */
+    pd_bufgroup_free(g);
+    ck_assert_int_eq(pd_bufgroup_new(rt, 1, 32, &g), 0);
+    close(sv[0]);
+    close(sv[1]);
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    pd_test_write(sv[1], "ab", 2);
+    grp_recv_init(&f, sv[0], g, 20);
+    ck_assert_int_eq(pd_block_on(rt, grp_recv_dyn(&f), &out), 0);
+    ck_assert_int_eq(out, -ETIMEDOUT);
+    ck_assert_int_eq(f.nobufs, 0);
+    ck_assert_uint_eq(pd_bufgroup_available(g), 1);
+    assert_quiet(rt);
+    pd_runtime_free(rt);
+    close(sv[0]);
+    close(sv[1]);
+}
+END_TEST
+
+Suite *pd_suite_multishot(void)
+{
+    Suite *s = suite_create("multishot");
+    TCase *tc = tcase_create("multishot");
+
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_bufgroup_api);
+    tcase_add_test(tc, test_accept_cancelled_at_random_completion);
+    tcase_add_test(tc, test_accept_queued_then_dropped);
+    tcase_add_test(tc, test_accept_delivers_each_once);
+    tcase_add_test(tc, test_sync_drop_overflows_a_full_queue);
+    tcase_add_test(tc, test_runtime_free_with_accept_armed);
+    tcase_add_test(tc, test_recv_cancelled_while_data_arrives);
+    tcase_add_test(tc, test_recv_empty_ring_waits_for_a_buffer);
+    tcase_add_test(tc, test_recv_goto_leaves_quiesced);
+    tcase_add_test(tc, test_recv_allocates_nothing);
+    tcase_add_test(tc, test_group_recv_single_shot);
+    suite_add_tcase(s, tc);
+    return s;
+}
