@@ -91,6 +91,7 @@ typedef struct http_srv {
      */
     pd_bufgroup *group;
     uint64_t responses;      /* responses sent completely */
+    uint64_t nobufs;         /* receives the empty ring ended (ENOBUFS) */
     uint64_t accepted;
     /* Cached formatted times: the Date of this second, the last Last-Modified. */
     time_t date_sec, lm_sec;

@@ -326,11 +326,13 @@ int httpd_run(const httpd_opts *o)
             ret = 1;
         if (!o->quiet)
             printf("httpd: thread %ld: signal %d: %llu responses, %llu connections; drain %s; "
-                   "%llu ops in flight, %ld connections left, %ld of %ld buffers back\n", i,
+                   "%llu ops in flight, %ld connections left, %ld of %ld buffers back "
+                   "(ring ran dry %llu times)\n", i,
                    ws[0].srv.signo, (unsigned long long)w->srv.responses,
                    (unsigned long long)w->srv.accepted,
                    w->drain_out ? "cut at the deadline" : "complete",
-                   (unsigned long long)w->st.inflight_ops, w->srv.live, w->bufs_back, w->bufs);
+                   (unsigned long long)w->st.inflight_ops, w->srv.live, w->bufs_back, w->bufs,
+                   (unsigned long long)w->srv.nobufs);
     }
 out:
     for (long i = 0; i < threads; i++) {
