@@ -1008,6 +1008,42 @@ class MultishotErrors(GenTest):
                   "per completion")
 
     def test_multishot_in_select(self):
+        # Accepted: the branch's then falls off its end to wait for the
+        # next completion, which is neither an error nor a warning.
+        lines = self.errors(self.state("""\
+            s:
+              select:
+                a:
+                  io: accept
+                  multishot: true
+                  args: {fd: self->fd}
+                  then: self->n++;
+                b:
+                  io: recv
+                  multishot: true
+                  args: {fd: self->fd, group: self->g}
+                  then: KEEP(kept);
+                t:
+                  io: timeout
+                  args: {ms: 10}
+                  then: RETURN(self->n);
+            """))
+        self.assertEqual(lines, [])
+        self.assertTrue(os.path.exists(os.path.join(self.out, "f.c")))
+
+    def test_multishot_in_join(self):
+        self.assertError(self.state("""\
+            s:
+              join:
+                a:
+                  io: accept
+                  multishot: true
+                  args: {fd: self->fd}
+              then: RETURN(a);
+            """), "f.yaml:13:9: error: multishot does not go in a join: a join "
+                  "waits for one completion of each branch")
+
+    def test_yield_in_multishot_select_branch(self):
         self.assertError(self.state("""\
             s:
               select:
@@ -1015,9 +1051,33 @@ class MultishotErrors(GenTest):
                   io: accept
                   multishot: true
                   args: {fd: self->fd}
+                  then: YIELD(s);
+            """), "f.yaml:15:15: error: YIELD is not allowed in a multishot then: fall "
+                  "off the end to wait for the next completion, or GOTO another state")
+
+    def test_timeout_on_a_multishot_select_branch(self):
+        self.assertError(self.state("""\
+            s:
+              select:
+                a:
+                  io: accept
+                  timeout_ms: 5
+                  multishot: true
+                  args: {fd: self->fd}
                   then: RETURN(res);
-            """), "f.yaml:13:9: error: multishot in a select branch is not supported "
-                  "yet: use a multishot io state")
+            """), "f.yaml:14:9: error: timeout_ms does not go with multishot: a linked "
+                  "timeout would end the whole request, not one wait")
+
+    def test_multishot_io_state_falls_off_without_warning(self):
+        self.assertEqual(self.errors(self.state("""\
+            s:
+              io: accept
+              multishot: true
+              args: {fd: self->fd}
+              then: |
+                if (res < 0)
+                    RETURN(res);
+            """)), [])
 
     def test_multishot_in_teardown(self):
         self.assertError(self.HEAD + """\
