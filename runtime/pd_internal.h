@@ -324,6 +324,14 @@ static inline void pd__wake(pd_task *t)
  *   runtime would: for checking that a destroyed future stays destroyed.
  * - pd__sq_unsubmitted is the number of requests queued, not yet
  *   submitted; pd__cq_ready the number of completions posted, not reaped.
+ * - pd__ring_reap_one dispatches the oldest completion posted, if any, as
+ *   a reap would (a full multishot queue leaves it in the ring). Returns 1
+ *   if one was dispatched, else 0: a turn that reaps one completion at a
+ *   time stops a multishot future between two completions the kernel
+ *   posted together.
+ * - pd__group_freeing, when set, is called by pd_runtime_free for every
+ *   buffer group it frees, after every task was destroyed: a buffer still
+ *   held then was lost by a destruction (invariant 8).
  */
 int pd__run_polls(pd_runtime *rt);
 int pd__run_enter(pd_runtime *rt, int wait);
@@ -331,6 +339,8 @@ int pd__ring_wait_cqe(pd_runtime *rt);
 int pd__ring_submit(pd_runtime *rt);
 pd_poll pd__task_poll_drop(pd_task *t);
 int pd__ring_strays(pd_runtime *rt, const void *mem, size_t len, unsigned ms);
+int pd__ring_reap_one(pd_runtime *rt);
+extern void (*pd__group_freeing)(const pd_bufgroup *g);
 
 static inline unsigned pd__sq_unsubmitted(const pd_runtime *rt)
 {
