@@ -765,6 +765,23 @@ static inline void pd__prep_accept_ms(pd_cx *cx, pd__mop *m, int fd, int flags)
 }
 
 /*
+ * A multishot poll (IORING_POLL_ADD_MULTI): one completion, with the ready
+ * events, each time fd is woken with one of events; the request stays
+ * armed until cancelled or the kernel ends it (a completion without
+ * IORING_CQE_F_MORE).
+ */
+static inline void pd__prep_poll_add_ms(pd_cx *cx, pd__mop *m, int fd,
+                                        unsigned events)
+{
+    struct io_uring_sqe *sqe = pd__mop_sqe(cx, m, fd, 1, NULL, 0);
+
+    if (sqe != NULL) {
+        io_uring_prep_poll_multishot(sqe, fd, events);
+        pd__mop_arm(cx, sqe, m);
+    }
+}
+
+/*
  * A recv into a buffer the kernel picks from g, single- or multishot. With
  * g empty, the slot parks instead: it is armed once a buffer is back, so
  * that an empty ring never makes a future spin on -ENOBUFS.

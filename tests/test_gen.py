@@ -956,7 +956,7 @@ class MultishotErrors(GenTest):
               args: {fd: self->fd, buf: '"x"', len: 1}
               then: RETURN(res);
             """), "f.yaml:11:5: error: io 'send' has no multishot form "
-                  "(multishot ops: accept, recv)")
+                  "(multishot ops: accept, poll_add, recv)")
 
     def test_multishot_must_be_a_boolean(self):
         self.assertError(self.state("""\

@@ -23,6 +23,7 @@
 
 #include "grp_recv.h"
 #include "ms_accept.h"
+#include "ms_poll.h"
 #include "ms_recv.h"
 #include "ms_sel_recv.h"
 #include "ms_select.h"
@@ -526,6 +527,134 @@ START_TEST(test_group_recv_single_shot)
 }
 END_TEST
 
+/* --- multishot poll_add --- */
+
+/*
+ * A pipe made readable five times: the poll's then runs for each, the
+ * request armed once; the writer's close ends it (EOF).
+ */
+START_TEST(test_poll_pipe_readable_repeatedly)
+{
+    int p[2], i, fds = pd_test_fd_count();
+    pd_runtime *rt = pd_test_rt();
+    pd_task *t;
+    ms_poll *f;
+    const long *out;
+
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+    t = ms_poll_spawn(rt, p[0], 1000);
+    f = task_self(t);
+    ck_assert_int_ge(pd_run_once(rt, 0), 0);
+    for (i = 1; i <= 5; i++) {
+        pd_test_write(p[1], "x", 1);
+        run_until(rt, &f->bytes, i);
+    }
+    ck_assert_int_ge(f->completions, 5);
+    ck_assert_int_eq(f->ends, 0);
+    ck_assert_uint_eq(stats(rt).ops_submitted, 1);
+    close(p[1]);
+    ck_assert_int_eq(pd_run(rt), 0);
+    out = pd_task_output(t);
+    ck_assert_ptr_nonnull(out);
+    ck_assert_int_eq(*out, 5);
+    assert_quiet(rt);
+    pd_task_release(t);
+    pd_runtime_free(rt);
+    close(p[0]);
+    ck_assert_int_eq(pd_test_fd_count(), fds);
+}
+END_TEST
+
+/* GOTO out at stop_after: the poll is cancelled and reaped first. */
+START_TEST(test_poll_goto_leaves_quiesced)
+{
+    int p[2], fds = pd_test_fd_count();
+    pd_runtime *rt = pd_test_rt();
+    pd_task *t;
+    const long *out;
+
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+    t = ms_poll_spawn(rt, p[0], 3);
+    ck_assert_int_ge(pd_run_once(rt, 0), 0);
+    feed(rt, p[1], 5, 1);
+    ck_assert_int_eq(pd_run(rt), 0);
+    out = pd_task_output(t);
+    ck_assert_ptr_nonnull(out);
+    ck_assert_int_ge(*out, 3);
+    assert_quiet(rt);
+    pd_task_release(t);
+    pd_runtime_free(rt);
+    close(p[0]);
+    close(p[1]);
+    ck_assert_int_eq(pd_test_fd_count(), fds);
+}
+END_TEST
+
+/*
+ * Cancelled while armed -- idle, or with completions queued and unseen --
+ * asynchronously, by a sync drop of a future on this stack, or by
+ * pd_runtime_free: nothing is left in flight, and data written afterwards
+ * is still in the pipe.
+ */
+START_TEST(test_poll_cancelled_while_armed)
+{
+    int how;
+
+    for (how = 0; how < 6; how++) {
+        int p[2], fds = pd_test_fd_count();
+        pd_runtime *rt = pd_test_rt();
+        pd_task *t;
+        ms_poll on_stack, *f;
+        char c;
+
+        ck_assert_int_eq(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+        if (how / 2 == 1) {
+            pd_task *host = ms_poll_spawn(rt, -1, 0); /* its poll fails at once */
+            pd_cx cx = { rt, host, NULL };
+
+            ms_poll_init(&on_stack, p[0], 1000);
+            ck_assert_int_eq(ms_poll_poll(&on_stack, &cx, NULL), PD_PENDING);
+            t = host;
+            f = &on_stack;
+        } else {
+            t = ms_poll_spawn(rt, p[0], 1000);
+            f = task_self(t);
+        }
+        ck_assert_int_ge(pd_run_once(rt, 0), 0);
+        if (how % 2) {
+            /* A completion posted, reaped into the slot, never seen. */
+            pd_test_write(p[1], "q", 1);
+            while (io_uring_cq_ready(&rt->ring) < 1)
+                ck_assert_int_ge(io_uring_submit_and_wait(&rt->ring, 1), 0);
+        }
+        switch (how / 2) {
+        case 0:
+            pd_task_cancel(t);
+            ck_assert_int_eq(pd_run(rt), 0);
+            assert_quiet(rt);
+            ck_assert_int_eq(f->completions, 0);
+            break;
+        case 1:
+            ms_poll_drop(&on_stack);
+            ck_assert_int_eq(f->completions, 0);
+            ck_assert_int_eq(pd_run(rt), 0);
+            assert_quiet(rt);
+            break;
+        default:
+            break; /* pd_runtime_free below drops it, armed */
+        }
+        pd_task_release(t);
+        pd_runtime_free(rt);
+        pd_test_write(p[1], "z", 1);
+        ck_assert_int_eq(read(p[0], &c, 1), 1);
+        ck_assert_int_eq(c, how % 2 ? 'q' : 'z');
+        close(p[0]);
+        close(p[1]);
+        ck_assert_int_eq(pd_test_fd_count(), fds);
+    }
+}
+END_TEST
+
 /* --- multishot branches of a select --- */
 
 /* Writes the 8-byte word that makes ms_select's quit branch complete. */
@@ -865,6 +994,12 @@ Suite *pd_suite_multishot(void)
     tcase_add_test(tc, test_recv_goto_leaves_quiesced);
     tcase_add_test(tc, test_recv_allocates_nothing);
     tcase_add_test(tc, test_group_recv_single_shot);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("poll");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_poll_pipe_readable_repeatedly);
+    tcase_add_test(tc, test_poll_goto_leaves_quiesced);
+    tcase_add_test(tc, test_poll_cancelled_while_armed);
     suite_add_tcase(s, tc);
     tc = tcase_create("select");
     tcase_set_timeout(tc, 60);
