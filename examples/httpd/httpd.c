@@ -2,7 +2,8 @@
  * httpd: an HTTP/1.1 static file server written as polldrop specs.
  *
  *   build/httpd [-p PORT] [-a ADDR] [-r ROOT] [-t THREADS] [-d DRAIN_MS]
- *               [-H HEADER_MS] [-k IDLE_MS] [-m MAX_CONNS] [-b BUFS] [-s SIZE] [-q]
+ *               [-H HEADER_MS] [-k IDLE_MS] [-m MAX_CONNS] [-b BUFS] [-s SIZE]
+ *               [-L copy|splice|zc] [-q]
  *
  * The command line; the server is server.c, the protocol http.c, the I/O
  * the specs http_accept, http_conn and http_drain. Exits 0 after a drain
@@ -10,16 +11,20 @@
  */
 #include <limits.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "../args.h"
 #include "server.h"
 
+static const char *const body_modes[] = { "copy", "splice", "zc" };
+
 static void usage(FILE *f)
 {
     fprintf(f,
             "usage: httpd [-p PORT] [-a ADDR] [-r ROOT] [-t THREADS] [-d DRAIN_MS]\n"
-            "             [-H HEADER_MS] [-k IDLE_MS] [-m MAX_CONNS] [-b BUFS] [-s SIZE] [-q]\n"
+            "             [-H HEADER_MS] [-k IDLE_MS] [-m MAX_CONNS] [-b BUFS] [-s SIZE]\n"
+            "             [-L copy|splice|zc] [-q]\n"
             "  -p PORT       TCP port (default 8080; 0 picks a free one)\n"
             "  -a ADDR       IPv4 or IPv6 address to bind (default 127.0.0.1)\n"
             "  -r ROOT       directory served (default .)\n"
@@ -33,7 +38,11 @@ static void usage(FILE *f)
             "                per thread (a power of two, default %d); 0 waits with a\n"
             "                1-byte peek instead (docs/httpd.md, \"Memory\")\n"
             "  -s SIZE       bytes per buffer of the group (64-65536, default %d)\n"
-            "  -q            print nothing but errors\n", HTTPD_BUFS, HTTPD_BUF_SIZE);
+            "  -L MODE       bodies larger than the 8 KiB output buffer: copy (read and\n"
+            "                send), splice (file to pipe to socket) or zc (read and\n"
+            "                send_zc); default %s\n"
+            "  -q            print nothing but errors\n", HTTPD_BUFS, HTTPD_BUF_SIZE,
+            body_modes[HTTPD_BODY]);
 }
 
 int main(int argc, char **argv)
@@ -47,7 +56,7 @@ int main(int argc, char **argv)
     drain_ms = o.drain_ms;
     header_ms = o.header_ms;
     idle_ms = o.idle_ms;
-    while ((opt = getopt(argc, argv, "p:a:r:t:d:H:k:m:b:s:qh")) != -1) {
+    while ((opt = getopt(argc, argv, "p:a:r:t:d:H:k:m:b:s:L:qh")) != -1) {
         long *dst = NULL, lo = 1, hi = INT_MAX;
 
         switch (opt) {
@@ -62,6 +71,16 @@ int main(int argc, char **argv)
         case 'a': o.host = optarg; break;
         case 'r': o.root = optarg; break;
         case 'q': o.quiet = 1; break;
+        case 'L':
+            o.body = -1;
+            for (int i = 0; i < 3; i++)
+                if (strcmp(optarg, body_modes[i]) == 0)
+                    o.body = i;
+            if (o.body < 0) {
+                fprintf(stderr, "httpd: bad value '%s' for -L (copy, splice or zc)\n", optarg);
+                return 2;
+            }
+            break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }

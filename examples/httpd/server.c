@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -125,6 +126,12 @@ static int listener(const struct sockaddr_storage *addr, socklen_t alen, int reu
     if (fd < 0)
         return -errno;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    /*
+     * Connections inherit TCP_NODELAY from the listener: a response's last
+     * short segment must not wait for the ACK of the one before (Nagle),
+     * which a client delays (delayed ACK) until its own next request.
+     */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (reuse && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
         goto fail;
     if (bind(fd, (const struct sockaddr *)addr, alen) < 0 || listen(fd, 4096) < 0)
@@ -144,7 +151,8 @@ void httpd_defaults(httpd_opts *o)
     *o = (httpd_opts){
         .host = "127.0.0.1", .root = ".", .port = 8080, .threads = 1, .max_conns = 10000,
         .drain_ms = 5000, .header_ms = 10000, .idle_ms = 5000, .linger_ms = 1000,
-        .bufs = HTTPD_BUFS, .buf_size = HTTPD_BUF_SIZE, .ready_fd = -1,
+        .bufs = HTTPD_BUFS, .buf_size = HTTPD_BUF_SIZE, .body = HTTPD_BODY,
+        .ready_fd = -1,
     };
 }
 
@@ -262,6 +270,7 @@ int httpd_run(const httpd_opts *o)
         http_srv_init(&w->srv, rootfd, o->header_ms, o->idle_ms, o->linger_ms,
                       (max_conns + threads - 1) / threads);
         w->srv.quiet = o->quiet;
+        w->srv.body = o->body;
         w->lfd = listener(&addr, alen, threads > 1);
         if (w->lfd < 0) {
             fprintf(stderr, "httpd: cannot listen on %s port %ld: %s\n", o->host, o->port,

@@ -14,6 +14,7 @@ typedef struct httpd_opts {
     long max_conns;
     long long drain_ms, header_ms, idle_ms, linger_ms;
     long bufs, buf_size;     /* each thread's buffer group; bufs 0: the peek design */
+    int body;                /* HTTP_BODY_*: how bodies larger than a buffer go out */
     int quiet;
     int ready_fd;            /* if >= 0, the port (an int) is written here once listening */
 } httpd_opts;
@@ -25,6 +26,8 @@ typedef struct httpd_opts {
  */
 #define HTTPD_BUFS 512
 #define HTTPD_BUF_SIZE 2048
+/* How large bodies go out by default: HTTP_BODY_SPLICE (http.h). */
+#define HTTPD_BODY 1
 
 /* The defaults of the command line. */
 void httpd_defaults(httpd_opts *o);
