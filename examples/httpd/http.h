@@ -32,16 +32,16 @@
 #define HTTP_BLOCK (HTTP_IN_CAP + HTTP_OUT_CAP)
 /*
  * How a body larger than the output buffer goes out (-L): read into the
- * buffer and send, read and send_zc, or splice from the file into a pipe
- * of the connection's own and from the pipe into the socket (for bodies
- * of HTTP_SPLICE_MIN bytes or more, through a pipe of HTTP_PIPE_SIZE).
+ * buffer and sent, or spliced from the file into a pipe of the
+ * connection's own and from the pipe into the socket (bodies of
+ * HTTP_SPLICE_MIN bytes or more, through a pipe of HTTP_PIPE_SIZE).
  */
-enum { HTTP_BODY_COPY = 0, HTTP_BODY_SPLICE = 1, HTTP_BODY_ZC = 2 };
+enum { HTTP_BODY_COPY = 0, HTTP_BODY_SPLICE = 1 };
 #define HTTP_SPLICE_MIN (64u * 1024u)
 #define HTTP_PIPE_SIZE (1024u * 1024u)
 
 /*
- * Makes a connection's pipe (close-on-exec, HTTP_PIPE_SIZE if the system
+ * Makes a connection's pipe (close-on-exec; HTTP_PIPE_SIZE if the system
  * allows, else its default). Returns 0, or -errno with both fds -1: the
  * caller then reads and sends instead.
  */
@@ -105,22 +105,16 @@ typedef struct http_srv {
     int signo;               /* the signal that began the drain, if one did */
     http_link *conns;        /* every live connection, for the drain */
     http_pool pool;
-    /*
-     * The buffer group requests are received into (the ring design), or
-     * NULL for the peek design: see docs/httpd.md, "Memory".
-     */
-    pd_bufgroup *group;
     uint64_t responses;      /* responses sent completely */
-    uint64_t nobufs;         /* receives the empty ring ended (ENOBUFS) */
     uint64_t accepted;
     /* Cached formatted times: the Date of this second, the last Last-Modified. */
     time_t date_sec, lm_sec;
     char date[40], lm[40];
     /*
      * Shared targets of reads whose bytes nobody looks at: the 1-byte
-     * MSG_PEEK that waits for an idle connection's next request (peek
-     * design), and the discarded input of lingering closes. Kernel writes
-     * to them may overlap; no code reads them.
+     * MSG_PEEK that waits for an idle connection's next request, and the
+     * discarded input of lingering closes. Kernel writes to them may
+     * overlap; no code reads them.
      */
     char peek;
     char scratch[4096];
