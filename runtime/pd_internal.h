@@ -29,10 +29,10 @@
 #define PD__UD_RESERVED 4096u
 
 /*
- * A task: the runtime's single allocation per spawned future, 64-byte
- * aligned. What a woken task's turn touches -- the ready-queue link, the
- * queued flag, the state and what its poll is called with -- comes first,
- * in the allocation's first cache line; the future follows the header.
+ * A task: the runtime's single allocation per spawned future, the header
+ * followed by the future and its output. What a woken task's turn touches
+ * -- the ready-queue link, the queued flag, the state and what its poll is
+ * called with -- comes first, in 48 bytes (docs/design.md, "The hot path").
  */
 struct pd_task {
     pd_task *next;       /* ready-queue link (intrusive) */
@@ -439,15 +439,13 @@ static inline struct io_uring_sqe *pd__op_sqe(pd_cx *cx, pd__op *op,
 
 /*
  * Must be called after the io_uring_prep_* call on sqe: tags it with op.
- * linked is whether cx->link_ts was set when the entry was claimed, read
- * before the prep's stores (which the compiler cannot tell from stores to
- * cx).
+ * (cx->link_ts is read again here: keeping the first read in a variable
+ * costs the generated poll a callee-saved register, more than the load.)
  */
-static inline void pd__op_arm(pd_cx *cx, struct io_uring_sqe *sqe, pd__op *op,
-                              int linked)
+static inline void pd__op_arm(pd_cx *cx, struct io_uring_sqe *sqe, pd__op *op)
 {
     io_uring_sqe_set_data(sqe, op);
-    if (PD__UNLIKELY(linked))
+    if (PD__UNLIKELY(cx->link_ts != NULL))
         pd__link_timeout(cx, sqe, op);
 }
 
@@ -513,11 +511,10 @@ static inline void pd__op_cancel_from(pd_cx *cx, pd__op *op)
 
 #define PD__PREP(cx, op, fdret, CALL)                                          \
     do {                                                                       \
-        int pd__l = (cx)->link_ts != NULL;                                     \
         struct io_uring_sqe *pd__s = pd__op_sqe((cx), (op), (fdret));          \
         if (pd__s != NULL) {                                                   \
             CALL;                                                              \
-            pd__op_arm((cx), pd__s, (op), pd__l);                              \
+            pd__op_arm((cx), pd__s, (op));                                     \
         }                                                                      \
     } while (0)
 
