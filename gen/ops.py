@@ -104,8 +104,9 @@ OPS = {op.name: op for op in [
        "io_uring_prep_splice", "moves len bytes between fds; one must be a pipe",
        result="bytes moved; 0 at end of input"),
     Op("poll_add", [FD, Arg("events", "unsigned", doc="POLLIN, POLLOUT, ...")],
-       "io_uring_prep_poll_add", "waits until fd is ready", headers=["<poll.h>"],
-       result="the ready events"),
+       "io_uring_prep_poll_add", "waits until fd is ready; `multishot: true` "
+       "(IORING_POLL_ADD_MULTI) completes each time fd becomes ready again",
+       headers=["<poll.h>"], result="the ready events", multishot=True),
     Op("socket", [Arg("domain", "int"), Arg("type", "int"), Arg("protocol", "int", "0")],
        "io_uring_prep_socket", "creates a socket", returns_fd=True, result="the new fd"),
     Op("accept", [FD, Arg("flags", "int", "SOCK_CLOEXEC"),

@@ -603,9 +603,6 @@ class Validator:
             if b.multishot and st.phase == "teardown":
                 self.err(b.multishot_pos, "multishot is for run states: a teardown "
                          "state finishes, it does not serve")
-            elif b.multishot and st.kind == "select":
-                self.err(b.multishot_pos, "multishot in a select branch is not "
-                         "supported yet: use a multishot io state")
             elif b.multishot and st.kind == "join":
                 self.err(b.multishot_pos, "multishot does not go in a join: a join "
                          "waits for one completion of each branch")
@@ -941,8 +938,12 @@ class Validator:
 
     def falls(self, st):
         """A run state's code that can fall off its end, with no next."""
-        snippets = [st.code] if st.kind != "select" or st.code is not None else []
-        snippets += [b.then for b in st.branches if b.then is not None]
+        # A multishot then that falls off its end waits for the next
+        # completion: that is how it serves, not a fall-through.
+        multi = st.kind == "io" and st.branches and st.branches[0].multishot
+        snippets = [st.code] if (st.kind != "select" or st.code is not None) \
+            and not multi else []
+        snippets += [b.then for b in st.branches if b.then is not None and not b.multishot]
         for snip in snippets:
             if snip is None:
                 continue

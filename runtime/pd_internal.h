@@ -332,6 +332,14 @@ static inline void pd__wake(pd_task *t)
  *   runtime would: for checking that a destroyed future stays destroyed.
  * - pd__sq_unsubmitted is the number of requests queued, not yet
  *   submitted; pd__cq_ready the number of completions posted, not reaped.
+ * - pd__ring_reap_one dispatches the oldest completion posted, if any, as
+ *   a reap would (a full multishot queue leaves it in the ring). Returns 1
+ *   if one was dispatched, else 0: a turn that reaps one completion at a
+ *   time stops a multishot future between two completions the kernel
+ *   posted together.
+ * - pd__group_freeing, when set, is called by pd_runtime_free for every
+ *   buffer group it frees, after every task was destroyed: a buffer still
+ *   held then was lost by a destruction (invariant 8).
  */
 int pd__run_polls(pd_runtime *rt);
 int pd__run_enter(pd_runtime *rt, int wait);
@@ -339,6 +347,8 @@ int pd__ring_wait_cqe(pd_runtime *rt);
 int pd__ring_submit(pd_runtime *rt);
 pd_poll pd__task_poll_drop(pd_task *t);
 int pd__ring_strays(pd_runtime *rt, const void *mem, size_t len, unsigned ms);
+int pd__ring_reap_one(pd_runtime *rt);
+extern void (*pd__group_freeing)(const pd_bufgroup *g);
 
 static inline unsigned pd__sq_unsubmitted(const pd_runtime *rt)
 {
@@ -766,6 +776,23 @@ static inline void pd__prep_accept_ms(pd_cx *cx, pd__mop *m, int fd, int flags)
 
     if (sqe != NULL) {
         io_uring_prep_multishot_accept(sqe, fd, NULL, NULL, flags);
+        pd__mop_arm(cx, sqe, m);
+    }
+}
+
+/*
+ * A multishot poll (IORING_POLL_ADD_MULTI): one completion, with the ready
+ * events, each time fd is woken with one of events; the request stays
+ * armed until cancelled or the kernel ends it (a completion without
+ * IORING_CQE_F_MORE).
+ */
+static inline void pd__prep_poll_add_ms(pd_cx *cx, pd__mop *m, int fd,
+                                        unsigned events)
+{
+    struct io_uring_sqe *sqe = pd__mop_sqe(cx, m, fd, 1, NULL, 0);
+
+    if (sqe != NULL) {
+        io_uring_prep_poll_multishot(sqe, fd, events);
         pd__mop_arm(cx, sqe, m);
     }
 }

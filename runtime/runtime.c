@@ -1569,6 +1569,18 @@ int pd__ring_submit(pd_runtime *rt)
     return ret;
 }
 
+int pd__ring_reap_one(pd_runtime *rt)
+{
+    struct io_uring_cqe *cqe;
+
+    if (io_uring_peek_cqe(&rt->ring, &cqe) != 0 || pd__dispatch(rt, cqe, 0))
+        return 0;
+    io_uring_cqe_seen(&rt->ring, cqe);
+    return 1;
+}
+
+void (*pd__group_freeing)(const pd_bufgroup *g);
+
 int pd__ring_strays(pd_runtime *rt, const void *mem, size_t len, unsigned ms)
 {
     uintptr_t lo = (uintptr_t)mem;
@@ -1788,8 +1800,11 @@ void pd_runtime_free(pd_runtime *rt)
         if (!(t->flags & PD__TASK_ROOT))
             pd__task_release_mem(t);
     }
-    while (rt->groups)
+    while (rt->groups) {
+        if (pd__group_freeing)
+            pd__group_freeing(rt->groups);
         pd__bufgroup_destroy(rt->groups);
+    }
     io_uring_queue_exit(&rt->ring);
     close(rt->wake_fd);
     free(rt);
