@@ -56,6 +56,7 @@ enum {
     PD__TASK_ROOT = 1u << 1, /* pd_block_on's stack task: never freed */
     PD__TASK_CANCEL = 1u << 2, /* cancelled before it was started */
     PD__TASK_FORCED = 1u << 3, /* a shutdown deadline passed: skip teardown */
+    PD__TASK_FREED_DROP = 1u << 4, /* pd_runtime_free sync-dropped its future */
 };
 
 struct pd_runtime {
@@ -322,6 +323,11 @@ static inline void pd__wake(pd_task *t)
  *   number submitted or -errno.
  * - pd__task_poll_drop calls t's poll_drop once, outside any turn, as the
  *   runtime would: for checking that a destroyed future stays destroyed.
+ * - pd__task_drop_sync sync-drops the future of t if t is running or being
+ *   async-dropped, and finishes t (cancelled, or done if its future had
+ *   returned): the runtime never destroys it again, as that would be a
+ *   second destruction (which the checked build aborts on). A task that
+ *   is over already is left alone.
  * - pd__sq_unsubmitted is the number of requests queued, not yet
  *   submitted; pd__cq_ready the number of completions posted, not reaped.
  * - pd__ring_reap_one dispatches the oldest completion posted, if any, as
@@ -338,6 +344,7 @@ int pd__run_enter(pd_runtime *rt, int wait);
 int pd__ring_wait_cqe(pd_runtime *rt);
 int pd__ring_submit(pd_runtime *rt);
 pd_poll pd__task_poll_drop(pd_task *t);
+void pd__task_drop_sync(pd_task *t);
 int pd__ring_strays(pd_runtime *rt, const void *mem, size_t len, unsigned ms);
 int pd__ring_reap_one(pd_runtime *rt);
 extern void (*pd__group_freeing)(const pd_bufgroup *g);

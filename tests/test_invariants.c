@@ -72,7 +72,7 @@ static void kernel_owns_case(int sync)
     pd_task_start(t);
     start_reading(rt);
     if (sync) {
-        pipe_read_drop(f);
+        pd__task_drop_sync(t); /* pipe_read_drop; the task is over */
     } else {
         pd_task_cancel(t);
         ck_assert_int_eq(pd_run(rt), 0);
@@ -82,8 +82,7 @@ static void kernel_owns_case(int sync)
     /* The buffer is ours again: the kernel must never write into it. */
     memset(f->buf, 'Q', sizeof(f->buf));
     pd_test_write(x.p[1], "late", 4);
-    if (!sync) /* (a sync-dropped task's future must not be polled again) */
-        ck_assert_int_eq(pd_run_once(rt, 0), 0);
+    ck_assert_int_eq(pd_run_once(rt, 0), 0);
     usleep(10000);
     ck_assert_int_eq(f->buf[0], 'Q');
     ck_assert_int_eq(read(x.p[0], got, sizeof(got)), 4);
@@ -124,37 +123,48 @@ END_TEST
 /*
  * A future polled by one task and handed to pd_drop_async in another: its
  * cancelled read's completion must wake the task dropping it now, not the
- * one that submitted the read (which nothing else will ever wake).
+ * one that submitted the read (which would not poll the dropper). The
+ * future is not a's own: a task's future is destroyed by its task only.
  */
 START_TEST(kernel_owns_handed_over_future)
 {
     pd_runtime *rt = pd_test_rt();
     struct pipes x;
-    pipe_read *f;
+    pipe_read f;
     pd_drop_async *d;
     pd_task *a, *b;
-    int turns;
+    int turns, hp[2];
 
     pipes_open(&x);
+    ck_assert_int_eq(pipe2(hp, O_CLOEXEC), 0);
     pd_test_rec_start();
-    a = pd_task_new(rt, &pipe_read_vtable, (void **)&f);
-    pipe_read_init(f, x.p[0], -1);
-    pd_task_start(a);
-    start_reading(rt); /* a's read is in flight; a waits for it */
+    a = pipe_read_spawn(rt, hp[0], -1); /* a waits on a pipe nobody writes */
+    start_reading(rt);
+    pipe_read_init(&f, x.p[0], -1);
+    {
+        pd_cx cx = { rt, a, NULL };
+
+        ck_assert_int_eq(pipe_read_poll(&f, &cx, NULL), PD_PENDING);
+    }
+    start_reading(rt); /* f's read is in flight, submitted by a */
     b = pd_task_new(rt, &pd_drop_async_vtable, (void **)&d);
-    pd_drop_async_init(d, pipe_read_dyn(f));
+    pd_drop_async_init(d, pipe_read_dyn(&f));
     pd_task_start(b);
-    for (turns = 0; turns < 100 && pd_task_state(b) != PD_TASK_DONE; turns++)
-        ck_assert_int_ge(pd_run_once(rt, 1), 0);
+    /* Turns that never block: a read in flight (a's own) would block them. */
+    for (turns = 0; turns < 1000 && pd_task_state(b) != PD_TASK_DONE; turns++)
+        ck_assert_int_ge(pd_run_once(rt, 0), 0);
     ck_assert_msg(pd_task_state(b) == PD_TASK_DONE,
                   "the dropper was never woken by the cancelled read");
-    ck_assert_int_eq(pd_task_state(a), PD_TASK_RUNNING); /* nothing woke a */
     ck_assert_int_eq(pd_test_rec_count("pipe_read", PD_TRACE_DROP), 1);
+    pd_task_cancel(a);
+    ck_assert_int_eq(pd_run(rt), 0);
+    ck_assert_int_eq(pd_test_rec_count("pipe_read", PD_TRACE_DROP), 2);
     pd_task_release(b);
     pd_task_release(a);
-    pd_runtime_free(rt); /* sync-drops a's future again: it stays destroyed */
-    ck_assert_int_eq(pd_test_rec_count("pipe_read", PD_TRACE_DROP), 1);
+    pd_runtime_free(rt);
     pipes_close(&x);
+    close(hp[0]);
+    close(hp[1]);
 }
 END_TEST
 
@@ -260,10 +270,10 @@ START_TEST(once_dropped_during_its_own_teardown)
     ck_assert_int_ge(pd_run_once(rt, 0), 0);
     ck_assert_int_eq(pd_test_rec_count("pipe_read", PD_TRACE_TEARDOWN), 1);
     ck_assert_int_eq(pd_task_state(t), PD_TASK_DROPPING);
-    pipe_read_drop(f); /* sync drop in the middle of teardown */
+    pd__task_drop_sync(t); /* pipe_read_drop in the middle of teardown */
     expect_drops(1);
     pd_task_release(t);
-    pd_runtime_free(rt); /* would drop again if it could */
+    pd_runtime_free(rt);
     expect_drops(1);
     pipes_close(&x);
 }
@@ -370,7 +380,7 @@ START_TEST(no_teardown_on_sync_drop)
         nested_init(self, x.p[0], x.bye[1]);
         pd_task_start(t);
         start_reading(rt);
-        nested_drop(self);
+        pd__task_drop_sync(t); /* nested_drop on the task's future */
         pd_task_release(t);
     }
     nested_drop(&n);
@@ -544,7 +554,11 @@ static void accept_rounds(int sync)
         if (round & 1)
             ck_assert_int_ge(pd_run_once(rt, 0), 0); /* let the completion in */
         if (sync) {
-            accept_one_drop(f);
+            /*
+             * accept_one_drop on the task's future, and the task is over:
+             * the runtime must not destroy the future a second time.
+             */
+            pd__task_drop_sync(t);
         } else {
             pd_task_cancel(t);
             ck_assert_int_eq(pd_run(rt), 0);
@@ -555,11 +569,6 @@ static void accept_rounds(int sync)
             close(*(const int *)pd_task_output(t)); /* it won the race: ours */
         } else {
             raced++;
-        }
-        if (sync) {
-            /* Retire the task without polling its destroyed future again. */
-            pd_task_cancel(t);
-            ck_assert_int_eq(pd_run(rt), 0);
         }
         pd_task_release(t);
         close(c);
@@ -622,8 +631,9 @@ START_TEST(no_fd_leak_sync_drop_during_close)
     /* The run completed; poll_drop has submitted the close, not reaped it. */
     ck_assert_int_eq(pd_task_state(t), PD_TASK_DROPPING);
     ck_assert_int_ge(f->fd, 0);
-    read_file_drop(f);
+    pd__task_drop_sync(t); /* read_file_drop on the task's future */
     ck_assert_int_eq(f->fd, -1);
+    pd_task_release(t);
     /* Nothing closed twice: a new fd with the old number stays open. */
     spy = open(path, O_RDONLY | O_CLOEXEC);
     ck_assert_int_ge(spy, 0);
@@ -732,7 +742,7 @@ static void cancelled_case(int sync, int nested_child)
     pd_task_start(t);
     start_reading(rt);
     if (sync) {
-        t->vt->drop(self);
+        pd__task_drop_sync(t); /* the future's drop; the task is over */
     } else {
         pd_task_cancel(t);
         ck_assert_int_eq(pd_run(rt), 0);
