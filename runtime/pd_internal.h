@@ -555,9 +555,22 @@ static inline void pd__prep_openat2(pd_cx *cx, pd__op *op, const char *path,
     PD__PREP(cx, op, 1, io_uring_prep_openat2(pd__s, dfd, path, how));
 }
 
+/*
+ * A close that cannot have a submission entry (the ring is broken) must
+ * still release fd: the future forgets it once the close completed, so
+ * failing the op with the ring's error would leak it. It is closed with
+ * close(2) instead, here, and the op completes with that result.
+ */
 static inline void pd__prep_close(pd_cx *cx, pd__op *op, int fd)
 {
-    PD__PREP(cx, op, 0, io_uring_prep_close(pd__s, fd));
+    struct io_uring_sqe *sqe = pd__op_sqe(cx, op, 0);
+
+    if (PD__UNLIKELY(sqe == NULL)) {
+        op->res = close(fd) == 0 ? 0 : -errno;
+        return;
+    }
+    io_uring_prep_close(sqe, fd);
+    pd__op_arm(cx, sqe, op);
 }
 
 static inline void pd__prep_fsync(pd_cx *cx, pd__op *op, int fd,

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "accept_one.h"
+#include "close_fd.h"
 #include "copy_file.h"
 #include "grp_recv.h"
 #include "ms_accept.h"
@@ -670,6 +671,48 @@ START_TEST(closed_unless_cancelled)
 }
 END_TEST
 
+/*
+ * A close that gets no submission entry because the ring is broken: the
+ * submission queue is full (of requests nobody will see: reserved
+ * user_data 0), and io_uring_enter fails hard (the ring's descriptor is
+ * swapped for one that is not a ring). The future sees the close
+ * completed (its then runs in the same poll) and forgets its fd: the
+ * runtime must have closed it with close(2), whose result then sees.
+ */
+START_TEST(no_fd_leak_close_without_sqe)
+{
+    const pd_config cfg = { .entries = 2 };
+    pd_runtime *rt;
+    int bogus[2], fd, fds, ring_fd;
+    pd_task *t;
+    const int *out;
+
+    ck_assert_int_eq(pipe2(bogus, O_CLOEXEC), 0);
+    fds = pd_test_fd_count();
+    fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(pd_runtime_new(&rt, &cfg), 0);
+    t = close_fd_spawn(rt, fd);
+    while (io_uring_sq_space_left(&rt->ring) > 0)
+        io_uring_prep_nop(io_uring_get_sqe(&rt->ring)); /* user_data 0 */
+    ring_fd = rt->ring.enter_ring_fd;
+    rt->ring.enter_ring_fd = bogus[0];
+    ck_assert_int_lt(pd_run_once(rt, 0), 0); /* the entry fails: the ring is broken */
+    rt->ring.enter_ring_fd = ring_fd;
+    out = pd_task_output(t);
+    ck_assert_ptr_nonnull(out);
+    ck_assert_int_eq(*out, 0);
+    ck_assert_int_eq(pd_test_fd_count(), fds + 2); /* the ring and its eventfd */
+    ck_assert_int_eq(pd_run(rt), 0);
+    pd_test_quiet(rt);
+    pd_task_release(t);
+    pd_runtime_free(rt);
+    ck_assert_int_eq(pd_test_fd_count(), fds);
+    close(bogus[0]);
+    close(bogus[1]);
+}
+END_TEST
+
 Suite *pd_suite_inv_no_fd_leak(void)
 {
     Suite *s = suite_create("invariant 5: no fd leak");
@@ -680,6 +723,7 @@ Suite *pd_suite_inv_no_fd_leak(void)
     tcase_add_test(tc, no_fd_leak_openat_cancelled);
     tcase_add_test(tc, no_fd_leak_sync_drop_during_close);
     tcase_add_test(tc, closed_unless_cancelled);
+    tcase_add_test(tc, no_fd_leak_close_without_sqe);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
     return s;

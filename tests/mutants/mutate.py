@@ -200,6 +200,14 @@ MUTANTS = [
          inv="1/2: an op cancelled by the task that now owns its future still "
              "wakes the task that submitted it (a future handed to pd_drop_async)",
          run="c"),
+    dict(name="close-without-sqe-leaks",
+         file="runtime/pd_internal.h",
+         old="        op->res = close(fd) == 0 ? 0 : -errno;\n        return;",
+         new="        return;",
+         inv="5 no fd leak: a close that got no submission entry (ring broken) "
+             "completes with the ring's error and its fd, forgotten by the "
+             "future, stays open",
+         run="c"),
     # --- multishot requests and provided buffers (invariant 8) ---
     dict(name="ms-queued-lost-on-cancel",
          file="runtime/runtime.c",
