@@ -2,6 +2,7 @@
 import contextlib
 import io
 import os
+import re
 import shutil
 import signal
 import sys
@@ -1031,6 +1032,42 @@ class MultishotErrors(GenTest):
         self.assertEqual(lines, [])
         self.assertTrue(os.path.exists(os.path.join(self.out, "f.c")))
 
+    def test_multishot_accept_takes_no_addr(self):
+        self.assertError(self.state("""\
+            s:
+              select:
+                a:
+                  io: accept
+                  multishot: true
+                  args: {fd: self->fd, addr: self->g}
+                  then: RETURN(res);
+            """), "f.yaml:14:30: error: a multishot accept takes no 'addr' (it takes "
+                  "fd, flags): one request serves every completion; getpeername(2) on "
+                  "an accepted fd gives the peer's address")
+
+    def test_multishot_recv_without_group_says_only_that(self):
+        lines = self.errors(self.state("""\
+            s:
+              io: recv
+              multishot: true
+              args: {fd: self->fd, grop: self->g}
+              then: RETURN(res);
+            """))
+        self.assertEqual(lines, [
+            "f.yaml:11:5: error: a multishot recv needs group: the kernel picks a "
+            "buffer for each completion",
+            "f.yaml:12:26: error: unknown argument 'grop' for io 'recv' (did you mean "
+            "'group'?)"])
+
+    def test_recv_without_buf_mentions_group(self):
+        self.assertError(self.state("""\
+            s:
+              io: recv
+              args: {fd: self->fd, len: 4}
+              then: RETURN(res);
+            """), "f.yaml:11:11: error: io 'recv' is missing required argument 'buf' "
+                  "(or give group: a pd_bufgroup *, for a buffer the kernel picks)")
+
     def test_multishot_in_join(self):
         self.assertError(self.state("""\
             s:
@@ -1138,6 +1175,48 @@ class MultishotErrors(GenTest):
               then: RETURN(0);
             """), "f.yaml:13:37: error: a recv with group goes in an io state or a "
                   "select branch: a join's then has no buf")
+
+
+class Parentheses(GenTest):
+    """Every spec expression the generated C computes with is one value."""
+
+    def c_text(self, text):
+        path = self.spec("f", text)
+        code, err = self.run_gen(path)
+        self.assertEqual(code, 0, err)
+        with open(os.path.join(self.out, "f.c")) as f:
+            # The #line directives around spec text do not matter here.
+            return re.sub(r"\n#line [^\n]*\n\s*", " ", f.read())
+
+    def test_timeout_ms_sum_is_scaled_as_one_value(self):
+        c = self.c_text("""\
+            future: f
+            params: [{name: a, type: long}, {name: b, type: long}]
+            states:
+              s:
+                io: timeout
+                args: {ms: self->a + self->b}
+                then: RETURN(res);
+            """)
+        self.assertIn("( self->a + self->b ) * 1000000LL", c)
+
+    def test_arguments_linked_timeouts_and_inits_are_parenthesised(self):
+        c = self.c_text("""\
+            future: f
+            params: [{name: fd, type: int}, {name: a, type: long}]
+            fields: [{name: buf, type: "char[8]"}, {name: n, type: long, init: "self->a ? 1 : 2"}]
+            states:
+              s:
+                locals: [{name: m, type: long, init: self->a + 1}]
+                io: read
+                timeout_ms: self->a + 5
+                args: {fd: self->fd, buf: self->buf, len: sizeof self->buf - 1}
+                then: RETURN(res);
+            """)
+        self.assertIn("(self->fd), (self->buf), (sizeof self->buf - 1)", c)
+        self.assertIn("pd__link_next(cx, &self->pd__s0b0_ts, ( self->a + 5 ));", c)
+        self.assertIn("self->n = ( self->a ? 1 : 2 );", c)
+        self.assertIn("self->m = ( self->a + 1 );", c)
 
 
 class Stats(GenTest):
