@@ -1242,6 +1242,13 @@ unsigned pd_bufgroup_available(const pd_bufgroup *g)
 
 /* --- tasks --- */
 
+/* Whether t's future is still to be destroyed (by the runtime or pd_runtime_free). */
+static int pd__task_live(const pd_task *t)
+{
+    return (t->state == PD_TASK_RUNNING || t->state == PD_TASK_DROPPING) &&
+           !(t->flags & PD__TASK_FREED_DROP);
+}
+
 static void pd__live_link(pd_runtime *rt, pd_task *t)
 {
     t->live_prev = NULL;
@@ -1781,10 +1788,16 @@ void pd_runtime_free(pd_runtime *rt)
         pd__task_release_mem(t);
         t = next;
     }
-    /* Sync-drop first, so that every kernel-owned buffer comes back... */
+    /*
+     * Sync-drop first, so that every kernel-owned buffer comes back... A
+     * task's future may destroy another task (a pd_join drops the task it
+     * awaits): the flag, set first, keeps each from being destroyed twice.
+     */
     for (t = rt->live_head; t; t = t->live_next)
-        if (t->state == PD_TASK_RUNNING || t->state == PD_TASK_DROPPING)
+        if (pd__task_live(t)) {
+            t->flags |= PD__TASK_FREED_DROP;
             t->vt->drop(t->self);
+        }
     /*
      * ...then free: nothing can touch the tasks any more. A task that
      * finished but is still queued leaves the queue: freed now if nobody
@@ -1899,10 +1912,6 @@ void pd_join_init(pd_join *j, pd_task *task, void *out)
     j->out = out;
 }
 
-static int pd__join_live(const pd_task *t)
-{
-    return t->state == PD_TASK_RUNNING || t->state == PD_TASK_DROPPING;
-}
 
 static pd_poll pd__join_poll(void *self, pd_cx *cx, void *out)
 {
@@ -1912,7 +1921,7 @@ static pd_poll pd__join_poll(void *self, pd_cx *cx, void *out)
 
     if (t == NULL) {
         r = -ENOMEM;
-    } else if (pd__join_live(t)) {
+    } else if (pd__task_live(t)) {
         t->waiter = cx->task;
         return PD_PENDING;
     } else if (t->state == PD_TASK_DONE) {
@@ -1942,7 +1951,7 @@ static pd_poll pd__join_poll_drop(void *self, pd_cx *cx)
 
     if (t == NULL)
         return PD_READY;
-    if (pd__join_live(t)) {
+    if (pd__task_live(t)) {
         /* Cancelled, and awaited until its async drop is over. */
         pd__task_cancel(t);
         t->waiter = cx->task;
@@ -1952,6 +1961,26 @@ static pd_poll pd__join_poll_drop(void *self, pd_cx *cx)
     return PD_READY;
 }
 
+/*
+ * Sync-drops a live task's future and finishes the task, so that the
+ * runtime never destroys it again; a task whose future was destroyed
+ * already is left alone. Destroyed here rather than by the runtime's poll,
+ * which would have dropped the runtime's reference: so this drops it. A
+ * task still on the ready queue is freed when the queue reaches it.
+ */
+void pd__task_drop_sync(pd_task *t)
+{
+    if (!pd__task_live(t))
+        return;
+    t->vt->drop(t->self);
+    if (t->flags & PD__TASK_STARTED) {
+        pd__task_finish(t->rt, t);
+        t->refs--;
+    } else {
+        t->state = PD_TASK_CANCELLED;
+    }
+}
+
 static void pd__join_drop(void *self)
 {
     pd_join *j = self;
@@ -1959,20 +1988,7 @@ static void pd__join_drop(void *self)
 
     if (t == NULL)
         return;
-    if (pd__join_live(t)) {
-        /*
-         * Destroyed here rather than by the runtime's poll, which would
-         * have dropped the runtime's reference: so this drops it. A task
-         * still on the ready queue is freed when the queue reaches it.
-         */
-        t->vt->drop(t->self);
-        if (t->flags & PD__TASK_STARTED) {
-            pd__task_finish(t->rt, t);
-            t->refs--;
-        } else {
-            t->state = PD_TASK_CANCELLED;
-        }
-    }
+    pd__task_drop_sync(t);
     pd__join_release(j);
 }
 
