@@ -712,6 +712,19 @@ class Validator:
         elif b.multishot and b.op.group and b.group is None:
             self.err(kpos, f"a multishot {b.op.name} needs group: the kernel picks a "
                      "buffer for each completion")
+        elif b.multishot:
+            for key in b.args:
+                if key not in b.op.ms_args:
+                    self.err(b.args_node.key_pos[key], f"a multishot {b.op.name} takes "
+                             f"no '{key}' (it takes {', '.join(b.op.ms_args)}): one "
+                             "request serves every completion" +
+                             (f"; {b.op.ms_note}" if b.op.ms_note else ""))
+
+    @staticmethod
+    def wants_multishot(node):
+        """Whether the state or branch node says `multishot: true`."""
+        ms = node.value.get("multishot")
+        return ms is not None and ms.kind == "scalar" and ms.value in ("true", "yes")
 
     def io_args(self, b, node, owner):
         op = b.op
@@ -740,10 +753,14 @@ class Validator:
                 self.err(node.key_pos[both[0]], f"io '{op.name}' takes either group or "
                          "buf and len: with group, the kernel picks the buffer")
             b.group = given.pop("group")
-        else:
-            for arg, default in op.args:
-                if default is None and arg not in given:
-                    self.err(where, f"io '{op.name}' is missing required argument '{arg}'")
+        elif not (op.group and self.wants_multishot(owner)):
+            # (A multishot recv without group is told that it needs group.)
+            missing = [a for a, default in op.args if default is None and a not in given]
+            for arg in missing:
+                alt = " (or give group: a pd_bufgroup *, for a buffer the kernel " \
+                    "picks)" if op.group and arg in ("buf", "len") else ""
+                self.err(where, f"io '{op.name}' is missing required argument '{arg}'"
+                         + alt)
         b.args = given
         b.args_node = node
 

@@ -1032,6 +1032,42 @@ class MultishotErrors(GenTest):
         self.assertEqual(lines, [])
         self.assertTrue(os.path.exists(os.path.join(self.out, "f.c")))
 
+    def test_multishot_accept_takes_no_addr(self):
+        self.assertError(self.state("""\
+            s:
+              select:
+                a:
+                  io: accept
+                  multishot: true
+                  args: {fd: self->fd, addr: self->g}
+                  then: RETURN(res);
+            """), "f.yaml:14:30: error: a multishot accept takes no 'addr' (it takes "
+                  "fd, flags): one request serves every completion; getpeername(2) on "
+                  "an accepted fd gives the peer's address")
+
+    def test_multishot_recv_without_group_says_only_that(self):
+        lines = self.errors(self.state("""\
+            s:
+              io: recv
+              multishot: true
+              args: {fd: self->fd, grop: self->g}
+              then: RETURN(res);
+            """))
+        self.assertEqual(lines, [
+            "f.yaml:11:5: error: a multishot recv needs group: the kernel picks a "
+            "buffer for each completion",
+            "f.yaml:12:26: error: unknown argument 'grop' for io 'recv' (did you mean "
+            "'group'?)"])
+
+    def test_recv_without_buf_mentions_group(self):
+        self.assertError(self.state("""\
+            s:
+              io: recv
+              args: {fd: self->fd, len: 4}
+              then: RETURN(res);
+            """), "f.yaml:11:11: error: io 'recv' is missing required argument 'buf' "
+                  "(or give group: a pd_bufgroup *, for a buffer the kernel picks)")
+
     def test_multishot_in_join(self):
         self.assertError(self.state("""\
             s:
