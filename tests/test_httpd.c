@@ -92,13 +92,12 @@ static void tree_make(tree *t)
     char buf[4096], sub[128], p[160];
     int fd;
 
-    static int made;
-
-    /* Unique in the process too: CK_FORK=no runs every test in one. */
-    made++;
-    snprintf(t->root, sizeof(t->root), "/tmp/pd-httpd-%d-%d", (int)getpid(), made);
-    snprintf(t->secret, sizeof(t->secret), "/tmp/pd-httpd-%d-%d.secret", (int)getpid(), made);
-    ck_assert_int_eq(mkdir(t->root, 0755), 0);
+    /* A fresh name every time: a run killed earlier may have left its tree,
+       and CK_FORK=no runs every test in one process. */
+    snprintf(t->root, sizeof(t->root), "/tmp/pd-httpd-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(t->root));
+    ck_assert_int_eq(chmod(t->root, 0755), 0);
+    snprintf(t->secret, sizeof(t->secret), "%s.secret", t->root);
     put_file(t->root, "hello.txt", HELLO, strlen(HELLO));
     for (size_t i = 0; i < sizeof(buf); i++)
         buf[i] = pattern_at(i);
