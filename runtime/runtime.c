@@ -570,12 +570,13 @@ pd__dispatch(pd_runtime *rt, const struct io_uring_cqe *cqe, int force)
     pd__op *op = (pd__op *)(uintptr_t)ud;
 
     /*
-     * The common case in one test: a plain op's own result. Its user_data
+     * The common case in two tests: a plain op's own result. Its user_data
      * is the slot's address, untagged (the low three bits clear) and past
      * every reserved value, and the completion is the request's last.
      */
-    if (PD__UNLIKELY((ud & 7) | (ud < PD__UD_RESERVED) |
-                     (cqe->flags & (IORING_CQE_F_MORE | IORING_CQE_F_NOTIF))))
+    if (PD__UNLIKELY(((ud & 7) | (cqe->flags & (IORING_CQE_F_MORE |
+                                                 IORING_CQE_F_NOTIF))) != 0) ||
+        PD__UNLIKELY(ud < PD__UD_RESERVED))
         return pd__dispatch_rare(rt, cqe, force);
     pd__checked_cqe(cqe);
     op->res = cqe->res;
@@ -600,9 +601,11 @@ static unsigned pd__reap(pd_runtime *rt, int force)
     unsigned head = *cq->khead;
     unsigned tail = io_uring_smp_load_acquire(cq->ktail);
     unsigned mask = cq->ring_mask, n;
+    /* In a local: the compiler cannot tell the slots' stores from cq's. */
+    struct io_uring_cqe *cqes = cq->cqes;
 
     for (; head != tail; head++)
-        if (PD__UNLIKELY(pd__dispatch(rt, &cq->cqes[head & mask], force)))
+        if (PD__UNLIKELY(pd__dispatch(rt, &cqes[head & mask], force)))
             break;
     n = head - *cq->khead;
     if (n != 0)
