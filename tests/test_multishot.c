@@ -1018,6 +1018,35 @@ START_TEST(test_sel_recv_ends_every_way)
 }
 END_TEST
 
+/* A multishot recv branch allocates nothing per completion either. */
+START_TEST(test_sel_recv_allocates_nothing)
+{
+    int sv[2], q[2];
+    pd_runtime *rt = pd_test_rt();
+    pd_bufgroup *g;
+    long before;
+    pd_task *t;
+
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    ck_assert_int_eq(pipe2(q, O_CLOEXEC), 0);
+    ck_assert_int_eq(pd_bufgroup_new(rt, 8, 64, &g), 0);
+    t = ms_sel_recv_spawn(rt, sv[0], q[0], g, 600000, 3);
+    before = pd_test_allocs;
+    feed(rt, sv[1], 50, 64);
+    close(sv[1]);
+    PD_CHECK(pd_run(rt) == 0); /* no ck_assert here: each allocates */
+    PD_CHECK(pd_test_allocs == before);
+    ck_assert_int_eq(*(const long *)pd_task_output(t), 50 * 64);
+    ck_assert_uint_eq(stats(rt).cqe_overflow, 0);
+    ck_assert_uint_eq(pd_bufgroup_available(g), 8);
+    pd_task_release(t);
+    pd_runtime_free(rt);
+    close(sv[0]);
+    close(q[0]);
+    close(q[1]);
+}
+END_TEST
+
 Suite *pd_suite_multishot(void)
 {
     Suite *s = suite_create("multishot");
@@ -1051,6 +1080,7 @@ Suite *pd_suite_multishot(void)
     tcase_add_test(tc, test_sel_poll_with_a_child);
     tcase_add_test(tc, test_sel_recv_empty_ring_resumes);
     tcase_add_test(tc, test_sel_recv_ends_every_way);
+    tcase_add_test(tc, test_sel_recv_allocates_nothing);
     suite_add_tcase(s, tc);
     return s;
 }
