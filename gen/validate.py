@@ -945,10 +945,10 @@ class Validator:
 
     def falls(self, st):
         """A run state's code that can fall off its end, with no next."""
+        if st.kind == "io" and st.branches and st.branches[0].multishot:
+            return  # falling off a multishot then waits for the next completion
         snippets = [st.code] if st.kind != "select" or st.code is not None else []
-        # Falling off a multishot then is how it waits for the next completion.
-        snippets += [b.then for b in st.branches
-                     if b.then is not None and not (b.multishot and st.kind == "io")]
+        snippets += [b.then for b in st.branches if b.then is not None]
         for snip in snippets:
             if snip is None:
                 continue

@@ -138,6 +138,8 @@ typedef struct echo_ms_ctx {
     echo_link **conns;
     long live, max_conns;
     long long linger_ms;
+    unsigned long stalls;  /* echoes that waited for room in their socket */
+    unsigned long nobufs;  /* recvs that found the group empty */
     char scratch[ECHO_SCRATCH];
 } echo_ms_ctx;
 #endif
