@@ -74,11 +74,15 @@ static pd_runtime *new_rt(void)
     return rt;
 }
 
-/* The raw baselines get the ring polldrop gets: the same setup flags. */
+/*
+ * The raw baselines get the ring polldrop gets: the same setup flags
+ * (pd_stats.ring_flags), so that both sides pay the kernel the same.
+ */
 static void raw_ring(struct io_uring *ring, unsigned entries)
 {
     int ret = io_uring_queue_init(entries, ring,
-                                  IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN);
+                                  IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+                                      IORING_SETUP_TASKRUN_FLAG);
 
     if (ret == -EINVAL)
         ret = io_uring_queue_init(entries, ring, 0);

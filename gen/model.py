@@ -19,6 +19,7 @@ class BranchModel:
         self.timeout = b.timeout
         tag = f"pd__s{si}b{bi}"
         self.storage = []
+        self.multishot = False
         if b.kind == "io":
             self.op = b.op.name
             self.slot = f"{tag}_op"
@@ -103,6 +104,8 @@ class StateModel:
         self.ops = [b for b in self.branches if b.kind == "io"]
         self.children = [b for b in self.branches if b.kind == "await"]
         self.multishot = st.kind == "io" and self.branches[0].multishot
+        # A select with multishot branches: their thens run while it waits.
+        self.ms_select = st.kind == "select" and any(b.multishot for b in self.branches)
         # What this state overlaps with the others: its locals and the
         # op slots and child bookkeeping of its branches, as (type, name,
         # array suffix, where in the spec or None).
@@ -196,7 +199,7 @@ class FutureModel:
         self.run_states = [s for s in self.states if s.phase == "run"]
         self.teardown_states = [s for s in self.states if s.phase == "teardown"]
         self.stateful = [s for s in self.states if s.storage]
-        self.has_multishot = any(s.multishot for s in self.states)
+        self.has_multishot = any(s.multishot or s.ms_select for s in self.states)
         self.has_ext = any(b.fam == "mop" for s in self.states for b in s.ops)
         # pd_buf fields start empty and are released after the drop code.
         self.buf_fields = [v for v in self.fields if v.decl_type == "pd_buf"]

@@ -28,7 +28,8 @@ class Arg:
 
 class Op:
     def __init__(self, name, args, prep, doc, returns_fd=False, multishot=False,
-                 headers=(), since=None, result=None, group=False):
+                 headers=(), since=None, result=None, group=False, ms_args=(),
+                 ms_note=None):
         self.name = name
         self.args = args
         self.prep = prep                # the liburing helper, or how it is prepared
@@ -39,6 +40,8 @@ class Op:
         self.since = since              # the first kernel that has it, if after 5.19
         self.result = result            # what res means on success
         self.group = group              # takes `group:` (a provided buffer) instead of buf, len
+        self.ms_args = tuple(ms_args)   # the arguments its multishot form takes
+        self.ms_note = ms_note          # what to do instead of the others
 
     def arg_names(self):
         return [a.name for a in self.args] + (["group"] if self.group else [])
@@ -104,8 +107,10 @@ OPS = {op.name: op for op in [
        "io_uring_prep_splice", "moves len bytes between fds; one must be a pipe",
        result="bytes moved; 0 at end of input"),
     Op("poll_add", [FD, Arg("events", "unsigned", doc="POLLIN, POLLOUT, ...")],
-       "io_uring_prep_poll_add", "waits until fd is ready", headers=["<poll.h>"],
-       result="the ready events"),
+       "io_uring_prep_poll_add", "waits until fd is ready; `multishot: true` "
+       "(IORING_POLL_ADD_MULTI) completes each time fd becomes ready again",
+       headers=["<poll.h>"], result="the ready events", multishot=True,
+       ms_args=["fd", "events"]),
     Op("socket", [Arg("domain", "int"), Arg("type", "int"), Arg("protocol", "int", "0")],
        "io_uring_prep_socket", "creates a socket", returns_fd=True, result="the new fd"),
     Op("accept", [FD, Arg("flags", "int", "SOCK_CLOEXEC"),
@@ -114,14 +119,17 @@ OPS = {op.name: op for op in [
                       "in: addr's size; out: the address's length")],
        "io_uring_prep_accept", "accepts a connection on the listener fd; "
        "`multishot: true` accepts every connection with one request (no addr then)",
-       returns_fd=True, result="the connection's fd", multishot=True),
+       returns_fd=True, result="the connection's fd", multishot=True,
+       ms_args=["fd", "flags"],
+       ms_note="getpeername(2) on an accepted fd gives the peer's address"),
     Op("connect", [FD, Arg("addr", "const void *"), Arg("addrlen", "unsigned")],
        "io_uring_prep_connect", "connects fd to addr"),
     Op("recv", [FD, Arg("buf", "void *"), Arg("len", "size_t"), Arg("flags", "int", "0")],
        "io_uring_prep_recv", "receives into buf; or, with `group:` (a pd_bufgroup *) "
        "instead of buf and len, into a buffer the kernel picks, which then sees as "
        "`pd_buf buf`; `multishot: true` (with group) keeps receiving",
-       result="bytes received; 0 at end of stream", multishot=True, group=True),
+       result="bytes received; 0 at end of stream", multishot=True, group=True,
+       ms_args=["fd", "group", "flags"]),
     Op("send", [FD, Arg("buf", "const void *"), Arg("len", "size_t"),
                 Arg("flags", "int", "MSG_NOSIGNAL")],
        "io_uring_prep_send", "sends from buf", result="bytes sent"),

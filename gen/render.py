@@ -58,7 +58,9 @@ def snip(s, indent=0):
 def expr(s, indent=0):
     """An expression from the spec inside generated C (a condition, an
     initialiser): #line directives need lines of their own, so the
-    expression gets one and the C around it resumes on the next.
+    expression gets one and the C around it resumes on the next. The
+    templates put every such expression in parentheses: `a + b` times a
+    scale must not become `a + b * 1000000`.
     """
     if not isinstance(s, Snippet):
         return str(s)
@@ -67,7 +69,9 @@ def expr(s, indent=0):
 
 def call_args(args, indent):
     """The trailing arguments of a call: spec snippets that share a spec
-    line go under one #line; generator defaults follow unfenced.
+    line go under one #line; generator defaults follow unfenced. Each spec
+    expression is parenthesised, so that a comma in it cannot make two
+    arguments of one, whatever the helper does with it.
     """
     if not args:
         return ""
@@ -83,7 +87,7 @@ def call_args(args, indent):
     pad = " " * indent
     lines = []
     for i, (key, items) in enumerate(groups):
-        texts = ", ".join((a.text.strip() if isinstance(a, Snippet) else str(a))
+        texts = ", ".join((f"({a.text.strip()})" if isinstance(a, Snippet) else str(a))
                           for a in items)
         comma = "," if i < len(groups) - 1 else ""
         if key is None:

@@ -603,9 +603,6 @@ class Validator:
             if b.multishot and st.phase == "teardown":
                 self.err(b.multishot_pos, "multishot is for run states: a teardown "
                          "state finishes, it does not serve")
-            elif b.multishot and st.kind == "select":
-                self.err(b.multishot_pos, "multishot in a select branch is not "
-                         "supported yet: use a multishot io state")
             elif b.multishot and st.kind == "join":
                 self.err(b.multishot_pos, "multishot does not go in a join: a join "
                          "waits for one completion of each branch")
@@ -715,6 +712,19 @@ class Validator:
         elif b.multishot and b.op.group and b.group is None:
             self.err(kpos, f"a multishot {b.op.name} needs group: the kernel picks a "
                      "buffer for each completion")
+        elif b.multishot:
+            for key in b.args:
+                if key not in b.op.ms_args:
+                    self.err(b.args_node.key_pos[key], f"a multishot {b.op.name} takes "
+                             f"no '{key}' (it takes {', '.join(b.op.ms_args)}): one "
+                             "request serves every completion" +
+                             (f"; {b.op.ms_note}" if b.op.ms_note else ""))
+
+    @staticmethod
+    def wants_multishot(node):
+        """Whether the state or branch node says `multishot: true`."""
+        ms = node.value.get("multishot")
+        return ms is not None and ms.kind == "scalar" and ms.value in ("true", "yes")
 
     def io_args(self, b, node, owner):
         op = b.op
@@ -743,10 +753,14 @@ class Validator:
                 self.err(node.key_pos[both[0]], f"io '{op.name}' takes either group or "
                          "buf and len: with group, the kernel picks the buffer")
             b.group = given.pop("group")
-        else:
-            for arg, default in op.args:
-                if default is None and arg not in given:
-                    self.err(where, f"io '{op.name}' is missing required argument '{arg}'")
+        elif not (op.group and self.wants_multishot(owner)):
+            # (A multishot recv without group is told that it needs group.)
+            missing = [a for a, default in op.args if default is None and a not in given]
+            for arg in missing:
+                alt = " (or give group: a pd_bufgroup *, for a buffer the kernel " \
+                    "picks)" if op.group and arg in ("buf", "len") else ""
+                self.err(where, f"io '{op.name}' is missing required argument '{arg}'"
+                         + alt)
         b.args = given
         b.args_node = node
 
@@ -945,10 +959,12 @@ class Validator:
 
     def falls(self, st):
         """A run state's code that can fall off its end, with no next."""
-        if st.kind == "io" and st.branches and st.branches[0].multishot:
-            return  # falling off a multishot then waits for the next completion
-        snippets = [st.code] if st.kind != "select" or st.code is not None else []
-        snippets += [b.then for b in st.branches if b.then is not None]
+        # A multishot then that falls off its end waits for the next
+        # completion: that is how it serves, not a fall-through.
+        multi = st.kind == "io" and st.branches and st.branches[0].multishot
+        snippets = [st.code] if (st.kind != "select" or st.code is not None) \
+            and not multi else []
+        snippets += [b.then for b in st.branches if b.then is not None and not b.multishot]
         for snip in snippets:
             if snip is None:
                 continue

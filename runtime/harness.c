@@ -137,16 +137,58 @@ static const char *const pd__at_names[] = {
 /* How long a destroyed future's ring is watched for stray completions. */
 #define PD_HARNESS_STRAY_MS 2
 
-/* Allocations a run may make: the tasks the future spawns (pd_harness_run_spawning). */
-static int pd__spawns;
+/* The options of the case being run (pd_harness_run_with). */
+static pd_harness_opts pd__opts;
 
 typedef struct pd__hrun {
     const pd_harness_case *c;
     pd_runtime *rt;
     pd_task *t;
     void *self;
-    char what[224]; /* future, point, path and kernel state, for every message */
+    int step;       /* each turn reaps at most one completion */
+    char what[256]; /* future, point, path and kernel state, for every message */
 } pd__hrun;
+
+/*
+ * The buffer groups pd_runtime_free freed in the current run, with the
+ * buffers each still had out (pd__group_freeing). Only the case's groups
+ * are recorded, so nothing here allocates.
+ */
+#define PD_HARNESS_MAX_GROUPS 8
+
+static struct {
+    int seen[PD_HARNESS_MAX_GROUPS];
+    unsigned held[PD_HARNESS_MAX_GROUPS];
+} pd__hgroups;
+
+static void pd__hgroups_freeing(const pd_bufgroup *g)
+{
+    int i;
+
+    for (i = 0; i < pd__opts.ngroups; i++)
+        if (*pd__opts.groups[i].out == g) {
+            pd__hgroups.seen[i]++;
+            pd__hgroups.held[i] = pd__opts.groups[i].count - pd_bufgroup_available(g);
+        }
+}
+
+/*
+ * After a destruction that leaves the runtime up: every buffer of every
+ * group is back in its ring, as the destroyed future holds none.
+ */
+static void pd__hrun_buffers(const pd__hrun *r)
+{
+    int i;
+
+    for (i = 0; i < pd__opts.ngroups; i++) {
+        const pd_harness_group *g = &pd__opts.groups[i];
+        unsigned avail = pd_bufgroup_available(*g->out);
+
+        if (avail != g->count)
+            ck_abort_msg("%s: group %d: %u of its %u buffers back once destroyed",
+                         r->what, i, avail, g->count);
+    }
+}
 
 static void pd__hrun_name(pd__hrun *r, int k, int at, int path, int j)
 {
@@ -174,8 +216,8 @@ static void pd__hrun_name(pd__hrun *r, int k, int at, int path, int j)
                  "async drop forced by a shutdown deadline after %d polls", j);
         break;
     }
-    snprintf(r->what, sizeof(r->what), "%s, suspension %d, %s (%s)", r->c->future, k,
-             how, pd__at_names[at]);
+    snprintf(r->what, sizeof(r->what), "%s, suspension %d, %s (%s%s)", r->c->future, k,
+             how, pd__at_names[at], r->step ? "; one completion reaped per turn" : "");
 }
 
 static void pd__hrun_progress(const pd__hrun *r, int when)
@@ -193,6 +235,46 @@ static int pd__hrun_going(const pd__hrun *r, int drop)
     int st = pd_task_state(r->t);
 
     return st == PD_TASK_RUNNING || (drop && st == PD_TASK_DROPPING);
+}
+
+/*
+ * The second half of a turn: submit and reap everything, as pd_run_once
+ * does, or, when stepping, submit and reap at most one completion.
+ */
+static void pd__hrun_enter(const pd__hrun *r)
+{
+    if (!r->step) {
+        PD_HARNESS_CHECK(pd__run_enter(r->rt, 0) == 0);
+        return;
+    }
+    PD_HARNESS_CHECK(pd__ring_submit(r->rt) >= 0);
+    (void)pd__ring_reap_one(r->rt);
+}
+
+/*
+ * The task is not runnable: a turn that waits for the kernel, telling the
+ * fixture first. When stepping, it polls the other runnable tasks, or
+ * reaps one completion, or waits for one and leaves it for the next call.
+ */
+static void pd__hrun_wait(const pd__hrun *r)
+{
+    if (!r->step) {
+        pd__hrun_progress(r, PD_HARNESS_WAITING);
+        PD_HARNESS_CHECK(pd_run_once(r->rt, 1) >= 0);
+        return;
+    }
+    if (pd__runtime_ready(r->rt)) {
+        PD_HARNESS_CHECK(pd__run_polls(r->rt) >= 0);
+        return;
+    }
+    if (pd__ring_reap_one(r->rt))
+        return;
+    if (pd__cq_ready(r->rt) != 0)
+        ck_abort_msg("%s: a completion cannot be reaped and no task is runnable",
+                     r->what);
+    pd__hrun_progress(r, PD_HARNESS_WAITING);
+    PD_HARNESS_CHECK(pd__ring_submit(r->rt) >= 0);
+    PD_HARNESS_CHECK(pd__ring_wait_cqe(r->rt) == 0);
 }
 
 /*
@@ -216,13 +298,12 @@ static int pd__hrun_suspend(pd__hrun *r, int drop, int at, int *reached)
             if (s.inflight_ops == 0 && !pd__runtime_ready(r->rt))
                 ck_abort_msg("%s: the future is stuck: not runnable, nothing in flight",
                              r->what);
-            pd__hrun_progress(r, PD_HARNESS_WAITING);
-            PD_HARNESS_CHECK(pd_run_once(r->rt, 1) >= 0);
+            pd__hrun_wait(r);
             continue;
         }
         PD_HARNESS_CHECK(pd__run_polls(r->rt) >= 1);
         if (!pd__hrun_going(r, drop)) {
-            PD_HARNESS_CHECK(pd__run_enter(r->rt, 0) == 0);
+            pd__hrun_enter(r);
             return 0;
         }
         if (at == AT_QUEUED && pd__sq_unsubmitted(r->rt) > 0) {
@@ -232,7 +313,7 @@ static int pd__hrun_suspend(pd__hrun *r, int drop, int at, int *reached)
             return 1;
         }
         if (at != AT_COMPLETED) {
-            PD_HARNESS_CHECK(pd__run_enter(r->rt, 0) == 0);
+            pd__hrun_enter(r);
             pd__hrun_progress(r, drop ? PD_HARNESS_DROP_SUSPENDED
                                       : PD_HARNESS_RUN_SUSPENDED);
             return 1;
@@ -294,13 +375,13 @@ static void pd__hrun_quiet(pd__hrun *r)
  * *drop_done when an interrupted path found the async drop finished before
  * j, and *reached when state at could be had.
  */
-static int pd__harness_one(const pd_harness_case *c, int k, int at, int path, int j,
-                           int *drop_done, int *reached, pd_harness_stats *st)
+static int pd__harness_one(const pd_harness_case *c, int step, int k, int at, int path,
+                           int j, int *drop_done, int *reached, pd_harness_stats *st)
 {
-    pd__hrun r = { .c = c };
+    pd__hrun r = { .c = c, .step = step };
     pd__hrec rec;
     unsigned char out[256];
-    int fds, susp = 0, dsusp = 0, completed, has_out, ret, run_at, dummy, busy;
+    int fds, susp = 0, dsusp = 0, completed, has_out, ret, run_at, dummy, busy, woken, i;
     long allocs, teardowns, forced_teardowns = -1;
     uint64_t forced = 0;
 
@@ -313,6 +394,16 @@ static int pd__harness_one(const pd_harness_case *c, int k, int at, int path, in
     c->setup(c->ctx);
     ret = pd_runtime_new(&r.rt, NULL);
     ck_assert_msg(ret == 0, "%s: pd_runtime_new: %s", r.what, strerror(-ret));
+    ck_assert_msg(pd__opts.ngroups >= 0 && pd__opts.ngroups <= PD_HARNESS_MAX_GROUPS,
+                  "%s: %d buffer groups (the harness checks up to %d)", r.what,
+                  pd__opts.ngroups, PD_HARNESS_MAX_GROUPS);
+    for (i = 0; i < pd__opts.ngroups; i++) {
+        ret = pd_bufgroup_new(r.rt, pd__opts.groups[i].count, pd__opts.groups[i].size,
+                              pd__opts.groups[i].out);
+        ck_assert_msg(ret == 0, "%s: pd_bufgroup_new (group %d): %s", r.what, i,
+                      strerror(-ret));
+    }
+    memset(&pd__hgroups, 0, sizeof(pd__hgroups));
     pd_set_trace(pd__hrec_hook, &rec);
     r.t = pd_task_new(r.rt, c->vt, &r.self);
     ck_assert_msg(r.t != NULL, "%s: pd_task_new failed", r.what);
@@ -331,6 +422,7 @@ static int pd__harness_one(const pd_harness_case *c, int k, int at, int path, in
     completed = pd_task_state(r.t) != PD_TASK_RUNNING;
     teardowns = rec.teardowns; /* children that finished during the run had theirs */
     busy = pd__hrun_busy(&r);
+    woken = !completed && pd__task_queued(r.t);
 
     if (path == PATH_SYNC) {
         c->vt->drop(r.self);
@@ -347,6 +439,7 @@ static int pd__harness_one(const pd_harness_case *c, int k, int at, int path, in
                                     dsusp + 1 == j ? reached : &dummy))
                 dsusp++;
             busy = pd__hrun_busy(&r);
+            woken = pd__hrun_going(&r, 1) && pd__task_queued(r.t);
             if (dsusp < j)
                 *drop_done = 1;
             else if (path == PATH_ASYNC_SYNC && pd__hrun_going(&r, 1))
@@ -365,6 +458,7 @@ static int pd__harness_one(const pd_harness_case *c, int k, int at, int path, in
     }
     if (path != PATH_FREE && path != PATH_ASYNC_FREE) {
         pd__hrun_quiet(&r);
+        pd__hrun_buffers(&r);
         /*
          * Destroyed means destroyed: both destructors, called again while
          * the memory exists, do nothing (no drop code, no request).
@@ -379,17 +473,23 @@ static int pd__harness_one(const pd_harness_case *c, int k, int at, int path, in
         memcpy(out, pd_task_output(r.t), c->vt->out_size);
     /* The last reference goes, then the runtime, which frees a live task. */
     pd_task_release(r.t);
+    pd__group_freeing = pd__hgroups_freeing;
     pd_runtime_free(r.rt);
+    pd__group_freeing = NULL;
     allocs = pd_harness_allocs() - allocs;
     pd_set_trace(NULL, NULL);
 
     /* Every check runs after the task and its runtime are gone. */
-    ck_assert_msg(allocs <= pd__spawns, "%s: %ld allocations after spawn (%d allowed: "
-                  "the tasks it spawns)", r.what, allocs, pd__spawns);
+    ck_assert_msg(allocs <= pd__opts.spawns, "%s: %ld allocations after spawn (%d allowed: "
+                  "the tasks it spawns)", r.what, allocs, pd__opts.spawns);
     ck_assert_msg(rec.own_inits == 1, "%s: init traced %ld times", r.what,
                   rec.own_inits);
     ck_assert_msg(rec.own_drops == 1, "%s: drop code ran %ld times", r.what,
                   rec.own_drops);
+    for (i = 0; i < pd__opts.ngroups; i++)
+        ck_assert_msg(pd__hgroups.seen[i] == 1 && pd__hgroups.held[i] == 0,
+                      "%s: group %d: %u of its %u buffers still out when the runtime "
+                      "freed it", r.what, i, pd__hgroups.held[i], pd__opts.groups[i].count);
     ck_assert_msg(rec.double_init == 0 && rec.stray_drop == 0 && rec.nlive == 0 &&
                   rec.overflow == 0,
                   "%s: children not destroyed exactly once (double init %ld, "
@@ -406,7 +506,7 @@ static int pd__harness_one(const pd_harness_case *c, int k, int at, int path, in
                       rec.own_teardowns);
     if (forced_teardowns >= 0) {
         /* The future's task, and the tasks it spawned that were still live. */
-        ck_assert_msg(forced >= 1 && forced <= 1 + (uint64_t)pd__spawns,
+        ck_assert_msg(forced >= 1 && forced <= 1 + (uint64_t)pd__opts.spawns,
                       "%s: %llu tasks counted as forced", r.what,
                       (unsigned long long)forced);
         ck_assert_msg(rec.own_teardowns == forced_teardowns,
@@ -418,6 +518,8 @@ static int pd__harness_one(const pd_harness_case *c, int k, int at, int path, in
     ret = pd_harness_fd_count();
     ck_assert_msg(ret == fds, "%s: %d descriptors before, %d after", r.what, fds, ret);
     st->runs++;
+    if (at == AT_IN_FLIGHT && woken)
+        st->reaped++;
     if (*reached && at == AT_QUEUED)
         st->queued++;
     else if (*reached && at == AT_COMPLETED)
@@ -429,25 +531,30 @@ static int pd__harness_one(const pd_harness_case *c, int k, int at, int path, in
 
 void pd_harness_run_spawning(const pd_harness_case *c, int spawns, pd_harness_stats *st)
 {
-    pd__spawns = spawns;
-    pd_harness_run(c, st);
-    pd__spawns = 0;
+    const pd_harness_opts o = { .spawns = spawns };
+
+    pd_harness_run_with(c, &o, st);
 }
 
-void pd_harness_run(const pd_harness_case *c, pd_harness_stats *st)
+/*
+ * Every suspension point, every path, every kernel state, with turns that
+ * reap everything (step 0) or one completion (step 1). Returns the
+ * suspension points of the run.
+ */
+static int pd__harness_all(const pd_harness_case *c, int step, pd_harness_stats *st)
 {
     static const int direct[] = { PATH_ASYNC, PATH_SYNC, PATH_FREE };
     static const int interrupted[] = { PATH_ASYNC_SYNC, PATH_ASYNC_FREE, PATH_FORCED };
     int k, i, p, at, done, reached;
 
-    memset(st, 0, sizeof(*st));
     for (k = 0; k < PD_HARNESS_MAX_POINTS; k++) {
         int completed = 0;
 
         /* Suspension k, in each kernel state, by each direct path. */
         for (at = AT_IN_FLIGHT; at <= AT_COMPLETED; at++) {
             for (p = 0; p < 3; p++) {
-                completed = pd__harness_one(c, k, at, direct[p], -1, &done, &reached, st);
+                completed = pd__harness_one(c, step, k, at, direct[p], -1, &done,
+                                            &reached, st);
                 if (completed || !reached)
                     break; /* a completed future has no sync path to test */
             }
@@ -461,15 +568,38 @@ void pd_harness_run(const pd_harness_case *c, pd_harness_stats *st)
             done = 0;
             for (j = 0; !done && j < PD_HARNESS_MAX_POINTS; j++)
                 for (at = AT_IN_FLIGHT; at <= AT_COMPLETED && !done; at++) {
-                    pd__harness_one(c, k, at, interrupted[i], j, &done, &reached, st);
+                    pd__harness_one(c, step, k, at, interrupted[i], j, &done, &reached,
+                                    st);
                     if (!reached || j == 0)
                         break;
                 }
         }
-        if (completed) {
-            st->points = k - 1; /* it suspended k-1 times, not k */
-            return;
-        }
+        if (completed)
+            return k - 1; /* it suspended k-1 times, not k */
     }
     ck_abort_msg("%s: still running after %d suspensions", c->future, k);
+    return -1;
+}
+
+void pd_harness_run_with(const pd_harness_case *c, const pd_harness_opts *o,
+                         pd_harness_stats *st)
+{
+    static const pd_harness_opts none;
+    int stepped;
+
+    pd__opts = o ? *o : none;
+    memset(st, 0, sizeof(*st));
+    st->points = pd__harness_all(c, 0, st);
+    if (pd__opts.multishot) {
+        /* More points: completions posted together are seen one per turn. */
+        stepped = pd__harness_all(c, 1, st);
+        if (stepped > st->points)
+            st->points = stepped;
+    }
+    pd__opts = none;
+}
+
+void pd_harness_run(const pd_harness_case *c, pd_harness_stats *st)
+{
+    pd_harness_run_with(c, NULL, st);
 }

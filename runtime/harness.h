@@ -27,6 +27,18 @@
 extern "C" {
 #endif
 
+/*
+ * A buffer group the harness makes for every run: `count` buffers (a power
+ * of two) of `size` bytes on the run's runtime, before init. The group is
+ * stored in *out, a member of the fixture, for init to hand to the future;
+ * the runtime's free frees it.
+ */
+typedef struct pd_harness_group {
+    unsigned count;
+    size_t size;
+    pd_bufgroup **out;
+} pd_harness_group;
+
 typedef struct pd_harness_case {
     /* The future's name, as its vtable and its trace events spell it. */
     const char *future;
@@ -77,7 +89,43 @@ typedef struct pd_harness_stats {
      * request in flight shows 0 in the first and the last.
      */
     int in_flight, queued, completed;
+    /*
+     * Destructions that began with a completion reaped for the future but
+     * not yet seen by it (its task woken, not yet polled): for a multishot
+     * request, completions waiting in the slot's queue before their then.
+     */
+    int reaped;
 } pd_harness_stats;
+
+/*
+ * What a case may add (pd_harness_run_with). A separate struct, so that
+ * cases written as positional initialisers of pd_harness_case still build
+ * with -Wextra; fields may be added at the end: initialise it by name.
+ */
+typedef struct pd_harness_opts {
+    /*
+     * The buffer groups the future takes (ngroups of them, at most 8).
+     * After every destruction each must have all its buffers back in its
+     * ring (invariant 8: the destroyed future holds none): checked once the
+     * destruction is over, and again when the runtime's free frees it.
+     */
+    const pd_harness_group *groups;
+    int ngroups;
+    /*
+     * Non-zero for a future with multishot requests: every destruction is
+     * then tried a second time with turns that reap one completion at a
+     * time, so that the future is destroyed between any two completions
+     * the kernel posted together, not only where a whole reap ended.
+     */
+    int multishot;
+    /*
+     * Tasks the future spawns by design (a join handle's task, say): each
+     * is one allocation, which the check of "no allocation after spawn"
+     * then allows. They are destroyed with the runtime on every path, and
+     * checked like the future itself.
+     */
+    int spawns;
+} pd_harness_opts;
 
 /*
  * Runs every destruction of c at every suspension point, failing the
@@ -93,6 +141,10 @@ void pd_harness_run(const pd_harness_case *c, pd_harness_stats *st);
  * runtime on every path, and checked like the future itself.
  */
 void pd_harness_run_spawning(const pd_harness_case *c, int spawns, pd_harness_stats *st);
+
+/* pd_harness_run with options; o may be NULL (pd_harness_run itself). */
+void pd_harness_run_with(const pd_harness_case *c, const pd_harness_opts *o,
+                         pd_harness_stats *st);
 
 /*
  * Allocation calls (malloc, calloc, realloc, posix_memalign, aligned_alloc,

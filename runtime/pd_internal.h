@@ -28,27 +28,33 @@
 #define PD__UD_WAKE_EFD 2u  /* the runtime's read of its wake eventfd */
 #define PD__UD_RESERVED 4096u
 
-/* A task: the runtime's single allocation per spawned future. */
+/*
+ * A task: the runtime's single allocation per spawned future, the header
+ * followed by the future and its output. What a woken task's turn touches
+ * -- the ready-queue link, the queued flag, the state and what its poll is
+ * called with -- comes first, in 48 bytes (docs/design.md, "The hot path").
+ */
 struct pd_task {
     pd_task *next;       /* ready-queue link (intrusive) */
-    pd_task *live_prev;  /* live-list links, for shutdown and free */
-    pd_task *live_next;
-    pd_runtime *rt;
     const pd_vtable *vt;
     void *self;          /* the future's storage */
     void *out;           /* the output's storage */
-    uint32_t refs;       /* caller's reference + runtime's reference */
+    pd_runtime *rt;
     uint8_t state;       /* PD_TASK_* */
     uint8_t queued;      /* on the ready queue (or in the batch being polled) */
     uint8_t has_output;
     uint8_t flags;       /* PD__TASK_* */
+    uint32_t refs;       /* caller's reference + runtime's reference */
+    /* Touched when a task starts, ends or is joined. */
+    pd_task *live_prev;  /* live-list links, for shutdown and free */
+    pd_task *live_next;
+    /* The task that awaits this one through a pd_join, woken when it ends. */
+    pd_task *waiter;
     /*
      * The caller's reference was released. Last, so that code built with
      * and without PD_CHECKED agrees on every other member's place.
      */
     uint8_t released;
-    /* The task that awaits this one through a pd_join, woken when it ends. */
-    pd_task *waiter;
 };
 
 enum {
@@ -78,6 +84,8 @@ struct pd_runtime {
     int wake_fd;             /* eventfd: wakes from threads without a runtime */
     uint64_t wake_buf;       /* the eventfd read's buffer */
     uint8_t no_cancel_fd;    /* the kernel refused a cancel by fd + user_data */
+    /* stats.cancels_submitted when an entry last left no deferred task work. */
+    uint64_t tw_cancels;
 
     /*
      * What other threads touch, and nothing else: on its own cache line so
@@ -326,6 +334,14 @@ static inline void pd__wake(pd_task *t)
  *   runtime would: for checking that a destroyed future stays destroyed.
  * - pd__sq_unsubmitted is the number of requests queued, not yet
  *   submitted; pd__cq_ready the number of completions posted, not reaped.
+ * - pd__ring_reap_one dispatches the oldest completion posted, if any, as
+ *   a reap would (a full multishot queue leaves it in the ring). Returns 1
+ *   if one was dispatched, else 0: a turn that reaps one completion at a
+ *   time stops a multishot future between two completions the kernel
+ *   posted together.
+ * - pd__group_freeing, when set, is called by pd_runtime_free for every
+ *   buffer group it frees, after every task was destroyed: a buffer still
+ *   held then was lost by a destruction (invariant 8).
  */
 int pd__run_polls(pd_runtime *rt);
 int pd__run_enter(pd_runtime *rt, int wait);
@@ -333,6 +349,8 @@ int pd__ring_wait_cqe(pd_runtime *rt);
 int pd__ring_submit(pd_runtime *rt);
 pd_poll pd__task_poll_drop(pd_task *t);
 int pd__ring_strays(pd_runtime *rt, const void *mem, size_t len, unsigned ms);
+int pd__ring_reap_one(pd_runtime *rt);
+extern void (*pd__group_freeing)(const pd_bufgroup *g);
 
 static inline unsigned pd__sq_unsubmitted(const pd_runtime *rt)
 {
@@ -376,11 +394,6 @@ static inline void pd__op_fail(pd_cx *cx, pd__op *op, int res, uint8_t fdret)
 }
 
 /*
- * Claims an SQE for op and marks the op in flight. If no SQE can be had
- * (the ring is broken, not merely full), the op completes at once with the
- * -errno so that the future sees the failure as its result.
- */
-/*
  * io_uring_get_sqe for polldrop's rings, which never have SQPOLL or
  * SQE128: the same claim without testing the ring's flags each time.
  */
@@ -395,22 +408,31 @@ static inline struct io_uring_sqe *pd__get_sqe(pd_runtime *rt)
     return &sq->sqes[tail & sq->ring_mask];
 }
 
+/*
+ * pd__op_sqe's way when the op takes a linked timeout or the submission
+ * queue is full, in runtime.c: the entry (or the two adjacent entries), or
+ * NULL once op has failed.
+ */
+struct io_uring_sqe *pd__op_sqe_slow(pd_cx *cx, pd__op *op, uint8_t fdret);
+
+/*
+ * Claims an SQE for op and marks the op in flight. If no SQE can be had
+ * (the ring is broken, not merely full), the op completes at once with the
+ * -errno so that the future sees the failure as its result. The common
+ * case -- no linked timeout, room in the queue -- is one test of each and
+ * the claim; the rest is out of line.
+ */
 static inline struct io_uring_sqe *pd__op_sqe(pd_cx *cx, pd__op *op,
                                               uint8_t fdret)
 {
     pd_runtime *rt = cx->rt;
     struct io_uring_sqe *sqe;
-    unsigned need = cx->link_ts ? 2 : 1;
 
-    if (PD__LIKELY(need == 1))
-        sqe = pd__get_sqe(rt);
-    else
-        sqe = io_uring_sq_space_left(&rt->ring) >= 2 ? pd__get_sqe(rt) : NULL;
-    if (PD__UNLIKELY(sqe == NULL))
-        sqe = pd__sqe_slow(rt, need);
-    if (PD__UNLIKELY(sqe == NULL)) {
-        pd__op_fail(cx, op, rt->sq_err, fdret);
-        return NULL;
+    if (PD__UNLIKELY(cx->link_ts != NULL) ||
+        PD__UNLIKELY((sqe = pd__get_sqe(rt)) == NULL)) {
+        sqe = pd__op_sqe_slow(cx, op, fdret);
+        if (sqe == NULL)
+            return NULL;
     }
     /*
      * This runs for every op: only what a busy op needs is stored (res and
@@ -427,7 +449,11 @@ static inline struct io_uring_sqe *pd__op_sqe(pd_cx *cx, pd__op *op,
     return sqe;
 }
 
-/* Must be called after the io_uring_prep_* call on sqe: tags it with op. */
+/*
+ * Must be called after the io_uring_prep_* call on sqe: tags it with op.
+ * (cx->link_ts is read again here: keeping the first read in a variable
+ * costs the generated poll a callee-saved register, more than the load.)
+ */
 static inline void pd__op_arm(pd_cx *cx, struct io_uring_sqe *sqe, pd__op *op)
 {
     io_uring_sqe_set_data(sqe, op);
@@ -759,6 +785,23 @@ static inline void pd__prep_accept_ms(pd_cx *cx, pd__mop *m, int fd, int flags)
 
     if (sqe != NULL) {
         io_uring_prep_multishot_accept(sqe, fd, NULL, NULL, flags);
+        pd__mop_arm(cx, sqe, m);
+    }
+}
+
+/*
+ * A multishot poll (IORING_POLL_ADD_MULTI): one completion, with the ready
+ * events, each time fd is woken with one of events; the request stays
+ * armed until cancelled or the kernel ends it (a completion without
+ * IORING_CQE_F_MORE).
+ */
+static inline void pd__prep_poll_add_ms(pd_cx *cx, pd__mop *m, int fd,
+                                        unsigned events)
+{
+    struct io_uring_sqe *sqe = pd__mop_sqe(cx, m, fd, 1, NULL, 0);
+
+    if (sqe != NULL) {
+        io_uring_prep_poll_multishot(sqe, fd, events);
         pd__mop_arm(cx, sqe, m);
     }
 }

@@ -504,17 +504,46 @@ static int pd__wake_efd(pd_runtime *target)
     return 0;
 }
 
-/*
- * The completions that are not an op's one result: a linked timeout's (the
- * op's address with the low bit set), and the two of a zero-copy send --
- * its result comes with IORING_CQE_F_MORE, and its notification
- * (IORING_CQE_F_NOTIF, whose res is not the result) follows; only then may
- * the buffer and the slot be reused. Returns 1 when the op has received
- * everything it is owed.
- */
-static __attribute__((noinline)) int pd__dispatch_rare(pd__op *op, uint64_t ud,
-                                                       const struct io_uring_cqe *cqe)
+static int pd__mop_dispatch(pd_runtime *rt, pd__mop *m,
+                            const struct io_uring_cqe *cqe, unsigned tag,
+                            int force);
+
+/* op has received every completion it was owed: its result is ready. */
+static inline void pd__op_done(pd_runtime *rt, pd__op *op)
 {
+    op->st = PD__OP_READY;
+    rt->stats.ops_completed++;
+    pd__wake_on(rt, op->task);
+}
+
+/*
+ * Every completion but a plain op's one result: a reserved tag, an
+ * extended slot's, a linked timeout's (the op's address with the low bit
+ * set), and the two of a zero-copy send -- its result comes with
+ * IORING_CQE_F_MORE, and its notification (IORING_CQE_F_NOTIF, whose res
+ * is not the result) follows; only then may the buffer and the slot be
+ * reused. Returns as pd__dispatch.
+ */
+static __attribute__((noinline)) int pd__dispatch_rare(pd_runtime *rt,
+                                                       const struct io_uring_cqe *cqe,
+                                                       int force)
+{
+    uint64_t ud = cqe->user_data;
+    pd__op *op = (pd__op *)(uintptr_t)(ud & ~(uint64_t)7);
+
+    /*
+     * One compare keeps out both reserved ranges: small tags (cancel
+     * requests that found nothing; the op's own completion follows) and
+     * LIBURING_UDATA_TIMEOUT, the timeout liburing queues for a timed wait
+     * on kernels without IORING_FEAT_EXT_ARG.
+     */
+    if (ud - PD__UD_RESERVED >= UINT64_MAX - PD__UD_RESERVED) {
+        pd__dispatch_tag(rt, ud);
+        return 0;
+    }
+    if (ud & PD__TAG_EXT)
+        return pd__mop_dispatch(rt, (pd__mop *)op, cqe, (unsigned)(ud & 3), force);
+    pd__checked_cqe(cqe);
     if (!(ud & 1)) {
         if (!(cqe->flags & IORING_CQE_F_NOTIF)) {
             op->res = cqe->res;
@@ -523,12 +552,10 @@ static __attribute__((noinline)) int pd__dispatch_rare(pd__op *op, uint64_t ud,
         if (cqe->flags & IORING_CQE_F_MORE)
             return 0;
     }
-    return --op->pending == 0;
+    if (--op->pending == 0)
+        pd__op_done(rt, op);
+    return 0;
 }
-
-static int pd__mop_dispatch(pd_runtime *rt, pd__mop *m,
-                            const struct io_uring_cqe *cqe, unsigned tag,
-                            int force);
 
 /*
  * Hands one completion to its slot; inlined in the reap loop, as it runs
@@ -540,36 +567,22 @@ static inline __attribute__((always_inline)) int
 pd__dispatch(pd_runtime *rt, const struct io_uring_cqe *cqe, int force)
 {
     uint64_t ud = cqe->user_data;
-    pd__op *op;
+    pd__op *op = (pd__op *)(uintptr_t)ud;
 
     /*
-     * One compare keeps out both reserved ranges: small tags (cancel
-     * requests that found nothing; the op's own completion follows) and
-     * LIBURING_UDATA_TIMEOUT, the timeout liburing queues for a timed wait
-     * on kernels without IORING_FEAT_EXT_ARG.
+     * The common case in one test: a plain op's own result. Its user_data
+     * is the slot's address, untagged (the low three bits clear) and past
+     * every reserved value, and the completion is the request's last.
      */
-    if (PD__UNLIKELY(ud - PD__UD_RESERVED >= UINT64_MAX - PD__UD_RESERVED)) {
-        pd__dispatch_tag(rt, ud);
-        return 0;
-    }
-    op = (pd__op *)(uintptr_t)(ud & ~(uint64_t)7);
-    if (PD__UNLIKELY(ud & PD__TAG_EXT))
-        return pd__mop_dispatch(rt, (pd__mop *)op, cqe, (unsigned)(ud & 3),
-                                force);
+    if (PD__UNLIKELY((ud & 7) | (ud < PD__UD_RESERVED) |
+                     (cqe->flags & (IORING_CQE_F_MORE | IORING_CQE_F_NOTIF))))
+        return pd__dispatch_rare(rt, cqe, force);
     pd__checked_cqe(cqe);
-    /* The common case, in one test: an op's own, plain result. */
-    if (PD__LIKELY(!((ud & 1) |
-                     (cqe->flags & (IORING_CQE_F_MORE | IORING_CQE_F_NOTIF))))) {
-        op->res = cqe->res;
-        op->cflags = cqe->flags;
-        if (--op->pending != 0)
-            return 0; /* its linked timeout's completion is still owed */
-    } else if (!pd__dispatch_rare(op, ud, cqe)) {
-        return 0;
-    }
-    op->st = PD__OP_READY;
-    rt->stats.ops_completed++;
-    pd__wake_on(rt, op->task);
+    op->res = cqe->res;
+    op->cflags = cqe->flags;
+    /* Unless its linked timeout's completion is still owed. */
+    if (--op->pending == 0)
+        pd__op_done(rt, op);
     return 0;
 }
 
@@ -659,22 +672,31 @@ static void pd__wake_arm(pd_runtime *rt)
  * as many completions as the completion queue holds were reaped. Whether
  * work is left, the kernel says itself when the ring has
  * IORING_SETUP_TASKRUN_FLAG: it sets IORING_SQ_TASKRUN in the SQ flags while
- * deferred work waits, and an entry that would find none is never made (a
- * turn of 128 inline-completed nops costs one io_uring_enter, not two). An
- * entry that reaped a full budget of completions (`n`) is taken as a sign
- * too: the kernel clears the flag when it starts running the work, not when
- * it stops at the budget with work left. And an entry that reaped nothing
- * ends the loop: the flag can stay set with nothing such an entry runs (the
- * echo server spun at 100% CPU on it, never waiting, its peers stalled).
- * Without DEFER_TASKRUN the kernel runs task work on every return to user
- * space, and there is nothing to do.
+ * deferred work waits, and an entry that would find none is never made. But
+ * the kernel clears the flag when it starts running the work, not when it
+ * stops at the budget with work left; so an entry that reaped a full budget
+ * of completions (`n`) is taken as a sign too -- only while cancels are
+ * recent: since the last entry that found less than a full budget, a cancel
+ * was submitted (rt->tw_cancels). Elsewhere work beyond the budget costs
+ * nothing (the next turn's entry runs it, before it can block), while an
+ * entry made for it would cost one io_uring_enter per turn whenever a turn
+ * reaps twenty completions or more: every turn of 128 tasks doing nops, or
+ * of a busy server. An entry that reaped nothing ends the loop: the flag can
+ * stay set with nothing such an entry runs (the echo server spun at 100% CPU
+ * on it, never waiting, its peers stalled). Without DEFER_TASKRUN the kernel
+ * runs task work on every return to user space, and there is nothing to do.
  */
 #define PD__TW_BUDGET 20u
 
-static int pd__task_work_left(const pd_runtime *rt, unsigned n)
+static int pd__task_work_left(pd_runtime *rt, unsigned n)
 {
-    if (n >= PD__TW_BUDGET)
-        return 1;
+    if (n >= PD__TW_BUDGET) {
+        if (rt->tw_cancels != rt->stats.cancels_submitted)
+            return 1;
+    } else {
+        /* A short batch: the kernel ran every item it had queued. */
+        rt->tw_cancels = rt->stats.cancels_submitted;
+    }
     return (rt->stats.ring_flags & IORING_SETUP_TASKRUN_FLAG) &&
            (IO_URING_READ_ONCE(*rt->ring.sq.kflags) & IORING_SQ_TASKRUN);
 }
@@ -756,6 +778,22 @@ struct io_uring_sqe *pd__sqe_slow(pd_runtime *rt, unsigned need)
             }
         }
     }
+}
+
+struct io_uring_sqe *pd__op_sqe_slow(pd_cx *cx, pd__op *op, uint8_t fdret)
+{
+    pd_runtime *rt = cx->rt;
+    unsigned need = cx->link_ts ? 2 : 1;
+    struct io_uring_sqe *sqe = NULL;
+
+    /* An op and its linked timeout take two adjacent entries. */
+    if (io_uring_sq_space_left(&rt->ring) >= need)
+        sqe = pd__get_sqe(rt);
+    if (sqe == NULL)
+        sqe = pd__sqe_slow(rt, need);
+    if (sqe == NULL)
+        pd__op_fail(cx, op, rt->sq_err, fdret);
+    return sqe;
 }
 
 void pd__link_timeout(pd_cx *cx, struct io_uring_sqe *sqe, pd__op *op)
@@ -1412,7 +1450,6 @@ static void pd__deadline_check(pd_runtime *rt)
 static int pd__task_poll(pd_runtime *rt, pd_cx *cx, pd_task *t)
 {
     cx->task = t;
-    rt->stats.polls++;
     if (PD__LIKELY(t->state == PD_TASK_RUNNING)) {
         if (t->vt->poll(t->self, cx, t->out) == PD_PENDING)
             return 0;
@@ -1511,6 +1548,7 @@ int pd__run_polls(pd_runtime *rt)
         }
     }
     rt->in_turn = 0;
+    rt->stats.polls += (unsigned)n;
     return n;
 }
 
@@ -1548,6 +1586,18 @@ int pd__ring_submit(pd_runtime *rt)
     while (ret == -EINTR);
     return ret;
 }
+
+int pd__ring_reap_one(pd_runtime *rt)
+{
+    struct io_uring_cqe *cqe;
+
+    if (io_uring_peek_cqe(&rt->ring, &cqe) != 0 || pd__dispatch(rt, cqe, 0))
+        return 0;
+    io_uring_cqe_seen(&rt->ring, cqe);
+    return 1;
+}
+
+void (*pd__group_freeing)(const pd_bufgroup *g);
 
 int pd__ring_strays(pd_runtime *rt, const void *mem, size_t len, unsigned ms)
 {
@@ -1768,8 +1818,11 @@ void pd_runtime_free(pd_runtime *rt)
         if (!(t->flags & PD__TASK_ROOT))
             pd__task_release_mem(t);
     }
-    while (rt->groups)
+    while (rt->groups) {
+        if (pd__group_freeing)
+            pd__group_freeing(rt->groups);
         pd__bufgroup_destroy(rt->groups);
+    }
     io_uring_queue_exit(&rt->ring);
     close(rt->wake_fd);
     free(rt);

@@ -24,6 +24,7 @@ static const suite_fn suites[] = {
     pd_suite_inv_no_fd_leak,
     pd_suite_inv_order,
     pd_suite_inv_cancelled,
+    pd_suite_inv_buffers,
     pd_suite_select,
     pd_suite_join,
     pd_suite_locals,

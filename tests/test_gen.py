@@ -2,6 +2,7 @@
 import contextlib
 import io
 import os
+import re
 import shutil
 import signal
 import sys
@@ -956,7 +957,7 @@ class MultishotErrors(GenTest):
               args: {fd: self->fd, buf: '"x"', len: 1}
               then: RETURN(res);
             """), "f.yaml:11:5: error: io 'send' has no multishot form "
-                  "(multishot ops: accept, recv)")
+                  "(multishot ops: accept, poll_add, recv)")
 
     def test_multishot_must_be_a_boolean(self):
         self.assertError(self.state("""\
@@ -1008,6 +1009,78 @@ class MultishotErrors(GenTest):
                   "per completion")
 
     def test_multishot_in_select(self):
+        # Accepted: the branch's then falls off its end to wait for the
+        # next completion, which is neither an error nor a warning.
+        lines = self.errors(self.state("""\
+            s:
+              select:
+                a:
+                  io: accept
+                  multishot: true
+                  args: {fd: self->fd}
+                  then: self->n++;
+                b:
+                  io: recv
+                  multishot: true
+                  args: {fd: self->fd, group: self->g}
+                  then: KEEP(kept);
+                t:
+                  io: timeout
+                  args: {ms: 10}
+                  then: RETURN(self->n);
+            """))
+        self.assertEqual(lines, [])
+        self.assertTrue(os.path.exists(os.path.join(self.out, "f.c")))
+
+    def test_multishot_accept_takes_no_addr(self):
+        self.assertError(self.state("""\
+            s:
+              select:
+                a:
+                  io: accept
+                  multishot: true
+                  args: {fd: self->fd, addr: self->g}
+                  then: RETURN(res);
+            """), "f.yaml:14:30: error: a multishot accept takes no 'addr' (it takes "
+                  "fd, flags): one request serves every completion; getpeername(2) on "
+                  "an accepted fd gives the peer's address")
+
+    def test_multishot_recv_without_group_says_only_that(self):
+        lines = self.errors(self.state("""\
+            s:
+              io: recv
+              multishot: true
+              args: {fd: self->fd, grop: self->g}
+              then: RETURN(res);
+            """))
+        self.assertEqual(lines, [
+            "f.yaml:11:5: error: a multishot recv needs group: the kernel picks a "
+            "buffer for each completion",
+            "f.yaml:12:26: error: unknown argument 'grop' for io 'recv' (did you mean "
+            "'group'?)"])
+
+    def test_recv_without_buf_mentions_group(self):
+        self.assertError(self.state("""\
+            s:
+              io: recv
+              args: {fd: self->fd, len: 4}
+              then: RETURN(res);
+            """), "f.yaml:11:11: error: io 'recv' is missing required argument 'buf' "
+                  "(or give group: a pd_bufgroup *, for a buffer the kernel picks)")
+
+    def test_multishot_in_join(self):
+        self.assertError(self.state("""\
+            s:
+              join:
+                a:
+                  io: accept
+                  multishot: true
+                  args: {fd: self->fd}
+              then: RETURN(a);
+            """), "f.yaml:13:9: error: multishot does not go in a join: a join "
+                  "waits for one completion of each branch")
+
+    def test_yield_in_multishot_select_branch(self):
         self.assertError(self.state("""\
             s:
               select:
@@ -1015,9 +1088,33 @@ class MultishotErrors(GenTest):
                   io: accept
                   multishot: true
                   args: {fd: self->fd}
+                  then: YIELD(s);
+            """), "f.yaml:15:15: error: YIELD is not allowed in a multishot then: fall "
+                  "off the end to wait for the next completion, or GOTO another state")
+
+    def test_timeout_on_a_multishot_select_branch(self):
+        self.assertError(self.state("""\
+            s:
+              select:
+                a:
+                  io: accept
+                  timeout_ms: 5
+                  multishot: true
+                  args: {fd: self->fd}
                   then: RETURN(res);
-            """), "f.yaml:13:9: error: multishot in a select branch is not supported "
-                  "yet: use a multishot io state")
+            """), "f.yaml:14:9: error: timeout_ms does not go with multishot: a linked "
+                  "timeout would end the whole request, not one wait")
+
+    def test_multishot_io_state_falls_off_without_warning(self):
+        self.assertEqual(self.errors(self.state("""\
+            s:
+              io: accept
+              multishot: true
+              args: {fd: self->fd}
+              then: |
+                if (res < 0)
+                    RETURN(res);
+            """)), [])
 
     def test_multishot_in_teardown(self):
         self.assertError(self.HEAD + """\
@@ -1087,6 +1184,48 @@ class MultishotErrors(GenTest):
               then: RETURN(0);
             """), "f.yaml:13:37: error: a recv with group goes in an io state or a "
                   "select branch: a join's then has no buf")
+
+
+class Parentheses(GenTest):
+    """Every spec expression the generated C computes with is one value."""
+
+    def c_text(self, text):
+        path = self.spec("f", text)
+        code, err = self.run_gen(path)
+        self.assertEqual(code, 0, err)
+        with open(os.path.join(self.out, "f.c")) as f:
+            # The #line directives around spec text do not matter here.
+            return re.sub(r"\n#line [^\n]*\n\s*", " ", f.read())
+
+    def test_timeout_ms_sum_is_scaled_as_one_value(self):
+        c = self.c_text("""\
+            future: f
+            params: [{name: a, type: long}, {name: b, type: long}]
+            states:
+              s:
+                io: timeout
+                args: {ms: self->a + self->b}
+                then: RETURN(res);
+            """)
+        self.assertIn("( self->a + self->b ) * 1000000LL", c)
+
+    def test_arguments_linked_timeouts_and_inits_are_parenthesised(self):
+        c = self.c_text("""\
+            future: f
+            params: [{name: fd, type: int}, {name: a, type: long}]
+            fields: [{name: buf, type: "char[8]"}, {name: n, type: long, init: "self->a ? 1 : 2"}]
+            states:
+              s:
+                locals: [{name: m, type: long, init: self->a + 1}]
+                io: read
+                timeout_ms: self->a + 5
+                args: {fd: self->fd, buf: self->buf, len: sizeof self->buf - 1}
+                then: RETURN(res);
+            """)
+        self.assertIn("(self->fd), (self->buf), (sizeof self->buf - 1)", c)
+        self.assertIn("pd__link_next(cx, &self->pd__s0b0_ts, ( self->a + 5 ));", c)
+        self.assertIn("self->n = ( self->a ? 1 : 2 );", c)
+        self.assertIn("self->m = ( self->a + 1 );", c)
 
 
 class Stats(GenTest):

@@ -140,6 +140,8 @@ typedef struct server {
     int port;
     long threads;            /* 0: 1 */
     long nofile;             /* 0: the inherited RLIMIT_NOFILE */
+    int peek;                /* the peek design instead of the ring design */
+    long bufs, buf_size;     /* the ring design's group; 0: the defaults */
 } server;
 
 static void server_start_opts(server *s, long long header_ms, long long idle_ms,
@@ -168,6 +170,12 @@ static void server_start_opts(server *s, long long header_ms, long long idle_ms,
         o.max_conns = max_conns;
         if (s->threads > 0)
             o.threads = s->threads;
+        if (s->bufs > 0)
+            o.bufs = s->bufs;
+        if (s->buf_size > 0)
+            o.buf_size = s->buf_size;
+        if (s->peek)
+            o.bufs = 0;
         if (s->nofile > 0) {
             struct rlimit rl = { .rlim_cur = (rlim_t)s->nofile, .rlim_max = (rlim_t)s->nofile };
 
@@ -186,6 +194,18 @@ static void server_start_opts(server *s, long long header_ms, long long idle_ms,
 static void server_start(server *s)
 {
     *s = (server){ 0 };
+    server_start_opts(s, 10000, 5000, 5000, 10000);
+}
+
+/*
+ * Tests that run over both designs (Check loop tests): _i 0 is the ring
+ * design with the default group, 1 the ring design with a group of four
+ * 64-byte buffers (every head spans several), 2 the peek design.
+ */
+static void server_start_design(server *s, int design)
+{
+    *s = (server){ .peek = design == 2, .bufs = design == 1 ? 4 : 0,
+                   .buf_size = design == 1 ? 64 : 0 };
     server_start_opts(s, 10000, 5000, 5000, 10000);
 }
 
@@ -503,7 +523,7 @@ START_TEST(httpd_error_statuses)
     response r;
     static char req[20000];
 
-    server_start(&s);
+    server_start_design(&s, _i);
     /* 404 and 405 keep the connection. */
     c = client_new(s.port);
     ck_assert_int_eq(get(c, "/missing", &r), 0);
@@ -595,7 +615,7 @@ START_TEST(httpd_pipelining_in_order)
     client *c;
     response r;
 
-    server_start(&s);
+    server_start_design(&s, _i);
     c = client_new(s.port);
     say(c, "GET /hello.txt HTTP/1.1\r\n\r\n"
            "HEAD /4k.bin HTTP/1.1\r\n\r\n"
@@ -612,6 +632,78 @@ START_TEST(httpd_pipelining_in_order)
     ck_assert_mem_eq(r.body, "<p>root</p>\n", 12);
     ck_assert_int_eq(read_eof(c), 0);
     client_free(c);
+    ck_assert_int_eq(server_stop(&s), 0);
+}
+END_TEST
+
+/*
+ * The ring design with 64-byte buffers: a head of several hundred bytes
+ * arrives in many buffers, and a pipelined request that starts in the
+ * middle of one buffer and ends in another is still answered, in order.
+ */
+START_TEST(httpd_ring_heads_across_buffers)
+{
+    server s = { .bufs = 4, .buf_size = 64 };
+    client *c;
+    response r;
+    char req[2048], field[600];
+
+    server_start_opts(&s, 10000, 5000, 5000, 10000);
+    memset(field, 'f', sizeof(field) - 1);
+    field[sizeof(field) - 1] = '\0';
+    c = client_new(s.port);
+    snprintf(req, sizeof(req),
+             "GET /4k.bin HTTP/1.1\r\nHost: t\r\nX-Long: %s\r\n\r\n"
+             "GET /hello.txt HTTP/1.1\r\nX-Long: %s\r\n\r\n"
+             "GET /hello.txt HTTP/1.1\r\n\r\n",
+             field, field);
+    say(c, req);
+    ck_assert_int_eq(read_response(c, &r, 0), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_int_eq(r.length, 4096);
+    for (size_t i = 0; i < 4096; i++)
+        ck_assert_int_eq(r.body[i], pattern_at(i));
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(read_response(c, &r, 0), 0);
+        ck_assert_int_eq(r.status, 200);
+        ck_assert_mem_eq(r.body, HELLO, 13);
+    }
+    client_free(c);
+    ck_assert_int_eq(server_stop(&s), 0);
+}
+END_TEST
+
+/*
+ * A group of two buffers and many clients sending at once: the ring runs
+ * dry (the kernel ends receives with ENOBUFS) and the connections wait for
+ * a buffer to come back. Every request is answered, and the server exits
+ * 0, which it does only with every buffer back in its ring.
+ */
+START_TEST(httpd_ring_runs_dry)
+{
+    enum { N = 64 };
+    server s = { .bufs = 2, .buf_size = 64 };
+    client *c[N];
+    response r;
+
+    server_start_opts(&s, 10000, 5000, 5000, 10000);
+    for (int i = 0; i < N; i++)
+        c[i] = client_new(s.port);
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < N; i++)
+            say(c[i], "GET /hello.txt HTTP/1.1\r\nHost: t\r\nUser-Agent: a client "
+                      "with a long name\r\n\r\nGET /4k.bin HTTP/1.1\r\n\r\n");
+        for (int i = 0; i < N; i++) {
+            ck_assert_int_eq(read_response(c[i], &r, 0), 0);
+            ck_assert_int_eq(r.status, 200);
+            ck_assert_mem_eq(r.body, HELLO, 13);
+            ck_assert_int_eq(read_response(c[i], &r, 0), 0);
+            ck_assert_int_eq(r.status, 200);
+            ck_assert_int_eq(r.length, 4096);
+        }
+    }
+    for (int i = 0; i < N; i++)
+        client_free(c[i]);
     ck_assert_int_eq(server_stop(&s), 0);
 }
 END_TEST
@@ -1033,9 +1125,11 @@ Suite *pd_suite_httpd(void)
     tcase_set_timeout(srv, 60);
     tcase_add_test(srv, httpd_get_head_index_types);
     tcase_add_test(srv, httpd_if_modified_since);
-    tcase_add_test(srv, httpd_error_statuses);
+    tcase_add_loop_test(srv, httpd_error_statuses, 0, 3);
     tcase_add_test(srv, httpd_keep_alive_rules);
-    tcase_add_test(srv, httpd_pipelining_in_order);
+    tcase_add_loop_test(srv, httpd_pipelining_in_order, 0, 3);
+    tcase_add_test(srv, httpd_ring_heads_across_buffers);
+    tcase_add_test(srv, httpd_ring_runs_dry);
     tcase_add_test(srv, httpd_never_leaves_root);
     tcase_add_test(srv, httpd_slowloris_and_idle);
     tcase_add_test(srv, httpd_max_conns_backs_off);

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,11 @@
 
 #include "accept_one.h"
 #include "copy_file.h"
+#include "grp_recv.h"
+#include "ms_accept.h"
+#include "ms_recv.h"
+#include "ms_sel_recv.h"
+#include "ms_select.h"
 #include "nested.h"
 #include "open_loop.h"
 #include "pipe_read.h"
@@ -758,6 +764,410 @@ Suite *pd_suite_inv_cancelled(void)
     tcase_add_test(tc, cancelled_sync);
     tcase_add_test(tc, cancelled_async_child);
     tcase_add_test(tc, cancelled_sync_child);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+/*
+ * --- 8. buffers and multishot requests: every completion, every path ---
+ *
+ * The cancel-at-every-suspension-point harness over the multishot specs
+ * and the provided-buffer recv, with the groups it checks (every buffer back
+ * after every destruction) and turns that reap one completion at a time.
+ * Each fixture makes the kernel post several completions in one go (a
+ * backlog of connections, data for several buffers, queued before the
+ * first poll), so that destructions fall before a completion's then,
+ * between two completions posted together, and after the kernel ended the
+ * request (a completion without IORING_CQE_F_MORE). The fixtures read the
+ * future at each suspension of its run (init keeps its address) to show
+ * that every one of those points was reached.
+ */
+
+#define MS_BACKLOG 6 /* more than a multishot slot's inline queue */
+#define MS_CLIENTS 7
+
+/*
+ * For ms_accept, and ms_select (the same accept as a select branch, racing
+ * a read of a pipe nobody writes to).
+ */
+struct msa_ctx {
+    int lfd, clients[MS_CLIENTS], nclients, shut, quit[2];
+    struct sockaddr_in addr;
+    const int *n;          /* the future's count of connections seen */
+    const uint8_t *phase;  /* and its phase */
+    int last_n;   /* completions seen at the run's last suspension */
+    int shut_run; /* the shutdown came while the future was still running */
+};
+
+/* Which completion counts each destruction began at; set by after. */
+static unsigned msa_at_n, msa_after_end;
+
+static void msa_setup(void *v)
+{
+    struct msa_ctx *c = v;
+    int i;
+
+    memset(c, 0, sizeof(*c));
+    c->lfd = pd_test_listener(&c->addr);
+    for (i = 0; i < MS_BACKLOG; i++) {
+        c->clients[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ck_assert_int_ge(c->clients[i], 0);
+        ck_assert_int_eq(connect(c->clients[i], (struct sockaddr *)&c->addr,
+                                 sizeof(c->addr)), 0);
+    }
+    c->nclients = MS_BACKLOG;
+    ck_assert_int_eq(pipe2(c->quit, O_CLOEXEC), 0);
+}
+
+static void msa_init(void *self, void *v)
+{
+    struct msa_ctx *c = v;
+    ms_accept *f = self;
+
+    ms_accept_init(f, c->lfd, 9);
+    c->n = &f->n;
+    c->phase = &f->pd__phase;
+}
+
+static void mss_init(void *self, void *v)
+{
+    struct msa_ctx *c = v;
+    ms_select *f = self;
+
+    ms_select_init(f, c->lfd, c->quit[0], 9);
+    c->n = &f->n;
+    c->phase = &f->pd__phase;
+}
+
+/*
+ * When the harness would wait: one more client, then a shutdown of the
+ * listener, which ends the multishot accept with an error (no F_MORE).
+ */
+static void msa_progress(void *v, int when)
+{
+    struct msa_ctx *c = v;
+
+    if (when == PD_HARNESS_RUN_SUSPENDED)
+        c->last_n = *c->n;
+    if (when != PD_HARNESS_WAITING)
+        return;
+    if (c->nclients < MS_CLIENTS) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+        if (fd < 0 || connect(fd, (struct sockaddr *)&c->addr, sizeof(c->addr)) != 0)
+            ck_abort_msg("connect: %s", strerror(errno));
+        c->clients[c->nclients++] = fd;
+    } else if (!c->shut) {
+        if (shutdown(c->lfd, SHUT_RD) != 0)
+            ck_abort_msg("shutdown: %s", strerror(errno));
+        c->shut = 1;
+        c->shut_run = *c->phase == PD__PH_RUN;
+    }
+}
+
+static void msa_after(void *v, const void *out)
+{
+    struct msa_ctx *c = v;
+    int i;
+
+    if (out)
+        ck_assert_int_lt(*(const int *)out, 0); /* ended by the shutdown */
+    msa_at_n |= 1u << c->last_n;
+    /*
+     * Shut down while running, yet destroyed before its then returned: the
+     * kernel had ended the request (the harness waited for that completion).
+     */
+    msa_after_end += c->shut_run && !out;
+    /*
+     * Every connection the future accepted is closed, whether it saw it,
+     * had it queued, or it was still in the ring: its client reads EOF
+     * (or a reset, if the shutdown dropped it from the backlog).
+     */
+    if (!c->shut) {
+        int fl = fcntl(c->lfd, F_GETFL), fd;
+
+        ck_assert_int_eq(fcntl(c->lfd, F_SETFL, fl | O_NONBLOCK), 0);
+        while ((fd = accept4(c->lfd, NULL, NULL, SOCK_CLOEXEC)) >= 0)
+            close(fd);
+    }
+    for (i = 0; i < c->nclients; i++) {
+        struct pollfd p = { .fd = c->clients[i], .events = POLLIN };
+        char b;
+
+        ck_assert_int_eq(poll(&p, 1, 5000), 1);
+        ck_assert_int_le(read(c->clients[i], &b, 1), 0);
+    }
+}
+
+static void msa_cleanup(void *v)
+{
+    struct msa_ctx *c = v;
+    int i;
+
+    for (i = 0; i < c->nclients; i++)
+        close(c->clients[i]);
+    close(c->lfd);
+    close(c->quit[0]);
+    close(c->quit[1]);
+}
+
+static struct msa_ctx msa_c;
+
+static const pd_harness_case msa_cases[] = {
+    { .future = "ms_accept", .vt = &ms_accept_vtable, .ctx = &msa_c, .setup = msa_setup,
+      .init = msa_init, .progress = msa_progress, .after = msa_after,
+      .cleanup = msa_cleanup },
+    { .future = "ms_select", .vt = &ms_select_vtable, .ctx = &msa_c, .setup = msa_setup,
+      .init = mss_init, .progress = msa_progress, .after = msa_after,
+      .cleanup = msa_cleanup },
+};
+
+START_TEST(multishot_accept_every_completion)
+{
+    const pd_harness_opts o = { .multishot = 1 };
+    pd_harness_stats st;
+    int i;
+
+    msa_at_n = msa_after_end = 0;
+    pd_harness_run_with(&msa_cases[_i], &o, &st);
+    fprintf(stderr, "  %s: %d suspension points, %d destructions (%d in flight, "
+            "%d queued, %d completed, %d reaped), after the end %u\n",
+            msa_cases[_i].future, st.points, st.runs, st.in_flight, st.queued,
+            st.completed, st.reaped, msa_after_end);
+    /* Destroyed after each of the seven completions but the last (its then returns). */
+    for (i = 0; i < MS_CLIENTS; i++)
+        ck_assert_msg(msa_at_n & (1u << i), "never destroyed after %d completions", i);
+    ck_assert_uint_gt(msa_after_end, 0);
+    ck_assert_int_gt(st.reaped, 0);
+    ck_assert_int_gt(st.completed, 0);
+    ck_assert_int_gt(st.queued, 0);
+    ck_assert_int_gt(st.in_flight, 0);
+}
+END_TEST
+
+#define MSR_BUFS 4
+#define MSR_SIZE 16
+#define MSR_CHUNKS 6 /* more data than buffers: the ring runs dry at once */
+#define MSR_MORE 2   /* chunks written while the future waits, then the end */
+
+/*
+ * For ms_recv (it finishes once it has MSR_CHUNKS + MSR_MORE chunks), and
+ * ms_sel_recv (the same recv as a select branch, under a deadline that
+ * never fires here and racing a read of a silent pipe; it ends at EOF).
+ */
+struct msr_ctx {
+    int sv[2], quit[2], sel, waits;
+    pd_bufgroup *g;
+    const long *completions, *ends; /* the future's counters */
+    long last_completions, last_ends, written;
+};
+
+static unsigned msr_at, msr_after_end;
+
+static void msr_setup(void *v)
+{
+    struct msr_ctx *c = v;
+    char chunk[MSR_SIZE * MSR_CHUNKS];
+    int sel = c->sel;
+
+    memset(c, 0, sizeof(*c));
+    c->sel = sel;
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, c->sv), 0);
+    ck_assert_int_eq(pipe2(c->quit, O_CLOEXEC), 0);
+    memset(chunk, 'm', sizeof(chunk));
+    pd_test_write(c->sv[1], chunk, sizeof(chunk));
+    c->written = sizeof(chunk);
+}
+
+/* Both keep the second completion's buffer in a pd_buf member. */
+static void msr_init(void *self, void *v)
+{
+    struct msr_ctx *c = v;
+    ms_recv *f = self;
+
+    ms_recv_init(f, c->sv[0], c->g, MSR_SIZE * (MSR_CHUNKS + MSR_MORE), 2);
+    c->completions = &f->completions;
+    c->ends = &f->ends;
+}
+
+static void mssr_init(void *self, void *v)
+{
+    struct msr_ctx *c = v;
+    ms_sel_recv *f = self;
+
+    ms_sel_recv_init(f, c->sv[0], c->quit[0], c->g, 600000, 2);
+    c->completions = &f->completions;
+    c->ends = &f->ends;
+}
+
+static void msr_progress(void *v, int when)
+{
+    struct msr_ctx *c = v;
+
+    if (when == PD_HARNESS_RUN_SUSPENDED) {
+        c->last_completions = *c->completions;
+        c->last_ends = *c->ends;
+    }
+    if (when != PD_HARNESS_WAITING)
+        return;
+    if (c->sel && c->waits >= MSR_MORE) {
+        if (c->waits++ == MSR_MORE && shutdown(c->sv[1], SHUT_WR) != 0)
+            ck_abort_msg("shutdown: %s", strerror(errno));
+    } else {
+        char chunk[MSR_SIZE];
+
+        memset(chunk, 'n', sizeof(chunk));
+        pd_test_write(c->sv[1], chunk, sizeof(chunk));
+        c->written += MSR_SIZE;
+        c->waits++;
+    }
+}
+
+static void msr_after(void *v, const void *out)
+{
+    struct msr_ctx *c = v;
+
+    /* Nothing lost, nothing delivered twice: ms_sel_recv counts every byte. */
+    if (out && c->sel)
+        ck_assert_int_eq(*(const long *)out, c->written);
+    else if (out)
+        ck_assert_int_ge(*(const long *)out, MSR_SIZE * (MSR_CHUNKS + MSR_MORE));
+    if (c->last_completions < 16)
+        msr_at |= 1u << c->last_completions;
+    msr_after_end += c->last_ends > 0 && !out;
+}
+
+static void msr_cleanup(void *v)
+{
+    struct msr_ctx *c = v;
+
+    close(c->sv[0]);
+    close(c->sv[1]);
+    close(c->quit[0]);
+    close(c->quit[1]);
+}
+
+static struct msr_ctx msr_c;
+static const pd_harness_group msr_groups[] = { { MSR_BUFS, MSR_SIZE, &msr_c.g } };
+
+static const pd_harness_case msr_cases[] = {
+    { .future = "ms_recv", .vt = &ms_recv_vtable, .ctx = &msr_c, .setup = msr_setup,
+      .init = msr_init, .progress = msr_progress, .after = msr_after,
+      .cleanup = msr_cleanup },
+    { .future = "ms_sel_recv", .vt = &ms_sel_recv_vtable, .ctx = &msr_c,
+      .setup = msr_setup, .init = mssr_init, .progress = msr_progress,
+      .after = msr_after, .cleanup = msr_cleanup },
+};
+
+START_TEST(multishot_recv_every_completion)
+{
+    const pd_harness_opts o = { .groups = msr_groups, .ngroups = 1, .multishot = 1 };
+    pd_harness_stats st;
+    int i;
+
+    msr_at = msr_after_end = 0;
+    msr_c.sel = _i == 1;
+    pd_harness_run_with(&msr_cases[_i], &o, &st);
+    fprintf(stderr, "  %s: %d suspension points, %d destructions (%d in flight, "
+            "%d queued, %d completed, %d reaped), after the end %u\n",
+            msr_cases[_i].future, st.points, st.runs, st.in_flight, st.queued,
+            st.completed, st.reaped, msr_after_end);
+    /* The first burst: four buffers and the -ENOBUFS that ended the request. */
+    for (i = 0; i <= MSR_BUFS + 1; i++)
+        ck_assert_msg(msr_at & (1u << i), "never destroyed after %d completions", i);
+    ck_assert_uint_gt(msr_after_end, 0);
+    ck_assert_int_gt(st.reaped, 0);
+    ck_assert_int_gt(st.completed, 0);
+    ck_assert_int_gt(st.queued, 0);
+    ck_assert_int_gt(st.in_flight, 0);
+}
+END_TEST
+
+/*
+ * Single-shot recvs into provided buffers, in an io state and a select
+ * branch: the first buffer is kept in a pd_buf member, which every
+ * destruction must give back.
+ */
+struct grp_ctx {
+    int sv[2], waits;
+    pd_bufgroup *g;
+};
+
+static void grp_setup(void *v)
+{
+    struct grp_ctx *c = v;
+
+    memset(c, 0, sizeof(*c));
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, c->sv), 0);
+}
+
+static void grp_init(void *self, void *v)
+{
+    struct grp_ctx *c = v;
+
+    /* An idle timer that never fires while the fixture feeds it. */
+    grp_recv_init(self, c->sv[0], c->g, 60000);
+}
+
+/* A few messages, one per wait, then EOF. */
+static void grp_progress(void *v, int when)
+{
+    struct grp_ctx *c = v;
+
+    if (when != PD_HARNESS_WAITING)
+        return;
+    if (c->waits++ < 3)
+        pd_test_write(c->sv[1], "abcdefgh", 8);
+    else if (shutdown(c->sv[1], SHUT_WR) != 0)
+        ck_abort_msg("shutdown: %s", strerror(errno));
+}
+
+static void grp_after(void *v, const void *out)
+{
+    (void)v;
+    if (out)
+        ck_assert_int_eq(*(const long *)out, 24);
+}
+
+static void grp_cleanup(void *v)
+{
+    struct grp_ctx *c = v;
+
+    close(c->sv[0]);
+    close(c->sv[1]);
+}
+
+static struct grp_ctx grp_c;
+static const pd_harness_group grp_groups[] = { { 2, 8, &grp_c.g } };
+
+START_TEST(group_recv_every_point)
+{
+    const pd_harness_case c = {
+        .future = "grp_recv", .vt = &grp_recv_vtable, .ctx = &grp_c,
+        .setup = grp_setup, .init = grp_init, .progress = grp_progress,
+        .after = grp_after, .cleanup = grp_cleanup,
+    };
+    const pd_harness_opts o = { .groups = grp_groups, .ngroups = 1 };
+    pd_harness_stats st;
+
+    pd_harness_run_with(&c, &o, &st);
+    ck_assert_int_ge(st.points, 4);
+    ck_assert_int_gt(st.in_flight, 0);
+    ck_assert_int_gt(st.completed, 0);
+}
+END_TEST
+
+Suite *pd_suite_inv_buffers(void)
+{
+    Suite *s = suite_create("invariant 8: buffers, multishot at every completion");
+    TCase *tc = tcase_create("buffers");
+
+    tcase_set_timeout(tc, 120);
+    tcase_add_loop_test(tc, multishot_accept_every_completion, 0,
+                        (int)(sizeof(msa_cases) / sizeof(msa_cases[0])));
+    tcase_add_loop_test(tc, multishot_recv_every_completion, 0,
+                        (int)(sizeof(msr_cases) / sizeof(msr_cases[0])));
+    tcase_add_test(tc, group_recv_every_point);
     suite_add_tcase(s, tc);
     return s;
 }

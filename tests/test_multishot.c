@@ -4,8 +4,11 @@
  * data keeps arriving, an empty ring (-ENOBUFS, then no spinning until a
  * buffer is back), KEEP and pd_buf members, sync drops and pd_runtime_free
  * with a multishot request armed, and the out-of-line completions a sync
- * drop may need. Invariant 8 of docs/spec-language.md: after any
- * destruction every buffer is back in its ring or held by a live pd_buf.
+ * drop may need; and the same requests as select branches (ms_select,
+ * ms_sel_recv), whose then runs per completion while the select waits and
+ * which are quiesced when another branch wins or the state is left.
+ * Invariant 8 of docs/design.md: after any destruction every buffer is
+ * back in its ring or held by a live pd_buf.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -20,7 +23,10 @@
 
 #include "grp_recv.h"
 #include "ms_accept.h"
+#include "ms_poll.h"
 #include "ms_recv.h"
+#include "ms_sel_recv.h"
+#include "ms_select.h"
 #include "ms_stop.h"
 #include "testutil.h"
 
@@ -559,6 +565,456 @@ START_TEST(test_group_recv_single_shot)
 }
 END_TEST
 
+/* --- multishot poll_add --- */
+
+/*
+ * A pipe made readable five times: the poll's then runs for each, the
+ * request armed once; the writer's close ends it (EOF).
+ */
+START_TEST(test_poll_pipe_readable_repeatedly)
+{
+    int p[2], i, fds = pd_test_fd_count();
+    pd_runtime *rt = pd_test_rt();
+    pd_task *t;
+    ms_poll *f;
+    const long *out;
+
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+    t = ms_poll_spawn(rt, p[0], 1000);
+    f = task_self(t);
+    ck_assert_int_ge(pd_run_once(rt, 0), 0);
+    for (i = 1; i <= 5; i++) {
+        pd_test_write(p[1], "x", 1);
+        run_until(rt, &f->bytes, i);
+    }
+    ck_assert_int_ge(f->completions, 5);
+    ck_assert_int_eq(f->ends, 0);
+    ck_assert_uint_eq(stats(rt).ops_submitted, 1);
+    close(p[1]);
+    ck_assert_int_eq(pd_run(rt), 0);
+    out = pd_task_output(t);
+    ck_assert_ptr_nonnull(out);
+    ck_assert_int_eq(*out, 5);
+    assert_quiet(rt);
+    pd_task_release(t);
+    pd_runtime_free(rt);
+    close(p[0]);
+    ck_assert_int_eq(pd_test_fd_count(), fds);
+}
+END_TEST
+
+/* GOTO out at stop_after: the poll is cancelled and reaped first. */
+START_TEST(test_poll_goto_leaves_quiesced)
+{
+    int p[2], fds = pd_test_fd_count();
+    pd_runtime *rt = pd_test_rt();
+    pd_task *t;
+    const long *out;
+
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+    t = ms_poll_spawn(rt, p[0], 3);
+    ck_assert_int_ge(pd_run_once(rt, 0), 0);
+    feed(rt, p[1], 5, 1);
+    ck_assert_int_eq(pd_run(rt), 0);
+    out = pd_task_output(t);
+    ck_assert_ptr_nonnull(out);
+    ck_assert_int_ge(*out, 3);
+    assert_quiet(rt);
+    pd_task_release(t);
+    pd_runtime_free(rt);
+    close(p[0]);
+    close(p[1]);
+    ck_assert_int_eq(pd_test_fd_count(), fds);
+}
+END_TEST
+
+/*
+ * Cancelled while armed -- idle, or with completions queued and unseen --
+ * asynchronously, by a sync drop of a future on this stack, or by
+ * pd_runtime_free: nothing is left in flight, and data written afterwards
+ * is still in the pipe.
+ */
+START_TEST(test_poll_cancelled_while_armed)
+{
+    int how;
+
+    for (how = 0; how < 6; how++) {
+        int p[2], fds = pd_test_fd_count();
+        pd_runtime *rt = pd_test_rt();
+        pd_task *t;
+        ms_poll on_stack, *f;
+        char c;
+
+        ck_assert_int_eq(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+        if (how / 2 == 1) {
+            pd_task *host = ms_poll_spawn(rt, -1, 0); /* its poll fails at once */
+            pd_cx cx = { rt, host, NULL };
+
+            ms_poll_init(&on_stack, p[0], 1000);
+            ck_assert_int_eq(ms_poll_poll(&on_stack, &cx, NULL), PD_PENDING);
+            t = host;
+            f = &on_stack;
+        } else {
+            t = ms_poll_spawn(rt, p[0], 1000);
+            f = task_self(t);
+        }
+        ck_assert_int_ge(pd_run_once(rt, 0), 0);
+        if (how % 2) {
+            /* A completion posted, reaped into the slot, never seen. */
+            pd_test_write(p[1], "q", 1);
+            while (io_uring_cq_ready(&rt->ring) < 1)
+                ck_assert_int_ge(io_uring_submit_and_wait(&rt->ring, 1), 0);
+        }
+        switch (how / 2) {
+        case 0:
+            pd_task_cancel(t);
+            ck_assert_int_eq(pd_run(rt), 0);
+            assert_quiet(rt);
+            ck_assert_int_eq(f->completions, 0);
+            break;
+        case 1:
+            ms_poll_drop(&on_stack);
+            ck_assert_int_eq(f->completions, 0);
+            ck_assert_int_eq(pd_run(rt), 0);
+            assert_quiet(rt);
+            break;
+        default:
+            break; /* pd_runtime_free below drops it, armed */
+        }
+        pd_task_release(t);
+        pd_runtime_free(rt);
+        pd_test_write(p[1], "z", 1);
+        ck_assert_int_eq(read(p[0], &c, 1), 1);
+        ck_assert_int_eq(c, how % 2 ? 'q' : 'z');
+        close(p[0]);
+        close(p[1]);
+        ck_assert_int_eq(pd_test_fd_count(), fds);
+    }
+}
+END_TEST
+
+/* --- multishot branches of a select --- */
+
+/* Writes the 8-byte word that makes ms_select's quit branch complete. */
+static void say_quit(int fd)
+{
+    uint64_t w = 1;
+
+    pd_test_write(fd, &w, sizeof(w));
+}
+
+/* Connects n clients and waits until the kernel has posted want completions. */
+static void queue_clients(pd_runtime *rt, const struct sockaddr_in *addr,
+                          int *clients, int n, unsigned want)
+{
+    int i;
+
+    for (i = 0; i < n; i++)
+        clients[i] = connect_to(addr);
+    while (io_uring_cq_ready(&rt->ring) < want)
+        ck_assert_int_ge(io_uring_submit_and_wait(&rt->ring, 1), 0);
+}
+
+/* Every client sees EOF (its connection was closed by someone), then closes. */
+static void clients_see_eof(int lfd, int *clients, int n)
+{
+    int i;
+
+    drain_backlog(lfd);
+    for (i = 0; i < n; i++) {
+        ck_assert_msg(sees_eof(clients[i]), "client %d of %d: no EOF", i, n);
+        close(clients[i]);
+    }
+}
+
+/*
+ * Six connections reaped in one turn (more than the slot's inline queue):
+ * the accept's then runs once for each, in order, the request armed once
+ * and the select still waiting; then the quit branch wins.
+ */
+START_TEST(test_sel_accept_several_in_one_reap)
+{
+    struct sockaddr_in addr;
+    int lfd = pd_test_listener(&addr), q[2], clients[6], i;
+    int fds = pd_test_fd_count();
+    pd_runtime *rt = pd_test_rt();
+    pd_task *t;
+    ms_select *f;
+    const int *out;
+
+    ck_assert_int_eq(pipe2(q, O_CLOEXEC), 0);
+    t = ms_select_spawn(rt, lfd, q[0], 8);
+    f = task_self(t);
+    ck_assert_int_ge(pd_run_once(rt, 0), 0); /* both branches armed */
+    queue_clients(rt, &addr, clients, 6, 6);
+    for (i = 0; i < 3 && f->n < 6; i++)
+        ck_assert_int_ge(pd_run_once(rt, 0), 0);
+    ck_assert_int_eq(f->n, 6);
+    ck_assert_int_eq(f->ends, 0);
+    ck_assert_uint_eq(stats(rt).ops_submitted, 2);
+    for (i = 1; i < 6; i++)
+        ck_assert_int_gt(f->fds[i], f->fds[i - 1]); /* in order, none twice */
+    say_quit(q[1]);
+    ck_assert_int_eq(pd_run(rt), 0);
+    out = pd_task_output(t);
+    ck_assert_ptr_nonnull(out);
+    ck_assert_int_eq(*out, 6);
+    assert_quiet(rt);
+    ck_assert_uint_eq(stats(rt).cqe_overflow, 0);
+    pd_task_release(t);
+    pd_runtime_free(rt);
+    clients_see_eof(lfd, clients, 6);
+    close(q[0]);
+    close(q[1]);
+    ck_assert_int_eq(pd_test_fd_count(), fds);
+    close(lfd);
+}
+END_TEST
+
+/*
+ * The then leaves (GOTO) at the second of five completions of one reap:
+ * the three behind it are never delivered, their fds are closed, and the
+ * quit read is cancelled, before the next state runs.
+ */
+START_TEST(test_sel_accept_goto_between_completions)
+{
+    struct sockaddr_in addr;
+    int lfd = pd_test_listener(&addr), q[2], clients[5];
+    int fds = pd_test_fd_count();
+    pd_runtime *rt = pd_test_rt();
+    pd_task *t;
+    ms_select *f;
+    const int *out;
+
+    ck_assert_int_eq(pipe2(q, O_CLOEXEC), 0);
+    t = ms_select_spawn(rt, lfd, q[0], 2);
+    f = task_self(t);
+    ck_assert_int_ge(pd_run_once(rt, 0), 0);
+    queue_clients(rt, &addr, clients, 5, 5);
+    ck_assert_int_eq(pd_run(rt), 0);
+    out = pd_task_output(t);
+    ck_assert_ptr_nonnull(out);
+    ck_assert_int_eq(*out, 2);
+    ck_assert_int_eq(f->n, 2);
+    assert_quiet(rt);
+    /* The quit read was cancelled: a word written now is still in the pipe. */
+    say_quit(q[1]);
+    {
+        uint64_t w = 0;
+
+        ck_assert_int_eq(read(q[0], &w, sizeof(w)), (ssize_t)sizeof(w));
+    }
+    pd_task_release(t);
+    pd_runtime_free(rt);
+    clients_see_eof(lfd, clients, 5);
+    close(q[0]);
+    close(q[1]);
+    ck_assert_int_eq(pd_test_fd_count(), fds);
+    close(lfd);
+}
+END_TEST
+
+/*
+ * The quit word and three connections reaped in one turn: quit, declared
+ * first, wins, and the three accepted fds queued in the slot are closed
+ * without ever reaching the accept's then.
+ */
+START_TEST(test_sel_other_branch_wins_with_queued)
+{
+    struct sockaddr_in addr;
+    int lfd = pd_test_listener(&addr), q[2], clients[3];
+    int fds = pd_test_fd_count();
+    pd_runtime *rt = pd_test_rt();
+    pd_task *t;
+    ms_select *f;
+    const int *out;
+
+    ck_assert_int_eq(pipe2(q, O_CLOEXEC), 0);
+    t = ms_select_spawn(rt, lfd, q[0], 8);
+    f = task_self(t);
+    ck_assert_int_ge(pd_run_once(rt, 0), 0);
+    say_quit(q[1]);
+    queue_clients(rt, &addr, clients, 3, 4);
+    ck_assert_int_eq(pd_run(rt), 0);
+    out = pd_task_output(t);
+    ck_assert_ptr_nonnull(out);
+    ck_assert_int_eq(*out, 0);
+    ck_assert_int_eq(f->n, 0);
+    assert_quiet(rt);
+    pd_task_release(t);
+    pd_runtime_free(rt);
+    clients_see_eof(lfd, clients, 3);
+    close(q[0]);
+    close(q[1]);
+    ck_assert_int_eq(pd_test_fd_count(), fds);
+    close(lfd);
+}
+END_TEST
+
+/*
+ * Random rounds: q connections, maybe the quit word, a limit, a number of
+ * turns, then destruction by cancellation, by pd_runtime_free (a sync drop
+ * with the accept armed) or by a sync drop of a future on this stack.
+ * Every connection that left the backlog is closed; fd count flat.
+ */
+START_TEST(test_sel_accept_random_destruction)
+{
+    struct sockaddr_in addr;
+    int lfd = pd_test_listener(&addr), n = rounds(300), r;
+    int fds = pd_test_fd_count();
+    unsigned seed = 4242;
+
+    for (r = 0; r < n; r++) {
+        int qn = rand_r(&seed) % 7, limit = 1 + rand_r(&seed) % 9;
+        int turns = rand_r(&seed) % 4, how = rand_r(&seed) % 3, quit = rand_r(&seed) % 3 == 0;
+        int q[2], clients[6], i;
+        pd_runtime *rt = pd_test_rt();
+        pd_task *t = NULL;
+        ms_select on_stack;
+
+        ck_assert_int_eq(pipe2(q, O_CLOEXEC), 0);
+        if (how == 2) {
+            pd_task *host = ms_select_spawn(rt, lfd, q[0], 0);
+            pd_cx cx = { rt, host, NULL };
+
+            /* The host's own accept is never polled; on_stack borrows its task. */
+            ms_select_init(&on_stack, lfd, q[0], limit);
+            ck_assert_int_eq(ms_select_poll(&on_stack, &cx, NULL), PD_PENDING);
+            t = host;
+        } else {
+            t = ms_select_spawn(rt, lfd, q[0], limit);
+            ck_assert_int_ge(pd_run_once(rt, 0), 0);
+        }
+        if (quit)
+            say_quit(q[1]);
+        for (i = 0; i < qn; i++)
+            clients[i] = connect_to(&addr);
+        for (i = 0; i < turns; i++)
+            ck_assert_int_ge(pd_run_once(rt, 0), 0);
+        if (how == 2) {
+            ms_select_drop(&on_stack);
+            ms_select_drop(&on_stack); /* destruction happens once */
+        }
+        if (how == 0) {
+            pd_task_cancel(t);
+            ck_assert_int_eq(pd_run(rt), 0);
+            assert_quiet(rt);
+        }
+        pd_task_release(t);
+        pd_runtime_free(rt);
+        clients_see_eof(lfd, clients, qn);
+        close(q[0]);
+        close(q[1]);
+        ck_assert_int_eq(pd_test_fd_count(), fds);
+    }
+    close(lfd);
+}
+END_TEST
+
+/*
+ * A multishot recv branch on a one-buffer group: the first completion
+ * keeps the buffer, the next data ends the request with -ENOBUFS (its then
+ * sees it), the branch parks without submitting anything, and resumes once
+ * the buffer is released; EOF leaves the select with GOTO.
+ */
+START_TEST(test_sel_recv_empty_ring_resumes)
+{
+    int sv[2], q[2], i, fds = pd_test_fd_count();
+    pd_runtime *rt = pd_test_rt();
+    pd_bufgroup *g;
+    pd_task *t;
+    ms_sel_recv *f;
+    uint64_t submitted;
+    const long *out;
+
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    ck_assert_int_eq(pipe2(q, O_CLOEXEC), 0);
+    ck_assert_int_eq(pd_bufgroup_new(rt, 1, 64, &g), 0);
+    t = ms_sel_recv_spawn(rt, sv[0], q[0], g, 100000, 1);
+    f = task_self(t);
+    ck_assert_int_ge(pd_run_once(rt, 0), 0);
+    pd_test_write(sv[1], "a", 1);
+    run_until(rt, &f->completions, 1);
+    ck_assert_uint_eq(pd_bufgroup_available(g), 0);
+    ck_assert_ptr_nonnull(f->kept.data);
+    pd_test_write(sv[1], "bc", 2);
+    run_until(rt, &f->nobufs, 1);
+    ck_assert_int_eq(f->ends, 1);
+    submitted = stats(rt).ops_submitted;
+    for (i = 0; i < 20; i++)
+        ck_assert_int_ge(pd_run_once(rt, 0), 0);
+    ck_assert_uint_eq(stats(rt).ops_submitted, submitted);
+    ck_assert_int_eq(f->bytes, 1);
+    pd_buf_release(&f->kept);
+    run_until(rt, &f->bytes, 3);
+    close(sv[1]);
+    ck_assert_int_eq(pd_run(rt), 0);
+    out = pd_task_output(t);
+    ck_assert_ptr_nonnull(out);
+    ck_assert_int_eq(*out, 3);
+    ck_assert_uint_eq(pd_bufgroup_available(g), 1);
+    assert_quiet(rt);
+    pd_task_release(t);
+    pd_runtime_free(rt);
+    close(sv[0]);
+    close(q[0]);
+    close(q[1]);
+    ck_assert_int_eq(pd_test_fd_count(), fds);
+}
+END_TEST
+
+/*
+ * A multishot recv branch under a select deadline, and raced by a quit
+ * read: whichever ends it -- the deadline, the quit word, a cancellation
+ * or a sync drop while data keeps arriving -- every buffer is back (the
+ * kept one after the future is destroyed) and nothing is left in flight.
+ */
+START_TEST(test_sel_recv_ends_every_way)
+{
+    int n = rounds(120), r;
+    unsigned seed = 99;
+
+    for (r = 0; r < n; r++) {
+        int sv[2], q[2], fds = pd_test_fd_count();
+        int how = r % 4, turns = rand_r(&seed) % 5;
+        pd_runtime *rt = pd_test_rt();
+        pd_bufgroup *g;
+        pd_task *t;
+        const long *out;
+
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        ck_assert_int_eq(pipe2(q, O_CLOEXEC), 0);
+        ck_assert_int_eq(pd_bufgroup_new(rt, 4, 32, &g), 0);
+        t = ms_sel_recv_spawn(rt, sv[0], q[0], g, how == 0 ? 5 : 100000,
+                              rand_r(&seed) % 3);
+        feed(rt, sv[1], turns, 1 + (size_t)rand_r(&seed) % 40);
+        pd_test_write(sv[1], "tail", 4);
+        if (how == 0 || how == 1) {
+            if (how == 1)
+                pd_test_write(q[1], "quitquit", 8);
+            ck_assert_int_eq(pd_run(rt), 0);
+            out = pd_task_output(t);
+            ck_assert_ptr_nonnull(out);
+            ck_assert_int_eq(*out, how == 0 ? -ETIMEDOUT : -1);
+        } else if (how == 2) {
+            pd_task_cancel(t);
+            ck_assert_int_eq(pd_run(rt), 0);
+        }
+        if (how != 3) {
+            assert_quiet(rt);
+            ck_assert_uint_eq(pd_bufgroup_available(g), 4);
+        }
+        pd_task_release(t);
+        pd_runtime_free(rt); /* how 3: a sync drop, the recv armed */
+        close(sv[0]);
+        close(sv[1]);
+        close(q[0]);
+        close(q[1]);
+        ck_assert_int_eq(pd_test_fd_count(), fds);
+    }
+}
+END_TEST
+
 Suite *pd_suite_multishot(void)
 {
     Suite *s = suite_create("multishot");
@@ -577,6 +1033,21 @@ Suite *pd_suite_multishot(void)
     tcase_add_test(tc, test_recv_stop_delivers_what_is_owed);
     tcase_add_test(tc, test_recv_allocates_nothing);
     tcase_add_test(tc, test_group_recv_single_shot);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("poll");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_poll_pipe_readable_repeatedly);
+    tcase_add_test(tc, test_poll_goto_leaves_quiesced);
+    tcase_add_test(tc, test_poll_cancelled_while_armed);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("select");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_sel_accept_several_in_one_reap);
+    tcase_add_test(tc, test_sel_accept_goto_between_completions);
+    tcase_add_test(tc, test_sel_other_branch_wins_with_queued);
+    tcase_add_test(tc, test_sel_accept_random_destruction);
+    tcase_add_test(tc, test_sel_recv_empty_ring_resumes);
+    tcase_add_test(tc, test_sel_recv_ends_every_way);
     suite_add_tcase(s, tc);
     return s;
 }

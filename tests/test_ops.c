@@ -16,6 +16,7 @@
 #include "fs_ops.h"
 #include "harness.h"
 #include "net_ops.h"
+#include "paren_ms.h"
 #include "pipe_ops.h"
 #include "testutil.h"
 
@@ -456,6 +457,29 @@ START_TEST(op_cancel_points)
 }
 END_TEST
 
+/* --- user expressions in generated arithmetic --- */
+
+/*
+ * `timeout: {ms: self->a + self->b}` is one value of milliseconds: with
+ * a = 50 and b = 0 it is 50 ms, and the 5 ms timer declared first wins.
+ * Unparenthesised, the generated `a + b * 1000000LL` was 50 ns, and the
+ * sum won. (Had both fired by the reap, the first declared wins the tie,
+ * so the test cannot fail because the machine is slow.)
+ */
+START_TEST(timeout_ms_sum_is_one_value)
+{
+    pd_runtime *rt = pd_test_rt();
+    int out = 0;
+    paren_ms f;
+
+    paren_ms_init(&f, 50, 0, 5000000);
+    ck_assert_int_eq(pd_block_on(rt, paren_ms_dyn(&f), &out), 0);
+    ck_assert_int_eq(out, 1);
+    pd_test_quiet(rt);
+    pd_runtime_free(rt);
+}
+END_TEST
+
 Suite *pd_suite_io_ops(void)
 {
     Suite *s = suite_create("io ops");
@@ -470,6 +494,7 @@ Suite *pd_suite_io_ops(void)
     tcase_add_test(tc, pipe_ops_cancelled_poll_takes_nothing);
     tcase_add_test(tc, net_ops_echoes_twice_and_names_the_peer);
     tcase_add_test(tc, net_ops_cancelled_accept_leaves_the_connection_queued);
+    tcase_add_test(tc, timeout_ms_sum_is_one_value);
     suite_add_tcase(s, tc);
     tcase_add_loop_test(h, op_cancel_points, 0, (int)(sizeof(op_cases) / sizeof(op_cases[0])));
     tcase_set_timeout(h, 120);

@@ -138,6 +138,7 @@ Suite *pd_suite_inv_no_alloc(void);
 Suite *pd_suite_inv_no_fd_leak(void);
 Suite *pd_suite_inv_order(void);
 Suite *pd_suite_inv_cancelled(void);
+Suite *pd_suite_inv_buffers(void);
 Suite *pd_suite_io_ops(void);
 Suite *pd_suite_whole_deadline(void);
 Suite *pd_suite_arrays(void);

@@ -85,16 +85,22 @@ typedef struct http_srv {
     int signo;               /* the signal that began the drain, if one did */
     http_link *conns;        /* every live connection, for the drain */
     http_pool pool;
+    /*
+     * The buffer group requests are received into (the ring design), or
+     * NULL for the peek design: see docs/httpd.md, "Memory".
+     */
+    pd_bufgroup *group;
     uint64_t responses;      /* responses sent completely */
+    uint64_t nobufs;         /* receives the empty ring ended (ENOBUFS) */
     uint64_t accepted;
     /* Cached formatted times: the Date of this second, the last Last-Modified. */
     time_t date_sec, lm_sec;
     char date[40], lm[40];
     /*
      * Shared targets of reads whose bytes nobody looks at: the 1-byte
-     * MSG_PEEK that waits for an idle connection's next request, and the
-     * discarded input of lingering closes. Kernel writes to them may
-     * overlap; no code reads them.
+     * MSG_PEEK that waits for an idle connection's next request (peek
+     * design), and the discarded input of lingering closes. Kernel writes
+     * to them may overlap; no code reads them.
      */
     char peek;
     char scratch[4096];

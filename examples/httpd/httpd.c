@@ -2,7 +2,7 @@
  * httpd: an HTTP/1.1 static file server written as polldrop specs.
  *
  *   build/httpd [-p PORT] [-a ADDR] [-r ROOT] [-t THREADS] [-d DRAIN_MS]
- *               [-H HEADER_MS] [-k IDLE_MS] [-m MAX_CONNS] [-q]
+ *               [-H HEADER_MS] [-k IDLE_MS] [-m MAX_CONNS] [-b BUFS] [-s SIZE] [-q]
  *
  * The command line; the server is server.c, the protocol http.c, the I/O
  * the specs http_accept, http_conn and http_drain. Exits 0 after a drain
@@ -19,7 +19,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: httpd [-p PORT] [-a ADDR] [-r ROOT] [-t THREADS] [-d DRAIN_MS]\n"
-            "             [-H HEADER_MS] [-k IDLE_MS] [-m MAX_CONNS] [-q]\n"
+            "             [-H HEADER_MS] [-k IDLE_MS] [-m MAX_CONNS] [-b BUFS] [-s SIZE] [-q]\n"
             "  -p PORT       TCP port (default 8080; 0 picks a free one)\n"
             "  -a ADDR       IPv4 or IPv6 address to bind (default 127.0.0.1)\n"
             "  -r ROOT       directory served (default .)\n"
@@ -29,7 +29,11 @@ static void usage(FILE *f)
             "  -H HEADER_MS  time to receive a request's head and body (default 10000)\n"
             "  -k IDLE_MS    keep-alive idle time (default 5000)\n"
             "  -m MAX_CONNS  connections served at once (default 10000)\n"
-            "  -q            print nothing but errors\n");
+            "  -b BUFS       requests are received into a buffer group of BUFS buffers\n"
+            "                per thread (a power of two, default %d); 0 waits with a\n"
+            "                1-byte peek instead (docs/httpd.md, \"Memory\")\n"
+            "  -s SIZE       bytes per buffer of the group (64-65536, default %d)\n"
+            "  -q            print nothing but errors\n", HTTPD_BUFS, HTTPD_BUF_SIZE);
 }
 
 int main(int argc, char **argv)
@@ -43,7 +47,7 @@ int main(int argc, char **argv)
     drain_ms = o.drain_ms;
     header_ms = o.header_ms;
     idle_ms = o.idle_ms;
-    while ((opt = getopt(argc, argv, "p:a:r:t:d:H:k:m:qh")) != -1) {
+    while ((opt = getopt(argc, argv, "p:a:r:t:d:H:k:m:b:s:qh")) != -1) {
         long *dst = NULL, lo = 1, hi = INT_MAX;
 
         switch (opt) {
@@ -53,6 +57,8 @@ int main(int argc, char **argv)
         case 'H': dst = &header_ms; break;
         case 'k': dst = &idle_ms; break;
         case 'm': dst = &o.max_conns, hi = LONG_MAX; break;
+        case 'b': dst = &o.bufs, lo = 0, hi = 32768; break;
+        case 's': dst = &o.buf_size, lo = 64, hi = 65536; break;
         case 'a': o.host = optarg; break;
         case 'r': o.root = optarg; break;
         case 'q': o.quiet = 1; break;
@@ -63,6 +69,10 @@ int main(int argc, char **argv)
             fprintf(stderr, "httpd: bad value '%s' for -%c (%ld-%ld)\n", optarg, opt, lo, hi);
             return 2;
         }
+    }
+    if (o.bufs & (o.bufs - 1)) {
+        fprintf(stderr, "httpd: -b %ld is not a power of two\n", o.bufs);
+        return 2;
     }
     if (optind != argc) {
         usage(stderr);

@@ -202,6 +202,38 @@ MUTANTS = [
          inv="1/2: an op cancelled by the task that now owns its future still "
              "wakes the task that submitted it (a future handed to pd_drop_async)",
          run="c"),
+    # --- multishot requests and provided buffers (invariant 8) ---
+    dict(name="ms-queued-lost-on-cancel",
+         file="runtime/runtime.c",
+         old="    m->discard = 1;\n    pd__mop_drain(m);\n",
+         new="    m->discard = 1;\n    m->qlen = 0;\n",
+         inv="5/8: completions queued in a multishot slot are forgotten when it is "
+             "cancelled (accepted fds left open, buffers never returned)",
+         run="c"),
+    dict(name="ms-sync-discard-lost",
+         file="runtime/runtime.c",
+         old="    if (m->discard)\n        pd__mop_release(m, c);\n    else\n"
+             "        pd__mop_push(rt, m, c);",
+         new="    if (m->discard && !force)\n        pd__mop_release(m, c);\n"
+             "    else if (!m->discard)\n        pd__mop_push(rt, m, c);",
+         inv="5/8: a completion a sync drop reaps for a cancelled multishot slot "
+             "is not released (its buffer never goes back, its fd stays open)",
+         run="c"),
+    dict(name="ms-slot-idle-while-more",
+         file="runtime/runtime.c",
+         old="    pd__wake(m->op.task);\n    if (!(c.flags & IORING_CQE_F_MORE))\n"
+             "        pd__mop_unpend(rt, m);\n    return 0;",
+         new="    pd__wake(m->op.task);\n    pd__mop_unpend(rt, m);\n    return 0;",
+         inv="1: a multishot slot counts as finished at a completion that has "
+             "IORING_CQE_F_MORE (the kernel still holds the request)",
+         run="c"),
+    dict(name="ms-kept-buffer-not-returned",
+         file="templates/future.c.j2",
+         old="    pd_buf_release(&self->{{ v.name }}); /* a buffer still held goes back last */",
+         new="    (void)self->{{ v.name }};",
+         inv="8: a pd_buf member still holding a buffer is not returned by the "
+             "drop code",
+         run="c"),
     dict(name="gen-keyword-check",
          file="gen/validate.py",
          old="            self.err(pos, f\"{what} '{name}' is a C keyword\")",
