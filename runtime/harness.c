@@ -425,7 +425,7 @@ static int pd__harness_one(const pd_harness_case *c, int step, int k, int at, in
     woken = !completed && pd__task_queued(r.t);
 
     if (path == PATH_SYNC) {
-        c->vt->drop(r.self);
+        pd__task_drop_sync(r.t); /* the vtable's drop; the task is then over */
     } else if (path != PATH_FREE) {
         pd_task_cancel(r.t);
         if (path == PATH_ASYNC) {
@@ -443,7 +443,7 @@ static int pd__harness_one(const pd_harness_case *c, int step, int k, int at, in
             if (dsusp < j)
                 *drop_done = 1;
             else if (path == PATH_ASYNC_SYNC && pd__hrun_going(&r, 1))
-                c->vt->drop(r.self); /* a sync drop in the middle of the async drop */
+                pd__task_drop_sync(r.t); /* in the middle of the async drop */
             else if (path == PATH_FORCED && pd__hrun_going(&r, 1)) {
                 pd_stats s;
 
@@ -459,14 +459,19 @@ static int pd__harness_one(const pd_harness_case *c, int step, int k, int at, in
     if (path != PATH_FREE && path != PATH_ASYNC_FREE) {
         pd__hrun_quiet(&r);
         pd__hrun_buffers(&r);
+#ifndef PD_CHECKED
         /*
-         * Destroyed means destroyed: both destructors, called again while
-         * the memory exists, do nothing (no drop code, no request).
+         * Destroyed means destroyed: in the default build both destructors,
+         * called again while the memory exists, do nothing (no drop code,
+         * no request). The checked build aborts on that second destruction
+         * instead (docs/design.md), so it is not made there: the misuse
+         * tests check the abort.
          */
         if (pd__task_poll_drop(r.t) != PD_READY)
             ck_abort_msg("%s: poll_drop on the destroyed future is not Ready", r.what);
         c->vt->drop(r.self);
         pd__hrun_quiet(&r);
+#endif
     }
     has_out = pd_task_state(r.t) == PD_TASK_DONE;
     if (has_out && c->vt->out_size)

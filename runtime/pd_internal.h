@@ -62,6 +62,7 @@ enum {
     PD__TASK_ROOT = 1u << 1, /* pd_block_on's stack task: never freed */
     PD__TASK_CANCEL = 1u << 2, /* cancelled before it was started */
     PD__TASK_FORCED = 1u << 3, /* a shutdown deadline passed: skip teardown */
+    PD__TASK_FREED_DROP = 1u << 4, /* pd_runtime_free sync-dropped its future */
 };
 
 struct pd_runtime {
@@ -332,6 +333,11 @@ static inline void pd__wake(pd_task *t)
  *   number submitted or -errno.
  * - pd__task_poll_drop calls t's poll_drop once, outside any turn, as the
  *   runtime would: for checking that a destroyed future stays destroyed.
+ * - pd__task_drop_sync sync-drops the future of t if t is running or being
+ *   async-dropped, and finishes t (cancelled, or done if its future had
+ *   returned): the runtime never destroys it again, as that would be a
+ *   second destruction (which the checked build aborts on). A task that
+ *   is over already is left alone.
  * - pd__sq_unsubmitted is the number of requests queued, not yet
  *   submitted; pd__cq_ready the number of completions posted, not reaped.
  * - pd__ring_reap_one dispatches the oldest completion posted, if any, as
@@ -348,6 +354,7 @@ int pd__run_enter(pd_runtime *rt, int wait);
 int pd__ring_wait_cqe(pd_runtime *rt);
 int pd__ring_submit(pd_runtime *rt);
 pd_poll pd__task_poll_drop(pd_task *t);
+void pd__task_drop_sync(pd_task *t);
 int pd__ring_strays(pd_runtime *rt, const void *mem, size_t len, unsigned ms);
 int pd__ring_reap_one(pd_runtime *rt);
 extern void (*pd__group_freeing)(const pd_bufgroup *g);
@@ -566,9 +573,22 @@ static inline void pd__prep_openat2(pd_cx *cx, pd__op *op, const char *path,
     PD__PREP(cx, op, 1, io_uring_prep_openat2(pd__s, dfd, path, how));
 }
 
+/*
+ * A close that cannot have a submission entry (the ring is broken) must
+ * still release fd: the future forgets it once the close completed, so
+ * failing the op with the ring's error would leak it. It is closed with
+ * close(2) instead, here, and the op completes with that result.
+ */
 static inline void pd__prep_close(pd_cx *cx, pd__op *op, int fd)
 {
-    PD__PREP(cx, op, 0, io_uring_prep_close(pd__s, fd));
+    struct io_uring_sqe *sqe = pd__op_sqe(cx, op, 0);
+
+    if (PD__UNLIKELY(sqe == NULL)) {
+        op->res = close(fd) == 0 ? 0 : -errno;
+        return;
+    }
+    io_uring_prep_close(sqe, fd);
+    pd__op_arm(cx, sqe, op);
 }
 
 static inline void pd__prep_fsync(pd_cx *cx, pd__op *op, int fd,

@@ -570,12 +570,13 @@ pd__dispatch(pd_runtime *rt, const struct io_uring_cqe *cqe, int force)
     pd__op *op = (pd__op *)(uintptr_t)ud;
 
     /*
-     * The common case in one test: a plain op's own result. Its user_data
+     * The common case in two tests: a plain op's own result. Its user_data
      * is the slot's address, untagged (the low three bits clear) and past
      * every reserved value, and the completion is the request's last.
      */
-    if (PD__UNLIKELY((ud & 7) | (ud < PD__UD_RESERVED) |
-                     (cqe->flags & (IORING_CQE_F_MORE | IORING_CQE_F_NOTIF))))
+    if (PD__UNLIKELY(((ud & 7) | (cqe->flags & (IORING_CQE_F_MORE |
+                                                 IORING_CQE_F_NOTIF))) != 0) ||
+        PD__UNLIKELY(ud < PD__UD_RESERVED))
         return pd__dispatch_rare(rt, cqe, force);
     pd__checked_cqe(cqe);
     op->res = cqe->res;
@@ -600,9 +601,11 @@ static unsigned pd__reap(pd_runtime *rt, int force)
     unsigned head = *cq->khead;
     unsigned tail = io_uring_smp_load_acquire(cq->ktail);
     unsigned mask = cq->ring_mask, n;
+    /* In a local: the compiler cannot tell the slots' stores from cq's. */
+    struct io_uring_cqe *cqes = cq->cqes;
 
     for (; head != tail; head++)
-        if (PD__UNLIKELY(pd__dispatch(rt, &cq->cqes[head & mask], force)))
+        if (PD__UNLIKELY(pd__dispatch(rt, &cqes[head & mask], force)))
             break;
     n = head - *cq->khead;
     if (n != 0)
@@ -1257,6 +1260,13 @@ unsigned pd_bufgroup_available(const pd_bufgroup *g)
 
 /* --- tasks --- */
 
+/* Whether t's future is still to be destroyed (by the runtime or pd_runtime_free). */
+static int pd__task_live(const pd_task *t)
+{
+    return (t->state == PD_TASK_RUNNING || t->state == PD_TASK_DROPPING) &&
+           !(t->flags & PD__TASK_FREED_DROP);
+}
+
 static void pd__live_link(pd_runtime *rt, pd_task *t)
 {
     t->live_prev = NULL;
@@ -1796,10 +1806,16 @@ void pd_runtime_free(pd_runtime *rt)
         pd__task_release_mem(t);
         t = next;
     }
-    /* Sync-drop first, so that every kernel-owned buffer comes back... */
+    /*
+     * Sync-drop first, so that every kernel-owned buffer comes back... A
+     * task's future may destroy another task (a pd_join drops the task it
+     * awaits): the flag, set first, keeps each from being destroyed twice.
+     */
     for (t = rt->live_head; t; t = t->live_next)
-        if (t->state == PD_TASK_RUNNING || t->state == PD_TASK_DROPPING)
+        if (pd__task_live(t)) {
+            t->flags |= PD__TASK_FREED_DROP;
             t->vt->drop(t->self);
+        }
     /*
      * ...then free: nothing can touch the tasks any more. A task that
      * finished but is still queued leaves the queue: freed now if nobody
@@ -1914,10 +1930,6 @@ void pd_join_init(pd_join *j, pd_task *task, void *out)
     j->out = out;
 }
 
-static int pd__join_live(const pd_task *t)
-{
-    return t->state == PD_TASK_RUNNING || t->state == PD_TASK_DROPPING;
-}
 
 static pd_poll pd__join_poll(void *self, pd_cx *cx, void *out)
 {
@@ -1927,7 +1939,7 @@ static pd_poll pd__join_poll(void *self, pd_cx *cx, void *out)
 
     if (t == NULL) {
         r = -ENOMEM;
-    } else if (pd__join_live(t)) {
+    } else if (pd__task_live(t)) {
         t->waiter = cx->task;
         return PD_PENDING;
     } else if (t->state == PD_TASK_DONE) {
@@ -1957,7 +1969,7 @@ static pd_poll pd__join_poll_drop(void *self, pd_cx *cx)
 
     if (t == NULL)
         return PD_READY;
-    if (pd__join_live(t)) {
+    if (pd__task_live(t)) {
         /* Cancelled, and awaited until its async drop is over. */
         pd__task_cancel(t);
         t->waiter = cx->task;
@@ -1967,6 +1979,26 @@ static pd_poll pd__join_poll_drop(void *self, pd_cx *cx)
     return PD_READY;
 }
 
+/*
+ * Sync-drops a live task's future and finishes the task, so that the
+ * runtime never destroys it again; a task whose future was destroyed
+ * already is left alone. Destroyed here rather than by the runtime's poll,
+ * which would have dropped the runtime's reference: so this drops it. A
+ * task still on the ready queue is freed when the queue reaches it.
+ */
+void pd__task_drop_sync(pd_task *t)
+{
+    if (!pd__task_live(t))
+        return;
+    t->vt->drop(t->self);
+    if (t->flags & PD__TASK_STARTED) {
+        pd__task_finish(t->rt, t);
+        t->refs--;
+    } else {
+        t->state = PD_TASK_CANCELLED;
+    }
+}
+
 static void pd__join_drop(void *self)
 {
     pd_join *j = self;
@@ -1974,20 +2006,7 @@ static void pd__join_drop(void *self)
 
     if (t == NULL)
         return;
-    if (pd__join_live(t)) {
-        /*
-         * Destroyed here rather than by the runtime's poll, which would
-         * have dropped the runtime's reference: so this drops it. A task
-         * still on the ready queue is freed when the queue reaches it.
-         */
-        t->vt->drop(t->self);
-        if (t->flags & PD__TASK_STARTED) {
-            pd__task_finish(t->rt, t);
-            t->refs--;
-        } else {
-            t->state = PD_TASK_CANCELLED;
-        }
-    }
+    pd__task_drop_sync(t);
     pd__join_release(j);
 }
 

@@ -184,7 +184,7 @@ START_TEST(members_are_sync_dropped_with_the_parent)
     pipe_pool_init(mem, f.r, f.bye[1], 0, 0);
     pd_task_start(t);
     ck_assert_int_eq(pd_run_once(rt, 0), 1);
-    pipe_pool_drop(mem);
+    pd__task_drop_sync(t); /* pipe_pool_drop on the task's future */
     ck_assert_int_eq(pd_test_rec_count("pipe_read", PD_TRACE_DROP), 4);
     ck_assert_int_eq(pool_byes(&f), 0); /* no teardown on a sync drop */
     pd_task_release(t);

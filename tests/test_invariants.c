@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "accept_one.h"
+#include "close_fd.h"
 #include "copy_file.h"
 #include "grp_recv.h"
 #include "ms_accept.h"
@@ -72,7 +73,7 @@ static void kernel_owns_case(int sync)
     pd_task_start(t);
     start_reading(rt);
     if (sync) {
-        pipe_read_drop(f);
+        pd__task_drop_sync(t); /* pipe_read_drop; the task is over */
     } else {
         pd_task_cancel(t);
         ck_assert_int_eq(pd_run(rt), 0);
@@ -82,8 +83,7 @@ static void kernel_owns_case(int sync)
     /* The buffer is ours again: the kernel must never write into it. */
     memset(f->buf, 'Q', sizeof(f->buf));
     pd_test_write(x.p[1], "late", 4);
-    if (!sync) /* (a sync-dropped task's future must not be polled again) */
-        ck_assert_int_eq(pd_run_once(rt, 0), 0);
+    ck_assert_int_eq(pd_run_once(rt, 0), 0);
     usleep(10000);
     ck_assert_int_eq(f->buf[0], 'Q');
     ck_assert_int_eq(read(x.p[0], got, sizeof(got)), 4);
@@ -124,37 +124,48 @@ END_TEST
 /*
  * A future polled by one task and handed to pd_drop_async in another: its
  * cancelled read's completion must wake the task dropping it now, not the
- * one that submitted the read (which nothing else will ever wake).
+ * one that submitted the read (which would not poll the dropper). The
+ * future is not a's own: a task's future is destroyed by its task only.
  */
 START_TEST(kernel_owns_handed_over_future)
 {
     pd_runtime *rt = pd_test_rt();
     struct pipes x;
-    pipe_read *f;
+    pipe_read f;
     pd_drop_async *d;
     pd_task *a, *b;
-    int turns;
+    int turns, hp[2];
 
     pipes_open(&x);
+    ck_assert_int_eq(pipe2(hp, O_CLOEXEC), 0);
     pd_test_rec_start();
-    a = pd_task_new(rt, &pipe_read_vtable, (void **)&f);
-    pipe_read_init(f, x.p[0], -1);
-    pd_task_start(a);
-    start_reading(rt); /* a's read is in flight; a waits for it */
+    a = pipe_read_spawn(rt, hp[0], -1); /* a waits on a pipe nobody writes */
+    start_reading(rt);
+    pipe_read_init(&f, x.p[0], -1);
+    {
+        pd_cx cx = { rt, a, NULL };
+
+        ck_assert_int_eq(pipe_read_poll(&f, &cx, NULL), PD_PENDING);
+    }
+    start_reading(rt); /* f's read is in flight, submitted by a */
     b = pd_task_new(rt, &pd_drop_async_vtable, (void **)&d);
-    pd_drop_async_init(d, pipe_read_dyn(f));
+    pd_drop_async_init(d, pipe_read_dyn(&f));
     pd_task_start(b);
-    for (turns = 0; turns < 100 && pd_task_state(b) != PD_TASK_DONE; turns++)
-        ck_assert_int_ge(pd_run_once(rt, 1), 0);
+    /* Turns that never block: a read in flight (a's own) would block them. */
+    for (turns = 0; turns < 1000 && pd_task_state(b) != PD_TASK_DONE; turns++)
+        ck_assert_int_ge(pd_run_once(rt, 0), 0);
     ck_assert_msg(pd_task_state(b) == PD_TASK_DONE,
                   "the dropper was never woken by the cancelled read");
-    ck_assert_int_eq(pd_task_state(a), PD_TASK_RUNNING); /* nothing woke a */
     ck_assert_int_eq(pd_test_rec_count("pipe_read", PD_TRACE_DROP), 1);
+    pd_task_cancel(a);
+    ck_assert_int_eq(pd_run(rt), 0);
+    ck_assert_int_eq(pd_test_rec_count("pipe_read", PD_TRACE_DROP), 2);
     pd_task_release(b);
     pd_task_release(a);
-    pd_runtime_free(rt); /* sync-drops a's future again: it stays destroyed */
-    ck_assert_int_eq(pd_test_rec_count("pipe_read", PD_TRACE_DROP), 1);
+    pd_runtime_free(rt);
     pipes_close(&x);
+    close(hp[0]);
+    close(hp[1]);
 }
 END_TEST
 
@@ -260,10 +271,10 @@ START_TEST(once_dropped_during_its_own_teardown)
     ck_assert_int_ge(pd_run_once(rt, 0), 0);
     ck_assert_int_eq(pd_test_rec_count("pipe_read", PD_TRACE_TEARDOWN), 1);
     ck_assert_int_eq(pd_task_state(t), PD_TASK_DROPPING);
-    pipe_read_drop(f); /* sync drop in the middle of teardown */
+    pd__task_drop_sync(t); /* pipe_read_drop in the middle of teardown */
     expect_drops(1);
     pd_task_release(t);
-    pd_runtime_free(rt); /* would drop again if it could */
+    pd_runtime_free(rt);
     expect_drops(1);
     pipes_close(&x);
 }
@@ -370,7 +381,7 @@ START_TEST(no_teardown_on_sync_drop)
         nested_init(self, x.p[0], x.bye[1]);
         pd_task_start(t);
         start_reading(rt);
-        nested_drop(self);
+        pd__task_drop_sync(t); /* nested_drop on the task's future */
         pd_task_release(t);
     }
     nested_drop(&n);
@@ -544,7 +555,11 @@ static void accept_rounds(int sync)
         if (round & 1)
             ck_assert_int_ge(pd_run_once(rt, 0), 0); /* let the completion in */
         if (sync) {
-            accept_one_drop(f);
+            /*
+             * accept_one_drop on the task's future, and the task is over:
+             * the runtime must not destroy the future a second time.
+             */
+            pd__task_drop_sync(t);
         } else {
             pd_task_cancel(t);
             ck_assert_int_eq(pd_run(rt), 0);
@@ -555,11 +570,6 @@ static void accept_rounds(int sync)
             close(*(const int *)pd_task_output(t)); /* it won the race: ours */
         } else {
             raced++;
-        }
-        if (sync) {
-            /* Retire the task without polling its destroyed future again. */
-            pd_task_cancel(t);
-            ck_assert_int_eq(pd_run(rt), 0);
         }
         pd_task_release(t);
         close(c);
@@ -622,8 +632,9 @@ START_TEST(no_fd_leak_sync_drop_during_close)
     /* The run completed; poll_drop has submitted the close, not reaped it. */
     ck_assert_int_eq(pd_task_state(t), PD_TASK_DROPPING);
     ck_assert_int_ge(f->fd, 0);
-    read_file_drop(f);
+    pd__task_drop_sync(t); /* read_file_drop on the task's future */
     ck_assert_int_eq(f->fd, -1);
+    pd_task_release(t);
     /* Nothing closed twice: a new fd with the old number stays open. */
     spy = open(path, O_RDONLY | O_CLOEXEC);
     ck_assert_int_ge(spy, 0);
@@ -660,6 +671,48 @@ START_TEST(closed_unless_cancelled)
 }
 END_TEST
 
+/*
+ * A close that gets no submission entry because the ring is broken: the
+ * submission queue is full (of requests nobody will see: reserved
+ * user_data 0), and io_uring_enter fails hard (the ring's descriptor is
+ * swapped for one that is not a ring). The future sees the close
+ * completed (its then runs in the same poll) and forgets its fd: the
+ * runtime must have closed it with close(2), whose result then sees.
+ */
+START_TEST(no_fd_leak_close_without_sqe)
+{
+    const pd_config cfg = { .entries = 2 };
+    pd_runtime *rt;
+    int bogus[2], fd, fds, ring_fd;
+    pd_task *t;
+    const int *out;
+
+    ck_assert_int_eq(pipe2(bogus, O_CLOEXEC), 0);
+    fds = pd_test_fd_count();
+    fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(pd_runtime_new(&rt, &cfg), 0);
+    t = close_fd_spawn(rt, fd);
+    while (io_uring_sq_space_left(&rt->ring) > 0)
+        io_uring_prep_nop(io_uring_get_sqe(&rt->ring)); /* user_data 0 */
+    ring_fd = rt->ring.enter_ring_fd;
+    rt->ring.enter_ring_fd = bogus[0];
+    ck_assert_int_lt(pd_run_once(rt, 0), 0); /* the entry fails: the ring is broken */
+    rt->ring.enter_ring_fd = ring_fd;
+    out = pd_task_output(t);
+    ck_assert_ptr_nonnull(out);
+    ck_assert_int_eq(*out, 0);
+    ck_assert_int_eq(pd_test_fd_count(), fds + 2); /* the ring and its eventfd */
+    ck_assert_int_eq(pd_run(rt), 0);
+    pd_test_quiet(rt);
+    pd_task_release(t);
+    pd_runtime_free(rt);
+    ck_assert_int_eq(pd_test_fd_count(), fds);
+    close(bogus[0]);
+    close(bogus[1]);
+}
+END_TEST
+
 Suite *pd_suite_inv_no_fd_leak(void)
 {
     Suite *s = suite_create("invariant 5: no fd leak");
@@ -670,6 +723,7 @@ Suite *pd_suite_inv_no_fd_leak(void)
     tcase_add_test(tc, no_fd_leak_openat_cancelled);
     tcase_add_test(tc, no_fd_leak_sync_drop_during_close);
     tcase_add_test(tc, closed_unless_cancelled);
+    tcase_add_test(tc, no_fd_leak_close_without_sqe);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
     return s;
@@ -732,7 +786,7 @@ static void cancelled_case(int sync, int nested_child)
     pd_task_start(t);
     start_reading(rt);
     if (sync) {
-        t->vt->drop(self);
+        pd__task_drop_sync(t); /* the future's drop; the task is over */
     } else {
         pd_task_cancel(t);
         ck_assert_int_eq(pd_run(rt), 0);

@@ -99,7 +99,7 @@ START_TEST(sync_drop_of_the_waiter_sync_drops_the_task)
     join_task_init(mem, f.p[0], f.bye[1]);
     pd_task_start(t);
     ck_assert_int_eq(pd_run_once(rt, 0), 2);
-    join_task_drop(mem);
+    pd__task_drop_sync(t); /* join_task_drop on the task's future */
     ck_assert_int_eq(pd_test_rec_count("pipe_read", PD_TRACE_DROP), 1);
     ck_assert_int_eq(jt_byes(&f), 0); /* no teardown on a sync drop */
     pd_task_release(t);

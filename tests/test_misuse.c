@@ -229,6 +229,141 @@ START_TEST(runtime_driven_from_another_thread)
 }
 END_TEST
 
+/*
+ * Starting destruction twice: a new destruction of a future whose
+ * destruction completed. A pipe_read on the stack, polled once by hand
+ * (its read in flight), destroyed one way, then again.
+ */
+static pd_runtime *dd_rt;
+static pd_task *dd_host;
+static int dd_pipe[2];
+
+static void armed_read(pipe_read *f)
+{
+    void *mem;
+    pd_cx cx;
+
+    pd_runtime_new(&dd_rt, NULL);
+    dd_host = pd_task_new(dd_rt, &pipe_read_vtable, &mem);
+    if (pipe2(dd_pipe, O_CLOEXEC) < 0)
+        return;
+    cx = (pd_cx){ dd_rt, dd_host, NULL };
+    pipe_read_init(f, dd_pipe[0], -1);
+    pipe_read_poll(f, &cx, NULL);
+}
+
+/* F_poll_drop until Ready, as a task's runtime would. */
+static void poll_drop_to_end(pipe_read *f)
+{
+    pd_cx cx = { dd_rt, dd_host, NULL };
+
+    while (pipe_read_poll_drop(f, &cx) == PD_PENDING)
+        pd_run_once(dd_rt, 1);
+}
+
+static void drop_drop(void)
+{
+    pipe_read f;
+
+    armed_read(&f);
+    pipe_read_drop(&f);
+    pipe_read_drop(&f);
+}
+
+static void drop_poll_drop(void)
+{
+    pipe_read f;
+    pd_cx cx;
+
+    armed_read(&f);
+    pipe_read_drop(&f);
+    cx = (pd_cx){ dd_rt, dd_host, NULL };
+    pipe_read_poll_drop(&f, &cx);
+}
+
+static void poll_drop_poll_drop(void)
+{
+    pipe_read f;
+    pd_cx cx;
+
+    armed_read(&f);
+    poll_drop_to_end(&f);
+    cx = (pd_cx){ dd_rt, dd_host, NULL };
+    pipe_read_poll_drop(&f, &cx);
+}
+
+static void poll_drop_drop(void)
+{
+    pipe_read f;
+
+    armed_read(&f);
+    poll_drop_to_end(&f);
+    pipe_read_drop(&f);
+}
+
+START_TEST(drop_after_drop)
+{
+    pd_test_expect_abort(drop_drop, "polldrop checked build: pipe_read (state read): "
+                         "F_drop on a future already destroyed (F_drop returned, or "
+                         "F_poll_drop returned Ready): destruction happens once");
+}
+END_TEST
+
+START_TEST(poll_drop_after_drop)
+{
+    pd_test_expect_abort(drop_poll_drop, "polldrop checked build: pipe_read (state "
+                         "read): F_poll_drop on a future already destroyed (F_drop "
+                         "returned, or F_poll_drop returned Ready): destruction happens "
+                         "once");
+}
+END_TEST
+
+START_TEST(poll_drop_after_poll_drop_completed)
+{
+    /* Its async drop ran teardown: the state is the teardown's. */
+    pd_test_expect_abort(poll_drop_poll_drop, "polldrop checked build: pipe_read (state "
+                         "bye): F_poll_drop on a future already destroyed");
+}
+END_TEST
+
+START_TEST(drop_after_poll_drop_completed)
+{
+    pd_test_expect_abort(poll_drop_drop, "polldrop checked build: pipe_read (state "
+                         "bye): F_drop on a future already destroyed");
+}
+END_TEST
+
+/*
+ * Not mistakes: F_poll_drop called again while it is Pending (that is how
+ * it progresses), and F_drop in the middle of an async drop (escalation),
+ * which completes the destruction once.
+ */
+START_TEST(escalation_is_fine)
+{
+    pd_runtime *rt = pd_test_rt();
+    int p[2];
+    pd_task *t;
+
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+    pd_test_rec_start();
+    t = pipe_read_spawn(rt, p[0], -1);
+    ck_assert_int_ge(pd_run_once(rt, 0), 0); /* the read is in flight */
+    pd_task_cancel(t);
+    ck_assert_int_ge(pd_run_once(rt, 0), 0); /* F_poll_drop: Pending */
+    ck_assert_int_eq(pd_task_state(t), PD_TASK_DROPPING);
+    pd__task_drop_sync(t); /* F_drop on the future mid async drop */
+    ck_assert_int_eq(pd_test_rec_count("pipe_read", PD_TRACE_DROP), 1);
+    ck_assert_int_eq(pd_run(rt), 0);
+    pd_test_quiet(rt);
+    pd_task_release(t);
+    pd_runtime_free(rt);
+    ck_assert_int_eq(pd_test_rec_count("pipe_read", PD_TRACE_DROP), 1);
+    pd_set_trace(NULL, NULL);
+    close(p[0]);
+    close(p[1]);
+}
+END_TEST
+
 /* And what is not a mistake: cancelling a released task that still runs. */
 START_TEST(cancel_of_a_released_live_task_is_fine)
 {
@@ -258,6 +393,11 @@ Suite *pd_suite_misuse(void)
     tcase_add_test(tc, init_on_a_live_future);
     tcase_add_test(tc, runtime_driven_from_another_thread);
     tcase_add_test(tc, cancel_of_a_released_live_task_is_fine);
+    tcase_add_test(tc, drop_after_drop);
+    tcase_add_test(tc, poll_drop_after_drop);
+    tcase_add_test(tc, poll_drop_after_poll_drop_completed);
+    tcase_add_test(tc, drop_after_poll_drop_completed);
+    tcase_add_test(tc, escalation_is_fine);
     suite_add_tcase(s, tc);
     return s;
 }

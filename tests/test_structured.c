@@ -182,8 +182,7 @@ static void drop_during(pd_task *(*spawn)(pd_runtime *, int), int sync)
     PD_CHECK(pd_run_once(rt, 0) >= 0);
     PD_CHECK(pd_run_once(rt, 0) >= 0);
     if (sync) {
-        t->vt->drop(t->self);
-        pd_task_cancel(t); /* retire the task; its future is already destroyed */
+        pd__task_drop_sync(t); /* its future's drop; the task is then over */
     } else {
         pd_task_cancel(t);
     }

@@ -29,10 +29,9 @@ MUTANTS = [
     # --- the five an audit found surviving ---
     dict(name="free-skips-dropping",
          file="runtime/runtime.c",
-         old="        if (t->state == PD_TASK_RUNNING || t->state == PD_TASK_DROPPING)\n"
-             "            t->vt->drop(t->self);",
-         new="        if (t->state == PD_TASK_RUNNING)\n"
-             "            t->vt->drop(t->self);",
+         old="        if (pd__task_live(t)) {\n            t->flags |= PD__TASK_FREED_DROP;",
+         new="        if (pd__task_live(t) && t->state == PD_TASK_RUNNING) {\n"
+             "            t->flags |= PD__TASK_FREED_DROP;",
          inv="2 exactly once; 1 kernel owns buffers: pd_runtime_free frees a "
              "task mid async drop without sync-dropping it",
          run="c"),
@@ -57,8 +56,8 @@ MUTANTS = [
          run="c"),
     dict(name="poll-drop-dead-guard",
          file="templates/future.c.j2",
-         old="    default:\n        return PD_READY;\n    }\n    {{ f.name }}__drop_code(self);",
-         new="    default:\n        break;\n    }\n    {{ f.name }}__drop_code(self);",
+         old="    default:\n        /*\n         * Destroyed already",
+         new="    default:\n        break;\n        /*\n         * Destroyed already",
          inv="2 exactly once: poll_drop on a destroyed future runs drop code again",
          run="c"),
     # --- what the suite already caught, reconstructed ---
@@ -90,8 +89,8 @@ MUTANTS = [
          run="c"),
     dict(name="free-no-sync-drop",
          file="runtime/runtime.c",
-         old="            t->vt->drop(t->self);\n    /*\n     * ...then free",
-         new="            (void)0;\n    /*\n     * ...then free",
+         old="            t->flags |= PD__TASK_FREED_DROP;\n            t->vt->drop(t->self);\n",
+         new="            t->flags |= PD__TASK_FREED_DROP;\n",
          inv="2 exactly once; 1: pd_runtime_free drops no live task",
          run="c"),
     dict(name="child-drop-sync-skips-dropping",
@@ -134,9 +133,8 @@ MUTANTS = [
     # --- more of our own ---
     dict(name="sync-drop-dead-guard",
          file="templates/future.c.j2",
-         old="    if (self->pd__phase == PD__PH_DEAD)\n        return;\n"
-             "    {{ f.name }}__quiesce_sync(self);",
-         new="    {{ f.name }}__quiesce_sync(self);",
+         old="    if (self->pd__phase == PD__PH_DEAD) {\n#ifdef PD_CHECKED",
+         new="    if (0) {\n#ifdef PD_CHECKED",
          inv="2 exactly once: a second sync drop runs drop code again",
          run="c"),
     dict(name="sync-quiesce-cancel-only",
@@ -201,6 +199,14 @@ MUTANTS = [
          new="    (void)cx;\n    pd__op_cancel(op);",
          inv="1/2: an op cancelled by the task that now owns its future still "
              "wakes the task that submitted it (a future handed to pd_drop_async)",
+         run="c"),
+    dict(name="close-without-sqe-leaks",
+         file="runtime/pd_internal.h",
+         old="        op->res = close(fd) == 0 ? 0 : -errno;\n        return;",
+         new="        return;",
+         inv="5 no fd leak: a close that got no submission entry (ring broken) "
+             "completes with the ring's error and its fd, forgotten by the "
+             "future, stays open",
          run="c"),
     # --- multishot requests and provided buffers (invariant 8) ---
     dict(name="ms-queued-lost-on-cancel",
