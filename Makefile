@@ -297,6 +297,10 @@ build/raw_echo: bench/raw_echo.c | deps-bench
 	$(call say,LD,$@)
 	$(Q)$(CC) $(WARN) -O2 $< -o $@ $(URING)
 
+build/raw_echo_ms: bench/raw_echo_ms.c | deps-bench
+	$(call say,LD,$@)
+	$(Q)$(CC) $(WARN) -O2 $< -o $@ $(URING)
+
 build/uv_echo: bench/uv_echo.c | deps-bench
 	$(call say,LD,$@)
 	$(Q)$(CC) $(WARN) -O2 $< -o $@ $(UV)
@@ -314,7 +318,7 @@ build/idle_conns: bench/idle_conns.c | deps-bench
 	$(call say,LD,$@)
 	$(Q)$(CC) $(WARN) -O2 $< -o $@
 
-bench: build/bench build/echo_server build/raw_echo build/uv_echo bench-httpd
+bench: build/bench build/echo_server build/raw_echo build/raw_echo_ms build/uv_echo bench-httpd
 	$(Q)./build/bench
 
 # httpd against nginx under wrk: build/bench-httpd.tsv (about 90 s).

@@ -46,6 +46,16 @@ static inline void echo_link_add(echo_link **head, echo_link *l, pd_task *t)
     l->last = echo_link_now();
 }
 
+/*
+ * Milliseconds from now until end, a deadline stamped as
+ * (uint32_t)(echo_link_now() + ms); 0 or less once it has passed. Stamps
+ * of 32 bits keep futures small; they serve deadlines under 24 days.
+ */
+static inline long long echo_ms_left(uint32_t end)
+{
+    return (int32_t)(end - (uint32_t)echo_link_now());
+}
+
 /* Notes that data arrived: the connection is not idle. */
 static inline void echo_link_touch(echo_link *l)
 {

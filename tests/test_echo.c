@@ -13,11 +13,11 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
-#include <stdint.h>
-#include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -355,6 +355,97 @@ START_TEST(echo_tiny_group_echoes_every_byte_in_order)
 }
 END_TEST
 
+/*
+ * echo_ms_conn under the harness: destroyed at every suspension point, by
+ * every path, between any two completions of its multishot recv, with its
+ * group (4 buffers of 16 bytes, so that two pings take several) back to
+ * full after each destruction. The peer sends two pings, then its end of
+ * stream, and drains the echoes; the future owns sv[0].
+ */
+#define HMS_BUFS 4
+struct hms_ctx {
+    int sv[2];
+    int fed;
+    echo_ms_ctx ms;
+    echo_backlog backlog[HMS_BUFS];
+};
+
+static struct hms_ctx hms_c;
+static const pd_harness_group hms_groups[] = { { HMS_BUFS, 16, &hms_c.ms.group } };
+
+static void hms_setup(void *v)
+{
+    struct hms_ctx *c = v;
+
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, c->sv), 0);
+    fcntl(c->sv[1], F_SETFL, O_NONBLOCK);
+    c->fed = 0;
+}
+
+static void hms_init(void *self, void *v)
+{
+    struct hms_ctx *c = v;
+
+    c->ms.backlog = c->backlog;
+    c->ms.conns = NULL;
+    c->ms.live = 1;
+    c->ms.max_conns = 1;
+    c->ms.linger_ms = 50;
+    echo_ms_conn_init(self, &c->ms, c->sv[0]);
+}
+
+static void hms_progress(void *v, int when)
+{
+    struct hms_ctx *c = v;
+    char sink[256];
+
+    if (when == PD_HARNESS_RUN_SUSPENDED && c->fed < 3) {
+        if (c->fed++ < 2)
+            pd_test_write(c->sv[1], "ping ping ping ping ping", 24);
+        else
+            shutdown(c->sv[1], SHUT_WR);
+    }
+    while (read(c->sv[1], sink, sizeof(sink)) > 0)
+        ;
+}
+
+/* Closed on every path (end of stream, or a reset over unread input). */
+static void hms_after(void *v, const void *out)
+{
+    struct hms_ctx *c = v;
+    char sink[256];
+    ssize_t n;
+
+    if (out)
+        ck_assert_int_eq(*(const int *)out, 0);
+    while ((n = read(c->sv[1], sink, sizeof(sink))) > 0)
+        ;
+    ck_assert_msg(n == 0 || errno == ECONNRESET, "peer read: %s", strerror(errno));
+    ck_assert_int_eq(c->ms.live, 0);
+}
+
+static void hms_cleanup(void *v)
+{
+    struct hms_ctx *c = v;
+
+    close(c->sv[1]);
+}
+
+START_TEST(echo_ms_conn_every_destruction)
+{
+    const pd_harness_case c = { .future = "echo_ms_conn", .vt = &echo_ms_conn_vtable,
+                                .has_teardown = 1, .ctx = &hms_c, .setup = hms_setup,
+                                .init = hms_init, .progress = hms_progress,
+                                .after = hms_after, .cleanup = hms_cleanup };
+    const pd_harness_opts o = { .groups = hms_groups, .ngroups = 1, .multishot = 1 };
+    pd_harness_stats st;
+
+    pd_harness_run_with(&c, &o, &st);
+    ck_assert_int_ge(st.points, 4);
+    ck_assert_int_gt(st.reaped, 0);
+}
+END_TEST
+
 Suite *pd_suite_echo(void)
 {
     Suite *s = suite_create("echo server");
@@ -365,6 +456,7 @@ Suite *pd_suite_echo(void)
     tcase_add_loop_test(tc, echo_connections_over_the_limit_wait_for_a_slot, 0, 2);
     tcase_add_loop_test(tc, echo_client_that_stopped_reading_cannot_stall_shutdown, 0, 2);
     tcase_add_test(tc, echo_tiny_group_echoes_every_byte_in_order);
+    tcase_add_test(tc, echo_ms_conn_every_destruction);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
     return s;
