@@ -85,8 +85,8 @@ struct pd_runtime {
     int wake_fd;             /* eventfd: wakes from threads without a runtime */
     uint64_t wake_buf;       /* the eventfd read's buffer */
     uint8_t no_cancel_fd;    /* the kernel refused a cancel by fd + user_data */
-    /* stats.cancels_submitted when an entry last left no deferred task work. */
-    uint64_t tw_cancels;
+    /* A cancel was submitted since an entry last left no deferred work. */
+    uint8_t cancel_tw;
 
     /*
      * What other threads touch, and nothing else: on its own cache line so

@@ -595,7 +595,8 @@ pd__dispatch(pd_runtime *rt, const struct io_uring_cqe *cqe, int force)
  * force, a full multishot queue stops the reap there: the rest waits for the
  * owner to run. Blocking sync drops reap with force.
  */
-static unsigned pd__reap(pd_runtime *rt, int force)
+static inline __attribute__((always_inline)) unsigned
+pd__reap_inline(pd_runtime *rt, int force)
 {
     struct io_uring_cq *cq = &rt->ring.cq;
     unsigned head = *cq->khead;
@@ -611,6 +612,12 @@ static unsigned pd__reap(pd_runtime *rt, int force)
     if (n != 0)
         io_uring_smp_store_release(cq->khead, head);
     return n;
+}
+
+/* pd__reap_inline out of line, for every caller but the turn's own enter. */
+static __attribute__((noinline)) unsigned pd__reap(pd_runtime *rt, int force)
+{
+    return pd__reap_inline(rt, force);
 }
 
 /* Transient failures of io_uring_enter that a retry resolves. */
@@ -680,7 +687,7 @@ static void pd__wake_arm(pd_runtime *rt)
  * stops at the budget with work left; so an entry that reaped a full budget
  * of completions (`n`) is taken as a sign too -- only while cancels are
  * recent: since the last entry that found less than a full budget, a cancel
- * was submitted (rt->tw_cancels). Elsewhere work beyond the budget costs
+ * was submitted (rt->cancel_tw). Elsewhere work beyond the budget costs
  * nothing (the next turn's entry runs it, before it can block), while an
  * entry made for it would cost one io_uring_enter per turn whenever a turn
  * reaps twenty completions or more: every turn of 128 tasks doing nops, or
@@ -691,26 +698,25 @@ static void pd__wake_arm(pd_runtime *rt)
  */
 #define PD__TW_BUDGET 20u
 
-static int pd__task_work_left(pd_runtime *rt, unsigned n)
+static inline int pd__task_work_left(pd_runtime *rt, unsigned n)
 {
     if (n >= PD__TW_BUDGET) {
-        if (rt->tw_cancels != rt->stats.cancels_submitted)
+        if (rt->cancel_tw)
             return 1;
     } else {
         /* A short batch: the kernel ran every item it had queued. */
-        rt->tw_cancels = rt->stats.cancels_submitted;
+        rt->cancel_tw = 0;
     }
     return (rt->stats.ring_flags & IORING_SETUP_TASKRUN_FLAG) &&
            (IO_URING_READ_ONCE(*rt->ring.sq.kflags) & IORING_SQ_TASKRUN);
 }
 
-static void pd__drain_task_work(pd_runtime *rt, unsigned n)
+/* The entries that run what the first left: see above. */
+static __attribute__((noinline)) void pd__drain_more(pd_runtime *rt, unsigned n)
 {
     unsigned total = n;
 
-    if (!(rt->stats.ring_flags & IORING_SETUP_DEFER_TASKRUN))
-        return;
-    while (pd__task_work_left(rt, n) && total < rt->ring.cq.ring_entries) {
+    do {
         rt->stats.enter_calls++;
         if (io_uring_get_events(&rt->ring) < 0)
             return;
@@ -718,7 +724,15 @@ static void pd__drain_task_work(pd_runtime *rt, unsigned n)
         if (n == 0)
             return;
         total += n;
-    }
+    } while (pd__task_work_left(rt, n) && total < rt->ring.cq.ring_entries);
+}
+
+/* After an entry that reaped n completions: runs deferred work it left. */
+static inline void pd__drain_task_work(pd_runtime *rt, unsigned n)
+{
+    if ((rt->stats.ring_flags & IORING_SETUP_DEFER_TASKRUN) &&
+        PD__UNLIKELY(pd__task_work_left(rt, n)) && n < rt->ring.cq.ring_entries)
+        pd__drain_more(rt, n);
 }
 
 /*
@@ -738,7 +752,7 @@ static int pd__enter(pd_runtime *rt, int wait)
         ret = pd__wait_deadline(rt);
     else
         ret = io_uring_submit_and_wait(&rt->ring, 1);
-    pd__drain_task_work(rt, pd__reap(rt, 0));
+    pd__drain_task_work(rt, pd__reap_inline(rt, 0));
     if (ret < 0 && !pd__transient(ret))
         return ret;
     return 0;
@@ -837,6 +851,7 @@ void pd__op_cancel(pd__op *op)
     sqe->flags |= (uint8_t)rt->cancel_flags;
     op->cancelled = 1;
     rt->stats.cancels_submitted++;
+    rt->cancel_tw = 1;
 }
 
 /*
@@ -1118,6 +1133,7 @@ static void pd__mop_cancel_send(pd__mop *m)
     m->op.cancelled = 1;
     m->tries++;
     rt->stats.cancels_submitted++;
+    rt->cancel_tw = 1;
 }
 
 void pd__mop_cancel(pd__mop *m)

@@ -772,6 +772,41 @@ class CommandLine(GenTest):
             self.assertTrue(f.read().endswith("/* mine */\n"))
 
 
+    @unittest.skipUnless(shutil.which("cc") and shutil.which("pkg-config"),
+                         "needs a C compiler and pkg-config")
+    def test_harness_skeleton_names_groups_and_multishot(self):
+        path = self.spec("msk", """\
+            future: msk
+            output: long
+            params:
+              - {name: fd, type: int}
+              - {name: g, type: pd_bufgroup *}
+            states:
+              recv:
+                io: recv
+                multishot: true
+                args: {fd: self->fd, group: self->g}
+                then: |
+                  if (res <= 0)
+                      RETURN(res);
+            """)
+        with contextlib.redirect_stdout(io.StringIO()):
+            self.assertEqual(self.run_gen("--harness", path)[0], 0)
+        with open(os.path.join(self.out, "msk_harness_test.c")) as f:
+            text = f.read()
+        self.assertIn("{ 8, 4096, &msk_fix.g },", text)
+        self.assertIn(".ngroups = 1,", text)
+        self.assertIn(".multishot = 1,", text)
+        self.assertIn("pd_harness_run_with(&c, &o, &st);", text)
+        cflags = subprocess.run(["pkg-config", "--cflags", "check"], capture_output=True,
+                                text=True).stdout.split()
+        r = subprocess.run(["cc", "-std=gnu11", "-Wall", "-Wextra", "-Werror", *cflags,
+                            "-I", os.path.join(ROOT, "runtime"), "-I", self.out, "-c",
+                            os.path.join(self.out, "msk_harness_test.c"), "-o", os.devnull],
+                           capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+
 class StructuredErrors(GenTest):
     def test_unknown_branch_key(self):
         self.assertError("""\

@@ -28,11 +28,17 @@ static pd_task *reading_task(pd_runtime *rt)
     return t;
 }
 
-/* A task that finished, and whose last reference is gone: freed. */
-static pd_task *freed_task(pd_runtime *rt)
+/*
+ * A task that finished, and whose last reference is gone: freed (on a
+ * runtime of its own, as the child process ends with the mistake).
+ */
+static pd_task *freed_task(void)
 {
-    pd_task *t = ready_now_spawn(rt);
+    pd_runtime *rt;
+    pd_task *t;
 
+    pd_runtime_new(&rt, NULL);
+    t = ready_now_spawn(rt);
     pd_run(rt);
     pd_task_release(t);
     return t;
@@ -59,10 +65,7 @@ END_TEST
 
 static void release_freed(void)
 {
-    pd_runtime *rt;
-
-    pd_runtime_new(&rt, NULL);
-    pd_task_release(freed_task(rt));
+    pd_task_release(freed_task());
 }
 
 START_TEST(release_after_the_last_release)
@@ -75,10 +78,7 @@ END_TEST
 
 static void use_freed(void)
 {
-    pd_runtime *rt;
-
-    pd_runtime_new(&rt, NULL);
-    (void)pd_task_state(freed_task(rt));
+    (void)pd_task_state(freed_task());
 }
 
 START_TEST(use_after_the_last_release)
@@ -90,10 +90,7 @@ END_TEST
 
 static void cancel_freed(void)
 {
-    pd_runtime *rt;
-
-    pd_runtime_new(&rt, NULL);
-    pd_task_cancel(freed_task(rt));
+    pd_task_cancel(freed_task());
 }
 
 START_TEST(cancel_after_release)
@@ -252,12 +249,18 @@ static void armed_read(pipe_read *f)
     pipe_read_poll(f, &cx, NULL);
 }
 
-/* F_poll_drop until Ready, as a task's runtime would. */
-static void poll_drop_to_end(pipe_read *f)
+/* One F_poll_drop, as a task's runtime would call it. */
+static pd_poll poll_drop_once(pipe_read *f)
 {
     pd_cx cx = { dd_rt, dd_host, NULL };
 
-    while (pipe_read_poll_drop(f, &cx) == PD_PENDING)
+    return pipe_read_poll_drop(f, &cx);
+}
+
+/* F_poll_drop until Ready. */
+static void poll_drop_to_end(pipe_read *f)
+{
+    while (poll_drop_once(f) == PD_PENDING)
         pd_run_once(dd_rt, 1);
 }
 
@@ -273,23 +276,19 @@ static void drop_drop(void)
 static void drop_poll_drop(void)
 {
     pipe_read f;
-    pd_cx cx;
 
     armed_read(&f);
     pipe_read_drop(&f);
-    cx = (pd_cx){ dd_rt, dd_host, NULL };
-    pipe_read_poll_drop(&f, &cx);
+    poll_drop_once(&f);
 }
 
 static void poll_drop_poll_drop(void)
 {
     pipe_read f;
-    pd_cx cx;
 
     armed_read(&f);
     poll_drop_to_end(&f);
-    cx = (pd_cx){ dd_rt, dd_host, NULL };
-    pipe_read_poll_drop(&f, &cx);
+    poll_drop_once(&f);
 }
 
 static void poll_drop_drop(void)

@@ -106,6 +106,17 @@ static void *task_self(pd_task *t)
     return t->self;
 }
 
+/* Runs rt until nothing is left; the long output of t, which must be DONE. */
+static long run_long(pd_runtime *rt, pd_task *t)
+{
+    const long *out;
+
+    ck_assert_int_eq(pd_run(rt), 0);
+    out = pd_task_output(t);
+    ck_assert_ptr_nonnull(out);
+    return *out;
+}
+
 /* --- the group API --- */
 
 START_TEST(test_bufgroup_api)
@@ -403,7 +414,6 @@ START_TEST(test_recv_empty_ring_waits_for_a_buffer)
     pd_task *t;
     ms_recv *f;
     uint64_t submitted;
-    const long *out;
 
     ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
     ck_assert_int_eq(pd_bufgroup_new(rt, 1, 64, &g), 0);
@@ -431,10 +441,7 @@ START_TEST(test_recv_empty_ring_waits_for_a_buffer)
     ck_assert_uint_eq(pd_bufgroup_available(g), 1);
     run_until(rt, &f->bytes, 3);
     close(sv[1]);
-    ck_assert_int_eq(pd_run(rt), 0);
-    out = pd_task_output(t);
-    ck_assert_ptr_nonnull(out);
-    ck_assert_int_eq(*out, 3);
+    ck_assert_int_eq(run_long(rt, t), 3);
     ck_assert_uint_eq(pd_bufgroup_available(g), 1);
     pd_task_release(t);
     pd_runtime_free(rt);
@@ -449,16 +456,12 @@ START_TEST(test_recv_goto_leaves_quiesced)
     pd_bufgroup *g;
     int sv[2];
     pd_task *t;
-    const long *out;
 
     ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
     ck_assert_int_eq(pd_bufgroup_new(rt, 4, 16, &g), 0);
     t = ms_recv_spawn(rt, sv[0], g, 40, 2);
     feed(rt, sv[1], 10, 16);
-    ck_assert_int_eq(pd_run(rt), 0);
-    out = pd_task_output(t);
-    ck_assert_ptr_nonnull(out);
-    ck_assert_int_ge(*out, 40);
+    ck_assert_int_ge(run_long(rt, t), 40);
     assert_quiet(rt);
     /* The kept buffer went back when the future was destroyed. */
     ck_assert_uint_eq(pd_bufgroup_available(g), 4);
@@ -580,7 +583,6 @@ START_TEST(test_poll_pipe_readable_repeatedly)
     pd_runtime *rt = pd_test_rt();
     pd_task *t;
     ms_poll *f;
-    const long *out;
 
     ck_assert_int_eq(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
     t = ms_poll_spawn(rt, p[0], 1000);
@@ -594,10 +596,7 @@ START_TEST(test_poll_pipe_readable_repeatedly)
     ck_assert_int_eq(f->ends, 0);
     ck_assert_uint_eq(stats(rt).ops_submitted, 1);
     close(p[1]);
-    ck_assert_int_eq(pd_run(rt), 0);
-    out = pd_task_output(t);
-    ck_assert_ptr_nonnull(out);
-    ck_assert_int_eq(*out, 5);
+    ck_assert_int_eq(run_long(rt, t), 5);
     assert_quiet(rt);
     pd_task_release(t);
     pd_runtime_free(rt);
@@ -612,16 +611,12 @@ START_TEST(test_poll_goto_leaves_quiesced)
     int p[2], fds = pd_test_fd_count();
     pd_runtime *rt = pd_test_rt();
     pd_task *t;
-    const long *out;
 
     ck_assert_int_eq(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
     t = ms_poll_spawn(rt, p[0], 3);
     ck_assert_int_ge(pd_run_once(rt, 0), 0);
     feed(rt, p[1], 5, 1);
-    ck_assert_int_eq(pd_run(rt), 0);
-    out = pd_task_output(t);
-    ck_assert_ptr_nonnull(out);
-    ck_assert_int_ge(*out, 3);
+    ck_assert_int_ge(run_long(rt, t), 3);
     assert_quiet(rt);
     pd_task_release(t);
     pd_runtime_free(rt);
@@ -730,6 +725,60 @@ static void clients_see_eof(int lfd, int *clients, int n)
     }
 }
 
+/* One ms_select task, armed, on its own listener, quit pipe and runtime. */
+struct sel_fix {
+    struct sockaddr_in addr;
+    int lfd, q[2], fds, clients[8], nclients;
+    pd_runtime *rt;
+    pd_task *t;
+    ms_select *f;
+};
+
+static void sel_open(struct sel_fix *x, int limit)
+{
+    x->lfd = pd_test_listener(&x->addr);
+    x->fds = pd_test_fd_count();
+    x->rt = pd_test_rt();
+    ck_assert_int_eq(pipe2(x->q, O_CLOEXEC), 0);
+    x->t = ms_select_spawn(x->rt, x->lfd, x->q[0], limit);
+    ck_assert_ptr_nonnull(x->t);
+    x->f = task_self(x->t);
+    x->nclients = 0;
+    ck_assert_int_ge(pd_run_once(x->rt, 0), 0); /* both branches armed */
+}
+
+/* Connects n clients and waits until the kernel has posted want completions. */
+static void sel_queue(struct sel_fix *x, int n, unsigned want)
+{
+    ck_assert_int_le(x->nclients + n, 8);
+    queue_clients(x->rt, &x->addr, x->clients + x->nclients, n, want);
+    x->nclients += n;
+}
+
+/* Runs the task to its end: its output, with nothing left in flight. */
+static int sel_run(struct sel_fix *x)
+{
+    const int *out;
+
+    ck_assert_int_eq(pd_run(x->rt), 0);
+    out = pd_task_output(x->t);
+    ck_assert_ptr_nonnull(out);
+    assert_quiet(x->rt);
+    return *out;
+}
+
+/* Frees everything; every client sees EOF, and the fd count is flat. */
+static void sel_close(struct sel_fix *x)
+{
+    pd_task_release(x->t);
+    pd_runtime_free(x->rt);
+    clients_see_eof(x->lfd, x->clients, x->nclients);
+    close(x->q[0]);
+    close(x->q[1]);
+    ck_assert_int_eq(pd_test_fd_count(), x->fds);
+    close(x->lfd);
+}
+
 /*
  * Six connections reaped in one turn (more than the slot's inline queue):
  * the accept's then runs once for each, in order, the request armed once
@@ -737,40 +786,22 @@ static void clients_see_eof(int lfd, int *clients, int n)
  */
 START_TEST(test_sel_accept_several_in_one_reap)
 {
-    struct sockaddr_in addr;
-    int lfd = pd_test_listener(&addr), q[2], clients[6], i;
-    int fds = pd_test_fd_count();
-    pd_runtime *rt = pd_test_rt();
-    pd_task *t;
-    ms_select *f;
-    const int *out;
+    struct sel_fix x;
+    int i;
 
-    ck_assert_int_eq(pipe2(q, O_CLOEXEC), 0);
-    t = ms_select_spawn(rt, lfd, q[0], 8);
-    f = task_self(t);
-    ck_assert_int_ge(pd_run_once(rt, 0), 0); /* both branches armed */
-    queue_clients(rt, &addr, clients, 6, 6);
-    for (i = 0; i < 3 && f->n < 6; i++)
-        ck_assert_int_ge(pd_run_once(rt, 0), 0);
-    ck_assert_int_eq(f->n, 6);
-    ck_assert_int_eq(f->ends, 0);
-    ck_assert_uint_eq(stats(rt).ops_submitted, 2);
+    sel_open(&x, 8);
+    sel_queue(&x, 6, 6);
+    for (i = 0; i < 3 && x.f->n < 6; i++)
+        ck_assert_int_ge(pd_run_once(x.rt, 0), 0);
+    ck_assert_int_eq(x.f->n, 6);
+    ck_assert_int_eq(x.f->ends, 0);
+    ck_assert_uint_eq(stats(x.rt).ops_submitted, 2);
     for (i = 1; i < 6; i++)
-        ck_assert_int_gt(f->fds[i], f->fds[i - 1]); /* in order, none twice */
-    say_quit(q[1]);
-    ck_assert_int_eq(pd_run(rt), 0);
-    out = pd_task_output(t);
-    ck_assert_ptr_nonnull(out);
-    ck_assert_int_eq(*out, 6);
-    assert_quiet(rt);
-    ck_assert_uint_eq(stats(rt).cqe_overflow, 0);
-    pd_task_release(t);
-    pd_runtime_free(rt);
-    clients_see_eof(lfd, clients, 6);
-    close(q[0]);
-    close(q[1]);
-    ck_assert_int_eq(pd_test_fd_count(), fds);
-    close(lfd);
+        ck_assert_int_gt(x.f->fds[i], x.f->fds[i - 1]); /* in order, none twice */
+    say_quit(x.q[1]);
+    ck_assert_int_eq(sel_run(&x), 6);
+    ck_assert_uint_eq(stats(x.rt).cqe_overflow, 0);
+    sel_close(&x);
 }
 END_TEST
 
@@ -781,39 +812,17 @@ END_TEST
  */
 START_TEST(test_sel_accept_goto_between_completions)
 {
-    struct sockaddr_in addr;
-    int lfd = pd_test_listener(&addr), q[2], clients[5];
-    int fds = pd_test_fd_count();
-    pd_runtime *rt = pd_test_rt();
-    pd_task *t;
-    ms_select *f;
-    const int *out;
+    struct sel_fix x;
+    uint64_t w = 0;
 
-    ck_assert_int_eq(pipe2(q, O_CLOEXEC), 0);
-    t = ms_select_spawn(rt, lfd, q[0], 2);
-    f = task_self(t);
-    ck_assert_int_ge(pd_run_once(rt, 0), 0);
-    queue_clients(rt, &addr, clients, 5, 5);
-    ck_assert_int_eq(pd_run(rt), 0);
-    out = pd_task_output(t);
-    ck_assert_ptr_nonnull(out);
-    ck_assert_int_eq(*out, 2);
-    ck_assert_int_eq(f->n, 2);
-    assert_quiet(rt);
+    sel_open(&x, 2);
+    sel_queue(&x, 5, 5);
+    ck_assert_int_eq(sel_run(&x), 2);
+    ck_assert_int_eq(x.f->n, 2);
     /* The quit read was cancelled: a word written now is still in the pipe. */
-    say_quit(q[1]);
-    {
-        uint64_t w = 0;
-
-        ck_assert_int_eq(read(q[0], &w, sizeof(w)), (ssize_t)sizeof(w));
-    }
-    pd_task_release(t);
-    pd_runtime_free(rt);
-    clients_see_eof(lfd, clients, 5);
-    close(q[0]);
-    close(q[1]);
-    ck_assert_int_eq(pd_test_fd_count(), fds);
-    close(lfd);
+    say_quit(x.q[1]);
+    ck_assert_int_eq(read(x.q[0], &w, sizeof(w)), (ssize_t)sizeof(w));
+    sel_close(&x);
 }
 END_TEST
 
@@ -824,33 +833,14 @@ END_TEST
  */
 START_TEST(test_sel_other_branch_wins_with_queued)
 {
-    struct sockaddr_in addr;
-    int lfd = pd_test_listener(&addr), q[2], clients[3];
-    int fds = pd_test_fd_count();
-    pd_runtime *rt = pd_test_rt();
-    pd_task *t;
-    ms_select *f;
-    const int *out;
+    struct sel_fix x;
 
-    ck_assert_int_eq(pipe2(q, O_CLOEXEC), 0);
-    t = ms_select_spawn(rt, lfd, q[0], 8);
-    f = task_self(t);
-    ck_assert_int_ge(pd_run_once(rt, 0), 0);
-    say_quit(q[1]);
-    queue_clients(rt, &addr, clients, 3, 4);
-    ck_assert_int_eq(pd_run(rt), 0);
-    out = pd_task_output(t);
-    ck_assert_ptr_nonnull(out);
-    ck_assert_int_eq(*out, 0);
-    ck_assert_int_eq(f->n, 0);
-    assert_quiet(rt);
-    pd_task_release(t);
-    pd_runtime_free(rt);
-    clients_see_eof(lfd, clients, 3);
-    close(q[0]);
-    close(q[1]);
-    ck_assert_int_eq(pd_test_fd_count(), fds);
-    close(lfd);
+    sel_open(&x, 8);
+    say_quit(x.q[1]);
+    sel_queue(&x, 3, 4);
+    ck_assert_int_eq(sel_run(&x), 0);
+    ck_assert_int_eq(x.f->n, 0);
+    sel_close(&x);
 }
 END_TEST
 
@@ -980,7 +970,6 @@ START_TEST(test_sel_recv_empty_ring_resumes)
     pd_task *t;
     ms_sel_recv *f;
     uint64_t submitted;
-    const long *out;
 
     ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
     ck_assert_int_eq(pipe2(q, O_CLOEXEC), 0);
@@ -1003,10 +992,7 @@ START_TEST(test_sel_recv_empty_ring_resumes)
     pd_buf_release(&f->kept);
     run_until(rt, &f->bytes, 3);
     close(sv[1]);
-    ck_assert_int_eq(pd_run(rt), 0);
-    out = pd_task_output(t);
-    ck_assert_ptr_nonnull(out);
-    ck_assert_int_eq(*out, 3);
+    ck_assert_int_eq(run_long(rt, t), 3);
     ck_assert_uint_eq(pd_bufgroup_available(g), 1);
     assert_quiet(rt);
     pd_task_release(t);
@@ -1070,6 +1056,35 @@ START_TEST(test_sel_recv_ends_every_way)
 }
 END_TEST
 
+/* A multishot recv branch allocates nothing per completion either. */
+START_TEST(test_sel_recv_allocates_nothing)
+{
+    int sv[2], q[2];
+    pd_runtime *rt = pd_test_rt();
+    pd_bufgroup *g;
+    long before;
+    pd_task *t;
+
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    ck_assert_int_eq(pipe2(q, O_CLOEXEC), 0);
+    ck_assert_int_eq(pd_bufgroup_new(rt, 8, 64, &g), 0);
+    t = ms_sel_recv_spawn(rt, sv[0], q[0], g, 600000, 3);
+    before = pd_test_allocs;
+    feed(rt, sv[1], 50, 64);
+    close(sv[1]);
+    PD_CHECK(pd_run(rt) == 0); /* no ck_assert here: each allocates */
+    PD_CHECK(pd_test_allocs == before);
+    ck_assert_int_eq(*(const long *)pd_task_output(t), 50 * 64);
+    ck_assert_uint_eq(stats(rt).cqe_overflow, 0);
+    ck_assert_uint_eq(pd_bufgroup_available(g), 8);
+    pd_task_release(t);
+    pd_runtime_free(rt);
+    close(sv[0]);
+    close(q[0]);
+    close(q[1]);
+}
+END_TEST
+
 Suite *pd_suite_multishot(void)
 {
     Suite *s = suite_create("multishot");
@@ -1104,6 +1119,7 @@ Suite *pd_suite_multishot(void)
     tcase_add_test(tc, test_sel_poll_with_a_child);
     tcase_add_test(tc, test_sel_recv_empty_ring_resumes);
     tcase_add_test(tc, test_sel_recv_ends_every_way);
+    tcase_add_test(tc, test_sel_recv_allocates_nothing);
     suite_add_tcase(s, tc);
     return s;
 }

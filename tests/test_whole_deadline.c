@@ -17,31 +17,12 @@
 #define PD_FAR_MS 600000L
 #define PD_NEAR_MS 2L
 
-struct pipe2_fds {
-    int r, w;
-};
-
-static struct pipe2_fds pd_pipe(void)
-{
-    int p[2];
-
-    ck_assert_int_eq(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
-    return (struct pipe2_fds){ p[0], p[1] };
-}
-
-static void pd_pipe_close(struct pipe2_fds p)
-{
-    close(p.r);
-    close(p.w);
-}
-
-
 /* --- join --- */
 
 START_TEST(join_done_before_the_deadline_cancels_the_timer)
 {
     pd_runtime *rt = pd_test_rt();
-    struct pipe2_fds p = pd_pipe();
+    pd_test_pipe p = pd_test_pipe_open();
     long out = 0;
     pd_stats s;
 
@@ -51,18 +32,16 @@ START_TEST(join_done_before_the_deadline_cancels_the_timer)
     /* The timer was cancelled (not waited for) once both branches were done. */
     pd_runtime_stats(rt, &s);
     ck_assert_uint_ge(s.cancels_submitted, 1);
-    pd_test_quiet(rt);
-    pd_pipe_close(p);
-    pd_runtime_free(rt);
+    pd_test_pipe_close(p);
+    pd_test_rt_done(rt);
 }
 END_TEST
 
 START_TEST(join_deadline_cancels_and_quiesces_every_branch)
 {
     pd_runtime *rt = pd_test_rt();
-    struct pipe2_fds p = pd_pipe();
+    pd_test_pipe p = pd_test_pipe_open();
     long out = 0;
-    char buf[8];
 
     pd_test_rec_start();
     ck_assert_int_eq(join_deadline_block_on(rt, p.r, PD_FAR_MS, PD_NEAR_MS, &out), 0);
@@ -72,11 +51,9 @@ START_TEST(join_deadline_cancels_and_quiesces_every_branch)
     ck_assert_int_eq(pd_test_rec_count("sleep_ms", PD_TRACE_DROP), 1);
     ck_assert_int_eq(pd_rec.stray_drop, 0);
     /* The cancelled read took nothing: what comes later is all there. */
-    pd_test_write(p.w, "late", 4);
-    ck_assert_int_eq(read(p.r, buf, sizeof(buf)), 4);
-    pd_test_quiet(rt);
-    pd_pipe_close(p);
-    pd_runtime_free(rt);
+    pd_test_nothing_taken(p.r, p.w);
+    pd_test_pipe_close(p);
+    pd_test_rt_done(rt);
 }
 END_TEST
 
@@ -84,7 +61,7 @@ END_TEST
 START_TEST(join_deadline_with_one_branch_done)
 {
     pd_runtime *rt = pd_test_rt();
-    struct pipe2_fds p = pd_pipe();
+    pd_test_pipe p = pd_test_pipe_open();
     long out = 0;
 
     pd_test_write(p.w, "abc", 3);
@@ -92,16 +69,15 @@ START_TEST(join_deadline_with_one_branch_done)
     ck_assert_int_eq(join_deadline_block_on(rt, p.r, PD_FAR_MS, PD_NEAR_MS, &out), 0);
     ck_assert_int_eq(out, -ETIMEDOUT);
     ck_assert_int_eq(pd_test_rec_count("sleep_ms", PD_TRACE_DROP), 1);
-    pd_test_quiet(rt);
-    pd_pipe_close(p);
-    pd_runtime_free(rt);
+    pd_test_pipe_close(p);
+    pd_test_rt_done(rt);
 }
 END_TEST
 
 START_TEST(join_deadline_allocates_nothing)
 {
     pd_runtime *rt = pd_test_rt();
-    struct pipe2_fds p = pd_pipe();
+    pd_test_pipe p = pd_test_pipe_open();
     long out = 0, before;
     join_deadline f;
 
@@ -110,7 +86,7 @@ START_TEST(join_deadline_allocates_nothing)
     PD_CHECK(pd_block_on(rt, join_deadline_dyn(&f), &out) == 0);
     PD_CHECK(pd_test_allocs == before);
     ck_assert_int_eq(out, -ETIMEDOUT);
-    pd_pipe_close(p);
+    pd_test_pipe_close(p);
     pd_runtime_free(rt);
 }
 END_TEST
@@ -120,7 +96,7 @@ END_TEST
 START_TEST(select_branch_wins_before_the_deadline)
 {
     pd_runtime *rt = pd_test_rt();
-    struct pipe2_fds p = pd_pipe();
+    pd_test_pipe p = pd_test_pipe_open();
     long out = 0;
 
     pd_test_write(p.w, "abcd", 4);
@@ -128,28 +104,24 @@ START_TEST(select_branch_wins_before_the_deadline)
     ck_assert_int_eq(out, 1004);
     ck_assert_int_eq(select_deadline_block_on(rt, p.r, 1, PD_FAR_MS, &out), 0);
     ck_assert_int_eq(out, 2);
-    pd_test_quiet(rt);
-    pd_pipe_close(p);
-    pd_runtime_free(rt);
+    pd_test_pipe_close(p);
+    pd_test_rt_done(rt);
 }
 END_TEST
 
 START_TEST(select_deadline_runs_the_states_then)
 {
     pd_runtime *rt = pd_test_rt();
-    struct pipe2_fds p = pd_pipe();
+    pd_test_pipe p = pd_test_pipe_open();
     long out = 0;
-    char buf[8];
 
     pd_test_rec_start();
     ck_assert_int_eq(select_deadline_block_on(rt, p.r, PD_FAR_MS, PD_NEAR_MS, &out), 0);
     ck_assert_int_eq(out, -ETIMEDOUT);
     ck_assert_int_eq(pd_test_rec_count("sleep_ms", PD_TRACE_DROP), 1);
-    pd_test_write(p.w, "late", 4);
-    ck_assert_int_eq(read(p.r, buf, sizeof(buf)), 4);
-    pd_test_quiet(rt);
-    pd_pipe_close(p);
-    pd_runtime_free(rt);
+    pd_test_nothing_taken(p.r, p.w);
+    pd_test_pipe_close(p);
+    pd_test_rt_done(rt);
 }
 END_TEST
 
@@ -158,7 +130,7 @@ END_TEST
 START_TEST(await_deadline_drops_the_child_with_its_teardown)
 {
     pd_runtime *rt = pd_test_rt();
-    struct pipe2_fds p = pd_pipe();
+    pd_test_pipe p = pd_test_pipe_open();
     char path[64], buf[16];
     long out = 0;
     int fds = pd_test_fd_count();
@@ -172,9 +144,8 @@ START_TEST(await_deadline_drops_the_child_with_its_teardown)
     ck_assert_int_eq(pd_test_rec_count("read_file", PD_TRACE_TEARDOWN), 1);
     ck_assert_int_eq(pd_test_rec_count("read_file", PD_TRACE_DROP), 1);
     ck_assert_int_eq(pd_test_fd_count(), fds);
-    pd_test_quiet(rt);
-    pd_pipe_close(p);
-    pd_runtime_free(rt);
+    pd_test_pipe_close(p);
+    pd_test_rt_done(rt);
 }
 END_TEST
 
@@ -189,16 +160,15 @@ START_TEST(await_deadline_passes_the_output_through)
     ck_assert_int_eq(await_deadline_block_on(rt, path, buf, sizeof(buf), PD_FAR_MS, &out),
                      0);
     ck_assert_int_eq(out, 40);
-    pd_test_quiet(rt);
     unlink(path);
-    pd_runtime_free(rt);
+    pd_test_rt_done(rt);
 }
 END_TEST
 
 /* --- the harness: deadlines that fire while the harness waits --- */
 
 struct dl_ctx {
-    struct pipe2_fds p;
+    pd_test_pipe p;
     char path[64];
     char buf[16];
 };
@@ -207,7 +177,7 @@ static void dl_setup(void *v)
 {
     struct dl_ctx *c = v;
 
-    c->p = pd_pipe();
+    c->p = pd_test_pipe_open();
     snprintf(c->path, sizeof(c->path), "/proc/self/fd/%d", c->p.r);
 }
 
@@ -215,7 +185,7 @@ static void dl_cleanup(void *v)
 {
     struct dl_ctx *c = v;
 
-    pd_pipe_close(c->p);
+    pd_test_pipe_close(c->p);
 }
 
 static void jd_init(void *self, void *v)

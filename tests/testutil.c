@@ -228,3 +228,32 @@ void pd_test_quiet(pd_runtime *rt)
     ck_assert_uint_eq(s.inflight_ops, 0);
     ck_assert_uint_eq(s.live_tasks, 0);
 }
+
+void pd_test_rt_done(pd_runtime *rt)
+{
+    pd_test_quiet(rt);
+    pd_runtime_free(rt);
+}
+
+pd_test_pipe pd_test_pipe_open(void)
+{
+    int p[2];
+
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+    return (pd_test_pipe){ p[0], p[1] };
+}
+
+void pd_test_pipe_close(pd_test_pipe p)
+{
+    close(p.r);
+    close(p.w);
+}
+
+void pd_test_nothing_taken(int r, int w)
+{
+    char buf[16];
+
+    pd_test_write(w, "late", 4);
+    ck_assert_int_eq(read(r, buf, sizeof(buf)), 4);
+    ck_assert_mem_eq(buf, "late", 4);
+}

@@ -112,6 +112,24 @@ void pd_test_expect_abort(void (*fn)(void), const char *want);
 /* Fails the test unless rt has nothing in flight and no live task. */
 void pd_test_quiet(pd_runtime *rt);
 
+/* The end of a test's runtime: pd_test_quiet, then pd_runtime_free. */
+void pd_test_rt_done(pd_runtime *rt);
+
+/* A pipe, O_CLOEXEC and O_NONBLOCK: a test's own read of it never blocks. */
+typedef struct pd_test_pipe {
+    int r, w;
+} pd_test_pipe;
+
+pd_test_pipe pd_test_pipe_open(void);
+void pd_test_pipe_close(pd_test_pipe p);
+
+/*
+ * Invariant 7: a read that was cancelled took nothing. Writes a few bytes
+ * to w and fails the test unless r then yields exactly those (the pipe
+ * must have been empty).
+ */
+void pd_test_nothing_taken(int r, int w);
+
 /* Every suite, for the runner. */
 Suite *pd_suite_runtime(void);
 Suite *pd_suite_drop_async(void);
