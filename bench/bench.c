@@ -651,6 +651,18 @@ static double echo_raw(void) { return echo_run("build/raw_echo"); }
 static double echo_raw_ms(void) { return echo_run("build/raw_echo_ms"); }
 static double echo_uv(void) { return echo_run("build/uv_echo"); }
 
+/* An echo server against raw liburing and libuv, the three in turn. */
+static void echo_rows(const char *name, double (*pd_side)(void), double (*raw_side)(void))
+{
+    double pd[RUNS], raw[RUNS], uv[RUNS];
+    int i;
+
+    for (i = 0; i < RUNS; i++)
+        rotate3(i, pd_side, &pd[i], raw_side, &raw[i], echo_uv, &uv[i]);
+    add_row(name, "round trips/s", "liburing", median(pd, RUNS), median(raw, RUNS), 0);
+    add_row(name, "round trips/s", "libuv", median(pd, RUNS), median(uv, RUNS), 0);
+}
+
 static int selected(int argc, char **argv, const char *name)
 {
     int i;
@@ -680,26 +692,12 @@ int main(int argc, char **argv)
         ab("nop_chain", "nops/s", "liburing", pd_nop_chain, raw_nop_chain, 0);
     if (selected(argc, argv, "nop_tasks"))
         ab("nop_tasks", "nops/s (128 tasks)", "liburing", pd_nop_tasks, raw_nop_tasks, 0);
-    if (selected(argc, argv, "echo")) {
-        double m;
-
-        for (i = 0; i < RUNS; i++)
-            rotate3(i, echo_pd, &pd[i], echo_raw, &raw[i], echo_uv, &uv[i]);
-        m = median(pd, RUNS);
-        add_row("echo", "round trips/s", "liburing", m, median(raw, RUNS), 0);
-        add_row("echo", "round trips/s", "libuv", m, median(uv, RUNS), 0);
-    }
-    if (selected(argc, argv, "echo_multishot")) {
-        double m;
-
-        for (i = 0; i < RUNS; i++)
-            rotate3(i, echo_pd_ms, &pd[i], echo_raw_ms, &raw[i], echo_uv, &uv[i]);
-        m = median(pd, RUNS);
-        add_row("echo_multishot", "round trips/s", "liburing", m, median(raw, RUNS), 0);
-        add_row("echo_multishot", "round trips/s", "libuv", m, median(uv, RUNS), 0);
-    }
+    if (selected(argc, argv, "echo"))
+        echo_rows("echo", echo_pd, echo_raw);
+    if (selected(argc, argv, "echo_multishot"))
+        echo_rows("echo_multishot", echo_pd_ms, echo_raw_ms);
     if (selected(argc, argv, "echo_threads"))
-        ab("echo_threads", "round trips/s", "1 thread", echo_pd_2, echo_pd, 0);
+        ab("echo_threads", "round trips/s", "1 thread", echo_pd_2, echo_pd_ms, 0);
     if (selected(argc, argv, "ping_pong")) {
         for (i = 0; i < RUNS; i++)
             rotate3(i, pd_ping_pong, &pd[i], raw_ping_pong_eventfd, &raw[i],
