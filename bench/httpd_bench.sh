@@ -7,9 +7,11 @@
 # (default 3) per server, the servers alternating: requests/s, p99 latency,
 # and the server's CPU time per request (user + system time of the server
 # process over the run, from /proc/PID/stat, divided by the requests wrk
-# completed) for a 13-byte and a 4 KiB file at 64 and 256 connections; then
-# the idle memory per keep-alive connection: the server's RSS delta with
-# 10,000 connections that each made one request and went quiet.
+# completed) for a 13-byte and a 4 KiB file at 64 and 256 connections;
+# large files (1 MiB and 64 MiB, 4 connections): MB/s and the server's CPU
+# time per MB sent; then the idle memory per keep-alive connection: the
+# server's RSS delta with 10,000 connections that each made one request
+# and went quiet.
 #
 # Prints a table and writes build/bench-httpd.tsv (the columns of
 # build/bench.tsv; the ratio favours httpd above 1: nginx / httpd for the
@@ -36,6 +38,8 @@ root=$work/www
 mkdir -p "$root" "$work/nginx"
 printf 'hello, world\n' >"$root/13b.txt"
 head -c 4096 /dev/urandom >"$root/4k.bin"
+head -c 1048576 /dev/urandom >"$root/1m.bin"
+head -c 67108864 /dev/urandom >"$root/64m.bin"
 hpid=""
 npid=""
 
@@ -111,6 +115,24 @@ run_wrk() {
         }' >>"$5"
 }
 
+# Runs wrk against port $1 for the large file $2 ($3 bytes) with 4
+# connections, charging the CPU of process $4; appends "MB/s cpu_us_per_MB"
+# to file $5.
+run_wrk_large() {
+    t0=$(cpu_ticks "$4")
+    out=$(wrk -t1 -c4 -d"${secs}s" "http://127.0.0.1:$1$2")
+    t1=$(cpu_ticks "$4")
+    echo "$out" | awk -v t0="$t0" -v t1="$t1" -v tck="$tck" -v port="$1" -v size="$3" \
+                      -v secs="$secs" '
+        / requests in / { n = $1 }
+        /Non-2xx|Socket errors/ { bad = bad $0 " " }
+        END {
+            if (bad != "") { print "bench: wrk on port " port ": " bad > "/dev/stderr"; exit 1 }
+            mb = n * size / 1000000
+            printf "%.0f %.1f\n", mb / secs, (t1 - t0) * 1000000 / tck / mb
+        }' >>"$5"
+}
+
 median() {
     sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
 }
@@ -122,6 +144,10 @@ for r in $(seq "$rounds"); do
             run_wrk "$hport" "/$size" "$c" "$hsrv" "$work/h-$size-$c"
             run_wrk "$nport" "/$size" "$c" "$nsrv" "$work/n-$size-$c"
         done
+    done
+    for large in 1m.bin:1048576 64m.bin:67108864; do
+        run_wrk_large "$hport" "/${large%%:*}" "${large##*:}" "$hsrv" "$work/h-${large%%:*}"
+        run_wrk_large "$nport" "/${large%%:*}" "${large##*:}" "$nsrv" "$work/n-${large%%:*}"
     done
 done
 stop_servers
@@ -169,6 +195,14 @@ for size in 13b.txt 4k.bin; do
         row "${tag}_p99_us" "$(cut -d' ' -f2 "$h" | median)" "$(cut -d' ' -f2 "$n" | median)" 0
         row "${tag}_cpu_us" "$(cut -d' ' -f3 "$h" | median)" "$(cut -d' ' -f3 "$n" | median)" 0
     done
+done
+for large in 1m 64m; do
+    h=$work/h-$large.bin
+    n=$work/n-$large.bin
+    row "httpd_${large}_c4_mb_per_s" "$(cut -d' ' -f1 "$h" | median)" \
+        "$(cut -d' ' -f1 "$n" | median)" 1
+    row "httpd_${large}_c4_cpu_us_per_mb" "$(cut -d' ' -f2 "$h" | median)" \
+        "$(cut -d' ' -f2 "$n" | median)" 0
 done
 row httpd_idle_bytes_per_conn "$hmem" "$nmem" 0
 echo "wrote $tsv"

@@ -20,6 +20,7 @@
 #include "grp_recv.h"
 #include "ms_accept.h"
 #include "ms_recv.h"
+#include "ms_sel_mix.h"
 #include "ms_sel_recv.h"
 #include "ms_select.h"
 #include "nested.h"
@@ -852,6 +853,30 @@ struct msa_ctx {
 /* Which completion counts each destruction began at; set by after. */
 static unsigned msa_at_n, msa_after_end;
 
+/*
+ * What every multishot case must show: destructions after each of the
+ * completions 0 to last (bits of at), some after the kernel ended the
+ * request, and some in each kernel state, reaped-not-seen included.
+ */
+static void ms_check(const char *future, const pd_harness_stats *st, unsigned at,
+                     int last, unsigned after_end)
+{
+    int i;
+
+    fprintf(stderr, "  %s: %d suspension points, %d destructions (%d in flight, "
+            "%d queued, %d completed, %d reaped), %u after the end\n", future,
+            st->points, st->runs, st->in_flight, st->queued, st->completed, st->reaped,
+            after_end);
+    for (i = 0; i <= last; i++)
+        ck_assert_msg(at & (1u << i), "%s: never destroyed after %d completions", future,
+                      i);
+    ck_assert_uint_gt(after_end, 0);
+    ck_assert_int_gt(st->reaped, 0);
+    ck_assert_int_gt(st->completed, 0);
+    ck_assert_int_gt(st->queued, 0);
+    ck_assert_int_gt(st->in_flight, 0);
+}
+
 static void msa_setup(void *v)
 {
     struct msa_ctx *c = v;
@@ -976,22 +1001,11 @@ START_TEST(multishot_accept_every_completion)
 {
     const pd_harness_opts o = { .multishot = 1 };
     pd_harness_stats st;
-    int i;
 
     msa_at_n = msa_after_end = 0;
     pd_harness_run_with(&msa_cases[_i], &o, &st);
-    fprintf(stderr, "  %s: %d suspension points, %d destructions (%d in flight, "
-            "%d queued, %d completed, %d reaped), after the end %u\n",
-            msa_cases[_i].future, st.points, st.runs, st.in_flight, st.queued,
-            st.completed, st.reaped, msa_after_end);
     /* Destroyed after each of the seven completions but the last (its then returns). */
-    for (i = 0; i < MS_CLIENTS; i++)
-        ck_assert_msg(msa_at_n & (1u << i), "never destroyed after %d completions", i);
-    ck_assert_uint_gt(msa_after_end, 0);
-    ck_assert_int_gt(st.reaped, 0);
-    ck_assert_int_gt(st.completed, 0);
-    ck_assert_int_gt(st.queued, 0);
-    ck_assert_int_gt(st.in_flight, 0);
+    ms_check(msa_cases[_i].future, &st, msa_at_n, MS_CLIENTS - 1, msa_after_end);
 }
 END_TEST
 
@@ -1113,22 +1127,80 @@ START_TEST(multishot_recv_every_completion)
 {
     const pd_harness_opts o = { .groups = msr_groups, .ngroups = 1, .multishot = 1 };
     pd_harness_stats st;
-    int i;
 
     msr_at = msr_after_end = 0;
     msr_c.sel = _i == 1;
     pd_harness_run_with(&msr_cases[_i], &o, &st);
-    fprintf(stderr, "  %s: %d suspension points, %d destructions (%d in flight, "
-            "%d queued, %d completed, %d reaped), after the end %u\n",
-            msr_cases[_i].future, st.points, st.runs, st.in_flight, st.queued,
-            st.completed, st.reaped, msr_after_end);
     /* The first burst: four buffers and the -ENOBUFS that ended the request. */
-    for (i = 0; i <= MSR_BUFS + 1; i++)
-        ck_assert_msg(msr_at & (1u << i), "never destroyed after %d completions", i);
-    ck_assert_uint_gt(msr_after_end, 0);
+    ms_check(msr_cases[_i].future, &st, msr_at, MSR_BUFS + 1, msr_after_end);
+}
+END_TEST
+
+/*
+ * A multishot poll_add raced in a select against a child (a long sleep):
+ * one byte written each time the harness would wait, until 4 bytes, when
+ * the poll's then leaves by GOTO (how 0) or RETURN (how 1). The child is
+ * destroyed once on every path with the rest.
+ */
+struct mix_ctx {
+    int p[2], how;
+};
+
+static void mix_setup(void *v)
+{
+    struct mix_ctx *c = v;
+
+    ck_assert_int_eq(pipe2(c->p, O_CLOEXEC | O_NONBLOCK), 0);
+}
+
+static void mix_init(void *self, void *v)
+{
+    struct mix_ctx *c = v;
+
+    ms_sel_mix_init(self, c->p[0], 4, c->how, 600000);
+}
+
+static void mix_progress(void *v, int when)
+{
+    struct mix_ctx *c = v;
+
+    if (when == PD_HARNESS_WAITING)
+        pd_test_write(c->p[1], "p", 1);
+}
+
+static void mix_after(void *v, const void *out)
+{
+    struct mix_ctx *c = v;
+
+    if (out)
+        ck_assert_int_eq(*(const long *)out, c->how ? 4 : 1004);
+}
+
+static void mix_cleanup(void *v)
+{
+    struct mix_ctx *c = v;
+
+    close(c->p[0]);
+    close(c->p[1]);
+}
+
+static struct mix_ctx mix_c;
+
+START_TEST(multishot_poll_against_a_child)
+{
+    const pd_harness_case c = {
+        .future = "ms_sel_mix", .vt = &ms_sel_mix_vtable, .ctx = &mix_c,
+        .setup = mix_setup, .init = mix_init, .progress = mix_progress,
+        .after = mix_after, .cleanup = mix_cleanup,
+    };
+    const pd_harness_opts o = { .multishot = 1 };
+    pd_harness_stats st;
+
+    mix_c.how = _i;
+    pd_harness_run_with(&c, &o, &st);
+    ck_assert_int_ge(st.points, 4);
     ck_assert_int_gt(st.reaped, 0);
     ck_assert_int_gt(st.completed, 0);
-    ck_assert_int_gt(st.queued, 0);
     ck_assert_int_gt(st.in_flight, 0);
 }
 END_TEST
@@ -1217,6 +1289,7 @@ Suite *pd_suite_inv_buffers(void)
                         (int)(sizeof(msa_cases) / sizeof(msa_cases[0])));
     tcase_add_loop_test(tc, multishot_recv_every_completion, 0,
                         (int)(sizeof(msr_cases) / sizeof(msr_cases[0])));
+    tcase_add_loop_test(tc, multishot_poll_against_a_child, 0, 2);
     tcase_add_test(tc, group_recv_every_point);
     suite_add_tcase(s, tc);
     return s;

@@ -6,11 +6,13 @@
 #include "http.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 /* --- the block pool --- */
 
@@ -56,6 +58,33 @@ void http_pool_drain(http_pool *p)
         p->mapped--;
         p->nfree--;
     }
+}
+
+/* --- a connection's pipe --- */
+
+int http_pipe_open(int *r, int *w)
+{
+    int p[2];
+
+    if (pipe2(p, O_CLOEXEC) < 0) {
+        *r = *w = -1;
+        return -errno;
+    }
+    /* A larger pipe moves a large file in fewer splices; the default
+       (64 KiB) is fine where the system refuses. */
+    (void)fcntl(p[1], F_SETPIPE_SZ, (int)HTTP_PIPE_SIZE);
+    *r = p[0];
+    *w = p[1];
+    return 0;
+}
+
+void http_pipe_close(int *r, int *w)
+{
+    if (*r >= 0)
+        close(*r);
+    if (*w >= 0)
+        close(*w);
+    *r = *w = -1;
 }
 
 /* --- the per-thread server --- */

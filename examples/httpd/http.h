@@ -30,6 +30,25 @@
 #define HTTP_IN_CAP 8192u
 #define HTTP_OUT_CAP 8192u
 #define HTTP_BLOCK (HTTP_IN_CAP + HTTP_OUT_CAP)
+/*
+ * How a body larger than the output buffer goes out (-L): read into the
+ * buffer and sent, or spliced from the file into a pipe of the
+ * connection's own and from the pipe into the socket (bodies of
+ * HTTP_SPLICE_MIN bytes or more, through a pipe of HTTP_PIPE_SIZE).
+ */
+enum { HTTP_BODY_COPY = 0, HTTP_BODY_SPLICE = 1 };
+#define HTTP_SPLICE_MIN (64u * 1024u)
+#define HTTP_PIPE_SIZE (1024u * 1024u)
+
+/*
+ * Makes a connection's pipe (close-on-exec; HTTP_PIPE_SIZE if the system
+ * allows, else its default). Returns 0, or -errno with both fds -1: the
+ * caller then reads and sends instead.
+ */
+int http_pipe_open(int *r, int *w);
+/* Closes a pipe made by http_pipe_open, if open, and sets both fds to -1. */
+void http_pipe_close(int *r, int *w);
+
 /* A request body (GET with Content-Length or chunked) is discarded up to this. */
 #define HTTP_BODY_MAX (64u * 1024u)
 /* How long a keep-alive connection keeps its block after a response. */
@@ -78,6 +97,7 @@ typedef struct http_srv {
     long accepting;          /* accepts in flight, counted against max_conns */
     bool draining;           /* SIGINT/SIGTERM: finish what is in progress, then close */
     bool quiet;
+    int body;                /* HTTP_BODY_*: how large bodies go out */
     pd_task *accept_tasks[HTTP_ACCEPTORS]; /* cancelled when the drain begins */
     pd_task *drain_task;     /* cancelled by the last connection to go while draining */
     const int *peer_fds;     /* eventfds of the other threads, told at once when this */
@@ -85,22 +105,16 @@ typedef struct http_srv {
     int signo;               /* the signal that began the drain, if one did */
     http_link *conns;        /* every live connection, for the drain */
     http_pool pool;
-    /*
-     * The buffer group requests are received into (the ring design), or
-     * NULL for the peek design: see docs/httpd.md, "Memory".
-     */
-    pd_bufgroup *group;
     uint64_t responses;      /* responses sent completely */
-    uint64_t nobufs;         /* receives the empty ring ended (ENOBUFS) */
     uint64_t accepted;
     /* Cached formatted times: the Date of this second, the last Last-Modified. */
     time_t date_sec, lm_sec;
     char date[40], lm[40];
     /*
      * Shared targets of reads whose bytes nobody looks at: the 1-byte
-     * MSG_PEEK that waits for an idle connection's next request (peek
-     * design), and the discarded input of lingering closes. Kernel writes
-     * to them may overlap; no code reads them.
+     * MSG_PEEK that waits for an idle connection's next request, and the
+     * discarded input of lingering closes. Kernel writes to them may
+     * overlap; no code reads them.
      */
     char peek;
     char scratch[4096];

@@ -2,7 +2,7 @@
  * httpd: an HTTP/1.1 static file server written as polldrop specs.
  *
  *   build/httpd [-p PORT] [-a ADDR] [-r ROOT] [-t THREADS] [-d DRAIN_MS]
- *               [-H HEADER_MS] [-k IDLE_MS] [-m MAX_CONNS] [-b BUFS] [-s SIZE] [-q]
+ *               [-H HEADER_MS] [-k IDLE_MS] [-m MAX_CONNS] [-L copy|splice] [-q]
  *
  * The command line; the server is server.c, the protocol http.c, the I/O
  * the specs http_accept, http_conn and http_drain. Exits 0 after a drain
@@ -10,16 +10,19 @@
  */
 #include <limits.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "../args.h"
 #include "server.h"
 
+static const char *const body_modes[] = { "copy", "splice" };
+
 static void usage(FILE *f)
 {
     fprintf(f,
             "usage: httpd [-p PORT] [-a ADDR] [-r ROOT] [-t THREADS] [-d DRAIN_MS]\n"
-            "             [-H HEADER_MS] [-k IDLE_MS] [-m MAX_CONNS] [-b BUFS] [-s SIZE] [-q]\n"
+            "             [-H HEADER_MS] [-k IDLE_MS] [-m MAX_CONNS] [-L copy|splice] [-q]\n"
             "  -p PORT       TCP port (default 8080; 0 picks a free one)\n"
             "  -a ADDR       IPv4 or IPv6 address to bind (default 127.0.0.1)\n"
             "  -r ROOT       directory served (default .)\n"
@@ -29,11 +32,9 @@ static void usage(FILE *f)
             "  -H HEADER_MS  time to receive a request's head and body (default 10000)\n"
             "  -k IDLE_MS    keep-alive idle time (default 5000)\n"
             "  -m MAX_CONNS  connections served at once (default 10000)\n"
-            "  -b BUFS       requests are received into a buffer group of BUFS buffers\n"
-            "                per thread (a power of two, default %d); 0 waits with a\n"
-            "                1-byte peek instead (docs/httpd.md, \"Memory\")\n"
-            "  -s SIZE       bytes per buffer of the group (64-65536, default %d)\n"
-            "  -q            print nothing but errors\n", HTTPD_BUFS, HTTPD_BUF_SIZE);
+            "  -L MODE       bodies of 64 KiB or more: copy (read into the 8 KiB buffer\n"
+            "                and send) or splice (file to pipe to socket); default %s\n"
+            "  -q            print nothing but errors\n", body_modes[HTTPD_BODY]);
 }
 
 int main(int argc, char **argv)
@@ -47,7 +48,7 @@ int main(int argc, char **argv)
     drain_ms = o.drain_ms;
     header_ms = o.header_ms;
     idle_ms = o.idle_ms;
-    while ((opt = getopt(argc, argv, "p:a:r:t:d:H:k:m:b:s:qh")) != -1) {
+    while ((opt = getopt(argc, argv, "p:a:r:t:d:H:k:m:L:qh")) != -1) {
         long *dst = NULL, lo = 1, hi = INT_MAX;
 
         switch (opt) {
@@ -57,11 +58,19 @@ int main(int argc, char **argv)
         case 'H': dst = &header_ms; break;
         case 'k': dst = &idle_ms; break;
         case 'm': dst = &o.max_conns, hi = LONG_MAX; break;
-        case 'b': dst = &o.bufs, lo = 0, hi = 32768; break;
-        case 's': dst = &o.buf_size, lo = 64, hi = 65536; break;
         case 'a': o.host = optarg; break;
         case 'r': o.root = optarg; break;
         case 'q': o.quiet = 1; break;
+        case 'L':
+            o.body = -1;
+            for (int i = 0; i < 2; i++)
+                if (strcmp(optarg, body_modes[i]) == 0)
+                    o.body = i;
+            if (o.body < 0) {
+                fprintf(stderr, "httpd: bad value '%s' for -L (copy or splice)\n", optarg);
+                return 2;
+            }
+            break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -69,10 +78,6 @@ int main(int argc, char **argv)
             fprintf(stderr, "httpd: bad value '%s' for -%c (%ld-%ld)\n", optarg, opt, lo, hi);
             return 2;
         }
-    }
-    if (o.bufs & (o.bufs - 1)) {
-        fprintf(stderr, "httpd: -b %ld is not a power of two\n", o.bufs);
-        return 2;
     }
     if (optind != argc) {
         usage(stderr);

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -37,11 +38,9 @@ typedef struct worker {
     pthread_t th;
     int idx, lfd, evfd;
     long long drain_ms;
-    long bufs, buf_size;     /* the buffer group; bufs 0: the peek design */
     http_srv srv;
     int ret;                 /* 0, or -errno of the runtime or the listener */
     long drain_out;          /* http_drain's output: 1 if the drain was cut */
-    long bufs_back;          /* buffers in the group's ring at the end */
     pd_stats st;
 } worker;
 
@@ -58,17 +57,6 @@ static void *worker_main(void *arg)
         w->ret = ret;
         kill(getpid(), SIGTERM); /* the first thread's drain tells the others */
         return NULL;
-    }
-    if (w->bufs > 0) {
-        ret = pd_bufgroup_new(rt, (unsigned)w->bufs, (size_t)w->buf_size, &w->srv.group);
-        if (ret < 0) {
-            fprintf(stderr, "httpd: thread %d: buffer group of %ld x %ld bytes: %s\n", w->idx,
-                    w->bufs, w->buf_size, strerror(-ret));
-            w->ret = ret;
-            kill(getpid(), SIGTERM);
-            pd_runtime_free(rt);
-            return NULL;
-        }
     }
     for (int i = 0; i < HTTP_ACCEPTORS; i++)
         fail |= (acc[i] = http_accept_spawn(rt, w->lfd, &w->srv, PAUSE_MS)) == NULL;
@@ -104,12 +92,6 @@ static void *worker_main(void *arg)
     w->srv.drain_task = NULL;
     pd_runtime_stats(rt, &w->st);
     pd_task_release(dr);
-    if (w->srv.group != NULL) {
-        /* Every connection is gone: the whole group is back in its ring. */
-        w->bufs_back = pd_bufgroup_available(w->srv.group);
-        pd_bufgroup_free(w->srv.group);
-        w->srv.group = NULL;
-    }
     pd_runtime_free(rt);
     w->ret = ret;
     if (ret < 0)
@@ -125,6 +107,12 @@ static int listener(const struct sockaddr_storage *addr, socklen_t alen, int reu
     if (fd < 0)
         return -errno;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    /*
+     * Connections inherit TCP_NODELAY from the listener: a response's last
+     * short segment must not wait for the ACK of the one before (Nagle),
+     * which a client delays (delayed ACK) until its own next request.
+     */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (reuse && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
         goto fail;
     if (bind(fd, (const struct sockaddr *)addr, alen) < 0 || listen(fd, 4096) < 0)
@@ -144,7 +132,7 @@ void httpd_defaults(httpd_opts *o)
     *o = (httpd_opts){
         .host = "127.0.0.1", .root = ".", .port = 8080, .threads = 1, .max_conns = 10000,
         .drain_ms = 5000, .header_ms = 10000, .idle_ms = 5000, .linger_ms = 1000,
-        .bufs = HTTPD_BUFS, .buf_size = HTTPD_BUF_SIZE, .ready_fd = -1,
+        .body = HTTPD_BODY, .ready_fd = -1,
     };
 }
 
@@ -256,12 +244,11 @@ int httpd_run(const httpd_opts *o)
 
         w->idx = (int)i;
         w->drain_ms = o->drain_ms;
-        w->bufs = o->bufs;
-        w->buf_size = o->buf_size;
         w->lfd = w->evfd = -1;
         http_srv_init(&w->srv, rootfd, o->header_ms, o->idle_ms, o->linger_ms,
                       (max_conns + threads - 1) / threads);
         w->srv.quiet = o->quiet;
+        w->srv.body = o->body;
         w->lfd = listener(&addr, alen, threads > 1);
         if (w->lfd < 0) {
             fprintf(stderr, "httpd: cannot listen on %s port %ld: %s\n", o->host, o->port,
@@ -321,18 +308,14 @@ int httpd_run(const httpd_opts *o)
 
         if (i > 0)
             pthread_join(w->th, NULL);
-        if (w->ret < 0 || w->st.inflight_ops != 0 || w->srv.live != 0 ||
-            w->bufs_back != w->bufs)
+        if (w->ret < 0 || w->st.inflight_ops != 0 || w->srv.live != 0)
             ret = 1;
         if (!o->quiet)
             printf("httpd: thread %ld: signal %d: %llu responses, %llu connections; drain %s; "
-                   "%llu ops in flight, %ld connections left, %ld of %ld buffers back "
-                   "(ring ran dry %llu times)\n", i,
-                   ws[0].srv.signo, (unsigned long long)w->srv.responses,
-                   (unsigned long long)w->srv.accepted,
+                   "%llu ops in flight, %ld connections left\n", i, ws[0].srv.signo,
+                   (unsigned long long)w->srv.responses, (unsigned long long)w->srv.accepted,
                    w->drain_out ? "cut at the deadline" : "complete",
-                   (unsigned long long)w->st.inflight_ops, w->srv.live, w->bufs_back, w->bufs,
-                   (unsigned long long)w->srv.nobufs);
+                   (unsigned long long)w->st.inflight_ops, w->srv.live);
     }
 out:
     for (long i = 0; i < threads; i++) {

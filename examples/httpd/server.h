@@ -13,18 +13,13 @@ typedef struct httpd_opts {
     long threads;
     long max_conns;
     long long drain_ms, header_ms, idle_ms, linger_ms;
-    long bufs, buf_size;     /* each thread's buffer group; bufs 0: the peek design */
+    int body;                /* HTTP_BODY_*: how bodies larger than a buffer go out */
     int quiet;
     int ready_fd;            /* if >= 0, the port (an int) is written here once listening */
 } httpd_opts;
 
-/*
- * Each thread's buffer group by default (docs/httpd.md, "Memory"): every
- * buffer is touched as the kernel cycles through the ring, so the group is
- * a fixed cost of bufs * buf_size bytes per thread.
- */
-#define HTTPD_BUFS 512
-#define HTTPD_BUF_SIZE 2048
+/* How large bodies go out by default: HTTP_BODY_SPLICE (http.h). */
+#define HTTPD_BODY 1
 
 /* The defaults of the command line. */
 void httpd_defaults(httpd_opts *o);
