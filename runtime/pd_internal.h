@@ -74,6 +74,8 @@ struct pd_runtime {
     pd_stats stats;
     unsigned cancel_flags;   /* IOSQE_CQE_SKIP_SUCCESS when the kernel has it */
     int sq_err;              /* why the last SQE claim failed */
+    /* Where PD__PREP prepares an op whose entry is claimed out of line. */
+    struct io_uring_sqe spare_sqe;
     uint8_t in_turn;         /* polling tasks: nested run calls are refused */
     uint8_t shutting_down;
     uint8_t deadline_armed;  /* a shutdown deadline is pending (deadline_ns) */
@@ -423,50 +425,51 @@ static inline struct io_uring_sqe *pd__get_sqe(pd_runtime *rt)
 struct io_uring_sqe *pd__op_sqe_slow(pd_cx *cx, pd__op *op, uint8_t fdret);
 
 /*
- * Claims an SQE for op and marks the op in flight. If no SQE can be had
- * (the ring is broken, not merely full), the op completes at once with the
- * -errno so that the future sees the failure as its result. The common
- * case -- no linked timeout, room in the queue -- is one test of each and
- * the claim; the rest is out of line.
+ * Marks op in flight on the entry just claimed for it. This runs for every
+ * op: only what a busy op needs is stored (res and cflags are written by its
+ * completion), and the four adjacent bytes merge into one store.
  */
-static inline struct io_uring_sqe *pd__op_sqe(pd_cx *cx, pd__op *op,
-                                              uint8_t fdret)
+static inline void pd__op_start(pd_cx *cx, pd__op *op, uint8_t fdret)
 {
-    pd_runtime *rt = cx->rt;
-    struct io_uring_sqe *sqe;
-
-    if (PD__UNLIKELY(cx->link_ts != NULL) ||
-        PD__UNLIKELY((sqe = pd__get_sqe(rt)) == NULL)) {
-        sqe = pd__op_sqe_slow(cx, op, fdret);
-        if (sqe == NULL)
-            return NULL;
-    }
-    /*
-     * This runs for every op: only what a busy op needs is stored (res and
-     * cflags are written by its completion), and the four adjacent bytes
-     * merge into one store.
-     */
-    pd__checked_submit(rt, op);
+    pd__checked_submit(cx->rt, op);
     op->task = cx->task;
     op->st = PD__OP_BUSY;
     op->pending = 1;
     op->fdret = fdret;
     op->cancelled = 0;
-    rt->stats.ops_submitted++;
+    cx->rt->stats.ops_submitted++;
+}
+
+/*
+ * Claims an SQE for op and marks the op in flight. If no SQE can be had
+ * (the ring is broken, not merely full), the op completes at once with the
+ * -errno so that the future sees the failure as its result, and the result
+ * is NULL. For out-of-line callers (multishot slots); generated polls go
+ * through PD__PREP.
+ */
+static inline struct io_uring_sqe *pd__op_sqe(pd_cx *cx, pd__op *op,
+                                              uint8_t fdret)
+{
+    struct io_uring_sqe *sqe;
+
+    if (PD__UNLIKELY(cx->link_ts != NULL) ||
+        PD__UNLIKELY((sqe = pd__get_sqe(cx->rt)) == NULL)) {
+        sqe = pd__op_sqe_slow(cx, op, fdret);
+        if (sqe == NULL)
+            return NULL;
+    }
+    pd__op_start(cx, op, fdret);
     return sqe;
 }
 
 /*
- * Must be called after the io_uring_prep_* call on sqe: tags it with op.
- * (cx->link_ts is read again here: keeping the first read in a variable
- * costs the generated poll a callee-saved register, more than the load.)
+ * PD__PREP's way when the op takes a linked timeout or the submission
+ * queue is full, in runtime.c: the op was prepared in rt->spare_sqe; this
+ * claims its entry (or the two adjacent entries) the slow way, copies it
+ * there and tags it, or fails the op if the ring is broken. Returns 0 if
+ * the op went to the kernel, else the -errno it failed with.
  */
-static inline void pd__op_arm(pd_cx *cx, struct io_uring_sqe *sqe, pd__op *op)
-{
-    io_uring_sqe_set_data(sqe, op);
-    if (PD__UNLIKELY(cx->link_ts != NULL))
-        pd__link_timeout(cx, sqe, op);
-}
+int pd__op_spill(pd_cx *cx, pd__op *op, uint8_t fdret);
 
 /* The next op submitted through cx gets a linked timeout of ms. */
 static inline void pd__link_next(pd_cx *cx, struct __kernel_timespec *ts,
@@ -528,37 +531,55 @@ static inline void pd__op_cancel_from(pd_cx *cx, pd__op *op)
 
 /* --- op preparation: one generic helper, small ones layered on it --- */
 
+/*
+ * The common case -- no linked timeout, room in the queue -- claims the
+ * entry, prepares it and tags it inline, with no call. Otherwise CALL
+ * prepares rt->spare_sqe and pd__op_spill, out of line, does the rest:
+ * since nothing the caller holds is needed after that call, a generated
+ * poll whose fast path makes no other call saves no registers (see "The
+ * hot path" in docs/design.md). The value is 0 on the common way, 1 when
+ * the op went out of line: a state with one op then returns Pending at
+ * once (a failed op woke the task, which is polled again).
+ */
 #define PD__PREP(cx, op, fdret, CALL)                                          \
     do {                                                                       \
-        struct io_uring_sqe *pd__s = pd__op_sqe((cx), (op), (fdret));          \
-        if (pd__s != NULL) {                                                   \
+        pd_runtime *pd__rt = (cx)->rt;                                         \
+        struct io_uring_sqe *pd__s;                                            \
+        if (PD__LIKELY((cx)->link_ts == NULL) &&                               \
+            PD__LIKELY((pd__s = pd__get_sqe(pd__rt)) != NULL)) {               \
+            pd__op_start((cx), (op), (fdret));                                 \
             CALL;                                                              \
-            pd__op_arm((cx), pd__s, (op));                                     \
+            io_uring_sqe_set_data(pd__s, (op));                                \
+            return 0;                                                          \
         }                                                                      \
+        pd__s = &pd__rt->spare_sqe;                                            \
+        CALL;                                                                  \
+        (void)pd__op_spill((cx), (op), (fdret));                               \
+        return 1;                                                              \
     } while (0)
 
-static inline void pd__prep_nop(pd_cx *cx, pd__op *op)
+static inline int pd__prep_nop(pd_cx *cx, pd__op *op)
 {
     PD__PREP(cx, op, 0, io_uring_prep_nop(pd__s));
 }
 
-static inline void pd__prep_read(pd_cx *cx, pd__op *op, int fd, void *buf,
-                                 size_t len, long long offset)
+static inline int pd__prep_read(pd_cx *cx, pd__op *op, int fd, void *buf,
+                                size_t len, long long offset)
 {
     PD__PREP(cx, op, 0, io_uring_prep_read(pd__s, fd, buf, (unsigned)len,
                                            (uint64_t)offset));
 }
 
-static inline void pd__prep_write(pd_cx *cx, pd__op *op, int fd,
-                                  const void *buf, size_t len,
-                                  long long offset)
+static inline int pd__prep_write(pd_cx *cx, pd__op *op, int fd,
+                                 const void *buf, size_t len,
+                                 long long offset)
 {
     PD__PREP(cx, op, 0, io_uring_prep_write(pd__s, fd, buf, (unsigned)len,
                                             (uint64_t)offset));
 }
 
-static inline void pd__prep_openat(pd_cx *cx, pd__op *op, const char *path,
-                                   int flags, int dfd, unsigned mode)
+static inline int pd__prep_openat(pd_cx *cx, pd__op *op, const char *path,
+                                  int flags, int dfd, unsigned mode)
 {
     PD__PREP(cx, op, 1, io_uring_prep_openat(pd__s, dfd, path, flags, mode));
 }
@@ -567,8 +588,8 @@ static inline void pd__prep_openat(pd_cx *cx, pd__op *op, const char *path,
  * how is read by the kernel when the request is submitted, which may be after
  * this returns: it must live in the future until the op completes.
  */
-static inline void pd__prep_openat2(pd_cx *cx, pd__op *op, const char *path,
-                                    struct open_how *how, int dfd)
+static inline int pd__prep_openat2(pd_cx *cx, pd__op *op, const char *path,
+                                   struct open_how *how, int dfd)
 {
     PD__PREP(cx, op, 1, io_uring_prep_openat2(pd__s, dfd, path, how));
 }
@@ -579,139 +600,145 @@ static inline void pd__prep_openat2(pd_cx *cx, pd__op *op, const char *path,
  * failing the op with the ring's error would leak it. It is closed with
  * close(2) instead, here, and the op completes with that result.
  */
-static inline void pd__prep_close(pd_cx *cx, pd__op *op, int fd)
+static inline int pd__prep_close(pd_cx *cx, pd__op *op, int fd)
 {
-    struct io_uring_sqe *sqe = pd__op_sqe(cx, op, 0);
+    pd_runtime *rt = cx->rt;
+    struct io_uring_sqe *sqe;
 
-    if (PD__UNLIKELY(sqe == NULL)) {
-        op->res = close(fd) == 0 ? 0 : -errno;
-        return;
+    if (PD__LIKELY(cx->link_ts == NULL) &&
+        PD__LIKELY((sqe = pd__get_sqe(rt)) != NULL)) {
+        pd__op_start(cx, op, 0);
+        io_uring_prep_close(sqe, fd);
+        io_uring_sqe_set_data(sqe, op);
+        return 0;
     }
-    io_uring_prep_close(sqe, fd);
-    pd__op_arm(cx, sqe, op);
+    io_uring_prep_close(&rt->spare_sqe, fd);
+    if (PD__UNLIKELY(pd__op_spill(cx, op, 0) < 0))
+        op->res = close(fd) == 0 ? 0 : -errno;
+    return 1;
 }
 
-static inline void pd__prep_fsync(pd_cx *cx, pd__op *op, int fd,
-                                  unsigned flags)
+static inline int pd__prep_fsync(pd_cx *cx, pd__op *op, int fd,
+                                 unsigned flags)
 {
     PD__PREP(cx, op, 0, io_uring_prep_fsync(pd__s, fd, flags));
 }
 
 /* ts must stay valid until the op completes: it lives in the future. */
-static inline void pd__prep_timeout(pd_cx *cx, pd__op *op,
-                                    struct __kernel_timespec *ts,
-                                    long long ns)
+static inline int pd__prep_timeout(pd_cx *cx, pd__op *op,
+                                   struct __kernel_timespec *ts,
+                                   long long ns)
 {
     ts->tv_sec = ns / 1000000000LL;
     ts->tv_nsec = ns % 1000000000LL;
     PD__PREP(cx, op, 0, io_uring_prep_timeout(pd__s, ts, 0, 0));
 }
 
-static inline void pd__prep_socket(pd_cx *cx, pd__op *op, int domain,
-                                   int type, int protocol)
+static inline int pd__prep_socket(pd_cx *cx, pd__op *op, int domain,
+                                  int type, int protocol)
 {
     PD__PREP(cx, op, 1, io_uring_prep_socket(pd__s, domain, type, protocol, 0));
 }
 
 /* addr and addrlen (both NULL, or both in the future) receive the peer. */
-static inline void pd__prep_accept(pd_cx *cx, pd__op *op, int fd, int flags,
-                                   void *addr, socklen_t *addrlen)
+static inline int pd__prep_accept(pd_cx *cx, pd__op *op, int fd, int flags,
+                                  void *addr, socklen_t *addrlen)
 {
     PD__PREP(cx, op, 1, io_uring_prep_accept(pd__s, fd, (struct sockaddr *)addr,
                                              addrlen, flags));
 }
 
-static inline void pd__prep_connect(pd_cx *cx, pd__op *op, int fd,
-                                    const void *addr, unsigned addrlen)
+static inline int pd__prep_connect(pd_cx *cx, pd__op *op, int fd,
+                                   const void *addr, unsigned addrlen)
 {
     PD__PREP(cx, op, 0, io_uring_prep_connect(pd__s, fd,
                                               (const struct sockaddr *)addr,
                                               addrlen));
 }
 
-static inline void pd__prep_recv(pd_cx *cx, pd__op *op, int fd, void *buf,
-                                 size_t len, int flags)
+static inline int pd__prep_recv(pd_cx *cx, pd__op *op, int fd, void *buf,
+                                size_t len, int flags)
 {
     PD__PREP(cx, op, 0, io_uring_prep_recv(pd__s, fd, buf, len, flags));
 }
 
-static inline void pd__prep_send(pd_cx *cx, pd__op *op, int fd,
-                                 const void *buf, size_t len, int flags)
+static inline int pd__prep_send(pd_cx *cx, pd__op *op, int fd,
+                                const void *buf, size_t len, int flags)
 {
     PD__PREP(cx, op, 0, io_uring_prep_send(pd__s, fd, buf, len, flags));
 }
 
-static inline void pd__prep_shutdown(pd_cx *cx, pd__op *op, int fd, int how)
+static inline int pd__prep_shutdown(pd_cx *cx, pd__op *op, int fd, int how)
 {
     PD__PREP(cx, op, 0, io_uring_prep_shutdown(pd__s, fd, how));
 }
 
-static inline void pd__prep_readv(pd_cx *cx, pd__op *op, int fd,
-                                  const struct iovec *iov, unsigned iovcnt,
-                                  long long offset)
+static inline int pd__prep_readv(pd_cx *cx, pd__op *op, int fd,
+                                 const struct iovec *iov, unsigned iovcnt,
+                                 long long offset)
 {
     PD__PREP(cx, op, 0, io_uring_prep_readv(pd__s, fd, iov, iovcnt,
                                             (uint64_t)offset));
 }
 
-static inline void pd__prep_writev(pd_cx *cx, pd__op *op, int fd,
-                                   const struct iovec *iov, unsigned iovcnt,
-                                   long long offset)
+static inline int pd__prep_writev(pd_cx *cx, pd__op *op, int fd,
+                                  const struct iovec *iov, unsigned iovcnt,
+                                  long long offset)
 {
     PD__PREP(cx, op, 0, io_uring_prep_writev(pd__s, fd, iov, iovcnt,
                                              (uint64_t)offset));
 }
 
-static inline void pd__prep_unlinkat(pd_cx *cx, pd__op *op, const char *path,
-                                     int flags, int dfd)
+static inline int pd__prep_unlinkat(pd_cx *cx, pd__op *op, const char *path,
+                                    int flags, int dfd)
 {
     PD__PREP(cx, op, 0, io_uring_prep_unlinkat(pd__s, dfd, path, flags));
 }
 
-static inline void pd__prep_renameat(pd_cx *cx, pd__op *op, const char *oldpath,
-                                     const char *newpath, unsigned flags,
-                                     int olddfd, int newdfd)
+static inline int pd__prep_renameat(pd_cx *cx, pd__op *op, const char *oldpath,
+                                    const char *newpath, unsigned flags,
+                                    int olddfd, int newdfd)
 {
     PD__PREP(cx, op, 0, io_uring_prep_renameat(pd__s, olddfd, oldpath, newdfd,
                                                newpath, flags));
 }
 
-static inline void pd__prep_mkdirat(pd_cx *cx, pd__op *op, const char *path,
-                                    unsigned mode, int dfd)
+static inline int pd__prep_mkdirat(pd_cx *cx, pd__op *op, const char *path,
+                                   unsigned mode, int dfd)
 {
     PD__PREP(cx, op, 0, io_uring_prep_mkdirat(pd__s, dfd, path, (mode_t)mode));
 }
 
-static inline void pd__prep_statx(pd_cx *cx, pd__op *op, const char *path,
-                                  struct statx *buf, unsigned mask, int flags,
-                                  int dfd)
+static inline int pd__prep_statx(pd_cx *cx, pd__op *op, const char *path,
+                                 struct statx *buf, unsigned mask, int flags,
+                                 int dfd)
 {
     PD__PREP(cx, op, 0, io_uring_prep_statx(pd__s, dfd, path, flags, mask, buf));
 }
 
 /* An offset of -1 means the fd's own position (and is what a pipe needs). */
-static inline void pd__prep_splice(pd_cx *cx, pd__op *op, int fd_in, int fd_out,
-                                   unsigned len, long long off_in,
-                                   long long off_out, unsigned flags)
+static inline int pd__prep_splice(pd_cx *cx, pd__op *op, int fd_in, int fd_out,
+                                  unsigned len, long long off_in,
+                                  long long off_out, unsigned flags)
 {
     PD__PREP(cx, op, 0, io_uring_prep_splice(pd__s, fd_in, (int64_t)off_in, fd_out,
                                              (int64_t)off_out, len, flags));
 }
 
-static inline void pd__prep_poll_add(pd_cx *cx, pd__op *op, int fd,
-                                     unsigned events)
+static inline int pd__prep_poll_add(pd_cx *cx, pd__op *op, int fd,
+                                    unsigned events)
 {
     PD__PREP(cx, op, 0, io_uring_prep_poll_add(pd__s, fd, events));
 }
 
-static inline void pd__prep_recvmsg(pd_cx *cx, pd__op *op, int fd,
-                                    struct msghdr *msg, unsigned flags)
+static inline int pd__prep_recvmsg(pd_cx *cx, pd__op *op, int fd,
+                                   struct msghdr *msg, unsigned flags)
 {
     PD__PREP(cx, op, 0, io_uring_prep_recvmsg(pd__s, fd, msg, flags));
 }
 
-static inline void pd__prep_sendmsg(pd_cx *cx, pd__op *op, int fd,
-                                    const struct msghdr *msg, unsigned flags)
+static inline int pd__prep_sendmsg(pd_cx *cx, pd__op *op, int fd,
+                                   const struct msghdr *msg, unsigned flags)
 {
     PD__PREP(cx, op, 0, io_uring_prep_sendmsg(pd__s, fd, msg, flags));
 }
@@ -722,9 +749,9 @@ static inline void pd__prep_sendmsg(pd_cx *cx, pd__op *op, int fd,
  * buf. The dispatcher keeps the op busy until the notification, so the op
  * is taken, reaped or quiesced only when buf is free again.
  */
-static inline void pd__prep_send_zc(pd_cx *cx, pd__op *op, int fd,
-                                    const void *buf, size_t len, int flags,
-                                    unsigned zc_flags)
+static inline int pd__prep_send_zc(pd_cx *cx, pd__op *op, int fd,
+                                   const void *buf, size_t len, int flags,
+                                   unsigned zc_flags)
 {
     PD__PREP(cx, op, 0, io_uring_prep_send_zc(pd__s, fd, buf, len, flags,
                                               zc_flags));
@@ -738,12 +765,12 @@ static inline void pd__prep_send_zc(pd_cx *cx, pd__op *op, int fd,
  */
 #define PD__IORING_OP_FTRUNCATE 55
 
-static inline void pd__prep_ftruncate(pd_cx *cx, pd__op *op, int fd,
-                                      long long len)
+static inline int pd__prep_ftruncate(pd_cx *cx, pd__op *op, int fd,
+                                     long long len)
 {
     if (PD__UNLIKELY(!cx->rt->has_ftruncate)) {
         pd__op_fail(cx, op, -EOPNOTSUPP, 0);
-        return;
+        return 1;
     }
     PD__PREP(cx, op, 0, io_uring_prep_rw(PD__IORING_OP_FTRUNCATE, pd__s, fd, NULL,
                                          0, (uint64_t)len));
@@ -790,7 +817,7 @@ static inline pd_buf pd__buf_from(const pd__mop *m, const pd__cqe *c)
     return b;
 }
 
-/* As pd__op_arm, with the user_data tag that routes completions to m. */
+/* Tags sqe with the user_data that routes completions to m. */
 static inline void pd__mop_arm(pd_cx *cx, struct io_uring_sqe *sqe, pd__mop *m)
 {
     io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)m | PD__TAG_EXT);

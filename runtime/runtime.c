@@ -813,11 +813,26 @@ struct io_uring_sqe *pd__op_sqe_slow(pd_cx *cx, pd__op *op, uint8_t fdret)
     return sqe;
 }
 
+int pd__op_spill(pd_cx *cx, pd__op *op, uint8_t fdret)
+{
+    pd_runtime *rt = cx->rt;
+    struct io_uring_sqe *sqe = pd__op_sqe_slow(cx, op, fdret);
+
+    if (sqe == NULL)
+        return op->res; /* pd__op_fail completed op with the ring's error */
+    pd__op_start(cx, op, fdret);
+    *sqe = rt->spare_sqe;
+    io_uring_sqe_set_data(sqe, op);
+    if (cx->link_ts != NULL)
+        pd__link_timeout(cx, sqe, op);
+    return 0;
+}
+
 void pd__link_timeout(pd_cx *cx, struct io_uring_sqe *sqe, pd__op *op)
 {
     struct io_uring_sqe *t = io_uring_get_sqe(&cx->rt->ring);
 
-    /* pd__op_sqe reserved two adjacent entries, so t cannot be NULL. */
+    /* pd__op_sqe_slow reserved two adjacent entries, so t cannot be NULL. */
     sqe->flags |= IOSQE_IO_LINK;
     io_uring_prep_link_timeout(t, cx->link_ts, 0);
     /* The op's own user_data, tagged: the slot's address and kind. */
