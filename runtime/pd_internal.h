@@ -406,15 +406,26 @@ static inline void pd__op_fail(pd_cx *cx, pd__op *op, int res, uint8_t fdret)
  * io_uring_get_sqe for polldrop's rings, which never have SQPOLL or
  * SQE128: the same claim without testing the ring's flags each time.
  */
-static inline struct io_uring_sqe *pd__get_sqe(pd_runtime *rt)
+static inline int pd__sq_full(const pd_runtime *rt)
+{
+    const struct io_uring_sq *sq = &rt->ring.sq;
+
+    return sq->sqe_tail - IO_URING_READ_ONCE(*sq->khead) >= sq->ring_entries;
+}
+
+/* Claims the next entry; the queue must not be full. */
+static inline struct io_uring_sqe *pd__sq_claim(pd_runtime *rt)
 {
     struct io_uring_sq *sq = &rt->ring.sq;
-    unsigned tail = sq->sqe_tail;
 
-    if (PD__UNLIKELY(tail - IO_URING_READ_ONCE(*sq->khead) >= sq->ring_entries))
+    return &sq->sqes[sq->sqe_tail++ & sq->ring_mask];
+}
+
+static inline struct io_uring_sqe *pd__get_sqe(pd_runtime *rt)
+{
+    if (PD__UNLIKELY(pd__sq_full(rt)))
         return NULL;
-    sq->sqe_tail = tail + 1;
-    return &sq->sqes[tail & sq->ring_mask];
+    return pd__sq_claim(rt);
 }
 
 /*
@@ -531,6 +542,20 @@ static inline void pd__op_cancel_from(pd_cx *cx, pd__op *op)
 
 /* --- op preparation: one generic helper, small ones layered on it --- */
 
+/* Whether the next op can claim its entry inline (see PD__PREP). */
+static inline int pd__op_inline(const pd_cx *cx)
+{
+    return cx->link_ts == NULL && !pd__sq_full(cx->rt);
+}
+
+/* Claims the entry of an op for which pd__op_inline holds, and starts op. */
+static inline struct io_uring_sqe *pd__op_claim(pd_cx *cx, pd__op *op,
+                                                uint8_t fdret)
+{
+    pd__op_start(cx, op, fdret);
+    return pd__sq_claim(cx->rt);
+}
+
 /*
  * The common case -- no linked timeout, room in the queue -- claims the
  * entry, prepares it and tags it inline, with no call. Otherwise CALL
@@ -543,16 +568,14 @@ static inline void pd__op_cancel_from(pd_cx *cx, pd__op *op)
  */
 #define PD__PREP(cx, op, fdret, CALL)                                          \
     do {                                                                       \
-        pd_runtime *pd__rt = (cx)->rt;                                         \
         struct io_uring_sqe *pd__s;                                            \
-        if (PD__LIKELY((cx)->link_ts == NULL) &&                               \
-            PD__LIKELY((pd__s = pd__get_sqe(pd__rt)) != NULL)) {               \
-            pd__op_start((cx), (op), (fdret));                                 \
+        if (PD__LIKELY(pd__op_inline(cx))) {                                   \
+            pd__s = pd__op_claim((cx), (op), (fdret));                         \
             CALL;                                                              \
             io_uring_sqe_set_data(pd__s, (op));                                \
             return 0;                                                          \
         }                                                                      \
-        pd__s = &pd__rt->spare_sqe;                                            \
+        pd__s = &(cx)->rt->spare_sqe;                                          \
         CALL;                                                                  \
         (void)pd__op_spill((cx), (op), (fdret));                               \
         return 1;                                                              \
@@ -602,17 +625,14 @@ static inline int pd__prep_openat2(pd_cx *cx, pd__op *op, const char *path,
  */
 static inline int pd__prep_close(pd_cx *cx, pd__op *op, int fd)
 {
-    pd_runtime *rt = cx->rt;
-    struct io_uring_sqe *sqe;
+    if (PD__LIKELY(pd__op_inline(cx))) {
+        struct io_uring_sqe *sqe = pd__op_claim(cx, op, 0);
 
-    if (PD__LIKELY(cx->link_ts == NULL) &&
-        PD__LIKELY((sqe = pd__get_sqe(rt)) != NULL)) {
-        pd__op_start(cx, op, 0);
         io_uring_prep_close(sqe, fd);
         io_uring_sqe_set_data(sqe, op);
         return 0;
     }
-    io_uring_prep_close(&rt->spare_sqe, fd);
+    io_uring_prep_close(&cx->rt->spare_sqe, fd);
     if (PD__UNLIKELY(pd__op_spill(cx, op, 0) < 0))
         op->res = close(fd) == 0 ? 0 : -errno;
     return 1;

@@ -14,7 +14,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 import ops_doc  # noqa: E402
 
-PREP = re.compile(r"static inline void pd__prep_(\w+)\(pd_cx \*cx, pd__op \*op,?([^)]*)\)")
+PREP = re.compile(r"static inline int pd__prep_(\w+)\(pd_cx \*cx, pd__op \*op,?([^)]*)\)")
 
 
 def helpers():
