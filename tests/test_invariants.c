@@ -676,9 +676,10 @@ END_TEST
  * A close that gets no submission entry because the ring is broken: the
  * submission queue is full (of requests nobody will see: reserved
  * user_data 0), and io_uring_enter fails hard (the ring's descriptor is
- * swapped for one that is not a ring). The future sees the close
- * completed (its then runs in the same poll) and forgets its fd: the
- * runtime must have closed it with close(2), whose result then sees.
+ * swapped for one that is not a ring). The close went out of line, so its
+ * state returned Pending with its task woken; on the next turn the future
+ * sees the close completed and forgets its fd: the runtime must have
+ * closed it with close(2), whose result then sees.
  */
 START_TEST(no_fd_leak_close_without_sqe)
 {
@@ -700,6 +701,9 @@ START_TEST(no_fd_leak_close_without_sqe)
     rt->ring.enter_ring_fd = bogus[0];
     ck_assert_int_lt(pd_run_once(rt, 0), 0); /* the entry fails: the ring is broken */
     rt->ring.enter_ring_fd = ring_fd;
+    ck_assert_ptr_null(pd_task_output(t));
+    ck_assert_int_eq(pd_test_fd_count(), fds + 2); /* fd closed already */
+    ck_assert_int_ge(pd_run_once(rt, 0), 0);
     out = pd_task_output(t);
     ck_assert_ptr_nonnull(out);
     ck_assert_int_eq(*out, 0);
