@@ -74,8 +74,6 @@ struct pd_runtime {
     pd_stats stats;
     unsigned cancel_flags;   /* IOSQE_CQE_SKIP_SUCCESS when the kernel has it */
     int sq_err;              /* why the last SQE claim failed */
-    /* Where PD__PREP prepares an op whose entry is claimed out of line. */
-    struct io_uring_sqe spare_sqe;
     uint8_t in_turn;         /* polling tasks: nested run calls are refused */
     uint8_t shutting_down;
     uint8_t deadline_armed;  /* a shutdown deadline is pending (deadline_ns) */
@@ -89,6 +87,11 @@ struct pd_runtime {
     uint8_t no_cancel_fd;    /* the kernel refused a cancel by fd + user_data */
     /* A cancel was submitted since an entry last left no deferred work. */
     uint8_t cancel_tw;
+    /*
+     * Where PD__PREP prepares an op whose entry is claimed out of line; after
+     * the fields a turn touches, so that it does not split them.
+     */
+    struct io_uring_sqe spare_sqe;
 
     /*
      * What other threads touch, and nothing else: on its own cache line so
@@ -403,8 +406,8 @@ static inline void pd__op_fail(pd_cx *cx, pd__op *op, int res, uint8_t fdret)
 }
 
 /*
- * io_uring_get_sqe for polldrop's rings, which never have SQPOLL or
- * SQE128: the same claim without testing the ring's flags each time.
+ * Whether the submission queue is full. polldrop's rings never have SQPOLL
+ * or SQE128, so these claim entries without testing the ring's flags.
  */
 static inline int pd__sq_full(const pd_runtime *rt)
 {
@@ -421,6 +424,7 @@ static inline struct io_uring_sqe *pd__sq_claim(pd_runtime *rt)
     return &sq->sqes[sq->sqe_tail++ & sq->ring_mask];
 }
 
+/* io_uring_get_sqe for polldrop's rings: an entry, or NULL if full. */
 static inline struct io_uring_sqe *pd__get_sqe(pd_runtime *rt)
 {
     if (PD__UNLIKELY(pd__sq_full(rt)))
@@ -559,12 +563,12 @@ static inline struct io_uring_sqe *pd__op_claim(pd_cx *cx, pd__op *op,
 /*
  * The common case -- no linked timeout, room in the queue -- claims the
  * entry, prepares it and tags it inline, with no call. Otherwise CALL
- * prepares rt->spare_sqe and pd__op_spill, out of line, does the rest:
- * since nothing the caller holds is needed after that call, a generated
- * poll whose fast path makes no other call saves no registers (see "The
- * hot path" in docs/design.md). The value is 0 on the common way, 1 when
- * the op went out of line: a state with one op then returns Pending at
- * once (a failed op woke the task, which is polled again).
+ * prepares rt->spare_sqe and pd__op_spill, out of line, does the rest. The
+ * value is 0 on the common way, 1 when the op went out of line: a state
+ * whose only op this is then returns Pending at once (an op that failed
+ * woke its task, which is polled again), so that nothing the poll holds
+ * lives across the call and its common path saves no registers (see "The
+ * hot path" in docs/design.md).
  */
 #define PD__PREP(cx, op, fdret, CALL)                                          \
     do {                                                                       \
