@@ -86,6 +86,14 @@ typedef struct http_link {
     bool idle;               /* waiting for a request: the drain closes it at once */
 } http_link;
 
+struct http_srv;
+
+/* Another thread, as the first thread's drain sees it (http_drain). */
+typedef struct http_peer {
+    pd_runtime *rt;          /* NULL if the thread could not make one */
+    struct http_srv *srv;
+} http_peer;
+
 /* One thread's server: what its connection futures share. */
 typedef struct http_srv {
     int rootfd;              /* O_PATH directory every request resolves beneath */
@@ -100,8 +108,9 @@ typedef struct http_srv {
     int body;                /* HTTP_BODY_*: how large bodies go out */
     pd_task *accept_tasks[HTTP_ACCEPTORS]; /* cancelled when the drain begins */
     pd_task *drain_task;     /* cancelled by the last connection to go while draining */
-    const int *peer_fds;     /* eventfds of the other threads, told at once when this */
-    int npeers;              /* thread's drain begins (thread 0 reads the signals) */
+    bool cut;                /* the drain was cut at its deadline */
+    const http_peer *peers;  /* the other threads, handed the drain when the first */
+    int npeers;              /* thread's begins (the first thread reads the signals) */
     int signo;               /* the signal that began the drain, if one did */
     http_link *conns;        /* every live connection, for the drain */
     http_pool pool;

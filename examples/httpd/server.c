@@ -21,7 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <limits.h>
-#include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -34,34 +33,69 @@
 /* The accept loop's pause while the thread is full or out of descriptors. */
 #define PAUSE_MS 20
 
+/*
+ * What the threads share. A thread publishes its runtime (or NULL) before
+ * the first thread starts, so that the first thread's drain can hand the
+ * drain to it (http_drain_spawn_on); and it keeps its runtime until the
+ * first thread will hand nothing more (handed), so that no hand-off ever
+ * reaches a freed runtime.
+ */
+typedef struct shared {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    long published;          /* threads whose runtime is known */
+    bool handed;
+} shared;
+
 typedef struct worker {
     pthread_t th;
-    int idx, lfd, evfd;
+    int idx, lfd, sigfd;     /* sigfd: the first thread's signalfd, else -1 */
     long long drain_ms;
     http_srv srv;
+    pd_runtime *rt;          /* published for the first thread's drain */
+    shared *sh;
     int ret;                 /* 0, or -errno of the runtime or the listener */
-    long drain_out;          /* http_drain's output: 1 if the drain was cut */
     pd_stats st;
 } worker;
+
+static void publish(worker *w, pd_runtime *rt)
+{
+    pthread_mutex_lock(&w->sh->mu);
+    w->rt = rt;
+    w->sh->published++;
+    pthread_cond_broadcast(&w->sh->cv);
+    pthread_mutex_unlock(&w->sh->mu);
+}
+
+static void wait_handed(shared *sh)
+{
+    pthread_mutex_lock(&sh->mu);
+    while (!sh->handed)
+        pthread_cond_wait(&sh->cv, &sh->mu);
+    pthread_mutex_unlock(&sh->mu);
+}
 
 static void *worker_main(void *arg)
 {
     worker *w = arg;
     pd_runtime *rt;
-    pd_task *acc[HTTP_ACCEPTORS] = { NULL }, *dr;
+    pd_task *acc[HTTP_ACCEPTORS] = { NULL }, *dr = NULL;
     int ret = pd_runtime_new(&rt, NULL), fail = 0;
 
+    publish(w, ret < 0 ? NULL : rt);
     if (ret < 0) {
         fprintf(stderr, "httpd: thread %d: io_uring is not available: %s\n", w->idx,
                 strerror(-ret));
         w->ret = ret;
-        kill(getpid(), SIGTERM); /* the first thread's drain tells the others */
+        kill(getpid(), SIGTERM); /* the first thread's drain drains the others */
         return NULL;
     }
     for (int i = 0; i < HTTP_ACCEPTORS; i++)
         fail |= (acc[i] = http_accept_spawn(rt, w->lfd, &w->srv, PAUSE_MS)) == NULL;
-    dr = http_drain_spawn(rt, w->evfd, &w->srv, w->drain_ms);
-    if (fail || dr == NULL) {
+    /* The other threads' drains are handed over by the first thread's. */
+    if (w->idx == 0)
+        fail |= (dr = http_drain_spawn(rt, w->sigfd, &w->srv, w->drain_ms)) == NULL;
+    if (fail) {
         fprintf(stderr, "httpd: thread %d: out of memory\n", w->idx);
         w->ret = -ENOMEM;
         kill(getpid(), SIGTERM);
@@ -70,11 +104,12 @@ static void *worker_main(void *arg)
                 pd_task_release(acc[i]);
         if (dr)
             pd_task_release(dr);
+        if (w->idx > 0)
+            wait_handed(w->sh);
         pd_runtime_free(rt);
         return NULL;
     }
     memcpy(w->srv.accept_tasks, acc, sizeof(acc));
-    w->srv.drain_task = dr;
     ret = pd_run(rt);
     for (int i = 0; i < HTTP_ACCEPTORS; i++) {
         if (ret == 0 && pd_task_output(acc[i]) != NULL) {
@@ -87,15 +122,15 @@ static void *worker_main(void *arg)
         w->srv.accept_tasks[i] = NULL;
         pd_task_release(acc[i]);
     }
-    if (pd_task_output(dr) != NULL)
-        w->drain_out = *(const int *)pd_task_output(dr);
-    w->srv.drain_task = NULL;
+    if (dr != NULL)
+        pd_task_release(dr);
     pd_runtime_stats(rt, &w->st);
-    pd_task_release(dr);
-    pd_runtime_free(rt);
-    w->ret = ret;
     if (ret < 0)
         kill(getpid(), SIGTERM);
+    if (w->idx > 0)
+        wait_handed(w->sh);
+    pd_runtime_free(rt);
+    w->ret = ret;
     return NULL;
 }
 
@@ -197,7 +232,9 @@ int httpd_run(const httpd_opts *o)
 {
     struct sockaddr_storage addr;
     socklen_t alen = address(o->host, o->port, &addr);
-    int rootfd, ret = 0, fds = fd_count(), *peers = NULL;
+    int rootfd, ret = 0, fds = fd_count();
+    http_peer *peers = NULL;
+    shared sh = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
     long threads = o->threads, started = 1, port, max_conns = o->max_conns;
     worker *ws;
     sigset_t mask;
@@ -230,8 +267,8 @@ int httpd_run(const httpd_opts *o)
     /*
      * SIGINT and SIGTERM are blocked in every thread (the threads inherit
      * the mask) and read from a signalfd by the first thread's drain,
-     * through its ring; that drain tells the other threads through their
-     * eventfds. No thread waits outside io_uring.
+     * through its ring; that drain hands a drain to every other thread's
+     * runtime (http_drain_spawn_on). No thread waits outside io_uring.
      */
     sigemptyset(&mask);
     sigaddset(&mask, SIGINT);
@@ -244,7 +281,8 @@ int httpd_run(const httpd_opts *o)
 
         w->idx = (int)i;
         w->drain_ms = o->drain_ms;
-        w->lfd = w->evfd = -1;
+        w->lfd = w->sigfd = -1;
+        w->sh = &sh;
         http_srv_init(&w->srv, rootfd, o->header_ms, o->idle_ms, o->linger_ms,
                       (max_conns + threads - 1) / threads);
         w->srv.quiet = o->quiet;
@@ -259,17 +297,12 @@ int httpd_run(const httpd_opts *o)
         /* Port 0: the other threads bind the port the kernel chose. */
         if (i == 0)
             getsockname(w->lfd, (struct sockaddr *)&addr, &alen);
-        w->evfd = i == 0 ? signalfd(-1, &mask, SFD_CLOEXEC) : eventfd(0, EFD_CLOEXEC);
-        if (w->evfd < 0) {
-            perror(i == 0 ? "httpd: signalfd" : "httpd: eventfd");
+        if (i == 0 && (w->sigfd = signalfd(-1, &mask, SFD_CLOEXEC)) < 0) {
+            perror("httpd: signalfd");
             ret = 1;
             goto out;
         }
-        if (i > 0)
-            peers[i - 1] = w->evfd;
     }
-    ws[0].srv.peer_fds = peers;
-    ws[0].srv.npeers = (int)threads - 1;
     port = ntohs(addr.ss_family == AF_INET ? ((struct sockaddr_in *)&addr)->sin_port
                                            : ((struct sockaddr_in6 *)&addr)->sin6_port);
 
@@ -277,7 +310,6 @@ int httpd_run(const httpd_opts *o)
         ret = pthread_create(&ws[started].th, NULL, worker_main, &ws[started]);
         if (ret != 0) {
             fprintf(stderr, "httpd: pthread_create: %s\n", strerror(ret));
-            ws[0].srv.npeers = (int)started - 1;
             ret = 1;
             kill(getpid(), SIGTERM); /* drain the threads already started */
             break;
@@ -294,15 +326,26 @@ int httpd_run(const httpd_opts *o)
         if (write(o->ready_fd, &p, sizeof(p)) != sizeof(p))
             perror("httpd: ready");
     }
+    /* The first thread's drain hands over to every thread started. */
+    pthread_mutex_lock(&sh.mu);
+    while (sh.published < started - 1)
+        pthread_cond_wait(&sh.cv, &sh.mu);
+    pthread_mutex_unlock(&sh.mu);
+    for (long i = 1; i < started; i++)
+        peers[i - 1] = (http_peer){ .rt = ws[i].rt, .srv = &ws[i].srv };
+    ws[0].srv.peers = peers;
+    ws[0].srv.npeers = (int)started - 1;
     /* The first thread is this one. */
     worker_main(&ws[0]);
-    /* Had it failed before its drain, the others must still be told. */
-    for (long i = 1; i < started; i++) {
-        uint64_t one = 1;
-
-        if (write(ws[i].evfd, &one, sizeof(one)) != sizeof(one))
-            perror("httpd: eventfd write");
-    }
+    /* Had it failed before its drain, the others are shut down from here. */
+    if (!ws[0].srv.draining)
+        for (long i = 1; i < started; i++)
+            if (ws[i].rt != NULL)
+                pd_shutdown_remote_deadline(ws[i].rt, o->drain_ms);
+    pthread_mutex_lock(&sh.mu);
+    sh.handed = true;
+    pthread_cond_broadcast(&sh.cv);
+    pthread_mutex_unlock(&sh.mu);
     for (long i = 0; i < started; i++) {
         worker *w = &ws[i];
 
@@ -314,7 +357,7 @@ int httpd_run(const httpd_opts *o)
             printf("httpd: thread %ld: signal %d: %llu responses, %llu connections; drain %s; "
                    "%llu ops in flight, %ld connections left\n", i, ws[0].srv.signo,
                    (unsigned long long)w->srv.responses, (unsigned long long)w->srv.accepted,
-                   w->drain_out ? "cut at the deadline" : "complete",
+                   w->srv.cut ? "cut at the deadline" : "complete",
                    (unsigned long long)w->st.inflight_ops, w->srv.live);
     }
 out:
@@ -322,8 +365,8 @@ out:
         http_srv_fini(&ws[i].srv);
         if (ws[i].lfd >= 0)
             close(ws[i].lfd);
-        if (ws[i].evfd >= 0)
-            close(ws[i].evfd);
+        if (ws[i].sigfd >= 0)
+            close(ws[i].sigfd);
     }
     free(ws);
     free(peers);
