@@ -14,7 +14,7 @@ CFLAGS   ?= -O2 -g
 # live op slots and aborts on a completion for a dead one (runtime.c).
 SANFLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
             -fno-sanitize-recover=all -DPD_CHECKED
-INC      := -Iruntime -Ibuild/gen
+INC      := -Iruntime -Ibuild/gen -Ispecs
 URING     = $(shell pkg-config --libs liburing 2>/dev/null || echo -luring)
 CHECK     = $(shell pkg-config --cflags --libs check)
 UV        = $(shell pkg-config --libs libuv 2>/dev/null || echo -luv)
@@ -138,7 +138,7 @@ build/asan/libpolldrop_harness.a: $(HARNESS:%=build/asan/%.o)
 
 # --- two builds of generated code: plain and sanitized ---
 
-build/obj/gen/%.o: build/gen/%.c build/gen/.stamp $(RT_HDR)
+build/obj/gen/%.o: build/gen/%.c build/gen/.stamp $(RT_HDR) $(wildcard specs/*.h)
 	$(call say,CC,$<)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) -c $< -o $@
@@ -158,7 +158,7 @@ build/asan/runtime.o: $(RT_SRC) $(RT_HDR) | deps
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(WARN) $(SANFLAGS) -Iruntime -c $< -o $@
 
-build/asan/gen/%.o: build/gen/%.c build/gen/.stamp $(RT_HDR)
+build/asan/gen/%.o: build/gen/%.c build/gen/.stamp $(RT_HDR) $(wildcard specs/*.h)
 	$(call say,CC-SAN,$<)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(WARN) $(SANFLAGS) $(INC) -c $< -o $@
@@ -297,6 +297,10 @@ build/raw_echo: bench/raw_echo.c | deps-bench
 	$(call say,LD,$@)
 	$(Q)$(CC) $(WARN) -O2 $< -o $@ $(URING)
 
+build/raw_echo_ms: bench/raw_echo_ms.c | deps-bench
+	$(call say,LD,$@)
+	$(Q)$(CC) $(WARN) -O2 $< -o $@ $(URING)
+
 build/uv_echo: bench/uv_echo.c | deps-bench
 	$(call say,LD,$@)
 	$(Q)$(CC) $(WARN) -O2 $< -o $@ $(UV)
@@ -314,7 +318,7 @@ build/idle_conns: bench/idle_conns.c | deps-bench
 	$(call say,LD,$@)
 	$(Q)$(CC) $(WARN) -O2 $< -o $@
 
-bench: build/bench build/echo_server build/raw_echo build/uv_echo bench-httpd
+bench: build/bench build/echo_server build/raw_echo build/raw_echo_ms build/uv_echo bench-httpd
 	$(Q)./build/bench
 
 # httpd against nginx under wrk: build/bench-httpd.tsv (about 90 s).
@@ -388,7 +392,7 @@ install: build/libpolldrop.a build/libpolldrop_harness.a build/gen/.stamp build/
 	$(Q)$(INSTALL_SH) install '$(MANIFEST)' \
 	    --to '$(BINDIR)' 755 build/install/polldrop-gen build/install/polldrop-httpd \
 	    --to '$(LIBDIR)' 644 build/libpolldrop.a build/libpolldrop_harness.a \
-	    --to '$(INCLUDEDIR)/polldrop' 644 $(RT_HDR) runtime/harness.h $(NAMES:%=build/gen/%.h) \
+	    --to '$(INCLUDEDIR)/polldrop' 644 $(RT_HDR) runtime/harness.h specs/echo_link.h $(NAMES:%=build/gen/%.h) \
 	    --to '$(PKGCONFIGDIR)' 644 build/install/polldrop.pc build/install/polldrop-harness.pc \
 	    --to '$(DATADIR)/polldrop' 644 polldrop.mk docs/polldrop-spec.schema.json \
 	    --to '$(DATADIR)/polldrop/gen' 644 $(wildcard gen/*.py) \

@@ -4,7 +4,7 @@
  * Every benchmark runs polldrop and its baseline alternately (A, B, A, B,
  * ...) RUNS times in this one process and reports the medians. Ratios are
  * polldrop's throughput over the baseline's, so above 1 is better for
- * polldrop; for `cancel` (ns per op) and `memory` (bytes per connection),
+ * polldrop; for `cancel` (ns per op) and `idle_memory` (bytes per connection),
  * the ratio is baseline / polldrop for the same reading. Results go to
  * stdout as a table and to build/bench.tsv.
  */
@@ -36,6 +36,9 @@
 #define ECHO_CONNS 64
 #define ECHO_SIZE 64
 #define ECHO_ROUNDS 2000L
+/* idle_memory: connections held idle, and runs of each side (slow: 3 each). */
+#define IDLE_CONNS 10000
+#define RUNS_MEMORY 3
 
 static double now(void)
 {
@@ -429,11 +432,14 @@ static pid_t spawn_server(const char *const *argv, int port)
     exit(1);
 }
 
-/* Starts a server on port; an echo_server with `threads` threads if not NULL. */
-static pid_t start_server(const char *prog, int port, const char *threads)
+/*
+ * Starts a server on port; an echo_server with `threads` threads if not
+ * NULL, and with `flag` (e.g. "-1", the single-shot design) if not NULL.
+ */
+static pid_t start_server(const char *prog, int port, const char *threads, const char *flag)
 {
     const char *pd_argv[] = { prog, "-q", "-p", "{port}", "-t", threads ? threads : "1",
-                              NULL };
+                              flag, NULL };
     const char *argv[] = { prog, "{port}", NULL };
 
     return spawn_server(strstr(prog, "echo_server") ? pd_argv : argv, port);
@@ -448,11 +454,11 @@ static void stop_server(pid_t pid)
 }
 
 /* The same polldrop client drives every server: round trips per second. */
-static double echo_run_threads(const char *server, const char *threads)
+static double echo_run_threads(const char *server, const char *threads, const char *flag)
 {
     struct sockaddr_in a = { .sin_family = AF_INET };
     int port = free_port(), i;
-    pid_t pid = start_server(server, port, threads);
+    pid_t pid = start_server(server, port, threads, flag);
     pd_runtime *rt = new_rt();
     pd_task *t[ECHO_CONNS];
     long ok = 0;
@@ -637,11 +643,25 @@ static void rotate3(int i, double (*a)(void), double *va, double (*b)(void), dou
         *v[(i + k) % 3] = f[(i + k) % 3]();
 }
 
-static double echo_run(const char *server) { return echo_run_threads(server, NULL); }
-static double echo_pd(void) { return echo_run("build/echo_server"); }
-static double echo_pd_2(void) { return echo_run_threads("build/echo_server", "2"); }
+static double echo_run(const char *server) { return echo_run_threads(server, NULL, NULL); }
+static double echo_pd(void) { return echo_run_threads("build/echo_server", NULL, "-1"); }
+static double echo_pd_ms(void) { return echo_run("build/echo_server"); }
+static double echo_pd_2(void) { return echo_run_threads("build/echo_server", "2", NULL); }
 static double echo_raw(void) { return echo_run("build/raw_echo"); }
+static double echo_raw_ms(void) { return echo_run("build/raw_echo_ms"); }
 static double echo_uv(void) { return echo_run("build/uv_echo"); }
+
+/* An echo server against raw liburing and libuv, the three in turn. */
+static void echo_rows(const char *name, double (*pd_side)(void), double (*raw_side)(void))
+{
+    double pd[RUNS], raw[RUNS], uv[RUNS];
+    int i;
+
+    for (i = 0; i < RUNS; i++)
+        rotate3(i, pd_side, &pd[i], raw_side, &raw[i], echo_uv, &uv[i]);
+    add_row(name, "round trips/s", "liburing", median(pd, RUNS), median(raw, RUNS), 0);
+    add_row(name, "round trips/s", "libuv", median(pd, RUNS), median(uv, RUNS), 0);
+}
 
 static int selected(int argc, char **argv, const char *name)
 {
@@ -657,7 +677,8 @@ static int selected(int argc, char **argv, const char *name)
 
 /*
  * build/bench [NAME...]: runs the named benchmarks (nop_chain, nop_tasks,
- * echo, cancel_1k, cancel, cancel_storm, memory), or all of them.
+ * echo, echo_multishot, echo_threads, ping_pong, cancel_1k, cancel,
+ * cancel_storm, idle_memory), or all of them.
  */
 int main(int argc, char **argv)
 {
@@ -671,17 +692,12 @@ int main(int argc, char **argv)
         ab("nop_chain", "nops/s", "liburing", pd_nop_chain, raw_nop_chain, 0);
     if (selected(argc, argv, "nop_tasks"))
         ab("nop_tasks", "nops/s (128 tasks)", "liburing", pd_nop_tasks, raw_nop_tasks, 0);
-    if (selected(argc, argv, "echo")) {
-        double m;
-
-        for (i = 0; i < RUNS; i++)
-            rotate3(i, echo_pd, &pd[i], echo_raw, &raw[i], echo_uv, &uv[i]);
-        m = median(pd, RUNS);
-        add_row("echo", "round trips/s", "liburing", m, median(raw, RUNS), 0);
-        add_row("echo", "round trips/s", "libuv", m, median(uv, RUNS), 0);
-    }
+    if (selected(argc, argv, "echo"))
+        echo_rows("echo", echo_pd, echo_raw);
+    if (selected(argc, argv, "echo_multishot"))
+        echo_rows("echo_multishot", echo_pd_ms, echo_raw_ms);
     if (selected(argc, argv, "echo_threads"))
-        ab("echo_threads", "round trips/s", "1 thread", echo_pd_2, echo_pd, 0);
+        ab("echo_threads", "round trips/s", "1 thread", echo_pd_2, echo_pd_ms, 0);
     if (selected(argc, argv, "ping_pong")) {
         for (i = 0; i < RUNS; i++)
             rotate3(i, pd_ping_pong, &pd[i], raw_ping_pong_eventfd, &raw[i],
@@ -701,21 +717,31 @@ int main(int argc, char **argv)
         ab("cancel_storm", "ns/cancel, 256 entries", "no_defer", storm256_defer,
            storm256_nodefer, 1);
     }
-    if (!selected(argc, argv, "memory"))
+    if (!selected(argc, argv, "idle_memory"))
         goto out;
 
-    /* Measured: resident memory per idle connection, at two scales. */
-    for (i = 0; i < 2; i++) {
-        static const int scale[] = { 2000, 10000 };
-        static const char *const names[] = { "bytes/idle conn, 2k", "bytes/idle conn, 10k" };
-        const char *pd_argv[] = { "build/echo_server", "-q", "-m", "20000", "-p", "{port}",
+    /*
+     * Measured on the running servers: resident bytes per idle connection
+     * at 10,000 connections, the multishot echo_server against libuv's
+     * idiom and against the single-shot design (-1), in turn.
+     */
+    for (i = 0; i < RUNS_MEMORY; i++) {
+        const char *ms_argv[] = { "build/echo_server", "-q", "-m", "20000", "-p", "{port}",
                                   NULL };
+        const char *one_argv[] = { "build/echo_server", "-q", "-1", "-m", "20000", "-p",
+                                   "{port}", NULL };
         const char *uv_argv[] = { "build/uv_echo", "-a", "{port}", NULL };
-        double p = idle_rss_per_conn(pd_argv, scale[i]);
-        double u = idle_rss_per_conn(uv_argv, scale[i]);
+        const char *const *order[3] = { ms_argv, uv_argv, one_argv };
+        double *v[3] = { &pd[i], &uv[i], &raw[i] };
+        int k;
 
-        add_row("memory", names[i], "libuv", p, u, 1);
+        for (k = 0; k < 3; k++)
+            *v[(i + k) % 3] = idle_rss_per_conn(order[(i + k) % 3], IDLE_CONNS);
     }
+    add_row("idle_memory", "bytes/idle conn, 10k", "libuv", median(pd, RUNS_MEMORY),
+            median(uv, RUNS_MEMORY), 1);
+    add_row("idle_memory", "bytes/idle conn, 10k", "-1", median(pd, RUNS_MEMORY),
+            median(raw, RUNS_MEMORY), 1);
 out:
 
     tsv = fopen("build/bench.tsv", "w");

@@ -2,12 +2,18 @@
  * echo_server: an echo server written as polldrop specs.
  *
  *   build/echo_server [-p PORT] [-a ADDR] [-m MAX_CONNS] [-i IDLE_MS]
- *                     [-t THREADS] [-d DRAIN_MS] [-q]
+ *                     [-t THREADS] [-d DRAIN_MS] [-b COUNT] [-s SIZE] [-1] [-q]
  *
  * Thread-per-core: each of THREADS threads owns a runtime and a listener
  * of its own on the same address (SO_REUSEPORT when there are several, so
- * the kernel spreads the connections), with one echo_accept task that
- * spawns an echo_conn task per connection; threads share nothing. Signals
+ * the kernel spreads the connections); threads share nothing. Each thread
+ * has one multishot accept (echo_ms_accept) that spawns an echo_ms_conn
+ * task per connection, and one buffer group of COUNT buffers of SIZE bytes
+ * that every connection's multishot recv shares: a connection waiting for
+ * data holds no buffer, and the group is back to COUNT when the thread
+ * ends (the exit line says so). With -1, the single-shot design instead:
+ * echo_accept and echo_conn, one accept and one recv into a 4 KiB buffer
+ * inside each connection's future per request. Signals
  * are handled in one place: SIGINT and SIGTERM are blocked in every thread
  * and read from a signalfd by the main thread, which then asks every
  * runtime to shut down (pd_shutdown_remote_deadline): each accept is
@@ -41,12 +47,17 @@
 #include "args.h"
 #include "echo_accept.h"
 #include "echo_idle.h"
+#include "echo_ms_accept.h"
 
 /* A lingering close reads what a peer still sends for at most this long. */
 #define LINGER_MS 2000
 /* echo_conn's own deadline for its goodbye (its spec's timeout_ms). */
 #define BYE_TIMEOUT_MS 1000
 #define MAX_THREADS 256
+/* Bounds of -b (pd_bufgroup_new's) and -s. */
+#define MAX_BUFS 32768
+#define MIN_BUF_SIZE 64
+#define MAX_BUF_SIZE (1 << 20)
 
 static void usage(FILE *f)
 {
@@ -63,7 +74,15 @@ static void usage(FILE *f)
                "  -d DRAIN_MS   on SIGINT/SIGTERM, cut short the teardowns still\n"
                "                running this long after the signal (default %d:\n"
                "                1000 more than the goodbye's own timeout)\n"
-               "  -q            print nothing but errors\n", BYE_TIMEOUT_MS + 1000);
+               "  -b COUNT      buffers in each thread's buffer group, a power of\n"
+               "                two from 1 to %d (default 4096)\n"
+               "  -s SIZE       bytes per buffer, a power of two from %d to %d\n"
+               "                (default 4096)\n"
+               "  -1            single-shot accept and recv, a buffer inside each\n"
+               "                connection (the design before multishot; -b and -s\n"
+               "                do not apply)\n"
+               "  -q            print nothing but errors\n", BYE_TIMEOUT_MS + 1000, MAX_BUFS,
+            MIN_BUF_SIZE, MAX_BUF_SIZE);
 }
 
 /* What the threads share: two meeting points and the main thread's alarm. */
@@ -80,12 +99,37 @@ typedef struct worker {
     int lfd;
     long max_conns, live;
     long long idle_ms;
-    echo_conn *conns; /* the list echo_idle sweeps, when idle_ms > 0 */
+    echo_link *conns; /* the list echo_idle sweeps, when idle_ms > 0 */
     pd_runtime *rt;  /* made, run and freed by the worker's own thread */
     int ret;         /* pd_run's result, or the -errno of the setup */
     long acc_out;    /* echo_accept's output: -errno if the listener failed */
     pd_stats st;
+    int single;      /* -1: echo_accept and echo_conn */
+    unsigned nbufs;  /* -b */
+    size_t bufsize;  /* -s */
+    unsigned avail;  /* buffers back in the group once the run ended */
+    echo_ms_ctx *ctx; /* the multishot connections' context */
 } worker;
+
+/* The multishot server's accept task and what its connections share. */
+static pd_task *start_multishot(worker *w)
+{
+    echo_ms_ctx *c = calloc(1, sizeof(*c));
+
+    w->ctx = c;
+    if (c == NULL)
+        return NULL;
+    c->backlog = calloc(w->nbufs, sizeof(*c->backlog));
+    if (c->backlog == NULL)
+        return NULL;
+    w->ret = pd_bufgroup_new(w->rt, w->nbufs, w->bufsize, &c->group);
+    if (w->ret < 0)
+        return NULL;
+    c->conns = w->idle_ms > 0 ? &w->conns : NULL;
+    c->max_conns = w->max_conns;
+    c->linger_ms = LINGER_MS;
+    return echo_ms_accept_spawn(w->rt, w->lfd, c);
+}
 
 static void *worker_main(void *arg)
 {
@@ -96,11 +140,14 @@ static void *worker_main(void *arg)
     w->ret = pd_runtime_new(&w->rt, NULL);
     if (w->ret == 0) {
         /* Connections are listed for the idle sweep only when there is one. */
-        acc = echo_accept_spawn(w->rt, w->lfd, w->max_conns, &w->live,
-                                w->idle_ms > 0 ? &w->conns : NULL, LINGER_MS);
-        if (w->idle_ms > 0)
+        if (w->single)
+            acc = echo_accept_spawn(w->rt, w->lfd, w->max_conns, &w->live,
+                                    w->idle_ms > 0 ? &w->conns : NULL, LINGER_MS);
+        else
+            acc = start_multishot(w);
+        if (w->idle_ms > 0 && w->ret == 0)
             idle = echo_idle_spawn(w->rt, &w->conns, w->idle_ms, -1);
-        if (acc == NULL || (w->idle_ms > 0 && idle == NULL))
+        if (w->ret == 0 && (acc == NULL || (w->idle_ms > 0 && idle == NULL)))
             w->ret = -ENOMEM;
     }
     pthread_barrier_wait(&w->srv->started);
@@ -109,6 +156,10 @@ static void *worker_main(void *arg)
         if (pd_task_output(acc))
             w->acc_out = *(const long *)pd_task_output(acc);
         pd_runtime_stats(w->rt, &w->st);
+        if (w->ctx != NULL) {
+            w->live = w->ctx->live;
+            w->avail = pd_bufgroup_available(w->ctx->group);
+        }
     }
     /* The main thread waits for a signal or for this. */
     if (write(w->srv->ended_fd, &one, sizeof(one)) < 0)
@@ -118,7 +169,11 @@ static void *worker_main(void *arg)
         pd_task_release(acc);
     if (idle != NULL)
         pd_task_release(idle);
+    /* pd_runtime_free frees the group. */
     pd_runtime_free(w->rt);
+    if (w->ctx != NULL)
+        free(w->ctx->backlog);
+    free(w->ctx);
     close(w->lfd);
     return NULL;
 }
@@ -161,8 +216,9 @@ int main(int argc, char **argv)
     const char *host = "127.0.0.1";
     long port = 7777, max_conns = 1024, idle_ms = 60000, threads = 1;
     long drain_ms = BYE_TIMEOUT_MS + 1000, sig = 0, live = 0, i, started = 0;
-    int quiet = 0, opt, sfd, ok = 1;
-    unsigned long long inflight = 0, forced = 0;
+    long nbufs = 4096, bufsize = 4096;
+    int quiet = 0, opt, sfd, ok = 1, single = 0;
+    unsigned long long inflight = 0, forced = 0, avail = 0, total = 0;
     socklen_t alen;
     char where[INET6_ADDRSTRLEN + 16];
     struct signalfd_siginfo info;
@@ -171,7 +227,7 @@ int main(int argc, char **argv)
     server srv;
     sigset_t mask;
 
-    while ((opt = getopt(argc, argv, "p:a:m:i:t:d:qh")) != -1) {
+    while ((opt = getopt(argc, argv, "p:a:m:i:t:d:b:s:1qh")) != -1) {
         switch (opt) {
         case 'p':
             if (parse_long(optarg, 0, 65535, &port) < 0) {
@@ -208,6 +264,24 @@ int main(int argc, char **argv)
                         optarg);
                 return 2;
             }
+            break;
+        case 'b':
+            if (parse_long(optarg, 1, MAX_BUFS, &nbufs) < 0 || (nbufs & (nbufs - 1)) != 0) {
+                fprintf(stderr, "echo_server: bad buffer count '%s' (a power of two, "
+                        "1-%d)\n", optarg, MAX_BUFS);
+                return 2;
+            }
+            break;
+        case 's':
+            if (parse_long(optarg, MIN_BUF_SIZE, MAX_BUF_SIZE, &bufsize) < 0 ||
+                (bufsize & (bufsize - 1)) != 0) {
+                fprintf(stderr, "echo_server: bad buffer size '%s' (a power of two, "
+                        "%d-%d bytes)\n", optarg, MIN_BUF_SIZE, MAX_BUF_SIZE);
+                return 2;
+            }
+            break;
+        case '1':
+            single = 1;
             break;
         case 'q':
             quiet = 1;
@@ -252,6 +326,9 @@ int main(int argc, char **argv)
         w[i].max_conns = (max_conns + threads - 1) / threads;
         w[i].idle_ms = idle_ms;
         w[i].srv = &srv;
+        w[i].single = single;
+        w[i].nbufs = (unsigned)nbufs;
+        w[i].bufsize = (size_t)bufsize;
     }
 
     /* Blocked before any thread starts, so every thread inherits the mask. */
@@ -277,7 +354,8 @@ int main(int argc, char **argv)
     pthread_barrier_wait(&srv.started);
     for (i = 0; i < threads; i++) {
         if (w[i].ret < 0) {
-            fprintf(stderr, "echo_server: io_uring is not available: %s\n",
+            fprintf(stderr, "echo_server: %s: %s\n", w[i].rt == NULL ?
+                    "io_uring is not available" : "cannot set up the buffer group",
                     strerror(-w[i].ret));
             ok = 0;
         } else {
@@ -285,8 +363,13 @@ int main(int argc, char **argv)
         }
     }
     if (ok && !quiet) {
-        printf("echo_server: listening on %s (at most %ld connections, %ld thread%s)\n",
-               where, max_conns, threads, threads > 1 ? "s" : "");
+        if (single)
+            printf("echo_server: listening on %s (at most %ld connections, %ld thread%s, "
+                   "single-shot)\n", where, max_conns, threads, threads > 1 ? "s" : "");
+        else
+            printf("echo_server: listening on %s (at most %ld connections, %ld thread%s, "
+                   "multishot, %ld buffers of %ld bytes each)\n", where, max_conns,
+                   threads, threads > 1 ? "s" : "", nbufs, bufsize);
         fflush(stdout);
     }
 
@@ -316,15 +399,23 @@ int main(int argc, char **argv)
         inflight += w[i].st.inflight_ops;
         forced += w[i].st.tasks_forced;
         live += w[i].live;
+        if (!single) {
+            avail += w[i].avail;
+            total += (unsigned long long)nbufs;
+        }
     }
-    if (!quiet && started == threads)
+    if (!quiet && started == threads) {
         printf("echo_server: signal %ld: shut down; %llu ops in flight, %ld connections "
-               "left, %llu teardowns cut short at the %ld ms drain deadline\n", sig,
+               "left, %llu teardowns cut short at the %ld ms drain deadline", sig,
                inflight, live, forced, drain_ms);
+        if (!single)
+            printf(", %llu of %llu buffers back in their groups", avail, total);
+        printf("\n");
+    }
     pthread_barrier_destroy(&srv.started);
     pthread_barrier_destroy(&srv.done);
     close(srv.ended_fd);
     close(sfd);
     free(w);
-    return ok && sig != 0 && inflight == 0 && live == 0 ? 0 : 1;
+    return ok && sig != 0 && inflight == 0 && live == 0 && avail == total ? 0 : 1;
 }

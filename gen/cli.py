@@ -205,8 +205,11 @@ def _stats(models, texts):
         with open(probe, "w") as f:
             f.write(render.render_stats(models))
         exe = os.path.join(d, "probe")
+        # A spec's "quoted" includes are found next to it, as a compiler
+        # finds them next to a source file.
+        own = dict.fromkeys(os.path.dirname(os.path.abspath(m.spec_path)) for m in models)
         cmd = [cc, "-std=gnu11", "-I", d, "-I", os.path.join(root, "runtime"),
-               "-I", os.path.abspath(models[0].out_dir),
+               "-I", os.path.abspath(models[0].out_dir), *[a for x in own for a in ("-I", x)],
                *shlex.split(os.environ.get("CPPFLAGS", "")), probe, "-o", exe]
         try:
             r = subprocess.run(cmd, capture_output=True, text=True)

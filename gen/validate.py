@@ -12,7 +12,7 @@ from gen.errors import SpecError
 from gen.ops import OPS
 
 IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-MACRO = re.compile(r"\b(GOTO|YIELD|RETURN|DONE|START|KEEP)\b\s*(\()?")
+MACRO = re.compile(r"\b(GOTO|YIELD|RETURN|DONE|START|KEEP|STOP)\b\s*(\()?")
 # Macros over an array of child futures: their first argument names it.
 ARRAY_MACRO = re.compile(r"\b(START|IDLE|ACTIVE|OUTPUT|COMPLETED|COUNT)\s*\(\s*"
                          r"([A-Za-z_][A-Za-z0-9_]*)?")
@@ -813,6 +813,10 @@ class Validator:
                 continue
             if macro == "KEEP":
                 self.keep(s, snip, clean, m, pos, branch)
+            elif macro == "STOP" and (branch is None or not branch.multishot
+                                      or st.kind != "io"):
+                self.err(pos, "STOP is only allowed in the then of a multishot io state: "
+                         "it ends that state's request")
             elif macro == "YIELD" and branch is not None and branch.multishot:
                 self.err(pos, "YIELD is not allowed in a multishot then: fall off the "
                          "end to wait for the next completion, or GOTO another state")

@@ -197,6 +197,7 @@ typedef struct pd__mop {
     uint8_t discard;         /* cancelled: completions are released, not kept */
     uint8_t multi;           /* a multishot request */
     uint8_t tries;           /* cancels sent */
+    uint8_t stop;            /* STOP(): cancelled, completions still delivered */
     pd__cqe q[PD__MOP_Q];
 } pd__mop;
 
@@ -279,6 +280,7 @@ void pd__op_cancel(pd__op *op);
 int pd__op_quiesce_sync(pd__op *op);
 void pd__link_timeout(pd_cx *cx, struct io_uring_sqe *sqe, pd__op *op);
 void pd__mop_cancel(pd__mop *m);
+void pd__mop_stop(pd__mop *m);
 void pd__mop_reap(pd__mop *m);
 int pd__mop_quiesce_sync(pd__mop *m);
 int pd__mop_pop(pd__mop *m, pd__cqe *c);
@@ -759,6 +761,13 @@ static inline int pd__mop_busy(const pd__mop *m)
 static inline int pd__mop_idle(const pd__mop *m)
 {
     return m->op.pending == 0 && !m->parked && m->qlen == 0 && m->ovf == NULL;
+}
+
+/* A STOP() whose cancel missed while the request is still armed: again. */
+static inline void pd__mop_restop(pd__mop *m)
+{
+    if (PD__UNLIKELY(m->stop && m->armed && !m->op.cancelled))
+        pd__mop_stop(m);
 }
 
 static inline void pd__mop_cancel_from(pd_cx *cx, pd__mop *m)

@@ -1051,7 +1051,7 @@ struct io_uring_sqe *pd__mop_sqe(pd_cx *cx, pd__mop *m, int fd, int multi,
     m->ovf = NULL;
     m->fd = fd;
     m->qhead = m->qlen = 0;
-    m->armed = m->parked = m->discard = m->tries = 0;
+    m->armed = m->parked = m->discard = m->tries = m->stop = 0;
     m->multi = (uint8_t)multi;
     if (g != NULL && g->held >= g->count) {
         /* Parked: pd__buf_put wakes the owner, whose poll arms again. */
@@ -1104,15 +1104,12 @@ void pd__mop_reap(pd__mop *m)
     pd__mop_drain(m);
 }
 
-void pd__mop_cancel(pd__mop *m)
+/* Asks the kernel to end m's request, once per try; see pd__mop_cancel. */
+static void pd__mop_cancel_send(pd__mop *m)
 {
     pd_runtime *rt = m->op.task->rt;
     struct io_uring_sqe *sqe;
 
-    /* From now on nothing reaches a then: what is queued goes back now. */
-    m->discard = 1;
-    pd__mop_drain(m);
-    pd__mop_unpark(m);
     if (!m->armed || m->op.cancelled)
         return;
     sqe = io_uring_get_sqe(&rt->ring);
@@ -1137,6 +1134,27 @@ void pd__mop_cancel(pd__mop *m)
     m->tries++;
     rt->stats.cancels_submitted++;
     rt->cancel_tw = 1;
+}
+
+void pd__mop_cancel(pd__mop *m)
+{
+    /* From now on nothing reaches a then: what is queued goes back now. */
+    m->discard = 1;
+    pd__mop_drain(m);
+    pd__mop_unpark(m);
+    pd__mop_cancel_send(m);
+}
+
+/*
+ * STOP() in a multishot then: the request is cancelled, but the future
+ * stays in its state and every completion the kernel still posts is
+ * delivered to then as usual, the last one without IORING_CQE_F_MORE. A
+ * cancel that misses is sent again by pd__mop_restop, on the owner's poll.
+ */
+void pd__mop_stop(pd__mop *m)
+{
+    m->stop = 1;
+    pd__mop_cancel_send(m);
 }
 
 int pd__mop_quiesce_sync(pd__mop *m)

@@ -338,7 +338,9 @@ class Fuzzer:
         self.verbose = verbose
         self.worker = Worker()
         self.base = os.path.join(work, "base")
-        self.inc = [os.path.join(ROOT, "runtime"), self.base, os.path.join(ROOT, "tests")]
+        # The corpus directories too: a spec's "quoted" headers sit next to it.
+        self.inc = [os.path.join(ROOT, "runtime"), self.base, os.path.join(ROOT, "tests"),
+                    *CORPUS_DIRS]
         self.cflags = check_cflags()
         self.stats = {"cases": 0, "accepted": 0, "rejected": 0, "compiled": 0,
                       "snippet_c_errors": 0, "failures": 0, "hangs": 0, "tracebacks": 0,

@@ -19,13 +19,17 @@ CLIENT = os.path.join(ROOT, "build", "echo_client")
 @unittest.skipUnless(os.access(SERVER, os.X_OK) and os.access(CLIENT, os.X_OK),
                      "build/echo_server and build/echo_client are built by make test")
 class EchoServerProcess(unittest.TestCase):
+    """The default server: multishot accept and recv on a buffer group.
+    EchoServerSingleShot runs every test again against -1."""
+    MODE = []
+
     def start(self, *args, nofile=None):
         """Starts build/echo_server on a free port; returns (process, port).
         nofile, if given, is the server's RLIMIT_NOFILE (set in the child)."""
         def limit():
             resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
 
-        p = subprocess.Popen([SERVER, "-p", "0", *args], stdout=subprocess.PIPE,
+        p = subprocess.Popen([SERVER, "-p", "0", *self.MODE, *args], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True,
                              preexec_fn=limit if nofile else None)
         line = self.listening = p.stdout.readline()
@@ -49,6 +53,16 @@ class EchoServerProcess(unittest.TestCase):
         out, err = p.communicate(timeout=30)
         self.assertEqual(p.returncode, 0, err)
         self.assertIn(f"shut down; 0 ops in flight, {connections_left} connections left", out)
+        self.assert_buffers_back(out)
+
+    def assert_buffers_back(self, out):
+        """Every buffer of every thread's group is back in its ring."""
+        m = re.search(r"(\d+) of (\d+) buffers back in their groups", out)
+        if self.MODE:
+            self.assertIsNone(m, out)
+        else:
+            self.assertIsNotNone(m, out)
+            self.assertEqual(m.group(1), m.group(2), out)
 
     def connect(self, port, host="127.0.0.1"):
         c = socket.create_connection((host, port), timeout=10)
@@ -128,6 +142,7 @@ class EchoServerProcess(unittest.TestCase):
         out, err = p.communicate(timeout=10)
         self.assertEqual(p.returncode, 0, err)
         self.assertIn("signal 15: shut down; 0 ops in flight, 0 connections left", out)
+        self.assert_buffers_back(out)
 
     def test_client_load_and_sigint(self):
         p, port = self.start()
@@ -160,7 +175,15 @@ class EchoServerProcess(unittest.TestCase):
                            "echo_server: bad address '::1::' (numeric IPv4 or IPv6)"),
                           (["-m", "0"], "echo_server: bad connection count '0'"),
                           (["-i", "-1"],
-                           "echo_server: bad idle time '-1' (milliseconds, 0: never)")]:
+                           "echo_server: bad idle time '-1' (milliseconds, 0: never)"),
+                          (["-b", "3"], "echo_server: bad buffer count '3' (a power of two, "
+                           "1-32768)"),
+                          (["-b", "65536"], "echo_server: bad buffer count '65536' (a power "
+                           "of two, 1-32768)"),
+                          (["-s", "100"], "echo_server: bad buffer size '100' (a power of "
+                           "two, 64-1048576 bytes)"),
+                          (["-s", "32"], "echo_server: bad buffer size '32' (a power of "
+                           "two, 64-1048576 bytes)")]:
             r = subprocess.run([SERVER, *args], capture_output=True, text=True, timeout=10)
             self.assertEqual(r.returncode, 2, args)
             self.assertEqual(r.stderr.strip(), msg)
@@ -198,6 +221,7 @@ class EchoServerProcess(unittest.TestCase):
         out, err = p.communicate(timeout=30)
         self.assertEqual(p.returncode, 0, err)
         self.assertIn("0 ops in flight, 0 connections left", out)
+        self.assert_buffers_back(out)
 
     def test_idle_connection_is_closed_gracefully_others_unaffected(self):
         p, port = self.start("-i", "1000")
@@ -384,6 +408,11 @@ class EchoServerProcess(unittest.TestCase):
                            capture_output=True, text=True, timeout=10)
         self.assertEqual(r.returncode, 1)
         self.assertIn("Connection refused", r.stderr)
+
+
+class EchoServerSingleShot(EchoServerProcess):
+    """Every test again, against the single-shot design (-1)."""
+    MODE = ["-1"]
 
 
 if __name__ == "__main__":

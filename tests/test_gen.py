@@ -1174,6 +1174,15 @@ class MultishotErrors(GenTest):
             """), "f.yaml:13:11: error: YIELD is not allowed in a multishot then: fall "
                   "off the end to wait for the next completion, or GOTO another state")
 
+    def test_stop_outside_a_multishot_then(self):
+        self.assertError(self.state("""\
+            s:
+              io: recv
+              args: {fd: self->fd, group: self->g}
+              then: STOP();
+            """), "f.yaml:12:11: error: STOP is only allowed in the then of a multishot "
+                  "io state: it ends that state's request")
+
     def test_keep_outside_a_group_then(self):
         self.assertError(self.state("""\
             s:
@@ -1364,7 +1373,8 @@ class Output(GenTest):
             self.assertIn(api, h)
 
     def test_library_specs_validate(self):
-        specs = sorted(os.path.join(ROOT, "specs", f) for f in os.listdir(os.path.join(ROOT, "specs")))
+        specs = sorted(os.path.join(ROOT, "specs", f)
+                       for f in os.listdir(os.path.join(ROOT, "specs")) if f.endswith(".yaml"))
         code, err = self.run_gen("--check", *specs)
         self.assertEqual((code, err), (0, ""))
 

@@ -880,7 +880,7 @@ static void sig_cleanup(void *v)
  * sweeps themselves are tested through the echo server's idle timeout.
  */
 struct idle_ctx {
-    echo_conn *head;
+    echo_link *head;
 };
 
 static void idle_setup(void *v)
