@@ -17,11 +17,21 @@
 # build/bench.tsv; the ratio favours httpd above 1: nginx / httpd for the
 # rows where lower is better).
 #
+# BENCH_ROWS=small measures the 13 B and 4 KiB rows alone (requests/s, p99,
+# CPU per request): on a shared machine the p99 moves most between runs,
+# and more rounds of these rows alone (BENCH_ROUNDS=7) say more about it
+# than one round of everything.
+#
 # Usage: sh bench/httpd_bench.sh   (from the top directory, after make)
 set -eu
 
 rounds=${BENCH_ROUNDS:-3}
 secs=${BENCH_SECONDS:-3}
+rows=${BENCH_ROWS:-all}
+case $rows in
+all | small) ;;
+*) echo "bench: BENCH_ROWS is all or small, not '$rows'" >&2; exit 2 ;;
+esac
 idle_conns=${BENCH_IDLE_CONNS:-10000}
 hport=18480
 nport=18481
@@ -38,8 +48,10 @@ root=$work/www
 mkdir -p "$root" "$work/nginx"
 printf 'hello, world\n' >"$root/13b.txt"
 head -c 4096 /dev/urandom >"$root/4k.bin"
-head -c 1048576 /dev/urandom >"$root/1m.bin"
-head -c 67108864 /dev/urandom >"$root/64m.bin"
+if [ "$rows" = all ]; then
+    head -c 1048576 /dev/urandom >"$root/1m.bin"
+    head -c 67108864 /dev/urandom >"$root/64m.bin"
+fi
 hpid=""
 npid=""
 
@@ -145,6 +157,7 @@ for r in $(seq "$rounds"); do
             run_wrk "$nport" "/$size" "$c" "$nsrv" "$work/n-$size-$c"
         done
     done
+    [ "$rows" = small ] && continue
     for large in 1m.bin:1048576 64m.bin:67108864; do
         run_wrk_large "$hport" "/${large%%:*}" "${large##*:}" "$hsrv" "$work/h-${large%%:*}"
         run_wrk_large "$nport" "/${large%%:*}" "${large##*:}" "$nsrv" "$work/n-${large%%:*}"
@@ -155,7 +168,6 @@ stop_servers
 # Idle memory: 30 s keep-alive on both so that no connection times out
 # while the RSS is read; the reading comes 2 s after the last response,
 # once httpd has given back the blocks of its connections.
-start_servers 30
 idle_rss() {
     before=$(rss_kib "$2")
     mkfifo "$work/hold"
@@ -173,9 +185,12 @@ idle_rss() {
     rm -f "$work/hold" "$work/idle.out"
     echo $(((after - before) * 1024 / idle_conns))
 }
-hmem=$(idle_rss "$hport" "$hsrv")
-nmem=$(idle_rss "$nport" "$nsrv")
-stop_servers
+if [ "$rows" = all ]; then
+    start_servers 30
+    hmem=$(idle_rss "$hport" "$hsrv")
+    nmem=$(idle_rss "$nport" "$nsrv")
+    stop_servers
+fi
 
 tsv=build/bench-httpd.tsv
 printf 'benchmark\tpolldrop\tbaseline\tbaseline_value\tratio\n' >"$tsv"
@@ -197,6 +212,7 @@ for size in 13b.txt 4k.bin; do
     done
 done
 for large in 1m 64m; do
+    [ "$rows" = small ] && break
     h=$work/h-$large.bin
     n=$work/n-$large.bin
     row "httpd_${large}_c4_mb_per_s" "$(cut -d' ' -f1 "$h" | median)" \
@@ -204,5 +220,5 @@ for large in 1m 64m; do
     row "httpd_${large}_c4_cpu_us_per_mb" "$(cut -d' ' -f2 "$h" | median)" \
         "$(cut -d' ' -f2 "$n" | median)" 0
 done
-row httpd_idle_bytes_per_conn "$hmem" "$nmem" 0
+[ "$rows" = all ] && row httpd_idle_bytes_per_conn "$hmem" "$nmem" 0
 echo "wrote $tsv"

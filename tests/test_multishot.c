@@ -359,6 +359,77 @@ static void feed(pd_runtime *rt, int fd, int n, size_t len)
 }
 
 /*
+ * What the recv tests start from: a runtime, one buffer group of count
+ * buffers of size bytes, a connected socket pair (the future reads sv[0],
+ * the test writes sv[1]) and a pipe q for a select's quit word. The fd
+ * count is taken first, so that recv_fix_close can check it is flat.
+ */
+struct recv_fix {
+    pd_runtime *rt;
+    pd_bufgroup *g;
+    int sv[2], q[2], fds;
+};
+
+static void recv_fix_open(struct recv_fix *x, unsigned count, size_t size)
+{
+    x->fds = pd_test_fd_count();
+    x->rt = pd_test_rt();
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, x->sv), 0);
+    ck_assert_int_eq(pipe2(x->q, O_CLOEXEC), 0);
+    ck_assert_int_eq(pd_bufgroup_new(x->rt, count, size, &x->g), 0);
+}
+
+/*
+ * Frees the runtime (its groups with it) and closes the fixture's fds; a
+ * test that closed one early must have set it to -1. Nothing may be left.
+ */
+static void recv_fix_close(struct recv_fix *x)
+{
+    pd_runtime_free(x->rt);
+    close(x->sv[0]);
+    close(x->sv[1]);
+    close(x->q[0]);
+    close(x->q[1]);
+    ck_assert_int_eq(pd_test_fd_count(), x->fds);
+}
+
+/* Closes the writing end early: the future reads EOF. */
+static void recv_fix_eof(struct recv_fix *x)
+{
+    close(x->sv[1]);
+    x->sv[1] = -1;
+}
+
+/*
+ * Feeds 50 chunks of 64 bytes, then EOF, into t's recv and runs it to the
+ * end: nothing is allocated and nothing overflows the slot's queue, and
+ * every buffer is back. No ck_assert while counting: each allocates.
+ */
+static void runs_without_allocating(struct recv_fix *x, pd_task *t)
+{
+    long before = pd_test_allocs;
+
+    feed(x->rt, x->sv[1], 50, 64);
+    recv_fix_eof(x);
+    PD_CHECK(pd_run(x->rt) == 0);
+    PD_CHECK(pd_test_allocs == before);
+    ck_assert_int_eq(*(const long *)pd_task_output(t), 50 * 64);
+    ck_assert_uint_eq(stats(x->rt).cqe_overflow, 0);
+    ck_assert_uint_eq(pd_bufgroup_available(x->g), 8);
+}
+
+/* A parked request: turns pass and nothing is submitted. */
+static void assert_parked(pd_runtime *rt)
+{
+    uint64_t submitted = stats(rt).ops_submitted;
+    int i;
+
+    for (i = 0; i < 20; i++)
+        ck_assert_int_ge(pd_run_once(rt, 0), 0);
+    ck_assert_uint_eq(stats(rt).ops_submitted, submitted);
+}
+
+/*
  * Data keeps arriving while the multishot recv is cancelled at a random
  * turn, asynchronously or by pd_runtime_free: every buffer is back.
  */
@@ -368,35 +439,27 @@ START_TEST(test_recv_cancelled_while_data_arrives)
     unsigned seed = 777;
 
     for (r = 0; r < n; r++) {
-        int sv[2], fds = pd_test_fd_count();
-        pd_runtime *rt = pd_test_rt();
-        pd_bufgroup *g;
+        struct recv_fix x;
         int keep = rand_r(&seed) % 4, turns = rand_r(&seed) % 6;
         int sync = rand_r(&seed) % 3 == 0;
         pd_task *t;
 
-        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-        ck_assert_int_eq(pd_bufgroup_new(rt, 8, 64, &g), 0);
-        t = ms_recv_spawn(rt, sv[0], g, 1L << 40, keep);
+        recv_fix_open(&x, 8, 64);
+        t = ms_recv_spawn(x.rt, x.sv[0], x.g, 1L << 40, keep);
         ck_assert_ptr_nonnull(t);
-        feed(rt, sv[1], turns, 1 + (size_t)rand_r(&seed) % 200);
-        pd_test_write(sv[1], "tail", 4); /* still arriving as it is cancelled */
-        if (sync) {
-            /* The sync drop returns every buffer before the group is freed. */
-            pd_task_release(t);
-            pd_runtime_free(rt);
-        } else {
+        feed(x.rt, x.sv[1], turns, 1 + (size_t)rand_r(&seed) % 200);
+        pd_test_write(x.sv[1], "tail", 4); /* still arriving as it is cancelled */
+        if (!sync) {
             pd_task_cancel(t);
-            ck_assert_int_eq(pd_run(rt), 0);
-            assert_quiet(rt);
-            ck_assert_uint_eq(pd_bufgroup_available(g), 8);
-            pd_task_release(t);
-            pd_bufgroup_free(g);
-            pd_runtime_free(rt);
+            ck_assert_int_eq(pd_run(x.rt), 0);
+            assert_quiet(x.rt);
+            ck_assert_uint_eq(pd_bufgroup_available(x.g), 8);
         }
-        close(sv[0]);
-        close(sv[1]);
-        ck_assert_int_eq(pd_test_fd_count(), fds);
+        /* Else pd_runtime_free's sync drop returns every buffer before the group goes. */
+        pd_task_release(t);
+        if (!sync)
+            pd_bufgroup_free(x.g);
+        recv_fix_close(&x);
     }
 }
 END_TEST
@@ -408,67 +471,53 @@ END_TEST
  */
 START_TEST(test_recv_empty_ring_waits_for_a_buffer)
 {
-    pd_runtime *rt = pd_test_rt();
-    pd_bufgroup *g;
-    int sv[2], i;
+    struct recv_fix x;
     pd_task *t;
     ms_recv *f;
-    uint64_t submitted;
 
-    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-    ck_assert_int_eq(pd_bufgroup_new(rt, 1, 64, &g), 0);
-    t = ms_recv_spawn(rt, sv[0], g, 1L << 40, 1);
+    recv_fix_open(&x, 1, 64);
+    t = ms_recv_spawn(x.rt, x.sv[0], x.g, 1L << 40, 1);
     f = task_self(t);
-    ck_assert_int_ge(pd_run_once(rt, 0), 0);
-    pd_test_write(sv[1], "a", 1);
-    run_until(rt, &f->completions, 1);
-    ck_assert_uint_eq(pd_bufgroup_available(g), 0);
+    ck_assert_int_ge(pd_run_once(x.rt, 0), 0);
+    pd_test_write(x.sv[1], "a", 1);
+    run_until(x.rt, &f->completions, 1);
+    ck_assert_uint_eq(pd_bufgroup_available(x.g), 0);
     ck_assert_ptr_nonnull(f->kept.data);
     pd_test_kernel_wrote(f->kept.data, f->kept.len);
     ck_assert_int_eq(((char *)f->kept.data)[0], 'a');
     ck_assert_uint_eq(f->kept.len, 1);
-    pd_test_write(sv[1], "bc", 2);
-    run_until(rt, &f->nobufs, 1);
+    pd_test_write(x.sv[1], "bc", 2);
+    run_until(x.rt, &f->nobufs, 1);
     ck_assert_int_eq(f->ends, 1);
-    /* Parked: turns pass and nothing is submitted. */
-    submitted = stats(rt).ops_submitted;
-    for (i = 0; i < 20; i++)
-        ck_assert_int_ge(pd_run_once(rt, 0), 0);
-    ck_assert_uint_eq(stats(rt).ops_submitted, submitted);
+    assert_parked(x.rt);
     ck_assert_int_eq(f->bytes, 1);
     pd_buf_release(&f->kept);
     pd_buf_release(&f->kept); /* idempotent */
-    ck_assert_uint_eq(pd_bufgroup_available(g), 1);
-    run_until(rt, &f->bytes, 3);
-    close(sv[1]);
-    ck_assert_int_eq(run_long(rt, t), 3);
-    ck_assert_uint_eq(pd_bufgroup_available(g), 1);
+    ck_assert_uint_eq(pd_bufgroup_available(x.g), 1);
+    run_until(x.rt, &f->bytes, 3);
+    recv_fix_eof(&x);
+    ck_assert_int_eq(run_long(x.rt, t), 3);
+    ck_assert_uint_eq(pd_bufgroup_available(x.g), 1);
     pd_task_release(t);
-    pd_runtime_free(rt);
-    close(sv[0]);
+    recv_fix_close(&x);
 }
 END_TEST
 
 /* GOTO out of a multishot state while data keeps coming: quiesced first. */
 START_TEST(test_recv_goto_leaves_quiesced)
 {
-    pd_runtime *rt = pd_test_rt();
-    pd_bufgroup *g;
-    int sv[2];
+    struct recv_fix x;
     pd_task *t;
 
-    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-    ck_assert_int_eq(pd_bufgroup_new(rt, 4, 16, &g), 0);
-    t = ms_recv_spawn(rt, sv[0], g, 40, 2);
-    feed(rt, sv[1], 10, 16);
-    ck_assert_int_ge(run_long(rt, t), 40);
-    assert_quiet(rt);
+    recv_fix_open(&x, 4, 16);
+    t = ms_recv_spawn(x.rt, x.sv[0], x.g, 40, 2);
+    feed(x.rt, x.sv[1], 10, 16);
+    ck_assert_int_ge(run_long(x.rt, t), 40);
+    assert_quiet(x.rt);
     /* The kept buffer went back when the future was destroyed. */
-    ck_assert_uint_eq(pd_bufgroup_available(g), 4);
+    ck_assert_uint_eq(pd_bufgroup_available(x.g), 4);
     pd_task_release(t);
-    pd_runtime_free(rt);
-    close(sv[0]);
-    close(sv[1]);
+    recv_fix_close(&x);
 }
 END_TEST
 
@@ -480,57 +529,37 @@ END_TEST
  */
 START_TEST(test_recv_stop_delivers_what_is_owed)
 {
-    pd_runtime *rt = pd_test_rt();
-    pd_bufgroup *g;
-    int sv[2];
+    struct recv_fix x;
     pd_task *t;
-    const long *out;
     const ms_stop *f;
 
-    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-    ck_assert_int_eq(pd_bufgroup_new(rt, 4, 4, &g), 0);
-    pd_test_write(sv[1], "abcdefghijkl", 12);
-    t = ms_stop_spawn(rt, sv[0], g);
-    ck_assert_int_eq(pd_run(rt), 0);
-    out = pd_task_output(t);
-    ck_assert_ptr_nonnull(out);
-    ck_assert_int_eq(*out, 12);
+    recv_fix_open(&x, 4, 4);
+    pd_test_write(x.sv[1], "abcdefghijkl", 12);
+    t = ms_stop_spawn(x.rt, x.sv[0], x.g);
+    ck_assert_int_eq(run_long(x.rt, t), 12);
     f = task_self(t);
     ck_assert_mem_eq(f->got, "abcdefghijkl", 12);
     ck_assert_int_eq(f->calls, 4);
     /* This kernel ends a cancelled multishot recv with -ECANCELED; 6.0-6.4 with -ENOBUFS. */
     ck_assert(f->last == -ECANCELED || f->last == -ENOBUFS);
-    assert_quiet(rt);
-    ck_assert_uint_eq(pd_bufgroup_available(g), 4);
+    assert_quiet(x.rt);
+    ck_assert_uint_eq(pd_bufgroup_available(x.g), 4);
     pd_task_release(t);
-    pd_runtime_free(rt);
-    close(sv[0]);
-    close(sv[1]);
+    recv_fix_close(&x);
 }
 END_TEST
 
 /* A multishot recv polls no allocation per completion. */
 START_TEST(test_recv_allocates_nothing)
 {
-    pd_runtime *rt = pd_test_rt();
-    pd_bufgroup *g;
-    int sv[2];
-    long before;
+    struct recv_fix x;
     pd_task *t;
 
-    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-    ck_assert_int_eq(pd_bufgroup_new(rt, 8, 64, &g), 0);
-    t = ms_recv_spawn(rt, sv[0], g, 1L << 40, 3);
-    before = pd_test_allocs;
-    feed(rt, sv[1], 50, 64);
-    close(sv[1]);
-    PD_CHECK(pd_run(rt) == 0);
-    PD_CHECK(pd_test_allocs == before);
-    ck_assert_uint_eq(stats(rt).cqe_overflow, 0);
-    ck_assert_uint_eq(pd_bufgroup_available(g), 8);
+    recv_fix_open(&x, 8, 64);
+    t = ms_recv_spawn(x.rt, x.sv[0], x.g, 1L << 40, 3);
+    runs_without_allocating(&x, t);
     pd_task_release(t);
-    pd_runtime_free(rt);
-    close(sv[0]);
+    recv_fix_close(&x);
 }
 END_TEST
 
@@ -964,43 +993,31 @@ END_TEST
  */
 START_TEST(test_sel_recv_empty_ring_resumes)
 {
-    int sv[2], q[2], i, fds = pd_test_fd_count();
-    pd_runtime *rt = pd_test_rt();
-    pd_bufgroup *g;
+    struct recv_fix x;
     pd_task *t;
     ms_sel_recv *f;
-    uint64_t submitted;
 
-    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-    ck_assert_int_eq(pipe2(q, O_CLOEXEC), 0);
-    ck_assert_int_eq(pd_bufgroup_new(rt, 1, 64, &g), 0);
-    t = ms_sel_recv_spawn(rt, sv[0], q[0], g, 100000, 1);
+    recv_fix_open(&x, 1, 64);
+    t = ms_sel_recv_spawn(x.rt, x.sv[0], x.q[0], x.g, 100000, 1);
     f = task_self(t);
-    ck_assert_int_ge(pd_run_once(rt, 0), 0);
-    pd_test_write(sv[1], "a", 1);
-    run_until(rt, &f->completions, 1);
-    ck_assert_uint_eq(pd_bufgroup_available(g), 0);
+    ck_assert_int_ge(pd_run_once(x.rt, 0), 0);
+    pd_test_write(x.sv[1], "a", 1);
+    run_until(x.rt, &f->completions, 1);
+    ck_assert_uint_eq(pd_bufgroup_available(x.g), 0);
     ck_assert_ptr_nonnull(f->kept.data);
-    pd_test_write(sv[1], "bc", 2);
-    run_until(rt, &f->nobufs, 1);
+    pd_test_write(x.sv[1], "bc", 2);
+    run_until(x.rt, &f->nobufs, 1);
     ck_assert_int_eq(f->ends, 1);
-    submitted = stats(rt).ops_submitted;
-    for (i = 0; i < 20; i++)
-        ck_assert_int_ge(pd_run_once(rt, 0), 0);
-    ck_assert_uint_eq(stats(rt).ops_submitted, submitted);
+    assert_parked(x.rt);
     ck_assert_int_eq(f->bytes, 1);
     pd_buf_release(&f->kept);
-    run_until(rt, &f->bytes, 3);
-    close(sv[1]);
-    ck_assert_int_eq(run_long(rt, t), 3);
-    ck_assert_uint_eq(pd_bufgroup_available(g), 1);
-    assert_quiet(rt);
+    run_until(x.rt, &f->bytes, 3);
+    recv_fix_eof(&x);
+    ck_assert_int_eq(run_long(x.rt, t), 3);
+    ck_assert_uint_eq(pd_bufgroup_available(x.g), 1);
+    assert_quiet(x.rt);
     pd_task_release(t);
-    pd_runtime_free(rt);
-    close(sv[0]);
-    close(q[0]);
-    close(q[1]);
-    ck_assert_int_eq(pd_test_fd_count(), fds);
+    recv_fix_close(&x);
 }
 END_TEST
 
@@ -1016,42 +1033,29 @@ START_TEST(test_sel_recv_ends_every_way)
     unsigned seed = 99;
 
     for (r = 0; r < n; r++) {
-        int sv[2], q[2], fds = pd_test_fd_count();
         int how = r % 4, turns = rand_r(&seed) % 5;
-        pd_runtime *rt = pd_test_rt();
-        pd_bufgroup *g;
+        struct recv_fix x;
         pd_task *t;
-        const long *out;
 
-        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-        ck_assert_int_eq(pipe2(q, O_CLOEXEC), 0);
-        ck_assert_int_eq(pd_bufgroup_new(rt, 4, 32, &g), 0);
-        t = ms_sel_recv_spawn(rt, sv[0], q[0], g, how == 0 ? 5 : 100000,
+        recv_fix_open(&x, 4, 32);
+        t = ms_sel_recv_spawn(x.rt, x.sv[0], x.q[0], x.g, how == 0 ? 5 : 100000,
                               rand_r(&seed) % 3);
-        feed(rt, sv[1], turns, 1 + (size_t)rand_r(&seed) % 40);
-        pd_test_write(sv[1], "tail", 4);
+        feed(x.rt, x.sv[1], turns, 1 + (size_t)rand_r(&seed) % 40);
+        pd_test_write(x.sv[1], "tail", 4);
         if (how == 0 || how == 1) {
             if (how == 1)
-                pd_test_write(q[1], "quitquit", 8);
-            ck_assert_int_eq(pd_run(rt), 0);
-            out = pd_task_output(t);
-            ck_assert_ptr_nonnull(out);
-            ck_assert_int_eq(*out, how == 0 ? -ETIMEDOUT : -1);
+                pd_test_write(x.q[1], "quitquit", 8);
+            ck_assert_int_eq(run_long(x.rt, t), how == 0 ? -ETIMEDOUT : -1);
         } else if (how == 2) {
             pd_task_cancel(t);
-            ck_assert_int_eq(pd_run(rt), 0);
+            ck_assert_int_eq(pd_run(x.rt), 0);
         }
         if (how != 3) {
-            assert_quiet(rt);
-            ck_assert_uint_eq(pd_bufgroup_available(g), 4);
+            assert_quiet(x.rt);
+            ck_assert_uint_eq(pd_bufgroup_available(x.g), 4);
         }
         pd_task_release(t);
-        pd_runtime_free(rt); /* how 3: a sync drop, the recv armed */
-        close(sv[0]);
-        close(sv[1]);
-        close(q[0]);
-        close(q[1]);
-        ck_assert_int_eq(pd_test_fd_count(), fds);
+        recv_fix_close(&x); /* how 3: a sync drop, the recv armed */
     }
 }
 END_TEST
@@ -1059,29 +1063,14 @@ END_TEST
 /* A multishot recv branch allocates nothing per completion either. */
 START_TEST(test_sel_recv_allocates_nothing)
 {
-    int sv[2], q[2];
-    pd_runtime *rt = pd_test_rt();
-    pd_bufgroup *g;
-    long before;
+    struct recv_fix x;
     pd_task *t;
 
-    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-    ck_assert_int_eq(pipe2(q, O_CLOEXEC), 0);
-    ck_assert_int_eq(pd_bufgroup_new(rt, 8, 64, &g), 0);
-    t = ms_sel_recv_spawn(rt, sv[0], q[0], g, 600000, 3);
-    before = pd_test_allocs;
-    feed(rt, sv[1], 50, 64);
-    close(sv[1]);
-    PD_CHECK(pd_run(rt) == 0); /* no ck_assert here: each allocates */
-    PD_CHECK(pd_test_allocs == before);
-    ck_assert_int_eq(*(const long *)pd_task_output(t), 50 * 64);
-    ck_assert_uint_eq(stats(rt).cqe_overflow, 0);
-    ck_assert_uint_eq(pd_bufgroup_available(g), 8);
+    recv_fix_open(&x, 8, 64);
+    t = ms_sel_recv_spawn(x.rt, x.sv[0], x.q[0], x.g, 600000, 3);
+    runs_without_allocating(&x, t);
     pd_task_release(t);
-    pd_runtime_free(rt);
-    close(sv[0]);
-    close(q[0]);
-    close(q[1]);
+    recv_fix_close(&x);
 }
 END_TEST
 

@@ -13,9 +13,14 @@
 #include "open_beneath.h"
 #include "testutil.h"
 
-/* A directory tree: root/{in.txt, sub/, up -> ../, out -> /etc/hostname}. */
+/*
+ * A directory tree in a fresh mkdtemp directory D:
+ * D/root/{in.txt, sub/, up -> ../, out -> D/secret} and the file D/secret,
+ * which lies outside the root. mkdtemp rather than a name derived from the
+ * PID, so that a tree left behind by a killed run never collides.
+ */
 typedef struct tree {
-    char root[64], outside[96];
+    char top[32], root[64], outside[64];
     int dfd;
 } tree;
 
@@ -24,8 +29,10 @@ static void tree_make(tree *t)
     char p[160];
     int fd;
 
-    snprintf(t->root, sizeof(t->root), "/tmp/pd-openat2-%d", (int)getpid());
-    snprintf(t->outside, sizeof(t->outside), "/tmp/pd-openat2-%d.secret", (int)getpid());
+    snprintf(t->top, sizeof(t->top), "/tmp/pd-openat2.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(t->top));
+    snprintf(t->root, sizeof(t->root), "%s/root", t->top);
+    snprintf(t->outside, sizeof(t->outside), "%s/secret", t->top);
     ck_assert_int_eq(mkdir(t->root, 0700), 0);
     snprintf(p, sizeof(p), "%s/sub", t->root);
     ck_assert_int_eq(mkdir(p, 0700), 0);
@@ -57,6 +64,7 @@ static void tree_remove(tree *t)
     }
     rmdir(t->root);
     unlink(t->outside);
+    rmdir(t->top);
 }
 
 static int open_in(pd_runtime *rt, int dfd, const char *path)
