@@ -453,7 +453,43 @@ static void stop_server(pid_t pid)
     waitpid(pid, &status, 0);
 }
 
-/* The same polldrop client drives every server: round trips per second. */
+/*
+ * A process's user + system CPU time in microseconds, from fields 14 and 15
+ * of /proc/PID/stat. The command name (field 2) may hold spaces, so the
+ * fields are counted from its closing parenthesis.
+ */
+static double cpu_us(pid_t pid)
+{
+    char path[64], buf[1024], *p;
+    unsigned long long ut, st;
+    ssize_t n;
+    int fd;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        die(path, errno);
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        die(path, EIO);
+    buf[n] = '\0';
+    p = strrchr(buf, ')');
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+                     &ut, &st) != 2)
+        die(path, EIO);
+    return (double)(ut + st) * 1e6 / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* Server CPU time per round trip of the last echo run, in microseconds. */
+static double echo_cpu_per_rt;
+
+/*
+ * The same polldrop client drives every server: round trips per second.
+ * Also leaves the server's CPU time per round trip in echo_cpu_per_rt: the
+ * client shares the two cores, so throughput alone cannot show a server
+ * that needs less CPU than another.
+ */
 static double echo_run_threads(const char *server, const char *threads, const char *flag)
 {
     struct sockaddr_in a = { .sin_family = AF_INET };
@@ -481,6 +517,7 @@ static double echo_run_threads(const char *server, const char *threads, const ch
         ok += r;
         pd_task_release(t[i]);
     }
+    echo_cpu_per_rt = cpu_us(pid) / (double)ok;
     pd_runtime_free(rt);
     stop_server(pid);
     return (double)ok / dt;
@@ -651,16 +688,31 @@ static double echo_raw(void) { return echo_run("build/raw_echo"); }
 static double echo_raw_ms(void) { return echo_run("build/raw_echo_ms"); }
 static double echo_uv(void) { return echo_run("build/uv_echo"); }
 
-/* An echo server against raw liburing and libuv, the three in turn. */
-static void echo_rows(const char *name, double (*pd_side)(void), double (*raw_side)(void))
+/*
+ * An echo server against raw liburing and libuv, the three in turn, each
+ * going first once in three: round trips per second (row name) and server
+ * CPU time per round trip (row cpu_name).
+ */
+static void echo_rows(const char *name, const char *cpu_name, double (*pd_side)(void),
+                      double (*raw_side)(void))
 {
-    double pd[RUNS], raw[RUNS], uv[RUNS];
-    int i;
+    double (*side[3])(void) = { pd_side, raw_side, echo_uv };
+    double tput[3][RUNS], cpu[3][RUNS];
+    int i, k;
 
     for (i = 0; i < RUNS; i++)
-        rotate3(i, pd_side, &pd[i], raw_side, &raw[i], echo_uv, &uv[i]);
-    add_row(name, "round trips/s", "liburing", median(pd, RUNS), median(raw, RUNS), 0);
-    add_row(name, "round trips/s", "libuv", median(pd, RUNS), median(uv, RUNS), 0);
+        for (k = 0; k < 3; k++) {
+            int j = (i + k) % 3;
+
+            tput[j][i] = side[j]();
+            cpu[j][i] = echo_cpu_per_rt;
+        }
+    add_row(name, "round trips/s", "liburing", median(tput[0], RUNS), median(tput[1], RUNS), 0);
+    add_row(name, "round trips/s", "libuv", median(tput[0], RUNS), median(tput[2], RUNS), 0);
+    add_row(cpu_name, "server us/round trip", "liburing", median(cpu[0], RUNS),
+            median(cpu[1], RUNS), 1);
+    add_row(cpu_name, "server us/round trip", "libuv", median(cpu[0], RUNS),
+            median(cpu[2], RUNS), 1);
 }
 
 static int selected(int argc, char **argv, const char *name)
@@ -693,9 +745,9 @@ int main(int argc, char **argv)
     if (selected(argc, argv, "nop_tasks"))
         ab("nop_tasks", "nops/s (128 tasks)", "liburing", pd_nop_tasks, raw_nop_tasks, 0);
     if (selected(argc, argv, "echo"))
-        echo_rows("echo", echo_pd, echo_raw);
+        echo_rows("echo", "echo_cpu", echo_pd, echo_raw);
     if (selected(argc, argv, "echo_multishot"))
-        echo_rows("echo_multishot", echo_pd_ms, echo_raw_ms);
+        echo_rows("echo_multishot", "echo_ms_cpu", echo_pd_ms, echo_raw_ms);
     if (selected(argc, argv, "echo_threads"))
         ab("echo_threads", "round trips/s", "1 thread", echo_pd_2, echo_pd_ms, 0);
     if (selected(argc, argv, "ping_pong")) {
