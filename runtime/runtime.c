@@ -495,12 +495,21 @@ static void pd__checked_ring_closing(const pd_runtime *rt) { (void)rt; }
 
 /* --- completions --- */
 
-/* A completion with a reserved tag: only wakes need anything done. */
+/*
+ * A completion with a reserved tag: only wakes need anything done. The
+ * wake is over once its read completes, so wake_sent is cleared here, in
+ * the turn whose wait the wake ended: a pd_runtime_wake that found it set
+ * came before this, so the pd_run_once returning now returns after it,
+ * and one that finds it clear writes the eventfd again. Clearing it later
+ * (when the inbox is read, a turn on) would merge a wake into one already
+ * consumed, and the next blocking wait would not end for it.
+ */
 static void pd__dispatch_tag(pd_runtime *rt, uint64_t ud)
 {
     if (ud == PD__UD_WAKE_EFD) {
         rt->wake_armed = 0;
         rt->remote_pending = 1;
+        atomic_exchange(&rt->wake_sent, 0);
     }
 }
 
@@ -668,13 +677,17 @@ static int pd__wait_deadline(pd_runtime *rt)
 
 /*
  * Queues the read of the wake eventfd, so that a wake from a thread without
- * a runtime of its own ends a blocking wait. If no entry can be had, the
- * next enter tries again.
+ * a runtime of its own ends a blocking wait. If no entry can be had even
+ * once the queue went to the kernel (the ring is broken), the next enter
+ * tries again.
  */
 static void pd__wake_arm(pd_runtime *rt)
 {
     struct io_uring_sqe *sqe = io_uring_get_sqe(&rt->ring);
 
+    /* A full queue: hand it to the kernel, so that a blocking wait is armed. */
+    if (sqe == NULL && io_uring_submit(&rt->ring) >= 0)
+        sqe = io_uring_get_sqe(&rt->ring);
     if (sqe == NULL)
         return;
     io_uring_prep_read(sqe, rt->wake_fd, &rt->wake_buf, sizeof(rt->wake_buf), 0);
@@ -1547,8 +1560,11 @@ static void pd__remote(pd_runtime *rt)
     pd_task *t, *fifo = NULL;
 
     rt->remote_pending = 0;
-    /* Cleared before the inbox is read: a later sender sends a new wake. */
-    atomic_exchange(&rt->wake_sent, 0);
+    /*
+     * wake_sent was cleared when the wake's read completed, before the
+     * inbox is read here: a sender whose wake was merged into that one had
+     * pushed its task already, and a later sender sends a new wake.
+     */
     t = atomic_exchange(&rt->inbox, NULL);
     while (t) {
         pd_task *next = t->next;

@@ -238,6 +238,37 @@ START_TEST(wake_ends_a_blocking_wait)
 }
 END_TEST
 
+/*
+ * A wake sent after the previous one was read, but before the turn that
+ * reads the inbox, still ends the next blocking wait: it is not merged
+ * into the wake already consumed. Deterministic, on one thread: the keeper
+ * waits on a pipe nobody writes, so only the wake can end the wait (a
+ * regression hangs there, and Check's timeout names this test).
+ */
+START_TEST(wake_after_a_read_wake_is_not_merged)
+{
+    pd_runtime *rt = pd_test_rt();
+    int keep[2];
+    pd_task *keeper;
+
+    ck_assert_int_eq(pipe2(keep, O_CLOEXEC), 0);
+    keeper = pipe_read_spawn(rt, keep[0], -1);
+    ck_assert_int_ge(pd_run_once(rt, 0), 0); /* the keeper's read and the wake's are armed */
+    ck_assert_int_eq(pd_runtime_wake(rt), 0);
+    ck_assert_int_ge(pd_run_once(rt, 1), 0); /* the wake's read completes */
+    ck_assert_int_eq(pd_runtime_wake(rt), 0);
+    /* Reads the inbox, then waits: the second wake must end that wait. */
+    ck_assert_int_ge(pd_run_once(rt, 1), 0);
+    ck_assert_ptr_null(pd_task_output(keeper));
+    pd_task_cancel(keeper);
+    ck_assert_int_eq(pd_run(rt), 0);
+    pd_task_release(keeper);
+    pd_runtime_free(rt);
+    close(keep[0]);
+    close(keep[1]);
+}
+END_TEST
+
 static int pipe_bytes(int fd)
 {
     char buf[256];
@@ -370,6 +401,7 @@ Suite *pd_suite_threads(void)
         tcase_add_test(tc, shutdown_remote_runs_every_teardown);
         tcase_add_test(tc, shutdown_remote_deadline_forces_stuck_teardowns);
     }
+    tcase_add_test(tc, wake_after_a_read_wake_is_not_merged); /* one thread */
     tcase_add_test(tc, sent_tasks_never_started_are_dropped_by_free);
     tcase_add_test(tc, sent_before_a_remote_shutdown_is_cancelled);
     suite_add_tcase(s, tc);
