@@ -202,8 +202,9 @@ MUTANTS = [
          run="c"),
     dict(name="close-without-sqe-leaks",
          file="runtime/pd_internal.h",
-         old="        op->res = close(fd) == 0 ? 0 : -errno;\n        return;",
-         new="        return;",
+         old="    if (PD__UNLIKELY(pd__op_spill(cx, op, 0) < 0))\n"
+             "        op->res = close(fd) == 0 ? 0 : -errno;\n",
+         new="    (void)pd__op_spill(cx, op, 0);\n",
          inv="5 no fd leak: a close that got no submission entry (ring broken) "
              "completes with the ring's error and its fd, forgotten by the "
              "future, stays open",
