@@ -621,25 +621,10 @@ static inline int pd__prep_openat2(pd_cx *cx, pd__op *op, const char *path,
     PD__PREP(cx, op, 1, io_uring_prep_openat2(pd__s, dfd, path, how));
 }
 
-/*
- * A close that cannot have a submission entry (the ring is broken) must
- * still release fd: the future forgets it once the close completed, so
- * failing the op with the ring's error would leak it. It is closed with
- * close(2) instead, here, and the op completes with that result.
- */
+/* A close the ring cannot take is done with close(2) (see pd__op_spill). */
 static inline int pd__prep_close(pd_cx *cx, pd__op *op, int fd)
 {
-    if (PD__LIKELY(pd__op_inline(cx))) {
-        struct io_uring_sqe *sqe = pd__op_claim(cx, op, 0);
-
-        io_uring_prep_close(sqe, fd);
-        io_uring_sqe_set_data(sqe, op);
-        return 0;
-    }
-    io_uring_prep_close(&cx->rt->spare_sqe, fd);
-    if (PD__UNLIKELY(pd__op_spill(cx, op, 0) < 0))
-        op->res = close(fd) == 0 ? 0 : -errno;
-    return 1;
+    PD__PREP(cx, op, 0, io_uring_prep_close(pd__s, fd));
 }
 
 static inline int pd__prep_fsync(pd_cx *cx, pd__op *op, int fd,

@@ -846,8 +846,17 @@ int pd__op_spill(pd_cx *cx, pd__op *op, uint8_t fdret)
     pd_runtime *rt = cx->rt;
     struct io_uring_sqe *sqe = pd__op_sqe_slow(cx, op, fdret);
 
-    if (sqe == NULL)
-        return op->res; /* pd__op_fail completed op with the ring's error */
+    if (sqe == NULL) {
+        /*
+         * pd__op_fail completed op with the ring's error. A close must
+         * still release its fd: the future forgets it once the close
+         * completed, so the ring's error would leak it. It is closed with
+         * close(2) instead, and the op completes with that result.
+         */
+        if (rt->spare_sqe.opcode == IORING_OP_CLOSE)
+            op->res = close(rt->spare_sqe.fd) == 0 ? 0 : -errno;
+        return op->res;
+    }
     pd__op_start(cx, op, fdret);
     *sqe = rt->spare_sqe;
     io_uring_sqe_set_data(sqe, op);
