@@ -130,10 +130,11 @@ class Schema(unittest.TestCase):
         self.assertEqual(load12("a: off\nb: 0\nc: true\nd:\n"),
                          {"a": "off", "b": 0, "c": True, "d": None})
 
-    def test_readme_shows_the_editor_line(self):
-        with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
-            self.assertTrue("# yaml-language-server: $schema=" in f.read(),
-                            "README.md does not show the yaml-language-server line")
+    def test_readme_and_spec_language_show_the_editor_line(self):
+        for page in ("README.md", os.path.join("docs", "spec-language.md")):
+            with open(os.path.join(ROOT, page), encoding="utf-8") as f:
+                self.assertTrue("# yaml-language-server: $schema=" in f.read(),
+                                f"{page} does not show the yaml-language-server line")
 
 
 if __name__ == "__main__":
