@@ -56,7 +56,7 @@ HTTPD_OBJ      := build/obj/httpd/http.o build/obj/httpd/server.o $(HTTPD_NAMES:
 HTTPD_OBJ_ASAN := build/asan/httpd/http.o build/asan/httpd/server.o $(HTTPD_NAMES:%=build/asan/gen-httpd/%.o)
 HTTP_PARSER    := -lhttp_parser
 
-.PHONY: soak mutate all gen stats deps deps-bench bench-httpd test test-py test-c fuzz demo bench \
+.PHONY: soak mutate all gen stats deps deps-bench bench-httpd bench-chart test test-py test-c fuzz demo bench \
         valgrind clean \
         install uninstall schema diagrams deps-diagrams ops-doc
 .DELETE_ON_ERROR:
@@ -318,13 +318,27 @@ build/idle_conns: bench/idle_conns.c | deps-bench
 	$(call say,LD,$@)
 	$(Q)$(CC) $(WARN) -O2 $< -o $@
 
-bench: build/bench build/echo_server build/raw_echo build/raw_echo_ms build/uv_echo bench-httpd
-	$(Q)./build/bench
-
-# httpd against nginx under wrk: build/bench-httpd.tsv (about 90 s).
-bench-httpd: build/httpd build/idle_conns | deps-bench
-	$(call say,BENCH,httpd against nginx)
+# Every benchmark, then the chart of their ratios: build/bench-httpd.tsv,
+# build/bench.tsv, build/bench.svg. The load average at the start goes in
+# the chart's title.
+bench: build/bench build/echo_server build/raw_echo build/raw_echo_ms build/uv_echo build/httpd \
+       build/idle_conns | deps-bench
+	$(Q)cut -d' ' -f1-3 /proc/loadavg >build/bench-load.txt
+	$(call say,BENCH,httpd against h2o and nginx)
 	$(Q)sh bench/httpd_bench.sh
+	$(Q)./build/bench
+	$(call say,CHART,build/bench.svg)
+	$(Q)sh bench/chart.sh
+
+# httpd against h2o and nginx under wrk, one and two threads:
+# build/bench-httpd.tsv (about 5 minutes).
+bench-httpd: build/httpd build/idle_conns | deps-bench
+	$(call say,BENCH,httpd against h2o and nginx)
+	$(Q)sh bench/httpd_bench.sh
+
+# The chart of the last run's TSVs again: build/bench.svg.
+bench-chart: | deps-bench
+	$(Q)sh bench/chart.sh
 
 demo: build/demo
 	$(Q)./build/demo

@@ -1,26 +1,38 @@
 #!/bin/sh
-# httpd against nginx (Debian's, configured by bench/nginx.conf like httpd's
-# defaults), both serving the same root on loopback, one thread against one
-# worker. Load from Debian's wrk with one thread.
+# httpd against h2o (Debian's 2.2.5, bench/h2o.conf) and nginx (Debian's,
+# bench/nginx.conf, configured like httpd's defaults), the three serving
+# the same root on loopback, first with one thread each (httpd -t 1, h2o
+# num-threads 1, nginx worker_processes 1) and then with two each. Load
+# from Debian's wrk with as many threads as the servers have.
 #
 # Rows, each the median of BENCH_ROUNDS rounds (default 3) of BENCH_SECONDS
-# (default 3) per server, the servers alternating: requests/s, p99 latency,
-# and the server's CPU time per request (user + system time of the server
-# process over the run, from /proc/PID/stat, divided by the requests wrk
-# completed) for a 13-byte and a 4 KiB file at 64 and 256 connections;
-# large files (1 MiB and 64 MiB, 4 connections): MB/s and the server's CPU
-# time per MB sent; then the idle memory per keep-alive connection: the
-# server's RSS delta with 10,000 connections that each made one request
-# and went quiet.
+# (default 3) per server, the servers taking turns (each goes first once in
+# three rounds): requests/s, p99 latency, and the server's CPU time per
+# request (user + system time over the run of every thread of httpd and
+# h2o, which are one process each, and of every nginx worker, from
+# /proc/PID/stat, divided by the requests wrk completed) for a 13-byte and
+# a 4 KiB file at 64 and 256 connections, at one and at two threads; then,
+# at one thread, large files (1 MiB and 64 MiB, 4 connections): MB/s and
+# the server's CPU time per MB sent; then the idle memory per keep-alive
+# connection: the server's RSS delta with 10,000 connections that each
+# made one request and went quiet.
+#
+# Every row of httpd is given against h2o (the anchor) and nginx. The ratio
+# favours httpd above 1 (anchor / httpd for the rows where lower is
+# better). Goals (issue 22), reported as met or not and never failing the
+# run: against h2o, >= 1.0x its requests/s and <= 0.75x its CPU per
+# request (a ratio >= 1/0.75), both files, one and two threads; against
+# nginx, large files at >= its MB/s and <= 1.0x its CPU per MB.
 #
 # Prints a table and writes build/bench-httpd.tsv (the columns of
-# build/bench.tsv; the ratio favours httpd above 1: nginx / httpd for the
-# rows where lower is better).
+# build/bench.tsv: benchmark, polldrop, baseline, baseline_value, ratio,
+# goal, met, unit; goal is the least ratio that meets it, or -).
 #
 # BENCH_ROWS=small measures the 13 B and 4 KiB rows alone (requests/s, p99,
 # CPU per request): on a shared machine the p99 moves most between runs,
 # and more rounds of these rows alone (BENCH_ROUNDS=7) say more about it
-# than one round of everything.
+# than one round of everything. BENCH_THREADS="1" (or "2") measures those
+# rows at one thread count only (default "1 2").
 #
 # Usage: sh bench/httpd_bench.sh   (from the top directory, after make)
 set -eu
@@ -28,24 +40,39 @@ set -eu
 rounds=${BENCH_ROUNDS:-3}
 secs=${BENCH_SECONDS:-3}
 rows=${BENCH_ROWS:-all}
+threads_list=${BENCH_THREADS:-1 2}
 case $rows in
 all | small) ;;
 *) echo "bench: BENCH_ROWS is all or small, not '$rows'" >&2; exit 2 ;;
 esac
+for t in $threads_list; do
+    case $t in
+    1 | 2) ;;
+    *) echo "bench: BENCH_THREADS holds 1 and/or 2, not '$t'" >&2; exit 2 ;;
+    esac
+done
 idle_conns=${BENCH_IDLE_CONNS:-10000}
 hport=18480
 nport=18481
+oport=18482
 tck=$(getconf CLK_TCK)
 nginx=$(command -v nginx || echo /usr/sbin/nginx)
+h2o=$(command -v h2o || echo /usr/bin/h2o)
+# The goals, as least ratios: h2o's requests/s (1.0x), its CPU per request
+# (0.75x, so h2o / httpd >= 1/0.75), nginx's MB/s and CPU per MB (1.0x).
+goal_rps=1.000
+goal_cpu=$(awk 'BEGIN { printf "%.3f", 1 / 0.75 }')
+goal_large=1.000
 
 # 10,000 connections on each side of loopback, plus the servers' own.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 work=$(mktemp -d /tmp/pd-httpd-bench.XXXXXX)
-# nginx's worker runs as nobody: the root must be readable by others.
+# nginx's workers and h2o (started as root) run as nobody: the root must
+# be readable by others.
 chmod 755 "$work"
 root=$work/www
-mkdir -p "$root" "$work/nginx"
+mkdir -p "$root" "$work/nginx" "$work/h2o"
 printf 'hello, world\n' >"$root/13b.txt"
 head -c 4096 /dev/urandom >"$root/4k.bin"
 if [ "$rows" = all ]; then
@@ -54,10 +81,12 @@ if [ "$rows" = all ]; then
 fi
 hpid=""
 npid=""
+opid=""
 
 cleanup() {
-    [ -n "$hpid" ] && kill "$hpid" 2>/dev/null && wait "$hpid" 2>/dev/null
-    [ -n "$npid" ] && kill "$npid" 2>/dev/null && wait "$npid" 2>/dev/null
+    for p in $hpid $npid $opid; do
+        kill "$p" 2>/dev/null && wait "$p" 2>/dev/null
+    done
     rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
@@ -76,44 +105,75 @@ sys.exit("bench: nothing listens on port " + sys.argv[1])
 EOF
 }
 
-# Starts both servers with keep-alive idle time $1 seconds; sets hpid and
-# npid (nginx's master) and hsrv / nsrv, the processes that serve.
+# Starts the three servers with keep-alive idle time $1 seconds and $2
+# threads (workers) each; sets hpid, npid (nginx's master) and opid, and
+# hsrv / nsrv / osrv, the processes that serve (nginx's workers).
 start_servers() {
-    ./build/httpd -q -p "$hport" -r "$root" -k "$(($1 * 1000))" &
+    ./build/httpd -q -p "$hport" -r "$root" -k "$(($1 * 1000))" -t "$2" &
     hpid=$!
     sed -e "s|@ROOT@|$root|" -e "s|@PORT@|$nport|" -e "s|@PREFIX@|$work/nginx|g" \
-        -e "s|@IDLE_S@|$1|" -e "s|@WORKERS@|1|" bench/nginx.conf >"$work/nginx/nginx.conf"
+        -e "s|@IDLE_S@|$1|" -e "s|@WORKERS@|$2|" bench/nginx.conf >"$work/nginx/nginx.conf"
     "$nginx" -c "$work/nginx/nginx.conf" -p "$work/nginx" -e "$work/nginx/error.log" &
     npid=$!
+    sed -e "s|@ROOT@|$root|" -e "s|@PORT@|$oport|" -e "s|@PREFIX@|$work/h2o|g" \
+        -e "s|@IDLE_S@|$1|" -e "s|@THREADS@|$2|" bench/h2o.conf >"$work/h2o/h2o.conf"
+    # h2o says on stderr that it raised its descriptor limit.
+    "$h2o" -c "$work/h2o/h2o.conf" 2>>"$work/h2o/stderr" &
+    opid=$!
     wait_port "$hport"
     wait_port "$nport"
+    wait_port "$oport"
     hsrv=$hpid
-    nsrv=$(pgrep -P "$npid" | head -n 1)
+    osrv=$opid
+    tries=0
+    while [ "$(pgrep -P "$npid" | wc -l)" -lt "$2" ]; do
+        tries=$((tries + 1))
+        [ "$tries" -lt 100 ] || { echo "bench: nginx started no $2 workers" >&2; exit 1; }
+        sleep 0.05
+    done
+    nsrv=$(pgrep -P "$npid" | tr '\n' ' ' | sed 's/ $//')
 }
 
 stop_servers() {
-    kill "$hpid" "$npid"
+    kill "$hpid" "$npid" "$opid"
     wait "$hpid" || { echo "bench: httpd did not exit 0" >&2; exit 1; }
     wait "$npid" || true
+    wait "$opid" || true
     hpid=""
     npid=""
+    opid=""
 }
 
+# The CPU time of processes $@ (user + system, every thread), in ticks.
 cpu_ticks() {
-    awk '{ print $14 + $15 }' "/proc/$1/stat"
+    for p in "$@"; do
+        cat "/proc/$p/stat"
+    done | awk '{ sub(/^.*\) /, ""); t += $12 + $13 } END { print t }'
 }
 
 rss_kib() {
     awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"
 }
 
-# Runs wrk against port $1 for path $2 with $3 connections, charging the CPU
-# of process $4; appends "rps p99_us cpu_us_per_request" to file $5.
+# The port and the serving processes of server $1 (h, n or o).
+port_of() {
+    case $1 in h) echo "$hport" ;; n) echo "$nport" ;; o) echo "$oport" ;; esac
+}
+pids_of() {
+    case $1 in h) echo "$hsrv" ;; n) echo "$nsrv" ;; o) echo "$osrv" ;; esac
+}
+
+# Runs wrk with $4 threads against server $1 for path $2 with $3
+# connections, charging the CPU of its serving processes; appends
+# "rps p99_us cpu_us_per_request" to file $5.
 run_wrk() {
-    t0=$(cpu_ticks "$4")
-    out=$(wrk -t1 -c"$3" -d"${secs}s" --latency "http://127.0.0.1:$1$2")
-    t1=$(cpu_ticks "$4")
-    echo "$out" | awk -v t0="$t0" -v t1="$t1" -v tck="$tck" -v port="$1" '
+    port=$(port_of "$1")
+    # shellcheck disable=SC2046
+    t0=$(cpu_ticks $(pids_of "$1"))
+    out=$(wrk -t"$4" -c"$3" -d"${secs}s" --latency "http://127.0.0.1:$port$2")
+    # shellcheck disable=SC2046
+    t1=$(cpu_ticks $(pids_of "$1"))
+    echo "$out" | awk -v t0="$t0" -v t1="$t1" -v tck="$tck" -v port="$port" '
         / requests in / { n = $1 }
         /^Requests\/sec:/ { rps = $2 }
         /Non-2xx|Socket errors/ { bad = bad $0 " " }
@@ -127,14 +187,17 @@ run_wrk() {
         }' >>"$5"
 }
 
-# Runs wrk against port $1 for the large file $2 ($3 bytes) with 4
-# connections, charging the CPU of process $4; appends "MB/s cpu_us_per_MB"
-# to file $5.
+# Runs wrk against server $1 for the large file $2 ($3 bytes) with 4
+# connections, charging the CPU of its serving processes; appends "MB/s
+# cpu_us_per_MB" to file $4.
 run_wrk_large() {
-    t0=$(cpu_ticks "$4")
-    out=$(wrk -t1 -c4 -d"${secs}s" "http://127.0.0.1:$1$2")
-    t1=$(cpu_ticks "$4")
-    echo "$out" | awk -v t0="$t0" -v t1="$t1" -v tck="$tck" -v port="$1" -v size="$3" \
+    port=$(port_of "$1")
+    # shellcheck disable=SC2046
+    t0=$(cpu_ticks $(pids_of "$1"))
+    out=$(wrk -t1 -c4 -d"${secs}s" "http://127.0.0.1:$port$2")
+    # shellcheck disable=SC2046
+    t1=$(cpu_ticks $(pids_of "$1"))
+    echo "$out" | awk -v t0="$t0" -v t1="$t1" -v tck="$tck" -v port="$port" -v size="$3" \
                       -v secs="$secs" '
         / requests in / { n = $1 }
         /Non-2xx|Socket errors/ { bad = bad $0 " " }
@@ -142,31 +205,40 @@ run_wrk_large() {
             if (bad != "") { print "bench: wrk on port " port ": " bad > "/dev/stderr"; exit 1 }
             mb = n * size / 1000000
             printf "%.0f %.1f\n", mb / secs, (t1 - t0) * 1000000 / tck / mb
-        }' >>"$5"
+        }' >>"$4"
 }
 
 median() {
     sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
 }
 
-start_servers 5
-for r in $(seq "$rounds"); do
-    for size in 13b.txt 4k.bin; do
-        for c in 64 256; do
-            run_wrk "$hport" "/$size" "$c" "$hsrv" "$work/h-$size-$c"
-            run_wrk "$nport" "/$size" "$c" "$nsrv" "$work/n-$size-$c"
+# The servers in round $1's order: each goes first once in three rounds.
+order() {
+    case $(($1 % 3)) in 0) echo h n o ;; 1) echo n o h ;; 2) echo o h n ;; esac
+}
+
+for t in $threads_list; do
+    start_servers 5 "$t"
+    for r in $(seq "$rounds"); do
+        for size in 13b.txt 4k.bin; do
+            for c in 64 256; do
+                for s in $(order "$r"); do
+                    run_wrk "$s" "/$size" "$c" "$t" "$work/$s-t$t-$size-$c"
+                done
+            done
+        done
+        [ "$rows" = small ] || [ "$t" != 1 ] && continue
+        for large in 1m.bin:1048576 64m.bin:67108864; do
+            for s in $(order "$r"); do
+                run_wrk_large "$s" "/${large%%:*}" "${large##*:}" "$work/$s-${large%%:*}"
+            done
         done
     done
-    [ "$rows" = small ] && continue
-    for large in 1m.bin:1048576 64m.bin:67108864; do
-        run_wrk_large "$hport" "/${large%%:*}" "${large##*:}" "$hsrv" "$work/h-${large%%:*}"
-        run_wrk_large "$nport" "/${large%%:*}" "${large##*:}" "$nsrv" "$work/n-${large%%:*}"
-    done
+    stop_servers
 done
-stop_servers
 
-# Idle memory: 30 s keep-alive on both so that no connection times out
-# while the RSS is read; the reading comes 2 s after the last response,
+# Idle memory: 30 s keep-alive on every server so that no connection times
+# out while the RSS is read; the reading comes 2 s after the last response,
 # once httpd has given back the blocks of its connections.
 idle_rss() {
     before=$(rss_kib "$2")
@@ -186,39 +258,70 @@ idle_rss() {
     echo $(((after - before) * 1024 / idle_conns))
 }
 if [ "$rows" = all ]; then
-    start_servers 30
+    start_servers 30 1
     hmem=$(idle_rss "$hport" "$hsrv")
     nmem=$(idle_rss "$nport" "$nsrv")
+    omem=$(idle_rss "$oport" "$osrv")
     stop_servers
 fi
 
 tsv=build/bench-httpd.tsv
-printf 'benchmark\tpolldrop\tbaseline\tbaseline_value\tratio\n' >"$tsv"
-printf '%-26s %12s %12s %8s\n' benchmark httpd nginx ratio
-row() { # name httpd nginx higher-is-better(1/0)
-    ratio=$(awk -v h="$2" -v n="$3" -v hb="$4" \
-            'BEGIN { printf "%.3f", hb ? h / n : (h > 0 ? n / h : 0) }')
-    printf '%-26s %12s %12s %8s\n' "$1" "$2" "$3" "$ratio"
-    printf '%s\t%s\tnginx\t%s\t%s\n' "$1" "$2" "$3" "$ratio" >>"$tsv"
+printf 'benchmark\tpolldrop\tbaseline\tbaseline_value\tratio\tgoal\tmet\tunit\n' >"$tsv"
+printf '%-32s %10s  %-5s %10s %7s  %s\n' benchmark httpd vs value ratio goal
+# row NAME HTTPD ANCHOR ANCHOR_VALUE HIGHER_IS_BETTER(1/0) GOAL(least ratio, or -) UNIT
+row() {
+    line=$(awk -v h="$2" -v a="$4" -v hb="$5" -v g="$6" 'BEGIN {
+        r = hb ? (a > 0 ? h / a : 0) : (h > 0 ? a / h : 0)
+        met = g == "-" ? "-" : (r >= g + 0 ? "yes" : "no")
+        printf "%.3f %s", r, met
+    }')
+    ratio=${line% *}
+    met=${line#* }
+    case $met in
+    yes) verdict="goal >= $6: met" ;;
+    no) verdict="goal >= $6: NOT met" ;;
+    *) verdict="" ;;
+    esac
+    printf '%-32s %10s  %-5s %10s %7s%s\n' "$1" "$2" "$3" "$4" "$ratio" "${verdict:+  $verdict}"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$ratio" "$6" "$met" "$7" \
+        >>"$tsv"
 }
-for size in 13b.txt 4k.bin; do
-    for c in 64 256; do
-        tag=httpd_${size%%.*}_c$c
-        h=$work/h-$size-$c
-        n=$work/n-$size-$c
-        row "${tag}_rps" "$(cut -d' ' -f1 "$h" | median)" "$(cut -d' ' -f1 "$n" | median)" 1
-        row "${tag}_p99_us" "$(cut -d' ' -f2 "$h" | median)" "$(cut -d' ' -f2 "$n" | median)" 0
-        row "${tag}_cpu_us" "$(cut -d' ' -f3 "$h" | median)" "$(cut -d' ' -f3 "$n" | median)" 0
+# col FILE N: the median of column N of FILE.
+col() {
+    cut -d' ' -f"$2" "$1" | median
+}
+for t in $threads_list; do
+    for size in 13b.txt 4k.bin; do
+        for c in 64 256; do
+            if [ "$t" = 1 ]; then tag=httpd_${size%%.*}_c$c; else tag=httpd_t${t}_${size%%.*}_c$c; fi
+            h=$work/h-t$t-$size-$c
+            for a in o n; do
+                f=$work/$a-t$t-$size-$c
+                if [ "$a" = o ]; then an=h2o g1=$goal_rps g3=$goal_cpu; else an=nginx g1=- g3=-; fi
+                row "${tag}_rps" "$(col "$h" 1)" "$an" "$(col "$f" 1)" 1 "$g1" \
+                    "requests/s, $t thread(s)"
+                row "${tag}_p99_us" "$(col "$h" 2)" "$an" "$(col "$f" 2)" 0 - \
+                    "p99 us, $t thread(s)"
+                row "${tag}_cpu_us" "$(col "$h" 3)" "$an" "$(col "$f" 3)" 0 "$g3" \
+                    "server CPU us/request, $t thread(s)"
+            done
+        done
     done
 done
 for large in 1m 64m; do
     [ "$rows" = small ] && break
+    case " $threads_list " in *" 1 "*) ;; *) break ;; esac
     h=$work/h-$large.bin
-    n=$work/n-$large.bin
-    row "httpd_${large}_c4_mb_per_s" "$(cut -d' ' -f1 "$h" | median)" \
-        "$(cut -d' ' -f1 "$n" | median)" 1
-    row "httpd_${large}_c4_cpu_us_per_mb" "$(cut -d' ' -f2 "$h" | median)" \
-        "$(cut -d' ' -f2 "$n" | median)" 0
+    for a in n o; do
+        f=$work/$a-$large.bin
+        if [ "$a" = n ]; then an=nginx g=$goal_large; else an=h2o g=-; fi
+        row "httpd_${large}_c4_mb_per_s" "$(col "$h" 1)" "$an" "$(col "$f" 1)" 1 "$g" "MB/s"
+        row "httpd_${large}_c4_cpu_us_per_mb" "$(col "$h" 2)" "$an" "$(col "$f" 2)" 0 "$g" \
+            "server CPU us/MB"
+    done
 done
-[ "$rows" = all ] && row httpd_idle_bytes_per_conn "$hmem" "$nmem" 0
+if [ "$rows" = all ]; then
+    row httpd_idle_bytes_per_conn "$hmem" h2o "$omem" 0 - "bytes/keep-alive conn, 10k"
+    row httpd_idle_bytes_per_conn "$hmem" nginx "$nmem" 0 - "bytes/keep-alive conn, 10k"
+fi
 echo "wrote $tsv"

@@ -2,7 +2,8 @@
 # Checks for what polldrop builds with and installs the missing Debian
 # packages (as root, or through sudo), or prints the exact command to run.
 # Usage: scripts/deps.sh [bench|diagrams]   ("bench" also wants libuv for
-# the baselines, nginx and wrk for httpd's; "diagrams" Graphviz's dot)
+# the baselines, h2o, nginx and wrk for httpd's, gnuplot for the chart;
+# "diagrams" Graphviz's dot)
 set -u
 python=${PYTHON:-python3}
 need=""
@@ -32,6 +33,8 @@ fi
 if [ "${1:-}" = bench ]; then
     command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need="$need nginx-light"
     command -v wrk >/dev/null 2>&1 || need="$need wrk"
+    command -v h2o >/dev/null 2>&1 || need="$need h2o"
+    command -v gnuplot >/dev/null 2>&1 || need="$need gnuplot-nox"
 fi
 if [ "${1:-}" = diagrams ]; then
     command -v dot >/dev/null 2>&1 || need="$need graphviz"
