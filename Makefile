@@ -319,14 +319,15 @@ build/idle_conns: bench/idle_conns.c | deps-bench
 	$(Q)$(CC) $(WARN) -O2 $< -o $@
 
 # Every benchmark, then the chart of their ratios: build/bench-httpd.tsv,
-# build/bench.tsv, build/bench.svg. The load average at the start goes in
-# the chart's title.
+# build/bench.tsv, build/bench.svg. The load averages at the start and at
+# the end (build/bench-load.txt) go in the chart's title.
 bench: build/bench build/echo_server build/raw_echo build/raw_echo_ms build/uv_echo build/httpd \
        build/idle_conns | deps-bench
 	$(Q)cut -d' ' -f1-3 /proc/loadavg >build/bench-load.txt
 	$(call say,BENCH,httpd against h2o and nginx)
 	$(Q)sh bench/httpd_bench.sh
 	$(Q)./build/bench
+	$(Q)cut -d' ' -f1-3 /proc/loadavg >>build/bench-load.txt
 	$(call say,CHART,build/bench.svg)
 	$(Q)sh bench/chart.sh
 

@@ -7,7 +7,7 @@
 # without a goal, pale green where polldrop leads) and red where it is not
 # (pale red where it trails). The title gives the run's date and the
 # machine: cores, kernel, CPU model, and the load average at the start of
-# the run (build/bench-load.txt, written by make bench) and at its end.
+# the run and at its end (build/bench-load.txt, written by make bench).
 #
 # Usage: sh bench/chart.sh [OUT.svg]   (from the top directory; Debian's
 # gnuplot-nox, which scripts/deps.sh bench installs)
@@ -52,8 +52,15 @@ awk -F '\t' -v inc="$inc" '
             if (y < total)
                 printf "set arrow from graph 0, first %g to graph 1, first %g nohead lc rgb \"#999999\" lw 1\n", y + 0.5, y + 0.5 > inc
             y--
+            last = ""
             for (i = 1; i <= n[s]; i++) {
                 split(row[s, i], f, "\t")
+                # httpd rows come in groups: one thread, two threads, large
+                # files and memory; a dotted rule goes between them.
+                group = f[1] ~ /^httpd_t2_/ ? "t2" : f[1] ~ /_mb|_idle_/ ? "large" : "t1"
+                if (s > 1 && last != "" && group != last)
+                    printf "set arrow from graph 0, first %g to graph 1, first %g nohead lc rgb \"#bbbbbb\" dt 3 lw 1\n", y + 0.5, y + 0.5 > inc
+                last = group
                 label = s == 1 ? f[1] " vs " f[3] : substr(f[1], 7)
                 ratio = f[5] + 0
                 goal = f[6] == "-" || f[6] == "" ? "NaN" : f[6]
@@ -75,8 +82,12 @@ awk -F '\t' -v inc="$inc" '
 mv "$dat.tmp" "$dat"
 
 cpu=$(awk -F ': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
-load_end=$(cut -d' ' -f1-3 /proc/loadavg)
-load_start=$(cat build/bench-load.txt 2>/dev/null || echo "?")
+# make bench writes the load averages at its start and its end there; a
+# line that is missing is read now.
+load_start=$(sed -n 1p build/bench-load.txt 2>/dev/null)
+load_end=$(sed -n 2p build/bench-load.txt 2>/dev/null)
+[ -n "$load_start" ] || load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+[ -n "$load_end" ] || load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 when=$(date -r "${tsvs##* }" '+%Y-%m-%d %H:%M')
 echo "chart_title = \"make bench, $when, on $(nproc) cores, Linux $(uname -r), $cpu\"" >>"$inc"
 # Loaded means more than half the cores' worth of runnable work besides

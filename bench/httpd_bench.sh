@@ -165,15 +165,18 @@ pids_of() {
 
 # Runs wrk with $4 threads against server $1 for path $2 with $3
 # connections, charging the CPU of its serving processes; appends
-# "rps p99_us cpu_us_per_request" to file $5.
+# "rps p99_us cpu_us_per_request" to file $5. Any socket error or non-2xx
+# response stops the run; wrk's timeout is 10 s rather than its 2 s, which
+# a machine loaded by other work can exceed for one response of a server
+# that is working (it was h2o's, once, at a load average of 12).
 run_wrk() {
     port=$(port_of "$1")
     # shellcheck disable=SC2046
     t0=$(cpu_ticks $(pids_of "$1"))
-    out=$(wrk -t"$4" -c"$3" -d"${secs}s" --latency "http://127.0.0.1:$port$2")
+    out=$(wrk -t"$4" -c"$3" -d"${secs}s" --timeout 10s --latency "http://127.0.0.1:$port$2")
     # shellcheck disable=SC2046
     t1=$(cpu_ticks $(pids_of "$1"))
-    echo "$out" | awk -v t0="$t0" -v t1="$t1" -v tck="$tck" -v port="$port" '
+    echo "$out" | awk -v t0="$t0" -v t1="$t1" -v tck="$tck" -v port="$port$2 -c$3 -t$4" '
         / requests in / { n = $1 }
         /^Requests\/sec:/ { rps = $2 }
         /Non-2xx|Socket errors/ { bad = bad $0 " " }
@@ -194,10 +197,10 @@ run_wrk_large() {
     port=$(port_of "$1")
     # shellcheck disable=SC2046
     t0=$(cpu_ticks $(pids_of "$1"))
-    out=$(wrk -t1 -c4 -d"${secs}s" "http://127.0.0.1:$port$2")
+    out=$(wrk -t1 -c4 -d"${secs}s" --timeout 10s "http://127.0.0.1:$port$2")
     # shellcheck disable=SC2046
     t1=$(cpu_ticks $(pids_of "$1"))
-    echo "$out" | awk -v t0="$t0" -v t1="$t1" -v tck="$tck" -v port="$port" -v size="$3" \
+    echo "$out" | awk -v t0="$t0" -v t1="$t1" -v tck="$tck" -v port="$port$2" -v size="$3" \
                       -v secs="$secs" '
         / requests in / { n = $1 }
         /Non-2xx|Socket errors/ { bad = bad $0 " " }
