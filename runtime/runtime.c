@@ -1750,6 +1750,28 @@ int pd_run_once(pd_runtime *rt, int wait)
     return (int)rt->stats.live_tasks;
 }
 
+int pd_task_wait(pd_task *t)
+{
+    pd_runtime *rt = t->rt;
+
+    pd__task_check(t, "pd_task_wait");
+    if (rt->in_turn)
+        return -EBUSY;
+    pd__owner_check(rt, "pd_task_wait");
+    if (!(t->flags & PD__TASK_STARTED))
+        return -EINVAL;
+    while (!pd__task_over(t)) {
+        int ret;
+
+        if (pd__stuck(rt))
+            return -EDEADLK;
+        ret = pd__turn_for(rt, t);
+        if (ret < 0)
+            return ret;
+    }
+    return 0;
+}
+
 int pd_run(pd_runtime *rt)
 {
     if (rt->in_turn)
@@ -1769,7 +1791,11 @@ int pd_run(pd_runtime *rt)
         }
         if (pd__stuck(rt))
             return -EDEADLK;
-        ret = pd_run_once(rt, 1);
+        ret = pd__run_polls(rt);
+        if (ret < 0)
+            return ret;
+        /* The goal: no live task. The polls may have reached it. */
+        ret = pd__run_enter(rt, rt->live_head != NULL);
         if (ret < 0)
             return ret;
     }
