@@ -1791,11 +1791,7 @@ int pd_run(pd_runtime *rt)
         }
         if (pd__stuck(rt))
             return -EDEADLK;
-        ret = pd__run_polls(rt);
-        if (ret < 0)
-            return ret;
-        /* The goal: no live task. The polls may have reached it. */
-        ret = pd__run_enter(rt, rt->live_head != NULL);
+        ret = pd_run_once(rt, 1);
         if (ret < 0)
             return ret;
     }
