@@ -284,8 +284,9 @@ static void pd__hrun_wait(const pd__hrun *r)
  * the poll, before what it queued is submitted; AT_COMPLETED after a
  * submission that reaps nothing, with a completion in the ring (what
  * completed inline, or, if nothing did, the first completion after the
- * fixture was told the harness waits). *reached says whether that state
- * could be had (AT_QUEUED needs queued requests, AT_COMPLETED requests).
+ * other runnable tasks were polled and the fixture was told the harness
+ * waits). *reached says whether that state could be had (AT_QUEUED needs
+ * queued requests, AT_COMPLETED requests).
  */
 static int pd__hrun_suspend(pd__hrun *r, int drop, int at, int *reached)
 {
@@ -321,12 +322,23 @@ static int pd__hrun_suspend(pd__hrun *r, int drop, int at, int *reached)
         /*
          * Submit without reaping: what completed inline is posted and left
          * in the ring. Otherwise, where the runtime would block, wait for a
-         * completion, and again leave it there.
+         * completion, and again leave it there. The runtime blocks only
+         * when no task is runnable: the tasks the future spawned are polled
+         * first (and what they queue submitted), as turns would, since what
+         * the future waits for may be theirs to do. Waiting instead would
+         * wait for the future's own deadline, or for good.
          */
         PD_HARNESS_CHECK(pd__ring_submit(r->rt) >= 0);
         pd__hrun_progress(r, drop ? PD_HARNESS_DROP_SUSPENDED : PD_HARNESS_RUN_SUSPENDED);
-        pd_runtime_stats(r->rt, &s);
-        if (pd__cq_ready(r->rt) == 0 && s.inflight_ops > 0 && !pd__task_queued(r->t)) {
+        while (pd__cq_ready(r->rt) == 0 && !pd__task_queued(r->t)) {
+            if (pd__runtime_ready(r->rt)) {
+                PD_HARNESS_CHECK(pd__run_polls(r->rt) >= 1);
+                PD_HARNESS_CHECK(pd__ring_submit(r->rt) >= 0);
+                continue;
+            }
+            pd_runtime_stats(r->rt, &s);
+            if (s.inflight_ops == 0)
+                break;
             pd__hrun_progress(r, PD_HARNESS_WAITING);
             PD_HARNESS_CHECK(pd__ring_wait_cqe(r->rt) == 0);
         }

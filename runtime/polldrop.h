@@ -108,12 +108,15 @@ void pd_runtime_free(pd_runtime *rt);
 
 /*
  * Runs fut, and any spawned tasks, until fut is Ready, then async-drops fut.
- * The output is written to out (which may be NULL). Returns 0, -ECANCELED if
- * fut was cancelled by pd_shutdown, -EDEADLK if fut can never make progress,
- * or another -errno from io_uring. fut must be freshly initialised and must
- * not move while this runs; it is destroyed when this returns. Called from
- * inside a task's poll, it returns -EBUSY at once, having sync-dropped fut
- * (which never ran, so only its drop code runs).
+ * It waits for the kernel only while fut is not destroyed, so it returns as
+ * soon as fut is, never waiting for other tasks' requests (a timer of
+ * theirs, say) first. The output is written to out (which may be NULL).
+ * Returns 0, -ECANCELED if fut was cancelled by pd_shutdown, -EDEADLK if
+ * fut can never make progress, or another -errno from io_uring. fut must be
+ * freshly initialised and must not move while this runs; it is destroyed
+ * when this returns. Called from inside a task's poll, it returns -EBUSY at
+ * once, having sync-dropped fut (which never ran, so only its drop code
+ * runs).
  */
 int pd_block_on(pd_runtime *rt, pd_dyn fut, void *out);
 
@@ -127,10 +130,24 @@ int pd_run(pd_runtime *rt);
  * One turn: polls every task that was ready when the turn began, submits
  * their requests and reaps completions, with one io_uring_enter when
  * possible. When wait != 0 and nothing is runnable, blocks until a
- * completion arrives. Returns the number of live tasks or -errno (-EBUSY,
- * doing nothing, when called from inside a task's poll).
+ * completion arrives, whichever task's it is: to run until one task is
+ * over, use pd_task_wait. Returns the number of live tasks or -errno
+ * (-EBUSY, doing nothing, when called from inside a task's poll).
  */
 int pd_run_once(pd_runtime *rt, int wait);
+
+/*
+ * Runs t's runtime (t and every other task) until t is over: PD_TASK_DONE,
+ * or PD_TASK_CANCELLED, its teardown and drop code done. It waits for the
+ * kernel only while t is not over, so it returns as soon as t is, without
+ * waiting for other tasks' requests. To cancel one task and wait for its
+ * teardown: pd_task_cancel(t), then pd_task_wait(t). Returns 0 (at once if
+ * t is over already; pd_task_state says which end it had), -EINVAL if t
+ * was never started, -EDEADLK if nothing can make t progress, -EBUSY,
+ * doing nothing, when called from inside a task's poll, or another -errno
+ * from io_uring.
+ */
+int pd_task_wait(pd_task *t);
 
 /*
  * Cancels every live task and runs until all are async-dropped (so their

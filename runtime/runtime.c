@@ -1715,6 +1715,29 @@ int pd__ring_strays(pd_runtime *rt, const void *mem, size_t len, unsigned ms)
     }
 }
 
+/* Whether t's future is destroyed: what pd_block_on and pd_task_wait wait for. */
+static int pd__task_over(const pd_task *t)
+{
+    return t->state == PD_TASK_DONE || t->state == PD_TASK_CANCELLED;
+}
+
+/*
+ * One turn toward a goal, the end of task goal: polls the tasks that are
+ * ready, then submits and reaps, and waits for a completion only if goal is
+ * still not over. The polls may have finished it, so whether to wait is
+ * decided after them (as libuv's uv_run computes its timeout after running
+ * its callbacks): a wait decided before would last until some other task's
+ * request completed, a one-hour timer's included. Returns 0 or -errno.
+ */
+static int pd__turn_for(pd_runtime *rt, const pd_task *goal)
+{
+    int ret = pd__run_polls(rt);
+
+    if (ret < 0)
+        return ret;
+    return pd__run_enter(rt, !pd__task_over(goal));
+}
+
 int pd_run_once(pd_runtime *rt, int wait)
 {
     int ret = pd__run_polls(rt);
@@ -1725,6 +1748,28 @@ int pd_run_once(pd_runtime *rt, int wait)
     if (ret < 0)
         return ret;
     return (int)rt->stats.live_tasks;
+}
+
+int pd_task_wait(pd_task *t)
+{
+    pd_runtime *rt = t->rt;
+
+    pd__task_check(t, "pd_task_wait");
+    if (rt->in_turn)
+        return -EBUSY;
+    pd__owner_check(rt, "pd_task_wait");
+    if (!(t->flags & PD__TASK_STARTED))
+        return -EINVAL;
+    while (!pd__task_over(t)) {
+        int ret;
+
+        if (pd__stuck(rt))
+            return -EDEADLK;
+        ret = pd__turn_for(rt, t);
+        if (ret < 0)
+            return ret;
+    }
+    return 0;
 }
 
 int pd_run(pd_runtime *rt)
@@ -1781,7 +1826,7 @@ int pd_block_on(pd_runtime *rt, pd_dyn fut, void *out)
             pd__live_unlink(rt, &root);
             return -EDEADLK;
         }
-        ret = pd_run_once(rt, 1);
+        ret = pd__turn_for(rt, &root);
         if (ret < 0) {
             fut.vt->drop(fut.self);
             if (root.queued)

@@ -10,11 +10,16 @@
  * finish were forced.
  */
 #include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdalign.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "quit_deadline.h"
 #include "stuck_bye.h"
+#include "stuck_send.h"
 #include "td_child.h"
 #include "testutil.h"
 
@@ -262,6 +267,168 @@ START_TEST(deadline_forces_children_in_teardown)
 }
 END_TEST
 
+/*
+ * A hand-written future whose teardown lasts until a shutdown deadline
+ * forces it (it asks pd__forced, as docs/api.md tells hand-written
+ * vtables to), and then spawns a stuck_bye to say goodbye: a task started
+ * after the deadline passed, while the shutdown is still in progress. The
+ * runtime must force it at once; otherwise its teardown, a read of a pipe
+ * nobody writes, holds the shutdown for good.
+ */
+struct late_spawner {
+    fixture *fx;
+    pd_task *spawned;
+};
+
+static pd_poll late_poll(void *self, pd_cx *cx, void *out)
+{
+    (void)self, (void)cx, (void)out;
+    return PD_PENDING; /* until cancelled */
+}
+
+static pd_poll late_spawner_poll_drop(void *self, pd_cx *cx)
+{
+    struct late_spawner *l = self;
+
+    if (!pd__forced(cx))
+        return PD_PENDING; /* the deadline's forcing wakes it */
+    l->spawned = stuck_bye_spawn(cx->rt, l->fx->in[0], l->fx->hang[0], l->fx->bye[1]);
+    return PD_READY;
+}
+
+static void late_drop(void *self)
+{
+    (void)self;
+}
+
+static const pd_vtable late_spawner_vtable = {
+    "late_spawner", sizeof(struct late_spawner), alignof(struct late_spawner), 0,
+    late_poll, late_spawner_poll_drop, late_drop,
+};
+
+START_TEST(deadline_forces_a_task_a_teardown_starts_after_it)
+{
+    struct late_spawner *l;
+    fixture fx;
+    pd_task *t;
+    pd_stats s;
+
+    fx_open(&fx);
+    /* A stuck teardown keeps the shutdown waiting until the deadline. */
+    fx_spawn(&fx, 1, 1);
+    t = pd_task_new(fx.rt, &late_spawner_vtable, (void **)&l);
+    ck_assert_ptr_nonnull(t);
+    l->fx = &fx;
+    l->spawned = NULL;
+    pd_task_start(t);
+    ck_assert_int_eq(pd_shutdown_deadline(fx.rt, 20), 0);
+    ck_assert_ptr_nonnull(l->spawned);
+    pd_runtime_stats(fx.rt, &s);
+    /* The stuck task, the spawner, and the task it spawned at the deadline. */
+    ck_assert_uint_eq(s.tasks_forced, 3);
+    ck_assert_int_eq(pd_task_state(t), PD_TASK_CANCELLED);
+    ck_assert_int_eq(pd_task_state(l->spawned), PD_TASK_CANCELLED);
+    /* Forced from its start: no teardown at all, only its drop code. */
+    ck_assert_int_eq(pd_test_rec_count("stuck_bye", PD_TRACE_TEARDOWN), 1);
+    ck_assert_int_eq(pd_test_rec_count("stuck_bye", PD_TRACE_DROP), 2);
+    ck_assert_int_eq(fx_byes(&fx), 0);
+    pd_task_release(l->spawned);
+    pd_task_release(t);
+    fx_close(&fx, 1);
+}
+END_TEST
+
+/*
+ * The same with a task another thread sends (F_spawn_on) once the deadline
+ * forced a holder task: the holder's forced teardown lets the sender go,
+ * then keeps the shutdown in progress (yielding, so the loop's turns never
+ * block) until the sent task was started and polled.
+ */
+struct late_holder {
+    atomic_int go;
+    atomic_long teardowns, drops; /* the sent task's */
+};
+
+static pd_poll late_holder_poll_drop(void *self, pd_cx *cx)
+{
+    struct late_holder *h = self;
+
+    if (!pd__forced(cx))
+        return PD_PENDING;
+    atomic_store(&h->go, 1);
+    if (atomic_load(&h->teardowns) + atomic_load(&h->drops) == 0) {
+        pd__yield(cx);
+        return PD_PENDING;
+    }
+    return PD_READY;
+}
+
+static const pd_vtable late_holder_vtable = {
+    "late_holder", sizeof(struct late_holder), alignof(struct late_holder), 0,
+    late_poll, late_holder_poll_drop, late_drop,
+};
+
+struct late_sender {
+    pd_runtime *rt;
+    struct late_holder *h;
+    int in, hang;
+    int ret;
+};
+
+static void *late_sender_main(void *arg)
+{
+    struct late_sender *x = arg;
+
+    while (!atomic_load(&x->h->go))
+        sched_yield();
+    x->ret = stuck_send_spawn_on(x->rt, x->in, x->hang, &x->h->teardowns, &x->h->drops);
+    return NULL;
+}
+
+START_TEST(deadline_forces_a_task_sent_after_it)
+{
+    struct late_holder *h;
+    struct late_sender x;
+    int in[2], hang[2];
+    pthread_t tid;
+    pd_runtime *rt;
+    pd_task *t;
+    pd_stats s;
+
+    ck_assert_int_eq(pipe2(in, O_CLOEXEC), 0);
+    ck_assert_int_eq(pipe2(hang, O_CLOEXEC), 0);
+    rt = pd_test_rt();
+    t = pd_task_new(rt, &late_holder_vtable, (void **)&h);
+    ck_assert_ptr_nonnull(t);
+    atomic_init(&h->go, 0);
+    atomic_init(&h->teardowns, 0);
+    atomic_init(&h->drops, 0);
+    pd_task_start(t);
+    ck_assert_int_eq(pd_run_once(rt, 0), 1);
+    x = (struct late_sender){ rt, h, in[0], hang[0], 1 };
+    ck_assert_int_eq(pthread_create(&tid, NULL, late_sender_main, &x), 0);
+    /* A deadline of 0 has passed at once: the holder is forced. */
+    ck_assert_int_eq(pd_shutdown_deadline(rt, 0), 0);
+    ck_assert_int_eq(pthread_join(tid, NULL), 0);
+    ck_assert_int_eq(x.ret, 0);
+    pd_runtime_stats(rt, &s);
+    ck_assert_uint_eq(s.tasks_forced, 2);
+    ck_assert_uint_eq(s.live_tasks, 0);
+    ck_assert_uint_eq(s.inflight_ops, 0);
+    ck_assert_int_eq(atomic_load(&h->teardowns), 0);
+    ck_assert_int_eq(atomic_load(&h->drops), 1);
+    ck_assert_int_eq(pd_task_state(t), PD_TASK_CANCELLED);
+    pd_task_release(t);
+    pd_runtime_free(rt);
+    assert_pipe_untouched(in);
+    assert_pipe_untouched(hang);
+    close(in[0]);
+    close(in[1]);
+    close(hang[0]);
+    close(hang[1]);
+}
+END_TEST
+
 Suite *pd_suite_shutdown_deadline(void)
 {
     Suite *s = suite_create("shutdown_deadline");
@@ -272,6 +439,8 @@ Suite *pd_suite_shutdown_deadline(void)
     tcase_add_test(tc, deadline_after_everything_finished);
     tcase_add_test(tc, deadline_set_from_inside_a_task);
     tcase_add_test(tc, deadline_forces_children_in_teardown);
+    tcase_add_test(tc, deadline_forces_a_task_a_teardown_starts_after_it);
+    tcase_add_test(tc, deadline_forces_a_task_sent_after_it);
     suite_add_tcase(s, tc);
     return s;
 }

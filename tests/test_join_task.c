@@ -7,6 +7,7 @@
 
 #include "harness.h"
 #include "join_task.h"
+#include "join_timeout.h"
 #include "testutil.h"
 
 struct jt_fix {
@@ -181,10 +182,40 @@ START_TEST(join_task_cancel_points)
 }
 END_TEST
 
+/*
+ * The same, under a one-hour deadline: while the future waits for its
+ * task, the task is runnable, and the harness must poll it rather than
+ * wait for the kernel, where only the far timer is in flight (it waited
+ * for that timer at every point, and for good once the task's read was
+ * in flight and the task had been cancelled). No duration is asserted:
+ * a harness that waited would hold the test until its timeout.
+ */
+static void jto_init(void *self, void *v)
+{
+    struct jt_ctx *c = v;
+
+    join_timeout_init(self, c->f.p[0], c->f.bye[1], 3600LL * 1000);
+}
+
+START_TEST(join_timeout_cancel_points)
+{
+    static const pd_harness_case c = { "join_timeout", &join_timeout_vtable, 0, &jt_c,
+                                       jt_setup, jto_init, jt_progress, jt_after,
+                                       jt_cleanup };
+    pd_harness_stats st;
+
+    pd_harness_run_spawning(&c, 1, &st);
+    ck_assert_int_ge(st.points, 1);
+    /* Each kernel state was reached at some point. */
+    ck_assert_int_gt(st.completed, 0);
+    ck_assert_int_gt(st.queued, 0);
+}
+END_TEST
+
 Suite *pd_suite_join_task(void)
 {
     Suite *s = suite_create("join handles on spawned tasks");
-    TCase *tc = tcase_create("pd_join");
+    TCase *tc = tcase_create("pd_join"), *h;
 
     tcase_add_test(tc, join_handle_passes_the_tasks_output);
     tcase_add_test(tc, cancelling_the_waiter_cancels_the_task);
@@ -193,5 +224,9 @@ Suite *pd_suite_join_task(void)
     tcase_add_test(tc, join_task_cancel_points);
     tcase_set_timeout(tc, 120);
     suite_add_tcase(s, tc);
+    h = tcase_create("pd_join under a far deadline");
+    tcase_add_test(h, join_timeout_cancel_points);
+    tcase_set_timeout(h, 60);
+    suite_add_tcase(s, h);
     return s;
 }

@@ -252,6 +252,40 @@ MUTANTS = [
          new="    return f'#line {s.line + 1} \"{c_string(s.file)}\"'",
          inv="generator: compiler errors in a snippet point at the wrong spec line",
          run="gen"),
+    # --- issue 17: the loop's goal, pd_task_wait, the harness, late tasks under a deadline ---
+    dict(name="turn-waits-before-goal",
+         file="runtime/runtime.c",
+         old="    return pd__run_enter(rt, !pd__task_over(goal));",
+         new="    return pd__run_enter(rt, ((void)goal, 1));",
+         inv="loop: pd_block_on and pd_task_wait decide to wait without checking "
+             "their goal, so they return only when an unrelated task's request "
+             "completes (a one-hour timer)",
+         run="c"),
+    dict(name="task-wait-skips-teardown",
+         file="runtime/runtime.c",
+         old="    while (!pd__task_over(t)) {",
+         new="    while (t->state == PD_TASK_RUNNING) {",
+         inv="loop: pd_task_wait returns when the task leaves its run phase, "
+             "before its teardown and drop code ran",
+         run="c"),
+    dict(name="harness-waits-while-runnable",
+         file="runtime/harness.c",
+         old="            if (pd__runtime_ready(r->rt)) {\n"
+             "                PD_HARNESS_CHECK(pd__run_polls(r->rt) >= 1);",
+         new="            if (0) {\n"
+             "                PD_HARNESS_CHECK(pd__run_polls(r->rt) >= 1);",
+         inv="harness: at the completed-not-reaped point it blocks for a "
+             "completion while a spawned task is runnable (a pd_join under a "
+             "far timeout_ms waits for the deadline, or for good)",
+         run="c"),
+    dict(name="late-task-not-forced",
+         file="runtime/runtime.c",
+         old="    if (PD__UNLIKELY(rt->forcing))\n        pd__task_force(rt, t);\n",
+         new="",
+         inv="a shutdown ends: a task started after the deadline passed (spawned "
+             "by a teardown, or sent from another thread) is not forced and its "
+             "teardown holds the shutdown",
+         run="c"),
 ]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
