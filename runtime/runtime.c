@@ -786,43 +786,73 @@ static int pd__enter(pd_runtime *rt, int wait)
     return 0;
 }
 
-struct io_uring_sqe *pd__sqe_slow(pd_runtime *rt, unsigned need)
+/*
+ * Makes room for need adjacent submission entries in a full queue: hands
+ * the queue to the kernel and reaps, and waits for a completion when the
+ * kernel took nothing. It reaps as a turn does, never with force: a
+ * multishot slot whose queue is full stops the reap, and what is behind it
+ * stays in the completion queue until its owner has run, so nothing is
+ * stored out of line in an ordinary poll (invariant 4). The reap also
+ * keeps the completion queue drained while a turn fills the submission
+ * queue many times over, and each entry runs the kernel's deferred task
+ * work, so that a queue full of cancels does not pile up cancelled
+ * requests in the kernel's cancel lookup (see pd__drain_task_work). Not
+ * reaping here would let the completion queue overflow into the kernel's
+ * own list, which made `cancel_storm` several times slower (design.md §4).
+ *
+ * What it reaps is dispatched: a completion may have ended a request its
+ * caller was about to cancel. A caller that decided from a slot's state
+ * must look again once this returned, before it claims the entry (see
+ * pd__op_cancel, pd__mop_cancel_send). Returns 0 once there is room, or
+ * the -errno that stands in the way (also in rt->sq_err): the ring's hard
+ * error, or -EBUSY when the kernel takes nothing while the completion
+ * queue waits for a multishot slot's owner to run (a kernel that refuses
+ * submissions while its completion queue overflows), which only that
+ * owner's poll can end.
+ */
+static int pd__sq_room(pd_runtime *rt, unsigned need)
 {
-    /*
-     * The submission queue is full: hand it to the kernel and retry. -EBUSY
-     * means the completion queue overflowed; reaping makes room. The entry
-     * also runs the kernel's deferred task work, so that a queue full of
-     * cancels does not pile up cancelled requests in the kernel's cancel
-     * lookup (see pd__drain_task_work).
-     */
+    int ret;
+
     for (;;) {
-        int ret;
+        unsigned reaped;
 
         rt->stats.enter_calls++;
         ret = io_uring_submit_and_get_events(&rt->ring);
-        pd__drain_task_work(rt, pd__reap(rt, 1));
-        if (ret < 0 && !pd__transient(ret)) {
-            rt->sq_err = ret;
-            return NULL;
-        }
+        reaped = pd__reap(rt, 0);
+        pd__drain_task_work(rt, reaped);
+        if (ret < 0 && !pd__transient(ret))
+            break;
         if (io_uring_sq_space_left(&rt->ring) >= need)
-            return io_uring_get_sqe(&rt->ring);
+            return 0;
         if (need > rt->ring.sq.ring_entries) {
             /* Unreachable with pd_runtime_new's minimum; never wait forever. */
-            rt->sq_err = -EINVAL;
-            return NULL;
+            ret = -EINVAL;
+            break;
         }
-        if (ret <= 0) {
-            /* Nothing went in: wait for completions to free room. */
-            rt->stats.enter_calls++;
-            ret = io_uring_submit_and_wait(&rt->ring, 1);
-            pd__reap(rt, 1);
-            if (ret < 0 && !pd__transient(ret)) {
-                rt->sq_err = ret;
-                return NULL;
-            }
+        if (ret > 0 || reaped > 0 || ret == -EINTR)
+            continue;
+        if (io_uring_cq_ready(&rt->ring) != 0) {
+            /* Reaped now, unless it waits for a full multishot slot's owner. */
+            if (pd__reap(rt, 0) > 0)
+                continue;
+            ret = -EBUSY;
+            break;
         }
+        /* Nothing went in and nothing is posted: wait for a completion. */
+        rt->stats.enter_calls++;
+        ret = io_uring_submit_and_wait(&rt->ring, 1);
+        if (ret < 0 && !pd__transient(ret))
+            break;
+        pd__drain_task_work(rt, pd__reap(rt, 0));
     }
+    rt->sq_err = ret;
+    return ret;
+}
+
+struct io_uring_sqe *pd__sqe_slow(pd_runtime *rt, unsigned need)
+{
+    return pd__sq_room(rt, need) < 0 ? NULL : pd__sq_claim(rt);
 }
 
 struct io_uring_sqe *pd__op_sqe_slow(pd_cx *cx, pd__op *op, uint8_t fdret)
@@ -887,17 +917,20 @@ void pd__op_cancel(pd__op *op)
     if (op->st != PD__OP_BUSY || op->cancelled)
         return;
     rt = op->task->rt;
-    sqe = io_uring_get_sqe(&rt->ring);
-    if (!sqe)
-        sqe = pd__sqe_slow(rt, 1);
-    if (!sqe) {
-        /*
-         * The request is not lost: the owner is requeued, and quiescing
-         * calls pd__op_cancel again on its next poll.
-         */
-        pd__wake(op->task);
-        return;
+    if (PD__UNLIKELY(pd__sq_full(rt))) {
+        if (pd__sq_room(rt, 1) < 0) {
+            /*
+             * The request is not lost: the owner is requeued, and
+             * quiescing calls pd__op_cancel again on its next poll.
+             */
+            pd__wake(op->task);
+            return;
+        }
+        /* Making room reaped: op may have completed meanwhile. */
+        if (op->st != PD__OP_BUSY)
+            return;
     }
+    sqe = pd__sq_claim(rt);
     io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op, 0);
     io_uring_sqe_set_data64(sqe, PD__UD_CANCEL);
     sqe->flags |= (uint8_t)rt->cancel_flags;
@@ -1168,13 +1201,19 @@ static void pd__mop_cancel_send(pd__mop *m)
 
     if (!m->armed || m->op.cancelled)
         return;
-    sqe = io_uring_get_sqe(&rt->ring);
-    if (!sqe)
-        sqe = pd__sqe_slow(rt, 1);
-    if (!sqe) {
-        pd__wake(m->op.task); /* retried on the owner's next poll */
-        return;
+    if (PD__UNLIKELY(pd__sq_full(rt))) {
+        if (pd__sq_room(rt, 1) < 0) {
+            pd__wake(m->op.task); /* retried on the owner's next poll */
+            return;
+        }
+        /*
+         * Making room reaped: the request may have ended meanwhile, and a
+         * cancel for it would be owed a result nobody counts on.
+         */
+        if (!m->armed)
+            return;
     }
+    sqe = pd__sq_claim(rt);
     if (m->tries > 0 && !rt->no_cancel_fd) {
         io_uring_prep_cancel_fd(sqe, m->fd, IORING_ASYNC_CANCEL_USERDATA);
         sqe->addr = (uint64_t)(uintptr_t)m | PD__TAG_EXT;

@@ -29,6 +29,7 @@
 #include "ms_sel_recv.h"
 #include "ms_select.h"
 #include "ms_stop.h"
+#include "nops.h"
 #include "testutil.h"
 
 /* Rounds of the randomised tests; `make soak` raises it. */
@@ -1074,6 +1075,103 @@ START_TEST(test_sel_recv_allocates_nothing)
 }
 END_TEST
 
+/* --- a full submission queue in an ordinary turn (issue 17, item 4) --- */
+
+/* A runtime on a ring of `entries` submission entries. */
+static pd_runtime *small_rt(unsigned entries)
+{
+    const pd_config cfg = { .entries = entries };
+    pd_runtime *rt = NULL;
+
+    ck_assert_int_eq(pd_runtime_new(&rt, &cfg), 0);
+    return rt;
+}
+
+/*
+ * A multishot accept whose eight connections wait in the backlog, and
+ * four tasks doing nops behind it, on a 2-entry ring (4 completion
+ * entries): the nops fill the submission queue, and go the slow way, in
+ * the turn that arms the accept and in the next, while the accept's
+ * completions fill its queue and the completion queue. Nothing is stored
+ * out of line, nor allocated at all (invariant 4: only a blocking sync
+ * drop may): what the accept's queue cannot hold stays in the completion
+ * queue until its owner has run. Every connection is delivered, once.
+ */
+START_TEST(test_full_sq_in_a_turn_stores_nothing)
+{
+    struct sockaddr_in addr;
+    int lfd = pd_test_listener(&addr), fds = pd_test_fd_count();
+    int clients[8], i;
+    pd_runtime *rt = small_rt(2);
+    pd_task *nops[4], *ta;
+    const int *out;
+    long allocs;
+
+    for (i = 0; i < 8; i++)
+        clients[i] = connect_to(&addr);
+    ta = ms_accept_spawn(rt, lfd, 8);
+    for (i = 0; i < 4; i++)
+        ck_assert_ptr_nonnull(nops[i] = nops_spawn(rt, 2));
+    allocs = pd_test_allocs;
+    PD_CHECK(pd_run(rt) == 0);
+    PD_CHECK(pd_test_allocs == allocs);
+    ck_assert_uint_eq(stats(rt).cqe_overflow, 0);
+    out = pd_task_output(ta);
+    ck_assert_ptr_nonnull(out);
+    ck_assert_int_eq(*out, 8);
+    for (i = 0; i < 4; i++) {
+        ck_assert_int_eq(*(const long *)pd_task_output(nops[i]), 2);
+        pd_task_release(nops[i]);
+    }
+    assert_quiet(rt);
+    pd_task_release(ta);
+    pd_runtime_free(rt);
+    for (i = 0; i < 8; i++) {
+        ck_assert(sees_eof(clients[i]));
+        close(clients[i]);
+    }
+    ck_assert_int_eq(pd_test_fd_count(), fds);
+    close(lfd);
+}
+END_TEST
+
+/*
+ * A multishot recv is cancelled while two tasks ahead of it fill a 2-entry
+ * ring, and its last completion (EOF) is posted as the cancel goes the
+ * slow way. The cancel must not go to a request that has ended: before the
+ * fix the slow way reaped that completion behind the cancel's back and a
+ * cancel went out for a finished request, which the checked build aborts
+ * on and which left the plain build owing -1 completions (pd_run then
+ * blocked forever once the last task had ended).
+ */
+START_TEST(test_cancel_in_a_full_sq_sees_the_end)
+{
+    struct recv_fix x;
+    pd_task *t, *nops[2];
+    int i;
+
+    recv_fix_open(&x, 4, 64);
+    pd_runtime_free(x.rt);
+    x.rt = small_rt(2);
+    ck_assert_int_eq(pd_bufgroup_new(x.rt, 4, 64, &x.g), 0);
+    t = ms_recv_spawn(x.rt, x.sv[0], x.g, 1L << 40, 0);
+    ck_assert_int_ge(pd_run_once(x.rt, 0), 0); /* armed */
+    recv_fix_eof(&x); /* the recv ends: its last completion is on its way */
+    for (i = 0; i < 2; i++)
+        ck_assert_ptr_nonnull(nops[i] = nops_spawn(x.rt, 1));
+    pd_task_cancel(t);
+    for (i = 0; i < 100 && stats(x.rt).live_tasks > 0; i++)
+        ck_assert_int_ge(pd_run_once(x.rt, 0), 0);
+    ck_assert_uint_eq(stats(x.rt).live_tasks, 0);
+    assert_quiet(x.rt);
+    ck_assert_uint_eq(pd_bufgroup_available(x.g), 4);
+    for (i = 0; i < 2; i++)
+        pd_task_release(nops[i]);
+    pd_task_release(t);
+    recv_fix_close(&x);
+}
+END_TEST
+
 Suite *pd_suite_multishot(void)
 {
     Suite *s = suite_create("multishot");
@@ -1109,6 +1207,11 @@ Suite *pd_suite_multishot(void)
     tcase_add_test(tc, test_sel_recv_empty_ring_resumes);
     tcase_add_test(tc, test_sel_recv_ends_every_way);
     tcase_add_test(tc, test_sel_recv_allocates_nothing);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("slow_path");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_full_sq_in_a_turn_stores_nothing);
+    tcase_add_test(tc, test_cancel_in_a_full_sq_sees_the_end);
     suite_add_tcase(s, tc);
     return s;
 }
