@@ -1118,8 +1118,11 @@ static int pd__mop_dispatch(pd_runtime *rt, pd__mop *m,
             PD__KERNEL_WROTE(m->group->base + (size_t)(c.flags >> IORING_CQE_BUFFER_SHIFT) *
                              m->group->size, (size_t)c.res);
     }
-    if (!(c.flags & IORING_CQE_F_MORE))
+    if (!(c.flags & IORING_CQE_F_MORE)) {
         m->armed = 0;
+        if (m->group != NULL)
+            m->group->armed--;
+    }
     if (m->discard)
         pd__mop_release(m, c);
     else
@@ -1160,6 +1163,8 @@ struct io_uring_sqe *pd__mop_sqe(pd_cx *cx, pd__mop *m, int fd, int multi,
         return NULL;
     }
     m->armed = 1;
+    if (g != NULL)
+        g->armed++;
     return sqe;
 }
 
@@ -1274,13 +1279,54 @@ int pd__mop_quiesce_sync(pd__mop *m)
 
 #define PD__BUF_RING_MAX 32768u
 
+/*
+ * A group id for a new group: the one freed last, or a new one. The stack
+ * of freed ids always has room for every id given out, so that freeing a
+ * group never needs memory. Returns 0, -ENOSPC once the 65536 ids are all
+ * in use, or -ENOMEM.
+ */
+static int pd__bgid_take(pd_runtime *rt, unsigned *bgid)
+{
+    if (rt->bgids_free > 0) {
+        *bgid = rt->bgid_free[--rt->bgids_free];
+        return 0;
+    }
+    if (rt->bgid_next > UINT16_MAX)
+        return -ENOSPC;
+    /* Room doubles at each power of two: O(1) amortised. */
+    if ((rt->bgid_next & (rt->bgid_next - 1)) == 0) {
+        size_t room = rt->bgid_next ? 2 * (size_t)rt->bgid_next : 1;
+        uint16_t *s = realloc(rt->bgid_free, room * sizeof(*s));
+
+        if (s == NULL)
+            return -ENOMEM;
+        rt->bgid_free = s;
+    }
+    *bgid = rt->bgid_next++;
+    return 0;
+}
+
+/*
+ * Gives a group id back. Once no group is left, ids start again from 0 and
+ * the stack goes, so that a runtime without groups holds no memory for it.
+ */
+static void pd__bgid_put(pd_runtime *rt, unsigned bgid)
+{
+    rt->bgid_free[rt->bgids_free++] = (uint16_t)bgid;
+    if (rt->groups == NULL && rt->bgids_free == rt->bgid_next) {
+        free(rt->bgid_free);
+        rt->bgid_free = NULL;
+        rt->bgids_free = rt->bgid_next = 0;
+    }
+}
+
 int pd_bufgroup_new(pd_runtime *rt, unsigned count, size_t size,
                     pd_bufgroup **out)
 {
     struct io_uring_buf_reg reg;
     long page = sysconf(_SC_PAGESIZE);
-    pd_bufgroup *g, *o;
-    unsigned bgid = 0, i;
+    pd_bufgroup *g;
+    unsigned bgid, i;
     void *br = NULL, *base = NULL;
     int ret;
 
@@ -1288,23 +1334,17 @@ int pd_bufgroup_new(pd_runtime *rt, unsigned count, size_t size,
     if (count == 0 || count > PD__BUF_RING_MAX || (count & (count - 1)) ||
         size == 0 || size > UINT32_MAX || size > SIZE_MAX / count)
         return -EINVAL;
-    /* The lowest group id no live group uses. */
-    for (;;) {
-        for (o = rt->groups; o && o->bgid != bgid; o = o->next)
-            ;
-        if (o == NULL)
-            break;
-        if (++bgid > UINT16_MAX)
-            return -ENOSPC;
-    }
+    ret = pd__bgid_take(rt, &bgid);
+    if (ret < 0)
+        return ret;
     g = calloc(1, sizeof(*g));
-    if (g == NULL)
-        return -ENOMEM;
-    if (posix_memalign(&br, (size_t)(page > 0 ? page : 4096),
+    if (g == NULL ||
+        posix_memalign(&br, (size_t)(page > 0 ? page : 4096),
                        count * sizeof(struct io_uring_buf)) != 0 ||
         posix_memalign(&base, 64, count * size) != 0) {
         free(br);
         free(g);
+        pd__bgid_put(rt, bgid);
         return -ENOMEM;
     }
     io_uring_buf_ring_init(br);
@@ -1317,6 +1357,7 @@ int pd_bufgroup_new(pd_runtime *rt, unsigned count, size_t size,
         free(base);
         free(br);
         free(g);
+        pd__bgid_put(rt, bgid);
         return ret;
     }
     g->rt = rt;
@@ -1346,6 +1387,7 @@ static void pd__bufgroup_destroy(pd_bufgroup *g)
             break;
         }
     io_uring_unregister_buf_ring(&g->rt->ring, g->bgid);
+    pd__bgid_put(g->rt, g->bgid);
     free(g->base);
     free(g->br);
     free(g);
@@ -1355,10 +1397,10 @@ void pd_bufgroup_free(pd_bufgroup *g)
 {
     if (g == NULL)
         return;
-    if (g->held != 0 || g->waiters != NULL) {
+    if (g->held != 0 || g->armed != 0 || g->waiters != NULL) {
         fprintf(stderr, "polldrop: pd_bufgroup_free: group %u still in use "
-                        "(%u buffers held%s)\n", g->bgid, g->held,
-                g->waiters ? ", a recv waiting for one" : "");
+                        "(%u buffers held, %u recvs armed on it%s)\n", g->bgid,
+                g->held, g->armed, g->waiters ? ", a recv waiting for one" : "");
         abort();
     }
     pd__bufgroup_destroy(g);

@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "grp_keep.h"
 #include "grp_recv.h"
 #include "ms_accept.h"
 #include "ms_poll.h"
@@ -147,6 +148,127 @@ START_TEST(test_bufgroup_api)
     pd_bufgroup_free(c);
     /* b is freed by pd_runtime_free. */
     pd_runtime_free(rt);
+}
+END_TEST
+
+/*
+ * Many groups: each gets an id no live group has, and a freed id is
+ * reused before a new one is made. Taking an id costs O(1) amortised, so
+ * this is quick; a search of the live groups for each candidate id would
+ * be cubic in the groups made and outlast the test's timeout.
+ */
+#define MANY_GROUPS 4096
+
+START_TEST(test_bufgroup_many_ids)
+{
+    static pd_bufgroup *g[MANY_GROUPS];
+    static unsigned char used[65536];
+    pd_runtime *rt = pd_test_rt();
+    int i;
+
+    memset(used, 0, sizeof(used));
+    for (i = 0; i < MANY_GROUPS; i++) {
+        ck_assert_int_eq(pd_bufgroup_new(rt, 1, 16, &g[i]), 0);
+        ck_assert_msg(!used[g[i]->bgid], "group %d got id %u twice", i, g[i]->bgid);
+        used[g[i]->bgid] = 1;
+    }
+    /* Every other one goes; the next ones take the freed ids. */
+    for (i = 0; i < MANY_GROUPS; i += 2) {
+        used[g[i]->bgid] = 0;
+        pd_bufgroup_free(g[i]);
+    }
+    for (i = 0; i < MANY_GROUPS; i += 2) {
+        ck_assert_int_eq(pd_bufgroup_new(rt, 1, 16, &g[i]), 0);
+        ck_assert_uint_lt(g[i]->bgid, MANY_GROUPS);
+        ck_assert_msg(!used[g[i]->bgid], "group %d got id %u twice", i, g[i]->bgid);
+        used[g[i]->bgid] = 1;
+    }
+    /* A recv on a reused id works: it is the kernel's id too. */
+    {
+        int sv[2];
+        long out = 0;
+        ms_recv f;
+
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        pd_test_write(sv[1], "abc", 3);
+        shutdown(sv[1], SHUT_WR);
+        ms_recv_init(&f, sv[0], g[MANY_GROUPS - 2], 1L << 40, 0);
+        ck_assert_int_eq(pd_block_on(rt, ms_recv_dyn(&f), &out), 0);
+        ck_assert_int_eq(out, 3);
+        close(sv[0]);
+        close(sv[1]);
+    }
+    /* Once every group is gone, ids start from 0 again. */
+    for (i = 0; i < MANY_GROUPS; i++)
+        pd_bufgroup_free(g[i]);
+    ck_assert_int_eq(pd_bufgroup_new(rt, 1, 16, &g[0]), 0);
+    ck_assert_uint_eq(g[0]->bgid, 0);
+    pd_runtime_free(rt); /* frees g[0] */
+}
+END_TEST
+
+/*
+ * pd_bufgroup_free on a group that is still in use aborts, saying why,
+ * rather than free what the kernel or a future will touch again. Each case
+ * makes the mistake in a child process (pd_test_expect_abort).
+ */
+
+/* A multishot recv armed on the group, before any data: no buffer taken. */
+static void free_group_under_armed_recv(void)
+{
+    pd_runtime *rt = pd_test_rt();
+    pd_bufgroup *g;
+    int sv[2];
+
+    PD_CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+    PD_CHECK(pd_bufgroup_new(rt, 4, 64, &g) == 0);
+    PD_CHECK(ms_recv_spawn(rt, sv[0], g, 1L << 40, 0) != NULL);
+    PD_CHECK(pd_run_once(rt, 0) >= 0); /* armed */
+    PD_CHECK(pd_bufgroup_available(g) == 4);
+    pd_bufgroup_free(g);
+    /* Not reached: the next completion would write the freed group. */
+    pd_test_write(sv[1], "x", 1);
+    PD_CHECK(pd_run_once(rt, 1) >= 0);
+}
+
+START_TEST(test_bufgroup_free_with_a_recv_armed_aborts)
+{
+    pd_test_expect_abort(free_group_under_armed_recv, "polldrop: pd_bufgroup_free: "
+                         "group 0 still in use (0 buffers held, 1 recvs armed on it)");
+}
+END_TEST
+
+/* A future holds one of its buffers, and has no recv on the group. */
+static void free_group_under_kept_buffer(void)
+{
+    pd_runtime *rt = pd_test_rt();
+    pd_bufgroup *g;
+    grp_keep *f;
+    pd_task *t;
+    int sv[2], q[2], i;
+
+    PD_CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+    PD_CHECK(pipe2(q, O_CLOEXEC) == 0);
+    PD_CHECK(pd_bufgroup_new(rt, 4, 64, &g) == 0);
+    PD_CHECK((t = grp_keep_spawn(rt, sv[0], g, q[0])) != NULL);
+    f = task_self(t);
+    pd_test_write(sv[1], "x", 1);
+    for (i = 0; i < 5000 && f->kept.group == NULL; i++) {
+        PD_CHECK(pd_run_once(rt, 0) >= 0);
+        usleep(1000);
+    }
+    PD_CHECK(f->kept.group == g);
+    PD_CHECK(g->armed == 0 && g->waiters == NULL);
+    pd_bufgroup_free(g);
+    /* Not reached: the drop code would put the buffer back into freed memory. */
+    pd_test_write(q[1], "quit0000", 8);
+    PD_CHECK(pd_run(rt) == 0);
+}
+
+START_TEST(test_bufgroup_free_with_a_buffer_held_aborts)
+{
+    pd_test_expect_abort(free_group_under_kept_buffer, "polldrop: pd_bufgroup_free: "
+                         "group 0 still in use (1 buffers held, 0 recvs armed on it)");
 }
 END_TEST
 
@@ -1179,6 +1301,9 @@ Suite *pd_suite_multishot(void)
 
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_bufgroup_api);
+    tcase_add_test(tc, test_bufgroup_many_ids);
+    tcase_add_test(tc, test_bufgroup_free_with_a_recv_armed_aborts);
+    tcase_add_test(tc, test_bufgroup_free_with_a_buffer_held_aborts);
     tcase_add_test(tc, test_accept_cancelled_at_random_completion);
     tcase_add_test(tc, test_accept_queued_then_dropped);
     tcase_add_test(tc, test_accept_delivers_each_once);
