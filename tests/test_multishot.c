@@ -686,6 +686,116 @@ START_TEST(test_recv_allocates_nothing)
 }
 END_TEST
 
+/*
+ * A cancel of a multishot request that misses while the request is still
+ * armed (it fell between two completions: liburing #1375) is sent again.
+ * The kernel's timing makes such a miss rare, so this makes it certain:
+ * the cancel queued for slot m, not yet submitted, is pointed at a
+ * user_data no request has, and the kernel answers it -ENOENT. Returns how
+ * many such cancels it found.
+ */
+static int make_cancel_miss(pd_runtime *rt, const pd__mop *m)
+{
+    struct io_uring_sq *sq = &rt->ring.sq;
+    uint64_t ud = (uint64_t)(uintptr_t)m | PD__TAG_EXT | PD__TAG_CANCEL;
+    unsigned i;
+    int n = 0;
+
+    for (i = sq->sqe_head; i != sq->sqe_tail; i++) {
+        struct io_uring_sqe *sqe = &sq->sqes[i & sq->ring_mask];
+
+        if (sqe->opcode == IORING_OP_ASYNC_CANCEL && sqe->user_data == ud) {
+            sqe->addr = PD__UD_RESERVED - 1;
+            n++;
+        }
+    }
+    return n;
+}
+
+/* Turns without blocking until t is over (at most about 5 s). */
+static void run_until_over(pd_runtime *rt, pd_task *t)
+{
+    int i;
+
+    for (i = 0; i < 5000 && pd_task_state(t) < PD_TASK_DONE; i++) {
+        ck_assert_int_ge(pd_run_once(rt, 0), 0);
+        usleep(1000);
+    }
+}
+
+/*
+ * STOP() whose cancel missed: the request is still armed, so the cancel is
+ * sent again (by fd and user_data) and the stream does pause: the future
+ * sees the request's last completion and finishes with what it had, and
+ * what is written afterwards stays in the socket.
+ */
+START_TEST(test_stop_that_misses_is_sent_again)
+{
+    struct recv_fix x;
+    pd_task *t;
+    ms_stop *f;
+    char got[8];
+
+    recv_fix_open(&x, 4, 64);
+    t = ms_stop_spawn(x.rt, x.sv[0], x.g);
+    f = task_self(t);
+    ck_assert_int_ge(pd_run_once(x.rt, 0), 0); /* armed */
+    pd_test_write(x.sv[1], "ab", 2);
+    while (!pd__task_queued(t)) /* the completion is reaped, then not yet seen */
+        ck_assert_int_eq(pd__run_enter(x.rt, 1), 0);
+    ck_assert_int_eq(pd__run_polls(x.rt), 1); /* then: STOP() */
+    ck_assert_int_eq(f->calls, 1);
+    ck_assert_int_eq(make_cancel_miss(x.rt, &f->pd__s0b0_op), 1);
+    ck_assert_int_eq(pd__run_enter(x.rt, 0), 0);
+    run_until_over(x.rt, t);
+    ck_assert_int_eq(pd_task_state(t), PD_TASK_DONE);
+    ck_assert_int_eq(*(const long *)pd_task_output(t), 2);
+    ck_assert_uint_eq(stats(x.rt).cancels_submitted, 2);
+    ck_assert(f->last == -ECANCELED || f->last == -ENOBUFS);
+    pd_test_write(x.sv[1], "cd", 2);
+    ck_assert_int_eq(recv(x.sv[0], got, sizeof(got), MSG_DONTWAIT), 2);
+    ck_assert_mem_eq(got, "cd", 2);
+    assert_quiet(x.rt);
+    ck_assert_uint_eq(pd_bufgroup_available(x.g), 4);
+    pd_task_release(t);
+    recv_fix_close(&x);
+}
+END_TEST
+
+/*
+ * The same for the cancel of a multishot recv whose task is cancelled: the
+ * miss is answered while the request is still armed, the cancel is sent
+ * again, and the async drop ends with nothing armed; data written
+ * afterwards stays in the socket (invariants 7, 8).
+ */
+START_TEST(test_cancel_that_misses_is_sent_again)
+{
+    struct recv_fix x;
+    pd_task *t;
+    ms_recv *f;
+    char got[8];
+
+    recv_fix_open(&x, 4, 64);
+    t = ms_recv_spawn(x.rt, x.sv[0], x.g, 1L << 40, 0);
+    f = task_self(t);
+    ck_assert_int_ge(pd_run_once(x.rt, 0), 0); /* armed */
+    pd_task_cancel(t);
+    ck_assert_int_eq(pd__run_polls(x.rt), 1); /* poll_drop: the cancel */
+    ck_assert_int_eq(make_cancel_miss(x.rt, &f->pd__s0b0_op), 1);
+    ck_assert_int_eq(pd__run_enter(x.rt, 0), 0);
+    run_until_over(x.rt, t);
+    ck_assert_int_eq(pd_task_state(t), PD_TASK_CANCELLED);
+    ck_assert_uint_eq(stats(x.rt).cancels_submitted, 2);
+    pd_test_write(x.sv[1], "cd", 2);
+    ck_assert_int_eq(recv(x.sv[0], got, sizeof(got), MSG_DONTWAIT), 2);
+    ck_assert_mem_eq(got, "cd", 2);
+    assert_quiet(x.rt);
+    ck_assert_uint_eq(pd_bufgroup_available(x.g), 4);
+    pd_task_release(t);
+    recv_fix_close(&x);
+}
+END_TEST
+
 /* --- single-shot recv with group, in an io state and a select --- */
 
 START_TEST(test_group_recv_single_shot)
@@ -1314,6 +1424,8 @@ Suite *pd_suite_multishot(void)
     tcase_add_test(tc, test_recv_goto_leaves_quiesced);
     tcase_add_test(tc, test_recv_stop_delivers_what_is_owed);
     tcase_add_test(tc, test_recv_allocates_nothing);
+    tcase_add_test(tc, test_stop_that_misses_is_sent_again);
+    tcase_add_test(tc, test_cancel_that_misses_is_sent_again);
     tcase_add_test(tc, test_group_recv_single_shot);
     suite_add_tcase(s, tc);
     tc = tcase_create("poll");
