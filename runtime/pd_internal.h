@@ -68,6 +68,13 @@ enum {
 struct pd_runtime {
     struct io_uring ring;
     pd_bufgroup *groups;     /* live buffer groups */
+    /*
+     * Buffer group ids: those below bgid_next were given out; the freed
+     * ones wait in bgid_free (a stack of bgids_free, with room for
+     * bgid_next), so that a new group takes an id in O(1).
+     */
+    uint16_t *bgid_free;
+    unsigned bgids_free, bgid_next;
     pd_task *ready_head;
     pd_task **ready_tailp;   /* the last queued task's next, or &ready_head */
     pd_task *live_head;
@@ -109,14 +116,16 @@ struct pd_runtime {
 /*
  * A buffer group: a registered buffer ring and its buffers, each allocated
  * once. `held` counts buffers whose completions were reaped and that have
- * not been given back; slots that found the group empty wait on `waiters`.
+ * not been given back; `armed` the requests that take buffers from it and
+ * whose last completion has not been reaped; slots that found the group
+ * empty wait on `waiters`.
  */
 struct pd_bufgroup {
     pd_runtime *rt;
     struct io_uring_buf_ring *br;
     char *base;
     size_t size;
-    unsigned count, held;
+    unsigned count, held, armed;
     uint16_t bgid;
     struct pd__mop *waiters;
     pd_bufgroup *next;

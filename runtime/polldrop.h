@@ -259,18 +259,20 @@ typedef struct pd_buf {
 
 /*
  * Creates a buffer group on rt: count (a power of two, at most 32768)
- * buffers of size bytes, registered with the kernel under the lowest free
- * group id. Returns 0 and stores the group in *out, -EINVAL for a bad count
- * or size, -ENOMEM, or the kernel's -errno (-EINVAL or -ENOSYS before Linux
- * 5.19, which has no buffer rings).
+ * buffers of size bytes, registered with the kernel under a group id no
+ * live group uses (a freed one first, so ids stay small; taken in O(1)).
+ * Returns 0 and stores the group in *out, -EINVAL for a bad count or size,
+ * -ENOSPC when 65536 groups are live, -ENOMEM, or the kernel's -errno
+ * (-EINVAL or -ENOSYS before Linux 5.19, which has no buffer rings).
  */
 int pd_bufgroup_new(pd_runtime *rt, unsigned count, size_t size,
                     pd_bufgroup **out);
 
 /*
  * Unregisters and frees a group. No future may be using it: every recv on
- * it destroyed and every pd_buf from it released (the runtime aborts with a
- * message otherwise, since a later release would write freed memory).
+ * it destroyed (none armed, none waiting for a buffer) and every pd_buf
+ * from it released. The runtime aborts with a message saying which
+ * otherwise, since a later completion or release would write freed memory.
  * pd_runtime_free frees the groups still alive. g may be NULL.
  */
 void pd_bufgroup_free(pd_bufgroup *g);

@@ -786,43 +786,73 @@ static int pd__enter(pd_runtime *rt, int wait)
     return 0;
 }
 
-struct io_uring_sqe *pd__sqe_slow(pd_runtime *rt, unsigned need)
+/*
+ * Makes room for need adjacent submission entries in a full queue: hands
+ * the queue to the kernel and reaps, and waits for a completion when the
+ * kernel took nothing. It reaps as a turn does, never with force: a
+ * multishot slot whose queue is full stops the reap, and what is behind it
+ * stays in the completion queue until its owner has run, so nothing is
+ * stored out of line in an ordinary poll (invariant 4). The reap also
+ * keeps the completion queue drained while a turn fills the submission
+ * queue many times over, and each entry runs the kernel's deferred task
+ * work, so that a queue full of cancels does not pile up cancelled
+ * requests in the kernel's cancel lookup (see pd__drain_task_work). Not
+ * reaping here would let the completion queue overflow into the kernel's
+ * own list, which made `cancel_storm` several times slower (design.md §4).
+ *
+ * What it reaps is dispatched: a completion may have ended a request its
+ * caller was about to cancel. A caller that decided from a slot's state
+ * must look again once this returned, before it claims the entry (see
+ * pd__op_cancel, pd__mop_cancel_send). Returns 0 once there is room, or
+ * the -errno that stands in the way (also in rt->sq_err): the ring's hard
+ * error, or -EBUSY when the kernel takes nothing while the completion
+ * queue waits for a multishot slot's owner to run (a kernel that refuses
+ * submissions while its completion queue overflows), which only that
+ * owner's poll can end.
+ */
+static int pd__sq_room(pd_runtime *rt, unsigned need)
 {
-    /*
-     * The submission queue is full: hand it to the kernel and retry. -EBUSY
-     * means the completion queue overflowed; reaping makes room. The entry
-     * also runs the kernel's deferred task work, so that a queue full of
-     * cancels does not pile up cancelled requests in the kernel's cancel
-     * lookup (see pd__drain_task_work).
-     */
+    int ret;
+
     for (;;) {
-        int ret;
+        unsigned reaped;
 
         rt->stats.enter_calls++;
         ret = io_uring_submit_and_get_events(&rt->ring);
-        pd__drain_task_work(rt, pd__reap(rt, 1));
-        if (ret < 0 && !pd__transient(ret)) {
-            rt->sq_err = ret;
-            return NULL;
-        }
+        reaped = pd__reap(rt, 0);
+        pd__drain_task_work(rt, reaped);
+        if (ret < 0 && !pd__transient(ret))
+            break;
         if (io_uring_sq_space_left(&rt->ring) >= need)
-            return io_uring_get_sqe(&rt->ring);
+            return 0;
         if (need > rt->ring.sq.ring_entries) {
             /* Unreachable with pd_runtime_new's minimum; never wait forever. */
-            rt->sq_err = -EINVAL;
-            return NULL;
+            ret = -EINVAL;
+            break;
         }
-        if (ret <= 0) {
-            /* Nothing went in: wait for completions to free room. */
-            rt->stats.enter_calls++;
-            ret = io_uring_submit_and_wait(&rt->ring, 1);
-            pd__reap(rt, 1);
-            if (ret < 0 && !pd__transient(ret)) {
-                rt->sq_err = ret;
-                return NULL;
-            }
+        if (ret > 0 || reaped > 0 || ret == -EINTR)
+            continue;
+        if (io_uring_cq_ready(&rt->ring) != 0) {
+            /* Reaped now, unless it waits for a full multishot slot's owner. */
+            if (pd__reap(rt, 0) > 0)
+                continue;
+            ret = -EBUSY;
+            break;
         }
+        /* Nothing went in and nothing is posted: wait for a completion. */
+        rt->stats.enter_calls++;
+        ret = io_uring_submit_and_wait(&rt->ring, 1);
+        if (ret < 0 && !pd__transient(ret))
+            break;
+        pd__drain_task_work(rt, pd__reap(rt, 0));
     }
+    rt->sq_err = ret;
+    return ret;
+}
+
+struct io_uring_sqe *pd__sqe_slow(pd_runtime *rt, unsigned need)
+{
+    return pd__sq_room(rt, need) < 0 ? NULL : pd__sq_claim(rt);
 }
 
 struct io_uring_sqe *pd__op_sqe_slow(pd_cx *cx, pd__op *op, uint8_t fdret)
@@ -887,17 +917,20 @@ void pd__op_cancel(pd__op *op)
     if (op->st != PD__OP_BUSY || op->cancelled)
         return;
     rt = op->task->rt;
-    sqe = io_uring_get_sqe(&rt->ring);
-    if (!sqe)
-        sqe = pd__sqe_slow(rt, 1);
-    if (!sqe) {
-        /*
-         * The request is not lost: the owner is requeued, and quiescing
-         * calls pd__op_cancel again on its next poll.
-         */
-        pd__wake(op->task);
-        return;
+    if (PD__UNLIKELY(pd__sq_full(rt))) {
+        if (pd__sq_room(rt, 1) < 0) {
+            /*
+             * The request is not lost: the owner is requeued, and
+             * quiescing calls pd__op_cancel again on its next poll.
+             */
+            pd__wake(op->task);
+            return;
+        }
+        /* Making room reaped: op may have completed meanwhile. */
+        if (op->st != PD__OP_BUSY)
+            return;
     }
+    sqe = pd__sq_claim(rt);
     io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op, 0);
     io_uring_sqe_set_data64(sqe, PD__UD_CANCEL);
     sqe->flags |= (uint8_t)rt->cancel_flags;
@@ -1085,8 +1118,11 @@ static int pd__mop_dispatch(pd_runtime *rt, pd__mop *m,
             PD__KERNEL_WROTE(m->group->base + (size_t)(c.flags >> IORING_CQE_BUFFER_SHIFT) *
                              m->group->size, (size_t)c.res);
     }
-    if (!(c.flags & IORING_CQE_F_MORE))
+    if (!(c.flags & IORING_CQE_F_MORE)) {
         m->armed = 0;
+        if (m->group != NULL)
+            m->group->armed--;
+    }
     if (m->discard)
         pd__mop_release(m, c);
     else
@@ -1127,6 +1163,8 @@ struct io_uring_sqe *pd__mop_sqe(pd_cx *cx, pd__mop *m, int fd, int multi,
         return NULL;
     }
     m->armed = 1;
+    if (g != NULL)
+        g->armed++;
     return sqe;
 }
 
@@ -1168,13 +1206,19 @@ static void pd__mop_cancel_send(pd__mop *m)
 
     if (!m->armed || m->op.cancelled)
         return;
-    sqe = io_uring_get_sqe(&rt->ring);
-    if (!sqe)
-        sqe = pd__sqe_slow(rt, 1);
-    if (!sqe) {
-        pd__wake(m->op.task); /* retried on the owner's next poll */
-        return;
+    if (PD__UNLIKELY(pd__sq_full(rt))) {
+        if (pd__sq_room(rt, 1) < 0) {
+            pd__wake(m->op.task); /* retried on the owner's next poll */
+            return;
+        }
+        /*
+         * Making room reaped: the request may have ended meanwhile, and a
+         * cancel for it would be owed a result nobody counts on.
+         */
+        if (!m->armed)
+            return;
     }
+    sqe = pd__sq_claim(rt);
     if (m->tries > 0 && !rt->no_cancel_fd) {
         io_uring_prep_cancel_fd(sqe, m->fd, IORING_ASYNC_CANCEL_USERDATA);
         sqe->addr = (uint64_t)(uintptr_t)m | PD__TAG_EXT;
@@ -1235,13 +1279,54 @@ int pd__mop_quiesce_sync(pd__mop *m)
 
 #define PD__BUF_RING_MAX 32768u
 
+/*
+ * A group id for a new group: the one freed last, or a new one. The stack
+ * of freed ids always has room for every id given out, so that freeing a
+ * group never needs memory. Returns 0, -ENOSPC once the 65536 ids are all
+ * in use, or -ENOMEM.
+ */
+static int pd__bgid_take(pd_runtime *rt, unsigned *bgid)
+{
+    if (rt->bgids_free > 0) {
+        *bgid = rt->bgid_free[--rt->bgids_free];
+        return 0;
+    }
+    if (rt->bgid_next > UINT16_MAX)
+        return -ENOSPC;
+    /* Room doubles at each power of two: O(1) amortised. */
+    if ((rt->bgid_next & (rt->bgid_next - 1)) == 0) {
+        size_t room = rt->bgid_next ? 2 * (size_t)rt->bgid_next : 1;
+        uint16_t *s = realloc(rt->bgid_free, room * sizeof(*s));
+
+        if (s == NULL)
+            return -ENOMEM;
+        rt->bgid_free = s;
+    }
+    *bgid = rt->bgid_next++;
+    return 0;
+}
+
+/*
+ * Gives a group id back. Once no group is left, ids start again from 0 and
+ * the stack goes, so that a runtime without groups holds no memory for it.
+ */
+static void pd__bgid_put(pd_runtime *rt, unsigned bgid)
+{
+    rt->bgid_free[rt->bgids_free++] = (uint16_t)bgid;
+    if (rt->groups == NULL && rt->bgids_free == rt->bgid_next) {
+        free(rt->bgid_free);
+        rt->bgid_free = NULL;
+        rt->bgids_free = rt->bgid_next = 0;
+    }
+}
+
 int pd_bufgroup_new(pd_runtime *rt, unsigned count, size_t size,
                     pd_bufgroup **out)
 {
     struct io_uring_buf_reg reg;
     long page = sysconf(_SC_PAGESIZE);
-    pd_bufgroup *g, *o;
-    unsigned bgid = 0, i;
+    pd_bufgroup *g;
+    unsigned bgid, i;
     void *br = NULL, *base = NULL;
     int ret;
 
@@ -1249,23 +1334,17 @@ int pd_bufgroup_new(pd_runtime *rt, unsigned count, size_t size,
     if (count == 0 || count > PD__BUF_RING_MAX || (count & (count - 1)) ||
         size == 0 || size > UINT32_MAX || size > SIZE_MAX / count)
         return -EINVAL;
-    /* The lowest group id no live group uses. */
-    for (;;) {
-        for (o = rt->groups; o && o->bgid != bgid; o = o->next)
-            ;
-        if (o == NULL)
-            break;
-        if (++bgid > UINT16_MAX)
-            return -ENOSPC;
-    }
+    ret = pd__bgid_take(rt, &bgid);
+    if (ret < 0)
+        return ret;
     g = calloc(1, sizeof(*g));
-    if (g == NULL)
-        return -ENOMEM;
-    if (posix_memalign(&br, (size_t)(page > 0 ? page : 4096),
+    if (g == NULL ||
+        posix_memalign(&br, (size_t)(page > 0 ? page : 4096),
                        count * sizeof(struct io_uring_buf)) != 0 ||
         posix_memalign(&base, 64, count * size) != 0) {
         free(br);
         free(g);
+        pd__bgid_put(rt, bgid);
         return -ENOMEM;
     }
     io_uring_buf_ring_init(br);
@@ -1278,6 +1357,7 @@ int pd_bufgroup_new(pd_runtime *rt, unsigned count, size_t size,
         free(base);
         free(br);
         free(g);
+        pd__bgid_put(rt, bgid);
         return ret;
     }
     g->rt = rt;
@@ -1307,6 +1387,7 @@ static void pd__bufgroup_destroy(pd_bufgroup *g)
             break;
         }
     io_uring_unregister_buf_ring(&g->rt->ring, g->bgid);
+    pd__bgid_put(g->rt, g->bgid);
     free(g->base);
     free(g->br);
     free(g);
@@ -1316,10 +1397,10 @@ void pd_bufgroup_free(pd_bufgroup *g)
 {
     if (g == NULL)
         return;
-    if (g->held != 0 || g->waiters != NULL) {
+    if (g->held != 0 || g->armed != 0 || g->waiters != NULL) {
         fprintf(stderr, "polldrop: pd_bufgroup_free: group %u still in use "
-                        "(%u buffers held%s)\n", g->bgid, g->held,
-                g->waiters ? ", a recv waiting for one" : "");
+                        "(%u buffers held, %u recvs armed on it%s)\n", g->bgid,
+                g->held, g->armed, g->waiters ? ", a recv waiting for one" : "");
         abort();
     }
     pd__bufgroup_destroy(g);

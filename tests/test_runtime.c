@@ -512,6 +512,43 @@ START_TEST(small_rings_run_timeouts_and_cancels)
 }
 END_TEST
 
+/*
+ * An op with a linked timeout, prepared when one submission entry is left
+ * (a nop polled just before took the other of a 2-entry ring), claims two
+ * adjacent entries: the queue is submitted first. Claiming the one entry
+ * left would leave its timeout none. Both ways such a deadline ends: it
+ * passes, or the data comes first. Loop i picks the ring flags.
+ */
+START_TEST(linked_timeout_with_one_entry_left)
+{
+    pd_config cfg = { .entries = 2, .flags = _i ? PD_CONFIG_NO_DEFER_TASKRUN : 0 };
+    pd_runtime *rt = NULL;
+    pd_task *n, *t;
+    char buf[4];
+    int p[2], round;
+
+    ck_assert_int_eq(pd_runtime_new(&rt, &cfg), 0);
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+    for (round = 0; round < 2; round++) {
+        if (round == 1)
+            pd_test_write(p[1], "z", 1);
+        n = nops_spawn(rt, 1);
+        t = read_deadline_spawn(rt, p[0], buf, 1, round == 0 ? 1 : 3600000);
+        ck_assert_ptr_nonnull(n);
+        ck_assert_ptr_nonnull(t);
+        ck_assert_int_eq(pd_run(rt), 0);
+        ck_assert_int_eq(*(const long *)pd_task_output(n), 1);
+        ck_assert_int_eq(*(const ssize_t *)pd_task_output(t), round == 0 ? -ETIMEDOUT : 1);
+        pd_task_release(n);
+        pd_task_release(t);
+    }
+    ck_assert_int_eq(buf[0], 'z');
+    pd_test_rt_done(rt);
+    close(p[0]);
+    close(p[1]);
+}
+END_TEST
+
 Suite *pd_suite_runtime(void)
 {
     Suite *s = suite_create("runtime");
@@ -536,6 +573,7 @@ Suite *pd_suite_runtime(void)
     tcase_add_test(tc, runtime_calls_from_inside_a_task);
     tcase_add_test(tc, one_entry_ring_is_einval);
     tcase_add_loop_test(tc, small_rings_run_timeouts_and_cancels, 0, 4);
+    tcase_add_loop_test(tc, linked_timeout_with_one_entry_left, 0, 2);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -286,6 +286,57 @@ MUTANTS = [
              "by a teardown, or sent from another thread) is not forced and its "
              "teardown holds the shutdown",
          run="c"),
+    # --- issue 17: ring, slow path, multishot, buffer groups ---
+    dict(name="slow-path-cancel-after-end",
+         file="runtime/runtime.c",
+         old="        if (!m->armed)\n            return;\n    }\n    sqe = pd__sq_claim(rt);",
+         new="    }\n    sqe = pd__sq_claim(rt);",
+         inv="1: a multishot cancel that had to make room in a full submission "
+             "queue is sent although the reap that made room ended the request "
+             "(owed a result nobody counts on: inflight_ops -1, pd_run hangs)",
+         run="c"),
+    dict(name="slow-path-reaps-with-force",
+         file="runtime/runtime.c",
+         old="        reaped = pd__reap(rt, 0);",
+         new="        reaped = pd__reap(rt, 1);",
+         inv="4 no allocation after spawn: a full submission queue in an "
+             "ordinary poll stores multishot completions out of line",
+         run="c"),
+    dict(name="bufgroup-free-ignores-armed",
+         file="runtime/runtime.c",
+         old="    if (g->held != 0 || g->armed != 0 || g->waiters != NULL) {",
+         new="    if (g->held != 0 || g->waiters != NULL) {",
+         inv="1/8: pd_bufgroup_free frees a group a recv is armed on (its next "
+             "completion writes freed memory)",
+         run="c"),
+    dict(name="bufgroup-free-ignores-held",
+         file="runtime/runtime.c",
+         old="    if (g->held != 0 || g->armed != 0 || g->waiters != NULL) {",
+         new="    if (g->armed != 0 || g->waiters != NULL) {",
+         inv="8: pd_bufgroup_free frees a group while a future holds one of its "
+             "buffers (its release writes freed memory)",
+         run="c"),
+    dict(name="ms-stop-miss-not-resent",
+         file="runtime/pd_internal.h",
+         old="    if (PD__UNLIKELY(m->stop && m->armed && !m->op.cancelled))",
+         new="    if (PD__UNLIKELY(0 && m->stop && m->armed && !m->op.cancelled))",
+         inv="8: a STOP() whose cancel missed is never sent again: the request "
+             "stays armed and the stream is not paused",
+         run="c"),
+    dict(name="ms-cancel-miss-not-resent",
+         file="runtime/runtime.c",
+         old="            m->op.cancelled = 0;\n            pd__wake(m->op.task);",
+         new="            pd__wake(m->op.task);",
+         inv="8: a multishot cancel that missed while the request is still armed "
+             "is not sent again (liburing #1375): the request is never ended",
+         run="c"),
+    dict(name="linked-timeout-one-entry",
+         file="runtime/runtime.c",
+         old="    unsigned need = cx->link_ts ? 2 : 1;",
+         new="    unsigned need = 1;",
+         inv="1: an op with a linked timeout, on the slow way, claims one "
+             "submission entry instead of two adjacent ones (its timeout has none)",
+         run="c"),
 ]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
