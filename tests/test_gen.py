@@ -1605,3 +1605,117 @@ class FallThrough(GenTest):
                   x: {io: nop, then: "switch (res) { default: RETURN(1); }"}
             """)
         self.assertEqual([l for l in lines if "fall" in l], [])
+
+
+class AcceptedBrokenC(GenTest):
+    """Specs the generator once accepted and then wrote broken C for: each
+    is refused at the spec now."""
+
+    def test_recv_with_group_needs_fd(self):
+        for ms, line in (("", 7), ("    multishot: true\n", 8)):
+            self.assertError("future: f\n"
+                             "params:\n"
+                             "  - {name: g, type: pd_bufgroup *}\n"
+                             "states:\n"
+                             "  s:\n"
+                             "    io: recv\n" + ms +
+                             "    args: {group: self->g}\n"
+                             "    then: RETURN(res);\n",
+                             f"f.yaml:{line}:11: error: io 'recv' is missing required "
+                             "argument 'fd'")
+
+    # The names the generated code declares as parameters and locals of the
+    # functions that hold spec text (the future's type is used there too).
+    LOCALS = ("self", "cx", "res", "out", "cqe_flags", "more", "buf", "index",
+              "timed_out")
+
+    def test_future_named_like_a_generated_local_is_refused(self):
+        for name in self.LOCALS:
+            with self.subTest(name=name):
+                self.assertEqual(
+                    self.errors(GOOD.replace("future: good", f"future: {name}")),
+                    [f"f.yaml:1:9: error: future name '{name}' is reserved: the "
+                     "generated code declares a parameter or local of that name"])
+
+    def test_the_list_holds_every_local_of_the_templates(self):
+        from gen import validate
+        with open(os.path.join(ROOT, "templates", "future.c.j2")) as f:
+            text = f.read()
+        declared = {n for n in re.findall(r"\b(?:int|unsigned|bool|pd_buf|_out|pd_cx \*|"
+                                          r"void \*|\*)\s*([a-z_][a-z0-9_]*)\s*[=;,)]", text)
+                    if not n.startswith("pd__")}
+        self.assertEqual(declared, set(self.LOCALS))
+        self.assertEqual(validate.GENERATED_LOCALS, frozenset(self.LOCALS))
+
+    def test_yaml_null_is_not_c(self):
+        head = "future: f\nparams:\n  - {name: fd, type: int}\n"
+        cases = [
+            ("states:\n  s:\n    io: nop\n    timeout_ms: null\n    then: RETURN(res);\n",
+             "f.yaml:7:17: error: timeout_ms is YAML null ('null'), not C: write the C "
+             "text (quoted, if 'null' is meant as C)"),
+            ("states:\n  s:\n    io: close\n    args: {fd: ~}\n    then: RETURN(res);\n",
+             "f.yaml:7:16: error: argument 'fd' is YAML null ('~'), not C: write the C "
+             "text (quoted, if '~' is meant as C)"),
+            ("states:\n  s:\n    timeout_ms: Null\n    join: {a: {io: nop}}\n"
+             "    then: RETURN(a);\n",
+             "f.yaml:6:17: error: timeout_ms is YAML null ('Null'), not C: write the C "
+             "text (quoted, if 'Null' is meant as C)"),
+            ("states:\n  s:\n    when: null\n    do: RETURN(0);\n    next: s\n",
+             "f.yaml:6:11: error: when is YAML null ('null'), not C: write the C text "
+             "(quoted, if 'null' is meant as C)"),
+            ("fields:\n  - {name: n, type: int, init: null}\n"
+             "states: {s: {do: RETURN(0);}}\n",
+             "f.yaml:5:32: error: init of 'n' is YAML null ('null'), not C: write the C "
+             "text (quoted, if 'null' is meant as C)"),
+        ]
+        for body, want in cases:
+            with self.subTest(want=want):
+                self.assertEqual(self.errors(head + body), [want])
+
+    def test_quoted_null_and_c_null_are_c(self):
+        lines = self.errors("future: f\nstates:\n  s:\n    io: accept\n"
+                            "    args: {fd: 0, addr: NULL, addrlen: 'null'}\n"
+                            "    then: RETURN(res);\n")
+        self.assertEqual([l for l in lines if "null" in l.lower()], [])
+
+    def nested(self, n):
+        body = "".join("if (self->n) {\n" for _ in range(n)) + "RETURN(0);\n" + "}\n" * n
+        return ("future: f\nfields:\n  - {name: n, type: int}\nstates:\n  s:\n    do: |\n"
+                + textwrap.indent(body + "RETURN(1);\n", "      "))
+
+    def test_deep_nesting_of_code_has_a_limit(self):
+        # 127 levels (C11 5.2.4.1) are followed; a statement inside a 128th
+        # is refused, on line 7 + 128, however deep the code goes beyond.
+        self.assertEqual(self.errors(self.nested(127)), [])
+        for n in (128, 330, 3000):
+            with self.subTest(n=n):
+                shutil.rmtree(self.out, ignore_errors=True)
+                self.assertEqual(self.errors(self.nested(n)), [
+                    "f.yaml:135:7: error: run state 's': code nested more than 127 levels "
+                    "deep (blocks, if and else): the fall-through check follows it no "
+                    "further"])
+        chain = ("future: f\nfields:\n  - {name: n, type: int}\nstates:\n  s:\n    do: |\n"
+                 + "".join("      if (self->n)\n" for _ in range(2000))
+                 + "      RETURN(0);\n      RETURN(1);\n")
+        self.assertEqual(self.errors(chain), [
+            "f.yaml:135:7: error: run state 's': code nested more than 127 levels deep "
+            "(blocks, if and else): the fall-through check follows it no further"])
+
+    def test_a_long_else_if_chain_is_one_level(self):
+        arms = "".join(f"else if (self->n == {i})\n    GOTO(s);\n" for i in range(3000))
+        code = "if (self->n < 0)\n    RETURN(-1);\n" + arms + "else\n    RETURN(0);\n"
+        self.assertEqual(self.errors(
+            "future: f\nfields:\n  - {name: n, type: int}\nstates:\n  s:\n    do: |\n"
+            + textwrap.indent(code, "      ")), [])
+        # One arm that can fall off its end is still found.
+        self.assertIn("f.yaml:6:9: warning: run state 's': this code can fall off its end "
+                      "without GOTO, RETURN or YIELD, and the state has no next (it would "
+                      "abort at run time)", self.errors(
+            "future: f\nfields:\n  - {name: n, type: int}\nstates:\n  s:\n    do: |\n"
+            + textwrap.indent(code.replace("RETURN(0);", "(void)0;"), "      ")))
+
+    def test_drop_given_as_yaml_null_is_no_code(self):
+        self.assertEqual(self.errors("future: f\nstates: {s: {do: RETURN(0);}}\n"
+                                     "teardown: {t: {do: DONE();}}\ndrop: ~\n"), [])
+        with open(os.path.join(self.out, "f.c")) as f:
+            self.assertNotIn("~", f.read())
