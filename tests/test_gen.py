@@ -1183,6 +1183,23 @@ class MultishotErrors(GenTest):
             """), "f.yaml:12:11: error: STOP is only allowed in the then of a multishot "
                   "io state: it ends that state's request")
 
+    def test_stop_in_a_multishot_select_branch(self):
+        # STOP is for a multishot io state, whose wait sends a stop again
+        # when its cancel missed; a select's wait does not.
+        self.assertError(self.state("""\
+            s:
+              select:
+                a:
+                  io: accept
+                  multishot: true
+                  args: {fd: self->fd}
+                  then: STOP();
+                b:
+                  io: nop
+                  then: RETURN(0);
+            """), "f.yaml:15:15: error: STOP is only allowed in the then of a multishot "
+                  "io state: it ends that state's request")
+
     def test_keep_outside_a_group_then(self):
         self.assertError(self.state("""\
             s:
