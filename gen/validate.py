@@ -187,9 +187,19 @@ class Spec:
         self.has_teardown = False
         self.starts = []            # (pos, array Var, argument count) of each START
         self.send = False           # send: true, F_spawn_on is generated
+        self._state_names = None    # see state_names
 
     def all_states(self):
         return self.states + self.teardown
+
+    def state_names(self):
+        """The names of the run states and of the teardown states, as sets:
+        made once, when the states are known, since every snippet's GOTOs
+        are checked against them."""
+        if self._state_names is None:
+            self._state_names = ({x.name for x in self.states},
+                                 {x.name for x in self.teardown})
+        return self._state_names
 
     def members(self):
         yield from self.params
@@ -837,8 +847,7 @@ class Validator:
         """
         targets = []
         clean = strip_c(snip.text)
-        run = {x.name for x in s.states}
-        down = {x.name for x in s.teardown}
+        run, down = s.state_names()
         for m in MACRO.finditer(clean):
             macro, pos = m.group(1), snip.node.pos_at(m.start())
             if st is None:

@@ -530,6 +530,28 @@ class Hostile(GenTest):
                          ["f.yaml:2:1: error: 4097 states: a future has at most 4096 "
                           "(run and teardown together)"])
 
+    def test_state_list_is_walked_a_bounded_number_of_times(self):
+        # Checking each snippet's GOTOs once walked every state: quadratic,
+        # and a 4097-state spec took 8 s. Counted, not timed.
+        from gen import validate
+
+        class Counted(list):
+            walks = 0
+
+            def __iter__(self):
+                Counted.walks += 1
+                return super().__iter__()
+
+        real = validate.Validator.states
+        validate.Validator.states = lambda v, *a: Counted(real(v, *a))
+        try:
+            states = "".join(f"  s{i}: {{do: GOTO(s{i + 1});}}\n" for i in range(1000))
+            self.assertEqual(self.errors("future: f\nstates:\n" + states
+                                         + "  s1000: {do: RETURN(0);}\n"), [])
+        finally:
+            validate.Validator.states = real
+        self.assertLess(Counted.walks, 50)
+
     def test_children_embedding_the_next_twice_are_resolved_once(self):
         for i in range(30):
             body = (f"fields:\n  - {{name: a, future: c{i + 1}}}\n"
