@@ -37,6 +37,24 @@ C_KEYWORDS = frozenset("""
 SNIPPET_NAMES = frozenset(["self", "cx", "res", "out", "cqe_flags"])
 PARAM_RESERVED = frozenset(["self", "cx"])
 
+# Every name the generated code declares as a parameter or local of the
+# functions that hold spec text (templates/future.c.j2; a test keeps the
+# two in step): self and cx in each, and those a then sees. The future's
+# own type is used in those functions, where a local of its name would
+# hide it, so a future may not take any of them; nor may a join branch,
+# whose result is a local of the same then.
+GENERATED_LOCALS = frozenset(["self", "cx", "res", "out", "cqe_flags", "more", "buf",
+                              "index", "timed_out"])
+
+# How deep the fall-through check follows nested statements (blocks, if and
+# else): it recurses, once or twice per level. 127 is the nesting of blocks
+# C compilers must take (C11 5.2.4.1).
+MAX_NESTING = 127
+
+# Plain YAML scalars that YAML itself reads as null: in a spec they are
+# left as text, and would reach the C as an undeclared name. (NULL is C.)
+YAML_NULLS = frozenset(["null", "Null", "~"])
+
 # File names are NAME.h and NAME.c, and every generated name starts with
 # NAME: a bound keeps them usable (and --check agreeing with the real run).
 MAX_IDENT = 64
@@ -169,9 +187,19 @@ class Spec:
         self.has_teardown = False
         self.starts = []            # (pos, array Var, argument count) of each START
         self.send = False           # send: true, F_spawn_on is generated
+        self._state_names = None    # see state_names
 
     def all_states(self):
         return self.states + self.teardown
+
+    def state_names(self):
+        """The names of the run states and of the teardown states, as sets:
+        made once, when the states are known, since every snippet's GOTOs
+        are checked against them."""
+        if self._state_names is None:
+            self._state_names = ({x.name for x in self.states},
+                                 {x.name for x in self.teardown})
+        return self._state_names
 
     def members(self):
         yield from self.params
@@ -300,6 +328,15 @@ class Validator:
         if not allow_empty and not node.value.strip():
             self.err(node.pos, f"{what} must not be empty")
             return None
+        if node.style is None and node.value in YAML_NULLS:
+            if allow_empty:
+                # Nothing, as YAML means it (drop: ~ is drop: "").
+                empty = Snippet(node)
+                empty.text = ""
+                return empty
+            self.err(node.pos, f"{what} is YAML null ('{node.value}'), not C: write the C "
+                     f"text (quoted, if '{node.value}' is meant as C)")
+            return None
         if node.value.rstrip().endswith("\\"):
             self.err(node.pos_at(len(node.value.rstrip()) - 1),
                      f"{what} ends with a backslash: the line continuation would join "
@@ -323,6 +360,10 @@ class Validator:
         else:
             s.name = self.ident(m["future"], "future name")
             s.name_pos = m["future"].pos
+            if s.name in GENERATED_LOCALS:
+                self.err(s.name_pos, f"future name '{s.name}' is reserved: the generated "
+                         "code declares a parameter or local of that name")
+                s.name = None
         if "doc" in m and self.expect(m["doc"], "scalar", "doc"):
             s.doc = m["doc"].value.strip()
         if "include" in m:
@@ -629,7 +670,7 @@ class Validator:
             kpos = node.key_pos[name]
             if not self.name_ok(name, kpos, "branch name"):
                 continue
-            if name in SNIPPET_NAMES or name == "timed_out":
+            if name in GENERATED_LOCALS:
                 self.err(kpos, f"branch name '{name}' is reserved for generated code")
                 continue
             if not self.expect(bnode, "map", f"branch '{name}'"):
@@ -729,6 +770,7 @@ class Validator:
     def io_args(self, b, node, owner):
         op = b.op
         given = {}
+        named = set()       # given, even if in error: not also reported missing
         if node is not None:
             if not self.expect(node, "map", "args"):
                 return
@@ -739,23 +781,27 @@ class Validator:
                     self.err(node.key_pos[key], f"unknown argument '{key}' for io "
                              f"'{op.name}'" + (hint or f" (arguments: {known})"))
                     continue
+                named.add(key)
                 t = self.text(val, f"argument '{key}'")
                 if t:
                     self.no_macros(t, f"argument '{key}'")
                     given[key] = t
         where = node.pos if node is not None else owner.pos
         if op.name == "timeout":
-            if ("ms" in given) == ("ns" in given):
+            if ("ms" in named) == ("ns" in named):
                 self.err(where, "io 'timeout' needs exactly one of the arguments ms, ns")
-        elif "group" in given:
-            both = [a for a in ("buf", "len") if a in given]
+        elif "group" in named:
+            both = [a for a in ("buf", "len") if a in named]
             if both:
                 self.err(node.key_pos[both[0]], f"io '{op.name}' takes either group or "
                          "buf and len: with group, the kernel picks the buffer")
-            b.group = given.pop("group")
+            for arg in [a for a, default in op.args if default is None
+                        and a not in named and a not in ("buf", "len")]:
+                self.err(where, f"io '{op.name}' is missing required argument '{arg}'")
+            b.group = given.pop("group", None)
         elif not (op.group and self.wants_multishot(owner)):
             # (A multishot recv without group is told that it needs group.)
-            missing = [a for a, default in op.args if default is None and a not in given]
+            missing = [a for a, default in op.args if default is None and a not in named]
             for arg in missing:
                 alt = " (or give group: a pd_bufgroup *, for a buffer the kernel " \
                     "picks)" if op.group and arg in ("buf", "len") else ""
@@ -801,8 +847,7 @@ class Validator:
         """
         targets = []
         clean = strip_c(snip.text)
-        run = {x.name for x in s.states}
-        down = {x.name for x in s.teardown}
+        run, down = s.state_names()
         for m in MACRO.finditer(clean):
             macro, pos = m.group(1), snip.node.pos_at(m.start())
             if st is None:
@@ -968,7 +1013,13 @@ class Validator:
         for snip in snippets:
             if snip is None:
                 continue
-            how = fall_through(snip.text)
+            try:
+                how = fall_through(snip.text)
+            except TooDeep as e:
+                self.err(snip.node.pos_at(e.offset), f"run state '{st.name}': code nested "
+                         f"more than {MAX_NESTING} levels deep (blocks, if and else): the "
+                         "fall-through check follows it no further")
+                continue
             msg = (f"run state '{st.name}': this code can fall off its end without GOTO, "
                    "RETURN or YIELD, and the state has no next (it would abort at run "
                    "time)")
@@ -1067,6 +1118,14 @@ class _Unknown(Exception):
     """C the fall-through check does not follow: it then says nothing."""
 
 
+class TooDeep(Exception):
+    """Code nested deeper than MAX_NESTING: offset is the statement's."""
+
+    def __init__(self, offset):
+        super().__init__(offset)
+        self.offset = offset
+
+
 def _match(text, i, open_, close):
     depth = 0
     for j in range(i, len(text)):
@@ -1079,25 +1138,39 @@ def _match(text, i, open_, close):
     raise _Unknown()
 
 
-def _statement(text, i):
-    """One statement from i: (whether it surely jumps away, where it ends)."""
+def _statement(text, i, depth, base):
+    """One statement from i: (whether it surely jumps away, where it ends).
+
+    depth is how many blocks and if/else bodies hold it; base is the offset
+    of text in the snippet, for the position of a TooDeep.
+    """
     while i < len(text) and text[i].isspace():
         i += 1
     if i >= len(text):
         raise _Unknown()
+    if depth > MAX_NESTING:
+        raise TooDeep(base + i)
     if text[i] == "{":
         j = _match(text, i, "{", "}")
-        return _ends(text[i + 1:j]), j + 1
+        return _ends(text[i + 1:j], depth + 1, base + i + 1), j + 1
     m = KEYWORD.match(text, i)
     if m and m.group(1) == "if":
-        k = text.find("(", m.end())
-        j = _match(text, k, "(", ")")
-        then, i = _statement(text, j + 1)
-        rest = text[i:].lstrip()
-        if rest.startswith("else") and not re.match(r"else\w", rest):
-            other, i = _statement(text, len(text) - len(rest) + 4)
-            return then and other, i
-        return False, i
+        # An else-if chain is followed in this loop, as one level: however
+        # long, it neither nests deeper nor recurses.
+        jumps = True
+        while True:
+            k = text.find("(", m.end())
+            j = _match(text, k, "(", ")")
+            then, i = _body(text, j + 1, depth, base)
+            jumps = jumps and then
+            rest = text[i:].lstrip()
+            if not rest.startswith("else") or re.match(r"else\w", rest):
+                return False, i
+            i = len(text) - len(rest) + 4
+            m = KEYWORD.match(text, len(text) - len(text[i:].lstrip()))
+            if not (m and m.group(1) == "if"):
+                other, i = _body(text, i, depth, base)
+                return jumps and other, i
     if m:
         raise _Unknown()    # loops and switches: not followed
     depth = 0
@@ -1112,17 +1185,24 @@ def _statement(text, i):
     return bool(JUMP.match(text[i:].strip())), len(text)
 
 
-def _ends(text):
+def _body(text, i, depth, base):
+    """The body of an if or an else: one level deeper, a block counting once."""
+    block = text[i:].lstrip().startswith("{")
+    return _statement(text, i, depth if block else depth + 1, base)
+
+
+def _ends(text, depth=0, base=0):
     """Whether C statements surely end in a jump (GOTO, RETURN, ...)."""
     i, last = 0, False
     while text[i:].strip():
-        last, i = _statement(text, i)
+        last, i = _statement(text, i, depth, base)
     return last
 
 
 def fall_through(text):
     """'certain' if code has no jump at all, 'maybe' if a path may fall off
-    its end, None if every path jumps (or the code is beyond this check)."""
+    its end, None if every path jumps (or the code is beyond this check).
+    Raises TooDeep for code nested more than MAX_NESTING levels."""
     clean = strip_c(text)
     if "#" in clean:
         return None

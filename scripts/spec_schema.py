@@ -173,8 +173,7 @@ def await_args():
 def branches(kind):
     return {"type": "object", "minProperties": 1,
             "maxProperties": validate.MAX_BRANCHES,
-            "propertyNames": ident("branch name",
-                                   sorted(validate.SNIPPET_NAMES | {"timed_out"})),
+            "propertyNames": ident("branch name", sorted(validate.GENERATED_LOCALS)),
             "additionalProperties": {"$ref": f"#/definitions/{kind}_branch"}}
 
 
@@ -237,7 +236,8 @@ def states(phase, what):
 def schema():
     libc = getattr(validate, "LIBC_NAMES", ())
     props = {
-        "future": ident("the future's name, prefix of every generated name", libc),
+        "future": ident("the future's name, prefix of every generated name",
+                        sorted(set(libc) | validate.GENERATED_LOCALS)),
         "doc": {"type": "string", "description": "copied into the generated header"},
         "include": {"type": "array", "items": {
             "type": "string", "pattern": r'^\s*(<[^<>"\s]+>|"[^"\s]+")\s*$',

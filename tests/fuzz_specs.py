@@ -12,7 +12,9 @@ on it. It checks, per case:
 - the exit status is 0 or 1, and there is no traceback;
 - every diagnostic is one line, `FILE:LINE:COL: (error|warning): ...`;
 - on error, nothing is written;
-- the case finishes within a time limit (a hang is a failure);
+- the case finishes within a time limit (a hang is a failure): 30 s of
+  the generator's CPU time, so that a machine loaded by other work does
+  not turn a slow case into a failure, and ten times that of wall time;
 - an accepted spec compiles with `cc -std=gnu11 -Wall -Wextra -Werror -c`.
   Mutations that keep the C text intact ("clean" ones: consistent renames,
   doc text, formatting) must compile without a diagnostic; the others may
@@ -43,6 +45,19 @@ CORPUS_DIRS = [os.path.join(ROOT, "specs"), os.path.join(ROOT, "tests", "specs")
 DIAG = re.compile(r"^(?P<file>.+?):\d+:\d+: (error|warning): \S")
 CC_ERROR = re.compile(r"^(?P<file>[^:\n]+):\d+(?::\d+)?: (?:fatal )?error: ", re.M)
 CASE_SECONDS = 30
+# A case that has not used CASE_SECONDS of CPU is still given this many
+# times CASE_SECONDS of wall time before it counts as a hang.
+WALL_FACTOR = 10
+
+
+def cpu_seconds(pid):
+    """The CPU time of process pid and of the children it has waited for."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 # Names that look like C but are not usable, or are and must work.
 C_NAMES = ["printf", "dup", "memcpy", "rename", "getpid", "size_t", "FILE", "uint8_t",
@@ -288,25 +303,33 @@ class Worker:
         self.p = None
 
     def run(self, argv, timeout):
+        """The worker's answer, with "wall": the seconds it took; None when
+        it used `timeout` seconds of CPU, or WALL_FACTOR times that of
+        wall time, without answering."""
         if self.p is None:
             self.p = subprocess.Popen([sys.executable, "-c", WORKER, ROOT],
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       text=True, encoding="utf-8")
+        import selectors
+        import time
+        start, cpu0 = time.monotonic(), cpu_seconds(self.p.pid)
         self.p.stdin.write(json.dumps(argv) + "\n")
         self.p.stdin.flush()
-        import selectors
         sel = selectors.DefaultSelector()
         sel.register(self.p.stdout, selectors.EVENT_READ)
-        ready = sel.select(timeout)
+        while not sel.select(1.0):
+            if cpu_seconds(self.p.pid) - cpu0 > timeout or \
+                    time.monotonic() - start > WALL_FACTOR * timeout:
+                sel.close()
+                self.close()
+                return None
         sel.close()
-        if not ready:
-            self.close()
-            return None
+        wall = time.monotonic() - start
         line = self.p.stdout.readline()
         if not line:
             self.close()
-            return {"code": -1, "stderr": "", "traceback": "worker died"}
-        return json.loads(line)
+            return {"code": -1, "stderr": "", "traceback": "worker died", "wall": wall}
+        return dict(json.loads(line), wall=wall)
 
     def close(self):
         if self.p is not None:
@@ -343,7 +366,8 @@ class Fuzzer:
                     *CORPUS_DIRS]
         self.cflags = check_cflags()
         self.stats = {"cases": 0, "accepted": 0, "rejected": 0, "compiled": 0,
-                      "snippet_c_errors": 0, "failures": 0, "hangs": 0, "tracebacks": 0,
+                      "snippet_c_errors": 0, "failures": 0, "hangs": 0,
+                      "slow_under_load": 0, "tracebacks": 0,
                       "compile_failures": 0}
         self.failures = []
 
@@ -382,7 +406,11 @@ class Fuzzer:
                             CASE_SECONDS)
         if r is None:
             self.stats["hangs"] += 1
-            return self.fail(i, f"no answer within {CASE_SECONDS} s", mutated)
+            return self.fail(i, f"no answer within {CASE_SECONDS} s of CPU time (or "
+                             f"{WALL_FACTOR * CASE_SECONDS} s)", mutated)
+        if r["wall"] > CASE_SECONDS:
+            # Not a failure: it used less than CASE_SECONDS of CPU.
+            self.stats["slow_under_load"] += 1
         if r["traceback"] or "Traceback" in r["stderr"]:
             self.stats["tracebacks"] += 1
             return self.fail(i, "traceback: " + (r["traceback"] or r["stderr"])[-400:], mutated)

@@ -136,6 +136,44 @@ START_TEST(join_over_an_array_times_out)
 }
 END_TEST
 
+/*
+ * The deadline of a join over an array fires while three members wait:
+ * then runs only once every member is quiesced, each with its teardown
+ * done (IDLE: destroyed and seen), and only the member that returned
+ * has COMPLETED (pipe_pool mode 4 outputs that set, or -EBUSY).
+ */
+START_TEST(array_deadline_quiesces_every_member_before_then)
+{
+    struct pool_fix f;
+    pd_runtime *rt = pd_test_rt();
+    long out = 0;
+
+    pool_open(&f);
+    pd_test_write(f.w[1], "ab", 2);
+    pd_test_rec_start();
+    ck_assert_int_eq(pipe_pool_block_on(rt, f.r, f.bye[1], 4, 50, &out), 0);
+    ck_assert_int_ne(out, -EBUSY);
+    ck_assert_int_eq(pool_byes(&f), 4);
+    pool_close(&f);
+    pd_test_rt_done(rt);
+}
+END_TEST
+
+START_TEST(completed_is_false_for_a_member_cancelled_before_it_returned)
+{
+    struct pool_fix f;
+    pd_runtime *rt = pd_test_rt();
+    long out = 0;
+
+    pool_open(&f);
+    pd_test_write(f.w[1], "ab", 2); /* member 1 returns; 0, 2 and 3 are cancelled */
+    ck_assert_int_eq(pipe_pool_block_on(rt, f.r, f.bye[1], 4, 50, &out), 0);
+    ck_assert_int_eq(out, 1L << 1);
+    pool_close(&f);
+    pd_test_rt_done(rt);
+}
+END_TEST
+
 /* Destroyed while members run: every member is destroyed exactly once. */
 START_TEST(members_are_quiesced_when_the_parent_is_cancelled)
 {
@@ -476,6 +514,8 @@ Suite *pd_suite_arrays(void)
     tcase_add_test(tc, select_over_an_array_quiesces_the_others);
     tcase_add_test(tc, join_over_an_array_waits_for_all);
     tcase_add_test(tc, join_over_an_array_times_out);
+    tcase_add_test(tc, array_deadline_quiesces_every_member_before_then);
+    tcase_add_test(tc, completed_is_false_for_a_member_cancelled_before_it_returned);
     tcase_add_test(tc, members_are_quiesced_when_the_parent_is_cancelled);
     tcase_add_test(tc, members_are_sync_dropped_with_the_parent);
     tcase_add_test(tc, start_on_a_running_member_aborts);

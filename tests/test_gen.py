@@ -530,6 +530,28 @@ class Hostile(GenTest):
                          ["f.yaml:2:1: error: 4097 states: a future has at most 4096 "
                           "(run and teardown together)"])
 
+    def test_state_list_is_walked_a_bounded_number_of_times(self):
+        # Checking each snippet's GOTOs once walked every state: quadratic,
+        # and a 4097-state spec took 8 s. Counted, not timed.
+        from gen import validate
+
+        class Counted(list):
+            walks = 0
+
+            def __iter__(self):
+                Counted.walks += 1
+                return super().__iter__()
+
+        real = validate.Validator.states
+        validate.Validator.states = lambda v, *a: Counted(real(v, *a))
+        try:
+            states = "".join(f"  s{i}: {{do: GOTO(s{i + 1});}}\n" for i in range(1000))
+            self.assertEqual(self.errors("future: f\nstates:\n" + states
+                                         + "  s1000: {do: RETURN(0);}\n"), [])
+        finally:
+            validate.Validator.states = real
+        self.assertLess(Counted.walks, 50)
+
     def test_children_embedding_the_next_twice_are_resolved_once(self):
         for i in range(30):
             body = (f"fields:\n  - {{name: a, future: c{i + 1}}}\n"
@@ -1183,6 +1205,23 @@ class MultishotErrors(GenTest):
             """), "f.yaml:12:11: error: STOP is only allowed in the then of a multishot "
                   "io state: it ends that state's request")
 
+    def test_stop_in_a_multishot_select_branch(self):
+        # STOP is for a multishot io state, whose wait sends a stop again
+        # when its cancel missed; a select's wait does not.
+        self.assertError(self.state("""\
+            s:
+              select:
+                a:
+                  io: accept
+                  multishot: true
+                  args: {fd: self->fd}
+                  then: STOP();
+                b:
+                  io: nop
+                  then: RETURN(0);
+            """), "f.yaml:15:15: error: STOP is only allowed in the then of a multishot "
+                  "io state: it ends that state's request")
+
     def test_keep_outside_a_group_then(self):
         self.assertError(self.state("""\
             s:
@@ -1381,20 +1420,23 @@ class Output(GenTest):
 
 @unittest.skipUnless(shutil.which("cc"), "needs a C compiler")
 class LineDirectives(GenTest):
-    def cc(self, name):
+    def cc(self, name, extra=()):
         """Compiles OUT/NAME.c as the Makefile does; returns (status, stderr)."""
-        r = subprocess.run(["cc", "-std=gnu11", "-Wall", "-Wextra", "-Werror",
+        r = subprocess.run(["cc", "-std=gnu11", "-Wall", "-Wextra", "-Werror", *extra,
                             "-I", os.path.join(ROOT, "runtime"), "-I", self.out, "-c",
                             os.path.join(self.out, name + ".c"), "-o", os.devnull],
                            capture_output=True, text=True)
         return r.returncode, r.stderr
 
-    def compile_error(self, text):
+    def compile_error(self, text, extra=()):
         code, err = self.run_gen(self.spec("f", text))
         self.assertEqual(code, 0, err)
-        status, stderr = self.cc("f")
+        status, stderr = self.cc("f", extra)
         self.assertNotEqual(status, 0)
         return stderr
+
+    def first_error(self, stderr):
+        return next(l for l in stderr.splitlines() if " error: " in l)
 
     def test_error_in_then_points_at_the_spec(self):
         err = self.compile_error("""\
@@ -1420,6 +1462,33 @@ class LineDirectives(GenTest):
                 then: RETURN(res);
             """)
         self.assertIn("f.yaml:5:", err)
+
+    # A state's only op is prepared in the condition of its slow-path test;
+    # a #line inside a macro's arguments is not honoured (C11 6.10.3p11),
+    # so the spec's arguments must not sit inside one.
+    ONE_OP = """\
+        future: f
+        params:
+          - {name: fd, type: int}
+        states:
+          a:
+            io: %s
+            args: %s
+            then: RETURN(res);
+        """
+
+    def test_bad_escape_in_an_argument_points_at_the_spec(self):
+        args = """{fd: self->fd, buf: '"\\g"', len: 2}"""
+        err = self.compile_error(self.ONE_OP % ("write", args))
+        self.assertRegex(self.first_error(err), r"f\.yaml:7:\d+: error: unknown escape")
+
+    def test_argument_errors_point_at_the_spec_without_macro_tracking(self):
+        for op, args in (("write", "{fd: self->fd, buf: no_such_buf, len: 1}"),
+                         ("timeout", "{ms: no_such_ms}")):
+            with self.subTest(op=op):
+                err = self.compile_error(self.ONE_OP % (op, args),
+                                         ["-ftrack-macro-expansion=0"])
+                self.assertRegex(self.first_error(err), r"f\.yaml:7:\d+: error: .*no_such_")
 
     def test_clean_spec_compiles_cleanly(self):
         self.assertEqual(self.run_gen(self.spec("good", GOOD))[0], 0)
@@ -1575,3 +1644,117 @@ class FallThrough(GenTest):
                   x: {io: nop, then: "switch (res) { default: RETURN(1); }"}
             """)
         self.assertEqual([l for l in lines if "fall" in l], [])
+
+
+class AcceptedBrokenC(GenTest):
+    """Specs the generator once accepted and then wrote broken C for: each
+    is refused at the spec now."""
+
+    def test_recv_with_group_needs_fd(self):
+        for ms, line in (("", 7), ("    multishot: true\n", 8)):
+            self.assertError("future: f\n"
+                             "params:\n"
+                             "  - {name: g, type: pd_bufgroup *}\n"
+                             "states:\n"
+                             "  s:\n"
+                             "    io: recv\n" + ms +
+                             "    args: {group: self->g}\n"
+                             "    then: RETURN(res);\n",
+                             f"f.yaml:{line}:11: error: io 'recv' is missing required "
+                             "argument 'fd'")
+
+    # The names the generated code declares as parameters and locals of the
+    # functions that hold spec text (the future's type is used there too).
+    LOCALS = ("self", "cx", "res", "out", "cqe_flags", "more", "buf", "index",
+              "timed_out")
+
+    def test_future_named_like_a_generated_local_is_refused(self):
+        for name in self.LOCALS:
+            with self.subTest(name=name):
+                self.assertEqual(
+                    self.errors(GOOD.replace("future: good", f"future: {name}")),
+                    [f"f.yaml:1:9: error: future name '{name}' is reserved: the "
+                     "generated code declares a parameter or local of that name"])
+
+    def test_the_list_holds_every_local_of_the_templates(self):
+        from gen import validate
+        with open(os.path.join(ROOT, "templates", "future.c.j2")) as f:
+            text = f.read()
+        declared = {n for n in re.findall(r"\b(?:int|unsigned|bool|pd_buf|_out|pd_cx \*|"
+                                          r"void \*|\*)\s*([a-z_][a-z0-9_]*)\s*[=;,)]", text)
+                    if not n.startswith("pd__")}
+        self.assertEqual(declared, set(self.LOCALS))
+        self.assertEqual(validate.GENERATED_LOCALS, frozenset(self.LOCALS))
+
+    def test_yaml_null_is_not_c(self):
+        head = "future: f\nparams:\n  - {name: fd, type: int}\n"
+        cases = [
+            ("states:\n  s:\n    io: nop\n    timeout_ms: null\n    then: RETURN(res);\n",
+             "f.yaml:7:17: error: timeout_ms is YAML null ('null'), not C: write the C "
+             "text (quoted, if 'null' is meant as C)"),
+            ("states:\n  s:\n    io: close\n    args: {fd: ~}\n    then: RETURN(res);\n",
+             "f.yaml:7:16: error: argument 'fd' is YAML null ('~'), not C: write the C "
+             "text (quoted, if '~' is meant as C)"),
+            ("states:\n  s:\n    timeout_ms: Null\n    join: {a: {io: nop}}\n"
+             "    then: RETURN(a);\n",
+             "f.yaml:6:17: error: timeout_ms is YAML null ('Null'), not C: write the C "
+             "text (quoted, if 'Null' is meant as C)"),
+            ("states:\n  s:\n    when: null\n    do: RETURN(0);\n    next: s\n",
+             "f.yaml:6:11: error: when is YAML null ('null'), not C: write the C text "
+             "(quoted, if 'null' is meant as C)"),
+            ("fields:\n  - {name: n, type: int, init: null}\n"
+             "states: {s: {do: RETURN(0);}}\n",
+             "f.yaml:5:32: error: init of 'n' is YAML null ('null'), not C: write the C "
+             "text (quoted, if 'null' is meant as C)"),
+        ]
+        for body, want in cases:
+            with self.subTest(want=want):
+                self.assertEqual(self.errors(head + body), [want])
+
+    def test_quoted_null_and_c_null_are_c(self):
+        lines = self.errors("future: f\nstates:\n  s:\n    io: accept\n"
+                            "    args: {fd: 0, addr: NULL, addrlen: 'null'}\n"
+                            "    then: RETURN(res);\n")
+        self.assertEqual([l for l in lines if "null" in l.lower()], [])
+
+    def nested(self, n):
+        body = "".join("if (self->n) {\n" for _ in range(n)) + "RETURN(0);\n" + "}\n" * n
+        return ("future: f\nfields:\n  - {name: n, type: int}\nstates:\n  s:\n    do: |\n"
+                + textwrap.indent(body + "RETURN(1);\n", "      "))
+
+    def test_deep_nesting_of_code_has_a_limit(self):
+        # 127 levels (C11 5.2.4.1) are followed; a statement inside a 128th
+        # is refused, on line 7 + 128, however deep the code goes beyond.
+        self.assertEqual(self.errors(self.nested(127)), [])
+        for n in (128, 330, 3000):
+            with self.subTest(n=n):
+                shutil.rmtree(self.out, ignore_errors=True)
+                self.assertEqual(self.errors(self.nested(n)), [
+                    "f.yaml:135:7: error: run state 's': code nested more than 127 levels "
+                    "deep (blocks, if and else): the fall-through check follows it no "
+                    "further"])
+        chain = ("future: f\nfields:\n  - {name: n, type: int}\nstates:\n  s:\n    do: |\n"
+                 + "".join("      if (self->n)\n" for _ in range(2000))
+                 + "      RETURN(0);\n      RETURN(1);\n")
+        self.assertEqual(self.errors(chain), [
+            "f.yaml:135:7: error: run state 's': code nested more than 127 levels deep "
+            "(blocks, if and else): the fall-through check follows it no further"])
+
+    def test_a_long_else_if_chain_is_one_level(self):
+        arms = "".join(f"else if (self->n == {i})\n    GOTO(s);\n" for i in range(3000))
+        code = "if (self->n < 0)\n    RETURN(-1);\n" + arms + "else\n    RETURN(0);\n"
+        self.assertEqual(self.errors(
+            "future: f\nfields:\n  - {name: n, type: int}\nstates:\n  s:\n    do: |\n"
+            + textwrap.indent(code, "      ")), [])
+        # One arm that can fall off its end is still found.
+        self.assertIn("f.yaml:6:9: warning: run state 's': this code can fall off its end "
+                      "without GOTO, RETURN or YIELD, and the state has no next (it would "
+                      "abort at run time)", self.errors(
+            "future: f\nfields:\n  - {name: n, type: int}\nstates:\n  s:\n    do: |\n"
+            + textwrap.indent(code.replace("RETURN(0);", "(void)0;"), "      ")))
+
+    def test_drop_given_as_yaml_null_is_no_code(self):
+        self.assertEqual(self.errors("future: f\nstates: {s: {do: RETURN(0);}}\n"
+                                     "teardown: {t: {do: DONE();}}\ndrop: ~\n"), [])
+        with open(os.path.join(self.out, "f.c")) as f:
+            self.assertNotIn("~", f.read())

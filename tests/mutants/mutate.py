@@ -337,6 +337,76 @@ MUTANTS = [
          inv="1: an op with a linked timeout, on the slow way, claims one "
              "submission entry instead of two adjacent ones (its timeout has none)",
          run="c"),
+    # --- issue 17: the generator's broken C, #line, arrays' deadlines ---
+    dict(name="gen-line-in-macro-args",
+         file="templates/future.c.j2",
+         old='            {{ "int pd__spilled = " if tail }}pd__prep_{{ b.prep }}'
+             '(cx, &self->{{ b.slot }}{{ b.args|call_args(16) }});',
+         new='            {{ "int pd__spilled = PD__UNLIKELY(" if tail }}pd__prep_{{ b.prep }}'
+             '(cx, &self->{{ b.slot }}{{ b.args|call_args(16) }}){{ ")" if tail }};',
+         inv="generator: a C error in the args of a state's only op is reported "
+             "against the generated .c (#line inside a macro's arguments)",
+         run="gen"),
+    dict(name="gen-group-recv-without-fd",
+         file="gen/validate.py",
+         old='                        and a not in named and a not in ("buf", "len")]:',
+         new='                        and a not in named and a not in ("buf", "len", "fd")]:',
+         inv="generator: a recv with group and no fd is accepted (None reaches the C)",
+         run="gen"),
+    dict(name="gen-future-named-cx",
+         file="gen/validate.py",
+         old="            if s.name in GENERATED_LOCALS:\n",
+         new="            if s.name in GENERATED_LOCALS - {\"cx\"}:\n",
+         inv="generator: a future named after a generated local (cx) is accepted "
+             "and does not compile",
+         run="gen"),
+    dict(name="gen-yaml-null-is-c",
+         file="gen/validate.py",
+         old="        if node.style is None and node.value in YAML_NULLS:\n",
+         new="        if node.style is None and node.value in YAML_NULLS - {\"null\"}:\n",
+         inv="generator: timeout_ms: null reaches the C as an undeclared name",
+         run="gen"),
+    dict(name="gen-nesting-unbounded",
+         file="gen/validate.py",
+         old="    if depth > MAX_NESTING:\n        raise TooDeep(base + i)\n",
+         new="    if depth > 100 * MAX_NESTING:\n        raise TooDeep(base + i)\n",
+         inv="generator: deeply nested code is an internal error (RecursionError), "
+             "not a limit at the spec",
+         run="gen"),
+    dict(name="gen-stop-in-ms-select",
+         file="gen/validate.py",
+         old='            elif macro == "STOP" and (branch is None or not branch.multishot\n'
+             '                                      or st.kind != "io"):\n',
+         new='            elif macro == "STOP" and (branch is None or not branch.multishot):\n',
+         inv="generator: STOP() in the then of a multishot select branch is accepted "
+             "(its wait never sends a missed stop again)",
+         run="gen"),
+    dict(name="completed-after-cancel",
+         file="templates/future.c.j2",
+         old="#define COMPLETED(a, i) ((self->pd__##a##_cs[(i)] & PD__CH_OK) != 0)",
+         new="#define COMPLETED(a, i) ((self->pd__##a##_cs[(i)] & 3) == PD__CH_DONE)",
+         inv="arrays: COMPLETED(a, i) is true for a member cancelled before it "
+             "returned (its output is not valid)",
+         run="c"),
+    dict(name="arr-cancel-marks-completed",
+         file="runtime/runtime.c",
+         old="        pd__child_cancel(&cs[i]);\n        if (!pd__child_poll(&cs[i], vt,",
+         new="        if ((cs[i] & 3) == PD__CH_RUN)\n"
+             "            cs[i] = PD__CH_DROP | PD__CH_OK;\n"
+             "        if (!pd__child_poll(&cs[i], vt,",
+         inv="arrays: a member the parent cancels is counted as returned "
+             "(COMPLETED true, OUTPUT not valid)",
+         run="c"),
+    dict(name="arr-deadline-then-before-quiesce",
+         file="templates/future.c.j2",
+         old="                pd__busy = !pd__arr_quiesce(self->{{ a.cs }}, {{ a.count }}, "
+             "{{ a.args() }}, cx, -1);\n",
+         new="                pd__busy = 0;\n"
+             "                (void)pd__arr_quiesce(self->{{ a.cs }}, {{ a.count }}, "
+             "{{ a.args() }}, cx, -1);\n",
+         inv="6 order: timeout_ms over an await or join of an array runs then "
+             "before the members are quiesced",
+         run="c"),
 ]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
