@@ -90,12 +90,13 @@ void http_pipe_close(int *r, int *w)
 /* --- the per-thread server --- */
 
 void http_srv_init(http_srv *srv, int rootfd, long long header_ms, long long idle_ms,
-                   long long linger_ms, long max_conns)
+                   long long send_ms, long long linger_ms, long max_conns)
 {
     memset(srv, 0, sizeof(*srv));
     srv->rootfd = rootfd;
     srv->header_ms = header_ms;
     srv->idle_ms = idle_ms;
+    srv->send_ms = send_ms;
     srv->linger_ms = linger_ms;
     srv->max_conns = max_conns;
     srv->date_sec = -1;

@@ -99,6 +99,7 @@ typedef struct http_srv {
     int rootfd;              /* O_PATH directory every request resolves beneath */
     long long header_ms;     /* a request's head and body must arrive within this */
     long long idle_ms;       /* a keep-alive connection waits this long for a request */
+    long long send_ms;       /* a send, or a read of the file, may wait this long */
     long long linger_ms;     /* a lingering close discards input at most this long */
     long max_conns;          /* connections of this thread at once */
     long live;               /* connections of this thread now */
@@ -131,7 +132,7 @@ typedef struct http_srv {
 
 /* Initialises srv for rootfd; ms values are those of the command line. */
 void http_srv_init(http_srv *srv, int rootfd, long long header_ms, long long idle_ms,
-                   long long linger_ms, long max_conns);
+                   long long send_ms, long long linger_ms, long max_conns);
 /* Releases the pool; every connection must be gone. */
 void http_srv_fini(http_srv *srv);
 

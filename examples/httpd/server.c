@@ -166,8 +166,8 @@ void httpd_defaults(httpd_opts *o)
 {
     *o = (httpd_opts){
         .host = "127.0.0.1", .root = ".", .port = 8080, .threads = 1, .max_conns = 10000,
-        .drain_ms = 5000, .header_ms = 10000, .idle_ms = 5000, .linger_ms = 1000,
-        .body = HTTPD_BODY, .ready_fd = -1,
+        .drain_ms = 5000, .header_ms = 10000, .idle_ms = 5000, .send_ms = 60000,
+        .linger_ms = 1000, .body = HTTPD_BODY, .ready_fd = -1,
     };
 }
 
@@ -283,7 +283,7 @@ int httpd_run(const httpd_opts *o)
         w->drain_ms = o->drain_ms;
         w->lfd = w->sigfd = -1;
         w->sh = &sh;
-        http_srv_init(&w->srv, rootfd, o->header_ms, o->idle_ms, o->linger_ms,
+        http_srv_init(&w->srv, rootfd, o->header_ms, o->idle_ms, o->send_ms, o->linger_ms,
                       (max_conns + threads - 1) / threads);
         w->srv.quiet = o->quiet;
         w->srv.body = o->body;
