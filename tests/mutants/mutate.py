@@ -288,8 +288,8 @@ MUTANTS = [
          run="c"),
     dict(name="httpd-stalled-lingers",
          file="examples/httpd/http_conn.yaml",
-         old="self->peer_closed && !self->stalled && self->left > 0",
-         new="self->peer_closed && self->left > 0",
+         old="      if (res == -ECANCELED) {\n          self->stalled = true;\n",
+         new="      if (res == -ECANCELED) {\n",
          inv="httpd: a peer cut at the send deadline gets a lingering close, which "
              "waits for it again: its place under MAX_CONNS comes back late",
          run="c"),
@@ -310,7 +310,7 @@ MUTANTS = [
     dict(name="httpd-blank-lines-renew-deadline",
          file="examples/httpd/http_conn.yaml",
          old="      if (!in_msg && (self->ctx.req.in_msg || self->ctx.req.complete))\n",
-         new="      if (1)\n",
+         new="      if (!in_msg)\n",
          inv="httpd: empty lines renew the head deadline: a peer sending them holds "
              "its connection for good",
          run="c"),
