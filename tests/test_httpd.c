@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -157,6 +158,8 @@ typedef struct server {
     long threads;            /* 0: 1 */
     long nofile;             /* 0: the inherited RLIMIT_NOFILE */
     int body;                /* -L: 0 the default, else HTTP_BODY_* + 1 */
+    long long send_ms;       /* -S: 0 the default */
+    long long linger_ms;     /* 0: the default */
 } server;
 
 static void server_start_opts(server *s, long long header_ms, long long idle_ms,
@@ -174,6 +177,8 @@ static void server_start_opts(server *s, long long header_ms, long long idle_ms,
         httpd_opts o;
 
         close(p[0]);
+        /* A test that fails leaves no server behind (SIGTERM is blocked). */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         httpd_defaults(&o);
         o.root = s->t.root;
         o.port = 0;
@@ -187,6 +192,10 @@ static void server_start_opts(server *s, long long header_ms, long long idle_ms,
             o.threads = s->threads;
         if (s->body > 0)
             o.body = s->body - 1;
+        if (s->send_ms > 0)
+            o.send_ms = s->send_ms;
+        if (s->linger_ms > 0)
+            o.linger_ms = s->linger_ms;
         if (s->nofile > 0) {
             struct rlimit rl = { .rlim_cur = (rlim_t)s->nofile, .rlim_max = (rlim_t)s->nofile };
 
@@ -391,6 +400,11 @@ START_TEST(http_path_decodes_and_refuses)
     ck_assert_str_eq(out, "a/b/c d");
     ck_assert_int_gt(http_path("/dir/", 5, out, sizeof(out)), 0);
     ck_assert_str_eq(out, "dir/");
+    /* "." names the directory it is in: after a file's name, a directory. */
+    ck_assert_int_gt(http_path("/f.txt/.", 8, out, sizeof(out)), 0);
+    ck_assert_str_eq(out, "f.txt/");
+    ck_assert_int_gt(http_path("/d/./f", 6, out, sizeof(out)), 0);
+    ck_assert_str_eq(out, "d/f");
     ck_assert_int_gt(http_path("http://h:80/x.txt", 17, out, sizeof(out)), 0);
     ck_assert_str_eq(out, "x.txt");
     ck_assert_int_eq(http_path("/../x", 5, out, sizeof(out)), -400);
@@ -497,17 +511,19 @@ START_TEST(httpd_if_modified_since)
     c = client_new(s.port);
     ck_assert_int_eq(get(c, "/hello.txt", &r), 0);
     snprintf(lm, sizeof(lm), "%s", header(&r, "Last-Modified"));
-    snprintf(req, sizeof(req), "GET /hello.txt HTTP/1.1\r\nIf-Modified-Since: %s\r\n\r\n", lm);
+    snprintf(req, sizeof(req),
+             "GET /hello.txt HTTP/1.1\r\nHost: t\r\nIf-Modified-Since: %s\r\n\r\n", lm);
     say(c, req);
     ck_assert_int_eq(read_response(c, &r, 1), 0);
     ck_assert_int_eq(r.status, 304);
     ck_assert_ptr_null(header(&r, "Content-Length"));
     ck_assert_str_eq(header(&r, "Last-Modified"), lm);
-    say(c, "GET /hello.txt HTTP/1.1\r\nIf-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n");
+    say(c, "GET /hello.txt HTTP/1.1\r\nHost: t\r\n"
+           "If-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n");
     ck_assert_int_eq(read_response(c, &r, 0), 0);
     ck_assert_int_eq(r.status, 200);
     /* A date that does not parse is ignored. */
-    say(c, "GET /hello.txt HTTP/1.1\r\nIf-Modified-Since: soon\r\n\r\n");
+    say(c, "GET /hello.txt HTTP/1.1\r\nHost: t\r\nIf-Modified-Since: soon\r\n\r\n");
     ck_assert_int_eq(read_response(c, &r, 0), 0);
     ck_assert_int_eq(r.status, 200);
     client_free(c);
@@ -527,15 +543,15 @@ START_TEST(httpd_error_statuses)
     c = client_new(s.port);
     ck_assert_int_eq(get(c, "/missing", &r), 0);
     ck_assert_int_eq(r.status, 404);
-    say(c, "POST /hello.txt HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello");
+    say(c, "POST /hello.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello");
     ck_assert_int_eq(read_response(c, &r, 0), 0);
     ck_assert_int_eq(r.status, 405);
     ck_assert_str_eq(header(&r, "Allow"), "GET, HEAD");
     /* A small body on a GET is read and discarded. */
-    say(c, "GET /hello.txt HTTP/1.1\r\nContent-Length: 10\r\n\r\n0123456789");
+    say(c, "GET /hello.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n0123456789");
     ck_assert_int_eq(read_response(c, &r, 0), 0);
     ck_assert_int_eq(r.status, 200);
-    say(c, "GET /hello.txt HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    say(c, "GET /hello.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
            "5\r\nhello\r\n0\r\n\r\n");
     ck_assert_int_eq(read_response(c, &r, 0), 0);
     ck_assert_int_eq(r.status, 200);
@@ -553,7 +569,8 @@ START_TEST(httpd_error_statuses)
     client_free(c);
 
     ck_assert_int_eq(status_of(s.port, "GET /x HTTP/2.0\r\n\r\n"), 400);
-    ck_assert_int_eq(status_of(s.port, "GET /x HTTP/1.1\r\nContent-Length: 1000000\r\n\r\n"),
+    ck_assert_int_eq(status_of(s.port,
+                               "GET /x HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n"),
                      413);
     memset(req, 'a', sizeof(req));
     memcpy(req, "GET /", 5);
@@ -566,7 +583,7 @@ START_TEST(httpd_error_statuses)
 
     /* A chunked body past the limit: 413 while it is still arriving. */
     c = client_new(s.port);
-    say(c, "GET /hello.txt HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+    say(c, "GET /hello.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
     memset(req, 'b', 16384);
     for (int i = 0; i < 6; i++) {
         say(c, "4000\r\n");
@@ -598,7 +615,7 @@ START_TEST(httpd_keep_alive_rules)
     say(c, "GET /hello.txt HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
     ck_assert_int_eq(read_response(c, &r, 0), 0);
     ck_assert_str_eq(header(&r, "Connection"), "keep-alive");
-    say(c, "GET /hello.txt HTTP/1.1\r\nConnection: close\r\n\r\n");
+    say(c, "GET /hello.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     ck_assert_int_eq(read_response(c, &r, 0), 0);
     ck_assert_int_eq(r.status, 200);
     ck_assert_str_eq(header(&r, "Connection"), "close");
@@ -616,10 +633,10 @@ START_TEST(httpd_pipelining_in_order)
 
     server_start(&s);
     c = client_new(s.port);
-    say(c, "GET /hello.txt HTTP/1.1\r\n\r\n"
-           "HEAD /4k.bin HTTP/1.1\r\n\r\n"
-           "GET /missing HTTP/1.1\r\n\r\n"
-           "GET /index.html HTTP/1.1\r\nConnection: close\r\n\r\n");
+    say(c, "GET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n"
+           "HEAD /4k.bin HTTP/1.1\r\nHost: t\r\n\r\n"
+           "GET /missing HTTP/1.1\r\nHost: t\r\n\r\n"
+           "GET /index.html HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     ck_assert_int_eq(read_response(c, &r, 0), 0);
     ck_assert_int_eq(r.status, 200);
     ck_assert_mem_eq(r.body, HELLO, 13);
@@ -666,6 +683,195 @@ START_TEST(httpd_heads_in_pieces)
     ck_assert_int_eq(r.status, 200);
     ck_assert_mem_eq(r.body, HELLO, 13);
     client_free(c);
+    ck_assert_int_eq(server_stop(&s), 0);
+}
+END_TEST
+
+/* --- framing (RFC 9112) --- */
+
+/* One request on a fresh connection: returns its status; the connection then ends. */
+static int status_then_eof(int port, const char *request)
+{
+    client *c = client_new(port);
+    response r;
+    int status;
+
+    say(c, request);
+    ck_assert_int_eq(read_response(c, &r, 0), 0);
+    status = r.status;
+    ck_assert_str_eq(header(&r, "Connection"), "close");
+    ck_assert_int_eq(read_eof(c), 0);
+    client_free(c);
+    return status;
+}
+
+/*
+ * RFC 9112 5.1: no whitespace between a field name and its colon, else
+ * 400. Taken as a field named "Content-Length " the header would frame
+ * nothing, and the body would be read as the next request (smuggling).
+ */
+START_TEST(httpd_space_before_colon_400)
+{
+    server s;
+
+    server_start(&s);
+    ck_assert_int_eq(status_then_eof(s.port, "GET /hello.txt HTTP/1.1\r\nHost: t\r\n"
+                                              "Content-Length : 5\r\n\r\nhello"), 400);
+    ck_assert_int_eq(status_then_eof(s.port, "GET /hello.txt HTTP/1.1\r\nHost: t\r\n"
+                                              "Transfer-Encoding : chunked\r\n\r\n"
+                                              "0\r\n\r\n"), 400);
+    ck_assert_int_eq(status_then_eof(s.port, "GET /hello.txt HTTP/1.1\r\nHost : t\r\n\r\n"),
+                     400);
+    ck_assert_int_eq(server_stop(&s), 0);
+}
+END_TEST
+
+/*
+ * RFC 9112 6.1: an HTTP/1.0 request with Transfer-Encoding has faulty
+ * framing: it is answered, then the connection closes, keep-alive or not.
+ */
+START_TEST(httpd_http10_transfer_encoding_closes)
+{
+    server s;
+    client *c;
+    response r;
+
+    server_start(&s);
+    c = client_new(s.port);
+    say(c, "GET /hello.txt HTTP/1.0\r\nConnection: keep-alive\r\n"
+           "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
+    ck_assert_int_eq(read_response(c, &r, 0), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(header(&r, "Connection"), "close");
+    ck_assert_int_eq(read_eof(c), 0);
+    client_free(c);
+    ck_assert_int_eq(server_stop(&s), 0);
+}
+END_TEST
+
+/*
+ * Sends an empty line every 100 ms until the server closes the connection;
+ * returns how many were sent (200, 20 s of them, if it never closed).
+ */
+static int blank_lines_until_closed(client *c)
+{
+    int i;
+
+    for (i = 0; i < 200; i++) {
+        struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+
+        if (send(c->fd, "\r\n", 2, MSG_NOSIGNAL) < 0)
+            break; /* closed already */
+        if (poll(&pfd, 1, 100) == 1) {
+            ck_assert_int_eq(read_eof(c), 0); /* no response: a quiet close */
+            break;
+        }
+    }
+    return i;
+}
+
+/*
+ * Empty lines before a request are ignored (RFC 9112 2.2) and do not begin
+ * one: they never renew a deadline, so a client that sends nothing else
+ * is closed at the deadline it was given (HEADER_MS for a new connection,
+ * IDLE_MS after a response), 300 ms here.
+ */
+START_TEST(httpd_blank_lines_do_not_hold)
+{
+    server s = { 0 };
+    client *c;
+    response r;
+
+    server_start_opts(&s, 300, 300, 5000, 10000);
+    c = client_new(s.port);
+    ck_assert_int_lt(blank_lines_until_closed(c), 200);
+    client_free(c);
+    c = client_new(s.port);
+    ck_assert_int_eq(get(c, "/hello.txt", &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_int_lt(blank_lines_until_closed(c), 200);
+    client_free(c);
+    /* Empty lines before a request that follows are still fine. */
+    c = client_new(s.port);
+    say(c, "\r\n\r\nGET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+    ck_assert_int_eq(read_response(c, &r, 0), 0);
+    ck_assert_int_eq(r.status, 200);
+    client_free(c);
+    ck_assert_int_eq(server_stop(&s), 0);
+}
+END_TEST
+
+/* A file's URL ending in "/." names a directory, as one ending in "/" does: 404. */
+START_TEST(httpd_dot_after_a_file_404)
+{
+    server s;
+    client *c;
+    response r;
+
+    server_start(&s);
+    c = client_new(s.port);
+    ck_assert_int_eq(get(c, "/hello.txt/.", &r), 0);
+    ck_assert_int_eq(r.status, 404);
+    ck_assert_int_eq(get(c, "/hello.txt/%2e", &r), 0);
+    ck_assert_int_eq(r.status, 404);
+    ck_assert_int_eq(get(c, "/hello.txt/./", &r), 0);
+    ck_assert_int_eq(r.status, 404);
+    ck_assert_int_eq(get(c, "/dir/.", &r), 0);
+    ck_assert_mem_eq(r.body, "<p>dir</p>\n", 11);
+    ck_assert_int_eq(get(c, "/./hello.txt", &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    client_free(c);
+    ck_assert_int_eq(server_stop(&s), 0);
+}
+END_TEST
+
+/*
+ * RFC 9112 3.2: an HTTP/1.1 request without a Host field, and any request
+ * with more than one, is 400. HTTP/1.0 may leave it out.
+ */
+START_TEST(httpd_host_exactly_one)
+{
+    server s;
+
+    server_start(&s);
+    ck_assert_int_eq(status_then_eof(s.port, "GET /hello.txt HTTP/1.1\r\n\r\n"), 400);
+    ck_assert_int_eq(status_then_eof(s.port, "GET /hello.txt HTTP/1.1\r\nHost: t\r\n"
+                                              "Host: t\r\n\r\n"), 400);
+    ck_assert_int_eq(status_then_eof(s.port, "GET /hello.txt HTTP/1.1\r\nHost: a\r\n"
+                                              "X: 1\r\nhost: b\r\n\r\n"), 400);
+    ck_assert_int_eq(status_then_eof(s.port, "GET /hello.txt HTTP/1.0\r\nHost: a\r\n"
+                                              "Host: b\r\n\r\n"), 400);
+    ck_assert_int_eq(status_then_eof(s.port, "GET http://t/hello.txt HTTP/1.1\r\n\r\n"), 400);
+    ck_assert_int_eq(status_of(s.port, "GET /hello.txt HTTP/1.0\r\n\r\n"), 200);
+    ck_assert_int_eq(status_of(s.port, "GET /hello.txt HTTP/1.1\r\nHOST: t\r\n"
+                                       "Connection: close\r\n\r\n"), 200);
+    ck_assert_int_eq(status_of(s.port, "GET /hello.txt HTTP/1.1\r\nHost:\r\n"
+                                       "Connection: close\r\n\r\n"), 200);
+    ck_assert_int_eq(server_stop(&s), 0);
+}
+END_TEST
+
+/*
+ * The largest head docs/httpd.md promises to serve: request line and
+ * fields of 8 KiB together. One byte more is 431.
+ */
+START_TEST(httpd_head_of_8k_served)
+{
+    enum { HEAD_MAX = 8192 }; /* docs/httpd.md, Limits; not HTTP_IN_CAP */
+    static const char start[] = "GET /hello.txt HTTP/1.1\r\nHost: t\r\nX-Pad: ";
+    static char req[HEAD_MAX + 2];
+    server s;
+    size_t pad = HEAD_MAX - (sizeof(start) - 1) - 4;
+
+    server_start(&s);
+    memcpy(req, start, sizeof(start) - 1);
+    memset(req + sizeof(start) - 1, 'p', pad);
+    memcpy(req + sizeof(start) - 1 + pad, "\r\n\r\n", 5);
+    ck_assert_uint_eq(strlen(req), HEAD_MAX);
+    ck_assert_int_eq(status_of(s.port, req), 200);
+    memset(req + sizeof(start) - 1, 'p', pad + 1);
+    memcpy(req + sizeof(start) - 1 + pad + 1, "\r\n\r\n", 5);
+    ck_assert_int_eq(status_then_eof(s.port, req), 431);
     ck_assert_int_eq(server_stop(&s), 0);
 }
 END_TEST
@@ -719,7 +925,7 @@ START_TEST(httpd_large_file_complete)
         ck_assert_int_eq(len, LARGE_SIZE);
         read_large_body(c, 0, LARGE_SIZE);
     }
-    say(c, "HEAD /large.bin HTTP/1.1\r\n\r\n");
+    say(c, "HEAD /large.bin HTTP/1.1\r\nHost: t\r\n\r\n");
     ck_assert_int_eq(read_head(c, &len), 200);
     ck_assert_int_eq(len, LARGE_SIZE);
     ck_assert_int_eq(get(c, "/hello.txt", &r), 0);
@@ -784,7 +990,7 @@ START_TEST(httpd_large_file_client_leaves)
     client_free(c);
     for (int i = 0; i < 10; i++) {
         c = client_new(s.port);
-        say(c, "GET /large.bin HTTP/1.1\r\n\r\n");
+        say(c, "GET /large.bin HTTP/1.1\r\nHost: t\r\n\r\n");
         ck_assert_int_eq(read_head(c, &len), 200);
         read_large_body(c, 0, (size_t)i * 100000u + 1u);
         client_free(c);
@@ -811,13 +1017,95 @@ START_TEST(httpd_large_file_drain)
 
     server_start_opts(&s, 10000, 5000, 20000, 10000);
     c = client_new(s.port);
-    say(c, "GET /large.bin HTTP/1.1\r\n\r\n");
+    say(c, "GET /large.bin HTTP/1.1\r\nHost: t\r\n\r\n");
     ck_assert_int_eq(read_head(c, &len), 200);
     read_large_body(c, 0, 4096);
     kill(s.pid, SIGTERM);
     read_large_body(c, 4096, LARGE_SIZE);
     ck_assert_int_eq(read_eof(c), 0);
     client_free(c);
+    ck_assert_int_eq(server_stop(&s), 0);
+}
+END_TEST
+
+/*
+ * Makes c a client that stops reading while its connection is being
+ * served: _i 0 and 1 ask for an 8 MiB file (sent by splice, by copy) and
+ * read its first bytes; _i 2 reads one response, then pipelines small
+ * GETs without reading until the server stops taking them.
+ */
+static void stop_reading(client *c, int how)
+{
+    static const char req[] = "GET /4k.bin HTTP/1.1\r\nHost: t\r\n\r\n";
+    static char burst[64 * (sizeof(req) - 1)];
+    int rcv = 4096;
+    size_t off = 0;
+    response r;
+
+    setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
+    if (how < 2) {
+        say(c, "GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+        ck_assert_int_gt(fill(c), 0); /* being served: the connection has its slot */
+        return;
+    }
+    ck_assert_int_eq(get(c, "/4k.bin", &r), 0);
+    for (size_t i = 0; i < sizeof(burst); i += sizeof(req) - 1)
+        memcpy(burst + i, req, sizeof(req) - 1);
+    /* Far more responses than the socket buffers hold (8 MiB of requests
+       at most); a second without progress means the server stopped. */
+    for (size_t sent = 0; sent < (8u << 20);) {
+        struct pollfd pfd = { .fd = c->fd, .events = POLLOUT };
+        ssize_t n = send(c->fd, burst + off, sizeof(burst) - off, MSG_DONTWAIT | MSG_NOSIGNAL);
+
+        if (n > 0) {
+            sent += (size_t)n;
+            off = (off + (size_t)n) % sizeof(burst);
+            continue;
+        }
+        if (n < 0 && errno != EAGAIN)
+            break; /* closed by the server already */
+        if (poll(&pfd, 1, 1000) == 0)
+            break;
+    }
+}
+
+/*
+ * MAX_CONNS clients that stop reading (a large file by splice, by copy,
+ * pipelined small GETs): each is closed at the send deadline (300 ms of no
+ * progress; the lingering close is set to an hour, so only a close at the
+ * deadline frees anything), its file, pipe and slot come back, and a
+ * client waiting in the backlog is served.
+ */
+START_TEST(httpd_slow_readers_cut_at_send_deadline)
+{
+    enum { N = 5 };
+    server s = { .body = _i == 1 ? HTTP_BODY_COPY + 1 : 0, .send_ms = 300,
+                 .linger_ms = 3600 * 1000 };
+    client *c[N], *fresh;
+    response r;
+    int before;
+
+    server_start_opts(&s, 10000, 5000, 300, N);
+    before = fds_of(&s);
+    for (int i = 0; i < N; i++) {
+        c[i] = client_new(s.port);
+        stop_reading(c[i], _i);
+    }
+    /* It waits in the backlog until a stalled connection is cut. */
+    fresh = client_new(s.port);
+    say(fresh, "GET /hello.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    ck_assert_int_eq(read_response(fresh, &r, 0), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_mem_eq(r.body, HELLO, 13);
+    ck_assert_int_eq(read_eof(fresh), 0);
+    client_free(fresh);
+    /* The stalled clients are still open: the server closed its ends, with
+       their files and pipes (a bound against a hang, not a measurement). */
+    for (int tries = 0; tries < 500 && fds_of(&s) != before; tries++)
+        usleep(20000);
+    ck_assert_int_eq(fds_of(&s), before);
+    for (int i = 0; i < N; i++)
+        client_free(c[i]);
     ck_assert_int_eq(server_stop(&s), 0);
 }
 END_TEST
@@ -845,7 +1133,7 @@ START_TEST(httpd_never_leaves_root)
 
     server_start(&s);
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\n\r\n", cases[i].target);
+        snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\n\r\n", cases[i].target);
         ck_assert_msg(status_of(s.port, req) == cases[i].status, "%s: not %d",
                       cases[i].target, cases[i].status);
     }
@@ -895,7 +1183,7 @@ START_TEST(httpd_max_conns_backs_off)
     ck_assert_int_eq(get(b, "/hello.txt", &r), 0);
     /* The third waits in the backlog until a slot is free. */
     c = client_new(s.port);
-    say(c, "GET /hello.txt HTTP/1.1\r\n\r\n");
+    say(c, "GET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n");
     client_free(a);
     ck_assert_int_eq(read_response(c, &r, 0), 0);
     ck_assert_int_eq(r.status, 200);
@@ -948,7 +1236,7 @@ START_TEST(httpd_drain_cuts_a_stalled_reader)
     for (int i = 0; i < N; i++) {
         c[i] = client_new(s.port);
         setsockopt(c[i]->fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
-        say(c[i], "GET /big.bin HTTP/1.1\r\n\r\n");
+        say(c[i], "GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n");
         /* Some of the body arrives, then the client stops reading. */
         ck_assert_int_gt(fill(c[i]), 0);
     }
@@ -975,7 +1263,7 @@ START_TEST(httpd_fd_limit_backs_off)
     for (int i = 0; i < N; i++)
         c[i] = client_new(s.port);
     for (int i = 0; i < N; i++)
-        say(c[i], "GET /hello.txt HTTP/1.1\r\nConnection: close\r\n\r\n");
+        say(c[i], "GET /hello.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     /* Each answered client leaves, freeing a descriptor for the next. */
     for (int i = 0; i < N; i++) {
         ck_assert_int_eq(read_response(c[i], &r, 0), 0);
@@ -991,6 +1279,56 @@ START_TEST(httpd_fd_limit_backs_off)
 }
 END_TEST
 
+/*
+ * A peer still sending when its response is out (more bytes than the
+ * server reads after a request that says Connection: close), and not
+ * reading yet: the server queues the whole body in its socket and closes.
+ * The lingering close reads and discards what the peer sent first: a
+ * socket closed with unread input is reset, and the kernel drops what is
+ * still queued for the peer, so the body would arrive cut short.
+ */
+START_TEST(httpd_lingering_close_reads_what_follows)
+{
+    static char junk[32 * 1024];
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = 0 };
+    struct timeval tv = { .tv_sec = 20 };
+    server s;
+    client *c = calloc(1, sizeof(*c));
+    response r;
+    int rcv = 4096, before;
+
+    ck_assert_ptr_nonnull(c);
+    server_start(&s);
+    before = fds_of(&s);
+    memset(junk, 'j', sizeof(junk));
+    /* A small receive window from the start: most of the body stays in
+       the server's socket until the client reads. */
+    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(c->fd, 0);
+    setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
+    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    a.sin_port = htons((uint16_t)s.port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(connect(c->fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    /* A first response: the server holds the connection from now on. */
+    ck_assert_int_eq(get(c, "/hello.txt", &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    say(c, "GET /mid.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    pd_test_write(c->fd, junk, sizeof(junk));
+    /* Nothing more is read until the server has closed its end (a bound
+       against a hang, not a measurement). */
+    for (int tries = 0; tries < 500 && fds_of(&s) != before; tries++)
+        usleep(20000);
+    ck_assert_int_eq(fds_of(&s), before);
+    ck_assert_int_eq(read_response(c, &r, 0), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_uint_eq(r.got, HTTP_SPLICE_MIN + 4096);
+    ck_assert_int_eq(read_eof(c), 0);
+    client_free(c);
+    ck_assert_int_eq(server_stop(&s), 0);
+}
+END_TEST
+
 /* A client that resets mid-response costs the server nothing else. */
 START_TEST(httpd_reset_mid_response)
 {
@@ -1002,7 +1340,7 @@ START_TEST(httpd_reset_mid_response)
     server_start(&s);
     for (int i = 0; i < 20; i++) {
         c = client_new(s.port);
-        say(c, "GET /big.bin HTTP/1.1\r\n\r\n");
+        say(c, "GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n");
         ck_assert_int_gt(fill(c), 0);
         setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
         client_free(c); /* unread data and SO_LINGER 0: a reset */
@@ -1168,7 +1506,7 @@ static void conn_setup(void *ctx)
 {
     static const char req[] = "GET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n"
                               "GET /mid.bin HTTP/1.1\r\nHost: t\r\n\r\n"
-                              "GET /4k.bin HTTP/1.1\r\nConnection: close\r\n\r\n";
+                              "GET /4k.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
     conn_fixture *f = ctx;
     char date[40];
     int sv[2];
@@ -1179,7 +1517,7 @@ static void conn_setup(void *ctx)
     tree_make(&f->t);
     f->rootfd = open(f->t.root, O_PATH | O_DIRECTORY | O_CLOEXEC);
     ck_assert_int_ge(f->rootfd, 0);
-    http_srv_init(&f->srv, f->rootfd, 10000, 5000, 1000, 10);
+    http_srv_init(&f->srv, f->rootfd, 10000, 5000, 60000, 1000, 10);
     f->srv.body = HTTP_BODY_SPLICE; /* mid.bin goes through the splice states */
     /* The pool gets its block before counting starts: a warm server. */
     ck_assert_int_eq(http_pool_get(&f->srv.pool, &f->spare[0]), 0);
@@ -1254,15 +1592,23 @@ Suite *pd_suite_httpd(void)
     tcase_add_test(srv, httpd_keep_alive_rules);
     tcase_add_test(srv, httpd_pipelining_in_order);
     tcase_add_test(srv, httpd_heads_in_pieces);
+    tcase_add_test(srv, httpd_space_before_colon_400);
+    tcase_add_test(srv, httpd_http10_transfer_encoding_closes);
+    tcase_add_test(srv, httpd_blank_lines_do_not_hold);
+    tcase_add_test(srv, httpd_dot_after_a_file_404);
+    tcase_add_test(srv, httpd_host_exactly_one);
+    tcase_add_test(srv, httpd_head_of_8k_served);
     tcase_add_loop_test(srv, httpd_large_file_complete, 0, 2);
     tcase_add_loop_test(srv, httpd_large_file_client_leaves, 0, 2);
     tcase_add_loop_test(srv, httpd_large_file_drain, 0, 2);
+    tcase_add_loop_test(srv, httpd_slow_readers_cut_at_send_deadline, 0, 3);
     tcase_add_test(srv, httpd_never_leaves_root);
     tcase_add_test(srv, httpd_slowloris_and_idle);
     tcase_add_test(srv, httpd_max_conns_backs_off);
     tcase_add_test(srv, httpd_drain_closes_idle_finishes_in_progress);
     tcase_add_loop_test(srv, httpd_drain_cuts_a_stalled_reader, 0,
                         RUNNING_ON_VALGRIND ? 1 : 2);
+    tcase_add_test(srv, httpd_lingering_close_reads_what_follows);
     tcase_add_test(srv, httpd_reset_mid_response);
     tcase_add_test(srv, httpd_shutdown_under_load);
     if (RUNNING_ON_VALGRIND) {

@@ -88,6 +88,7 @@ class HttpdCommandLine(unittest.TestCase):
         for args, msg in ((["-p", "70000"], "httpd: bad value '70000' for -p (0-65535)\n"),
                           (["-t", "0"], "httpd: bad value '0' for -t (1-1024)\n"),
                           (["-k", "soon"], "httpd: bad value 'soon' for -k (1-2147483647)\n"),
+                          (["-S", "0"], "httpd: bad value '0' for -S (1-2147483647)\n"),
                           (["-a", "nowhere"], "httpd: bad address 'nowhere' (IPv4 or IPv6)\n"),
                           (["-r", "/nonexistent/pd"],
                            "httpd: root '/nonexistent/pd': No such file or directory\n")):

@@ -90,12 +90,13 @@ void http_pipe_close(int *r, int *w)
 /* --- the per-thread server --- */
 
 void http_srv_init(http_srv *srv, int rootfd, long long header_ms, long long idle_ms,
-                   long long linger_ms, long max_conns)
+                   long long send_ms, long long linger_ms, long max_conns)
 {
     memset(srv, 0, sizeof(*srv));
     srv->rootfd = rootfd;
     srv->header_ms = header_ms;
     srv->idle_ms = idle_ms;
+    srv->send_ms = send_ms;
     srv->linger_ms = linger_ms;
     srv->max_conns = max_conns;
     srv->date_sec = -1;
@@ -186,6 +187,11 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
     http_ctx *c = ctx_of(p);
     http_req *r = &c->req;
 
+    /* RFC 9112 5.1: no whitespace before the colon. http-parser (not
+       strict) takes "Content-Length : 5" as a field of another name, which
+       would leave the body it frames to be read as the next request. */
+    if (memchr(at, ' ', len) != NULL)
+        return stop(p, 400);
     if (r->fields != 1) { /* a new field */
         r->field_off = (uint32_t)(at - c->in);
         r->field_len = 0;
@@ -197,12 +203,15 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
 
 static int on_header_value(http_parser *p, const char *at, size_t len)
 {
-    static const char ims[] = "if-modified-since";
+    static const char ims[] = "if-modified-since", host[] = "host";
     http_ctx *c = ctx_of(p);
     http_req *r = &c->req;
 
     if (r->fields == 1) { /* the field's name is complete */
         r->fields = 2;
+        if (r->field_len == sizeof(host) - 1 &&
+            strncasecmp(c->in + r->field_off, host, sizeof(host) - 1) == 0 && r->hosts < 2)
+            r->hosts++;
         r->ims_field = r->field_len == sizeof(ims) - 1 &&
                        strncasecmp(c->in + r->field_off, ims, sizeof(ims) - 1) == 0;
         if (r->ims_field) {
@@ -228,6 +237,14 @@ static int on_headers_complete(http_parser *p)
     r->minor = (uint8_t)p->http_minor;
     if (p->http_major != 1)
         return stop(p, 400);
+    /* RFC 9112 3.2: one Host, and HTTP/1.1 must send it. */
+    if (r->hosts > 1 || (r->hosts == 0 && r->minor > 0))
+        return stop(p, 400);
+    /* RFC 9112 6.1: HTTP/1.0 framed by Transfer-Encoding is faulty framing;
+       the parser has read it as chunked, and the connection closes after
+       the response. */
+    if (p->uses_transfer_encoding && r->minor == 0)
+        r->keep = 0;
     if ((p->flags & F_CONTENTLENGTH) && p->content_length > HTTP_BODY_MAX)
         return stop(p, 413);
     n = http_path(c->in + r->url_off, r->url_len, c->out, HTTP_OUT_CAP);
@@ -365,8 +382,12 @@ int http_path(const char *url, size_t len, char *out, size_t cap)
 
             if (n == 2 && s[0] == '.' && s[1] == '.')
                 return -400;
-            if (n == 1 && s[0] == '.')
-                o = seg; /* "." names the directory itself */
+            if (n == 1 && s[0] == '.') {
+                /* "." names the directory it is in: "file/." is "file/". */
+                o = seg;
+                trailing = 1;
+                continue;
+            }
         }
         trailing = 0;
     }

@@ -99,6 +99,7 @@ typedef struct http_srv {
     int rootfd;              /* O_PATH directory every request resolves beneath */
     long long header_ms;     /* a request's head and body must arrive within this */
     long long idle_ms;       /* a keep-alive connection waits this long for a request */
+    long long send_ms;       /* a send may wait this long for room in the socket */
     long long linger_ms;     /* a lingering close discards input at most this long */
     long max_conns;          /* connections of this thread at once */
     long live;               /* connections of this thread now */
@@ -131,7 +132,7 @@ typedef struct http_srv {
 
 /* Initialises srv for rootfd; ms values are those of the command line. */
 void http_srv_init(http_srv *srv, int rootfd, long long header_ms, long long idle_ms,
-                   long long linger_ms, long max_conns);
+                   long long send_ms, long long linger_ms, long max_conns);
 /* Releases the pool; every connection must be gone. */
 void http_srv_fini(http_srv *srv);
 
@@ -154,6 +155,7 @@ typedef struct http_req {
     uint8_t in_head;         /* before headers complete */
     uint8_t fields;          /* a header field has begun (the request line is over) */
     uint8_t ims_field;       /* the current field is If-Modified-Since */
+    uint8_t hosts;           /* Host fields seen, up to 2 */
     uint8_t complete;        /* message complete: the parser is paused */
     uint8_t keep;            /* http_should_keep_alive at headers complete */
     uint8_t head;            /* the method is HEAD */
@@ -183,7 +185,9 @@ size_t http_feed(http_ctx *c, size_t pos, size_t len);
 
 /*
  * Decodes a request target into a relative path beneath the root,
- * NUL-terminated, in out (cap bytes): "/" is ".", "/a//b/" is "a/b".
+ * NUL-terminated, in out (cap bytes): "/" is ".", "/a//./b" is "a/b", and a
+ * target that names a directory ("/a/b/", "/a/b/.") keeps one trailing
+ * "/" ("a/b/"), so that a file's name followed by it does not open.
  * Refuses (returns -400) a target that is not origin-form or absolute-form,
  * a bad percent escape, an encoded NUL or '/', and any "." or ".." segment
  * that would climb ("..", "%2e%2e"). Returns -414 if it does not fit with

@@ -2,7 +2,8 @@
  * httpd: an HTTP/1.1 static file server written as polldrop specs.
  *
  *   build/httpd [-p PORT] [-a ADDR] [-r ROOT] [-t THREADS] [-d DRAIN_MS]
- *               [-H HEADER_MS] [-k IDLE_MS] [-m MAX_CONNS] [-L copy|splice] [-q]
+ *               [-H HEADER_MS] [-k IDLE_MS] [-S SEND_MS] [-m MAX_CONNS]
+ *               [-L copy|splice] [-q]
  *
  * The command line; the server is server.c, the protocol http.c, the I/O
  * the specs http_accept, http_conn and http_drain. Exits 0 after a drain
@@ -22,7 +23,8 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: httpd [-p PORT] [-a ADDR] [-r ROOT] [-t THREADS] [-d DRAIN_MS]\n"
-            "             [-H HEADER_MS] [-k IDLE_MS] [-m MAX_CONNS] [-L copy|splice] [-q]\n"
+            "             [-H HEADER_MS] [-k IDLE_MS] [-S SEND_MS] [-m MAX_CONNS]\n"
+            "             [-L copy|splice] [-q]\n"
             "  -p PORT       TCP port (default 8080; 0 picks a free one)\n"
             "  -a ADDR       IPv4 or IPv6 address to bind (default 127.0.0.1)\n"
             "  -r ROOT       directory served (default .)\n"
@@ -31,6 +33,8 @@ static void usage(FILE *f)
             "                before the rest is cut (default 5000)\n"
             "  -H HEADER_MS  time to receive a request's head and body (default 10000)\n"
             "  -k IDLE_MS    keep-alive idle time (default 5000)\n"
+            "  -S SEND_MS    longest wait for a send to make progress, or for a read\n"
+            "                of the file; then the connection is closed (default 60000)\n"
             "  -m MAX_CONNS  connections served at once (default 10000)\n"
             "  -L MODE       bodies of 64 KiB or more: copy (read into the 8 KiB buffer\n"
             "                and send) or splice (file to pipe to socket); default %s\n"
@@ -40,7 +44,7 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
     httpd_opts o;
-    long threads, drain_ms, header_ms, idle_ms;
+    long threads, drain_ms, header_ms, idle_ms, send_ms;
     int opt;
 
     httpd_defaults(&o);
@@ -48,7 +52,8 @@ int main(int argc, char **argv)
     drain_ms = o.drain_ms;
     header_ms = o.header_ms;
     idle_ms = o.idle_ms;
-    while ((opt = getopt(argc, argv, "p:a:r:t:d:H:k:m:L:qh")) != -1) {
+    send_ms = o.send_ms;
+    while ((opt = getopt(argc, argv, "p:a:r:t:d:H:k:S:m:L:qh")) != -1) {
         long *dst = NULL, lo = 1, hi = INT_MAX;
 
         switch (opt) {
@@ -57,6 +62,7 @@ int main(int argc, char **argv)
         case 'd': dst = &drain_ms, lo = 0; break;
         case 'H': dst = &header_ms; break;
         case 'k': dst = &idle_ms; break;
+        case 'S': dst = &send_ms; break;
         case 'm': dst = &o.max_conns, hi = LONG_MAX; break;
         case 'a': o.host = optarg; break;
         case 'r': o.root = optarg; break;
@@ -87,5 +93,6 @@ int main(int argc, char **argv)
     o.drain_ms = drain_ms;
     o.header_ms = header_ms;
     o.idle_ms = idle_ms;
+    o.send_ms = send_ms;
     return httpd_run(&o);
 }

@@ -134,10 +134,15 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-/* A listener on addr; with reuse set, others may bind the same port. */
-static int listener(const struct sockaddr_storage *addr, socklen_t alen, int reuse)
+/*
+ * A listener on addr; with reuse set, others may bind the same port.
+ * send_ms is the connections' SO_SNDTIMEO.
+ */
+static int listener(const struct sockaddr_storage *addr, socklen_t alen, int reuse,
+                    long long send_ms)
 {
     int one = 1, fd = socket(addr->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct timeval sndtimeo = { .tv_sec = send_ms / 1000, .tv_usec = send_ms % 1000 * 1000 };
 
     if (fd < 0)
         return -errno;
@@ -148,6 +153,14 @@ static int listener(const struct sockaddr_storage *addr, socklen_t alen, int reu
      * which a client delays (delayed ACK) until its own next request.
      */
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    /*
+     * And SO_SNDTIMEO: the deadline of a splice into a connection, which
+     * blocks in an io_uring worker thread where no linked timeout reaches
+     * it (http_conn's splice_out). Without it a peer that stops reading a
+     * large file holds its connection, and a worker thread, for good.
+     */
+    if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &sndtimeo, sizeof(sndtimeo)) < 0)
+        goto fail;
     if (reuse && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
         goto fail;
     if (bind(fd, (const struct sockaddr *)addr, alen) < 0 || listen(fd, 4096) < 0)
@@ -166,8 +179,8 @@ void httpd_defaults(httpd_opts *o)
 {
     *o = (httpd_opts){
         .host = "127.0.0.1", .root = ".", .port = 8080, .threads = 1, .max_conns = 10000,
-        .drain_ms = 5000, .header_ms = 10000, .idle_ms = 5000, .linger_ms = 1000,
-        .body = HTTPD_BODY, .ready_fd = -1,
+        .drain_ms = 5000, .header_ms = 10000, .idle_ms = 5000, .send_ms = 60000,
+        .linger_ms = 1000, .body = HTTPD_BODY, .ready_fd = -1,
     };
 }
 
@@ -283,11 +296,11 @@ int httpd_run(const httpd_opts *o)
         w->drain_ms = o->drain_ms;
         w->lfd = w->sigfd = -1;
         w->sh = &sh;
-        http_srv_init(&w->srv, rootfd, o->header_ms, o->idle_ms, o->linger_ms,
+        http_srv_init(&w->srv, rootfd, o->header_ms, o->idle_ms, o->send_ms, o->linger_ms,
                       (max_conns + threads - 1) / threads);
         w->srv.quiet = o->quiet;
         w->srv.body = o->body;
-        w->lfd = listener(&addr, alen, threads > 1);
+        w->lfd = listener(&addr, alen, threads > 1, o->send_ms);
         if (w->lfd < 0) {
             fprintf(stderr, "httpd: cannot listen on %s port %ld: %s\n", o->host, o->port,
                     strerror(-w->lfd));

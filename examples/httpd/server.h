@@ -12,7 +12,7 @@ typedef struct httpd_opts {
     long port;               /* 0 picks a free one */
     long threads;
     long max_conns;
-    long long drain_ms, header_ms, idle_ms, linger_ms;
+    long long drain_ms, header_ms, idle_ms, send_ms, linger_ms;
     int body;                /* HTTP_BODY_*: how bodies larger than a buffer go out */
     int quiet;
     int ready_fd;            /* if >= 0, the port (an int) is written here once listening */
