@@ -1804,8 +1804,8 @@ static int pd__task_over(const pd_task *t)
 
 /*
  * One turn toward a goal, the end of task goal: polls the tasks that are
- * ready, then submits and reaps, and waits for a completion only if goal is
- * still not over. The polls may have finished it, so whether to wait is
+ * ready, then submits and reaps, and waits for a completion only while goal
+ * is not over. The polls may have finished it, so whether to wait is
  * decided after them (as libuv's uv_run computes its timeout after running
  * its callbacks): a wait decided before would last until some other task's
  * request completed, a one-hour timer's included. Returns 0 or -errno.
