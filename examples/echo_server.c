@@ -10,11 +10,13 @@
  * has one multishot accept (echo_ms_accept) that spawns an echo_ms_conn
  * task per connection, and one buffer group of COUNT buffers of SIZE bytes
  * that every connection's multishot recv shares: a connection waiting for
- * data holds no buffer, and the group is back to COUNT when the thread
- * ends (the exit line says so). With -1, the single-shot design instead:
- * echo_accept and echo_conn, one accept and one recv into a 4 KiB buffer
- * inside each connection's future per request. Signals
- * are handled in one place: SIGINT and SIGTERM are blocked in every thread
+ * data holds no buffer, nor does one waiting for its peer to read (what it
+ * could not send is copied into a spill of its own, and its recv stays
+ * stopped until that is sent), and the group is back to COUNT when the
+ * thread ends (the exit line says so). With -1, the single-shot design
+ * instead: echo_accept and echo_conn, one accept and one recv into a 4 KiB
+ * buffer inside each connection's future per request. Signals are handled
+ * in one place: SIGINT and SIGTERM are blocked in every thread
  * and read from a signalfd by the main thread, which then asks every
  * runtime to shut down (pd_shutdown_remote_deadline): each accept is
  * cancelled without leaking an accepted fd, every connection's teardown
@@ -108,6 +110,7 @@ typedef struct worker {
     unsigned nbufs;  /* -b */
     size_t bufsize;  /* -s */
     unsigned avail;  /* buffers back in the group once the run ended */
+    size_t spill_peak; /* the most its connections' spills held at once */
     echo_ms_ctx *ctx; /* the multishot connections' context */
 } worker;
 
@@ -118,9 +121,6 @@ static pd_task *start_multishot(worker *w)
 
     w->ctx = c;
     if (c == NULL)
-        return NULL;
-    c->backlog = calloc(w->nbufs, sizeof(*c->backlog));
-    if (c->backlog == NULL)
         return NULL;
     w->ret = pd_bufgroup_new(w->rt, w->nbufs, w->bufsize, &c->group);
     if (w->ret < 0)
@@ -159,6 +159,7 @@ static void *worker_main(void *arg)
         if (w->ctx != NULL) {
             w->live = w->ctx->live;
             w->avail = pd_bufgroup_available(w->ctx->group);
+            w->spill_peak = w->ctx->spill_peak;
         }
     }
     /* The main thread waits for a signal or for this. */
@@ -171,8 +172,6 @@ static void *worker_main(void *arg)
         pd_task_release(idle);
     /* pd_runtime_free frees the group. */
     pd_runtime_free(w->rt);
-    if (w->ctx != NULL)
-        free(w->ctx->backlog);
     free(w->ctx);
     close(w->lfd);
     return NULL;
@@ -218,7 +217,7 @@ int main(int argc, char **argv)
     long drain_ms = BYE_TIMEOUT_MS + 1000, sig = 0, live = 0, i, started = 0;
     long nbufs = 4096, bufsize = 4096;
     int quiet = 0, opt, sfd, ok = 1, single = 0;
-    unsigned long long inflight = 0, forced = 0, avail = 0, total = 0;
+    unsigned long long inflight = 0, forced = 0, avail = 0, total = 0, spilled = 0;
     socklen_t alen;
     char where[INET6_ADDRSTRLEN + 16];
     struct signalfd_siginfo info;
@@ -402,6 +401,7 @@ int main(int argc, char **argv)
         if (!single) {
             avail += w[i].avail;
             total += (unsigned long long)nbufs;
+            spilled += w[i].spill_peak;
         }
     }
     if (!quiet && started == threads) {
@@ -409,7 +409,8 @@ int main(int argc, char **argv)
                "left, %llu teardowns cut short at the %ld ms drain deadline", sig,
                inflight, live, forced, drain_ms);
         if (!single)
-            printf(", %llu of %llu buffers back in their groups", avail, total);
+            printf(", %llu of %llu buffers back in their groups, %llu KiB at most in "
+                   "spills for peers that did not read", avail, total, (spilled + 1023) / 1024);
         printf("\n");
     }
     pthread_barrier_destroy(&srv.started);

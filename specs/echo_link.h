@@ -11,9 +11,12 @@
  */
 #ifndef POLLDROP_ECHO_LINK_H
 #define POLLDROP_ECHO_LINK_H
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include "polldrop.h"
 
@@ -78,78 +81,80 @@ static inline void echo_link_del(echo_link **head, echo_link *l)
 }
 
 /*
- * The buffers a multishot connection received while its echo was waiting
- * for room in its socket: they wait their turn in order of arrival, each
- * in the entry of its buffer id, chained from the connection's head and
- * tail ids. One table per thread, with an entry per buffer of its group, so
- * a connection with nothing waiting pays two ids for it.
+ * What a multishot connection could not send yet, in order: the rest of the
+ * buffer whose echo found its socket full, then whatever its recv received
+ * before it stopped. It is a copy on the heap, so that a connection waiting
+ * for its peer to read holds no buffer of the shared group: any number of
+ * peers that send and never read cannot take the group from the others.
  */
-#define ECHO_NONE 0xffffu
-
-typedef struct echo_backlog {
-    pd_buf buf;
-    uint16_t next;
-} echo_backlog;
-
-/* Moves *b to the tail of the backlog whose ends are *head and *tail. */
-static inline void echo_backlog_push(echo_backlog *q, uint16_t *head, uint16_t *tail,
-                                     pd_buf *b)
-{
-    uint16_t id = b->id;
-
-    q[id].buf = *b;
-    q[id].next = ECHO_NONE;
-    *b = PD_BUF_EMPTY;
-    if (*tail == ECHO_NONE)
-        *head = id;
-    else
-        q[*tail].next = id;
-    *tail = id;
-}
-
-/* Moves the oldest waiting buffer into *b; false when none waits. */
-static inline bool echo_backlog_pop(echo_backlog *q, uint16_t *head, uint16_t *tail,
-                                    pd_buf *b)
-{
-    uint16_t id = *head;
-
-    if (id == ECHO_NONE)
-        return false;
-    *b = q[id].buf;
-    q[id].buf = PD_BUF_EMPTY;
-    *head = q[id].next;
-    if (*head == ECHO_NONE)
-        *tail = ECHO_NONE;
-    return true;
-}
-
-/* Gives every waiting buffer back to its ring. */
-static inline void echo_backlog_release(echo_backlog *q, uint16_t *head, uint16_t *tail)
-{
-    pd_buf b;
-
-    while (echo_backlog_pop(q, head, tail, &b))
-        pd_buf_release(&b);
-}
+typedef struct echo_spill {
+    uint32_t len, cap;
+    char data[];
+} echo_spill;
 
 /* Bytes a lingering close reads and discards at a time (echo_ms_conn). */
 #define ECHO_SCRATCH 4096
 
 /*
  * What the connections of one thread of the multishot server share: their
- * buffer group and its backlog table, the idle list (conns NULL: none),
- * the connection count and its limit, the lingering close's length, and a
- * buffer that lingering closes read into and never look at (so teardown
- * needs no buffer from the group).
+ * buffer group, the idle list (conns NULL: none), the connection count and
+ * its limit, the lingering close's length, and a buffer that lingering
+ * closes read into and never look at (so teardown needs no buffer from the
+ * group).
  */
 typedef struct echo_ms_ctx {
     pd_bufgroup *group;
-    echo_backlog *backlog;
     echo_link **conns;
     long live, max_conns;
     long long linger_ms;
     unsigned long stalls;  /* echoes that waited for room in their socket */
     unsigned long nobufs;  /* recvs that found the group empty */
+    size_t spilled;        /* bytes the connections' spills hold allocated now */
+    size_t spill_peak;     /* the most spilled ever was */
     char scratch[ECHO_SCRATCH];
 } echo_ms_ctx;
+
+/*
+ * Appends n bytes at p to *sp, allocating or growing it (to twice its size
+ * at least, so that appends cost amortised O(n)), and counts the bytes
+ * allocated in c->spilled and c->spill_peak. Returns 0, or -ENOMEM with *sp
+ * unchanged.
+ */
+static inline int echo_spill_add(echo_ms_ctx *c, echo_spill **sp, const void *p, uint32_t n)
+{
+    echo_spill *s = *sp;
+    uint32_t len = s ? s->len : 0, cap = s ? s->cap : 0;
+
+    if (n > UINT32_MAX - len)
+        return -ENOMEM;
+    if (len + n > cap) {
+        uint64_t want = (uint64_t)cap * 2 > len + n ? (uint64_t)cap * 2 : len + n;
+        echo_spill *g;
+
+        if (want > UINT32_MAX)
+            want = UINT32_MAX;
+        g = realloc(s, sizeof(*g) + (size_t)want);
+        if (g == NULL)
+            return -ENOMEM;
+        c->spilled += (size_t)want - cap;
+        if (c->spilled > c->spill_peak)
+            c->spill_peak = c->spilled;
+        g->len = len;
+        g->cap = (uint32_t)want;
+        *sp = s = g;
+    }
+    memcpy(s->data + len, p, n);
+    s->len = len + n;
+    return 0;
+}
+
+/* Frees *sp (NULL: nothing to do) and takes its bytes off c->spilled. */
+static inline void echo_spill_free(echo_ms_ctx *c, echo_spill **sp)
+{
+    if (*sp == NULL)
+        return;
+    c->spilled -= (*sp)->cap;
+    free(*sp);
+    *sp = NULL;
+}
 #endif

@@ -57,8 +57,6 @@ static void server_start_group(struct server *s, long max_conns, int multishot,
     if (multishot) {
         s->ctx = calloc(1, sizeof(*s->ctx));
         ck_assert_ptr_nonnull(s->ctx);
-        s->ctx->backlog = calloc(nbufs, sizeof(*s->ctx->backlog));
-        ck_assert_ptr_nonnull(s->ctx->backlog);
         ck_assert_int_eq(pd_bufgroup_new(s->rt, nbufs, size, &s->ctx->group), 0);
         s->ctx->max_conns = max_conns;
         s->ctx->linger_ms = 2000;
@@ -82,11 +80,15 @@ static long server_live(const struct server *s)
     return s->ctx ? s->ctx->live : s->live;
 }
 
-/* Ends the server; a multishot one must have every buffer back first. */
+/*
+ * Ends the server; a multishot one must have every buffer back first, and
+ * every spill freed.
+ */
 static void server_free(struct server *s)
 {
     if (s->ctx) {
         ck_assert_uint_eq(pd_bufgroup_available(s->ctx->group), s->nbufs);
+        ck_assert_uint_eq(s->ctx->spilled, 0);
         ck_assert_int_eq(s->ctx->live, 0);
     }
     pd_task_release(s->acc);
@@ -94,8 +96,6 @@ static void server_free(struct server *s)
     pd_runtime_free(s->rt);
     close(s->sfd);
     close(s->lfd);
-    if (s->ctx)
-        free(s->ctx->backlog);
     free(s->ctx);
 }
 
@@ -297,6 +297,17 @@ static const unsigned char *tiny_at(int i, size_t k)
     return pat + (k + (size_t)i * 7919) % TINY_PERIOD;
 }
 
+/* Fills pat, the same bytes for every test. */
+static void pat_init(void)
+{
+    int i;
+
+    srand(7);
+    for (i = 0; i < TINY_PERIOD; i++)
+        pat[i] = (unsigned char)rand();
+    memcpy(pat + TINY_PERIOD, pat, TINY_CHUNK);
+}
+
 START_TEST(echo_tiny_group_echoes_every_byte_in_order)
 {
     size_t out[TINY_CLIENTS] = { 0 }, in[TINY_CLIENTS] = { 0 }, bad = 0;
@@ -306,10 +317,7 @@ START_TEST(echo_tiny_group_echoes_every_byte_in_order)
     int eof[TINY_CLIENTS] = { 0 }, have[TINY_CLIENTS] = { 0 }, want[TINY_CLIENTS] = { 0 };
     char bye[TINY_CLIENTS][64];
 
-    srand(7);
-    for (i = 0; i < (int)sizeof(pat); i++)
-        pat[i] = (unsigned char)rand();
-    memcpy(pat + TINY_PERIOD, pat, TINY_CHUNK);
+    pat_init();
     fds = pd_test_fd_count();
     server_start_group(&s, 100, 1, 2, 64);
     /* Accepted sockets inherit them: the server's sends fill up soon. */
@@ -356,6 +364,126 @@ START_TEST(echo_tiny_group_echoes_every_byte_in_order)
 END_TEST
 
 /*
+ * More peers that send and never read than the group has buffers (80 for
+ * 64), with small socket buffers on both sides so that every echo soon
+ * waits for room. Each can send only what fits in the sockets and in what
+ * the server copied aside before its recv stopped (well under HOG_MAX);
+ * then the group is full (a stalled connection holds none of it), and a
+ * fresh client is echoed straight away, not when an idle sweep closes the
+ * hogs. A hog that then reads gets every byte it sent, in order; the group
+ * is full and no fd is left at the end.
+ */
+#define HOGS 80
+#define HOG_BUFS 64
+#define HOG_MAX (1 << 20)
+
+/* Turns the runtime until fd has read want bytes into got; the count read. */
+static size_t pump_one(struct server *s, int fd, int hog, size_t want, size_t *bad)
+{
+    unsigned char chunk[TINY_CHUNK];
+    size_t in = 0;
+    int turns;
+
+    for (turns = 0; in < want && turns < 100000; turns++) {
+        struct pollfd pfd = { .fd = fd, .events = POLLIN };
+        ssize_t n;
+
+        ck_assert_int_ge(pd_run_once(s->rt, 0), 0);
+        poll(&pfd, 1, 1);
+        while (in < want && (n = read(fd, chunk, sizeof(chunk))) > 0) {
+            *bad += memcmp(chunk, tiny_at(hog, in), (size_t)n) != 0;
+            in += (size_t)n;
+        }
+    }
+    return in;
+}
+
+START_TEST(echo_hogs_cannot_starve_a_fresh_client)
+{
+    size_t out[HOGS] = { 0 }, bad = 0;
+    struct server s;
+    int c[HOGS + 1], have[2] = { 0 }, want[2] = { 0 }, eof[2] = { 0 };
+    int fds, i, turns, quiet;
+    unsigned avail;
+    char got[2][64];
+
+    pat_init();
+    fds = pd_test_fd_count();
+    server_start_group(&s, 1000, 1, HOG_BUFS, 4096);
+    ck_assert_int_eq(setsockopt(s.lfd, SOL_SOCKET, SO_SNDBUF, &(int){ 4096 }, sizeof(int)), 0);
+    ck_assert_int_eq(setsockopt(s.lfd, SOL_SOCKET, SO_RCVBUF, &(int){ 4096 }, sizeof(int)), 0);
+    for (i = 0; i < HOGS; i++)
+        c[i] = client_connect_bufs(&s, 4096);
+    /* Every hog sends until nothing more goes in for 200 turns. */
+    for (turns = 0, quiet = 0; quiet < 200 && turns < 200000; turns++) {
+        int moved = 0;
+
+        ck_assert_int_ge(pd_run_once(s.rt, 0), 0);
+        for (i = 0; i < HOGS; i++) {
+            ssize_t n;
+
+            while ((n = write(c[i], tiny_at(i, out[i]), TINY_CHUNK)) > 0) {
+                out[i] += (size_t)n;
+                moved = 1;
+            }
+            /* About 35 KiB fit in the sockets: the server stopped reading. */
+            ck_assert_uint_lt(out[i], HOG_MAX);
+        }
+        quiet = moved ? 0 : quiet + 1;
+    }
+    ck_assert_int_eq(quiet, 200);
+    ck_assert_int_eq(server_live(&s), HOGS);
+    avail = pd_bufgroup_available(s.ctx->group);
+
+    /*
+     * A fresh client: its echo comes back. Bounded at 10,000 turns of a
+     * 1 ms poll (10 s or more): without the fix it waits for good.
+     */
+    c[HOGS] = client_connect(&s);
+    pd_test_write(c[HOGS], "hello\n", 6);
+    want[1] = 6;
+    for (turns = 0; have[1] < 6 && turns < 10000; turns++) {
+        struct pollfd pfd = { .fd = c[HOGS], .events = POLLIN };
+        ssize_t n;
+
+        ck_assert_int_ge(pd_run_once(s.rt, 0), 0);
+        poll(&pfd, 1, 1);
+        if ((n = read(c[HOGS], got[1] + have[1], 6 - (size_t)have[1])) > 0)
+            have[1] += (int)n;
+    }
+    ck_assert_int_eq(have[1], 6);
+    ck_assert_mem_eq(got[1], "hello\n", 6);
+    /* The hogs held none of the group while they waited. */
+    ck_assert_uint_eq(avail, HOG_BUFS);
+    ck_assert_uint_ge(s.ctx->stalls, HOGS);
+
+    /* Hog 0 reads at last: everything it sent comes back, in order. */
+    ck_assert_uint_eq(pump_one(&s, c[0], 0, out[0], &bad), out[0]);
+    ck_assert_uint_eq(bad, 0);
+    /* Hogs that leave with unread data reset their connections. */
+    for (i = 1; i < HOGS; i++)
+        close(c[i]);
+    for (turns = 0; server_live(&s) > 2 && turns < 100000; turns++) {
+        ck_assert_int_ge(pd_run_once(s.rt, 0), 0);
+        poll(NULL, 0, server_live(&s) > 2);
+    }
+    ck_assert_int_eq(server_live(&s), 2);
+    c[1] = c[HOGS];
+    have[1] = 0;
+    ck_assert_int_eq(kill(getpid(), SIGTERM), 0);
+    pump(&s, c, 2, got, have, want, 1, eof);
+    for (i = 0; i < 2; i++) {
+        ck_assert_int_eq(have[i], 4);
+        ck_assert_mem_eq(got[i], "bye\n", 4);
+        close(c[i]);
+    }
+    ck_assert_int_eq(pd_run(s.rt), 0);
+    server_free(&s);
+    ck_assert_int_eq(pd_test_fd_count(), fds);
+}
+END_TEST
+
+/*
  * echo_ms_conn under the harness: destroyed at every suspension point, by
  * every path, between any two completions of its multishot recv, with its
  * group (4 buffers of 16 bytes, so that two pings take several) back to
@@ -367,7 +495,6 @@ struct hms_ctx {
     int sv[2];
     int fed;
     echo_ms_ctx ms;
-    echo_backlog backlog[HMS_BUFS];
 };
 
 static struct hms_ctx hms_c;
@@ -386,7 +513,6 @@ static void hms_init(void *self, void *v)
 {
     struct hms_ctx *c = v;
 
-    c->ms.backlog = c->backlog;
     c->ms.conns = NULL;
     c->ms.live = 1;
     c->ms.max_conns = 1;
@@ -458,7 +584,6 @@ struct hma_ctx {
     int lfd;
     struct sockaddr_in addr;
     echo_ms_ctx ms;
-    echo_backlog backlog[HMS_BUFS];
 };
 
 static struct hma_ctx hma_c;
@@ -475,7 +600,6 @@ static void hma_init(void *self, void *v)
 {
     struct hma_ctx *c = v;
 
-    c->ms.backlog = c->backlog;
     c->ms.conns = NULL;
     c->ms.live = 0;
     c->ms.max_conns = 8;
@@ -531,6 +655,7 @@ Suite *pd_suite_echo(void)
     tcase_add_loop_test(tc, echo_connections_over_the_limit_wait_for_a_slot, 0, 2);
     tcase_add_loop_test(tc, echo_client_that_stopped_reading_cannot_stall_shutdown, 0, 2);
     tcase_add_test(tc, echo_tiny_group_echoes_every_byte_in_order);
+    tcase_add_test(tc, echo_hogs_cannot_starve_a_fresh_client);
     tcase_add_test(tc, echo_ms_conn_every_destruction);
     tcase_add_test(tc, echo_ms_accept_every_destruction);
     tcase_set_timeout(tc, 60);

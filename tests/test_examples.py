@@ -317,6 +317,50 @@ class EchoServerProcess(unittest.TestCase):
             whole = pattern * (len(body) // len(pattern) + 1)
             self.assertEqual(body, whole[:len(body)], f"client {i}: echo differs")
 
+    def test_clients_that_never_read_cannot_starve_a_new_one(self):
+        """More clients than the group has buffers (80 for -b 64) send until
+        the server stops reading them, and never read. A new client is still
+        echoed, not only once the idle sweep closes them a minute later.
+        When they leave, the server is back to the descriptors it had, and
+        it exits 0 with every buffer back in its group."""
+        p, port = self.start("-b", "64")
+        fds = len(os.listdir(f"/proc/{p.pid}/fd"))
+        hogs = []
+        for _ in range(80):
+            c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.addCleanup(c.close)
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            c.connect(("127.0.0.1", port))
+            c.setblocking(False)
+            hogs.append(c)
+        chunk, idle_rounds = b"x" * 65536, 0
+        while idle_rounds < 3:
+            progress = 0
+            for c in hogs:
+                try:
+                    while True:
+                        progress += c.send(chunk)
+                except BlockingIOError:
+                    pass
+            idle_rounds = idle_rounds + 1 if progress == 0 else 0
+            time.sleep(0.1)
+        fresh = self.connect(port)
+        self.echo(fresh, b"hello\n")  # fails after the socket's 10 s timeout
+        for c in hogs:
+            c.close()  # with unread data: a reset
+        end = time.monotonic() + 30
+        while len(os.listdir(f"/proc/{p.pid}/fd")) != fds + 1 and time.monotonic() < end:
+            time.sleep(0.05)
+        self.assertEqual(len(os.listdir(f"/proc/{p.pid}/fd")), fds + 1)
+        self.echo(fresh, b"still here\n")
+        p.send_signal(signal.SIGTERM)
+        self.assertEqual(self.read_to_eof(fresh), b"bye\n")
+        fresh.close()
+        out, err = p.communicate(timeout=30)
+        self.assertEqual(p.returncode, 0, err)
+        self.assertIn("0 ops in flight, 0 connections left", out)
+        self.assert_buffers_back(out)
+
     def test_threads_share_the_port_and_all_shut_down(self):
         """-t 4: four threads with a runtime and a listener each; SIGTERM
         shuts every one down: each client gets its goodbye, 0 in flight."""

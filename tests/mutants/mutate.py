@@ -482,6 +482,30 @@ MUTANTS = [
          new="    if (r->hosts > 1)\n",
          inv="httpd: an HTTP/1.1 request without Host is served (RFC 9112 3.2)",
          run="c"),
+    # --- issue 17: echo_server's stalled connections and the buffer group ---
+    dict(name="echo-stall-keeps-reading",
+         file="specs/echo_ms_conn.yaml",
+         old="                  RETURN(-ENOMEM);\n              STOP();\n",
+         new="                  RETURN(-ENOMEM);\n",
+         inv="echo_server: the recv of a connection whose echo waits for room is "
+             "not stopped, so what it holds (its spill) has no cap",
+         run="c"),
+    dict(name="echo-stall-holds-buffer",
+         file="specs/echo_ms_conn.yaml",
+         old="                  RETURN(-ENOMEM);\n              STOP();\n",
+         new="                  RETURN(-ENOMEM);\n              buf = PD_BUF_EMPTY;\n"
+             "              STOP();\n",
+         inv="echo_server: a connection whose echo waits for room keeps the buffer "
+             "of the group it could not send, so peers that never read take the "
+             "group from the others",
+         run="c"),
+    dict(name="echo-drop-keeps-spill",
+         file="specs/echo_ms_conn.yaml",
+         old="  echo_spill_free(self->ctx, &self->spill);\n  if (self->fd >= 0)",
+         new="  if (self->fd >= 0)",
+         inv="echo_server: a connection destroyed while its echo waits for room "
+             "leaks its spill",
+         run="c"),
 ]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
