@@ -1022,6 +1022,62 @@ START_TEST(two_waiters_on_one_socket)
 }
 END_TEST
 
+/*
+ * The peer sends and shuts down while two recvs wait: the event (data and
+ * the shutdown) retries the first, which gets less than it asked for, and
+ * then the second, which must see the end of the stream, with no event to
+ * come: a short read does not mean "drained, wait" once a hangup was seen.
+ * The same with two reads of a pipe whose writer closed.
+ */
+static void sc_eof_after_short(tr *t, tlog *l)
+{
+    int sv[2], p[2];
+    char b[4][8];
+
+    sp(SOCK_STREAM, sv);
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+    Q(t, 1, io_uring_prep_recv(s_, sv[0], b[0], 8, 0));
+    Q(t, 2, io_uring_prep_recv(s_, sv[0], b[1], 8, 0));
+    Q(t, 3, io_uring_prep_read(s_, p[0], b[2], 8, (uint64_t)-1));
+    Q(t, 4, io_uring_prep_read(s_, p[0], b[3], 8, (uint64_t)-1));
+    tr_settle(t, l, 10);
+    ck_assert_int_eq(l->n, 0);
+    ck_assert_int_eq(write(sv[1], "ab", 2), 2);
+    ck_assert_int_eq(shutdown(sv[1], SHUT_WR), 0);
+    ck_assert_int_eq(write(p[1], "cd", 2), 2);
+    close(p[1]);
+    tr_wait(t, l, 4);
+    close(sv[0]);
+    close(sv[1]);
+    close(p[0]);
+    /* Which of the two gets the data is the kernel's choice. */
+    ck_assert_int_eq(find(l, 1, 0)->res + find(l, 2, 0)->res, 2);
+    ck_assert_int_eq(find(l, 1, 0)->res * find(l, 2, 0)->res, 0);
+    ck_assert_int_eq(find(l, 3, 0)->res + find(l, 4, 0)->res, 2);
+    ck_assert_int_eq(find(l, 3, 0)->res * find(l, 4, 0)->res, 0);
+}
+
+/* Runs a scenario on both rings, each checked on its own. */
+static void each(void (*sc)(tr *t, tlog *l))
+{
+    static tlog lg;
+    tr t;
+    int epoll;
+
+    for (epoll = 0; epoll < 2; epoll++) {
+        memset(&lg, 0, sizeof(lg));
+        tr_init(&t, epoll, 64, 0);
+        sc(&t, &lg);
+        tr_exit(&t);
+    }
+}
+
+START_TEST(end_of_stream_after_a_short_read)
+{
+    each(sc_eof_after_short);
+}
+END_TEST
+
 static void *wake_later(void *arg)
 {
     uint64_t one = 1;
@@ -1360,6 +1416,7 @@ Suite *pd_suite_engine_epoll(void)
     tcase_add_test(cmp, multishot_accept);
     tcase_add_test(cmp, multishot_recv_with_a_buffer_ring);
     tcase_add_test(cmp, two_waiters_on_one_socket);
+    tcase_add_test(cmp, end_of_stream_after_a_short_read);
     tcase_add_test(cmp, wake_from_another_thread);
     tcase_add_test(cmp, enter_limit_is_etime);
     tcase_set_timeout(cmp, 60);
