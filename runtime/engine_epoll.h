@@ -1,17 +1,20 @@
 /*
- * The epoll engine's internals, shared by its three files:
- * engine_epoll.c (the ring, records, timers, cancellation, the wait loop),
- * engine_epoll_fd.c (fds: readiness through epoll and the non-blocking
- * syscalls of socket-like ops) and engine_epoll_work.c (the worker pool
- * and the file ops it runs). Only the engine's own thread touches anything
- * here, except what the worker section says.
+ * The epoll engine's internals, shared by its files: engine_epoll.c (the
+ * ring, starting ops, the wait loop, setup), engine_epoll_rec.c (records,
+ * timers, cancellation), engine_epoll_fd.c (the fd table and epoll
+ * registration), engine_epoll_ops.c (the non-blocking attempts at fd ops)
+ * and engine_epoll_work.c (the worker pool and the file ops it runs). Only
+ * the engine's own thread touches anything here, except what the worker
+ * section says.
  */
 #ifndef POLLDROP_ENGINE_EPOLL_H
 #define POLLDROP_ENGINE_EPOLL_H
 
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/epoll.h>
 #include <sys/uio.h>
 
 #include "engine.h"
@@ -181,35 +184,53 @@ enum {
 #define PD__EP_RES_NOTFILE (-100000) /* the fd is not a file: retry inline */
 #define PD__EP_RES_AGAIN (-100001)   /* a pipe side was not ready: wait */
 
-/* engine_epoll.c */
+/* Events: those an error or a hangup makes every waiter retry for... */
+#define PD__EP_ANY (EPOLLIN | EPOLLOUT | EPOLLPRI | EPOLLRDNORM | EPOLLWRNORM)
+/* ...and those a poll request reports whether asked for or not (IO_POLL_UNMASK). */
+#define PD__EP_POLL_UNMASK (EPOLLERR | EPOLLHUP | POLLNVAL | EPOLLRDHUP)
+#define PD__EP_AGAIN(err) ((err) == EAGAIN || (err) == EWOULDBLOCK)
+
+/* engine_epoll.c: the ring, starting ops, the wait loop, setup. */
 int64_t pd__ep_clock(pd__engine *e);
 void pd__ep_post(pd__engine *e, uint64_t ud, int32_t res, uint32_t flags);
-void pd__ep_finish(pd__engine *e, pd__ep_op *r, int32_t res, uint32_t cflags);
-void pd__ep_timer_park(pd__engine *e, pd__ep_op *r, int64_t deadline);
+void pd__ep_emit(pd__engine *e, const struct io_uring_sqe *sqe, int32_t res, uint32_t cflags);
 pd__ep_bufring *pd__ep_bufring_find(pd__engine *e, uint16_t bgid);
 
-/* engine_epoll_fd.c */
+/* engine_epoll_rec.c: records, timers, finishing and cancelling. */
+unsigned pd__ep_pow2(unsigned n);
+int pd__ep_grow(pd__engine *e);
+pd__ep_op *pd__ep_rec_new(pd__engine *e, const pd__ep_op *proto);
+void pd__ep_rec_free(pd__engine *e, pd__ep_op *r);
+void pd__ep_hash_add(pd__engine *e, pd__ep_op *r);
+void pd__ep_heap_push(pd__engine *e, pd__ep_op *r);
+int pd__ep_deadline(pd__engine *e, const struct io_uring_sqe *sqe, int64_t *out);
+void pd__ep_timer_park(pd__engine *e, pd__ep_op *r, int64_t deadline);
+void pd__ep_timers(pd__engine *e);
+void pd__ep_finish(pd__engine *e, pd__ep_op *r, int32_t res, uint32_t cflags);
+void pd__ep_cancel(pd__engine *e, const struct io_uring_sqe *sqe);
+
+/* engine_epoll_fd.c: the fd table, registration, events, checks. */
 pd__ep_fd *pd__ep_fd_get(pd__engine *e, int fd);
+int pd__ep_fd_err(const pd__engine *e, int fd);
 void pd__ep_fd_forget(pd__engine *e, int fd);
 int pd__ep_fd_kind(pd__engine *e, int fd);
-int pd__ep_attempt(pd__engine *e, pd__ep_op *r, int32_t *res, uint32_t *cflags);
 int pd__ep_fd_wait(pd__engine *e, pd__ep_op *r);
 void pd__ep_fd_unwait(pd__engine *e, pd__ep_op *r);
 void pd__ep_fd_event(pd__engine *e, int fd, uint32_t gen, uint32_t events);
 void pd__ep_checks(pd__engine *e);
 void pd__ep_fd_free(pd__engine *e);
 void pd__ep_run(pd__engine *e, pd__ep_op *r, int how, int32_t res, uint32_t cflags);
-int pd__ep_iov(const pd__ep_op *r, struct iovec *tmp, int max, const struct iovec **out);
 
-/* engine_epoll_work.c */
+/* engine_epoll_ops.c: one attempt at an fd op. */
+int pd__ep_attempt(pd__engine *e, pd__ep_op *r, int32_t *res, uint32_t *cflags);
+int pd__ep_iov(const pd__ep_op *r, struct iovec *tmp, int max, const struct iovec **out);
+int pd__ep_nonblock(int fd);
+
+/* engine_epoll_work.c: the worker pool. */
 int pd__ep_work_start(pd__engine *e);
 void pd__ep_work_stop(pd__engine *e);
 void pd__ep_work_queue(pd__engine *e, pd__ep_op *r);
 int pd__ep_work_cancel(pd__engine *e, pd__ep_op *r);
 void pd__ep_work_reap(pd__engine *e);
-
-/* Records (engine_epoll.c). */
-pd__ep_op *pd__ep_rec_new(pd__engine *e, const pd__ep_op *proto);
-void pd__ep_rec_free(pd__engine *e, pd__ep_op *r);
 
 #endif /* POLLDROP_ENGINE_EPOLL_H */
