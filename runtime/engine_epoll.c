@@ -205,13 +205,18 @@ static void pd__ep_start(pd__engine *e, const struct io_uring_sqe *sqe,
     pd__ep_op t, *r, *l;
 
     t.sqe = *sqe;
-    t.link = NULL;
+    t.next = t.prev = t.hnext = t.link = NULL;
+    t.deadline = 0;
+    t.heap = 0;
     t.done = 0;
-    t.flags = PD__EPF_FIRST;
-    t.ecancel = 0;
-    t.state = PD__EP_FREE;
+    t.res = 0;
     t.fd = sqe->fd;
     t.need = 0;
+    t.state = PD__EP_FREE;
+    t.flags = PD__EPF_FIRST;
+    t.ecancel = 0;
+    t.pad = 0;
+    t.wfd = -1;
     t.saved_fl = 0;
     if (lt != NULL && (res = pd__ep_deadline(e, lt, &lt_deadline)) < 0) {
         pd__ep_emit(e, sqe, -ECANCELED, 0);
@@ -328,7 +333,8 @@ static int pd__ep_poll(pd__engine *e, int64_t timeout)
         struct timespec ts = { timeout / 1000000000, timeout % 1000000000 };
 
         n = epoll_pwait2(e->epfd, evs, 128, timeout < 0 ? NULL : &ts, NULL);
-        if (n < 0 && errno == ENOSYS) {
+        /* Before Linux 5.11, or refused by a seccomp filter: milliseconds. */
+        if (n < 0 && (errno == ENOSYS || errno == EPERM)) {
             e->has_pwait2 = 0;
             return 0;
         }

@@ -200,6 +200,17 @@ ok:
     return stale;
 }
 
+/* What the ops waiting on f wait for, together. */
+static uint32_t pd__ep_waiting_for(const pd__ep_fd *f)
+{
+    const pd__ep_op *r;
+    uint32_t need = 0;
+
+    for (r = f->whead; r != NULL; r = r->next)
+        need |= r->need;
+    return need;
+}
+
 static void pd__ep_check_push(pd__engine *e, int fd, pd__ep_fd *f)
 {
     f->on_check = 1;
@@ -228,7 +239,7 @@ int pd__ep_fd_wait(pd__engine *e, pd__ep_op *r)
         return pd__ep_fd_err(e, r->fd);
     force = r->sqe.opcode == IORING_OP_POLL_ADD && !(r->flags & PD__EPF_ARMED);
     if (force || (r->need & ~f->interest) || f->interest == 0) {
-        ret = pd__ep_ctl(e, r->fd, f, f->interest | r->need);
+        ret = pd__ep_ctl(e, r->fd, f, f->interest | r->need | pd__ep_waiting_for(f));
         if (ret < 0)
             return ret;
         r->flags |= PD__EPF_ARMED;
@@ -408,7 +419,7 @@ void pd__ep_checks(pd__engine *e)
         f->on_check = 0;
         if (f->whead == NULL || f->valid == e->epoch)
             continue;
-        ret = pd__ep_ctl(e, fd, f, f->interest ? f->interest : EPOLLIN);
+        ret = pd__ep_ctl(e, fd, f, f->interest | pd__ep_waiting_for(f));
         if (ret == 1) {
             pd__ep_fd_retry(e, fd, PD__EP_ANY, 1);
         } else if (ret < 0) {

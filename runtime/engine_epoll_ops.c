@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,15 +110,30 @@ static off_t pd__ep_off(const pd__ep_op *r)
  * does not. With MSG_WAITALL on a stream the op waits for the rest, as the
  * kernel's retries do; what was moved is the result if an error follows.
  */
+static __attribute__((noinline)) ssize_t pd__ep_sock_iov(pd__ep_op *r, int out, size_t *want)
+{
+    struct iovec tmp[1024];
+    const struct iovec *v;
+    struct msghdr m;
+    int cnt = pd__ep_iov(r, tmp, 1024, &v);
+
+    if (cnt < 0) {
+        errno = -cnt;
+        return -1;
+    }
+    memset(&m, 0, sizeof(m));
+    m.msg_iov = (struct iovec *)v;
+    m.msg_iovlen = (size_t)cnt;
+    *want = pd__ep_iov_total(v, cnt);
+    return out ? sendmsg(r->sqe.fd, &m, MSG_DONTWAIT) : recvmsg(r->sqe.fd, &m, MSG_DONTWAIT);
+}
+
 static int pd__ep_sock_io(pd__engine *e, pd__ep_op *r, int out, int32_t *res)
 {
     const struct io_uring_sqe *s = &r->sqe;
     uint32_t ev = out ? EPOLLOUT : EPOLLIN;
     int fd = s->fd, flags = 0;
     pd__ep_fd *f = pd__ep_fd_get(e, fd);
-    struct iovec tmp[1024];
-    const struct iovec *v;
-    struct msghdr m;
     ssize_t n;
     size_t want;
 
@@ -125,27 +141,18 @@ static int pd__ep_sock_io(pd__engine *e, pd__ep_op *r, int out, int32_t *res)
         *res = pd__ep_fd_err(e, fd);
         return PD__EP_DONE;
     }
+    /*
+     * IORING_RECVSEND_POLL_FIRST is a hint: the kernel's poll would find
+     * the fd ready now as this attempt does.
+     */
     if (s->opcode == IORING_OP_RECV || s->opcode == IORING_OP_SEND ||
-        s->opcode == IORING_OP_SEND_ZC) {
-        if ((r->flags & PD__EPF_FIRST) && (s->ioprio & IORING_RECVSEND_POLL_FIRST))
-            f->maybe &= ~ev;
+        s->opcode == IORING_OP_SEND_ZC)
         flags = (int)s->msg_flags;
-    }
     r->flags &= ~PD__EPF_FIRST;
     if (!(f->maybe & ev))
         return pd__ep_wait_for(r, fd, ev);
     if (s->opcode == IORING_OP_READV || s->opcode == IORING_OP_WRITEV) {
-        int cnt = pd__ep_iov(r, tmp, 1024, &v);
-
-        if (cnt < 0) {
-            *res = cnt;
-            return PD__EP_DONE;
-        }
-        memset(&m, 0, sizeof(m));
-        m.msg_iov = (struct iovec *)v;
-        m.msg_iovlen = (size_t)cnt;
-        want = pd__ep_iov_total(v, cnt);
-        n = out ? sendmsg(fd, &m, MSG_DONTWAIT) : recvmsg(fd, &m, MSG_DONTWAIT);
+        n = pd__ep_sock_iov(r, out, &want);
     } else {
         char *buf = (char *)(uintptr_t)s->addr + r->done;
 
@@ -191,8 +198,6 @@ static int pd__ep_msg(pd__engine *e, pd__ep_op *r, int out, int32_t *res)
         *res = (s->ioprio & IORING_RECV_MULTISHOT) ? -EOPNOTSUPP : -EINVAL;
         return PD__EP_DONE;
     }
-    if ((r->flags & PD__EPF_FIRST) && (s->ioprio & IORING_RECVSEND_POLL_FIRST))
-        f->maybe &= ~ev;
     r->flags &= ~PD__EPF_FIRST;
     if (!(f->maybe & ev))
         return pd__ep_wait_for(r, s->fd, ev);
@@ -234,8 +239,6 @@ static int pd__ep_recv_sel(pd__engine *e, pd__ep_op *r, int32_t *res, uint32_t *
     if (multi)
         r->flags |= PD__EPF_MULTI;
     r->flags &= ~PD__EPF_FIRST;
-    if (first && (s->ioprio & IORING_RECVSEND_POLL_FIRST))
-        f->maybe &= ~EPOLLIN;
     for (;;) {
         pd__ep_bufring *b = pd__ep_bufring_find(e, s->buf_group);
         struct io_uring_buf *buf;
@@ -334,8 +337,6 @@ static int pd__ep_accept(pd__engine *e, pd__ep_op *r, int32_t *res)
         }
         if (multi)
             r->flags |= PD__EPF_MULTI;
-        if (s->ioprio & IORING_ACCEPT_POLL_FIRST)
-            return pd__ep_wait_for(r, fd, EPOLLIN);
     }
     for (;;) {
         int nfd;
@@ -469,25 +470,19 @@ static int pd__ep_poll_add(pd__engine *e, pd__ep_op *r, int32_t *res)
  * completes or would block (page-cache hits complete here), and what is
  * left goes to a worker, as does every write.
  */
-static int pd__ep_rw(pd__engine *e, pd__ep_op *r, int32_t *res)
+static __attribute__((noinline)) int pd__ep_rw_other(pd__engine *e, pd__ep_op *r, int kind,
+                                                     int32_t *res)
 {
     const struct io_uring_sqe *s = &r->sqe;
     int out = s->opcode == IORING_OP_WRITE || s->opcode == IORING_OP_WRITEV;
     uint32_t ev = out ? EPOLLOUT : EPOLLIN;
-    int fd = s->fd, kind = pd__ep_fd_kind(e, fd), cnt;
+    int fd = s->fd, cnt;
     struct iovec tmp[1024];
     const struct iovec *v;
-    pd__ep_fd *f;
+    pd__ep_fd *f = &e->fds[fd];
     ssize_t n;
 
-    if (kind < 0) {
-        *res = kind;
-        return PD__EP_DONE;
-    }
-    if (kind == PD__FK_STREAM || kind == PD__FK_SOCK)
-        return pd__ep_sock_io(e, r, out, res);
     r->flags &= ~PD__EPF_FIRST;
-    f = &e->fds[fd];
     if (kind == PD__FK_FILE) {
         if (out)
             return PD__EP_WORK;
@@ -533,9 +528,30 @@ static int pd__ep_rw(pd__engine *e, pd__ep_op *r, int32_t *res)
             *res = -errno;
             return PD__EP_DONE;
         }
-        if (!(fl & O_NONBLOCK) && poll(&p, 1, 0) == 0) {
-            f->maybe &= ~ev;
-            return pd__ep_wait_for(r, fd, ev);
+        if (!(fl & O_NONBLOCK)) {
+            if (poll(&p, 1, 0) == 0) {
+                f->maybe &= ~ev;
+                return pd__ep_wait_for(r, fd, ev);
+            }
+            /*
+             * A blocking fd that is ready: a read takes what is there; a
+             * write of PIPE_BUF bytes or less fits in a writable pipe.
+             */
+            if (out && pd__ep_iov_total(v, cnt) > PIPE_BUF) {
+                if (v != tmp) {
+                    memcpy(tmp, v, (size_t)cnt * sizeof(*v));
+                    v = tmp;
+                }
+                for (n = 0; n < cnt; n++) {
+                    size_t room = PIPE_BUF - pd__ep_iov_total(tmp, (int)n);
+
+                    if (tmp[n].iov_len >= room) {
+                        tmp[n].iov_len = room;
+                        cnt = (int)n + 1;
+                        break;
+                    }
+                }
+            }
         }
         n = out ? pwritev2(fd, v, cnt, -1, 0) : preadv2(fd, v, cnt, -1, 0);
     }
@@ -554,6 +570,20 @@ static int pd__ep_rw(pd__engine *e, pd__ep_op *r, int32_t *res)
     return PD__EP_DONE;
 }
 
+static int pd__ep_rw(pd__engine *e, pd__ep_op *r, int32_t *res)
+{
+    int out = r->sqe.opcode == IORING_OP_WRITE || r->sqe.opcode == IORING_OP_WRITEV;
+    int kind = pd__ep_fd_kind(e, r->sqe.fd);
+
+    if (kind < 0) {
+        *res = kind;
+        return PD__EP_DONE;
+    }
+    if (kind == PD__FK_STREAM || kind == PD__FK_SOCK)
+        return pd__ep_sock_io(e, r, out, res);
+    return pd__ep_rw_other(e, r, kind, res);
+}
+
 /*
  * splice. With a file on either side it runs on a worker; between pipes
  * and sockets it runs here, with SPLICE_F_NONBLOCK for the pipe side and
@@ -570,8 +600,10 @@ static int pd__ep_splice(pd__engine *e, pd__ep_op *r, int32_t *res)
         *res = -EBADF;
         return PD__EP_DONE;
     }
-    if ((kin = pd__ep_fd_kind(e, in)) < 0 || (kout = pd__ep_fd_kind(e, out)) < 0) {
-        *res = kin < 0 ? kin : pd__ep_fd_kind(e, out);
+    kin = pd__ep_fd_kind(e, in);
+    kout = pd__ep_fd_kind(e, out);
+    if (kin < 0 || kout < 0) {
+        *res = kin < 0 ? kin : kout;
         return PD__EP_DONE;
     }
     if (kin == PD__FK_FILE || kout == PD__FK_FILE)
