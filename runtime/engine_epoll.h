@@ -141,7 +141,8 @@ struct pd__engine {
     /* Records. */
     pd__ep_op **chunks;
     unsigned nchunks, chunk_len, nrec, inuse;
-    pd__ep_op *free;
+    unsigned fresh;            /* the newest chunk's records handed out (the rest untouched) */
+    pd__ep_op *free;           /* records given back */
     pd__ep_op **hash;          /* by user_data; nrec buckets, a power of two */
     unsigned hmask;
     pd__ep_op **heap;          /* timers, earliest first */

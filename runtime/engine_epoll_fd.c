@@ -280,10 +280,10 @@ void pd__ep_fd_unwait(pd__engine *e, pd__ep_op *r)
  * What an op that must wait does when its fd cannot be waited on (epoll
  * says EPERM: a regular file, a directory, /dev/null): reads, writes and
  * splices go to a worker, where blocking is what such files do; a poll
- * completes with the always-ready mask (a multishot one once, then it
- * stays armed until cancelled, never firing again, as the kernel's).
+ * completes with the always-ready mask, once (a multishot one too, without
+ * F_MORE, as the kernel's).
  */
-static int pd__ep_not_pollable(pd__engine *e, pd__ep_op *r, int32_t *res)
+static int pd__ep_not_pollable(pd__ep_op *r, int32_t *res)
 {
     const struct io_uring_sqe *s = &r->sqe;
 
@@ -296,10 +296,6 @@ static int pd__ep_not_pollable(pd__engine *e, pd__ep_op *r, int32_t *res)
         return PD__EP_WORK;
     case IORING_OP_POLL_ADD:
         *res = (int32_t)(PD__EP_POLL_DEFAULT & (s->poll32_events | PD__EP_POLL_UNMASK));
-        if (r->flags & PD__EPF_MULTI) {
-            pd__ep_post(e, s->user_data, *res, IORING_CQE_F_MORE);
-            return PD__EP_TIMED;
-        }
         return PD__EP_DONE;
     default:
         *res = -EPERM;
@@ -326,9 +322,6 @@ void pd__ep_run(pd__engine *e, pd__ep_op *r, int how, int32_t res, uint32_t cfla
         case PD__EP_WORK:
             pd__ep_work_queue(e, r);
             return;
-        case PD__EP_TIMED:
-            pd__ep_timer_park(e, r, INT64_MAX);
-            return;
         default:
             break;
         }
@@ -339,7 +332,7 @@ void pd__ep_run(pd__engine *e, pd__ep_op *r, int how, int32_t res, uint32_t cfla
             pd__ep_fd_unwait(e, r);
             how = pd__ep_attempt(e, r, &res, &cflags);
         } else if (ret == -EPERM) {
-            how = pd__ep_not_pollable(e, r, &res);
+            how = pd__ep_not_pollable(r, &res);
             cflags = 0;
         } else {
             how = PD__EP_DONE;
@@ -432,7 +425,7 @@ void pd__ep_checks(pd__engine *e)
 
                 pd__ep_fd_unwait(e, r);
                 if (ret == -EPERM)
-                    how = pd__ep_not_pollable(e, r, &res);
+                    how = pd__ep_not_pollable(r, &res);
                 pd__ep_run(e, r, how, res, 0);
             }
         }

@@ -79,10 +79,8 @@ int pd__ep_grow(pd__engine *e)
         return -ENOMEM;
     }
     e->chunks[e->nchunks++] = c;
-    for (i = n; i-- > 0;) {
-        c[i].next = e->free;
-        e->free = &c[i];
-    }
+    /* Handed out from the start of the chunk: untouched pages stay unmapped. */
+    e->fresh = 0;
     /* Rebuild the hash with the records in it. */
     free(e->hash);
     e->hash = hash;
@@ -98,17 +96,21 @@ int pd__ep_grow(pd__engine *e)
     return 0;
 }
 
-/* A record holding a copy of proto, or NULL when memory ran out. */
+/*
+ * A record holding a copy of proto, or NULL when memory ran out: a freed
+ * one, else the next never used in the newest chunk, else a new chunk.
+ */
 pd__ep_op *pd__ep_rec_new(pd__engine *e, const pd__ep_op *proto)
 {
     pd__ep_op *r = e->free;
 
-    if (r == NULL) {
-        if (pd__ep_grow(e) < 0)
+    if (r != NULL) {
+        e->free = r->next;
+    } else {
+        if (e->fresh == e->chunk_len && pd__ep_grow(e) < 0)
             return NULL;
-        r = e->free;
+        r = &e->chunks[e->nchunks - 1][e->fresh++];
     }
-    e->free = r->next;
     *r = *proto;
     r->next = r->prev = r->hnext = NULL;
     r->flags &= ~PD__EPF_HASHED;
@@ -333,7 +335,7 @@ void pd__ep_cancel(pd__engine *e, const struct io_uring_sqe *sqe)
             cur = r;
             r = r->hnext;
         } else {
-            if (i == e->nchunks)
+            if (i == e->nchunks || (i + 1 == e->nchunks && j == e->fresh))
                 break;
             cur = &e->chunks[i][j];
             if (++j == e->chunk_len) {

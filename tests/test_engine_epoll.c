@@ -1078,6 +1078,70 @@ START_TEST(end_of_stream_after_a_short_read)
 }
 END_TEST
 
+/* Odds and ends the kernel answers in its own way: the engine must match. */
+static void sc_misc(tr *t, tlog *l)
+{
+    struct __kernel_timespec lt = { 0, 20000000 };
+    int sv[2], mv[2], f = open("/etc/passwd", O_RDONLY | O_CLOEXEC);
+    int d = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    char b[8];
+
+    sp(SOCK_STREAM, sv);
+    sp(SOCK_STREAM, mv);
+    /* A file cannot be waited on: always ready, once. */
+    Q(t, 1, io_uring_prep_poll_add(s_, f, POLLIN | POLLOUT | POLLPRI));
+    one(t, l);
+    Q(t, 2, io_uring_prep_poll_multishot(s_, f, POLLIN));
+    one(t, l);
+    /* MSG_WAITALL: the rest is waited for; the end of the stream ends it. */
+    Q(t, 3, io_uring_prep_recv(s_, sv[0], b, 8, MSG_WAITALL));
+    tr_settle(t, l, 10);
+    ck_assert_int_eq(write(sv[1], "abc", 3), 3);
+    tr_settle(t, l, 20);
+    ck_assert_int_eq(count(l, 3), 0);
+    ck_assert_int_eq(write(sv[1], "defgh", 5), 5);
+    one(t, l);
+    Q(t, 4, io_uring_prep_recv(s_, sv[0], b, 8, MSG_WAITALL));
+    ck_assert_int_eq(write(sv[1], "ab", 2), 2);
+    ck_assert_int_eq(shutdown(sv[1], SHUT_WR), 0);
+    one(t, l);
+    /* A linked timeout on a multishot poll ends it after its first event. */
+    Q(t, 5, (io_uring_prep_poll_multishot(s_, mv[0], POLLIN), s_->flags |= IOSQE_IO_LINK));
+    Q(t, 6, io_uring_prep_link_timeout(s_, &lt, 0));
+    tr_enter(t, 0, 0);
+    ck_assert_int_eq(write(mv[1], "x", 1), 1);
+    tr_wait(t, l, l->n + 3);
+    /* Errors of reads. */
+    Q(t, 7, io_uring_prep_read(s_, d, b, sizeof(b), 0));
+    one(t, l);
+    Q(t, 8, io_uring_prep_fsync(s_, sv[0], 0));
+    one(t, l);
+    Q(t, 9, io_uring_prep_read(s_, f, b, sizeof(b), 0));
+    one(t, l);
+    close(f);
+    close(d);
+    close(sv[0]);
+    close(sv[1]);
+    close(mv[0]);
+    close(mv[1]);
+    expect(t, l, 1, 0, POLLIN | POLLOUT, 0);
+    expect(t, l, 2, 0, POLLIN, 0);
+    expect(t, l, 3, 0, 8, 0);
+    expect(t, l, 4, 0, 2, 0);
+    expect(t, l, 5, 0, POLLIN, IORING_CQE_F_MORE);
+    expect(t, l, 5, 1, -ECANCELED, 0);
+    expect(t, l, 6, 0, -ETIME, 0);
+    expect(t, l, 7, 0, -EISDIR, 0);
+    expect(t, l, 8, 0, -EINVAL, 0);
+    expect(t, l, 9, 0, 8, 0);
+}
+
+START_TEST(odds_and_ends)
+{
+    both(sc_misc);
+}
+END_TEST
+
 static void *wake_later(void *arg)
 {
     uint64_t one = 1;
@@ -1417,6 +1481,7 @@ Suite *pd_suite_engine_epoll(void)
     tcase_add_test(cmp, multishot_recv_with_a_buffer_ring);
     tcase_add_test(cmp, two_waiters_on_one_socket);
     tcase_add_test(cmp, end_of_stream_after_a_short_read);
+    tcase_add_test(cmp, odds_and_ends);
     tcase_add_test(cmp, wake_from_another_thread);
     tcase_add_test(cmp, enter_limit_is_etime);
     tcase_set_timeout(cmp, 60);
