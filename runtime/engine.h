@@ -55,7 +55,7 @@ typedef struct pd__engine_vt {
  * The epoll engine (runtime/engine_epoll*.c): socket-like fds through
  * non-blocking syscalls and epoll readiness, file operations on a fixed
  * pool of worker threads, timeouts on a timer heap. docs/design.md,
- * "Engines", says what it guarantees and what it does not do.
+ * "The epoll engine", says what it guarantees and what it does not do.
  */
 extern const pd__engine_vt pd__engine_epoll;
 

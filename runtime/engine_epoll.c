@@ -485,7 +485,6 @@ static int pd__ep_init(struct io_uring *ring, unsigned entries, unsigned cq_entr
                        pd__engine **out)
 {
     struct epoll_event ev = { .events = EPOLLIN | EPOLLET, .data.u64 = PD__EP_WAKE_TAG };
-    struct rlimit rl;
     pd__engine *e;
     unsigned i;
     int ret;
@@ -508,17 +507,11 @@ static int pd__ep_init(struct io_uring *ring, unsigned entries, unsigned cq_entr
     e->cq_kmask = e->cq_mask = cq_entries - 1;
     e->cq_kentries = e->cq_entries = cq_entries;
     e->chunk_len = 2 * cq_entries > PD__EP_MIN_RECORDS ? 2 * cq_entries : PD__EP_MIN_RECORDS;
-    e->fdmax = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-                       rl.rlim_cur < (1u << 24)
-                   ? (int)rl.rlim_cur
-                   : 1 << 24;
-    if (e->fdmax < 1024)
-        e->fdmax = 1024;
-    e->sqes = aligned_alloc(64, entries * sizeof(*e->sqes));
-    e->sq_array = malloc(entries * sizeof(*e->sq_array));
-    e->cqes = aligned_alloc(64, cq_entries * sizeof(*e->cqes));
+    pd__ep_fd_limit(e);
     ret = -ENOMEM;
-    if (e->sqes == NULL || e->sq_array == NULL || e->cqes == NULL || pd__ep_grow(e) < 0)
+    if (posix_memalign((void **)&e->sqes, 64, entries * sizeof(*e->sqes)) != 0 ||
+        posix_memalign((void **)&e->cqes, 64, cq_entries * sizeof(*e->cqes)) != 0 ||
+        (e->sq_array = malloc(entries * sizeof(*e->sq_array))) == NULL || pd__ep_grow(e) < 0)
         goto fail;
     memset(e->sqes, 0, entries * sizeof(*e->sqes));
     memset(e->cqes, 0, cq_entries * sizeof(*e->cqes));

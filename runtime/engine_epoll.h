@@ -212,6 +212,7 @@ void pd__ep_cancel(pd__engine *e, const struct io_uring_sqe *sqe);
 
 /* engine_epoll_fd.c: the fd table, registration, events, checks. */
 pd__ep_fd *pd__ep_fd_get(pd__engine *e, int fd);
+int pd__ep_fd_limit(pd__engine *e);
 int pd__ep_fd_err(const pd__engine *e, int fd);
 void pd__ep_fd_forget(pd__engine *e, int fd);
 int pd__ep_fd_kind(pd__engine *e, int fd);

@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -44,14 +45,29 @@
 /* --- the fd table --- */
 
 /*
+ * The highest fd number the table may hold, plus one: RLIMIT_NOFILE, read
+ * again whenever a larger fd shows up (the program may have raised it),
+ * within [1024, 2^24].
+ */
+int pd__ep_fd_limit(pd__engine *e)
+{
+    struct rlimit rl;
+
+    e->fdmax = 1 << 24;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)e->fdmax)
+        e->fdmax = rl.rlim_cur < 1024 ? 1024 : (int)rl.rlim_cur;
+    return e->fdmax;
+}
+
+/*
  * fd's entry, growing the table (by doubling) when needed; NULL for a
- * number no fd can have (negative, or past RLIMIT_NOFILE as read at init)
- * or when memory ran out. The table moves when it grows: callers re-read
+ * number no fd can have (negative, or past RLIMIT_NOFILE) or when memory
+ * ran out. The table moves when it grows: callers re-read
  * their entry pointers after getting another fd's.
  */
 pd__ep_fd *pd__ep_fd_get(pd__engine *e, int fd)
 {
-    if (fd < 0 || fd >= e->fdmax)
+    if (fd < 0 || (fd >= e->fdmax && pd__ep_fd_limit(e) <= fd))
         return NULL;
     if (fd >= e->nfds) {
         int n = e->nfds ? e->nfds : 64, i;
