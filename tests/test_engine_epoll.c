@@ -87,7 +87,7 @@ static struct io_uring_sqe *tr_sqe(tr *t)
 {
     struct io_uring_sqe *s = io_uring_get_sqe(&t->ring);
 
-    ck_assert_ptr_nonnull(s);
+    PD_CHECK(s != NULL);
     return s;
 }
 
@@ -1462,6 +1462,57 @@ START_TEST(many_requests_grow_the_pool)
 }
 END_TEST
 
+/*
+ * A steady state allocates nothing: round trips that wait for readiness,
+ * file ops on the workers and timers, after a first round that sized the
+ * fd table and the records. (PD_CHECK, not ck_assert: Check allocates.)
+ */
+START_TEST(steady_state_allocates_nothing)
+{
+    struct __kernel_timespec ts = { 0, 1000 };
+    int sv[2], fd, round, i;
+    long before = 0;
+    char b[8];
+    tr t;
+
+    tmp_make();
+    fd = open(tmp_path("a"), O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+    ck_assert_int_ge(fd, 0);
+    sp(SOCK_STREAM, sv);
+    tr_init(&t, 1, 16, 0);
+    for (round = 0; round < 2; round++) {
+        if (round == 1)
+            before = pd_test_allocs;
+        for (i = 0; i < 100; i++) {
+            struct io_uring_cqe *c;
+            unsigned head, n = 0, got = 0;
+
+            Q(&t, 1, io_uring_prep_recv(s_, sv[0], b, sizeof(b), 0));
+            Q(&t, 2, io_uring_prep_fsync(s_, fd, IORING_FSYNC_DATASYNC));
+            Q(&t, 3, io_uring_prep_timeout(s_, &ts, 0, 0));
+            PD_CHECK(tr_enter(&t, 0, 0) == 3);
+            PD_CHECK(write(sv[1], "x", 1) == 1);
+            while (got < 3) {
+                PD_CHECK(tr_enter(&t, 1, 5000) >= 0);
+                io_uring_for_each_cqe(&t.ring, head, c) {
+                    PD_CHECK(c->res == (c->user_data == 1 ? 1 : c->user_data == 2 ? 0 : -ETIME));
+                    n++;
+                }
+                io_uring_cq_advance(&t.ring, n);
+                got += n;
+                n = 0;
+            }
+        }
+    }
+    PD_CHECK(pd_test_allocs == before);
+    tr_exit(&t);
+    close(sv[0]);
+    close(sv[1]);
+    close(fd);
+    tmp_remove();
+}
+END_TEST
+
 Suite *pd_suite_engine_epoll(void)
 {
     Suite *s = suite_create("engine_epoll");
@@ -1493,6 +1544,7 @@ Suite *pd_suite_engine_epoll(void)
     tcase_add_test(own, fd_number_reused_behind_the_engines_back);
     tcase_add_test(own, exit_with_requests_in_flight);
     tcase_add_test(own, many_requests_grow_the_pool);
+    tcase_add_test(own, steady_state_allocates_nothing);
     tcase_set_timeout(own, 60);
     suite_add_tcase(s, own);
     return s;
