@@ -35,6 +35,11 @@ GEN_DEPS   := $(wildcard gen/*.py) $(wildcard templates/*.j2)
 
 RT_SRC   := runtime/runtime.c
 RT_HDR   := runtime/polldrop.h runtime/pd_internal.h
+# The epoll engine (runtime/engine_epoll*.c), behind the seam of engine.h.
+EP_SRC   := $(wildcard runtime/engine_epoll*.c)
+EP_HDR   := runtime/engine.h runtime/engine_epoll.h
+EP_OBJ      := $(EP_SRC:runtime/%.c=build/obj/%.o)
+EP_OBJ_ASAN := $(EP_SRC:runtime/%.c=build/asan/%.o)
 # The harness library: runtime/harness.c and the allocation counter.
 HARNESS  := harness harness_alloc
 TEST_SRC := $(wildcard tests/*.c)
@@ -110,9 +115,19 @@ build/obj/runtime.o: $(RT_SRC) $(RT_HDR) | deps
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(WARN) $(CFLAGS) -Iruntime -c $< -o $@
 
+$(EP_OBJ): build/obj/%.o: runtime/%.c $(EP_HDR) | deps
+	$(call say,CC,$<)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(WARN) $(CFLAGS) -Iruntime -c $< -o $@
+
+$(EP_OBJ_ASAN): build/asan/%.o: runtime/%.c $(EP_HDR) | deps
+	$(call say,CC-SAN,$<)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(WARN) $(SANFLAGS) -Iruntime -c $< -o $@
+
 # The library futures (every spec in specs/) come compiled into the library:
 # a program, or a user's spec that embeds one, needs nothing else.
-build/libpolldrop.a: build/obj/runtime.o $(NAMES:%=build/obj/gen/%.o)
+build/libpolldrop.a: build/obj/runtime.o $(EP_OBJ) $(NAMES:%=build/obj/gen/%.o)
 	$(call say,AR,$@)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
@@ -170,20 +185,20 @@ build/asan/gen-test/%.o: build/gen-test/%.c build/gen-test/.stamp build/gen/.sta
 
 # --- tests ---
 
-TEST_OBJ      := $(TEST_SRC:tests/%.c=build/obj/tests/%.o) build/obj/runtime.o \
+TEST_OBJ      := $(TEST_SRC:tests/%.c=build/obj/tests/%.o) build/obj/runtime.o $(EP_OBJ) \
                  $(NAMES:%=build/obj/gen/%.o) $(TEST_NAMES:%=build/obj/gen-test/%.o) \
                  $(HTTPD_OBJ)
-TEST_OBJ_ASAN := $(TEST_SRC:tests/%.c=build/asan/tests/%.o) build/asan/runtime.o \
+TEST_OBJ_ASAN := $(TEST_SRC:tests/%.c=build/asan/tests/%.o) build/asan/runtime.o $(EP_OBJ_ASAN) \
                  $(NAMES:%=build/asan/gen/%.o) $(TEST_NAMES:%=build/asan/gen-test/%.o) \
                  $(HTTPD_OBJ_ASAN)
 
-build/obj/tests/%.o: tests/%.c $(TEST_HDR) $(RT_HDR) runtime/harness.h build/gen/.stamp build/gen-test/.stamp \
+build/obj/tests/%.o: tests/%.c $(TEST_HDR) $(RT_HDR) $(EP_HDR) runtime/harness.h build/gen/.stamp build/gen-test/.stamp \
                      build/gen-httpd/.stamp
 	$(call say,CC,$<)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) -D_GNU_SOURCE -Ibuild/gen-test -Itests $(HTTPD_INC) $(shell pkg-config --cflags check) -c $< -o $@
 
-build/asan/tests/%.o: tests/%.c $(TEST_HDR) $(RT_HDR) runtime/harness.h build/gen/.stamp build/gen-test/.stamp \
+build/asan/tests/%.o: tests/%.c $(TEST_HDR) $(RT_HDR) $(EP_HDR) runtime/harness.h build/gen/.stamp build/gen-test/.stamp \
                       build/gen-httpd/.stamp
 	$(call say,CC-SAN,$<)
 	$(Q)mkdir -p $(@D)

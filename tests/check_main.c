@@ -42,6 +42,7 @@ static const suite_fn suites[] = {
     pd_suite_arrays,
     pd_suite_join_task,
     pd_suite_loop,
+    pd_suite_engine_epoll,
 #ifdef PD_CHECKED
     /* Only the checked build catches misuse; the plain one has no such suite. */
     pd_suite_misuse,

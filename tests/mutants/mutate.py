@@ -506,6 +506,42 @@ MUTANTS = [
          inv="echo_server: a connection destroyed while its echo waits for room "
              "leaks its spill",
          run="c"),
+    # --- issue 19: the epoll engine ---
+    dict(name="ep-cancel-running-stops",
+         file="runtime/engine_epoll_work.c",
+         old="    int ret = -EALREADY;\n\n    pthread_mutex_lock(&e->lock);",
+         new="    int ret = 0;\n\n    pthread_mutex_lock(&e->lock);",
+         inv="1: a cancelled op a worker is running is reported stopped (-ECANCELED) "
+             "while the worker may still write its buffer",
+         run="c"),
+    dict(name="ep-drained-after-hangup",
+         file="runtime/engine_epoll_ops.c",
+         old="           !(f->maybe & (EPOLLRDHUP | EPOLLHUP | EPOLLERR));",
+         new="           1;",
+         inv="epoll engine: a read waiting behind a short read never sees the end "
+             "of the stream whose event the short read took (it hangs)",
+         run="c"),
+    dict(name="ep-grace-never-checks",
+         file="runtime/engine_epoll_fd.c",
+         old="    f->check_at = pd__ep_clock(e) + PD__EP_GRACE_NS;",
+         new="    f->check_at = INT64_MAX;",
+         inv="epoll engine: an op on an fd number closed and reused behind the "
+             "engine's back waits on a registration that is gone (forever)",
+         run="c"),
+    dict(name="ep-overflow-jumps-queue",
+         file="runtime/engine_epoll.c",
+         old="    if (e->ovf_len != 0 || pd__ep_cq_ready(e) >= e->cq_entries) {",
+         new="    if (pd__ep_cq_ready(e) >= e->cq_entries) {",
+         inv="epoll engine: after a CQ overflow, new completions overtake the "
+             "overflowed ones (a multishot slot's order is lost)",
+         run="c"),
+    dict(name="ep-linked-timeout-left-armed",
+         file="runtime/engine_epoll_rec.c",
+         old="    pd__ep_op *lt = r->link;\n",
+         new="    pd__ep_op *lt = NULL;\n",
+         inv="1: an op that completed after waiting leaves its linked timeout "
+             "armed: its completion never comes (or comes for a reused record)",
+         run="c"),
 ]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
