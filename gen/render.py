@@ -49,11 +49,11 @@ def _indented(text, indent):
 
 def snip(s, indent=0):
     """Statements from the spec on lines of their own, fenced by #line, in
-    a block whose closing brace is still the spec's: on its own line (the
-    last one may end in a // comment) numbered as the snippet's last. Code
-    that ends mid-statement (a for without its body, `x =`) then meets that
-    brace and is reported at the spec, instead of taking the generated
-    code that follows as the rest of its statement.
+    a block whose closing brace is still the spec's: numbered as the
+    snippet's last line, on a line of its own (that last line may end in a
+    // comment). Code that ends mid-statement (a for without its body,
+    `x =`) then meets that brace and is reported at the spec, instead of
+    taking the generated code that follows as the rest of its statement.
 
     Must be placed at the start of a template line.
     """
