@@ -48,11 +48,19 @@ def _indented(text, indent):
 
 
 def snip(s, indent=0):
-    """Statements from the spec on lines of their own, fenced by #line.
+    """Statements from the spec on lines of their own, fenced by #line, in
+    a block whose closing brace is still the spec's: numbered as the
+    snippet's last line, on a line of its own (that last line may end in a
+    // comment). Code that ends mid-statement (a for without its body,
+    `x =`) then meets that brace and is reported at the spec, instead of
+    taking the generated code that follows as the rest of its statement.
 
     Must be placed at the start of a template line.
     """
-    return f"{_line(s)}\n{_indented(s.text, indent)}\n{RESTORE}"
+    text = _indented(s.text, indent)
+    pad = " " * max(indent - 4, 0)
+    last = f'#line {s.line + text.count(chr(10))} "{c_string(s.file)}"'
+    return f"{pad}{{\n{_line(s)}\n{text}\n{last}\n{pad}}}\n{RESTORE}"
 
 
 def expr(s, indent=0):

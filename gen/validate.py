@@ -47,8 +47,8 @@ GENERATED_LOCALS = frozenset(["self", "cx", "res", "out", "cqe_flags", "more", "
                               "index", "timed_out"])
 
 # How deep the fall-through check follows nested statements (blocks, if and
-# else): it recurses, once or twice per level. 127 is the nesting of blocks
-# C compilers must take (C11 5.2.4.1).
+# else): it recurses, up to three calls a level, and Python's stack is
+# bounded. 127 is the nesting of blocks C compilers must take (C11 5.2.4.1).
 MAX_NESTING = 127
 
 # Plain YAML scalars that YAML itself reads as null: in a spec they are
@@ -1173,14 +1173,14 @@ def _statement(text, i, depth, base):
                 return jumps and other, i
     if m:
         raise _Unknown()    # loops and switches: not followed
-    depth = 0
+    brackets = 0
     for j in range(i, len(text)):
         c = text[j]
         if c in "([{":
-            depth += 1
+            brackets += 1
         elif c in ")]}":
-            depth -= 1
-        elif c == ";" and depth == 0:
+            brackets -= 1
+        elif c == ";" and brackets == 0:
             return bool(JUMP.match(text[i:j + 1].strip())), j + 1
     return bool(JUMP.match(text[i:].strip())), len(text)
 

@@ -335,6 +335,8 @@ class Worker:
         if self.p is not None:
             self.p.kill()
             self.p.wait()
+            self.p.stdin.close()
+            self.p.stdout.close()
             self.p = None
 
 

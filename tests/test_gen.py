@@ -1490,6 +1490,21 @@ class LineDirectives(GenTest):
                                          ["-ftrack-macro-expansion=0"])
                 self.assertRegex(self.first_error(err), r"f\.yaml:7:\d+: error: .*no_such_")
 
+    def test_code_that_ends_mid_statement_is_reported_at_the_spec(self):
+        # What follows a snippet is generated code: it must not become the
+        # rest of the snippet's last statement (the body of its for or if).
+        head = ("future: f\nfields:\n  - {name: n, type: int}\nstates:\n  a:\n"
+                "    io: nop\n    then: RETURN(res);\n")
+        for code in ("for (int i = 0; i < self->n; i++)", "self->n = // and then",
+                     "if (self->n)", "self->n = self->n +"):
+            with self.subTest(code=code):
+                err = self.compile_error(head + "teardown: {t: {do: DONE();}}\n"
+                                         "drop: |\n  " + code + "\n")
+                self.assertRegex(self.first_error(err), r"f\.yaml:10:\d+: error: ")
+                err = self.compile_error(head + "teardown:\n  t:\n    do: |\n      " + code
+                                         + "\ndrop: \"\"\n")
+                self.assertRegex(self.first_error(err), r"f\.yaml:11:\d+: error: ")
+
     def test_clean_spec_compiles_cleanly(self):
         self.assertEqual(self.run_gen(self.spec("good", GOOD))[0], 0)
         status, stderr = self.cc("good")

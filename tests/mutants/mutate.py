@@ -381,6 +381,13 @@ MUTANTS = [
          inv="generator: STOP() in the then of a multishot select branch is accepted "
              "(its wait never sends a missed stop again)",
          run="gen"),
+    dict(name="gen-snippet-unbraced",
+         file="gen/render.py",
+         old='    return f"{pad}{{\\n{_line(s)}\\n{text}\\n{last}\\n{pad}}}\\n{RESTORE}"',
+         new='    return f"{_line(s)}\\n{text}\\n{RESTORE}"',
+         inv="generator: code that ends mid-statement takes the generated code that "
+             "follows as its rest, and is reported against the generated .c",
+         run="gen"),
     dict(name="completed-after-cancel",
          file="templates/future.c.j2",
          old="#define COMPLETED(a, i) ((self->pd__##a##_cs[(i)] & PD__CH_OK) != 0)",
