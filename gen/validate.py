@@ -801,8 +801,7 @@ class Validator:
         """
         targets = []
         clean = strip_c(snip.text)
-        run = {x.name for x in s.states}
-        down = {x.name for x in s.teardown}
+        run, down = self.state_names(s)
         for m in MACRO.finditer(clean):
             macro, pos = m.group(1), snip.node.pos_at(m.start())
             if st is None:
@@ -847,6 +846,15 @@ class Validator:
                     self.err(tpos, f"{macro}({target}): no state named '{target}'"
                              + did_you_mean(target, same))
         return targets
+
+    def state_names(self, s):
+        """The names of s's run states and of its teardown states. Computed
+        once per spec: macros() asks for them at every snippet, and a spec
+        may have thousands of states."""
+        if getattr(self, "_names_of", None) is not s:
+            self._names_of = s
+            self._names = ({x.name for x in s.states}, {x.name for x in s.teardown})
+        return self._names
 
     def keep(self, s, snip, clean, m, pos, branch):
         if branch is None or branch.group is None:
