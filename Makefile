@@ -235,8 +235,9 @@ test-c: build/check_polldrop build/check_polldrop_asan | deps
 
 # nouserintercepts: memcheck must not replace the harness's counting malloc
 # (it still replaces the glibc allocator the harness forwards to).
-# Mutation testing (slow, not part of test): every named mutant in
-# tests/mutants/mutate.py must make the suite fail. MUTANTS="a b" picks some.
+# Mutation testing (not part of test): every named mutant in
+# tests/mutants/mutate.py must make a test of make test's builds fail
+# (build/mutate/tree, suites side by side). MUTANTS="a b" picks some.
 mutate: | deps
 	$(Q)$(PYTHON) tests/mutants/mutate.py $(MUTANTS)
 

@@ -74,13 +74,39 @@ def child_env(extra=None):
     return env
 
 
-def check_suites(binary, env):
-    """The names of the suites binary runs, in its order. Check prints each
-    suite's name as it starts one; a tag no test has runs none."""
+def kill_session(sid):
+    """Stops every process left in session sid (a job runs in a session of
+    its own): Check puts each test in a process group of its own, and a
+    test that hangs outlives its runner; the session id is the one thing
+    they all keep. A process may fork while the others are being killed:
+    scan again until none is left."""
+    for _ in range(100):
+        found = False
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                # A zombie is dead already: its parent (or init) reaps it.
+                if int(fields[3]) == sid and fields[0] != "Z":
+                    os.kill(int(pid), signal.SIGKILL)
+                    found = True
+            except (OSError, ValueError, IndexError):
+                pass
+        if not found:
+            return
+        time.sleep(0.01)
+
+
+def check_suites(path, env, cwd=ROOT):
+    """The names of the suites the Check runner at path runs, in its order.
+    Check prints each suite's name as it starts one; a tag no test has runs
+    none."""
     env = child_env(dict(env, CK_INCLUDE_TAGS="pd-list-suites-only", CK_VERBOSITY="normal"))
     for k in ("CK_RUN_SUITE", "CK_RUN_CASE", "CK_EXCLUDE_TAGS"):
         env.pop(k, None)
-    r = subprocess.run([os.path.join(ROOT, binary)], cwd=ROOT, text=True, env=env,
+    r = subprocess.run([path], cwd=cwd, text=True, env=env, stdin=subprocess.DEVNULL,
                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=120)
     names = []
     for line in r.stdout.splitlines():
@@ -97,7 +123,7 @@ def check_jobs(estimate):
     jobs = []
     for binary, env in RUNNERS:
         env = dict(env, CK_VERBOSITY=os.environ.get("CK_VERBOSITY", "normal"))
-        names = check_suites(binary, env)
+        names = check_suites(os.path.join(ROOT, binary), env)
         if os.environ.get("CK_RUN_SUITE"):
             names = [n for n in names if n == os.environ["CK_RUN_SUITE"]]
         if not names:
@@ -158,10 +184,7 @@ def run_job(job):
             timed_out = False
         except subprocess.TimeoutExpired:
             timed_out = True
-        try:
-            os.killpg(p.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        kill_session(p.pid)
         p.wait()
         RUNNING.discard(p)
         log.seek(0)
@@ -253,10 +276,7 @@ def main(argv):
     except KeyboardInterrupt:
         queue.clear()
         for proc in list(RUNNING):
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            kill_session(proc.pid)
         return 130
     wall = time.monotonic() - t0
 
