@@ -2,6 +2,13 @@
 # Quiet by default; `make V=1` shows every command.
 
 CC ?= cc
+# Parallel by default, one job per CPU (`make -j1` or any -jN overrides it).
+NPROC := $(shell nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
+MAKEFLAGS += -j$(NPROC)
+# `make clean all` and the like: clean first, then build.
+ifneq ($(filter clean,$(MAKECMDGOALS)),)
+.NOTPARALLEL:
+endif
 # The generator's interpreter: the first python3 that has PyYAML and Jinja2,
 # and jsonschema for the tests of the spec schema.
 PYTHON ?= $(shell for p in python3 /usr/bin/python3; do \
@@ -212,7 +219,14 @@ build/check_polldrop_asan: $(TEST_OBJ_ASAN) build/asan/libpolldrop_harness.a
 	$(call say,LD,$@)
 	$(Q)$(CC) $(SANFLAGS) $^ -o $@ $(URING) $(CHECK) $(HTTP_PARSER)
 
-test: test-py test-c
+# make test: every test, side by side (tests/run_tests.py): the Python
+# tests, and each suite of both Check runners; test-py and test-c run a part.
+TEST_BIN := build/libpolldrop.a build/echo_server build/echo_client build/check_polldrop \
+            build/no_uring build/httpd
+
+test: $(TEST_BIN) build/check_polldrop_asan | deps
+	$(call say,TEST,python; build/check_polldrop; build/check_polldrop_asan)
+	$(Q)$(PYTHON) tests/run_tests.py $(if $(V),-v,)
 
 # tests/test_no_uring.py runs the Check runner where io_uring_setup fails.
 build/no_uring: tests/tools/no_uring.c
@@ -220,10 +234,9 @@ build/no_uring: tests/tools/no_uring.c
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(WARN) $(CFLAGS) $< -o $@
 
-test-py: build/libpolldrop.a build/echo_server build/echo_client build/check_polldrop \
-         build/no_uring build/httpd | deps
+test-py: $(TEST_BIN) | deps
 	$(call say,TEST,python: generator and example programs)
-	$(Q)PYTHONPATH=$(CURDIR) $(PYTHON) -m unittest discover -s tests -p 'test_*.py' $(if $(V),-v,)
+	$(Q)$(PYTHON) tests/run_tests.py --py $(if $(V),-v,)
 
 # More of the spec fuzzer than make test's slice (tests/test_fuzz.py):
 # make fuzz N=5000 SEED=7.
@@ -231,17 +244,15 @@ fuzz: | deps
 	$(call say,FUZZ,$(or $(N),1000) mutated specs; seed $(or $(SEED),1))
 	$(Q)$(PYTHON) tests/fuzz_specs.py -n $(or $(N),1000) --seed $(or $(SEED),1) $(if $(V),-v,)
 
-test-c: build/check_polldrop build/check_polldrop_asan
-	$(call say,TEST,build/check_polldrop)
-	$(Q)./build/check_polldrop
-	$(call say,TEST,build/check_polldrop_asan)
-	$(Q)ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ./build/check_polldrop_asan
+test-c: build/check_polldrop build/check_polldrop_asan | deps
+	$(call say,TEST,build/check_polldrop; build/check_polldrop_asan)
+	$(Q)$(PYTHON) tests/run_tests.py --c $(if $(V),-v,)
 
 # nouserintercepts: memcheck must not replace the harness's counting malloc
 # (it still replaces the glibc allocator the harness forwards to).
-# Mutation testing (slow, not part of test): every named mutant in
-# tests/mutants/mutate.py must make the suite fail. MUTANTS="a b" picks some.
+# Mutation testing (not part of test): every named mutant in
+# tests/mutants/mutate.py must make a test of make test's builds fail
+# (build/mutate/tree, suites side by side). MUTANTS="a b" picks some.
 mutate: | deps
 	$(Q)$(PYTHON) tests/mutants/mutate.py $(MUTANTS)
 

@@ -452,10 +452,13 @@ class Fuzzer:
         return self.fail(i, ("clean mutant " if clean else "") + "accepted but does not "
                          "compile: " + err[:600], mutated)
 
-    def run(self, n, seed, first=0):
+    def run(self, n, seed, first=0, step=1):
+        """Runs n cases: first, first + step, ... Case i is the same whatever
+        the split (its random generator is seeded SEED:i), so that slices of
+        a run can go side by side."""
         inputs = corpus()
         self.prepare()
-        for i in range(first, first + n):
+        for i in range(first, first + n * step, step):
             rng = random.Random(f"{seed}:{i}")
             self.case(i, rng, inputs)
             if self.verbose and (i + 1) % 100 == 0:

@@ -1,5 +1,7 @@
 """A bounded, seeded slice of the spec fuzzer (tests/fuzz_specs.py), counted
 with the other generator tests; `make fuzz N=... SEED=...` runs more."""
+import collections
+import concurrent.futures
 import os
 import shutil
 import sys
@@ -11,13 +13,30 @@ import fuzz_specs  # noqa: E402
 
 CASES = int(os.environ.get("PD_FUZZ_CASES", "150"))
 SEED = os.environ.get("PD_FUZZ_SEED", "polldrop")
+# The cases are independent and mostly wait on the generator and the C
+# compiler: SLICES fuzzers, each with its own generator process, run side by
+# side, slice k taking cases k, k + SLICES, ... (the slow cases, specs of
+# thousands of states, fall apart).
+SLICES = 4
 
 
 @unittest.skipUnless(shutil.which("cc"), "needs a C compiler")
 class FuzzSlice(unittest.TestCase):
     def test_mutated_specs_keep_the_generator_contract(self):
         work = tempfile.mkdtemp(prefix="pd-fuzz-")
-        stats, failures = fuzz_specs.Fuzzer(work).run(CASES, SEED)
+
+        def one(k):
+            d = os.path.join(work, f"slice{k}")
+            os.makedirs(d)
+            return fuzz_specs.Fuzzer(d).run(len(range(k, CASES, SLICES)), SEED, k, SLICES)
+
+        with concurrent.futures.ThreadPoolExecutor(SLICES) as pool:
+            results = list(pool.map(one, range(SLICES)))
+        stats = collections.Counter()
+        failures = []
+        for s, f in results:
+            stats.update(s)
+            failures += f
         # On failure the work directory stays, with each failing spec.
         self.assertEqual(failures, [])
         shutil.rmtree(work)

@@ -1,0 +1,328 @@
+"""make test: every test, side by side.
+
+Runs the Python tests and both Check runners (build/check_polldrop and the
+ASan+UBSan+PD_CHECKED build/check_polldrop_asan) as many jobs at once: one
+job per Check suite of each runner (CK_RUN_SUITE), one per Python test
+module, and one per class of the slow modules. Most tests wait on the
+kernel, on timers or on child processes rather than compute, so running
+several at a time on a few cores shortens the run without changing any
+test. Each job's output is captured and printed whole when it ends: a line
+for a job that passed, its whole output for one that failed (with -v, for
+every job). The run ends with the unittest summary of the Python tests
+(`Ran N tests`, `OK` or `FAILED (...)`), a `N passed, N failed` line for
+each Check runner and one for everything; the exit status is 1 if any job
+failed, timed out or crashed.
+
+The slowest jobs start first: by the time each took on the last run
+(build/test-times.json), or by the estimates below on a fresh clone.
+
+Usage: tests/run_tests.py [-v] [-j JOBS] [--py] [--c]   (both by default)
+  -j JOBS  how many jobs at once (default: PD_TEST_JOBS, or 3 per CPU)
+"""
+import argparse
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TESTS = os.path.join(ROOT, "tests")
+TIMES = os.path.join(ROOT, "build", "test-times.json")
+# A job still running after this long is stopped and fails (Check's own
+# per-test timeouts are at most 300 s).
+JOB_TIMEOUT = 900
+SAN_ENV = {"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=1",
+           "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1"}
+RUNNERS = [("build/check_polldrop", {}), ("build/check_polldrop_asan", SAN_ENV)]
+# Seconds each slow job takes on an idle two-core machine, for the order of
+# a first run; any job not named here is estimated at one second. A class
+# (or a module) expected to take SPLIT seconds or more runs alone.
+ESTIMATE = {
+    "py test_fuzz.FuzzSlice": 25, "py test_install.FreshClone": 30, "py test_install.Install": 20,
+    "py test_examples.EchoServerProcess": 20, "py test_examples.EchoServerSingleShot": 20,
+    "py test_gen.Hostile": 8,
+    "c build/check_polldrop_asan httpd": 25, "c build/check_polldrop httpd": 20,
+    "c build/check_polldrop echo server": 18, "c build/check_polldrop_asan echo server": 18,
+    "c build/check_polldrop cancel at every suspension point": 13,
+    "c build/check_polldrop_asan cancel at every suspension point": 14,
+    "c build/check_polldrop invariant 8: buffers, multishot at every completion": 9,
+    "c build/check_polldrop_asan invariant 8: buffers, multishot at every completion": 8,
+}
+SPLIT = 5
+
+
+class Job:
+    def __init__(self, key, title, argv, env, kind):
+        self.key, self.title, self.argv, self.env, self.kind = key, title, argv, env, kind
+        self.status = None
+        self.out = ""
+        self.seconds = 0.0
+
+
+def child_env(extra=None):
+    """The environment of every job: the caller's, without the variables of
+    the make that runs us (a make a test starts is a make of its own)."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
+    env.update(extra or {})
+    return env
+
+
+def kill_session(sid):
+    """Stops every process left in session sid (a job runs in a session of
+    its own): Check puts each test in a process group of its own, and a
+    test that hangs outlives its runner; the session id is the one thing
+    they all keep. A process may fork while the others are being killed:
+    scan again until none is left."""
+    for _ in range(100):
+        found = False
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                # A zombie is dead already: its parent (or init) reaps it.
+                if int(fields[3]) == sid and fields[0] != "Z":
+                    os.kill(int(pid), signal.SIGKILL)
+                    found = True
+            except (OSError, ValueError, IndexError):
+                pass
+        if not found:
+            return
+        time.sleep(0.01)
+
+
+def check_suites(path, env, cwd=ROOT):
+    """The names of the suites the Check runner at path runs, in its order.
+    Check prints each suite's name as it starts one; a tag no test has runs
+    none."""
+    env = child_env(dict(env, CK_INCLUDE_TAGS="pd-list-suites-only", CK_VERBOSITY="normal"))
+    for k in ("CK_RUN_SUITE", "CK_RUN_CASE", "CK_EXCLUDE_TAGS"):
+        env.pop(k, None)
+    r = subprocess.run([path], cwd=cwd, text=True, env=env, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=120)
+    names = []
+    for line in r.stdout.splitlines():
+        if line.startswith("Running suite(s): "):
+            names.append(line[len("Running suite(s): "):])
+        elif line.startswith(" ") and names:
+            names.append(line[1:])
+        elif names:
+            break
+    return names
+
+
+def check_jobs(estimate):
+    jobs = []
+    for binary, env in RUNNERS:
+        env = dict(env, CK_VERBOSITY=os.environ.get("CK_VERBOSITY", "normal"))
+        names = check_suites(os.path.join(ROOT, binary), env)
+        if os.environ.get("CK_RUN_SUITE"):
+            names = [n for n in names if n == os.environ["CK_RUN_SUITE"]]
+        if not names:
+            # No io_uring (or a runner that does not start): run it whole,
+            # to report what it says and how it exits.
+            jobs.append(Job(f"c {binary}", binary, [os.path.join(ROOT, binary)],
+                            child_env(env), ("c", binary)))
+        for name in names:
+            jobs.append(Job(f"c {binary} {name}", f"{binary}: {name}",
+                            [os.path.join(ROOT, binary)],
+                            child_env(dict(env, CK_RUN_SUITE=name)), ("c", binary)))
+    return jobs
+
+
+def py_jobs(estimate):
+    """A job per test module; a slow class gets a job of its own."""
+    sys.path[:0] = [TESTS, ROOT]
+    loader = unittest.TestLoader()
+    env = child_env({"PYTHONPATH": os.pathsep.join([TESTS, ROOT])})
+    jobs = []
+    for f in sorted(os.listdir(TESTS)):
+        if not (f.startswith("test_") and f.endswith(".py")):
+            continue
+        mod = f[:-3]
+        classes = []
+        for suite in loader.loadTestsFromName(mod):
+            for test in suite:
+                cls = type(test).__name__
+                if cls == "_FailedTest":
+                    classes = None   # an import error: the module's job reports it
+                    break
+                if cls not in classes:
+                    classes.append(cls)
+            if classes is None:
+                break
+        alone = [c for c in classes or [] if estimate(f"py {mod}.{c}") >= SPLIT]
+        rest = [c for c in classes or [] if c not in alone]
+        for c in alone:
+            jobs.append(Job(f"py {mod}.{c}", f"{mod}.{c}",
+                            [sys.executable, "-m", "unittest", f"{mod}.{c}"], env, ("py",)))
+        if rest or classes is None:
+            names = [mod] if not alone else [f"{mod}.{c}" for c in rest]
+            jobs.append(Job(f"py {mod}", mod, [sys.executable, "-m", "unittest", *names],
+                            env, ("py",)))
+    return jobs
+
+
+def run_job(job):
+    """Runs job in a session of its own, its output in a file; whatever it
+    left running is stopped with it."""
+    t0 = time.monotonic()
+    with tempfile.TemporaryFile(mode="w+", errors="replace") as log:
+        p = subprocess.Popen(job.argv, cwd=ROOT, env=job.env, stdin=subprocess.DEVNULL,
+                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        RUNNING.add(p)
+        try:
+            job.status = p.wait(timeout=JOB_TIMEOUT)
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            timed_out = True
+        kill_session(p.pid)
+        p.wait()
+        RUNNING.discard(p)
+        log.seek(0)
+        job.out = log.read()
+    job.seconds = time.monotonic() - t0
+    if timed_out:
+        job.status = 124
+        job.out += f"\nrun_tests: stopped after {JOB_TIMEOUT} s\n"
+
+
+RUNNING = set()
+
+
+def py_failures(out):
+    """(failures, errors) of a unittest summary; unexpected successes count
+    as failures."""
+    m = re.search(r"^FAILED \((.*)\)$", out, re.M)
+    found = {k: int(v) for k, v in re.findall(r"(\w[\w ]*?)=(\d+)", m.group(1))} if m else {}
+    return (found.get("failures", 0) + found.get("unexpected successes", 0),
+            found.get("errors", 0))
+
+
+def counts(job):
+    """(run, failed, skipped) of a finished job, from its output; a job that
+    failed without saying how many tests failed counts as one failure."""
+    if job.kind[0] == "py":
+        m = re.search(r"^Ran (\d+) tests? in", job.out, re.M)
+        run = int(m.group(1)) if m else 0
+        fails = sum(py_failures(job.out))
+        m = re.search(r"^(?:OK|FAILED) \(.*?skipped=(\d+)", job.out, re.M)
+        skipped = int(m.group(1)) if m else 0
+    else:
+        m = re.search(r"^(\d+) passed, (\d+) failed$", job.out, re.M)
+        run, fails = (int(m.group(1)) + int(m.group(2)), int(m.group(2))) if m else (0, 0)
+        skipped = 0
+    if job.status != 0 and fails == 0:
+        fails = 1
+    return run, fails, skipped
+
+
+def main(argv):
+    p = argparse.ArgumentParser(description="Run every test, side by side.")
+    p.add_argument("-v", action="store_true", help="print every job's whole output")
+    p.add_argument("-j", type=int, default=int(os.environ.get("PD_TEST_JOBS", "0")) or
+                   3 * (os.cpu_count() or 2), metavar="JOBS")
+    p.add_argument("--py", action="store_true", help="only the Python tests")
+    p.add_argument("--c", action="store_true", help="only the Check runners")
+    a = p.parse_args(argv)
+    both = not a.py and not a.c
+    try:
+        with open(TIMES) as f:
+            history = json.load(f)
+    except (OSError, ValueError):
+        history = {}
+
+    def estimate(key):
+        return history.get(key, ESTIMATE.get(key, 1))
+
+    t0 = time.monotonic()
+    jobs = (py_jobs(estimate) if a.py or both else []) + (check_jobs(estimate) if a.c or both
+                                                          else [])
+    jobs.sort(key=lambda j: -estimate(j.key))
+    lock = threading.Lock()
+    queue = list(jobs)
+
+    def worker():
+        while True:
+            with lock:
+                if not queue:
+                    return
+                job = queue.pop(0)
+            run_job(job)
+            run, fails, _ = counts(job)
+            with lock:
+                word = "ok" if job.status == 0 else "FAIL"
+                what = f"{run} tests" if job.kind[0] == "py" else f"{run - fails} passed, {fails} failed"
+                print(f"  {word:<4} {job.title} ({what}, {job.seconds:.1f} s)", flush=True)
+                if job.status != 0 or a.v:
+                    print(job.out.rstrip("\n"))
+                    print("  " + "-" * 68, flush=True)
+
+    threads = [threading.Thread(target=worker) for _ in range(max(1, a.j))]
+    print(f"run_tests: {len(jobs)} jobs, {len(threads)} at a time", flush=True)
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    except KeyboardInterrupt:
+        queue.clear()
+        for proc in list(RUNNING):
+            kill_session(proc.pid)
+        return 130
+    wall = time.monotonic() - t0
+
+    history.update({j.key: round(j.seconds, 1) for j in jobs})
+    try:
+        with open(TIMES, "w") as f:
+            json.dump(history, f, indent=0, sort_keys=True)
+    except OSError:
+        pass
+
+    bad = [j for j in jobs if j.status != 0]
+    print("\nslowest: " + ", ".join(f"{j.title} {j.seconds:.0f} s" for j in
+                                    sorted(jobs, key=lambda j: -j.seconds)[:6]))
+    total_run = total_failed = 0
+    py = [j for j in jobs if j.kind[0] == "py"]
+    if py:
+        run = sum(counts(j)[0] for j in py)
+        skipped = sum(counts(j)[2] for j in py)
+        fl = [py_failures(j.out) for j in py]
+        failures, errors = sum(f for f, _ in fl), sum(e for _, e in fl)
+        # A job that did not get to its summary (it crashed or hung).
+        errors += sum(1 for j, f in zip(py, fl) if j.status != 0 and f == (0, 0))
+        print("-" * 70)
+        print(f"Ran {run} tests in {wall:.3f}s\n")
+        if failures or errors:
+            parts = [f"failures={failures}"] * bool(failures) + [f"errors={errors}"] * bool(errors)
+            parts += [f"skipped={skipped}"] * bool(skipped)
+            print(f"FAILED ({', '.join(parts)})")
+        else:
+            print("OK" + (f" (skipped={skipped})" if skipped else ""))
+        total_run += run - skipped
+        total_failed += failures + errors
+    for binary, _ in RUNNERS:
+        mine = [j for j in jobs if j.kind == ("c", binary)]
+        if not mine:
+            continue
+        run = sum(counts(j)[0] for j in mine)
+        failed = sum(counts(j)[1] for j in mine)
+        print(f"{binary}: {run - failed} passed, {failed} failed")
+        total_run += run
+        total_failed += failed
+    if bad:
+        print("failed: " + ", ".join(j.title for j in bad))
+    print(f"{total_run - total_failed} passed, {total_failed} failed")
+    return 1 if bad or total_failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
