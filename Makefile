@@ -56,7 +56,16 @@ HTTPD_OBJ      := build/obj/httpd/http.o build/obj/httpd/server.o $(HTTPD_NAMES:
 HTTPD_OBJ_ASAN := build/asan/httpd/http.o build/asan/httpd/server.o $(HTTPD_NAMES:%=build/asan/gen-httpd/%.o)
 HTTP_PARSER    := -lhttp_parser
 
-.PHONY: soak mutate all gen stats deps deps-bench bench-httpd bench-chart test test-py test-c fuzz demo bench \
+# The echo server and client (examples/echo, docs/echo.md): their specs,
+# generated into build/gen-echo, and echo_link.h beside them; the Check
+# runner and the benchmark link their futures too.
+ECHO_SPECS     := $(wildcard examples/echo/*.yaml)
+ECHO_NAMES     := $(patsubst examples/echo/%.yaml,%,$(ECHO_SPECS))
+ECHO_INC       := -Iexamples/echo -Ibuild/gen-echo
+ECHO_OBJ       := $(ECHO_NAMES:%=build/obj/gen-echo/%.o)
+ECHO_OBJ_ASAN  := $(ECHO_NAMES:%=build/asan/gen-echo/%.o)
+
+.PHONY: FORCE soak mutate all gen stats deps deps-bench bench-httpd bench-chart test test-py test-c fuzz demo bench \
         valgrind clean \
         install uninstall schema diagrams deps-diagrams ops-doc
 .DELETE_ON_ERROR:
@@ -74,11 +83,27 @@ deps-diagrams:
 	$(Q)PYTHON=$(PYTHON) sh scripts/deps.sh diagrams
 
 # --- generation: one stamp per spec directory (children cross files) ---
+#
+# build/list/DIR holds the names of DIR's specs and is rewritten only when
+# they change, so a spec deleted from a directory regenerates it too. The
+# library's generation starts from empty output directories: nothing a
+# deleted spec left in build/gen, build/obj/gen or build/asan/gen can be
+# included, compiled, linked or archived.
 
 gen: build/gen/.stamp
 
-build/gen/.stamp: $(SPECS) $(GEN_DEPS) | deps
+build/list/specs:    LIST := $(NAMES)
+build/list/tests:    LIST := $(TEST_NAMES)
+build/list/examples: LIST := $(EX_NAMES)
+build/list/httpd:    LIST := $(HTTPD_NAMES)
+build/list/echo:     LIST := $(ECHO_NAMES)
+build/list/%: FORCE
+	$(Q)mkdir -p $(@D)
+	$(Q)printf '%s\n' $(LIST) | cmp -s - $@ || printf '%s\n' $(LIST) >$@
+
+build/gen/.stamp: $(SPECS) build/list/specs $(GEN_DEPS) | deps
 	$(call say,GEN,specs/)
+	$(Q)rm -rf build/gen build/obj/gen build/asan/gen
 	$(Q)$(PYTHON) -m gen -o build/gen $(SPECS)
 	$(Q)touch $@
 
@@ -88,13 +113,15 @@ stats: build/gen/.stamp build/gen-test/.stamp
 	$(Q)CPPFLAGS="-Itests -Ibuild/gen $(shell pkg-config --cflags check)" \
 	    $(PYTHON) -m gen --stats -o build/gen-test -I specs $(TEST_SPECS)
 
-build/gen-test/.stamp: $(TEST_SPECS) $(SPECS) $(GEN_DEPS) | deps
+build/gen-test/.stamp: $(TEST_SPECS) $(SPECS) build/list/tests build/list/specs $(GEN_DEPS) | deps
 	$(call say,GEN,tests/specs/)
+	$(Q)rm -rf build/gen-test
 	$(Q)$(PYTHON) -m gen -o build/gen-test -I specs $(TEST_SPECS)
 	$(Q)touch $@
 
-build/gen-ex/.stamp: $(EX_SPECS) $(SPECS) $(GEN_DEPS) | deps
+build/gen-ex/.stamp: $(EX_SPECS) $(SPECS) build/list/examples build/list/specs $(GEN_DEPS) | deps
 	$(call say,GEN,examples/)
+	$(Q)rm -rf build/gen-ex
 	$(Q)$(PYTHON) -m gen -o build/gen-ex -I specs $(EX_SPECS)
 	$(Q)touch $@
 
@@ -102,6 +129,7 @@ $(GEN_C): build/gen/.stamp
 $(GEN_TEST_C): build/gen-test/.stamp
 $(GEN_EX_C): build/gen-ex/.stamp
 $(HTTPD_NAMES:%=build/gen-httpd/%.c): build/gen-httpd/.stamp
+$(ECHO_NAMES:%=build/gen-echo/%.c): build/gen-echo/.stamp
 
 # --- the runtime library ---
 
@@ -110,11 +138,12 @@ build/obj/runtime.o: $(RT_SRC) $(RT_HDR) | deps
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(WARN) $(CFLAGS) -Iruntime -c $< -o $@
 
-# The library futures (every spec in specs/) come compiled into the library:
-# a program, or a user's spec that embeds one, needs nothing else.
-build/libpolldrop.a: build/obj/runtime.o $(NAMES:%=build/obj/gen/%.o)
+# The library futures (every spec in specs/, and nothing else) come compiled
+# into the library: a program, or a user's spec that embeds one, needs
+# nothing else. The archive is made anew from the current list of specs.
+build/libpolldrop.a: build/obj/runtime.o $(NAMES:%=build/obj/gen/%.o) build/list/specs
 	$(call say,AR,$@)
-	$(Q)rm -f $@ && ar rcs $@ $^
+	$(Q)rm -f $@ && ar rcs $@ $(filter %.o,$^)
 
 # --- the harness library, plain and sanitized (the tests link the archive) ---
 
@@ -172,22 +201,22 @@ build/asan/gen-test/%.o: build/gen-test/%.c build/gen-test/.stamp build/gen/.sta
 
 TEST_OBJ      := $(TEST_SRC:tests/%.c=build/obj/tests/%.o) build/obj/runtime.o \
                  $(NAMES:%=build/obj/gen/%.o) $(TEST_NAMES:%=build/obj/gen-test/%.o) \
-                 $(HTTPD_OBJ)
+                 $(HTTPD_OBJ) $(ECHO_OBJ)
 TEST_OBJ_ASAN := $(TEST_SRC:tests/%.c=build/asan/tests/%.o) build/asan/runtime.o \
                  $(NAMES:%=build/asan/gen/%.o) $(TEST_NAMES:%=build/asan/gen-test/%.o) \
-                 $(HTTPD_OBJ_ASAN)
+                 $(HTTPD_OBJ_ASAN) $(ECHO_OBJ_ASAN)
 
 build/obj/tests/%.o: tests/%.c $(TEST_HDR) $(RT_HDR) runtime/harness.h build/gen/.stamp build/gen-test/.stamp \
-                     build/gen-httpd/.stamp
+                     build/gen-httpd/.stamp build/gen-echo/.stamp
 	$(call say,CC,$<)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) -D_GNU_SOURCE -Ibuild/gen-test -Itests $(HTTPD_INC) $(shell pkg-config --cflags check) -c $< -o $@
+	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) -D_GNU_SOURCE -Ibuild/gen-test -Itests $(HTTPD_INC) $(ECHO_INC) $(shell pkg-config --cflags check) -c $< -o $@
 
 build/asan/tests/%.o: tests/%.c $(TEST_HDR) $(RT_HDR) runtime/harness.h build/gen/.stamp build/gen-test/.stamp \
-                      build/gen-httpd/.stamp
+                      build/gen-httpd/.stamp build/gen-echo/.stamp
 	$(call say,CC-SAN,$<)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(CC) $(WARN) $(SANFLAGS) $(INC) -D_GNU_SOURCE -Ibuild/gen-test -Itests $(HTTPD_INC) $(shell pkg-config --cflags check) -c $< -o $@
+	$(Q)$(CC) $(WARN) $(SANFLAGS) $(INC) -D_GNU_SOURCE -Ibuild/gen-test -Itests $(HTTPD_INC) $(ECHO_INC) $(shell pkg-config --cflags check) -c $< -o $@
 
 build/check_polldrop: $(TEST_OBJ) build/libpolldrop_harness.a
 	$(call say,LD,$@)
@@ -253,14 +282,34 @@ build/demo: examples/demo.c build/libpolldrop.a $(EX_NAMES:%=build/obj/gen-ex/%.
 	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) -Ibuild/gen-ex examples/demo.c \
 	    $(EX_NAMES:%=build/obj/gen-ex/%.o) build/libpolldrop.a -o $@ $(URING)
 
-build/echo_server build/echo_client: build/%: examples/%.c examples/args.h build/libpolldrop.a
+# --- the echo server and client ---
+
+build/gen-echo/.stamp: $(ECHO_SPECS) $(SPECS) build/list/echo build/list/specs $(GEN_DEPS) | deps
+	$(call say,GEN,examples/echo/)
+	$(Q)rm -rf build/gen-echo
+	$(Q)$(PYTHON) -m gen -o build/gen-echo -I specs $(ECHO_SPECS)
+	$(Q)touch $@
+
+build/obj/gen-echo/%.o: build/gen-echo/%.c build/gen-echo/.stamp examples/echo/echo_link.h $(RT_HDR)
+	$(call say,CC,$<)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) $(ECHO_INC) -c $< -o $@
+
+build/asan/gen-echo/%.o: build/gen-echo/%.c build/gen-echo/.stamp examples/echo/echo_link.h $(RT_HDR)
+	$(call say,CC-SAN,$<)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(WARN) $(SANFLAGS) $(INC) $(ECHO_INC) -c $< -o $@
+
+build/echo_server build/echo_client: build/%: examples/echo/%.c examples/args.h $(ECHO_OBJ) \
+                                     build/libpolldrop.a
 	$(call say,LD,$@)
-	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) $< build/libpolldrop.a -o $@ $(URING)
+	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) $(ECHO_INC) $< $(ECHO_OBJ) build/libpolldrop.a -o $@ $(URING)
 
 # --- httpd ---
 
-build/gen-httpd/.stamp: $(HTTPD_SPECS) $(SPECS) $(GEN_DEPS) | deps
+build/gen-httpd/.stamp: $(HTTPD_SPECS) $(SPECS) build/list/httpd build/list/specs $(GEN_DEPS) | deps
 	$(call say,GEN,examples/httpd/)
+	$(Q)rm -rf build/gen-httpd
 	$(Q)$(PYTHON) -m gen -o build/gen-httpd -I specs $(HTTPD_SPECS)
 	$(Q)touch $@
 
@@ -305,13 +354,12 @@ build/uv_echo: bench/uv_echo.c | deps-bench
 	$(call say,LD,$@)
 	$(Q)$(CC) $(WARN) -O2 $< -o $@ $(UV)
 
-BENCH_OBJ := build/obj/gen/echo_client.o build/obj/gen/echo_conn.o \
-             build/obj/gen/write_all.o build/obj/gen-test/nops.o build/obj/gen-test/pipe_read.o \
-             build/obj/gen-test/hop.o
+BENCH_OBJ := build/obj/gen-echo/echo_client.o build/obj/gen-test/nops.o \
+             build/obj/gen-test/pipe_read.o build/obj/gen-test/hop.o
 
 build/bench: bench/bench.c bench/threads.c bench/threads.h build/libpolldrop.a $(BENCH_OBJ) | deps-bench
 	$(call say,LD,$@)
-	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) -Ibuild/gen-test -Ibench -Itests $< bench/threads.c \
+	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) $(ECHO_INC) -Ibuild/gen-test -Ibench -Itests $< bench/threads.c \
 	    $(BENCH_OBJ) build/libpolldrop.a -o $@ $(URING)
 
 build/idle_conns: bench/idle_conns.c | deps-bench
@@ -345,19 +393,20 @@ demo: build/demo
 	$(Q)./build/demo
 
 # Every spec's state machine as SVG, through `python3 -m gen --dot` and
-# Graphviz: build/diagrams/{specs,tests,examples,outside}/NAME.svg.
-# docs/echo_conn.svg is build/diagrams/specs/echo_conn.svg, committed.
+# Graphviz: build/diagrams/{specs,tests,examples,echo,outside}/NAME.svg.
+# docs/echo_conn.svg is build/diagrams/echo/echo_conn.svg, committed.
 OUT_SPECS := $(wildcard examples/outside/specs/*.yaml)
 
 diagrams: build/diagrams/.stamp
 
-build/diagrams/.stamp: $(SPECS) $(TEST_SPECS) $(EX_SPECS) $(OUT_SPECS) $(GEN_DEPS) \
+build/diagrams/.stamp: $(SPECS) $(TEST_SPECS) $(EX_SPECS) $(ECHO_SPECS) $(OUT_SPECS) $(GEN_DEPS) \
                        | deps deps-diagrams
 	$(call say,DOT,build/diagrams/)
 	$(Q)rm -rf build/diagrams
 	$(Q)$(PYTHON) -m gen --dot -o build/diagrams/specs $(SPECS)
 	$(Q)$(PYTHON) -m gen --dot -o build/diagrams/tests -I specs $(TEST_SPECS)
 	$(Q)$(PYTHON) -m gen --dot -o build/diagrams/examples -I specs $(EX_SPECS)
+	$(Q)$(PYTHON) -m gen --dot -o build/diagrams/echo -I specs $(ECHO_SPECS)
 	$(Q)$(PYTHON) -m gen --dot -o build/diagrams/outside -I specs $(OUT_SPECS)
 	$(Q)for f in build/diagrams/*/*.dot; do dot -Tsvg "$$f" -o "$${f%.dot}.svg" || exit 1; done
 	$(Q)touch $@
@@ -407,7 +456,7 @@ install: build/libpolldrop.a build/libpolldrop_harness.a build/gen/.stamp build/
 	$(Q)$(INSTALL_SH) install '$(MANIFEST)' \
 	    --to '$(BINDIR)' 755 build/install/polldrop-gen build/install/polldrop-httpd \
 	    --to '$(LIBDIR)' 644 build/libpolldrop.a build/libpolldrop_harness.a \
-	    --to '$(INCLUDEDIR)/polldrop' 644 $(RT_HDR) runtime/harness.h specs/echo_link.h $(NAMES:%=build/gen/%.h) \
+	    --to '$(INCLUDEDIR)/polldrop' 644 $(RT_HDR) runtime/harness.h $(NAMES:%=build/gen/%.h) \
 	    --to '$(PKGCONFIGDIR)' 644 build/install/polldrop.pc build/install/polldrop-harness.pc \
 	    --to '$(DATADIR)/polldrop' 644 polldrop.mk docs/polldrop-spec.schema.json \
 	    --to '$(DATADIR)/polldrop/gen' 644 $(wildcard gen/*.py) \

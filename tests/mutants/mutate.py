@@ -484,14 +484,14 @@ MUTANTS = [
          run="c"),
     # --- issue 17: echo_server's stalled connections and the buffer group ---
     dict(name="echo-stall-keeps-reading",
-         file="specs/echo_ms_conn.yaml",
+         file="examples/echo/echo_ms_conn.yaml",
          old="                  RETURN(-ENOMEM);\n              STOP();\n",
          new="                  RETURN(-ENOMEM);\n",
          inv="echo_server: the recv of a connection whose echo waits for room is "
              "not stopped, so what it holds (its spill) has no cap",
          run="c"),
     dict(name="echo-stall-holds-buffer",
-         file="specs/echo_ms_conn.yaml",
+         file="examples/echo/echo_ms_conn.yaml",
          old="                  RETURN(-ENOMEM);\n              STOP();\n",
          new="                  RETURN(-ENOMEM);\n              buf = PD_BUF_EMPTY;\n"
              "              STOP();\n",
@@ -500,7 +500,7 @@ MUTANTS = [
              "group from the others",
          run="c"),
     dict(name="echo-drop-keeps-spill",
-         file="specs/echo_ms_conn.yaml",
+         file="examples/echo/echo_ms_conn.yaml",
          old="  echo_spill_free(self->ctx, &self->spill);\n  if (self->fd >= 0)",
          new="  if (self->fd >= 0)",
          inv="echo_server: a connection destroyed while its echo waits for room "
