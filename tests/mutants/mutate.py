@@ -506,6 +506,21 @@ MUTANTS = [
          inv="echo_server: a connection destroyed while its echo waits for room "
              "leaks its spill",
          run="c"),
+    # --- issue 18: the library is the library ---
+    dict(name="gen-shadow-unwarned",
+         file="gen/cli.py",
+         old="        if os.path.isfile(lib) and os.path.realpath(lib) != os.path.realpath(path):\n",
+         new="        if False:\n",
+         inv="generator: a user's spec with a library future's name silently shadows "
+             "the library's as a child and clashes with its header and symbols",
+         run="gen"),
+    dict(name="gen-library-shadows-itself",
+         file="gen/cli.py",
+         old=" and os.path.realpath(lib) != os.path.realpath(path):\n",
+         new=":\n",
+         inv="generator: the library's own specs, generated as the library, are "
+             "warned about as shadows of themselves",
+         run="gen"),
 ]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
