@@ -437,9 +437,18 @@ VERSION      := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' gen/__init__.p
 MANIFEST      = $(DATADIR)/polldrop/install-manifest
 INSTALL_DIRS  = $(PREFIX) $(BINDIR) $(LIBDIR) $(INCLUDEDIR) $(DATADIR) $(PKGCONFIGDIR)
 INSTALL_SH    = DESTDIR='$(DESTDIR)' sh scripts/install.sh
-SUBST         = sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@BINDIR@|$(BINDIR)|g' \
-                    -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' \
-                    -e 's|@DATADIR@|$(DATADIR)|g' -e 's|@VERSION@|$(VERSION)|g'
+# The .pc files are relocatable: their prefix is the way up from their own
+# directory (${pcfiledir}/../.. by default), and each directory under PREFIX
+# is written from ${prefix}; one outside PREFIX stays absolute, and so does
+# the prefix of a PKGCONFIGDIR outside PREFIX.
+under_prefix  = $(filter $(PREFIX)/%,$(1))
+pc_dir        = $(if $(call under_prefix,$(1)),$${prefix}/$(patsubst $(PREFIX)/%,%,$(1)),$(1))
+PC_PREFIX     = $(if $(call under_prefix,$(PKGCONFIGDIR)),$${pcfiledir}/$(shell realpath -m -s \
+                    --relative-to='$(PKGCONFIGDIR)' '$(PREFIX)'),$(PREFIX))
+SUBST         = sed -e 's|@PREFIX@|$(PC_PREFIX)|g' -e 's|@BINDIR@|$(call pc_dir,$(BINDIR))|g' \
+                    -e 's|@LIBDIR@|$(call pc_dir,$(LIBDIR))|g' \
+                    -e 's|@INCLUDEDIR@|$(call pc_dir,$(INCLUDEDIR))|g' \
+                    -e 's|@DATADIR@|$(call pc_dir,$(DATADIR))|g' -e 's|@VERSION@|$(VERSION)|g'
 
 install: build/libpolldrop.a build/libpolldrop_harness.a build/gen/.stamp build/httpd
 	$(if $(filter-out /%,$(INSTALL_DIRS)),$(error make install: PREFIX and the *DIR \

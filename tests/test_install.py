@@ -107,6 +107,13 @@ def outside(test, where, env):
     return dst
 
 
+def pc_dirs(flags):
+    """pkg-config's flags with each -I and -L directory normalised: a
+    relocatable .pc names them through its own directory (DIR/../..)."""
+    return " ".join(f[:2] + os.path.normpath(f[2:]) if f[:2] in ("-I", "-L") else f
+                    for f in flags.split())
+
+
 def tree(top):
     """Every path under top, relative to it."""
     out = set()
@@ -222,14 +229,20 @@ class Install(unittest.TestCase):
                   "usr/share/polldrop/specs/write_all.yaml"):
             self.assertIn(f, files)
         self.assertFalse([f for f in files if "__pycache__" in f or f.endswith(".pyc")])
+        # The library, not the examples: no echo server spec, header or code.
+        self.assertFalse([f for f in files if "echo" in os.path.basename(f)])
+        self.assertFalse([s for s in library_symbols(
+            os.path.join(self.stage, "usr/lib/libpolldrop.a")) if s.startswith("echo_")])
         with open(os.path.join(self.stage, "usr/lib/pkgconfig/polldrop.pc")) as f:
             pc = f.read()
-        self.assertIn("prefix=/usr\n", pc)
+        # Relative to the .pc file's directory: the staged tree is the package.
+        self.assertIn("prefix=${pcfiledir}/../..\n", pc)
+        self.assertIn("libdir=${prefix}/lib\n", pc)
         self.assertNotIn(self.stage, pc)
         self.assertIn("Requires.private: liburing", pc)
 
         env = installed_env(os.path.join(self.stage, "usr"), sysroot=self.stage)
-        flags = run(self, ["pkg-config", "--cflags", "--libs", "polldrop"], env=env)
+        flags = pc_dirs(run(self, ["pkg-config", "--cflags", "--libs", "polldrop"], env=env))
         self.assertIn(f"-I{self.stage}/usr/include/polldrop", flags)
         self.assertIn("-lpolldrop", flags)
 
@@ -267,6 +280,26 @@ class Install(unittest.TestCase):
         self.assertTrue(os.path.exists(os.path.join(prefix, "lib", "libpolldrop.a")))
         self.make("uninstall", f"PREFIX={prefix}")
         self.assertFalse(os.path.exists(prefix))
+
+    def test_a_moved_install_still_builds_the_outside_project(self):
+        # The .pc files name their prefix from their own directory
+        # (${pcfiledir}) and polldrop-gen and polldrop.mk find theirs from
+        # their own paths, so the tree works wherever it is moved to.
+        prefix = os.path.join(self.dir, "p")
+        self.make("install", f"PREFIX={prefix}")
+        moved = os.path.join(self.dir, "moved", "elsewhere")
+        os.makedirs(os.path.dirname(moved))
+        os.rename(prefix, moved)
+        env = installed_env(moved)
+        flags = pc_dirs(run(self, ["pkg-config", "--cflags", "--libs", "polldrop"], env=env))
+        self.assertIn(f"-I{moved}/include/polldrop", flags)
+        self.assertIn(f"-L{moved}/lib", flags)
+        mk = run(self, ["pkg-config", "--variable=polldrop_mk", "polldrop"], env=env)
+        self.assertEqual(os.path.normpath(mk.strip()), f"{moved}/share/polldrop/polldrop.mk")
+        app = os.path.join(self.dir, "app")
+        os.mkdir(app)
+        readme_app(self, app, readme()[1][1], env)
+        outside(self, self.dir, env)
 
     def test_relative_prefix_is_refused(self):
         r = subprocess.run(["make", "-s", "install", "PREFIX=relative/dir"], cwd=ROOT,
