@@ -108,10 +108,12 @@ build/gen/.stamp: $(SPECS) build/list/specs $(GEN_DEPS) | deps
 	$(Q)touch $@
 
 # Each future's sizeof next to the size it would have without overlapping states.
-stats: build/gen/.stamp build/gen-test/.stamp
+stats: build/gen/.stamp build/gen-test/.stamp build/gen-echo/.stamp
 	$(Q)$(PYTHON) -m gen --stats -o build/gen $(SPECS)
 	$(Q)CPPFLAGS="-Itests -Ibuild/gen $(shell pkg-config --cflags check)" \
 	    $(PYTHON) -m gen --stats -o build/gen-test -I specs $(TEST_SPECS)
+	$(Q)CPPFLAGS="-Iexamples/echo -Ibuild/gen" \
+	    $(PYTHON) -m gen --stats -o build/gen-echo -I specs $(ECHO_SPECS)
 
 build/gen-test/.stamp: $(TEST_SPECS) $(SPECS) build/list/tests build/list/specs $(GEN_DEPS) | deps
 	$(call say,GEN,tests/specs/)
@@ -284,7 +286,8 @@ build/demo: examples/demo.c build/libpolldrop.a $(EX_NAMES:%=build/obj/gen-ex/%.
 
 # --- the echo server and client ---
 
-build/gen-echo/.stamp: $(ECHO_SPECS) $(SPECS) build/list/echo build/list/specs $(GEN_DEPS) | deps
+build/gen-echo/.stamp: $(ECHO_SPECS) examples/echo/echo_link.h $(SPECS) build/list/echo build/list/specs \
+                       $(GEN_DEPS) | deps
 	$(call say,GEN,examples/echo/)
 	$(Q)rm -rf build/gen-echo
 	$(Q)$(PYTHON) -m gen -o build/gen-echo -I specs $(ECHO_SPECS)
