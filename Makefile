@@ -68,7 +68,16 @@ HTTPD_OBJ      := build/obj/httpd/http.o build/obj/httpd/server.o $(HTTPD_NAMES:
 HTTPD_OBJ_ASAN := build/asan/httpd/http.o build/asan/httpd/server.o $(HTTPD_NAMES:%=build/asan/gen-httpd/%.o)
 HTTP_PARSER    := -lhttp_parser
 
-.PHONY: soak mutate all gen stats deps deps-bench bench-httpd bench-chart test test-py test-c fuzz demo bench \
+# The echo server and client (examples/echo, docs/echo.md): their specs,
+# generated into build/gen-echo, and echo_link.h beside them; the Check
+# runner and the benchmark link their futures too.
+ECHO_SPECS     := $(wildcard examples/echo/*.yaml)
+ECHO_NAMES     := $(patsubst examples/echo/%.yaml,%,$(ECHO_SPECS))
+ECHO_INC       := -Iexamples/echo -Ibuild/gen-echo
+ECHO_OBJ       := $(ECHO_NAMES:%=build/obj/gen-echo/%.o)
+ECHO_OBJ_ASAN  := $(ECHO_NAMES:%=build/asan/gen-echo/%.o)
+
+.PHONY: FORCE soak mutate all gen stats deps deps-bench bench-httpd bench-chart test test-py test-c fuzz demo bench \
         valgrind clean \
         install uninstall schema diagrams deps-diagrams ops-doc
 .DELETE_ON_ERROR:
@@ -86,27 +95,47 @@ deps-diagrams:
 	$(Q)PYTHON=$(PYTHON) sh scripts/deps.sh diagrams
 
 # --- generation: one stamp per spec directory (children cross files) ---
+#
+# build/list/DIR holds the names of DIR's specs and is rewritten only when
+# they change, so a spec deleted from a directory regenerates it too. The
+# library's generation starts from empty output directories: nothing a
+# deleted spec left in build/gen, build/obj/gen or build/asan/gen can be
+# included, compiled, linked or archived.
 
 gen: build/gen/.stamp
 
-build/gen/.stamp: $(SPECS) $(GEN_DEPS) | deps
+build/list/specs:    LIST := $(NAMES)
+build/list/tests:    LIST := $(TEST_NAMES)
+build/list/examples: LIST := $(EX_NAMES)
+build/list/httpd:    LIST := $(HTTPD_NAMES)
+build/list/echo:     LIST := $(ECHO_NAMES)
+build/list/%: FORCE
+	$(Q)mkdir -p $(@D)
+	$(Q)printf '%s\n' $(LIST) | cmp -s - $@ || printf '%s\n' $(LIST) >$@
+
+build/gen/.stamp: $(SPECS) build/list/specs $(GEN_DEPS) | deps
 	$(call say,GEN,specs/)
+	$(Q)rm -rf build/gen build/obj/gen build/asan/gen
 	$(Q)$(PYTHON) -m gen -o build/gen $(SPECS)
 	$(Q)touch $@
 
 # Each future's sizeof next to the size it would have without overlapping states.
-stats: build/gen/.stamp build/gen-test/.stamp
+stats: build/gen/.stamp build/gen-test/.stamp build/gen-echo/.stamp
 	$(Q)$(PYTHON) -m gen --stats -o build/gen $(SPECS)
 	$(Q)CPPFLAGS="-Itests -Ibuild/gen $(shell pkg-config --cflags check)" \
 	    $(PYTHON) -m gen --stats -o build/gen-test -I specs $(TEST_SPECS)
+	$(Q)CPPFLAGS="-Iexamples/echo -Ibuild/gen" \
+	    $(PYTHON) -m gen --stats -o build/gen-echo -I specs $(ECHO_SPECS)
 
-build/gen-test/.stamp: $(TEST_SPECS) $(SPECS) $(GEN_DEPS) | deps
+build/gen-test/.stamp: $(TEST_SPECS) $(SPECS) build/list/tests build/list/specs $(GEN_DEPS) | deps
 	$(call say,GEN,tests/specs/)
+	$(Q)rm -rf build/gen-test
 	$(Q)$(PYTHON) -m gen -o build/gen-test -I specs $(TEST_SPECS)
 	$(Q)touch $@
 
-build/gen-ex/.stamp: $(EX_SPECS) $(SPECS) $(GEN_DEPS) | deps
+build/gen-ex/.stamp: $(EX_SPECS) $(SPECS) build/list/examples build/list/specs $(GEN_DEPS) | deps
 	$(call say,GEN,examples/)
+	$(Q)rm -rf build/gen-ex
 	$(Q)$(PYTHON) -m gen -o build/gen-ex -I specs $(EX_SPECS)
 	$(Q)touch $@
 
@@ -114,6 +143,7 @@ $(GEN_C): build/gen/.stamp
 $(GEN_TEST_C): build/gen-test/.stamp
 $(GEN_EX_C): build/gen-ex/.stamp
 $(HTTPD_NAMES:%=build/gen-httpd/%.c): build/gen-httpd/.stamp
+$(ECHO_NAMES:%=build/gen-echo/%.c): build/gen-echo/.stamp
 
 # --- the runtime library ---
 
@@ -132,11 +162,12 @@ $(EP_OBJ_ASAN): build/asan/%.o: runtime/%.c $(EP_HDR) | deps
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(WARN) $(SANFLAGS) -Iruntime -c $< -o $@
 
-# The library futures (every spec in specs/) come compiled into the library:
-# a program, or a user's spec that embeds one, needs nothing else.
-build/libpolldrop.a: build/obj/runtime.o $(EP_OBJ) $(NAMES:%=build/obj/gen/%.o)
+# The library futures (every spec in specs/, and nothing else) come compiled
+# into the library: a program, or a user's spec that embeds one, needs
+# nothing else. The archive is made anew from the current list of specs.
+build/libpolldrop.a: build/obj/runtime.o $(EP_OBJ) $(NAMES:%=build/obj/gen/%.o) build/list/specs
 	$(call say,AR,$@)
-	$(Q)rm -f $@ && ar rcs $@ $^
+	$(Q)rm -f $@ && ar rcs $@ $(filter %.o,$^)
 
 # --- the harness library, plain and sanitized (the tests link the archive) ---
 
@@ -194,22 +225,22 @@ build/asan/gen-test/%.o: build/gen-test/%.c build/gen-test/.stamp build/gen/.sta
 
 TEST_OBJ      := $(TEST_SRC:tests/%.c=build/obj/tests/%.o) build/obj/runtime.o $(EP_OBJ) \
                  $(NAMES:%=build/obj/gen/%.o) $(TEST_NAMES:%=build/obj/gen-test/%.o) \
-                 $(HTTPD_OBJ)
+                 $(HTTPD_OBJ) $(ECHO_OBJ)
 TEST_OBJ_ASAN := $(TEST_SRC:tests/%.c=build/asan/tests/%.o) build/asan/runtime.o $(EP_OBJ_ASAN) \
                  $(NAMES:%=build/asan/gen/%.o) $(TEST_NAMES:%=build/asan/gen-test/%.o) \
-                 $(HTTPD_OBJ_ASAN)
+                 $(HTTPD_OBJ_ASAN) $(ECHO_OBJ_ASAN)
 
 build/obj/tests/%.o: tests/%.c $(TEST_HDR) $(RT_HDR) $(EP_HDR) runtime/harness.h build/gen/.stamp build/gen-test/.stamp \
-                     build/gen-httpd/.stamp
+                     build/gen-httpd/.stamp build/gen-echo/.stamp
 	$(call say,CC,$<)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) -D_GNU_SOURCE -Ibuild/gen-test -Itests $(HTTPD_INC) $(shell pkg-config --cflags check) -c $< -o $@
+	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) -D_GNU_SOURCE -Ibuild/gen-test -Itests $(HTTPD_INC) $(ECHO_INC) $(shell pkg-config --cflags check) -c $< -o $@
 
 build/asan/tests/%.o: tests/%.c $(TEST_HDR) $(RT_HDR) $(EP_HDR) runtime/harness.h build/gen/.stamp build/gen-test/.stamp \
-                      build/gen-httpd/.stamp
+                      build/gen-httpd/.stamp build/gen-echo/.stamp
 	$(call say,CC-SAN,$<)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(CC) $(WARN) $(SANFLAGS) $(INC) -D_GNU_SOURCE -Ibuild/gen-test -Itests $(HTTPD_INC) $(shell pkg-config --cflags check) -c $< -o $@
+	$(Q)$(CC) $(WARN) $(SANFLAGS) $(INC) -D_GNU_SOURCE -Ibuild/gen-test -Itests $(HTTPD_INC) $(ECHO_INC) $(shell pkg-config --cflags check) -c $< -o $@
 
 build/check_polldrop: $(TEST_OBJ) build/libpolldrop_harness.a
 	$(call say,LD,$@)
@@ -279,14 +310,35 @@ build/demo: examples/demo.c build/libpolldrop.a $(EX_NAMES:%=build/obj/gen-ex/%.
 	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) -Ibuild/gen-ex examples/demo.c \
 	    $(EX_NAMES:%=build/obj/gen-ex/%.o) build/libpolldrop.a -o $@ $(URING)
 
-build/echo_server build/echo_client: build/%: examples/%.c examples/args.h build/libpolldrop.a
+# --- the echo server and client ---
+
+build/gen-echo/.stamp: $(ECHO_SPECS) examples/echo/echo_link.h $(SPECS) build/list/echo build/list/specs \
+                       $(GEN_DEPS) | deps
+	$(call say,GEN,examples/echo/)
+	$(Q)rm -rf build/gen-echo
+	$(Q)$(PYTHON) -m gen -o build/gen-echo -I specs $(ECHO_SPECS)
+	$(Q)touch $@
+
+build/obj/gen-echo/%.o: build/gen-echo/%.c build/gen-echo/.stamp examples/echo/echo_link.h $(RT_HDR)
+	$(call say,CC,$<)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) $(ECHO_INC) -c $< -o $@
+
+build/asan/gen-echo/%.o: build/gen-echo/%.c build/gen-echo/.stamp examples/echo/echo_link.h $(RT_HDR)
+	$(call say,CC-SAN,$<)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(WARN) $(SANFLAGS) $(INC) $(ECHO_INC) -c $< -o $@
+
+build/echo_server build/echo_client: build/%: examples/echo/%.c examples/args.h $(ECHO_OBJ) \
+                                     build/libpolldrop.a
 	$(call say,LD,$@)
-	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) $< build/libpolldrop.a -o $@ $(URING)
+	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) $(ECHO_INC) $< $(ECHO_OBJ) build/libpolldrop.a -o $@ $(URING)
 
 # --- httpd ---
 
-build/gen-httpd/.stamp: $(HTTPD_SPECS) $(SPECS) $(GEN_DEPS) | deps
+build/gen-httpd/.stamp: $(HTTPD_SPECS) $(SPECS) build/list/httpd build/list/specs $(GEN_DEPS) | deps
 	$(call say,GEN,examples/httpd/)
+	$(Q)rm -rf build/gen-httpd
 	$(Q)$(PYTHON) -m gen -o build/gen-httpd -I specs $(HTTPD_SPECS)
 	$(Q)touch $@
 
@@ -331,13 +383,12 @@ build/uv_echo: bench/uv_echo.c | deps-bench
 	$(call say,LD,$@)
 	$(Q)$(CC) $(WARN) -O2 $< -o $@ $(UV)
 
-BENCH_OBJ := build/obj/gen/echo_client.o build/obj/gen/echo_conn.o \
-             build/obj/gen/write_all.o build/obj/gen-test/nops.o build/obj/gen-test/pipe_read.o \
-             build/obj/gen-test/hop.o
+BENCH_OBJ := build/obj/gen-echo/echo_client.o build/obj/gen-test/nops.o \
+             build/obj/gen-test/pipe_read.o build/obj/gen-test/hop.o
 
 build/bench: bench/bench.c bench/threads.c bench/threads.h build/libpolldrop.a $(BENCH_OBJ) | deps-bench
 	$(call say,LD,$@)
-	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) -Ibuild/gen-test -Ibench -Itests $< bench/threads.c \
+	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) $(ECHO_INC) -Ibuild/gen-test -Ibench -Itests $< bench/threads.c \
 	    $(BENCH_OBJ) build/libpolldrop.a -o $@ $(URING)
 
 build/idle_conns: bench/idle_conns.c | deps-bench
@@ -371,19 +422,20 @@ demo: build/demo
 	$(Q)./build/demo
 
 # Every spec's state machine as SVG, through `python3 -m gen --dot` and
-# Graphviz: build/diagrams/{specs,tests,examples,outside}/NAME.svg.
-# docs/echo_conn.svg is build/diagrams/specs/echo_conn.svg, committed.
+# Graphviz: build/diagrams/{specs,tests,examples,echo,outside}/NAME.svg.
+# docs/echo_conn.svg is build/diagrams/echo/echo_conn.svg, committed.
 OUT_SPECS := $(wildcard examples/outside/specs/*.yaml)
 
 diagrams: build/diagrams/.stamp
 
-build/diagrams/.stamp: $(SPECS) $(TEST_SPECS) $(EX_SPECS) $(OUT_SPECS) $(GEN_DEPS) \
+build/diagrams/.stamp: $(SPECS) $(TEST_SPECS) $(EX_SPECS) $(ECHO_SPECS) $(OUT_SPECS) $(GEN_DEPS) \
                        | deps deps-diagrams
 	$(call say,DOT,build/diagrams/)
 	$(Q)rm -rf build/diagrams
 	$(Q)$(PYTHON) -m gen --dot -o build/diagrams/specs $(SPECS)
 	$(Q)$(PYTHON) -m gen --dot -o build/diagrams/tests -I specs $(TEST_SPECS)
 	$(Q)$(PYTHON) -m gen --dot -o build/diagrams/examples -I specs $(EX_SPECS)
+	$(Q)$(PYTHON) -m gen --dot -o build/diagrams/echo -I specs $(ECHO_SPECS)
 	$(Q)$(PYTHON) -m gen --dot -o build/diagrams/outside -I specs $(OUT_SPECS)
 	$(Q)for f in build/diagrams/*/*.dot; do dot -Tsvg "$$f" -o "$${f%.dot}.svg" || exit 1; done
 	$(Q)touch $@
@@ -414,9 +466,18 @@ VERSION      := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' gen/__init__.p
 MANIFEST      = $(DATADIR)/polldrop/install-manifest
 INSTALL_DIRS  = $(PREFIX) $(BINDIR) $(LIBDIR) $(INCLUDEDIR) $(DATADIR) $(PKGCONFIGDIR)
 INSTALL_SH    = DESTDIR='$(DESTDIR)' sh scripts/install.sh
-SUBST         = sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@BINDIR@|$(BINDIR)|g' \
-                    -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' \
-                    -e 's|@DATADIR@|$(DATADIR)|g' -e 's|@VERSION@|$(VERSION)|g'
+# The .pc files are relocatable: their prefix is the way up from their own
+# directory (${pcfiledir}/../.. by default), and each directory under PREFIX
+# is written from ${prefix}; one outside PREFIX stays absolute, and so does
+# the prefix of a PKGCONFIGDIR outside PREFIX.
+under_prefix  = $(filter $(PREFIX)/%,$(1))
+pc_dir        = $(if $(call under_prefix,$(1)),$${prefix}/$(patsubst $(PREFIX)/%,%,$(1)),$(1))
+PC_PREFIX     = $(if $(call under_prefix,$(PKGCONFIGDIR)),$${pcfiledir}/$(shell realpath -m -s \
+                    --relative-to='$(PKGCONFIGDIR)' '$(PREFIX)'),$(PREFIX))
+SUBST         = sed -e 's|@PREFIX@|$(PC_PREFIX)|g' -e 's|@BINDIR@|$(call pc_dir,$(BINDIR))|g' \
+                    -e 's|@LIBDIR@|$(call pc_dir,$(LIBDIR))|g' \
+                    -e 's|@INCLUDEDIR@|$(call pc_dir,$(INCLUDEDIR))|g' \
+                    -e 's|@DATADIR@|$(call pc_dir,$(DATADIR))|g' -e 's|@VERSION@|$(VERSION)|g'
 
 install: build/libpolldrop.a build/libpolldrop_harness.a build/gen/.stamp build/httpd
 	$(if $(filter-out /%,$(INSTALL_DIRS)),$(error make install: PREFIX and the *DIR \
@@ -433,7 +494,7 @@ install: build/libpolldrop.a build/libpolldrop_harness.a build/gen/.stamp build/
 	$(Q)$(INSTALL_SH) install '$(MANIFEST)' \
 	    --to '$(BINDIR)' 755 build/install/polldrop-gen build/install/polldrop-httpd \
 	    --to '$(LIBDIR)' 644 build/libpolldrop.a build/libpolldrop_harness.a \
-	    --to '$(INCLUDEDIR)/polldrop' 644 $(RT_HDR) runtime/harness.h specs/echo_link.h $(NAMES:%=build/gen/%.h) \
+	    --to '$(INCLUDEDIR)/polldrop' 644 $(RT_HDR) runtime/harness.h $(NAMES:%=build/gen/%.h) \
 	    --to '$(PKGCONFIGDIR)' 644 build/install/polldrop.pc build/install/polldrop-harness.pc \
 	    --to '$(DATADIR)/polldrop' 644 polldrop.mk docs/polldrop-spec.schema.json \
 	    --to '$(DATADIR)/polldrop/gen' 644 $(wildcard gen/*.py) \

@@ -106,6 +106,15 @@ def _load_all(paths, include_dirs, diags):
             if os.path.realpath(other.file) != os.path.realpath(path):
                 diags.error(s.name_pos, f"future '{s.name}' is also defined in {other.file}")
             return specs[s.name]
+        # The library's futures are the specs of LIBRARY_SPECS: another
+        # spec of one of their names takes the library's place as a child,
+        # and its header and symbols clash with the installed ones.
+        lib = os.path.join(LIBRARY_SPECS, s.name + ".yaml")
+        if os.path.isfile(lib) and os.path.realpath(lib) != os.path.realpath(path):
+            diags.warning(root.key_pos.get("future", s.name_pos),
+                          f"future '{s.name}' has the name of a library future ({lib}): "
+                          "this spec shadows it, and its header and symbols clash with "
+                          "the library's; choose another name")
         specs[s.name] = s
         by_file[os.path.realpath(path)] = s
         if is_named:

@@ -3,11 +3,11 @@ the generator's contract on every mutant.
 
     python3 tests/fuzz_specs.py [-n CASES] [--seed SEED] [-v]
 
-Each case takes one spec of specs/ or tests/specs/, applies one to three
-mutations (keys deleted, duplicated and retyped, lists for maps, huge and
-unicode strings, deep nesting, anchors and aliases, tabs, binary junk, long
-names, C-looking names, comment-breaking text, ...) and runs the generator
-on it. It checks, per case:
+Each case takes one spec of specs/, tests/specs/ or examples/echo/, applies
+one to three mutations (keys deleted, duplicated and retyped, lists for
+maps, huge and unicode strings, deep nesting, anchors and aliases, tabs,
+binary junk, long names, C-looking names, comment-breaking text, ...) and
+runs the generator on it. It checks, per case:
 
 - the exit status is 0 or 1, and there is no traceback;
 - every diagnostic is one line, `FILE:LINE:COL: (error|warning): ...`;
@@ -41,7 +41,8 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CORPUS_DIRS = [os.path.join(ROOT, "specs"), os.path.join(ROOT, "tests", "specs")]
+CORPUS_DIRS = [os.path.join(ROOT, "specs"), os.path.join(ROOT, "tests", "specs"),
+               os.path.join(ROOT, "examples", "echo")]
 DIAG = re.compile(r"^(?P<file>.+?):\d+:\d+: (error|warning): \S")
 CC_ERROR = re.compile(r"^(?P<file>[^:\n]+):\d+(?::\d+)?: (?:fatal )?error: ", re.M)
 CASE_SECONDS = 30

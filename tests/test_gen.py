@@ -762,6 +762,57 @@ class CommandLine(GenTest):
         self.assertEqual((r.returncode, r.stderr),
                          (2, "polldrop-gen: error: unrecognized arguments: --bogus\n"))
 
+    # The library's names are those of the specs in the library directory
+    # the generator resolves children from last (ROOT/specs here; in an
+    # install, PREFIX/share/polldrop/specs): a user's spec of that name
+    # shadows the library's, and its header and symbols clash with the
+    # installed ones.
+    SHADOW = """\
+        # mine, not the library's
+        future: read_file
+        params:
+          - {name: fd, type: int}
+        states:
+          a: {do: RETURN(self->fd);}
+        """
+
+    def shadow_warning(self, file):
+        lib = os.path.join(ROOT, "specs", "read_file.yaml")
+        return (f"{file}:2:1: warning: future 'read_file' has the name of a library "
+                f"future ({lib}): this spec shadows it, and its header and symbols clash "
+                f"with the library's; choose another name")
+
+    def test_a_spec_named_like_a_library_future_is_a_warning(self):
+        lines = self.errors(self.SHADOW, name="read_file")
+        self.assertEqual(lines, [self.shadow_warning("read_file.yaml")])
+        self.assertTrue(os.path.exists(os.path.join(self.out, "read_file.c")))
+
+    def test_a_child_named_like_a_library_future_is_a_warning(self):
+        # Found on the -I path, which is searched before the library.
+        os.mkdir(os.path.join(self.dir, "inc"))
+        self.spec("inc/read_file", self.SHADOW)
+        lines = self.errors("""\
+            future: parent
+            fields:
+              - {name: r, future: read_file}
+            states:
+              a: {await: r, args: [0], then: RETURN(out);}
+            """, name="parent", extra=("-I", os.path.join(self.dir, "inc")))
+        self.assertEqual(lines, [self.shadow_warning("inc/read_file.yaml")])
+
+    def test_the_library_spec_itself_is_not_a_shadow(self):
+        # Named on the command line, or found as a child: the same file.
+        lib = os.path.join(ROOT, "specs", "read_file.yaml")
+        self.assertEqual(self.run_gen("--check", lib), (0, ""))
+        self.assertEqual(self.run_gen("--check", "-I", os.path.join(ROOT, "specs"),
+                                      self.spec("uses_lib", """\
+            future: uses_lib
+            fields:
+              - {name: r, future: read_file}
+            states:
+              a: {await: r, args: ['"f"', 0, 0], then: RETURN((int)out);}
+            """)), (0, ""))
+
     @unittest.skipUnless(shutil.which("cc") and shutil.which("pkg-config"),
                          "needs a C compiler and pkg-config")
     def test_harness_skeleton_compiles_and_is_not_overwritten(self):

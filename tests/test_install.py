@@ -3,8 +3,9 @@
 The README's example, extracted from README.md and built with the README's
 own commands, in the tree and against an install; `make install` in its
 PREFIX form (from a fresh clone of the repository) and its DESTDIR form;
-`make uninstall` removing exactly what was installed; and polldrop-gen run
-from elsewhere. Builds against an install see nothing of the repository:
+an install moved elsewhere as a whole; `make uninstall` removing exactly
+what was installed; polldrop-gen run from elsewhere; and libpolldrop.a
+holding the runtime and the current library specs only. Builds against an install see nothing of the repository:
 only PATH and the pkg-config variables point into the install.
 """
 import os
@@ -106,6 +107,13 @@ def outside(test, where, env):
     return dst
 
 
+def pc_dirs(flags):
+    """pkg-config's flags with each -I and -L directory normalised: a
+    relocatable .pc names them through its own directory (DIR/../..)."""
+    return " ".join(f[:2] + os.path.normpath(f[2:]) if f[:2] in ("-I", "-L") else f
+                    for f in flags.split())
+
+
 def tree(top):
     """Every path under top, relative to it."""
     out = set()
@@ -136,6 +144,66 @@ class Readme(unittest.TestCase):
         readme_app(self, self.dir, self.cmds[0])
 
 
+def library_symbols(archive):
+    """The global symbols archive defines."""
+    out = subprocess.run(["nm", "-g", "--defined-only", archive], capture_output=True,
+                         text=True, check=True).stdout
+    return {f[2] for f in (line.split() for line in out.splitlines()) if len(f) == 3}
+
+
+@unittest.skipUnless(shutil.which("nm"), "needs nm")
+class Archive(unittest.TestCase):
+    """libpolldrop.a holds the runtime and the futures of specs/ as the list
+    is now: no example's futures, nothing of a spec deleted since the last
+    build. Built in a copy of the tree, whose specs/ this test may change."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="pd-archive-")
+        self.tree = os.path.join(self.dir, "tree")
+        shutil.copytree(ROOT, self.tree,
+                        ignore=shutil.ignore_patterns("build", ".git", "__pycache__"))
+
+    def tearDown(self):
+        shutil.rmtree(self.dir)
+
+    def build(self):
+        """Builds the copy's library; returns (its spec names, its symbols)."""
+        run(self, ["make", "-s", "--no-print-directory", "build/libpolldrop.a"],
+            cwd=self.tree, env=make_env())
+        names = {f[:-5] for f in os.listdir(os.path.join(self.tree, "specs"))
+                 if f.endswith(".yaml")}
+        return names, library_symbols(os.path.join(self.tree, "build", "libpolldrop.a"))
+
+    def assert_only_runtime_and(self, names, symbols):
+        strays = sorted(s for s in symbols
+                        if not s.startswith("pd_")
+                        and not any(s.startswith(n + "_") for n in names))
+        self.assertEqual(strays, [])
+        for n in names:
+            self.assertIn(n + "_vtable", symbols)
+
+    def test_holds_the_runtime_and_the_library_futures_only(self):
+        names, symbols = self.build()
+        self.assertIn("write_all", names)
+        self.assertNotIn("echo_conn", names)
+        self.assert_only_runtime_and(names, symbols)
+        self.assertFalse([s for s in symbols if s.startswith("echo_")])
+
+    def test_a_deleted_spec_leaves_nothing_behind(self):
+        self.build()
+        # signal_wait: a library future no other library spec embeds.
+        os.unlink(os.path.join(self.tree, "specs", "signal_wait.yaml"))
+        names, symbols = self.build()
+        self.assertNotIn("signal_wait", names)
+        self.assertFalse([s for s in symbols if s.startswith("signal_wait_")])
+        self.assert_only_runtime_and(names, symbols)
+        # Nor can its generated header be included, or its object linked.
+        build = os.path.join(self.tree, "build")
+        left = [p for p in ("gen/signal_wait.h", "gen/signal_wait.c", "obj/gen/signal_wait.o")
+                if os.path.exists(os.path.join(build, p))]
+        self.assertEqual(left, [])
+
+
 class Install(unittest.TestCase):
     """make install and uninstall, DESTDIR form, from the working tree."""
 
@@ -161,14 +229,20 @@ class Install(unittest.TestCase):
                   "usr/share/polldrop/specs/write_all.yaml"):
             self.assertIn(f, files)
         self.assertFalse([f for f in files if "__pycache__" in f or f.endswith(".pyc")])
+        # The library, not the examples: no echo server spec, header or code.
+        self.assertFalse([f for f in files if "echo" in os.path.basename(f)])
+        self.assertFalse([s for s in library_symbols(
+            os.path.join(self.stage, "usr/lib/libpolldrop.a")) if s.startswith("echo_")])
         with open(os.path.join(self.stage, "usr/lib/pkgconfig/polldrop.pc")) as f:
             pc = f.read()
-        self.assertIn("prefix=/usr\n", pc)
+        # Relative to the .pc file's directory: the staged tree is the package.
+        self.assertIn("prefix=${pcfiledir}/../..\n", pc)
+        self.assertIn("libdir=${prefix}/lib\n", pc)
         self.assertNotIn(self.stage, pc)
         self.assertIn("Requires.private: liburing", pc)
 
         env = installed_env(os.path.join(self.stage, "usr"), sysroot=self.stage)
-        flags = run(self, ["pkg-config", "--cflags", "--libs", "polldrop"], env=env)
+        flags = pc_dirs(run(self, ["pkg-config", "--cflags", "--libs", "polldrop"], env=env))
         self.assertIn(f"-I{self.stage}/usr/include/polldrop", flags)
         self.assertIn("-lpolldrop", flags)
 
@@ -206,6 +280,26 @@ class Install(unittest.TestCase):
         self.assertTrue(os.path.exists(os.path.join(prefix, "lib", "libpolldrop.a")))
         self.make("uninstall", f"PREFIX={prefix}")
         self.assertFalse(os.path.exists(prefix))
+
+    def test_a_moved_install_still_builds_the_outside_project(self):
+        # The .pc files name their prefix from their own directory
+        # (${pcfiledir}) and polldrop-gen and polldrop.mk find theirs from
+        # their own paths, so the tree works wherever it is moved to.
+        prefix = os.path.join(self.dir, "p")
+        self.make("install", f"PREFIX={prefix}")
+        moved = os.path.join(self.dir, "moved", "elsewhere")
+        os.makedirs(os.path.dirname(moved))
+        os.rename(prefix, moved)
+        env = installed_env(moved)
+        flags = pc_dirs(run(self, ["pkg-config", "--cflags", "--libs", "polldrop"], env=env))
+        self.assertIn(f"-I{moved}/include/polldrop", flags)
+        self.assertIn(f"-L{moved}/lib", flags)
+        mk = run(self, ["pkg-config", "--variable=polldrop_mk", "polldrop"], env=env)
+        self.assertEqual(os.path.normpath(mk.strip()), f"{moved}/share/polldrop/polldrop.mk")
+        app = os.path.join(self.dir, "app")
+        os.mkdir(app)
+        readme_app(self, app, readme()[1][1], env)
+        outside(self, self.dir, env)
 
     def test_relative_prefix_is_refused(self):
         r = subprocess.run(["make", "-s", "install", "PREFIX=relative/dir"], cwd=ROOT,

@@ -79,7 +79,8 @@ def gen_fixtures():
 
 
 def repo_specs():
-    pats = ["specs/*.yaml", "tests/specs/*.yaml", "examples/*.yaml", "examples/*/specs/*.yaml"]
+    pats = ["specs/*.yaml", "tests/specs/*.yaml", "examples/*.yaml", "examples/*/*.yaml",
+            "examples/*/specs/*.yaml"]
     return sorted(p for pat in pats for p in glob.glob(os.path.join(ROOT, pat)))
 
 

@@ -508,14 +508,14 @@ MUTANTS = [
          run="c"),
     # --- issue 17: echo_server's stalled connections and the buffer group ---
     dict(name="echo-stall-keeps-reading",
-         file="specs/echo_ms_conn.yaml",
+         file="examples/echo/echo_ms_conn.yaml",
          old="                  RETURN(-ENOMEM);\n              STOP();\n",
          new="                  RETURN(-ENOMEM);\n",
          inv="echo_server: the recv of a connection whose echo waits for room is "
              "not stopped, so what it holds (its spill) has no cap",
          run="c"),
     dict(name="echo-stall-holds-buffer",
-         file="specs/echo_ms_conn.yaml",
+         file="examples/echo/echo_ms_conn.yaml",
          old="                  RETURN(-ENOMEM);\n              STOP();\n",
          new="                  RETURN(-ENOMEM);\n              buf = PD_BUF_EMPTY;\n"
              "              STOP();\n",
@@ -524,7 +524,7 @@ MUTANTS = [
              "group from the others",
          run="c"),
     dict(name="echo-drop-keeps-spill",
-         file="specs/echo_ms_conn.yaml",
+         file="examples/echo/echo_ms_conn.yaml",
          old="  echo_spill_free(self->ctx, &self->spill);\n  if (self->fd >= 0)",
          new="  if (self->fd >= 0)",
          inv="echo_server: a connection destroyed while its echo waits for room "
@@ -566,6 +566,21 @@ MUTANTS = [
          inv="1: an op that completed after waiting leaves its linked timeout "
              "armed: its completion never comes (or comes for a reused record)",
          run="c"),
+    # --- issue 18: the library is the library ---
+    dict(name="gen-shadow-unwarned",
+         file="gen/cli.py",
+         old="        if os.path.isfile(lib) and os.path.realpath(lib) != os.path.realpath(path):\n",
+         new="        if False:\n",
+         inv="generator: a user's spec with a library future's name silently shadows "
+             "the library's as a child and clashes with its header and symbols",
+         run="gen"),
+    dict(name="gen-library-shadows-itself",
+         file="gen/cli.py",
+         old=" and os.path.realpath(lib) != os.path.realpath(path):\n",
+         new=":\n",
+         inv="generator: the library's own specs, generated as the library, are "
+             "warned about as shadows of themselves",
+         run="gen"),
 ]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -18,7 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "args.h"
+#include "../args.h"
 #include "echo_client.h"
 
 static double now(void)

@@ -46,7 +46,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "args.h"
+#include "../args.h"
 #include "echo_accept.h"
 #include "echo_idle.h"
 #include "echo_ms_accept.h"
