@@ -44,15 +44,16 @@ RUNNERS = [("build/check_polldrop", {}), ("build/check_polldrop_asan", SAN_ENV)]
 # a first run; any job not named here is estimated at one second. A class
 # (or a module) expected to take SPLIT seconds or more runs alone.
 ESTIMATE = {
-    "py test_fuzz.FuzzSlice": 25, "py test_install.FreshClone": 30, "py test_install.Install": 20,
-    "py test_examples.EchoServerProcess": 20, "py test_examples.EchoServerSingleShot": 20,
-    "py test_gen.Hostile": 8,
-    "c build/check_polldrop_asan httpd": 25, "c build/check_polldrop httpd": 20,
-    "c build/check_polldrop echo server": 18, "c build/check_polldrop_asan echo server": 18,
-    "c build/check_polldrop cancel at every suspension point": 13,
-    "c build/check_polldrop_asan cancel at every suspension point": 14,
-    "c build/check_polldrop invariant 8: buffers, multishot at every completion": 9,
-    "c build/check_polldrop_asan invariant 8: buffers, multishot at every completion": 8,
+    "py test_fuzz.FuzzSlice": 40, "py test_install.FreshClone": 25,
+    "py test_install.Install": 20, "py test_examples.EchoServerProcess": 15,
+    "py test_examples.EchoServerSingleShot": 15, "py test_gen.Hostile": 6,
+    "py test_gen.Collisions": 5, "py test_gen.CommandLine": 5,
+    "c build/check_polldrop echo server": 10, "c build/check_polldrop_asan echo server": 12,
+    "c build/check_polldrop cancel at every suspension point": 8,
+    "c build/check_polldrop_asan cancel at every suspension point": 8,
+    "c build/check_polldrop invariant 8: buffers, multishot at every completion": 6,
+    "c build/check_polldrop_asan invariant 8: buffers, multishot at every completion": 5,
+    "c build/check_polldrop httpd": 4, "c build/check_polldrop_asan httpd": 5,
 }
 SPLIT = 5
 
