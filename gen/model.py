@@ -7,7 +7,9 @@ templates only arrange it.
 import os
 import re
 
+from gen.cscan import MACRO, MACRO_ARG, strip_c
 from gen.ops import OPS
+from gen.spec import BUILTIN_CHILDREN
 
 
 class BranchModel:
@@ -203,7 +205,6 @@ class FutureModel:
         self.has_ext = any(b.fam == "mop" for s in self.states for b in s.ops)
         # pd_buf fields start empty and are released after the drop code.
         self.buf_fields = [v for v in self.fields if v.decl_type == "pd_buf"]
-        from gen.validate import BUILTIN_CHILDREN
         children = {v.child for v in spec.members()
                     if v.child and v.child not in BUILTIN_CHILDREN}
         self.child_headers = sorted(f'"{c}.h"' for c in children)
@@ -222,8 +223,6 @@ def _jumps(st):
     """What a state's code does to control, for diagrams: the (macro, target)
     of each GOTO and YIELD in its code and its branches' thens, once each in
     order, and the set of macros the code calls."""
-    from gen.validate import MACRO, MACRO_ARG, strip_c
-
     jumps, macros = [], set()
     for snip in [st.code] + [b.then for b in st.branches]:
         if snip is None:

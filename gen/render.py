@@ -12,7 +12,7 @@ import jinja2
 
 from gen import __version__
 from gen.errors import one_line
-from gen.validate import Snippet
+from gen.spec import Snippet
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                          "templates")

@@ -384,14 +384,14 @@ MUTANTS = [
          inv="generator: timeout_ms: null reaches the C as an undeclared name",
          run="gen"),
     dict(name="gen-nesting-unbounded",
-         file="gen/validate.py",
+         file="gen/cscan.py",
          old="    if depth > MAX_NESTING:\n        raise TooDeep(base + i)\n",
          new="    if depth > 100 * MAX_NESTING:\n        raise TooDeep(base + i)\n",
          inv="generator: deeply nested code is an internal error (RecursionError), "
              "not a limit at the spec",
          run="gen"),
     dict(name="gen-stop-in-ms-select",
-         file="gen/validate.py",
+         file="gen/link.py",
          old='            elif macro == "STOP" and (branch is None or not branch.multishot\n'
              '                                      or st.kind != "io"):\n',
          new='            elif macro == "STOP" and (branch is None or not branch.multishot):\n',
