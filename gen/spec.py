@@ -9,7 +9,8 @@ here reports an error.
 
 
 # What generated code declares at file scope for future F, besides F_S_STATE
-# for each state (keep in step with templates/future.*.j2).
+# for each state (keep in step with templates/future.h.j2 and future.c.j2,
+# and the templates future.c.j2 pulls in).
 GLOBAL_SUFFIXES = ["", "_out", "_state", "_init", "_poll", "_poll_drop", "_drop",
                    "_state_name", "_vtable", "_dyn", "_spawn", "_spawn_on", "_block_on",
                    "__drop_code", "__teardown", "__quiesce", "__quiesce_sync",

@@ -35,11 +35,11 @@ SNIPPET_NAMES = frozenset(["self", "cx", "res", "out", "cqe_flags"])
 PARAM_RESERVED = frozenset(["self", "cx"])
 
 # Every name the generated code declares as a parameter or local of the
-# functions that hold spec text (templates/future.c.j2; a test keeps the
-# two in step): self and cx in each, and those a then sees. The future's
-# own type is used in those functions, where a local of its name would
-# hide it, so a future may not take any of them; nor may a join branch,
-# whose result is a local of the same then.
+# functions that hold spec text (templates/future.c.j2 and the templates it
+# pulls in; a test keeps the two in step): self and cx in each, and those a
+# then sees. The future's own type is used in those functions, where a
+# local of its name would hide it, so a future may not take any of them;
+# nor may a join branch, whose result is a local of the same then.
 GENERATED_LOCALS = frozenset(["self", "cx", "res", "out", "cqe_flags", "more", "buf",
                               "index", "timed_out"])
 
