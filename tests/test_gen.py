@@ -1297,7 +1297,7 @@ class Parentheses(GenTest):
                 then: RETURN(res);
             """)
         self.assertIn("(self->fd), (self->buf), (sizeof self->buf - 1)", c)
-        self.assertIn("pd__link_next(cx, &self->pd__s0b0_ts, ( self->a + 5 ));", c)
+        self.assertIn("pd__link_next(cx, &self->pd__s_ts, ( self->a + 5 ));", c)
         self.assertIn("self->n = ( self->a ? 1 : 2 );", c)
         self.assertIn("self->m = ( self->a + 1 );", c)
 
@@ -1782,3 +1782,75 @@ class AcceptedBrokenC(GenTest):
                                      "teardown: {t: {do: DONE();}}\ndrop: ~\n"), [])
         with open(os.path.join(self.out, "f.c")) as f:
             self.assertNotIn("~", f.read())
+
+
+class SlotNames(GenTest):
+    """The members that hold a state's op slots, timers and child
+    bookkeeping are named after the state (and branch), and stay unique."""
+
+    def members(self, text, *extra):
+        """The generated members of the union of states, and of the whole struct."""
+        code, err = self.run_gen(self.spec("f", text), *extra)
+        self.assertEqual(code, 0, err)
+        with open(os.path.join(self.out, "f.h")) as f:
+            struct = f.read().split("typedef struct f {")[1].split("} f;")[0]
+        union = struct.split("union {")[1]
+        find = re.compile(r"^\s+\S.* (pd__\w+)(?:\[\w+\])?;", re.M)
+        return find.findall(union), find.findall(struct)
+
+    def test_names_follow_the_states(self):
+        self.assertEqual(self.members("""\
+            future: f
+            params: [{name: fd, type: int}]
+            fields: [{name: c, future: kid}]
+            states:
+              bye:
+                io: nop
+                timeout_ms: 5
+                next: both
+              both:
+                join:
+                  one: {io: nop}
+                  two: {await: c, args: [self->fd]}
+                timeout_ms: 10
+                then: RETURN(0);
+            """, self.spec("kid", GOOD.replace("good", "kid")))[0],
+            ["pd__bye_op", "pd__bye_ts", "pd__both_one_op", "pd__both_two_cs",
+             "pd__both_two_out", "pd__both_deadline_op", "pd__both_deadline_ts",
+             "pd__both_deadline"])
+
+    @unittest.skipUnless(shutil.which("cc"), "needs a C compiler")
+    def test_names_that_would_meet_take_the_next_free_one(self):
+        # State a_b's op and branch b of state a; branch deadline of state a
+        # and a's own deadline; the child of state k and the array k.
+        names, every = self.members("""\
+            future: f
+            params: [{name: fd, type: int}]
+            fields:
+              - {name: c, future: kid}
+              - {name: k, future: kid, count: 2}
+            states:
+              a_b:
+                io: nop
+                next: a
+              a:
+                join:
+                  b: {io: nop}
+                  deadline: {io: nop}
+                timeout_ms: 10
+                then: GOTO(k);
+              k:
+                await: c
+                args: [self->fd]
+                then: RETURN(out);
+            """, self.spec("kid", GOOD.replace("good", "kid")))
+        self.assertEqual(names, ["pd__a_b_op", "pd__a_b2_op", "pd__a_deadline_op",
+                                 "pd__a_deadline2_op", "pd__a_deadline2_ts",
+                                 "pd__a_deadline2", "pd__k2_cs", "pd__k2_out"])
+        self.assertIn("pd__k_cs", every)
+        self.assertEqual(len(every), len(set(every)))
+        r = subprocess.run(["cc", "-std=gnu11", "-Wall", "-Wextra", "-Werror",
+                            "-I", os.path.join(ROOT, "runtime"), "-I", self.out, "-c",
+                            os.path.join(self.out, "f.c"), "-o", os.devnull],
+                           capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)

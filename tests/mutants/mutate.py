@@ -566,6 +566,15 @@ MUTANTS = [
          inv="1: an op that completed after waiting leaves its linked timeout "
              "armed: its completion never comes (or comes for a reused record)",
          run="c"),
+    # --- issue 18: generator modules ---
+    dict(name="gen-slot-names-meet",
+         file="gen/model.py",
+         old="        while any(base + s in self.taken for s in suffixes):\n",
+         new="        while False:\n",
+         inv="generated C: two op slots named after their states meet (state a_b's "
+             "and branch b of state a): a duplicate member, or an array macro "
+             "reaching a state's child bookkeeping",
+         run="gen"),
 ]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
