@@ -59,6 +59,35 @@ def unbalanced(text):
     return None
 
 
+def fits_one_line(text):
+    """Whether C text can share a generated line with the code around it:
+    one line, with no // comment, no comment or literal left open and no
+    preprocessor directive, any of which would take the code that follows
+    it on its line (or be broken by it)."""
+    t = text.strip()
+    if "\n" in t:
+        return False
+    i, n = 0, len(t)
+    while i < n:
+        c = t[i]
+        if t.startswith("//", i) or c == "#":
+            return False
+        if t.startswith("/*", i):
+            j = t.find("*/", i + 2)
+            if j < 0:
+                return False
+            i = j + 2
+        elif c in "\"'":
+            j = i + 1
+            while j < n and t[j] != c:
+                j += 2 if t[j] == "\\" else 1
+            if j >= n:
+                return False
+            i = j + 1
+        else:
+            i += 1
+    return True
+
 def strip_c(text):
     """Blanks out comments and string/char literals, keeping every offset."""
     out = list(text)

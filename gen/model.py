@@ -135,6 +135,8 @@ class StateModel:
         self.next = st.next
         self.jumps, self.macros = _jumps(st)
         self.locals = [VarModel(v) for v in st.locals]
+        # Spec initialisers run on entry, as (name, Snippet) for render.inits.
+        self.local_inits = [(v.name, v.init) for v in self.locals if v.init]
         self.branches = [BranchModel(st, bi, b, names) for bi, b in enumerate(st.branches)]
         self.ops = [b for b in self.branches if b.kind == "io"]
         self.children = [b for b in self.branches if b.kind == "await"]
@@ -218,6 +220,7 @@ class FutureModel:
         self.out_name = "pd__out" if "out" in taken else "out"
         self.target_name = "pd__target" if "target" in taken else "target"
         self.fields = [VarModel(v) for v in spec.fields]
+        self.field_inits = [(v.name, v.init) for v in self.fields if v.init]
         self.members = [(v.where, v.decl() + "; /* param */") for v in self.params] + \
             [(v.where, v.decl() + (";  /* child future */" if v.child else ";"))
              for v in self.fields]

@@ -1298,8 +1298,8 @@ class Parentheses(GenTest):
             """)
         self.assertIn("(self->fd), (self->buf), (sizeof self->buf - 1)", c)
         self.assertIn("pd__link_next(cx, &self->pd__s_ts, ( self->a + 5 ));", c)
-        self.assertIn("self->n = ( self->a ? 1 : 2 );", c)
-        self.assertIn("self->m = ( self->a + 1 );", c)
+        self.assertIn("self->n = (self->a ? 1 : 2);", c)
+        self.assertIn("self->m = (self->a + 1);", c)
 
 
 class Stats(GenTest):
@@ -1504,6 +1504,55 @@ class LineDirectives(GenTest):
                 err = self.compile_error(head + "teardown:\n  t:\n    do: |\n      " + code
                                          + "\ndrop: \"\"\n")
                 self.assertRegex(self.first_error(err), r"f\.yaml:11:\d+: error: ")
+
+    # Initialisers on consecutive spec lines share one #line; a gap, or one
+    # that cannot share a line (a // comment), takes its own.
+    INITS = """\
+        future: f
+        fields:
+          - {name: a, type: int, init: "1"}
+          - {name: b, type: int, init: "2"}
+          - {name: c, type: int, init: 3 // three}
+          - {name: d, type: int, init: "4"}
+          - name: e
+            type: int
+            init: "5"
+        states:
+          s:
+            locals:
+              - {name: l1, type: int, init: "6"}
+              - {name: l2, type: int, init: "7"}
+            do: RETURN(self->l1 + self->l2);
+        """
+
+    def test_errors_in_runs_of_initialisers_point_at_their_lines(self):
+        for value, line in (('"1"', 3), ('"2"', 4), ("3 //", 5), ('"4"', 6), ('"5"', 9),
+                            ('"6"', 13), ('"7"', 14)):
+            with self.subTest(line=line):
+                text = self.INITS.replace(f"init: {value}", f"init: no_such_init{value[1:]}"
+                                          if value[0] != '"' else "init: no_such_init", 1)
+                self.assertNotEqual(text, self.INITS)
+                err = self.compile_error(text)
+                self.assertRegex(self.first_error(err),
+                                 rf"f\.yaml:{line}:\d+: error: .*no_such_init")
+
+    def test_a_run_of_initialisers_takes_one_line_directive(self):
+        code, err = self.run_gen(self.spec("f", self.INITS))
+        self.assertEqual(code, 0, err)
+        c_path = os.path.join(self.out, "f.c")
+        with open(c_path) as f:
+            lines = f.read().split("\n")
+        init = "\n".join(lines[next(i for i, l in enumerate(lines) if l.startswith("void f_init(")):])
+        init = init[:init.index("\n}\n")]
+        self.assertEqual(re.findall(r'#line (\d+) "[^"]*f\.yaml"', init), ["3", "5", "6", "9"])
+        self.assertIn("    self->a = (1);\n    self->b = (2);\n", init)
+        # The generated code after each piece of spec text resumes at its own line.
+        for i, l in enumerate(lines, start=1):
+            m = re.match(r'#line (\d+) "(.*)"$', l)
+            if m and m.group(2) == c_path:
+                self.assertEqual(int(m.group(1)), i + 1)
+        status, stderr = self.cc("f")
+        self.assertEqual(status, 0, stderr)
 
     def test_clean_spec_compiles_cleanly(self):
         self.assertEqual(self.run_gen(self.spec("good", GOOD))[0], 0)

@@ -575,6 +575,13 @@ MUTANTS = [
              "and branch b of state a): a duplicate member, or an array macro "
              "reaching a state's child bookkeeping",
          run="gen"),
+    dict(name="gen-init-run-across-gap",
+         file="gen/render.py",
+         old="            if last is None or (s.file, s.line) != (last.file, last.line + 1):\n",
+         new="            if last is None:\n",
+         inv="#line: an initialiser after a gap in the spec shares the run's #line, "
+             "and the compiler reports its error at the wrong spec line",
+         run="gen"),
 ]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
