@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 
-from gen import __version__, loader, model, render, validate
+from gen import __version__, link, loader, model, render, validate
 from gen.errors import Diagnostics, Pos, SpecError, one_line
 
 # The directory above gen/: templates/ and specs/ sit next to the package,
@@ -139,8 +139,8 @@ def _load_all(paths, include_dirs, diags):
                     if found is not None:
                         todo.append(found)
                     break
-    validate.resolve_children(specs, diags)
-    validate.probe_names(specs, diags)
+    link.resolve_children(specs, diags)
+    link.probe_names(specs, diags)
     return specs, named
 
 

@@ -3,6 +3,7 @@
 A diagnostic is always one line: line breaks and other control characters in
 a file name or in spec text quoted by a message are shown escaped.
 """
+import difflib
 import re
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -15,6 +16,12 @@ def one_line(text):
         named = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
         return named.get(c) or (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}")
     return _CONTROL.sub(esc, str(text))
+
+
+def did_you_mean(word, choices):
+    """' (did you mean 'x'?)' for the choice closest to a misspelt word, or ''."""
+    found = difflib.get_close_matches(word, sorted(set(choices)), n=1, cutoff=0.6)
+    return f" (did you mean '{found[0]}'?)" if found else ""
 
 
 class Pos:

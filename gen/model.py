@@ -7,21 +7,55 @@ templates only arrange it.
 import os
 import re
 
+from gen.cscan import MACRO, MACRO_ARG, strip_c
 from gen.ops import OPS
+from gen.spec import BUILTIN_CHILDREN
+
+
+class SlotNames:
+    """The names of the members that hold a state's op slots, timers and
+    child bookkeeping, after the state: pd__STATE_op for the op of an io
+    state (pd__STATE_cs and pd__STATE_out for the child of an await),
+    pd__STATE_BRANCH_op for a branch of a join or select,
+    pd__STATE_deadline_op for the timer of timeout_ms over a whole state,
+    pd__STATE_winner for the winner of a select over an array.
+
+    A spec's own members cannot start with pd_ (validation refuses such
+    names), so only the generator's names can meet: pd__st, pd__sub,
+    pd__phase, pd__next, an array's pd__ARRAY_cs and pd__ARRAY_out (the
+    array macros build those from the array's name), and one state's names
+    with another's (state a_b's pd__a_b_op and branch b of state a). A name
+    that meets one given before takes the first free of BASE2, BASE3...:
+    the same spec always gets the same names.
+    """
+
+    def __init__(self, taken):
+        self.taken = set(taken)
+
+    def base(self, want, suffixes):
+        """A free base for the names base + suffix, which it then takes."""
+        base, n = want, 1
+        while any(base + s in self.taken for s in suffixes):
+            n += 1
+            base = f"{want}{n}"
+        self.taken.update(base + s for s in suffixes)
+        return base
 
 
 class BranchModel:
-    def __init__(self, si, bi, b):
+    def __init__(self, st, bi, b, names):
         self.name = b.name
         self.index = bi
         self.kind = b.kind
         self.then = b.then
         self.timeout = b.timeout
-        tag = f"pd__s{si}b{bi}"
+        want = f"pd__{st.name}" if b.name is None else f"pd__{st.name}_{b.name}"
         self.storage = []
         self.multishot = False
         if b.kind == "io":
             self.op = b.op.name
+            self.needs_ts = b.op.name == "timeout" or b.timeout is not None
+            tag = names.base(want, ["_op", "_ts"] if self.needs_ts else ["_op"])
             self.slot = f"{tag}_op"
             self.multishot = b.multishot
             self.group = b.group
@@ -31,7 +65,6 @@ class BranchModel:
             self.storage.append((f"pd__{self.fam}", self.slot, "", None))
             # Where then's cqe_flags come from: the slot, or the popped completion.
             self.cflags = "pd__c.flags" if self.fam == "mop" else f"self->{self.slot}.cflags"
-            self.needs_ts = b.op.name == "timeout" or b.timeout is not None
             self.ts = f"{tag}_ts"
             if self.needs_ts:
                 self.storage.append(("struct __kernel_timespec", self.ts, "", None))
@@ -61,6 +94,7 @@ class BranchModel:
             self.child = child.name
             self.child_type = child.child
             self.child_args = b.child_args
+            tag = names.base(want, ["_cs", "_out"])
             self.cs = f"{tag}_cs"
             self.out = f"{tag}_out"
             self.storage.append(("uint8_t", self.cs, "", None))
@@ -71,7 +105,7 @@ class DeadlineModel:
     """timeout_ms over a whole await, join or select: one timeout request,
     and whether it fired before every branch was done."""
 
-    def __init__(self, si, ms):
+    def __init__(self, st, ms, names):
         self.ms = ms
         self.index = -1             # never a branch's index
         self.kind = "io"
@@ -79,16 +113,17 @@ class DeadlineModel:
         self.closes = None
         self.fam = "op"             # a plain op slot
         self.multishot = False
-        self.slot = f"pd__s{si}_dl_op"
-        self.ts = f"pd__s{si}_dl_ts"
-        self.fired = f"pd__s{si}_dl"
+        tag = names.base(f"pd__{st.name}_deadline", ["_op", "_ts", ""])
+        self.slot = f"{tag}_op"
+        self.ts = f"{tag}_ts"
+        self.fired = tag
         self.storage = [("pd__op", self.slot, "", None),
                         ("struct __kernel_timespec", self.ts, "", None),
                         ("uint8_t", self.fired, "", None)]
 
 
 class StateModel:
-    def __init__(self, spec, st, si):
+    def __init__(self, spec, st, si, names):
         self.name = st.name
         self.index = si
         self.phase = st.phase
@@ -100,7 +135,9 @@ class StateModel:
         self.next = st.next
         self.jumps, self.macros = _jumps(st)
         self.locals = [VarModel(v) for v in st.locals]
-        self.branches = [BranchModel(si, bi, b) for bi, b in enumerate(st.branches)]
+        # Spec initialisers run on entry, as (name, Snippet) for render.inits.
+        self.local_inits = [(v.name, v.init) for v in self.locals if v.init]
+        self.branches = [BranchModel(st, bi, b, names) for bi, b in enumerate(st.branches)]
         self.ops = [b for b in self.branches if b.kind == "io"]
         self.children = [b for b in self.branches if b.kind == "await"]
         self.multishot = st.kind == "io" and self.branches[0].multishot
@@ -115,11 +152,11 @@ class StateModel:
         self.array = ArrayModel(st.array) if st.array is not None else None
         if self.array is not None and self.kind == "select":
             # Which member won (or the deadline, as count).
-            self.winner = f"pd__s{si}_w"
+            self.winner = names.base(f"pd__{st.name}_winner", [""])
             self.storage.append(("int16_t", self.winner, "", None))
         self.deadline = None
         if st.deadline is not None:
-            self.deadline = DeadlineModel(si, st.deadline)
+            self.deadline = DeadlineModel(st, st.deadline, names)
             self.storage.extend(self.deadline.storage)
             # Quiescing cancels and reaps it with the branches' ops.
             self.ops.append(self.deadline)
@@ -183,6 +220,7 @@ class FutureModel:
         self.out_name = "pd__out" if "out" in taken else "out"
         self.target_name = "pd__target" if "target" in taken else "target"
         self.fields = [VarModel(v) for v in spec.fields]
+        self.field_inits = [(v.name, v.init) for v in self.fields if v.init]
         self.members = [(v.where, v.decl() + "; /* param */") for v in self.params] + \
             [(v.where, v.decl() + (";  /* child future */" if v.child else ";"))
              for v in self.fields]
@@ -195,7 +233,9 @@ class FutureModel:
         self.has_teardown = bool(spec.teardown)
         self.send = spec.send
         states = spec.all_states()
-        self.states = [StateModel(spec, st, si) for si, st in enumerate(states)]
+        names = SlotNames(["pd__st", "pd__sub", "pd__phase", "pd__next"]
+                          + [n for a in self.arrays for n in (a.cs, a.outs)])
+        self.states = [StateModel(spec, st, si, names) for si, st in enumerate(states)]
         self.run_states = [s for s in self.states if s.phase == "run"]
         self.teardown_states = [s for s in self.states if s.phase == "teardown"]
         self.stateful = [s for s in self.states if s.storage]
@@ -203,7 +243,6 @@ class FutureModel:
         self.has_ext = any(b.fam == "mop" for s in self.states for b in s.ops)
         # pd_buf fields start empty and are released after the drop code.
         self.buf_fields = [v for v in self.fields if v.decl_type == "pd_buf"]
-        from gen.validate import BUILTIN_CHILDREN
         children = {v.child for v in spec.members()
                     if v.child and v.child not in BUILTIN_CHILDREN}
         self.child_headers = sorted(f'"{c}.h"' for c in children)
@@ -222,8 +261,6 @@ def _jumps(st):
     """What a state's code does to control, for diagrams: the (macro, target)
     of each GOTO and YIELD in its code and its branches' thens, once each in
     order, and the set of macros the code calls."""
-    from gen.validate import MACRO, MACRO_ARG, strip_c
-
     jumps, macros = [], set()
     for snip in [st.code] + [b.then for b in st.branches]:
         if snip is None:

@@ -12,7 +12,8 @@ import jinja2
 
 from gen import __version__
 from gen.errors import one_line
-from gen.validate import Snippet
+from gen.cscan import fits_one_line
+from gen.spec import Snippet
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                          "templates")
@@ -74,6 +75,33 @@ def expr(s, indent=0):
         return str(s)
     return f"\n{_line(s)}\n{_indented(s.text, indent)}\n{RESTORE}\n{' ' * max(indent - 4, 0)}"
 
+
+def inits(items, indent=0):
+    """Assignments `self->NAME = (INIT);` of initialisers from the spec, as
+    (NAME, Snippet) pairs, one a line: a run of them whose texts sit on
+    consecutive spec lines shares one #line, a gap in the spec takes a new
+    one, and the C after the last resumes under a restoring #line. An
+    initialiser that cannot share a line (several lines, a // comment, a
+    directive) is fenced on lines of its own, as expr does.
+
+    Must be placed at the start of a template line.
+    """
+    pad = " " * indent
+    out, last = [], None
+    for name, s in items:
+        if fits_one_line(s.text):
+            if last is None or (s.file, s.line) != (last.file, last.line + 1):
+                out.append(_line(s))
+            out.append(f"{pad}self->{name} = ({s.text.strip()});")
+            last = s
+        else:
+            if last is not None:
+                out.append(RESTORE)
+            last = None
+            out.append(f"{pad}self->{name} = ({expr(s, indent + 4)});")
+    if last is not None:
+        out.append(RESTORE)
+    return "\n".join(out)
 
 def call_args(args, indent):
     """The trailing arguments of a call: spec snippets that share a spec
@@ -166,7 +194,8 @@ def _env():
         autoescape=False,
     )
     env.globals["version"] = f"polldrop-gen {__version__}"
-    env.filters.update(snip=snip, expr=expr, call_args=call_args, at=at, decls=decls,
+    env.filters.update(snip=snip, expr=expr, inits=inits, call_args=call_args, at=at,
+                       decls=decls,
                        comment=comment, comment_line=comment_line, cstr=c_string)
     return env
 

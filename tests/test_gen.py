@@ -1348,9 +1348,9 @@ class Parentheses(GenTest):
                 then: RETURN(res);
             """)
         self.assertIn("(self->fd), (self->buf), (sizeof self->buf - 1)", c)
-        self.assertIn("pd__link_next(cx, &self->pd__s0b0_ts, ( self->a + 5 ));", c)
-        self.assertIn("self->n = ( self->a ? 1 : 2 );", c)
-        self.assertIn("self->m = ( self->a + 1 );", c)
+        self.assertIn("pd__link_next(cx, &self->pd__s_ts, ( self->a + 5 ));", c)
+        self.assertIn("self->n = (self->a ? 1 : 2);", c)
+        self.assertIn("self->m = (self->a + 1);", c)
 
 
 class Stats(GenTest):
@@ -1556,6 +1556,55 @@ class LineDirectives(GenTest):
                                          + "\ndrop: \"\"\n")
                 self.assertRegex(self.first_error(err), r"f\.yaml:11:\d+: error: ")
 
+    # Initialisers on consecutive spec lines share one #line; a gap, or one
+    # that cannot share a line (a // comment), takes its own.
+    INITS = """\
+        future: f
+        fields:
+          - {name: a, type: int, init: "1"}
+          - {name: b, type: int, init: "2"}
+          - {name: c, type: int, init: 3 // three}
+          - {name: d, type: int, init: "4"}
+          - name: e
+            type: int
+            init: "5"
+        states:
+          s:
+            locals:
+              - {name: l1, type: int, init: "6"}
+              - {name: l2, type: int, init: "7"}
+            do: RETURN(self->l1 + self->l2);
+        """
+
+    def test_errors_in_runs_of_initialisers_point_at_their_lines(self):
+        for value, line in (('"1"', 3), ('"2"', 4), ("3 //", 5), ('"4"', 6), ('"5"', 9),
+                            ('"6"', 13), ('"7"', 14)):
+            with self.subTest(line=line):
+                text = self.INITS.replace(f"init: {value}", f"init: no_such_init{value[1:]}"
+                                          if value[0] != '"' else "init: no_such_init", 1)
+                self.assertNotEqual(text, self.INITS)
+                err = self.compile_error(text)
+                self.assertRegex(self.first_error(err),
+                                 rf"f\.yaml:{line}:\d+: error: .*no_such_init")
+
+    def test_a_run_of_initialisers_takes_one_line_directive(self):
+        code, err = self.run_gen(self.spec("f", self.INITS))
+        self.assertEqual(code, 0, err)
+        c_path = os.path.join(self.out, "f.c")
+        with open(c_path) as f:
+            lines = f.read().split("\n")
+        init = "\n".join(lines[next(i for i, l in enumerate(lines) if l.startswith("void f_init(")):])
+        init = init[:init.index("\n}\n")]
+        self.assertEqual(re.findall(r'#line (\d+) "[^"]*f\.yaml"', init), ["3", "5", "6", "9"])
+        self.assertIn("    self->a = (1);\n    self->b = (2);\n", init)
+        # The generated code after each piece of spec text resumes at its own line.
+        for i, l in enumerate(lines, start=1):
+            m = re.match(r'#line (\d+) "(.*)"$', l)
+            if m and m.group(2) == c_path:
+                self.assertEqual(int(m.group(1)), i + 1)
+        status, stderr = self.cc("f")
+        self.assertEqual(status, 0, stderr)
+
     def test_clean_spec_compiles_cleanly(self):
         self.assertEqual(self.run_gen(self.spec("good", GOOD))[0], 0)
         status, stderr = self.cc("good")
@@ -1744,8 +1793,17 @@ class AcceptedBrokenC(GenTest):
 
     def test_the_list_holds_every_local_of_the_templates(self):
         from gen import validate
-        with open(os.path.join(ROOT, "templates", "future.c.j2")) as f:
-            text = f.read()
+        # future.c.j2 and every template it imports or includes.
+        todo, seen, text = ["future.c.j2"], set(), ""
+        while todo:
+            name = todo.pop()
+            seen.add(name)
+            with open(os.path.join(ROOT, "templates", name)) as f:
+                part = f.read()
+            text += part
+            todo += [n for n in re.findall(r'{%-? *(?:import|include|from) "([^"]+)"', part)
+                     if n not in seen]
+        self.assertIn("macros.c.j2", seen)
         declared = {n for n in re.findall(r"\b(?:int|unsigned|bool|pd_buf|_out|pd_cx \*|"
                                           r"void \*|\*)\s*([a-z_][a-z0-9_]*)\s*[=;,)]", text)
                     if not n.startswith("pd__")}
@@ -1824,3 +1882,75 @@ class AcceptedBrokenC(GenTest):
                                      "teardown: {t: {do: DONE();}}\ndrop: ~\n"), [])
         with open(os.path.join(self.out, "f.c")) as f:
             self.assertNotIn("~", f.read())
+
+
+class SlotNames(GenTest):
+    """The members that hold a state's op slots, timers and child
+    bookkeeping are named after the state (and branch), and stay unique."""
+
+    def members(self, text, *extra):
+        """The generated members of the union of states, and of the whole struct."""
+        code, err = self.run_gen(self.spec("f", text), *extra)
+        self.assertEqual(code, 0, err)
+        with open(os.path.join(self.out, "f.h")) as f:
+            struct = f.read().split("typedef struct f {")[1].split("} f;")[0]
+        union = struct.split("union {")[1]
+        find = re.compile(r"^\s+\S.* (pd__\w+)(?:\[\w+\])?;", re.M)
+        return find.findall(union), find.findall(struct)
+
+    def test_names_follow_the_states(self):
+        self.assertEqual(self.members("""\
+            future: f
+            params: [{name: fd, type: int}]
+            fields: [{name: c, future: kid}]
+            states:
+              bye:
+                io: nop
+                timeout_ms: 5
+                next: both
+              both:
+                join:
+                  one: {io: nop}
+                  two: {await: c, args: [self->fd]}
+                timeout_ms: 10
+                then: RETURN(0);
+            """, self.spec("kid", GOOD.replace("good", "kid")))[0],
+            ["pd__bye_op", "pd__bye_ts", "pd__both_one_op", "pd__both_two_cs",
+             "pd__both_two_out", "pd__both_deadline_op", "pd__both_deadline_ts",
+             "pd__both_deadline"])
+
+    @unittest.skipUnless(shutil.which("cc"), "needs a C compiler")
+    def test_names_that_would_meet_take_the_next_free_one(self):
+        # State a_b's op and branch b of state a; branch deadline of state a
+        # and a's own deadline; the child of state k and the array k.
+        names, every = self.members("""\
+            future: f
+            params: [{name: fd, type: int}]
+            fields:
+              - {name: c, future: kid}
+              - {name: k, future: kid, count: 2}
+            states:
+              a_b:
+                io: nop
+                next: a
+              a:
+                join:
+                  b: {io: nop}
+                  deadline: {io: nop}
+                timeout_ms: 10
+                then: GOTO(k);
+              k:
+                await: c
+                args: [self->fd]
+                then: RETURN(out);
+            """, self.spec("kid", GOOD.replace("good", "kid")))
+        self.assertEqual(names, ["pd__a_b_op", "pd__a_b2_op", "pd__a_deadline_op",
+                                 "pd__a_deadline2_op", "pd__a_deadline2_ts",
+                                 "pd__a_deadline2", "pd__k2_cs", "pd__k2_out"])
+        self.assertIn("pd__k_cs", every)
+        self.assertEqual(len(every), len(set(every)))
+        r = subprocess.run(["cc", "-std=gnu11", "-Wall", "-Wextra", "-Werror",
+                            "-I", os.path.join(ROOT, "runtime"), "-I", self.out, "-c",
+                            os.path.join(self.out, "f.c"), "-o", os.devnull],
+                           capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)

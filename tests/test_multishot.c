@@ -421,7 +421,7 @@ START_TEST(test_sync_drop_overflows_a_full_queue)
         ck_assert_int_ge(io_uring_submit_and_wait(&rt->ring, 1), 0);
     /* One turn reaps: a's queue fills and the reap stops, a is not polled. */
     ck_assert_int_ge(pd_run_once(rt, 0), 0);
-    ck_assert_int_eq(a->pd__s0b0_op.qlen, PD__MOP_Q);
+    ck_assert_int_eq(a->pd__accept_op.qlen, PD__MOP_Q);
     ck_assert_uint_eq(io_uring_cq_ready(&rt->ring), 8 - PD__MOP_Q);
     ms_accept_drop(&b); /* blocks; must reap past a's completions */
     ck_assert_uint_eq(stats(rt).cqe_overflow, 8 - PD__MOP_Q);
@@ -753,7 +753,7 @@ START_TEST(test_stop_that_misses_is_sent_again)
         ck_assert_int_eq(pd__run_enter(x.rt, 1), 0);
     ck_assert_int_eq(pd__run_polls(x.rt), 1); /* then: STOP() */
     ck_assert_int_eq(f->calls, 1);
-    ck_assert_int_eq(make_cancel_miss(x.rt, &f->pd__s0b0_op), 1);
+    ck_assert_int_eq(make_cancel_miss(x.rt, &f->pd__recv_op), 1);
     ck_assert_int_eq(pd__run_enter(x.rt, 0), 0);
     run_until_over(x.rt, t);
     ck_assert_int_eq(pd_task_state(t), PD_TASK_DONE);
@@ -789,7 +789,7 @@ START_TEST(test_cancel_that_misses_is_sent_again)
     ck_assert_int_ge(pd_run_once(x.rt, 0), 0); /* armed */
     pd_task_cancel(t);
     ck_assert_int_eq(pd__run_polls(x.rt), 1); /* poll_drop: the cancel */
-    ck_assert_int_eq(make_cancel_miss(x.rt, &f->pd__s0b0_op), 1);
+    ck_assert_int_eq(make_cancel_miss(x.rt, &f->pd__recv_op), 1);
     ck_assert_int_eq(pd__run_enter(x.rt, 0), 0);
     run_until_over(x.rt, t);
     ck_assert_int_eq(pd_task_state(t), PD_TASK_CANCELLED);

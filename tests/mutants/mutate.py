@@ -72,7 +72,7 @@ MUTANTS = [
          inv="4 no allocation after spawn",
          run="plain"),
     dict(name="poll-drop-dead-guard",
-         file="templates/future.c.j2",
+         file="templates/destroy.c.j2",
          old="    default:\n        /*\n         * Destroyed already",
          new="    default:\n        break;\n        /*\n         * Destroyed already",
          inv="2 exactly once: poll_drop on a destroyed future runs drop code again",
@@ -149,19 +149,19 @@ MUTANTS = [
          run="plain"),
     # --- more of our own ---
     dict(name="sync-drop-dead-guard",
-         file="templates/future.c.j2",
+         file="templates/destroy.c.j2",
          old="    if (self->pd__phase == PD__PH_DEAD) {\n#ifdef PD_CHECKED",
          new="    if (0) {\n#ifdef PD_CHECKED",
          inv="2 exactly once: a second sync drop runs drop code again",
          run="plain"),
     dict(name="sync-quiesce-cancel-only",
-         file="templates/future.c.j2",
+         file="templates/destroy.c.j2",
          old="{% else %}\n            pd__{{ b.fam }}_quiesce_sync(&self->{{ b.slot }});",
          new="{% else %}\n            pd__{{ b.fam }}_cancel(&self->{{ b.slot }});",
          inv="1 a sync drop cancels its ops but does not wait for them",
          run="plain"),
     dict(name="async-quiesce-no-wait",
-         file="templates/future.c.j2",
+         file="templates/destroy.c.j2",
          old="            if (pd__busy)\n                return PD_PENDING;\n"
              "{% for b in s.ops|reverse %}",
          new="            if (pd__busy < 0)\n                return PD_PENDING;\n"
@@ -169,7 +169,7 @@ MUTANTS = [
          inv="1 poll_drop goes on to teardown while its ops are in flight",
          run="plain"),
     dict(name="select-winner-before-losers",
-         file="templates/future.c.j2",
+         file="templates/macros.c.j2",
          old="            if (pd__busy)\n                return PD_PENDING;\n        }\n"
              "        switch (self->pd__sub - 2) {",
          new="            if (pd__busy < 0)\n                return PD_PENDING;\n        }\n"
@@ -177,14 +177,14 @@ MUTANTS = [
          inv="6 order: a select's winner runs before its losers are quiesced",
          run="plain"),
     dict(name="teardown-before-quiesce",
-         file="templates/future.c.j2",
+         file="templates/destroy.c.j2",
          old="    case PD__PH_QUIESCE:\n        if ({{ f.name }}__quiesce(self, cx) == PD_PENDING)\n"
              "            return PD_PENDING;",
          new="    case PD__PH_QUIESCE:\n        {{ f.name }}__quiesce(self, cx);",
          inv="6 order: teardown begins while children and ops are not quiesced",
          run="plain"),
     dict(name="sync-close-fd-kept",
-         file="templates/future.c.j2",
+         file="templates/destroy.c.j2",
          old="            if (pd__op_quiesce_sync(&self->{{ b.slot }}) && "
              "pd__op_closed(&self->{{ b.slot }}))\n                {{ b.closes }} = -1;",
          new="            if (pd__op_quiesce_sync(&self->{{ b.slot }}) && "
@@ -193,7 +193,7 @@ MUTANTS = [
              "again by drop code",
          run="plain"),
     dict(name="teardown-on-sync-drop",
-         file="templates/future.c.j2",
+         file="templates/destroy.c.j2",
          old="    {{ f.name }}__quiesce_sync(self);\n{% for a in f.arrays|reverse %}",
          new="    {{ f.name }}__quiesce_sync(self);\n"
              "    pd__trace(PD__FUT, PD_TRACE_TEARDOWN, self);\n"
@@ -201,7 +201,7 @@ MUTANTS = [
          inv="3 teardown never on a sync drop",
          run="plain"),
     dict(name="drop-code-not-dead",
-         file="templates/future.c.j2",
+         file="templates/destroy.c.j2",
          old="    self->pd__phase = PD__PH_DEAD;\n    pd__checked_dead(self);",
          new="    pd__checked_dead(self);",
          inv="2 exactly once: drop code does not mark the future dead",
@@ -251,7 +251,7 @@ MUTANTS = [
              "IORING_CQE_F_MORE (the kernel still holds the request)",
          run="plain"),
     dict(name="ms-kept-buffer-not-returned",
-         file="templates/future.c.j2",
+         file="templates/destroy.c.j2",
          old="    pd_buf_release(&self->{{ v.name }}); /* a buffer still held goes back last */",
          new="    (void)self->{{ v.name }};",
          inv="8: a pd_buf member still holding a buffer is not returned by the "
@@ -356,7 +356,7 @@ MUTANTS = [
          run="c"),
     # --- issue 17: the generator's broken C, #line, arrays' deadlines ---
     dict(name="gen-line-in-macro-args",
-         file="templates/future.c.j2",
+         file="templates/macros.c.j2",
          old='            {{ "int pd__spilled = " if tail }}pd__prep_{{ b.prep }}'
              '(cx, &self->{{ b.slot }}{{ b.args|call_args(16) }});',
          new='            {{ "int pd__spilled = PD__UNLIKELY(" if tail }}pd__prep_{{ b.prep }}'
@@ -384,14 +384,14 @@ MUTANTS = [
          inv="generator: timeout_ms: null reaches the C as an undeclared name",
          run="gen"),
     dict(name="gen-nesting-unbounded",
-         file="gen/validate.py",
+         file="gen/cscan.py",
          old="    if depth > MAX_NESTING:\n        raise TooDeep(base + i)\n",
          new="    if depth > 100 * MAX_NESTING:\n        raise TooDeep(base + i)\n",
          inv="generator: deeply nested code is an internal error (RecursionError), "
              "not a limit at the spec",
          run="gen"),
     dict(name="gen-stop-in-ms-select",
-         file="gen/validate.py",
+         file="gen/link.py",
          old='            elif macro == "STOP" and (branch is None or not branch.multishot\n'
              '                                      or st.kind != "io"):\n',
          new='            elif macro == "STOP" and (branch is None or not branch.multishot):\n',
@@ -422,7 +422,7 @@ MUTANTS = [
              "(COMPLETED true, OUTPUT not valid)",
          run="c"),
     dict(name="arr-deadline-then-before-quiesce",
-         file="templates/future.c.j2",
+         file="templates/macros.c.j2",
          old="                pd__busy = !pd__arr_quiesce(self->{{ a.cs }}, {{ a.count }}, "
              "{{ a.args() }}, cx, -1);\n",
          new="                pd__busy = 0;\n"
@@ -580,6 +580,22 @@ MUTANTS = [
          new=":\n",
          inv="generator: the library's own specs, generated as the library, are "
              "warned about as shadows of themselves",
+         run="gen"),
+    # --- issue 18: generator modules ---
+    dict(name="gen-slot-names-meet",
+         file="gen/model.py",
+         old="        while any(base + s in self.taken for s in suffixes):\n",
+         new="        while False:\n",
+         inv="generated C: two op slots named after their states meet (state a_b's "
+             "and branch b of state a): a duplicate member, or an array macro "
+             "reaching a state's child bookkeeping",
+         run="gen"),
+    dict(name="gen-init-run-across-gap",
+         file="gen/render.py",
+         old="            if last is None or (s.file, s.line) != (last.file, last.line + 1):\n",
+         new="            if last is None:\n",
+         inv="#line: an initialiser after a gap in the spec shares the run's #line, "
+             "and the compiler reports its error at the wrong spec line",
          run="gen"),
 ]
 
