@@ -280,6 +280,14 @@ int http_cache_claim(http_cache *c, const char *key, size_t klen, long long stam
     return (int)i;
 }
 
+/* Whether st is the file e was claimed for, unchanged (ctime moves with any write). */
+static bool same_file(const http_centry *e, const struct stat *st)
+{
+    return st->st_size == (off_t)e->size && st->st_dev == e->dev && st->st_ino == e->ino &&
+           st->st_mtim.tv_sec == e->mtim.tv_sec && st->st_mtim.tv_nsec == e->mtim.tv_nsec &&
+           st->st_ctim.tv_sec == e->ctim.tv_sec && st->st_ctim.tv_nsec == e->ctim.tv_nsec;
+}
+
 void http_cache_fill(http_cache *c, int idx, uint32_t gen, const char *body, size_t len,
                      const struct stat *st)
 {
@@ -290,10 +298,7 @@ void http_cache_fill(http_cache *c, int idx, uint32_t gen, const char *body, siz
     e = &c->e[idx];
     if (e->gen != gen || e->state != HTTP_CE_FILLING)
         return; /* taken by another claim since */
-    if ((long long)len != e->size || st->st_size != (off_t)e->size || st->st_dev != e->dev ||
-        st->st_ino != e->ino || st->st_mtim.tv_sec != e->mtim.tv_sec ||
-        st->st_mtim.tv_nsec != e->mtim.tv_nsec || st->st_ctim.tv_sec != e->ctim.tv_sec ||
-        st->st_ctim.tv_nsec != e->ctim.tv_nsec) {
+    if ((long long)len != e->size || !same_file(e, st)) {
         /* Changed while it was read: served this once, never kept. */
         hash_unlink(c, (uint32_t)idx);
         lru_unlink(c, (uint32_t)idx);
