@@ -28,6 +28,8 @@
 # build/bench.tsv: benchmark, polldrop, baseline, baseline_value, ratio,
 # goal, met, unit; goal is the least ratio that meets it, or -).
 #
+# BENCH_HTTPD is the httpd binary measured (default ./build/httpd).
+#
 # BENCH_ROWS=small measures the 13 B and 4 KiB rows alone (requests/s, p99,
 # CPU per request): on a shared machine the p99 moves most between runs,
 # and more rounds of these rows alone (BENCH_ROUNDS=7) say more about it
