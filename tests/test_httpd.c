@@ -1303,7 +1303,7 @@ START_TEST(httpd_cache_evicts_least_recent)
 {
     enum { FILES = 10, ENTRIES = 4 };
     server s = { .cache_entries = ENTRIES, .valid_ms = 3600000 };
-    char name[32], path[40], want[64], body[256];
+    char name[32], path[128], want[64], body[256];
     client *c;
 
     server_start_opts(&s, 10000, 60000, 5000, 10000);
