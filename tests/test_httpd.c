@@ -160,6 +160,8 @@ typedef struct server {
     int body;                /* -L: 0 the default, else HTTP_BODY_* + 1 */
     long long send_ms;       /* -S: 0 the default */
     long long linger_ms;     /* 0: the default */
+    long cache_entries;      /* -C: 0 the default, -1 none */
+    long long valid_ms;      /* -V: 0 the default */
 } server;
 
 static void server_start_opts(server *s, long long header_ms, long long idle_ms,
@@ -196,6 +198,10 @@ static void server_start_opts(server *s, long long header_ms, long long idle_ms,
             o.send_ms = s->send_ms;
         if (s->linger_ms > 0)
             o.linger_ms = s->linger_ms;
+        if (s->cache_entries != 0)
+            o.cache_entries = s->cache_entries < 0 ? 0 : s->cache_entries;
+        if (s->valid_ms > 0)
+            o.cache_valid_ms = s->valid_ms;
         if (s->nofile > 0) {
             struct rlimit rl = { .rlim_cur = (rlim_t)s->nofile, .rlim_max = (rlim_t)s->nofile };
 
@@ -449,6 +455,86 @@ START_TEST(http_open_errors_map_to_statuses)
     ck_assert_int_eq(http_open_status(ENOMEM), 503);
     ck_assert(http_status_closes(503));
     ck_assert(!http_status_closes(404));
+}
+END_TEST
+
+/* A stat of a regular file of size bytes, as the cache reads it. */
+static struct stat cache_st(long long size, long ctime_ns)
+{
+    struct stat st;
+
+    memset(&st, 0, sizeof(st));
+    st.st_mode = S_IFREG | 0644;
+    st.st_size = (off_t)size;
+    st.st_ino = 42;
+    st.st_mtime = 1000;
+    st.st_ctim.tv_nsec = ctime_ns;
+    return st;
+}
+
+/*
+ * The cache's rules, on the pure functions: an entry answers while
+ * now - stamp < valid_ms and not at valid_ms; a file that changed between
+ * the claim and the fill is never kept; a fill for a claim that was taken
+ * over is ignored; a new key takes the least recently used entry; what it
+ * does not keep (long keys, empty or large files) it refuses.
+ */
+START_TEST(http_cache_rules)
+{
+    http_cache c;
+    struct stat st = cache_st(5, 1), moved = cache_st(5, 2);
+    uint32_t gen, gen2;
+    int i, j;
+    char longkey[HTTP_CACHE_KEY + 1];
+
+    ck_assert_int_eq(http_cache_init(&c, 0, 100), 0);
+    ck_assert_int_eq(http_cache_claim(&c, "a", 1, 0, &st, "text/plain", &gen), -1);
+    http_cache_fini(&c);
+
+    ck_assert_int_eq(http_cache_init(&c, 2, 100), 0);
+    /* Valid from the stamp, for valid_ms. */
+    i = http_cache_claim(&c, "a", 1, 1000, &st, "text/plain", &gen);
+    ck_assert_int_ge(i, 0);
+    ck_assert_ptr_null(http_cache_get(&c, "a", 1, 1000)); /* not filled yet */
+    http_cache_fill(&c, i, gen, "aaaaa", 5, &st);
+    ck_assert_ptr_nonnull(http_cache_get(&c, "a", 1, 1099));
+    ck_assert_mem_eq(http_cache_body(&c, http_cache_get(&c, "a", 1, 1000)), "aaaaa", 5);
+    ck_assert_ptr_null(http_cache_get(&c, "a", 1, 1100));
+    ck_assert_ptr_null(http_cache_get(&c, "b", 1, 1000));
+    /* Changed between the open and the read: not kept. */
+    i = http_cache_claim(&c, "b", 1, 2000, &st, "text/plain", &gen);
+    ck_assert_int_ge(i, 0);
+    http_cache_fill(&c, i, gen, "bbbbb", 5, &moved);
+    ck_assert_ptr_null(http_cache_get(&c, "b", 1, 2000));
+    /* A short read is not the file. */
+    i = http_cache_claim(&c, "b", 1, 2000, &st, "text/plain", &gen);
+    http_cache_fill(&c, i, gen, "bbb", 3, &st);
+    ck_assert_ptr_null(http_cache_get(&c, "b", 1, 2000));
+    /* A claim taken over: the first claim's late fill is ignored. */
+    i = http_cache_claim(&c, "b", 1, 2000, &st, "text/plain", &gen);
+    j = http_cache_claim(&c, "b", 1, 2001, &moved, "text/plain", &gen2);
+    ck_assert_int_eq(i, j);
+    http_cache_fill(&c, i, gen, "old!!", 5, &st);
+    ck_assert_ptr_null(http_cache_get(&c, "b", 1, 2001));
+    http_cache_fill(&c, j, gen2, "new!!", 5, &moved);
+    ck_assert_mem_eq(http_cache_body(&c, http_cache_get(&c, "b", 1, 2001)), "new!!", 5);
+    /* Two entries: "a" used last, so "c" takes "b"'s. */
+    i = http_cache_claim(&c, "a", 1, 2000, &st, "text/plain", &gen);
+    http_cache_fill(&c, i, gen, "aaaaa", 5, &st);
+    ck_assert_ptr_nonnull(http_cache_get(&c, "a", 1, 2000));
+    i = http_cache_claim(&c, "c", 1, 2000, &st, "text/plain", &gen);
+    http_cache_fill(&c, i, gen, "ccccc", 5, &st);
+    ck_assert_ptr_nonnull(http_cache_get(&c, "a", 1, 2000));
+    ck_assert_ptr_nonnull(http_cache_get(&c, "c", 1, 2000));
+    ck_assert_ptr_null(http_cache_get(&c, "b", 1, 2000));
+    /* Not kept: a key too long, an empty file, a file too large. */
+    memset(longkey, 'k', sizeof(longkey));
+    ck_assert_int_eq(http_cache_claim(&c, longkey, HTTP_CACHE_KEY, 0, &st, "x", &gen), -1);
+    st = cache_st(0, 1);
+    ck_assert_int_eq(http_cache_claim(&c, "d", 1, 0, &st, "x", &gen), -1);
+    st = cache_st(HTTP_CACHE_BODY + 1, 1);
+    ck_assert_int_eq(http_cache_claim(&c, "d", 1, 0, &st, "x", &gen), -1);
+    http_cache_fini(&c);
 }
 END_TEST
 
@@ -1110,6 +1196,152 @@ START_TEST(httpd_slow_readers_cut_at_send_deadline)
 }
 END_TEST
 
+/* Writes data over the file root/name in place (no new inode). */
+static void rewrite(const char *root, const char *name, const char *data)
+{
+    char p[256];
+    int fd;
+
+    snprintf(p, sizeof(p), "%s/%s", root, name);
+    fd = open(p, O_WRONLY | O_TRUNC | O_CLOEXEC);
+    ck_assert_int_ge(fd, 0);
+    pd_test_write(fd, data, strlen(data));
+    close(fd);
+}
+
+/* GETs path on c; returns the status, and the body in body (NUL-terminated). */
+static int get_body(client *c, const char *path, char *body, size_t cap)
+{
+    response r;
+
+    ck_assert_int_eq(get(c, path, &r), 0);
+    ck_assert_uint_lt(r.got, cap);
+    memcpy(body, r.body, r.got);
+    body[r.got] = '\0';
+    return r.status;
+}
+
+/* Waits for three validity windows of the cache (ms): past its rule. */
+static void past_window(long long ms)
+{
+    usleep((useconds_t)(ms * 3 * 1000));
+}
+
+/*
+ * The cache's validity rule over the server (-V 200): a file rewritten in
+ * place, renamed over, removed, and replaced by a link out of the root is
+ * served as it is now once a window has passed since the change; the
+ * same changes with -V of an hour are not seen (the cache answers).
+ */
+START_TEST(httpd_cache_follows_changes)
+{
+    server s = { .valid_ms = _i ? 3600000 : 200 };
+    char body[256], p[256], q[256];
+    client *c;
+
+    server_start_opts(&s, 10000, 60000, 5000, 10000);
+    put_file(s.t.root, "c.txt", "one\n", 4);
+    c = client_new(s.port);
+    ck_assert_int_eq(get_body(c, "/c.txt", body, sizeof(body)), 200);
+    ck_assert_str_eq(body, "one\n");
+    ck_assert_int_eq(get_body(c, "/c.txt", body, sizeof(body)), 200);
+    ck_assert_str_eq(body, "one\n");
+
+    /* In place, same size. */
+    rewrite(s.t.root, "c.txt", "two\n");
+    if (_i == 0)
+        past_window(s.valid_ms);
+    ck_assert_int_eq(get_body(c, "/c.txt", body, sizeof(body)), 200);
+    ck_assert_str_eq(body, _i ? "one\n" : "two\n");
+
+    /* Renamed over: a new inode under the same name. */
+    put_file(s.t.root, "c.tmp", "three, longer\n", 14);
+    snprintf(p, sizeof(p), "%s/c.tmp", s.t.root);
+    snprintf(q, sizeof(q), "%s/c.txt", s.t.root);
+    ck_assert_int_eq(rename(p, q), 0);
+    if (_i == 0)
+        past_window(s.valid_ms);
+    ck_assert_int_eq(get_body(c, "/c.txt", body, sizeof(body)), 200);
+    ck_assert_str_eq(body, _i ? "one\n" : "three, longer\n");
+
+    /* Removed. */
+    ck_assert_int_eq(unlink(q), 0);
+    if (_i == 0)
+        past_window(s.valid_ms);
+    ck_assert_int_eq(get_body(c, "/c.txt", body, sizeof(body)), _i ? 200 : 404);
+
+    /* Replaced by a link out of the root. */
+    sub_link(s.t.root, "c.txt", s.t.secret);
+    if (_i == 0)
+        past_window(s.valid_ms);
+    ck_assert_int_eq(get_body(c, "/c.txt", body, sizeof(body)), _i ? 200 : 404);
+    ck_assert_ptr_null(strstr(body, "secret"));
+
+    /* A directory's index, cached under the directory's path. */
+    ck_assert_int_eq(get_body(c, "/dir", body, sizeof(body)), 200);
+    ck_assert_str_eq(body, "<p>dir</p>\n");
+    rewrite(s.t.root, "dir/index.html", "<p>new</p>\n");
+    if (_i == 0)
+        past_window(s.valid_ms);
+    ck_assert_int_eq(get_body(c, "/dir", body, sizeof(body)), 200);
+    ck_assert_str_eq(body, _i ? "<p>dir</p>\n" : "<p>new</p>\n");
+
+    client_free(c);
+    unlink(q);
+    ck_assert_int_eq(server_stop(&s), 0);
+}
+END_TEST
+
+/*
+ * More files than entries (-C 4, -V of an hour): every response is its
+ * own file's; the four files served last are the ones kept (rewritten,
+ * they still answer as they were) and the others were evicted (they
+ * answer as they are now). The server exits with its descriptors as
+ * before (server_stop's 0).
+ */
+START_TEST(httpd_cache_evicts_least_recent)
+{
+    enum { FILES = 10, ENTRIES = 4 };
+    server s = { .cache_entries = ENTRIES, .valid_ms = 3600000 };
+    char name[32], path[128], want[64], body[256];
+    client *c;
+
+    server_start_opts(&s, 10000, 60000, 5000, 10000);
+    for (int f = 0; f < FILES; f++) {
+        snprintf(name, sizeof(name), "f%d.txt", f);
+        snprintf(want, sizeof(want), "file %d, first\n", f);
+        put_file(s.t.root, name, want, strlen(want));
+    }
+    c = client_new(s.port);
+    for (int round = 0; round < 3; round++)
+        for (int f = 0; f < FILES; f++) {
+            snprintf(path, sizeof(path), "/f%d.txt", f);
+            snprintf(want, sizeof(want), "file %d, first\n", f);
+            ck_assert_int_eq(get_body(c, path, body, sizeof(body)), 200);
+            ck_assert_str_eq(body, want);
+        }
+    for (int f = 0; f < FILES; f++) {
+        snprintf(name, sizeof(name), "f%d.txt", f);
+        snprintf(want, sizeof(want), "file %d, second and longer\n", f);
+        rewrite(s.t.root, name, want);
+    }
+    /* Most recent first, so that no miss evicts a file not yet asked. */
+    for (int f = FILES - 1; f >= 0; f--) {
+        snprintf(path, sizeof(path), "/f%d.txt", f);
+        snprintf(want, sizeof(want), f >= FILES - ENTRIES ? "file %d, first\n"
+                                                          : "file %d, second and longer\n", f);
+        ck_assert_int_eq(get_body(c, path, body, sizeof(body)), 200);
+        ck_assert_msg(strcmp(body, want) == 0, "%s: '%s', not '%s'", path, body, want);
+    }
+    client_free(c);
+    for (int f = 0; f < FILES; f++) {
+        snprintf(path, sizeof(path), "%s/f%d.txt", s.t.root, f);
+        unlink(path);
+    }
+    ck_assert_int_eq(server_stop(&s), 0);
+}
+END_TEST
+
 START_TEST(httpd_never_leaves_root)
 {
     static const struct { const char *target; int status; } cases[] = {
@@ -1205,8 +1437,10 @@ START_TEST(httpd_drain_closes_idle_finishes_in_progress)
     busy = client_new(s.port);
     say(busy, "GET /hello.txt HTTP/1.1\r\nHost: t\r\n");
     /* Wait until the server has read the partial head: a second request on
-       the idle connection is answered after busy's bytes were accepted. */
-    ck_assert_int_eq(get(idle, "/hello.txt", &r), 0);
+       the idle connection is answered after busy's bytes were accepted. It
+       asks for a file not in the response cache yet, so that its answer
+       takes the ring's round trips of an open and a read. */
+    ck_assert_int_eq(get(idle, "/4k.bin", &r), 0);
     kill(s.pid, SIGTERM);
     ck_assert_int_eq(read_eof(idle), 0);
     say(busy, "\r\n");
@@ -1587,6 +1821,7 @@ Suite *pd_suite_httpd(void)
     tcase_add_test(proto, http_path_decodes_and_refuses);
     tcase_add_test(proto, http_dates_round_trip);
     tcase_add_test(proto, http_open_errors_map_to_statuses);
+    tcase_add_test(proto, http_cache_rules);
     tcase_set_timeout(srv, 60);
     tcase_add_test(srv, httpd_get_head_index_types);
     tcase_add_test(srv, httpd_if_modified_since);
@@ -1605,6 +1840,8 @@ Suite *pd_suite_httpd(void)
     tcase_add_loop_test(srv, httpd_large_file_drain, 0, 2);
     tcase_add_loop_test(srv, httpd_slow_readers_cut_at_send_deadline, 0, 3);
     tcase_add_test(srv, httpd_never_leaves_root);
+    tcase_add_loop_test(srv, httpd_cache_follows_changes, 0, 2);
+    tcase_add_test(srv, httpd_cache_evicts_least_recent);
     tcase_add_test(srv, httpd_slowloris_and_idle);
     tcase_add_test(srv, httpd_max_conns_backs_off);
     tcase_add_test(srv, httpd_drain_closes_idle_finishes_in_progress);

@@ -87,6 +87,229 @@ void http_pipe_close(int *r, int *w)
     *r = *w = -1;
 }
 
+/* --- the response cache --- */
+
+static uint32_t key_hash(const char *key, size_t len)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (uint8_t)key[i]) * 16777619u;
+    return h;
+}
+
+/* Takes entry i out of the LRU list. */
+static void lru_unlink(http_cache *c, uint32_t i)
+{
+    http_centry *e = &c->e[i];
+
+    if (e->prev != HTTP_CNIL)
+        c->e[e->prev].next = e->next;
+    else
+        c->head = e->next;
+    if (e->next != HTTP_CNIL)
+        c->e[e->next].prev = e->prev;
+    else
+        c->tail = e->prev;
+    e->prev = e->next = HTTP_CNIL;
+}
+
+static void lru_push_head(http_cache *c, uint32_t i)
+{
+    http_centry *e = &c->e[i];
+
+    e->prev = HTTP_CNIL;
+    e->next = c->head;
+    if (c->head != HTTP_CNIL)
+        c->e[c->head].prev = i;
+    else
+        c->tail = i;
+    c->head = i;
+}
+
+static void lru_push_tail(http_cache *c, uint32_t i)
+{
+    http_centry *e = &c->e[i];
+
+    e->next = HTTP_CNIL;
+    e->prev = c->tail;
+    if (c->tail != HTTP_CNIL)
+        c->e[c->tail].next = i;
+    else
+        c->head = i;
+    c->tail = i;
+}
+
+/* Takes entry i out of its hash chain, if it is in one. */
+static void hash_unlink(http_cache *c, uint32_t i)
+{
+    http_centry *e = &c->e[i];
+    uint32_t *p;
+
+    if (e->state == HTTP_CE_FREE)
+        return;
+    for (p = &c->bucket[e->hash & c->mask]; *p != HTTP_CNIL; p = &c->e[*p].hnext)
+        if (*p == i) {
+            *p = e->hnext;
+            break;
+        }
+    e->hnext = HTTP_CNIL;
+    e->state = HTTP_CE_FREE;
+}
+
+int http_cache_init(http_cache *c, long entries, long long valid_ms)
+{
+    size_t nb = 1, elen, blen;
+    void *m;
+
+    memset(c, 0, sizeof(*c));
+    c->head = c->tail = HTTP_CNIL;
+    if (entries <= 0 || valid_ms <= 0)
+        return 0;
+    if (entries > 1L << 20)
+        return -ENOMEM;
+    while (nb < (size_t)entries * 2)
+        nb <<= 1;
+    elen = (size_t)entries * sizeof(http_centry) + nb * sizeof(uint32_t);
+    elen = (elen + 4095) & ~(size_t)4095;
+    blen = (size_t)entries * HTTP_CACHE_BODY;
+    /* One mapping, touched only as entries fill: an idle cache costs the
+       pages of its table, not of its bodies. */
+    m = mmap(NULL, elen + blen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED)
+        return -ENOMEM;
+    c->e = m;
+    c->bucket = (uint32_t *)(c->e + entries);
+    c->bodies = (char *)m + elen;
+    c->map_len = elen + blen;
+    c->n = (uint32_t)entries;
+    c->mask = (uint32_t)nb - 1;
+    c->valid_ms = valid_ms;
+    for (size_t b = 0; b < nb; b++)
+        c->bucket[b] = HTTP_CNIL;
+    for (uint32_t i = 0; i < c->n; i++) {
+        c->e[i].hnext = HTTP_CNIL;
+        lru_push_tail(c, i);
+    }
+    return 0;
+}
+
+void http_cache_fini(http_cache *c)
+{
+    if (c->e != NULL)
+        munmap(c->e, c->map_len);
+    memset(c, 0, sizeof(*c));
+    c->head = c->tail = HTTP_CNIL;
+}
+
+/* The entry of key in its chain, whatever its state, or HTTP_CNIL. */
+static uint32_t find(const http_cache *c, const char *key, size_t klen, uint32_t h)
+{
+    for (uint32_t i = c->bucket[h & c->mask]; i != HTTP_CNIL; i = c->e[i].hnext) {
+        const http_centry *e = &c->e[i];
+
+        if (e->hash == h && e->klen == klen && memcmp(e->key, key, klen) == 0)
+            return i;
+    }
+    return HTTP_CNIL;
+}
+
+const http_centry *http_cache_get(http_cache *c, const char *key, size_t klen,
+                                  long long now)
+{
+    uint32_t i;
+    http_centry *e;
+
+    if (c->e == NULL || klen >= HTTP_CACHE_KEY)
+        return NULL;
+    i = find(c, key, klen, key_hash(key, klen));
+    if (i == HTTP_CNIL)
+        return NULL;
+    e = &c->e[i];
+    if (e->state != HTTP_CE_VALID || now - e->stamp >= c->valid_ms)
+        return NULL;
+    if (c->head != i) {
+        lru_unlink(c, i);
+        lru_push_head(c, i);
+    }
+    c->hits++;
+    return e;
+}
+
+const char *http_cache_body(const http_cache *c, const http_centry *e)
+{
+    return c->bodies + (size_t)(e - c->e) * HTTP_CACHE_BODY;
+}
+
+int http_cache_claim(http_cache *c, const char *key, size_t klen, long long stamp,
+                     const struct stat *st, const char *type, uint32_t *gen)
+{
+    uint32_t h, i;
+    http_centry *e;
+
+    if (c->e == NULL || klen >= HTTP_CACHE_KEY || st->st_size <= 0 ||
+        st->st_size > (off_t)HTTP_CACHE_BODY)
+        return -1;
+    h = key_hash(key, klen);
+    i = find(c, key, klen, h);
+    if (i == HTTP_CNIL) {
+        i = c->tail; /* a free entry, or the least recently used */
+        hash_unlink(c, i);
+    }
+    e = &c->e[i];
+    lru_unlink(c, i);
+    lru_push_head(c, i);
+    if (e->state == HTTP_CE_FREE) {
+        e->hash = h;
+        e->klen = (uint16_t)klen;
+        memcpy(e->key, key, klen);
+        e->hnext = c->bucket[h & c->mask];
+        c->bucket[h & c->mask] = i;
+    }
+    e->state = HTTP_CE_FILLING;
+    e->gen++;
+    e->stamp = stamp;
+    e->size = (long long)st->st_size;
+    e->mtime = st->st_mtime;
+    e->type = type;
+    e->dev = st->st_dev;
+    e->ino = st->st_ino;
+    e->mtim = st->st_mtim;
+    e->ctim = st->st_ctim;
+    *gen = e->gen;
+    return (int)i;
+}
+
+/* Whether st is the file e was claimed for, unchanged (ctime moves with any write). */
+static bool same_file(const http_centry *e, const struct stat *st)
+{
+    return st->st_size == (off_t)e->size && st->st_dev == e->dev && st->st_ino == e->ino &&
+           st->st_mtim.tv_sec == e->mtim.tv_sec && st->st_mtim.tv_nsec == e->mtim.tv_nsec &&
+           st->st_ctim.tv_sec == e->ctim.tv_sec && st->st_ctim.tv_nsec == e->ctim.tv_nsec;
+}
+
+void http_cache_fill(http_cache *c, int idx, uint32_t gen, const char *body, size_t len,
+                     const struct stat *st)
+{
+    http_centry *e;
+
+    if (c->e == NULL || idx < 0 || (uint32_t)idx >= c->n)
+        return;
+    e = &c->e[idx];
+    if (e->gen != gen || e->state != HTTP_CE_FILLING)
+        return; /* taken by another claim since */
+    if ((long long)len != e->size || !same_file(e, st)) {
+        /* Changed while it was read: served this once, never kept. */
+        hash_unlink(c, (uint32_t)idx);
+        lru_unlink(c, (uint32_t)idx);
+        lru_push_tail(c, (uint32_t)idx);
+        return;
+    }
+    memcpy(c->bodies + (size_t)idx * HTTP_CACHE_BODY, body, len);
+    e->state = HTTP_CE_VALID;
+    c->fills++;
+}
+
 /* --- the per-thread server --- */
 
 void http_srv_init(http_srv *srv, int rootfd, long long header_ms, long long idle_ms,
@@ -101,11 +324,13 @@ void http_srv_init(http_srv *srv, int rootfd, long long header_ms, long long idl
     srv->max_conns = max_conns;
     srv->date_sec = -1;
     srv->lm_sec = -1;
+    srv->cache.head = srv->cache.tail = HTTP_CNIL; /* off until http_cache_init */
 }
 
 void http_srv_fini(http_srv *srv)
 {
     http_pool_drain(&srv->pool);
+    http_cache_fini(&srv->cache);
 }
 
 void http_srv_link(http_srv *srv, http_link *l, pd_task *task)
@@ -602,6 +827,28 @@ int http_error(http_srv *srv, char *out, size_t cap, int status, bool keep, bool
         return -ENOSPC;
     memcpy(out + n, body, (size_t)blen);
     return n + blen;
+}
+
+int http_cache_serve(http_srv *srv, const char *path, size_t len, char *out, size_t cap,
+                     const http_req *r, bool keep, long long now)
+{
+    const http_centry *e = http_cache_get(&srv->cache, path, len, now);
+    bool nm;
+    int n;
+
+    if (e == NULL)
+        return -1;
+    nm = r->ims >= 0 && e->mtime <= r->ims;
+    n = http_head(srv, out, cap, nm ? 304 : 200, nm ? NULL : e->type, nm ? -1 : e->size,
+                  e->mtime, keep, r->minor);
+    if (n < 0)
+        return -1;
+    if (nm || r->head)
+        return n;
+    if ((size_t)n + (size_t)e->size > cap)
+        return -1;
+    memcpy(out + n, http_cache_body(&srv->cache, e), (size_t)e->size);
+    return n + (int)e->size;
 }
 
 long long http_now_ms(void)

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
 
@@ -77,6 +78,99 @@ void http_pool_put(http_pool *p, char *blk);
 void http_pool_drain(http_pool *p);
 
 /*
+ * The response cache of one thread: the bytes and the stat of small files
+ * recently served, so that a request for one of them costs no open, no
+ * stat, no read and no close, only its receive and its send.
+ *
+ * Key: the request's decoded path (before a directory's index.html is
+ * appended), shorter than HTTP_CACHE_KEY. Only a 200 GET of a regular file
+ * of 1 to HTTP_CACHE_BODY bytes fills an entry, and only when the read
+ * delivered the whole file and an fstat after the read finds the file as
+ * the fstat after the open did (same device, inode, size, mtime, ctime).
+ *
+ * The validity rule: an entry's stamp is the monotonic time taken before
+ * the openat2 that filled it, and the entry answers a request only while
+ * now - stamp < valid_ms. What it answers was read after its stamp, so a
+ * change to the file (rewritten, renamed over, removed, replaced by a
+ * link out of the root) that completed at time T is seen by every request
+ * routed at or after T + valid_ms: such a request finds the entry stale,
+ * opens the path again with openat2 (RESOLVE_BENEATH), and refills the
+ * entry or answers 404. valid_ms 0 or no entries: nothing is cached.
+ *
+ * Bounded: a fixed table of entries, mapped once at start (no allocation
+ * per request), a chained hash over it and an LRU list; a new file takes
+ * the entry of the least recently used one. Entries hold no descriptor.
+ */
+#define HTTP_CACHE_KEY 128u
+#define HTTP_CACHE_BODY 7168u   /* a cached body and its head fit in the output */
+#define HTTP_CACHE_ENTRIES 128  /* the default of -C, per thread */
+#define HTTP_CACHE_VALID_MS 1000 /* the default of -V */
+#define HTTP_CNIL UINT32_MAX
+
+enum { HTTP_CE_FREE = 0, HTTP_CE_FILLING = 1, HTTP_CE_VALID = 2 };
+
+typedef struct http_centry {
+    uint32_t hnext;          /* the next entry of its hash chain, or HTTP_CNIL */
+    uint32_t prev, next;     /* the LRU list, most recent first */
+    uint32_t hash;
+    uint32_t gen;            /* bumped at each claim: a late fill finds it changed */
+    uint8_t state;           /* HTTP_CE_* */
+    uint16_t klen;
+    long long stamp;         /* http_now_ms() before the open that fills it */
+    long long size;
+    time_t mtime;
+    const char *type;        /* the Content-Type */
+    dev_t dev;
+    ino_t ino;
+    struct timespec mtim, ctim;
+    char key[HTTP_CACHE_KEY];
+} http_centry;
+
+typedef struct http_cache {
+    http_centry *e;          /* NULL: the cache is off */
+    uint32_t *bucket;        /* nbuckets chain heads */
+    char *bodies;            /* HTTP_CACHE_BODY bytes per entry */
+    size_t map_len;
+    uint32_t n, mask;
+    uint32_t head, tail;     /* the LRU list; free entries are at its tail */
+    long long valid_ms;
+    uint64_t hits, fills;
+} http_cache;
+
+/*
+ * Maps a cache of entries (0: off) whose entries answer for valid_ms.
+ * Returns 0 or -ENOMEM. A cache zeroed by memset is a valid, off cache.
+ */
+int http_cache_init(http_cache *c, long entries, long long valid_ms);
+/* Unmaps the cache; it is off afterwards. */
+void http_cache_fini(http_cache *c);
+/*
+ * The entry for key (klen bytes) if it may answer a request routed at now:
+ * filled and now - stamp < valid_ms (it becomes the most recently used);
+ * else NULL.
+ */
+const http_centry *http_cache_get(http_cache *c, const char *key, size_t klen,
+                                  long long now);
+/* The body of e, e->size bytes. */
+const char *http_cache_body(const http_cache *c, const http_centry *e);
+/*
+ * Takes an entry for key, to be filled from the file st describes (opened
+ * after stamp), of Content-Type type: the entry key already has, else the
+ * least recently used. Returns its index and sets *gen, or -1 when the
+ * cache is off or the key or the file is not one it keeps.
+ */
+int http_cache_claim(http_cache *c, const char *key, size_t klen, long long stamp,
+                     const struct stat *st, const char *type, uint32_t *gen);
+/*
+ * Fills entry idx, claimed with gen, with the file's body (len bytes, the
+ * whole file) and st, an fstat taken after the body was read. The entry
+ * becomes valid only if it is still that claim's and st shows the file
+ * unchanged since the claim; otherwise it is emptied.
+ */
+void http_cache_fill(http_cache *c, int idx, uint32_t gen, const char *body, size_t len,
+                     const struct stat *st);
+
+/*
  * A connection's entry in its server's list, embedded in the future: the
  * drain walks the list to close the idle ones.
  */
@@ -115,6 +209,7 @@ typedef struct http_srv {
     int signo;               /* the signal that began the drain, if one did */
     http_link *conns;        /* every live connection, for the drain */
     http_pool pool;
+    http_cache cache;
     uint64_t responses;      /* responses sent completely */
     uint64_t accepted;
     /* Cached formatted times: the Date of this second, the last Last-Modified. */
@@ -222,6 +317,15 @@ int http_head(http_srv *srv, char *out, size_t cap, int status, const char *type
  */
 int http_error(http_srv *srv, char *out, size_t cap, int status, bool keep, bool head,
                int minor);
+
+/*
+ * Writes the complete response to a GET or HEAD of r from the cache entry
+ * for path (len bytes) into out, if one may answer at now: 304 when r's
+ * If-Modified-Since allows, else 200 with the body (none for HEAD).
+ * Returns its length, or -1 when the cache cannot answer.
+ */
+int http_cache_serve(http_srv *srv, const char *path, size_t len, char *out, size_t cap,
+                     const struct http_req *r, bool keep, long long now);
 
 /* Whether status must end the connection after its response. */
 bool http_status_closes(int status);

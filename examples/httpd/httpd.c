@@ -3,7 +3,7 @@
  *
  *   build/httpd [-p PORT] [-a ADDR] [-r ROOT] [-t THREADS] [-d DRAIN_MS]
  *               [-H HEADER_MS] [-k IDLE_MS] [-S SEND_MS] [-m MAX_CONNS]
- *               [-L copy|splice] [-q]
+ *               [-L copy|splice] [-C ENTRIES] [-V VALID_MS] [-q]
  *
  * The command line; the server is server.c, the protocol http.c, the I/O
  * the specs http_accept, http_conn and http_drain. Exits 0 after a drain
@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "../args.h"
+#include "http.h"
 #include "server.h"
 
 static const char *const body_modes[] = { "copy", "splice" };
@@ -24,7 +25,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: httpd [-p PORT] [-a ADDR] [-r ROOT] [-t THREADS] [-d DRAIN_MS]\n"
             "             [-H HEADER_MS] [-k IDLE_MS] [-S SEND_MS] [-m MAX_CONNS]\n"
-            "             [-L copy|splice] [-q]\n"
+            "             [-L copy|splice] [-C ENTRIES] [-V VALID_MS] [-q]\n"
             "  -p PORT       TCP port (default 8080; 0 picks a free one)\n"
             "  -a ADDR       IPv4 or IPv6 address to bind (default 127.0.0.1)\n"
             "  -r ROOT       directory served (default .)\n"
@@ -38,13 +39,18 @@ static void usage(FILE *f)
             "  -m MAX_CONNS  connections served at once (default 10000)\n"
             "  -L MODE       bodies of 64 KiB or more: copy (read into the 8 KiB buffer\n"
             "                and send) or splice (file to pipe to socket); default %s\n"
-            "  -q            print nothing but errors\n", body_modes[HTTPD_BODY]);
+            "  -C ENTRIES    files of up to %u bytes kept in each thread's cache\n"
+            "                (default %d; 0: no cache)\n"
+            "  -V VALID_MS   a cached file answers for this long after it was opened;\n"
+            "                then it is opened again (default %d; 0: no cache)\n"
+            "  -q            print nothing but errors\n", body_modes[HTTPD_BODY],
+            HTTP_CACHE_BODY, HTTP_CACHE_ENTRIES, HTTP_CACHE_VALID_MS);
 }
 
 int main(int argc, char **argv)
 {
     httpd_opts o;
-    long threads, drain_ms, header_ms, idle_ms, send_ms;
+    long threads, drain_ms, header_ms, idle_ms, send_ms, valid_ms;
     int opt;
 
     httpd_defaults(&o);
@@ -53,7 +59,8 @@ int main(int argc, char **argv)
     header_ms = o.header_ms;
     idle_ms = o.idle_ms;
     send_ms = o.send_ms;
-    while ((opt = getopt(argc, argv, "p:a:r:t:d:H:k:S:m:L:qh")) != -1) {
+    valid_ms = (long)o.cache_valid_ms;
+    while ((opt = getopt(argc, argv, "p:a:r:t:d:H:k:S:m:L:C:V:qh")) != -1) {
         long *dst = NULL, lo = 1, hi = INT_MAX;
 
         switch (opt) {
@@ -64,6 +71,8 @@ int main(int argc, char **argv)
         case 'k': dst = &idle_ms; break;
         case 'S': dst = &send_ms; break;
         case 'm': dst = &o.max_conns, hi = LONG_MAX; break;
+        case 'C': dst = &o.cache_entries, lo = 0, hi = 1L << 20; break;
+        case 'V': dst = &valid_ms, lo = 0; break;
         case 'a': o.host = optarg; break;
         case 'r': o.root = optarg; break;
         case 'q': o.quiet = 1; break;
@@ -94,5 +103,6 @@ int main(int argc, char **argv)
     o.header_ms = header_ms;
     o.idle_ms = idle_ms;
     o.send_ms = send_ms;
+    o.cache_valid_ms = valid_ms;
     return httpd_run(&o);
 }

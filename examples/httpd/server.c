@@ -181,6 +181,7 @@ void httpd_defaults(httpd_opts *o)
         .host = "127.0.0.1", .root = ".", .port = 8080, .threads = 1, .max_conns = 10000,
         .drain_ms = 5000, .header_ms = 10000, .idle_ms = 5000, .send_ms = 60000,
         .linger_ms = 1000, .body = HTTPD_BODY, .ready_fd = -1,
+        .cache_entries = HTTP_CACHE_ENTRIES, .cache_valid_ms = HTTP_CACHE_VALID_MS,
     };
 }
 
@@ -300,6 +301,12 @@ int httpd_run(const httpd_opts *o)
                       (max_conns + threads - 1) / threads);
         w->srv.quiet = o->quiet;
         w->srv.body = o->body;
+        if (http_cache_init(&w->srv.cache, o->cache_entries, o->cache_valid_ms) < 0) {
+            fprintf(stderr, "httpd: no memory for a cache of %ld entries\n",
+                    o->cache_entries);
+            ret = 1;
+            goto out;
+        }
         w->lfd = listener(&addr, alen, threads > 1, o->send_ms);
         if (w->lfd < 0) {
             fprintf(stderr, "httpd: cannot listen on %s port %ld: %s\n", o->host, o->port,

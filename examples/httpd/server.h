@@ -14,6 +14,8 @@ typedef struct httpd_opts {
     long max_conns;
     long long drain_ms, header_ms, idle_ms, send_ms, linger_ms;
     int body;                /* HTTP_BODY_*: how bodies larger than a buffer go out */
+    long cache_entries;      /* each thread's response cache (http.h); 0: off */
+    long long cache_valid_ms; /* how long a cached file answers without an open */
     int quiet;
     int ready_fd;            /* if >= 0, the port (an int) is written here once listening */
 } httpd_opts;

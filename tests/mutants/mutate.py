@@ -597,6 +597,35 @@ MUTANTS = [
          inv="#line: an initialiser after a gap in the spec shares the run's #line, "
              "and the compiler reports its error at the wrong spec line",
          run="gen"),
+    # --- issue 17: httpd's response cache ---
+    dict(name="httpd-cache-never-revalidates",
+         file="examples/httpd/http.c",
+         old="    if (e->state != HTTP_CE_VALID || now - e->stamp >= c->valid_ms)\n",
+         new="    if ((void)now, e->state != HTTP_CE_VALID)\n",
+         inv="httpd: a cached file answers past its validity: a file rewritten, "
+             "renamed over, removed or replaced by a link out of the root is served "
+             "as it was, for good",
+         run="plain"),
+    dict(name="httpd-cache-evicts-most-recent",
+         file="examples/httpd/http.c",
+         old="        i = c->tail; /* a free entry, or the least recently used */\n",
+         new="        i = c->head; /* a free entry, or the least recently used */\n",
+         inv="httpd: a new file takes the most recently used entry, not the least",
+         run="plain"),
+    dict(name="httpd-cache-fill-ignores-change",
+         file="examples/httpd/http.c",
+         old="    if ((long long)len != e->size || !same_file(e, st)) {\n",
+         new="    if ((void)st, (void)same_file, (long long)len != e->size) {\n",
+         inv="httpd: a file that changed between its open and its read is kept in the "
+             "cache, with a stamp older than its bytes",
+         run="plain"),
+    dict(name="httpd-cache-fill-ignores-gen",
+         file="examples/httpd/http.c",
+         old="    if (e->gen != gen || e->state != HTTP_CE_FILLING)\n",
+         new="    if ((void)gen, e->state != HTTP_CE_FILLING)\n",
+         inv="httpd: a late fill writes over an entry another request has claimed "
+             "since: a body under another claim's stamp (or another key)",
+         run="plain"),
 ]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
