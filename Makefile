@@ -35,6 +35,8 @@ GEN_DEPS   := $(wildcard gen/*.py) $(wildcard templates/*.j2)
 
 RT_SRC   := runtime/runtime.c
 RT_HDR   := runtime/polldrop.h runtime/pd_internal.h
+# The runtime's own headers (not installed): its calls to the engine seam.
+RT_INT   := runtime/ring.h runtime/engine.h
 # The epoll engine (runtime/engine_epoll*.c), behind the seam of engine.h.
 EP_SRC   := $(wildcard runtime/engine_epoll*.c)
 EP_HDR   := runtime/engine.h runtime/engine_epoll.h
@@ -110,7 +112,7 @@ $(HTTPD_NAMES:%=build/gen-httpd/%.c): build/gen-httpd/.stamp
 
 # --- the runtime library ---
 
-build/obj/runtime.o: $(RT_SRC) $(RT_HDR) | deps
+build/obj/runtime.o: $(RT_SRC) $(RT_HDR) $(RT_INT) | deps
 	$(call say,CC,$<)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(WARN) $(CFLAGS) -Iruntime -c $< -o $@
@@ -168,7 +170,7 @@ build/obj/gen-ex/%.o: build/gen-ex/%.c build/gen-ex/.stamp build/gen/.stamp $(RT
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) -Ibuild/gen-ex -c $< -o $@
 
-build/asan/runtime.o: $(RT_SRC) $(RT_HDR) | deps
+build/asan/runtime.o: $(RT_SRC) $(RT_HDR) $(RT_INT) | deps
 	$(call say,CC-SAN,$<)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(WARN) $(SANFLAGS) -Iruntime -c $< -o $@

@@ -99,6 +99,14 @@ struct pd_runtime {
      * the fields a turn touches, so that it does not split them.
      */
     struct io_uring_sqe spare_sqe;
+    /*
+     * The engine behind the ring (runtime/engine.h, runtime/ring.h): NULL
+     * for io_uring, which the runtime calls directly; any other is called
+     * through engine_vt. Read once per entry, in the padding before the
+     * line other threads write, so that no member a turn touches moves.
+     */
+    struct pd__engine *engine;
+    const struct pd__engine_vt *engine_vt;
 
     /*
      * What other threads touch, and nothing else: on its own cache line so
