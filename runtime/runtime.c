@@ -60,6 +60,10 @@ void pd__fell_through(const char *future, const char *state)
 /* The smallest pd_config.entries: an op with a linked timeout takes two. */
 #define PD__MIN_ENTRIES 2u
 
+/*
+ * Sets up rt's ring on io_uring, with the most useful setup flags the
+ * kernel accepts. Returns 0 or io_uring_queue_init's -errno.
+ */
 static int pd__ring_init(pd_runtime *rt, unsigned entries, unsigned cfg_flags)
 {
     static const unsigned tries[] = {
@@ -92,12 +96,70 @@ int pd__eng_enter_slow(pd_runtime *rt, unsigned wait_nr,
 }
 
 /*
- * Sets up rt's ring on io_uring (the engine NULL); the choice of another
- * engine comes with the public names that ask for it. Returns 0 or -errno.
+ * The engine a config asks for: cfg's, or with PD_ENGINE_AUTO the
+ * environment's PD_ENGINE (auto, uring, epoll or sim; unset or empty:
+ * auto). Returns the engine or -EINVAL for a value that names none.
+ */
+static int pd__engine_choice(const pd_config *cfg)
+{
+    static const char *const names[] = { "auto", "uring", "epoll", "sim" };
+    pd_engine want = cfg ? cfg->engine : PD_ENGINE_AUTO;
+    const char *env;
+    unsigned i;
+
+    if ((unsigned)want > PD_ENGINE_SIM)
+        return -EINVAL;
+    if (want != PD_ENGINE_AUTO)
+        return (int)want;
+    env = getenv("PD_ENGINE");
+    if (env == NULL || *env == '\0')
+        return PD_ENGINE_AUTO;
+    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (strcmp(env, names[i]) == 0)
+            return (int)i;
+    return -EINVAL;
+}
+
+/*
+ * Whether auto falls back to epoll after io_uring setup failed with err:
+ * only when io_uring is switched off (EPERM: a seccomp filter such as
+ * Docker's, or kernel.io_uring_disabled; ENOSYS: a kernel without it, or
+ * Podman's filter) or refuses every setup the runtime tries (EINVAL).
+ * Anything else (ENOMEM, EMFILE...) is a failure auto does not hide.
+ */
+static int pd__engine_fallback(int err)
+{
+    return err == -EPERM || err == -ENOSYS || err == -EINVAL;
+}
+
+/*
+ * Sets up rt's ring on the engine cfg asks for (pd__engine_choice); with
+ * auto, io_uring, then epoll where pd__engine_fallback allows. Returns 0
+ * or -errno (-ENOSYS for PD_ENGINE_SIM, which has no engine yet).
  */
 static int pd__engine_init(pd_runtime *rt, const pd_config *cfg, unsigned entries)
 {
-    return pd__ring_init(rt, entries, cfg ? cfg->flags : 0);
+    int kind = pd__engine_choice(cfg);
+    int ret;
+
+    if (kind < 0)
+        return kind;
+    if (kind == PD_ENGINE_SIM)
+        return -ENOSYS;
+    if (kind != PD_ENGINE_EPOLL) {
+        ret = pd__ring_init(rt, entries, cfg ? cfg->flags : 0);
+        if (ret == 0 || kind == PD_ENGINE_URING || !pd__engine_fallback(ret))
+            return ret;
+    }
+    ret = pd__engine_epoll.init(&rt->ring, entries, 0, &rt->engine);
+    if (ret == 0)
+        rt->engine_vt = &pd__engine_epoll;
+    return ret;
+}
+
+const char *pd_runtime_engine(const pd_runtime *rt)
+{
+    return rt->engine == NULL ? "io_uring" : rt->engine_vt->name;
 }
 
 int pd_runtime_new(pd_runtime **out, const pd_config *cfg)

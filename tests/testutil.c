@@ -13,8 +13,9 @@
 
 int pd_test_uring_ok(int *why)
 {
+    const pd_config cfg = { .engine = PD_ENGINE_URING };
     pd_runtime *rt;
-    int ret = pd_runtime_new(&rt, NULL);
+    int ret = pd_runtime_new(&rt, &cfg);
 
     *why = ret;
     if (ret < 0)

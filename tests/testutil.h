@@ -164,5 +164,6 @@ Suite *pd_suite_misuse(void);
 Suite *pd_suite_join_task(void);
 Suite *pd_suite_loop(void);
 Suite *pd_suite_engine_epoll(void);
+Suite *pd_suite_engine(void);
 
 #endif

@@ -542,6 +542,27 @@ MUTANTS = [
          inv="1: an op that completed after waiting leaves its linked timeout "
              "armed: its completion never comes (or comes for a reused record)",
          run="c"),
+    # --- issue 19: the runtime on its engines ---
+    dict(name="engine-fallback-hides-errors",
+         file="runtime/runtime.c",
+         old="    return err == -EPERM || err == -ENOSYS || err == -EINVAL;",
+         new="    return err < 0;",
+         inv="engines: auto hides an io_uring setup failure that is not "
+             "'switched off' (ENOMEM, EMFILE) behind the epoll fallback",
+         run="c"),
+    dict(name="engine-never-falls-back",
+         file="runtime/runtime.c",
+         old="        if (ret == 0 || kind == PD_ENGINE_URING || !pd__engine_fallback(ret))",
+         new="        if (ret == 0 || kind == PD_ENGINE_URING || 1)",
+         inv="engines: auto fails where a seccomp profile refuses io_uring_setup "
+             "instead of running on epoll",
+         run="c"),
+    dict(name="engine-env-ignored",
+         file="runtime/runtime.c",
+         old='    env = getenv("PD_ENGINE");',
+         new="    env = NULL;",
+         inv="engines: PD_ENGINE does not choose the engine under PD_ENGINE_AUTO",
+         run="c"),
 ]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
