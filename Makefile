@@ -63,7 +63,8 @@ HTTPD_OBJ      := build/obj/httpd/http.o build/obj/httpd/server.o $(HTTPD_NAMES:
 HTTPD_OBJ_ASAN := build/asan/httpd/http.o build/asan/httpd/server.o $(HTTPD_NAMES:%=build/asan/gen-httpd/%.o)
 HTTP_PARSER    := -lhttp_parser
 
-.PHONY: soak mutate all gen stats deps deps-bench bench-httpd bench-chart test test-py test-c fuzz demo bench \
+.PHONY: soak mutate all gen stats deps deps-bench bench-httpd bench-chart test test-py test-c \
+        test-c-epoll fuzz demo bench \
         valgrind clean \
         install uninstall schema diagrams deps-diagrams ops-doc
 .DELETE_ON_ERROR:
@@ -214,9 +215,10 @@ build/check_polldrop_asan: $(TEST_OBJ_ASAN) build/asan/libpolldrop_harness.a
 	$(call say,LD,$@)
 	$(Q)$(CC) $(SANFLAGS) $^ -o $@ $(URING) $(CHECK) $(HTTP_PARSER)
 
-test: test-py test-c
+test: test-py test-c test-c-epoll
 
-# tests/test_no_uring.py runs the Check runner where io_uring_setup fails.
+# tests/test_no_uring.py runs the Check runner where io_uring_setup fails:
+# it must run on epoll and say so.
 build/no_uring: tests/tools/no_uring.c
 	$(call say,LD,$@)
 	$(Q)mkdir -p $(@D)
@@ -238,6 +240,13 @@ test-c: build/check_polldrop build/check_polldrop_asan
 	$(Q)./build/check_polldrop
 	$(call say,TEST,build/check_polldrop_asan)
 	$(Q)ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ./build/check_polldrop_asan
+
+# The Check suite again on the epoll engine (PD_ENGINE=epoll: every runtime
+# the suites make is an epoll one), sanitized and checked.
+test-c-epoll: build/check_polldrop_asan
+	$(call say,TEST,build/check_polldrop_asan on the epoll engine)
+	$(Q)PD_ENGINE=epoll ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ./build/check_polldrop_asan
 
 # nouserintercepts: memcheck must not replace the harness's counting malloc

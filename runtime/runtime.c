@@ -1804,6 +1804,12 @@ int pd__ring_submit(pd_runtime *rt)
     return ret;
 }
 
+int pd__ring_submit_wait(pd_runtime *rt, unsigned wait_nr)
+{
+    rt->stats.enter_calls++;
+    return pd__eng_enter(rt, wait_nr, NULL);
+}
+
 int pd__ring_reap_one(pd_runtime *rt)
 {
     struct io_uring_cqe *cqe;

@@ -33,6 +33,11 @@ pd_runtime *pd_test_rt(void)
     return rt;
 }
 
+int pd_test_rt_fds(const pd_runtime *rt)
+{
+    return strcmp(pd_runtime_engine(rt), "epoll") == 0 ? 3 : 2;
+}
+
 pd_test_rec pd_rec;
 
 static void pd_test_rec_hook(void *arg, const char *future, pd_trace_event ev,

@@ -24,7 +24,9 @@ import time
 #   "c"   the Check runner, plain build with -DPD_CHECKED (the registry of
 #         live op slots), optimised lightly so that builds are quick;
 #   "san" the same runner built with ASan+UBSan (for a use after free);
-#   "gen" the generator's unittest suite, then the Check runner.
+#   "gen" the generator's unittest suite, then the Check runner;
+#   "c-epoll", "san-epoll" as "c" and "san", with PD_ENGINE=epoll (every
+#         runtime the suites make runs on the epoll engine).
 MUTANTS = [
     # --- the five an audit found surviving ---
     dict(name="free-skips-dropping",
@@ -563,6 +565,34 @@ MUTANTS = [
          new="    env = NULL;",
          inv="engines: PD_ENGINE does not choose the engine under PD_ENGINE_AUTO",
          run="c"),
+    dict(name="ep-accept-forgets-family",
+         file="runtime/engine_epoll_ops.c",
+         old="        inet = f->inet;",
+         new="        inet = 0;",
+         inv="epoll engine: a connection accepted after the accept waited is not "
+             "taken for an inet socket: send_zc on it fails with -EOPNOTSUPP",
+         run="c"),
+    dict(name="ep-dontwait-waits",
+         file="runtime/engine_epoll_ops.c",
+         old="        return !!(s->msg_flags & MSG_DONTWAIT);",
+         new="        return 0;",
+         inv="epoll engine: a send or recv with MSG_DONTWAIT waits instead of "
+             "completing with -EAGAIN (httpd's send deadline never starts)",
+         run="c"),
+    dict(name="ep-splice-ignores-sndtimeo",
+         file="runtime/engine_epoll_ops.c",
+         old="    r->flags |= PD__EPF_SOCKTO;\n",
+         new="",
+         inv="epoll engine: a splice into a socket that takes nothing waits past "
+             "the socket's SO_SNDTIMEO (httpd's stalled readers hold their slots)",
+         run="c"),
+    dict(name="ep-workers-start-late",
+         file="runtime/engine_epoll_work.c",
+         old="    while (e->started < e->nthreads)\n        pthread_cond_wait(&e->cond, &e->lock);\n",
+         new="",
+         inv="4 no allocation after spawn (epoll): the workers' start-up "
+             "allocations land while futures run",
+         run="san-epoll"),
 ]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -644,12 +674,16 @@ def run_tests(kind):
                      env=dict(os.environ, PYTHONPATH=TREE))
         if st != 0:
             return True, "generator tests: " + ", ".join(failures(out)[:3])
+    epoll = kind.endswith("-epoll")
+    kind = kind[:-len("-epoll")] if epoll else kind
     target = "build/check_polldrop_asan" if kind == "san" else "build/check_polldrop"
     st, out = sh(["make", "-s", "-j2", target] + PLAIN)
     if st != 0:
         errors = [l for l in out.splitlines() if "error:" in l]
         return None, "does not build: " + (errors[0] if errors else out[-300:])
     env = dict(os.environ, CK_VERBOSITY="normal")
+    if epoll:
+        env.update(PD_ENGINE="epoll")
     if kind == "san":
         env.update(ASAN_OPTIONS="detect_leaks=1:abort_on_error=1",
                    UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1")
