@@ -99,6 +99,7 @@ int main(void)
     failed = srunner_ntests_failed(sr);
     run = srunner_ntests_run(sr);
     srunner_free(sr);
-    printf("%d passed, %d failed (engine: %s)\n", run - failed, failed, engine);
+    /* The closing line, prefixed with the engine (one word and a colon). */
+    printf("%s: %d passed, %d failed\n", engine, run - failed, failed);
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
