@@ -15,6 +15,7 @@ typedef struct httpd_opts {
     long long drain_ms, header_ms, idle_ms, send_ms, linger_ms;
     int body;                /* HTTP_BODY_*: how bodies larger than a buffer go out */
     int quiet;
+    int engine;              /* a pd_engine: PD_ENGINE_AUTO (0) lets PD_ENGINE choose */
     int ready_fd;            /* if >= 0, the port (an int) is written here once listening */
 } httpd_opts;
 
