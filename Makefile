@@ -18,6 +18,7 @@ INC      := -Iruntime -Ibuild/gen -Ispecs
 URING     = $(shell pkg-config --libs liburing 2>/dev/null || echo -luring)
 CHECK     = $(shell pkg-config --cflags --libs check)
 UV        = $(shell pkg-config --libs libuv 2>/dev/null || echo -luv)
+SECCOMP   = $(shell pkg-config --libs libseccomp 2>/dev/null || echo -lseccomp)
 
 ifeq ($(V),1)
 Q :=
@@ -217,15 +218,17 @@ build/check_polldrop_asan: $(TEST_OBJ_ASAN) build/asan/libpolldrop_harness.a
 
 test: test-py test-c test-c-epoll
 
-# tests/test_no_uring.py runs the Check runner where io_uring_setup fails:
-# it must run on epoll and say so.
-build/no_uring: tests/tools/no_uring.c
+# seccomp_run runs a command where io_uring is switched off by a seccomp
+# filter, as a container's profile does: tests/test_no_uring.py and
+# tests/test_seccomp.py run the Check runner, echo_server and httpd under it
+# (they must fall back to epoll, and say so).
+build/seccomp_run: tests/tools/seccomp_run.c | deps
 	$(call say,LD,$@)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(CC) $(WARN) $(CFLAGS) $< -o $@
+	$(Q)$(CC) $(WARN) $(CFLAGS) $< -o $@ $(SECCOMP)
 
 test-py: build/libpolldrop.a build/echo_server build/echo_client build/check_polldrop \
-         build/no_uring build/httpd | deps
+         build/seccomp_run build/httpd | deps
 	$(call say,TEST,python: generator and example programs)
 	$(Q)PYTHONPATH=$(CURDIR) $(PYTHON) -m unittest discover -s tests -p 'test_*.py' $(if $(V),-v,)
 

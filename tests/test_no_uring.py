@@ -1,6 +1,6 @@
 """No silent run: without io_uring the Check runner runs on epoll and says so.
 
-build/no_uring runs a program under a seccomp filter that makes
+build/seccomp_run -e ENOSYS runs a program under a seccomp filter that makes
 io_uring_setup fail with ENOSYS, as on a kernel built without io_uring (or
 under Podman's default profile). pd_runtime_new's auto engine falls back to
 epoll there: the runner must say that it runs on epoll, and why, and its
@@ -13,19 +13,19 @@ import unittest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNNER = os.path.join(ROOT, "build", "check_polldrop")
-NO_URING = os.path.join(ROOT, "build", "no_uring")
+SECCOMP_RUN = os.path.join(ROOT, "build", "seccomp_run")
 
 
 def run(env_extra):
     env = {k: v for k, v in os.environ.items() if k != "PD_ENGINE"}
     env.update(env_extra)
-    return subprocess.run([NO_URING, RUNNER], env=env, stdout=subprocess.PIPE,
+    return subprocess.run([SECCOMP_RUN, "-e", "ENOSYS", RUNNER], env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True, timeout=600)
 
 
 class NoUring(unittest.TestCase):
     def setUp(self):
-        for path in (RUNNER, NO_URING):
+        for path in (RUNNER, SECCOMP_RUN):
             if not os.access(path, os.X_OK):
                 self.fail(f"{path} is not built (make test builds it)")
 
