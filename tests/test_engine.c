@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "engine.h"
 #include "nops.h"
 #include "testutil.h"
 
@@ -275,6 +276,36 @@ START_TEST(auto_returns_other_failures)
 }
 END_TEST
 
+/*
+ * Every op of the spec language (gen/ops.py) runs on the epoll engine:
+ * its probe says so (the runtime's ftruncate check included), and an op
+ * outside the language is refused, as it completes with -EOPNOTSUPP.
+ */
+START_TEST(every_op_of_the_language_runs_on_epoll)
+{
+    static const unsigned ops[] = {
+        IORING_OP_NOP, IORING_OP_READ, IORING_OP_WRITE, IORING_OP_READV, IORING_OP_WRITEV,
+        IORING_OP_OPENAT, IORING_OP_OPENAT2, IORING_OP_CLOSE, IORING_OP_FSYNC,
+        PD__IORING_OP_FTRUNCATE, IORING_OP_TIMEOUT, IORING_OP_UNLINKAT, IORING_OP_RENAMEAT,
+        IORING_OP_MKDIRAT, IORING_OP_STATX, IORING_OP_SPLICE, IORING_OP_POLL_ADD,
+        IORING_OP_SOCKET, IORING_OP_ACCEPT, IORING_OP_CONNECT, IORING_OP_RECV, IORING_OP_SEND,
+        IORING_OP_SEND_ZC, IORING_OP_RECVMSG, IORING_OP_SENDMSG, IORING_OP_SHUTDOWN,
+        /* and what the runtime itself submits */
+        IORING_OP_ASYNC_CANCEL, IORING_OP_LINK_TIMEOUT,
+    };
+    const pd_config cfg = { .engine = PD_ENGINE_EPOLL };
+    pd_runtime *rt;
+    size_t i;
+
+    ck_assert_int_eq(pd_runtime_new(&rt, &cfg), 0);
+    for (i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
+        ck_assert_msg(rt->engine_vt->probe_op(rt->engine, ops[i]), "opcode %u", ops[i]);
+    ck_assert_int_eq(rt->engine_vt->probe_op(rt->engine, IORING_OP_FALLOCATE), 0);
+    ck_assert_int_eq(rt->has_ftruncate, 1);
+    pd_runtime_free(rt);
+}
+END_TEST
+
 Suite *pd_suite_engine(void)
 {
     Suite *s = suite_create("engine");
@@ -285,6 +316,7 @@ Suite *pd_suite_engine(void)
     tcase_add_test(tc, unknown_engine_is_einval_sim_is_enosys);
     tcase_add_test(tc, auto_falls_back_when_setup_is_refused);
     tcase_add_test(tc, auto_returns_other_failures);
+    tcase_add_test(tc, every_op_of_the_language_runs_on_epoll);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
     return s;
