@@ -555,7 +555,7 @@ MUTANTS = [
     dict(name="engine-never-falls-back",
          file="runtime/runtime.c",
          old="        if (ret == 0 || kind == PD_ENGINE_URING || !pd__engine_fallback(ret))",
-         new="        if (ret == 0 || kind == PD_ENGINE_URING || 1)",
+         new="        if (ret == 0 || kind == PD_ENGINE_URING || !pd__engine_fallback(ret) || 1)",
          inv="engines: auto fails where a seccomp profile refuses io_uring_setup "
              "instead of running on epoll",
          run="c"),
