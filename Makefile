@@ -25,6 +25,7 @@ INC      := -Iruntime -Ibuild/gen -Ispecs
 URING     = $(shell pkg-config --libs liburing 2>/dev/null || echo -luring)
 CHECK     = $(shell pkg-config --cflags --libs check)
 UV        = $(shell pkg-config --libs libuv 2>/dev/null || echo -luv)
+SECCOMP   = $(shell pkg-config --libs libseccomp 2>/dev/null || echo -lseccomp)
 
 ifeq ($(V),1)
 Q :=
@@ -42,6 +43,8 @@ GEN_DEPS   := $(wildcard gen/*.py) $(wildcard templates/*.j2)
 
 RT_SRC   := runtime/runtime.c
 RT_HDR   := runtime/polldrop.h runtime/pd_internal.h
+# The runtime's own headers (not installed): its calls to the engine seam.
+RT_INT   := runtime/ring.h runtime/engine.h
 # The epoll engine (runtime/engine_epoll*.c), behind the seam of engine.h.
 EP_SRC   := $(wildcard runtime/engine_epoll*.c)
 EP_HDR   := runtime/engine.h runtime/engine_epoll.h
@@ -77,7 +80,8 @@ ECHO_INC       := -Iexamples/echo -Ibuild/gen-echo
 ECHO_OBJ       := $(ECHO_NAMES:%=build/obj/gen-echo/%.o)
 ECHO_OBJ_ASAN  := $(ECHO_NAMES:%=build/asan/gen-echo/%.o)
 
-.PHONY: FORCE soak mutate all gen stats deps deps-bench bench-httpd bench-chart test test-py test-c fuzz demo bench \
+.PHONY: FORCE soak mutate all gen stats deps deps-bench bench-httpd bench-chart test test-py test-c \
+        test-c-epoll fuzz demo bench \
         valgrind clean \
         install uninstall schema diagrams deps-diagrams ops-doc
 .DELETE_ON_ERROR:
@@ -147,7 +151,7 @@ $(ECHO_NAMES:%=build/gen-echo/%.c): build/gen-echo/.stamp
 
 # --- the runtime library ---
 
-build/obj/runtime.o: $(RT_SRC) $(RT_HDR) | deps
+build/obj/runtime.o: $(RT_SRC) $(RT_HDR) $(RT_INT) | deps
 	$(call say,CC,$<)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(WARN) $(CFLAGS) -Iruntime -c $< -o $@
@@ -206,7 +210,7 @@ build/obj/gen-ex/%.o: build/gen-ex/%.c build/gen-ex/.stamp build/gen/.stamp $(RT
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) -Ibuild/gen-ex -c $< -o $@
 
-build/asan/runtime.o: $(RT_SRC) $(RT_HDR) | deps
+build/asan/runtime.o: $(RT_SRC) $(RT_HDR) $(RT_INT) | deps
 	$(call say,CC-SAN,$<)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(WARN) $(SANFLAGS) -Iruntime -c $< -o $@
@@ -251,19 +255,23 @@ build/check_polldrop_asan: $(TEST_OBJ_ASAN) build/asan/libpolldrop_harness.a
 	$(Q)$(CC) $(SANFLAGS) $^ -o $@ $(URING) $(CHECK) $(HTTP_PARSER)
 
 # make test: every test, side by side (tests/run_tests.py): the Python
-# tests, and each suite of both Check runners; test-py and test-c run a part.
+# tests, and each suite of both Check runners, the sanitized one on io_uring
+# and on epoll; test-py, test-c and test-c-epoll run a part.
 TEST_BIN := build/libpolldrop.a build/echo_server build/echo_client build/check_polldrop \
-            build/no_uring build/httpd
+            build/seccomp_run build/httpd
 
 test: $(TEST_BIN) build/check_polldrop_asan | deps
-	$(call say,TEST,python; build/check_polldrop; build/check_polldrop_asan)
+	$(call say,TEST,python; build/check_polldrop; build/check_polldrop_asan on io_uring and on epoll)
 	$(Q)$(PYTHON) tests/run_tests.py $(if $(V),-v,)
 
-# tests/test_no_uring.py runs the Check runner where io_uring_setup fails.
-build/no_uring: tests/tools/no_uring.c
+# seccomp_run runs a command where io_uring is switched off by a seccomp
+# filter, as a container's profile does: tests/test_no_uring.py and
+# tests/test_seccomp.py run the Check runner, echo_server and httpd under it
+# (they must fall back to epoll, and say so).
+build/seccomp_run: tests/tools/seccomp_run.c | deps
 	$(call say,LD,$@)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(CC) $(WARN) $(CFLAGS) $< -o $@
+	$(Q)$(CC) $(WARN) $(CFLAGS) $< -o $@ $(SECCOMP)
 
 test-py: $(TEST_BIN) | deps
 	$(call say,TEST,python: generator and example programs)
@@ -276,8 +284,15 @@ fuzz: | deps
 	$(Q)$(PYTHON) tests/fuzz_specs.py -n $(or $(N),1000) --seed $(or $(SEED),1) $(if $(V),-v,)
 
 test-c: build/check_polldrop build/check_polldrop_asan | deps
-	$(call say,TEST,build/check_polldrop; build/check_polldrop_asan)
+	$(call say,TEST,build/check_polldrop; build/check_polldrop_asan on io_uring and on epoll)
 	$(Q)$(PYTHON) tests/run_tests.py --c $(if $(V),-v,)
+
+# The Check suite again on the epoll engine (PD_ENGINE=epoll: every runtime
+# the suites make is an epoll one), sanitized and checked.
+test-c-epoll: build/check_polldrop_asan
+	$(call say,TEST,build/check_polldrop_asan on the epoll engine)
+	$(Q)PD_ENGINE=epoll ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ./build/check_polldrop_asan
 
 # nouserintercepts: memcheck must not replace the harness's counting malloc
 # (it still replaces the glibc allocator the harness forwards to).

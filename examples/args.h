@@ -11,6 +11,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "polldrop.h"
+
 /* Parses a decimal in [min, max] into *out; returns 0, or -1 if it is not one. */
 static inline int parse_long(const char *s, long min, long max, long *out)
 {
@@ -23,6 +25,25 @@ static inline int parse_long(const char *s, long min, long max, long *out)
         return -1;
     *out = v;
     return 0;
+}
+
+/*
+ * Parses an engine name, as -e takes it and as the PD_ENGINE variable
+ * spells it (auto, uring, epoll, sim), into *out; returns 0, or -1 if it
+ * names none.
+ */
+static inline int parse_engine(const char *s, pd_engine *out)
+{
+    static const char *const names[] = { "auto", "uring", "epoll", "sim" };
+    static const pd_engine engines[] = { PD_ENGINE_AUTO, PD_ENGINE_URING, PD_ENGINE_EPOLL,
+                                         PD_ENGINE_SIM };
+
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (strcmp(s, names[i]) == 0) {
+            *out = engines[i];
+            return 0;
+        }
+    return -1;
 }
 
 /*

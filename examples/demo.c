@@ -67,7 +67,7 @@ int main(int argc, char **argv)
 
     ret = pd_runtime_new(&rt, NULL);
     if (ret < 0) {
-        fprintf(stderr, "demo: io_uring is not available here: %s\n", strerror(-ret));
+        fprintf(stderr, "demo: cannot make a runtime: %s\n", strerror(-ret));
         return 1;
     }
 

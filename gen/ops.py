@@ -150,3 +150,41 @@ OPS = {op.name: op for op in [
        "io_uring_prep_shutdown", "shuts down part of a connection"),
 ]}
 
+
+# How the epoll engine (runtime/engine_epoll*.c) runs each op, for the op
+# table's column of that name (docs/design.md, "Engines"). On io_uring the
+# kernel runs them all (ftruncate from Linux 6.9). No op of this table
+# completes with -EOPNOTSUPP on epoll; tests/test_ops.py checks that every
+# op has an entry.
+READINESS = "tried at once; waits for epoll readiness on EAGAIN"
+WORKER = "a worker thread (cannot be interrupted: a cancel waits for it)"
+EPOLL = {
+    "nop": "at once",
+    "read": "sockets, pipes: " + READINESS + "; files: at once from the page cache, "
+            "else a worker thread",
+    "write": "sockets, pipes: " + READINESS + "; files: " + WORKER,
+    "readv": "as read",
+    "writev": "as write",
+    "openat": WORKER,
+    "openat2": WORKER,
+    "close": "at once; a file's on a worker thread",
+    "fsync": WORKER,
+    "ftruncate": WORKER + "; on any kernel",
+    "timeout": "a timer heap (ns; ms where epoll_pwait2 is refused)",
+    "unlinkat": WORKER,
+    "renameat": WORKER,
+    "mkdirat": WORKER,
+    "statx": WORKER,
+    "splice": "pipes and sockets: " + READINESS + " (a socket's SO_SNDTIMEO, "
+              "SO_RCVTIMEO end it with -EAGAIN); with a file: " + WORKER,
+    "poll_add": "epoll readiness (multishot too)",
+    "socket": "at once",
+    "accept": READINESS + " (multishot too); leaves the listener O_NONBLOCK",
+    "connect": READINESS,
+    "recv": READINESS + "; a group's buffers in the kernel's order (multishot too)",
+    "send": READINESS,
+    "send_zc": "a copying send, then its notification",
+    "recvmsg": READINESS,
+    "sendmsg": READINESS,
+    "shutdown": "at once",
+}

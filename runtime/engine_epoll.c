@@ -53,17 +53,26 @@ static unsigned pd__ep_cq_ready(const pd__engine *e)
 }
 
 /*
- * Keeps a completion the CQ has no room for. The overflow is a ring that
- * doubles when full; nothing is ever dropped (IORING_FEAT_NODROP). A
- * failed allocation is fatal: dropping a completion would leave its
- * owner waiting forever.
+ * The overflow's room from init: as many completions as the CQ holds, and
+ * at least 64, so that a CQ overflowed by that much allocates nothing.
+ */
+static unsigned pd__ep_ovf_min(unsigned cq_entries)
+{
+    return cq_entries > 64 ? cq_entries : 64;
+}
+
+/*
+ * Keeps a completion the CQ has no room for. The overflow is a ring, with
+ * room for pd__ep_ovf_min completions from init, that doubles when full;
+ * nothing is ever dropped (IORING_FEAT_NODROP). A failed allocation is
+ * fatal: dropping a completion would leave its owner waiting forever.
  */
 static void pd__ep_ovf_push(pd__engine *e, uint64_t ud, int32_t res, uint32_t flags)
 {
     struct io_uring_cqe *c;
 
     if (e->ovf_len == e->ovf_cap) {
-        unsigned cap = e->ovf_cap ? e->ovf_cap * 2 : 64, i;
+        unsigned cap = e->ovf_cap * 2, i;
         struct io_uring_cqe *n = malloc(cap * sizeof(*n));
 
         if (n == NULL)
@@ -511,8 +520,11 @@ static int pd__ep_init(struct io_uring *ring, unsigned entries, unsigned cq_entr
     ret = -ENOMEM;
     if (posix_memalign((void **)&e->sqes, 64, entries * sizeof(*e->sqes)) != 0 ||
         posix_memalign((void **)&e->cqes, 64, cq_entries * sizeof(*e->cqes)) != 0 ||
-        (e->sq_array = malloc(entries * sizeof(*e->sq_array))) == NULL || pd__ep_grow(e) < 0)
+        (e->sq_array = malloc(entries * sizeof(*e->sq_array))) == NULL || pd__ep_grow(e) < 0 ||
+        pd__ep_fd_get(e, PD__EP_MIN_FDS - 1) == NULL ||
+        (e->ovf = malloc(pd__ep_ovf_min(cq_entries) * sizeof(*e->ovf))) == NULL)
         goto fail;
+    e->ovf_cap = pd__ep_ovf_min(cq_entries);
     memset(e->sqes, 0, entries * sizeof(*e->sqes));
     memset(e->cqes, 0, cq_entries * sizeof(*e->cqes));
     for (i = 0; i < entries; i++)

@@ -24,6 +24,11 @@
 /* Records preallocated at init (at least), and the size of each growth. */
 #define PD__EP_MIN_RECORDS 4096u
 /*
+ * Fd numbers the fd table covers from init (48 KiB): the fds a program
+ * opens after it made the runtime take no allocation until one is larger.
+ */
+#define PD__EP_MIN_FDS 1024
+/*
  * How long an fd whose epoll registration is not known to be alive may
  * have an op waiting before the registration is checked with
  * EPOLL_CTL_MOD (see pd__ep_fd_wait in engine_epoll_fd.c).
@@ -49,6 +54,8 @@ enum {
     PD__EPF_CONNECTING = 1u << 3, /* connect got EINPROGRESS */
     PD__EPF_RESTORE = 1u << 4, /* connect set O_NONBLOCK: clear it at the end */
     PD__EPF_ARMED = 1u << 5,   /* poll_add: the rearming MOD was made */
+    PD__EPF_SOCKTO = 1u << 6,  /* splice: ends with -EAGAIN at `deadline` (a socket's timeout) */
+    PD__EPF_INHEAP = 1u << 7,  /* on the timer heap for PD__EPF_SOCKTO while it waits */
 };
 
 /*
@@ -63,7 +70,7 @@ struct pd__ep_op {
     pd__ep_op *next, *prev;    /* fd waiters; worker queue, done stack, free list (next) */
     pd__ep_op *hnext;          /* user_data hash chain */
     pd__ep_op *link;           /* the op's linked timeout, or the timeout's op */
-    int64_t deadline;          /* timers: CLOCK_MONOTONIC ns */
+    int64_t deadline;          /* timers, PD__EPF_SOCKTO: CLOCK_MONOTONIC ns */
     uint32_t heap;             /* timers: index in the heap */
     uint32_t done;             /* bytes already moved (MSG_WAITALL, file reads) */
     int32_t res;               /* a worker's result */
@@ -169,6 +176,7 @@ struct pd__engine {
     int stop;
     int work_inited;           /* lock and cond exist */
     unsigned nthreads;
+    unsigned started;          /* workers that began to run (under lock) */
     pthread_t threads[PD__EP_WORKERS];
     _Atomic(pd__ep_op *) done;
 };

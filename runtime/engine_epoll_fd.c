@@ -342,8 +342,14 @@ void pd__ep_run(pd__engine *e, pd__ep_op *r, int how, int32_t res, uint32_t cfla
             break;
         }
         ret = pd__ep_fd_wait(e, r);
-        if (ret == 0 || (ret == 1 && tries >= 2))
+        if (ret == 0 || (ret == 1 && tries >= 2)) {
+            /* A splice bounded by its socket's timeout: on the heap until it ends. */
+            if ((r->flags & (PD__EPF_SOCKTO | PD__EPF_INHEAP)) == PD__EPF_SOCKTO) {
+                r->flags |= PD__EPF_INHEAP;
+                pd__ep_heap_push(e, r);
+            }
             return;
+        }
         if (ret == 1) {
             pd__ep_fd_unwait(e, r);
             how = pd__ep_attempt(e, r, &res, &cflags);

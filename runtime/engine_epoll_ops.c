@@ -50,6 +50,45 @@ static int pd__ep_wait_for(pd__ep_op *r, int fd, uint32_t need)
 }
 
 /*
+ * Whether the op was asked never to wait: MSG_DONTWAIT on a send or recv
+ * (or their msg forms), RWF_NOWAIT on a read or write. Where it would
+ * wait, the kernel completes such an op with -EAGAIN (REQ_F_NOWAIT), and
+ * programs rely on it (httpd's sends go to a poll under a deadline on
+ * -EAGAIN).
+ */
+static int pd__ep_nowait(const struct io_uring_sqe *s)
+{
+    switch (s->opcode) {
+    case IORING_OP_RECV:
+    case IORING_OP_SEND:
+    case IORING_OP_SEND_ZC:
+    case IORING_OP_RECVMSG:
+    case IORING_OP_SENDMSG:
+        return !!(s->msg_flags & MSG_DONTWAIT);
+    case IORING_OP_READ:
+    case IORING_OP_READV:
+    case IORING_OP_WRITE:
+    case IORING_OP_WRITEV:
+        return !!(s->rw_flags & RWF_NOWAIT);
+    default:
+        return 0;
+    }
+}
+
+/*
+ * The op waits for `need` on fd, unless nowait: then it completes with
+ * what it moved already, or -EAGAIN.
+ */
+static int pd__ep_wait_or_again(pd__ep_op *r, int fd, uint32_t need, int nowait,
+                                int32_t *res)
+{
+    if (!nowait)
+        return pd__ep_wait_for(r, fd, need);
+    *res = r->done ? (int32_t)r->done : -EAGAIN;
+    return PD__EP_DONE;
+}
+
+/*
  * The buffers of a read or write op past the r->done bytes already moved:
  * in tmp (max entries) when they must be trimmed. Returns the count, or
  * -EINVAL.
@@ -132,7 +171,7 @@ static int pd__ep_sock_io(pd__engine *e, pd__ep_op *r, int out, int32_t *res)
 {
     const struct io_uring_sqe *s = &r->sqe;
     uint32_t ev = out ? EPOLLOUT : EPOLLIN;
-    int fd = s->fd, flags = 0;
+    int fd = s->fd, flags = 0, nowait = pd__ep_nowait(s);
     pd__ep_fd *f = pd__ep_fd_get(e, fd);
     ssize_t n;
     size_t want;
@@ -149,7 +188,7 @@ static int pd__ep_sock_io(pd__engine *e, pd__ep_op *r, int out, int32_t *res)
         s->opcode == IORING_OP_SEND_ZC)
         flags = (int)s->msg_flags;
     r->flags &= ~PD__EPF_FIRST;
-    if (!(f->maybe & ev))
+    if (!(f->maybe & ev) && !nowait)
         return pd__ep_wait_for(r, fd, ev);
     if (s->opcode == IORING_OP_READV || s->opcode == IORING_OP_WRITEV) {
         n = pd__ep_sock_iov(r, out, &want);
@@ -166,7 +205,7 @@ static int pd__ep_sock_io(pd__engine *e, pd__ep_op *r, int out, int32_t *res)
             return PD__EP_DONE;
         }
         f->maybe &= ~ev;
-        return pd__ep_wait_for(r, fd, ev);
+        return pd__ep_wait_or_again(r, fd, ev, nowait, res);
     }
     if ((size_t)n < want && n > 0) {
         /* A stream that returned less than asked for was drained. */
@@ -174,7 +213,7 @@ static int pd__ep_sock_io(pd__engine *e, pd__ep_op *r, int out, int32_t *res)
             f->maybe &= ~EPOLLIN;
         if ((flags & MSG_WAITALL) && f->kind == PD__FK_STREAM) {
             r->done += (uint32_t)n;
-            return pd__ep_wait_for(r, fd, ev);
+            return pd__ep_wait_or_again(r, fd, ev, nowait, res);
         }
     }
     *res = (int32_t)(r->done + (size_t)n);
@@ -188,6 +227,7 @@ static int pd__ep_msg(pd__engine *e, pd__ep_op *r, int out, int32_t *res)
     uint32_t ev = out ? EPOLLOUT : EPOLLIN;
     pd__ep_fd *f = pd__ep_fd_get(e, s->fd);
     struct msghdr *m = (void *)(uintptr_t)s->addr;
+    int nowait = pd__ep_nowait(s);
     ssize_t n;
 
     if (f == NULL) {
@@ -199,13 +239,13 @@ static int pd__ep_msg(pd__engine *e, pd__ep_op *r, int out, int32_t *res)
         return PD__EP_DONE;
     }
     r->flags &= ~PD__EPF_FIRST;
-    if (!(f->maybe & ev))
+    if (!(f->maybe & ev) && !nowait)
         return pd__ep_wait_for(r, s->fd, ev);
     n = out ? sendmsg(s->fd, m, (int)s->msg_flags | MSG_DONTWAIT)
             : recvmsg(s->fd, m, (int)s->msg_flags | MSG_DONTWAIT);
     if (n < 0 && PD__EP_AGAIN(errno)) {
         f->maybe &= ~ev;
-        return pd__ep_wait_for(r, s->fd, ev);
+        return pd__ep_wait_or_again(r, s->fd, ev, nowait, res);
     }
     *res = n < 0 ? -errno : (int32_t)n;
     return PD__EP_DONE;
@@ -340,7 +380,7 @@ static int pd__ep_accept(pd__engine *e, pd__ep_op *r, int32_t *res)
     }
     for (;;) {
         int nfd;
-        uint8_t kind;
+        uint8_t kind, inet;
 
         f = pd__ep_fd_get(e, fd);
         if (f == NULL) {
@@ -362,11 +402,14 @@ static int pd__ep_accept(pd__engine *e, pd__ep_op *r, int32_t *res)
             }
             return pd__ep_wait_for(r, fd, EPOLLIN);
         }
-        /* A connection is a socket of the listener's type. */
+        /* A connection is a socket of the listener's type and family. */
         kind = f->kind == PD__FK_STREAM ? PD__FK_STREAM : PD__FK_UNKNOWN;
+        inet = f->inet;
         pd__ep_fd_forget(e, nfd);
-        if ((f = pd__ep_fd_get(e, nfd)) != NULL)
+        if ((f = pd__ep_fd_get(e, nfd)) != NULL) {
             f->kind = kind;
+            f->inet = kind == PD__FK_STREAM && inet;
+        }
         if (!multi) {
             *res = nfd;
             return PD__EP_DONE;
@@ -480,6 +523,7 @@ static __attribute__((noinline)) int pd__ep_rw_other(pd__engine *e, pd__ep_op *r
     struct iovec tmp[1024];
     const struct iovec *v;
     pd__ep_fd *f = &e->fds[fd];
+    int nowait = pd__ep_nowait(s);
     ssize_t n;
 
     r->flags &= ~PD__EPF_FIRST;
@@ -495,6 +539,10 @@ static __attribute__((noinline)) int pd__ep_rw_other(pd__engine *e, pd__ep_op *r
             }
             want = pd__ep_iov_total(v, cnt);
             n = want ? preadv2(fd, v, cnt, pd__ep_off(r), RWF_NOWAIT) : 0;
+            if (n < 0 && PD__EP_AGAIN(errno) && nowait) {
+                *res = r->done ? (int32_t)r->done : -EAGAIN;
+                return PD__EP_DONE;
+            }
             if (n < 0 && (PD__EP_AGAIN(errno) || errno == EOPNOTSUPP))
                 return PD__EP_WORK;
             if (n < 0) {
@@ -508,7 +556,7 @@ static __attribute__((noinline)) int pd__ep_rw_other(pd__engine *e, pd__ep_op *r
             }
         }
     }
-    if (!(f->maybe & ev))
+    if (!(f->maybe & ev) && !nowait)
         return pd__ep_wait_for(r, fd, ev);
     if ((cnt = pd__ep_iov(r, tmp, 1024, &v)) < 0) {
         *res = cnt;
@@ -531,7 +579,7 @@ static __attribute__((noinline)) int pd__ep_rw_other(pd__engine *e, pd__ep_op *r
         if (!(fl & O_NONBLOCK)) {
             if (poll(&p, 1, 0) == 0) {
                 f->maybe &= ~ev;
-                return pd__ep_wait_for(r, fd, ev);
+                return pd__ep_wait_or_again(r, fd, ev, nowait, res);
             }
             /*
              * A blocking fd that is ready: a read takes what is there; a
@@ -557,7 +605,7 @@ static __attribute__((noinline)) int pd__ep_rw_other(pd__engine *e, pd__ep_op *r
     }
     if (n < 0 && PD__EP_AGAIN(errno)) {
         f->maybe &= ~ev;
-        return pd__ep_wait_for(r, fd, ev);
+        return pd__ep_wait_or_again(r, fd, ev, nowait, res);
     }
     if (n < 0) {
         *res = -errno;
@@ -585,10 +633,32 @@ static int pd__ep_rw(pd__engine *e, pd__ep_op *r, int32_t *res)
 }
 
 /*
+ * A splice that waits on a socket side (kind) ends with -EAGAIN once the
+ * socket's own timeout has passed with nothing moved: SO_SNDTIMEO for
+ * the socket it writes into, SO_RCVTIMEO for the one it reads from (opt),
+ * as the kernel's splice, which blocks in an io-wq worker, does (httpd's
+ * send deadline for a file it splices is SO_SNDTIMEO). The deadline is
+ * taken at the op's first wait on a socket that has one, and pd__ep_run
+ * puts the record on the timer heap (PD__EPF_SOCKTO).
+ */
+static void pd__ep_sock_timeo(pd__engine *e, pd__ep_op *r, int fd, int kind, int opt)
+{
+    struct timeval tv;
+    socklen_t len = sizeof(tv);
+
+    if ((r->flags & PD__EPF_SOCKTO) || (kind != PD__FK_STREAM && kind != PD__FK_SOCK) ||
+        getsockopt(fd, SOL_SOCKET, opt, &tv, &len) < 0 || (tv.tv_sec == 0 && tv.tv_usec == 0))
+        return;
+    r->deadline = pd__ep_clock(e) + (int64_t)tv.tv_sec * 1000000000 + (int64_t)tv.tv_usec * 1000;
+    r->flags |= PD__EPF_SOCKTO;
+}
+
+/*
  * splice. With a file on either side it runs on a worker; between pipes
  * and sockets it runs here, with SPLICE_F_NONBLOCK for the pipe side and
  * O_NONBLOCK set on a socket side (splice has no per-call flag for it).
- * EAGAIN does not say which side was not ready: poll(2) does.
+ * EAGAIN does not say which side was not ready: poll(2) does. A wait on a
+ * socket side is bounded by the socket's timeout (pd__ep_sock_timeo).
  */
 static int pd__ep_splice(pd__engine *e, pd__ep_op *r, int32_t *res)
 {
@@ -632,13 +702,16 @@ static int pd__ep_splice(pd__engine *e, pd__ep_op *r, int32_t *res)
         }
         if (!p[0].revents) {
             e->fds[in].maybe &= ~EPOLLIN;
+            pd__ep_sock_timeo(e, r, in, kin, SO_RCVTIMEO);
             return pd__ep_wait_for(r, in, EPOLLIN);
         }
         if (!p[1].revents) {
             e->fds[out].maybe &= ~EPOLLOUT;
+            pd__ep_sock_timeo(e, r, out, kout, SO_SNDTIMEO);
             return pd__ep_wait_for(r, out, EPOLLOUT);
         }
     }
+    pd__ep_sock_timeo(e, r, in, kin, SO_RCVTIMEO);
     return pd__ep_wait_for(r, in, EPOLLIN);
 }
 

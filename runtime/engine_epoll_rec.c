@@ -222,8 +222,9 @@ int pd__ep_deadline(pd__engine *e, const struct io_uring_sqe *sqe, int64_t *out)
 
 /*
  * A record's last completion. Its linked timeout, still armed, is disarmed
- * and completes with -ECANCELED after it, as the kernel's does. A connect
- * that set O_NONBLOCK on its socket gives the socket its mode back.
+ * and completes with -ECANCELED after it, as the kernel's does; a socket's
+ * timeout it was under leaves the heap. A connect that set O_NONBLOCK on
+ * its socket gives the socket its mode back.
  */
 void pd__ep_finish(pd__engine *e, pd__ep_op *r, int32_t res, uint32_t cflags)
 {
@@ -231,6 +232,8 @@ void pd__ep_finish(pd__engine *e, pd__ep_op *r, int32_t res, uint32_t cflags)
 
     if (r->flags & PD__EPF_HASHED)
         pd__ep_hash_del(e, r);
+    if (r->flags & PD__EPF_INHEAP)
+        pd__ep_heap_del(e, r);
     if (r->flags & PD__EPF_RESTORE)
         (void)fcntl(r->sqe.fd, F_SETFL, r->saved_fl);
     pd__ep_emit(e, &r->sqe, res, cflags);
@@ -366,7 +369,10 @@ void pd__ep_cancel(pd__engine *e, const struct io_uring_sqe *sqe)
     }
 }
 
-/* Fires the timers that are due: a timeout ends, a linked timeout cancels its op. */
+/*
+ * Fires the timers that are due: a timeout ends, a linked timeout cancels
+ * its op, a splice whose socket's timeout passed ends with -EAGAIN.
+ */
 void pd__ep_timers(pd__engine *e)
 {
     if (e->nheap == 0)
@@ -379,6 +385,12 @@ void pd__ep_timers(pd__engine *e)
         pd__ep_heap_del(e, t);
         if (t->state == PD__EP_TIMER) {
             pd__ep_finish(e, t, -ETIME, 0);
+            continue;
+        }
+        if (t->flags & PD__EPF_INHEAP) {
+            t->flags &= ~PD__EPF_INHEAP;
+            pd__ep_fd_unwait(e, t);
+            pd__ep_finish(e, t, -EAGAIN, 0);
             continue;
         }
         op = t->link;

@@ -157,6 +157,8 @@ static void *pd__ep_worker(void *arg)
     pd__engine *e = arg;
 
     pthread_mutex_lock(&e->lock);
+    e->started++;
+    pthread_cond_broadcast(&e->cond);
     for (;;) {
         pd__ep_op *r, *top;
         int32_t res;
@@ -197,7 +199,12 @@ static void *pd__ep_worker(void *arg)
     return NULL;
 }
 
-/* Starts the pool. Returns 0 or -errno (nothing is left running then). */
+/*
+ * Starts the pool, and returns once every worker runs: what a thread's
+ * start allocates (a sanitizer's thread state, say) is allocated before
+ * the engine is in use, never while the program runs. Returns 0 or -errno
+ * (nothing is left running then).
+ */
 int pd__ep_work_start(pd__engine *e)
 {
     sigset_t all, old;
@@ -212,6 +219,7 @@ int pd__ep_work_start(pd__engine *e)
     }
     atomic_init(&e->done, NULL);
     e->nthreads = 0;
+    e->started = 0;
     e->work_inited = 1;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -222,9 +230,15 @@ int pd__ep_work_start(pd__engine *e)
         e->nthreads++;
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (ret < 0)
+    if (ret < 0) {
         pd__ep_work_stop(e);
-    return ret;
+        return ret;
+    }
+    pthread_mutex_lock(&e->lock);
+    while (e->started < e->nthreads)
+        pthread_cond_wait(&e->cond, &e->lock);
+    pthread_mutex_unlock(&e->lock);
+    return 0;
 }
 
 /*

@@ -99,6 +99,14 @@ struct pd_runtime {
      * the fields a turn touches, so that it does not split them.
      */
     struct io_uring_sqe spare_sqe;
+    /*
+     * The engine behind the ring (runtime/engine.h, runtime/ring.h): NULL
+     * for io_uring, which the runtime calls directly; any other is called
+     * through engine_vt. Read once per entry, in the padding before the
+     * line other threads write, so that no member a turn touches moves.
+     */
+    struct pd__engine *engine;
+    const struct pd__engine_vt *engine_vt;
 
     /*
      * What other threads touch, and nothing else: on its own cache line so
@@ -345,6 +353,10 @@ static inline void pd__wake(pd_task *t)
  *   never dispatched; the others are dispatched as usual), or -errno.
  * - pd__ring_submit submits what is queued and reaps nothing. Returns the
  *   number submitted or -errno.
+ * - pd__ring_submit_wait submits what is queued and waits until at least
+ *   wait_nr completions are posted, reaping none. Returns the number
+ *   submitted or -errno. Tests use these two, never liburing's submit
+ *   calls, which only io_uring's ring can take (docs/design.md, "Engines").
  * - pd__task_poll_drop calls t's poll_drop once, outside any turn, as the
  *   runtime would: for checking that a destroyed future stays destroyed.
  * - pd__task_drop_sync sync-drops the future of t if t is running or being
@@ -367,6 +379,7 @@ int pd__run_polls(pd_runtime *rt);
 int pd__run_enter(pd_runtime *rt, int wait);
 int pd__ring_wait_cqe(pd_runtime *rt);
 int pd__ring_submit(pd_runtime *rt);
+int pd__ring_submit_wait(pd_runtime *rt, unsigned wait_nr);
 pd_poll pd__task_poll_drop(pd_task *t);
 void pd__task_drop_sync(pd_task *t);
 int pd__ring_strays(pd_runtime *rt, const void *mem, size_t len, unsigned ms);

@@ -51,6 +51,27 @@ typedef struct pd_dyn {
     const pd_vtable *vt;
 } pd_dyn;
 
+/*
+ * What runs a runtime's requests (docs/design.md, "Engines"). Every
+ * engine runs every future unchanged.
+ * - PD_ENGINE_AUTO: the environment variable PD_ENGINE chooses (auto,
+ *   uring, epoll or sim; unset or empty means auto); auto is io_uring, or
+ *   epoll where io_uring setup fails with EPERM, ENOSYS or EINVAL (a
+ *   container's seccomp profile, kernel.io_uring_disabled, a kernel
+ *   without io_uring). Any other failure is returned, never hidden.
+ * - PD_ENGINE_URING: io_uring, or pd_runtime_new fails.
+ * - PD_ENGINE_EPOLL: epoll and non-blocking system calls, file operations
+ *   on a pool of worker threads; no io_uring system call is made.
+ * - PD_ENGINE_SIM: reserved for a deterministic simulator; pd_runtime_new
+ *   fails with -ENOSYS for now.
+ */
+typedef enum {
+    PD_ENGINE_AUTO = 0,
+    PD_ENGINE_URING,
+    PD_ENGINE_EPOLL,
+    PD_ENGINE_SIM,
+} pd_engine;
+
 /* Runtime configuration; pass NULL to pd_runtime_new for the defaults. */
 typedef struct pd_config {
     /*
@@ -60,6 +81,7 @@ typedef struct pd_config {
      */
     unsigned entries;
     unsigned flags;   /* PD_CONFIG_* */
+    pd_engine engine; /* PD_ENGINE_AUTO (0) by default: see pd_engine */
 } pd_config;
 
 enum {
@@ -81,20 +103,27 @@ typedef struct pd_stats {
     uint64_t ops_completed;
     uint64_t cancels_submitted;
     uint64_t polls;             /* task polls (poll or poll_drop) */
-    uint64_t enter_calls;       /* submit/wait calls into liburing */
-    uint64_t ring_flags;        /* IORING_SETUP_* flags the ring was made with */
+    uint64_t enter_calls;       /* submit/wait calls into the engine */
+    uint64_t ring_flags;        /* IORING_SETUP_* flags the ring was made with
+                                   (0 on an engine other than io_uring) */
     uint64_t tasks_forced;      /* tasks whose teardown a shutdown deadline cut short */
     uint64_t cqe_overflow;      /* multishot completions stored out of line
                                    (one allocation each; see docs/api.md) */
 } pd_stats;
 
 /*
- * Creates a runtime with its own io_uring. cfg may be NULL. Returns 0 and
- * stores the runtime in *rt, or -errno: -EINVAL for cfg->entries 1 (or
- * more than the kernel allows), -ENOSYS or -EPERM when io_uring is
- * unavailable on this machine.
+ * Creates a runtime with its own ring, on the engine cfg->engine chooses
+ * (see pd_engine). cfg may be NULL (PD_ENGINE_AUTO and the defaults).
+ * Returns 0 and stores the runtime in *rt, or -errno: -EINVAL for
+ * cfg->entries 1 (or more than the engine allows), an engine out of range
+ * or a PD_ENGINE value that names none; -ENOSYS or -EPERM when
+ * PD_ENGINE_URING is asked for where io_uring is unavailable; -ENOSYS for
+ * PD_ENGINE_SIM.
  */
 int pd_runtime_new(pd_runtime **rt, const pd_config *cfg);
+
+/* The engine rt runs on: "io_uring", "epoll" or "sim". */
+const char *pd_runtime_engine(const pd_runtime *rt);
 
 /*
  * Sync-drops every task still alive (blocking until the kernel has returned

@@ -8,6 +8,7 @@
  * (including inside a blocking sync drop).
  */
 #include "polldrop.h"
+#include "ring.h"
 
 #include <stdalign.h>
 #include <stdio.h>
@@ -59,6 +60,10 @@ void pd__fell_through(const char *future, const char *state)
 /* The smallest pd_config.entries: an op with a linked timeout takes two. */
 #define PD__MIN_ENTRIES 2u
 
+/*
+ * Sets up rt's ring on io_uring, with the most useful setup flags the
+ * kernel accepts. Returns 0 or io_uring_queue_init's -errno.
+ */
 static int pd__ring_init(pd_runtime *rt, unsigned entries, unsigned cfg_flags)
 {
     static const unsigned tries[] = {
@@ -84,29 +89,82 @@ static int pd__ring_init(pd_runtime *rt, unsigned entries, unsigned cfg_flags)
     return ret;
 }
 
-/*
- * Whether the kernel supports opcode: asks the ring's probe, into storage
- * on the stack (no allocation; liburing's io_uring_get_probe_ring mallocs).
- */
-static int pd__ring_has_op(pd_runtime *rt, unsigned opcode)
+int pd__eng_enter_slow(pd_runtime *rt, unsigned wait_nr,
+                       const struct __kernel_timespec *ts)
 {
-    union {
-        struct io_uring_probe p;
-        unsigned char bytes[sizeof(struct io_uring_probe) +
-                            256 * sizeof(struct io_uring_probe_op)];
-    } u;
+    return rt->engine_vt->enter(rt->engine, &rt->ring, wait_nr, ts);
+}
 
-    memset(&u, 0, sizeof(u));
-    if (io_uring_register_probe(&rt->ring, &u.p, 256) < 0)
-        return 0;
-    return opcode <= u.p.last_op && opcode < u.p.ops_len &&
-           (u.p.ops[opcode].flags & IO_URING_OP_SUPPORTED);
+/*
+ * The engine a config asks for: cfg's, or with PD_ENGINE_AUTO the
+ * environment's PD_ENGINE (auto, uring, epoll or sim; unset or empty:
+ * auto). Returns the engine or -EINVAL for a value that names none.
+ */
+static int pd__engine_choice(const pd_config *cfg)
+{
+    static const char *const names[] = { "auto", "uring", "epoll", "sim" };
+    pd_engine want = cfg ? cfg->engine : PD_ENGINE_AUTO;
+    const char *env;
+    unsigned i;
+
+    if ((unsigned)want > PD_ENGINE_SIM)
+        return -EINVAL;
+    if (want != PD_ENGINE_AUTO)
+        return (int)want;
+    env = getenv("PD_ENGINE");
+    if (env == NULL || *env == '\0')
+        return PD_ENGINE_AUTO;
+    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (strcmp(env, names[i]) == 0)
+            return (int)i;
+    return -EINVAL;
+}
+
+/*
+ * Whether auto falls back to epoll after io_uring setup failed with err:
+ * only when io_uring is switched off (EPERM: a seccomp filter such as
+ * Docker's, or kernel.io_uring_disabled; ENOSYS: a kernel without it, or
+ * Podman's filter) or refuses every setup the runtime tries (EINVAL).
+ * Anything else (ENOMEM, EMFILE...) is a failure auto does not hide.
+ */
+static int pd__engine_fallback(int err)
+{
+    return err == -EPERM || err == -ENOSYS || err == -EINVAL;
+}
+
+/*
+ * Sets up rt's ring on the engine cfg asks for (pd__engine_choice); with
+ * auto, io_uring, then epoll where pd__engine_fallback allows. Returns 0
+ * or -errno (-ENOSYS for PD_ENGINE_SIM, which has no engine yet).
+ */
+static int pd__engine_init(pd_runtime *rt, const pd_config *cfg, unsigned entries)
+{
+    int kind = pd__engine_choice(cfg);
+    int ret;
+
+    if (kind < 0)
+        return kind;
+    if (kind == PD_ENGINE_SIM)
+        return -ENOSYS;
+    if (kind != PD_ENGINE_EPOLL) {
+        ret = pd__ring_init(rt, entries, cfg ? cfg->flags : 0);
+        if (ret == 0 || kind == PD_ENGINE_URING || !pd__engine_fallback(ret))
+            return ret;
+    }
+    ret = pd__engine_epoll.init(&rt->ring, entries, 0, &rt->engine);
+    if (ret == 0)
+        rt->engine_vt = &pd__engine_epoll;
+    return ret;
+}
+
+const char *pd_runtime_engine(const pd_runtime *rt)
+{
+    return rt->engine == NULL ? "io_uring" : rt->engine_vt->name;
 }
 
 int pd_runtime_new(pd_runtime **out, const pd_config *cfg)
 {
     unsigned entries = cfg && cfg->entries ? cfg->entries : 256;
-    unsigned flags = cfg ? cfg->flags : 0;
     pd_runtime *rt;
     int ret;
 
@@ -134,7 +192,7 @@ int pd_runtime_new(pd_runtime **out, const pd_config *cfg)
         free(rt);
         return ret;
     }
-    ret = pd__ring_init(rt, entries, flags);
+    ret = pd__engine_init(rt, cfg, entries);
     if (ret < 0) {
         close(rt->wake_fd);
         free(rt);
@@ -143,7 +201,7 @@ int pd_runtime_new(pd_runtime **out, const pd_config *cfg)
     if (rt->ring.features & IORING_FEAT_CQE_SKIP)
         rt->cancel_flags = IOSQE_CQE_SKIP_SUCCESS;
     rt->owner = pthread_self();
-    rt->has_ftruncate = pd__ring_has_op(rt, PD__IORING_OP_FTRUNCATE);
+    rt->has_ftruncate = pd__eng_has_op(rt, PD__IORING_OP_FTRUNCATE);
     *out = rt;
     return 0;
 }
@@ -666,13 +724,12 @@ static int pd__wait_deadline(pd_runtime *rt)
 {
     int64_t left = rt->deadline_ns - pd__now_ns();
     struct __kernel_timespec ts;
-    struct io_uring_cqe *cqe;
 
     if (left <= 0)
-        return io_uring_submit_and_get_events(&rt->ring);
+        return pd__eng_enter(rt, 0, NULL);
     ts.tv_sec = left / 1000000000;
     ts.tv_nsec = left % 1000000000;
-    return io_uring_submit_and_wait_timeout(&rt->ring, &cqe, 1, &ts, NULL);
+    return pd__eng_enter(rt, 1, &ts);
 }
 
 /*
@@ -686,7 +743,7 @@ static void pd__wake_arm(pd_runtime *rt)
     struct io_uring_sqe *sqe = io_uring_get_sqe(&rt->ring);
 
     /* A full queue: hand it to the kernel, so that a blocking wait is armed. */
-    if (sqe == NULL && io_uring_submit(&rt->ring) >= 0)
+    if (sqe == NULL && pd__eng_submit(rt) >= 0)
         sqe = io_uring_get_sqe(&rt->ring);
     if (sqe == NULL)
         return;
@@ -746,7 +803,7 @@ static __attribute__((noinline)) void pd__drain_more(pd_runtime *rt, unsigned n)
 
     do {
         rt->stats.enter_calls++;
-        if (io_uring_get_events(&rt->ring) < 0)
+        if (pd__eng_get_events(rt) < 0)
             return;
         n = pd__reap(rt, 0);
         if (n == 0)
@@ -775,11 +832,11 @@ static int pd__enter(pd_runtime *rt, int wait)
         pd__wake_arm(rt);
     rt->stats.enter_calls++;
     if (!wait)
-        ret = io_uring_submit_and_get_events(&rt->ring);
+        ret = pd__eng_enter(rt, 0, NULL);
     else if (PD__UNLIKELY(rt->deadline_armed))
         ret = pd__wait_deadline(rt);
     else
-        ret = io_uring_submit_and_wait(&rt->ring, 1);
+        ret = pd__eng_enter(rt, 1, NULL);
     pd__drain_task_work(rt, pd__reap_inline(rt, 0));
     if (ret < 0 && !pd__transient(ret))
         return ret;
@@ -818,7 +875,7 @@ static int pd__sq_room(pd_runtime *rt, unsigned need)
         unsigned reaped;
 
         rt->stats.enter_calls++;
-        ret = io_uring_submit_and_get_events(&rt->ring);
+        ret = pd__eng_enter(rt, 0, NULL);
         reaped = pd__reap(rt, 0);
         pd__drain_task_work(rt, reaped);
         if (ret < 0 && !pd__transient(ret))
@@ -841,7 +898,7 @@ static int pd__sq_room(pd_runtime *rt, unsigned need)
         }
         /* Nothing went in and nothing is posted: wait for a completion. */
         rt->stats.enter_calls++;
-        ret = io_uring_submit_and_wait(&rt->ring, 1);
+        ret = pd__eng_enter(rt, 1, NULL);
         if (ret < 0 && !pd__transient(ret))
             break;
         pd__drain_task_work(rt, pd__reap(rt, 0));
@@ -970,7 +1027,7 @@ int pd__op_quiesce_sync(pd__op *op)
 
             pd__op_cancel(op);
             rt->stats.enter_calls++;
-            ret = io_uring_submit_and_wait(&rt->ring, 1);
+            ret = pd__eng_enter(rt, 1, NULL);
             pd__reap(rt, 1);
             pd__sync_check(ret);
         }
@@ -1267,7 +1324,7 @@ int pd__mop_quiesce_sync(pd__mop *m)
 
         pd__mop_cancel(m);
         rt->stats.enter_calls++;
-        ret = io_uring_submit_and_wait(&rt->ring, 1);
+        ret = pd__eng_enter(rt, 1, NULL);
         pd__reap(rt, 1);
         pd__sync_check(ret);
     }
@@ -1323,7 +1380,6 @@ static void pd__bgid_put(pd_runtime *rt, unsigned bgid)
 int pd_bufgroup_new(pd_runtime *rt, unsigned count, size_t size,
                     pd_bufgroup **out)
 {
-    struct io_uring_buf_reg reg;
     long page = sysconf(_SC_PAGESIZE);
     pd_bufgroup *g;
     unsigned bgid, i;
@@ -1348,11 +1404,7 @@ int pd_bufgroup_new(pd_runtime *rt, unsigned count, size_t size,
         return -ENOMEM;
     }
     io_uring_buf_ring_init(br);
-    memset(&reg, 0, sizeof(reg));
-    reg.ring_addr = (uint64_t)(uintptr_t)br;
-    reg.ring_entries = count;
-    reg.bgid = (uint16_t)bgid;
-    ret = io_uring_register_buf_ring(&rt->ring, &reg, 0);
+    ret = pd__eng_reg_buf_ring(rt, br, count, (uint16_t)bgid);
     if (ret < 0) {
         free(base);
         free(br);
@@ -1386,7 +1438,7 @@ static void pd__bufgroup_destroy(pd_bufgroup *g)
             *pp = g->next;
             break;
         }
-    io_uring_unregister_buf_ring(&g->rt->ring, g->bgid);
+    pd__eng_unreg_buf_ring(g->rt, g->bgid);
     pd__bgid_put(g->rt, g->bgid);
     free(g->base);
     free(g->br);
@@ -1725,12 +1777,11 @@ int pd__run_enter(pd_runtime *rt, int wait)
 
 int pd__ring_wait_cqe(pd_runtime *rt)
 {
-    struct io_uring_cqe *cqe;
     int ret;
 
     rt->stats.enter_calls++;
     do
-        ret = io_uring_wait_cqe(&rt->ring, &cqe);
+        ret = pd__eng_wait(rt, NULL);
     while (ret == -EINTR);
     return ret;
 }
@@ -1748,9 +1799,15 @@ int pd__ring_submit(pd_runtime *rt)
 
     rt->stats.enter_calls++;
     do
-        ret = io_uring_submit(&rt->ring);
+        ret = pd__eng_submit(rt);
     while (ret == -EINTR);
     return ret;
+}
+
+int pd__ring_submit_wait(pd_runtime *rt, unsigned wait_nr)
+{
+    rt->stats.enter_calls++;
+    return pd__eng_enter(rt, wait_nr, NULL);
 }
 
 int pd__ring_reap_one(pd_runtime *rt)
@@ -1777,7 +1834,7 @@ int pd__ring_strays(pd_runtime *rt, const void *mem, size_t len, unsigned ms)
         int ret;
 
         rt->stats.enter_calls++;
-        ret = io_uring_wait_cqe_timeout(&rt->ring, &cqe, &ts);
+        ret = pd__eng_wait(rt, &ts);
         if (ret == -ETIME)
             return strays;
         if (ret < 0 && ret != -EINTR)
@@ -2040,7 +2097,7 @@ void pd_runtime_free(pd_runtime *rt)
             pd__group_freeing(rt->groups);
         pd__bufgroup_destroy(rt->groups);
     }
-    io_uring_queue_exit(&rt->ring);
+    pd__eng_exit(rt);
     close(rt->wake_fd);
     free(rt);
 }

@@ -12,11 +12,13 @@ command -v pkg-config >/dev/null 2>&1 || need="$need pkg-config"
 if command -v pkg-config >/dev/null 2>&1; then
     pkg-config --exists liburing || need="$need liburing-dev"
     pkg-config --exists check || need="$need check"
+    # The tests' seccomp_run (io_uring switched off, as in a container).
+    pkg-config --exists libseccomp || need="$need libseccomp-dev"
     if [ "${1:-}" = bench ]; then
         pkg-config --exists libuv || need="$need libuv1-dev"
     fi
 else
-    need="$need liburing-dev check"
+    need="$need liburing-dev check libseccomp-dev"
     [ "${1:-}" = bench ] && need="$need libuv1-dev"
 fi
 # The generator (and the schema test) run on Debian's python3 when the one
@@ -30,6 +32,10 @@ fi
 # httpd (built by make and make test) parses HTTP with Debian's http-parser,
 # which ships no pkg-config file: look for its header.
 [ -f /usr/include/http_parser.h ] || need="$need libhttp-parser-dev"
+# tests/test_seccomp.py loads Podman's default seccomp profile (from
+# containers-common) with libseccomp's Python module, for Debian's python3.
+[ -f /usr/share/containers/seccomp.json ] || need="$need golang-github-containers-common"
+/usr/bin/python3 -c 'import seccomp' >/dev/null 2>&1 || need="$need python3-seccomp"
 if [ "${1:-}" = bench ]; then
     command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need="$need nginx-light"
     command -v wrk >/dev/null 2>&1 || need="$need wrk"

@@ -11,7 +11,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from gen.ops import OPS  # noqa: E402
+from gen.ops import EPOLL, OPS  # noqa: E402
 
 BEGIN = "<!-- op table: written by scripts/ops_doc.py from gen/ops.py; do not edit -->"
 END = "<!-- end of op table -->"
@@ -29,8 +29,8 @@ def _arg(a):
 def table():
     """The markdown of the table, markers included."""
     rows = [BEGIN, "",
-            "| op | arguments, in order (`= default`) | `res` on success | notes |",
-            "|---|---|---|---|"]
+            "| op | arguments, in order (`= default`) | `res` on success | notes | on the epoll engine |",
+            "|---|---|---|---|---|"]
     for op in OPS.values():
         args = "; ".join(_arg(a) for a in op.args) or "—"
         notes = [op.doc]
@@ -40,7 +40,8 @@ def table():
             notes.append(f"Linux {op.since}")
         if op.headers:
             notes.append("the generated code includes " + ", ".join(op.headers))
-        rows.append(f"| `{op.name}` | {args} | {op.result or '0'} | {'; '.join(notes)} |")
+        rows.append(f"| `{op.name}` | {args} | {op.result or '0'} | {'; '.join(notes)} | "
+                    f"{EPOLL[op.name]} |")
     rows += ["", END]
     return "\n".join(rows)
 

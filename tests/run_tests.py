@@ -39,7 +39,12 @@ TIMES = os.path.join(ROOT, "build", "test-times.json")
 JOB_TIMEOUT = 900
 SAN_ENV = {"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=1",
            "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1"}
-RUNNERS = [("build/check_polldrop", {}), ("build/check_polldrop_asan", SAN_ENV)]
+# Each Check run: its label, the runner and its environment. The sanitized
+# runner runs a second time on the epoll engine (design.md, "Engines").
+RUNNERS = [("build/check_polldrop", "build/check_polldrop", {}),
+           ("build/check_polldrop_asan", "build/check_polldrop_asan", SAN_ENV),
+           ("epoll build/check_polldrop_asan", "build/check_polldrop_asan",
+            dict(SAN_ENV, PD_ENGINE="epoll"))]
 # Seconds each slow job takes on an idle two-core machine, for the order of
 # a first run; any job not named here is estimated at one second. A class
 # (or a module) expected to take SPLIT seconds or more runs alone.
@@ -122,7 +127,7 @@ def check_suites(path, env, cwd=ROOT):
 
 def check_jobs(estimate):
     jobs = []
-    for binary, env in RUNNERS:
+    for label, binary, env in RUNNERS:
         env = dict(env, CK_VERBOSITY=os.environ.get("CK_VERBOSITY", "normal"))
         names = check_suites(os.path.join(ROOT, binary), env)
         if os.environ.get("CK_RUN_SUITE"):
@@ -130,12 +135,12 @@ def check_jobs(estimate):
         if not names:
             # No io_uring (or a runner that does not start): run it whole,
             # to report what it says and how it exits.
-            jobs.append(Job(f"c {binary}", binary, [os.path.join(ROOT, binary)],
-                            child_env(env), ("c", binary)))
+            jobs.append(Job(f"c {label}", label, [os.path.join(ROOT, binary)],
+                            child_env(env), ("c", label)))
         for name in names:
-            jobs.append(Job(f"c {binary} {name}", f"{binary}: {name}",
+            jobs.append(Job(f"c {label} {name}", f"{label}: {name}",
                             [os.path.join(ROOT, binary)],
-                            child_env(dict(env, CK_RUN_SUITE=name)), ("c", binary)))
+                            child_env(dict(env, CK_RUN_SUITE=name)), ("c", label)))
     return jobs
 
 
@@ -310,7 +315,7 @@ def main(argv):
             print("OK" + (f" (skipped={skipped})" if skipped else ""))
         total_run += run - skipped
         total_failed += failures + errors
-    for binary, _ in RUNNERS:
+    for binary, _, _ in RUNNERS:
         mine = [j for j in jobs if j.kind == ("c", binary)]
         if not mine:
             continue

@@ -23,22 +23,31 @@ class EchoServerProcess(unittest.TestCase):
     EchoServerSingleShot runs every test again against -1."""
     MODE = []
 
-    def start(self, *args, nofile=None):
+    def start(self, *args, nofile=None, env=None):
         """Starts build/echo_server on a free port; returns (process, port).
-        nofile, if given, is the server's RLIMIT_NOFILE (set in the child)."""
+        nofile, if given, is the server's RLIMIT_NOFILE (set in the child);
+        env, variables set for it (PD_ENGINE is unset unless env sets it).
+        self.engines gets the engine each thread says it runs on."""
         def limit():
             resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
 
+        penv = {k: v for k, v in os.environ.items() if k != "PD_ENGINE"}
+        penv.update(env or {})
         p = subprocess.Popen([SERVER, "-p", "0", *self.MODE, *args], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True,
+                             stderr=subprocess.PIPE, text=True, env=penv,
                              preexec_fn=limit if nofile else None)
         line = self.listening = p.stdout.readline()
-        m = re.search(r"listening on (\S+):(\d+) ", line)
+        m = re.search(r"listening on (\S+):(\d+) \(.*, (\d+) threads?,", line)
         if not m:
             p.kill()
             p.wait()
             self.fail(f"no listening line: {line!r} {p.stderr.read()!r}")
         self.addCleanup(self.reap, p)
+        self.engines = []
+        for i in range(int(m.group(3))):
+            e = re.fullmatch(rf"echo_server: thread {i} runs on (\S+)\n", p.stdout.readline())
+            self.assertIsNotNone(e, f"thread {i} does not say its engine")
+            self.engines.append(e.group(1))
         return p, int(m.group(2))
 
     @staticmethod
@@ -183,10 +192,44 @@ class EchoServerProcess(unittest.TestCase):
                           (["-s", "100"], "echo_server: bad buffer size '100' (a power of "
                            "two, 64-1048576 bytes)"),
                           (["-s", "32"], "echo_server: bad buffer size '32' (a power of "
-                           "two, 64-1048576 bytes)")]:
+                           "two, 64-1048576 bytes)"),
+                          (["-e", "kqueue"],
+                           "echo_server: bad engine 'kqueue' (auto, uring, epoll or sim)")]:
             r = subprocess.run([SERVER, *args], capture_output=True, text=True, timeout=10)
             self.assertEqual(r.returncode, 2, args)
             self.assertEqual(r.stderr.strip(), msg)
+
+    def test_each_thread_says_its_engine(self):
+        """-e chooses the engine and each thread says which it runs on;
+        under auto (no -e) PD_ENGINE chooses; -e wins over PD_ENGINE."""
+        p, port = self.start("-t", "2", "-e", "epoll")
+        self.assertEqual(self.engines, ["epoll", "epoll"])
+        self.echo(self.connect(port), b"over epoll\n")
+        self.stop(p, connections_left=0)
+        p, port = self.start(env={"PD_ENGINE": "epoll"})
+        self.assertEqual(self.engines, ["epoll"])
+        self.echo(self.connect(port), b"chosen by PD_ENGINE\n")
+        self.stop(p)
+        # Where io_uring is switched off, -e uring is a clear error; else io_uring.
+        p = subprocess.Popen([SERVER, "-p", "0", *self.MODE, "-e", "uring"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=dict(os.environ, PD_ENGINE="epoll"))
+        self.addCleanup(self.reap, p)
+        if p.stdout.readline() == "":
+            out, err = p.communicate(timeout=10)
+            self.assertEqual(p.returncode, 1, err)
+            self.assertRegex(err, r"echo_server: thread 0: cannot make its runtime: "
+                             r"(Function not implemented|Operation not permitted)")
+        else:
+            self.assertEqual(p.stdout.readline(), "echo_server: thread 0 runs on io_uring\n")
+            self.stop(p)
+
+    def test_the_simulator_is_not_there_yet(self):
+        r = subprocess.run([SERVER, "-p", "0", *self.MODE, "-e", "sim"], capture_output=True,
+                           text=True, timeout=10)
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.stderr.strip(), "echo_server: thread 0: cannot make its runtime: "
+                         "Function not implemented")
 
     def test_out_of_descriptors_pauses_accepting_then_resumes(self):
         # 40 descriptors: room for about 30 connections, and 60 connect.
@@ -366,8 +409,10 @@ class EchoServerProcess(unittest.TestCase):
         shuts every one down: each client gets its goodbye, 0 in flight."""
         p, port = self.start("-t", "4")
         self.assertIn("4 threads", self.listening)
-        # The main thread and four workers.
-        self.assertEqual(len(os.listdir(f"/proc/{p.pid}/task")), 5)
+        # The main thread and four workers (on epoll, each runtime's four
+        # file-op threads as well).
+        per_runtime = 5 if self.engines == ["epoll"] * 4 else 1
+        self.assertEqual(len(os.listdir(f"/proc/{p.pid}/task")), 1 + 4 * per_runtime)
         clients = [self.connect(port) for _ in range(32)]
         for i, c in enumerate(clients):
             self.echo(c, b"ping %d\n" % i)

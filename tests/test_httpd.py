@@ -23,17 +23,24 @@ class HttpdCommandLine(unittest.TestCase):
         os.unlink(os.path.join(self.dir, "index.html"))
         os.rmdir(self.dir)
 
-    def start(self, *args):
-        """Starts httpd; returns it and the match of its listening line, or
-        (None, its stderr) if it exited first."""
+    def start(self, *args, env=None):
+        """Starts httpd (PD_ENGINE unset unless env sets it); returns it and
+        the match of its listening line, or (None, its stderr) if it exited
+        first. The lines before the listening line go to self.before."""
+        penv = {k: v for k, v in os.environ.items() if k != "PD_ENGINE"}
+        penv.update(env or {})
         p = subprocess.Popen([HTTPD, "-p", "0", "-r", self.dir, *args],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        # A note on the descriptor limit may come first.
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=penv)
+        self.before = []
+        # A note on the descriptor limit may come first, and threads saying
+        # their engine.
         for line in p.stdout:
             m = re.match(r"httpd: listening on (\S+) port (\d+), root (.*), (\d+) threads?$",
                          line.strip())
             if m:
                 return p, m
+            self.before.append(line)
         err = p.stderr.read()
         p.communicate(timeout=30)
         return None, err
@@ -58,6 +65,36 @@ class HttpdCommandLine(unittest.TestCase):
             self.assertEqual((code, err), (0, ""))
             self.assertEqual(len(re.findall(r"0 ops in flight, 0 connections left", out)), 2,
                              out)
+
+    def engines(self, p, n):
+        """The engine each of n threads says it runs on, in thread order."""
+        lines = self.before + [p.stdout.readline() for _ in range(n - len(self.before))]
+        found = {}
+        for line in lines:
+            e = re.fullmatch(r"httpd: thread (\d+) runs on (\S+)\n", line)
+            self.assertIsNotNone(e, line)
+            found[int(e.group(1))] = e.group(2)
+        return [found.get(i) for i in range(n)]
+
+    def test_each_thread_says_its_engine(self):
+        """-e chooses the engine (PD_ENGINE under auto); each thread says
+        which it runs on, and the server serves on it."""
+        for args, env in ((["-e", "epoll"], None), ([], {"PD_ENGINE": "epoll"})):
+            p, m = self.start("-t", "2", *args, env=env)
+            self.assertIsNotNone(p, m)
+            self.assertEqual(self.engines(p, 2), ["epoll", "epoll"])
+            c = http.client.HTTPConnection("127.0.0.1", int(m.group(2)), timeout=20)
+            c.request("GET", "/index.html")
+            r = c.getresponse()
+            self.assertEqual((r.status, r.read()), (200, b"<p>hi</p>\n"))
+            c.close()
+            code, out, err = self.stop(p, signal.SIGTERM)
+            self.assertEqual((code, err), (0, ""))
+        r = subprocess.run([HTTPD, "-p", "0", "-r", self.dir, "-e", "sim"],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("httpd: thread 0: cannot make its runtime: Function not implemented",
+                      r.stderr)
 
     def test_ipv6(self):
         p, m = self.start("-a", "::1")
@@ -90,6 +127,8 @@ class HttpdCommandLine(unittest.TestCase):
                           (["-k", "soon"], "httpd: bad value 'soon' for -k (1-2147483647)\n"),
                           (["-S", "0"], "httpd: bad value '0' for -S (1-2147483647)\n"),
                           (["-a", "nowhere"], "httpd: bad address 'nowhere' (IPv4 or IPv6)\n"),
+                          (["-e", "kqueue"],
+                           "httpd: bad value 'kqueue' for -e (auto, uring, epoll or sim)\n"),
                           (["-r", "/nonexistent/pd"],
                            "httpd: root '/nonexistent/pd': No such file or directory\n")):
             r = subprocess.run([HTTPD, "-p", "0", *args], capture_output=True, text=True,

@@ -98,7 +98,7 @@ static void run_until(pd_runtime *rt, const long *v, long want)
     while (*v < want) {
         ck_assert_int_ge(pd_run_once(rt, 0), 0);
         if (*v < want && rt->ready_head == NULL)
-            ck_assert_int_ge(io_uring_submit_and_wait(&rt->ring, 1), 0);
+            ck_assert_int_ge(pd__ring_submit_wait(rt, 1), 0);
     }
 }
 
@@ -353,7 +353,7 @@ START_TEST(test_accept_queued_then_dropped)
         clients[i] = connect_to(&addr);
     /* Posted by the kernel; the future is not polled before it is cancelled. */
     while (io_uring_cq_ready(&rt->ring) < 8)
-        ck_assert_int_ge(io_uring_submit_and_wait(&rt->ring, 1), 0);
+        ck_assert_int_ge(pd__ring_submit_wait(rt, 1), 0);
     pd_task_cancel(t);
     ck_assert_int_eq(pd_run(rt), 0);
     assert_quiet(rt);
@@ -418,7 +418,7 @@ START_TEST(test_sync_drop_overflows_a_full_queue)
     for (i = 0; i < 8; i++)
         clients[i] = connect_to(&a1);
     while (io_uring_cq_ready(&rt->ring) < 8)
-        ck_assert_int_ge(io_uring_submit_and_wait(&rt->ring, 1), 0);
+        ck_assert_int_ge(pd__ring_submit_wait(rt, 1), 0);
     /* One turn reaps: a's queue fills and the reap stops, a is not polled. */
     ck_assert_int_ge(pd_run_once(rt, 0), 0);
     ck_assert_int_eq(a->pd__accept_op.qlen, PD__MOP_Q);
@@ -462,7 +462,7 @@ START_TEST(test_runtime_free_with_accept_armed)
 
         ck_assert_int_eq(ms_accept_poll(&f, &cx, NULL), PD_PENDING);
     }
-    ck_assert_int_eq(io_uring_submit(&rt->ring), 1);
+    ck_assert_int_eq(pd__ring_submit(rt), 1);
     ms_accept_drop(&f);
 #ifndef PD_CHECKED
     ms_accept_drop(&f); /* a no-op here; the checked build aborts (test_misuse.c) */
@@ -931,7 +931,7 @@ START_TEST(test_poll_cancelled_while_armed)
             /* A completion posted, reaped into the slot, never seen. */
             pd_test_write(p[1], "q", 1);
             while (io_uring_cq_ready(&rt->ring) < 1)
-                ck_assert_int_ge(io_uring_submit_and_wait(&rt->ring, 1), 0);
+                ck_assert_int_ge(pd__ring_submit_wait(rt, 1), 0);
         }
         switch (how / 2) {
         case 0:
@@ -980,7 +980,7 @@ static void queue_clients(pd_runtime *rt, const struct sockaddr_in *addr,
     for (i = 0; i < n; i++)
         clients[i] = connect_to(addr);
     while (io_uring_cq_ready(&rt->ring) < want)
-        ck_assert_int_ge(io_uring_submit_and_wait(&rt->ring, 1), 0);
+        ck_assert_int_ge(pd__ring_submit_wait(rt, 1), 0);
 }
 
 /* Every client sees EOF (its connection was closed by someone), then closes. */
@@ -1208,7 +1208,7 @@ START_TEST(test_sel_poll_with_a_child)
             pd_cx cx = { rt, host, NULL };
 
             ck_assert_int_eq(ms_sel_mix_poll(&f, &cx, NULL), PD_PENDING);
-            ck_assert_int_ge(io_uring_submit(&rt->ring), 1);
+            ck_assert_int_ge(pd__ring_submit(rt), 1);
             ms_sel_mix_drop(&f);
             ck_assert_int_eq(pd_run(rt), 0);
             pd_task_release(host);

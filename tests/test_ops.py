@@ -8,7 +8,7 @@ import tempfile
 import unittest
 
 from gen import cli
-from gen.ops import OPS
+from gen.ops import EPOLL, OPS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
@@ -51,6 +51,11 @@ class OpTable(unittest.TestCase):
     def test_only_fd_returning_ops_are_marked_so(self):
         fd_ops = sorted(op.name for op in OPS.values() if op.returns_fd)
         self.assertEqual(fd_ops, ["accept", "openat", "openat2", "socket"])
+
+    def test_every_op_says_how_the_epoll_engine_runs_it(self):
+        self.assertEqual(sorted(EPOLL), sorted(OPS))
+        for name, how in EPOLL.items():
+            self.assertTrue(how.strip(), name)
 
     def test_the_docs_table_is_the_tables_output(self):
         path = os.path.join(ROOT, "docs", "spec-language.md")

@@ -365,6 +365,7 @@ Suite *pd_suite_sleep_ms(void)
 struct pipe_ctx {
     int p[2];
     int fed;
+    int susp;
     char path[64];
     char buf[64];
     char data[16384];
@@ -377,6 +378,7 @@ static void pipe_setup(void *v)
     ck_assert_int_eq(pipe2(c->p, O_CLOEXEC), 0);
     fcntl(c->p[0], F_SETFL, O_NONBLOCK);
     c->fed = 0;
+    c->susp = 0;
     snprintf(c->path, sizeof(c->path), "/proc/self/fd/%d", c->p[0]);
 }
 
@@ -396,12 +398,17 @@ static void rf_pipe_init(void *self, void *v)
     read_file_init(self, c->path, c->buf, sizeof(c->buf));
 }
 
-/* One byte per suspension, then EOF: the reads complete one by one. */
+/*
+ * One byte per suspension, then EOF: the reads complete one by one. None
+ * at the first suspension (the open's), so that the first read finds the
+ * pipe empty and waits, whether the open completed at once (io_uring
+ * opens inline) or was still running (on a worker, as epoll's may be).
+ */
 static void rf_pipe_feed(void *v, int when)
 {
     struct pipe_ctx *c = v;
 
-    if (when != PD_HARNESS_RUN_SUSPENDED)
+    if (when != PD_HARNESS_RUN_SUSPENDED || c->susp++ == 0)
         return;
     if (c->fed < 3) {
         char b = (char)('a' + c->fed++);

@@ -13,8 +13,9 @@
 
 int pd_test_uring_ok(int *why)
 {
+    const pd_config cfg = { .engine = PD_ENGINE_URING };
     pd_runtime *rt;
-    int ret = pd_runtime_new(&rt, NULL);
+    int ret = pd_runtime_new(&rt, &cfg);
 
     *why = ret;
     if (ret < 0)
@@ -30,6 +31,11 @@ pd_runtime *pd_test_rt(void)
 
     ck_assert_msg(ret == 0, "pd_runtime_new: %s", strerror(-ret));
     return rt;
+}
+
+int pd_test_rt_fds(const pd_runtime *rt)
+{
+    return strcmp(pd_runtime_engine(rt), "epoll") == 0 ? 3 : 2;
 }
 
 pd_test_rec pd_rec;

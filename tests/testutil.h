@@ -35,8 +35,14 @@
 /* 1 if io_uring works here; otherwise why not in *why (an -errno). */
 int pd_test_uring_ok(int *why);
 
-/* A runtime for one test; fails the test if io_uring stops working. */
+/* A runtime for one test (on the engine PD_ENGINE chooses); fails the test if none can be had. */
 pd_runtime *pd_test_rt(void);
+
+/*
+ * The descriptors a runtime holds while it lives: its wake eventfd and the
+ * ring (io_uring), or the epoll fd and the workers' eventfd (epoll).
+ */
+int pd_test_rt_fds(const pd_runtime *rt);
 
 /*
  * The lifecycle recorder. It pairs every PD_TRACE_INIT with exactly one
@@ -164,5 +170,6 @@ Suite *pd_suite_misuse(void);
 Suite *pd_suite_join_task(void);
 Suite *pd_suite_loop(void);
 Suite *pd_suite_engine_epoll(void);
+Suite *pd_suite_engine(void);
 
 #endif

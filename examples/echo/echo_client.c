@@ -62,7 +62,7 @@ int main(int argc, char **argv)
     }
     ret = pd_runtime_new(&rt, NULL);
     if (ret < 0) {
-        fprintf(stderr, "echo_client: io_uring is not available: %s\n", strerror(-ret));
+        fprintf(stderr, "echo_client: cannot make a runtime: %s\n", strerror(-ret));
         return 1;
     }
     tasks = calloc((size_t)conns, sizeof(*tasks));

@@ -2,7 +2,8 @@
  * echo_server: an echo server written as polldrop specs.
  *
  *   build/echo_server [-p PORT] [-a ADDR] [-m MAX_CONNS] [-i IDLE_MS]
- *                     [-t THREADS] [-d DRAIN_MS] [-b COUNT] [-s SIZE] [-1] [-q]
+ *                     [-t THREADS] [-d DRAIN_MS] [-b COUNT] [-s SIZE] [-1]
+ *                     [-e ENGINE] [-q]
  *
  * Thread-per-core: each of THREADS threads owns a runtime and a listener
  * of its own on the same address (SO_REUSEPORT when there are several, so
@@ -27,7 +28,9 @@
  * with 0 ops in flight on every ring. Running out of descriptors or memory,
  * or reaching MAX_CONNS, only pauses accepting; a connection silent for
  * IDLE_MS is closed the same graceful way, by one echo_idle task per
- * thread that sweeps the thread's list of connections.
+ * thread that sweeps the thread's list of connections. Each runtime runs on
+ * the engine -e names (by default auto: io_uring, or epoll where io_uring
+ * is switched off; PD_ENGINE may choose), and says which at start.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -64,7 +67,8 @@
 static void usage(FILE *f)
 {
     fprintf(f, "usage: echo_server [-p PORT] [-a ADDR] [-m MAX_CONNS] [-i IDLE_MS]\n"
-               "                   [-t THREADS] [-d DRAIN_MS] [-q]\n"
+               "                   [-t THREADS] [-d DRAIN_MS] [-b COUNT] [-s SIZE] [-1]\n"
+               "                   [-e ENGINE] [-q]\n"
                "  -p PORT       TCP port (default 7777; 0 picks a free one)\n"
                "  -a ADDR       IPv4 or IPv6 address to bind (default 127.0.0.1)\n"
                "  -m MAX_CONNS  connections served at once, shared out between the\n"
@@ -83,6 +87,9 @@ static void usage(FILE *f)
                "  -1            single-shot accept and recv, a buffer inside each\n"
                "                connection (the design before multishot; -b and -s\n"
                "                do not apply)\n"
+               "  -e ENGINE     what runs the requests: auto (the default: io_uring,\n"
+               "                or epoll where io_uring is switched off; the PD_ENGINE\n"
+               "                variable may choose), uring, epoll or sim\n"
                "  -q            print nothing but errors\n", BYE_TIMEOUT_MS + 1000, MAX_BUFS,
             MIN_BUF_SIZE, MAX_BUF_SIZE);
 }
@@ -109,6 +116,7 @@ typedef struct worker {
     int single;      /* -1: echo_accept and echo_conn */
     unsigned nbufs;  /* -b */
     size_t bufsize;  /* -s */
+    pd_engine engine; /* -e */
     unsigned avail;  /* buffers back in the group once the run ended */
     size_t spill_peak; /* the most its connections' spills held at once */
     echo_ms_ctx *ctx; /* the multishot connections' context */
@@ -136,8 +144,9 @@ static void *worker_main(void *arg)
     worker *w = arg;
     pd_task *acc = NULL, *idle = NULL;
     uint64_t one = 1;
+    const pd_config cfg = { .engine = w->engine };
 
-    w->ret = pd_runtime_new(&w->rt, NULL);
+    w->ret = pd_runtime_new(&w->rt, &cfg);
     if (w->ret == 0) {
         /* Connections are listed for the idle sweep only when there is one. */
         if (w->single)
@@ -217,6 +226,7 @@ int main(int argc, char **argv)
     long drain_ms = BYE_TIMEOUT_MS + 1000, sig = 0, live = 0, i, started = 0;
     long nbufs = 4096, bufsize = 4096;
     int quiet = 0, opt, sfd, ok = 1, single = 0;
+    pd_engine engine = PD_ENGINE_AUTO;
     unsigned long long inflight = 0, forced = 0, avail = 0, total = 0, spilled = 0;
     socklen_t alen;
     char where[INET6_ADDRSTRLEN + 16];
@@ -226,7 +236,7 @@ int main(int argc, char **argv)
     server srv;
     sigset_t mask;
 
-    while ((opt = getopt(argc, argv, "p:a:m:i:t:d:b:s:1qh")) != -1) {
+    while ((opt = getopt(argc, argv, "p:a:m:i:t:d:b:s:1e:qh")) != -1) {
         switch (opt) {
         case 'p':
             if (parse_long(optarg, 0, 65535, &port) < 0) {
@@ -282,6 +292,13 @@ int main(int argc, char **argv)
         case '1':
             single = 1;
             break;
+        case 'e':
+            if (parse_engine(optarg, &engine) < 0) {
+                fprintf(stderr, "echo_server: bad engine '%s' (auto, uring, epoll or sim)\n",
+                        optarg);
+                return 2;
+            }
+            break;
         case 'q':
             quiet = 1;
             break;
@@ -328,6 +345,7 @@ int main(int argc, char **argv)
         w[i].single = single;
         w[i].nbufs = (unsigned)nbufs;
         w[i].bufsize = (size_t)bufsize;
+        w[i].engine = engine;
     }
 
     /* Blocked before any thread starts, so every thread inherits the mask. */
@@ -353,8 +371,8 @@ int main(int argc, char **argv)
     pthread_barrier_wait(&srv.started);
     for (i = 0; i < threads; i++) {
         if (w[i].ret < 0) {
-            fprintf(stderr, "echo_server: %s: %s\n", w[i].rt == NULL ?
-                    "io_uring is not available" : "cannot set up the buffer group",
+            fprintf(stderr, "echo_server: thread %ld: %s: %s\n", i, w[i].rt == NULL ?
+                    "cannot make its runtime" : "cannot set up the buffer group",
                     strerror(-w[i].ret));
             ok = 0;
         } else {
@@ -369,6 +387,8 @@ int main(int argc, char **argv)
             printf("echo_server: listening on %s (at most %ld connections, %ld thread%s, "
                    "multishot, %ld buffers of %ld bytes each)\n", where, max_conns,
                    threads, threads > 1 ? "s" : "", nbufs, bufsize);
+        for (i = 0; i < threads; i++)
+            printf("echo_server: thread %ld runs on %s\n", i, pd_runtime_engine(w[i].rt));
         fflush(stdout);
     }
 

@@ -3,7 +3,7 @@
  *
  *   build/httpd [-p PORT] [-a ADDR] [-r ROOT] [-t THREADS] [-d DRAIN_MS]
  *               [-H HEADER_MS] [-k IDLE_MS] [-S SEND_MS] [-m MAX_CONNS]
- *               [-L copy|splice] [-C ENTRIES] [-V VALID_MS] [-q]
+ *               [-L copy|splice] [-C ENTRIES] [-V VALID_MS] [-e ENGINE] [-q]
  *
  * The command line; the server is server.c, the protocol http.c, the I/O
  * the specs http_accept, http_conn and http_drain. Exits 0 after a drain
@@ -25,7 +25,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: httpd [-p PORT] [-a ADDR] [-r ROOT] [-t THREADS] [-d DRAIN_MS]\n"
             "             [-H HEADER_MS] [-k IDLE_MS] [-S SEND_MS] [-m MAX_CONNS]\n"
-            "             [-L copy|splice] [-C ENTRIES] [-V VALID_MS] [-q]\n"
+            "             [-L copy|splice] [-C ENTRIES] [-V VALID_MS] [-e ENGINE] [-q]\n"
             "  -p PORT       TCP port (default 8080; 0 picks a free one)\n"
             "  -a ADDR       IPv4 or IPv6 address to bind (default 127.0.0.1)\n"
             "  -r ROOT       directory served (default .)\n"
@@ -43,6 +43,9 @@ static void usage(FILE *f)
             "                (default %d; 0: no cache)\n"
             "  -V VALID_MS   a cached file answers for this long after it was opened;\n"
             "                then it is opened again (default %d; 0: no cache)\n"
+            "  -e ENGINE     what runs the requests: auto (the default: io_uring, or\n"
+            "                epoll where io_uring is switched off; the PD_ENGINE\n"
+            "                variable may choose), uring, epoll or sim\n"
             "  -q            print nothing but errors\n", body_modes[HTTPD_BODY],
             HTTP_CACHE_BODY, HTTP_CACHE_ENTRIES, HTTP_CACHE_VALID_MS);
 }
@@ -60,7 +63,7 @@ int main(int argc, char **argv)
     idle_ms = o.idle_ms;
     send_ms = o.send_ms;
     valid_ms = (long)o.cache_valid_ms;
-    while ((opt = getopt(argc, argv, "p:a:r:t:d:H:k:S:m:L:C:V:qh")) != -1) {
+    while ((opt = getopt(argc, argv, "p:a:r:t:d:H:k:S:m:L:C:V:e:qh")) != -1) {
         long *dst = NULL, lo = 1, hi = INT_MAX;
 
         switch (opt) {
@@ -86,6 +89,17 @@ int main(int argc, char **argv)
                 return 2;
             }
             break;
+        case 'e': {
+            pd_engine e;
+
+            if (parse_engine(optarg, &e) < 0) {
+                fprintf(stderr, "httpd: bad value '%s' for -e (auto, uring, epoll or sim)\n",
+                        optarg);
+                return 2;
+            }
+            o.engine = (int)e;
+            break;
+        }
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }

@@ -50,6 +50,7 @@ typedef struct shared {
 typedef struct worker {
     pthread_t th;
     int idx, lfd, sigfd;     /* sigfd: the first thread's signalfd, else -1 */
+    int engine;              /* httpd_opts.engine */
     long long drain_ms;
     http_srv srv;
     pd_runtime *rt;          /* published for the first thread's drain */
@@ -80,15 +81,20 @@ static void *worker_main(void *arg)
     worker *w = arg;
     pd_runtime *rt;
     pd_task *acc[HTTP_ACCEPTORS] = { NULL }, *dr = NULL;
-    int ret = pd_runtime_new(&rt, NULL), fail = 0;
+    const pd_config cfg = { .engine = (pd_engine)w->engine };
+    int ret = pd_runtime_new(&rt, &cfg), fail = 0;
 
     publish(w, ret < 0 ? NULL : rt);
     if (ret < 0) {
-        fprintf(stderr, "httpd: thread %d: io_uring is not available: %s\n", w->idx,
+        fprintf(stderr, "httpd: thread %d: cannot make its runtime: %s\n", w->idx,
                 strerror(-ret));
         w->ret = ret;
         kill(getpid(), SIGTERM); /* the first thread's drain drains the others */
         return NULL;
+    }
+    if (!w->srv.quiet) {
+        printf("httpd: thread %d runs on %s\n", w->idx, pd_runtime_engine(rt));
+        fflush(stdout);
     }
     for (int i = 0; i < HTTP_ACCEPTORS; i++)
         fail |= (acc[i] = http_accept_spawn(rt, w->lfd, &w->srv, PAUSE_MS)) == NULL;
@@ -295,6 +301,7 @@ int httpd_run(const httpd_opts *o)
 
         w->idx = (int)i;
         w->drain_ms = o->drain_ms;
+        w->engine = o->engine;
         w->lfd = w->sigfd = -1;
         w->sh = &sh;
         http_srv_init(&w->srv, rootfd, o->header_ms, o->idle_ms, o->send_ms, o->linger_ms,

@@ -17,6 +17,7 @@ typedef struct httpd_opts {
     long cache_entries;      /* each thread's response cache (http.h); 0: off */
     long long cache_valid_ms; /* how long a cached file answers without an open */
     int quiet;
+    int engine;              /* a pd_engine: PD_ENGINE_AUTO (0) lets PD_ENGINE choose */
     int ready_fd;            /* if >= 0, the port (an int) is written here once listening */
 } httpd_opts;
 

@@ -19,7 +19,7 @@ int main(int argc, char **argv)
     int ret = pd_runtime_new(&rt, NULL);
 
     if (ret < 0) {
-        fprintf(stderr, "greet: no io_uring: %s\n", strerror(-ret));
+        fprintf(stderr, "greet: no runtime: %s\n", strerror(-ret));
         return 1;
     }
     /* pd_block_on async-drops the future once it is done: hello, then bye. */

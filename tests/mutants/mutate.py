@@ -42,6 +42,13 @@ from run_tests import SAN_ENV, check_suites, kill_session  # noqa: E402
 #   "c"     the same as "san": the checked build;
 #   "gen"   the generator's unittest suite, then build/check_polldrop.
 # Pick "plain" when the plain runner catches the mutant: it rebuilds faster.
+# replacement, the invariant it breaks, and what runs against it:
+#   "c"   the Check runner, plain build with -DPD_CHECKED (the registry of
+#         live op slots), optimised lightly so that builds are quick;
+#   "san" the same runner built with ASan+UBSan (for a use after free);
+#   "gen" the generator's unittest suite, then the Check runner;
+#   "c-epoll", "san-epoll" as "c" and "san", with PD_ENGINE=epoll (every
+#         runtime the suites make runs on the epoll engine).
 MUTANTS = [
     # --- the five an audit found surviving ---
     dict(name="free-skips-dropping",
@@ -626,6 +633,55 @@ MUTANTS = [
          inv="httpd: a late fill writes over an entry another request has claimed "
              "since: a body under another claim's stamp (or another key)",
          run="plain"),
+    # --- issue 19: the runtime on its engines ---
+    dict(name="engine-fallback-hides-errors",
+         file="runtime/runtime.c",
+         old="    return err == -EPERM || err == -ENOSYS || err == -EINVAL;",
+         new="    return err < 0;",
+         inv="engines: auto hides an io_uring setup failure that is not "
+             "'switched off' (ENOMEM, EMFILE) behind the epoll fallback",
+         run="c"),
+    dict(name="engine-never-falls-back",
+         file="runtime/runtime.c",
+         old="        if (ret == 0 || kind == PD_ENGINE_URING || !pd__engine_fallback(ret))",
+         new="        if (ret == 0 || kind == PD_ENGINE_URING || !pd__engine_fallback(ret) || 1)",
+         inv="engines: auto fails where a seccomp profile refuses io_uring_setup "
+             "instead of running on epoll",
+         run="c"),
+    dict(name="engine-env-ignored",
+         file="runtime/runtime.c",
+         old='    env = getenv("PD_ENGINE");',
+         new="    env = NULL;",
+         inv="engines: PD_ENGINE does not choose the engine under PD_ENGINE_AUTO",
+         run="c"),
+    dict(name="ep-accept-forgets-family",
+         file="runtime/engine_epoll_ops.c",
+         old="        inet = f->inet;",
+         new="        inet = 0;",
+         inv="epoll engine: a connection accepted after the accept waited is not "
+             "taken for an inet socket: send_zc on it fails with -EOPNOTSUPP",
+         run="c"),
+    dict(name="ep-dontwait-waits",
+         file="runtime/engine_epoll_ops.c",
+         old="        return !!(s->msg_flags & MSG_DONTWAIT);",
+         new="        return 0;",
+         inv="epoll engine: a send or recv with MSG_DONTWAIT waits instead of "
+             "completing with -EAGAIN (httpd's send deadline never starts)",
+         run="c"),
+    dict(name="ep-splice-ignores-sndtimeo",
+         file="runtime/engine_epoll_ops.c",
+         old="    r->flags |= PD__EPF_SOCKTO;\n",
+         new="",
+         inv="epoll engine: a splice into a socket that takes nothing waits past "
+             "the socket's SO_SNDTIMEO (httpd's stalled readers hold their slots)",
+         run="c"),
+    dict(name="ep-workers-start-late",
+         file="runtime/engine_epoll_work.c",
+         old="    while (e->started < e->nthreads)\n        pthread_cond_wait(&e->cond, &e->lock);\n",
+         new="",
+         inv="4 no allocation after spawn (epoll): the workers' start-up "
+             "allocations land while futures run",
+         run="san-epoll"),
 ]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -856,6 +912,27 @@ class Suites:
 def build(kind):
     """Builds kind's runner in the scratch tree: None, or why it failed."""
     st, out = sh(["make", "-s", f"-j{os.cpu_count() or 2}", RUNNERS[KIND[kind]][0]])
+def run_tests(kind):
+    """Builds what kind needs and runs it. Returns (caught, detail)."""
+    if kind == "gen":
+        st, out = sh([PYTHON, "-m", "unittest", "tests.test_gen"],
+                     env=dict(os.environ, PYTHONPATH=TREE))
+        if st != 0:
+            return True, "generator tests: " + ", ".join(failures(out)[:3])
+    epoll = kind.endswith("-epoll")
+    kind = kind[:-len("-epoll")] if epoll else kind
+    target = "build/check_polldrop_asan" if kind == "san" else "build/check_polldrop"
+    st, out = sh(["make", "-s", "-j2", target] + PLAIN)
+    if st != 0:
+        errors = [l for l in out.splitlines() if "error:" in l]
+        return None, "does not build: " + (errors[0] if errors else out[-300:])
+    env = dict(os.environ, CK_VERBOSITY="normal")
+    if epoll:
+        env.update(PD_ENGINE="epoll")
+    if kind == "san":
+        env.update(ASAN_OPTIONS="detect_leaks=1:abort_on_error=1",
+                   UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1")
+    st, out = sh(["./" + target], env=env)
     if st == 0:
         return None
     errors = [l for l in out.splitlines() if "error:" in l]

@@ -1,0 +1,163 @@
+/*
+ * The runtime's side of the engine seam (engine.h): every call the runtime
+ * makes about its ring that is more than a read or write of ring memory.
+ *
+ * A runtime whose `engine` is NULL runs on io_uring, the default: these
+ * helpers call liburing directly, behind one predictable branch, so that
+ * the io_uring hot path pays nothing for the seam (a turn's entry is the
+ * same liburing call it always was). Any other engine is called through its
+ * table, out of line. Generated code never includes this: it only writes
+ * submission entries and reads completions, which every engine supports
+ * unchanged. Only the runtime (runtime.c) includes it.
+ */
+#ifndef POLLDROP_RING_H
+#define POLLDROP_RING_H
+
+#include <string.h>
+
+#include "polldrop.h"
+#include "engine.h"
+
+/*
+ * The engine's entry, for every helper below (out of line): consumes what
+ * is queued and returns once wait_nr completions are posted, or ts
+ * (relative; NULL: no limit) passed (-ETIME). Returns a count or -errno.
+ */
+int pd__eng_enter_slow(pd_runtime *rt, unsigned wait_nr,
+                       const struct __kernel_timespec *ts);
+
+/*
+ * Submits what is queued and collects completions (the kernel's deferred
+ * work included); waits until wait_nr are posted, and no longer than ts
+ * when ts is not NULL. io_uring_submit_and_get_events, io_uring_submit_and_wait
+ * or io_uring_submit_and_wait_timeout on io_uring. Returns the number of
+ * entries submitted or -errno (-ETIME when ts passed first).
+ */
+static inline int pd__eng_enter(pd_runtime *rt, unsigned wait_nr,
+                                struct __kernel_timespec *ts)
+{
+    if (PD__LIKELY(rt->engine == NULL)) {
+        struct io_uring_cqe *cqe;
+
+        if (ts != NULL)
+            return io_uring_submit_and_wait_timeout(&rt->ring, &cqe, wait_nr, ts, NULL);
+        if (wait_nr != 0)
+            return io_uring_submit_and_wait(&rt->ring, wait_nr);
+        return io_uring_submit_and_get_events(&rt->ring);
+    }
+    return pd__eng_enter_slow(rt, wait_nr, ts);
+}
+
+/*
+ * Submits what is queued without asking for completions (io_uring_submit:
+ * on io_uring, deferred work is not run). Another engine posts what
+ * completes at once, which is what submitting does to an io_uring without
+ * deferred work. Returns the number submitted or -errno.
+ */
+static inline int pd__eng_submit(pd_runtime *rt)
+{
+    if (PD__LIKELY(rt->engine == NULL))
+        return io_uring_submit(&rt->ring);
+    return pd__eng_enter_slow(rt, 0, NULL);
+}
+
+/*
+ * Runs the kernel's deferred completion work without submitting
+ * (io_uring_get_events). Reached only on a ring with
+ * IORING_SETUP_DEFER_TASKRUN, which only io_uring has; another engine
+ * collects what is ready. Returns 0 or a count, or -errno.
+ */
+static inline int pd__eng_get_events(pd_runtime *rt)
+{
+    if (PD__LIKELY(rt->engine == NULL))
+        return io_uring_get_events(&rt->ring);
+    return pd__eng_enter_slow(rt, 0, NULL);
+}
+
+/*
+ * Blocks until the completion queue holds an entry, or ts (relative; NULL:
+ * no limit) passed: io_uring_wait_cqe or io_uring_wait_cqe_timeout, and,
+ * like them, reaps nothing. Returns 0, -ETIME, or -errno. On io_uring what
+ * is queued stays unsubmitted; another engine consumes it, as its only way
+ * to wait is its entry (the callers submit first anyway).
+ */
+static inline int pd__eng_wait(pd_runtime *rt, struct __kernel_timespec *ts)
+{
+    int ret;
+
+    if (PD__LIKELY(rt->engine == NULL)) {
+        struct io_uring_cqe *cqe;
+
+        if (ts != NULL)
+            return io_uring_wait_cqe_timeout(&rt->ring, &cqe, ts);
+        return io_uring_wait_cqe(&rt->ring, &cqe);
+    }
+    if (io_uring_cq_ready(&rt->ring) != 0)
+        return 0;
+    ret = pd__eng_enter_slow(rt, 1, ts);
+    return ret < 0 ? ret : 0;
+}
+
+/*
+ * Whether the engine runs opcode (an op it does not run completes with
+ * -EOPNOTSUPP). On io_uring it asks the ring's probe, into storage on the
+ * stack (no allocation; liburing's io_uring_get_probe_ring mallocs).
+ */
+static inline int pd__eng_has_op(pd_runtime *rt, unsigned opcode)
+{
+    union {
+        struct io_uring_probe p;
+        unsigned char bytes[sizeof(struct io_uring_probe) +
+                            256 * sizeof(struct io_uring_probe_op)];
+    } u;
+
+    if (rt->engine != NULL)
+        return rt->engine_vt->probe_op(rt->engine, opcode);
+    memset(&u, 0, sizeof(u));
+    if (io_uring_register_probe(&rt->ring, &u.p, 256) < 0)
+        return 0;
+    return opcode <= u.p.last_op && opcode < u.p.ops_len &&
+           (u.p.ops[opcode].flags & IO_URING_OP_SUPPORTED);
+}
+
+/*
+ * Registers br (entries buffers, a power of two; page-aligned memory the
+ * caller keeps until it is unregistered) as provided-buffer group bgid.
+ * Returns 0 or -errno.
+ */
+static inline int pd__eng_reg_buf_ring(pd_runtime *rt, struct io_uring_buf_ring *br,
+                                       unsigned entries, uint16_t bgid)
+{
+    struct io_uring_buf_reg reg;
+
+    if (rt->engine != NULL)
+        return rt->engine_vt->register_buf_ring(rt->engine, br, entries, bgid);
+    memset(&reg, 0, sizeof(reg));
+    reg.ring_addr = (uint64_t)(uintptr_t)br;
+    reg.ring_entries = entries;
+    reg.bgid = bgid;
+    return io_uring_register_buf_ring(&rt->ring, &reg, 0);
+}
+
+/* Unregisters group bgid: nothing takes buffers from its ring any more. */
+static inline void pd__eng_unreg_buf_ring(pd_runtime *rt, uint16_t bgid)
+{
+    if (rt->engine != NULL)
+        rt->engine_vt->unregister_buf_ring(rt->engine, bgid);
+    else
+        io_uring_unregister_buf_ring(&rt->ring, bgid);
+}
+
+/*
+ * Closes the ring and frees the engine's state; requests still in flight
+ * are abandoned, as io_uring_queue_exit abandons them.
+ */
+static inline void pd__eng_exit(pd_runtime *rt)
+{
+    if (rt->engine != NULL)
+        rt->engine_vt->exit(rt->engine, &rt->ring);
+    else
+        io_uring_queue_exit(&rt->ring);
+}
+
+#endif /* POLLDROP_RING_H */
