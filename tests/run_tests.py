@@ -223,7 +223,7 @@ def counts(job):
         m = re.search(r"^(?:OK|FAILED) \(.*?skipped=(\d+)", job.out, re.M)
         skipped = int(m.group(1)) if m else 0
     else:
-        m = re.search(r"^(\d+) passed, (\d+) failed$", job.out, re.M)
+        m = re.search(r"^(?:[\w-]+: )?(\d+) passed, (\d+) failed$", job.out, re.M)
         run, fails = (int(m.group(1)) + int(m.group(2)), int(m.group(2))) if m else (0, 0)
         skipped = 0
     if job.status != 0 and fails == 0:

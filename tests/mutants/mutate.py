@@ -40,15 +40,11 @@ from run_tests import SAN_ENV, check_suites, kill_session  # noqa: E402
 #   "san"   build/check_polldrop_asan: ASan+UBSan and PD_CHECKED (the
 #           registry of live op slots aborts on a late completion);
 #   "c"     the same as "san": the checked build;
-#   "gen"   the generator's unittest suite, then build/check_polldrop.
+#   "gen"   the generator's unittest suite, then build/check_polldrop;
+#   "san-epoll" (or "c-epoll") build/check_polldrop_asan with PD_ENGINE=epoll:
+#           every runtime the suites make runs on the epoll engine, as make
+#           test's third Check run does.
 # Pick "plain" when the plain runner catches the mutant: it rebuilds faster.
-# replacement, the invariant it breaks, and what runs against it:
-#   "c"   the Check runner, plain build with -DPD_CHECKED (the registry of
-#         live op slots), optimised lightly so that builds are quick;
-#   "san" the same runner built with ASan+UBSan (for a use after free);
-#   "gen" the generator's unittest suite, then the Check runner;
-#   "c-epoll", "san-epoll" as "c" and "san", with PD_ENGINE=epoll (every
-#         runtime the suites make runs on the epoll engine).
 MUTANTS = [
     # --- the five an audit found surviving ---
     dict(name="free-skips-dropping",
@@ -700,8 +696,10 @@ BUILD_TIMEOUT = 900
 # machine), is taken for a hang: the mutant is caught.
 HANG_S, HANG_X = 60, 3
 RUNNERS = {"plain": ("build/check_polldrop", {}),
-           "san": ("build/check_polldrop_asan", SAN_ENV)}
-KIND = {"plain": "plain", "san": "san", "c": "san", "gen": "plain"}
+           "san": ("build/check_polldrop_asan", SAN_ENV),
+           "san-epoll": ("build/check_polldrop_asan", dict(SAN_ENV, PD_ENGINE="epoll"))}
+KIND = {"plain": "plain", "san": "san", "c": "san", "gen": "plain",
+        "san-epoll": "san-epoll", "c-epoll": "san-epoll"}
 
 
 def clean_env(extra=None):
