@@ -398,6 +398,11 @@ build/uv_echo: bench/uv_echo.c | deps-bench
 	$(call say,LD,$@)
 	$(Q)$(CC) $(WARN) -O2 $< -o $@ $(UV)
 
+# The directory copy in libuv, the length comparison for examples/dcopy.
+build/uv_dcopy: bench/uv_dcopy.c | deps-bench
+	$(call say,LD,$@)
+	$(Q)$(CC) $(WARN) -O2 $< -o $@ $(UV)
+
 BENCH_OBJ := build/obj/gen-echo/echo_client.o build/obj/gen-test/nops.o \
              build/obj/gen-test/pipe_read.o build/obj/gen-test/hop.o
 
