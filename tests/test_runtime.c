@@ -474,7 +474,10 @@ START_TEST(small_rings_run_timeouts_and_cancels)
         t[i] = read_deadline_spawn(rt, p[0], buf[i], 1, i % 3 == 0 ? 1 : 60000);
     ck_assert_int_ge(pd_run_once(rt, 0), 0);
     pd_runtime_stats(rt, &s);
-    ck_assert_uint_eq(s.inflight_ops, SMALL_TASKS);
+    /* Every read went in despite the small ring; only a 1 ms one may
+       already be over (a loaded machine can take that long for a turn). */
+    ck_assert_uint_le(s.inflight_ops, SMALL_TASKS);
+    ck_assert_uint_ge(s.inflight_ops, SMALL_TASKS - (SMALL_TASKS + 2) / 3);
     pd_test_write(p[1], "12345678", SMALL_TASKS / 3);
     /* Turn until every short deadline has passed (bounded: no hang). */
     for (i = 0, left = SMALL_TASKS; left > 0 && i < 100000; i++) {
