@@ -311,8 +311,11 @@ START_TEST(shutdown_remote_deadline_forces_stuck_teardowns)
     ck_assert_int_eq(pd_shutdown_remote_deadline(w.rt, 30), 0);
     ck_assert_int_eq(pthread_join(w.tid, NULL), 0);
     ck_assert_int_eq(w.run_ret, 0);
-    /* Every stuck_bye hangs in teardown: all forced, none said bye. */
-    ck_assert_uint_eq(w.stats.tasks_forced, 8);
+    /* Every stuck_bye hangs in teardown: all forced, none said bye. The
+       keeper's teardown is quick, but a loaded machine may not run it
+       within the 30 ms, so it may be forced too. */
+    ck_assert_uint_ge(w.stats.tasks_forced, 8);
+    ck_assert_uint_le(w.stats.tasks_forced, 9);
     ck_assert_uint_eq(w.stats.inflight_ops, 0);
     ck_assert_uint_eq(w.stats.live_tasks, 0);
     ck_assert_int_eq(pipe_bytes(w.bye[0]), 0);
