@@ -1,9 +1,10 @@
 /*
- * Completions and submission room: the rare dispatch paths (the common one
- * and the reap loop are inline in rt_internal.h, for the turn's own
- * entry), making room in a full submission queue, the out-of-line claim
- * and spill of an op's entry, linked timeouts, cancels, blocking sync
- * quiescing, and the harness's hooks on the ring.
+ * Completions and submission room: the out-of-line reap (the dispatch and
+ * the reap loop are inline in rt_internal.h, for the turn's own entry; the
+ * rare dispatch is in multishot.c), the kernel's deferred work, making room
+ * in a full submission queue, the out-of-line claim and spill of an op's
+ * entry, linked timeouts, cancels, blocking sync quiescing, and the
+ * harness's hooks on the ring.
  */
 #include "rt_internal.h"
 
@@ -12,65 +13,6 @@
 #include <string.h>
 
 /* --- completions --- */
-
-/*
- * A completion with a reserved tag: only wakes need anything done. The
- * wake is over once its read completes, so wake_sent is cleared here, in
- * the turn whose wait the wake ended: a pd_runtime_wake that found it set
- * came before this, so the pd_run_once returning now returns after it,
- * and one that finds it clear writes the eventfd again. Clearing it later
- * (when the inbox is read, a turn on) would merge a wake into one already
- * consumed, and the next blocking wait would not end for it.
- */
-static void pd__dispatch_tag(pd_runtime *rt, uint64_t ud)
-{
-    if (ud == PD__UD_WAKE_EFD) {
-        rt->wake_armed = 0;
-        rt->remote_pending = 1;
-        atomic_exchange(&rt->wake_sent, 0);
-    }
-}
-
-/*
- * Every completion but a plain op's one result: a reserved tag, an
- * extended slot's, a linked timeout's (the op's address with the low bit
- * set), and the two of a zero-copy send -- its result comes with
- * IORING_CQE_F_MORE, and its notification (IORING_CQE_F_NOTIF, whose res
- * is not the result) follows; only then may the buffer and the slot be
- * reused. Returns as pd__dispatch.
- */
-__attribute__((noinline)) int pd__dispatch_rare(pd_runtime *rt,
-                                                       const struct io_uring_cqe *cqe,
-                                                       int force)
-{
-    uint64_t ud = cqe->user_data;
-    pd__op *op = (pd__op *)(uintptr_t)(ud & ~(uint64_t)7);
-
-    /*
-     * One compare keeps out both reserved ranges: small tags (cancel
-     * requests that found nothing; the op's own completion follows) and
-     * LIBURING_UDATA_TIMEOUT, the timeout liburing queues for a timed wait
-     * on kernels without IORING_FEAT_EXT_ARG.
-     */
-    if (ud - PD__UD_RESERVED >= UINT64_MAX - PD__UD_RESERVED) {
-        pd__dispatch_tag(rt, ud);
-        return 0;
-    }
-    if (ud & PD__TAG_EXT)
-        return pd__mop_dispatch(rt, (pd__mop *)op, cqe, (unsigned)(ud & 3), force);
-    pd__checked_cqe(cqe);
-    if (!(ud & 1)) {
-        if (!(cqe->flags & IORING_CQE_F_NOTIF)) {
-            op->res = cqe->res;
-            op->cflags = cqe->flags;
-        }
-        if (cqe->flags & IORING_CQE_F_MORE)
-            return 0;
-    }
-    if (--op->pending == 0)
-        pd__op_done(rt, op);
-    return 0;
-}
 
 /* pd__reap_inline out of line, for every caller but the turn's own enter. */
 __attribute__((noinline)) unsigned pd__reap(pd_runtime *rt, int force)

@@ -76,13 +76,6 @@ static inline int64_t pd__now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/*
- * A multishot or provided-buffer slot's completion (multishot.c); returns
- * as pd__dispatch.
- */
-int pd__mop_dispatch(pd_runtime *rt, pd__mop *m, const struct io_uring_cqe *cqe,
-                     unsigned tag, int force);
-
 /* op has received every completion it was owed: its result is ready. */
 static inline void pd__op_done(pd_runtime *rt, pd__op *op)
 {
@@ -92,8 +85,8 @@ static inline void pd__op_done(pd_runtime *rt, pd__op *op)
 }
 
 /*
- * Every completion but a plain op's one result (complete.c). Returns as
- * pd__dispatch.
+ * Every completion but a plain op's one result (multishot.c, beside the
+ * extended slots' dispatch it inlines). Returns as pd__dispatch.
  */
 __attribute__((noinline)) int pd__dispatch_rare(pd_runtime *rt,
                                                 const struct io_uring_cqe *cqe,
