@@ -43,7 +43,6 @@ GEN_DEPS   := $(wildcard gen/*.py) $(wildcard templates/*.j2)
 
 # The runtime, one concern per file (docs/design.md, "Source layout").
 RT_MODS  := setup checked complete multishot task loop children thread
-RT_SRC   := $(RT_MODS:%=runtime/%.c)
 RT_OBJ   := $(RT_MODS:%=build/obj/%.o)
 RT_OBJ_ASAN := $(RT_MODS:%=build/asan/%.o)
 # What generated code includes (installed): polldrop.h includes the rest.
