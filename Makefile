@@ -18,7 +18,7 @@ PYTHON ?= $(shell for p in python3 /usr/bin/python3; do \
 WARN     := -std=gnu11 -Wall -Wextra -Werror
 CFLAGS   ?= -O2 -g
 # The sanitized build is also the checked one: PD_CHECKED keeps a registry of
-# live op slots and aborts on a completion for a dead one (runtime.c).
+# live op slots and aborts on a completion for a dead one (checked.c).
 SANFLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
             -fno-sanitize-recover=all -DPD_CHECKED
 INC      := -Iruntime -Ibuild/gen -Ispecs
@@ -41,10 +41,16 @@ TEST_SPECS := $(wildcard tests/specs/*.yaml)
 TEST_NAMES := $(patsubst tests/specs/%.yaml,%,$(TEST_SPECS))
 GEN_DEPS   := $(wildcard gen/*.py) $(wildcard templates/*.j2)
 
-RT_SRC   := runtime/runtime.c
-RT_HDR   := runtime/polldrop.h runtime/pd_internal.h
-# The runtime's own headers (not installed): its calls to the engine seam.
-RT_INT   := runtime/ring.h runtime/engine.h
+# The runtime, one concern per file (docs/design.md, "Source layout").
+RT_MODS  := setup checked complete multishot task loop children thread
+RT_OBJ   := $(RT_MODS:%=build/obj/%.o)
+RT_OBJ_ASAN := $(RT_MODS:%=build/asan/%.o)
+# What generated code includes (installed): polldrop.h includes the rest.
+RT_HDR   := runtime/polldrop.h runtime/pd_internal.h runtime/pd_multishot.h \
+            runtime/pd_children.h runtime/list.h
+# The runtime's own headers (not installed): its shared declarations and
+# its calls to the engine seam. harness_hooks.h is installed with harness.h.
+RT_INT   := runtime/rt_internal.h runtime/ring.h runtime/engine.h runtime/harness_hooks.h
 # The epoll engine (runtime/engine_epoll*.c), behind the seam of engine.h.
 EP_SRC   := $(wildcard runtime/engine_epoll*.c)
 EP_HDR   := runtime/engine.h runtime/engine_epoll.h
@@ -151,7 +157,7 @@ $(ECHO_NAMES:%=build/gen-echo/%.c): build/gen-echo/.stamp
 
 # --- the runtime library ---
 
-build/obj/runtime.o: $(RT_SRC) $(RT_HDR) $(RT_INT) | deps
+$(RT_OBJ): build/obj/%.o: runtime/%.c $(RT_HDR) $(RT_INT) | deps
 	$(call say,CC,$<)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(WARN) $(CFLAGS) -Iruntime -c $< -o $@
@@ -169,18 +175,18 @@ $(EP_OBJ_ASAN): build/asan/%.o: runtime/%.c $(EP_HDR) | deps
 # The library futures (every spec in specs/, and nothing else) come compiled
 # into the library: a program, or a user's spec that embeds one, needs
 # nothing else. The archive is made anew from the current list of specs.
-build/libpolldrop.a: build/obj/runtime.o $(EP_OBJ) $(NAMES:%=build/obj/gen/%.o) build/list/specs
+build/libpolldrop.a: $(RT_OBJ) $(EP_OBJ) $(NAMES:%=build/obj/gen/%.o) build/list/specs
 	$(call say,AR,$@)
 	$(Q)rm -f $@ && ar rcs $@ $(filter %.o,$^)
 
 # --- the harness library, plain and sanitized (the tests link the archive) ---
 
-$(HARNESS:%=build/obj/%.o): build/obj/%.o: runtime/%.c runtime/harness.h $(RT_HDR) | deps
+$(HARNESS:%=build/obj/%.o): build/obj/%.o: runtime/%.c runtime/harness.h runtime/harness_hooks.h $(RT_HDR) | deps
 	$(call say,CC,$<)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(WARN) $(CFLAGS) -Iruntime $(shell pkg-config --cflags check) -c $< -o $@
 
-$(HARNESS:%=build/asan/%.o): build/asan/%.o: runtime/%.c runtime/harness.h $(RT_HDR) | deps
+$(HARNESS:%=build/asan/%.o): build/asan/%.o: runtime/%.c runtime/harness.h runtime/harness_hooks.h $(RT_HDR) | deps
 	$(call say,CC-SAN,$<)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(WARN) $(SANFLAGS) -Iruntime $(shell pkg-config --cflags check) -c $< -o $@
@@ -210,7 +216,7 @@ build/obj/gen-ex/%.o: build/gen-ex/%.c build/gen-ex/.stamp build/gen/.stamp $(RT
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) -Ibuild/gen-ex -c $< -o $@
 
-build/asan/runtime.o: $(RT_SRC) $(RT_HDR) $(RT_INT) | deps
+$(RT_OBJ_ASAN): build/asan/%.o: runtime/%.c $(RT_HDR) $(RT_INT) | deps
 	$(call say,CC-SAN,$<)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(WARN) $(SANFLAGS) -Iruntime -c $< -o $@
@@ -227,20 +233,20 @@ build/asan/gen-test/%.o: build/gen-test/%.c build/gen-test/.stamp build/gen/.sta
 
 # --- tests ---
 
-TEST_OBJ      := $(TEST_SRC:tests/%.c=build/obj/tests/%.o) build/obj/runtime.o $(EP_OBJ) \
+TEST_OBJ      := $(TEST_SRC:tests/%.c=build/obj/tests/%.o) $(RT_OBJ) $(EP_OBJ) \
                  $(NAMES:%=build/obj/gen/%.o) $(TEST_NAMES:%=build/obj/gen-test/%.o) \
                  $(HTTPD_OBJ) $(ECHO_OBJ)
-TEST_OBJ_ASAN := $(TEST_SRC:tests/%.c=build/asan/tests/%.o) build/asan/runtime.o $(EP_OBJ_ASAN) \
+TEST_OBJ_ASAN := $(TEST_SRC:tests/%.c=build/asan/tests/%.o) $(RT_OBJ_ASAN) $(EP_OBJ_ASAN) \
                  $(NAMES:%=build/asan/gen/%.o) $(TEST_NAMES:%=build/asan/gen-test/%.o) \
                  $(HTTPD_OBJ_ASAN) $(ECHO_OBJ_ASAN)
 
-build/obj/tests/%.o: tests/%.c $(TEST_HDR) $(RT_HDR) $(EP_HDR) runtime/harness.h build/gen/.stamp build/gen-test/.stamp \
+build/obj/tests/%.o: tests/%.c $(TEST_HDR) $(RT_HDR) $(EP_HDR) runtime/harness.h runtime/harness_hooks.h build/gen/.stamp build/gen-test/.stamp \
                      build/gen-httpd/.stamp build/gen-echo/.stamp
 	$(call say,CC,$<)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) -D_GNU_SOURCE -Ibuild/gen-test -Itests $(HTTPD_INC) $(ECHO_INC) $(shell pkg-config --cflags check) -c $< -o $@
 
-build/asan/tests/%.o: tests/%.c $(TEST_HDR) $(RT_HDR) $(EP_HDR) runtime/harness.h build/gen/.stamp build/gen-test/.stamp \
+build/asan/tests/%.o: tests/%.c $(TEST_HDR) $(RT_HDR) $(EP_HDR) runtime/harness.h runtime/harness_hooks.h build/gen/.stamp build/gen-test/.stamp \
                       build/gen-httpd/.stamp build/gen-echo/.stamp
 	$(call say,CC-SAN,$<)
 	$(Q)mkdir -p $(@D)
@@ -514,7 +520,7 @@ install: build/libpolldrop.a build/libpolldrop_harness.a build/gen/.stamp build/
 	$(Q)$(INSTALL_SH) install '$(MANIFEST)' \
 	    --to '$(BINDIR)' 755 build/install/polldrop-gen build/install/polldrop-httpd \
 	    --to '$(LIBDIR)' 644 build/libpolldrop.a build/libpolldrop_harness.a \
-	    --to '$(INCLUDEDIR)/polldrop' 644 $(RT_HDR) runtime/harness.h $(NAMES:%=build/gen/%.h) \
+	    --to '$(INCLUDEDIR)/polldrop' 644 $(RT_HDR) runtime/harness.h runtime/harness_hooks.h $(NAMES:%=build/gen/%.h) \
 	    --to '$(PKGCONFIGDIR)' 644 build/install/polldrop.pc build/install/polldrop-harness.pc \
 	    --to '$(DATADIR)/polldrop' 644 polldrop.mk docs/polldrop-spec.schema.json \
 	    --to '$(DATADIR)/polldrop/gen' 644 $(wildcard gen/*.py) \

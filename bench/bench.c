@@ -380,7 +380,7 @@ static double raw_cancel_1k(void) { return cancel_small(raw_cancel_n); }
  * (SINGLE_ISSUER | DEFER_TASKRUN) against PD_CONFIG_NO_DEFER_TASKRUN. With
  * deferred task work a cancelled request leaves the kernel's cancel lookup
  * only when the ring is entered with GETEVENTS, so this row shows whether
- * the runtime's submit paths let that work run (see runtime.c).
+ * the runtime's submit paths let that work run (see runtime/complete.c).
  */
 #define STORM 20000L
 

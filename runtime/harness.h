@@ -22,6 +22,7 @@
 #define PD_HARNESS_H
 
 #include "polldrop.h"
+#include "harness_hooks.h"
 
 #ifdef __cplusplus
 extern "C" {

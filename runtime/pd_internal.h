@@ -15,6 +15,8 @@
 #include <unistd.h>
 #include <liburing.h>
 
+#include "list.h"
+
 #ifndef POLLDROP_H
 #error "include polldrop.h instead"
 #endif
@@ -46,8 +48,7 @@ struct pd_task {
     uint8_t flags;       /* PD__TASK_* */
     uint32_t refs;       /* caller's reference + runtime's reference */
     /* Touched when a task starts, ends or is joined. */
-    pd_task *live_prev;  /* live-list links, for shutdown and free */
-    pd_task *live_next;
+    struct pd__link live; /* on rt->live_head, for shutdown and free */
     /* The task that awaits this one through a pd_join, woken when it ends. */
     pd_task *waiter;
     /*
@@ -77,7 +78,7 @@ struct pd_runtime {
     unsigned bgids_free, bgid_next;
     pd_task *ready_head;
     pd_task **ready_tailp;   /* the last queued task's next, or &ready_head */
-    pd_task *live_head;
+    struct pd__link *live_head; /* the live tasks (list.h) */
     pd_stats stats;
     unsigned cancel_flags;   /* IOSQE_CQE_SKIP_SUCCESS when the kernel has it */
     int sq_err;              /* why the last SQE claim failed */
@@ -167,7 +168,7 @@ enum { PD__OP_IDLE = 0, PD__OP_BUSY = 1, PD__OP_READY = 2 };
  * The checked build (-DPD_CHECKED, used by `make test`'s sanitized build)
  * keeps a registry of the op slots the kernel owes completions, and aborts
  * on a completion for a slot not in it, or on a slot reused, released or
- * freed while in it (runtime.c). Everywhere else these cost nothing.
+ * freed while in it (checked.c). Everywhere else these cost nothing.
  */
 #ifdef PD_CHECKED
 void pd__checked_submit(const pd_runtime *rt, const pd__op *op);
@@ -295,7 +296,7 @@ static inline int pd__forced(const pd_cx *cx)
 /* pd__sub of a multishot state that is leaving: quiescing before pd__next. */
 #define PD__SUB_LEAVE 0xFF
 
-/* Slow paths, in runtime.c. */
+/* Slow paths, in the runtime (complete.c, multishot.c, thread.c, setup.c). */
 int pd__task_send(pd_task *t);
 struct io_uring_sqe *pd__sqe_slow(pd_runtime *rt, unsigned need);
 void pd__op_cancel(pd__op *op);
@@ -336,78 +337,6 @@ static inline void pd__wake_on(pd_runtime *rt, pd_task *t)
 static inline void pd__wake(pd_task *t)
 {
     pd__wake_on(t->rt, t);
-}
-
-/*
- * For the harness (runtime/harness.c), which must stop a future between
- * the poll that queued its requests and their submission, or with a
- * completion posted but not yet reaped:
- * - pd__run_polls is the first half of pd_run_once: it polls the tasks
- *   that are ready and returns how many it polled (or -EBUSY inside a
- *   turn); pd__run_enter is the second half (submit and reap; wait as
- *   pd_run_once does). Returns 0 or -errno.
- * - pd__ring_wait_cqe blocks until the completion queue holds an entry,
- *   without reaping it. Returns 0 or -errno.
- * - pd__ring_strays waits ms milliseconds for completions and returns how
- *   many named an op slot inside [mem, mem + len) (those are consumed,
- *   never dispatched; the others are dispatched as usual), or -errno.
- * - pd__ring_submit submits what is queued and reaps nothing. Returns the
- *   number submitted or -errno.
- * - pd__ring_submit_wait submits what is queued and waits until at least
- *   wait_nr completions are posted, reaping none. Returns the number
- *   submitted or -errno. Tests use these two, never liburing's submit
- *   calls, which only io_uring's ring can take (docs/design.md, "Engines").
- * - pd__task_poll_drop calls t's poll_drop once, outside any turn, as the
- *   runtime would: for checking that a destroyed future stays destroyed.
- * - pd__task_drop_sync sync-drops the future of t if t is running or being
- *   async-dropped, and finishes t (cancelled, or done if its future had
- *   returned): the runtime never destroys it again, as that would be a
- *   second destruction (which the checked build aborts on). A task that
- *   is over already is left alone.
- * - pd__sq_unsubmitted is the number of requests queued, not yet
- *   submitted; pd__cq_ready the number of completions posted, not reaped.
- * - pd__ring_reap_one dispatches the oldest completion posted, if any, as
- *   a reap would (a full multishot queue leaves it in the ring). Returns 1
- *   if one was dispatched, else 0: a turn that reaps one completion at a
- *   time stops a multishot future between two completions the kernel
- *   posted together.
- * - pd__group_freeing, when set, is called by pd_runtime_free for every
- *   buffer group it frees, after every task was destroyed: a buffer still
- *   held then was lost by a destruction (invariant 8).
- */
-int pd__run_polls(pd_runtime *rt);
-int pd__run_enter(pd_runtime *rt, int wait);
-int pd__ring_wait_cqe(pd_runtime *rt);
-int pd__ring_submit(pd_runtime *rt);
-int pd__ring_submit_wait(pd_runtime *rt, unsigned wait_nr);
-pd_poll pd__task_poll_drop(pd_task *t);
-void pd__task_drop_sync(pd_task *t);
-int pd__ring_strays(pd_runtime *rt, const void *mem, size_t len, unsigned ms);
-int pd__ring_reap_one(pd_runtime *rt);
-extern void (*pd__group_freeing)(const pd_bufgroup *g);
-
-static inline unsigned pd__sq_unsubmitted(const pd_runtime *rt)
-{
-    return io_uring_sq_ready(&rt->ring);
-}
-
-static inline unsigned pd__cq_ready(const pd_runtime *rt)
-{
-    return io_uring_cq_ready(&rt->ring);
-}
-
-/*
- * Whether t is on the ready queue, and whether any task is: what a test
- * harness needs to tell "runnable" from "waiting for the kernel".
- */
-static inline int pd__task_queued(const pd_task *t)
-{
-    return t->queued;
-}
-
-static inline int pd__runtime_ready(const pd_runtime *rt)
-{
-    return rt->ready_head != NULL;
 }
 
 /* Requeues the current task behind the others (YIELD). */
@@ -456,7 +385,7 @@ static inline struct io_uring_sqe *pd__get_sqe(pd_runtime *rt)
 
 /*
  * pd__op_sqe's way when the op takes a linked timeout or the submission
- * queue is full, in runtime.c: the entry (or the two adjacent entries), or
+ * queue is full, in complete.c: the entry (or the two adjacent entries), or
  * NULL once op has failed.
  */
 struct io_uring_sqe *pd__op_sqe_slow(pd_cx *cx, pd__op *op, uint8_t fdret);
@@ -501,7 +430,7 @@ static inline struct io_uring_sqe *pd__op_sqe(pd_cx *cx, pd__op *op,
 
 /*
  * PD__PREP's way when the op takes a linked timeout or the submission
- * queue is full, in runtime.c: the op was prepared in rt->spare_sqe; this
+ * queue is full, in complete.c: the op was prepared in rt->spare_sqe; this
  * claims its entry (or the two adjacent entries) the slow way, copies it
  * there and tags it, or fails the op if the ring is broken. Returns 0 if
  * the op went to the kernel, else the -errno it failed with.
@@ -807,184 +736,8 @@ static inline int pd__prep_ftruncate(pd_cx *cx, pd__op *op, int fd,
                                          0, (uint64_t)len));
 }
 
-/* --- extended slots: multishot and provided buffers --- */
-
-/* Busy while the kernel owes a completion, or while parked for a buffer. */
-static inline int pd__mop_busy(const pd__mop *m)
-{
-    return m->op.pending != 0 || m->parked;
-}
-
-/* Nothing in the kernel, nothing queued, not parked: ready to be armed. */
-static inline int pd__mop_idle(const pd__mop *m)
-{
-    return m->op.pending == 0 && !m->parked && m->qlen == 0 && m->ovf == NULL;
-}
-
-/* A STOP() whose cancel missed while the request is still armed: again. */
-static inline void pd__mop_restop(pd__mop *m)
-{
-    if (PD__UNLIKELY(m->stop && m->armed && !m->op.cancelled))
-        pd__mop_stop(m);
-}
-
-static inline void pd__mop_cancel_from(pd_cx *cx, pd__mop *m)
-{
-    m->op.task = cx->task;
-    pd__mop_cancel(m);
-}
-
-/* The buffer a completion carries, or an empty pd_buf. */
-static inline pd_buf pd__buf_from(const pd__mop *m, const pd__cqe *c)
-{
-    pd_buf b = PD_BUF_EMPTY;
-
-    if (c->flags & IORING_CQE_F_BUFFER) {
-        b.id = (uint16_t)(c->flags >> IORING_CQE_BUFFER_SHIFT);
-        b.group = m->group;
-        b.data = m->group->base + (size_t)b.id * m->group->size;
-        b.len = c->res > 0 ? (uint32_t)c->res : 0;
-    }
-    return b;
-}
-
-/* Tags sqe with the user_data that routes completions to m. */
-static inline void pd__mop_arm(pd_cx *cx, struct io_uring_sqe *sqe, pd__mop *m)
-{
-    io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)m | PD__TAG_EXT);
-    if (PD__UNLIKELY(cx->link_ts != NULL))
-        pd__link_timeout(cx, sqe, &m->op);
-}
-
-/* A multishot accept: one request, one completion per connection. */
-static inline void pd__prep_accept_ms(pd_cx *cx, pd__mop *m, int fd, int flags)
-{
-    struct io_uring_sqe *sqe = pd__mop_sqe(cx, m, fd, 1, NULL, 1);
-
-    if (sqe != NULL) {
-        io_uring_prep_multishot_accept(sqe, fd, NULL, NULL, flags);
-        pd__mop_arm(cx, sqe, m);
-    }
-}
-
-/*
- * A multishot poll (IORING_POLL_ADD_MULTI): one completion, with the ready
- * events, each time fd is woken with one of events; the request stays
- * armed until cancelled or the kernel ends it (a completion without
- * IORING_CQE_F_MORE).
- */
-static inline void pd__prep_poll_add_ms(pd_cx *cx, pd__mop *m, int fd,
-                                        unsigned events)
-{
-    struct io_uring_sqe *sqe = pd__mop_sqe(cx, m, fd, 1, NULL, 0);
-
-    if (sqe != NULL) {
-        io_uring_prep_poll_multishot(sqe, fd, events);
-        pd__mop_arm(cx, sqe, m);
-    }
-}
-
-/*
- * A recv into a buffer the kernel picks from g, single- or multishot. With
- * g empty, the slot parks instead: it is armed once a buffer is back, so
- * that an empty ring never makes a future spin on -ENOBUFS.
- */
-static inline void pd__prep_recv_grp(pd_cx *cx, pd__mop *m, int fd,
-                                     pd_bufgroup *g, int flags, int multi)
-{
-    struct io_uring_sqe *sqe = pd__mop_sqe(cx, m, fd, multi, g, 0);
-
-    if (sqe != NULL) {
-        io_uring_prep_recv(sqe, fd, NULL, 0, flags);
-        if (multi)
-            sqe->ioprio |= IORING_RECV_MULTISHOT;
-        sqe->flags |= IOSQE_BUFFER_SELECT;
-        sqe->buf_group = g->bgid;
-        pd__mop_arm(cx, sqe, m);
-    }
-}
-
-/* --- child futures --- */
-
-/*
- * Advances a child branch: polls it while it runs and, once it is Ready,
- * async-drops it in the same call. Returns 1 when the child is fully
- * dropped (check PD__CH_OK for whether its output in *out is valid).
- */
-static inline int pd__child_poll(uint8_t *cs, const pd_vtable *vt, void *child,
-                                 pd_cx *cx, void *out)
-{
-    switch (*cs & 3) {
-    case PD__CH_RUN:
-        if (vt->poll(child, cx, out) == PD_PENDING)
-            return 0;
-        *cs = PD__CH_DROP | PD__CH_OK;
-        PD__FALLTHROUGH;
-    case PD__CH_DROP:
-        if (vt->poll_drop(child, cx) == PD_PENDING)
-            return 0;
-        *cs = (uint8_t)((*cs & PD__CH_OK) | PD__CH_DONE);
-        return 1;
-    default:
-        return 1;
-    }
-}
-
-/* Switches a running child to async drop (select losers, quiescing). */
-static inline void pd__child_cancel(uint8_t *cs)
-{
-    if ((*cs & 3) == PD__CH_RUN)
-        *cs = PD__CH_DROP;
-}
-
-/* Sync-drops a child that is initialised and not yet destroyed. */
-static inline void pd__child_drop_sync(uint8_t *cs, const pd_vtable *vt,
-                                       void *child)
-{
-    if ((*cs & 3) == PD__CH_RUN || (*cs & 3) == PD__CH_DROP)
-        vt->drop(child);
-    *cs = PD__CH_DONE;
-}
-
-/*
- * Arrays of child futures (`{name, future, count}` fields). Member i of an
- * array of n is at kids + i * vt->size, its output at outs + i *
- * vt->out_size, its progress in cs[i]: 0 never started; RUN or DROP while
- * it runs; DONE (with OK if it returned Ready) once it is destroyed, and
- * SEEN as well once a wait state of the parent reported it. A member can
- * be started again once it is idle: never started, or seen.
- */
-static inline int pd__arr_idle(const uint8_t *cs, int i)
-{
-    return cs[i] == PD__CH_IDLE || (cs[i] & PD__CH_SEEN);
-}
-
-/* Members started and not yet seen: running, or finished and unreported. */
-int pd__arr_active(const uint8_t *cs, unsigned n);
-
-/*
- * Polls every running member (a member that returns Ready is async-dropped
- * in the same call). Returns the lowest index of a finished, unseen member,
- * or -1; sets *busy when a member is still running.
- */
-int pd__arr_poll(uint8_t *cs, unsigned n, const pd_vtable *vt, void *kids,
-                 void *outs, pd_cx *cx, int *busy);
-
-/*
- * Cancels every running member but `keep` (-1 for none) and drives their
- * async drops. Returns 1 once no member but `keep` is running.
- */
-int pd__arr_quiesce(uint8_t *cs, unsigned n, const pd_vtable *vt, void *kids,
-                    void *outs, pd_cx *cx, int keep);
-
-/* Marks every finished member seen: a join or select reported them all. */
-void pd__arr_seen(uint8_t *cs, unsigned n);
-
-/* Sync-drops every running member, last first. */
-void pd__arr_drop_sync(uint8_t *cs, unsigned n, const pd_vtable *vt, void *kids);
-
-/* START on a member that is out of range or still running: aborts. */
-void pd__arr_misuse(const char *future, const char *array, int i, int n)
-    __attribute__((noreturn, cold));
+/* The helpers of extended slots and of child futures. */
+#include "pd_multishot.h"
+#include "pd_children.h"
 
 #endif /* POLLDROP_INTERNAL_H */

@@ -8,7 +8,7 @@
  * same liburing call it always was). Any other engine is called through its
  * table, out of line. Generated code never includes this: it only writes
  * submission entries and reads completions, which every engine supports
- * unchanged. Only the runtime (runtime.c) includes it.
+ * unchanged. Only the runtime (rt_internal.h) includes it.
  */
 #ifndef POLLDROP_RING_H
 #define POLLDROP_RING_H

@@ -137,7 +137,7 @@ class MutateRunner(unittest.TestCase):
         self.assertIs(caught, False, detail)
 
     def test_a_mutant_that_no_longer_applies_stops_the_run_before_any_build(self):
-        stale = dict(name="stale", file="runtime/runtime.c", old="no such text anywhere",
+        stale = dict(name="stale", file="runtime/loop.c", old="no such text anywhere",
                      new="", inv="", run="plain")
         with mock.patch.object(self.mod, "MUTANTS", [stale]), \
                 mock.patch.object(self.mod, "TREE", os.path.join(self.dir, "tree")), \

@@ -1,0 +1,351 @@
+/*
+ * The run loop: a turn polls every task that was ready when it began, then
+ * submits what they queued and reaps completions with a single enter. A
+ * completion only records its result in the op slot and queues the slot's
+ * task; futures run only from the turn loop, so reaping is safe anywhere
+ * (including inside a blocking sync drop). pd_run, pd_run_once,
+ * pd_task_wait and pd_block_on are turns toward different goals.
+ */
+#include "rt_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int pd__eng_enter_slow(pd_runtime *rt, unsigned wait_nr,
+                       const struct __kernel_timespec *ts)
+{
+    return rt->engine_vt->enter(rt->engine, &rt->ring, wait_nr, ts);
+}
+
+/*
+ * Submits and waits for a completion, but no later than the shutdown
+ * deadline: the turn after it expires forces what is left.
+ */
+static int pd__wait_deadline(pd_runtime *rt)
+{
+    int64_t left = rt->deadline_ns - pd__now_ns();
+    struct __kernel_timespec ts;
+
+    if (left <= 0)
+        return pd__eng_enter(rt, 0, NULL);
+    ts.tv_sec = left / 1000000000;
+    ts.tv_nsec = left % 1000000000;
+    return pd__eng_enter(rt, 1, &ts);
+}
+
+/*
+ * Queues the read of the wake eventfd, so that a wake from a thread without
+ * a runtime of its own ends a blocking wait. If no entry can be had even
+ * once the queue went to the kernel (the ring is broken), the next enter
+ * tries again.
+ */
+static void pd__wake_arm(pd_runtime *rt)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&rt->ring);
+
+    /* A full queue: hand it to the kernel, so that a blocking wait is armed. */
+    if (sqe == NULL && pd__eng_submit(rt) >= 0)
+        sqe = io_uring_get_sqe(&rt->ring);
+    if (sqe == NULL)
+        return;
+    io_uring_prep_read(sqe, rt->wake_fd, &rt->wake_buf, sizeof(rt->wake_buf), 0);
+    io_uring_sqe_set_data64(sqe, PD__UD_WAKE_EFD);
+    rt->wake_armed = 1;
+}
+
+/*
+ * Submits what is queued and collects completions; blocks for one when wait
+ * is set. Returns 0 or a hard -errno.
+ */
+static int pd__enter(pd_runtime *rt, int wait)
+{
+    int ret;
+
+    if (PD__UNLIKELY(!rt->wake_armed))
+        pd__wake_arm(rt);
+    rt->stats.enter_calls++;
+    if (!wait)
+        ret = pd__eng_enter(rt, 0, NULL);
+    else if (PD__UNLIKELY(rt->deadline_armed))
+        ret = pd__wait_deadline(rt);
+    else
+        ret = pd__eng_enter(rt, 1, NULL);
+    pd__drain_task_work(rt, pd__reap_inline(rt, 0));
+    if (ret < 0 && !pd__transient(ret))
+        return ret;
+    return 0;
+}
+
+/* Forces every live task once the shutdown deadline has passed. */
+static void pd__deadline_check(pd_runtime *rt)
+{
+    pd_task *t;
+
+    if (pd__now_ns() < rt->deadline_ns)
+        return;
+    rt->deadline_armed = 0;
+    rt->forcing = 1;
+    for (t = pd__live_task(rt->live_head); t; t = pd__live_task(t->live.next))
+        pd__task_force(rt, t);
+}
+
+/* Arms the shutdown deadline at the absolute time at_ns, unless one is earlier. */
+void pd__deadline_arm(pd_runtime *rt, int64_t at_ns)
+{
+    if (rt->live_head == NULL)
+        return;
+    if (!rt->forcing && (!rt->deadline_armed || at_ns < rt->deadline_ns)) {
+        rt->deadline_ns = at_ns;
+        rt->deadline_armed = 1;
+    }
+    pd__deadline_check(rt);
+}
+
+/*
+ * Polls t once. Returns 1 if its future was destroyed by this poll; the
+ * caller then drops the runtime's reference (not before: t is still in use).
+ * Returns 2 if it had finished before (it was queued twice over a finish).
+ */
+static int pd__task_poll(pd_runtime *rt, pd_cx *cx, pd_task *t)
+{
+    cx->task = t;
+    if (PD__LIKELY(t->state == PD_TASK_RUNNING)) {
+        if (t->vt->poll(t->self, cx, t->out) == PD_PENDING)
+            return 0;
+        t->has_output = 1;
+        t->state = PD_TASK_DROPPING;
+    } else if (t->state != PD_TASK_DROPPING) {
+        return 2;
+    }
+    if (t->vt->poll_drop(t->self, cx) == PD_PENDING)
+        return 0;
+    pd__task_finish(rt, t);
+    return 1;
+}
+
+/*
+ * Detects a run that can never progress: nothing queued, no wake to look
+ * at, nothing in flight.
+ */
+static int pd__stuck(const pd_runtime *rt)
+{
+    return rt->ready_head == NULL && !rt->remote_pending &&
+           rt->stats.ops_submitted == rt->stats.ops_completed;
+}
+
+
+/*
+ * A wake arrived: starts the tasks other threads sent here, oldest first,
+ * then the shutdown they asked for, so that a task sent before the request
+ * is cancelled with the rest.
+ */
+static void pd__remote(pd_runtime *rt)
+{
+    pd_task *t, *fifo = NULL;
+
+    rt->remote_pending = 0;
+    /*
+     * wake_sent was cleared when the wake's read completed, before the
+     * inbox is read here: a sender whose wake was merged into that one had
+     * pushed its task already, and a later sender sends a new wake.
+     */
+    t = atomic_exchange(&rt->inbox, NULL);
+    while (t) {
+        pd_task *next = t->next;
+
+        t->next = fifo;
+        fifo = t;
+        t = next;
+    }
+    while ((t = fifo) != NULL) {
+        fifo = t->next;
+        pd_task_start(t);
+    }
+    if (atomic_load_explicit(&rt->shutdown_asked, memory_order_relaxed) &&
+        atomic_exchange(&rt->shutdown_asked, 0)) {
+        int64_t at = atomic_exchange(&rt->shutdown_at_ns, INT64_MAX);
+
+        pd__shutdown_begin(rt);
+        if (at != INT64_MAX)
+            pd__deadline_arm(rt, at);
+    }
+}
+
+int pd__run_polls(pd_runtime *rt)
+{
+    pd_cx cx = { rt, NULL, NULL };
+    pd_task *batch;
+    int n = 0;
+
+    pd__owner_check(rt, "running its loop (pd_run, pd_run_once, pd_block_on)");
+    if (rt->in_turn)
+        return -EBUSY;
+    /* Before the batch is taken: both wake the tasks they start or force. */
+    if (PD__UNLIKELY(rt->remote_pending))
+        pd__remote(rt);
+    if (PD__UNLIKELY(rt->deadline_armed))
+        pd__deadline_check(rt);
+    batch = rt->ready_head;
+    rt->in_turn = 1;
+    /* Tasks woken while this batch runs are polled next turn (fairness). */
+    rt->ready_head = NULL;
+    rt->ready_tailp = &rt->ready_head;
+    while (batch) {
+        pd_task *t = batch;
+
+        batch = t->next;
+        t->queued = 0;
+        n++;
+        switch (pd__task_poll(rt, &cx, t)) {
+        case 0:
+            break;
+        case 1:
+            pd__task_unref(t);
+            break;
+        default:
+            pd__task_free_if_unused(t); /* finished earlier while queued */
+            break;
+        }
+    }
+    rt->in_turn = 0;
+    rt->stats.polls += (unsigned)n;
+    return n;
+}
+
+int pd__run_enter(pd_runtime *rt, int wait)
+{
+    return pd__enter(rt, wait && rt->ready_head == NULL && !pd__stuck(rt));
+}
+
+pd_poll pd__task_poll_drop(pd_task *t)
+{
+    pd_cx cx = { t->rt, t, NULL };
+
+    return t->vt->poll_drop(t->self, &cx);
+}
+
+/* Whether t's future is destroyed: what pd_block_on and pd_task_wait wait for. */
+static int pd__task_over(const pd_task *t)
+{
+    return t->state == PD_TASK_DONE || t->state == PD_TASK_CANCELLED;
+}
+
+/*
+ * One turn toward a goal, the end of task goal: polls the tasks that are
+ * ready, then submits and reaps, and waits for a completion only while goal
+ * is not over. The polls may have finished it, so whether to wait is
+ * decided after them (as libuv's uv_run computes its timeout after running
+ * its callbacks): a wait decided before would last until some other task's
+ * request completed, a one-hour timer's included. Returns 0 or -errno.
+ */
+static int pd__turn_for(pd_runtime *rt, const pd_task *goal)
+{
+    int ret = pd__run_polls(rt);
+
+    if (ret < 0)
+        return ret;
+    return pd__run_enter(rt, !pd__task_over(goal));
+}
+
+int pd_run_once(pd_runtime *rt, int wait)
+{
+    int ret = pd__run_polls(rt);
+
+    if (ret < 0)
+        return ret;
+    ret = pd__run_enter(rt, wait);
+    if (ret < 0)
+        return ret;
+    return (int)rt->stats.live_tasks;
+}
+
+int pd_task_wait(pd_task *t)
+{
+    pd_runtime *rt = t->rt;
+
+    pd__task_check(t, "pd_task_wait");
+    if (rt->in_turn)
+        return -EBUSY;
+    pd__owner_check(rt, "pd_task_wait");
+    if (!(t->flags & PD__TASK_STARTED))
+        return -EINVAL;
+    while (!pd__task_over(t)) {
+        int ret;
+
+        if (pd__stuck(rt))
+            return -EDEADLK;
+        ret = pd__turn_for(rt, t);
+        if (ret < 0)
+            return ret;
+    }
+    return 0;
+}
+
+int pd_run(pd_runtime *rt)
+{
+    if (rt->in_turn)
+        return -EBUSY;
+    for (;;) {
+        int ret;
+
+        if (rt->live_head == NULL && !rt->remote_pending) {
+            /*
+             * Nothing live, but tasks may have been sent here before the
+             * wake was read: start them rather than return.
+             */
+            if (atomic_load_explicit(&rt->inbox, memory_order_relaxed) == NULL &&
+                !atomic_load_explicit(&rt->shutdown_asked, memory_order_relaxed))
+                return 0;
+            rt->remote_pending = 1;
+        }
+        if (pd__stuck(rt))
+            return -EDEADLK;
+        ret = pd_run_once(rt, 1);
+        if (ret < 0)
+            return ret;
+    }
+}
+
+int pd_block_on(pd_runtime *rt, pd_dyn fut, void *out)
+{
+    pd_task root;
+    int ret = 0;
+
+    if (rt->in_turn) {
+        /* Refused, but the contract holds: fut is destroyed on return. */
+        fut.vt->drop(fut.self);
+        return -EBUSY;
+    }
+    memset(&root, 0, sizeof(root));
+    root.rt = rt;
+    root.vt = fut.vt;
+    root.self = fut.self;
+    root.out = out;
+    root.refs = 1;
+    root.state = PD_TASK_RUNNING;
+    root.flags = PD__TASK_ROOT;
+    pd_task_start(&root);
+    while (root.state == PD_TASK_RUNNING || root.state == PD_TASK_DROPPING) {
+        if (pd__stuck(rt)) {
+            /*
+             * Nothing can wake the future again. Destroy it anyway so that
+             * it is never left half-alive on the caller's stack.
+             */
+            fut.vt->drop(fut.self);
+            pd__live_unlink(rt, &root);
+            return -EDEADLK;
+        }
+        ret = pd__turn_for(rt, &root);
+        if (ret < 0) {
+            fut.vt->drop(fut.self);
+            if (root.queued)
+                pd__unqueue(rt, &root);
+            pd__live_unlink(rt, &root);
+            return ret;
+        }
+    }
+    if (root.queued)
+        pd__unqueue(rt, &root);
+    pd__checked_freeing(fut.self, fut.vt->size); /* the caller's memory again */
+    return root.state == PD_TASK_DONE ? 0 : -ECANCELED;
+}
