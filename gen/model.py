@@ -196,6 +196,7 @@ class VarModel:
     def __init__(self, v):
         self.name = v.name
         self.init = v.init
+        self.owns = v.owns
         self.child = v.child
         self.array = v.array if not v.count else f"[{v.count}]"
         self.count = v.count

@@ -528,8 +528,8 @@ MUTANTS = [
          run="c"),
     dict(name="echo-drop-keeps-spill",
          file="examples/echo/echo_ms_conn.yaml",
-         old="  echo_spill_free(self->ctx, &self->spill);\n  if (self->fd >= 0)",
-         new="  if (self->fd >= 0)",
+         old="  echo_spill_free(self->ctx, &self->spill);\n  self->ctx->live--;",
+         new="  self->ctx->live--;",
          inv="echo_server: a connection destroyed while its echo waits for room "
              "leaks its spill",
          run="c"),
