@@ -17,6 +17,7 @@
 
 #include "harness.h"
 #include "own_close.h"
+#include "own_commit.h"
 #include "own_fd.h"
 #include "own_file.h"
 #include "own_kid.h"
@@ -226,6 +227,25 @@ START_TEST(owned_file_not_made_is_not_removed)
 }
 END_TEST
 
+/* A rename of the owned file away (a commit) ends its ownership. */
+START_TEST(owned_file_renamed_is_no_longer_owned)
+{
+    pd_runtime *rt = pd_test_rt();
+    char tmp[128], dst[128];
+    int out = -1;
+
+    pd_test_tmp_path(tmp, sizeof(tmp), "own_tmp");
+    pd_test_tmp_path(dst, sizeof(dst), "own_dst");
+    ck_assert_int_eq(own_commit_block_on(rt, tmp, dst, &out), 0);
+    ck_assert_int_eq(out, 0);
+    ck_assert(file_exists(dst));
+    ck_assert(file_exists(tmp)); /* made again by open(2): not the future's */
+    unlink(tmp);
+    unlink(dst);
+    pd_test_rt_done(rt);
+}
+END_TEST
+
 /* --- CANCELLED() --- */
 
 START_TEST(cancelled_is_false_after_return)
@@ -368,6 +388,7 @@ struct own_ctx {
     int p[2];
     int fed;
     char path[128];
+    char dst[160];
     int log[2];
 };
 
@@ -469,6 +490,37 @@ static void oclose_after(void *v, const void *out)
     }
 }
 
+static void ocommit_setup(void *v)
+{
+    struct own_ctx *c = v;
+
+    c->p[0] = c->p[1] = -1;
+    pd_test_tmp_path(c->path, sizeof(c->path), "own_ct");
+}
+
+static void ocommit_init(void *self, void *v)
+{
+    struct own_ctx *c = v;
+
+    /* The destination is the tmp path with a suffix. */
+    snprintf(c->dst, sizeof(c->dst), "%s.done", c->path);
+    own_commit_init(self, c->path, c->dst);
+}
+
+/* Committed, or nothing at tmp or dst; a file at tmp is only one made after the commit. */
+static void ocommit_after(void *v, const void *out)
+{
+    struct own_ctx *c = v;
+    int committed = file_exists(c->dst);
+
+    if (out != NULL && *(const int *)out == 0)
+        ck_assert(committed && file_exists(c->path));
+    if (!committed)
+        ck_assert_msg(!file_exists(c->path), "a half-written tmp file was left");
+    unlink(c->path);
+    unlink(c->dst);
+}
+
 static void why_init(void *self, void *v)
 {
     struct own_ctx *c = v;
@@ -547,6 +599,8 @@ static const struct {
                     own_progress, ofile_after, own_cleanup }, 0, 4 },
     { "own_close", { "own_close", &own_close_vtable, 0, &oc, oclose_setup, oclose_init,
                      NULL, oclose_after, own_cleanup }, 0, 1 },
+    { "own_commit", { "own_commit", &own_commit_vtable, 0, &oc, ocommit_setup, ocommit_init,
+                      NULL, ocommit_after, own_cleanup }, 0, 2 },
     { "why_td", { "why_td", &why_td_vtable, 1, &oc, own_setup, why_init, own_progress,
                   why_after, why_cleanup }, 0, 1 },
     { "spawner", { "spawner", &spawner_vtable, 0, &oc, sp_setup, sp_init,
@@ -577,6 +631,7 @@ Suite *pd_suite_owned(void)
     tcase_add_test(tc, owned_file_removed_on_cancel);
     tcase_add_test(tc, owned_file_removed_by_sync_drop);
     tcase_add_test(tc, owned_file_not_made_is_not_removed);
+    tcase_add_test(tc, owned_file_renamed_is_no_longer_owned);
     tcase_add_test(tc, cancelled_is_false_after_return);
     tcase_add_test(tc, cancelled_is_true_when_cancelled);
     tcase_add_test(tc, cancelled_is_true_in_a_sync_drop_before_return);

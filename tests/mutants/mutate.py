@@ -720,6 +720,13 @@ MUTANTS = [
          inv="owns: file: an open that created the file, reaped while its state was "
              "quiesced, leaves it behind",
          run="plain"),
+    dict(name="owned-file-commit-forgotten",
+         file="templates/macros.c.j2",
+         old="                {{ b.disarms }} = 0; /* owned: the file is gone from that path */",
+         new="                (void)0;",
+         inv="owns: file: after a rename commits the file, destruction still removes "
+             "whatever is at its old path",
+         run="plain"),
     dict(name="cancelled-always",
          file="templates/future.c.j2",
          old="#define CANCELLED() (!self->pd__returned)",
