@@ -129,11 +129,12 @@ def _load_all(paths, include_dirs, diags):
     todo = list(specs.values())
     while todo:
         s = todo.pop()
-        for v in s.members():
-            if not v.child or v.child in specs:
+        # The futures it contains, and those its code spawns.
+        for need in [v.child for v in s.members()] + [n for _, n, _ in s.spawns]:
+            if not need or need in specs:
                 continue
             for d in include_dirs:
-                cand = os.path.join(d, v.child + ".yaml")
+                cand = os.path.join(d, need + ".yaml")
                 if os.path.isfile(cand):
                     found = take(cand, False)
                     if found is not None:

@@ -10,7 +10,9 @@ length of the text, whatever the text.
 """
 import re
 
-MACRO = re.compile(r"\b(GOTO|YIELD|RETURN|DONE|START|KEEP|STOP)\b\s*(\()?")
+MACRO = re.compile(r"\b(GOTO|YIELD|RETURN|DONE|START|KEEP|STOP|CANCELLED|SPAWN)\b\s*(\()?")
+# The future SPAWN(F, ...) names, and where its arguments begin.
+SPAWN_ARG = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?=[,)])")
 # Macros over an array of child futures: their first argument names it.
 ARRAY_MACRO = re.compile(r"\b(START|IDLE|ACTIVE|OUTPUT|COMPLETED|COUNT)\s*\(\s*"
                          r"([A-Za-z_][A-Za-z0-9_]*)?")

@@ -10,8 +10,11 @@ argument counts, cycles of containment), and the names every future's
 generated code declares, checked against each other and against the C
 headers (gen.probe).
 """
+import re
+
 from gen import probe
-from gen.cscan import (ARRAY_MACRO, MACRO, MACRO_ARG, MAX_NESTING, SELF_MEMBER, TooDeep,
+from gen.cscan import (ARRAY_MACRO, MACRO, MACRO_ARG, MAX_NESTING, SELF_MEMBER, SPAWN_ARG,
+                       TooDeep,
                        call_arg_count, fall_through, strip_c)
 from gen.errors import did_you_mean
 from gen.spec import BUILTIN_CHILDREN, global_names
@@ -27,7 +30,8 @@ class Linker:
         self.d.error(pos, msg)
 
     def macros(self, s, snip, st, branch=None):
-        """Checks GOTO/YIELD/RETURN/DONE/KEEP in one snippet; returns GOTO targets.
+        """Checks GOTO/YIELD/RETURN/DONE/KEEP/CANCELLED/SPAWN in one snippet;
+        returns GOTO targets.
 
         branch is the io branch whose then this snippet is, if any.
         """
@@ -36,13 +40,23 @@ class Linker:
         run, down = s.state_names()
         for m in MACRO.finditer(clean):
             macro, pos = m.group(1), snip.node.pos_at(m.start())
-            if st is None:
+            if st is None and macro != "CANCELLED":
                 self.err(pos, f"{macro} is not allowed in drop code: drop is synchronous")
                 continue
             if not m.group(2):
                 self.err(pos, f"{macro} must be called: {macro}(...)")
                 continue
-            if macro == "KEEP":
+            if macro == "CANCELLED":
+                if st is not None and st.phase == "run":
+                    self.err(pos, "CANCELLED is only allowed in teardown states and drop "
+                             "code: it says why the future is being destroyed")
+                elif not re.match(r"\s*\)", clean[m.end():]):
+                    self.err(pos, "CANCELLED takes no argument: CANCELLED()")
+                else:
+                    s.uses_cancelled = True
+            elif macro == "SPAWN":
+                self.spawn(s, snip, clean, m, pos)
+            elif macro == "KEEP":
                 self.keep(s, snip, clean, m, pos, branch)
             elif macro == "STOP" and (branch is None or not branch.multishot
                                       or st.kind != "io"):
@@ -79,10 +93,27 @@ class Linker:
                              + did_you_mean(target, same))
         return targets
 
+    def spawn(self, s, snip, clean, m, pos):
+        """SPAWN(F, args...): F is another spec (its arguments are counted
+        by resolve_children, once every spec is loaded)."""
+        am = SPAWN_ARG.match(clean, m.end())
+        if not am:
+            self.err(pos, "SPAWN takes a future's name, then its arguments: "
+                     "SPAWN(F, args...)")
+            return
+        s.spawns.append((snip.node.pos_at(am.start(1)), am.group(1),
+                         call_arg_count(clean, am.end(1)) - 1))
+
     def keep(self, s, snip, clean, m, pos, branch):
+        am = MACRO_ARG.match(clean, m.end())
+        owned = next((v for v in s.params + s.fields if am and v.name == am.group(1)
+                      and v.owns == "file"), None)
+        if owned is not None:
+            return
         if branch is None or branch.group is None:
-            self.err(pos, "KEEP is only allowed in the then of a recv with group: "
-                     "it moves that then's buf")
+            self.err(pos, "KEEP is only allowed in the then of a recv with group "
+                     "(it moves that then's buf), or on a param or field with "
+                     "owns: file (the file is complete)")
             return
         am = MACRO_ARG.match(clean, m.end())
         if not am:
@@ -143,6 +174,9 @@ class Linker:
                 targets = []
                 io_then = st.branches[0] if st.kind == "io" and st.branches else None
                 snips = [(st.code, io_then)] + [(b.then, b) for b in st.branches]
+                if st.when is not None and re.search(r"\bCANCELLED\s*\(",
+                                                     strip_c(st.when.text)):
+                    s.uses_cancelled = True
                 for snip, owner in snips:
                     if snip is not None:
                         targets += self.macros(s, snip, st, owner)
@@ -323,6 +357,18 @@ def resolve_children(specs, diags):
                 diags.error(pos, f"START({arr.name}, i, ...): {arr.child} takes {want} "
                             f"argument{'s' if want != 1 else ''} ({names}), got "
                             f"{nargs - 2}")
+        for pos, name, nargs in s.spawns:
+            target = specs.get(name)
+            if target is None:
+                diags.error(pos, f"SPAWN({name}, ...): unknown future '{name}' (no spec "
+                            f"named on the command line or found as {name}.yaml on the "
+                            "-I path)")
+                continue
+            want = len(target.params)
+            if nargs != want:
+                names = ", ".join(p.name for p in target.params) or "none"
+                diags.error(pos, f"SPAWN({name}, ...): {name} takes {want} "
+                            f"argument{'s' if want != 1 else ''} ({names}), got {nargs}")
     # A future that contains itself, directly or not, has no finite size.
     for s in specs.values():
         path = _cycle(s, specs)

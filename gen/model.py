@@ -117,9 +117,37 @@ class DeadlineModel:
         self.slot = f"{tag}_op"
         self.ts = f"{tag}_ts"
         self.fired = tag
+        self.owned_close, self.arms, self.disarms = False, None, None
         self.storage = [("pd__op", self.slot, "", None),
                         ("struct __kernel_timespec", self.ts, "", None),
                         ("uint8_t", self.fired, "", None)]
+
+
+def _member(snip, names):
+    """The member NAME when an argument is exactly self->NAME and NAME is
+    one of names, else None."""
+    if snip is None:
+        return None
+    m = re.fullmatch(r"self\s*->\s*([A-Za-z_]\w*)", snip.text.strip())
+    return m.group(1) if m and m.group(1) in names else None
+
+
+def _owned_ops(spec, st, ops):
+    """What an op does to what the future owns (docs/spec-language.md,
+    "Owned resources"): a close of an owned fd forgets it (owned_close),
+    an open of an owned file's path makes the file the future's (arms),
+    an unlink or a rename of it away ends that (disarms)."""
+    fds = {v.name for v in list(spec.params) + list(spec.fields) if v.owns == "fd"}
+    files = {v.name for v in list(spec.params) + list(spec.fields) if v.owns == "file"}
+    for b, sb in zip(ops, [x for x in st.branches if x.kind == "io"]):
+        b.owned_close = b.closes is not None and _member(sb.args.get("fd"), fds) is not None
+        b.arms = b.disarms = None
+        if b.op in ("openat", "openat2"):
+            name = _member(sb.args.get("path"), files)
+            b.arms = f"self->pd__own_{name}" if name else None
+        elif b.op in ("unlinkat", "renameat"):
+            name = _member(sb.args.get("path" if b.op == "unlinkat" else "oldpath"), files)
+            b.disarms = f"self->pd__own_{name}" if name else None
 
 
 class StateModel:
@@ -139,6 +167,7 @@ class StateModel:
         self.local_inits = [(v.name, v.init) for v in self.locals if v.init]
         self.branches = [BranchModel(st, bi, b, names) for bi, b in enumerate(st.branches)]
         self.ops = [b for b in self.branches if b.kind == "io"]
+        _owned_ops(spec, st, self.ops)
         self.children = [b for b in self.branches if b.kind == "await"]
         self.multishot = st.kind == "io" and self.branches[0].multishot
         # A select with multishot branches: their thens run while it waits.
@@ -167,6 +196,7 @@ class VarModel:
     def __init__(self, v):
         self.name = v.name
         self.init = v.init
+        self.owns = v.owns
         self.child = v.child
         self.array = v.array if not v.count else f"[{v.count}]"
         self.count = v.count
@@ -229,11 +259,35 @@ class FutureModel:
             self.members += [
                 (None, f"uint8_t {a.cs}[{a.count}];  /* {a.name}: PD__CH_* of each member */"),
                 (None, f"{a.type}_out {a.outs}[{a.count}];  /* {a.name}: their outputs */")]
+        # What the future owns (owns: fd, owns: file): released after the
+        # teardown states and before the drop code, in this order, each
+        # numbered from 1 by the request that releases it (pd__sub).
+        self.owned = []
+        owners = list(spec.params) + list(spec.fields)
+        # Descriptors first: a file is removed once closed.
+        for v in [v for v in owners if v.owns == "fd"] + [v for v in owners if v.owns == "file"]:
+            if v.owns == "fd":
+                self.owned.append({"kind": "fd", "name": v.name, "live": f"self->{v.name} >= 0",
+                                   "n": len(self.owned) + 1})
+            elif v.owns == "file":
+                self.owned.append({"kind": "file", "name": v.name,
+                                   "live": f"self->pd__own_{v.name}",
+                                   "flag": f"self->pd__own_{v.name}",
+                                   "n": len(self.owned) + 1})
+                self.members.append((None, f"uint8_t pd__own_{v.name};  /* {v.name} is "
+                                     "this future's file, to remove unless kept */"))
+        self.owned_files = [o["name"] for o in self.owned if o["kind"] == "file"]
+        self.owned_param_fds = [v.name for v in spec.params if v.owns == "fd"]
+        self.uses_cancelled = spec.uses_cancelled
+        self.spawns = sorted({name for _, name, _ in spec.spawns})
+        self.spawn_headers = [f'"{n}.h"' for n in self.spawns]
         self.drop = spec.drop
         self.has_teardown = bool(spec.teardown)
         self.send = spec.send
         states = spec.all_states()
-        names = SlotNames(["pd__st", "pd__sub", "pd__phase", "pd__next"]
+        names = SlotNames(["pd__st", "pd__sub", "pd__phase", "pd__next", "pd__returned",
+                           "pd__own_op"]
+                          + [f"pd__own_{n}" for n in self.owned_files]
                           + [n for a in self.arrays for n in (a.cs, a.outs)])
         self.states = [StateModel(spec, st, si, names) for si, st in enumerate(states)]
         self.run_states = [s for s in self.states if s.phase == "run"]

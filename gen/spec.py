@@ -47,6 +47,7 @@ class Var:
         self.init = init
         self.where = None           # Snippet of the type (or future) node, for #line
         self.count = None           # an array of child futures: how many
+        self.owns = None            # "fd" or "file": the future owns the resource
 
 
 class Branch:
@@ -104,6 +105,8 @@ class Spec:
         self.has_teardown = False
         self.starts = []            # (pos, array Var, argument count) of each START
         self.send = False           # send: true, F_spawn_on is generated
+        self.spawns = []            # (pos, future name, argument count) of each SPAWN
+        self.uses_cancelled = False # CANCELLED() is called: the future records RETURN
         self._state_names = None    # see state_names
 
     def all_states(self):

@@ -61,7 +61,10 @@ STATE_KEYS = ["doc", "do", "io", "args", "await", "join", "select", "then",
               "when", "next", "locals", "timeout_ms", "multishot"]
 ACTIONS = ["do", "io", "await", "join", "select"]
 BRANCH_KEYS = ["io", "args", "await", "then", "timeout_ms", "multishot"]
-VAR_KEYS = ["name", "type", "init", "future", "count"]
+VAR_KEYS = ["name", "type", "init", "future", "count", "owns"]
+# What owns: may say a param or field owns (docs/spec-language.md, "Owned
+# resources").
+OWNS = ["fd", "file"]
 MAX_BRANCHES = 32
 
 # Runtime types bound to one thread, which a send future's params cannot
@@ -269,7 +272,8 @@ class Validator:
         m = node.value
         allowed = [k for k in VAR_KEYS if (k != "future" or allow_child)
                    and (k != "init" or allow_init)
-                   and (k != "count" or (allow_child and what == "field"))]
+                   and (k != "count" or (allow_child and what == "field"))
+                   and (k != "owns" or what in ("param", "field"))]
         self.keys(node, allowed, f"a {what}")
         if "name" not in m:
             self.err(node.pos, f"{what} is missing required key 'name'")
@@ -289,6 +293,9 @@ class Validator:
             if "init" in m:
                 self.err(node.key_pos["init"], f"child future '{name}' cannot have "
                          "init: it is initialised by await")
+            if "owns" in m and "owns" in allowed:
+                self.err(node.key_pos["owns"], f"child future '{name}' cannot have owns: "
+                         "a child releases what it owns itself")
             if m["future"].kind == "scalar" and m["future"].value in BUILTIN_CHILDREN:
                 child = m["future"].value
             else:
@@ -337,7 +344,37 @@ class Validator:
                 self.no_macros(init, f"init of '{name}'")
         v = Var(name, pos, ctype=ctype, array=array, init=init)
         v.where = t
+        if "owns" in m and "owns" in allowed:
+            v.owns = self.owns(m["owns"], v, what, "init" in m)
         return v
+
+    def owns(self, node, v, what, has_init):
+        """owns: fd (an int the future closes) or owns: file (a path the
+        future removes unless it was kept); returns the kind or None."""
+        if not self.expect(node, "scalar", f"owns of '{v.name}'"):
+            return None
+        kind = node.value.strip()
+        if kind not in OWNS:
+            self.err(node.pos, f"owns of '{v.name}' must be one of: {', '.join(OWNS)}, "
+                     f"not '{kind}'" + (did_you_mean(kind, OWNS) or ""))
+            return None
+        if kind == "fd" and (v.ctype != "int" or v.array):
+            self.err(node.pos, f"{what} '{v.name}' owns: fd but has type "
+                     f"'{v.ctype}{v.array}': an owned descriptor is an int")
+            return None
+        if kind == "fd" and what == "field" and not has_init:
+            self.err(node.pos, f"field '{v.name}' owns: fd but has no init: give it "
+                     "init: \"-1\" (or the descriptor it starts with), since it is "
+                     "closed whenever it is >= 0")
+            return None
+        if kind == "file" and not (v.array and v.ctype == "char" and v.array.count("[") == 1
+                                   or not v.array and re.fullmatch(
+                                       r"(const\s+)?char\s*\*", v.ctype)):
+            self.err(node.pos, f"{what} '{v.name}' owns: file but has type "
+                     f"'{v.ctype}{v.array}': an owned file is named by a path, "
+                     "a char[N] or a (const) char *")
+            return None
+        return kind
 
     def count(self, node, name):
         if not self.expect(node, "scalar", f"count of '{name}'"):
@@ -387,7 +424,9 @@ class Validator:
         if "when" in m:
             st.when = self.text(m["when"], "when")
             if st.when:
-                self.no_macros(st.when, "when")
+                # Whether to say goodbye may depend on why teardown runs.
+                self.no_macros(st.when, "when",
+                               ("CANCELLED",) if st.phase == "teardown" else ())
         if "next" in m:
             st.next_node = m["next"]
             if self.expect(m["next"], "scalar", "next"):
@@ -645,9 +684,12 @@ class Validator:
             else:
                 states[st.name] = st.pos
 
-    def no_macros(self, snip, what):
+    def no_macros(self, snip, what, allow=()):
         for m in MACRO.finditer(strip_c(snip.text)):
-            self.err(snip.node.pos_at(m.start()), f"{m.group(1)} is not allowed in {what}")
+            if m.group(1) not in allow:
+                self.err(snip.node.pos_at(m.start()), f"{m.group(1)} is not allowed in "
+                         f"{what}" + (" (CANCELLED() is allowed in the when of a teardown "
+                                      "state)" if m.group(1) == "CANCELLED" else ""))
 
 
 def validate(file, root, diags):

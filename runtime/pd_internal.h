@@ -280,6 +280,7 @@ enum {
     PD__PH_TEARDOWN = 3, /* async drop: running teardown states */
     PD__PH_DEAD = 4,     /* drop code ran */
     PD__PH_FORCED = 5,   /* async drop forced: quiescing a teardown state */
+    PD__PH_OWNED = 6,    /* async drop: releasing owned fds and files */
 };
 
 /*

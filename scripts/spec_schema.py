@@ -62,7 +62,8 @@ def code(what, allow_empty=False):
 def var(what, allow_child=True, allow_init=True, allow_array=True):
     keys = [k for k in validate.VAR_KEYS
             if (k != "future" or allow_child) and (k != "init" or allow_init)
-            and (k != "count" or (allow_child and what == "field"))]
+            and (k != "count" or (allow_child and what == "field"))
+            and (k != "owns" or what in ("param", "field"))]
     reserved = validate.PARAM_RESERVED if what == "param" else validate.SNIPPET_NAMES
     props = {"name": ident(f"{what} name", reserved)}
     ctype = code("C type; a trailing [N] makes an array")
@@ -82,6 +83,13 @@ def var(what, allow_child=True, allow_init=True, allow_array=True):
                           "anyOf": [{"type": "integer", "minimum": 1,
                                      "maximum": validate.MAX_COUNT},
                                     {"type": "string", "pattern": "^[0-9]+$"}]}
+    if "owns" in keys:
+        props["owns"] = {"enum": list(validate.OWNS),
+                         "description": "fd: an int descriptor the future closes on every "
+                                        "destruction path while >= 0; file: a path "
+                                        "(char[N] or char *) the future removes unless "
+                                        "KEEP(name) said it is complete, once an openat of "
+                                        "it succeeded"}
     in_step(props, keys, f"a {what}")
     plain = {"required": ["name", "type"]}
     if allow_child:

@@ -41,6 +41,7 @@ static const suite_fn suites[] = {
     pd_suite_whole_deadline,
     pd_suite_arrays,
     pd_suite_join_task,
+    pd_suite_owned,
     pd_suite_loop,
     pd_suite_engine_epoll,
     pd_suite_engine,

@@ -132,6 +132,16 @@ class Dot(unittest.TestCase):
         self.assertNotIn("cluster_teardown", dot)
         self.assertIn('"pd_quiesce" -> "pd_drop";', dot)
 
+    def test_owned_resources_are_released_before_drop_code(self):
+        path = os.path.join(ROOT, "tests", "specs", "own_file.yaml")
+        with contextlib.redirect_stderr(io.StringIO()):
+            self.assertEqual(cli.main(["--dot", "-o", self.dir, path]), 0)
+        with open(os.path.join(self.dir, "own_file.dot")) as f:
+            dot = f.read()
+        self.assertIn('"pd_drop" [label="release owned\\nclose in\\nclose ofd\\n'
+                      'unlink path (unless KEEP)\\nthen drop code"', dot)
+        self.assertIn('"pd_quiesce" -> "pd_drop";', dot)
+
     @unittest.skipUnless(shutil.which("dot"), "Graphviz is not installed (make deps-diagrams)")
     def test_graphviz_renders_it(self):
         r = subprocess.run(["dot", "-Tsvg"], input=self.dot, capture_output=True, text=True)

@@ -22,7 +22,9 @@
 #include <unistd.h>
 
 #include "echo_accept.h"
+#include "echo_client.h"
 #include "echo_ms_accept.h"
+#include "echo_ms_conn.h"
 #include "signal_wait.h"
 #include "testutil.h"
 
@@ -645,6 +647,23 @@ START_TEST(echo_ms_accept_every_destruction)
 }
 END_TEST
 
+/* A client refused for its size (0 or over 4096) leaks no socket. */
+START_TEST(echo_client_with_a_bad_size_leaks_no_fd)
+{
+    int before = pd_test_fd_count();
+    pd_runtime *rt = pd_test_rt();
+    struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons(9),
+                                .sin_addr = { htonl(INADDR_LOOPBACK) } };
+    long out = 0;
+
+    ck_assert_int_eq(echo_client_block_on(rt, (const struct sockaddr *)&addr,
+                                          sizeof(addr), 0, 1, 0, &out), 0);
+    ck_assert_int_eq(out, -EINVAL);
+    pd_test_rt_done(rt);
+    ck_assert_int_eq(pd_test_fd_count(), before);
+}
+END_TEST
+
 Suite *pd_suite_echo(void)
 {
     Suite *s = suite_create("echo server");
@@ -658,6 +677,7 @@ Suite *pd_suite_echo(void)
     tcase_add_test(tc, echo_hogs_cannot_starve_a_fresh_client);
     tcase_add_test(tc, echo_ms_conn_every_destruction);
     tcase_add_test(tc, echo_ms_accept_every_destruction);
+    tcase_add_test(tc, echo_client_with_a_bad_size_leaks_no_fd);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
     return s;

@@ -1281,7 +1281,8 @@ class MultishotErrors(GenTest):
               args: {fd: self->fd}
               then: KEEP(kept);
             """), "f.yaml:13:11: error: KEEP is only allowed in the then of a recv "
-                  "with group: it moves that then's buf")
+                  "with group (it moves that then's buf), or on a param or field with "
+                  "owns: file (the file is complete)")
 
     def test_keep_into_a_plain_field(self):
         self.assertError(self.state("""\
@@ -1954,3 +1955,115 @@ class SlotNames(GenTest):
                             os.path.join(self.out, "f.c"), "-o", os.devnull],
                            capture_output=True, text=True)
         self.assertEqual(r.returncode, 0, r.stderr)
+
+
+OWN_BASE = """\
+future: f
+include: ["<fcntl.h>"]
+params:
+  - {name: fd, type: int, owns: fd}
+  - {name: path, type: const char *, owns: file}
+fields:
+  - {name: b, type: char}
+states:
+  s:
+    io: read
+    args: {fd: self->fd, buf: '&self->b', len: 1}
+    then: RETURN(res);
+"""
+
+
+class OwnedErrors(GenTest):
+    """owns:, CANCELLED() and SPAWN (docs/spec-language.md): golden messages."""
+
+    def test_owns_kind_misspelt(self):
+        self.assertError(OWN_BASE.replace("owns: fd}", "owns: fdd}"),
+                         "f.yaml:4:33: error: owns of 'fd' must be one of: fd, file, "
+                         "not 'fdd' (did you mean 'fd'?)")
+
+    def test_owns_fd_not_an_int(self):
+        self.assertError(OWN_BASE.replace("type: int, owns: fd", "type: long, owns: fd"),
+                         "f.yaml:4:34: error: param 'fd' owns: fd but has type 'long': "
+                         "an owned descriptor is an int")
+
+    def test_owned_fd_field_without_init(self):
+        self.assertError(OWN_BASE.replace("  - {name: b, type: char}",
+                                          "  - {name: b, type: char}\n"
+                                          "  - {name: g, type: int, owns: fd}"),
+                         "f.yaml:8:32: error: field 'g' owns: fd but has no init: give it "
+                         "init: \"-1\" (or the descriptor it starts with), since it is "
+                         "closed whenever it is >= 0")
+
+    def test_owns_file_not_a_path(self):
+        self.assertError(OWN_BASE.replace("type: const char *, owns: file",
+                                          "type: int, owns: file"),
+                         "f.yaml:5:35: error: param 'path' owns: file but has type 'int': "
+                         "an owned file is named by a path, a char[N] or a (const) char *")
+
+    def test_owns_on_a_local(self):
+        self.assertError(OWN_BASE.replace("    io: read\n",
+                                          "    locals: [{name: x, type: int, owns: fd}]\n"
+                                          "    io: read\n"),
+                         "f.yaml:10:35: error: unknown key 'owns' in a local (expected one "
+                         "of: name, type, init, future)")
+
+    def test_owns_on_a_child(self):
+        self.assertError(OWN_BASE.replace("  - {name: b, type: char}",
+                                          "  - {name: b, type: char}\n"
+                                          "  - {name: k, future: sleep_ms, owns: fd}"),
+                         "f.yaml:8:33: error: child future 'k' cannot have owns: a child "
+                         "releases what it owns itself")
+
+    def test_cancelled_in_a_run_state(self):
+        self.assertError(OWN_BASE.replace("then: RETURN(res);",
+                                          "then: RETURN(CANCELLED());"),
+                         "f.yaml:12:18: error: CANCELLED is only allowed in teardown "
+                         "states and drop code: it says why the future is being destroyed")
+
+    def test_cancelled_in_a_run_when(self):
+        self.assertError(OWN_BASE.replace("    io: read\n",
+                                          "    when: CANCELLED()\n    next: s\n"
+                                          "    io: read\n"),
+                         "f.yaml:10:11: error: CANCELLED is not allowed in when "
+                         "(CANCELLED() is allowed in the when of a teardown state)")
+
+    def test_cancelled_takes_no_argument(self):
+        self.assertError(OWN_BASE + "teardown:\n  t: {do: 'if (CANCELLED(1)) DONE();'}\n"
+                         "drop: ''\n",
+                         "f.yaml:14:16: error: CANCELLED takes no argument: CANCELLED()")
+
+    def test_spawn_in_drop_code(self):
+        self.assertError(OWN_BASE + "drop: 'SPAWN(f, -1, \"x\");'\n",
+                         "f.yaml:13:8: error: SPAWN is not allowed in drop code: drop is "
+                         "synchronous")
+
+    def test_spawn_of_an_unknown_future(self):
+        self.assertError(OWN_BASE.replace("then: RETURN(res);",
+                                          "then: RETURN(SPAWN(nosuch, 1));"),
+                         "f.yaml:12:24: error: SPAWN(nosuch, ...): unknown future 'nosuch' "
+                         "(no spec named on the command line or found as nosuch.yaml on "
+                         "the -I path)")
+
+    def test_spawn_argument_count(self):
+        self.assertError(OWN_BASE.replace("then: RETURN(res);",
+                                          "then: RETURN(SPAWN(f, 1));"),
+                         "f.yaml:12:24: error: SPAWN(f, ...): f takes 2 arguments (fd, "
+                         "path), got 1")
+
+    def test_spawn_without_a_future(self):
+        self.assertError(OWN_BASE.replace("then: RETURN(res);",
+                                          "then: RETURN(SPAWN(1));"),
+                         "f.yaml:12:18: error: SPAWN takes a future's name, then its "
+                         "arguments: SPAWN(F, args...)")
+
+    def test_keep_of_an_owned_file_anywhere(self):
+        self.assertEqual([l for l in self.errors(OWN_BASE.replace(
+            "then: RETURN(res);", "then: '{ KEEP(path); RETURN(res); }'"))
+            if "error" in l], [])
+
+    def test_keep_of_an_owned_fd(self):
+        self.assertError(OWN_BASE.replace("then: RETURN(res);",
+                                          "then: '{ KEEP(fd); RETURN(res); }'"),
+                         "f.yaml:12:14: error: KEEP is only allowed in the then of a recv "
+                         "with group (it moves that then's buf), or on a param or field "
+                         "with owns: file (the file is complete)")

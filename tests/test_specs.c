@@ -961,7 +961,7 @@ static const struct {
                      conn_progress, conn_after, conn_cleanup }, 4, 0 },
     { "echo_accept", { "echo_accept", &echo_accept_vtable, 0, &acc_c, acc_setup,
                        acc_init, acc_progress, acc_after, acc_cleanup }, 1, 0 },
-    { "echo_client", { "echo_client", &echo_client_vtable, 1, &cli_c, cli_setup,
+    { "echo_client", { "echo_client", &echo_client_vtable, 0, &cli_c, cli_setup,
                        cli_init, cli_progress, cli_after, cli_cleanup }, 5, 0 },
     { "echo_idle", { "echo_idle", &echo_idle_vtable, 0, &idle_c, idle_setup,
                      idle_init, NULL, idle_after, idle_setup }, 2, 0 },

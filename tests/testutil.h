@@ -168,6 +168,7 @@ Suite *pd_suite_whole_deadline(void);
 Suite *pd_suite_arrays(void);
 Suite *pd_suite_misuse(void);
 Suite *pd_suite_join_task(void);
+Suite *pd_suite_owned(void);
 Suite *pd_suite_loop(void);
 Suite *pd_suite_engine_epoll(void);
 Suite *pd_suite_engine(void);

@@ -528,8 +528,8 @@ MUTANTS = [
          run="c"),
     dict(name="echo-drop-keeps-spill",
          file="examples/echo/echo_ms_conn.yaml",
-         old="  echo_spill_free(self->ctx, &self->spill);\n  if (self->fd >= 0)",
-         new="  if (self->fd >= 0)",
+         old="  echo_spill_free(self->ctx, &self->spill);\n  self->ctx->live--;",
+         new="  self->ctx->live--;",
          inv="echo_server: a connection destroyed while its echo waits for room "
              "leaks its spill",
          run="c"),
@@ -678,8 +678,71 @@ MUTANTS = [
          inv="4 no allocation after spawn (epoll): the workers' start-up "
              "allocations land while futures run",
          run="san-epoll"),
+    # --- issue 21: owned resources, CANCELLED(), SPAWN ---
+    dict(name="owned-fd-not-closed",
+         file="templates/destroy.c.j2",
+         old="            (void)pd__prep_close(cx, &self->pd__own_op, self->{{ o.name }});\n",
+         new="            (void)pd__prep_nop(cx, &self->pd__own_op);\n",
+         inv="5 no fd leak: an async drop forgets an owned fd without closing it",
+         run="plain"),
+    dict(name="owned-fd-sync-kept",
+         file="templates/destroy.c.j2",
+         old="        close(self->{{ o.name }});\n        self->{{ o.name }} = -1;\n"
+             "{% else %}\n        (void)unlinkat",
+         new="        self->{{ o.name }} = -1;\n{% else %}\n        (void)unlinkat",
+         inv="5 no fd leak: a sync drop forgets an owned fd without closing it",
+         run="plain"),
+    dict(name="owned-close-not-forgotten",
+         file="templates/macros.c.j2",
+         old="                {{ b.closes }} = -1; /* owned: the close released it */",
+         new="                (void)0;",
+         inv="5: a close of an owned fd in a state leaves the field set, and the "
+             "destruction closes the number again (someone else's descriptor by then)",
+         run="plain"),
+    dict(name="owned-file-not-removed",
+         file="templates/destroy.c.j2",
+         old="            (void)pd__prep_unlinkat(cx, &self->pd__own_op, self->{{ o.name }}, "
+             "0, AT_FDCWD);",
+         new="            (void)pd__prep_nop(cx, &self->pd__own_op);",
+         inv="owns: file: an async drop before KEEP leaves the half-written file",
+         run="plain"),
+    dict(name="owned-file-not-armed",
+         file="templates/macros.c.j2",
+         old="                {{ b.arms }} = 1; /* owned: the file is this future's until KEEP */",
+         new="                (void)0;",
+         inv="owns: file: a file the future created is not its own: destruction "
+             "leaves it half-written",
+         run="plain"),
+    dict(name="owned-file-not-armed-on-reap",
+         file="templates/macros.c.j2",
+         old="{{ pad }}    {{ o.arms }} = 1;",
+         new="{{ pad }}    (void)0;",
+         inv="owns: file: an open that created the file, reaped while its state was "
+             "quiesced, leaves it behind",
+         run="plain"),
+    dict(name="owned-file-commit-forgotten",
+         file="templates/macros.c.j2",
+         old="                {{ b.disarms }} = 0; /* owned: the file is gone from that path */",
+         new="                (void)0;",
+         inv="owns: file: after a rename commits the file, destruction still removes "
+             "whatever is at its old path",
+         run="plain"),
+    dict(name="cancelled-always",
+         file="templates/future.c.j2",
+         old="#define CANCELLED() (!self->pd__returned)",
+         new="#define CANCELLED() (1)",
+         inv="CANCELLED() is true after RETURN: a server says its shutdown goodbye "
+             "on every end",
+         run="plain"),
+    dict(name="spawn-fail-leaks-fd",
+         file="templates/entry.c.j2",
+         old="            close({{ n }}); /* the future owned it from the call on */\n"
+             "{% endfor %}\n        return NULL;",
+         new="{% endfor %}\n        return NULL;",
+         inv="5 no fd leak: a spawn that fails leaves the descriptor given to an "
+             "owned param open",
+         run="plain"),
 ]
-
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
 TREE = os.path.join(WORK, "tree")
