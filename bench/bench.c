@@ -398,18 +398,35 @@ static double storm256_nodefer(void) { return storm(256, PD_CONFIG_NO_DEFER_TASK
 
 /* --- echo: one client, three servers --- */
 
+/*
+ * A port free on 127.0.0.1 now, picked at random below the kernel's
+ * ephemeral range (32768 and up by default): a port the kernel hands out
+ * for bind(0) or as a client's local port could be taken again between
+ * this check and the server's bind, by another program doing the same (a
+ * second bench on the machine) or by one of its connections.
+ */
 static int free_port(void)
 {
-    struct sockaddr_in a = { .sin_family = AF_INET };
-    socklen_t len = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+    static unsigned seed;
+    int tries;
 
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(fd, (struct sockaddr *)&a, sizeof(a));
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    port = ntohs(a.sin_port);
-    close(fd);
-    return port;
+    if (seed == 0)
+        seed = (unsigned)getpid() ^ (unsigned)time(NULL);
+    for (tries = 0; tries < 1000; tries++) {
+        struct sockaddr_in a = { .sin_family = AF_INET };
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), ok, port;
+
+        port = 20000 + (int)(rand_r(&seed) % 12000);
+        a.sin_port = htons((uint16_t)port);
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        ok = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+        if (fd >= 0)
+            close(fd);
+        if (ok)
+            return port;
+    }
+    die("no free port in 20000-31999", EADDRINUSE);
+    return -1;
 }
 
 /*
@@ -433,11 +450,16 @@ static pid_t spawn_server(const char *const *argv, int port)
     }
     for (tries = 0; tries < 400; tries++) {
         struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), ok;
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), ok, status;
 
         a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
         ok = connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
         close(fd);
+        /* What answers must be our server: it is still running. */
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            fprintf(stderr, "bench: %s exited at start (port %d)\n", argv[0], port);
+            exit(1);
+        }
         if (ok)
             return pid;
         usleep(5000);
