@@ -678,6 +678,15 @@ MUTANTS = [
          inv="4 no allocation after spawn (epoll): the workers' start-up "
              "allocations land while futures run",
          run="san-epoll"),
+    # --- issue 19: epoll bench ---
+    dict(name="ep-ready-entries-never-poll",
+         file="runtime/engine_epoll.c",
+         old="    e->polled_last = polled;",
+         new="    e->polled_last = 1;",
+         inv="epoll engine: an entry that has its completions at once never "
+             "collects readiness, so a loop of such entries never sees its "
+             "fds become ready",
+         run="plain"),
 ]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
