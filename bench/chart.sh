@@ -24,7 +24,8 @@ done
 [ -n "$tsvs" ] || { echo "chart: no build/bench.tsv or build/bench-httpd.tsv" >&2; exit 1; }
 
 # The rows in sections, top to bottom: the runtime's rows against their
-# baselines, then httpd against h2o, then httpd against nginx. Each data
+# baselines, then httpd against h2o, then httpd against nginx, then httpd
+# on the epoll engine (httpd_epoll_*) against nginx. Each data
 # line: y, label, ratio, goal (1 where there is none), the bar's colour,
 # the ratio as printed, whether there is a goal (1/0), and the colour of
 # text drawn on the bar.
@@ -33,7 +34,7 @@ done
 awk -F '\t' -v inc="$inc" '
     FNR == 1 { next }
     {
-        sec = $1 ~ /^httpd_/ ? ($3 == "h2o" ? 2 : 3) : 1
+        sec = $1 ~ /^httpd_epoll_/ ? 4 : $1 ~ /^httpd_/ ? ($3 == "h2o" ? 2 : 3) : 1
         n[sec]++
         row[sec, n[sec]] = $0
     }
@@ -41,12 +42,13 @@ awk -F '\t' -v inc="$inc" '
         title[1] = "polldrop against raw liburing, libuv and itself (build/bench.tsv)"
         title[2] = "httpd against h2o, the anchor (build/bench-httpd.tsv; t2: two threads each)"
         title[3] = "httpd against nginx (build/bench-httpd.tsv; t2: two threads each)"
+        title[4] = "httpd on the epoll engine against nginx (build/bench-httpd.tsv; t2: two threads each)"
         total = 0
-        for (s = 1; s <= 3; s++)
+        for (s = 1; s <= 4; s++)
             if (n[s])
                 total += n[s] + 1
         y = total
-        for (s = 1; s <= 3; s++) {
+        for (s = 1; s <= 4; s++) {
             if (!n[s])
                 continue
             printf "set label \"%s\" at graph 0.005, first %d left font \",11\" textcolor rgb \"#333333\"\n", title[s], y > inc
@@ -58,11 +60,11 @@ awk -F '\t' -v inc="$inc" '
                 split(row[s, i], f, "\t")
                 # httpd rows come in groups: one thread, two threads, large
                 # files and memory; a dotted rule goes between them.
-                group = f[1] ~ /^httpd_t2_/ ? "t2" : f[1] ~ /_mb|_idle_/ ? "large" : "t1"
+                group = f[1] ~ /^httpd_(epoll_)?t2_/ ? "t2" : f[1] ~ /_mb|_idle_/ ? "large" : "t1"
                 if (s > 1 && last != "" && group != last)
                     printf "set arrow from graph 0, first %g to graph 1, first %g nohead lc rgb \"#bbbbbb\" dt 3 lw 1\n", y + 0.5, y + 0.5 > inc
                 last = group
-                label = s == 1 ? f[1] " vs " f[3] : substr(f[1], 7)
+                label = s == 1 ? f[1] " vs " f[3] : s == 4 ? substr(f[1], 13) : substr(f[1], 7)
                 ratio = f[5] + 0
                 goal = f[6] == "-" || f[6] == "" ? "NaN" : f[6]
                 if (goal != "NaN")

@@ -106,6 +106,7 @@ const char *pd__poll_misuse(unsigned phase)
     case PD__PH_QUIESCE:
     case PD__PH_TEARDOWN:
     case PD__PH_FORCED:
+    case PD__PH_OWNED:
         return "F_poll after its async drop began (F_poll_drop was called)";
     case PD__PH_DEAD:
         return "F_poll after its destruction (F_init it again first)";

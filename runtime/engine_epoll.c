@@ -382,12 +382,21 @@ static int64_t pd__ep_timeout(pd__engine *e, int64_t limit)
     return until > e->now ? until - e->now : 0;
 }
 
+/*
+ * Consumes the SQ, then waits until wait_nr completions are ready (or the
+ * limit ts passed: -ETIME). An entry that has its completions without
+ * waiting still collects the readiness that came meanwhile (one epoll
+ * wait with a zero timeout) when ops wait on fds, unless the entry before
+ * it polled: so readiness is collected at least every other entry, and
+ * the run loop, which enters twice per turn (once with what completed
+ * inline, once to wait), pays one epoll system call per turn, not two.
+ */
 static int pd__ep_enter(pd__engine *e, struct io_uring *ring, unsigned wait_nr,
                         const struct __kernel_timespec *ts)
 {
     int64_t limit = INT64_MAX;
     unsigned n;
-    int polled = 0;
+    int polled = 0, ret = 0;
 
     e->epoch++;
     n = pd__ep_consume(e, ring);
@@ -401,19 +410,23 @@ static int pd__ep_enter(pd__engine *e, struct io_uring *ring, unsigned wait_nr,
         pd__ep_timers(e);
         pd__ep_checks(e);
         if (pd__ep_cq_ready(e) >= wait_nr) {
-            /* Once per entry, readiness that came meanwhile is collected. */
-            if (polled || e->nwait == 0)
+            if (polled || e->nwait == 0 || e->polled_last)
                 break;
         } else {
             timeout = pd__ep_timeout(e, limit);
-            if (limit != INT64_MAX && pd__ep_clock(e) >= limit)
-                return -ETIME;
+            if (limit != INT64_MAX && pd__ep_clock(e) >= limit) {
+                ret = -ETIME;
+                break;
+            }
         }
-        if (pd__ep_poll(e, timeout) < 0)
-            return -EINTR;
+        if (pd__ep_poll(e, timeout) < 0) {
+            ret = -EINTR;
+            break;
+        }
         polled = 1;
     }
-    return (int)n;
+    e->polled_last = polled;
+    return ret < 0 ? ret : (int)n;
 }
 
 /* --- provided buffer rings --- */

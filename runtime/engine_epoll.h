@@ -143,6 +143,7 @@ struct pd__engine {
     int wakefd;                /* eventfd the workers write; in epoll */
     int has_pwait2;            /* epoll_pwait2 works (ns timeouts) */
     uint32_t epoch;            /* one per enter: fds may have changed between */
+    int polled_last;           /* the last enter collected readiness (pd__ep_enter) */
     int64_t now;               /* CLOCK_MONOTONIC ns, read when needed */
 
     /* Records. */

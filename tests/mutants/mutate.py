@@ -742,6 +742,15 @@ MUTANTS = [
          inv="5 no fd leak: a spawn that fails leaves the descriptor given to an "
              "owned param open",
          run="plain"),
+    # --- issue 19: epoll bench ---
+    dict(name="ep-ready-entries-never-poll",
+         file="runtime/engine_epoll.c",
+         old="    e->polled_last = polled;",
+         new="    e->polled_last = 1;",
+         inv="epoll engine: an entry that has its completions at once never "
+             "collects readiness, so a loop of such entries never sees its "
+             "fds become ready",
+         run="plain"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
