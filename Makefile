@@ -44,7 +44,7 @@ GEN_DEPS   := $(wildcard gen/*.py) $(wildcard templates/*.j2)
 RT_SRC   := runtime/runtime.c
 RT_HDR   := runtime/polldrop.h runtime/pd_internal.h
 # The runtime's own headers (not installed): its calls to the engine seam.
-RT_INT   := runtime/ring.h runtime/engine.h
+RT_INT   := runtime/ring.h runtime/engine.h runtime/bufwin.h
 # The epoll engine (runtime/engine_epoll*.c), behind the seam of engine.h.
 EP_SRC   := $(wildcard runtime/engine_epoll*.c)
 EP_HDR   := runtime/engine.h runtime/engine_epoll.h
