@@ -678,6 +678,36 @@ MUTANTS = [
          inv="4 no allocation after spawn (epoll): the workers' start-up "
              "allocations land while futures run",
          run="san-epoll"),
+    # --- issue 22: memory that does not grow with traffic (buffer windows) ---
+    dict(name="bufwin-starts-full",
+         file="runtime/bufwin.h",
+         old="    g->window = g->count < PD__BUF_WINDOW ? g->count : PD__BUF_WINDOW;",
+         new="    g->window = g->count;",
+         inv="a buffer group's written set stays small: every buffer is in the "
+             "ring, so one-at-a-time traffic writes each buffer of the group in turn",
+         run="plain"),
+    dict(name="bufwin-spare-taken-cold-first",
+         file="runtime/bufwin.h",
+         old="        pd__bufwin_add(g, g->spare[--g->nspare], n++);",
+         new="        pd__bufwin_add(g, g->spare[0], n++), g->spare[0] = g->spare[--g->nspare];",
+         inv="a buffer group's written set stays small: the ring is topped up with "
+             "the spare given back longest ago rather than the last, a new buffer "
+             "for every message",
+         run="plain"),
+    dict(name="bufwin-not-topped-up-when-taken",
+         file="runtime/bufwin.h",
+         old="    g->held++;\n    pd__bufwin_fill(g);",
+         new="    g->held++;",
+         inv="no spurious -ENOBUFS: a future holding more buffers than the window "
+             "empties the ring while spares wait",
+         run="plain"),
+    dict(name="bufwin-never-widens",
+         file="runtime/bufwin.h",
+         old="    if (g->window < g->count)\n        g->window++;",
+         new="",
+         inv="the ring grows with demand: a burst larger than the window finds it "
+             "empty at every round",
+         run="plain"),
 ]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
