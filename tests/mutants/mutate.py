@@ -686,13 +686,14 @@ MUTANTS = [
          inv="a buffer group's written set stays small: every buffer is in the "
              "ring, so one-at-a-time traffic writes each buffer of the group in turn",
          run="plain"),
-    dict(name="bufwin-spare-taken-cold-first",
+    dict(name="bufwin-put-under-the-spares",
          file="runtime/bufwin.h",
-         old="        pd__bufwin_add(g, g->spare[--g->nspare], n++);",
-         new="        pd__bufwin_add(g, g->spare[0], n++), g->spare[0] = g->spare[--g->nspare];",
-         inv="a buffer group's written set stays small: the ring is topped up with "
-             "the spare given back longest ago rather than the last, a new buffer "
-             "for every message",
+         old="        g->spare[g->nspare++] = bid;",
+         new="        __builtin_memmove(g->spare + 1, g->spare, g->nspare * sizeof(g->spare[0]));\n"
+             "        g->spare[0] = bid;\n        g->nspare++;",
+         inv="a buffer group's written set stays small: a buffer given back goes "
+             "under the spares (a queue, not a stack), so the ring is topped up "
+             "with a buffer never written, a new one for every message",
          run="plain"),
     dict(name="bufwin-not-topped-up-when-taken",
          file="runtime/bufwin.h",
