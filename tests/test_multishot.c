@@ -6,7 +6,9 @@
  * with a multishot request armed, and the out-of-line completions a sync
  * drop may need; and the same requests as select branches (ms_select,
  * ms_sel_recv), whose then runs per completion while the select waits and
- * which are quiesced when another branch wins or the state is left.
+ * which are quiesced when another branch wins or the state is left; and
+ * which buffers a group hands out (a window of few, hot buffers in the
+ * ring, topped up as they are taken, widened by each -ENOBUFS).
  * Invariant 8 of docs/design.md: after any destruction every buffer is
  * back in its ring or held by a live pd_buf.
  */
