@@ -50,7 +50,8 @@ RT_HDR   := runtime/polldrop.h runtime/pd_internal.h runtime/pd_multishot.h \
             runtime/pd_children.h runtime/list.h
 # The runtime's own headers (not installed): its shared declarations and
 # its calls to the engine seam. harness_hooks.h is installed with harness.h.
-RT_INT   := runtime/rt_internal.h runtime/ring.h runtime/engine.h runtime/harness_hooks.h
+RT_INT   := runtime/rt_internal.h runtime/ring.h runtime/engine.h runtime/harness_hooks.h \
+            runtime/bufwin.h
 # The epoll engine (runtime/engine_epoll*.c), behind the seam of engine.h.
 EP_SRC   := $(wildcard runtime/engine_epoll*.c)
 EP_HDR   := runtime/engine.h runtime/engine_epoll.h

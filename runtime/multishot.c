@@ -5,6 +5,7 @@
  * rings).
  */
 #include "rt_internal.h"
+#include "bufwin.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,14 +34,10 @@
 #define IORING_ASYNC_CANCEL_USERDATA (1U << 4)
 #endif
 
-/* Gives buffer bid back to g's ring and wakes the slots parked on g. */
+/* Gives buffer bid back to g (bufwin.h) and wakes the slots parked on g. */
 static void pd__buf_put(pd_bufgroup *g, uint16_t bid)
 {
-    io_uring_buf_ring_add(g->br, g->base + (size_t)bid * g->size,
-                          (unsigned)g->size, bid,
-                          io_uring_buf_ring_mask(g->count), 0);
-    io_uring_buf_ring_advance(g->br, 1);
-    g->held--;
+    pd__bufwin_put(g, bid);
     while (g->waiters) {
         pd__mop *w = g->waiters;
 
@@ -161,7 +158,7 @@ static int pd__mop_dispatch(pd_runtime *rt, pd__mop *m,
         return 1;
     pd__checked_cqe(cqe);
     if (c.flags & IORING_CQE_F_BUFFER) {
-        m->group->held++;
+        pd__bufwin_taken(m->group);
         if (c.res > 0)
             PD__KERNEL_WROTE(m->group->base + (size_t)(c.flags >> IORING_CQE_BUFFER_SHIFT) *
                              m->group->size, (size_t)c.res);
@@ -170,6 +167,8 @@ static int pd__mop_dispatch(pd_runtime *rt, pd__mop *m,
         m->armed = 0;
         if (m->group != NULL)
             m->group->armed--;
+        if (m->group != NULL && c.res == -ENOBUFS)
+            pd__bufwin_starved(m->group);
     }
     if (m->discard)
         pd__mop_release(m, c);
@@ -434,7 +433,7 @@ int pd_bufgroup_new(pd_runtime *rt, unsigned count, size_t size,
 {
     long page = sysconf(_SC_PAGESIZE);
     pd_bufgroup *g;
-    unsigned bgid, i;
+    unsigned bgid;
     void *br = NULL, *base = NULL;
     int ret;
 
@@ -445,7 +444,7 @@ int pd_bufgroup_new(pd_runtime *rt, unsigned count, size_t size,
     ret = pd__bgid_take(rt, &bgid);
     if (ret < 0)
         return ret;
-    g = calloc(1, sizeof(*g));
+    g = calloc(1, sizeof(*g) + count * sizeof(g->spare[0]));
     if (g == NULL ||
         posix_memalign(&br, (size_t)(page > 0 ? page : 4096),
                        count * sizeof(struct io_uring_buf)) != 0 ||
@@ -470,11 +469,7 @@ int pd_bufgroup_new(pd_runtime *rt, unsigned count, size_t size,
     g->size = size;
     g->count = count;
     g->bgid = (uint16_t)bgid;
-    for (i = 0; i < count; i++)
-        io_uring_buf_ring_add(g->br, g->base + (size_t)i * size,
-                              (unsigned)size, (unsigned short)i,
-                              io_uring_buf_ring_mask(count), (int)i);
-    io_uring_buf_ring_advance(g->br, (int)count);
+    pd__bufwin_init(g);
     g->next = rt->groups;
     rt->groups = g;
     *out = g;

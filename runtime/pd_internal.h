@@ -127,7 +127,9 @@ struct pd_runtime {
  * once. `held` counts buffers whose completions were reaped and that have
  * not been given back; `armed` the requests that take buffers from it and
  * whose last completion has not been reaped; slots that found the group
- * empty wait on `waiters`.
+ * empty wait on `waiters`. Only `window` buffers are kept in the ring; the
+ * others wait in `spare[0..nspare)`, a stack whose top is the buffer given
+ * back last (runtime/bufwin.h says why and how).
  */
 struct pd_bufgroup {
     pd_runtime *rt;
@@ -138,6 +140,8 @@ struct pd_bufgroup {
     uint16_t bgid;
     struct pd__mop *waiters;
     pd_bufgroup *next;
+    unsigned window, nspare;
+    uint16_t spare[]; /* room for count ids */
 };
 
 struct pd_cx {

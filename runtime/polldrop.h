@@ -272,7 +272,11 @@ long long pd_clock_ms(void);
  * `count` buffers of `size` bytes, all allocated once, by pd_bufgroup_new.
  * A recv with `group:` lets the kernel pick a buffer when data arrives, so
  * a connection that waits holds no buffer. The kernel hands a buffer to a
- * future as a pd_buf; pd_buf_release gives it back to the ring.
+ * future as a pd_buf; pd_buf_release gives it back to the group. Only a
+ * window of the buffers (32 at first) is in the ring, the buffer given
+ * back last first in line, so that traffic holding few buffers at a time
+ * writes only a few of them; each -ENOBUFS widens the window by one, up to
+ * count (docs/design.md, "Buffer groups").
  */
 typedef struct pd_bufgroup pd_bufgroup;
 
@@ -307,8 +311,9 @@ int pd_bufgroup_new(pd_runtime *rt, unsigned count, size_t size,
 void pd_bufgroup_free(pd_bufgroup *g);
 
 /*
- * Buffers in the ring now: count minus the buffers held by completions
- * already reaped and not yet released. Once nothing holds one, it is count.
+ * Buffers not held (in the ring, or waiting for room in its window): count
+ * minus the buffers held by completions already reaped and not yet
+ * released. Once nothing holds one, it is count.
  */
 unsigned pd_bufgroup_available(const pd_bufgroup *g);
 

@@ -6,7 +6,9 @@
  * with a multishot request armed, and the out-of-line completions a sync
  * drop may need; and the same requests as select branches (ms_select,
  * ms_sel_recv), whose then runs per completion while the select waits and
- * which are quiesced when another branch wins or the state is left.
+ * which are quiesced when another branch wins or the state is left; and
+ * which buffers a group hands out (a window of few, hot buffers in the
+ * ring, topped up as they are taken, widened by each -ENOBUFS).
  * Invariant 8 of docs/design.md: after any destruction every buffer is
  * back in its ring or held by a live pd_buf.
  */
@@ -23,6 +25,7 @@
 
 #include "grp_recv.h"
 #include "ms_accept.h"
+#include "ms_ids.h"
 #include "ms_poll.h"
 #include "ms_sel_mix.h"
 #include "ms_recv.h"
@@ -1412,6 +1415,170 @@ START_TEST(test_cancel_in_a_full_sq_sees_the_end)
 }
 END_TEST
 
+/* --- which buffers a group hands out: a small, hot set --- */
+
+/* Buffers of the groups of the window tests; far more than any of them uses. */
+#define WIN_COUNT 1024u
+
+/* Turns, blocking when nothing is ready, until f[0..n)'s messages add up to want. */
+static long msgs_sum(ms_ids **f, int n)
+{
+    long sum = 0;
+    int i;
+
+    for (i = 0; i < n; i++)
+        sum += f[i]->msgs;
+    return sum;
+}
+
+static void run_until_sum(pd_runtime *rt, ms_ids **f, int n, long want)
+{
+    while (msgs_sum(f, n) < want) {
+        ck_assert_int_ge(pd_run_once(rt, 0), 0);
+        if (msgs_sum(f, n) < want && rt->ready_head == NULL)
+            ck_assert_int_ge(pd__ring_submit_wait(rt, 1), 0);
+    }
+}
+
+/*
+ * 500 messages of 16 bytes, each received (and its buffer given back)
+ * before the next is sent, as an echo server's connections that each say
+ * one thing: the group hands out the same few buffers again and again,
+ * rather than every buffer of the group in turn, so that the memory such
+ * traffic touches stays a few buffers whatever the group's size (the echo
+ * server's RSS per connection, docs/echo.md).
+ */
+START_TEST(test_recv_reuses_a_few_buffers)
+{
+    static unsigned char seen[WIN_COUNT];
+    struct recv_fix x;
+    ms_ids *f;
+    pd_task *t;
+    int i;
+
+    memset(seen, 0, sizeof(seen));
+    recv_fix_open(&x, WIN_COUNT, 64);
+    t = ms_ids_spawn(x.rt, x.sv[0], x.g, seen, NULL, 0);
+    ck_assert_ptr_nonnull(t);
+    f = task_self(t);
+    for (i = 0; i < 500; i++) {
+        pd_test_write(x.sv[1], "0123456789abcdef", 16);
+        run_until_sum(x.rt, &f, 1, i + 1);
+    }
+    ck_assert_int_eq(f->msgs, 500);
+    ck_assert_int_eq(f->nobufs, 0);
+    ck_assert_int_le(f->distinct, 64);
+    recv_fix_eof(&x);
+    ck_assert_int_eq(run_long(x.rt, t), 500 * 16);
+    ck_assert_uint_eq(pd_bufgroup_available(x.g), WIN_COUNT);
+    pd_task_release(t);
+    recv_fix_close(&x);
+}
+END_TEST
+
+/*
+ * A future that keeps 200 buffers, received one at a time, never finds
+ * the ring empty: the ring is topped up as each buffer is taken, not only
+ * when one comes back. Every buffer is back once they are released.
+ */
+START_TEST(test_recv_holding_many_never_starves)
+{
+    static unsigned char seen[WIN_COUNT];
+    static pd_buf store[200];
+    struct recv_fix x;
+    ms_ids *f;
+    pd_task *t;
+    int i;
+
+    memset(seen, 0, sizeof(seen));
+    recv_fix_open(&x, WIN_COUNT, 64);
+    t = ms_ids_spawn(x.rt, x.sv[0], x.g, seen, store, 200);
+    ck_assert_ptr_nonnull(t);
+    f = task_self(t);
+    for (i = 0; i < 200; i++) {
+        pd_test_write(x.sv[1], "0123456789abcdef", 16);
+        run_until_sum(x.rt, &f, 1, i + 1);
+    }
+    ck_assert_int_eq(f->held, 200);
+    ck_assert_int_eq(f->nobufs, 0);
+    ck_assert_int_eq(f->distinct, 200);
+    ck_assert_uint_eq(pd_bufgroup_available(x.g), WIN_COUNT - 200);
+    for (i = 0; i < 200; i++)
+        pd_buf_release(&store[i]);
+    ck_assert_uint_eq(pd_bufgroup_available(x.g), WIN_COUNT);
+    recv_fix_eof(&x);
+    ck_assert_int_eq(run_long(x.rt, t), 200 * 16);
+    pd_task_release(t);
+    recv_fix_close(&x);
+}
+END_TEST
+
+/*
+ * 96 connections each send 16 bytes at once, for 8 rounds: more buffers
+ * may be taken between two reaps than the group keeps in its ring at
+ * first, so the first rounds may find the ring empty (-ENOBUFS, and the
+ * recvs are armed again), and the ring grows to what that traffic takes:
+ * from the fourth round on, no recv finds it empty. Nothing is lost, and
+ * every buffer is back at the end. Run with the ring's default flags
+ * (Linux 6.18 runs at most about 20 deferred completions per enter, fewer
+ * than the first window) and with PD_CONFIG_NO_DEFER_TASKRUN, where every
+ * recv takes its buffer as the test's write returns, before any reap: the
+ * ring does start empty there (and on epoll, whose turn reads every ready
+ * socket before the runtime reaps).
+ */
+START_TEST(test_recv_ring_grows_with_a_burst)
+{
+    enum { CONNS = 96, ROUNDS = 8 };
+    static unsigned char seen[CONNS][WIN_COUNT];
+    const pd_config cfg = { .flags = _i ? PD_CONFIG_NO_DEFER_TASKRUN : 0 };
+    int sv[CONNS][2], fds = pd_test_fd_count(), i, r, starts_empty;
+    pd_runtime *rt = NULL;
+    pd_task *t[CONNS];
+    ms_ids *f[CONNS];
+    pd_bufgroup *g;
+    long settled = 0, total = 0;
+
+    ck_assert_int_eq(pd_runtime_new(&rt, &cfg), 0);
+    starts_empty = _i || strcmp(pd_runtime_engine(rt), "epoll") == 0;
+    memset(seen, 0, sizeof(seen));
+    ck_assert_int_eq(pd_bufgroup_new(rt, WIN_COUNT, 64, &g), 0);
+    for (i = 0; i < CONNS; i++) {
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv[i]), 0);
+        t[i] = ms_ids_spawn(rt, sv[i][0], g, seen[i], NULL, 0);
+        ck_assert_ptr_nonnull(t[i]);
+        f[i] = task_self(t[i]);
+    }
+    ck_assert_int_ge(pd_run_once(rt, 0), 0); /* every recv armed */
+    for (r = 0; r < ROUNDS; r++) {
+        if (r == 3)
+            for (i = 0; i < CONNS; i++)
+                settled += f[i]->nobufs;
+        for (i = 0; i < CONNS; i++)
+            pd_test_write(sv[i][1], "0123456789abcdef", 16);
+        run_until_sum(rt, f, CONNS, (long)CONNS * (r + 1));
+    }
+    for (i = 0; i < CONNS; i++)
+        total += f[i]->nobufs;
+    if (starts_empty)
+        ck_assert_int_gt(settled, 0);
+    /* No recv found the ring empty in the last five rounds. */
+    ck_assert_int_eq(total, settled);
+    for (i = 0; i < CONNS; i++) {
+        ck_assert_int_eq(f[i]->msgs, ROUNDS);
+        close(sv[i][1]);
+    }
+    ck_assert_int_eq(pd_run(rt), 0);
+    for (i = 0; i < CONNS; i++) {
+        ck_assert_int_eq(*(const long *)pd_task_output(t[i]), ROUNDS * 16);
+        pd_task_release(t[i]);
+        close(sv[i][0]);
+    }
+    ck_assert_uint_eq(pd_bufgroup_available(g), WIN_COUNT);
+    pd_runtime_free(rt);
+    ck_assert_int_eq(pd_test_fd_count(), fds);
+}
+END_TEST
+
 Suite *pd_suite_multishot(void)
 {
     Suite *s = suite_create("multishot");
@@ -1452,6 +1619,12 @@ Suite *pd_suite_multishot(void)
     tcase_add_test(tc, test_sel_recv_empty_ring_resumes);
     tcase_add_test(tc, test_sel_recv_ends_every_way);
     tcase_add_test(tc, test_sel_recv_allocates_nothing);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("window");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_recv_reuses_a_few_buffers);
+    tcase_add_test(tc, test_recv_holding_many_never_starves);
+    tcase_add_loop_test(tc, test_recv_ring_grows_with_a_burst, 0, 2);
     suite_add_tcase(s, tc);
     tc = tcase_create("slow_path");
     tcase_set_timeout(tc, 60);

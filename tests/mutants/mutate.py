@@ -751,6 +751,37 @@ MUTANTS = [
              "collects readiness, so a loop of such entries never sees its "
              "fds become ready",
          run="plain"),
+    # --- issue 22: memory that does not grow with traffic (buffer windows) ---
+    dict(name="bufwin-starts-full",
+         file="runtime/bufwin.h",
+         old="    g->window = g->count < PD__BUF_WINDOW ? g->count : PD__BUF_WINDOW;",
+         new="    g->window = g->count;",
+         inv="a buffer group's written set stays small: every buffer is in the "
+             "ring, so one-at-a-time traffic writes each buffer of the group in turn",
+         run="plain"),
+    dict(name="bufwin-put-under-the-spares",
+         file="runtime/bufwin.h",
+         old="        g->spare[g->nspare++] = bid;",
+         new="        __builtin_memmove(g->spare + 1, g->spare, g->nspare * sizeof(g->spare[0]));\n"
+             "        g->spare[0] = bid;\n        g->nspare++;",
+         inv="a buffer group's written set stays small: a buffer given back goes "
+             "under the spares (a queue, not a stack), so the ring is topped up "
+             "with a buffer never written, a new one for every message",
+         run="plain"),
+    dict(name="bufwin-not-topped-up-when-taken",
+         file="runtime/bufwin.h",
+         old="    g->held++;\n    pd__bufwin_fill(g);",
+         new="    g->held++;",
+         inv="no spurious -ENOBUFS: a future holding more buffers than the window "
+             "empties the ring while spares wait",
+         run="plain"),
+    dict(name="bufwin-never-widens",
+         file="runtime/bufwin.h",
+         old="    if (g->window < g->count)\n        g->window++;",
+         new="",
+         inv="the ring grows with demand: a burst larger than the window finds it "
+             "empty at every round",
+         run="plain"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
