@@ -185,6 +185,7 @@ int pd__run_polls(pd_runtime *rt)
         pd__remote(rt);
     if (PD__UNLIKELY(rt->deadline_armed))
         pd__deadline_check(rt);
+    *rt->ready_tailp = NULL; /* ends the queue (pd__wake_on) */
     batch = rt->ready_head;
     rt->in_turn = 1;
     /* Tasks woken while this batch runs are polled next turn (fairness). */
