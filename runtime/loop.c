@@ -102,25 +102,27 @@ void pd__deadline_arm(pd_runtime *rt, int64_t at_ns)
 }
 
 /*
- * Polls t once. Returns 1 if its future was destroyed by this poll; the
- * caller then drops the runtime's reference (not before: t is still in use).
- * Returns 2 if it had finished before (it was queued twice over a finish).
+ * The rest of a turn's poll of t, out of line: its future returned Ready to
+ * the poll the turn just made (ready), or t was not running when its turn
+ * came. Polls the async drop of a task that is dropping, and once its
+ * future is destroyed drops the runtime's reference (not before: t is
+ * still in use); a task that had finished before (it was queued twice over
+ * a finish) is freed if nothing holds it.
  */
-static int pd__task_poll(pd_runtime *rt, pd_cx *cx, pd_task *t)
+static __attribute__((noinline)) void pd__task_poll_end(pd_runtime *rt, pd_cx *cx,
+                                                        pd_task *t, int ready)
 {
-    cx->task = t;
-    if (PD__LIKELY(t->state == PD_TASK_RUNNING)) {
-        if (t->vt->poll(t->self, cx, t->out) == PD_PENDING)
-            return 0;
+    if (ready) {
         t->has_output = 1;
         t->state = PD_TASK_DROPPING;
     } else if (t->state != PD_TASK_DROPPING) {
-        return 2;
+        pd__task_free_if_unused(t); /* finished earlier while queued */
+        return;
     }
     if (t->vt->poll_drop(t->self, cx) == PD_PENDING)
-        return 0;
+        return;
     pd__task_finish(rt, t);
-    return 1;
+    pd__task_unref(t);
 }
 
 /*
@@ -185,6 +187,7 @@ int pd__run_polls(pd_runtime *rt)
         pd__remote(rt);
     if (PD__UNLIKELY(rt->deadline_armed))
         pd__deadline_check(rt);
+    *rt->ready_tailp = NULL; /* ends the queue (pd__wake_on) */
     batch = rt->ready_head;
     rt->in_turn = 1;
     /* Tasks woken while this batch runs are polled next turn (fairness). */
@@ -196,15 +199,14 @@ int pd__run_polls(pd_runtime *rt)
         batch = t->next;
         t->queued = 0;
         n++;
-        switch (pd__task_poll(rt, &cx, t)) {
-        case 0:
-            break;
-        case 1:
-            pd__task_unref(t);
-            break;
-        default:
-            pd__task_free_if_unused(t); /* finished earlier while queued */
-            break;
+        cx.task = t;
+        /* The common case, a running task still pending, stays in this loop. */
+        if (PD__LIKELY(t->state == PD_TASK_RUNNING)) {
+            if (PD__LIKELY(t->vt->poll(t->self, &cx, t->out) == PD_PENDING))
+                continue;
+            pd__task_poll_end(rt, &cx, t, 1);
+        } else {
+            pd__task_poll_end(rt, &cx, t, 0);
         }
     }
     rt->in_turn = 0;

@@ -77,11 +77,21 @@ struct pd_runtime {
     uint16_t *bgid_free;
     unsigned bgids_free, bgid_next;
     pd_task *ready_head;
-    pd_task **ready_tailp;   /* the last queued task's next, or &ready_head */
+    /*
+     * The last queued task's next, or &ready_head. That next is not
+     * maintained (pd__wake_on): a walk of the queue stores NULL there first.
+     * ready_head is NULL when the queue is empty.
+     */
+    pd_task **ready_tailp;
     struct pd__link *live_head; /* the live tasks (list.h) */
     pd_stats stats;
     unsigned cancel_flags;   /* IOSQE_CQE_SKIP_SUCCESS when the kernel has it */
     int sq_err;              /* why the last SQE claim failed */
+    /*
+     * The submission queue has room while sqe_tail is before this: the
+     * kernel's head plus the ring's entries, as last read (pd__sq_full).
+     */
+    unsigned sq_limit;
     uint8_t in_turn;         /* polling tasks: nested run calls are refused */
     uint8_t shutting_down;
     uint8_t deadline_armed;  /* a shutdown deadline is pending (deadline_ns) */
@@ -327,13 +337,16 @@ static inline void pd__trace(const char *future, pd_trace_event ev,
         pd__trace_emit(future, ev, self);
 }
 
-/* Queues t to be polled; waking a queued task does nothing. */
+/*
+ * Queues t to be polled; waking a queued task does nothing. The last queued
+ * task's next is left as it was: whoever walks the queue first ends it
+ * (*rt->ready_tailp = NULL), once per walk rather than once per wake.
+ */
 static inline void pd__wake_on(pd_runtime *rt, pd_task *t)
 {
     if (t->queued)
         return;
     t->queued = 1;
-    t->next = NULL;
     /* Appending through the last next pointer: no test for an empty queue. */
     *rt->ready_tailp = t;
     rt->ready_tailp = &t->next;
@@ -364,12 +377,21 @@ static inline void pd__op_fail(pd_cx *cx, pd__op *op, int res, uint8_t fdret)
 /*
  * Whether the submission queue is full. polldrop's rings never have SQPOLL
  * or SQE128, so these claim entries without testing the ring's flags.
+ * The kernel's head only moves forward, so a limit computed from an older
+ * head is too low, never too high: while the tail is before rt->sq_limit
+ * there is room, with no read of the head the kernel shares; only when it
+ * reaches the limit is the head read again and the limit moved on.
  */
-static inline int pd__sq_full(const pd_runtime *rt)
+static inline int pd__sq_full(pd_runtime *rt)
 {
     const struct io_uring_sq *sq = &rt->ring.sq;
+    unsigned head;
 
-    return sq->sqe_tail - IO_URING_READ_ONCE(*sq->khead) >= sq->ring_entries;
+    if (PD__LIKELY((int)(rt->sq_limit - sq->sqe_tail) > 0))
+        return 0;
+    head = IO_URING_READ_ONCE(*sq->khead);
+    rt->sq_limit = head + sq->ring_entries;
+    return sq->sqe_tail - head >= sq->ring_entries;
 }
 
 /* Claims the next entry; the queue must not be full. */

@@ -17,6 +17,7 @@ void pd__unqueue(pd_runtime *rt, pd_task *t)
 {
     pd_task **pp = &rt->ready_head;
 
+    *rt->ready_tailp = NULL; /* ends the queue (pd__wake_on) */
     while (*pp && *pp != t)
         pp = &(*pp)->next;
     if (*pp) {
@@ -197,6 +198,7 @@ void pd_runtime_free(pd_runtime *rt)
      * finished but is still queued leaves the queue: freed now if nobody
      * holds it, or by the caller's pd_task_release.
      */
+    *rt->ready_tailp = NULL; /* ends the queue (pd__wake_on) */
     while ((t = rt->ready_head) != NULL) {
         rt->ready_head = t->next;
         t->queued = 0;

@@ -782,6 +782,23 @@ MUTANTS = [
          inv="the ring grows with demand: a burst larger than the window finds it "
              "empty at every round",
          run="plain"),
+    # --- issue 22: the hot path at raw speed ---
+    dict(name="sq-limit-past-room",
+         file="runtime/pd_internal.h",
+         old="    rt->sq_limit = head + sq->ring_entries;\n",
+         new="    rt->sq_limit = head + 2 * sq->ring_entries;\n",
+         inv="the submission queue is claimed only while it has room: a "
+             "cached limit past the kernel's head plus the ring's entries "
+             "overwrites entries not yet submitted",
+         run="plain"),
+    dict(name="ready-queue-unended",
+         file="runtime/loop.c",
+         old="    *rt->ready_tailp = NULL; /* ends the queue (pd__wake_on) */\n"
+             "    batch = rt->ready_head;\n",
+         new="    batch = rt->ready_head;\n",
+         inv="a turn polls exactly the tasks queued: the last queued task's "
+             "next is stale until the walk ends the queue",
+         run="san"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
