@@ -1116,6 +1116,62 @@ START_TEST(httpd_large_file_drain)
 END_TEST
 
 /*
+ * A large file truncated to nothing while it is on its way, by each way
+ * of sending a large body (_i: copy, splice, sendfile): the response
+ * cannot be what its head promised, so the connection ends short of its
+ * Content-Length (the client sees its end within 20 s, a bound against a
+ * server that spins or hangs, not a measurement), and the server serves
+ * the next client and exits 0.
+ */
+START_TEST(httpd_large_file_shrinks_mid_send)
+{
+    enum { LEN = 16 << 20 };
+    server s = { .body = _i + 1 };
+    char p[256], *data;
+    client *c;
+    response r;
+    long long len, got;
+    int rcv = 4096;
+
+    server_start_opts(&s, 10000, 5000, 5000, 10000);
+    data = malloc(LEN);
+    ck_assert_ptr_nonnull(data);
+    for (size_t i = 0; i < LEN; i++)
+        data[i] = pattern_at(i);
+    put_file(s.t.root, "shrink.bin", data, LEN);
+    free(data);
+    snprintf(p, sizeof(p), "%s/shrink.bin", s.t.root);
+    c = client_new(s.port);
+    setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
+    say(c, "GET /shrink.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+    ck_assert_int_eq(read_head(c, &len), 200);
+    ck_assert_int_eq(len, LEN);
+    read_large_body(c, 0, 4096);
+    ck_assert_int_eq(truncate(p, 0), 0);
+    got = 4096 + (long long)c->len;
+    c->len = 0;
+    for (;;) {
+        struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+        ssize_t n;
+
+        ck_assert_msg(poll(&pfd, 1, 20000) == 1, "the response neither ended nor went on");
+        n = recv(c->fd, c->buf, sizeof(c->buf), 0);
+        if (n <= 0)
+            break;
+        got += n;
+    }
+    ck_assert_int_lt(got, LEN);
+    client_free(c);
+    c = client_new(s.port);
+    ck_assert_int_eq(get(c, "/hello.txt", &r), 0);
+    ck_assert_mem_eq(r.body, HELLO, 13);
+    client_free(c);
+    unlink(p);
+    ck_assert_int_eq(server_stop(&s), 0);
+}
+END_TEST
+
+/*
  * Makes c a client that stops reading while its connection is being
  * served: how 0 and 1 ask for an 8 MiB file and read its first bytes;
  * how 2 reads one response, then pipelines small GETs without reading
@@ -1938,6 +1994,7 @@ Suite *pd_suite_httpd(void)
     tcase_add_loop_test(srv, httpd_large_file_complete, 0, 3);
     tcase_add_loop_test(srv, httpd_large_file_client_leaves, 0, 3);
     tcase_add_loop_test(srv, httpd_large_file_drain, 0, 3);
+    tcase_add_loop_test(srv, httpd_large_file_shrinks_mid_send, 0, 3);
     tcase_add_loop_test(srv, httpd_slow_readers_cut_at_send_deadline, 0, 4);
     tcase_add_test(srv, httpd_never_leaves_root);
     tcase_add_loop_test(srv, httpd_cache_follows_changes, 0, 2);
