@@ -28,7 +28,8 @@
 # build/bench.tsv: benchmark, polldrop, baseline, baseline_value, ratio,
 # goal, met, unit; goal is the least ratio that meets it, or -).
 #
-# BENCH_HTTPD is the httpd binary measured (default ./build/httpd).
+# BENCH_HTTPD is the httpd binary measured (default ./build/httpd), and
+# BENCH_HTTPD_ARGS more of its flags (for example "-L sendfile").
 #
 # BENCH_ROWS=small measures the 13 B and 4 KiB rows alone (requests/s, p99,
 # CPU per request): on a shared machine the p99 moves most between runs,
@@ -63,6 +64,7 @@ h2o=$(command -v h2o || echo /usr/bin/h2o)
 # The httpd binary measured (BENCH_HTTPD, default ./build/httpd): another
 # build, kept aside, can be measured against the same servers.
 httpd_bin=${BENCH_HTTPD:-./build/httpd}
+httpd_args=${BENCH_HTTPD_ARGS:-}
 # The goals, as least ratios: h2o's requests/s (1.0x), its CPU per request
 # (0.75x, so h2o / httpd >= 1/0.75), nginx's MB/s and CPU per MB (1.0x).
 goal_rps=1.000
@@ -114,7 +116,8 @@ EOF
 # threads (workers) each; sets hpid, npid (nginx's master) and opid, and
 # hsrv / nsrv / osrv, the processes that serve (nginx's workers).
 start_servers() {
-    "$httpd_bin" -q -p "$hport" -r "$root" -k "$(($1 * 1000))" -t "$2" &
+    # shellcheck disable=SC2086
+    "$httpd_bin" -q -p "$hport" -r "$root" -k "$(($1 * 1000))" -t "$2" $httpd_args &
     hpid=$!
     sed -e "s|@ROOT@|$root|" -e "s|@PORT@|$nport|" -e "s|@PREFIX@|$work/nginx|g" \
         -e "s|@IDLE_S@|$1|" -e "s|@WORKERS@|$2|" bench/nginx.conf >"$work/nginx/nginx.conf"
