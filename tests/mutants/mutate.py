@@ -905,7 +905,10 @@ class Suites:
                     if bad:
                         why = ", ".join(":".join(b) for b in bad[:3])
                     elif status is None:
-                        limit = max(HANG_S, HANG_X * self.took.get(name, 0))
+                        # The unmutated run has no time to compare with: a
+                        # suite longer than HANG_S is not a hang there.
+                        limit = BUILD_TIMEOUT if baseline else \
+                            max(HANG_S, HANG_X * self.took.get(name, 0))
                         if elapsed <= limit:
                             continue
                         why = f"hung: still running after {limit:.0f} s"
