@@ -35,7 +35,8 @@
 # goal, met, unit; goal is the least ratio that meets it, or -).
 #
 # BENCH_HTTPD is the httpd binary measured (default ./build/httpd), on
-# both engines.
+# both engines, and BENCH_HTTPD_ARGS more of its flags (for example
+# "-L sendfile").
 # BENCH_PORT (default 18480) is the first of the four loopback ports the
 # servers listen on, so that two runs can share a machine.
 #
@@ -75,6 +76,7 @@ h2o=$(command -v h2o || echo /usr/bin/h2o)
 # The httpd binary measured (BENCH_HTTPD, default ./build/httpd): another
 # build, kept aside, can be measured against the same servers.
 httpd_bin=${BENCH_HTTPD:-./build/httpd}
+httpd_args=${BENCH_HTTPD_ARGS:-}
 # The goals, as least ratios: h2o's requests/s (1.0x), its CPU per request
 # (0.75x, so h2o / httpd >= 1/0.75), nginx's MB/s and CPU per MB (1.0x).
 goal_rps=1.000
@@ -129,9 +131,11 @@ EOF
 # hpid, npid (nginx's master), opid and epid, and hsrv / nsrv / osrv /
 # esrv, the processes that serve (nginx's workers).
 start_servers() {
-    "$httpd_bin" -q -e uring -p "$hport" -r "$root" -k "$(($1 * 1000))" -t "$2" &
+    # shellcheck disable=SC2086
+    "$httpd_bin" -q -e uring -p "$hport" -r "$root" -k "$(($1 * 1000))" -t "$2" $httpd_args &
     hpid=$!
-    "$httpd_bin" -q -e epoll -p "$eport" -r "$root" -k "$(($1 * 1000))" -t "$2" &
+    # shellcheck disable=SC2086
+    "$httpd_bin" -q -e epoll -p "$eport" -r "$root" -k "$(($1 * 1000))" -t "$2" $httpd_args &
     epid=$!
     sed -e "s|@ROOT@|$root|" -e "s|@PORT@|$nport|" -e "s|@PREFIX@|$work/nginx|g" \
         -e "s|@IDLE_S@|$1|" -e "s|@WORKERS@|$2|" bench/nginx.conf >"$work/nginx/nginx.conf"

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -993,7 +994,7 @@ static int read_head(client *c, long long *length)
 
 /*
  * A file of 3 MiB and 17 bytes, twice on one connection (and once by
- * HEAD), by each way of sending a large body (_i: copy, splice):
+ * HEAD), by each way of sending a large body (_i: copy, splice, sendfile):
  * every byte is right, and the connection goes on after it.
  */
 START_TEST(httpd_large_file_complete)
@@ -1115,10 +1116,65 @@ START_TEST(httpd_large_file_drain)
 END_TEST
 
 /*
+ * A large file truncated to nothing while it is on its way, by each way
+ * of sending a large body (_i: copy, splice, sendfile): the response
+ * cannot be what its head promised, so the connection ends short of its
+ * Content-Length (the client sees its end within 20 s, a bound against a
+ * server that spins or hangs, not a measurement), and the server serves
+ * the next client and exits 0.
+ */
+START_TEST(httpd_large_file_shrinks_mid_send)
+{
+    /* Sparse: far more than the socket buffers and a pipe hold, written
+       at no cost; the client reads at full speed, so that what was in
+       flight when the file shrank comes at once. */
+    enum { LEN = 64 << 20 };
+    server s = { .body = _i + 1 };
+    char p[256];
+    client *c;
+    response r;
+    long long len, got;
+    int fd;
+
+    server_start_opts(&s, 10000, 5000, 5000, 10000);
+    snprintf(p, sizeof(p), "%s/shrink.bin", s.t.root);
+    fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(ftruncate(fd, LEN), 0);
+    close(fd);
+    c = client_new(s.port);
+    say(c, "GET /shrink.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+    ck_assert_int_eq(read_head(c, &len), 200);
+    ck_assert_int_eq(len, LEN);
+    ck_assert_int_eq(truncate(p, 0), 0);
+    got = (long long)c->len;
+    c->len = 0;
+    for (;;) {
+        struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+        ssize_t n;
+
+        ck_assert_msg(poll(&pfd, 1, 20000) == 1, "the response neither ended nor went on");
+        n = recv(c->fd, c->buf, sizeof(c->buf), 0);
+        if (n <= 0)
+            break;
+        got += n;
+    }
+    ck_assert_int_lt(got, LEN);
+    client_free(c);
+    c = client_new(s.port);
+    ck_assert_int_eq(get(c, "/hello.txt", &r), 0);
+    ck_assert_mem_eq(r.body, HELLO, 13);
+    client_free(c);
+    unlink(p);
+    ck_assert_int_eq(server_stop(&s), 0);
+}
+END_TEST
+
+/*
  * Makes c a client that stops reading while its connection is being
- * served: _i 0 and 1 ask for an 8 MiB file (sent by splice, by copy) and
- * read its first bytes; _i 2 reads one response, then pipelines small
- * GETs without reading until the server stops taking them.
+ * served: how 0 and 1 ask for an 8 MiB file and read its first bytes;
+ * how 2 reads one response, then pipelines small GETs without reading
+ * until the server stops taking them.
  */
 static void stop_reading(client *c, int how)
 {
@@ -1157,16 +1213,18 @@ static void stop_reading(client *c, int how)
 
 /*
  * MAX_CONNS clients that stop reading (a large file by splice, by copy,
- * pipelined small GETs): each is closed at the send deadline (300 ms of no
- * progress; the lingering close is set to an hour, so only a close at the
- * deadline frees anything), its file, pipe and slot come back, and a
+ * pipelined small GETs, a large file by sendfile): each is closed at the
+ * send deadline (300 ms of no progress; the lingering close is set to an
+ * hour, so only a close at the deadline frees anything), its file, pipe and slot come back, and a
  * client waiting in the backlog is served.
  */
 START_TEST(httpd_slow_readers_cut_at_send_deadline)
 {
     enum { N = 5 };
-    server s = { .body = _i == 1 ? HTTP_BODY_COPY + 1 : 0, .send_ms = 300,
-                 .linger_ms = 3600 * 1000 };
+    server s = { .body = _i == 1   ? HTTP_BODY_COPY + 1
+                         : _i == 3 ? HTTP_BODY_SENDFILE + 1
+                                   : HTTP_BODY_SPLICE + 1,
+                 .send_ms = 300, .linger_ms = 3600 * 1000 };
     client *c[N], *fresh;
     response r;
     int before;
@@ -1175,7 +1233,7 @@ START_TEST(httpd_slow_readers_cut_at_send_deadline)
     before = fds_of(&s);
     for (int i = 0; i < N; i++) {
         c[i] = client_new(s.port);
-        stop_reading(c[i], _i);
+        stop_reading(c[i], _i == 3 ? 0 : _i);
     }
     /* It waits in the backlog until a stalled connection is cut. */
     fresh = client_new(s.port);
@@ -1811,6 +1869,103 @@ START_TEST(httpd_conn_cancel_points)
 }
 END_TEST
 
+/* Whether the first page of blk is resident. */
+static bool page_resident(const char *blk)
+{
+    unsigned char v = 0;
+
+    ck_assert_int_eq(mincore((void *)blk, 4096, &v), 0);
+    return v & 1;
+}
+
+/* Runs rt until the peer fd has something to read (a bound, not a measurement). */
+static void run_until_readable(pd_runtime *rt, int fd)
+{
+    for (int i = 0; i < 10000; i++) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+
+        if (poll(&p, 1, 0) == 1)
+            return;
+        ck_assert_int_ge(pd_run_once(rt, 0), 0);
+        usleep(100);
+    }
+    ck_abort_msg("no response");
+}
+
+/*
+ * A keep-alive connection waits for its next request on the thread's
+ * hot list, with no timer of its own; the sweep at HTTP_HOT_MS after its
+ * response gives its block's pages back and moves it to the cold list,
+ * and the next request is still served right from that block; the sweep
+ * at its deadline (IDLE_MS after the response) cancels it, and its
+ * teardown ends the connection cleanly (the peer reads its end of
+ * stream). A sweep before either changes nothing.
+ */
+START_TEST(httpd_keepalive_sweep)
+{
+    static const char req[] = "GET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n";
+    pd_runtime *rt;
+    http_srv srv;
+    pd_task *t;
+    http_link *l;
+    char buf[512];
+    int sv[2], rootfd;
+    ssize_t n;
+
+    tree_make(&cf.t);
+    rootfd = open(cf.t.root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    ck_assert_int_ge(rootfd, 0);
+    ck_assert_int_eq(pd_runtime_new(&rt, NULL), 0);
+    http_srv_init(&srv, rootfd, 10000, 5000, 60000, 1000, 10);
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    srv.live++;
+    t = http_conn_spawn(rt, sv[0], &srv);
+    ck_assert_ptr_nonnull(t);
+    for (int round = 0; round < 2; round++) {
+        pd_test_write(sv[1], req, sizeof(req) - 1);
+        run_until_readable(rt, sv[1]);
+        n = read(sv[1], buf, sizeof(buf) - 1);
+        ck_assert_int_gt(n, 0);
+        buf[n] = '\0';
+        ck_assert_ptr_nonnull(strstr(buf, "200 OK"));
+        ck_assert_ptr_nonnull(strstr(buf, HELLO));
+        for (int i = 0; i < 1000 && srv.hot.head == NULL; i++)
+            ck_assert_int_ge(pd_run_once(rt, 0), 0);
+        l = srv.hot.head;
+        ck_assert_ptr_nonnull(l);
+        ck_assert_ptr_null(l->knext);
+        ck_assert_ptr_null(srv.cold.head);
+        ck_assert(l->idle);
+        ck_assert(page_resident(l->blk));
+        /* Not yet hot for HTTP_HOT_MS: nothing changes. */
+        ck_assert_int_eq(http_srv_sweep(&srv, l->deadline - srv.idle_ms + HTTP_HOT_MS - 1), 0);
+        ck_assert_ptr_eq(srv.hot.head, l);
+        ck_assert(page_resident(l->blk));
+        /* Past it: the pages go, the connection stays. */
+        ck_assert_int_eq(http_srv_sweep(&srv, l->deadline - srv.idle_ms + HTTP_HOT_MS), 0);
+        ck_assert_ptr_null(srv.hot.head);
+        ck_assert_ptr_eq(srv.cold.head, l);
+        ck_assert(!page_resident(l->blk));
+        ck_assert_int_eq(http_srv_sweep(&srv, l->deadline - 1), 0);
+        ck_assert_ptr_eq(srv.cold.head, l);
+    }
+    /* At the deadline: cancelled, closed cleanly. */
+    ck_assert_int_eq(http_srv_sweep(&srv, l->deadline), 1);
+    ck_assert_ptr_null(srv.cold.head);
+    ck_assert_int_eq(pd_task_wait(t), 0); /* its lingering close: at most 1 s */
+    ck_assert_int_eq(pd_task_state(t), PD_TASK_CANCELLED);
+    ck_assert_int_eq(read(sv[1], buf, sizeof(buf)), 0);
+    ck_assert_int_eq(srv.live, 0);
+    ck_assert_ptr_null(srv.conns);
+    pd_task_release(t);
+    close(sv[1]);
+    pd_runtime_free(rt);
+    http_srv_fini(&srv);
+    close(rootfd);
+    tree_remove(&cf.t);
+}
+END_TEST
+
 Suite *pd_suite_httpd(void)
 {
     Suite *s = suite_create("httpd");
@@ -1835,10 +1990,11 @@ Suite *pd_suite_httpd(void)
     tcase_add_test(srv, httpd_dot_after_a_file_404);
     tcase_add_test(srv, httpd_host_exactly_one);
     tcase_add_test(srv, httpd_head_of_8k_served);
-    tcase_add_loop_test(srv, httpd_large_file_complete, 0, 2);
-    tcase_add_loop_test(srv, httpd_large_file_client_leaves, 0, 2);
-    tcase_add_loop_test(srv, httpd_large_file_drain, 0, 2);
-    tcase_add_loop_test(srv, httpd_slow_readers_cut_at_send_deadline, 0, 3);
+    tcase_add_loop_test(srv, httpd_large_file_complete, 0, 3);
+    tcase_add_loop_test(srv, httpd_large_file_client_leaves, 0, 3);
+    tcase_add_loop_test(srv, httpd_large_file_drain, 0, 3);
+    tcase_add_loop_test(srv, httpd_large_file_shrinks_mid_send, 0, 3);
+    tcase_add_loop_test(srv, httpd_slow_readers_cut_at_send_deadline, 0, 4);
     tcase_add_test(srv, httpd_never_leaves_root);
     tcase_add_loop_test(srv, httpd_cache_follows_changes, 0, 2);
     tcase_add_test(srv, httpd_cache_evicts_least_recent);
@@ -1862,6 +2018,7 @@ Suite *pd_suite_httpd(void)
     }
     tcase_set_timeout(fut, 60);
     tcase_add_test(fut, httpd_conn_cancel_points);
+    tcase_add_test(fut, httpd_keepalive_sweep);
     suite_add_tcase(s, proto);
     suite_add_tcase(s, srv);
     suite_add_tcase(s, fut);

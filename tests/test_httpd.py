@@ -107,6 +107,27 @@ class HttpdCommandLine(unittest.TestCase):
         c.close()
         self.assertEqual(self.stop(p, signal.SIGTERM)[0], 0)
 
+    def test_each_large_body_mode_serves_every_byte(self):
+        """-L copy, splice and sendfile each serve a file of 1 MiB + 3
+        bytes, twice on one connection, every byte right."""
+        data = bytes((i * 7 + i // 251) & 0xff for i in range((1 << 20) + 3))
+        path = os.path.join(self.dir, "large.bin")
+        with open(path, "wb") as f:
+            f.write(data)
+        try:
+            for mode in ("copy", "splice", "sendfile"):
+                p, m = self.start("-L", mode)
+                self.assertIsNotNone(p, m)
+                c = http.client.HTTPConnection("127.0.0.1", int(m.group(2)), timeout=20)
+                for _ in range(2):
+                    c.request("GET", "/large.bin")
+                    r = c.getresponse()
+                    self.assertEqual((r.status, r.read()), (200, data), mode)
+                c.close()
+                self.assertEqual(self.stop(p, signal.SIGTERM)[0], 0, mode)
+        finally:
+            os.unlink(path)
+
     def test_quiet_prints_nothing(self):
         p = subprocess.Popen([HTTPD, "-q", "-p", "0", "-r", self.dir],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -347,6 +347,7 @@ void http_srv_unlink(http_srv *srv, http_link *l)
 {
     if (l->task == NULL)
         return;
+    http_srv_ka_del(srv, l);
     if (l->prev)
         l->prev->next = l->next;
     else
@@ -364,6 +365,86 @@ void http_srv_close_idle(http_srv *srv)
     for (http_link *l = srv->conns; l != NULL; l = l->next)
         if (l->idle)
             pd_task_cancel(l->task);
+}
+
+void http_srv_ka_add(http_srv *srv, http_link *l, char *blk, long long deadline)
+{
+    http_klist *k = &srv->hot;
+
+    l->kl = HTTP_KL_HOT;
+    l->blk = blk;
+    l->deadline = deadline;
+    l->knext = NULL;
+    l->kprev = k->tail;
+    if (k->tail)
+        k->tail->knext = l;
+    else
+        k->head = l;
+    k->tail = l;
+}
+
+void http_srv_ka_del(http_srv *srv, http_link *l)
+{
+    http_klist *k;
+
+    if (l->kl == HTTP_KL_NONE)
+        return;
+    k = l->kl == HTTP_KL_HOT ? &srv->hot : &srv->cold;
+    if (l->kprev)
+        l->kprev->knext = l->knext;
+    else
+        k->head = l->knext;
+    if (l->knext)
+        l->knext->kprev = l->kprev;
+    else
+        k->tail = l->kprev;
+    l->kprev = l->knext = NULL;
+    l->kl = HTTP_KL_NONE;
+}
+
+/* Appends l, off every list, to the cold list. */
+static void ka_cold(http_srv *srv, http_link *l)
+{
+    l->kl = HTTP_KL_COLD;
+    l->knext = NULL;
+    l->kprev = srv->cold.tail;
+    if (srv->cold.tail)
+        srv->cold.tail->knext = l;
+    else
+        srv->cold.head = l;
+    srv->cold.tail = l;
+}
+
+int http_srv_sweep(http_srv *srv, long long now)
+{
+    int n = 0;
+    http_link *l;
+
+    /* pd_task_cancel only marks and queues the task: its drop code, which
+       unlinks it, runs later. Each list is in deadline order, and the hot
+       period ends a fixed time before the deadline, so both walks stop at
+       the first connection that has time left. */
+    while ((l = srv->hot.head) != NULL &&
+           (now >= l->deadline || now >= l->deadline - srv->idle_ms + HTTP_HOT_MS)) {
+        http_srv_ka_del(srv, l);
+        if (now >= l->deadline) {
+            pd_task_cancel(l->task);
+            srv->swept_idle++;
+            n++;
+            continue;
+        }
+        /* Nothing unread is in the block while it waits: its pages may go. */
+        madvise(l->blk, HTTP_BLOCK, MADV_DONTNEED);
+        srv->swept_cold++;
+        ka_cold(srv, l);
+    }
+    while ((l = srv->cold.head) != NULL && now >= l->deadline) {
+        http_srv_ka_del(srv, l);
+        pd_task_cancel(l->task);
+        srv->swept_idle++;
+        n++;
+    }
+    return n;
 }
 
 /* --- parsing --- */

@@ -33,11 +33,18 @@
 #define HTTP_BLOCK (HTTP_IN_CAP + HTTP_OUT_CAP)
 /*
  * How a body larger than the output buffer goes out (-L): read into the
- * buffer and sent, or spliced from the file into a pipe of the
- * connection's own and from the pipe into the socket (bodies of
- * HTTP_SPLICE_MIN bytes or more, through a pipe of HTTP_PIPE_SIZE).
+ * buffer and sent; spliced from the file into a pipe of the connection's
+ * own and from the pipe into the socket (bodies of HTTP_SPLICE_MIN bytes
+ * or more, through a pipe of HTTP_PIPE_SIZE); or sent by sendfile(2) from
+ * the connection's own thread, as much as the socket takes at a time, a
+ * full socket waiting in the ring (bodies of HTTP_SPLICE_MIN or more).
  */
-enum { HTTP_BODY_COPY = 0, HTTP_BODY_SPLICE = 1 };
+enum { HTTP_BODY_COPY = 0, HTTP_BODY_SPLICE = 1, HTTP_BODY_SENDFILE = 2 };
+/*
+ * The most one sendfile(2) is asked to send: a socket takes far less at a
+ * time (its send buffer), so this only bounds one call's work.
+ */
+#define HTTP_SENDFILE_MAX (16u * 1024u * 1024u)
 #define HTTP_SPLICE_MIN (64u * 1024u)
 #define HTTP_PIPE_SIZE (1024u * 1024u)
 
@@ -54,6 +61,13 @@ void http_pipe_close(int *r, int *w);
 #define HTTP_BODY_MAX (64u * 1024u)
 /* How long a keep-alive connection keeps its block after a response. */
 #define HTTP_HOT_MS 1000
+/*
+ * How often each thread's sweeper (http_sweep) looks at its keep-alive
+ * connections: one waiting for its next request is closed at most this
+ * long after its IDLE_MS, and its block's pages are given back at most
+ * this long after HTTP_HOT_MS.
+ */
+#define HTTP_SWEEP_MS 100
 /*
  * Accept loops per thread on the same listener: a single-shot accept takes
  * one connection per turn of the runtime, and a turn under load serves
@@ -178,7 +192,30 @@ typedef struct http_link {
     struct http_link *prev, *next;
     pd_task *task;
     bool idle;               /* waiting for a request: the drain closes it at once */
+    uint8_t kl;              /* the keep-alive list it is on: HTTP_KL_* */
+    struct http_link *kprev, *knext;
+    char *blk;               /* its block, on a keep-alive list */
+    long long deadline;      /* its idle deadline, on a keep-alive list */
 } http_link;
+
+/*
+ * The keep-alive lists of a thread. A connection that has answered a
+ * request waits for the next one with a receive into its block and no
+ * timer (http_conn's recv_ka); it is on the hot list, then, once
+ * HTTP_HOT_MS have passed since its response, on the cold list, its
+ * block's pages given back to the kernel (MADV_DONTNEED: a receive that
+ * completes later faults in fresh zeroed pages; the block holds no
+ * unread input while it waits). At its deadline (IDLE_MS after the
+ * response) the sweeper cancels it: its teardown is a lingering close.
+ * Every connection enters the hot list with a deadline of now + IDLE_MS,
+ * now never decreasing, so each list is in deadline order and the
+ * sweeper looks only at what expired.
+ */
+enum { HTTP_KL_NONE = 0, HTTP_KL_HOT = 1, HTTP_KL_COLD = 2 };
+
+typedef struct http_klist {
+    http_link *head, *tail;
+} http_klist;
 
 struct http_srv;
 
@@ -208,6 +245,9 @@ typedef struct http_srv {
     int npeers;              /* thread's begins (the first thread reads the signals) */
     int signo;               /* the signal that began the drain, if one did */
     http_link *conns;        /* every live connection, for the drain */
+    http_klist hot, cold;    /* connections waiting between requests, by deadline */
+    pd_task *sweep_task;     /* the sweeper, cancelled when the drain begins */
+    uint64_t swept_idle, swept_cold; /* closed at IDLE_MS; blocks given back */
     http_pool pool;
     http_cache cache;
     uint64_t responses;      /* responses sent completely */
@@ -237,6 +277,22 @@ void http_srv_unlink(http_srv *srv, http_link *l);
 
 /* Cancels every idle connection of srv: the first step of a drain. */
 void http_srv_close_idle(http_srv *srv);
+
+/*
+ * Puts l, whose connection now waits for its next request in blk until
+ * deadline, at the tail of srv's hot list. deadline must be at least that
+ * of every connection on the lists (now + IDLE_MS does).
+ */
+void http_srv_ka_add(http_srv *srv, http_link *l, char *blk, long long deadline);
+/* Takes l off the keep-alive list it is on, if any. */
+void http_srv_ka_del(http_srv *srv, http_link *l);
+/*
+ * The sweep at now: every connection past its deadline is taken off its
+ * list and cancelled; every one on the hot list past its HTTP_HOT_MS has
+ * its block's pages given back and moves to the cold list. Returns the
+ * connections cancelled.
+ */
+int http_srv_sweep(http_srv *srv, long long now);
 
 /* What the parser callbacks learn about the request being read. */
 typedef struct http_req {

@@ -3,7 +3,7 @@
  *
  *   build/httpd [-p PORT] [-a ADDR] [-r ROOT] [-t THREADS] [-d DRAIN_MS]
  *               [-H HEADER_MS] [-k IDLE_MS] [-S SEND_MS] [-m MAX_CONNS]
- *               [-L copy|splice] [-C ENTRIES] [-V VALID_MS] [-e ENGINE] [-q]
+ *               [-L copy|splice|sendfile] [-C ENTRIES] [-V VALID_MS] [-e ENGINE] [-q]
  *
  * The command line; the server is server.c, the protocol http.c, the I/O
  * the specs http_accept, http_conn and http_drain. Exits 0 after a drain
@@ -18,14 +18,14 @@
 #include "http.h"
 #include "server.h"
 
-static const char *const body_modes[] = { "copy", "splice" };
+static const char *const body_modes[] = { "copy", "splice", "sendfile" };
 
 static void usage(FILE *f)
 {
     fprintf(f,
             "usage: httpd [-p PORT] [-a ADDR] [-r ROOT] [-t THREADS] [-d DRAIN_MS]\n"
             "             [-H HEADER_MS] [-k IDLE_MS] [-S SEND_MS] [-m MAX_CONNS]\n"
-            "             [-L copy|splice] [-C ENTRIES] [-V VALID_MS] [-e ENGINE] [-q]\n"
+            "             [-L copy|splice|sendfile] [-C ENTRIES] [-V VALID_MS] [-e ENGINE] [-q]\n"
             "  -p PORT       TCP port (default 8080; 0 picks a free one)\n"
             "  -a ADDR       IPv4 or IPv6 address to bind (default 127.0.0.1)\n"
             "  -r ROOT       directory served (default .)\n"
@@ -38,7 +38,8 @@ static void usage(FILE *f)
             "                of the file; then the connection is closed (default 60000)\n"
             "  -m MAX_CONNS  connections served at once (default 10000)\n"
             "  -L MODE       bodies of 64 KiB or more: copy (read into the 8 KiB buffer\n"
-            "                and send) or splice (file to pipe to socket); default %s\n"
+            "                and send), splice (file to pipe to socket, through the\n"
+            "                ring) or sendfile (by the thread); default %s\n"
             "  -C ENTRIES    files of up to %u bytes kept in each thread's cache\n"
             "                (default %d; 0: no cache)\n"
             "  -V VALID_MS   a cached file answers for this long after it was opened;\n"
@@ -81,11 +82,11 @@ int main(int argc, char **argv)
         case 'q': o.quiet = 1; break;
         case 'L':
             o.body = -1;
-            for (int i = 0; i < 2; i++)
+            for (int i = 0; i < (int)(sizeof(body_modes) / sizeof(body_modes[0])); i++)
                 if (strcmp(optarg, body_modes[i]) == 0)
                     o.body = i;
             if (o.body < 0) {
-                fprintf(stderr, "httpd: bad value '%s' for -L (copy or splice)\n", optarg);
+                fprintf(stderr, "httpd: bad value '%s' for -L (copy, splice or sendfile)\n", optarg);
                 return 2;
             }
             break;

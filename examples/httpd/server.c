@@ -29,6 +29,7 @@
 #include "http.h"
 #include "http_accept.h"
 #include "http_drain.h"
+#include "http_sweep.h"
 
 /* The accept loop's pause while the thread is full or out of descriptors. */
 #define PAUSE_MS 20
@@ -80,7 +81,7 @@ static void *worker_main(void *arg)
 {
     worker *w = arg;
     pd_runtime *rt;
-    pd_task *acc[HTTP_ACCEPTORS] = { NULL }, *dr = NULL;
+    pd_task *acc[HTTP_ACCEPTORS] = { NULL }, *dr = NULL, *sw = NULL;
     const pd_config cfg = { .engine = (pd_engine)w->engine };
     int ret = pd_runtime_new(&rt, &cfg), fail = 0;
 
@@ -98,6 +99,7 @@ static void *worker_main(void *arg)
     }
     for (int i = 0; i < HTTP_ACCEPTORS; i++)
         fail |= (acc[i] = http_accept_spawn(rt, w->lfd, &w->srv, PAUSE_MS)) == NULL;
+    fail |= (sw = http_sweep_spawn(rt, &w->srv)) == NULL;
     /* The other threads' drains are handed over by the first thread's. */
     if (w->idx == 0)
         fail |= (dr = http_drain_spawn(rt, w->sigfd, &w->srv, w->drain_ms)) == NULL;
@@ -110,6 +112,8 @@ static void *worker_main(void *arg)
                 pd_task_release(acc[i]);
         if (dr)
             pd_task_release(dr);
+        if (sw)
+            pd_task_release(sw);
         if (w->idx > 0)
             wait_handed(w->sh);
         pd_runtime_free(rt);
@@ -130,6 +134,7 @@ static void *worker_main(void *arg)
     }
     if (dr != NULL)
         pd_task_release(dr);
+    pd_task_release(sw);
     pd_runtime_stats(rt, &w->st);
     if (ret < 0)
         kill(getpid(), SIGTERM);

@@ -450,8 +450,8 @@ MUTANTS = [
          run="c"),
     dict(name="httpd-send-blocks",
          file="examples/httpd/http_conn.yaml",
-         old="      flags: MSG_DONTWAIT\n",
-         new="",
+         old="      flags: \"MSG_DONTWAIT | MSG_NOSIGNAL | (self->sf ? MSG_MORE : 0)\"\n",
+         new="      flags: \"MSG_NOSIGNAL | (self->sf ? MSG_MORE : 0)\"\n",
          inv="httpd: a send to a peer that stopped reading waits in the ring with no "
              "deadline: MAX_CONNS such peers lock the server out",
          run="c"),
@@ -491,7 +491,7 @@ MUTANTS = [
          run="c"),
     dict(name="httpd-blank-lines-renew-deadline",
          file="examples/httpd/http_conn.yaml",
-         old="      if (!in_msg && (self->ctx.req.in_msg || self->ctx.req.complete))\n",
+         old="      if (!in_msg && self->ctx.req.in_msg && !self->ctx.req.complete)\n",
          new="      if (!in_msg)\n",
          inv="httpd: empty lines renew the head deadline: a peer sending them holds "
              "its connection for good",
@@ -799,6 +799,36 @@ MUTANTS = [
          inv="a turn polls exactly the tasks queued: the last queued task's "
              "next is stale until the walk ends the queue",
          run="san"),
+    # --- issue 22: httpd's keep-alive sweeper and sendfile ---
+    dict(name="httpd-sweep-keeps-pages",
+         file="examples/httpd/http.c",
+         old="        madvise(l->blk, HTTP_BLOCK, MADV_DONTNEED);\n",
+         new="",
+         inv="httpd: a keep-alive connection quiet for HTTP_HOT_MS keeps its block's "
+             "pages: idle memory grows with every connection that made a request",
+         run="plain"),
+    dict(name="httpd-sweep-idle-late",
+         file="examples/httpd/http.c",
+         old="    while ((l = srv->cold.head) != NULL && now >= l->deadline) {\n",
+         new="    while ((l = srv->cold.head) != NULL && now > l->deadline + HTTP_SWEEP_MS) {\n",
+         inv="httpd: a keep-alive connection waiting between requests outlives its "
+             "IDLE_MS deadline",
+         run="plain"),
+    dict(name="httpd-ka-stays-listed",
+         file="examples/httpd/http_conn.yaml",
+         old="      http_srv_ka_del(self->srv, &self->link);\n      self->link.idle = false;\n",
+         new="      self->link.idle = false;\n",
+         inv="httpd: a connection that got its next request stays on the keep-alive "
+             "lists: the sweeper cancels it mid-request, or the lists are corrupted "
+             "when it waits again",
+         run="plain"),
+    dict(name="httpd-sendfile-ignores-eof",
+         file="examples/httpd/http_conn.yaml",
+         old="        if (res <= 0)\n            RETURN(res < 0 ? -errno : -EIO);\n",
+         new="        if (res < 0)\n            RETURN(-errno);\n",
+         inv="httpd: a file that shrank under sendfile makes the connection spin on "
+             "a sendfile that sends nothing instead of ending it",
+         run="plain"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
@@ -995,7 +1025,10 @@ class Suites:
                     if bad:
                         why = ", ".join(":".join(b) for b in bad[:3])
                     elif status is None:
-                        limit = max(HANG_S, HANG_X * self.took.get(name, 0))
+                        # The unmutated run has no time to compare with: a
+                        # suite longer than HANG_S is not a hang there.
+                        limit = BUILD_TIMEOUT if baseline else \
+                            max(HANG_S, HANG_X * self.took.get(name, 0))
                         if elapsed <= limit:
                             continue
                         why = f"hung: still running after {limit:.0f} s"
