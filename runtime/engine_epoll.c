@@ -189,6 +189,8 @@ static int pd__ep_fd_op(unsigned op)
     case IORING_OP_SPLICE:
     case IORING_OP_CLOSE:
     case IORING_OP_SOCKET:
+    case PD__EP_OP_BIND:
+    case PD__EP_OP_LISTEN:
         return 1;
     default:
         return 0;

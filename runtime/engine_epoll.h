@@ -19,6 +19,13 @@
 
 #include "engine.h"
 
+/*
+ * IORING_OP_BIND and IORING_OP_LISTEN (Linux 6.11), which liburing 2.3 does
+ * not name: made at once with bind(2) and listen(2), which do not wait.
+ */
+#define PD__EP_OP_BIND 56u
+#define PD__EP_OP_LISTEN 57u
+
 /* Workers started with every engine: file ops run on them. */
 #define PD__EP_WORKERS 4u
 /* Records preallocated at init (at least), and the size of each growth. */

@@ -811,6 +811,22 @@ int pd__ep_attempt(pd__engine *e, pd__ep_op *r, int32_t *res, uint32_t *cflags)
         if (*res < 0)
             *res = -errno;
         return PD__EP_DONE;
+    case PD__EP_OP_BIND:
+        /* The kernel's prep refuses what its bind does not read. */
+        if (s->len != 0 || s->rw_flags != 0 || s->file_index != 0) {
+            *res = -EINVAL;
+            return PD__EP_DONE;
+        }
+        *res = bind(s->fd, (const struct sockaddr *)(uintptr_t)s->addr,
+                    (socklen_t)s->off) < 0 ? -errno : 0;
+        return PD__EP_DONE;
+    case PD__EP_OP_LISTEN:
+        if (s->addr != 0 || s->off != 0 || s->rw_flags != 0 || s->file_index != 0) {
+            *res = -EINVAL;
+            return PD__EP_DONE;
+        }
+        *res = listen(s->fd, (int)s->len) < 0 ? -errno : 0;
+        return PD__EP_DONE;
     default:
         *res = -EOPNOTSUPP;
         return PD__EP_DONE;

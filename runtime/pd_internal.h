@@ -97,6 +97,8 @@ struct pd_runtime {
     uint8_t deadline_armed;  /* a shutdown deadline is pending (deadline_ns) */
     uint8_t forcing;         /* the deadline passed: every task is forced */
     uint8_t has_ftruncate;   /* the kernel has IORING_OP_FTRUNCATE */
+    uint8_t has_bind;        /* the kernel has IORING_OP_BIND */
+    uint8_t has_listen;      /* the kernel has IORING_OP_LISTEN */
     int64_t deadline_ns;     /* CLOCK_MONOTONIC time of the shutdown deadline */
     uint8_t remote_pending;  /* a wake arrived: look at the inbox and requests */
     uint8_t wake_armed;      /* the read of wake_fd is in flight */
@@ -761,6 +763,41 @@ static inline int pd__prep_ftruncate(pd_cx *cx, pd__op *op, int fd,
     }
     PD__PREP(cx, op, 0, io_uring_prep_rw(PD__IORING_OP_FTRUNCATE, pd__s, fd, NULL,
                                          0, (uint64_t)len));
+}
+
+/*
+ * IORING_OP_BIND and IORING_OP_LISTEN (Linux 6.11) are opcodes 56 and 57 of
+ * the kernel's ABI; liburing 2.3 names neither. The SQE is the one
+ * liburing 2.6's io_uring_prep_bind and io_uring_prep_listen make: bind's
+ * address in addr and its length in off (addr2), listen's backlog in len.
+ * Where the probe found the kernel without one, the op is the syscall,
+ * made here at once (neither waits), and completes with its result
+ * without reaching the kernel: the future sees the same result either way.
+ */
+#define PD__IORING_OP_BIND 56
+#define PD__IORING_OP_LISTEN 57
+
+/* addr is copied by the kernel when the request is submitted: it lives in the future. */
+static inline int pd__prep_bind(pd_cx *cx, pd__op *op, int fd, const void *addr,
+                                unsigned addrlen)
+{
+    if (PD__UNLIKELY(!cx->rt->has_bind)) {
+        pd__op_fail(cx, op, bind(fd, (const struct sockaddr *)addr,
+                                 (socklen_t)addrlen) < 0 ? -errno : 0, 0);
+        return 1;
+    }
+    PD__PREP(cx, op, 0, io_uring_prep_rw(PD__IORING_OP_BIND, pd__s, fd, addr, 0,
+                                         (uint64_t)addrlen));
+}
+
+static inline int pd__prep_listen(pd_cx *cx, pd__op *op, int fd, int backlog)
+{
+    if (PD__UNLIKELY(!cx->rt->has_listen)) {
+        pd__op_fail(cx, op, listen(fd, backlog) < 0 ? -errno : 0, 0);
+        return 1;
+    }
+    PD__PREP(cx, op, 0, io_uring_prep_rw(PD__IORING_OP_LISTEN, pd__s, fd, NULL,
+                                         (unsigned)backlog, 0));
 }
 
 /* The helpers of extended slots and of child futures. */

@@ -175,6 +175,8 @@ int pd_runtime_new(pd_runtime **out, const pd_config *cfg)
         rt->cancel_flags = IOSQE_CQE_SKIP_SUCCESS;
     rt->owner = pthread_self();
     rt->has_ftruncate = pd__eng_has_op(rt, PD__IORING_OP_FTRUNCATE);
+    rt->has_bind = pd__eng_has_op(rt, PD__IORING_OP_BIND);
+    rt->has_listen = pd__eng_has_op(rt, PD__IORING_OP_LISTEN);
     *out = rt;
     return 0;
 }

@@ -278,7 +278,7 @@ END_TEST
 
 /*
  * Every op of the spec language (gen/ops.py) runs on the epoll engine:
- * its probe says so (the runtime's ftruncate check included), and an op
+ * its probe says so (the runtime's ftruncate, bind and listen checks included), and an op
  * outside the language is refused, as it completes with -EOPNOTSUPP.
  */
 START_TEST(every_op_of_the_language_runs_on_epoll)
@@ -290,6 +290,7 @@ START_TEST(every_op_of_the_language_runs_on_epoll)
         IORING_OP_MKDIRAT, IORING_OP_STATX, IORING_OP_SPLICE, IORING_OP_POLL_ADD,
         IORING_OP_SOCKET, IORING_OP_ACCEPT, IORING_OP_CONNECT, IORING_OP_RECV, IORING_OP_SEND,
         IORING_OP_SEND_ZC, IORING_OP_RECVMSG, IORING_OP_SENDMSG, IORING_OP_SHUTDOWN,
+        PD__IORING_OP_BIND, PD__IORING_OP_LISTEN,
         /* and what the runtime itself submits */
         IORING_OP_ASYNC_CANCEL, IORING_OP_LINK_TIMEOUT,
     };
@@ -302,6 +303,8 @@ START_TEST(every_op_of_the_language_runs_on_epoll)
         ck_assert_msg(rt->engine_vt->probe_op(rt->engine, ops[i]), "opcode %u", ops[i]);
     ck_assert_int_eq(rt->engine_vt->probe_op(rt->engine, IORING_OP_FALLOCATE), 0);
     ck_assert_int_eq(rt->has_ftruncate, 1);
+    ck_assert_int_eq(rt->has_bind, 1);
+    ck_assert_int_eq(rt->has_listen, 1);
     pd_runtime_free(rt);
 }
 END_TEST

@@ -202,8 +202,8 @@ class Errors(GenTest):
             future: f
             states:
               a: {io: xyzzy, then: RETURN(res);}
-            """, "f.yaml:3:11: error: unknown io op 'xyzzy' (known: accept, close, "
-                 "connect, fsync, ftruncate, mkdirat, nop, openat, openat2, poll_add, read, "
+            """, "f.yaml:3:11: error: unknown io op 'xyzzy' (known: accept, bind, close, "
+                 "connect, fsync, ftruncate, listen, mkdirat, nop, openat, openat2, poll_add, read, "
                  "readv, recv, recvmsg, renameat, send, send_zc, sendmsg, shutdown, socket, "
                  "splice, statx, timeout, unlinkat, write, writev)")
 

@@ -15,6 +15,7 @@
 
 #include "fs_ops.h"
 #include "harness.h"
+#include "listen_ops.h"
 #include "net_ops.h"
 #include "paren_ms.h"
 #include "pipe_ops.h"
@@ -248,6 +249,50 @@ START_TEST(net_ops_cancelled_accept_leaves_the_connection_queued)
 }
 END_TEST
 
+/* --- listen_ops: socket, bind, listen in the spec --- */
+
+/*
+ * The listener the spec made takes a connection and its byte, through the
+ * kernel's ops (_i == 0, where the probe found them: 7 requests reach the
+ * engine) or their syscalls (_i == 1, as on kernels before 6.11: bind and
+ * listen do not reach it, and the spec sees the same results).
+ */
+START_TEST(listen_ops_listens_in_the_spec)
+{
+    struct sockaddr_in addr = { .sin_family = AF_INET };
+    pd_runtime *rt = pd_test_rt();
+    int port = 0, cfd, fds = pd_test_fd_count(), turns = 0;
+    pd_stats before, after;
+    pd_task *t;
+
+    if (_i == 1)
+        rt->has_bind = rt->has_listen = 0;
+    pd_runtime_stats(rt, &before);
+    t = listen_ops_spawn(rt, &port);
+    ck_assert_ptr_nonnull(t);
+    /* Turns without waiting: the accept after the listen would not end. */
+    while (port == 0 && turns++ < 100000)
+        ck_assert_int_ge(pd_run_once(rt, 0), 0);
+    ck_assert_int_gt(port, 0);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons((uint16_t)port);
+    cfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(cfd, 0);
+    ck_assert_int_eq(connect(cfd, (const struct sockaddr *)&addr, sizeof(addr)), 0);
+    pd_test_write(cfd, "L", 1);
+    ck_assert_int_eq(pd_run(rt), 0);
+    ck_assert_int_eq(pd_task_state(t), PD_TASK_DONE);
+    ck_assert_int_eq(*(const int *)pd_task_output(t), 'L');
+    pd_runtime_stats(rt, &after);
+    ck_assert_uint_eq(after.ops_submitted - before.ops_submitted, _i == 1 ? 5 : 7);
+    pd_task_release(t);
+    close(cfd);
+    /* The teardown closed the listener and the connection. */
+    ck_assert_int_eq(pd_test_fd_count(), fds);
+    pd_runtime_free(rt);
+}
+END_TEST
+
 /* --- the harness over the three --- */
 
 struct fs_ctx {
@@ -431,7 +476,58 @@ static void nops_cleanup(void *v)
     close(c->lfd);
 }
 
+struct lops_ctx {
+    int port, cfd;
+};
+
+static void lops_setup(void *v)
+{
+    struct lops_ctx *c = v;
+
+    c->port = 0;
+    c->cfd = -1;
+}
+
+static void lops_init(void *self, void *v)
+{
+    struct lops_ctx *c = v;
+
+    listen_ops_init(self, &c->port);
+}
+
+/* Connects and sends a byte once the spec listens and the harness would block. */
+static void lops_progress(void *v, int when)
+{
+    struct lops_ctx *c = v;
+    struct sockaddr_in a = { .sin_family = AF_INET };
+
+    if (when != PD_HARNESS_WAITING || c->port == 0 || c->cfd >= 0)
+        return;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons((uint16_t)c->port);
+    c->cfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    PD_CHECK(c->cfd >= 0);
+    PD_CHECK(connect(c->cfd, (const struct sockaddr *)&a, sizeof(a)) == 0);
+    PD_CHECK(write(c->cfd, "L", 1) == 1);
+}
+
+static void lops_after(void *v, const void *out)
+{
+    (void)v;
+    if (out)
+        ck_assert_int_eq(*(const int *)out, 'L');
+}
+
+static void lops_cleanup(void *v)
+{
+    struct lops_ctx *c = v;
+
+    if (c->cfd >= 0)
+        close(c->cfd);
+}
+
 static struct fs_ctx fs_c;
+static struct lops_ctx lops_c;
 static struct pops_ctx pops_c;
 static struct nops_ctx nops_c;
 
@@ -446,6 +542,8 @@ static const struct {
                     pops_progress, pops_after, pops_cleanup }, 3 },
     { "net_ops", { "net_ops", &net_ops_vtable, 1, &nops_c, nops_setup, nops_init,
                    nops_progress, nops_after, nops_cleanup }, 5 },
+    { "listen_ops", { "listen_ops", &listen_ops_vtable, 1, &lops_c, lops_setup, lops_init,
+                      lops_progress, lops_after, lops_cleanup }, 5 },
 };
 
 START_TEST(op_cancel_points)
@@ -495,6 +593,7 @@ Suite *pd_suite_io_ops(void)
     tcase_add_test(tc, net_ops_echoes_twice_and_names_the_peer);
     tcase_add_test(tc, net_ops_cancelled_accept_leaves_the_connection_queued);
     tcase_add_test(tc, timeout_ms_sum_is_one_value);
+    tcase_add_loop_test(tc, listen_ops_listens_in_the_spec, 0, 2);
     suite_add_tcase(s, tc);
     tcase_add_loop_test(h, op_cancel_points, 0, (int)(sizeof(op_cases) / sizeof(op_cases[0])));
     tcase_set_timeout(h, 120);

@@ -172,5 +172,7 @@ Suite *pd_suite_owned(void);
 Suite *pd_suite_loop(void);
 Suite *pd_suite_engine_epoll(void);
 Suite *pd_suite_engine(void);
+Suite *pd_suite_read_dir(void);
+Suite *pd_suite_sigset_wait(void);
 
 #endif

@@ -829,6 +829,68 @@ MUTANTS = [
          inv="httpd: a file that shrank under sendfile makes the connection spin on "
              "a sendfile that sends nothing instead of ending it",
          run="plain"),
+    # --- issue 21: directories, signals, listeners ---
+    dict(name="sigset-drop-keeps-blocked",
+         file="specs/sigset_wait.yaml",
+         old="      pthread_sigmask(SIG_UNBLOCK, &self->unblock, NULL);",
+         new="      (void)self->unblock;",
+         inv="signals: a destroyed sigset_wait leaves its signals blocked "
+             "(SIGTERM ignored for the rest of the program)",
+         run="plain"),
+    dict(name="sigset-unblocks-what-was-blocked",
+         file="specs/sigset_wait.yaml",
+         old="sigismember(&old, sig) != 1)",
+         new="1)",
+         inv="signals: sigset_wait's drop unblocks signals the program had "
+             "blocked before it started",
+         run="plain"),
+    dict(name="sigset-loses-unseen-signal",
+         file="specs/sigset_wait.yaml",
+         old="      kill(getpid(), (int)self->info.ssi_signo);",
+         new="      (void)0;",
+         inv="signals: a signal the read took, destroyed before its then, is "
+             "lost instead of raised again",
+         run="plain"),
+    dict(name="read-dir-no-seek-back",
+         file="specs/read_dir.yaml",
+         old="                  if (lseek(self->dfd,",
+         new="                  if (0 && lseek(self->dfd,",
+         inv="directories: entries read past cap are lost (each entry exactly once)",
+         run="plain"),
+    dict(name="read-dir-gives-dots",
+         file="specs/read_dir.yaml",
+         old="              if (d->name[0] == '.' && (len == 1",
+         new="              if (0 && d->name[0] == '.' && (len == 1",
+         inv="directories: . and .. are given as entries (a tree walk loops)",
+         run="plain"),
+    dict(name="read-dir-no-turn",
+         file="specs/read_dir.yaml",
+         old="    do: YIELD(read);",
+         new="    do: GOTO(read);",
+         inv="directories: a walk of a huge directory never lets the other "
+             "tasks run (read_dir has no suspension point)",
+         run="plain"),
+    dict(name="bind-fallback-skips-bind",
+         file="runtime/pd_internal.h",
+         old="        pd__op_fail(cx, op, bind(fd, (const struct sockaddr *)addr,\n"
+             "                                 (socklen_t)addrlen) < 0 ? -errno : 0, 0);",
+         new="        pd__op_fail(cx, op, 0, 0);",
+         inv="listeners: where the kernel lacks IORING_OP_BIND the op completes "
+             "without binding (listen auto-binds to any address)",
+         run="plain"),
+    dict(name="listen-fallback-skips-listen",
+         file="runtime/pd_internal.h",
+         old="        pd__op_fail(cx, op, listen(fd, backlog) < 0 ? -errno : 0, 0);",
+         new="        pd__op_fail(cx, op, 0, 0);",
+         inv="listeners: where the kernel lacks IORING_OP_LISTEN the op "
+             "completes without listening",
+         run="plain"),
+    dict(name="ep-bind-listen-unprobed",
+         file="runtime/engine_epoll.c",
+         old="    case IORING_OP_SOCKET:\n    case PD__EP_OP_BIND:\n    case PD__EP_OP_LISTEN:\n",
+         new="    case IORING_OP_SOCKET:\n",
+         inv="epoll engine: bind and listen complete with -EOPNOTSUPP",
+         run="plain"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
