@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 int pd_test_uring_ok(int *why)
@@ -150,12 +151,21 @@ void pd_test_write(int fd, const void *buf, size_t len)
  * Test files live on /dev/shm when the machine has it: the file specs fsync,
  * and hundreds of harness runs fsyncing to a loaded disk took minutes.
  */
+/*
+ * A fresh path for a test's file or tree. The pid and a counter are not
+ * enough: a test killed by a timeout (or a mutant's run) leaves its files
+ * behind, and a later process may get the same pid; the monotonic clock's
+ * nanoseconds make the name new anyway.
+ */
 void pd_test_tmp_path(char *buf, size_t len, const char *tag)
 {
     static unsigned seq;
     const char *dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+    struct timespec ts;
 
-    snprintf(buf, len, "%s/polldrop-test-%d-%u-%s", dir, (int)getpid(), seq++, tag);
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    snprintf(buf, len, "%s/polldrop-test-%d-%u-%lld%09ld-%s", dir, (int)getpid(), seq++,
+             (long long)ts.tv_sec, ts.tv_nsec, tag);
 }
 
 int pd_test_make_file(const char *path, size_t len, unsigned seed)
