@@ -48,6 +48,9 @@ RT_INT   := runtime/ring.h runtime/engine.h
 # The epoll engine (runtime/engine_epoll*.c), behind the seam of engine.h.
 EP_SRC   := $(wildcard runtime/engine_epoll*.c)
 EP_HDR   := runtime/engine.h runtime/engine_epoll.h
+# The simulator engine (runtime/engine_sim*.c), which uses the epoll engine's ops.
+EP_SRC   += $(wildcard runtime/engine_sim*.c)
+EP_HDR   += runtime/engine_sim.h
 EP_OBJ      := $(EP_SRC:runtime/%.c=build/obj/%.o)
 EP_OBJ_ASAN := $(EP_SRC:runtime/%.c=build/asan/%.o)
 # The harness library: runtime/harness.c and the allocation counter.

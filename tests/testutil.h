@@ -171,5 +171,6 @@ Suite *pd_suite_join_task(void);
 Suite *pd_suite_loop(void);
 Suite *pd_suite_engine_epoll(void);
 Suite *pd_suite_engine(void);
+Suite *pd_suite_engine_sim(void);
 
 #endif
