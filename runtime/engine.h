@@ -72,6 +72,12 @@ int pd__sim_init(struct io_uring *ring, unsigned entries, const struct pd_config
                  pd__engine **out);
 /* The seed a simulated ring runs with. */
 uint64_t pd__sim_seed_of(const pd__engine *e);
+struct pd_runtime;
+/*
+ * Faults that changed a request's result (an error, a short transfer) the
+ * simulator injected on rt so far; 0 for a runtime on another engine.
+ */
+uint64_t pd__sim_io_faults(const struct pd_runtime *rt);
 
 /*
  * The virtual clock of the simulated ring this thread created or entered

@@ -88,6 +88,21 @@ int pd__sim_fault(pd__sim *s, uint32_t n)
     return 1;
 }
 
+int pd__sim_io_fault(pd__sim *s, uint32_t n)
+{
+    if (!pd__sim_fault(s, n))
+        return 0;
+    s->io_faults++;
+    return 1;
+}
+
+uint64_t pd__sim_io_faults(const pd_runtime *rt)
+{
+    if (rt->engine == NULL || rt->engine_vt != &pd__engine_sim)
+        return 0;
+    return ((const pd__sim *)(const void *)rt->engine)->io_faults;
+}
+
 /* --- pending completions --- */
 
 void pd__sim_batch_begin(pd__sim *s)

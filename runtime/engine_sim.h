@@ -47,7 +47,8 @@ struct pd__sim_op {
     uint32_t turns;         /* WORK: enters left before it runs */
     uint8_t state;          /* PD__SIM_* */
     uint8_t running;        /* WORK: "a worker took it": a cancel answers -EALREADY */
-    uint8_t fired;          /* multishot poll: posted; fires again once not ready */
+    uint8_t fired;          /* multishot poll: posted in enter `fired_at` */
+    uint64_t fired_at;
 };
 
 /* A completion made but not yet posted into the completion queue. */
@@ -103,6 +104,7 @@ typedef struct pd__sim {
 
     /* What happened: completions posted and faults injected (tests read them). */
     uint64_t posted, injected;
+    uint64_t io_faults;     /* of those, faults that change a request's result */
 } pd__sim;
 
 static inline pd__sim *pd__sim_of(pd__engine *e)
@@ -116,6 +118,11 @@ uint64_t pd__sim_next(pd__sim *s);
 uint32_t pd__sim_below(pd__sim *s, uint32_t n);
 /* Whether a fault of weight 1/n is injected now (never with faults off). */
 int pd__sim_fault(pd__sim *s, uint32_t n);
+/*
+ * The same, for a fault that changes a request's result (an error, a short
+ * read or write), counted apart: pd__sim_io_faults.
+ */
+int pd__sim_io_fault(pd__sim *s, uint32_t n);
 void pd__sim_batch_begin(pd__sim *s);
 void pd__sim_add(pd__sim *s, uint64_t ud, int32_t res, uint32_t flags);
 /* Moves what the embedded epoll state posted into the pending list. */

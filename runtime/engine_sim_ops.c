@@ -197,7 +197,7 @@ static int pd__sim_attempt(pd__sim *s, pd__ep_op *r, int32_t *res, uint32_t *cfl
         return pd__ep_attempt(s->ep, r, res, cflags);
     switch (op) {
     case IORING_OP_ACCEPT:
-        if ((r->flags & PD__EPF_FIRST) && pd__sim_fault(s, 64)) {
+        if ((r->flags & PD__EPF_FIRST) && pd__sim_io_fault(s, 64)) {
             *res = -EMFILE;
             return PD__EP_DONE;
         }
@@ -215,12 +215,12 @@ static int pd__sim_attempt(pd__sim *s, pd__ep_op *r, int32_t *res, uint32_t *cfl
     default:
         return pd__ep_attempt(s->ep, r, res, cflags);
     }
-    if ((q->flags & IOSQE_BUFFER_SELECT) && (r->flags & PD__EPF_FIRST) && pd__sim_fault(s, 32)) {
+    if ((q->flags & IOSQE_BUFFER_SELECT) && (r->flags & PD__EPF_FIRST) && pd__sim_io_fault(s, 32)) {
         *res = -ENOBUFS;
         return PD__EP_DONE;
     }
     kind = pd__ep_fd_kind(s->ep, q->fd);
-    if (kind == PD__FK_STREAM && r->done == 0 && pd__sim_fault(s, 64)) {
+    if (kind == PD__FK_STREAM && r->done == 0 && pd__sim_io_fault(s, 64)) {
         *res = pd__sim_is_out(op) && pd__sim_below(s, 2) ? -EPIPE : -ECONNRESET;
         return PD__EP_DONE;
     }
@@ -229,7 +229,7 @@ static int pd__sim_attempt(pd__sim *s, pd__ep_op *r, int32_t *res, uint32_t *cfl
         (op == IORING_OP_RECV || op == IORING_OP_SEND || op == IORING_OP_READ ||
          op == IORING_OP_WRITE) &&
         !((op == IORING_OP_RECV || op == IORING_OP_SEND) && (q->msg_flags & MSG_WAITALL)) &&
-        len > r->done + 1 && pd__sim_fault(s, 8)) {
+        len > r->done + 1 && pd__sim_io_fault(s, 8)) {
         q->len = r->done + 1 + pd__sim_below(s, len - r->done - 1);
         how = pd__ep_attempt(s->ep, r, res, cflags);
         q->len = len;
@@ -251,7 +251,7 @@ static int pd__sim_work(pd__sim *s, pd__sim_op *op, int32_t *res, uint32_t *cfla
     *cflags = 0;
     if ((o == IORING_OP_READ || o == IORING_OP_WRITE || o == IORING_OP_READV ||
          o == IORING_OP_WRITEV || o == IORING_OP_FSYNC) &&
-        pd__sim_fault(s, 64)) {
+        pd__sim_io_fault(s, 64)) {
         *res = -EIO;
         return PD__EP_DONE;
     }
@@ -392,7 +392,7 @@ void pd__sim_start(pd__sim *s, const struct io_uring_sqe *sqe, const struct io_u
         res = -EINVAL;
     } else if (pd__sim_file_op(sqe->opcode)) {
         if ((sqe->opcode == IORING_OP_OPENAT || sqe->opcode == IORING_OP_OPENAT2) &&
-            pd__sim_fault(s, 64))
+            pd__sim_io_fault(s, 64))
             res = -EMFILE;
         else
             how = PD__EP_WORK;
@@ -437,10 +437,17 @@ void pd__sim_start(pd__sim *s, const struct io_uring_sqe *sqe, const struct io_u
 
 /* --- readiness --- */
 
-/* Whether a waiting record is a multishot poll that fired and waits to be not ready. */
-static int pd__sim_fired(const pd__sim_op *op)
+/*
+ * Whether a waiting record is a multishot poll that fired in this enter: it
+ * does not fire again in it while its fd stays ready (the fd has to be seen
+ * not ready first). In a later enter it may, if the fd is still ready: the
+ * kernel's poll fires on every wakeup of the file's wait queue, which a
+ * socket shares between reads and writes, and readiness a program left
+ * there is not a new event the engine could see otherwise.
+ */
+static int pd__sim_fired(const pd__sim *s, const pd__sim_op *op)
 {
-    return op->fired;
+    return op->fired && op->fired_at == s->enters;
 }
 
 /*
@@ -470,7 +477,7 @@ static int pd__sim_collect(pd__sim *s, int skip_fired)
         s->cap_pfd = cap;
     }
     for (op = s->live_head; op != NULL; op = op->next) {
-        if (op->state != PD__SIM_FDWAIT || (skip_fired && pd__sim_fired(op)))
+        if (op->state != PD__SIM_FDWAIT || (skip_fired && pd__sim_fired(s, op)))
             continue;
         s->pfd[n].fd = op->r.fd;
         s->pfd[n].events = (short)(op->r.need & 0xffff);
@@ -500,8 +507,10 @@ static int pd__sim_retry(pd__sim *s, pd__sim_op *op, uint32_t revents)
     pd__sim_drain(s);
     if (how == PD__EP_WAIT) {
         /* A multishot poll that posted waits until its fd is not ready. */
-        if (op->r.sqe.opcode == IORING_OP_POLL_ADD && s->cqe_seq != posted)
+        if (op->r.sqe.opcode == IORING_OP_POLL_ADD && s->cqe_seq != posted) {
             op->fired = 1;
+            op->fired_at = s->enters;
+        }
         return s->cqe_seq != posted;
     }
     pd__sim_set(s, op, PD__SIM_FREE);
@@ -523,7 +532,7 @@ int pd__sim_step(pd__sim *s, int run_work)
 
             if (s->pop[i]->fired && !(s->pfd[i].revents & want & ~(POLLERR | POLLHUP)))
                 s->pop[i]->fired = 0;
-            else if (s->pfd[i].revents != 0 && !s->pop[i]->fired) {
+            else if (s->pfd[i].revents != 0 && !pd__sim_fired(s, s->pop[i])) {
                 s->pfd[m] = s->pfd[i];
                 s->pop[m++] = s->pop[i];
             }

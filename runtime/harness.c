@@ -7,6 +7,7 @@
  */
 #define _GNU_SOURCE
 #include "harness.h"
+#include "engine.h"
 
 #include <check.h>
 #include <errno.h>
@@ -205,6 +206,8 @@ static void pd__hrun_buffers(const pd__hrun *r)
  * failure message, and what the crash handler prints.
  */
 static char pd__hreplay[320];
+/* The line naming the seed was said before the case's after hook ran for it. */
+static int pd__hafter_said;
 
 static void pd__hrun_name(pd__hrun *r, int k, int at, int path, int j)
 {
@@ -411,6 +414,7 @@ static int pd__harness_one(const pd_harness_case *c, int step, int k, int at, in
     pd__hrec rec;
     unsigned char out[256];
     int fds, susp = 0, dsusp = 0, completed, has_out, ret, run_at, dummy, busy, woken, i;
+    int faulted;
     long allocs, teardowns, forced_teardowns = -1;
     uint64_t forced = 0;
 
@@ -505,6 +509,7 @@ static int pd__harness_one(const pd_harness_case *c, int step, int k, int at, in
     has_out = pd_task_state(r.t) == PD_TASK_DONE;
     if (has_out && c->vt->out_size)
         memcpy(out, pd_task_output(r.t), c->vt->out_size);
+    faulted = pd__sim_io_faults(r.rt) != 0;
     /* The last reference goes, then the runtime, which frees a live task. */
     pd_task_release(r.t);
     pd__group_freeing = pd__hgroups_freeing;
@@ -546,8 +551,22 @@ static int pd__harness_one(const pd_harness_case *c, int step, int k, int at, in
         ck_assert_msg(rec.own_teardowns == forced_teardowns,
                       "%s: teardown began after the task was forced", r.what);
     }
-    if (c->after)
+    /*
+     * The fixture's own checks expect its requests to succeed: after a run
+     * in which the simulator made one fail (or move less), they are not
+     * made; the invariants above were.
+     */
+    if (faulted)
+        st->faulted++;
+    else if (c->after) {
+        if (pd__hcfg != NULL && !pd__hafter_said) {
+            /* A failure in the case's own check cannot name the seed: this line does. */
+            fprintf(stderr, "harness: %s: checking the fixture after runs%s\n", c->future,
+                    pd__hreplay);
+            pd__hafter_said = 1;
+        }
         c->after(c->ctx, has_out ? out : NULL);
+    }
     c->cleanup(c->ctx);
     ret = pd_harness_fd_count();
     ck_assert_msg(ret == fds, "%s: %d descriptors before, %d after", r.what, fds, ret);
@@ -686,6 +705,7 @@ void pd_harness_explore_with(const pd_harness_case *c, const pd_harness_opts *o,
         pd__hsim = (pd_config){ .engine = PD_ENGINE_SIM, .sim_seed = seed,
                                 .sim_flags = PD_SIM_NO_QUIET };
         pd__hcfg = &pd__hsim;
+        pd__hafter_said = 0;
         snprintf(pd__hreplay, sizeof(pd__hreplay),
                  ", simulator seed %llu (replay: PD_HARNESS_SEED=%llu %s, test %s)",
                  (unsigned long long)seed, (unsigned long long)seed,

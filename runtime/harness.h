@@ -97,6 +97,13 @@ typedef struct pd_harness_stats {
     int reaped;
     /* Seeds the simulator ran the case with (pd_harness_explore; 0 otherwise). */
     int seeds;
+    /*
+     * Destructions whose run the simulator injected a fault into that
+     * changed a request's result (an error, a short read or write): the
+     * case's after hook is not called for them, as a fixture's checks
+     * expect success; every invariant is still checked.
+     */
+    int faulted;
 } pd_harness_stats;
 
 /*

@@ -995,6 +995,8 @@ Suite *pd_suite_cancel_points(void)
 
     tcase_add_loop_test(tc, cancel_points, 0, (int)(sizeof(cases) / sizeof(cases[0])));
     tcase_set_timeout(tc, 120);
+    /* The cancel-point tests: make explore runs them under the simulator. */
+    tcase_set_tags(tc, "harness");
     suite_add_tcase(s, tc);
     return s;
 }
