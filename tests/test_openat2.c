@@ -148,6 +148,7 @@ Suite *pd_suite_openat2(void)
     tc = tcase_create("cancel points");
     tcase_set_tags(tc, "harness");
     tcase_add_test(tc, openat2_cancel_points);
+    tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
     return s;
 }
