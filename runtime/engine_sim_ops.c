@@ -269,10 +269,12 @@ static int pd__sim_work(pd__sim *s, pd__sim_op *op, int32_t *res, uint32_t *cfla
 }
 
 /*
- * Takes a record to where its last attempt said: done, waiting on an fd,
- * or a file op. A file op runs at once, unless the seed queues it "on a
- * worker" for a few enters, taken (running: a cancel answers -EALREADY)
- * or not (a cancel stops it).
+ * Takes a record to where its last attempt said: done, waiting on an fd
+ * (one that is open: else it completes with -EBADF, as the kernel refuses
+ * a request on a bad fd; poll(2) would ignore a negative one), or a file
+ * op. A file op runs at once, unless the seed queues it "on a worker" for
+ * a few enters, taken (running: a cancel answers -EALREADY) or not (a
+ * cancel stops it).
  */
 static void pd__sim_run(pd__sim *s, pd__sim_op *op, int how, int32_t res, uint32_t cflags)
 {
@@ -282,6 +284,12 @@ static void pd__sim_run(pd__sim *s, pd__sim_op *op, int how, int32_t res, uint32
             pd__sim_finish(s, op, res, cflags);
             return;
         case PD__EP_WAIT:
+            if (op->r.fd < 0 || fcntl(op->r.fd, F_GETFD) < 0) {
+                how = PD__EP_DONE;
+                res = -EBADF;
+                cflags = 0;
+                break;
+            }
             op->r.flags &= (uint8_t)~PD__EPF_FIRST;
             pd__sim_set(s, op, PD__SIM_FDWAIT);
             return;

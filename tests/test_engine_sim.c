@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -169,6 +170,9 @@ START_TEST(same_seed_same_completions)
     static slog a, b;
     uint64_t seed;
 
+    /* The faults this test counts on are on whatever the environment says. */
+    unsetenv("PD_SIM_FAULTS");
+
     for (seed = 1; seed <= 20; seed++) {
         workload(seed, 0, &a);
         workload(seed, 0, &b);
@@ -209,6 +213,9 @@ START_TEST(orders_stay_legal)
 {
     static slog l;
     uint64_t seed;
+
+    /* The faults this test counts on are on whatever the environment says. */
+    unsetenv("PD_SIM_FAULTS");
 
     for (seed = 1; seed <= 50; seed++) {
         int i, at_cancel = -1, at_cancelled = -1, at_read = -1, at_lt = -1;
@@ -258,6 +265,9 @@ START_TEST(b_completes_before_a_under_some_seed)
 {
     int b_first = 0, a_first = 0;
     uint64_t seed;
+
+    /* The faults this test counts on are on whatever the environment says. */
+    unsetenv("PD_SIM_FAULTS");
 
     for (seed = 1; seed <= 64 && !(b_first && a_first); seed++) {
         pd_config cfg = { .engine = PD_ENGINE_SIM, .sim_seed = seed };
@@ -351,12 +361,43 @@ START_TEST(shutdown_deadline_is_exact)
 }
 END_TEST
 
+/*
+ * A poll on a bad fd (negative, or not open) completes with -EBADF, as the
+ * kernel refuses it, and does not wait for good: poll(2), which the
+ * simulator checks readiness with, ignores a negative fd.
+ */
+START_TEST(poll_on_a_bad_fd_is_ebadf)
+{
+    pd_config cfg = { .engine = PD_ENGINE_SIM, .sim_flags = PD_SIM_NO_FAULTS };
+    struct io_uring ring;
+    struct io_uring_cqe *cqe;
+    struct io_uring_sqe *sqe;
+    pd__engine *e;
+    int bad[2] = { -1, 1000 }, i;
+
+    ck_assert_int_eq(pd__sim_init(&ring, 8, &cfg, &e), 0);
+    for (i = 0; i < 2; i++) {
+        sqe = get_sqe(&ring);
+        io_uring_prep_poll_add(sqe, bad[i], POLLIN);
+        sqe->user_data = 7;
+        ck_assert_int_eq(pd__engine_sim.enter(e, &ring, 1, NULL), 1);
+        ck_assert_int_eq(io_uring_peek_cqe(&ring, &cqe), 0);
+        ck_assert_int_eq(cqe->res, -EBADF);
+        io_uring_cqe_seen(&ring, cqe);
+    }
+    pd__engine_sim.exit(e, &ring);
+}
+END_TEST
+
 /* With faults on, some seeds inject faults; PD_SIM_FAULTS=0 and the flag turn them off. */
 START_TEST(faults_follow_the_seed)
 {
     static slog a, b;
     uint64_t seed;
     int differ = 0;
+
+    /* The faults this test counts on are on whatever the environment says. */
+    unsetenv("PD_SIM_FAULTS");
 
     for (seed = 1; seed <= 20; seed++) {
         workload(seed, 0, &a);
@@ -416,6 +457,9 @@ START_TEST(explorer_catches_a_then_that_assumes_submission_order)
 {
     pd_harness_stats st;
 
+    /* The faults this test counts on are on whatever the environment says. */
+    unsetenv("PD_SIM_FAULTS");
+
     pd_harness_explore(&fifo_case, 300, &st);
 }
 END_TEST
@@ -444,6 +488,7 @@ Suite *pd_suite_engine_sim(void)
     tcase_add_test(tc, one_hour_timeout_completes_at_once);
     tcase_add_test(tc, shutdown_deadline_is_exact);
     tcase_add_test(tc, faults_follow_the_seed);
+    tcase_add_test(tc, poll_on_a_bad_fd_is_ebadf);
     tcase_set_timeout(tc, 120);
     suite_add_tcase(s, tc);
     tc = tcase_create("explore");

@@ -976,7 +976,11 @@ START_TEST(cancel_points)
     /* Every kernel state was reached: the fixture keeps requests pending. */
     ck_assert_int_gt(st.queued, 0);
     ck_assert_int_gt(st.completed, 0);
-    if (!cases[_i].inline_only)
+    /*
+     * The simulator without faults runs every file op at once (with
+     * faults, some wait "on a worker" for a few turns).
+     */
+    if (!cases[_i].inline_only && !pd_test_sim_inline())
         ck_assert_int_gt(st.in_flight, 0);
 }
 END_TEST
