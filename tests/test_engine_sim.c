@@ -170,9 +170,8 @@ START_TEST(same_seed_same_completions)
     static slog a, b;
     uint64_t seed;
 
-    /* The faults this test counts on are on whatever the environment says. */
+    /* Faults are on for this test, whatever the environment says. */
     unsetenv("PD_SIM_FAULTS");
-
     for (seed = 1; seed <= 20; seed++) {
         workload(seed, 0, &a);
         workload(seed, 0, &b);
@@ -214,9 +213,8 @@ START_TEST(orders_stay_legal)
     static slog l;
     uint64_t seed;
 
-    /* The faults this test counts on are on whatever the environment says. */
+    /* Faults are on for this test, whatever the environment says. */
     unsetenv("PD_SIM_FAULTS");
-
     for (seed = 1; seed <= 50; seed++) {
         int i, at_cancel = -1, at_cancelled = -1, at_read = -1, at_lt = -1;
 
@@ -266,9 +264,8 @@ START_TEST(b_completes_before_a_under_some_seed)
     int b_first = 0, a_first = 0;
     uint64_t seed;
 
-    /* The faults this test counts on are on whatever the environment says. */
+    /* Faults are on for this test, whatever the environment says. */
     unsetenv("PD_SIM_FAULTS");
-
     for (seed = 1; seed <= 64 && !(b_first && a_first); seed++) {
         pd_config cfg = { .engine = PD_ENGINE_SIM, .sim_seed = seed };
         pd_runtime *rt;
@@ -396,9 +393,8 @@ START_TEST(faults_follow_the_seed)
     uint64_t seed;
     int differ = 0;
 
-    /* The faults this test counts on are on whatever the environment says. */
+    /* Faults are on for this test, whatever the environment says. */
     unsetenv("PD_SIM_FAULTS");
-
     for (seed = 1; seed <= 20; seed++) {
         workload(seed, 0, &a);
         workload(seed, PD_SIM_NO_FAULTS, &b);
@@ -457,9 +453,8 @@ START_TEST(explorer_catches_a_then_that_assumes_submission_order)
 {
     pd_harness_stats st;
 
-    /* The faults this test counts on are on whatever the environment says. */
+    /* Faults are on for this test, whatever the environment says. */
     unsetenv("PD_SIM_FAULTS");
-
     pd_harness_explore(&fifo_case, 300, &st);
 }
 END_TEST
