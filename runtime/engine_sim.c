@@ -242,16 +242,25 @@ static void pd__sim_post(pd__sim *s, unsigned wait_nr)
 /* --- the submission queue --- */
 
 /*
- * Consumes every SQE queued since the last call, in order, as the epoll
+ * Consumes the SQEs queued since the last call, in order, as the epoll
  * engine does: an op linked to an IORING_OP_LINK_TIMEOUT is one request
  * with a timeout; any other chain fails (-EOPNOTSUPP, then -ECANCELED).
+ * With faults on, the seed may stop it early (never inside a request and
+ * its linked timeout), as the kernel's submission stops when it runs out
+ * of resources: the rest stay in the SQ, which can then fill up, and go
+ * with the next enter. *partial says whether it stopped early.
  */
-static unsigned pd__sim_consume(pd__sim *s, struct io_uring *ring)
+static unsigned pd__sim_consume(pd__sim *s, struct io_uring *ring, int *partial)
 {
     unsigned head = ring->sq.sqe_head, tail = ring->sq.sqe_tail, mask = s->sq_kmask;
-    unsigned n = tail - head;
+    unsigned start = head, limit = tail - head;
 
-    while (head != tail) {
+    *partial = 0;
+    if (limit > 1 && pd__sim_fault(s, 16)) {
+        limit = 1 + pd__sim_below(s, limit - 1);
+        *partial = 1;
+    }
+    while (head != tail && head - start < limit) {
         const struct io_uring_sqe *sqe = &s->sqes[head++ & mask];
         const struct io_uring_sqe *next = head != tail ? &s->sqes[head & mask] : NULL;
 
@@ -271,10 +280,14 @@ static unsigned pd__sim_consume(pd__sim *s, struct io_uring *ring)
             pd__sim_drain(s);
         }
     }
-    ring->sq.sqe_head = tail;
+    if (head != tail && head - start >= limit)
+        *partial = 1;
+    else
+        *partial = 0;
+    ring->sq.sqe_head = head;
     s->sq_ktail = tail;
-    io_uring_smp_store_release(&s->sq_khead, tail);
-    return n;
+    io_uring_smp_store_release(&s->sq_khead, head);
+    return head - start;
 }
 
 /* --- the enter loop --- */
@@ -286,13 +299,20 @@ static int pd__sim_enter(pd__engine *eng, struct io_uring *ring, unsigned wait_n
     int64_t limit = INT64_MAX;
     pd__sim_op *op;
     unsigned n;
+    int partial;
 
     pd__sim_clock = &s->now;
     s->enters++;
     for (op = s->live_head; op != NULL; op = op->next)
         if (op->state == PD__SIM_WORK && op->turns > 0)
             op->turns--;
-    n = pd__sim_consume(s, ring);
+    n = pd__sim_consume(s, ring, &partial);
+    if (partial) {
+        /* io_uring_enter returns at once when it submitted less than asked. */
+        pd__sim_step(s, 0);
+        pd__sim_post(s, 0);
+        return (int)n;
+    }
     if (ts != NULL)
         limit = s->now + ts->tv_sec * 1000000000 + ts->tv_nsec;
     for (;;) {
