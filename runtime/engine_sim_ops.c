@@ -13,6 +13,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -179,10 +180,10 @@ static int pd__sim_is_out(unsigned op)
 /*
  * One attempt at an fd op (pd__ep_attempt), with a fault now and then:
  * on a stream socket, -ECONNRESET for a read (the peer reset it) and
- * -EPIPE or -ECONNRESET for a write; on a stream socket or a pipe, a read
- * or write of fewer bytes than asked for (a single syscall that moved
- * less, which the kernel's io_uring returns as it is when MSG_WAITALL was
- * not asked for); -ENOBUFS for a recv into a provided buffer (another
+ * -EPIPE or -ECONNRESET for a write; a read or write of fewer bytes than
+ * asked for (a single syscall that moved less, which the kernel's io_uring
+ * returns as it is when MSG_WAITALL was not asked for) where the kernel
+ * can make one; -ENOBUFS for a recv into a provided buffer (another
  * request took the group's last buffer); -EMFILE for an accept.
  */
 static int pd__sim_attempt(pd__sim *s, pd__ep_op *r, int32_t *res, uint32_t *cflags)
@@ -225,7 +226,15 @@ static int pd__sim_attempt(pd__sim *s, pd__ep_op *r, int32_t *res, uint32_t *cfl
         return PD__EP_DONE;
     }
     len = q->len;
-    if ((kind == PD__FK_STREAM || kind == PD__FK_PIPE) && !(q->flags & IOSQE_BUFFER_SELECT) &&
+    /*
+     * Short transfers the kernel makes: on a stream socket, a recv or send
+     * of any length; on a pipe, only a write of more than PIPE_BUF bytes
+     * (smaller ones are atomic, and a read takes every byte a write put
+     * there at once).
+     */
+    if ((kind == PD__FK_STREAM ||
+         (kind == PD__FK_PIPE && pd__sim_is_out(op) && len - r->done > PIPE_BUF)) &&
+        !(q->flags & IOSQE_BUFFER_SELECT) &&
         (op == IORING_OP_RECV || op == IORING_OP_SEND || op == IORING_OP_READ ||
          op == IORING_OP_WRITE) &&
         !((op == IORING_OP_RECV || op == IORING_OP_SEND) && (q->msg_flags & MSG_WAITALL)) &&

@@ -386,6 +386,48 @@ START_TEST(poll_on_a_bad_fd_is_ebadf)
 }
 END_TEST
 
+/*
+ * The short transfers the simulator injects are ones the kernel makes: a
+ * pipe write of PIPE_BUF bytes or less is atomic, and a read takes every
+ * byte one such write put there, whatever the seed.
+ */
+START_TEST(no_short_transfer_on_small_pipe_writes)
+{
+    uint64_t seed;
+
+    unsetenv("PD_SIM_FAULTS");
+    for (seed = 1; seed <= 300; seed++) {
+        pd_config cfg = { .engine = PD_ENGINE_SIM, .sim_seed = seed };
+        struct io_uring ring;
+        struct io_uring_cqe *cqe;
+        struct io_uring_sqe *sqe;
+        pd__engine *e;
+        char buf[16];
+        int p[2], i;
+
+        ck_assert_int_eq(pipe(p), 0);
+        ck_assert_int_eq(pd__sim_init(&ring, 8, &cfg, &e), 0);
+        for (i = 0; i < 2; i++) {
+            sqe = get_sqe(&ring);
+            if (i == 0)
+                io_uring_prep_write(sqe, p[1], "hello", 5, 0);
+            else
+                io_uring_prep_read(sqe, p[0], buf, sizeof(buf), 0);
+            sqe->user_data = (unsigned)i;
+            ck_assert_int_ge(pd__engine_sim.enter(e, &ring, 1, NULL), 0);
+            while (io_uring_peek_cqe(&ring, &cqe) != 0)
+                ck_assert_int_ge(pd__engine_sim.enter(e, &ring, 1, NULL), 0);
+            ck_assert_msg(cqe->res == 5, "seed %llu: %s of 5 bytes gave %d",
+                          (unsigned long long)seed, i ? "read" : "write", cqe->res);
+            io_uring_cqe_seen(&ring, cqe);
+        }
+        pd__engine_sim.exit(e, &ring);
+        close(p[0]);
+        close(p[1]);
+    }
+}
+END_TEST
+
 /* With faults on, some seeds inject faults; PD_SIM_FAULTS=0 and the flag turn them off. */
 START_TEST(faults_follow_the_seed)
 {
@@ -484,6 +526,7 @@ Suite *pd_suite_engine_sim(void)
     tcase_add_test(tc, shutdown_deadline_is_exact);
     tcase_add_test(tc, faults_follow_the_seed);
     tcase_add_test(tc, poll_on_a_bad_fd_is_ebadf);
+    tcase_add_test(tc, no_short_transfer_on_small_pipe_writes);
     tcase_set_timeout(tc, 120);
     suite_add_tcase(s, tc);
     tc = tcase_create("explore");
