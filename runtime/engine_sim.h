@@ -2,7 +2,7 @@
  * The simulator engine's internals, shared by its files: engine_sim.c (the
  * ring, the seeded choice of what completes next, virtual time, the enter
  * loop, setup), engine_sim_ops.c (records, starting ops, fd readiness,
- * timers, cancellation, faults).
+ * faults), engine_sim_cancel.c (timers, linked timeouts, cancellation).
  *
  * The simulator runs every request for real, on the calling thread, with
  * the epoll engine's non-blocking attempts (engine_epoll_ops.c) and its
@@ -127,20 +127,28 @@ void pd__sim_batch_begin(pd__sim *s);
 void pd__sim_add(pd__sim *s, uint64_t ud, int32_t res, uint32_t flags);
 /* Moves what the embedded epoll state posted into the pending list. */
 void pd__sim_drain(pd__sim *s);
-/* Whether a completion for ud is pending (made, not posted). */
-int pd__sim_pending_for(const pd__sim *s, uint64_t ud);
 
 /* engine_sim_ops.c: records and ops. */
 int pd__sim_ops_init(pd__sim *s, unsigned n);
 void pd__sim_ops_free(pd__sim *s);
+/* Moves a record to state (PD__SIM_*), keeping the counts of each. */
+void pd__sim_set(pd__sim *s, pd__sim_op *op, int state);
+/* Takes a record off the live list, to the free list. */
+void pd__sim_rec_free(pd__sim *s, pd__sim_op *op);
+/* An op's last completion, through the epoll engine's emit, then pending. */
+void pd__sim_emit(pd__sim *s, const struct io_uring_sqe *sqe, int32_t res, uint32_t cflags);
+/* A record's last completion (then its linked timeout's -ECANCELED); frees it. */
+void pd__sim_finish(pd__sim *s, pd__sim_op *op, int32_t res, uint32_t cflags);
 void pd__sim_start(pd__sim *s, const struct io_uring_sqe *sqe, const struct io_uring_sqe *lt);
 /* One pass over what can move without time passing; returns whether anything did. */
 int pd__sim_step(pd__sim *s, int run_work);
+/* Waits up to ms real milliseconds (-1: no limit) for a waiting fd; 1 if one is ready. */
+int pd__sim_wait_real(pd__sim *s, int ms);
+/* engine_sim_cancel.c: timers and cancellation. */
+void pd__sim_cancel(pd__sim *s, const struct io_uring_sqe *sqe);
 /* Fires the timers due at s->now; returns whether any did. */
 int pd__sim_timers(pd__sim *s);
 /* The earliest timer's deadline, or INT64_MAX. */
 int64_t pd__sim_next_timer(const pd__sim *s);
-/* Waits up to ms real milliseconds (-1: no limit) for a waiting fd; 1 if one is ready. */
-int pd__sim_wait_real(pd__sim *s, int ms);
 
 #endif /* POLLDROP_ENGINE_SIM_H */

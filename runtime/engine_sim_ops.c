@@ -3,8 +3,8 @@
  * start order), starting each op, readiness of the fds ops wait on (poll(2)
  * with a zero timeout, never a blocking wait while anything else can move),
  * file ops run synchronously (sometimes "on a worker" for a few enters, so
- * that a cancel can find one queued or running), virtual timers, linked
- * timeouts, cancellation, and the faults the seed chooses.
+ * that a cancel can find one queued or running), and the faults the seed
+ * chooses. Timers and cancellation are engine_sim_cancel.c's.
  *
  * Every iteration over records follows their start order, and every choice
  * is the PRNG's, so a program whose fds only its own tasks drive makes the
@@ -22,9 +22,6 @@
 
 #include "engine_sim.h"
 
-#ifndef IORING_ASYNC_CANCEL_USERDATA
-#define IORING_ASYNC_CANCEL_USERDATA (1U << 4)
-#endif
 #define PD__SIM_OP_FTRUNCATE 55u
 
 /* --- records --- */
@@ -91,7 +88,7 @@ static pd__sim_op *pd__sim_rec_new(pd__sim *s, const pd__ep_op *proto)
     return op;
 }
 
-static void pd__sim_set(pd__sim *s, pd__sim_op *op, int state)
+void pd__sim_set(pd__sim *s, pd__sim_op *op, int state)
 {
     switch (op->state) {
     case PD__SIM_FDWAIT:
@@ -124,7 +121,7 @@ static void pd__sim_set(pd__sim *s, pd__sim_op *op, int state)
     }
 }
 
-static void pd__sim_rec_free(pd__sim *s, pd__sim_op *op)
+void pd__sim_rec_free(pd__sim *s, pd__sim_op *op)
 {
     pd__sim_set(s, op, PD__SIM_FREE);
     if (op->prev)
@@ -143,7 +140,7 @@ static void pd__sim_rec_free(pd__sim *s, pd__sim_op *op)
 /* --- completions --- */
 
 /* An op's last completion, through the epoll engine's emit (fd table, send_zc, skip). */
-static void pd__sim_emit(pd__sim *s, const struct io_uring_sqe *sqe, int32_t res,
+void pd__sim_emit(pd__sim *s, const struct io_uring_sqe *sqe, int32_t res,
                          uint32_t cflags)
 {
     pd__ep_emit(s->ep, sqe, res, cflags);
@@ -154,7 +151,7 @@ static void pd__sim_emit(pd__sim *s, const struct io_uring_sqe *sqe, int32_t res
  * A record's last completion; its linked timeout, still armed, completes
  * with -ECANCELED after it. A connect that set O_NONBLOCK gives it back.
  */
-static void pd__sim_finish(pd__sim *s, pd__sim_op *op, int32_t res, uint32_t cflags)
+void pd__sim_finish(pd__sim *s, pd__sim_op *op, int32_t res, uint32_t cflags)
 {
     pd__sim_op *lt = op->link;
 
@@ -360,8 +357,6 @@ static int pd__sim_deadline(const pd__sim *s, const struct io_uring_sqe *sqe, in
         *out = ns > INT64_MAX / 2 - s->now ? INT64_MAX / 2 : s->now + ns;
     return 0;
 }
-
-static void pd__sim_cancel(pd__sim *s, const struct io_uring_sqe *sqe);
 
 /*
  * Starts one request (and its linked timeout, lt): the same checks and
@@ -593,156 +588,4 @@ int pd__sim_wait_real(pd__sim *s, int ms)
     if (n < 0)
         return errno == EINTR ? -EINTR : 0;
     return n > 0;
-}
-
-/* --- timers --- */
-
-int64_t pd__sim_next_timer(const pd__sim *s)
-{
-    const pd__sim_op *op;
-    int64_t at = INT64_MAX;
-
-    if (s->ntimer == 0)
-        return at;
-    for (op = s->live_head; op != NULL; op = op->next)
-        if ((op->state == PD__SIM_TIMER || op->state == PD__SIM_LTIMER) && op->deadline < at)
-            at = op->deadline;
-    return at;
-}
-
-/*
- * Stops a record that has not completed: 0 (the caller finishes it with
- * -ECANCELED), or -EALREADY for a file op a worker took, which completes
- * later with its own result.
- */
-static int pd__sim_stop(pd__sim *s, pd__sim_op *op)
-{
-    if (op->state == PD__SIM_WORK && op->running)
-        return -EALREADY;
-    pd__sim_set(s, op, PD__SIM_FREE);
-    return 0;
-}
-
-int pd__sim_timers(pd__sim *s)
-{
-    int fired = 0;
-
-    while (s->ntimer != 0) {
-        pd__sim_op *op, *t = NULL, *target;
-        int ret;
-
-        /* The earliest due timer, the first started among equals. */
-        for (op = s->live_head; op != NULL; op = op->next)
-            if ((op->state == PD__SIM_TIMER || op->state == PD__SIM_LTIMER) &&
-                op->deadline <= s->now && (t == NULL || op->deadline < t->deadline))
-                t = op;
-        if (t == NULL)
-            break;
-        fired = 1;
-        pd__sim_batch_begin(s);
-        if (t->state == PD__SIM_TIMER) {
-            pd__sim_set(s, t, PD__SIM_FREE);
-            pd__sim_finish(s, t, -ETIME, 0);
-            continue;
-        }
-        target = t->link;
-        target->link = NULL;
-        ret = pd__sim_stop(s, target);
-        if (ret == 0)
-            pd__sim_finish(s, target, -ECANCELED, 0);
-        pd__sim_add(s, t->r.sqe.user_data, ret == 0 ? -ETIME : ret, 0);
-        pd__sim_rec_free(s, t);
-    }
-    return fired;
-}
-
-/* --- cancellation --- */
-
-/* Whether an op has a file (sqe->fd), as a cancel by fd sees it. */
-static int pd__sim_uses_fd(unsigned op)
-{
-    switch (op) {
-    case IORING_OP_NOP:
-    case IORING_OP_TIMEOUT:
-    case IORING_OP_LINK_TIMEOUT:
-    case IORING_OP_ASYNC_CANCEL:
-    case IORING_OP_OPENAT:
-    case IORING_OP_OPENAT2:
-    case IORING_OP_STATX:
-    case IORING_OP_UNLINKAT:
-    case IORING_OP_RENAMEAT:
-    case IORING_OP_MKDIRAT:
-    case IORING_OP_SOCKET:
-        return 0;
-    default:
-        return 1;
-    }
-}
-
-static int pd__sim_cancel_match(const struct io_uring_sqe *c, const pd__sim_op *op)
-{
-    unsigned fl = c->cancel_flags;
-
-    if (op->state == PD__SIM_LTIMER || op->state == PD__SIM_FREE)
-        return 0;
-    if (fl & IORING_ASYNC_CANCEL_ANY)
-        return 1;
-    if (fl & IORING_ASYNC_CANCEL_FD) {
-        if (!pd__sim_uses_fd(op->r.sqe.opcode) || op->r.sqe.fd != c->fd)
-            return 0;
-        return !(fl & IORING_ASYNC_CANCEL_USERDATA) || op->r.sqe.user_data == c->addr;
-    }
-    return op->r.sqe.user_data == c->addr;
-}
-
-/*
- * IORING_OP_ASYNC_CANCEL, by user_data, by fd or any, once or all, with
- * the epoll engine's results. The three outcomes of a cancel once all
- * happen: the target stopped (0, then its -ECANCELED), the target already
- * completed (-ENOENT while its own completion is still pending, or with
- * faults on when the seed lets ops whose fds are ready complete first, as
- * a cancel racing a completion loses), or a file op running (-EALREADY,
- * then its own result).
- */
-static void pd__sim_cancel(pd__sim *s, const struct io_uring_sqe *sqe)
-{
-    const unsigned known = IORING_ASYNC_CANCEL_ALL | IORING_ASYNC_CANCEL_FD |
-                           IORING_ASYNC_CANCEL_ANY | IORING_ASYNC_CANCEL_USERDATA;
-    unsigned fl = sqe->cancel_flags;
-    int all = !!(fl & (IORING_ASYNC_CANCEL_ALL | IORING_ASYNC_CANCEL_ANY));
-    int found = 0, nstopped = 0, res;
-    pd__sim_op *op, *next, *stopped = NULL, **tail = &stopped;
-
-    if (fl & ~known) {
-        pd__sim_emit(s, sqe, -EINVAL, 0);
-        return;
-    }
-    if (pd__sim_fault(s, 4)) {
-        /* The race goes the other way: what is ready completes first. */
-        pd__sim_step(s, 0);
-        pd__sim_batch_begin(s);
-    }
-    for (op = s->live_head; op != NULL; op = next) {
-        next = op->next;
-        if (!pd__sim_cancel_match(sqe, op))
-            continue;
-        found++;
-        if (pd__sim_stop(s, op) == 0) {
-            op->snext = NULL;
-            *tail = op;
-            tail = &op->snext;
-            nstopped++;
-        }
-        if (!all)
-            break;
-    }
-    if (all)
-        res = found;
-    else
-        res = !found ? -ENOENT : nstopped ? 0 : -EALREADY;
-    pd__sim_emit(s, sqe, res, 0);
-    while ((op = stopped) != NULL) {
-        stopped = op->snext;
-        pd__sim_finish(s, op, -ECANCELED, 0);
-    }
 }
