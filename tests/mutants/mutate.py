@@ -696,14 +696,14 @@ MUTANTS = [
          file="runtime/engine_sim.c",
          old="    return (force || c->ready_at <= s->enters) && !pd__sim_unposted(s, c->after1) &&\n"
              "           !pd__sim_unposted(s, c->after2);",
-         new="    return force || c->ready_at <= s->enters;",
+         new="    return (force || c->ready_at <= s->enters) && !pd__sim_unposted(s, 0);",
          inv="simulator legality: a cancel's target completes before the cancel, "
              "a linked timeout before its op (orders the kernel never makes)",
          run="plain"),
     dict(name="sim-clock-never-jumps",
          file="runtime/engine_sim.c",
          old="        if (to > s->now)\n            s->now = to;\n",
-         new="",
+         new="        (void)to;\n",
          inv="virtual time: the clock never jumps to the next timer, so a "
              "one-hour timeout never fires",
          run="plain"),
