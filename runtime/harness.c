@@ -722,6 +722,9 @@ void pd_harness_explore_with(const pd_harness_case *c, const pd_harness_opts *o,
     }
     pd__hcfg = NULL;
     pd__hreplay[0] = '\0';
+    fprintf(stderr, "harness: explored %s: %d seeds, up to %d suspension points, %d "
+            "destructions checked (%d with an injected I/O fault)\n", c->future, st->seeds,
+            st->points, st->runs, st->faulted);
     sigaction(SIGABRT, &pd__hold_abrt, NULL);
     sigaction(SIGSEGV, &pd__hold_segv, NULL);
 }
