@@ -638,11 +638,13 @@ void pd_harness_run_with(const pd_harness_case *c, const pd_harness_opts *o,
                          pd_harness_stats *st)
 {
     static const pd_harness_opts none;
-    const char *env = getenv("PD_HARNESS_SEEDS");
+    const char *env = getenv("PD_HARNESS_SEEDS"), *one = getenv("PD_HARNESS_SEED");
     int stepped;
 
-    if (pd__hcfg == NULL && env != NULL && atoi(env) > 0) {
-        pd_harness_explore_with(c, o, (unsigned)atoi(env), st);
+    /* PD_HARNESS_SEED alone replays that seed (the explorer's replay command). */
+    if (pd__hcfg == NULL && ((env != NULL && atoi(env) > 0) || (one != NULL && *one))) {
+        pd_harness_explore_with(c, o, env != NULL && atoi(env) > 0 ? (unsigned)atoi(env) : 1,
+                                st);
         return;
     }
     pd__opts = o ? *o : none;

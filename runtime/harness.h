@@ -173,7 +173,8 @@ void pd_harness_explore_with(const pd_harness_case *c, const pd_harness_opts *o,
 /*
  * Under the environment variable PD_HARNESS_SEEDS=N, pd_harness_run and
  * its variants explore N seeds (pd_harness_explore) instead of running on
- * the engine PD_ENGINE chooses: `make explore` runs every case so.
+ * the engine PD_ENGINE chooses: `make explore` runs every case so. Under
+ * PD_HARNESS_SEED=N they explore seed N alone.
  */
 
 /*
