@@ -55,6 +55,9 @@ RT_INT   := runtime/rt_internal.h runtime/ring.h runtime/engine.h runtime/harnes
 # The epoll engine (runtime/engine_epoll*.c), behind the seam of engine.h.
 EP_SRC   := $(wildcard runtime/engine_epoll*.c)
 EP_HDR   := runtime/engine.h runtime/engine_epoll.h
+# The simulator engine (runtime/engine_sim*.c), which uses the epoll engine's ops.
+EP_SRC   += $(wildcard runtime/engine_sim*.c)
+EP_HDR   += runtime/engine_sim.h
 EP_OBJ      := $(EP_SRC:runtime/%.c=build/obj/%.o)
 EP_OBJ_ASAN := $(EP_SRC:runtime/%.c=build/asan/%.o)
 # The harness library: runtime/harness.c and the allocation counter.
@@ -87,7 +90,7 @@ ECHO_INC       := -Iexamples/echo -Ibuild/gen-echo
 ECHO_OBJ       := $(ECHO_NAMES:%=build/obj/gen-echo/%.o)
 ECHO_OBJ_ASAN  := $(ECHO_NAMES:%=build/asan/gen-echo/%.o)
 
-.PHONY: FORCE soak mutate all gen stats deps deps-bench bench-httpd bench-chart test test-py test-c \
+.PHONY: FORCE soak mutate explore all gen stats deps deps-bench bench-httpd bench-chart test test-py test-c \
         test-c-epoll fuzz demo bench \
         valgrind clean \
         install uninstall schema diagrams deps-diagrams ops-doc
@@ -263,12 +266,13 @@ build/check_polldrop_asan: $(TEST_OBJ_ASAN) build/asan/libpolldrop_harness.a
 
 # make test: every test, side by side (tests/run_tests.py): the Python
 # tests, and each suite of both Check runners, the sanitized one on io_uring
-# and on epoll; test-py, test-c and test-c-epoll run a part.
+# and on epoll, and the cancel-point cases explored under the simulator
+# (2 seeds); test-py, test-c and test-c-epoll run a part.
 TEST_BIN := build/libpolldrop.a build/echo_server build/echo_client build/check_polldrop \
             build/seccomp_run build/httpd
 
 test: $(TEST_BIN) build/check_polldrop_asan | deps
-	$(call say,TEST,python; build/check_polldrop; build/check_polldrop_asan on io_uring and on epoll)
+	$(call say,TEST,python; build/check_polldrop; build/check_polldrop_asan on io_uring and on epoll; cancel points explored under sim)
 	$(Q)$(PYTHON) tests/run_tests.py $(if $(V),-v,)
 
 # seccomp_run runs a command where io_uring is switched off by a seccomp
@@ -300,6 +304,14 @@ test-c-epoll: build/check_polldrop_asan
 	$(call say,TEST,build/check_polldrop_asan on the epoll engine)
 	$(Q)PD_ENGINE=epoll ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ./build/check_polldrop_asan
+
+# The cancel-point cases (the tcases tagged "harness") explored under the
+# simulator engine for SEEDS seeds each (make test explores 2):
+# make explore SEEDS=500. A failure names its seed and a replay command.
+explore: build/check_polldrop
+	$(call say,EXPLORE,the cancel-point cases under the simulator: $(or $(SEEDS),100) seeds)
+	$(Q)PD_HARNESS_SEEDS=$(or $(SEEDS),100) CK_INCLUDE_TAGS=harness \
+	    CK_TIMEOUT_MULTIPLIER=$(or $(SEEDS),100) ./build/check_polldrop
 
 # nouserintercepts: memcheck must not replace the harness's counting malloc
 # (it still replaces the glibc allocator the harness forwards to).

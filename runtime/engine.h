@@ -59,4 +59,31 @@ typedef struct pd__engine_vt {
  */
 extern const pd__engine_vt pd__engine_epoll;
 
+/*
+ * The simulator (runtime/engine_sim*.c): the requests run for real on the
+ * calling thread, the order of their completions and the faults injected
+ * are a seeded PRNG's, and time is virtual. docs/design.md, "The
+ * simulator". pd__sim_init is its init with the runtime's configuration
+ * (the seed, the flags); cfg may be NULL.
+ */
+extern const pd__engine_vt pd__engine_sim;
+struct pd_config;
+int pd__sim_init(struct io_uring *ring, unsigned entries, const struct pd_config *cfg,
+                 pd__engine **out);
+/* The seed a simulated ring runs with. */
+uint64_t pd__sim_seed_of(const pd__engine *e);
+struct pd_runtime;
+/*
+ * Faults that changed a request's result (an error, a short transfer) the
+ * simulator injected on rt so far; 0 for a runtime on another engine.
+ */
+uint64_t pd__sim_io_faults(const struct pd_runtime *rt);
+
+/*
+ * The virtual clock of the simulated ring this thread created or entered
+ * last, in CLOCK_MONOTONIC-like ns; NULL when there is none (the runtime's
+ * clock is then CLOCK_MONOTONIC).
+ */
+extern __thread const int64_t *pd__sim_clock;
+
 #endif /* POLLDROP_ENGINE_H */

@@ -250,5 +250,6 @@ void pd__ep_work_stop(pd__engine *e);
 void pd__ep_work_queue(pd__engine *e, pd__ep_op *r);
 int pd__ep_work_cancel(pd__engine *e, pd__ep_op *r);
 void pd__ep_work_reap(pd__engine *e);
+int32_t pd__ep_work_run(pd__ep_op *r);
 
 #endif /* POLLDROP_ENGINE_EPOLL_H */

@@ -101,8 +101,11 @@ static int32_t pd__ep_work_splice(pd__ep_op *r)
     return PD__EP_RES_AGAIN;
 }
 
-/* Runs r's syscall; the result, or -errno. */
-static int32_t pd__ep_work_run(pd__ep_op *r)
+/*
+ * Runs r's syscall, blocking; the result, or -errno (or a PD__EP_RES_*).
+ * The simulator engine calls it on its own thread.
+ */
+int32_t pd__ep_work_run(pd__ep_op *r)
 {
     const struct io_uring_sqe *s = &r->sqe;
     const char *path = (const char *)(uintptr_t)s->addr;

@@ -7,10 +7,14 @@
  */
 #define _GNU_SOURCE
 #include "harness.h"
+#include "engine.h"
 
 #include <check.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -140,13 +144,20 @@ static const char *const pd__at_names[] = {
 /* The options of the case being run (pd_harness_run_with). */
 static pd_harness_opts pd__opts;
 
+/*
+ * The configuration every run's runtime gets: NULL (PD_ENGINE chooses)
+ * except while pd_harness_explore runs a seed under the simulator.
+ */
+static const pd_config *pd__hcfg;
+static pd_config pd__hsim;
+
 typedef struct pd__hrun {
     const pd_harness_case *c;
     pd_runtime *rt;
     pd_task *t;
     void *self;
     int step;       /* each turn reaps at most one completion */
-    char what[256]; /* future, point, path and kernel state, for every message */
+    char what[640]; /* future, point, path, kernel state (and seed), for every message */
 } pd__hrun;
 
 /*
@@ -190,6 +201,14 @@ static void pd__hrun_buffers(const pd__hrun *r)
     }
 }
 
+/*
+ * While exploring: ", simulator seed N (replay: ...)", the end of every
+ * failure message, and what the crash handler prints.
+ */
+static char pd__hreplay[320];
+/* The line naming the seed was said before the case's after hook ran for it. */
+static int pd__hafter_said;
+
 static void pd__hrun_name(pd__hrun *r, int k, int at, int path, int j)
 {
     char how[128];
@@ -216,8 +235,9 @@ static void pd__hrun_name(pd__hrun *r, int k, int at, int path, int j)
                  "async drop forced by a shutdown deadline after %d polls", j);
         break;
     }
-    snprintf(r->what, sizeof(r->what), "%s, suspension %d, %s (%s%s)", r->c->future, k,
-             how, pd__at_names[at], r->step ? "; one completion reaped per turn" : "");
+    snprintf(r->what, sizeof(r->what), "%s, suspension %d, %s (%s%s)%s", r->c->future, k,
+             how, pd__at_names[at], r->step ? "; one completion reaped per turn" : "",
+             pd__hcfg != NULL ? pd__hreplay : "");
 }
 
 static void pd__hrun_progress(const pd__hrun *r, int when)
@@ -394,6 +414,7 @@ static int pd__harness_one(const pd_harness_case *c, int step, int k, int at, in
     pd__hrec rec;
     unsigned char out[256];
     int fds, susp = 0, dsusp = 0, completed, has_out, ret, run_at, dummy, busy, woken, i;
+    int faulted;
     long allocs, teardowns, forced_teardowns = -1;
     uint64_t forced = 0;
 
@@ -404,7 +425,7 @@ static int pd__harness_one(const pd_harness_case *c, int step, int k, int at, in
                   "than the harness's %zu", r.what, c->vt->out_size, sizeof(out));
     fds = pd_harness_fd_count();
     c->setup(c->ctx);
-    ret = pd_runtime_new(&r.rt, NULL);
+    ret = pd_runtime_new(&r.rt, pd__hcfg);
     ck_assert_msg(ret == 0, "%s: pd_runtime_new: %s", r.what, strerror(-ret));
     ck_assert_msg(pd__opts.ngroups >= 0 && pd__opts.ngroups <= PD_HARNESS_MAX_GROUPS,
                   "%s: %d buffer groups (the harness checks up to %d)", r.what,
@@ -488,6 +509,7 @@ static int pd__harness_one(const pd_harness_case *c, int step, int k, int at, in
     has_out = pd_task_state(r.t) == PD_TASK_DONE;
     if (has_out && c->vt->out_size)
         memcpy(out, pd_task_output(r.t), c->vt->out_size);
+    faulted = pd__sim_io_faults(r.rt) != 0;
     /* The last reference goes, then the runtime, which frees a live task. */
     pd_task_release(r.t);
     pd__group_freeing = pd__hgroups_freeing;
@@ -529,8 +551,22 @@ static int pd__harness_one(const pd_harness_case *c, int step, int k, int at, in
         ck_assert_msg(rec.own_teardowns == forced_teardowns,
                       "%s: teardown began after the task was forced", r.what);
     }
-    if (c->after)
+    /*
+     * The fixture's own checks expect its requests to succeed: after a run
+     * in which the simulator made one fail (or move less), they are not
+     * made; the invariants above were.
+     */
+    if (faulted)
+        st->faulted++;
+    else if (c->after) {
+        if (pd__hcfg != NULL && !pd__hafter_said) {
+            /* A failure in the case's own check cannot name the seed: this line does. */
+            fprintf(stderr, "harness: %s: checking the fixture after runs%s\n", c->future,
+                    pd__hreplay);
+            pd__hafter_said = 1;
+        }
         c->after(c->ctx, has_out ? out : NULL);
+    }
     c->cleanup(c->ctx);
     ret = pd_harness_fd_count();
     ck_assert_msg(ret == fds, "%s: %d descriptors before, %d after", r.what, fds, ret);
@@ -602,8 +638,15 @@ void pd_harness_run_with(const pd_harness_case *c, const pd_harness_opts *o,
                          pd_harness_stats *st)
 {
     static const pd_harness_opts none;
+    const char *env = getenv("PD_HARNESS_SEEDS"), *one = getenv("PD_HARNESS_SEED");
     int stepped;
 
+    /* PD_HARNESS_SEED alone replays that seed (the explorer's replay command). */
+    if (pd__hcfg == NULL && ((env != NULL && atoi(env) > 0) || (one != NULL && *one))) {
+        pd_harness_explore_with(c, o, env != NULL && atoi(env) > 0 ? (unsigned)atoi(env) : 1,
+                                st);
+        return;
+    }
     pd__opts = o ? *o : none;
     memset(st, 0, sizeof(*st));
     st->points = pd__harness_all(c, 0, st);
@@ -619,4 +662,76 @@ void pd_harness_run_with(const pd_harness_case *c, const pd_harness_opts *o,
 void pd_harness_run(const pd_harness_case *c, pd_harness_stats *st)
 {
     pd_harness_run_with(c, NULL, st);
+}
+
+/* --- exploring under the simulator --- */
+
+static struct sigaction pd__hold_abrt, pd__hold_segv;
+
+/*
+ * A run that crashes (an abort in the future's own code, a sanitizer's
+ * report) ends the test process: the seed and the replay command are
+ * written first (write(2): async-signal-safe), then the signal goes on.
+ */
+static void pd__hcrash(int sig)
+{
+    static const char head[] = "harness: crashed while exploring";
+
+    (void)!write(2, head, sizeof(head) - 1);
+    (void)!write(2, pd__hreplay, strlen(pd__hreplay));
+    (void)!write(2, "\n", 1);
+    sigaction(SIGABRT, &pd__hold_abrt, NULL);
+    sigaction(SIGSEGV, &pd__hold_segv, NULL);
+    raise(sig);
+}
+
+void pd_harness_explore_with(const pd_harness_case *c, const pd_harness_opts *o,
+                             unsigned seeds, pd_harness_stats *st)
+{
+    const char *env = getenv("PD_HARNESS_SEED");
+    struct sigaction sa;
+    uint64_t first = 1, seed;
+    pd_harness_stats one;
+
+    memset(st, 0, sizeof(*st));
+    if (env != NULL && *env != '\0') {
+        first = strtoull(env, NULL, 0);
+        seeds = 1;
+    }
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = pd__hcrash;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGABRT, &sa, &pd__hold_abrt);
+    sigaction(SIGSEGV, &sa, &pd__hold_segv);
+    for (seed = first; seed < first + seeds; seed++) {
+        pd__hsim = (pd_config){ .engine = PD_ENGINE_SIM, .sim_seed = seed,
+                                .sim_flags = PD_SIM_NO_QUIET };
+        pd__hcfg = &pd__hsim;
+        pd__hafter_said = 0;
+        snprintf(pd__hreplay, sizeof(pd__hreplay),
+                 ", simulator seed %llu (replay: PD_HARNESS_SEED=%llu %s, test %s)",
+                 (unsigned long long)seed, (unsigned long long)seed,
+                 program_invocation_name, tcase_name());
+        pd_harness_run_with(c, o, &one);
+        if (one.points > st->points)
+            st->points = one.points;
+        st->runs += one.runs;
+        st->in_flight += one.in_flight;
+        st->queued += one.queued;
+        st->completed += one.completed;
+        st->reaped += one.reaped;
+        st->seeds++;
+    }
+    pd__hcfg = NULL;
+    pd__hreplay[0] = '\0';
+    fprintf(stderr, "harness: explored %s: %d seeds, up to %d suspension points, %d "
+            "destructions checked (%d with an injected I/O fault)\n", c->future, st->seeds,
+            st->points, st->runs, st->faulted);
+    sigaction(SIGABRT, &pd__hold_abrt, NULL);
+    sigaction(SIGSEGV, &pd__hold_segv, NULL);
+}
+
+void pd_harness_explore(const pd_harness_case *c, unsigned seeds, pd_harness_stats *st)
+{
+    pd_harness_explore_with(c, NULL, seeds, st);
 }

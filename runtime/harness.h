@@ -96,6 +96,15 @@ typedef struct pd_harness_stats {
      * request, completions waiting in the slot's queue before their then.
      */
     int reaped;
+    /* Seeds the simulator ran the case with (pd_harness_explore; 0 otherwise). */
+    int seeds;
+    /*
+     * Destructions whose run the simulator injected a fault into that
+     * changed a request's result (an error, a short read or write): the
+     * case's after hook is not called for them, as a fixture's checks
+     * expect success; every invariant is still checked.
+     */
+    int faulted;
 } pd_harness_stats;
 
 /*
@@ -146,6 +155,28 @@ void pd_harness_run_spawning(const pd_harness_case *c, int spawns, pd_harness_st
 /* pd_harness_run with options; o may be NULL (pd_harness_run itself). */
 void pd_harness_run_with(const pd_harness_case *c, const pd_harness_opts *o,
                          pd_harness_stats *st);
+
+/*
+ * Explores c under the simulator engine (PD_ENGINE_SIM): pd_harness_run
+ * once per seed, seeds 1..seeds, each on runtimes made with that seed (and
+ * PD_SIM_NO_QUIET), so that every destruction is tried under the orders
+ * of completions and the faults each seed makes. A failure names the seed
+ * and a one-line command that replays it; the environment variable
+ * PD_HARNESS_SEED=N runs seed N alone. *st adds up the runs (points is
+ * the largest count of one seed; seeds says how many ran).
+ */
+void pd_harness_explore(const pd_harness_case *c, unsigned seeds, pd_harness_stats *st);
+
+/* pd_harness_explore with options (o may be NULL). */
+void pd_harness_explore_with(const pd_harness_case *c, const pd_harness_opts *o,
+                             unsigned seeds, pd_harness_stats *st);
+
+/*
+ * Under the environment variable PD_HARNESS_SEEDS=N, pd_harness_run and
+ * its variants explore N seeds (pd_harness_explore) instead of running on
+ * the engine PD_ENGINE chooses: `make explore` runs every case so. Under
+ * PD_HARNESS_SEED=N they explore seed N alone.
+ */
 
 /*
  * Allocation calls (malloc, calloc, realloc, posix_memalign, aligned_alloc,

@@ -62,8 +62,12 @@ typedef struct pd_dyn {
  * - PD_ENGINE_URING: io_uring, or pd_runtime_new fails.
  * - PD_ENGINE_EPOLL: epoll and non-blocking system calls, file operations
  *   on a pool of worker threads; no io_uring system call is made.
- * - PD_ENGINE_SIM: reserved for a deterministic simulator; pd_runtime_new
- *   fails with -ENOSYS for now.
+ * - PD_ENGINE_SIM: the deterministic simulator: requests run for real on
+ *   the runtime's thread, but which completion is posted next, and which
+ *   faults the kernel could produce are injected, is chosen by a PRNG
+ *   seeded with pd_config.sim_seed; time is virtual (pd_clock_ms and every
+ *   timeout jump to the next timer when nothing else can progress).
+ *   docs/design.md, "The simulator".
  */
 typedef enum {
     PD_ENGINE_AUTO = 0,
@@ -82,11 +86,33 @@ typedef struct pd_config {
     unsigned entries;
     unsigned flags;   /* PD_CONFIG_* */
     pd_engine engine; /* PD_ENGINE_AUTO (0) by default: see pd_engine */
+    /*
+     * PD_ENGINE_SIM only: the PRNG's seed; 0 means the environment
+     * variable PD_SIM_SEED, and 1 when that is unset (a seed replays its
+     * run exactly for a program whose fds only its own tasks drive).
+     */
+    uint64_t sim_seed;
+    unsigned sim_flags; /* PD_SIM_*: PD_ENGINE_SIM only */
 } pd_config;
 
 enum {
     /* Do not ask for IORING_SETUP_SINGLE_ISSUER / DEFER_TASKRUN. */
     PD_CONFIG_NO_DEFER_TASKRUN = 1u << 0,
+};
+
+enum {
+    /*
+     * No injected fault (faults are on by default, unless the environment
+     * has PD_SIM_FAULTS=0); completions are still posted in the seed's order.
+     */
+    PD_SIM_NO_FAULTS = 1u << 0,
+    /*
+     * Jump the virtual clock as soon as nothing can progress, without first
+     * giving other threads or processes a few real milliseconds
+     * (PD_SIM_QUIET_MS, 5 by default) to make a waiting fd ready: for
+     * programs whose fds only their own tasks drive, such as harness cases.
+     */
+    PD_SIM_NO_QUIET = 1u << 1,
 };
 
 enum {
@@ -117,8 +143,7 @@ typedef struct pd_stats {
  * Returns 0 and stores the runtime in *rt, or -errno: -EINVAL for
  * cfg->entries 1 (or more than the engine allows), an engine out of range
  * or a PD_ENGINE value that names none; -ENOSYS or -EPERM when
- * PD_ENGINE_URING is asked for where io_uring is unavailable; -ENOSYS for
- * PD_ENGINE_SIM.
+ * PD_ENGINE_URING is asked for where io_uring is unavailable.
  */
 int pd_runtime_new(pd_runtime **rt, const pd_config *cfg);
 
@@ -261,7 +286,8 @@ void pd_task_release(pd_task *t);
 void pd_runtime_stats(const pd_runtime *rt, pd_stats *s);
 
 /*
- * Milliseconds of CLOCK_MONOTONIC: for a deadline over a whole job, kept
+ * Milliseconds of CLOCK_MONOTONIC (on a thread that runs a simulated
+ * runtime, its virtual clock): for a deadline over a whole job, kept
  * as an absolute time and turned into what is left for each wait
  * (`timeout_ms: self->end_ms - pd_clock_ms()`).
  */

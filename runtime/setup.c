@@ -108,7 +108,7 @@ static int pd__engine_fallback(int err)
 /*
  * Sets up rt's ring on the engine cfg asks for (pd__engine_choice); with
  * auto, io_uring, then epoll where pd__engine_fallback allows. Returns 0
- * or -errno (-ENOSYS for PD_ENGINE_SIM, which has no engine yet).
+ * or -errno.
  */
 static int pd__engine_init(pd_runtime *rt, const pd_config *cfg, unsigned entries)
 {
@@ -117,8 +117,12 @@ static int pd__engine_init(pd_runtime *rt, const pd_config *cfg, unsigned entrie
 
     if (kind < 0)
         return kind;
-    if (kind == PD_ENGINE_SIM)
-        return -ENOSYS;
+    if (kind == PD_ENGINE_SIM) {
+        ret = pd__sim_init(&rt->ring, entries, cfg, &rt->engine);
+        if (ret == 0)
+            rt->engine_vt = &pd__engine_sim;
+        return ret;
+    }
     if (kind != PD_ENGINE_EPOLL) {
         ret = pd__ring_init(rt, entries, cfg ? cfg->flags : 0);
         if (ret == 0 || kind == PD_ENGINE_URING || !pd__engine_fallback(ret))

@@ -39,12 +39,20 @@ TIMES = os.path.join(ROOT, "build", "test-times.json")
 JOB_TIMEOUT = 900
 SAN_ENV = {"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=1",
            "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1"}
+# Seeds the simulator explores each cancel-point case with in make test
+# (make explore SEEDS=N runs more): PD_EXPLORE_SEEDS, or 2.
+EXPLORE_SEEDS = os.environ.get("PD_EXPLORE_SEEDS", "2")
 # Each Check run: its label, the runner and its environment. The sanitized
-# runner runs a second time on the epoll engine (design.md, "Engines").
+# runner runs a second time on the epoll engine (design.md, "Engines"); the
+# plain one runs its cancel-point cases (the tcases tagged "harness": every
+# library spec, echo's and httpd's futures) once more, explored under the
+# simulator (docs/harness.md, "Exploring").
 RUNNERS = [("build/check_polldrop", "build/check_polldrop", {}),
            ("build/check_polldrop_asan", "build/check_polldrop_asan", SAN_ENV),
            ("epoll build/check_polldrop_asan", "build/check_polldrop_asan",
-            dict(SAN_ENV, PD_ENGINE="epoll"))]
+            dict(SAN_ENV, PD_ENGINE="epoll")),
+           ("explore build/check_polldrop", "build/check_polldrop",
+            {"PD_HARNESS_SEEDS": EXPLORE_SEEDS, "CK_INCLUDE_TAGS": "harness"})]
 # Seconds each slow job takes on an idle two-core machine, for the order of
 # a first run; any job not named here is estimated at one second. A class
 # (or a module) expected to take SPLIT seconds or more runs alone.

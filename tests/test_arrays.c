@@ -529,6 +529,8 @@ Suite *pd_suite_arrays(void)
     tcase_add_loop_test(h, array_cancel_points, 0,
                         (int)(sizeof(arr_cases) / sizeof(arr_cases[0])));
     tcase_set_timeout(h, 300);
+    /* The cancel-point tests: make explore runs them under the simulator. */
+    tcase_set_tags(h, "harness");
     suite_add_tcase(s, h);
     return s;
 }

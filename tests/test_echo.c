@@ -675,6 +675,11 @@ Suite *pd_suite_echo(void)
     tcase_add_loop_test(tc, echo_client_that_stopped_reading_cannot_stall_shutdown, 0, 2);
     tcase_add_test(tc, echo_tiny_group_echoes_every_byte_in_order);
     tcase_add_test(tc, echo_hogs_cannot_starve_a_fresh_client);
+    tcase_set_timeout(tc, 60);
+    suite_add_tcase(s, tc);
+    /* The cancel-point tests: make explore runs them under the simulator. */
+    tc = tcase_create("cancel points");
+    tcase_set_tags(tc, "harness");
     tcase_add_test(tc, echo_ms_conn_every_destruction);
     tcase_add_test(tc, echo_ms_accept_every_destruction);
     tcase_add_test(tc, echo_client_with_a_bad_size_leaks_no_fd);

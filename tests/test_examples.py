@@ -224,12 +224,13 @@ class EchoServerProcess(unittest.TestCase):
             self.assertEqual(p.stdout.readline(), "echo_server: thread 0 runs on io_uring\n")
             self.stop(p)
 
-    def test_the_simulator_is_not_there_yet(self):
-        r = subprocess.run([SERVER, "-p", "0", *self.MODE, "-e", "sim"], capture_output=True,
-                           text=True, timeout=10)
-        self.assertEqual(r.returncode, 1)
-        self.assertEqual(r.stderr.strip(), "echo_server: thread 0: cannot make its runtime: "
-                         "Function not implemented")
+    def test_runs_on_the_simulator(self):
+        """-e sim: the deterministic simulator is an engine like the others
+        (the clients here are another process, so the order is theirs)."""
+        p, port = self.start("-e", "sim")
+        self.assertEqual(self.engines, ["sim"])
+        self.echo(self.connect(port), b"over the simulator\n")
+        self.stop(p)
 
     def test_out_of_descriptors_pauses_accepting_then_resumes(self):
         # 40 descriptors: room for about 30 connections, and 60 connect.

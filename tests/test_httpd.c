@@ -2017,6 +2017,8 @@ Suite *pd_suite_httpd(void)
         tcase_add_test(srv, httpd_shutdown_under_load_threads);
     }
     tcase_set_timeout(fut, 60);
+    /* The cancel-point tests: make explore runs them under the simulator. */
+    tcase_set_tags(fut, "harness");
     tcase_add_test(fut, httpd_conn_cancel_points);
     tcase_add_test(fut, httpd_keepalive_sweep);
     suite_add_tcase(s, proto);

@@ -1334,6 +1334,8 @@ Suite *pd_suite_inv_buffers(void)
     TCase *tc = tcase_create("buffers");
 
     tcase_set_timeout(tc, 120);
+    /* The cancel-point tests: make explore runs them under the simulator. */
+    tcase_set_tags(tc, "harness");
     tcase_add_loop_test(tc, multishot_accept_every_completion, 0,
                         (int)(sizeof(msa_cases) / sizeof(msa_cases[0])));
     tcase_add_loop_test(tc, multishot_recv_every_completion, 0,

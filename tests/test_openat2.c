@@ -143,7 +143,12 @@ Suite *pd_suite_openat2(void)
     TCase *tc = tcase_create("openat2");
 
     tcase_add_test(tc, openat2_beneath_allows_inside_refuses_outside);
+    suite_add_tcase(s, tc);
+    /* The cancel-point tests: make explore runs them under the simulator. */
+    tc = tcase_create("cancel points");
+    tcase_set_tags(tc, "harness");
     tcase_add_test(tc, openat2_cancel_points);
+    tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -258,6 +258,8 @@ Suite *pd_suite_whole_deadline(void)
     tcase_add_loop_test(h, deadline_cancel_points, 0,
                         (int)(sizeof(dl_cases) / sizeof(dl_cases[0])));
     tcase_set_timeout(h, 120);
+    /* The cancel-point tests: make explore runs them under the simulator. */
+    tcase_set_tags(h, "harness");
     suite_add_tcase(s, h);
     return s;
 }

@@ -36,7 +36,21 @@ pd_runtime *pd_test_rt(void)
 
 int pd_test_rt_fds(const pd_runtime *rt)
 {
-    return strcmp(pd_runtime_engine(rt), "epoll") == 0 ? 3 : 2;
+    const char *e = pd_runtime_engine(rt);
+
+    /*
+     * io_uring: the ring and the wake eventfd; epoll: its epoll fd and its
+     * workers' eventfd too; the simulator: the wake eventfd alone.
+     */
+    return strcmp(e, "epoll") == 0 ? 3 : strcmp(e, "sim") == 0 ? 1 : 2;
+}
+
+int pd_test_sim_inline(void)
+{
+    const char *engine = getenv("PD_ENGINE"), *faults = getenv("PD_SIM_FAULTS");
+
+    return engine != NULL && strcmp(engine, "sim") == 0 && faults != NULL &&
+           strcmp(faults, "0") == 0;
 }
 
 pd_test_rec pd_rec;

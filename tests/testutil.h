@@ -43,6 +43,11 @@ pd_runtime *pd_test_rt(void);
  * ring (io_uring), or the epoll fd and the workers' eventfd (epoll).
  */
 int pd_test_rt_fds(const pd_runtime *rt);
+/*
+ * Whether every runtime runs on the simulator without faults
+ * (PD_ENGINE=sim PD_SIM_FAULTS=0): file ops then complete at submission.
+ */
+int pd_test_sim_inline(void);
 
 /*
  * The lifecycle recorder. It pairs every PD_TRACE_INIT with exactly one
@@ -174,5 +179,6 @@ Suite *pd_suite_engine_epoll(void);
 Suite *pd_suite_engine(void);
 Suite *pd_suite_read_dir(void);
 Suite *pd_suite_sigset_wait(void);
+Suite *pd_suite_engine_sim(void);
 
 #endif

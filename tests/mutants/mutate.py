@@ -891,6 +891,35 @@ MUTANTS = [
          new="    case IORING_OP_SOCKET:\n",
          inv="epoll engine: bind and listen complete with -EOPNOTSUPP",
          run="plain"),
+    # --- issue 20: the deterministic simulator engine ---
+    dict(name="sim-seed-ignored",
+         file="runtime/engine_sim.c",
+         old="    x = s->seed;\n",
+         new="    x = s->seed ^ (uint64_t)random();\n",
+         inv="simulator determinism: two runs with one seed post different orders",
+         run="plain"),
+    dict(name="sim-posts-fifo",
+         file="runtime/engine_sim.c",
+         old="    pick = pd__sim_below(s, n);\n",
+         new="    pick = 0 * pd__sim_below(s, n);\n",
+         inv="simulator exploration: every seed posts completions in the order "
+             "they were made (B never completes before A)",
+         run="plain"),
+    dict(name="sim-ignores-order-gates",
+         file="runtime/engine_sim.c",
+         old="    return (force || c->ready_at <= s->enters) && !pd__sim_unposted(s, c->after1) &&\n"
+             "           !pd__sim_unposted(s, c->after2);",
+         new="    return (force || c->ready_at <= s->enters) && !pd__sim_unposted(s, 0);",
+         inv="simulator legality: a cancel's target completes before the cancel, "
+             "a linked timeout before its op (orders the kernel never makes)",
+         run="plain"),
+    dict(name="sim-clock-never-jumps",
+         file="runtime/engine_sim.c",
+         old="        if (to > s->now)\n            s->now = to;\n",
+         new="        (void)to;\n",
+         inv="virtual time: the clock never jumps to the next timer, so a "
+             "one-hour timeout never fires",
+         run="plain"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))

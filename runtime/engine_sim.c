@@ -1,0 +1,562 @@
+/*
+ * The simulator engine: a deterministic "kernel" behind a pd_runtime's ring.
+ *
+ * One thread, no worker, no epoll instance. enter() consumes the SQEs in
+ * order and starts each request for real (engine_sim_ops.c, with the epoll
+ * engine's non-blocking attempts and file operations called synchronously).
+ * A completion is not posted when it is made: it joins a pending list, and
+ * a PRNG seeded once per runtime picks which eligible completion is posted
+ * next. Completions made together by one event (the multishot completions
+ * of one attempt, a cancel and what it stopped, an op and its linked
+ * timeout) keep their order, and so do those of one user_data; any two
+ * others may be posted in either order, which is what the kernel allows.
+ * With faults on, a completion may also be held back for a few enters (a
+ * delay the kernel produces when its task work runs late).
+ *
+ * Time is virtual. pd_clock_ms() and every timeout the engine runs read
+ * `now`, which moves only when nothing else can: no completion pending, no
+ * waiting fd ready (poll(2), zero timeout), no file op left. Then it jumps
+ * to the earliest timer, or to the caller's wait limit. A one-hour timeout
+ * completes in microseconds. Before a jump, when requests wait on fds, the
+ * engine gives the outside world (other threads, other processes) up to
+ * `quiet_ms` of real time to make one ready; a program whose fds only its
+ * own tasks drive sees nothing come, and its runs are the same for a seed.
+ *
+ * This file: the PRNG, the pending list and its posting, the enter loop,
+ * buffer rings, setup and the vtable.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "polldrop.h"
+#include "engine_sim.h"
+
+/* The virtual clock pd_clock_ms reads on this thread (engine.h). */
+__thread const int64_t *pd__sim_clock;
+
+/* Where a simulated runtime's clock starts: 1000 s, the same every run. */
+#define PD__SIM_EPOCH_NS (1000LL * 1000000000LL)
+/* Real milliseconds given to the outside world before a jump (PD_SIM_QUIET_MS). */
+#define PD__SIM_QUIET_MS 5
+/* Completions the pending list holds from init without allocating. */
+#define PD__SIM_MIN_PEND 4096u
+
+/* --- the PRNG: xoshiro256**, seeded by splitmix64 --- */
+
+static uint64_t pd__sim_splitmix(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static uint64_t pd__sim_rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
+
+uint64_t pd__sim_next(pd__sim *s)
+{
+    uint64_t r = pd__sim_rotl(s->s[1] * 5, 7) * 9, t = s->s[1] << 17;
+
+    s->s[2] ^= s->s[0];
+    s->s[3] ^= s->s[1];
+    s->s[1] ^= s->s[2];
+    s->s[0] ^= s->s[3];
+    s->s[2] ^= t;
+    s->s[3] = pd__sim_rotl(s->s[3], 45);
+    return r;
+}
+
+uint32_t pd__sim_below(pd__sim *s, uint32_t n)
+{
+    return (uint32_t)(((pd__sim_next(s) >> 32) * (uint64_t)n) >> 32);
+}
+
+int pd__sim_fault(pd__sim *s, uint32_t n)
+{
+    if (!s->faults || pd__sim_below(s, n) != 0)
+        return 0;
+    s->injected++;
+    return 1;
+}
+
+int pd__sim_io_fault(pd__sim *s, uint32_t n)
+{
+    if (!pd__sim_fault(s, n))
+        return 0;
+    s->io_faults++;
+    return 1;
+}
+
+uint64_t pd__sim_io_faults(const pd_runtime *rt)
+{
+    if (rt->engine == NULL || rt->engine_vt != &pd__engine_sim)
+        return 0;
+    return ((const pd__sim *)(const void *)rt->engine)->io_faults;
+}
+
+/* --- pending completions --- */
+
+void pd__sim_batch_begin(pd__sim *s)
+{
+    s->batch_last = 0;
+}
+
+/*
+ * A completion joins the pending list, after the previous one of its batch
+ * and after the last pending one for the same user_data. The list grows
+ * (doubling) past its preallocated room: a failed allocation is fatal, as
+ * dropping a completion would leave its owner waiting forever.
+ */
+void pd__sim_add(pd__sim *s, uint64_t ud, int32_t res, uint32_t flags)
+{
+    pd__sim_cqe *c;
+    unsigned i;
+
+    if (s->npend == s->cap_pend) {
+        pd__sim_cqe *n = realloc(s->pend, 2 * s->cap_pend * sizeof(*n));
+
+        if (n == NULL)
+            abort();
+        s->pend = n;
+        s->cap_pend *= 2;
+    }
+    c = &s->pend[s->npend];
+    c->ud = ud;
+    c->res = res;
+    c->flags = flags;
+    c->seq = ++s->cqe_seq;
+    c->after1 = s->batch_last;
+    c->after2 = 0;
+    for (i = s->npend; i-- > 0;)
+        if (s->pend[i].ud == ud) {
+            if (s->pend[i].seq != c->after1)
+                c->after2 = s->pend[i].seq;
+            break;
+        }
+    c->ready_at = s->enters;
+    if (pd__sim_fault(s, 8))
+        c->ready_at += 1 + pd__sim_below(s, 3);
+    s->npend++;
+    s->batch_last = c->seq;
+}
+
+void pd__sim_drain(pd__sim *s)
+{
+    pd__engine *e = s->ep;
+
+    while (e->cq_khead != e->cq_ktail) {
+        const struct io_uring_cqe *c = &e->cqes[e->cq_khead++ & e->cq_mask];
+
+        pd__sim_add(s, c->user_data, c->res, c->flags);
+    }
+    while (e->ovf_len) {
+        const struct io_uring_cqe *c = &e->ovf[e->ovf_head];
+
+        pd__sim_add(s, c->user_data, c->res, c->flags);
+        e->ovf_head = (e->ovf_head + 1) % e->ovf_cap;
+        e->ovf_len--;
+    }
+}
+
+/* Whether the completion numbered seq is still pending (the list is in seq order). */
+static int pd__sim_unposted(const pd__sim *s, uint64_t seq)
+{
+    unsigned lo = 0, hi = s->npend;
+
+    if (seq == 0)
+        return 0;
+    while (lo < hi) {
+        unsigned mid = (lo + hi) / 2;
+
+        if (s->pend[mid].seq < seq)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < s->npend && s->pend[lo].seq == seq;
+}
+
+static int pd__sim_eligible(const pd__sim *s, const pd__sim_cqe *c, int force)
+{
+    return (force || c->ready_at <= s->enters) && !pd__sim_unposted(s, c->after1) &&
+           !pd__sim_unposted(s, c->after2);
+}
+
+static unsigned pd__sim_cq_ready(const pd__sim *s)
+{
+    return s->cq_ktail - IO_URING_READ_ONCE(s->cq_khead);
+}
+
+/*
+ * Posts one eligible completion, picked by the PRNG among them. Returns 0
+ * when none is eligible or the CQ is full (the pending list is then its
+ * overflow: nothing is dropped).
+ */
+static int pd__sim_post_one(pd__sim *s, int force)
+{
+    struct io_uring_cqe *cq;
+    unsigned i, n = 0, pick;
+
+    if (pd__sim_cq_ready(s) >= s->cq_entries)
+        return 0;
+    for (i = 0; i < s->npend; i++)
+        n += pd__sim_eligible(s, &s->pend[i], force);
+    if (n == 0)
+        return 0;
+    pick = pd__sim_below(s, n);
+    for (i = 0;; i++)
+        if (pd__sim_eligible(s, &s->pend[i], force) && pick-- == 0)
+            break;
+    cq = &s->cqes[s->cq_ktail & s->cq_mask];
+    cq->user_data = s->pend[i].ud;
+    cq->res = s->pend[i].res;
+    cq->flags = s->pend[i].flags;
+    io_uring_smp_store_release(&s->cq_ktail, s->cq_ktail + 1);
+    memmove(&s->pend[i], &s->pend[i + 1], (s->npend - i - 1) * sizeof(*s->pend));
+    s->npend--;
+    s->posted++;
+    return 1;
+}
+
+/*
+ * Posts every completion whose delay is over, in the PRNG's order, then,
+ * while fewer than wait_nr are in the CQ, delayed ones too.
+ */
+static void pd__sim_post(pd__sim *s, unsigned wait_nr)
+{
+    while (pd__sim_post_one(s, 0))
+        ;
+    while (pd__sim_cq_ready(s) < wait_nr && pd__sim_post_one(s, 1))
+        ;
+}
+
+/* --- the submission queue --- */
+
+/*
+ * Consumes the SQEs queued since the last call, in order, as the epoll
+ * engine does: an op linked to an IORING_OP_LINK_TIMEOUT is one request
+ * with a timeout; any other chain fails (-EOPNOTSUPP, then -ECANCELED).
+ * With faults on, the seed may stop it early (never inside a request and
+ * its linked timeout), as the kernel's submission stops when it runs out
+ * of resources: the rest stay in the SQ, which can then fill up, and go
+ * with the next enter. *partial says whether it stopped early.
+ */
+static unsigned pd__sim_consume(pd__sim *s, struct io_uring *ring, int *partial)
+{
+    unsigned head = ring->sq.sqe_head, tail = ring->sq.sqe_tail, mask = s->sq_kmask;
+    unsigned start = head, limit = tail - head;
+
+    *partial = 0;
+    if (limit > 1 && pd__sim_fault(s, 16)) {
+        limit = 1 + pd__sim_below(s, limit - 1);
+        *partial = 1;
+    }
+    while (head != tail && head - start < limit) {
+        const struct io_uring_sqe *sqe = &s->sqes[head++ & mask];
+        const struct io_uring_sqe *next = head != tail ? &s->sqes[head & mask] : NULL;
+
+        if (!(sqe->flags & (IOSQE_IO_LINK | IOSQE_IO_HARDLINK)) || next == NULL) {
+            pd__sim_start(s, sqe, NULL);
+        } else if (next->opcode == IORING_OP_LINK_TIMEOUT &&
+                   !(next->flags & (IOSQE_IO_LINK | IOSQE_IO_HARDLINK))) {
+            head++;
+            pd__sim_start(s, sqe, next);
+        } else {
+            pd__sim_batch_begin(s);
+            pd__ep_emit(s->ep, sqe, -EOPNOTSUPP, 0);
+            do {
+                sqe = &s->sqes[head++ & mask];
+                pd__ep_emit(s->ep, sqe, -ECANCELED, 0);
+            } while ((sqe->flags & (IOSQE_IO_LINK | IOSQE_IO_HARDLINK)) && head != tail);
+            pd__sim_drain(s);
+        }
+    }
+    if (head != tail && head - start >= limit)
+        *partial = 1;
+    else
+        *partial = 0;
+    ring->sq.sqe_head = head;
+    s->sq_ktail = tail;
+    io_uring_smp_store_release(&s->sq_khead, head);
+    return head - start;
+}
+
+/* --- the enter loop --- */
+
+static int pd__sim_enter(pd__engine *eng, struct io_uring *ring, unsigned wait_nr,
+                         const struct __kernel_timespec *ts)
+{
+    pd__sim *s = pd__sim_of(eng);
+    int64_t limit = INT64_MAX;
+    pd__sim_op *op;
+    unsigned n;
+    int partial;
+
+    pd__sim_clock = &s->now;
+    s->enters++;
+    for (op = s->live_head; op != NULL; op = op->next)
+        if (op->state == PD__SIM_WORK && op->turns > 0)
+            op->turns--;
+    n = pd__sim_consume(s, ring, &partial);
+    if (partial) {
+        /* io_uring_enter returns at once when it submitted less than asked. */
+        pd__sim_step(s, 0);
+        pd__sim_post(s, 0);
+        return (int)n;
+    }
+    if (ts != NULL)
+        limit = s->now + ts->tv_sec * 1000000000 + ts->tv_nsec;
+    for (;;) {
+        int64_t next, to;
+        int moved = pd__sim_step(s, 0);
+
+        moved |= pd__sim_timers(s);
+        pd__sim_post(s, wait_nr);
+        if (pd__sim_cq_ready(s) >= wait_nr)
+            break;
+        if (moved)
+            continue;
+        if (s->nwork != 0) {
+            pd__sim_step(s, 1);
+            continue;
+        }
+        /* Nothing moves unless time passes or the outside makes an fd ready. */
+        next = pd__sim_next_timer(s);
+        if (s->nwait != 0 && s->quiet_ms > 0 && pd__sim_wait_real(s, s->quiet_ms))
+            continue;
+        if (next == INT64_MAX && limit == INT64_MAX) {
+            if (s->nwait == 0) {
+                /* io_uring would sleep for good: say so rather than hang. */
+                fprintf(stderr, "polldrop: sim: waiting for %u completions with nothing "
+                                "in flight (seed %llu)\n",
+                        wait_nr, (unsigned long long)s->seed);
+                abort();
+            }
+            if (pd__sim_wait_real(s, -1) < 0)
+                return -EINTR;
+            continue;
+        }
+        to = next < limit ? next : limit;
+        if (to > s->now)
+            s->now = to;
+        if (next > limit)
+            return -ETIME;
+    }
+    return (int)n;
+}
+
+/* --- provided buffer rings (kept in the embedded epoll state) --- */
+
+static int pd__sim_reg_buf_ring(pd__engine *eng, struct io_uring_buf_ring *br, unsigned entries,
+                                unsigned short bgid)
+{
+    pd__engine *e = pd__sim_of(eng)->ep;
+    long page = sysconf(_SC_PAGESIZE);
+    pd__ep_bufring *b;
+
+    if (br == NULL)
+        return -EFAULT;
+    if (entries == 0 || entries > 32768 || (entries & (entries - 1)) ||
+        ((uintptr_t)br & (uintptr_t)((page > 0 ? page : 4096) - 1)))
+        return -EINVAL;
+    if (pd__ep_bufring_find(e, bgid) != NULL)
+        return -EEXIST;
+    b = realloc(e->bufs, (e->nbufs + 1) * sizeof(*b));
+    if (b == NULL)
+        return -ENOMEM;
+    e->bufs = b;
+    e->bufs[e->nbufs++] = (pd__ep_bufring){ br, entries - 1, 0, bgid, 1 };
+    return 0;
+}
+
+static int pd__sim_unreg_buf_ring(pd__engine *eng, unsigned short bgid)
+{
+    pd__engine *e = pd__sim_of(eng)->ep;
+    pd__ep_bufring *b = pd__ep_bufring_find(e, bgid);
+
+    if (b == NULL)
+        return -ENOENT;
+    *b = e->bufs[--e->nbufs];
+    return 0;
+}
+
+/* The simulator runs what the epoll engine runs. */
+static int pd__sim_probe(pd__engine *eng, unsigned op)
+{
+    return pd__engine_epoll.probe_op(pd__sim_of(eng)->ep, op);
+}
+
+/* --- setup and teardown --- */
+
+static void pd__sim_exit(pd__engine *eng, struct io_uring *ring)
+{
+    pd__sim *s = pd__sim_of(eng);
+
+    if (s == NULL)
+        return;
+    if (pd__sim_clock == &s->now)
+        pd__sim_clock = NULL;
+    pd__sim_ops_free(s);
+    if (s->ep != NULL) {
+        pd__ep_fd_free(s->ep);
+        free(s->ep->bufs);
+        free(s->ep->ovf);
+        free(s->ep->cqes);
+        free(s->ep);
+    }
+    free(s->pend);
+    free(s->pfd);
+    free(s->pop);
+    free(s->sqes);
+    free(s->sq_array);
+    free(s->cqes);
+    free(s);
+    if (ring != NULL) {
+        memset(ring, 0, sizeof(*ring));
+        ring->ring_fd = ring->enter_ring_fd = -1;
+    }
+}
+
+/* The seed: cfg's, else PD_SIM_SEED's, else 1 (0 is never a seed). */
+static uint64_t pd__sim_seed(const pd_config *cfg)
+{
+    const char *env = getenv("PD_SIM_SEED");
+    uint64_t seed = cfg ? cfg->sim_seed : 0;
+
+    if (seed == 0 && env != NULL && *env != '\0')
+        seed = strtoull(env, NULL, 0);
+    return seed ? seed : 1;
+}
+
+/*
+ * The embedded epoll state: only what the attempts and file ops use (the
+ * fd table, buffer rings, a staging CQ and its overflow); no epoll
+ * instance, no worker.
+ */
+static int pd__sim_ep_init(pd__sim *s)
+{
+    pd__engine *e = calloc(1, sizeof(*e));
+
+    s->ep = e;
+    if (e == NULL)
+        return -ENOMEM;
+    e->epfd = e->wakefd = -1;
+    e->check_head = e->check_tail = -1;
+    e->cq_mask = 63;
+    e->cq_entries = 64;
+    e->ovf_cap = 64;
+    pd__ep_fd_limit(e);
+    if ((e->cqes = malloc(64 * sizeof(*e->cqes))) == NULL ||
+        (e->ovf = malloc(64 * sizeof(*e->ovf))) == NULL ||
+        pd__ep_fd_get(e, PD__EP_MIN_FDS - 1) == NULL)
+        return -ENOMEM;
+    return 0;
+}
+
+int pd__sim_init(struct io_uring *ring, unsigned entries, const pd_config *cfg,
+                 pd__engine **out)
+{
+    unsigned flags = cfg ? cfg->sim_flags : 0, cq_entries, i;
+    const char *env;
+    uint64_t x;
+    pd__sim *s;
+
+    *out = NULL;
+    if (entries == 0 || entries > 32768)
+        return -EINVAL;
+    entries = pd__ep_pow2(entries);
+    cq_entries = 2 * entries;
+    s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return -ENOMEM;
+    s->seed = pd__sim_seed(cfg);
+    x = s->seed;
+    for (i = 0; i < 4; i++)
+        s->s[i] = pd__sim_splitmix(&x);
+    env = getenv("PD_SIM_FAULTS");
+    s->faults = !(flags & PD_SIM_NO_FAULTS) && !(env != NULL && strcmp(env, "0") == 0);
+    env = getenv("PD_SIM_QUIET_MS");
+    s->quiet_ms = (flags & PD_SIM_NO_QUIET) ? 0
+                  : env != NULL && *env ? atoi(env)
+                                        : PD__SIM_QUIET_MS;
+    s->now = PD__SIM_EPOCH_NS;
+    s->sq_kmask = entries - 1;
+    s->sq_kentries = entries;
+    s->cq_kmask = s->cq_mask = cq_entries - 1;
+    s->cq_kentries = s->cq_entries = cq_entries;
+    s->cap_pend = PD__SIM_MIN_PEND;
+    s->cap_pfd = 1024;
+    if (pd__sim_ep_init(s) < 0 ||
+        posix_memalign((void **)&s->sqes, 64, entries * sizeof(*s->sqes)) != 0 ||
+        posix_memalign((void **)&s->cqes, 64, cq_entries * sizeof(*s->cqes)) != 0 ||
+        (s->sq_array = malloc(entries * sizeof(*s->sq_array))) == NULL ||
+        (s->pend = malloc(s->cap_pend * sizeof(*s->pend))) == NULL ||
+        (s->pfd = malloc(s->cap_pfd * sizeof(*s->pfd))) == NULL ||
+        (s->pop = malloc(s->cap_pfd * sizeof(*s->pop))) == NULL ||
+        pd__sim_ops_init(s, 2 * cq_entries > 4096 ? 2 * cq_entries : 4096) < 0) {
+        pd__sim_exit((pd__engine *)(void *)s, NULL);
+        return -ENOMEM;
+    }
+    memset(s->sqes, 0, entries * sizeof(*s->sqes));
+    memset(s->cqes, 0, cq_entries * sizeof(*s->cqes));
+    for (i = 0; i < entries; i++)
+        s->sq_array[i] = i;
+
+    memset(ring, 0, sizeof(*ring));
+    ring->sq.khead = &s->sq_khead;
+    ring->sq.ktail = &s->sq_ktail;
+    ring->sq.kring_mask = &s->sq_kmask;
+    ring->sq.kring_entries = &s->sq_kentries;
+    ring->sq.kflags = &s->sq_kflags;
+    ring->sq.kdropped = &s->sq_kdropped;
+    ring->sq.array = s->sq_array;
+    ring->sq.sqes = s->sqes;
+    ring->sq.ring_mask = entries - 1;
+    ring->sq.ring_entries = entries;
+    ring->cq.khead = &s->cq_khead;
+    ring->cq.ktail = &s->cq_ktail;
+    ring->cq.kring_mask = &s->cq_kmask;
+    ring->cq.kring_entries = &s->cq_kentries;
+    ring->cq.kflags = &s->cq_kflags;
+    ring->cq.koverflow = &s->cq_koverflow;
+    ring->cq.cqes = s->cqes;
+    ring->cq.ring_mask = cq_entries - 1;
+    ring->cq.ring_entries = cq_entries;
+    ring->ring_fd = ring->enter_ring_fd = -1;
+    ring->features = IORING_FEAT_NODROP | IORING_FEAT_CQE_SKIP | IORING_FEAT_EXT_ARG |
+                     IORING_FEAT_RW_CUR_POS | IORING_FEAT_POLL_32BITS;
+    pd__sim_clock = &s->now;
+    *out = (pd__engine *)(void *)s;
+    return 0;
+}
+
+static int pd__sim_vt_init(struct io_uring *ring, unsigned entries, unsigned cq_entries,
+                           pd__engine **out)
+{
+    (void)cq_entries;
+    return pd__sim_init(ring, entries, NULL, out);
+}
+
+uint64_t pd__sim_seed_of(const pd__engine *eng)
+{
+    return ((const pd__sim *)(const void *)eng)->seed;
+}
+
+const pd__engine_vt pd__engine_sim = {
+    .name = "sim",
+    .init = pd__sim_vt_init,
+    .enter = pd__sim_enter,
+    .register_buf_ring = pd__sim_reg_buf_ring,
+    .unregister_buf_ring = pd__sim_unreg_buf_ring,
+    .probe_op = pd__sim_probe,
+    .exit = pd__sim_exit,
+};
