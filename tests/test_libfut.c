@@ -457,6 +457,7 @@ Suite *pd_suite_read_dir(void)
     suite_add_tcase(s, tc);
     tcase_add_loop_test(h, dir_cancel_points, 0, (int)(sizeof(dir_cases) / sizeof(dir_cases[0])));
     tcase_set_timeout(h, 120);
+    tcase_set_tags(h, "harness");
     suite_add_tcase(s, h);
     return s;
 }
@@ -764,7 +765,7 @@ END_TEST
 Suite *pd_suite_sigset_wait(void)
 {
     Suite *s = suite_create("spec sigset_wait");
-    TCase *tc = tcase_create("sigset_wait");
+    TCase *tc = tcase_create("sigset_wait"), *h;
 
     tcase_add_test(tc, sigset_wait_returns_the_signal_and_unblocks);
     tcase_add_test(tc, sigset_wait_keeps_what_was_blocked_before);
@@ -773,8 +774,12 @@ Suite *pd_suite_sigset_wait(void)
     tcase_add_test(tc, sigset_wait_emfile_unblocks);
     tcase_add_test(tc, sig_select_signal_branch_wins);
     tcase_add_test(tc, sig_select_data_wins_and_the_signal_is_unblocked);
-    tcase_add_test(tc, sigset_wait_cancel_points);
     tcase_set_timeout(tc, 120);
     suite_add_tcase(s, tc);
+    h = tcase_create("cancel points");
+    tcase_add_test(h, sigset_wait_cancel_points);
+    tcase_set_timeout(h, 120);
+    tcase_set_tags(h, "harness");
+    suite_add_tcase(s, h);
     return s;
 }

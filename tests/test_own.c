@@ -649,6 +649,7 @@ Suite *pd_suite_owned(void)
     tc = tcase_create("cancel points");
     tcase_add_loop_test(tc, own_cancel_points, 0, (int)(sizeof(own_cases) / sizeof(own_cases[0])));
     tcase_set_timeout(tc, 300);
+    tcase_set_tags(tc, "harness");
     suite_add_tcase(s, tc);
     return s;
 }

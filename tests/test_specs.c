@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "copy_file.h"
+#include "copy_one.h"
 #include "echo_accept.h"
 #include "echo_client.h"
 #include "echo_conn.h"
@@ -513,6 +514,27 @@ static void cf_after(void *v, const void *out)
     }
 }
 
+static void co_init(void *self, void *v)
+{
+    struct file_ctx *c = v;
+
+    copy_one_init(self, c->src, c->dst);
+}
+
+/* Done: a whole copy. Destroyed first: no dst, or a complete one (kept). */
+static void co_after(void *v, const void *out)
+{
+    struct file_ctx *c = v;
+
+    if (out) {
+        ck_assert_int_eq(*(const long *)out, 150000);
+        ck_assert(pd_test_same_file(c->src, c->dst));
+    } else {
+        ck_assert_msg(access(c->dst, F_OK) != 0 || pd_test_same_file(c->src, c->dst),
+                      "a half-written %s was left behind", c->dst);
+    }
+}
+
 static void nothing(void *v)
 {
     (void)v;
@@ -917,7 +939,7 @@ static void idle_after(void *v, const void *out)
  * a fixture and the least number of suspension points its run must have.
  */
 static struct pipe_ctx rf_pipe_c, wa_c, rt_c, rd_c;
-static struct file_ctx rf_file_c, cf_c, fo_c;
+static struct file_ctx rf_file_c, cf_c, co_c, fo_c;
 static struct pair_ctx pc_c;
 static struct td_ctx td_c;
 static struct conn_ctx conn_c;
@@ -946,6 +968,8 @@ static const struct {
                      wa_drain, wa_after, pipe_cleanup }, 2, 0 },
     { "copy_file", { "copy_file", &copy_file_vtable, 1, &cf_c, file_setup, cf_init,
                      NULL, cf_after, file_cleanup }, 8, 0 },
+    { "copy_one", { "copy_one", &copy_one_vtable, 0, &co_c, file_setup, co_init,
+                    NULL, co_after, file_cleanup }, 8, 0 },
     { "sleep_ms", { "sleep_ms", &sleep_ms_vtable, 0, NULL, nothing, sl_init, NULL,
                     NULL, nothing }, 1, 0 },
     { "read_timeout", { "read_timeout", &read_timeout_vtable, 0, &rt_c, pipe_setup,
