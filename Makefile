@@ -274,8 +274,11 @@ build/check_polldrop_asan: $(TEST_OBJ_ASAN) build/asan/libpolldrop_harness.a
 # make test: every test, side by side (tests/run_tests.py): the Python
 # tests, and each suite of both Check runners, the sanitized one on io_uring
 # and on epoll; test-py, test-c and test-c-epoll run a part.
+# build/uv_dcopy too where libuv is installed: tests/test_dcopy.py holds it to
+# dcopy's contract.
+HAVE_UV  := $(shell pkg-config --exists libuv 2>/dev/null && echo 1)
 TEST_BIN := build/libpolldrop.a build/echo_server build/echo_client build/check_polldrop \
-            build/seccomp_run build/httpd $(SMALL:%=build/%)
+            build/seccomp_run build/httpd $(SMALL:%=build/%) $(if $(HAVE_UV),build/uv_dcopy)
 
 test: $(TEST_BIN) build/check_polldrop_asan | deps
 	$(call say,TEST,python; build/check_polldrop; build/check_polldrop_asan on io_uring and on epoll)
@@ -443,7 +446,7 @@ build/uv_echo: bench/uv_echo.c | deps-bench
 	$(Q)$(CC) $(WARN) -O2 $< -o $@ $(UV)
 
 # The directory copy in libuv, the length comparison for examples/dcopy.
-build/uv_dcopy: bench/uv_dcopy.c | deps-bench
+build/uv_dcopy: bench/uv_dcopy.c | $(if $(HAVE_UV),,deps-bench)
 	$(call say,LD,$@)
 	$(Q)$(CC) $(WARN) -O2 $< -o $@ $(UV)
 

@@ -174,5 +174,6 @@ Suite *pd_suite_engine_epoll(void);
 Suite *pd_suite_engine(void);
 Suite *pd_suite_read_dir(void);
 Suite *pd_suite_sigset_wait(void);
+Suite *pd_suite_small_examples(void);
 
 #endif
