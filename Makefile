@@ -496,6 +496,7 @@ OUT_SPECS := $(wildcard examples/outside/specs/*.yaml)
 diagrams: build/diagrams/.stamp
 
 build/diagrams/.stamp: $(SPECS) $(TEST_SPECS) $(EX_SPECS) $(ECHO_SPECS) $(OUT_SPECS) $(GEN_DEPS) \
+                       $(foreach e,$(SMALL),$(wildcard examples/$(e)/*.yaml)) \
                        | deps deps-diagrams
 	$(call say,DOT,build/diagrams/)
 	$(Q)rm -rf build/diagrams
@@ -504,6 +505,7 @@ build/diagrams/.stamp: $(SPECS) $(TEST_SPECS) $(EX_SPECS) $(ECHO_SPECS) $(OUT_SP
 	$(Q)$(PYTHON) -m gen --dot -o build/diagrams/examples -I specs $(EX_SPECS)
 	$(Q)$(PYTHON) -m gen --dot -o build/diagrams/echo -I specs $(ECHO_SPECS)
 	$(Q)$(PYTHON) -m gen --dot -o build/diagrams/outside -I specs $(OUT_SPECS)
+	$(Q)$(foreach e,$(SMALL),$(PYTHON) -m gen --dot -o build/diagrams/$(e) -I specs examples/$(e)/*.yaml &&) true
 	$(Q)for f in build/diagrams/*/*.dot; do dot -Tsvg "$$f" -o "$${f%.dot}.svg" || exit 1; done
 	$(Q)touch $@
 
