@@ -18,6 +18,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 class DcopyContract(unittest.TestCase):
     TOOL = os.path.join(ROOT, "build", "dcopy")
+    ENGINE = None           # PD_ENGINE for the tool: None leaves it as it is
 
     def setUp(self):
         if not os.access(self.TOOL, os.X_OK):
@@ -42,9 +43,12 @@ class DcopyContract(unittest.TestCase):
             with open(os.path.join(self.src, "c", f"big{i}"), "wb") as f:
                 f.truncate(256 << 20)
 
+    def env(self):
+        return dict(os.environ, PD_ENGINE=self.ENGINE) if self.ENGINE else None
+
     def run_tool(self, *args, **kw):
         return subprocess.run([self.TOOL, *args], capture_output=True, text=True,
-                              timeout=120, **kw)
+                              timeout=120, env=self.env(), **kw)
 
     def assert_nothing_half_written(self):
         """Every regular file under dst equals its source; returns how many."""
@@ -86,7 +90,8 @@ class DcopyContract(unittest.TestCase):
 
     def test_sigint_mid_copy_leaves_no_half_written_file(self):
         self.make_tree(big=8)
-        p = subprocess.Popen([self.TOOL, self.src, self.dst], stderr=subprocess.PIPE, text=True)
+        p = subprocess.Popen([self.TOOL, self.src, self.dst], stderr=subprocess.PIPE, text=True,
+                             env=self.env())
         self.addCleanup(lambda: p.poll() is None and (p.kill(), p.wait()))
         end = time.monotonic() + 30
         while not os.path.exists(os.path.join(self.dst, "c")) and time.monotonic() < end:
@@ -123,6 +128,11 @@ class DcopyContract(unittest.TestCase):
             r = self.run_tool(*args)
             self.assertEqual(r.returncode, 1, args)
             self.assertIn("usage", r.stderr)
+
+
+class DcopyOnEpoll(DcopyContract):
+    """build/dcopy again on the epoll engine."""
+    ENGINE = "epoll"
 
 
 class UvDcopyContract(DcopyContract):

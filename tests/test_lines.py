@@ -15,9 +15,12 @@ LINES = os.path.join(ROOT, "build", "lines")
 
 @unittest.skipUnless(os.access(LINES, os.X_OK), "build/lines is built by make test")
 class LinesServer(unittest.TestCase):
+    ENGINE = None           # PD_ENGINE for the server: None leaves it as it is
+
     def start(self, *args):
+        env = dict(os.environ, PD_ENGINE=self.ENGINE) if self.ENGINE else None
         p = subprocess.Popen([LINES, "-p", "0", *args], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+                             stderr=subprocess.PIPE, text=True, env=env)
         self.addCleanup(lambda: p.poll() is None and (p.kill(), p.communicate()))
         line = p.stdout.readline()
         m = re.fullmatch(r"lines: listening on 127\.0\.0\.1:(\d+)\n", line)
@@ -100,6 +103,11 @@ class LinesServer(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
         self.assertIn("Address already in use", r.stderr)
         self.stop(p)
+
+
+class LinesServerOnEpoll(LinesServer):
+    """Every test again on the epoll engine."""
+    ENGINE = "epoll"
 
 
 if __name__ == "__main__":
