@@ -2,24 +2,30 @@
  * The small examples (examples/dcopy, examples/lines, docs/examples.md)
  * under the harness: dcopy_job, the directory copy's walk and its copies,
  * and lines_conn, the line server's connection, destroyed at every
- * suspension point by every path. Whatever the path, dcopy_job leaves no
- * half-written file (every file in the destination equals its source) and
- * no descriptor; lines_conn closes the connection it owns. The programs
+ * suspension point by every path, and the futures their programs run,
+ * dcopy (the job under a deadline, raced by a signal) and lines_server
+ * (the listener and its accept loop, raced by a signal). Whatever the
+ * path, the copy leaves no half-written file (every file in the
+ * destination equals its source) and no descriptor; lines_conn closes the
+ * connection it owns, lines_server its listener. The programs
  * themselves are tested as processes by tests/test_dcopy.py and
  * tests/test_lines.py.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "dcopy.h"
 #include "dcopy_job.h"
 #include "harness.h"
 #include "lines_conn.h"
+#include "lines_server.h"
 #include "testutil.h"
 
 /* The files of the tree dcopy_job copies, with their contents. */
@@ -92,6 +98,17 @@ static void dc_init(void *self, void *v)
     struct dc_ctx *c = v;
 
     dcopy_job_init(self, c->src, c->dst);
+}
+
+/* The whole tool's future: no deadline within the test, SIGUSR2 never sent. */
+static void dcopy_init_(void *self, void *v)
+{
+    struct dc_ctx *c = v;
+    sigset_t sigs;
+
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGUSR2);
+    dcopy_init(self, c->src, c->dst, 1LL << 40, sigs);
 }
 
 /* Every file in dst is whole; when the job completed, every file is there. */
@@ -172,8 +189,65 @@ static void lc_cleanup(void *v)
     close(c->sv[1]);
 }
 
+/*
+ * lines_server: SIGUSR2 ends it, raised whenever the harness is about to
+ * block (caught by a handler until the server's signal branch blocks it,
+ * then read from its signalfd).
+ */
+static void ls_caught(int sig)
+{
+    (void)sig;
+}
+
+struct ls_ctx {
+    struct sigaction old;
+};
+
+static void ls_setup(void *v)
+{
+    struct ls_ctx *c = v;
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = ls_caught;
+    sigemptyset(&sa.sa_mask);
+    ck_assert_int_eq(sigaction(SIGUSR2, &sa, &c->old), 0);
+}
+
+static void ls_init(void *self, void *v)
+{
+    sigset_t sigs;
+
+    (void)v;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGUSR2);
+    lines_server_init(self, 0, 60000, sigs);
+}
+
+static void ls_progress(void *v, int when)
+{
+    (void)v;
+    if (when == PD_HARNESS_WAITING)
+        kill(getpid(), SIGUSR2);
+}
+
+static void ls_after(void *v, const void *out)
+{
+    (void)v;
+    if (out)
+        ck_assert_int_eq(*(const int *)out, 0);
+}
+
+static void ls_cleanup(void *v)
+{
+    struct ls_ctx *c = v;
+
+    sigaction(SIGUSR2, &c->old, NULL);
+}
+
 static struct dc_ctx dc_c;
 static struct lc_ctx lc_c;
+static struct ls_ctx ls_c;
 
 static const struct {
     pd_harness_case c;
@@ -181,8 +255,12 @@ static const struct {
 } small_cases[] = {
     { { "dcopy_job", &dcopy_job_vtable, 0, &dc_c, dc_setup, dc_init, NULL, dc_after,
         dc_cleanup }, 10 },
+    { { "dcopy", &dcopy_vtable, 0, &dc_c, dc_setup, dcopy_init_, NULL, dc_after, dc_cleanup },
+      10 },
     { { "lines_conn", &lines_conn_vtable, 1, &lc_c, lc_setup, lc_init, lc_progress, lc_after,
         lc_cleanup }, 2 },
+    { { "lines_server", &lines_server_vtable, 0, &ls_c, ls_setup, ls_init, ls_progress, ls_after,
+        ls_cleanup }, 2 },
 };
 
 START_TEST(small_examples_cancel_points)
