@@ -90,6 +90,16 @@ ECHO_INC       := -Iexamples/echo -Ibuild/gen-echo
 ECHO_OBJ       := $(ECHO_NAMES:%=build/obj/gen-echo/%.o)
 ECHO_OBJ_ASAN  := $(ECHO_NAMES:%=build/asan/gen-echo/%.o)
 
+# The small examples (examples/dcopy, examples/lines, docs/examples.md): each
+# is build/NAME from examples/NAME/NAME.c and the specs beside it, generated
+# into build/gen-NAME; the Check runner links their futures too.
+SMALL          := dcopy lines
+SMALL_INC      := $(SMALL:%=-Ibuild/gen-%)
+SMALL_STAMPS   := $(SMALL:%=build/gen-%/.stamp)
+small_names     = $(patsubst examples/$(1)/%.yaml,%,$(wildcard examples/$(1)/*.yaml))
+SMALL_OBJ      := $(foreach e,$(SMALL),$(patsubst %,build/obj/gen-$(e)/%.o,$(call small_names,$(e))))
+SMALL_OBJ_ASAN := $(foreach e,$(SMALL),$(patsubst %,build/asan/gen-$(e)/%.o,$(call small_names,$(e))))
+
 .PHONY: FORCE soak mutate explore all gen stats deps deps-bench bench-httpd bench-chart test test-py test-c \
         test-c-epoll fuzz demo bench \
         valgrind clean \
@@ -97,7 +107,7 @@ ECHO_OBJ_ASAN  := $(ECHO_NAMES:%=build/asan/gen-echo/%.o)
 .DELETE_ON_ERROR:
 
 all: build/libpolldrop.a build/libpolldrop_harness.a build/demo build/echo_server build/echo_client \
-     build/httpd
+     build/httpd $(SMALL:%=build/%)
 
 deps:
 	$(Q)PYTHON=$(PYTHON) sh scripts/deps.sh
@@ -239,22 +249,22 @@ build/asan/gen-test/%.o: build/gen-test/%.c build/gen-test/.stamp build/gen/.sta
 
 TEST_OBJ      := $(TEST_SRC:tests/%.c=build/obj/tests/%.o) $(RT_OBJ) $(EP_OBJ) \
                  $(NAMES:%=build/obj/gen/%.o) $(TEST_NAMES:%=build/obj/gen-test/%.o) \
-                 $(HTTPD_OBJ) $(ECHO_OBJ)
+                 $(HTTPD_OBJ) $(ECHO_OBJ) $(SMALL_OBJ)
 TEST_OBJ_ASAN := $(TEST_SRC:tests/%.c=build/asan/tests/%.o) $(RT_OBJ_ASAN) $(EP_OBJ_ASAN) \
                  $(NAMES:%=build/asan/gen/%.o) $(TEST_NAMES:%=build/asan/gen-test/%.o) \
-                 $(HTTPD_OBJ_ASAN) $(ECHO_OBJ_ASAN)
+                 $(HTTPD_OBJ_ASAN) $(ECHO_OBJ_ASAN) $(SMALL_OBJ_ASAN)
 
 build/obj/tests/%.o: tests/%.c $(TEST_HDR) $(RT_HDR) $(EP_HDR) runtime/harness.h runtime/harness_hooks.h build/gen/.stamp build/gen-test/.stamp \
-                     build/gen-httpd/.stamp build/gen-echo/.stamp
+                     build/gen-httpd/.stamp build/gen-echo/.stamp $(SMALL_STAMPS)
 	$(call say,CC,$<)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) -D_GNU_SOURCE -Ibuild/gen-test -Itests $(HTTPD_INC) $(ECHO_INC) $(shell pkg-config --cflags check) -c $< -o $@
+	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) -D_GNU_SOURCE -Ibuild/gen-test -Itests $(HTTPD_INC) $(ECHO_INC) $(SMALL_INC) $(shell pkg-config --cflags check) -c $< -o $@
 
 build/asan/tests/%.o: tests/%.c $(TEST_HDR) $(RT_HDR) $(EP_HDR) runtime/harness.h runtime/harness_hooks.h build/gen/.stamp build/gen-test/.stamp \
-                      build/gen-httpd/.stamp build/gen-echo/.stamp
+                      build/gen-httpd/.stamp build/gen-echo/.stamp $(SMALL_STAMPS)
 	$(call say,CC-SAN,$<)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(CC) $(WARN) $(SANFLAGS) $(INC) -D_GNU_SOURCE -Ibuild/gen-test -Itests $(HTTPD_INC) $(ECHO_INC) $(shell pkg-config --cflags check) -c $< -o $@
+	$(Q)$(CC) $(WARN) $(SANFLAGS) $(INC) -D_GNU_SOURCE -Ibuild/gen-test -Itests $(HTTPD_INC) $(ECHO_INC) $(SMALL_INC) $(shell pkg-config --cflags check) -c $< -o $@
 
 build/check_polldrop: $(TEST_OBJ) build/libpolldrop_harness.a
 	$(call say,LD,$@)
@@ -268,8 +278,11 @@ build/check_polldrop_asan: $(TEST_OBJ_ASAN) build/asan/libpolldrop_harness.a
 # tests, and each suite of both Check runners, the sanitized one on io_uring
 # and on epoll, and the cancel-point cases explored under the simulator
 # (2 seeds); test-py, test-c and test-c-epoll run a part.
+# build/uv_dcopy too where libuv is installed: tests/test_dcopy.py holds it to
+# dcopy's contract.
+HAVE_UV  := $(shell pkg-config --exists libuv 2>/dev/null && echo 1)
 TEST_BIN := build/libpolldrop.a build/echo_server build/echo_client build/check_polldrop \
-            build/seccomp_run build/httpd
+            build/seccomp_run build/httpd $(SMALL:%=build/%) $(if $(HAVE_UV),build/uv_dcopy)
 
 test: $(TEST_BIN) build/check_polldrop_asan | deps
 	$(call say,TEST,python; build/check_polldrop; build/check_polldrop_asan on io_uring and on epoll; cancel points explored under sim)
@@ -368,6 +381,33 @@ build/echo_server build/echo_client: build/%: examples/echo/%.c examples/args.h 
 	$(call say,LD,$@)
 	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) $(ECHO_INC) $< $(ECHO_OBJ) build/libpolldrop.a -o $@ $(URING)
 
+# --- the small examples: dcopy, lines ---
+
+define small_example
+build/list/$(1): LIST := $(call small_names,$(1))
+build/gen-$(1)/.stamp: $(wildcard examples/$(1)/*.yaml) $(SPECS) build/list/$(1) build/list/specs \
+                       $(GEN_DEPS) | deps
+	$$(call say,GEN,examples/$(1)/)
+	$(Q)rm -rf build/gen-$(1)
+	$(Q)$$(PYTHON) -m gen -o build/gen-$(1) -I specs $(wildcard examples/$(1)/*.yaml)
+	$(Q)touch $$@
+$(patsubst %,build/gen-$(1)/%.c,$(call small_names,$(1))): build/gen-$(1)/.stamp
+build/obj/gen-$(1)/%.o: build/gen-$(1)/%.c build/gen-$(1)/.stamp build/gen/.stamp $(RT_HDR)
+	$$(call say,CC,$$<)
+	$(Q)mkdir -p $$(@D)
+	$(Q)$$(CC) $(WARN) $$(CFLAGS) $(INC) -Ibuild/gen-$(1) -c $$< -o $$@
+build/asan/gen-$(1)/%.o: build/gen-$(1)/%.c build/gen-$(1)/.stamp build/gen/.stamp $(RT_HDR)
+	$$(call say,CC-SAN,$$<)
+	$(Q)mkdir -p $$(@D)
+	$(Q)$$(CC) $(WARN) $(SANFLAGS) $(INC) -Ibuild/gen-$(1) -c $$< -o $$@
+build/$(1): examples/$(1)/$(1).c examples/args.h $(patsubst %,build/obj/gen-$(1)/%.o,$(call small_names,$(1))) \
+            build/libpolldrop.a
+	$$(call say,LD,$$@)
+	$(Q)$$(CC) $(WARN) $$(CFLAGS) $(INC) -Ibuild/gen-$(1) $$< \
+	    $(patsubst %,build/obj/gen-$(1)/%.o,$(call small_names,$(1))) build/libpolldrop.a -o $$@ $$(URING)
+endef
+$(foreach e,$(SMALL),$(eval $(call small_example,$(e))))
+
 # --- httpd ---
 
 build/gen-httpd/.stamp: $(HTTPD_SPECS) $(SPECS) build/list/httpd build/list/specs $(GEN_DEPS) | deps
@@ -418,7 +458,7 @@ build/uv_echo: bench/uv_echo.c | deps-bench
 	$(Q)$(CC) $(WARN) -O2 $< -o $@ $(UV)
 
 # The directory copy in libuv, the length comparison for examples/dcopy.
-build/uv_dcopy: bench/uv_dcopy.c | deps-bench
+build/uv_dcopy: bench/uv_dcopy.c | $(if $(HAVE_UV),,deps-bench)
 	$(call say,LD,$@)
 	$(Q)$(CC) $(WARN) -O2 $< -o $@ $(UV)
 
@@ -468,6 +508,7 @@ OUT_SPECS := $(wildcard examples/outside/specs/*.yaml)
 diagrams: build/diagrams/.stamp
 
 build/diagrams/.stamp: $(SPECS) $(TEST_SPECS) $(EX_SPECS) $(ECHO_SPECS) $(OUT_SPECS) $(GEN_DEPS) \
+                       $(foreach e,$(SMALL),$(wildcard examples/$(e)/*.yaml)) \
                        | deps deps-diagrams
 	$(call say,DOT,build/diagrams/)
 	$(Q)rm -rf build/diagrams
@@ -476,6 +517,7 @@ build/diagrams/.stamp: $(SPECS) $(TEST_SPECS) $(EX_SPECS) $(ECHO_SPECS) $(OUT_SP
 	$(Q)$(PYTHON) -m gen --dot -o build/diagrams/examples -I specs $(EX_SPECS)
 	$(Q)$(PYTHON) -m gen --dot -o build/diagrams/echo -I specs $(ECHO_SPECS)
 	$(Q)$(PYTHON) -m gen --dot -o build/diagrams/outside -I specs $(OUT_SPECS)
+	$(Q)$(foreach e,$(SMALL),$(PYTHON) -m gen --dot -o build/diagrams/$(e) -I specs examples/$(e)/*.yaml &&) true
 	$(Q)for f in build/diagrams/*/*.dot; do dot -Tsvg "$$f" -o "$${f%.dot}.svg" || exit 1; done
 	$(Q)touch $@
 

@@ -180,5 +180,6 @@ Suite *pd_suite_engine(void);
 Suite *pd_suite_read_dir(void);
 Suite *pd_suite_sigset_wait(void);
 Suite *pd_suite_engine_sim(void);
+Suite *pd_suite_small_examples(void);
 
 #endif
