@@ -99,25 +99,33 @@ static inline int pd__eng_wait(pd_runtime *rt, struct __kernel_timespec *ts)
 }
 
 /*
- * Whether the engine runs opcode (an op it does not run completes with
- * -EOPNOTSUPP). On io_uring it asks the ring's probe, into storage on the
- * stack (no allocation; liburing's io_uring_get_probe_ring mallocs).
+ * Sets *has[i] to whether the engine runs ops[i], for i < n (an op it does
+ * not run completes with -EOPNOTSUPP). On io_uring one probe of the ring
+ * answers them all, into storage on the stack (no allocation; liburing's
+ * io_uring_get_probe_ring mallocs).
  */
-static inline int pd__eng_has_op(pd_runtime *rt, unsigned opcode)
+static inline void pd__eng_has_ops(pd_runtime *rt, const unsigned *ops, uint8_t *const *has,
+                                   unsigned n)
 {
     union {
         struct io_uring_probe p;
         unsigned char bytes[sizeof(struct io_uring_probe) +
                             256 * sizeof(struct io_uring_probe_op)];
     } u;
+    int probed = 0;
+    unsigned i;
 
-    if (rt->engine != NULL)
-        return rt->engine_vt->probe_op(rt->engine, opcode);
-    memset(&u, 0, sizeof(u));
-    if (io_uring_register_probe(&rt->ring, &u.p, 256) < 0)
-        return 0;
-    return opcode <= u.p.last_op && opcode < u.p.ops_len &&
-           (u.p.ops[opcode].flags & IO_URING_OP_SUPPORTED);
+    if (rt->engine == NULL) {
+        memset(&u, 0, sizeof(u));
+        probed = io_uring_register_probe(&rt->ring, &u.p, 256) >= 0;
+    }
+    for (i = 0; i < n; i++) {
+        if (rt->engine != NULL)
+            *has[i] = (uint8_t)rt->engine_vt->probe_op(rt->engine, ops[i]);
+        else
+            *has[i] = probed && ops[i] <= u.p.last_op && ops[i] < u.p.ops_len &&
+                      (u.p.ops[ops[i]].flags & IO_URING_OP_SUPPORTED);
+    }
 }
 
 /*

@@ -178,9 +178,9 @@ int pd_runtime_new(pd_runtime **out, const pd_config *cfg)
     if (rt->ring.features & IORING_FEAT_CQE_SKIP)
         rt->cancel_flags = IOSQE_CQE_SKIP_SUCCESS;
     rt->owner = pthread_self();
-    rt->has_ftruncate = pd__eng_has_op(rt, PD__IORING_OP_FTRUNCATE);
-    rt->has_bind = pd__eng_has_op(rt, PD__IORING_OP_BIND);
-    rt->has_listen = pd__eng_has_op(rt, PD__IORING_OP_LISTEN);
+    pd__eng_has_ops(rt, (const unsigned[]){ PD__IORING_OP_FTRUNCATE, PD__IORING_OP_BIND,
+                                            PD__IORING_OP_LISTEN },
+                    (uint8_t *const[]){ &rt->has_ftruncate, &rt->has_bind, &rt->has_listen }, 3);
     *out = rt;
     return 0;
 }
