@@ -72,7 +72,7 @@ static void pd__mop_release(pd__mop *m, pd__cqe c)
         pd__buf_put(m->group, (uint16_t)(c.flags >> IORING_CQE_BUFFER_SHIFT));
 }
 
-int pd__mop_pop(pd__mop *m, pd__cqe *c)
+static int pd__mop_take(pd__mop *m, pd__cqe *c)
 {
     if (m->qlen) {
         *c = m->q[m->qhead];
@@ -88,6 +88,53 @@ int pd__mop_pop(pd__mop *m, pd__cqe *c)
         free(o);
         return 1;
     }
+    return 0;
+}
+
+/*
+ * A multishot accept that ran out of descriptors or kernel memory
+ * (-EMFILE, -ENFILE, -ENOBUFS, -ENOMEM) ended; the connection that made it
+ * fail is still queued. A server must not stop serving for that, nor spin
+ * on it: the end is not delivered, and the slot arms a timer of
+ * PD__ACCEPT_BACKOFF_MS instead, whose end (pd__mop_dispatch) lets the
+ * owner's next poll arm the accept again. Not after STOP() or a cancel:
+ * those deliver or discard every end as it is.
+ */
+static int pd__mop_out_of_fds(const pd__mop *m, const pd__cqe *c)
+{
+    return m->multi && m->op.fdret && !m->stop && !m->discard &&
+           !(c->flags & IORING_CQE_F_MORE) &&
+           (c->res == -EMFILE || c->res == -ENFILE || c->res == -ENOBUFS ||
+            c->res == -ENOMEM);
+}
+
+static const struct __kernel_timespec pd__accept_backoff = {
+    .tv_sec = PD__ACCEPT_BACKOFF_MS / 1000,
+    .tv_nsec = PD__ACCEPT_BACKOFF_MS % 1000 * 1000000L,
+};
+
+/*
+ * Pops the next completion for the owner's then, in the owner's poll. An
+ * accept's end for want of descriptors is taken here and turned into the
+ * backoff timer; if the ring cannot take the timer, its error is the end
+ * the owner sees.
+ */
+int pd__mop_pop(pd__mop *m, pd__cqe *c)
+{
+    pd_cx cx;
+    struct io_uring_sqe *sqe;
+
+    if (!pd__mop_take(m, c))
+        return 0;
+    if (PD__LIKELY(c->res >= 0) || !pd__mop_out_of_fds(m, c) || m->qlen || m->ovf)
+        return 1;
+    cx = (pd_cx){ m->op.task->rt, m->op.task, NULL };
+    sqe = pd__mop_sqe(&cx, m, m->fd, 1, NULL, 1);
+    if (sqe == NULL)
+        return pd__mop_take(m, c);
+    io_uring_prep_timeout(sqe, (struct __kernel_timespec *)&pd__accept_backoff, 0, 0);
+    pd__mop_arm(&cx, sqe, m);
+    m->backoff = 1;
     return 0;
 }
 
@@ -151,6 +198,19 @@ static int pd__mop_dispatch(pd_runtime *rt, pd__mop *m,
         return 0;
     }
     if (tag == PD__TAG_TIMEOUT) {
+        pd__mop_unpend(rt, m);
+        return 0;
+    }
+    if (PD__UNLIKELY(m->backoff)) {
+        /*
+         * The backoff timer's end: nothing for the owner, whose poll arms
+         * the accept again; after STOP(), the request's last end.
+         */
+        pd__checked_cqe(cqe);
+        m->backoff = 0;
+        m->armed = 0;
+        if (m->stop && !m->discard)
+            pd__mop_push(rt, m, (pd__cqe){ -ECANCELED, 0 });
         pd__mop_unpend(rt, m);
         return 0;
     }
@@ -251,7 +311,7 @@ struct io_uring_sqe *pd__mop_sqe(pd_cx *cx, pd__mop *m, int fd, int multi,
     m->ovf = NULL;
     m->fd = fd;
     m->qhead = m->qlen = 0;
-    m->armed = m->parked = m->discard = m->tries = m->stop = 0;
+    m->armed = m->parked = m->discard = m->tries = m->stop = m->backoff = 0;
     m->multi = (uint8_t)multi;
     if (g != NULL && g->held >= g->count) {
         /* Parked: pd__buf_put wakes the owner, whose poll arms again. */

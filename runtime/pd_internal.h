@@ -237,8 +237,12 @@ typedef struct pd__mop {
     uint8_t multi;           /* a multishot request */
     uint8_t tries;           /* cancels sent */
     uint8_t stop;            /* STOP(): cancelled, completions still delivered */
+    uint8_t backoff;         /* an accept out of descriptors: its timer is armed */
     pd__cqe q[PD__MOP_Q];
 } pd__mop;
+
+/* How long a multishot accept out of descriptors waits before it tries again. */
+#define PD__ACCEPT_BACKOFF_MS 100
 
 struct pd__ovf {
     struct pd__ovf *next;

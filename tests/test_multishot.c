@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -33,6 +34,7 @@
 #include "ms_select.h"
 #include "ms_stop.h"
 #include "nops.h"
+#include "sleep_ms.h"
 #include "testutil.h"
 
 /* Rounds of the randomised tests; `make soak` raises it. */
@@ -393,6 +395,56 @@ START_TEST(test_accept_delivers_each_once)
         ck_assert(sees_eof(clients[i]));
         close(clients[i]);
     }
+    pd_runtime_free(rt);
+    close(lfd);
+}
+END_TEST
+
+/*
+ * Out of descriptors (RLIMIT_NOFILE), a multishot accept does not end and
+ * does not spin: its then never sees -EMFILE, the slot waits
+ * PD__ACCEPT_BACKOFF_MS (100 ms) and accepts again, and once a descriptor is free the
+ * connection that waited meanwhile is served.
+ */
+START_TEST(test_accept_backs_off_out_of_descriptors)
+{
+    struct sockaddr_in addr;
+    int lfd = pd_test_listener(&addr), c1 = connect_to(&addr), c2, low;
+    pd_runtime *rt = pd_test_rt();
+    pd_task *t = ms_accept_spawn(rt, lfd, 2);
+    struct rlimit old, lim;
+    sleep_ms nap;
+    uint64_t subs;
+    int out = -1;
+
+    ck_assert_ptr_nonnull(t);
+    ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+    low = fcntl(lfd, F_DUPFD_CLOEXEC, 0);   /* the lowest free descriptor */
+    ck_assert_int_ge(low, 0);
+    close(low);
+    lim = old;
+    lim.rlim_cur = (rlim_t)low;
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &lim), 0);
+    /* Three backoffs and more: the accept fails each time it is tried. */
+    subs = stats(rt).ops_submitted;
+    sleep_ms_init(&nap, 350);
+    ck_assert_int_eq(pd_block_on(rt, sleep_ms_dyn(&nap), &out), 0);
+    ck_assert_int_eq(out, 0);
+    ck_assert_msg(pd_task_state(t) == PD_TASK_RUNNING, "the accept ended: %d",
+                  pd_task_output(t) ? *(const int *)pd_task_output(t) : 0);
+    /* An accept and a timer a backoff, not a spin (each is under 1 ms). */
+    ck_assert_uint_lt(stats(rt).ops_submitted - subs, 1000);
+    ck_assert_uint_ge(stats(rt).ops_submitted - subs, 2);
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+    c2 = connect_to(&addr);
+    ck_assert_int_eq(pd_run(rt), 0);
+    ck_assert_int_eq(pd_task_state(t), PD_TASK_DONE);
+    ck_assert_int_eq(*(const int *)pd_task_output(t), 2);
+    pd_task_release(t);
+    ck_assert(sees_eof(c1));
+    ck_assert(sees_eof(c2));
+    close(c1);
+    close(c2);
     pd_runtime_free(rt);
     close(lfd);
 }
@@ -1592,6 +1644,7 @@ Suite *pd_suite_multishot(void)
     tcase_add_test(tc, test_accept_cancelled_at_random_completion);
     tcase_add_test(tc, test_accept_queued_then_dropped);
     tcase_add_test(tc, test_accept_delivers_each_once);
+    tcase_add_test(tc, test_accept_backs_off_out_of_descriptors);
     tcase_add_test(tc, test_sync_drop_overflows_a_full_queue);
     tcase_add_test(tc, test_runtime_free_with_accept_armed);
     tcase_add_test(tc, test_recv_cancelled_while_data_arrives);
