@@ -49,6 +49,7 @@ static const suite_fn suites[] = {
     pd_suite_sigset_wait,
     pd_suite_engine_sim,
     pd_suite_small_examples,
+    pd_suite_netlib,
 #ifdef PD_CHECKED
     /* Only the checked build catches misuse; the plain one has no such suite. */
     pd_suite_misuse,

@@ -181,5 +181,6 @@ Suite *pd_suite_read_dir(void);
 Suite *pd_suite_sigset_wait(void);
 Suite *pd_suite_engine_sim(void);
 Suite *pd_suite_small_examples(void);
+Suite *pd_suite_netlib(void);
 
 #endif

@@ -20,7 +20,7 @@ int main(int argc, char **argv)
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* so that one sent during a pause waits */
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* one sent before the server waits for it */
     if ((ret = pd_runtime_new(&rt, NULL)) == 0 &&
         (ret = lines_server_block_on(rt, (int)port, idle, sigs, &out)) == 0)
         ret = pd_shutdown(rt); /* every connection's teardown says bye */
