@@ -295,6 +295,23 @@ class Errors(GenTest):
             """, "f.yaml:5:23: error: await c: kid takes 1 argument (fd), got 2",
             extra=("-I", self.dir))
 
+    def test_server_library_futures_argument_count(self):
+        # tcp_listen and send_all are found on the default path; a listener
+        # awaited with a port alone, a send without its length, are refused.
+        lines = self.errors("""\
+            future: f
+            fields:
+              - {name: ln, future: tcp_listen}
+              - {name: tx, future: send_all}
+            states:
+              a: {await: ln, args: [8080], then: RETURN(out);}
+              b: {await: tx, args: [3, '"x"'], then: RETURN((int)out);}
+            """)
+        self.assertIn("f.yaml:6:24: error: await ln: tcp_listen takes 4 arguments "
+                      "(host, port, backlog, bound), got 1", lines)
+        self.assertIn("f.yaml:7:24: error: await tx: send_all takes 3 arguments "
+                      "(fd, buf, len), got 2", lines)
+
     def test_child_cycle(self):
         lines = self.errors("""\
             future: f
