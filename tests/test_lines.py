@@ -105,6 +105,34 @@ class LinesServer(unittest.TestCase):
         self.stop(p)
 
 
+class Size(unittest.TestCase):
+    """The goals of issue 21, as docs/examples.md quotes them: the line
+    server in at most 100 lines all told, the directory copy in at most 150,
+    and the counts in the doc are the files' (wc -l)."""
+
+    def count(self, example):
+        d = os.path.join(ROOT, "examples", example)
+        counts = {}
+        for name in sorted(os.listdir(d)):
+            with open(os.path.join(d, name), encoding="utf-8") as f:
+                counts[name] = sum(1 for _ in f)
+        return counts
+
+    def test_within_the_goals_and_as_documented(self):
+        with open(os.path.join(ROOT, "docs", "examples.md"), encoding="utf-8") as f:
+            doc = f.read()
+        for example, goal in (("lines", 100), ("dcopy", 150)):
+            counts = self.count(example)
+            total = sum(counts.values())
+            self.assertLessEqual(total, goal, f"examples/{example}: {counts}")
+            row = re.search(r"\| polldrop \| ([^|]*) \| \*\*(\d+)\*\* \|",
+                            doc[doc.index(f"## {example}:"):])
+            self.assertIsNotNone(row, example)
+            listed = dict((n, int(c)) for n, c in re.findall(r"([\w.]+) (\d+)", row.group(1)))
+            self.assertEqual(listed, counts, f"docs/examples.md's {example} row")
+            self.assertEqual(int(row.group(2)), total)
+
+
 class LinesServerOnEpoll(LinesServer):
     """Every test again on the epoll engine."""
     ENGINE = "epoll"

@@ -920,6 +920,61 @@ MUTANTS = [
          inv="virtual time: the clock never jumps to the next timer, so a "
              "one-hour timeout never fires",
          run="plain"),
+    # --- issue 21: the line server in 100 lines (tcp_listen, send_all, the accept's backoff) ---
+    dict(name="accept-backoff-none",
+         file="runtime/multishot.c",
+         old="    if (PD__LIKELY(c->res >= 0) || !pd__mop_out_of_fds(m, c) || m->qlen || m->ovf)",
+         new="    if (1)",
+         inv="servers: a multishot accept out of descriptors ends (its then sees "
+             "-EMFILE) and a server stops serving",
+         run="plain"),
+    dict(name="accept-backoff-spins",
+         file="runtime/multishot.c",
+         old="    .tv_nsec = PD__ACCEPT_BACKOFF_MS % 1000 * 1000000L,",
+         new="    .tv_nsec = 0,",
+         inv="servers: out of descriptors, the accept is tried again at once, "
+             "over and over (a spin)",
+         run="plain"),
+    dict(name="accept-backoff-end-delivered",
+         file="runtime/multishot.c",
+         old="        if (m->stop && !m->discard)\n            pd__mop_push(rt, m, (pd__cqe){ -ECANCELED, 0 });",
+         new="        if (!m->discard)\n            pd__mop_push(rt, m, (pd__cqe){ -ECANCELED, 0 });",
+         inv="servers: the backoff timer's end reaches then as the accept's end",
+         run="plain"),
+    dict(name="tcp-listen-not-owned",
+         file="specs/tcp_listen.yaml",
+         old='  - {name: fd,  type: int, init: "-1", owns: fd}',
+         new='  - {name: fd,  type: int, init: "-1"}',
+         inv="listeners: a tcp_listen that fails or is destroyed before it "
+             "returns leaves its socket open",
+         run="plain"),
+    dict(name="tcp-listen-closes-what-it-gave",
+         file="specs/tcp_listen.yaml",
+         old="      self->fd = -1;            /* the caller's from now on: not closed here */",
+         new="      (void)0;",
+         inv="listeners: the socket tcp_listen hands over is closed by its "
+             "destruction (the caller's fd is closed under it)",
+         run="plain"),
+    dict(name="tcp-listen-no-reuseaddr",
+         file="specs/tcp_listen.yaml",
+         old="SO_REUSEADDR, &(int){ 1 }",
+         new="SO_REUSEADDR, &(int){ 0 }",
+         inv="listeners: a restarted server cannot bind its port while old "
+             "connections are in TIME_WAIT",
+         run="plain"),
+    dict(name="send-all-no-resume",
+         file="specs/send_all.yaml",
+         old="      self->off += (size_t)res;\n      GOTO(send);",
+         new="      self->off += (size_t)res;\n      RETURN((ssize_t)self->off);",
+         inv="sends: send_all returns after a short send, the rest unsent",
+         run="plain"),
+    dict(name="send-all-sigpipe",
+         file="specs/send_all.yaml",
+         old="len: self->len - self->off}",
+         new="len: self->len - self->off, flags: 0}",
+         inv="sends: a send_all to a peer that is gone raises SIGPIPE (the "
+             "program ends)",
+         run="plain"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
