@@ -924,7 +924,7 @@ MUTANTS = [
     dict(name="accept-backoff-none",
          file="runtime/multishot.c",
          old="    if (PD__LIKELY(c->res >= 0) || !pd__mop_out_of_fds(m, c) || m->qlen || m->ovf)",
-         new="    if (1)",
+         new="    if (1 || !pd__mop_out_of_fds(m, c))",
          inv="servers: a multishot accept out of descriptors ends (its then sees "
              "-EMFILE) and a server stops serving",
          run="plain"),
