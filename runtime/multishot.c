@@ -356,7 +356,7 @@ static void pd__mop_drain(pd__mop *m)
 {
     pd__cqe c;
 
-    while (pd__mop_pop(m, &c))
+    while (pd__mop_take(m, &c))
         pd__mop_release(m, c);
 }
 

@@ -3,7 +3,9 @@
  * IPv4 and IPv6, the port it got, every failure closing what it opened)
  * and send_all (all of a buffer on a socket, short sends resumed, a peer
  * that is gone giving -EPIPE rather than SIGPIPE), on real sockets, each
- * also under the cancel-at-every-suspension-point harness.
+ * also under the cancel-at-every-suspension-point harness; and a multishot
+ * accept out of descriptors, which waits and accepts again (the runtime's
+ * backoff), destroyed at every point of it.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -18,6 +20,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "ms_accept.h"
 #include "send_all.h"
 #include "tcp_listen.h"
 #include "testutil.h"
@@ -318,6 +321,82 @@ static void sa_cleanup(void *v)
 
 static struct sa_ctx sa_c;
 
+/*
+ * ms_accept out of descriptors: a connection waits in the backlog, and
+ * RLIMIT_NOFILE leaves no descriptor free from init on, so the accept
+ * fails with EMFILE and backs off; the limit is given back while the
+ * backoff's timer runs (the second wait), and the next accept takes the
+ * connection. Every suspension point of that, the timer's included.
+ */
+struct ab_ctx {
+    int lfd, c, waits, lowered;
+    struct rlimit old;
+};
+
+static void ab_restore(struct ab_ctx *c)
+{
+    if (c->lowered) {
+        setrlimit(RLIMIT_NOFILE, &c->old);
+        c->lowered = 0;
+    }
+}
+
+static void ab_setup(void *v)
+{
+    struct ab_ctx *c = v;
+    struct sockaddr_in addr;
+
+    c->lfd = pd_test_listener(&addr);
+    c->c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(c->c, 0);
+    ck_assert_int_eq(connect(c->c, (struct sockaddr *)&addr, sizeof(addr)), 0);
+    ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &c->old), 0);
+    c->lowered = 0;
+}
+
+static void ab_init(void *self, void *v)
+{
+    struct ab_ctx *c = v;
+    struct rlimit lim = c->old;
+    int low = fcntl(c->lfd, F_DUPFD_CLOEXEC, 0);
+
+    ms_accept_init(self, c->lfd, 1);
+    c->waits = 0;
+    if (low < 0)
+        return;
+    close(low);
+    lim.rlim_cur = (rlim_t)low;
+    c->lowered = setrlimit(RLIMIT_NOFILE, &lim) == 0;
+}
+
+static void ab_progress(void *v, int when)
+{
+    struct ab_ctx *c = v;
+
+    if (when == PD_HARNESS_WAITING && ++c->waits == 2)
+        ab_restore(c);
+}
+
+static void ab_after(void *v, const void *out)
+{
+    struct ab_ctx *c = v;
+
+    ab_restore(c);
+    if (out)
+        ck_assert_int_eq(*(const int *)out, 1);
+}
+
+static void ab_cleanup(void *v)
+{
+    struct ab_ctx *c = v;
+
+    ab_restore(c);
+    close(c->c);
+    close(c->lfd);
+}
+
+static struct ab_ctx ab_c;
+
 static const struct {
     pd_harness_case c;
     int min_points;
@@ -326,6 +405,8 @@ static const struct {
         tl_nothing }, 3 },
     { { "send_all", &send_all_vtable, 0, &sa_c, sa_setup, sa_init, sa_progress, sa_after,
         sa_cleanup }, 2 },
+    { { "ms_accept", &ms_accept_vtable, 0, &ab_c, ab_setup, ab_init, ab_progress, ab_after,
+        ab_cleanup }, 3 },
 };
 
 START_TEST(net_cancel_points)

@@ -941,6 +941,13 @@ MUTANTS = [
          new="        if (!m->discard)\n            pd__mop_push(rt, m, (pd__cqe){ -ECANCELED, 0 });",
          inv="servers: the backoff timer's end reaches then as the accept's end",
          run="plain"),
+    dict(name="accept-backoff-on-reap",
+         file="runtime/multishot.c",
+         old="    while (pd__mop_take(m, &c))\n        pd__mop_release(m, c);",
+         new="    while (pd__mop_pop(m, &c))\n        pd__mop_release(m, c);",
+         inv="servers: a destroyed accept whose queued end was EMFILE arms its "
+             "backoff timer while it is reaped: a request in flight after destruction",
+         run="plain"),
     dict(name="tcp-listen-not-owned",
          file="specs/tcp_listen.yaml",
          old='  - {name: fd,  type: int, init: "-1", owns: fd}',
