@@ -1216,27 +1216,6 @@ class Suites:
 def build(kind):
     """Builds kind's runner in the scratch tree: None, or why it failed."""
     st, out = sh(["make", "-s", f"-j{os.cpu_count() or 2}", RUNNERS[KIND[kind]][0]])
-def run_tests(kind):
-    """Builds what kind needs and runs it. Returns (caught, detail)."""
-    if kind == "gen":
-        st, out = sh([PYTHON, "-m", "unittest", "tests.test_gen"],
-                     env=dict(os.environ, PYTHONPATH=TREE))
-        if st != 0:
-            return True, "generator tests: " + ", ".join(failures(out)[:3])
-    epoll = kind.endswith("-epoll")
-    kind = kind[:-len("-epoll")] if epoll else kind
-    target = "build/check_polldrop_asan" if kind == "san" else "build/check_polldrop"
-    st, out = sh(["make", "-s", "-j2", target] + PLAIN)
-    if st != 0:
-        errors = [l for l in out.splitlines() if "error:" in l]
-        return None, "does not build: " + (errors[0] if errors else out[-300:])
-    env = dict(os.environ, CK_VERBOSITY="normal")
-    if epoll:
-        env.update(PD_ENGINE="epoll")
-    if kind == "san":
-        env.update(ASAN_OPTIONS="detect_leaks=1:abort_on_error=1",
-                   UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1")
-    st, out = sh(["./" + target], env=env)
     if st == 0:
         return None
     errors = [l for l in out.splitlines() if "error:" in l]
