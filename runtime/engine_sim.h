@@ -94,6 +94,16 @@ typedef struct pd__sim {
     /* Pending completions, in creation order (a growing array). */
     pd__sim_cqe *pend;
     unsigned npend, cap_pend;
+    /*
+     * The overflow list (IORING_FEAT_NODROP): completions posted while the
+     * CQ was full, or while older ones waited here, in posting order; they
+     * go into the CQ first, as room is made. IORING_SQ_CQ_OVERFLOW is set
+     * in sq_kflags while it holds any.
+     */
+    struct io_uring_cqe *ovf;
+    unsigned ovf_head, ovf_len, ovf_cap;
+    /* The seed's kernel refuses submissions (-EBUSY) while ovf holds any. */
+    int busy_on_ovf;
     uint64_t cqe_seq;
     uint64_t batch_last;    /* the last completion of the current batch (0: none) */
 
@@ -105,6 +115,8 @@ typedef struct pd__sim {
     /* What happened: completions posted and faults injected (tests read them). */
     uint64_t posted, injected;
     uint64_t io_faults;     /* of those, faults that change a request's result */
+    uint64_t overflowed;    /* completions that went through the overflow list */
+    uint64_t busied;        /* enters refused with -EBUSY */
 } pd__sim;
 
 static inline pd__sim *pd__sim_of(pd__engine *e)
