@@ -86,6 +86,14 @@ typedef struct pd__sim {
     /* Records: a preallocated pool; the live ones in start order. */
     pd__sim_op *pool;
     unsigned npool;
+    /*
+     * The newest chunk's records never used yet, taken in order once the
+     * free list is empty: a record's page is touched only when it is first
+     * used, so a runtime that keeps few ops in flight touches little of
+     * its pool (the harness makes thousands of runtimes).
+     */
+    pd__sim_op *fresh;
+    unsigned nfresh;
     pd__sim_op *free;
     pd__sim_op *live_head, *live_tail;
     uint64_t op_seq;
