@@ -737,6 +737,7 @@ void pd_harness_explore_with(const pd_harness_case *c, const pd_harness_opts *o,
         st->queued += one.queued;
         st->completed += one.completed;
         st->reaped += one.reaped;
+        st->faulted += one.faulted;
         st->seeds++;
     }
     pd__hcfg = NULL;

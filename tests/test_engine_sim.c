@@ -19,6 +19,7 @@
 #include "fifo_assume.h"
 #include "harness.h"
 #include "burst.h"
+#include "write_all.h"
 #include "nops.h"
 #include "sleep_ms.h"
 #include "stuck_bye.h"
@@ -727,6 +728,60 @@ START_TEST(explorer_survives_cq_overflow)
 }
 END_TEST
 
+/* A write_all of 5 bytes to a temporary file: file writes are where -EIO is injected. */
+struct wfile {
+    char path[64];
+    int fd;
+};
+
+static void wfile_setup(void *ctx)
+{
+    struct wfile *w = ctx;
+
+    snprintf(w->path, sizeof(w->path), "/tmp/pd_sim_wfile_%d", (int)getpid());
+    w->fd = open(w->path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    ck_assert_int_ge(w->fd, 0);
+}
+
+static void wfile_init(void *self, void *ctx)
+{
+    const struct wfile *w = ctx;
+
+    write_all_init(self, w->fd, "hello", 5);
+}
+
+static void wfile_cleanup(void *ctx)
+{
+    struct wfile *w = ctx;
+
+    close(w->fd);
+    unlink(w->path);
+}
+
+static struct wfile wfile_ctx;
+
+static const pd_harness_case wfile_case = {
+    .future = "write_all", .vt = &write_all_vtable, .has_teardown = 0, .ctx = &wfile_ctx,
+    .setup = wfile_setup, .init = wfile_init, .cleanup = wfile_cleanup,
+};
+
+/*
+ * The explorer counts the destructions whose run had an I/O fault injected
+ * (pd_harness_stats.faulted), over all its seeds: 100 seeds of a file
+ * write inject -EIO (one write in 64) into some runs, not all.
+ */
+START_TEST(explorer_counts_faulted_runs)
+{
+    pd_harness_stats st;
+
+    unsetenv("PD_SIM_FAULTS");
+    pd_harness_explore(&wfile_case, 100, &st);
+    ck_assert_int_eq(st.seeds, 100);
+    ck_assert_int_gt(st.faulted, 0);
+    ck_assert_int_lt(st.faulted, st.runs);
+}
+END_TEST
+
 /* The explorer runs every seed it is asked for, and sums what it checked. */
 START_TEST(explorer_runs_every_seed)
 {
@@ -763,6 +818,7 @@ Suite *pd_suite_engine_sim(void)
                                 SIGABRT);
     tcase_add_test(tc, explorer_runs_every_seed);
     tcase_add_test(tc, explorer_survives_cq_overflow);
+    tcase_add_test(tc, explorer_counts_faulted_runs);
     tcase_set_timeout(tc, 120);
     suite_add_tcase(s, tc);
     return s;

@@ -949,6 +949,13 @@ MUTANTS = [
          inv="pd__ring_wait_cqe fails with -EBUSY on a simulated ring whose full "
              "completion queue refused what the wait submitted",
          run="plain"),
+    dict(name="explore-faulted-unsummed",
+         file="runtime/harness.c",
+         old="        st->faulted += one.faulted;\n",
+         new="",
+         inv="pd_harness_explore reports no faulted destruction whatever its seeds "
+             "injected",
+         run="plain"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
