@@ -101,7 +101,7 @@ SMALL_OBJ      := $(foreach e,$(SMALL),$(patsubst %,build/obj/gen-$(e)/%.o,$(cal
 SMALL_OBJ_ASAN := $(foreach e,$(SMALL),$(patsubst %,build/asan/gen-$(e)/%.o,$(call small_names,$(e))))
 
 .PHONY: FORCE soak mutate explore all gen stats deps deps-bench bench-httpd bench-chart test test-py test-c \
-        test-c-epoll fuzz demo bench \
+        test-c-epoll test-c-sim fuzz demo bench \
         valgrind clean \
         install uninstall schema diagrams deps-diagrams ops-doc
 .DELETE_ON_ERROR:
@@ -276,8 +276,9 @@ build/check_polldrop_asan: $(TEST_OBJ_ASAN) build/asan/libpolldrop_harness.a
 
 # make test: every test, side by side (tests/run_tests.py): the Python
 # tests, and each suite of both Check runners, the sanitized one on io_uring
-# and on epoll, and the cancel-point cases explored under the simulator
-# (2 seeds); test-py, test-c and test-c-epoll run a part.
+# and on epoll, the plain one on the simulator (test-c-sim), and the
+# cancel-point cases explored under the simulator (2 seeds plain, 1
+# sanitized); test-py, test-c, test-c-epoll and test-c-sim run a part.
 # build/uv_dcopy too where libuv is installed: tests/test_dcopy.py holds it to
 # dcopy's contract.
 HAVE_UV  := $(shell pkg-config --exists libuv 2>/dev/null && echo 1)
@@ -285,7 +286,7 @@ TEST_BIN := build/libpolldrop.a build/echo_server build/echo_client build/check_
             build/seccomp_run build/httpd $(SMALL:%=build/%) $(if $(HAVE_UV),build/uv_dcopy)
 
 test: $(TEST_BIN) build/check_polldrop_asan | deps
-	$(call say,TEST,python; build/check_polldrop; build/check_polldrop_asan on io_uring and on epoll; cancel points explored under sim)
+	$(call say,TEST,python; build/check_polldrop; build/check_polldrop_asan on io_uring and on epoll; build/check_polldrop on sim; cancel points explored under sim)
 	$(Q)$(PYTHON) tests/run_tests.py $(if $(V),-v,)
 
 # seccomp_run runs a command where io_uring is switched off by a seccomp
@@ -318,13 +319,27 @@ test-c-epoll: build/check_polldrop_asan
 	$(Q)PD_ENGINE=epoll ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ./build/check_polldrop_asan
 
+# The Check suite on the simulator engine (PD_ENGINE=sim: every runtime the
+# suites make is a simulated one), without faults, as the tests assert
+# outcomes; the tests that need a real kernel on the real clock say so and
+# skip (docs/design.md, "The simulator").
+test-c-sim: build/check_polldrop
+	$(call say,TEST,build/check_polldrop on the simulator)
+	$(Q)PD_ENGINE=sim PD_SIM_FAULTS=0 ./build/check_polldrop
+
 # The cancel-point cases (the tcases tagged "harness") explored under the
-# simulator engine for SEEDS seeds each (make test explores 2):
-# make explore SEEDS=500. A failure names its seed and a replay command.
-explore: build/check_polldrop
+# simulator engine for SEEDS seeds each, by the plain runner and then by the
+# sanitized one (make test explores 2 and 1): make explore SEEDS=500. A
+# failure names its seed and a replay command.
+explore: build/check_polldrop build/check_polldrop_asan
 	$(call say,EXPLORE,the cancel-point cases under the simulator: $(or $(SEEDS),100) seeds)
 	$(Q)PD_HARNESS_SEEDS=$(or $(SEEDS),100) CK_INCLUDE_TAGS=harness \
 	    CK_TIMEOUT_MULTIPLIER=$(or $(SEEDS),100) ./build/check_polldrop
+	$(call say,EXPLORE,the same under ASan+UBSan: $(or $(SEEDS),100) seeds)
+	$(Q)PD_HARNESS_SEEDS=$(or $(SEEDS),100) CK_INCLUDE_TAGS=harness \
+	    CK_TIMEOUT_MULTIPLIER=$(or $(SEEDS),100) \
+	    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ./build/check_polldrop_asan
 
 # nouserintercepts: memcheck must not replace the harness's counting malloc
 # (it still replaces the glibc allocator the harness forwards to).

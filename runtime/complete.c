@@ -260,7 +260,13 @@ int pd__ring_reap_one(pd_runtime *rt)
 {
     struct io_uring_cqe *cqe;
 
-    if (io_uring_peek_cqe(&rt->ring, &cqe) != 0 || pd__dispatch(rt, cqe, 0))
+    /*
+     * An empty queue is looked at first: liburing's peek enters the kernel
+     * when IORING_SQ_CQ_OVERFLOW is set, which another engine's ring
+     * cannot take (the next submit or wait flushes the overflow instead).
+     */
+    if (io_uring_cq_ready(&rt->ring) == 0 || io_uring_peek_cqe(&rt->ring, &cqe) != 0 ||
+        pd__dispatch(rt, cqe, 0))
         return 0;
     io_uring_cqe_seen(&rt->ring, cqe);
     return 1;

@@ -78,6 +78,12 @@ struct pd_runtime;
  * simulator injected on rt so far; 0 for a runtime on another engine.
  */
 uint64_t pd__sim_io_faults(const struct pd_runtime *rt);
+/*
+ * How many completions went through rt's overflow list (the completion
+ * queue was full when they were posted) and how many enters it refused
+ * with -EBUSY while that list held any; both 0 on another engine.
+ */
+void pd__sim_overflows(const struct pd_runtime *rt, uint64_t *overflowed, uint64_t *busied);
 
 /*
  * The virtual clock of the simulated ring this thread created or entered

@@ -103,6 +103,18 @@ uint64_t pd__sim_io_faults(const pd_runtime *rt)
     return ((const pd__sim *)(const void *)rt->engine)->io_faults;
 }
 
+void pd__sim_overflows(const pd_runtime *rt, uint64_t *overflowed, uint64_t *busied)
+{
+    const pd__sim *s;
+
+    *overflowed = *busied = 0;
+    if (rt->engine == NULL || rt->engine_vt != &pd__engine_sim)
+        return;
+    s = (const pd__sim *)(const void *)rt->engine;
+    *overflowed = s->overflowed;
+    *busied = s->busied;
+}
+
 /* --- pending completions --- */
 
 void pd__sim_batch_begin(pd__sim *s)
@@ -197,17 +209,63 @@ static unsigned pd__sim_cq_ready(const pd__sim *s)
 }
 
 /*
- * Posts one eligible completion, picked by the PRNG among them. Returns 0
- * when none is eligible or the CQ is full (the pending list is then its
- * overflow: nothing is dropped).
+ * Moves what the overflow list holds into the CQ, oldest first, while
+ * there is room, as the kernel's flush does; IORING_SQ_CQ_OVERFLOW stays
+ * set while anything is left.
+ */
+static void pd__sim_flush(pd__sim *s)
+{
+    while (s->ovf_len != 0 && pd__sim_cq_ready(s) < s->cq_entries) {
+        s->cqes[s->cq_ktail & s->cq_mask] = s->ovf[s->ovf_head++];
+        io_uring_smp_store_release(&s->cq_ktail, s->cq_ktail + 1);
+        s->ovf_len--;
+    }
+    if (s->ovf_len == 0) {
+        s->ovf_head = 0;
+        IO_URING_WRITE_ONCE(s->sq_kflags, s->sq_kflags & ~IORING_SQ_CQ_OVERFLOW);
+    }
+}
+
+/*
+ * Appends a completion to the overflow list (growing it: a failed
+ * allocation is fatal, as dropping a completion would leave its owner
+ * waiting forever) and sets IORING_SQ_CQ_OVERFLOW.
+ */
+static void pd__sim_overflow(pd__sim *s, const pd__sim_cqe *c)
+{
+    struct io_uring_cqe *o;
+
+    if (s->ovf_head + s->ovf_len == s->ovf_cap) {
+        if (s->ovf_head != 0) {
+            memmove(s->ovf, s->ovf + s->ovf_head, s->ovf_len * sizeof(*s->ovf));
+            s->ovf_head = 0;
+        } else {
+            o = realloc(s->ovf, 2 * s->ovf_cap * sizeof(*o));
+            if (o == NULL)
+                abort();
+            s->ovf = o;
+            s->ovf_cap *= 2;
+        }
+    }
+    o = &s->ovf[s->ovf_head + s->ovf_len++];
+    o->user_data = c->ud;
+    o->res = c->res;
+    o->flags = c->flags;
+    IO_URING_WRITE_ONCE(s->sq_kflags, s->sq_kflags | IORING_SQ_CQ_OVERFLOW);
+    s->overflowed++;
+}
+
+/*
+ * Posts one eligible completion, picked by the PRNG among them: into the
+ * CQ, or, when the CQ is full or older completions wait in the overflow
+ * list, behind them (nothing is dropped, and nothing overtakes an
+ * overflowed completion). Returns 0 when none is eligible.
  */
 static int pd__sim_post_one(pd__sim *s, int force)
 {
     struct io_uring_cqe *cq;
     unsigned i, n = 0, pick;
 
-    if (pd__sim_cq_ready(s) >= s->cq_entries)
-        return 0;
     for (i = 0; i < s->npend; i++)
         n += pd__sim_eligible(s, &s->pend[i], force);
     if (n == 0)
@@ -216,11 +274,15 @@ static int pd__sim_post_one(pd__sim *s, int force)
     for (i = 0;; i++)
         if (pd__sim_eligible(s, &s->pend[i], force) && pick-- == 0)
             break;
-    cq = &s->cqes[s->cq_ktail & s->cq_mask];
-    cq->user_data = s->pend[i].ud;
-    cq->res = s->pend[i].res;
-    cq->flags = s->pend[i].flags;
-    io_uring_smp_store_release(&s->cq_ktail, s->cq_ktail + 1);
+    if (s->ovf_len != 0 || pd__sim_cq_ready(s) >= s->cq_entries) {
+        pd__sim_overflow(s, &s->pend[i]);
+    } else {
+        cq = &s->cqes[s->cq_ktail & s->cq_mask];
+        cq->user_data = s->pend[i].ud;
+        cq->res = s->pend[i].res;
+        cq->flags = s->pend[i].flags;
+        io_uring_smp_store_release(&s->cq_ktail, s->cq_ktail + 1);
+    }
     memmove(&s->pend[i], &s->pend[i + 1], (s->npend - i - 1) * sizeof(*s->pend));
     s->npend--;
     s->posted++;
@@ -228,11 +290,13 @@ static int pd__sim_post_one(pd__sim *s, int force)
 }
 
 /*
- * Posts every completion whose delay is over, in the PRNG's order, then,
- * while fewer than wait_nr are in the CQ, delayed ones too.
+ * Flushes the overflow list, then posts every completion whose delay is
+ * over, in the PRNG's order, then, while fewer than wait_nr are in the CQ,
+ * delayed ones too.
  */
 static void pd__sim_post(pd__sim *s, unsigned wait_nr)
 {
+    pd__sim_flush(s);
     while (pd__sim_post_one(s, 0))
         ;
     while (pd__sim_cq_ready(s) < wait_nr && pd__sim_post_one(s, 1))
@@ -303,6 +367,17 @@ static int pd__sim_enter(pd__engine *eng, struct io_uring *ring, unsigned wait_n
 
     pd__sim_clock = &s->now;
     s->enters++;
+    /*
+     * The kernel flushes its overflow list first; one that cannot (the CQ
+     * is full) and refuses submissions until the application reaps (as
+     * kernels before 5.11 do, which the seed may pick) returns -EBUSY,
+     * consuming nothing and waiting for nothing.
+     */
+    pd__sim_flush(s);
+    if (s->ovf_len != 0 && s->busy_on_ovf && ring->sq.sqe_tail != ring->sq.sqe_head) {
+        s->busied++;
+        return -EBUSY;
+    }
     for (op = s->live_head; op != NULL; op = op->next)
         if (op->state == PD__SIM_WORK && op->turns > 0)
             op->turns--;
@@ -414,6 +489,7 @@ static void pd__sim_exit(pd__engine *eng, struct io_uring *ring)
         free(s->ep);
     }
     free(s->pend);
+    free(s->ovf);
     free(s->pfd);
     free(s->pop);
     free(s->sqes);
@@ -484,6 +560,13 @@ int pd__sim_init(struct io_uring *ring, unsigned entries, const pd_config *cfg,
         s->s[i] = pd__sim_splitmix(&x);
     env = getenv("PD_SIM_FAULTS");
     s->faults = !(flags & PD_SIM_NO_FAULTS) && !(env != NULL && strcmp(env, "0") == 0);
+    /*
+     * Half the seeds (with faults) run a kernel that answers -EBUSY while
+     * it overflows: drawn from a stream of its own, so that every other
+     * choice a seed makes stays what it was.
+     */
+    x = s->seed ^ 0x6f766572666c6f77ull;
+    s->busy_on_ovf = s->faults && (pd__sim_splitmix(&x) & 1);
     env = getenv("PD_SIM_QUIET_MS");
     s->quiet_ms = (flags & PD_SIM_NO_QUIET) ? 0
                   : env != NULL && *env ? atoi(env)
@@ -494,12 +577,14 @@ int pd__sim_init(struct io_uring *ring, unsigned entries, const pd_config *cfg,
     s->cq_kmask = s->cq_mask = cq_entries - 1;
     s->cq_kentries = s->cq_entries = cq_entries;
     s->cap_pend = PD__SIM_MIN_PEND;
+    s->ovf_cap = 64;
     s->cap_pfd = 1024;
     if (pd__sim_ep_init(s) < 0 ||
         posix_memalign((void **)&s->sqes, 64, entries * sizeof(*s->sqes)) != 0 ||
         posix_memalign((void **)&s->cqes, 64, cq_entries * sizeof(*s->cqes)) != 0 ||
         (s->sq_array = malloc(entries * sizeof(*s->sq_array))) == NULL ||
         (s->pend = malloc(s->cap_pend * sizeof(*s->pend))) == NULL ||
+        (s->ovf = malloc(s->ovf_cap * sizeof(*s->ovf))) == NULL ||
         (s->pfd = malloc(s->cap_pfd * sizeof(*s->pfd))) == NULL ||
         (s->pop = malloc(s->cap_pfd * sizeof(*s->pop))) == NULL ||
         pd__sim_ops_init(s, 2 * cq_entries > 4096 ? 2 * cq_entries : 4096) < 0) {

@@ -86,6 +86,14 @@ typedef struct pd__sim {
     /* Records: a preallocated pool; the live ones in start order. */
     pd__sim_op *pool;
     unsigned npool;
+    /*
+     * The newest chunk's records never used yet, taken in order once the
+     * free list is empty: a record's page is touched only when it is first
+     * used, so a runtime that keeps few ops in flight touches little of
+     * its pool (the harness makes thousands of runtimes).
+     */
+    pd__sim_op *fresh;
+    unsigned nfresh;
     pd__sim_op *free;
     pd__sim_op *live_head, *live_tail;
     uint64_t op_seq;
@@ -94,6 +102,16 @@ typedef struct pd__sim {
     /* Pending completions, in creation order (a growing array). */
     pd__sim_cqe *pend;
     unsigned npend, cap_pend;
+    /*
+     * The overflow list (IORING_FEAT_NODROP): completions posted while the
+     * CQ was full, or while older ones waited here, in posting order; they
+     * go into the CQ first, as room is made. IORING_SQ_CQ_OVERFLOW is set
+     * in sq_kflags while it holds any.
+     */
+    struct io_uring_cqe *ovf;
+    unsigned ovf_head, ovf_len, ovf_cap;
+    /* The seed's kernel refuses submissions (-EBUSY) while ovf holds any. */
+    int busy_on_ovf;
     uint64_t cqe_seq;
     uint64_t batch_last;    /* the last completion of the current batch (0: none) */
 
@@ -105,6 +123,8 @@ typedef struct pd__sim {
     /* What happened: completions posted and faults injected (tests read them). */
     uint64_t posted, injected;
     uint64_t io_faults;     /* of those, faults that change a request's result */
+    uint64_t overflowed;    /* completions that went through the overflow list */
+    uint64_t busied;        /* enters refused with -EBUSY */
 } pd__sim;
 
 static inline pd__sim *pd__sim_of(pd__engine *e)

@@ -32,19 +32,21 @@ typedef struct pd__sim_chunk {
     pd__sim_op ops[];
 } pd__sim_chunk;
 
+/*
+ * Adds a chunk of n records. They are not linked into the free list (which
+ * would touch every page of the chunk): pd__sim_rec_new takes them in
+ * order from `fresh` once the free list is empty. Called with none left.
+ */
 static int pd__sim_grow(pd__sim *s, unsigned n)
 {
-    pd__sim_chunk *c = calloc(1, sizeof(*c) + n * sizeof(pd__sim_op));
-    unsigned i;
+    pd__sim_chunk *c = malloc(sizeof(*c) + n * sizeof(pd__sim_op));
 
     if (c == NULL)
         return -ENOMEM;
     c->next = (pd__sim_chunk *)(void *)s->pool;
     s->pool = (pd__sim_op *)(void *)c;
-    for (i = n; i-- > 0;) {
-        c->ops[i].next = s->free;
-        s->free = &c->ops[i];
-    }
+    s->fresh = c->ops;
+    s->nfresh = n;
     s->npool += n;
     return 0;
 }
@@ -72,10 +74,14 @@ static pd__sim_op *pd__sim_rec_new(pd__sim *s, const pd__ep_op *proto)
 {
     pd__sim_op *op = s->free;
 
-    if (op == NULL && pd__sim_grow(s, s->npool) < 0)
-        return NULL;
-    op = s->free;
-    s->free = op->next;
+    if (op != NULL) {
+        s->free = op->next;
+    } else {
+        if (s->nfresh == 0 && pd__sim_grow(s, s->npool) < 0)
+            return NULL;
+        op = s->fresh++;
+        s->nfresh--;
+    }
     memset(op, 0, sizeof(*op));
     op->r = *proto;
     op->seq = ++s->op_seq;

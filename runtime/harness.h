@@ -135,6 +135,13 @@ typedef struct pd_harness_opts {
      * checked like the future itself.
      */
     int spawns;
+    /*
+     * The submission queue size of the runtimes the runs make
+     * (pd_config.entries; 0: the default): a small ring makes a future
+     * with many requests fill its submission queue and overflow its
+     * completion queue (completions beyond twice this many at once).
+     */
+    unsigned entries;
 } pd_harness_opts;
 
 /*

@@ -65,13 +65,19 @@ static inline int pd__eng_submit(pd_runtime *rt)
  * Runs the kernel's deferred completion work without submitting
  * (io_uring_get_events). Reached only on a ring with
  * IORING_SETUP_DEFER_TASKRUN, which only io_uring has; another engine
- * collects what is ready. Returns 0 or a count, or -errno.
+ * collects what is ready (and submits what is queued, as its only entry
+ * does: a refusal of those, -EBUSY while its completion queue overflows,
+ * is no error of a call that submits nothing on io_uring). Returns 0 or a
+ * count, or -errno.
  */
 static inline int pd__eng_get_events(pd_runtime *rt)
 {
+    int ret;
+
     if (PD__LIKELY(rt->engine == NULL))
         return io_uring_get_events(&rt->ring);
-    return pd__eng_enter_slow(rt, 0, NULL);
+    ret = pd__eng_enter_slow(rt, 0, NULL);
+    return ret == -EBUSY ? 0 : ret;
 }
 
 /*
@@ -79,7 +85,9 @@ static inline int pd__eng_get_events(pd_runtime *rt)
  * no limit) passed: io_uring_wait_cqe or io_uring_wait_cqe_timeout, and,
  * like them, reaps nothing. Returns 0, -ETIME, or -errno. On io_uring what
  * is queued stays unsubmitted; another engine consumes it, as its only way
- * to wait is its entry (the callers submit first anyway).
+ * to wait is its entry (the callers submit first anyway). That entry may
+ * refuse the submission with -EBUSY while the completion queue overflows,
+ * which it does only with the queue full: the wait is then over.
  */
 static inline int pd__eng_wait(pd_runtime *rt, struct __kernel_timespec *ts)
 {
@@ -95,6 +103,8 @@ static inline int pd__eng_wait(pd_runtime *rt, struct __kernel_timespec *ts)
     if (io_uring_cq_ready(&rt->ring) != 0)
         return 0;
     ret = pd__eng_enter_slow(rt, 1, ts);
+    if (ret == -EBUSY && io_uring_cq_ready(&rt->ring) != 0)
+        return 0;
     return ret < 0 ? ret : 0;
 }
 

@@ -42,17 +42,27 @@ SAN_ENV = {"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=1",
 # Seeds the simulator explores each cancel-point case with in make test
 # (make explore SEEDS=N runs more): PD_EXPLORE_SEEDS, or 2.
 EXPLORE_SEEDS = os.environ.get("PD_EXPLORE_SEEDS", "2")
+# The sanitized runner explores them too, for PD_EXPLORE_SEEDS_ASAN seeds (1).
+EXPLORE_SEEDS_ASAN = os.environ.get("PD_EXPLORE_SEEDS_ASAN", "1")
+# The whole suite once more with every runtime on the simulator, without
+# faults (the tests assert outcomes); the few tests that need a real kernel
+# on the real clock say so and skip there (make test-c-sim).
+SIM_ENV = {"PD_ENGINE": "sim", "PD_SIM_FAULTS": "0"}
 # Each Check run: its label, the runner and its environment. The sanitized
-# runner runs a second time on the epoll engine (design.md, "Engines"); the
-# plain one runs its cancel-point cases (the tcases tagged "harness": every
-# library spec, echo's and httpd's futures) once more, explored under the
-# simulator (docs/harness.md, "Exploring").
+# runner runs a second time on the epoll engine (design.md, "Engines"); both
+# run their cancel-point cases (the tcases tagged "harness": every library
+# spec, echo's and httpd's futures) once more, explored under the simulator
+# (docs/harness.md, "Exploring"); the plain one runs whole on the simulator
+# too.
 RUNNERS = [("build/check_polldrop", "build/check_polldrop", {}),
            ("build/check_polldrop_asan", "build/check_polldrop_asan", SAN_ENV),
            ("epoll build/check_polldrop_asan", "build/check_polldrop_asan",
             dict(SAN_ENV, PD_ENGINE="epoll")),
            ("explore build/check_polldrop", "build/check_polldrop",
-            {"PD_HARNESS_SEEDS": EXPLORE_SEEDS, "CK_INCLUDE_TAGS": "harness"})]
+            {"PD_HARNESS_SEEDS": EXPLORE_SEEDS, "CK_INCLUDE_TAGS": "harness"}),
+           ("explore build/check_polldrop_asan", "build/check_polldrop_asan",
+            dict(SAN_ENV, PD_HARNESS_SEEDS=EXPLORE_SEEDS_ASAN, CK_INCLUDE_TAGS="harness")),
+           ("sim build/check_polldrop", "build/check_polldrop", SIM_ENV)]
 # Seconds each slow job takes on an idle two-core machine, for the order of
 # a first run; any job not named here is estimated at one second. A class
 # (or a module) expected to take SPLIT seconds or more runs alone.

@@ -18,6 +18,8 @@
 #include "engine.h"
 #include "fifo_assume.h"
 #include "harness.h"
+#include "burst.h"
+#include "write_all.h"
 #include "nops.h"
 #include "sleep_ms.h"
 #include "stuck_bye.h"
@@ -453,6 +455,192 @@ START_TEST(faults_follow_the_seed)
 }
 END_TEST
 
+/*
+ * The completion queue overflows as the kernel's does (IORING_FEAT_NODROP):
+ * 40 nops, four per enter, none reaped, on a ring whose CQ holds 8. What
+ * does not fit waits on the overflow list with IORING_SQ_CQ_OVERFLOW set;
+ * on the seeds whose kernel refuses submissions meanwhile, an enter with
+ * entries queued answers -EBUSY and consumes none of them, until a reap
+ * makes room. Every completion arrives once, and the flag is clear at the
+ * end. Over 16 seeds both kernels are seen.
+ */
+START_TEST(cq_overflow_keeps_every_completion)
+{
+    uint64_t seed;
+    int busy_seeds = 0, calm_seeds = 0;
+
+    unsetenv("PD_SIM_FAULTS");
+    for (seed = 1; seed <= 16; seed++) {
+        pd_config cfg = { .engine = PD_ENGINE_SIM, .sim_seed = seed };
+        struct io_uring ring;
+        pd__engine *e;
+        int seen[41] = { 0 }, got = 0, busied = 0, flagged = 0, i, j, ret;
+
+
+        ck_assert_int_eq(pd__sim_init(&ring, 4, &cfg, &e), 0);
+        for (i = 0; i < 10; i++) {
+            unsigned head;
+
+            for (j = 0; j < 4; j++) {
+                struct io_uring_sqe *sqe = get_sqe(&ring);
+
+                io_uring_prep_nop(sqe);
+                sqe->user_data = (uint64_t)(i * 4 + j + 1);
+            }
+            head = ring.sq.sqe_head;
+            while (ring.sq.sqe_head != ring.sq.sqe_tail) {
+                ret = pd__engine_sim.enter(e, &ring, 0, NULL);
+                if (ret != -EBUSY) {
+                    /* Consumed (all, or as many as the seed let through). */
+                    ck_assert_int_gt(ret, 0);
+                    ck_assert_uint_eq(ring.sq.sqe_head - head, (unsigned)ret);
+                    head = ring.sq.sqe_head;
+                    continue;
+                }
+                struct io_uring_cqe *cqe;
+                unsigned h, n = 0;
+
+                /* Refused: nothing consumed, the CQ full, the flag set. */
+                busied++;
+                ck_assert_uint_eq(ring.sq.sqe_head, head);
+                ck_assert_uint_eq(io_uring_cq_ready(&ring), 8);
+                ck_assert(*ring.sq.kflags & IORING_SQ_CQ_OVERFLOW);
+                io_uring_for_each_cqe(&ring, h, cqe) {
+                    ck_assert_uint_le(cqe->user_data, 40);
+                    seen[cqe->user_data]++;
+                    n++;
+                }
+                io_uring_cq_advance(&ring, n);
+                got += (int)n;
+            }
+            flagged |= !!(*ring.sq.kflags & IORING_SQ_CQ_OVERFLOW);
+        }
+        while (got < 40) {
+            struct io_uring_cqe *cqe;
+            unsigned h, n = 0;
+
+            ck_assert_int_ge(pd__engine_sim.enter(e, &ring, 0, NULL), 0);
+            io_uring_for_each_cqe(&ring, h, cqe) {
+                ck_assert_uint_le(cqe->user_data, 40);
+                seen[cqe->user_data]++;
+                n++;
+            }
+            io_uring_cq_advance(&ring, n);
+            got += (int)n;
+        }
+        for (i = 1; i <= 40; i++)
+            ck_assert_msg(seen[i] == 1, "seed %llu: nop %d completed %d times",
+                          (unsigned long long)seed, i, seen[i]);
+        ck_assert_int_eq(got, 40);
+        ck_assert(flagged);
+        ck_assert(!(*ring.sq.kflags & IORING_SQ_CQ_OVERFLOW));
+        busy_seeds += busied > 0;
+        calm_seeds += busied == 0;
+        pd__engine_sim.exit(e, &ring);
+    }
+    ck_assert_int_gt(busy_seeds, 0);
+    ck_assert_int_gt(calm_seeds, 0);
+}
+END_TEST
+
+/*
+ * The runtime survives an overflowing completion queue: on a ring of 4
+ * entries (a CQ of 8), 64 timers fire at one instant and each then makes a
+ * nop, over 12 seeds. Every nop succeeds (no request fails with -EBUSY or
+ * is lost), the queue overflowed on every seed, and some seeds' kernel
+ * refused submissions meanwhile.
+ */
+START_TEST(runtime_survives_cq_overflow)
+{
+    uint64_t seed, busy_seeds = 0;
+
+    unsetenv("PD_SIM_FAULTS");
+    for (seed = 1; seed <= 12; seed++) {
+        pd_config cfg = { .engine = PD_ENGINE_SIM, .entries = 4, .sim_seed = seed,
+                          .sim_flags = PD_SIM_NO_QUIET };
+        uint64_t overflowed, busied;
+        pd_runtime *rt;
+        long out = -1;
+
+        ck_assert_int_eq(pd_runtime_new(&rt, &cfg), 0);
+        ck_assert_int_eq(burst_block_on(rt, 64, 10, &out), 0);
+        ck_assert_msg(out == 64, "seed %llu: %ld of 64 nops succeeded",
+                      (unsigned long long)seed, out);
+        pd__sim_overflows(rt, &overflowed, &busied);
+        ck_assert_uint_gt(overflowed, 0);
+        busy_seeds += busied > 0;
+        pd_runtime_free(rt);
+    }
+    ck_assert_uint_gt(busy_seeds, 0);
+}
+END_TEST
+
+/* Completions in rt's CQ, consumed without dispatching them, counted in *got. */
+static void drain_raw(pd_runtime *rt, int *got)
+{
+    struct io_uring_cqe *cqe;
+    unsigned h, n = 0;
+
+    io_uring_for_each_cqe(&rt->ring, h, cqe)
+        n++;
+    io_uring_cq_advance(&rt->ring, n);
+    *got += (int)n;
+}
+
+/*
+ * The harness's wait hook (pd__ring_wait_cqe) waits, as io_uring's
+ * io_uring_wait_cqe does, without failing on what it submits on the way:
+ * with 20 timers fired at once into a CQ of 8, and the 8 reaped, the
+ * simulator's entry flushes 8 more, cannot flush the last 4, and refuses
+ * the nops queued meanwhile with -EBUSY (on the seeds whose kernel does):
+ * the CQ holds completions, so the wait is over and returns 0.
+ */
+START_TEST(wait_hook_survives_an_overflow_refusal)
+{
+    static const struct __kernel_timespec ts = { 0, 10000000 };
+    uint64_t seed, busy_seeds = 0;
+
+    unsetenv("PD_SIM_FAULTS");
+    for (seed = 1; seed <= 8; seed++) {
+        pd_config cfg = { .engine = PD_ENGINE_SIM, .entries = 4, .sim_seed = seed,
+                          .sim_flags = PD_SIM_NO_QUIET };
+        uint64_t overflowed, busied;
+        struct io_uring_sqe *sqe;
+        pd_runtime *rt;
+        int i, got = 0;
+
+        ck_assert_int_eq(pd_runtime_new(&rt, &cfg), 0);
+        for (i = 0; i < 20; i++) {
+            while ((sqe = io_uring_get_sqe(&rt->ring)) == NULL)
+                ck_assert_int_ge(pd__ring_submit(rt), 0);
+            io_uring_prep_timeout(sqe, (struct __kernel_timespec *)&ts, 0, 0);
+            sqe->user_data = 1 + (uint64_t)i;
+        }
+        while (pd__sq_unsubmitted(rt) > 0)
+            ck_assert_int_ge(pd__ring_submit(rt), 0);
+        ck_assert_int_eq(pd__ring_wait_cqe(rt), 0);
+        drain_raw(rt, &got);
+        for (i = 0; i < 4; i++) {
+            sqe = io_uring_get_sqe(&rt->ring);
+            ck_assert_ptr_nonnull(sqe);
+            io_uring_prep_nop(sqe);
+            sqe->user_data = 100 + (uint64_t)i;
+        }
+        while (got < 24) {
+            ck_assert_msg(pd__ring_wait_cqe(rt) == 0, "seed %llu: the wait failed",
+                          (unsigned long long)seed);
+            drain_raw(rt, &got);
+        }
+        ck_assert_int_eq(got, 24);
+        pd__sim_overflows(rt, &overflowed, &busied);
+        ck_assert_uint_gt(overflowed, 0);
+        busy_seeds += busied > 0;
+        pd_runtime_free(rt);
+    }
+    ck_assert_uint_gt(busy_seeds, 0);
+}
+END_TEST
+
 /* --- the harness explores --- */
 
 static void sleep_init(void *self, void *ctx)
@@ -501,6 +689,99 @@ START_TEST(explorer_catches_a_then_that_assumes_submission_order)
 }
 END_TEST
 
+static void burst_case_init(void *self, void *ctx)
+{
+    (void)ctx;
+    burst_init(self, 24, 10);
+}
+
+static void burst_after(void *ctx, const void *out)
+{
+    (void)ctx;
+    if (out != NULL)
+        ck_assert_int_eq(*(const long *)out, 24);
+}
+
+static const pd_harness_case burst_case = {
+    .future = "burst", .vt = &burst_vtable, .has_teardown = 0, .ctx = NULL,
+    .setup = no_fixture, .init = burst_case_init, .after = burst_after,
+    .cleanup = no_fixture,
+};
+
+/*
+ * The harness explores a future whose completions overflow the completion
+ * queue (burst on a ring of 4 entries: 24 timers fire at once, then 24
+ * nops), at every suspension point, by every path, with a completion
+ * reaped at a time too: on the seeds whose kernel answers -EBUSY while it
+ * overflows, the harness's own submissions are refused, and it must reap
+ * and go on as the runtime does.
+ */
+START_TEST(explorer_survives_cq_overflow)
+{
+    static const pd_harness_opts opts = { .multishot = 1, .entries = 4 };
+    pd_harness_stats st;
+
+    unsetenv("PD_SIM_FAULTS");
+    pd_harness_explore_with(&burst_case, &opts, 4, &st);
+    ck_assert_int_eq(st.seeds, 4);
+    ck_assert_int_ge(st.points, 2);
+}
+END_TEST
+
+/* A write_all of 5 bytes to a temporary file: file writes are where -EIO is injected. */
+struct wfile {
+    char path[64];
+    int fd;
+};
+
+static void wfile_setup(void *ctx)
+{
+    struct wfile *w = ctx;
+
+    snprintf(w->path, sizeof(w->path), "/tmp/pd_sim_wfile_%d", (int)getpid());
+    w->fd = open(w->path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    ck_assert_int_ge(w->fd, 0);
+}
+
+static void wfile_init(void *self, void *ctx)
+{
+    const struct wfile *w = ctx;
+
+    write_all_init(self, w->fd, "hello", 5);
+}
+
+static void wfile_cleanup(void *ctx)
+{
+    struct wfile *w = ctx;
+
+    close(w->fd);
+    unlink(w->path);
+}
+
+static struct wfile wfile_ctx;
+
+static const pd_harness_case wfile_case = {
+    .future = "write_all", .vt = &write_all_vtable, .has_teardown = 0, .ctx = &wfile_ctx,
+    .setup = wfile_setup, .init = wfile_init, .cleanup = wfile_cleanup,
+};
+
+/*
+ * The explorer counts the destructions whose run had an I/O fault injected
+ * (pd_harness_stats.faulted), over all its seeds: 100 seeds of a file
+ * write inject -EIO (one write in 64) into some runs, not all.
+ */
+START_TEST(explorer_counts_faulted_runs)
+{
+    pd_harness_stats st;
+
+    unsetenv("PD_SIM_FAULTS");
+    pd_harness_explore(&wfile_case, 100, &st);
+    ck_assert_int_eq(st.seeds, 100);
+    ck_assert_int_gt(st.faulted, 0);
+    ck_assert_int_lt(st.faulted, st.runs);
+}
+END_TEST
+
 /* The explorer runs every seed it is asked for, and sums what it checked. */
 START_TEST(explorer_runs_every_seed)
 {
@@ -527,12 +808,17 @@ Suite *pd_suite_engine_sim(void)
     tcase_add_test(tc, faults_follow_the_seed);
     tcase_add_test(tc, poll_on_a_bad_fd_is_ebadf);
     tcase_add_test(tc, no_short_transfer_on_small_pipe_writes);
+    tcase_add_test(tc, cq_overflow_keeps_every_completion);
+    tcase_add_test(tc, runtime_survives_cq_overflow);
+    tcase_add_test(tc, wait_hook_survives_an_overflow_refusal);
     tcase_set_timeout(tc, 120);
     suite_add_tcase(s, tc);
     tc = tcase_create("explore");
     tcase_add_test_raise_signal(tc, explorer_catches_a_then_that_assumes_submission_order,
                                 SIGABRT);
     tcase_add_test(tc, explorer_runs_every_seed);
+    tcase_add_test(tc, explorer_survives_cq_overflow);
+    tcase_add_test(tc, explorer_counts_faulted_runs);
     tcase_set_timeout(tc, 120);
     suite_add_tcase(s, tc);
     return s;

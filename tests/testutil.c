@@ -53,6 +53,17 @@ int pd_test_sim_inline(void)
            strcmp(faults, "0") == 0;
 }
 
+int pd_test_skip_on_sim(const char *test, const char *why)
+{
+    pd_runtime *rt = pd_test_rt();
+    int sim = strcmp(pd_runtime_engine(rt), "sim") == 0;
+
+    pd_runtime_free(rt);
+    if (sim)
+        fprintf(stderr, "%s: skipped on the simulator: %s\n", test, why);
+    return sim;
+}
+
 pd_test_rec pd_rec;
 
 static void pd_test_rec_hook(void *arg, const char *future, pd_trace_event ev,

@@ -48,6 +48,15 @@ int pd_test_rt_fds(const pd_runtime *rt);
  * (PD_ENGINE=sim PD_SIM_FAULTS=0): file ops then complete at submission.
  */
 int pd_test_sim_inline(void);
+/*
+ * For a test that asserts what only a real kernel on the real clock can
+ * produce (a wait for real time while the runtime never waits, peers on
+ * other threads racing a deadline, file copies that take time): whether
+ * the runtimes the suite makes run on the simulator, by the engine name of
+ * a runtime made with the default configuration. When they do, it says on
+ * stderr that the test is skipped and why; the test then returns at once.
+ */
+int pd_test_skip_on_sim(const char *test, const char *why);
 
 /*
  * The lifecycle recorder. It pairs every PD_TRACE_INIT with exactly one

@@ -983,6 +983,42 @@ MUTANTS = [
              "program ends; io_uring adds MSG_NOSIGNAL itself, send(2) on the "
              "epoll engine does not)",
          run="san-epoll"),
+    # --- issue 20: completion-queue overflow ---
+    dict(name="sim-overflow-never-busy",
+         file="runtime/engine_sim.c",
+         old="    if (s->ovf_len != 0 && s->busy_on_ovf && ring->sq.sqe_tail != ring->sq.sqe_head) {\n",
+         new="    if (0 && s->busy_on_ovf && ring->sq.sqe_tail != ring->sq.sqe_head) {\n",
+         inv="simulator faults: no seed's kernel refuses submissions (-EBUSY) while "
+             "its completion queue overflows",
+         run="plain"),
+    dict(name="sim-overflow-flag-unset",
+         file="runtime/engine_sim.c",
+         old="    IO_URING_WRITE_ONCE(s->sq_kflags, s->sq_kflags | IORING_SQ_CQ_OVERFLOW);\n",
+         new="    (void)0;\n",
+         inv="completion-queue overflow: IORING_SQ_CQ_OVERFLOW is never set while "
+             "completions wait on the overflow list",
+         run="plain"),
+    dict(name="harness-submit-refusal-fails",
+         file="runtime/harness.c",
+         old="    PD_HARNESS_CHECK(ret >= 0 || ret == -EBUSY);\n",
+         new="    PD_HARNESS_CHECK(ret >= 0);\n",
+         inv="the harness fails a run where the kernel refuses a submission while "
+             "its completion queue overflows",
+         run="plain"),
+    dict(name="wait-hook-refusal-fails",
+         file="runtime/ring.h",
+         old="    if (ret == -EBUSY && io_uring_cq_ready(&rt->ring) != 0)\n        return 0;\n",
+         new="",
+         inv="pd__ring_wait_cqe fails with -EBUSY on a simulated ring whose full "
+             "completion queue refused what the wait submitted",
+         run="plain"),
+    dict(name="explore-faulted-unsummed",
+         file="runtime/harness.c",
+         old="        st->faulted += one.faulted;\n",
+         new="",
+         inv="pd_harness_explore reports no faulted destruction whatever its seeds "
+             "injected",
+         run="plain"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
