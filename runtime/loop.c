@@ -95,6 +95,12 @@ static __attribute__((noinline)) void pd__task_poll_end(pd_runtime *rt, pd_cx *c
  * rt->in_turn is set around it by the caller. Returns the number of
  * completions this loop took.
  */
+/* pd__wake_on out of line, for pd__reap_polling's rare way. */
+static __attribute__((noinline, cold)) void pd__wake_cold(pd_runtime *rt, pd_task *t)
+{
+    pd__wake_on(rt, t);
+}
+
 static inline __attribute__((always_inline)) unsigned pd__reap_polling(pd_runtime *rt)
 {
     struct io_uring_cq *cq = &rt->ring.cq;
@@ -130,7 +136,7 @@ static inline __attribute__((always_inline)) unsigned pd__reap_polling(pd_runtim
         t = op->task;
         /* Running and not queued, in one compare of the adjacent bytes. */
         if (PD__UNLIKELY(pd__task_state_queued(t) != PD_TASK_RUNNING)) {
-            pd__wake_on(rt, t);
+            pd__wake_cold(rt, t);
             continue;
         }
         io_uring_smp_store_release(khead, head);
