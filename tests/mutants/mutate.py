@@ -960,8 +960,10 @@ MUTANTS = [
          run="c"),
     dict(name="harness-halves-poll-in-place",
          file="runtime/loop.c",
-         old="int pd__run_polls(pd_runtime *rt)\n{\n    rt->halves = 1;\n",
-         new="int pd__run_polls(pd_runtime *rt)\n{\n",
+         old="    rt->halves = 1;\n    return pd__polls(rt);\n}\n\n"
+             "int pd__run_enter(pd_runtime *rt, int wait)\n{\n    rt->halves = 1;\n",
+         new="    return pd__polls(rt);\n}\n\n"
+             "int pd__run_enter(pd_runtime *rt, int wait)\n{\n",
          inv="harness: a runtime driven by halves still polls in place in its "
              "reaps, so the harness cannot stop a future between the poll "
              "that queued its requests and their submission",
