@@ -17,7 +17,10 @@
  * - pd__run_polls is the first half of pd_run_once: it polls the tasks
  *   that are ready and returns how many it polled (or -EBUSY inside a
  *   turn); pd__run_enter is the second half (submit and reap; wait as
- *   pd_run_once does). Returns 0 or -errno.
+ *   pd_run_once does). Returns 0 or -errno. A runtime driven by these
+ *   halves is so from then on: its turns' reaps queue every task they
+ *   wake rather than polling it in place (docs/design.md §4), so that
+ *   every poll happens in a first half.
  * - pd__ring_wait_cqe blocks until the completion queue holds an entry,
  *   without reaping it. Returns 0 or -errno.
  * - pd__ring_strays waits ms milliseconds for completions and returns how

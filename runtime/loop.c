@@ -1,10 +1,13 @@
 /*
  * The run loop: a turn polls every task that was ready when it began, then
- * submits what they queued and reaps completions with a single enter. A
- * completion only records its result in the op slot and queues the slot's
- * task; futures run only from the turn loop, so reaping is safe anywhere
- * (including inside a blocking sync drop). pd_run, pd_run_once,
- * pd_task_wait and pd_block_on are turns toward different goals.
+ * submits what they queued and reaps completions with a single enter. That
+ * reap, the turn's own, polls in place each running task whose op it
+ * completes (pd__reap_polling), as a raw io_uring loop handles each
+ * completion where it finds it; every other reap (pd__reap: sync drops,
+ * room in a full queue, the kernel's deferred work) only records results in
+ * op slots and queues their tasks, so it is safe anywhere. Futures run only
+ * from a turn. pd_run, pd_run_once, pd_task_wait and pd_block_on are turns
+ * toward different goals.
  */
 #include "rt_internal.h"
 
@@ -54,11 +57,114 @@ static void pd__wake_arm(pd_runtime *rt)
 }
 
 /*
+ * The rest of a turn's poll of t, out of line: its future returned Ready to
+ * the poll the turn just made (ready), or t was not running when its turn
+ * came. Polls the async drop of a task that is dropping, and once its
+ * future is destroyed drops the runtime's reference (not before: t is
+ * still in use); a task that had finished before (it was queued twice over
+ * a finish) is freed if nothing holds it.
+ */
+static __attribute__((noinline)) void pd__task_poll_end(pd_runtime *rt, pd_cx *cx,
+                                                        pd_task *t, int ready)
+{
+    if (ready) {
+        t->has_output = 1;
+        t->state = PD_TASK_DROPPING;
+    } else if (t->state != PD_TASK_DROPPING) {
+        pd__task_free_if_unused(t); /* finished earlier while queued */
+        return;
+    }
+    if (t->vt->poll_drop(t->self, cx) == PD_PENDING)
+        return;
+    pd__task_finish(rt, t);
+    pd__task_unref(t);
+}
+
+/*
+ * The turn's own reap: pd__reap_inline's loop, except that a plain op's last
+ * completion whose task is running and not queued polls that task there and
+ * then, as a raw io_uring loop handles each completion in place, rather than
+ * queueing it for the next turn's pass. Every other completion is
+ * dispatched as pd__reap_inline does (its task queued). The poll may make
+ * room in a full submission queue or sync-drop a child, and so reap: the
+ * completion queue's head is published before it, and read again after it,
+ * so that nothing is dispatched twice. A task is polled at most once per
+ * completion reaped here, and only for completions posted before the reap
+ * began (the tail is read once): what the polls submit goes to the kernel
+ * with the next turn's entry. Its polls are counted in pd_stats.polls;
+ * rt->in_turn is set around it by the caller. Returns the number of
+ * completions this loop took.
+ */
+/* pd__wake_on out of line, for pd__reap_polling's rare way. */
+static __attribute__((noinline, cold)) void pd__wake_cold(pd_runtime *rt, pd_task *t)
+{
+    pd__wake_on(rt, t);
+}
+
+static inline __attribute__((always_inline)) unsigned pd__reap_polling(pd_runtime *rt)
+{
+    struct io_uring_cq *cq = &rt->ring.cq;
+    unsigned *khead = cq->khead;
+    unsigned start = *khead, head = start;
+    unsigned tail = io_uring_smp_load_acquire(cq->ktail);
+    unsigned polls = 0;
+    pd_cx cx = { rt, NULL, NULL };
+
+    while (head != tail) {
+        const struct io_uring_cqe *cqe = &cq->cqes[head & cq->ring_mask];
+        uint64_t ud = cqe->user_data;
+        pd__op *op = (pd__op *)(uintptr_t)ud;
+        pd_task *t;
+
+        /* pd__dispatch's two tests: anything but a plain op's own result. */
+        if (PD__UNLIKELY(((ud & 7) | (cqe->flags & (IORING_CQE_F_MORE |
+                                                     IORING_CQE_F_NOTIF))) != 0) ||
+            PD__UNLIKELY(ud < PD__UD_RESERVED)) {
+            if (pd__dispatch_rare(rt, cqe, 0))
+                break;
+            head++;
+            continue;
+        }
+        pd__checked_cqe(cqe);
+        op->res = cqe->res;
+        op->cflags = cqe->flags;
+        head++;
+        if (--op->pending != 0)
+            continue; /* its linked timeout's completion is still owed */
+        op->st = PD__OP_READY;
+        rt->stats.ops_completed++;
+        t = op->task;
+        /* Running and not queued, in one compare of the adjacent bytes. */
+        if (PD__UNLIKELY(pd__task_state_queued(t) != PD_TASK_RUNNING)) {
+            pd__wake_cold(rt, t);
+            continue;
+        }
+        io_uring_smp_store_release(khead, head);
+        polls++;
+        cx.task = t;
+        if (PD__UNLIKELY(t->vt->poll(t->self, &cx, t->out) != PD_PENDING))
+            pd__task_poll_end(rt, &cx, cx.task, 1);
+        /* The poll may have reaped: go on from where that left the head. */
+        head = *khead;
+        if (PD__UNLIKELY((int)(tail - head) < 0))
+            break;
+    }
+    if (head != *khead)
+        io_uring_smp_store_release(khead, head);
+    rt->stats.polls += polls;
+    return head - start;
+}
+
+/*
  * Submits what is queued and collects completions; blocks for one when wait
- * is set. Returns 0 or a hard -errno.
+ * is set. Unless the runtime is driven by halves (rt->halves), the reap
+ * polls in place the tasks whose ops completed (pd__reap_polling), as part
+ * of the turn: nested run calls are refused meanwhile. Returns 0 or a hard
+ * -errno.
  */
 static int pd__enter(pd_runtime *rt, int wait)
 {
+    unsigned n;
     int ret;
 
     if (PD__UNLIKELY(!rt->wake_armed))
@@ -70,7 +176,14 @@ static int pd__enter(pd_runtime *rt, int wait)
         ret = pd__wait_deadline(rt);
     else
         ret = pd__eng_enter(rt, 1, NULL);
-    pd__drain_task_work(rt, pd__reap_inline(rt, 0));
+    if (PD__LIKELY(!rt->halves)) {
+        rt->in_turn = 1;
+        n = pd__reap_polling(rt);
+        rt->in_turn = 0;
+    } else {
+        n = pd__reap_inline(rt, 0);
+    }
+    pd__drain_task_work(rt, n);
     if (ret < 0 && !pd__transient(ret))
         return ret;
     return 0;
@@ -99,30 +212,6 @@ void pd__deadline_arm(pd_runtime *rt, int64_t at_ns)
         rt->deadline_armed = 1;
     }
     pd__deadline_check(rt);
-}
-
-/*
- * The rest of a turn's poll of t, out of line: its future returned Ready to
- * the poll the turn just made (ready), or t was not running when its turn
- * came. Polls the async drop of a task that is dropping, and once its
- * future is destroyed drops the runtime's reference (not before: t is
- * still in use); a task that had finished before (it was queued twice over
- * a finish) is freed if nothing holds it.
- */
-static __attribute__((noinline)) void pd__task_poll_end(pd_runtime *rt, pd_cx *cx,
-                                                        pd_task *t, int ready)
-{
-    if (ready) {
-        t->has_output = 1;
-        t->state = PD_TASK_DROPPING;
-    } else if (t->state != PD_TASK_DROPPING) {
-        pd__task_free_if_unused(t); /* finished earlier while queued */
-        return;
-    }
-    if (t->vt->poll_drop(t->self, cx) == PD_PENDING)
-        return;
-    pd__task_finish(rt, t);
-    pd__task_unref(t);
 }
 
 /*
@@ -173,24 +262,20 @@ static void pd__remote(pd_runtime *rt)
     }
 }
 
-int pd__run_polls(pd_runtime *rt)
+/*
+ * Polls the batch: the ready queue as it was when the turn began. Tasks
+ * woken while it runs are polled next turn (fairness). Returns how many it
+ * polled.
+ */
+static __attribute__((noinline)) int pd__poll_batch(pd_runtime *rt)
 {
     pd_cx cx = { rt, NULL, NULL };
     pd_task *batch;
     int n = 0;
 
-    pd__owner_check(rt, "running its loop (pd_run, pd_run_once, pd_block_on)");
-    if (rt->in_turn)
-        return -EBUSY;
-    /* Before the batch is taken: both wake the tasks they start or force. */
-    if (PD__UNLIKELY(rt->remote_pending))
-        pd__remote(rt);
-    if (PD__UNLIKELY(rt->deadline_armed))
-        pd__deadline_check(rt);
     *rt->ready_tailp = NULL; /* ends the queue (pd__wake_on) */
     batch = rt->ready_head;
     rt->in_turn = 1;
-    /* Tasks woken while this batch runs are polled next turn (fairness). */
     rt->ready_head = NULL;
     rt->ready_tailp = &rt->ready_head;
     while (batch) {
@@ -214,9 +299,48 @@ int pd__run_polls(pd_runtime *rt)
     return n;
 }
 
-int pd__run_enter(pd_runtime *rt, int wait)
+/*
+ * A turn's first half: polls the tasks that were ready when it began (none,
+ * when the last turn's reap polled every task it woke in place). Returns
+ * how many it polled, or -EBUSY inside a turn.
+ */
+static inline int pd__polls(pd_runtime *rt)
+{
+    pd__owner_check(rt, "running its loop (pd_run, pd_run_once, pd_block_on)");
+    if (rt->in_turn)
+        return -EBUSY;
+    /* Before the batch is taken: both wake the tasks they start or force. */
+    if (PD__UNLIKELY(rt->remote_pending))
+        pd__remote(rt);
+    if (PD__UNLIKELY(rt->deadline_armed))
+        pd__deadline_check(rt);
+    if (rt->ready_head == NULL)
+        return 0;
+    return pd__poll_batch(rt);
+}
+
+/* A turn's second half: submits and reaps, and waits as pd_run_once does. */
+static int pd__turn_enter(pd_runtime *rt, int wait)
 {
     return pd__enter(rt, wait && rt->ready_head == NULL && !pd__stuck(rt));
+}
+
+/*
+ * The halves for the harness (harness_hooks.h). A runtime driven by them
+ * is driven by them from then on (rt->halves): its reaps only queue tasks,
+ * so that every poll happens in a first half, where the harness stops a
+ * future between the poll that queued its requests and their submission.
+ */
+int pd__run_polls(pd_runtime *rt)
+{
+    rt->halves = 1;
+    return pd__polls(rt);
+}
+
+int pd__run_enter(pd_runtime *rt, int wait)
+{
+    rt->halves = 1;
+    return pd__turn_enter(rt, wait);
 }
 
 pd_poll pd__task_poll_drop(pd_task *t)
@@ -242,20 +366,20 @@ static int pd__task_over(const pd_task *t)
  */
 static int pd__turn_for(pd_runtime *rt, const pd_task *goal)
 {
-    int ret = pd__run_polls(rt);
+    int ret = pd__polls(rt);
 
     if (ret < 0)
         return ret;
-    return pd__run_enter(rt, !pd__task_over(goal));
+    return pd__turn_enter(rt, !pd__task_over(goal));
 }
 
 int pd_run_once(pd_runtime *rt, int wait)
 {
-    int ret = pd__run_polls(rt);
+    int ret = pd__polls(rt);
 
     if (ret < 0)
         return ret;
-    ret = pd__run_enter(rt, wait);
+    ret = pd__turn_enter(rt, wait);
     if (ret < 0)
         return ret;
     return (int)rt->stats.live_tasks;

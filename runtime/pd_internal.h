@@ -99,6 +99,11 @@ struct pd_runtime {
     uint8_t has_ftruncate;   /* the kernel has IORING_OP_FTRUNCATE */
     uint8_t has_bind;        /* the kernel has IORING_OP_BIND */
     uint8_t has_listen;      /* the kernel has IORING_OP_LISTEN */
+    /*
+     * Driven by halves (pd__run_polls, pd__run_enter: the harness's hooks):
+     * a turn's reap queues every task, never polls one in place.
+     */
+    uint8_t halves;
     int64_t deadline_ns;     /* CLOCK_MONOTONIC time of the shutdown deadline */
     uint8_t remote_pending;  /* a wake arrived: look at the inbox and requests */
     uint8_t wake_armed;      /* the read of wake_fd is in flight */

@@ -232,6 +232,15 @@ static inline int pd__task_live(const pd_task *t)
            !(t->flags & PD__TASK_FREED_DROP);
 }
 
+/*
+ * t's state and queued flag as one value, which is PD_TASK_RUNNING exactly
+ * when t is running and not queued (the two bytes are adjacent: one load).
+ */
+static inline unsigned pd__task_state_queued(const pd_task *t)
+{
+    return (unsigned)t->state | (unsigned)t->queued << 8;
+}
+
 /* Puts t on rt's live set: started, its future not yet destroyed. */
 static inline void pd__live_link(pd_runtime *rt, pd_task *t)
 {

@@ -223,6 +223,71 @@ START_TEST(task_wait_on_a_task_never_started_or_stuck)
 }
 END_TEST
 
+/*
+ * A turn's reap polls a running task whose op completed there and then,
+ * as a raw liburing loop handles each completion in place: once the turn
+ * that submitted the first nop returns, the task has had its second poll
+ * and its second nop waits, queued in the ring, for the next turn's entry.
+ * Nothing is left on the ready queue for another pass.
+ */
+START_TEST(reap_polls_a_completed_task_in_place)
+{
+    pd_runtime *rt = pd_test_rt();
+    pd_task *t = nops_spawn(rt, 3);
+    pd_stats s;
+
+    ck_assert_ptr_nonnull(t);
+    /* Polls t (its first nop), submits it, waits for it and reaps it. */
+    ck_assert_int_eq(pd_run_once(rt, 1), 1);
+    pd_runtime_stats(rt, &s);
+    ck_assert_uint_eq(s.ops_completed, 1);
+    ck_assert_uint_eq(s.polls, 2);
+    ck_assert_int_eq(pd__task_queued(t), 0);
+    ck_assert_uint_eq(pd__sq_unsubmitted(rt), 1);
+    ck_assert_int_eq(pd_task_state(t), PD_TASK_RUNNING);
+    ck_assert_int_eq(pd_task_wait(t), 0);
+    ck_assert_int_eq(*(const long *)pd_task_output(t), 3);
+    pd_task_release(t);
+    pd_test_rt_done(rt);
+}
+END_TEST
+
+/*
+ * Polls in place that fill a small submission queue: each such poll makes
+ * room by submitting and reaping, in the middle of the reap that polled
+ * it. No completion may be dispatched twice (the checked build aborts on a
+ * completion its slot is not owed) and none lost: every task counts all
+ * its nops, and every op submitted completed once.
+ */
+#define LOOP_SMALL_TASKS 40
+#define LOOP_SMALL_NOPS 200L
+
+START_TEST(polls_in_place_that_fill_a_small_queue)
+{
+    const pd_config cfg = { .entries = 4 };
+    pd_task *t[LOOP_SMALL_TASKS];
+    pd_runtime *rt;
+    pd_stats s;
+    int i;
+
+    ck_assert_int_eq(pd_runtime_new(&rt, &cfg), 0);
+    for (i = 0; i < LOOP_SMALL_TASKS; i++) {
+        t[i] = nops_spawn(rt, LOOP_SMALL_NOPS);
+        ck_assert_ptr_nonnull(t[i]);
+    }
+    ck_assert_int_eq(pd_run(rt), 0);
+    for (i = 0; i < LOOP_SMALL_TASKS; i++) {
+        ck_assert_int_eq(pd_task_state(t[i]), PD_TASK_DONE);
+        ck_assert_int_eq(*(const long *)pd_task_output(t[i]), LOOP_SMALL_NOPS);
+        pd_task_release(t[i]);
+    }
+    pd_runtime_stats(rt, &s);
+    ck_assert_uint_eq(s.ops_submitted, LOOP_SMALL_TASKS * LOOP_SMALL_NOPS);
+    ck_assert_uint_eq(s.ops_completed, LOOP_SMALL_TASKS * LOOP_SMALL_NOPS);
+    pd_runtime_free(rt);
+}
+END_TEST
+
 Suite *pd_suite_loop(void)
 {
     Suite *s = suite_create("loop");
@@ -233,6 +298,11 @@ Suite *pd_suite_loop(void)
     tcase_add_test(tc, task_wait_for_a_cancelled_task_runs_its_teardown);
     tcase_add_test(tc, task_wait_from_inside_a_task_is_ebusy);
     tcase_add_test(tc, task_wait_on_a_task_never_started_or_stuck);
+    tcase_set_timeout(tc, 30);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("in_place");
+    tcase_add_test(tc, reap_polls_a_completed_task_in_place);
+    tcase_add_test(tc, polls_in_place_that_fill_a_small_queue);
     tcase_set_timeout(tc, 30);
     suite_add_tcase(s, tc);
     return s;

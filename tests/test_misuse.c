@@ -257,11 +257,17 @@ static pd_poll poll_drop_once(pipe_read *f)
     return pipe_read_poll_drop(f, &cx);
 }
 
-/* F_poll_drop until Ready. */
+/*
+ * F_poll_drop until Ready. The runtime is driven by halves, whose reaps
+ * only queue the host: a whole turn would poll it in place, and the host's
+ * own storage holds no future.
+ */
 static void poll_drop_to_end(pipe_read *f)
 {
-    while (poll_drop_once(f) == PD_PENDING)
-        pd_run_once(dd_rt, 1);
+    while (poll_drop_once(f) == PD_PENDING) {
+        pd__run_polls(dd_rt);
+        pd__run_enter(dd_rt, 1);
+    }
 }
 
 static void drop_drop(void)

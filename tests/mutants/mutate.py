@@ -275,8 +275,8 @@ MUTANTS = [
     # --- issue 17: the loop's goal, pd_task_wait, the harness, late tasks under a deadline ---
     dict(name="turn-waits-before-goal",
          file="runtime/loop.c",
-         old="    return pd__run_enter(rt, !pd__task_over(goal));",
-         new="    return pd__run_enter(rt, ((void)goal, 1));",
+         old="    return pd__turn_enter(rt, !pd__task_over(goal));",
+         new="    return pd__turn_enter(rt, ((void)goal, 1));",
          inv="loop: pd_block_on and pd_task_wait decide to wait without checking "
              "their goal, so they return only when an unrelated task's request "
              "completes (a one-hour timer)",
@@ -1019,6 +1019,54 @@ MUTANTS = [
          inv="pd_harness_explore reports no faulted destruction whatever its seeds "
              "injected",
          run="plain"),
+    # --- issue 22: the hot path at raw speed (polls in place) ---
+    dict(name="reap-queues-only",
+         file="runtime/loop.c",
+         old="    if (PD__LIKELY(!rt->halves)) {",
+         new="    if (0) {",
+         inv="a turn's reap queues every task it wakes for another pass "
+             "instead of polling it in place (the old hot path)",
+         run="plain"),
+    dict(name="reap-in-place-unpublished-head",
+         file="runtime/loop.c",
+         old="        io_uring_smp_store_release(khead, head);\n        polls++;\n",
+         new="        polls++;\n",
+         inv="a poll in place that reaps (making room in a full submission "
+             "queue) dispatches again the completions the reap that polled it "
+             "had taken",
+         run="c"),
+    dict(name="reap-in-place-stale-head",
+         file="runtime/loop.c",
+         old="        head = *khead;\n        if (PD__UNLIKELY((int)(tail - head) < 0))\n"
+             "            break;\n",
+         new="",
+         inv="after a poll in place that reaped, the reap goes on from its own "
+             "head and dispatches again what the nested reap took",
+         run="c"),
+    dict(name="reap-in-place-polls-dropping",
+         file="runtime/loop.c",
+         old="        if (PD__UNLIKELY(pd__task_state_queued(t) != PD_TASK_RUNNING)) {",
+         new="        if (PD__UNLIKELY(t->queued)) {",
+         inv="a reap polls in place a task that is not running (being dropped, "
+             "or over): its future's poll is called after its drop began",
+         run="c"),
+    dict(name="reap-in-place-outside-turn",
+         file="runtime/loop.c",
+         old="        rt->in_turn = 1;\n        n = pd__reap_polling(rt);\n",
+         new="        n = pd__reap_polling(rt);\n",
+         inv="a task polled in place may run the loop (pd_task_wait, pd_run) "
+             "from inside its poll",
+         run="c"),
+    dict(name="harness-halves-poll-in-place",
+         file="runtime/loop.c",
+         old="    rt->halves = 1;\n    return pd__polls(rt);\n}\n\n"
+             "int pd__run_enter(pd_runtime *rt, int wait)\n{\n    rt->halves = 1;\n",
+         new="    return pd__polls(rt);\n}\n\n"
+             "int pd__run_enter(pd_runtime *rt, int wait)\n{\n",
+         inv="harness: a runtime driven by halves still polls in place in its "
+             "reaps, so the harness cannot stop a future between the poll "
+             "that queued its requests and their submission",
+         run="c"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
