@@ -23,8 +23,11 @@ else
 fi
 # The generator (and the schema test) run on Debian's python3 when the one
 # on PATH lacks the modules.
-if ! "$python" -c 'import yaml, jinja2, jsonschema' >/dev/null 2>&1 &&
-   ! /usr/bin/python3 -c 'import yaml, jinja2, jsonschema' >/dev/null 2>&1; then
+# The modules are found, not imported: this runs on every make.
+has_mods='import importlib.util as u, sys
+sys.exit(not all(u.find_spec(m) for m in ("yaml", "jinja2", "jsonschema")))'
+if ! "$python" -c "$has_mods" >/dev/null 2>&1 &&
+   ! /usr/bin/python3 -c "$has_mods" >/dev/null 2>&1; then
     /usr/bin/python3 -c 'import yaml' >/dev/null 2>&1 || need="$need python3-yaml"
     /usr/bin/python3 -c 'import jinja2' >/dev/null 2>&1 || need="$need python3-jinja2"
     /usr/bin/python3 -c 'import jsonschema' >/dev/null 2>&1 || need="$need python3-jsonschema"

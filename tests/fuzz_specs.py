@@ -359,11 +359,14 @@ def compile_c(path, inc, cflags, extra=()):
 
 
 class Fuzzer:
-    def __init__(self, work, verbose=False):
+    def __init__(self, work, verbose=False, base=None):
+        """base: the directory of a corpus another Fuzzer prepared (it is
+        only read), or None to generate one in work."""
         self.work = work
         self.verbose = verbose
         self.worker = Worker()
-        self.base = os.path.join(work, "base")
+        self.prepared = base is not None
+        self.base = base if base is not None else os.path.join(work, "base")
         # The corpus directories too: a spec's "quoted" headers sit next to it.
         self.inc = [os.path.join(ROOT, "runtime"), self.base, os.path.join(ROOT, "tests"),
                     *CORPUS_DIRS]
@@ -382,6 +385,7 @@ class Fuzzer:
                              *specs], 600)
         if r is None or r["code"] != 0:
             raise SystemExit(f"fuzz_specs: the corpus itself does not generate: {r}")
+        self.prepared = True
 
     def fail(self, case, why, text):
         self.stats["failures"] += 1
@@ -458,7 +462,8 @@ class Fuzzer:
         the split (its random generator is seeded SEED:i), so that slices of
         a run can go side by side."""
         inputs = corpus()
-        self.prepare()
+        if not self.prepared:
+            self.prepare()
         for i in range(first, first + n * step, step):
             rng = random.Random(f"{seed}:{i}")
             self.case(i, rng, inputs)

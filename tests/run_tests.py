@@ -87,6 +87,8 @@ class Job:
         self.status = None
         self.out = ""
         self.seconds = 0.0
+        # CPU seconds (user + system) of the job and every process it waited for.
+        self.cpu = 0.0
 
 
 def child_env(extra=None):
@@ -197,24 +199,35 @@ def py_jobs(estimate):
 
 def run_job(job):
     """Runs job in a session of its own, its output in a file; whatever it
-    left running is stopped with it."""
+    left running is stopped with it. The job is reaped with wait4 for its
+    CPU time (its own and that of every descendant it waited for); a timer
+    stops its session when JOB_TIMEOUT runs out."""
     t0 = time.monotonic()
     with tempfile.TemporaryFile(mode="w+", errors="replace") as log:
         p = subprocess.Popen(job.argv, cwd=ROOT, env=job.env, stdin=subprocess.DEVNULL,
                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         RUNNING.add(p)
+        timed_out = threading.Event()
+
+        def expire():
+            timed_out.set()
+            kill_session(p.pid)
+
+        timer = threading.Timer(JOB_TIMEOUT, expire)
+        timer.daemon = True
+        timer.start()
         try:
-            job.status = p.wait(timeout=JOB_TIMEOUT)
-            timed_out = False
-        except subprocess.TimeoutExpired:
-            timed_out = True
+            _, status, usage = os.wait4(p.pid, 0)
+        finally:
+            timer.cancel()
+        p.returncode = job.status = os.waitstatus_to_exitcode(status)
+        job.cpu = usage.ru_utime + usage.ru_stime
         kill_session(p.pid)
-        p.wait()
         RUNNING.discard(p)
         log.seek(0)
         job.out = log.read()
     job.seconds = time.monotonic() - t0
-    if timed_out:
+    if timed_out.is_set():
         job.status = 124
         job.out += f"\nrun_tests: stopped after {JOB_TIMEOUT} s\n"
 
@@ -285,7 +298,8 @@ def main(argv):
             with lock:
                 word = "ok" if job.status == 0 else "FAIL"
                 what = f"{run} tests" if job.kind[0] == "py" else f"{run - fails} passed, {fails} failed"
-                print(f"  {word:<4} {job.title} ({what}, {job.seconds:.1f} s)", flush=True)
+                print(f"  {word:<4} {job.title} ({what}, {job.seconds:.1f} s, "
+                      f"{job.cpu:.1f} s CPU)", flush=True)
                 if job.status != 0 or a.v:
                     print(job.out.rstrip("\n"))
                     print("  " + "-" * 68, flush=True)
@@ -314,6 +328,8 @@ def main(argv):
     bad = [j for j in jobs if j.status != 0]
     print("\nslowest: " + ", ".join(f"{j.title} {j.seconds:.0f} s" for j in
                                     sorted(jobs, key=lambda j: -j.seconds)[:6]))
+    print(f"CPU: {sum(j.cpu for j in jobs):.0f} s in all; most: " +
+          ", ".join(f"{j.title} {j.cpu:.0f} s" for j in sorted(jobs, key=lambda j: -j.cpu)[:6]))
     total_run = total_failed = 0
     py = [j for j in jobs if j.kind[0] == "py"]
     if py:

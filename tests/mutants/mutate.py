@@ -1123,7 +1123,7 @@ def sh(cmd, env=None, timeout=BUILD_TIMEOUT):
 
 # What the scratch tree's build is: a build of another kind (an older
 # mutate built -O1 -DPD_CHECKED into build/obj) is thrown away.
-FLAVOUR = "make test's builds: plain -O2, ASan+UBSan+PD_CHECKED\n"
+FLAVOUR = "make test's builds: plain -O2, ASan+UBSan+PD_CHECKED (its test code -O0)\n"
 
 
 def sync_tree():
