@@ -498,6 +498,11 @@ START_TEST(http_cache_rules)
     ck_assert_int_ge(i, 0);
     ck_assert_ptr_null(http_cache_get(&c, "a", 1, 1000)); /* not filled yet */
     http_cache_fill(&c, i, gen, "aaaaa", 5, &st);
+    ck_assert_ptr_nonnull(http_cache_get(&c, "a", 1, 1049));
+    /* Refreshed by one request from half its validity (http_cache_refresh),
+       by another a quarter later when none came, and otherwise answers. */
+    ck_assert_ptr_null(http_cache_get(&c, "a", 1, 1050));
+    ck_assert_ptr_null(http_cache_get(&c, "a", 1, 1075));
     ck_assert_ptr_nonnull(http_cache_get(&c, "a", 1, 1099));
     ck_assert_mem_eq(http_cache_body(&c, http_cache_get(&c, "a", 1, 1000)), "aaaaa", 5);
     ck_assert_ptr_null(http_cache_get(&c, "a", 1, 1100));
@@ -511,14 +516,15 @@ START_TEST(http_cache_rules)
     i = http_cache_claim(&c, "b", 1, 2000, &st, "text/plain", &gen);
     http_cache_fill(&c, i, gen, "bbb", 3, &st);
     ck_assert_ptr_null(http_cache_get(&c, "b", 1, 2000));
-    /* A claim taken over: the first claim's late fill is ignored. */
+    /* A claim taken over (the first one's fill is late by a quarter of
+       valid_ms): the first claim's late fill is ignored. */
     i = http_cache_claim(&c, "b", 1, 2000, &st, "text/plain", &gen);
-    j = http_cache_claim(&c, "b", 1, 2001, &moved, "text/plain", &gen2);
+    j = http_cache_claim(&c, "b", 1, 2025, &moved, "text/plain", &gen2);
     ck_assert_int_eq(i, j);
     http_cache_fill(&c, i, gen, "old!!", 5, &st);
-    ck_assert_ptr_null(http_cache_get(&c, "b", 1, 2001));
+    ck_assert_ptr_null(http_cache_get(&c, "b", 1, 2025));
     http_cache_fill(&c, j, gen2, "new!!", 5, &moved);
-    ck_assert_mem_eq(http_cache_body(&c, http_cache_get(&c, "b", 1, 2001)), "new!!", 5);
+    ck_assert_mem_eq(http_cache_body(&c, http_cache_get(&c, "b", 1, 2025)), "new!!", 5);
     /* Two entries: "a" used last, so "c" takes "b"'s. */
     i = http_cache_claim(&c, "a", 1, 2000, &st, "text/plain", &gen);
     http_cache_fill(&c, i, gen, "aaaaa", 5, &st);
@@ -535,6 +541,59 @@ START_TEST(http_cache_rules)
     ck_assert_int_eq(http_cache_claim(&c, "d", 1, 0, &st, "x", &gen), -1);
     st = cache_st(HTTP_CACHE_BODY + 1, 1);
     ck_assert_int_eq(http_cache_claim(&c, "d", 1, 0, &st, "x", &gen), -1);
+    http_cache_fini(&c);
+}
+END_TEST
+
+/*
+ * Refreshing before the entry expires, so that a file asked for without
+ * pause is opened once per half of valid_ms rather than by every request
+ * between its expiry and its refill: from half its validity, one request
+ * (then one per quarter of valid_ms while none refills it) is not served
+ * from the entry and refills it; the others are, until the entry's own
+ * stamp runs out. A refill replaces the entry, with its own stamp; one of
+ * a file that changed while it was read is dropped and leaves the entry
+ * as it was. While a claim is on its way (for a quarter of valid_ms), a
+ * second claim of the key is refused, so that it does not cancel the fill
+ * of the first.
+ */
+START_TEST(http_cache_refresh)
+{
+    http_cache c;
+    struct stat st = cache_st(5, 1), moved = cache_st(5, 2);
+    uint32_t gen, gen2;
+    int i;
+
+    ck_assert_int_eq(http_cache_init(&c, 2, 100), 0);
+    i = http_cache_claim(&c, "a", 1, 1000, &st, "text/plain", &gen);
+    http_cache_fill(&c, i, gen, "aaaaa", 5, &st);
+    ck_assert_ptr_nonnull(http_cache_get(&c, "a", 1, 1049));
+    /* Half its validity: this request refreshes it, the next ones are served. */
+    ck_assert_ptr_null(http_cache_get(&c, "a", 1, 1050));
+    ck_assert_ptr_nonnull(http_cache_get(&c, "a", 1, 1051));
+    ck_assert_int_eq(http_cache_claim(&c, "a", 1, 1050, &st, "text/plain", &gen), i);
+    ck_assert_mem_eq(http_cache_body(&c, http_cache_get(&c, "a", 1, 1052)), "aaaaa", 5);
+    /* The refill is valid from its own stamp (1050), and refreshed from 1100. */
+    http_cache_fill(&c, i, gen, "AAAAA", 5, &st);
+    ck_assert_ptr_null(http_cache_get(&c, "a", 1, 1100));
+    ck_assert_mem_eq(http_cache_body(&c, http_cache_get(&c, "a", 1, 1101)), "AAAAA", 5);
+    /* A refresh whose file changed while it was read changes nothing. */
+    ck_assert_int_eq(http_cache_claim(&c, "a", 1, 1100, &st, "text/plain", &gen), i);
+    http_cache_fill(&c, i, gen, "bbbbb", 5, &moved);
+    ck_assert_mem_eq(http_cache_body(&c, http_cache_get(&c, "a", 1, 1102)), "AAAAA", 5);
+    /* A refresh that never claims (the open failed): another one a quarter later. */
+    ck_assert_ptr_nonnull(http_cache_get(&c, "a", 1, 1124));
+    ck_assert_ptr_null(http_cache_get(&c, "a", 1, 1125));
+    /* No request is served past the entry's stamp + valid_ms. */
+    ck_assert_ptr_null(http_cache_get(&c, "a", 1, 1150));
+    ck_assert_ptr_null(http_cache_get(&c, "a", 1, 1151));
+    /* Expired, asked by many at once: the first claim fills it, the others
+       are refused rather than cancel it. */
+    i = http_cache_claim(&c, "a", 1, 1200, &st, "text/plain", &gen);
+    ck_assert_int_ge(i, 0);
+    ck_assert_int_eq(http_cache_claim(&c, "a", 1, 1201, &st, "text/plain", &gen2), -1);
+    http_cache_fill(&c, i, gen, "ccccc", 5, &st);
+    ck_assert_mem_eq(http_cache_body(&c, http_cache_get(&c, "a", 1, 1202)), "ccccc", 5);
     http_cache_fini(&c);
 }
 END_TEST
@@ -1977,6 +2036,7 @@ Suite *pd_suite_httpd(void)
     tcase_add_test(proto, http_dates_round_trip);
     tcase_add_test(proto, http_open_errors_map_to_statuses);
     tcase_add_test(proto, http_cache_rules);
+    tcase_add_test(proto, http_cache_refresh);
     tcase_set_timeout(srv, 60);
     tcase_add_test(srv, httpd_get_head_index_types);
     tcase_add_test(srv, httpd_if_modified_since);

@@ -202,6 +202,12 @@ void http_cache_fini(http_cache *c)
     c->head = c->tail = HTTP_CNIL;
 }
 
+/* How long a refresh or a claim is waited for before another may start. */
+static long long quarter(const http_cache *c)
+{
+    return c->valid_ms / 4 > 0 ? c->valid_ms / 4 : 1;
+}
+
 /* The entry of key in its chain, whatever its state, or HTTP_CNIL. */
 static uint32_t find(const http_cache *c, const char *key, size_t klen, uint32_t h)
 {
@@ -228,6 +234,12 @@ const http_centry *http_cache_get(http_cache *c, const char *key, size_t klen,
     e = &c->e[i];
     if (e->state != HTTP_CE_VALID || now - e->stamp >= c->valid_ms)
         return NULL;
+    /* From half its validity, this request refills it (http.h). */
+    if (now - e->stamp >= c->valid_ms - c->valid_ms / 2 &&
+        now - e->rstamp >= quarter(c) && (!e->claimed || now - e->cstamp >= quarter(c))) {
+        e->rstamp = now;
+        return NULL;
+    }
     if (c->head != i) {
         lru_unlink(c, i);
         lru_push_head(c, i);
@@ -252,6 +264,8 @@ int http_cache_claim(http_cache *c, const char *key, size_t klen, long long stam
         return -1;
     h = key_hash(key, klen);
     i = find(c, key, klen, h);
+    if (i != HTTP_CNIL && c->e[i].claimed && stamp - c->e[i].cstamp < quarter(c))
+        return -1; /* its fill is on its way: do not cancel it */
     if (i == HTTP_CNIL) {
         i = c->tail; /* a free entry, or the least recently used */
         hash_unlink(c, i);
@@ -265,13 +279,14 @@ int http_cache_claim(http_cache *c, const char *key, size_t klen, long long stam
         memcpy(e->key, key, klen);
         e->hnext = c->bucket[h & c->mask];
         c->bucket[h & c->mask] = i;
+        e->state = HTTP_CE_FILLING;
     }
-    e->state = HTTP_CE_FILLING;
+    /* A valid entry keeps answering (within its own stamp) until the fill. */
+    e->claimed = true;
     e->gen++;
-    e->stamp = stamp;
-    e->size = (long long)st->st_size;
-    e->mtime = st->st_mtime;
-    e->type = type;
+    e->cstamp = stamp;
+    e->csize = st->st_size;
+    e->ctype = type;
     e->dev = st->st_dev;
     e->ino = st->st_ino;
     e->mtim = st->st_mtim;
@@ -283,7 +298,7 @@ int http_cache_claim(http_cache *c, const char *key, size_t klen, long long stam
 /* Whether st is the file e was claimed for, unchanged (ctime moves with any write). */
 static bool same_file(const http_centry *e, const struct stat *st)
 {
-    return st->st_size == (off_t)e->size && st->st_dev == e->dev && st->st_ino == e->ino &&
+    return st->st_size == e->csize && st->st_dev == e->dev && st->st_ino == e->ino &&
            st->st_mtim.tv_sec == e->mtim.tv_sec && st->st_mtim.tv_nsec == e->mtim.tv_nsec &&
            st->st_ctim.tv_sec == e->ctim.tv_sec && st->st_ctim.tv_nsec == e->ctim.tv_nsec;
 }
@@ -296,16 +311,25 @@ void http_cache_fill(http_cache *c, int idx, uint32_t gen, const char *body, siz
     if (c->e == NULL || idx < 0 || (uint32_t)idx >= c->n)
         return;
     e = &c->e[idx];
-    if (e->gen != gen || e->state != HTTP_CE_FILLING)
+    if (e->gen != gen || !e->claimed || e->state == HTTP_CE_FREE)
         return; /* taken by another claim since */
-    if ((long long)len != e->size || !same_file(e, st)) {
-        /* Changed while it was read: served this once, never kept. */
-        hash_unlink(c, (uint32_t)idx);
-        lru_unlink(c, (uint32_t)idx);
-        lru_push_tail(c, (uint32_t)idx);
+    e->claimed = false;
+    if ((off_t)len != e->csize || !same_file(e, st)) {
+        /* Changed while it was read: served this once, never kept. A
+           valid entry stays as it was, within its own stamp. */
+        if (e->state == HTTP_CE_FILLING) {
+            hash_unlink(c, (uint32_t)idx);
+            lru_unlink(c, (uint32_t)idx);
+            lru_push_tail(c, (uint32_t)idx);
+        }
         return;
     }
     memcpy(c->bodies + (size_t)idx * HTTP_CACHE_BODY, body, len);
+    e->stamp = e->cstamp;
+    e->rstamp = e->cstamp;
+    e->size = (long long)len;
+    e->mtime = e->mtim.tv_sec;
+    e->type = e->ctype;
     e->state = HTTP_CE_VALID;
     c->fills++;
 }

@@ -111,6 +111,17 @@ void http_pool_drain(http_pool *p);
  * opens the path again with openat2 (RESOLVE_BENEATH), and refills the
  * entry or answers 404. valid_ms 0 or no entries: nothing is cached.
  *
+ * Refreshed ahead: from half of valid_ms after its stamp, one request for
+ * the file (one per quarter of valid_ms, while no refill arrives) is not
+ * answered by the entry but opens the file and refills it, while the
+ * others are answered by the entry until its own stamp runs out; the
+ * refill replaces it with its own stamp, or, if the file changed while it
+ * was read, is dropped. A file asked for without pause is thus opened
+ * about twice per valid_ms, not by every request between the entry's
+ * expiry and its refill. For the same reason a claim of a key whose fill
+ * is on its way (claimed less than a quarter of valid_ms ago) is refused:
+ * the request is answered from its own read and does not cancel the fill.
+ *
  * Bounded: a fixed table of entries, mapped once at start (no allocation
  * per request), a chained hash over it and an LRU list; a new file takes
  * the entry of the least recently used one. Entries hold no descriptor.
@@ -129,13 +140,20 @@ typedef struct http_centry {
     uint32_t hash;
     uint32_t gen;            /* bumped at each claim: a late fill finds it changed */
     uint8_t state;           /* HTTP_CE_* */
+    bool claimed;            /* a claim's fill is on its way */
     uint16_t klen;
-    long long stamp;         /* http_now_ms() before the open that fills it */
+    /* What the entry answers with (HTTP_CE_VALID). */
+    long long stamp;         /* http_now_ms() before the open that filled it */
     long long size;
     time_t mtime;
     const char *type;        /* the Content-Type */
+    long long rstamp;        /* when a request last set out to refresh it */
+    /* The outstanding claim: the file as the fstat after its open saw it. */
+    long long cstamp;
+    const char *ctype;
     dev_t dev;
     ino_t ino;
+    off_t csize;
     struct timespec mtim, ctim;
     char key[HTTP_CACHE_KEY];
 } http_centry;
