@@ -598,6 +598,105 @@ START_TEST(http_cache_refresh)
 }
 END_TEST
 
+/*
+ * A pinned entry (a send from it in flight) is never overwritten: a refill
+ * goes to another entry, which answers from then on, while the pinned
+ * one's bytes stay as they were until it is unpinned; a new key does not
+ * take a pinned entry, even the least recently used, nor does anything
+ * when every entry is pinned.
+ */
+START_TEST(http_cache_pins)
+{
+    http_cache c;
+    struct stat st = cache_st(5, 1), st2 = cache_st(5, 3);
+    const http_centry *e;
+    const char *old;
+    uint32_t gen;
+    int i, j;
+
+    ck_assert_int_eq(http_cache_init(&c, 2, 100), 0);
+    i = http_cache_claim(&c, "a", 1, 1000, &st, "text/plain", &gen);
+    http_cache_fill(&c, i, gen, "aaaaa", 5, &st);
+    http_cache_pin(&c, i);
+    old = http_cache_body(&c, &c.e[i]);
+    /* Refilled while pinned: the new bytes answer, from another entry. */
+    ck_assert_int_eq(http_cache_claim(&c, "a", 1, 1001, &st2, "text/plain", &gen), i);
+    http_cache_fill(&c, i, gen, "AAAAA", 5, &st2);
+    ck_assert_mem_eq(old, "aaaaa", 5);
+    e = http_cache_get(&c, "a", 1, 1002);
+    ck_assert_ptr_nonnull(e);
+    ck_assert_int_ne((int)(e - c.e), i);
+    ck_assert_mem_eq(http_cache_body(&c, e), "AAAAA", 5);
+    /* The pinned entry is the least recently used: a new key passes it by. */
+    j = (int)(e - c.e);
+    http_cache_pin(&c, j);
+    ck_assert_int_eq(http_cache_claim(&c, "b", 1, 1002, &st, "text/plain", &gen), -1);
+    ck_assert_mem_eq(old, "aaaaa", 5);
+    http_cache_unpin(&c, j);
+    ck_assert_int_eq(http_cache_claim(&c, "b", 1, 1002, &st, "text/plain", &gen), j);
+    http_cache_fill(&c, j, gen, "bbbbb", 5, &st);
+    ck_assert_mem_eq(old, "aaaaa", 5);
+    ck_assert_ptr_null(http_cache_get(&c, "a", 1, 1003));
+    /* Unpinned, the old entry is the one a new key takes. */
+    http_cache_unpin(&c, i);
+    ck_assert_int_eq(http_cache_claim(&c, "c", 1, 1003, &st, "text/plain", &gen), i);
+    http_cache_fini(&c);
+}
+END_TEST
+
+/*
+ * A cached 200 is sent from its entry, head and body, the entry pinned
+ * until the send is done: the head is the one http_head composes, kept
+ * for the same second and kind of connection; a request of another kind
+ * rewrites it, or, while the entry is pinned, gets its response copied
+ * into the output. What a short send leaves is copied into the output.
+ */
+START_TEST(http_cache_serves_from_entry)
+{
+    http_srv srv;
+    http_req r = { .keep = 1, .minor = 1, .ims = -1 };
+    struct stat st = cache_st(5, 1);
+    char out[HTTP_OUT_CAP], want[HTTP_OUT_CAP];
+    uint32_t gen;
+    int i, n, m, pin, pin2;
+
+    http_srv_init(&srv, -1, 10000, 5000, 60000, 1000, 10);
+    ck_assert_int_eq(http_cache_init(&srv.cache, 4, 3600000), 0);
+    i = http_cache_claim(&srv.cache, "a", 1, 1000, &st, "text/plain", &gen);
+    http_cache_fill(&srv.cache, i, gen, "hello", 5, &st);
+    n = http_cache_serve(&srv, "a", 1, out, sizeof(out), &r, true, 1001, &pin);
+    ck_assert_int_eq(pin, i);
+    m = http_head(&srv, want, sizeof(want), 200, "text/plain", 5, st.st_mtime, true, 1);
+    memcpy(want + m, "hello", 5);
+    ck_assert_int_eq(n, m + 5);
+    ck_assert_mem_eq(http_cache_resp(&srv, pin), want, (size_t)n);
+    /* Pinned, a request of the same kind is sent from it too. */
+    ck_assert_int_eq(http_cache_serve(&srv, "a", 1, out, sizeof(out), &r, true, 1001, &pin2), n);
+    ck_assert_int_eq(pin2, i);
+    ck_assert_uint_eq(srv.cache.e[i].pins, 2);
+    /* Pinned, a request of another kind gets a copy, and the head stays. */
+    r.minor = 0;
+    m = http_cache_serve(&srv, "a", 1, out, sizeof(out), &r, false, 1001, &pin2);
+    ck_assert_int_eq(pin2, -1);
+    ck_assert_ptr_nonnull(memmem(out, (size_t)m, "Connection: close\r\n\r\nhello", 26));
+    ck_assert_mem_eq(http_cache_resp(&srv, pin), want, (size_t)n);
+    /* A short send: the rest is copied into the output; all sent: nothing. */
+    memset(out, 0, sizeof(out));
+    ck_assert_int_eq(http_cache_sent(&srv, pin, out, n, 3), n - 3);
+    ck_assert_mem_eq(out, want + 3, (size_t)n - 3);
+    ck_assert_int_eq(http_cache_sent(&srv, pin, out, n, n), 0);
+    ck_assert_uint_eq(srv.cache.e[i].pins, 0);
+    /* Unpinned, another kind rewrites the kept head. */
+    m = http_cache_serve(&srv, "a", 1, out, sizeof(out), &r, false, 1001, &pin);
+    ck_assert_int_eq(pin, i);
+    ck_assert_ptr_nonnull(memmem(http_cache_resp(&srv, pin), (size_t)m,
+                                 "Connection: close\r\n\r\nhello", 26));
+    ck_assert_int_eq(http_cache_sent(&srv, pin, out, m, -EAGAIN), m);
+    ck_assert_mem_eq(out + m - 5, "hello", 5);
+    http_srv_fini(&srv);
+}
+END_TEST
+
 /* --- the server --- */
 
 START_TEST(httpd_get_head_index_types)
@@ -2037,6 +2136,8 @@ Suite *pd_suite_httpd(void)
     tcase_add_test(proto, http_open_errors_map_to_statuses);
     tcase_add_test(proto, http_cache_rules);
     tcase_add_test(proto, http_cache_refresh);
+    tcase_add_test(proto, http_cache_pins);
+    tcase_add_test(proto, http_cache_serves_from_entry);
     tcase_set_timeout(srv, 60);
     tcase_add_test(srv, httpd_get_head_index_types);
     tcase_add_test(srv, httpd_if_modified_since);
