@@ -898,6 +898,49 @@ START_TEST(httpd_pipelining_in_order)
 END_TEST
 
 /*
+ * Responses sent from the cache into a socket that fills: 200 pipelined
+ * GETs of the cached 4 KiB file to a client with a 4 KiB receive buffer
+ * that reads only after sending them all. Sends from the cache entry come
+ * up short and their rest goes from the output; every response arrives
+ * whole, byte for byte, in order, and the last one's Connection: close
+ * ends the connection.
+ */
+START_TEST(httpd_cached_sends_into_full_socket)
+{
+    enum { N = 200 };
+    static const char req[] = "GET /4k.bin HTTP/1.1\r\nHost: t\r\n\r\n";
+    static const char last[] = "GET /4k.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    static char burst[(N - 1) * (sizeof(req) - 1) + sizeof(last)];
+    char want[4096];
+    server s;
+    client *c;
+    response r;
+    int rcv = 4096;
+    size_t len = 0;
+
+    for (size_t i = 0; i < sizeof(want); i++)
+        want[i] = pattern_at(i);
+    server_start(&s);
+    c = client_new(s.port);
+    ck_assert_int_eq(get(c, "/4k.bin", &r), 0); /* cached from now on */
+    setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
+    for (int i = 0; i < N - 1; i++, len += sizeof(req) - 1)
+        memcpy(burst + len, req, sizeof(req) - 1);
+    memcpy(burst + len, last, sizeof(last));
+    say(c, burst);
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_eq(read_response(c, &r, 0), 0);
+        ck_assert_int_eq(r.status, 200);
+        ck_assert_int_eq(r.length, 4096);
+        ck_assert_mem_eq(r.body, want, sizeof(want));
+    }
+    ck_assert_int_eq(read_eof(c), 0);
+    client_free(c);
+    ck_assert_int_eq(server_stop(&s), 0);
+}
+END_TEST
+
+/*
  * A head that arrives in pieces of a few bytes, the second of two
  * pipelined requests split across two sends: answered, in order.
  */
@@ -2144,6 +2187,7 @@ Suite *pd_suite_httpd(void)
     tcase_add_test(srv, httpd_error_statuses);
     tcase_add_test(srv, httpd_keep_alive_rules);
     tcase_add_test(srv, httpd_pipelining_in_order);
+    tcase_add_test(srv, httpd_cached_sends_into_full_socket);
     tcase_add_test(srv, httpd_heads_in_pieces);
     tcase_add_test(srv, httpd_space_before_colon_400);
     tcase_add_test(srv, httpd_http10_transfer_encoding_closes);
