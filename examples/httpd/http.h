@@ -185,7 +185,9 @@ void http_cache_fini(http_cache *c);
 /*
  * The entry for key (klen bytes) if it may answer a request routed at now:
  * filled and now - stamp < valid_ms (it becomes the most recently used);
- * else NULL.
+ * else NULL. Also NULL for the one request that is to refresh it (from
+ * half of valid_ms, see above): that request opens the file and claims
+ * the entry, which answers the others meanwhile.
  */
 const http_centry *http_cache_get(http_cache *c, const char *key, size_t klen,
                                   long long now);
