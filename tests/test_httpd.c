@@ -498,6 +498,11 @@ START_TEST(http_cache_rules)
     ck_assert_int_ge(i, 0);
     ck_assert_ptr_null(http_cache_get(&c, "a", 1, 1000)); /* not filled yet */
     http_cache_fill(&c, i, gen, "aaaaa", 5, &st);
+    ck_assert_ptr_nonnull(http_cache_get(&c, "a", 1, 1049));
+    /* Refreshed by one request from half its validity (http_cache_refresh),
+       by another a quarter later when none came, and otherwise answers. */
+    ck_assert_ptr_null(http_cache_get(&c, "a", 1, 1050));
+    ck_assert_ptr_null(http_cache_get(&c, "a", 1, 1075));
     ck_assert_ptr_nonnull(http_cache_get(&c, "a", 1, 1099));
     ck_assert_mem_eq(http_cache_body(&c, http_cache_get(&c, "a", 1, 1000)), "aaaaa", 5);
     ck_assert_ptr_null(http_cache_get(&c, "a", 1, 1100));
@@ -511,14 +516,15 @@ START_TEST(http_cache_rules)
     i = http_cache_claim(&c, "b", 1, 2000, &st, "text/plain", &gen);
     http_cache_fill(&c, i, gen, "bbb", 3, &st);
     ck_assert_ptr_null(http_cache_get(&c, "b", 1, 2000));
-    /* A claim taken over: the first claim's late fill is ignored. */
+    /* A claim taken over (the first one's fill is late by a quarter of
+       valid_ms): the first claim's late fill is ignored. */
     i = http_cache_claim(&c, "b", 1, 2000, &st, "text/plain", &gen);
-    j = http_cache_claim(&c, "b", 1, 2001, &moved, "text/plain", &gen2);
+    j = http_cache_claim(&c, "b", 1, 2025, &moved, "text/plain", &gen2);
     ck_assert_int_eq(i, j);
     http_cache_fill(&c, i, gen, "old!!", 5, &st);
-    ck_assert_ptr_null(http_cache_get(&c, "b", 1, 2001));
+    ck_assert_ptr_null(http_cache_get(&c, "b", 1, 2025));
     http_cache_fill(&c, j, gen2, "new!!", 5, &moved);
-    ck_assert_mem_eq(http_cache_body(&c, http_cache_get(&c, "b", 1, 2001)), "new!!", 5);
+    ck_assert_mem_eq(http_cache_body(&c, http_cache_get(&c, "b", 1, 2025)), "new!!", 5);
     /* Two entries: "a" used last, so "c" takes "b"'s. */
     i = http_cache_claim(&c, "a", 1, 2000, &st, "text/plain", &gen);
     http_cache_fill(&c, i, gen, "aaaaa", 5, &st);
@@ -536,6 +542,158 @@ START_TEST(http_cache_rules)
     st = cache_st(HTTP_CACHE_BODY + 1, 1);
     ck_assert_int_eq(http_cache_claim(&c, "d", 1, 0, &st, "x", &gen), -1);
     http_cache_fini(&c);
+}
+END_TEST
+
+/*
+ * Refreshing before the entry expires, so that a file asked for without
+ * pause is opened once per half of valid_ms rather than by every request
+ * between its expiry and its refill: from half its validity, one request
+ * (then one per quarter of valid_ms while none refills it) is not served
+ * from the entry and refills it; the others are, until the entry's own
+ * stamp runs out. A refill replaces the entry, with its own stamp; one of
+ * a file that changed while it was read is dropped and leaves the entry
+ * as it was. While a claim is on its way (for a quarter of valid_ms), a
+ * second claim of the key is refused, so that it does not cancel the fill
+ * of the first.
+ */
+START_TEST(http_cache_refresh)
+{
+    http_cache c;
+    struct stat st = cache_st(5, 1), moved = cache_st(5, 2);
+    uint32_t gen, gen2;
+    int i;
+
+    ck_assert_int_eq(http_cache_init(&c, 2, 100), 0);
+    i = http_cache_claim(&c, "a", 1, 1000, &st, "text/plain", &gen);
+    http_cache_fill(&c, i, gen, "aaaaa", 5, &st);
+    ck_assert_ptr_nonnull(http_cache_get(&c, "a", 1, 1049));
+    /* Half its validity: this request refreshes it, the next ones are served. */
+    ck_assert_ptr_null(http_cache_get(&c, "a", 1, 1050));
+    ck_assert_ptr_nonnull(http_cache_get(&c, "a", 1, 1051));
+    ck_assert_int_eq(http_cache_claim(&c, "a", 1, 1050, &st, "text/plain", &gen), i);
+    ck_assert_mem_eq(http_cache_body(&c, http_cache_get(&c, "a", 1, 1052)), "aaaaa", 5);
+    /* The refill is valid from its own stamp (1050), and refreshed from 1100. */
+    http_cache_fill(&c, i, gen, "AAAAA", 5, &st);
+    ck_assert_ptr_null(http_cache_get(&c, "a", 1, 1100));
+    ck_assert_mem_eq(http_cache_body(&c, http_cache_get(&c, "a", 1, 1101)), "AAAAA", 5);
+    /* A refresh whose file changed while it was read changes nothing. */
+    ck_assert_int_eq(http_cache_claim(&c, "a", 1, 1100, &st, "text/plain", &gen), i);
+    http_cache_fill(&c, i, gen, "bbbbb", 5, &moved);
+    ck_assert_mem_eq(http_cache_body(&c, http_cache_get(&c, "a", 1, 1102)), "AAAAA", 5);
+    /* A refresh that never claims (the open failed): another one a quarter later. */
+    ck_assert_ptr_nonnull(http_cache_get(&c, "a", 1, 1124));
+    ck_assert_ptr_null(http_cache_get(&c, "a", 1, 1125));
+    /* No request is served past the entry's stamp + valid_ms. */
+    ck_assert_ptr_null(http_cache_get(&c, "a", 1, 1150));
+    ck_assert_ptr_null(http_cache_get(&c, "a", 1, 1151));
+    /* Expired, asked by many at once: the first claim fills it, the others
+       are refused rather than cancel it. */
+    i = http_cache_claim(&c, "a", 1, 1200, &st, "text/plain", &gen);
+    ck_assert_int_ge(i, 0);
+    ck_assert_int_eq(http_cache_claim(&c, "a", 1, 1201, &st, "text/plain", &gen2), -1);
+    http_cache_fill(&c, i, gen, "ccccc", 5, &st);
+    ck_assert_mem_eq(http_cache_body(&c, http_cache_get(&c, "a", 1, 1202)), "ccccc", 5);
+    http_cache_fini(&c);
+}
+END_TEST
+
+/*
+ * A pinned entry (a send from it in flight) is never overwritten: a refill
+ * goes to another entry, which answers from then on, while the pinned
+ * one's bytes stay as they were until it is unpinned; a new key does not
+ * take a pinned entry, even the least recently used, nor does anything
+ * when every entry is pinned.
+ */
+START_TEST(http_cache_pins)
+{
+    http_cache c;
+    struct stat st = cache_st(5, 1), st2 = cache_st(5, 3);
+    const http_centry *e;
+    const char *old;
+    uint32_t gen;
+    int i, j;
+
+    ck_assert_int_eq(http_cache_init(&c, 2, 100), 0);
+    i = http_cache_claim(&c, "a", 1, 1000, &st, "text/plain", &gen);
+    http_cache_fill(&c, i, gen, "aaaaa", 5, &st);
+    http_cache_pin(&c, i);
+    old = http_cache_body(&c, &c.e[i]);
+    /* Refilled while pinned: the new bytes answer, from another entry. */
+    ck_assert_int_eq(http_cache_claim(&c, "a", 1, 1001, &st2, "text/plain", &gen), i);
+    http_cache_fill(&c, i, gen, "AAAAA", 5, &st2);
+    ck_assert_mem_eq(old, "aaaaa", 5);
+    e = http_cache_get(&c, "a", 1, 1002);
+    ck_assert_ptr_nonnull(e);
+    ck_assert_int_ne((int)(e - c.e), i);
+    ck_assert_mem_eq(http_cache_body(&c, e), "AAAAA", 5);
+    /* The pinned entry is the least recently used: a new key passes it by. */
+    j = (int)(e - c.e);
+    http_cache_pin(&c, j);
+    ck_assert_int_eq(http_cache_claim(&c, "b", 1, 1002, &st, "text/plain", &gen), -1);
+    ck_assert_mem_eq(old, "aaaaa", 5);
+    http_cache_unpin(&c, j);
+    ck_assert_int_eq(http_cache_claim(&c, "b", 1, 1002, &st, "text/plain", &gen), j);
+    http_cache_fill(&c, j, gen, "bbbbb", 5, &st);
+    ck_assert_mem_eq(old, "aaaaa", 5);
+    ck_assert_ptr_null(http_cache_get(&c, "a", 1, 1003));
+    /* Unpinned, the old entry is the one a new key takes. */
+    http_cache_unpin(&c, i);
+    ck_assert_int_eq(http_cache_claim(&c, "c", 1, 1003, &st, "text/plain", &gen), i);
+    http_cache_fini(&c);
+}
+END_TEST
+
+/*
+ * A cached 200 is sent from its entry, head and body, the entry pinned
+ * until the send is done: the head is the one http_head composes, kept
+ * for the same second and kind of connection; a request of another kind
+ * rewrites it, or, while the entry is pinned, gets its response copied
+ * into the output. What a short send leaves is copied into the output.
+ */
+START_TEST(http_cache_serves_from_entry)
+{
+    http_srv srv;
+    http_req r = { .keep = 1, .minor = 1, .ims = -1 };
+    struct stat st = cache_st(5, 1);
+    char out[HTTP_OUT_CAP], want[HTTP_OUT_CAP];
+    uint32_t gen;
+    int i, n, m, pin, pin2;
+
+    http_srv_init(&srv, -1, 10000, 5000, 60000, 1000, 10);
+    ck_assert_int_eq(http_cache_init(&srv.cache, 4, 3600000), 0);
+    i = http_cache_claim(&srv.cache, "a", 1, 1000, &st, "text/plain", &gen);
+    http_cache_fill(&srv.cache, i, gen, "hello", 5, &st);
+    n = http_cache_serve(&srv, "a", 1, out, sizeof(out), &r, true, 1001, &pin);
+    ck_assert_int_eq(pin, i);
+    m = http_head(&srv, want, sizeof(want), 200, "text/plain", 5, st.st_mtime, true, 1);
+    memcpy(want + m, "hello", 5);
+    ck_assert_int_eq(n, m + 5);
+    ck_assert_mem_eq(http_cache_resp(&srv, pin), want, (size_t)n);
+    /* Pinned, a request of the same kind is sent from it too. */
+    ck_assert_int_eq(http_cache_serve(&srv, "a", 1, out, sizeof(out), &r, true, 1001, &pin2), n);
+    ck_assert_int_eq(pin2, i);
+    ck_assert_uint_eq(srv.cache.e[i].pins, 2);
+    /* Pinned, a request of another kind gets a copy, and the head stays. */
+    r.minor = 0;
+    m = http_cache_serve(&srv, "a", 1, out, sizeof(out), &r, false, 1001, &pin2);
+    ck_assert_int_eq(pin2, -1);
+    ck_assert_ptr_nonnull(memmem(out, (size_t)m, "Connection: close\r\n\r\nhello", 26));
+    ck_assert_mem_eq(http_cache_resp(&srv, pin), want, (size_t)n);
+    /* A short send: the rest is copied into the output; all sent: nothing. */
+    memset(out, 0, sizeof(out));
+    ck_assert_int_eq(http_cache_sent(&srv, pin, out, n, 3), n - 3);
+    ck_assert_mem_eq(out, want + 3, (size_t)n - 3);
+    ck_assert_int_eq(http_cache_sent(&srv, pin, out, n, n), 0);
+    ck_assert_uint_eq(srv.cache.e[i].pins, 0);
+    /* Unpinned, another kind rewrites the kept head. */
+    m = http_cache_serve(&srv, "a", 1, out, sizeof(out), &r, false, 1001, &pin);
+    ck_assert_int_eq(pin, i);
+    ck_assert_ptr_nonnull(memmem(http_cache_resp(&srv, pin), (size_t)m,
+                                 "Connection: close\r\n\r\nhello", 26));
+    ck_assert_int_eq(http_cache_sent(&srv, pin, out, m, -EAGAIN), m);
+    ck_assert_mem_eq(out + m - 5, "hello", 5);
+    http_srv_fini(&srv);
 }
 END_TEST
 
@@ -733,6 +891,49 @@ START_TEST(httpd_pipelining_in_order)
     ck_assert_int_eq(r.status, 404);
     ck_assert_int_eq(read_response(c, &r, 0), 0);
     ck_assert_mem_eq(r.body, "<p>root</p>\n", 12);
+    ck_assert_int_eq(read_eof(c), 0);
+    client_free(c);
+    ck_assert_int_eq(server_stop(&s), 0);
+}
+END_TEST
+
+/*
+ * Responses sent from the cache into a socket that fills: 200 pipelined
+ * GETs of the cached 4 KiB file to a client with a 4 KiB receive buffer
+ * that reads only after sending them all. Sends from the cache entry come
+ * up short and their rest goes from the output; every response arrives
+ * whole, byte for byte, in order, and the last one's Connection: close
+ * ends the connection.
+ */
+START_TEST(httpd_cached_sends_into_full_socket)
+{
+    enum { N = 200 };
+    static const char req[] = "GET /4k.bin HTTP/1.1\r\nHost: t\r\n\r\n";
+    static const char last[] = "GET /4k.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    static char burst[(N - 1) * (sizeof(req) - 1) + sizeof(last)];
+    char want[4096];
+    server s;
+    client *c;
+    response r;
+    int rcv = 4096;
+    size_t len = 0;
+
+    for (size_t i = 0; i < sizeof(want); i++)
+        want[i] = pattern_at(i);
+    server_start(&s);
+    c = client_new(s.port);
+    ck_assert_int_eq(get(c, "/4k.bin", &r), 0); /* cached from now on */
+    setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
+    for (int i = 0; i < N - 1; i++, len += sizeof(req) - 1)
+        memcpy(burst + len, req, sizeof(req) - 1);
+    memcpy(burst + len, last, sizeof(last));
+    say(c, burst);
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_eq(read_response(c, &r, 0), 0);
+        ck_assert_int_eq(r.status, 200);
+        ck_assert_int_eq(r.length, 4096);
+        ck_assert_mem_eq(r.body, want, sizeof(want));
+    }
     ck_assert_int_eq(read_eof(c), 0);
     client_free(c);
     ck_assert_int_eq(server_stop(&s), 0);
@@ -1982,12 +2183,16 @@ Suite *pd_suite_httpd(void)
     tcase_add_test(proto, http_dates_round_trip);
     tcase_add_test(proto, http_open_errors_map_to_statuses);
     tcase_add_test(proto, http_cache_rules);
+    tcase_add_test(proto, http_cache_refresh);
+    tcase_add_test(proto, http_cache_pins);
+    tcase_add_test(proto, http_cache_serves_from_entry);
     tcase_set_timeout(srv, 60);
     tcase_add_test(srv, httpd_get_head_index_types);
     tcase_add_test(srv, httpd_if_modified_since);
     tcase_add_test(srv, httpd_error_statuses);
     tcase_add_test(srv, httpd_keep_alive_rules);
     tcase_add_test(srv, httpd_pipelining_in_order);
+    tcase_add_test(srv, httpd_cached_sends_into_full_socket);
     tcase_add_test(srv, httpd_heads_in_pieces);
     tcase_add_test(srv, httpd_space_before_colon_400);
     tcase_add_test(srv, httpd_http10_transfer_encoding_closes);

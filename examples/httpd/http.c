@@ -172,7 +172,7 @@ int http_cache_init(http_cache *c, long entries, long long valid_ms)
         nb <<= 1;
     elen = (size_t)entries * sizeof(http_centry) + nb * sizeof(uint32_t);
     elen = (elen + 4095) & ~(size_t)4095;
-    blen = (size_t)entries * HTTP_CACHE_BODY;
+    blen = (size_t)entries * (HTTP_CACHE_HEAD + HTTP_CACHE_BODY);
     /* One mapping, touched only as entries fill: an idle cache costs the
        pages of its table, not of its bodies. */
     m = mmap(NULL, elen + blen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -202,6 +202,27 @@ void http_cache_fini(http_cache *c)
     c->head = c->tail = HTTP_CNIL;
 }
 
+/* How long a refresh or a claim is waited for before another may start. */
+static long long quarter(const http_cache *c)
+{
+    return c->valid_ms / 4 > 0 ? c->valid_ms / 4 : 1;
+}
+
+/*
+ * The entry a new key takes: a free one or the least recently used, among
+ * the few at the LRU list's tail that no send holds (a pinned entry was
+ * used last by a request of this turn, so it is rarely there), or HTTP_CNIL.
+ */
+static uint32_t victim(const http_cache *c)
+{
+    uint32_t i = c->tail;
+
+    for (int k = 0; k < 8 && i != HTTP_CNIL; k++, i = c->e[i].prev)
+        if (c->e[i].pins == 0)
+            return i;
+    return HTTP_CNIL;
+}
+
 /* The entry of key in its chain, whatever its state, or HTTP_CNIL. */
 static uint32_t find(const http_cache *c, const char *key, size_t klen, uint32_t h)
 {
@@ -228,6 +249,12 @@ const http_centry *http_cache_get(http_cache *c, const char *key, size_t klen,
     e = &c->e[i];
     if (e->state != HTTP_CE_VALID || now - e->stamp >= c->valid_ms)
         return NULL;
+    /* From half its validity, this request refills it (http.h). */
+    if (now - e->stamp >= c->valid_ms - c->valid_ms / 2 &&
+        now - e->rstamp >= quarter(c) && (!e->claimed || now - e->cstamp >= quarter(c))) {
+        e->rstamp = now;
+        return NULL;
+    }
     if (c->head != i) {
         lru_unlink(c, i);
         lru_push_head(c, i);
@@ -238,7 +265,7 @@ const http_centry *http_cache_get(http_cache *c, const char *key, size_t klen,
 
 const char *http_cache_body(const http_cache *c, const http_centry *e)
 {
-    return c->bodies + (size_t)(e - c->e) * HTTP_CACHE_BODY;
+    return c->bodies + (size_t)(e - c->e) * (HTTP_CACHE_HEAD + HTTP_CACHE_BODY) + HTTP_CACHE_HEAD;
 }
 
 int http_cache_claim(http_cache *c, const char *key, size_t klen, long long stamp,
@@ -252,8 +279,12 @@ int http_cache_claim(http_cache *c, const char *key, size_t klen, long long stam
         return -1;
     h = key_hash(key, klen);
     i = find(c, key, klen, h);
+    if (i != HTTP_CNIL && c->e[i].claimed && stamp - c->e[i].cstamp < quarter(c))
+        return -1; /* its fill is on its way: do not cancel it */
     if (i == HTTP_CNIL) {
-        i = c->tail; /* a free entry, or the least recently used */
+        i = victim(c);
+        if (i == HTTP_CNIL)
+            return -1;
         hash_unlink(c, i);
     }
     e = &c->e[i];
@@ -265,13 +296,14 @@ int http_cache_claim(http_cache *c, const char *key, size_t klen, long long stam
         memcpy(e->key, key, klen);
         e->hnext = c->bucket[h & c->mask];
         c->bucket[h & c->mask] = i;
+        e->state = HTTP_CE_FILLING;
     }
-    e->state = HTTP_CE_FILLING;
+    /* A valid entry keeps answering (within its own stamp) until the fill. */
+    e->claimed = true;
     e->gen++;
-    e->stamp = stamp;
-    e->size = (long long)st->st_size;
-    e->mtime = st->st_mtime;
-    e->type = type;
+    e->cstamp = stamp;
+    e->csize = st->st_size;
+    e->ctype = type;
     e->dev = st->st_dev;
     e->ino = st->st_ino;
     e->mtim = st->st_mtim;
@@ -283,7 +315,7 @@ int http_cache_claim(http_cache *c, const char *key, size_t klen, long long stam
 /* Whether st is the file e was claimed for, unchanged (ctime moves with any write). */
 static bool same_file(const http_centry *e, const struct stat *st)
 {
-    return st->st_size == (off_t)e->size && st->st_dev == e->dev && st->st_ino == e->ino &&
+    return st->st_size == e->csize && st->st_dev == e->dev && st->st_ino == e->ino &&
            st->st_mtim.tv_sec == e->mtim.tv_sec && st->st_mtim.tv_nsec == e->mtim.tv_nsec &&
            st->st_ctim.tv_sec == e->ctim.tv_sec && st->st_ctim.tv_nsec == e->ctim.tv_nsec;
 }
@@ -296,18 +328,67 @@ void http_cache_fill(http_cache *c, int idx, uint32_t gen, const char *body, siz
     if (c->e == NULL || idx < 0 || (uint32_t)idx >= c->n)
         return;
     e = &c->e[idx];
-    if (e->gen != gen || e->state != HTTP_CE_FILLING)
+    if (e->gen != gen || !e->claimed || e->state == HTTP_CE_FREE)
         return; /* taken by another claim since */
-    if ((long long)len != e->size || !same_file(e, st)) {
-        /* Changed while it was read: served this once, never kept. */
+    e->claimed = false;
+    if ((off_t)len != e->csize || !same_file(e, st)) {
+        /* Changed while it was read: served this once, never kept. A
+           valid entry stays as it was, within its own stamp. */
+        if (e->state == HTTP_CE_FILLING) {
+            hash_unlink(c, (uint32_t)idx);
+            lru_unlink(c, (uint32_t)idx);
+            lru_push_tail(c, (uint32_t)idx);
+        }
+        return;
+    }
+    if (e->pins > 0) {
+        /* Its body is being sent: the refill goes to another entry, which
+           takes its place; this one is free once its sends are done. */
+        uint32_t v = victim(c);
+        http_centry *n;
+
+        if (v == HTTP_CNIL)
+            return;
+        hash_unlink(c, v);
+        lru_unlink(c, v);
+        n = &c->e[v];
+        n->hash = e->hash;
+        n->klen = e->klen;
+        memcpy(n->key, e->key, e->klen);
+        n->cstamp = e->cstamp;
+        n->ctype = e->ctype;
+        n->mtim = e->mtim;
+        n->gen++;
+        n->claimed = false;
         hash_unlink(c, (uint32_t)idx);
         lru_unlink(c, (uint32_t)idx);
         lru_push_tail(c, (uint32_t)idx);
-        return;
+        e->gen++;
+        n->hnext = c->bucket[n->hash & c->mask];
+        c->bucket[n->hash & c->mask] = v;
+        lru_push_head(c, v);
+        idx = (int)v;
+        e = n;
     }
-    memcpy(c->bodies + (size_t)idx * HTTP_CACHE_BODY, body, len);
+    memcpy((char *)http_cache_body(c, e), body, len);
+    e->hsec = -1;
+    e->stamp = e->cstamp;
+    e->rstamp = e->cstamp;
+    e->size = (long long)len;
+    e->mtime = e->mtim.tv_sec;
+    e->type = e->ctype;
     e->state = HTTP_CE_VALID;
     c->fills++;
+}
+
+void http_cache_pin(http_cache *c, int idx)
+{
+    c->e[idx].pins++;
+}
+
+void http_cache_unpin(http_cache *c, int idx)
+{
+    c->e[idx].pins--;
 }
 
 /* --- the per-thread server --- */
@@ -910,16 +991,42 @@ int http_error(http_srv *srv, char *out, size_t cap, int status, bool keep, bool
     return n + blen;
 }
 
+/* The kind of connection a cached head is for: keep-alive, HTTP minor. */
+#define HFLAV(keep, minor) ((uint8_t)((keep ? 2 : 0) | (minor ? 1 : 0)))
+
 int http_cache_serve(http_srv *srv, const char *path, size_t len, char *out, size_t cap,
-                     const http_req *r, bool keep, long long now)
+                     const http_req *r, bool keep, long long now, int *pin)
 {
-    const http_centry *e = http_cache_get(&srv->cache, path, len, now);
+    http_centry *e = (http_centry *)http_cache_get(&srv->cache, path, len, now);
+    char *body;
+    time_t sec;
     bool nm;
     int n;
 
+    *pin = -1;
     if (e == NULL)
         return -1;
     nm = r->ims >= 0 && e->mtime <= r->ims;
+    body = (char *)http_cache_body(&srv->cache, e);
+    sec = time(NULL);
+    if (!nm && !r->head &&
+        (e->pins == 0 || (e->hsec == sec && e->hflav == HFLAV(keep, r->minor)))) {
+        if (e->hsec != sec || e->hflav != HFLAV(keep, r->minor)) {
+            char head[HTTP_CACHE_HEAD];
+
+            n = http_head(srv, head, sizeof(head), 200, e->type, e->size, e->mtime, keep,
+                          r->minor);
+            if (n < 0)
+                return -1;
+            memcpy(body - n, head, (size_t)n);
+            e->hlen = (uint16_t)n;
+            e->hsec = srv->date_sec; /* the second its Date says */
+            e->hflav = HFLAV(keep, r->minor);
+        }
+        *pin = (int)(e - srv->cache.e);
+        http_cache_pin(&srv->cache, *pin);
+        return (int)e->hlen + (int)e->size;
+    }
     n = http_head(srv, out, cap, nm ? 304 : 200, nm ? NULL : e->type, nm ? -1 : e->size,
                   e->mtime, keep, r->minor);
     if (n < 0)
@@ -928,8 +1035,25 @@ int http_cache_serve(http_srv *srv, const char *path, size_t len, char *out, siz
         return n;
     if ((size_t)n + (size_t)e->size > cap)
         return -1;
-    memcpy(out + n, http_cache_body(&srv->cache, e), (size_t)e->size);
+    memcpy(out + n, body, (size_t)e->size);
     return n + (int)e->size;
+}
+
+const char *http_cache_resp(const http_srv *srv, int pin)
+{
+    const http_centry *e = &srv->cache.e[pin];
+
+    return http_cache_body(&srv->cache, e) - e->hlen;
+}
+
+int http_cache_sent(http_srv *srv, int pin, char *out, int len, int res)
+{
+    int done = res > 0 ? res : 0;
+
+    if (done < len)
+        memcpy(out, http_cache_resp(srv, pin) + done, (size_t)(len - done));
+    http_cache_unpin(&srv->cache, pin);
+    return done < len ? len - done : 0;
 }
 
 long long http_now_ms(void)

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
@@ -111,12 +112,24 @@ void http_pool_drain(http_pool *p);
  * opens the path again with openat2 (RESOLVE_BENEATH), and refills the
  * entry or answers 404. valid_ms 0 or no entries: nothing is cached.
  *
+ * Refreshed ahead: from half of valid_ms after its stamp, one request for
+ * the file (one per quarter of valid_ms, while no refill arrives) is not
+ * answered by the entry but opens the file and refills it, while the
+ * others are answered by the entry until its own stamp runs out; the
+ * refill replaces it with its own stamp, or, if the file changed while it
+ * was read, is dropped. A file asked for without pause is thus opened
+ * about twice per valid_ms, not by every request between the entry's
+ * expiry and its refill. For the same reason a claim of a key whose fill
+ * is on its way (claimed less than a quarter of valid_ms ago) is refused:
+ * the request is answered from its own read and does not cancel the fill.
+ *
  * Bounded: a fixed table of entries, mapped once at start (no allocation
  * per request), a chained hash over it and an LRU list; a new file takes
  * the entry of the least recently used one. Entries hold no descriptor.
  */
 #define HTTP_CACHE_KEY 128u
 #define HTTP_CACHE_BODY 7168u   /* a cached body and its head fit in the output */
+#define HTTP_CACHE_HEAD 512u    /* room for a 200 head before each cached body */
 #define HTTP_CACHE_ENTRIES 128  /* the default of -C, per thread */
 #define HTTP_CACHE_VALID_MS 1000 /* the default of -V */
 #define HTTP_CNIL UINT32_MAX
@@ -129,13 +142,24 @@ typedef struct http_centry {
     uint32_t hash;
     uint32_t gen;            /* bumped at each claim: a late fill finds it changed */
     uint8_t state;           /* HTTP_CE_* */
+    bool claimed;            /* a claim's fill is on its way */
     uint16_t klen;
-    long long stamp;         /* http_now_ms() before the open that fills it */
+    uint32_t pins;           /* sends in flight from it: it is not overwritten */
+    uint16_t hlen;           /* the 200 head before the body, for Date hsec, */
+    uint8_t hflav;           /* of this keep-alive and HTTP minor (HFLAV) */
+    time_t hsec;             /* -1: none */
+    /* What the entry answers with (HTTP_CE_VALID). */
+    long long stamp;         /* http_now_ms() before the open that filled it */
     long long size;
     time_t mtime;
     const char *type;        /* the Content-Type */
+    long long rstamp;        /* when a request last set out to refresh it */
+    /* The outstanding claim: the file as the fstat after its open saw it. */
+    long long cstamp;
+    const char *ctype;
     dev_t dev;
     ino_t ino;
+    off_t csize;
     struct timespec mtim, ctim;
     char key[HTTP_CACHE_KEY];
 } http_centry;
@@ -143,7 +167,7 @@ typedef struct http_centry {
 typedef struct http_cache {
     http_centry *e;          /* NULL: the cache is off */
     uint32_t *bucket;        /* nbuckets chain heads */
-    char *bodies;            /* HTTP_CACHE_BODY bytes per entry */
+    char *bodies;            /* per entry: HTTP_CACHE_HEAD, HTTP_CACHE_BODY bytes */
     size_t map_len;
     uint32_t n, mask;
     uint32_t head, tail;     /* the LRU list; free entries are at its tail */
@@ -161,7 +185,9 @@ void http_cache_fini(http_cache *c);
 /*
  * The entry for key (klen bytes) if it may answer a request routed at now:
  * filled and now - stamp < valid_ms (it becomes the most recently used);
- * else NULL.
+ * else NULL. Also NULL for the one request that is to refresh it (from
+ * half of valid_ms, see above): that request opens the file and claims
+ * the entry, which answers the others meanwhile.
  */
 const http_centry *http_cache_get(http_cache *c, const char *key, size_t klen,
                                   long long now);
@@ -183,6 +209,10 @@ int http_cache_claim(http_cache *c, const char *key, size_t klen, long long stam
  */
 void http_cache_fill(http_cache *c, int idx, uint32_t gen, const char *body, size_t len,
                      const struct stat *st);
+/* Pins entry idx, which answered: its body is sent from where it is. */
+void http_cache_pin(http_cache *c, int idx);
+/* Takes back a pin of http_cache_pin. */
+void http_cache_unpin(http_cache *c, int idx);
 
 /*
  * A connection's entry in its server's list, embedded in the future: the
@@ -375,13 +405,30 @@ int http_error(http_srv *srv, char *out, size_t cap, int status, bool keep, bool
                int minor);
 
 /*
- * Writes the complete response to a GET or HEAD of r from the cache entry
- * for path (len bytes) into out, if one may answer at now: 304 when r's
- * If-Modified-Since allows, else 200 with the body (none for HEAD).
- * Returns its length, or -1 when the cache cannot answer.
+ * Answers a GET or HEAD of r from the cache entry for path (len bytes), if
+ * one may answer at now: 304 when r's If-Modified-Since allows, else 200
+ * with the body (none for HEAD). A 200 with a body is sent from the entry
+ * itself, head and body, without a copy: the entry keeps the head it
+ * composed last just before its body, valid for one second of Date and
+ * one kind of connection (keep-alive or not, HTTP/1.0 or 1.1), and
+ * rewrites it when these differ; *pin is then the entry, pinned (neither
+ * rewritten nor reused) until http_cache_sent, and http_cache_resp(srv,
+ * *pin) the response. Otherwise (a pinned entry's head does not fit this
+ * request; HEAD, 304) *pin is -1 and the whole response is written into
+ * out (cap bytes). Returns the response's length, or -1 when the cache
+ * cannot answer.
  */
 int http_cache_serve(http_srv *srv, const char *path, size_t len, char *out, size_t cap,
-                     const struct http_req *r, bool keep, long long now);
+                     const struct http_req *r, bool keep, long long now, int *pin);
+/* The response of cache entry pin, as http_cache_serve set it out. */
+const char *http_cache_resp(const http_srv *srv, int pin);
+/*
+ * After the send of a cached response of len bytes (http_cache_serve's
+ * *pin) sent res bytes, or failed with res < 0: copies what was not sent
+ * to the start of out, and unpins the entry. Returns the length of that
+ * rest (0: all was sent).
+ */
+int http_cache_sent(http_srv *srv, int pin, char *out, int len, int res);
 
 /* Whether status must end the connection after its response. */
 bool http_status_closes(int status);
