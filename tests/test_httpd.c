@@ -1071,9 +1071,12 @@ START_TEST(httpd_large_file_client_leaves)
     int before;
 
     server_start_opts(&s, 10000, 5000, 5000, 10000);
-    before = fds_of(&s);
+    /* A large body sent whole first: under -L splice its pipe is the
+       thread's spare one from then on, two descriptors more. */
+    before = fds_of(&s) + (s.body == HTTP_BODY_SPLICE + 1 ? 2 : 0);
     c = client_new(s.port);
     ck_assert_int_eq(get(c, "/hello.txt", &r), 0);
+    ck_assert_int_eq(get(c, "/mid.bin", &r), 0);
     client_free(c);
     for (int i = 0; i < 10; i++) {
         c = client_new(s.port);
@@ -1585,13 +1588,18 @@ START_TEST(httpd_lingering_close_reads_what_follows)
     struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = 0 };
     struct timeval tv = { .tv_sec = 20 };
     server s;
-    client *c = calloc(1, sizeof(*c));
+    client *c = calloc(1, sizeof(*c)), *warm;
     response r;
     int rcv = 4096, before;
 
     ck_assert_ptr_nonnull(c);
     server_start(&s);
-    before = fds_of(&s);
+    /* A large body sent whole first: its pipe is the thread's spare one
+       from then on, two descriptors more. */
+    before = fds_of(&s) + 2;
+    warm = client_new(s.port);
+    ck_assert_int_eq(get(warm, "/mid.bin", &r), 0);
+    client_free(warm);
     memset(junk, 'j', sizeof(junk));
     /* A small receive window from the start: most of the body stays in
        the server's socket until the client reads. */
@@ -1816,6 +1824,8 @@ static void conn_setup(void *ctx)
     ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
     f->fd = sv[0];
     f->peer = sv[1];
+    /* Non-blocking, as http_accept makes a connection under -L splice. */
+    ck_assert_int_eq(fcntl(f->fd, F_SETFL, O_NONBLOCK), 0);
     /* Three pipelined requests (the second spliced), then the client's end of stream. */
     pd_test_write(f->peer, req, sizeof(req) - 1);
     shutdown(f->peer, SHUT_WR);
@@ -1863,9 +1873,10 @@ START_TEST(httpd_conn_cancel_points)
     tree_make(&cf.t);
     pd_harness_run(&c, &st);
     tree_remove(&cf.t);
-    /* peek, recv; open, read, send; open, send (the head), splice in, splice
-       out; open, read, send: twelve, then the teardown's steps. */
-    ck_assert_int_ge(st.points, 12);
+    /* peek, recv; open, read, send; open (the head and the body go by the
+       thread's own send and splices); open, read, send: nine, then the
+       teardown's steps. */
+    ck_assert_int_ge(st.points, 9);
 }
 END_TEST
 
