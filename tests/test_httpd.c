@@ -1068,12 +1068,16 @@ START_TEST(httpd_large_file_client_leaves)
     client *c;
     response r;
     long long len;
-    int before;
+    int before, spare, n;
 
     server_start_opts(&s, 10000, 5000, 5000, 10000);
-    /* A large body sent whole first: under -L splice its pipe is the
-       thread's spare one from then on, two descriptors more. */
-    before = fds_of(&s) + (s.body == HTTP_BODY_SPLICE + 1 ? 2 : 0);
+    before = fds_of(&s);
+    /* Under -L splice a response whose body went out whole leaves its pipe
+       to the thread as a spare one, two descriptors; the clients come one
+       at a time, so there is at most one. Whether the last body taken
+       whole was before or after the last client to leave took the spare
+       is the kernel's timing: both counts are right, no other. */
+    spare = s.body == HTTP_BODY_SPLICE + 1 ? 2 : 0;
     c = client_new(s.port);
     ck_assert_int_eq(get(c, "/hello.txt", &r), 0);
     ck_assert_int_eq(get(c, "/mid.bin", &r), 0);
@@ -1087,9 +1091,12 @@ START_TEST(httpd_large_file_client_leaves)
     }
     /* Wait for the lingering closes to end (a bound against a hang, not a
        measurement). */
-    for (int tries = 0; tries < 200 && fds_of(&s) != before; tries++)
+    for (int tries = 0; tries < 200 && fds_of(&s) != before && fds_of(&s) != before + spare;
+         tries++)
         usleep(20000);
-    ck_assert_int_eq(fds_of(&s), before);
+    n = fds_of(&s);
+    ck_assert_msg(n == before || n == before + spare, "%d descriptors, %d before (+%d)", n,
+                  before, spare);
     ck_assert_int_eq(server_stop(&s), 0);
 }
 END_TEST
