@@ -44,7 +44,8 @@
 # CPU per request): on a shared machine the p99 moves most between runs,
 # and more rounds of these rows alone (BENCH_ROUNDS=7) say more about it
 # than one round of everything. BENCH_THREADS="1" (or "2") measures those
-# rows at one thread count only (default "1 2").
+# rows at one thread count only (default "1 2"). BENCH_ROWS=large measures
+# the large-file rows alone (1 MiB and 64 MiB, one thread each).
 #
 # Usage: sh bench/httpd_bench.sh   (from the top directory, after make)
 set -eu
@@ -55,7 +56,8 @@ rows=${BENCH_ROWS:-all}
 threads_list=${BENCH_THREADS:-1 2}
 case $rows in
 all | small) ;;
-*) echo "bench: BENCH_ROWS is all or small, not '$rows'" >&2; exit 2 ;;
+large) threads_list=1 ;;
+*) echo "bench: BENCH_ROWS is all, small or large, not '$rows'" >&2; exit 2 ;;
 esac
 for t in $threads_list; do
     case $t in
@@ -95,10 +97,16 @@ root=$work/www
 mkdir -p "$root" "$work/nginx" "$work/h2o"
 printf 'hello, world\n' >"$root/13b.txt"
 head -c 4096 /dev/urandom >"$root/4k.bin"
-if [ "$rows" = all ]; then
+if [ "$rows" != small ]; then
     head -c 1048576 /dev/urandom >"$root/1m.bin"
     head -c 67108864 /dev/urandom >"$root/64m.bin"
 fi
+# wrk's summary of a large-file run: the bytes it read.
+cat >"$work/bytes.lua" <<'EOF'
+done = function(summary, latency, requests)
+    io.write(string.format("BYTES %d\n", summary.bytes))
+end
+EOF
 hpid=""
 npid=""
 opid=""
@@ -223,21 +231,24 @@ run_wrk() {
 
 # Runs wrk against server $1 for the large file $2 ($3 bytes) with 4
 # connections, charging the CPU of its serving processes; appends "MB/s
-# cpu_us_per_MB" to file $4.
+# cpu_us_per_MB" to file $4. The MB are the bytes wrk read (its Lua
+# summary), responses cut at the end of the run included: counted in
+# whole responses, a 3 s run of 64 MiB files would leave out up to four
+# responses' worth of what the server sent.
 run_wrk_large() {
     port=$(port_of "$1")
     # shellcheck disable=SC2046
     t0=$(cpu_ticks $(pids_of "$1"))
-    out=$(wrk -t1 -c4 -d"${secs}s" --timeout 10s "http://127.0.0.1:$port$2")
+    out=$(wrk -t1 -c4 -d"${secs}s" --timeout 10s -s "$work/bytes.lua" "http://127.0.0.1:$port$2")
     # shellcheck disable=SC2046
     t1=$(cpu_ticks $(pids_of "$1"))
     echo "$out" | awk -v t0="$t0" -v t1="$t1" -v tck="$tck" -v port="$port$2" -v size="$3" \
                       -v secs="$secs" '
-        / requests in / { n = $1 }
+        /^BYTES / { b = $2 }
         /Non-2xx|Socket errors/ { bad = bad $0 " " }
         END {
             if (bad != "") { print "bench: wrk on port " port ": " bad > "/dev/stderr"; exit 1 }
-            mb = n * size / 1000000
+            mb = b / 1000000
             printf "%.0f %.1f\n", mb / secs, (t1 - t0) * 1000000 / tck / mb
         }' >>"$4"
 }
@@ -265,6 +276,7 @@ for t in $threads_list; do
     start_servers 5 "$t"
     for r in $(seq "$rounds"); do
         for size in 13b.txt 4k.bin; do
+            [ "$rows" = large ] && break
             for c in 64 256; do
                 for s in $(order "$r" h n o e); do
                     run_wrk "$s" "/$size" "$c" "$t" "$work/$s-t$t-$size-$c"
@@ -336,6 +348,7 @@ col() {
 }
 for t in $threads_list; do
     for size in 13b.txt 4k.bin; do
+        [ "$rows" = large ] && break
         for c in 64 256; do
             if [ "$t" = 1 ]; then tag=httpd_${size%%.*}_c$c; else tag=httpd_t${t}_${size%%.*}_c$c; fi
             h=$work/h-t$t-$size-$c

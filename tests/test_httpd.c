@@ -1269,12 +1269,19 @@ START_TEST(httpd_large_file_client_leaves)
     client *c;
     response r;
     long long len;
-    int before;
+    int before, spare, n;
 
     server_start_opts(&s, 10000, 5000, 5000, 10000);
     before = fds_of(&s);
+    /* Under -L splice a response whose body went out whole leaves its pipe
+       to the thread as a spare one, two descriptors; the clients come one
+       at a time, so there is at most one. Whether the last body taken
+       whole was before or after the last client to leave took the spare
+       is the kernel's timing: both counts are right, no other. */
+    spare = s.body == HTTP_BODY_SPLICE + 1 ? 2 : 0;
     c = client_new(s.port);
     ck_assert_int_eq(get(c, "/hello.txt", &r), 0);
+    ck_assert_int_eq(get(c, "/mid.bin", &r), 0);
     client_free(c);
     for (int i = 0; i < 10; i++) {
         c = client_new(s.port);
@@ -1285,9 +1292,12 @@ START_TEST(httpd_large_file_client_leaves)
     }
     /* Wait for the lingering closes to end (a bound against a hang, not a
        measurement). */
-    for (int tries = 0; tries < 200 && fds_of(&s) != before; tries++)
+    for (int tries = 0; tries < 200 && fds_of(&s) != before && fds_of(&s) != before + spare;
+         tries++)
         usleep(20000);
-    ck_assert_int_eq(fds_of(&s), before);
+    n = fds_of(&s);
+    ck_assert_msg(n == before || n == before + spare, "%d descriptors, %d before (+%d)", n,
+                  before, spare);
     ck_assert_int_eq(server_stop(&s), 0);
 }
 END_TEST
@@ -1791,13 +1801,18 @@ START_TEST(httpd_lingering_close_reads_what_follows)
     struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = 0 };
     struct timeval tv = { .tv_sec = 20 };
     server s;
-    client *c = calloc(1, sizeof(*c));
+    client *c = calloc(1, sizeof(*c)), *warm;
     response r;
     int rcv = 4096, before;
 
     ck_assert_ptr_nonnull(c);
     server_start(&s);
-    before = fds_of(&s);
+    /* A large body sent whole first: its pipe is the thread's spare one
+       from then on, two descriptors more. */
+    before = fds_of(&s) + 2;
+    warm = client_new(s.port);
+    ck_assert_int_eq(get(warm, "/mid.bin", &r), 0);
+    client_free(warm);
     memset(junk, 'j', sizeof(junk));
     /* A small receive window from the start: most of the body stays in
        the server's socket until the client reads. */
@@ -2022,6 +2037,8 @@ static void conn_setup(void *ctx)
     ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
     f->fd = sv[0];
     f->peer = sv[1];
+    /* Non-blocking, as http_accept makes a connection under -L splice. */
+    ck_assert_int_eq(fcntl(f->fd, F_SETFL, O_NONBLOCK), 0);
     /* Three pipelined requests (the second spliced), then the client's end of stream. */
     pd_test_write(f->peer, req, sizeof(req) - 1);
     shutdown(f->peer, SHUT_WR);
@@ -2069,9 +2086,10 @@ START_TEST(httpd_conn_cancel_points)
     tree_make(&cf.t);
     pd_harness_run(&c, &st);
     tree_remove(&cf.t);
-    /* peek, recv; open, read, send; open, send (the head), splice in, splice
-       out; open, read, send: twelve, then the teardown's steps. */
-    ck_assert_int_ge(st.points, 12);
+    /* peek, recv; open, read, send; open (the head and the body go by the
+       thread's own send and splices); open, read, send: nine, then the
+       teardown's steps. */
+    ck_assert_int_ge(st.points, 9);
 }
 END_TEST
 
@@ -2172,6 +2190,100 @@ START_TEST(httpd_keepalive_sweep)
 }
 END_TEST
 
+/*
+ * Reads from fd, running rt between reads, until want bytes are in buf (a
+ * bound against a hang, not a measurement). Returns the bytes read.
+ */
+static size_t run_and_read(pd_runtime *rt, int fd, char *buf, size_t want)
+{
+    size_t got = 0;
+
+    for (int i = 0; i < 100000 && got < want; i++) {
+        ssize_t n = recv(fd, buf + got, want - got, MSG_DONTWAIT);
+
+        if (n > 0) {
+            got += (size_t)n;
+            continue;
+        }
+        ck_assert_int_ge(pd_run_once(rt, 0), 0);
+        if (n < 0)
+            usleep(100);
+    }
+    return got;
+}
+
+/*
+ * -L splice: a large body goes out by the thread's own splices, with no
+ * ring entry of its own: a keep-alive request for mid.bin costs the ring
+ * its open and the next request's receive, nothing more (the head, the
+ * file into the pipe and the pipe into the socket are the thread's system
+ * calls). Its pipe is the thread's spare one afterwards and serves the
+ * next response. Through a socket whose buffer is smaller than the body,
+ * what the socket does not take waits in the pipe (send_wait) and the
+ * whole body still arrives in order.
+ */
+START_TEST(httpd_large_body_by_the_threads_splices)
+{
+    static const char req[] = "GET /mid.bin HTTP/1.1\r\nHost: t\r\n\r\n";
+    enum { BODY = HTTP_SPLICE_MIN + 4096 };
+    static char buf[BODY + 1024];
+    pd_runtime *rt;
+    http_srv srv;
+    pd_task *t;
+    pd_stats a, b;
+    int sv[2], rootfd, small = 4096;
+
+    tree_make(&cf.t);
+    rootfd = open(cf.t.root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    ck_assert_int_ge(rootfd, 0);
+    ck_assert_int_eq(pd_runtime_new(&rt, NULL), 0);
+    http_srv_init(&srv, rootfd, 10000, 5000, 60000, 1000, 10);
+    srv.body = HTTP_BODY_SPLICE;
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    ck_assert_int_eq(fcntl(sv[0], F_SETFL, O_NONBLOCK), 0);
+    srv.live++;
+    t = http_conn_spawn(rt, sv[0], &srv);
+    ck_assert_ptr_nonnull(t);
+    for (int round = 0; round < 3; round++) {
+        size_t got, head;
+        char *end;
+
+        if (round == 2)
+            ck_assert_int_eq(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+        pd_runtime_stats(rt, &a);
+        pd_test_write(sv[1], req, sizeof(req) - 1);
+        got = run_and_read(rt, sv[1], buf, 200);
+        ck_assert_uint_eq(got, 200);
+        end = memmem(buf, got, "\r\n\r\n", 4);
+        ck_assert_ptr_nonnull(end);
+        head = (size_t)(end + 4 - buf);
+        ck_assert_int_eq(strncmp(buf, "HTTP/1.1 200 OK", 15), 0);
+        got += run_and_read(rt, sv[1], buf + got, head + BODY - got);
+        ck_assert_uint_eq(got, head + BODY);
+        for (size_t i = 0; i < BODY; i++)
+            ck_assert_int_eq(buf[head + i], pattern_at(i));
+        /* The connection waits for its next request again. */
+        for (int i = 0; i < 1000 && srv.hot.head == NULL; i++)
+            ck_assert_int_ge(pd_run_once(rt, 0), 0);
+        ck_assert_ptr_nonnull(srv.hot.head);
+        pd_runtime_stats(rt, &b);
+        if (round == 1) /* the open and the next receive */
+            ck_assert_uint_eq(b.ops_submitted - a.ops_submitted, 2);
+        ck_assert_int_eq(srv.pipes.n, 1);
+    }
+    close(sv[1]);
+    http_srv_sweep(&srv, srv.hot.head->deadline);
+    ck_assert_int_eq(pd_task_wait(t), 0);
+    pd_task_release(t);
+    ck_assert_int_eq(srv.live, 0);
+    http_srv_fini(&srv);
+    ck_assert_int_eq(srv.pipes.n, 0);
+    pd_runtime_free(rt);
+    close(rootfd);
+    tree_remove(&cf.t);
+}
+END_TEST
+
 Suite *pd_suite_httpd(void)
 {
     Suite *s = suite_create("httpd");
@@ -2231,6 +2343,7 @@ Suite *pd_suite_httpd(void)
     tcase_set_tags(fut, "harness");
     tcase_add_test(fut, httpd_conn_cancel_points);
     tcase_add_test(fut, httpd_keepalive_sweep);
+    tcase_add_test(fut, httpd_large_body_by_the_threads_splices);
     suite_add_tcase(s, proto);
     suite_add_tcase(s, srv);
     suite_add_tcase(s, fut);

@@ -62,11 +62,17 @@ void http_pool_drain(http_pool *p)
 
 /* --- a connection's pipe --- */
 
-int http_pipe_open(int *r, int *w)
+int http_pipe_open(http_pipes *ps, int *r, int *w)
 {
     int p[2];
 
-    if (pipe2(p, O_CLOEXEC) < 0) {
+    if (ps->n > 0) {
+        ps->n--;
+        *r = ps->fd[ps->n][0];
+        *w = ps->fd[ps->n][1];
+        return 0;
+    }
+    if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0) {
         *r = *w = -1;
         return -errno;
     }
@@ -78,6 +84,27 @@ int http_pipe_open(int *r, int *w)
     return 0;
 }
 
+void http_pipe_put(http_pipes *ps, int *r, int *w, bool empty)
+{
+    if (empty && *r >= 0 && *w >= 0 && ps->n < HTTP_PIPES_SPARE) {
+        ps->fd[ps->n][0] = *r;
+        ps->fd[ps->n][1] = *w;
+        ps->n++;
+        *r = *w = -1;
+        return;
+    }
+    http_pipe_close(r, w);
+}
+
+void http_pipes_fini(http_pipes *ps)
+{
+    while (ps->n > 0) {
+        ps->n--;
+        close(ps->fd[ps->n][0]);
+        close(ps->fd[ps->n][1]);
+    }
+}
+
 void http_pipe_close(int *r, int *w)
 {
     if (*r >= 0)
@@ -85,6 +112,25 @@ void http_pipe_close(int *r, int *w)
     if (*w >= 0)
         close(*w);
     *r = *w = -1;
+}
+
+ssize_t http_pipe_fill(int pipe_w, int ffd, long long *off, size_t len)
+{
+    loff_t o = (loff_t)*off;
+    ssize_t n = splice(ffd, &o, pipe_w, NULL, len, SPLICE_F_NONBLOCK);
+
+    if (n < 0)
+        return -errno;
+    *off = (long long)o;
+    return n;
+}
+
+ssize_t http_pipe_drain(int pipe_r, int fd, size_t len, bool more)
+{
+    ssize_t n = splice(pipe_r, NULL, fd, NULL, len,
+                       SPLICE_F_NONBLOCK | (more ? SPLICE_F_MORE : 0));
+
+    return n < 0 ? -errno : n;
 }
 
 /* --- the response cache --- */
@@ -411,6 +457,7 @@ void http_srv_init(http_srv *srv, int rootfd, long long header_ms, long long idl
 void http_srv_fini(http_srv *srv)
 {
     http_pool_drain(&srv->pool);
+    http_pipes_fini(&srv->pipes);
     http_cache_fini(&srv->cache);
 }
 

@@ -50,13 +50,49 @@ enum { HTTP_BODY_COPY = 0, HTTP_BODY_SPLICE = 1, HTTP_BODY_SENDFILE = 2 };
 #define HTTP_PIPE_SIZE (1024u * 1024u)
 
 /*
- * Makes a connection's pipe (close-on-exec; HTTP_PIPE_SIZE if the system
- * allows, else its default). Returns 0, or -errno with both fds -1: the
- * caller then reads and sends instead.
+ * The pipes of large bodies. A response takes a pipe from its thread's
+ * spare ones, or makes one (close-on-exec, non-blocking, HTTP_PIPE_SIZE if
+ * the system allows, else its default), and gives it back empty when the
+ * body is out; up to HTTP_PIPES_SPARE empty pipes are kept, so that a
+ * busy thread makes no pipe per response. A pipe that may still hold bytes
+ * (a response that ended early) is closed instead: a pipe is reused only
+ * empty.
  */
-int http_pipe_open(int *r, int *w);
-/* Closes a pipe made by http_pipe_open, if open, and sets both fds to -1. */
+#define HTTP_PIPES_SPARE 8
+typedef struct http_pipes {
+    int fd[HTTP_PIPES_SPARE][2]; /* [i][0] the read end, [i][1] the write end */
+    int n;                        /* spare pipes in fd[0..n) */
+} http_pipes;
+
+/*
+ * Takes a spare pipe of ps, or makes one. Returns 0, or -errno with both
+ * fds -1: the caller then reads and sends instead.
+ */
+int http_pipe_open(http_pipes *ps, int *r, int *w);
+/*
+ * Gives a pipe taken by http_pipe_open back to ps if empty says it holds
+ * no bytes and ps has room, else closes it; if open, and sets both fds to
+ * -1.
+ */
+void http_pipe_put(http_pipes *ps, int *r, int *w, bool empty);
+/* Closes a pipe taken by http_pipe_open, if open, and sets both fds to -1. */
 void http_pipe_close(int *r, int *w);
+/* Closes the spare pipes of ps. */
+void http_pipes_fini(http_pipes *ps);
+/*
+ * Splices up to len bytes of file ffd at *off into the pipe's write end
+ * pipe_w, as many as the pipe has room for, without waiting (the pipe is
+ * non-blocking): returns the bytes moved (and advances *off), 0 at the
+ * file's end, or -errno (-EAGAIN: the pipe is full).
+ */
+ssize_t http_pipe_fill(int pipe_w, int ffd, long long *off, size_t len);
+/*
+ * Splices up to len bytes from the pipe's read end pipe_r into the
+ * non-blocking socket fd, as many as the socket takes now; more says that
+ * more of the body follows (SPLICE_F_MORE). Returns the bytes moved or
+ * -errno (-EAGAIN: the socket is full).
+ */
+ssize_t http_pipe_drain(int pipe_r, int fd, size_t len, bool more);
 
 /* A request body (GET with Content-Length or chunked) is discarded up to this. */
 #define HTTP_BODY_MAX (64u * 1024u)
@@ -279,6 +315,7 @@ typedef struct http_srv {
     pd_task *sweep_task;     /* the sweeper, cancelled when the drain begins */
     uint64_t swept_idle, swept_cold; /* closed at IDLE_MS; blocks given back */
     http_pool pool;
+    http_pipes pipes;        /* spare pipes of large bodies */
     http_cache cache;
     uint64_t responses;      /* responses sent completely */
     uint64_t accepted;

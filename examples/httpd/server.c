@@ -145,15 +145,10 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-/*
- * A listener on addr; with reuse set, others may bind the same port.
- * send_ms is the connections' SO_SNDTIMEO.
- */
-static int listener(const struct sockaddr_storage *addr, socklen_t alen, int reuse,
-                    long long send_ms)
+/* A listener on addr; with reuse set, others may bind the same port. */
+static int listener(const struct sockaddr_storage *addr, socklen_t alen, int reuse)
 {
     int one = 1, fd = socket(addr->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct timeval sndtimeo = { .tv_sec = send_ms / 1000, .tv_usec = send_ms % 1000 * 1000 };
 
     if (fd < 0)
         return -errno;
@@ -164,14 +159,6 @@ static int listener(const struct sockaddr_storage *addr, socklen_t alen, int reu
      * which a client delays (delayed ACK) until its own next request.
      */
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    /*
-     * And SO_SNDTIMEO: the deadline of a splice into a connection, which
-     * blocks in an io_uring worker thread where no linked timeout reaches
-     * it (http_conn's splice_out). Without it a peer that stops reading a
-     * large file holds its connection, and a worker thread, for good.
-     */
-    if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &sndtimeo, sizeof(sndtimeo)) < 0)
-        goto fail;
     if (reuse && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
         goto fail;
     if (bind(fd, (const struct sockaddr *)addr, alen) < 0 || listen(fd, 4096) < 0)
@@ -319,7 +306,7 @@ int httpd_run(const httpd_opts *o)
             ret = 1;
             goto out;
         }
-        w->lfd = listener(&addr, alen, threads > 1, o->send_ms);
+        w->lfd = listener(&addr, alen, threads > 1);
         if (w->lfd < 0) {
             fprintf(stderr, "httpd: cannot listen on %s port %ld: %s\n", o->host, o->port,
                     strerror(-w->lfd));

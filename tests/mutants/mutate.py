@@ -461,13 +461,6 @@ MUTANTS = [
          new="    args: {fd: self->fd, events: POLLOUT}\n",
          inv="httpd: a full socket is waited for with no deadline",
          run="c"),
-    dict(name="httpd-splice-no-sndtimeo",
-         file="examples/httpd/server.c",
-         old="    if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &sndtimeo, sizeof(sndtimeo)) < 0)\n"
-             "        goto fail;\n",
-         new="    (void)sndtimeo;\n",
-         inv="httpd: a splice into a peer that stopped reading blocks for good",
-         run="c"),
     dict(name="httpd-stalled-lingers",
          file="examples/httpd/http_conn.yaml",
          old="      if (res == -ECANCELED) {\n          self->stalled = true;\n",
@@ -1109,6 +1102,29 @@ MUTANTS = [
          inv="httpd: what a short send of a cached response leaves is not the rest "
              "of the response",
          run="plain"),
+    # --- issue 22: httpd's large bodies by the thread's own splices ---
+    dict(name="httpd-splice-blocking-socket",
+         file="examples/httpd/http_accept.yaml",
+         old='      flags: "SOCK_CLOEXEC | (self->srv->body != HTTP_BODY_COPY ? SOCK_NONBLOCK : 0)"\n',
+         new='      flags: "SOCK_CLOEXEC | (self->srv->body == HTTP_BODY_SENDFILE ? SOCK_NONBLOCK : 0)"\n',
+         inv="httpd: a splice into a full socket blocks the thread (every connection "
+             "of it) until the peer reads",
+         run="c"),
+    dict(name="httpd-splice-drops-the-pipes-rest",
+         file="examples/httpd/http_conn.yaml",
+         old="        self->inpipe -= (uint32_t)res;\n        if (self->inpipe > 0)\n"
+             "            GOTO(send_wait);\n",
+         new="        self->inpipe -= (uint32_t)res;\n",
+         inv="httpd: what a full socket did not take of a pipeful is never sent",
+         run="c"),
+    dict(name="httpd-pipe-reused-unemptied",
+         file="examples/httpd/http_conn.yaml",
+         old="  http_pipe_close(&self->pipe_r, &self->pipe_w);\n  http_srv_unlink",
+         new="  http_pipe_put(&self->srv->pipes, &self->pipe_r, &self->pipe_w, true);\n"
+             "  http_srv_unlink",
+         inv="httpd: a pipe left with bytes by a connection that ended mid-body "
+             "is given to the next response",
+         run="c"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
