@@ -495,12 +495,12 @@ void http_srv_close_idle(http_srv *srv)
             pd_task_cancel(l->task);
 }
 
-void http_srv_ka_add(http_srv *srv, http_link *l, char *blk, long long deadline)
+void http_srv_ka_add(http_srv *srv, http_link *l, pd__op *op, long long deadline)
 {
     http_klist *k = &srv->hot;
 
     l->kl = HTTP_KL_HOT;
-    l->blk = blk;
+    l->op = op;
     l->deadline = deadline;
     l->knext = NULL;
     l->kprev = k->tail;
@@ -517,7 +517,7 @@ void http_srv_ka_del(http_srv *srv, http_link *l)
 
     if (l->kl == HTTP_KL_NONE)
         return;
-    k = l->kl == HTTP_KL_HOT ? &srv->hot : &srv->cold;
+    k = &srv->hot;
     if (l->kprev)
         l->kprev->knext = l->knext;
     else
@@ -530,47 +530,35 @@ void http_srv_ka_del(http_srv *srv, http_link *l)
     l->kl = HTTP_KL_NONE;
 }
 
-/* Appends l, off every list, to the cold list. */
-static void ka_cold(http_srv *srv, http_link *l)
-{
-    l->kl = HTTP_KL_COLD;
-    l->knext = NULL;
-    l->kprev = srv->cold.tail;
-    if (srv->cold.tail)
-        srv->cold.tail->knext = l;
-    else
-        srv->cold.head = l;
-    srv->cold.tail = l;
-}
-
 int http_srv_sweep(http_srv *srv, long long now)
 {
     int n = 0;
     http_link *l;
 
     /* pd_task_cancel only marks and queues the task: its drop code, which
-       unlinks it, runs later. Each list is in deadline order, and the hot
-       period ends a fixed time before the deadline, so both walks stop at
+       unlinks it, runs later. The list is in deadline order, and the hot
+       period ends a fixed time before the deadline, so the walk stops at
        the first connection that has time left. */
     while ((l = srv->hot.head) != NULL &&
            (now >= l->deadline || now >= l->deadline - srv->idle_ms + HTTP_HOT_MS)) {
-        http_srv_ka_del(srv, l);
         if (now >= l->deadline) {
+            http_srv_ka_del(srv, l);
             pd_task_cancel(l->task);
             srv->swept_idle++;
             n++;
             continue;
         }
-        /* Nothing unread is in the block while it waits: its pages may go. */
-        madvise(l->blk, HTTP_BLOCK, MADV_DONTNEED);
-        srv->swept_cold++;
-        ka_cold(srv, l);
-    }
-    while ((l = srv->cold.head) != NULL && now >= l->deadline) {
+        /*
+         * The receive may have written a request into the block already,
+         * its completion not yet seen: only the connection, once the
+         * receive has ended, may give the block back. The cancel asks for
+         * that end; a receive that completed first keeps its bytes.
+         */
+        pd__op_cancel(l->op);
+        if (l->op->st == PD__OP_BUSY && !l->op->cancelled)
+            break; /* no room for the cancel now: the next sweep asks again */
         http_srv_ka_del(srv, l);
-        pd_task_cancel(l->task);
-        srv->swept_idle++;
-        n++;
+        srv->swept_cold++;
     }
     return n;
 }

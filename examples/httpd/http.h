@@ -101,8 +101,8 @@ ssize_t http_pipe_drain(int pipe_r, int fd, size_t len, bool more);
 /*
  * How often each thread's sweeper (http_sweep) looks at its keep-alive
  * connections: one waiting for its next request is closed at most this
- * long after its IDLE_MS, and its block's pages are given back at most
- * this long after HTTP_HOT_MS.
+ * long after its IDLE_MS, and its receive is cancelled (so that it gives
+ * its block back) at most this long after HTTP_HOT_MS.
  */
 #define HTTP_SWEEP_MS 100
 /*
@@ -260,24 +260,30 @@ typedef struct http_link {
     bool idle;               /* waiting for a request: the drain closes it at once */
     uint8_t kl;              /* the keep-alive list it is on: HTTP_KL_* */
     struct http_link *kprev, *knext;
-    char *blk;               /* its block, on a keep-alive list */
+    pd__op *op;              /* its receive (recv_ka), on the hot list */
     long long deadline;      /* its idle deadline, on a keep-alive list */
 } http_link;
 
 /*
- * The keep-alive lists of a thread. A connection that has answered a
- * request waits for the next one with a receive into its block and no
- * timer (http_conn's recv_ka); it is on the hot list, then, once
- * HTTP_HOT_MS have passed since its response, on the cold list, its
- * block's pages given back to the kernel (MADV_DONTNEED: a receive that
- * completes later faults in fresh zeroed pages; the block holds no
- * unread input while it waits). At its deadline (IDLE_MS after the
- * response) the sweeper cancels it: its teardown is a lingering close.
- * Every connection enters the hot list with a deadline of now + IDLE_MS,
- * now never decreasing, so each list is in deadline order and the
- * sweeper looks only at what expired.
+ * The keep-alive list of a thread (the hot list). A connection that has
+ * answered a request waits for the next one with a receive into its
+ * block and no timer (http_conn's recv_ka), on the hot list. Once
+ * HTTP_HOT_MS have passed since its response, the sweeper takes it off
+ * the list and cancels that receive, not the connection: the connection
+ * itself, in the receive's then, gives its block back to the pool when
+ * the receive ends -ECANCELED, and waits on without it (the peek, under
+ * its own timer, to the same deadline). Only there does nothing owe the
+ * block any bytes: a receive may have copied a request into it already,
+ * its completion not yet seen (in the batch the runtime is reaping, or,
+ * without DEFER_TASKRUN, at any time), so the sweeper never touches the
+ * block's memory; a receive that completed before the cancel reached it
+ * delivers its bytes, and the cancel finds nothing. At its deadline
+ * (IDLE_MS after the response) a connection still on the list is
+ * cancelled: its teardown is a lingering close. Every connection enters
+ * the list with a deadline of now + IDLE_MS, now never decreasing, so the
+ * list is in deadline order and the sweeper looks only at what expired.
  */
-enum { HTTP_KL_NONE = 0, HTTP_KL_HOT = 1, HTTP_KL_COLD = 2 };
+enum { HTTP_KL_NONE = 0, HTTP_KL_HOT = 1 };
 
 typedef struct http_klist {
     http_link *head, *tail;
@@ -311,9 +317,9 @@ typedef struct http_srv {
     int npeers;              /* thread's begins (the first thread reads the signals) */
     int signo;               /* the signal that began the drain, if one did */
     http_link *conns;        /* every live connection, for the drain */
-    http_klist hot, cold;    /* connections waiting between requests, by deadline */
+    http_klist hot;          /* connections waiting between requests, by deadline */
     pd_task *sweep_task;     /* the sweeper, cancelled when the drain begins */
-    uint64_t swept_idle, swept_cold; /* closed at IDLE_MS; blocks given back */
+    uint64_t swept_idle, swept_cold; /* closed at IDLE_MS; receives cancelled at HTTP_HOT_MS */
     http_pool pool;
     http_pipes pipes;        /* spare pipes of large bodies */
     http_cache cache;
@@ -346,17 +352,19 @@ void http_srv_unlink(http_srv *srv, http_link *l);
 void http_srv_close_idle(http_srv *srv);
 
 /*
- * Puts l, whose connection now waits for its next request in blk until
- * deadline, at the tail of srv's hot list. deadline must be at least that
- * of every connection on the lists (now + IDLE_MS does).
+ * Puts l, whose connection now waits for its next request with the
+ * receive op (submitted next, in the same poll) until deadline, at the
+ * tail of srv's hot list. deadline must be at least that of every
+ * connection on the list (now + IDLE_MS does).
  */
-void http_srv_ka_add(http_srv *srv, http_link *l, char *blk, long long deadline);
-/* Takes l off the keep-alive list it is on, if any. */
+void http_srv_ka_add(http_srv *srv, http_link *l, pd__op *op, long long deadline);
+/* Takes l off the hot list, if it is on it. */
 void http_srv_ka_del(http_srv *srv, http_link *l);
 /*
- * The sweep at now: every connection past its deadline is taken off its
- * list and cancelled; every one on the hot list past its HTTP_HOT_MS has
- * its block's pages given back and moves to the cold list. Returns the
+ * The sweep at now: every connection on the hot list past its deadline
+ * is taken off it and cancelled; every one past its HTTP_HOT_MS is taken
+ * off it and its receive is cancelled (the connection then gives its
+ * block back itself). The block's memory is never touched. Returns the
  * connections cancelled.
  */
 int http_srv_sweep(http_srv *srv, long long now);

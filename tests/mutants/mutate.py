@@ -795,15 +795,15 @@ MUTANTS = [
     # --- issue 22: httpd's keep-alive sweeper and sendfile ---
     dict(name="httpd-sweep-keeps-pages",
          file="examples/httpd/http.c",
-         old="        madvise(l->blk, HTTP_BLOCK, MADV_DONTNEED);\n",
+         old="        pd__op_cancel(l->op);\n",
          new="",
-         inv="httpd: a keep-alive connection quiet for HTTP_HOT_MS keeps its block's "
-             "pages: idle memory grows with every connection that made a request",
+         inv="httpd: a keep-alive connection quiet for HTTP_HOT_MS keeps its block: "
+             "idle memory grows with every connection that made a request",
          run="plain"),
     dict(name="httpd-sweep-idle-late",
          file="examples/httpd/http.c",
-         old="    while ((l = srv->cold.head) != NULL && now >= l->deadline) {\n",
-         new="    while ((l = srv->cold.head) != NULL && now > l->deadline + HTTP_SWEEP_MS) {\n",
+         old="        if (now >= l->deadline) {\n            http_srv_ka_del(srv, l);\n",
+         new="        if (now > l->deadline + HTTP_SWEEP_MS) {\n            http_srv_ka_del(srv, l);\n",
          inv="httpd: a keep-alive connection waiting between requests outlives its "
              "IDLE_MS deadline",
          run="plain"),
@@ -1125,6 +1125,22 @@ MUTANTS = [
          inv="httpd: a pipe left with bytes by a connection that ended mid-body "
              "is given to the next response",
          run="c"),
+    # --- issue 22: httpd's cold blocks ---
+    dict(name="httpd-sweep-cancels-connection",
+         file="examples/httpd/http.c",
+         old="        pd__op_cancel(l->op);\n        if (l->op->st == PD__OP_BUSY && !l->op->cancelled)\n",
+         new="        pd_task_cancel(l->task);\n        if (0)\n",
+         inv="httpd: the end of a keep-alive connection's hot period ends the connection, "
+             "and a request the kernel already received into its block is lost",
+         run="plain"),
+    dict(name="httpd-cold-keeps-block",
+         file="examples/httpd/http_conn.yaml",
+         old="          /* The hot period is over and nothing came: wait without the block. */\n"
+             "          http_pool_put(&self->srv->pool, self->blk);\n",
+         new="          /* The hot period is over and nothing came: wait without the block. */\n",
+         inv="httpd: a keep-alive connection whose hot period ended keeps its block "
+             "while it waits, and leaks it when it takes another",
+         run="plain"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
