@@ -121,7 +121,7 @@ struct io_uring_sqe *pd__op_sqe_slow(pd_cx *cx, pd__op *op, uint8_t fdret)
     return sqe;
 }
 
-int pd__op_spill(pd_cx *cx, pd__op *op, uint8_t fdret)
+pd_poll pd__op_spill(pd_cx *cx, pd__op *op, uint8_t fdret)
 {
     pd_runtime *rt = cx->rt;
     struct io_uring_sqe *sqe = pd__op_sqe_slow(cx, op, fdret);
@@ -135,14 +135,14 @@ int pd__op_spill(pd_cx *cx, pd__op *op, uint8_t fdret)
          */
         if (rt->spare_sqe.opcode == IORING_OP_CLOSE)
             op->res = close(rt->spare_sqe.fd) == 0 ? 0 : -errno;
-        return op->res;
+        return PD_PENDING;
     }
     pd__op_start(cx, op, fdret);
     *sqe = rt->spare_sqe;
     io_uring_sqe_set_data(sqe, op);
     if (cx->link_ts != NULL)
         pd__link_timeout(cx, sqe, op);
-    return 0;
+    return PD_PENDING;
 }
 
 void pd__link_timeout(pd_cx *cx, struct io_uring_sqe *sqe, pd__op *op)

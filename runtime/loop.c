@@ -107,6 +107,7 @@ static inline __attribute__((always_inline)) unsigned pd__reap_polling(pd_runtim
     unsigned *khead = cq->khead;
     unsigned start = *khead, head = start;
     unsigned tail = io_uring_smp_load_acquire(cq->ktail);
+    /* The ops completed here whose tasks were polled in place. */
     unsigned polls = 0;
     pd_cx cx = { rt, NULL, NULL };
 
@@ -132,10 +133,10 @@ static inline __attribute__((always_inline)) unsigned pd__reap_polling(pd_runtim
         if (--op->pending != 0)
             continue; /* its linked timeout's completion is still owed */
         op->st = PD__OP_READY;
-        rt->stats.ops_completed++;
         t = op->task;
         /* Running and not queued, in one compare of the adjacent bytes. */
         if (PD__UNLIKELY(pd__task_state_queued(t) != PD_TASK_RUNNING)) {
+            rt->stats.ops_completed++;
             pd__wake_cold(rt, t);
             continue;
         }
@@ -144,14 +145,20 @@ static inline __attribute__((always_inline)) unsigned pd__reap_polling(pd_runtim
         cx.task = t;
         if (PD__UNLIKELY(t->vt->poll(t->self, &cx, t->out) != PD_PENDING))
             pd__task_poll_end(rt, &cx, cx.task, 1);
-        /* The poll may have reaped: go on from where that left the head. */
+        /*
+         * The poll may have reaped: go on from where that left the head,
+         * unless that is at (or, had the nested reap found completions
+         * posted since this one began, past) the tail read above.
+         */
         head = *khead;
-        if (PD__UNLIKELY((int)(tail - head) < 0))
+        if (PD__UNLIKELY((int)(head - tail) >= 0))
             break;
     }
     if (head != *khead)
         io_uring_smp_store_release(khead, head);
+    /* Each poll in place followed one op's last completion. */
     rt->stats.polls += polls;
+    rt->stats.ops_completed += polls;
     return head - start;
 }
 

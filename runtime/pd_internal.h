@@ -177,11 +177,30 @@ typedef struct pd__op {
     pd_task *task;      /* woken on completion; task->rt is the ring */
     int32_t res;        /* the completion's result, once READY */
     uint32_t cflags;    /* the completion's flags */
-    uint8_t st;         /* PD__OP_* */
-    uint8_t pending;    /* completions the kernel still owes (op + timeout) */
-    uint8_t fdret;      /* result is an fd to close if nobody takes it */
-    uint8_t cancelled;  /* a cancel request has been queued */
+    union {
+        struct {
+            uint8_t st;         /* PD__OP_* */
+            uint8_t pending;    /* completions the kernel still owes (op + timeout) */
+            uint8_t fdret;      /* result is an fd to close if nobody takes it */
+            uint8_t cancelled;  /* a cancel request has been queued */
+        };
+        uint32_t bytes; /* the four above, for pd__op_start's one store */
+    };
 } pd__op;
+
+/*
+ * The value of pd__op's bytes with st, pending, fdret and cancelled set to
+ * the four arguments, in the byte order of the machine.
+ */
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define PD__OP_BYTES(st, pending, fdret, cancelled)                            \
+    ((uint32_t)(st) | (uint32_t)(pending) << 8 | (uint32_t)(fdret) << 16 |     \
+     (uint32_t)(cancelled) << 24)
+#else
+#define PD__OP_BYTES(st, pending, fdret, cancelled)                            \
+    ((uint32_t)(st) << 24 | (uint32_t)(pending) << 16 |                        \
+     (uint32_t)(fdret) << 8 | (uint32_t)(cancelled))
+#endif
 
 enum { PD__OP_IDLE = 0, PD__OP_BUSY = 1, PD__OP_READY = 2 };
 
@@ -398,7 +417,8 @@ static inline int pd__sq_full(pd_runtime *rt)
     const struct io_uring_sq *sq = &rt->ring.sq;
     unsigned head;
 
-    if (PD__LIKELY((int)(rt->sq_limit - sq->sqe_tail) > 0))
+    /* One compare of the tail with the limit in memory, and a test of its sign. */
+    if (PD__LIKELY((int)(sq->sqe_tail - rt->sq_limit) < 0))
         return 0;
     head = IO_URING_READ_ONCE(*sq->khead);
     rt->sq_limit = head + sq->ring_entries;
@@ -429,18 +449,17 @@ static inline struct io_uring_sqe *pd__get_sqe(pd_runtime *rt)
 struct io_uring_sqe *pd__op_sqe_slow(pd_cx *cx, pd__op *op, uint8_t fdret);
 
 /*
- * Marks op in flight on the entry just claimed for it. This runs for every
- * op: only what a busy op needs is stored (res and cflags are written by its
- * completion), and the four adjacent bytes merge into one store.
+ * Marks op in flight on the entry just claimed for it: busy, one completion
+ * owed, not cancelled. This runs for every op: only what a busy op needs is
+ * stored (res and cflags are written by its completion), and the four state
+ * bytes go in one store of an immediate (byte stores the compiler merges
+ * load their value from memory first).
  */
 static inline void pd__op_start(pd_cx *cx, pd__op *op, uint8_t fdret)
 {
     pd__checked_submit(cx->rt, op);
     op->task = cx->task;
-    op->st = PD__OP_BUSY;
-    op->pending = 1;
-    op->fdret = fdret;
-    op->cancelled = 0;
+    op->bytes = PD__OP_BYTES(PD__OP_BUSY, 1, fdret, 0);
     cx->rt->stats.ops_submitted++;
 }
 
@@ -470,10 +489,11 @@ static inline struct io_uring_sqe *pd__op_sqe(pd_cx *cx, pd__op *op,
  * PD__PREP's way when the op takes a linked timeout or the submission
  * queue is full, in complete.c: the op was prepared in rt->spare_sqe; this
  * claims its entry (or the two adjacent entries) the slow way, copies it
- * there and tags it, or fails the op if the ring is broken. Returns 0 if
- * the op went to the kernel, else the -errno it failed with.
+ * there and tags it, or fails the op if the ring is broken (waking its
+ * task). Returns PD_PENDING, which a poll that has just started its only op
+ * returns in turn: PD__PREP's call is a tail call.
  */
-int pd__op_spill(pd_cx *cx, pd__op *op, uint8_t fdret);
+pd_poll pd__op_spill(pd_cx *cx, pd__op *op, uint8_t fdret);
 
 /* The next op submitted through cx gets a linked timeout of ms. */
 static inline void pd__link_next(pd_cx *cx, struct __kernel_timespec *ts,
@@ -553,11 +573,11 @@ static inline struct io_uring_sqe *pd__op_claim(pd_cx *cx, pd__op *op,
  * The common case -- no linked timeout, room in the queue -- claims the
  * entry, prepares it and tags it inline, with no call. Otherwise CALL
  * prepares rt->spare_sqe and pd__op_spill, out of line, does the rest. The
- * value is 0 on the common way, 1 when the op went out of line: a state
- * whose only op this is then returns Pending at once (an op that failed
- * woke its task, which is polled again), so that nothing the poll holds
- * lives across the call and its common path saves no registers (see "The
- * hot path" in docs/design.md).
+ * value is PD_PENDING either way (an op that failed woke its task, which is
+ * polled again): a state whose only op this is returns it at once, so that
+ * the call out of line is a tail call, nothing the poll holds lives across
+ * it, and the poll needs no stack frame (see "The hot path" in
+ * docs/design.md). The pd__prep_OP helpers return the same.
  */
 #define PD__PREP(cx, op, fdret, CALL)                                          \
     do {                                                                       \
@@ -566,12 +586,11 @@ static inline struct io_uring_sqe *pd__op_claim(pd_cx *cx, pd__op *op,
             pd__s = pd__op_claim((cx), (op), (fdret));                         \
             CALL;                                                              \
             io_uring_sqe_set_data(pd__s, (op));                                \
-            return 0;                                                          \
+            return PD_PENDING;                                                 \
         }                                                                      \
         pd__s = &(cx)->rt->spare_sqe;                                          \
         CALL;                                                                  \
-        (void)pd__op_spill((cx), (op), (fdret));                               \
-        return 1;                                                              \
+        return pd__op_spill((cx), (op), (fdret));                              \
     } while (0)
 
 static inline int pd__prep_nop(pd_cx *cx, pd__op *op)
@@ -768,7 +787,7 @@ static inline int pd__prep_ftruncate(pd_cx *cx, pd__op *op, int fd,
 {
     if (PD__UNLIKELY(!cx->rt->has_ftruncate)) {
         pd__op_fail(cx, op, -EOPNOTSUPP, 0);
-        return 1;
+        return PD_PENDING;
     }
     PD__PREP(cx, op, 0, io_uring_prep_rw(PD__IORING_OP_FTRUNCATE, pd__s, fd, NULL,
                                          0, (uint64_t)len));
@@ -793,7 +812,7 @@ static inline int pd__prep_bind(pd_cx *cx, pd__op *op, int fd, const void *addr,
     if (PD__UNLIKELY(!cx->rt->has_bind)) {
         pd__op_fail(cx, op, bind(fd, (const struct sockaddr *)addr,
                                  (socklen_t)addrlen) < 0 ? -errno : 0, 0);
-        return 1;
+        return PD_PENDING;
     }
     PD__PREP(cx, op, 0, io_uring_prep_rw(PD__IORING_OP_BIND, pd__s, fd, addr, 0,
                                          (uint64_t)addrlen));
@@ -803,7 +822,7 @@ static inline int pd__prep_listen(pd_cx *cx, pd__op *op, int fd, int backlog)
 {
     if (PD__UNLIKELY(!cx->rt->has_listen)) {
         pd__op_fail(cx, op, listen(fd, backlog) < 0 ? -errno : 0, 0);
-        return 1;
+        return PD_PENDING;
     }
     PD__PREP(cx, op, 0, io_uring_prep_rw(PD__IORING_OP_LISTEN, pd__s, fd, NULL,
                                          (unsigned)backlog, 0));

@@ -360,9 +360,9 @@ MUTANTS = [
     # --- issue 17: the generator's broken C, #line, arrays' deadlines ---
     dict(name="gen-line-in-macro-args",
          file="templates/macros.c.j2",
-         old='            {{ "int pd__spilled = " if tail }}pd__prep_{{ b.prep }}'
+         old='            {{ "return " if tail }}pd__prep_{{ b.prep }}'
              '(cx, &self->{{ b.slot }}{{ b.args|call_args(16) }});',
-         new='            {{ "int pd__spilled = PD__UNLIKELY(" if tail }}pd__prep_{{ b.prep }}'
+         new='            {{ "return PD__UNLIKELY(" if tail }}pd__prep_{{ b.prep }}'
              '(cx, &self->{{ b.slot }}{{ b.args|call_args(16) }}){{ ")" if tail }};',
          inv="generator: a C error in the args of a state's only op is reported "
              "against the generated .c (#line inside a macro's arguments)",
@@ -1030,7 +1030,7 @@ MUTANTS = [
          run="c"),
     dict(name="reap-in-place-stale-head",
          file="runtime/loop.c",
-         old="        head = *khead;\n        if (PD__UNLIKELY((int)(tail - head) < 0))\n"
+         old="        head = *khead;\n        if (PD__UNLIKELY((int)(head - tail) >= 0))\n"
              "            break;\n",
          new="",
          inv="after a poll in place that reaped, the reap goes on from its own "
