@@ -258,16 +258,18 @@ START_TEST(echo_client_that_stopped_reading_cannot_stall_shutdown)
      * a linked timeout, so teardown cannot wait forever.
      */
     struct server s;
-    static char blob[1 << 20];
+    size_t blob_len = 1 << 20;
+    char *blob = malloc(blob_len);
     int c, fds, i;
     ssize_t n;
 
     fds = pd_test_fd_count();
     server_start(&s, 10, _i);
     c = client_connect(&s);
-    memset(blob, 'x', sizeof(blob));
+    ck_assert_ptr_nonnull(blob);
+    memset(blob, 'x', blob_len);
     for (i = 0; i < 2000; i++) {
-        n = write(c, blob, sizeof(blob));
+        n = write(c, blob, blob_len);
         (void)n;
         ck_assert_int_ge(pd_run_once(s.rt, 0), 0);
     }
@@ -275,6 +277,7 @@ START_TEST(echo_client_that_stopped_reading_cannot_stall_shutdown)
     ck_assert_int_eq(server_live(&s), 0);
     close(c);
     server_free(&s);
+    free(blob);
     ck_assert_int_eq(pd_test_fd_count(), fds);
 }
 END_TEST

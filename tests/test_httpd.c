@@ -1950,12 +1950,13 @@ static int served_all(const loader *ls)
 
 static void shutdown_under_load(long threads)
 {
-    static loader ls[LOAD_CONNS];
+    loader *ls = calloc(LOAD_CONNS, sizeof(*ls));
     static struct pollfd pfd[LOAD_CONNS];
     server s = { .threads = threads };
     long total = 0, truncated = 0, resets = 0, ended = 0;
     int fds, signalled = 0;
 
+    ck_assert_ptr_nonnull(ls);
     server_start_opts(&s, 10000, 5000, 5000, 10000);
     fds = pd_test_fd_count();
     for (int i = 0; i < LOAD_CONNS; i++) {
@@ -2003,6 +2004,7 @@ static void shutdown_under_load(long threads)
     ck_assert_int_ge(total, LOAD_BEFORE);
     for (int i = 0; i < LOAD_CONNS; i++)
         close(ls[i].fd);
+    free(ls);
     ck_assert_int_eq(pd_test_fd_count(), fds);
     ck_assert_int_eq(server_stop(&s), 0);
 }

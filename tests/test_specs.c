@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -137,39 +138,44 @@ Suite *pd_suite_read_file(void)
 
 START_TEST(write_all_short_writes_are_resubmitted)
 {
-    static char data[256 * 1024], got[sizeof(data)];
+    enum { LEN = 256 * 1024 };
+    char *data = malloc(LEN), *got = malloc(LEN);
     pd_runtime *rt = pd_test_rt();
     pd_task *t;
     size_t have = 0;
     int p[2];
 
-    for (size_t i = 0; i < sizeof(data); i++)
+    ck_assert_ptr_nonnull(data);
+    ck_assert_ptr_nonnull(got);
+    for (size_t i = 0; i < LEN; i++)
         data[i] = (char)(i * 7);
     ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
     /* A 4 KiB pipe forces many short writes. */
     ck_assert_int_ge(fcntl(p[1], F_SETPIPE_SZ, 4096), 4096);
     fcntl(p[0], F_SETFL, O_NONBLOCK);
-    t = write_all_spawn(rt, p[1], data, sizeof(data));
+    t = write_all_spawn(rt, p[1], data, LEN);
     ck_assert_ptr_nonnull(t);
     while (pd_task_state(t) != PD_TASK_DONE) {
         ssize_t n;
 
         ck_assert_int_ge(pd_run_once(rt, 0), 0);
-        while ((n = read(p[0], got + have, sizeof(got) - have)) > 0)
+        while ((n = read(p[0], got + have, LEN - have)) > 0)
             have += (size_t)n;
     }
-    while (have < sizeof(got)) {
-        ssize_t n = read(p[0], got + have, sizeof(got) - have);
+    while (have < LEN) {
+        ssize_t n = read(p[0], got + have, LEN - have);
 
         ck_assert_int_gt(n, 0);
         have += (size_t)n;
     }
-    ck_assert_int_eq(*(const ssize_t *)pd_task_output(t), (ssize_t)sizeof(data));
-    ck_assert_mem_eq(got, data, sizeof(data));
+    ck_assert_int_eq(*(const ssize_t *)pd_task_output(t), (ssize_t)LEN);
+    ck_assert_mem_eq(got, data, LEN);
     pd_task_release(t);
     close(p[0]);
     close(p[1]);
     pd_runtime_free(rt);
+    free(data);
+    free(got);
 }
 END_TEST
 
