@@ -17,7 +17,7 @@ The slowest jobs start first: by the time each took on the last run
 (build/test-times.json), or by the estimates below on a fresh clone.
 
 Usage: tests/run_tests.py [-v] [-j JOBS] [--py] [--c]   (both by default)
-  -j JOBS  how many jobs at once (default: PD_TEST_JOBS, or 5 per CPU)
+  -j JOBS  how many jobs at once (default: PD_TEST_JOBS, or 3 per CPU)
 """
 import argparse
 import json
@@ -266,7 +266,7 @@ def main(argv):
     p = argparse.ArgumentParser(description="Run every test, side by side.")
     p.add_argument("-v", action="store_true", help="print every job's whole output")
     p.add_argument("-j", type=int, default=int(os.environ.get("PD_TEST_JOBS", "0")) or
-                   5 * (os.cpu_count() or 2), metavar="JOBS")
+                   3 * (os.cpu_count() or 2), metavar="JOBS")
     p.add_argument("--py", action="store_true", help="only the Python tests")
     p.add_argument("--c", action="store_true", help="only the Check runners")
     a = p.parse_args(argv)
