@@ -2126,6 +2126,27 @@ static void run_until_readable(pd_runtime *rt, int fd)
 }
 
 /*
+ * The fixture of the keep-alive tests: a served tree, a runtime, a server
+ * state with an idle limit of idle_ms, and one http_conn task (*t) serving
+ * sv[0] of a socket pair. Returns the root's descriptor.
+ */
+static int ka_start(pd_runtime **rt, http_srv *srv, int sv[2], long long idle_ms, pd_task **t)
+{
+    int rootfd;
+
+    tree_make(&cf.t);
+    rootfd = open(cf.t.root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    ck_assert_int_ge(rootfd, 0);
+    ck_assert_int_eq(pd_runtime_new(rt, NULL), 0);
+    http_srv_init(srv, rootfd, 10000, idle_ms, 60000, 1000, 10);
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    srv->live++;
+    *t = http_conn_spawn(*rt, sv[0], srv);
+    ck_assert_ptr_nonnull(*t);
+    return rootfd;
+}
+
+/*
  * A keep-alive connection waits for its next request on the thread's
  * hot list, with no timer of its own; the sweep at HTTP_HOT_MS after its
  * response cancels its receive, and the connection gives its block back
@@ -2145,15 +2166,7 @@ START_TEST(httpd_keepalive_sweep)
     int sv[2], rootfd;
     ssize_t n;
 
-    tree_make(&cf.t);
-    rootfd = open(cf.t.root, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    ck_assert_int_ge(rootfd, 0);
-    ck_assert_int_eq(pd_runtime_new(&rt, NULL), 0);
-    http_srv_init(&srv, rootfd, 10000, 5000, 60000, 1000, 10);
-    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-    srv.live++;
-    t = http_conn_spawn(rt, sv[0], &srv);
-    ck_assert_ptr_nonnull(t);
+    rootfd = ka_start(&rt, &srv, sv, 5000, &t);
     for (int round = 0; round < 2; round++) {
         pd_test_write(sv[1], req, sizeof(req) - 1);
         run_until_readable(rt, sv[1]);
@@ -2321,15 +2334,7 @@ START_TEST(httpd_sweep_loses_no_request)
     int sv[2], rootfd;
     ssize_t n;
 
-    tree_make(&cf.t);
-    rootfd = open(cf.t.root, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    ck_assert_int_ge(rootfd, 0);
-    ck_assert_int_eq(pd_runtime_new(&rt, NULL), 0);
-    http_srv_init(&srv, rootfd, 10000, 60000, 60000, 1000, 10);
-    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-    srv.live++;
-    t = http_conn_spawn(rt, sv[0], &srv);
-    ck_assert_ptr_nonnull(t);
+    rootfd = ka_start(&rt, &srv, sv, 60000, &t);
     pd_test_write(sv[1], req, sizeof(req) - 1);
     run_until_readable(rt, sv[1]);
     n = read(sv[1], buf, sizeof(buf) - 1);
