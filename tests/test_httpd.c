@@ -20,7 +20,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/resource.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -164,7 +168,30 @@ typedef struct server {
     long long linger_ms;     /* 0: the default */
     long cache_entries;      /* -C: 0 the default, -1 none */
     long long valid_ms;      /* -V: 0 the default */
+    bool no_splice;          /* splice(2) and sendfile(2) fail with EINVAL */
 } server;
+
+/*
+ * Makes splice(2) and sendfile(2) fail with EINVAL in this process from
+ * now on, as on a file system that cannot splice (a seccomp filter: no
+ * file system of the test machine refuses to splice a regular file).
+ * Exits 98 if the filter cannot be loaded.
+ */
+static void deny_splice(void)
+{
+    struct sock_filter f[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_splice, 2, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_sendfile, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EINVAL),
+    };
+    struct sock_fprog prog = { .len = sizeof(f) / sizeof(f[0]), .filter = f };
+
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
+        prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) < 0)
+        exit(98);
+}
 
 static void server_start_opts(server *s, long long header_ms, long long idle_ms,
                               long long drain_ms, long max_conns)
@@ -204,6 +231,8 @@ static void server_start_opts(server *s, long long header_ms, long long idle_ms,
             o.cache_entries = s->cache_entries < 0 ? 0 : s->cache_entries;
         if (s->valid_ms > 0)
             o.cache_valid_ms = s->valid_ms;
+        if (s->no_splice)
+            deny_splice();
         if (s->nofile > 0) {
             struct rlimit rl = { .rlim_cur = (rlim_t)s->nofile, .rlim_max = (rlim_t)s->nofile };
 
@@ -1232,6 +1261,36 @@ START_TEST(httpd_large_file_complete)
     say(c, "HEAD /large.bin HTTP/1.1\r\nHost: t\r\n\r\n");
     ck_assert_int_eq(read_head(c, &len), 200);
     ck_assert_int_eq(len, LARGE_SIZE);
+    ck_assert_int_eq(get(c, "/hello.txt", &r), 0);
+    ck_assert_mem_eq(r.body, HELLO, 13);
+    client_free(c);
+    ck_assert_int_eq(server_stop(&s), 0);
+}
+END_TEST
+
+/*
+ * A file that cannot be spliced (splice(2) and sendfile(2) fail with
+ * EINVAL in the server) costs its body the zero-copy path, not the
+ * connection: by splice (_i 0) and by sendfile (_i 1), the file of 3 MiB
+ * and 17 bytes is read and sent instead, twice on one connection, every
+ * byte right, and the connection goes on after it.
+ */
+START_TEST(httpd_large_file_without_splice)
+{
+    server s = { .body = (_i == 0 ? HTTP_BODY_SPLICE : HTTP_BODY_SENDFILE) + 1,
+                 .no_splice = true };
+    client *c;
+    response r;
+    long long len;
+
+    server_start_opts(&s, 10000, 5000, 5000, 10000);
+    c = client_new(s.port);
+    for (int i = 0; i < 2; i++) {
+        say(c, "GET /large.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+        ck_assert_int_eq(read_head(c, &len), 200);
+        ck_assert_int_eq(len, LARGE_SIZE);
+        read_large_body(c, 0, LARGE_SIZE);
+    }
     ck_assert_int_eq(get(c, "/hello.txt", &r), 0);
     ck_assert_mem_eq(r.body, HELLO, 13);
     client_free(c);
@@ -2411,6 +2470,7 @@ Suite *pd_suite_httpd(void)
     tcase_add_loop_test(srv, httpd_large_file_client_leaves, 0, 3);
     tcase_add_loop_test(srv, httpd_large_file_drain, 0, 3);
     tcase_add_loop_test(srv, httpd_large_file_shrinks_mid_send, 0, 3);
+    tcase_add_loop_test(srv, httpd_large_file_without_splice, 0, 2);
     tcase_add_loop_test(srv, httpd_slow_readers_cut_at_send_deadline, 0, 4);
     tcase_add_test(srv, httpd_never_leaves_root);
     tcase_add_loop_test(srv, httpd_cache_follows_changes, 0, 2);

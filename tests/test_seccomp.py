@@ -141,6 +141,44 @@ class UnderSeccomp(unittest.TestCase):
                 self.assertEqual((p.returncode, err), (0, ""))
                 self.assertEqual(len(re.findall("0 ops in flight, 0 connections left", out)), 2)
 
+    def test_httpd_copies_a_large_body_that_cannot_be_spliced(self):
+        """A file system that cannot splice (splice(2) or sendfile(2)
+        answering EINVAL, as a seccomp filter makes them here) costs a
+        large body its zero-copy path, not its connection: httpd reads and
+        sends it instead, every byte, twice on one connection, and then
+        serves the next request."""
+        root = tempfile.mkdtemp(prefix="pd-seccomp-")
+        self.addCleanup(os.rmdir, root)
+        body = bytes((i * 7 + i // 251) & 0xff for i in range((1 << 20) + 17))
+        with open(os.path.join(root, "f.bin"), "wb") as f:
+            f.write(body)
+        self.addCleanup(os.unlink, os.path.join(root, "f.bin"))
+        for mode, call in (("splice", "splice"), ("sendfile", "sendfile")):
+            with self.subTest(mode=mode):
+                p = self.popen([SECCOMP_RUN, "-e", "EINVAL", "-c", call],
+                               os.path.join(BUILD, "httpd"), "-p", "0", "-e", "uring",
+                               "-L", mode, "-r", root)
+                port = None
+                while port is None:
+                    line = p.stdout.readline()
+                    self.assertTrue(line, p.stderr.read() if p.poll() is not None else "")
+                    m = re.match(r"httpd: listening on \S+ port (\d+)", line)
+                    if m:
+                        port = int(m.group(1))
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+                for _ in range(2):
+                    c.request("GET", "/f.bin")
+                    r = c.getresponse()
+                    self.assertEqual((r.status, r.read()), (200, body))
+                c.request("GET", "/missing")
+                r = c.getresponse()
+                r.read()
+                self.assertEqual(r.status, 404)
+                c.close()
+                p.send_signal(signal.SIGTERM)
+                out, err = p.communicate(timeout=30)
+                self.assertEqual((p.returncode, err), (0, ""))
+
     def test_httpd_suite_under_podmans_profile(self):
         """Every test of httpd's own Check suite (every status, traversal,
         slowloris, send deadlines, drain) under Podman's default profile."""

@@ -133,6 +133,11 @@ ssize_t http_pipe_drain(int pipe_r, int fd, size_t len, bool more)
     return n < 0 ? -errno : n;
 }
 
+bool http_no_splice(long err)
+{
+    return err == -EINVAL || err == -ENOSYS || err == -EOPNOTSUPP;
+}
+
 /* --- the response cache --- */
 
 static uint32_t key_hash(const char *key, size_t len)

@@ -94,6 +94,15 @@ ssize_t http_pipe_fill(int pipe_w, int ffd, long long *off, size_t len);
  */
 ssize_t http_pipe_drain(int pipe_r, int fd, size_t len, bool more);
 
+/*
+ * Whether err (a -errno of splice(2) or sendfile(2) from a file, before any
+ * byte moved) says that the file cannot be moved that way at all: EINVAL
+ * (its file system cannot splice), ENOSYS or EOPNOTSUPP (the call is
+ * missing or filtered). The connection then reads and sends the rest of
+ * the body instead (the copy path), rather than ending.
+ */
+bool http_no_splice(long err);
+
 /* A request body (GET with Content-Length or chunked) is discarded up to this. */
 #define HTTP_BODY_MAX (64u * 1024u)
 /* How long a keep-alive connection keeps its block after a response. */

@@ -1141,6 +1141,21 @@ MUTANTS = [
          inv="httpd: a keep-alive connection whose hot period ended keeps its block "
              "while it waits, and leaks it when it takes another",
          run="plain"),
+    # --- issue 22: httpd's large bodies (files by the megabyte) ---
+    dict(name="httpd-unspliceable-ends-connection",
+         file="examples/httpd/http_conn.yaml",
+         old="        if (self->inpipe == 0 && http_no_splice(res)) {\n",
+         new="        if (self->inpipe == 0 && http_no_splice(res) && 0) {\n",
+         inv="httpd: a file that cannot be spliced ends its connection instead of "
+             "being read and sent",
+         run="plain"),
+    dict(name="httpd-unsendfileable-ends-connection",
+         file="examples/httpd/http_conn.yaml",
+         old="        if (res < 0 && http_no_splice(-errno)) {\n",
+         new="        if (res < 0 && http_no_splice(-errno) && 0) {\n",
+         inv="httpd -L sendfile: a file that sendfile cannot send ends its connection "
+             "instead of being read and sent",
+         run="plain"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))

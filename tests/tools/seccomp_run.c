@@ -1,9 +1,11 @@
 /*
- * seccomp_run -e ERRNO COMMAND [ARG...]: runs COMMAND where io_uring is
+ * seccomp_run -e ERRNO [-c CALL]... COMMAND [ARG...]: runs COMMAND where io_uring is
  * switched off the way container runtimes switch it off. A seccomp filter
  * (libseccomp) makes io_uring_setup, io_uring_enter and io_uring_register
  * fail with ERRNO and allows every other system call; COMMAND and what it
- * starts inherit it. ERRNO is a name or a number: ENOSYS is what Podman's
+ * starts inherit it. With -c, the named system calls fail with ERRNO
+ * instead (up to 8; io_uring is then left alone): the tests use it to make
+ * splice(2) or sendfile(2) fail as on a file system that cannot splice. ERRNO is a name or a number: ENOSYS is what Podman's
  * default profile answers (and a kernel built without io_uring), EPERM
  * what Docker's and containerd's default profiles answer since 2023 (and
  * kernel.io_uring_disabled). The tests use it to check that polldrop's
@@ -40,24 +42,37 @@ static int parse_errno(const char *s)
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: seccomp_run -e ERRNO COMMAND [ARG...]\n"
+    fprintf(stderr, "usage: seccomp_run -e ERRNO [-c CALL]... COMMAND [ARG...]\n"
                     "  -e ERRNO  what io_uring_setup, io_uring_enter and\n"
                     "            io_uring_register answer: ENOSYS, EPERM, EINVAL,\n"
-                    "            ENOMEM, EMFILE or a number\n");
+                    "            ENOMEM, EMFILE or a number\n"
+                    "  -c CALL   make the system call CALL answer ERRNO instead of\n"
+                    "            io_uring's (repeatable, up to 8)\n");
     return 2;
 }
 
 int main(int argc, char **argv)
 {
-    static const char *const calls[] = { "io_uring_setup", "io_uring_enter",
+    static const char *const uring[] = { "io_uring_setup", "io_uring_enter",
                                          "io_uring_register" };
+    const char *named[8];
+    const char *const *calls = uring;
+    size_t ncalls = sizeof(uring) / sizeof(uring[0]), nnamed = 0;
     scmp_filter_ctx ctx;
     int opt, err = 0, ret = 0;
     size_t i;
 
-    while ((opt = getopt(argc, argv, "+e:")) != -1) {
+    while ((opt = getopt(argc, argv, "+e:c:")) != -1) {
+        if (opt == 'c' && nnamed < sizeof(named) / sizeof(named[0])) {
+            named[nnamed++] = optarg;
+            continue;
+        }
         if (opt != 'e' || (err = parse_errno(optarg)) == 0)
             return usage();
+    }
+    if (nnamed > 0) {
+        calls = named;
+        ncalls = nnamed;
     }
     if (err == 0 || optind >= argc)
         return usage();
@@ -66,7 +81,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "seccomp_run: seccomp_init failed\n");
         return 2;
     }
-    for (i = 0; i < sizeof(calls) / sizeof(calls[0]) && ret == 0; i++) {
+    for (i = 0; i < ncalls && ret == 0; i++) {
         int nr = seccomp_syscall_resolve_name(calls[i]);
 
         ret = nr == __NR_SCMP_ERROR ? -ENOSYS
