@@ -1304,7 +1304,7 @@ END_TEST
  * when it starts are left out, since the server says it listens before
  * its thread has made them.
  */
-static int fds_of(const server *s)
+static int fds_of_kind(const server *s, bool files_only)
 {
     char p[64], link[PATH_MAX + 1], fp[PATH_MAX];
     size_t rlen = strlen(s->t.root);
@@ -1325,12 +1325,110 @@ static int fds_of(const server *s)
         if (len < 0)
             continue; /* closed meanwhile */
         link[len] = '\0';
-        n += strncmp(link, "socket:", 7) == 0 || strncmp(link, "pipe:", 5) == 0 ||
+        n += (!files_only &&
+              (strncmp(link, "socket:", 7) == 0 || strncmp(link, "pipe:", 5) == 0)) ||
              (strncmp(link, s->t.root, rlen) == 0 && link[rlen] == '/');
     }
     closedir(d);
     return n;
 }
+
+static int fds_of(const server *s)
+{
+    return fds_of_kind(s, false);
+}
+
+static void past_window(long long ms);
+
+/* The descriptors of server s of files beneath the root. */
+static int files_of(const server *s)
+{
+    return fds_of_kind(s, true);
+}
+
+/*
+ * Large files are kept open (http_ofiles) under the response cache's
+ * validity rule (-V 200 here): a file served twice is opened once and
+ * kept, one descriptor; renamed over, it is served as it is now once a
+ * window has passed; changed in place, at once; removed, 404 once a
+ * window has passed, and its descriptor is closed. With the cache off
+ * (-C 0) nothing is kept.
+ */
+START_TEST(httpd_large_file_kept_open)
+{
+    server s = { .valid_ms = 200, .cache_entries = _i ? -1 : 0 };
+    char p[256], q[256];
+    char *x = malloc(HTTP_SPLICE_MIN + 1000);
+    client *c;
+    response r;
+    long long len;
+    int tries;
+
+    ck_assert_ptr_nonnull(x);
+    server_start_opts(&s, 10000, 60000, 5000, 10000);
+    c = client_new(s.port);
+    for (int i = 0; i < 2; i++) {
+        say(c, "GET /large.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+        ck_assert_int_eq(read_head(c, &len), 200);
+        ck_assert_int_eq(len, LARGE_SIZE);
+        read_large_body(c, 0, LARGE_SIZE);
+    }
+    /* The responses' own descriptors close right after their last splice
+       (a bound against a hang, not a measurement). */
+    for (tries = 0; tries < 200 && files_of(&s) != (_i ? 0 : 1); tries++)
+        usleep(20000);
+    ck_assert_int_eq(files_of(&s), _i ? 0 : 1);
+
+    /* Changed in place (a byte of the body): seen at once. */
+    snprintf(p, sizeof(p), "%s/large.bin", s.t.root);
+    {
+        int fd = open(p, O_WRONLY | O_CLOEXEC);
+
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(pwrite(fd, "!", 1, 5), 1);
+        close(fd);
+    }
+    say(c, "GET /large.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+    ck_assert_int_eq(read_head(c, &len), 200);
+    ck_assert_int_eq(len, LARGE_SIZE);
+    read_large_body(c, 0, 5);
+    if (c->len == 0)
+        ck_assert_int_gt(fill(c), 0);
+    ck_assert_int_eq(c->buf[0], '!');
+    consume(c, 1);
+    read_large_body(c, 6, LARGE_SIZE);
+
+    /* Renamed over: a new inode under the same name, of another size. */
+    memset(x, 'x', HTTP_SPLICE_MIN + 1000);
+    put_file(s.t.root, "large.tmp", x, HTTP_SPLICE_MIN + 1000);
+    snprintf(q, sizeof(q), "%s/large.tmp", s.t.root);
+    ck_assert_int_eq(rename(q, p), 0);
+    past_window(s.valid_ms);
+    say(c, "GET /large.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+    ck_assert_int_eq(read_head(c, &len), 200);
+    ck_assert_int_eq(len, HTTP_SPLICE_MIN + 1000);
+    for (size_t at = 0; at < HTTP_SPLICE_MIN + 1000;) {
+        size_t take;
+
+        if (c->len == 0)
+            ck_assert_int_gt(fill(c), 0);
+        take = c->len < HTTP_SPLICE_MIN + 1000 - at ? c->len : HTTP_SPLICE_MIN + 1000 - at;
+        ck_assert_int_eq(memcmp(c->buf, x, take), 0);
+        at += take;
+        consume(c, take);
+    }
+
+    /* Removed: 404, and the kept descriptor is closed. */
+    ck_assert_int_eq(unlink(p), 0);
+    past_window(s.valid_ms);
+    ck_assert_int_eq(get(c, "/large.bin", &r), 0);
+    ck_assert_int_eq(r.status, 404);
+    ck_assert_int_eq(files_of(&s), 0);
+    client_free(c);
+    free(x);
+    ck_assert_int_eq(server_stop(&s), 0);
+}
+END_TEST
 
 /*
  * Clients that leave in the middle of a large file, by a plain close
@@ -1365,6 +1463,9 @@ START_TEST(httpd_large_file_client_leaves)
         read_large_body(c, 0, (size_t)i * 100000u + 1u);
         client_free(c);
     }
+    /* The thread keeps mid.bin and large.bin open (http_ofiles): two
+       descriptors that are no connection's. */
+    before += 2;
     /* Wait for the lingering closes to end (a bound against a hang, not a
        measurement). */
     for (int tries = 0; tries < 200 && fds_of(&s) != before && fds_of(&s) != before + spare;
@@ -1534,6 +1635,9 @@ START_TEST(httpd_slow_readers_cut_at_send_deadline)
     ck_assert_mem_eq(r.body, HELLO, 13);
     ck_assert_int_eq(read_eof(fresh), 0);
     client_free(fresh);
+    /* The thread keeps big.bin open (http_ofiles): a descriptor that is
+       no connection's (4k.bin, of _i 2, is not a large file). */
+    before += _i == 2 ? 0 : 1;
     /* The stalled clients are still open: the server closed its ends, with
        their files and pipes (a bound against a hang, not a measurement). */
     for (int tries = 0; tries < 500 && fds_of(&s) != before; tries++)
@@ -1883,8 +1987,9 @@ START_TEST(httpd_lingering_close_reads_what_follows)
     ck_assert_ptr_nonnull(c);
     server_start(&s);
     /* A large body sent whole first: its pipe is the thread's spare one
-       from then on, two descriptors more. */
-    before = fds_of(&s) + 2;
+       from then on, two descriptors more, and its file is kept open
+       (http_ofiles), one more. */
+    before = fds_of(&s) + 3;
     warm = client_new(s.port);
     ck_assert_int_eq(get(warm, "/mid.bin", &r), 0);
     client_free(warm);
@@ -2471,6 +2576,7 @@ Suite *pd_suite_httpd(void)
     tcase_add_loop_test(srv, httpd_large_file_drain, 0, 3);
     tcase_add_loop_test(srv, httpd_large_file_shrinks_mid_send, 0, 3);
     tcase_add_loop_test(srv, httpd_large_file_without_splice, 0, 2);
+    tcase_add_loop_test(srv, httpd_large_file_kept_open, 0, 2);
     tcase_add_loop_test(srv, httpd_slow_readers_cut_at_send_deadline, 0, 4);
     tcase_add_test(srv, httpd_never_leaves_root);
     tcase_add_loop_test(srv, httpd_cache_follows_changes, 0, 2);

@@ -138,6 +138,73 @@ bool http_no_splice(long err)
     return err == -EINVAL || err == -ENOSYS || err == -EOPNOTSUPP;
 }
 
+/* --- the open large files --- */
+
+static void ofile_free(http_ofile *f)
+{
+    close(f->fd);
+    f->fd = -1;
+    f->klen = 0;
+}
+
+int http_ofile_get(http_ofiles *o, const char *key, size_t klen, long long now)
+{
+    int fd = -1;
+
+    if (o->valid_ms <= 0)
+        return -1;
+    for (int i = 0; i < HTTP_OFILES; i++) {
+        http_ofile *f = &o->f[i];
+
+        if (f->klen == 0)
+            continue;
+        if (now - f->stamp >= o->valid_ms) {
+            ofile_free(f);
+            continue;
+        }
+        if (fd < 0 && f->klen == klen && memcmp(f->key, key, klen) == 0) {
+            fd = fcntl(f->fd, F_DUPFD_CLOEXEC, 0);
+            o->hits += fd >= 0;
+        }
+    }
+    return fd < 0 ? -1 : fd;
+}
+
+void http_ofile_put(http_ofiles *o, const char *key, size_t klen, long long stamp, int fd)
+{
+    http_ofile *slot = NULL;
+    int d;
+
+    if (o->valid_ms <= 0 || klen == 0 || klen >= HTTP_CACHE_KEY)
+        return;
+    for (int i = 0; i < HTTP_OFILES; i++) {
+        http_ofile *f = &o->f[i];
+
+        if (f->klen == klen && memcmp(f->key, key, klen) == 0) {
+            slot = f;
+            break;
+        }
+        if (slot == NULL || (slot->klen > 0 && (f->klen == 0 || f->stamp < slot->stamp)))
+            slot = f;
+    }
+    d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (d < 0)
+        return;
+    if (slot->klen > 0)
+        ofile_free(slot);
+    slot->fd = d;
+    slot->klen = (uint16_t)klen;
+    slot->stamp = stamp;
+    memcpy(slot->key, key, klen);
+}
+
+void http_ofiles_fini(http_ofiles *o)
+{
+    for (int i = 0; i < HTTP_OFILES; i++)
+        if (o->f[i].klen > 0)
+            ofile_free(&o->f[i]);
+}
+
 /* --- the response cache --- */
 
 static uint32_t key_hash(const char *key, size_t len)
@@ -464,6 +531,7 @@ void http_srv_fini(http_srv *srv)
     http_pool_drain(&srv->pool);
     http_pipes_fini(&srv->pipes);
     http_cache_fini(&srv->cache);
+    http_ofiles_fini(&srv->ofiles);
 }
 
 void http_srv_link(http_srv *srv, http_link *l, pd_task *task)

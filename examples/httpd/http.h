@@ -260,6 +260,65 @@ void http_cache_pin(http_cache *c, int idx);
 void http_cache_unpin(http_cache *c, int idx);
 
 /*
+ * The open large files of one thread: the descriptors of files of
+ * HTTP_SPLICE_MIN bytes or more recently served, so that a request for one
+ * of them costs no openat2 (no path walk beneath the root) and no final
+ * close, only a dup of the kept descriptor (F_DUPFD_CLOEXEC), an fstat of
+ * it and the dup's close. Each response has its own descriptor and sends
+ * at explicit offsets, so nothing is shared but the open file; a slot's
+ * descriptor is closed whenever the slot is replaced, and the responses
+ * sending from a dup of it go on undisturbed.
+ *
+ * The validity rule is the response cache's (valid_ms, -V): a slot's stamp
+ * is the monotonic time taken before the openat2 that opened it, and it
+ * answers a request routed at now only while now - stamp < valid_ms. So a
+ * change of what the path names (renamed over, removed, replaced by a
+ * link out of the root) completed at T is seen by every request routed at
+ * or after T + valid_ms, which opens the path again beneath the root and
+ * replaces the slot or answers 404. A change of the file itself (written
+ * in place, truncated) is seen at once: every response takes its size and
+ * mtime from a fresh fstat. Key: the request's decoded path, shorter than
+ * HTTP_CACHE_KEY; a directory's index file is not kept.
+ *
+ * Bounded: HTTP_OFILES slots per thread, the oldest replaced by a new
+ * file; a slot past its validity is closed by the next lookup of the
+ * thread (any path), so a removed file is not held open beyond its
+ * thread's next large-file request (or its exit). valid_ms 0: nothing is
+ * kept (httpd keeps none when its response cache is off, -C 0).
+ */
+#define HTTP_OFILES 8
+
+typedef struct http_ofile {
+    int fd;                  /* the kept descriptor, when klen > 0 */
+    uint16_t klen;           /* 0: a free slot */
+    long long stamp;         /* http_now_ms() before the openat2 that opened fd */
+    char key[HTTP_CACHE_KEY];
+} http_ofile;
+
+/* Zeroed (memset): every slot free, off. */
+typedef struct http_ofiles {
+    http_ofile f[HTTP_OFILES];
+    long long valid_ms;      /* 0: off */
+    uint64_t hits;
+} http_ofiles;
+
+/*
+ * A new descriptor (close-on-exec, the caller's to close) of the file kept
+ * for key (klen bytes), if a slot holds it within its validity at now;
+ * else -1. Closes every slot past its validity on the way.
+ */
+int http_ofile_get(http_ofiles *o, const char *key, size_t klen, long long now);
+/*
+ * Keeps a duplicate of fd, a regular file just opened for key with
+ * openat2 after stamp, in the slot of key, else a free slot, else the
+ * oldest one (closing what the slot held). Nothing when o is off, the key
+ * does not fit, or the duplicate cannot be made.
+ */
+void http_ofile_put(http_ofiles *o, const char *key, size_t klen, long long stamp, int fd);
+/* Closes every kept descriptor; o is empty afterwards. */
+void http_ofiles_fini(http_ofiles *o);
+
+/*
  * A connection's entry in its server's list, embedded in the future: the
  * drain walks the list to close the idle ones.
  */
@@ -332,6 +391,7 @@ typedef struct http_srv {
     http_pool pool;
     http_pipes pipes;        /* spare pipes of large bodies */
     http_cache cache;
+    http_ofiles ofiles;      /* descriptors of large files recently served */
     uint64_t responses;      /* responses sent completely */
     uint64_t accepted;
     /* Cached formatted times: the Date of this second, the last Last-Modified. */

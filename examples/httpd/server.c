@@ -306,6 +306,8 @@ int httpd_run(const httpd_opts *o)
             ret = 1;
             goto out;
         }
+        /* Large files are kept open under the response cache's validity rule. */
+        w->srv.ofiles.valid_ms = w->srv.cache.e != NULL ? o->cache_valid_ms : 0;
         w->lfd = listener(&addr, alen, threads > 1);
         if (w->lfd < 0) {
             fprintf(stderr, "httpd: cannot listen on %s port %ld: %s\n", o->host, o->port,

@@ -1156,6 +1156,20 @@ MUTANTS = [
          inv="httpd -L sendfile: a file that sendfile cannot send ends its connection "
              "instead of being read and sent",
          run="plain"),
+    dict(name="httpd-ofile-past-validity",
+         file="examples/httpd/http.c",
+         old="        if (now - f->stamp >= o->valid_ms) {\n",
+         new="        if (0) {\n",
+         inv="httpd: a large file kept open answers past its validity: a file renamed "
+             "over or removed is served as it was, and its descriptor is never closed",
+         run="plain"),
+    dict(name="httpd-ofile-lends-its-descriptor",
+         file="examples/httpd/http.c",
+         old="            fd = fcntl(f->fd, F_DUPFD_CLOEXEC, 0);\n",
+         new="            fd = f->fd;\n",
+         inv="httpd: a response sends from the kept descriptor itself and closes it, "
+             "leaving the slot with a closed (or reused) descriptor",
+         run="plain"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
