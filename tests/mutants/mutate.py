@@ -1141,6 +1141,13 @@ MUTANTS = [
          inv="httpd: a keep-alive connection whose hot period ended keeps its block "
              "while it waits, and leaks it when it takes another",
          run="plain"),
+    # --- issue 22: httpd's keep-alive receive polls first ---
+    dict(name="gen-ioprio-with-group",
+         file="gen/validate.py",
+         old='            if "ioprio" in named:\n',
+         new='            if False:\n',
+         inv="generator: ioprio given to a recv with group is dropped without a word",
+         run="gen"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
