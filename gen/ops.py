@@ -134,7 +134,9 @@ OPS = {op.name: op for op in [
        "listen(2) at once", since="6.11", headers=["<sys/socket.h>"]),
     Op("connect", [FD, Arg("addr", "const void *"), Arg("addrlen", "unsigned")],
        "io_uring_prep_connect", "connects fd to addr"),
-    Op("recv", [FD, Arg("buf", "void *"), Arg("len", "size_t"), Arg("flags", "int", "0")],
+    Op("recv", [FD, Arg("buf", "void *"), Arg("len", "size_t"), Arg("flags", "int", "0"),
+                Arg("ioprio", "unsigned", "0",
+                    "IORING_RECVSEND_POLL_FIRST: no try before the socket is readable")],
        "io_uring_prep_recv", "receives into buf; or, with `group:` (a pd_bufgroup *) "
        "instead of buf and len, into a buffer the kernel picks, which then sees as "
        "`pd_buf buf`; `multishot: true` (with group) keeps receiving",

@@ -643,6 +643,9 @@ class Validator:
             if both:
                 self.err(node.key_pos[both[0]], f"io '{op.name}' takes either group or "
                          "buf and len: with group, the kernel picks the buffer")
+            if "ioprio" in named:
+                self.err(node.key_pos["ioprio"], f"io '{op.name}' takes ioprio only with "
+                         "buf and len: a recv with group is armed by its group's rules")
             for arg in [a for a, default in op.args if default is None
                         and a not in named and a not in ("buf", "len")]:
                 self.err(where, f"io '{op.name}' is missing required argument '{arg}'")

@@ -673,10 +673,15 @@ static inline int pd__prep_connect(pd_cx *cx, pd__op *op, int fd,
                                               addrlen));
 }
 
+/*
+ * ioprio (IORING_RECVSEND_POLL_FIRST) is a hint: a receive that expects no
+ * data yet waits for readiness instead of trying first and failing.
+ */
 static inline int pd__prep_recv(pd_cx *cx, pd__op *op, int fd, void *buf,
-                                size_t len, int flags)
+                                size_t len, int flags, unsigned ioprio)
 {
-    PD__PREP(cx, op, 0, io_uring_prep_recv(pd__s, fd, buf, len, flags));
+    PD__PREP(cx, op, 0, (io_uring_prep_recv(pd__s, fd, buf, len, flags),
+                         pd__s->ioprio = (__u16)ioprio));
 }
 
 static inline int pd__prep_send(pd_cx *cx, pd__op *op, int fd,

@@ -1112,6 +1112,15 @@ class MultishotErrors(GenTest):
             """), "f.yaml:11:42: error: io 'recv' takes either group or buf and len: "
                   "with group, the kernel picks the buffer")
 
+    def test_ioprio_not_with_group(self):
+        self.assertError(self.state("""\
+            s:
+              io: recv
+              args: {fd: self->fd, group: self->g, ioprio: IORING_RECVSEND_POLL_FIRST}
+              then: RETURN(res);
+            """), "f.yaml:11:42: error: io 'recv' takes ioprio only with buf and len: "
+                  "a recv with group is armed by its group's rules")
+
     def test_multishot_with_timeout(self):
         self.assertError(self.state("""\
             s:

@@ -1170,6 +1170,13 @@ MUTANTS = [
          inv="httpd: a response sends from the kept descriptor itself and closes it, "
              "leaving the slot with a closed (or reused) descriptor",
          run="plain"),
+    # --- issue 22: httpd's keep-alive receive polls first ---
+    dict(name="gen-ioprio-with-group",
+         file="gen/validate.py",
+         old='            if "ioprio" in named:\n',
+         new='            if False:\n',
+         inv="generator: ioprio given to a recv with group is dropped without a word",
+         run="gen"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
