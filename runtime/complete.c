@@ -139,7 +139,7 @@ pd_poll pd__op_spill(pd_cx *cx, pd__op *op, uint8_t fdret)
     }
     pd__op_start(cx, op, fdret);
     *sqe = rt->spare_sqe;
-    io_uring_sqe_set_data(sqe, op);
+    io_uring_sqe_set_data64(sqe, PD__OP_UD(op, fdret));
     if (cx->link_ts != NULL)
         pd__link_timeout(cx, sqe, op);
     return PD_PENDING;
@@ -181,7 +181,7 @@ void pd__op_cancel(pd__op *op)
             return;
     }
     sqe = pd__sq_claim(rt);
-    io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op, 0);
+    io_uring_prep_cancel64(sqe, PD__OP_UD(op, op->fdret), 0);
     io_uring_sqe_set_data64(sqe, PD__UD_CANCEL);
     sqe->flags |= (uint8_t)rt->cancel_flags;
     op->cancelled = 1;

@@ -107,28 +107,29 @@ static inline __attribute__((always_inline)) unsigned pd__reap_polling(pd_runtim
     unsigned *khead = cq->khead;
     unsigned start = *khead, head = start;
     unsigned tail = io_uring_smp_load_acquire(cq->ktail);
-    /* The ops completed here whose tasks were polled in place. */
-    unsigned polls = 0;
+    /*
+     * Polls are counted in rt->stats, in memory, which leaves a register
+     * for the loop; each poll in place followed one op's last completion.
+     */
+    uint64_t polls0 = rt->stats.polls;
     pd_cx cx = { rt, NULL, NULL };
 
-    while (head != tail) {
+    /* Signed distance: a nested reap may have taken the head past the tail. */
+    while ((int)(head - tail) < 0) {
         const struct io_uring_cqe *cqe = &cq->cqes[head & cq->ring_mask];
         uint64_t ud = cqe->user_data;
         pd__op *op = (pd__op *)(uintptr_t)ud;
         pd_task *t;
 
-        /* pd__dispatch's two tests: anything but a plain op's own result. */
-        if (PD__UNLIKELY(((ud & 7) | (cqe->flags & (IORING_CQE_F_MORE |
-                                                     IORING_CQE_F_NOTIF))) != 0) ||
-            PD__UNLIKELY(ud < PD__UD_RESERVED)) {
+        /* As pd__dispatch: anything but a plain op's own result. */
+        if (!pd__ud_plain(ud)) {
             if (pd__dispatch_rare(rt, cqe, 0))
                 break;
             head++;
             continue;
         }
         pd__checked_cqe(cqe);
-        op->res = cqe->res;
-        op->cflags = cqe->flags;
+        pd__op_result(op, cqe);
         head++;
         if (--op->pending != 0)
             continue; /* its linked timeout's completion is still owed */
@@ -141,9 +142,9 @@ static inline __attribute__((always_inline)) unsigned pd__reap_polling(pd_runtim
             continue;
         }
         io_uring_smp_store_release(khead, head);
-        polls++;
+        rt->stats.polls++;
         cx.task = t;
-        if (PD__UNLIKELY(t->vt->poll(t->self, &cx, t->out) != PD_PENDING))
+        if (PD__UNLIKELY(t->poll(t->self, &cx, t->out) != PD_PENDING))
             pd__task_poll_end(rt, &cx, cx.task, 1);
         /*
          * The poll may have reaped: go on from where that left the head,
@@ -151,14 +152,10 @@ static inline __attribute__((always_inline)) unsigned pd__reap_polling(pd_runtim
          * posted since this one began, past) the tail read above.
          */
         head = *khead;
-        if (PD__UNLIKELY((int)(head - tail) >= 0))
-            break;
     }
     if (head != *khead)
         io_uring_smp_store_release(khead, head);
-    /* Each poll in place followed one op's last completion. */
-    rt->stats.polls += polls;
-    rt->stats.ops_completed += polls;
+    rt->stats.ops_completed += rt->stats.polls - polls0;
     return head - start;
 }
 
@@ -294,7 +291,7 @@ static __attribute__((noinline)) int pd__poll_batch(pd_runtime *rt)
         cx.task = t;
         /* The common case, a running task still pending, stays in this loop. */
         if (PD__LIKELY(t->state == PD_TASK_RUNNING)) {
-            if (PD__LIKELY(t->vt->poll(t->self, &cx, t->out) == PD_PENDING))
+            if (PD__LIKELY(t->poll(t->self, &cx, t->out) == PD_PENDING))
                 continue;
             pd__task_poll_end(rt, &cx, t, 1);
         } else {
@@ -452,6 +449,7 @@ int pd_block_on(pd_runtime *rt, pd_dyn fut, void *out)
     memset(&root, 0, sizeof(root));
     root.rt = rt;
     root.vt = fut.vt;
+    root.poll = fut.vt->poll;
     root.self = fut.self;
     root.out = out;
     root.refs = 1;
