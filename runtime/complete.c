@@ -121,7 +121,7 @@ struct io_uring_sqe *pd__op_sqe_slow(pd_cx *cx, pd__op *op, uint8_t fdret)
     return sqe;
 }
 
-pd_poll pd__op_spill(pd_cx *cx, pd__op *op, uint8_t fdret)
+pd_poll pd__op_spill(pd__op *op, pd_cx *cx, uint8_t fdret)
 {
     pd_runtime *rt = cx->rt;
     struct io_uring_sqe *sqe = pd__op_sqe_slow(cx, op, fdret);
@@ -137,6 +137,9 @@ pd_poll pd__op_spill(pd_cx *cx, pd__op *op, uint8_t fdret)
             op->res = close(rt->spare_sqe.fd) == 0 ? 0 : -errno;
         return PD_PENDING;
     }
+    /* Its own completion is not its last: tagged, it goes the rare way. */
+    if (cx->link_ts != NULL)
+        fdret |= PD__OP_LINKED;
     pd__op_start(cx, op, fdret);
     *sqe = rt->spare_sqe;
     io_uring_sqe_set_data64(sqe, PD__OP_UD(op, fdret));

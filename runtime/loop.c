@@ -131,9 +131,7 @@ static inline __attribute__((always_inline)) unsigned pd__reap_polling(pd_runtim
         pd__checked_cqe(cqe);
         pd__op_result(op, cqe);
         head++;
-        if (--op->pending != 0)
-            continue; /* its linked timeout's completion is still owed */
-        op->st = PD__OP_READY;
+        pd__op_ready(op);
         t = op->task;
         /* Running and not queued, in one compare of the adjacent bytes. */
         if (PD__UNLIKELY(pd__task_state_queued(t) != PD_TASK_RUNNING)) {

@@ -263,8 +263,9 @@ static void pd__dispatch_tag(pd_runtime *rt, uint64_t ud)
 /*
  * Every completion but a plain op's one result: a reserved tag, an
  * extended slot's, a linked timeout's (the op's address tagged
- * PD__TAG_TIMEOUT), and the two of a zero-copy send (tagged PD__TAG_ZC) --
- * its result comes with IORING_CQE_F_MORE, and its notification
+ * PD__TAG_TIMEOUT), and a plain op's tagged PD__TAG_RARE: the result of
+ * an op whose linked timeout completes too, or the two of a zero-copy send
+ * -- its result comes with IORING_CQE_F_MORE, and its notification
  * (IORING_CQE_F_NOTIF, whose res is not the result) follows; only then may
  * the buffer and the slot be reused. Returns as pd__dispatch.
  */

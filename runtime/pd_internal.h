@@ -193,9 +193,10 @@ typedef struct pd__op {
             uint8_t st;         /* PD__OP_* */
             uint8_t pending;    /* completions the kernel still owes (op + timeout) */
             /*
-             * PD__OP_FDRET: the result is an fd to close if nobody takes it;
-             * PD__OP_ZC: a zero-copy send, whose user_data carries
-             * PD__TAG_ZC; 0: neither.
+             * Flags: PD__OP_FDRET, the result is an fd to close if nobody
+             * takes it; PD__OP_ZC, a zero-copy send; PD__OP_LINKED, a
+             * plain op with a linked timeout. Either of the last two tags
+             * the request's user_data PD__TAG_RARE.
              */
             uint8_t fdret;
             uint8_t cancelled;  /* a cancel request has been queued */
@@ -220,8 +221,8 @@ typedef struct pd__op {
 
 enum { PD__OP_IDLE = 0, PD__OP_BUSY = 1, PD__OP_READY = 2 };
 
-/* pd__op's fdret: what the op's result is, and how its user_data is tagged. */
-enum { PD__OP_FDRET = 1, PD__OP_ZC = 2 };
+/* pd__op's fdret flags: what the op's result is, and how its user_data is tagged. */
+enum { PD__OP_FDRET = 1, PD__OP_ZC = 2, PD__OP_LINKED = 4 };
 
 /*
  * The checked build (-DPD_CHECKED, used by `make test`'s sanitized build)
@@ -294,17 +295,25 @@ struct pd__ovf {
 
 /*
  * user_data tags in the low bits of a slot's (8-aligned) address. Every
- * completion but a plain op's one result has a tag, or a reserved value
- * below PD__UD_RESERVED: the reap tells the common case from the others by
- * user_data alone (pd__dispatch), not by the completion's flags.
+ * completion but the one result of a plain op that owes nothing else has a
+ * tag, or a reserved value below PD__UD_RESERVED: the reap tells the
+ * common case from the others by user_data alone (pd__dispatch), with no
+ * test of the completion's flags or of what the slot still owes.
  */
 #define PD__TAG_TIMEOUT 1u  /* the op's linked timeout */
 #define PD__TAG_CANCEL 2u   /* a pd__mop's cancel request */
-#define PD__TAG_ZC 2u       /* a plain op's: a zero-copy send (two completions) */
+/*
+ * A plain op's request that completes with more than its result: a
+ * zero-copy send (its notification follows) or an op with a linked timeout
+ * (the timeout's completion follows).
+ */
+#define PD__TAG_RARE 2u
 #define PD__TAG_EXT 4u      /* the slot is a pd__mop */
 
-/* The user_data of op's request: its address, tagged if it is a zero-copy send. */
-#define PD__OP_UD(op, fdret) ((uint64_t)(uintptr_t)(op) | ((fdret) & PD__TAG_ZC))
+/* The user_data of a plain op's request, given its fdret flags. */
+#define PD__OP_UD(op, fdret)                                                   \
+    ((uint64_t)(uintptr_t)(op) |                                               \
+     (((fdret) & (PD__OP_ZC | PD__OP_LINKED)) ? PD__TAG_RARE : 0))
 
 /*
  * Misuse caught by the checked build (-DPD_CHECKED; docs/design.md, "The
@@ -530,7 +539,7 @@ static inline struct io_uring_sqe *pd__op_sqe(pd_cx *cx, pd__op *op,
  * task). Returns PD_PENDING, which a poll that has just started its only op
  * returns in turn: PD__PREP's call is a tail call.
  */
-pd_poll pd__op_spill(pd_cx *cx, pd__op *op, uint8_t fdret);
+pd_poll pd__op_spill(pd__op *op, pd_cx *cx, uint8_t fdret);
 
 /*
  * The next op submitted through cx gets a linked timeout of ms. The
@@ -571,7 +580,7 @@ static inline int pd__op_reap(pd__op *op)
     int had = op->st == PD__OP_READY;
 
     pd__checked_release(op);
-    if (had && op->fdret == PD__OP_FDRET && op->res >= 0)
+    if (had && (op->fdret & PD__OP_FDRET) && op->res >= 0)
         close(op->res);
     op->st = PD__OP_IDLE;
     return had;
@@ -646,7 +655,7 @@ static inline struct io_uring_sqe *pd__op_claim(pd_cx *cx, pd__op *op,
         }                                                                      \
         pd__s = &(cx)->rt->spare_sqe;                                          \
         CALL;                                                                  \
-        return pd__op_spill((cx), (op), (fdret));                              \
+        return pd__op_spill((op), (cx), (fdret));                              \
     } while (0)
 
 static inline int pd__prep_nop(pd_cx *cx, pd__op *op)
@@ -821,7 +830,7 @@ static inline int pd__prep_sendmsg(pd_cx *cx, pd__op *op, int fd,
  * then a notification (IORING_CQE_F_NOTIF) once the kernel no longer reads
  * buf. The dispatcher keeps the op busy until the notification, so the op
  * is taken, reaped or quiesced only when buf is free again. Its user_data
- * is tagged PD__TAG_ZC, so that both go the dispatch's rare way.
+ * is tagged PD__TAG_RARE, so that both go the dispatch's rare way.
  */
 static inline int pd__prep_send_zc(pd_cx *cx, pd__op *op, int fd,
                                    const void *buf, size_t len, int flags,

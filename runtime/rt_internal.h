@@ -81,10 +81,23 @@ static inline int64_t pd__now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/*
+ * Marks op ready, owing nothing more: its state and count of owed
+ * completions in one store.
+ */
+static inline void pd__op_ready(pd__op *op)
+{
+    _Static_assert(offsetof(pd__op, pending) == offsetof(pd__op, st) + 1,
+                   "st and pending are adjacent");
+    const uint8_t v[2] = { PD__OP_READY, 0 };
+
+    memcpy(&op->st, v, 2);
+}
+
 /* op has received every completion it was owed: its result is ready. */
 static inline void pd__op_done(pd_runtime *rt, pd__op *op)
 {
-    op->st = PD__OP_READY;
+    pd__op_ready(op);
     rt->stats.ops_completed++;
     pd__wake_on(rt, op->task);
 }
@@ -104,13 +117,15 @@ __attribute__((noinline)) int pd__dispatch_rare(pd_runtime *rt,
  * reap stops there; never with force.
  */
 /*
- * Whether a completion is the common case, a plain op's own result, by its
- * user_data alone, in one test: the slot's address, untagged (the low
- * three bits clear). Every other completion is tagged or has a reserved
- * value, whose low bits are set too (pd_internal.h), a zero-copy send's
- * two (PD__TAG_ZC) included, so its flags need no test. The checked build
- * also checks that the address is past every reserved value (a slot it
- * registered, in pd__checked_cqe).
+ * Whether a completion is the common case, the one result of a plain op
+ * that owes nothing else, by its user_data alone, in one test: the slot's
+ * address, untagged (the low three bits clear). Every other completion is
+ * tagged or has a reserved value, whose low bits are set too
+ * (pd_internal.h): a zero-copy send's two and an op whose linked timeout
+ * completes too (PD__TAG_RARE) included, so neither the completion's flags
+ * nor what the slot still owes need a test. The checked build also checks
+ * that the address is past every reserved value (a slot it registered, in
+ * pd__checked_cqe).
  */
 static inline int pd__ud_plain(uint64_t ud)
 {
@@ -140,9 +155,7 @@ pd__dispatch(pd_runtime *rt, const struct io_uring_cqe *cqe, int force)
         return pd__dispatch_rare(rt, cqe, force);
     pd__checked_cqe(cqe);
     pd__op_result(op, cqe);
-    /* Unless its linked timeout's completion is still owed. */
-    if (--op->pending == 0)
-        pd__op_done(rt, op);
+    pd__op_done(rt, op);
     return 0;
 }
 
