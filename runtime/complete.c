@@ -17,7 +17,10 @@
 /* pd__reap_inline out of line, for every caller but the turn's own enter. */
 __attribute__((noinline)) unsigned pd__reap(pd_runtime *rt, int force)
 {
-    return pd__reap_inline(rt, force);
+    unsigned n = pd__reap_inline(rt, force);
+
+    rt->reaped_aside += n;
+    return n;
 }
 
 /* The entries that run what the first left: see above. */
@@ -272,6 +275,7 @@ int pd__ring_reap_one(pd_runtime *rt)
         pd__dispatch(rt, cqe, 0))
         return 0;
     io_uring_cqe_seen(&rt->ring, cqe);
+    rt->reaped_aside++;
     return 1;
 }
 

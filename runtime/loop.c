@@ -94,6 +94,11 @@ static __attribute__((noinline)) void pd__task_poll_end(pd_runtime *rt, pd_cx *c
  * with the next turn's entry. Its polls are counted in pd_stats.polls;
  * rt->in_turn is set around it by the caller. Returns the number of
  * completions this loop took.
+ *
+ * The polls are not counted one by one: every completion the loop took
+ * that did not go another way (the rare dispatch, a task that was not
+ * running) polled its task once, and what nested reaps took, pd__reap
+ * counts in rt->reaped_aside.
  */
 /* pd__wake_on out of line, for pd__reap_polling's rare way. */
 static __attribute__((noinline, cold)) void pd__wake_cold(pd_runtime *rt, pd_task *t)
@@ -107,11 +112,8 @@ static inline __attribute__((always_inline)) unsigned pd__reap_polling(pd_runtim
     unsigned *khead = cq->khead;
     unsigned start = *khead, head = start;
     unsigned tail = io_uring_smp_load_acquire(cq->ktail);
-    /*
-     * Polls are counted in rt->stats, in memory, which leaves a register
-     * for the loop; each poll in place followed one op's last completion.
-     */
-    uint64_t polls0 = rt->stats.polls;
+    /* Completions taken here that polled nothing, and those nested reaps took. */
+    unsigned others = 0, aside = rt->reaped_aside, polls;
     pd_cx cx = { rt, NULL, NULL };
 
     /* Signed distance: a nested reap may have taken the head past the tail. */
@@ -126,21 +128,22 @@ static inline __attribute__((always_inline)) unsigned pd__reap_polling(pd_runtim
             if (pd__dispatch_rare(rt, cqe, 0))
                 break;
             head++;
+            others++;
             continue;
         }
         pd__checked_cqe(cqe);
         pd__op_result(op, cqe);
         head++;
-        pd__op_ready(op);
+        op->st = PD__OP_READY; /* untagged: the op's only completion */
         t = op->task;
         /* Running and not queued, in one compare of the adjacent bytes. */
         if (PD__UNLIKELY(pd__task_state_queued(t) != PD_TASK_RUNNING)) {
             rt->stats.ops_completed++;
+            others++;
             pd__wake_cold(rt, t);
             continue;
         }
         io_uring_smp_store_release(khead, head);
-        rt->stats.polls++;
         cx.task = t;
         if (PD__UNLIKELY(t->poll(t->self, &cx, t->out) != PD_PENDING))
             pd__task_poll_end(rt, &cx, cx.task, 1);
@@ -153,7 +156,10 @@ static inline __attribute__((always_inline)) unsigned pd__reap_polling(pd_runtim
     }
     if (head != *khead)
         io_uring_smp_store_release(khead, head);
-    rt->stats.ops_completed += rt->stats.polls - polls0;
+    /* The completions whose tasks were polled, each an op's last. */
+    polls = head - start - others - (rt->reaped_aside - aside);
+    rt->stats.polls += polls;
+    rt->stats.ops_completed += polls;
     return head - start;
 }
 

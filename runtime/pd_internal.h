@@ -121,6 +121,8 @@ struct pd_runtime {
     int wake_fd;             /* eventfd: wakes from threads without a runtime */
     uint64_t wake_buf;       /* the eventfd read's buffer */
     uint8_t no_cancel_fd;    /* the kernel refused a cancel by fd + user_data */
+    /* Completions reaped by pd__reap: a turn's reap tells them from its own. */
+    unsigned reaped_aside;
     /* A cancel was submitted since an entry last left no deferred work. */
     uint8_t cancel_tw;
     /*
@@ -181,8 +183,8 @@ struct pd_cx {
 
 /*
  * An op slot: one io_uring request owned by a future. Its address is the
- * request's user_data, so the slot must not move or be reused while
- * `pending` is non-zero.
+ * request's user_data, so the slot must not move or be reused while its
+ * request is in flight (st is BUSY).
  */
 typedef struct pd__op {
     pd_task *task;      /* woken on completion; task->rt is the ring */
@@ -191,7 +193,13 @@ typedef struct pd__op {
     union {
         struct {
             uint8_t st;         /* PD__OP_* */
-            uint8_t pending;    /* completions the kernel still owes (op + timeout) */
+            /*
+             * Completions the kernel still owes (op + timeout), counted
+             * down by the rare dispatch (PD__TAG_RARE, extended slots).
+             * An untagged request owes one, the completion that marks the
+             * op ready without counting it: pending is not read again.
+             */
+            uint8_t pending;
             /*
              * Flags: PD__OP_FDRET, the result is an fd to close if nobody
              * takes it; PD__OP_ZC, a zero-copy send; PD__OP_LINKED, a

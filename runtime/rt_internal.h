@@ -81,23 +81,10 @@ static inline int64_t pd__now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/*
- * Marks op ready, owing nothing more: its state and count of owed
- * completions in one store.
- */
-static inline void pd__op_ready(pd__op *op)
-{
-    _Static_assert(offsetof(pd__op, pending) == offsetof(pd__op, st) + 1,
-                   "st and pending are adjacent");
-    const uint8_t v[2] = { PD__OP_READY, 0 };
-
-    memcpy(&op->st, v, 2);
-}
-
 /* op has received every completion it was owed: its result is ready. */
 static inline void pd__op_done(pd_runtime *rt, pd__op *op)
 {
-    pd__op_ready(op);
+    op->st = PD__OP_READY;
     rt->stats.ops_completed++;
     pd__wake_on(rt, op->task);
 }
