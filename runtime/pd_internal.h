@@ -22,6 +22,23 @@
 #endif
 
 #define PD__FALLTHROUGH __attribute__((fallthrough))
+
+/*
+ * GOTO's choice (templates/future.c.j2), made by the preprocessor:
+ * PD__GOTO_SELF(s) is 1 where PD__SELF_s is defined as PD__PROBE -- in the
+ * `then` of state s when s has one plain op, the generated code defines it
+ * there -- and 0 elsewhere. GOTO(s) is PD__GOTO_1(s) where it is 1: a jump
+ * back into s's start (pd__again_s) that stores neither the state, which
+ * is s already, nor the sub-state, whose 0 the start would overwrite with
+ * 1 before anything could see it (the start only tests its guard, runs its
+ * locals' initialisers and claims the op, or GOTOs or RETURNs).
+ */
+#define PD__PROBE ~, 1
+#define PD__SECOND_(a, b, ...) b
+#define PD__SECOND(...) PD__SECOND_(__VA_ARGS__)
+#define PD__CAT_(a, b) a##b
+#define PD__CAT(a, b) PD__CAT_(a, b)
+#define PD__GOTO_SELF(s) PD__SECOND(PD__SELF_##s, 0, ~)
 #define PD__LIKELY(x) __builtin_expect(!!(x), 1)
 #define PD__UNLIKELY(x) __builtin_expect(!!(x), 0)
 

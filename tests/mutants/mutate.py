@@ -89,7 +89,7 @@ MUTANTS = [
          run="plain"),
     dict(name="reap-keeps-fd",
          file="runtime/pd_internal.h",
-         old="    if (had && op->fdret && op->res >= 0)\n        close(op->res);\n",
+         old="    if (had && (op->fdret & PD__OP_FDRET) && op->res >= 0)\n        close(op->res);\n",
          new="",
          inv="5 no fd leak: an fd from a discarded completion is not closed",
          run="plain"),
@@ -1022,17 +1022,16 @@ MUTANTS = [
          run="plain"),
     dict(name="reap-in-place-unpublished-head",
          file="runtime/loop.c",
-         old="        io_uring_smp_store_release(khead, head);\n        polls++;\n",
-         new="        polls++;\n",
+         old="        io_uring_smp_store_release(khead, head);\n        cx.task = t;\n",
+         new="        cx.task = t;\n",
          inv="a poll in place that reaps (making room in a full submission "
              "queue) dispatches again the completions the reap that polled it "
              "had taken",
          run="c"),
     dict(name="reap-in-place-stale-head",
          file="runtime/loop.c",
-         old="        head = *khead;\n        if (PD__UNLIKELY((int)(head - tail) >= 0))\n"
-             "            break;\n",
-         new="",
+         old="         */\n        head = *khead;\n    }\n",
+         new="         */\n    }\n",
          inv="after a poll in place that reaped, the reap goes on from its own "
              "head and dispatches again what the nested reap took",
          run="c"),
