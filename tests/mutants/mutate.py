@@ -1140,6 +1140,62 @@ MUTANTS = [
          inv="httpd: a keep-alive connection whose hot period ended keeps its block "
              "while it waits, and leaks it when it takes another",
          run="plain"),
+    # --- issue 22: the hot path at raw speed ---
+    dict(name="zc-cancel-untagged",
+         file="runtime/complete.c",
+         old="    io_uring_prep_cancel64(sqe, PD__OP_UD(op, op->fdret), 0);\n",
+         new="    io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op, 0);\n",
+         inv="7 cancelled means cancelled: the cancel of a zero-copy send (its "
+             "user_data tagged PD__TAG_RARE) names the untagged address and misses",
+         run="plain"),
+    dict(name="zc-send-untagged",
+         file="runtime/pd_internal.h",
+         old="     (((fdret) & (PD__OP_ZC | PD__OP_LINKED)) ? PD__TAG_RARE : 0))",
+         new="     (((fdret) & PD__OP_LINKED) ? PD__TAG_RARE : 0))",
+         inv="1 kernel owns buffers: a zero-copy send's result, untagged, readies "
+             "the op before its notification, while the kernel still reads the buffer",
+         run="c"),
+    dict(name="linked-op-untagged",
+         file="runtime/complete.c",
+         old="    if (cx->link_ts != NULL)\n        fdret |= PD__OP_LINKED;\n",
+         new="",
+         inv="an op with a linked timeout, untagged, is ready at its own completion "
+             "while the timeout's is still owed to its slot",
+         run="c"),
+    dict(name="link-next-keeps-limit",
+         file="runtime/pd_internal.h",
+         old="    cx->rt->sq_limit = cx->rt->ring.sq.sqe_tail;\n",
+         new="",
+         inv="an op with a linked timeout takes PD__PREP's inline way, which "
+             "submits it without its timeout",
+         run="plain"),
+    dict(name="ud-plain-ignores-tags",
+         file="runtime/rt_internal.h",
+         old="    return PD__LIKELY((ud & 7) == 0);",
+         new="    return PD__LIKELY((ud & 4) == 0);",
+         inv="the reap takes a tagged or reserved completion (a linked timeout, a "
+             "cancel's result, the wake) for a plain op's result",
+         run="plain"),
+    dict(name="reaped-aside-uncounted",
+         file="runtime/complete.c",
+         old="    rt->reaped_aside += n;\n",
+         new="",
+         inv="a turn's reap counts as its own polls the completions a nested "
+             "reap took: ops_completed and polls overcount",
+         run="plain"),
+    dict(name="task-poll-uncached",
+         file="runtime/task.c",
+         old="    t->poll = vt->poll;\n",
+         new="",
+         inv="a spawned task's header has no poll function: the turn calls NULL",
+         run="plain"),
+    dict(name="goto-self-skips-start",
+         file="templates/future.c.j2",
+         old="#define PD__GOTO_1(s) \\\n    do { \\\n        goto pd__again_##s;",
+         new="#define PD__GOTO_1(s) \\\n    do { \\\n        goto pd__at_##s;",
+         inv="a GOTO to the state it is in jumps to its top with its sub-state "
+             "still 1: it takes the old result again instead of starting the op",
+         run="gen"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
