@@ -558,11 +558,13 @@ static inline struct io_uring_sqe *pd__op_sqe(pd_cx *cx, pd__op *op,
 
 /*
  * PD__PREP's way when the op takes a linked timeout or the submission
- * queue is full, in complete.c: the op was prepared in rt->spare_sqe; this
- * claims its entry (or the two adjacent entries) the slow way, copies it
+ * queue's tail reached its limit (the queue may be full), in complete.c:
+ * the op was prepared in rt->spare_sqe; this claims its entry (or the two
+ * adjacent entries) the slow way, which moves the limit on, copies it
  * there and tags it, or fails the op if the ring is broken (waking its
  * task). Returns PD_PENDING, which a poll that has just started its only op
- * returns in turn: PD__PREP's call is a tail call.
+ * returns in turn: PD__PREP's call is a tail call. The op comes first, in
+ * the register the poll holds its future in.
  */
 pd_poll pd__op_spill(pd__op *op, pd_cx *cx, uint8_t fdret);
 
@@ -660,8 +662,9 @@ static inline struct io_uring_sqe *pd__op_claim(pd_cx *cx, pd__op *op,
 }
 
 /*
- * The common case -- no linked timeout, room in the queue -- claims the
- * entry, prepares it and tags it inline, with no call. Otherwise CALL
+ * The common case -- room in the queue, which an op that takes a linked
+ * timeout never finds (pd__link_next) -- claims the entry, prepares it and
+ * tags it inline, with no call. Otherwise CALL
  * prepares rt->spare_sqe and pd__op_spill, out of line, does the rest. The
  * value is PD_PENDING either way (an op that failed woke its task, which is
  * polled again): a state whose only op this is returns it at once, so that
