@@ -78,6 +78,7 @@ RT_INT   := runtime/rt_internal.h runtime/ring.h runtime/engine.h runtime/harnes
 EP_SRC   := $(wildcard runtime/engine_epoll*.c)
 EP_HDR   := runtime/engine.h runtime/engine_epoll.h
 # The simulator engine (runtime/engine_sim*.c), which uses the epoll engine's ops.
+# The engines include polldrop.h too (struct pd_runtime): they depend on RT_HDR.
 EP_SRC   += $(wildcard runtime/engine_sim*.c)
 EP_HDR   += runtime/engine_sim.h
 EP_OBJ      := $(EP_SRC:runtime/%.c=build/obj/%.o)
@@ -198,12 +199,12 @@ $(RT_OBJ): build/obj/%.o: runtime/%.c $(RT_HDR) $(RT_INT) | deps
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(WARN) $(CFLAGS) -Iruntime -c $< -o $@
 
-$(EP_OBJ): build/obj/%.o: runtime/%.c $(EP_HDR) | deps
+$(EP_OBJ): build/obj/%.o: runtime/%.c $(EP_HDR) $(RT_HDR) | deps
 	$(call say,CC,$<)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(WARN) $(CFLAGS) -Iruntime -c $< -o $@
 
-$(EP_OBJ_ASAN): build/asan/%.o: runtime/%.c $(EP_HDR) | deps
+$(EP_OBJ_ASAN): build/asan/%.o: runtime/%.c $(EP_HDR) $(RT_HDR) | deps
 	$(call say,CC-SAN,$<)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(WARN) $(SANFLAGS) -Iruntime -c $< -o $@

@@ -17,7 +17,10 @@
 /* pd__reap_inline out of line, for every caller but the turn's own enter. */
 __attribute__((noinline)) unsigned pd__reap(pd_runtime *rt, int force)
 {
-    return pd__reap_inline(rt, force);
+    unsigned n = pd__reap_inline(rt, force);
+
+    rt->reaped_aside += n;
+    return n;
 }
 
 /* The entries that run what the first left: see above. */
@@ -121,7 +124,7 @@ struct io_uring_sqe *pd__op_sqe_slow(pd_cx *cx, pd__op *op, uint8_t fdret)
     return sqe;
 }
 
-pd_poll pd__op_spill(pd_cx *cx, pd__op *op, uint8_t fdret)
+pd_poll pd__op_spill(pd__op *op, pd_cx *cx, uint8_t fdret)
 {
     pd_runtime *rt = cx->rt;
     struct io_uring_sqe *sqe = pd__op_sqe_slow(cx, op, fdret);
@@ -137,9 +140,12 @@ pd_poll pd__op_spill(pd_cx *cx, pd__op *op, uint8_t fdret)
             op->res = close(rt->spare_sqe.fd) == 0 ? 0 : -errno;
         return PD_PENDING;
     }
+    /* Its own completion is not its last: tagged, it goes the rare way. */
+    if (cx->link_ts != NULL)
+        fdret |= PD__OP_LINKED;
     pd__op_start(cx, op, fdret);
     *sqe = rt->spare_sqe;
-    io_uring_sqe_set_data(sqe, op);
+    io_uring_sqe_set_data64(sqe, PD__OP_UD(op, fdret));
     if (cx->link_ts != NULL)
         pd__link_timeout(cx, sqe, op);
     return PD_PENDING;
@@ -181,7 +187,7 @@ void pd__op_cancel(pd__op *op)
             return;
     }
     sqe = pd__sq_claim(rt);
-    io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op, 0);
+    io_uring_prep_cancel64(sqe, PD__OP_UD(op, op->fdret), 0);
     io_uring_sqe_set_data64(sqe, PD__UD_CANCEL);
     sqe->flags |= (uint8_t)rt->cancel_flags;
     op->cancelled = 1;
@@ -269,6 +275,7 @@ int pd__ring_reap_one(pd_runtime *rt)
         pd__dispatch(rt, cqe, 0))
         return 0;
     io_uring_cqe_seen(&rt->ring, cqe);
+    rt->reaped_aside++;
     return 1;
 }
 

@@ -94,6 +94,11 @@ static __attribute__((noinline)) void pd__task_poll_end(pd_runtime *rt, pd_cx *c
  * with the next turn's entry. Its polls are counted in pd_stats.polls;
  * rt->in_turn is set around it by the caller. Returns the number of
  * completions this loop took.
+ *
+ * The polls are not counted one by one: every completion the loop took
+ * that did not go another way (the rare dispatch, a task that was not
+ * running) polled its task once, and what nested reaps took, pd__reap
+ * counts in rt->reaped_aside.
  */
 /* pd__wake_on out of line, for pd__reap_polling's rare way. */
 static __attribute__((noinline, cold)) void pd__wake_cold(pd_runtime *rt, pd_task *t)
@@ -107,43 +112,40 @@ static inline __attribute__((always_inline)) unsigned pd__reap_polling(pd_runtim
     unsigned *khead = cq->khead;
     unsigned start = *khead, head = start;
     unsigned tail = io_uring_smp_load_acquire(cq->ktail);
-    /* The ops completed here whose tasks were polled in place. */
-    unsigned polls = 0;
+    /* Completions taken here that polled nothing, and those nested reaps took. */
+    unsigned others = 0, aside = rt->reaped_aside, polls;
     pd_cx cx = { rt, NULL, NULL };
 
-    while (head != tail) {
+    /* Signed distance: a nested reap may have taken the head past the tail. */
+    while ((int)(head - tail) < 0) {
         const struct io_uring_cqe *cqe = &cq->cqes[head & cq->ring_mask];
         uint64_t ud = cqe->user_data;
         pd__op *op = (pd__op *)(uintptr_t)ud;
         pd_task *t;
 
-        /* pd__dispatch's two tests: anything but a plain op's own result. */
-        if (PD__UNLIKELY(((ud & 7) | (cqe->flags & (IORING_CQE_F_MORE |
-                                                     IORING_CQE_F_NOTIF))) != 0) ||
-            PD__UNLIKELY(ud < PD__UD_RESERVED)) {
+        /* As pd__dispatch: anything but a plain op's own result. */
+        if (!pd__ud_plain(ud)) {
             if (pd__dispatch_rare(rt, cqe, 0))
                 break;
             head++;
+            others++;
             continue;
         }
         pd__checked_cqe(cqe);
-        op->res = cqe->res;
-        op->cflags = cqe->flags;
+        pd__op_result(op, cqe);
         head++;
-        if (--op->pending != 0)
-            continue; /* its linked timeout's completion is still owed */
-        op->st = PD__OP_READY;
+        op->st = PD__OP_READY; /* untagged: the op's only completion */
         t = op->task;
         /* Running and not queued, in one compare of the adjacent bytes. */
         if (PD__UNLIKELY(pd__task_state_queued(t) != PD_TASK_RUNNING)) {
             rt->stats.ops_completed++;
+            others++;
             pd__wake_cold(rt, t);
             continue;
         }
         io_uring_smp_store_release(khead, head);
-        polls++;
         cx.task = t;
-        if (PD__UNLIKELY(t->vt->poll(t->self, &cx, t->out) != PD_PENDING))
+        if (PD__UNLIKELY(t->poll(t->self, &cx, t->out) != PD_PENDING))
             pd__task_poll_end(rt, &cx, cx.task, 1);
         /*
          * The poll may have reaped: go on from where that left the head,
@@ -151,12 +153,11 @@ static inline __attribute__((always_inline)) unsigned pd__reap_polling(pd_runtim
          * posted since this one began, past) the tail read above.
          */
         head = *khead;
-        if (PD__UNLIKELY((int)(head - tail) >= 0))
-            break;
     }
     if (head != *khead)
         io_uring_smp_store_release(khead, head);
-    /* Each poll in place followed one op's last completion. */
+    /* The completions whose tasks were polled, each an op's last. */
+    polls = head - start - others - (rt->reaped_aside - aside);
     rt->stats.polls += polls;
     rt->stats.ops_completed += polls;
     return head - start;
@@ -294,7 +295,7 @@ static __attribute__((noinline)) int pd__poll_batch(pd_runtime *rt)
         cx.task = t;
         /* The common case, a running task still pending, stays in this loop. */
         if (PD__LIKELY(t->state == PD_TASK_RUNNING)) {
-            if (PD__LIKELY(t->vt->poll(t->self, &cx, t->out) == PD_PENDING))
+            if (PD__LIKELY(t->poll(t->self, &cx, t->out) == PD_PENDING))
                 continue;
             pd__task_poll_end(rt, &cx, t, 1);
         } else {
@@ -452,6 +453,7 @@ int pd_block_on(pd_runtime *rt, pd_dyn fut, void *out)
     memset(&root, 0, sizeof(root));
     root.rt = rt;
     root.vt = fut.vt;
+    root.poll = fut.vt->poll;
     root.self = fut.self;
     root.out = out;
     root.refs = 1;

@@ -262,11 +262,12 @@ static void pd__dispatch_tag(pd_runtime *rt, uint64_t ud)
 
 /*
  * Every completion but a plain op's one result: a reserved tag, an
- * extended slot's, a linked timeout's (the op's address with the low bit
- * set), and the two of a zero-copy send -- its result comes with
- * IORING_CQE_F_MORE, and its notification (IORING_CQE_F_NOTIF, whose res
- * is not the result) follows; only then may the buffer and the slot be
- * reused. Returns as pd__dispatch.
+ * extended slot's, a linked timeout's (the op's address tagged
+ * PD__TAG_TIMEOUT), and a plain op's tagged PD__TAG_RARE: the result of
+ * an op whose linked timeout completes too, or the two of a zero-copy send
+ * -- its result comes with IORING_CQE_F_MORE, and its notification
+ * (IORING_CQE_F_NOTIF, whose res is not the result) follows; only then may
+ * the buffer and the slot be reused. Returns as pd__dispatch.
  */
 __attribute__((noinline)) int pd__dispatch_rare(pd_runtime *rt,
                                                 const struct io_uring_cqe *cqe,

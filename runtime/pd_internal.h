@@ -22,22 +22,50 @@
 #endif
 
 #define PD__FALLTHROUGH __attribute__((fallthrough))
+
+/*
+ * GOTO's choice (templates/future.c.j2), made by the preprocessor:
+ * PD__GOTO_SELF(s) is 1 where PD__SELF_s is defined as PD__PROBE -- in the
+ * `then` of state s when s has one plain op, the generated code defines it
+ * there -- and 0 elsewhere. GOTO(s) is PD__GOTO_1(s) where it is 1: a jump
+ * back into s's start (pd__again_s) that stores neither the state, which
+ * is s already, nor the sub-state, whose 0 the start would overwrite with
+ * 1 before anything could see it (the start only tests its guard, runs its
+ * locals' initialisers and claims the op, or GOTOs or RETURNs).
+ */
+#define PD__PROBE ~, 1
+#define PD__SECOND_(a, b, ...) b
+#define PD__SECOND(...) PD__SECOND_(__VA_ARGS__)
+#define PD__CAT_(a, b) a##b
+#define PD__CAT(a, b) PD__CAT_(a, b)
+#define PD__GOTO_SELF(s) PD__SECOND(PD__SELF_##s, 0, ~)
 #define PD__LIKELY(x) __builtin_expect(!!(x), 1)
 #define PD__UNLIKELY(x) __builtin_expect(!!(x), 0)
 
-/* user_data below this value is never an op slot address. */
+/*
+ * user_data below PD__UD_RESERVED is never an op slot address. Each
+ * reserved value has one of the low three bits set, as a tagged slot
+ * address has (PD__TAG_*), and so has LIBURING_UDATA_TIMEOUT: a completion
+ * whose user_data has them clear is a plain op's own result (pd__ud_plain).
+ * No request is submitted with user_data 0.
+ */
 #define PD__UD_CANCEL 1u
 #define PD__UD_WAKE_EFD 2u  /* the runtime's read of its wake eventfd */
 #define PD__UD_RESERVED 4096u
+_Static_assert((PD__UD_CANCEL & 7) != 0 && (PD__UD_WAKE_EFD & 7) != 0 &&
+                   (LIBURING_UDATA_TIMEOUT & 7) != 0,
+               "every reserved user_data is told from a slot address by its low bits");
 
 /*
  * A task: the runtime's single allocation per spawned future, the header
  * followed by the future and its output. What a woken task's turn touches
  * -- the ready-queue link, the queued flag, the state and what its poll is
- * called with -- comes first, in 48 bytes (docs/design.md, "The hot path").
+ * called with -- comes first, in 56 bytes (docs/design.md, "The hot path").
  */
 struct pd_task {
     pd_task *next;       /* ready-queue link (intrusive) */
+    /* vt->poll, kept here: a poll calls it with no load through the vtable. */
+    pd_poll (*poll)(void *self, pd_cx *cx, void *out);
     const pd_vtable *vt;
     void *self;          /* the future's storage */
     void *out;           /* the output's storage */
@@ -110,6 +138,8 @@ struct pd_runtime {
     int wake_fd;             /* eventfd: wakes from threads without a runtime */
     uint64_t wake_buf;       /* the eventfd read's buffer */
     uint8_t no_cancel_fd;    /* the kernel refused a cancel by fd + user_data */
+    /* Completions reaped by pd__reap: a turn's reap tells them from its own. */
+    unsigned reaped_aside;
     /* A cancel was submitted since an entry last left no deferred work. */
     uint8_t cancel_tw;
     /*
@@ -170,8 +200,8 @@ struct pd_cx {
 
 /*
  * An op slot: one io_uring request owned by a future. Its address is the
- * request's user_data, so the slot must not move or be reused while
- * `pending` is non-zero.
+ * request's user_data, so the slot must not move or be reused while its
+ * request is in flight (st is BUSY).
  */
 typedef struct pd__op {
     pd_task *task;      /* woken on completion; task->rt is the ring */
@@ -180,8 +210,20 @@ typedef struct pd__op {
     union {
         struct {
             uint8_t st;         /* PD__OP_* */
-            uint8_t pending;    /* completions the kernel still owes (op + timeout) */
-            uint8_t fdret;      /* result is an fd to close if nobody takes it */
+            /*
+             * Completions the kernel still owes (op + timeout), counted
+             * down by the rare dispatch (PD__TAG_RARE, extended slots).
+             * An untagged request owes one, the completion that marks the
+             * op ready without counting it: pending is not read again.
+             */
+            uint8_t pending;
+            /*
+             * Flags: PD__OP_FDRET, the result is an fd to close if nobody
+             * takes it; PD__OP_ZC, a zero-copy send; PD__OP_LINKED, a
+             * plain op with a linked timeout. Either of the last two tags
+             * the request's user_data PD__TAG_RARE.
+             */
+            uint8_t fdret;
             uint8_t cancelled;  /* a cancel request has been queued */
         };
         uint32_t bytes; /* the four above, for pd__op_start's one store */
@@ -203,6 +245,9 @@ typedef struct pd__op {
 #endif
 
 enum { PD__OP_IDLE = 0, PD__OP_BUSY = 1, PD__OP_READY = 2 };
+
+/* pd__op's fdret flags: what the op's result is, and how its user_data is tagged. */
+enum { PD__OP_FDRET = 1, PD__OP_ZC = 2, PD__OP_LINKED = 4 };
 
 /*
  * The checked build (-DPD_CHECKED, used by `make test`'s sanitized build)
@@ -273,10 +318,27 @@ struct pd__ovf {
     pd__cqe c;
 };
 
-/* user_data tags in the low bits of a slot's (8-aligned) address. */
+/*
+ * user_data tags in the low bits of a slot's (8-aligned) address. Every
+ * completion but the one result of a plain op that owes nothing else has a
+ * tag, or a reserved value below PD__UD_RESERVED: the reap tells the
+ * common case from the others by user_data alone (pd__dispatch), with no
+ * test of the completion's flags or of what the slot still owes.
+ */
 #define PD__TAG_TIMEOUT 1u  /* the op's linked timeout */
 #define PD__TAG_CANCEL 2u   /* a pd__mop's cancel request */
+/*
+ * A plain op's request that completes with more than its result: a
+ * zero-copy send (its notification follows) or an op with a linked timeout
+ * (the timeout's completion follows).
+ */
+#define PD__TAG_RARE 2u
 #define PD__TAG_EXT 4u      /* the slot is a pd__mop */
+
+/* The user_data of a plain op's request, given its fdret flags. */
+#define PD__OP_UD(op, fdret)                                                   \
+    ((uint64_t)(uintptr_t)(op) |                                               \
+     (((fdret) & (PD__OP_ZC | PD__OP_LINKED)) ? PD__TAG_RARE : 0))
 
 /*
  * Misuse caught by the checked build (-DPD_CHECKED; docs/design.md, "The
@@ -412,13 +474,22 @@ static inline void pd__op_fail(pd_cx *cx, pd__op *op, int res, uint8_t fdret)
  * there is room, with no read of the head the kernel shares; only when it
  * reaches the limit is the head read again and the limit moved on.
  */
+/*
+ * Whether the tail is before rt->sq_limit: room, with no read of the
+ * kernel's head. One compare of the tail with the limit in memory, and a
+ * test of its sign.
+ */
+static inline int pd__sq_below_limit(const pd_runtime *rt)
+{
+    return (int)(rt->ring.sq.sqe_tail - rt->sq_limit) < 0;
+}
+
 static inline int pd__sq_full(pd_runtime *rt)
 {
     const struct io_uring_sq *sq = &rt->ring.sq;
     unsigned head;
 
-    /* One compare of the tail with the limit in memory, and a test of its sign. */
-    if (PD__LIKELY((int)(sq->sqe_tail - rt->sq_limit) < 0))
+    if (PD__LIKELY(pd__sq_below_limit(rt)))
         return 0;
     head = IO_URING_READ_ONCE(*sq->khead);
     rt->sq_limit = head + sq->ring_entries;
@@ -487,21 +558,30 @@ static inline struct io_uring_sqe *pd__op_sqe(pd_cx *cx, pd__op *op,
 
 /*
  * PD__PREP's way when the op takes a linked timeout or the submission
- * queue is full, in complete.c: the op was prepared in rt->spare_sqe; this
- * claims its entry (or the two adjacent entries) the slow way, copies it
+ * queue's tail reached its limit (the queue may be full), in complete.c:
+ * the op was prepared in rt->spare_sqe; this claims its entry (or the two
+ * adjacent entries) the slow way, which moves the limit on, copies it
  * there and tags it, or fails the op if the ring is broken (waking its
  * task). Returns PD_PENDING, which a poll that has just started its only op
- * returns in turn: PD__PREP's call is a tail call.
+ * returns in turn: PD__PREP's call is a tail call. The op comes first, in
+ * the register the poll holds its future in.
  */
-pd_poll pd__op_spill(pd_cx *cx, pd__op *op, uint8_t fdret);
+pd_poll pd__op_spill(pd__op *op, pd_cx *cx, uint8_t fdret);
 
-/* The next op submitted through cx gets a linked timeout of ms. */
+/*
+ * The next op submitted through cx gets a linked timeout of ms. The
+ * submission queue's limit is lowered to its tail, so that the op's
+ * PD__PREP, whose inline way tests only the limit, takes the way out of
+ * line, which claims the two entries; the limit errs low, as it may (see
+ * pd__sq_full), until that claim moves it on.
+ */
 static inline void pd__link_next(pd_cx *cx, struct __kernel_timespec *ts,
                                  long long ms)
 {
     ts->tv_sec = ms / 1000;
     ts->tv_nsec = (ms % 1000) * 1000000;
     cx->link_ts = ts;
+    cx->rt->sq_limit = cx->rt->ring.sq.sqe_tail;
 }
 
 static inline int pd__op_busy(const pd__op *op)
@@ -527,7 +607,7 @@ static inline int pd__op_reap(pd__op *op)
     int had = op->st == PD__OP_READY;
 
     pd__checked_release(op);
-    if (had && op->fdret && op->res >= 0)
+    if (had && (op->fdret & PD__OP_FDRET) && op->res >= 0)
         close(op->res);
     op->st = PD__OP_IDLE;
     return had;
@@ -555,10 +635,22 @@ static inline void pd__op_cancel_from(pd_cx *cx, pd__op *op)
 
 /* --- op preparation: one generic helper, small ones layered on it --- */
 
-/* Whether the next op can claim its entry inline (see PD__PREP). */
+/*
+ * Whether the next op can claim its entry inline (see PD__PREP): the tail
+ * is before the queue's limit. An op that takes a linked timeout never
+ * can (pd__link_next lowered the limit), so that is not tested here; the
+ * checked build checks it.
+ */
 static inline int pd__op_inline(const pd_cx *cx)
 {
-    return cx->link_ts == NULL && !pd__sq_full(cx->rt);
+    if (!pd__sq_below_limit(cx->rt))
+        return 0;
+#ifdef PD_CHECKED
+    if (cx->link_ts != NULL)
+        pd__misuse("polldrop runtime", "PD__PREP",
+                   "an op with a linked timeout took the inline way");
+#endif
+    return 1;
 }
 
 /* Claims the entry of an op for which pd__op_inline holds, and starts op. */
@@ -570,8 +662,9 @@ static inline struct io_uring_sqe *pd__op_claim(pd_cx *cx, pd__op *op,
 }
 
 /*
- * The common case -- no linked timeout, room in the queue -- claims the
- * entry, prepares it and tags it inline, with no call. Otherwise CALL
+ * The common case -- room in the queue, which an op that takes a linked
+ * timeout never finds (pd__link_next) -- claims the entry, prepares it and
+ * tags it inline, with no call. Otherwise CALL
  * prepares rt->spare_sqe and pd__op_spill, out of line, does the rest. The
  * value is PD_PENDING either way (an op that failed woke its task, which is
  * polled again): a state whose only op this is returns it at once, so that
@@ -585,12 +678,12 @@ static inline struct io_uring_sqe *pd__op_claim(pd_cx *cx, pd__op *op,
         if (PD__LIKELY(pd__op_inline(cx))) {                                   \
             pd__s = pd__op_claim((cx), (op), (fdret));                         \
             CALL;                                                              \
-            io_uring_sqe_set_data(pd__s, (op));                                \
+            io_uring_sqe_set_data64(pd__s, PD__OP_UD((op), (fdret)));         \
             return PD_PENDING;                                                 \
         }                                                                      \
         pd__s = &(cx)->rt->spare_sqe;                                          \
         CALL;                                                                  \
-        return pd__op_spill((cx), (op), (fdret));                              \
+        return pd__op_spill((op), (cx), (fdret));                              \
     } while (0)
 
 static inline int pd__prep_nop(pd_cx *cx, pd__op *op)
@@ -616,7 +709,7 @@ static inline int pd__prep_write(pd_cx *cx, pd__op *op, int fd,
 static inline int pd__prep_openat(pd_cx *cx, pd__op *op, const char *path,
                                   int flags, int dfd, unsigned mode)
 {
-    PD__PREP(cx, op, 1, io_uring_prep_openat(pd__s, dfd, path, flags, mode));
+    PD__PREP(cx, op, PD__OP_FDRET, io_uring_prep_openat(pd__s, dfd, path, flags, mode));
 }
 
 /*
@@ -626,7 +719,7 @@ static inline int pd__prep_openat(pd_cx *cx, pd__op *op, const char *path,
 static inline int pd__prep_openat2(pd_cx *cx, pd__op *op, const char *path,
                                    struct open_how *how, int dfd)
 {
-    PD__PREP(cx, op, 1, io_uring_prep_openat2(pd__s, dfd, path, how));
+    PD__PREP(cx, op, PD__OP_FDRET, io_uring_prep_openat2(pd__s, dfd, path, how));
 }
 
 /* A close the ring cannot take is done with close(2) (see pd__op_spill). */
@@ -654,14 +747,14 @@ static inline int pd__prep_timeout(pd_cx *cx, pd__op *op,
 static inline int pd__prep_socket(pd_cx *cx, pd__op *op, int domain,
                                   int type, int protocol)
 {
-    PD__PREP(cx, op, 1, io_uring_prep_socket(pd__s, domain, type, protocol, 0));
+    PD__PREP(cx, op, PD__OP_FDRET, io_uring_prep_socket(pd__s, domain, type, protocol, 0));
 }
 
 /* addr and addrlen (both NULL, or both in the future) receive the peer. */
 static inline int pd__prep_accept(pd_cx *cx, pd__op *op, int fd, int flags,
                                   void *addr, socklen_t *addrlen)
 {
-    PD__PREP(cx, op, 1, io_uring_prep_accept(pd__s, fd, (struct sockaddr *)addr,
+    PD__PREP(cx, op, PD__OP_FDRET, io_uring_prep_accept(pd__s, fd, (struct sockaddr *)addr,
                                              addrlen, flags));
 }
 
@@ -769,14 +862,15 @@ static inline int pd__prep_sendmsg(pd_cx *cx, pd__op *op, int fd,
  * A zero-copy send completes twice: its result (with IORING_CQE_F_MORE),
  * then a notification (IORING_CQE_F_NOTIF) once the kernel no longer reads
  * buf. The dispatcher keeps the op busy until the notification, so the op
- * is taken, reaped or quiesced only when buf is free again.
+ * is taken, reaped or quiesced only when buf is free again. Its user_data
+ * is tagged PD__TAG_RARE, so that both go the dispatch's rare way.
  */
 static inline int pd__prep_send_zc(pd_cx *cx, pd__op *op, int fd,
                                    const void *buf, size_t len, int flags,
                                    unsigned zc_flags)
 {
-    PD__PREP(cx, op, 0, io_uring_prep_send_zc(pd__s, fd, buf, len, flags,
-                                              zc_flags));
+    PD__PREP(cx, op, PD__OP_ZC, io_uring_prep_send_zc(pd__s, fd, buf, len, flags,
+                                                      zc_flags));
 }
 
 /*

@@ -10,7 +10,9 @@
 #ifndef POLLDROP_RT_INTERNAL_H
 #define POLLDROP_RT_INTERNAL_H
 
+#include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "polldrop.h"
@@ -101,27 +103,46 @@ __attribute__((noinline)) int pd__dispatch_rare(pd_runtime *rt,
  * completion queue for now (a multishot slot's queue is full), so that the
  * reap stops there; never with force.
  */
+/*
+ * Whether a completion is the common case, the one result of a plain op
+ * that owes nothing else, by its user_data alone, in one test: the slot's
+ * address, untagged (the low three bits clear). Every other completion is
+ * tagged or has a reserved value, whose low bits are set too
+ * (pd_internal.h): a zero-copy send's two and an op whose linked timeout
+ * completes too (PD__TAG_RARE) included, so neither the completion's flags
+ * nor what the slot still owes need a test. The checked build also checks
+ * that the address is past every reserved value (a slot it registered, in
+ * pd__checked_cqe).
+ */
+static inline int pd__ud_plain(uint64_t ud)
+{
+    return PD__LIKELY((ud & 7) == 0);
+}
+
+/*
+ * Stores a completion's result and flags in its slot, in one copy: both
+ * lie side by side, in the same order, in the CQE and in the slot.
+ */
+_Static_assert(offsetof(pd__op, cflags) == offsetof(pd__op, res) + 4 &&
+                   offsetof(struct io_uring_cqe, flags) ==
+                       offsetof(struct io_uring_cqe, res) + 4,
+               "res and flags are adjacent in both");
+static inline void pd__op_result(pd__op *op, const struct io_uring_cqe *cqe)
+{
+    memcpy(&op->res, &cqe->res, 8);
+}
+
 static inline __attribute__((always_inline)) int
 pd__dispatch(pd_runtime *rt, const struct io_uring_cqe *cqe, int force)
 {
     uint64_t ud = cqe->user_data;
     pd__op *op = (pd__op *)(uintptr_t)ud;
 
-    /*
-     * The common case in two tests: a plain op's own result. Its user_data
-     * is the slot's address, untagged (the low three bits clear) and past
-     * every reserved value, and the completion is the request's last.
-     */
-    if (PD__UNLIKELY(((ud & 7) | (cqe->flags & (IORING_CQE_F_MORE |
-                                                 IORING_CQE_F_NOTIF))) != 0) ||
-        PD__UNLIKELY(ud < PD__UD_RESERVED))
+    if (!pd__ud_plain(ud))
         return pd__dispatch_rare(rt, cqe, force);
     pd__checked_cqe(cqe);
-    op->res = cqe->res;
-    op->cflags = cqe->flags;
-    /* Unless its linked timeout's completion is still owed. */
-    if (--op->pending == 0)
-        pd__op_done(rt, op);
+    pd__op_result(op, cqe);
+    pd__op_done(rt, op);
     return 0;
 }
 

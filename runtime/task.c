@@ -44,6 +44,7 @@ pd_task *pd_task_new(pd_runtime *rt, const pd_vtable *vt, void **self)
     memset(t, 0, sizeof(*t));
     t->rt = rt;
     t->vt = vt;
+    t->poll = vt->poll;
     t->self = (char *)mem + head;
     t->out = vt->out_size ? (char *)mem + head + body : NULL;
     t->refs = 1;

@@ -719,8 +719,9 @@ static void ring_mend(pd_runtime *rt, const broken_ring *b)
 
 /*
  * A close that gets no submission entry because the ring is broken: the
- * submission queue is full (of requests nobody will see: reserved
- * user_data 0), and every entry fails hard (ring_break, on either engine).
+ * submission queue is full (of requests nobody will see: the reserved
+ * user_data of a cancel's own result), and every entry fails hard
+ * (ring_break, on either engine).
  * The close went out of line, so its state returned Pending with its task
  * woken; on the next turn the future sees the close completed and forgets
  * its fd: the runtime must have closed it with close(2), whose result then
@@ -741,8 +742,12 @@ START_TEST(no_fd_leak_close_without_sqe)
     ck_assert_int_ge(fd, 0);
     ck_assert_int_eq(pd_runtime_new(&rt, &cfg), 0);
     t = close_fd_spawn(rt, fd);
-    while (io_uring_sq_space_left(&rt->ring) > 0)
-        io_uring_prep_nop(io_uring_get_sqe(&rt->ring)); /* user_data 0 */
+    while (io_uring_sq_space_left(&rt->ring) > 0) {
+        struct io_uring_sqe *sqe = io_uring_get_sqe(&rt->ring);
+
+        io_uring_prep_nop(sqe);
+        io_uring_sqe_set_data64(sqe, PD__UD_CANCEL);
+    }
     ring_break(rt, &b, bogus[0]);
     ck_assert_int_lt(pd_run_once(rt, 0), 0); /* the entry fails: the ring is broken */
     ring_mend(rt, &b);

@@ -20,6 +20,7 @@
 #include "paren_ms.h"
 #include "pipe_ops.h"
 #include "testutil.h"
+#include "zc_send.h"
 
 /* Whether path is gone: what every destruction of fs_ops must leave. */
 static int pd_gone(const char *path)
@@ -220,6 +221,48 @@ START_TEST(net_ops_echoes_twice_and_names_the_peer)
     pd_task_release(t);
     pd_runtime_free(rt);
     close(cfd);
+    close(lfd);
+}
+END_TEST
+
+/*
+ * A zero-copy send that waits is cancelled by its task's cancel: the
+ * cancel names the request's user_data, which is tagged (PD__TAG_RARE), so
+ * the cancel must carry the tag to find it. The send waits on a connection
+ * that cannot complete (the listener's queue is full), so it takes no byte
+ * (a byte taken would keep its notification owed until the peer read it).
+ * A cancel that missed would leave the send, and pd_task_wait, waiting for
+ * as long as the connection does (minutes of SYN retries).
+ */
+START_TEST(zc_send_waiting_is_cancelled)
+{
+    static const char buf[64];
+    struct sockaddr_in addr;
+    long port;
+    pd_runtime *rt = pd_test_rt();
+    int lfd = pd_test_listener(&addr), full, fd, i;
+    pd_task *t;
+
+    /* A queue of one, filled: the next connection's SYNs are dropped. */
+    ck_assert_int_eq(listen(lfd, 0), 0);
+    full = pd_client(&addr, &port);
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(connect(fd, (const struct sockaddr *)&addr, sizeof(addr)), -1);
+    ck_assert_int_eq(errno, EINPROGRESS);
+    t = zc_send_spawn(rt, fd, buf, sizeof(buf));
+    ck_assert_ptr_nonnull(t);
+    for (i = 0; i < 3; i++)
+        ck_assert_int_eq(pd_run_once(rt, 0), 1);
+    ck_assert_int_eq(pd_task_state(t), PD_TASK_RUNNING);
+    pd_task_cancel(t);
+    ck_assert_int_eq(pd_task_wait(t), 0);
+    ck_assert_int_eq(pd_task_state(t), PD_TASK_CANCELLED);
+    ck_assert_int_eq(pd_run(rt), 0);
+    pd_task_release(t);
+    pd_runtime_free(rt);
+    close(fd);
+    close(full);
     close(lfd);
 }
 END_TEST
@@ -592,6 +635,7 @@ Suite *pd_suite_io_ops(void)
     tcase_add_test(tc, pipe_ops_cancelled_poll_takes_nothing);
     tcase_add_test(tc, net_ops_echoes_twice_and_names_the_peer);
     tcase_add_test(tc, net_ops_cancelled_accept_leaves_the_connection_queued);
+    tcase_add_test(tc, zc_send_waiting_is_cancelled);
     tcase_add_test(tc, timeout_ms_sum_is_one_value);
     tcase_add_loop_test(tc, listen_ops_listens_in_the_spec, 0, 2);
     suite_add_tcase(s, tc);
