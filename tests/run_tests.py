@@ -72,8 +72,9 @@ RUNNERS = [("build/check_polldrop", "build/check_polldrop", {}),
             dict(SAN_ENV, PD_HARNESS_SEEDS=EXPLORE_SEEDS_ASAN, CK_INCLUDE_TAGS="harness")),
            ("sim build/check_polldrop", "build/check_polldrop", SIM_ENV)]
 # Seconds each slow job takes on an idle two-core machine, for the order of
-# a first run; any job not named here is estimated at one second. A class
-# (or a module) expected to take SPLIT seconds or more runs alone.
+# a job neither times file knows; any job not named here is estimated at
+# one second. A class (or a module) expected to take SPLIT seconds or more
+# runs alone.
 ESTIMATE = {
     "py test_fuzz.FuzzSlice": 40, "py test_install.FreshClone": 25,
     "py test_install.Install": 20, "py test_examples.EchoServerProcess": 15,
