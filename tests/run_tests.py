@@ -338,18 +338,26 @@ def main(argv):
     cpus = os.cpu_count() or 2
 
     def worker(job):
-        run_job(job)
+        """Runs job and reports it; whatever happens, it leaves running
+        and wakes the loop below, which would otherwise wait for it."""
+        try:
+            run_job(job)
+        except Exception as e:  # a job that could not start fails
+            job.status, job.out = 1, f"run_tests: {job.title}: {e!r}\n"
         run, fails, _ = counts(job)
         with ended:
-            word = "ok" if job.status == 0 else "FAIL"
-            what = f"{run} tests" if job.kind[0] == "py" else f"{run - fails} passed, {fails} failed"
-            print(f"  {word:<4} {job.title} ({what}, {job.seconds:.1f} s, "
-                  f"{job.cpu:.1f} s CPU)", flush=True)
-            if job.status != 0 or a.v:
-                print(job.out.rstrip("\n"))
-                print("  " + "-" * 68, flush=True)
-            running.remove(job)
-            ended.notify()
+            try:
+                word = "ok" if job.status == 0 else "FAIL"
+                what = (f"{run} tests" if job.kind[0] == "py"
+                        else f"{run - fails} passed, {fails} failed")
+                print(f"  {word:<4} {job.title} ({what}, {job.seconds:.1f} s, "
+                      f"{job.cpu:.1f} s CPU)", flush=True)
+                if job.status != 0 or a.v:
+                    print(job.out.rstrip("\n"))
+                    print("  " + "-" * 68, flush=True)
+            finally:
+                running.remove(job)
+                ended.notify()
 
     print(f"run_tests: {len(jobs)} jobs, at most {max(1, a.j)} at a time, within "
           f"{cpus} CPUs", flush=True)

@@ -1,6 +1,8 @@
 """make test's runner (tests/run_tests.py): what it counts, that a job that
 hangs is stopped with every process it left, which job it starts next, and
 that it finds every suite of the Check runner it splits into jobs."""
+import contextlib
+import io
 import os
 import sys
 import tempfile
@@ -68,6 +70,23 @@ class Jobs(unittest.TestCase):
 
 def named(*keys):
     return [run_tests.Job(k, k, [], {}, ("c",)) for k in keys]
+
+
+class Main(unittest.TestCase):
+    def test_a_job_that_cannot_start_fails_and_the_run_ends(self):
+        d = tempfile.mkdtemp(prefix="pd-run-tests-")
+        times = os.path.join(d, "times.json")
+        self.addCleanup(lambda: (os.path.exists(times) and os.unlink(times), os.rmdir(d)))
+        jobs = [run_tests.Job("py nowhere", "nowhere", [os.path.join(d, "missing")],
+                              dict(os.environ), ("py",)),
+                run_tests.Job("py fine", "fine", [sys.executable, "-c", "print('Ran 1 test in "
+                                                  "0.0s')"], dict(os.environ), ("py",))]
+        out = io.StringIO()
+        with mock.patch.object(run_tests, "py_jobs", lambda estimate: jobs), \
+             mock.patch.object(run_tests, "TIMES", times), contextlib.redirect_stdout(out):
+            self.assertEqual(run_tests.main(["--py"]), 1)
+        self.assertIn("FAIL nowhere", out.getvalue())
+        self.assertIn("ok   fine", out.getvalue())
 
 
 class Schedule(unittest.TestCase):
