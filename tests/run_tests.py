@@ -17,9 +17,9 @@ The slowest jobs start first, by the wall time each took on the last run
 (build/test-times.json) or, on a fresh clone, by tests/test-times.json (a
 copy of an idle machine's build/test-times.json). A job starts when a
 slot is free and the CPU its start would add fits: each job is counted
-at the share of a CPU it used on the last run (its CPU time over its wall
-time; one CPU when unknown), and the jobs running may use at most one CPU
-per CPU of the machine, so that jobs that sleep on timers and peers fill
+at twice the share of a CPU it used on the last run (its CPU time over its
+wall time, which a loaded machine halves; one CPU when unknown), and the
+jobs running may use at most one CPU per CPU of the machine, so that jobs that sleep on timers and peers fill
 the time of the ones that compute without slowing them down.
 
 Usage: tests/run_tests.py [-v] [-j JOBS] [--py] [--c]   (both by default)
@@ -109,14 +109,21 @@ def load_times(*paths):
     return times
 
 
+# A job's share of a CPU is counted at this many times its CPU time over
+# its wall time on the last run: on a loaded machine (the last run's, or
+# the one tests/test-times.json was measured on) a job that computes gets
+# half a CPU or less and looks like one that sleeps half the time.
+SHARE_FACTOR = 2.0
+
+
 def share(times, key):
-    """The share of a CPU job key used on its last run (at most one: a job
-    that ran threads on both CPUs still takes at least one); one CPU when
-    unknown."""
+    """The share of a CPU counted for job key: SHARE_FACTOR times its CPU
+    time over its wall time on its last run, at most one (a job that ran
+    threads on both CPUs still takes at least one); one when unknown."""
     wall, cpu = times.get(key, (0.0, None))
     if cpu is None or wall <= 0:
         return 1.0
-    return min(1.0, cpu / wall)
+    return min(1.0, SHARE_FACTOR * cpu / wall)
 
 
 def pick(queue, running, slots, cpus, times):

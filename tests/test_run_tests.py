@@ -94,7 +94,7 @@ class Schedule(unittest.TestCase):
     CPU of the jobs running (CPU time over wall time on the last run) fit
     within the machine's CPUs."""
     TIMES = {"compute a": (20.0, 19.0), "compute b": (15.0, 15.0), "sleeps": (40.0, 2.0),
-             "half": (10.0, 5.0)}
+             "half": (10.0, 2.5)}
 
     def test_the_slowest_first_while_the_cpus_are_free(self):
         queue = named("sleeps", "compute a", "compute b")
@@ -104,7 +104,7 @@ class Schedule(unittest.TestCase):
     def test_a_job_that_computes_waits_for_a_cpu_and_one_that_sleeps_does_not(self):
         queue = named("compute b", "sleeps")
         running = named("compute a", "half")
-        # 0.95 + 0.5 running on 2 CPUs: compute b (1.0) does not fit, sleeps (0.05) does.
+        # 1.0 + 0.5 running on 2 CPUs: compute b (1.0) does not fit, sleeps (0.1) does.
         self.assertEqual(run_tests.pick(queue, running, 8, 2, self.TIMES), 1)
         self.assertIsNone(run_tests.pick(queue[:1], running, 8, 2, self.TIMES))
         self.assertEqual(run_tests.pick(queue[:1], named("compute a"), 8, 2, self.TIMES), 0)
@@ -134,7 +134,7 @@ class Schedule(unittest.TestCase):
             f.write('{"b": 7.5, "c": [2.0, null]}')
         times = run_tests.load_times(shipped, last, os.path.join(d, "missing.json"))
         self.assertEqual(times, {"a": (10.0, 1.0), "b": (7.5, None), "c": (2.0, None)})
-        self.assertEqual(run_tests.share(times, "a"), 0.1)
+        self.assertEqual(run_tests.share(times, "a"), 0.2)  # twice 1 s of CPU in 10
         self.assertEqual(run_tests.share(times, "b"), 1.0)
 
     def test_the_shipped_times_name_jobs_of_this_tree(self):
