@@ -13,11 +13,17 @@ every job). The run ends with the unittest summary of the Python tests
 each Check runner and one for everything; the exit status is 1 if any job
 failed, timed out or crashed.
 
-The slowest jobs start first: by the time each took on the last run
-(build/test-times.json), or by the estimates below on a fresh clone.
+The slowest jobs start first, by the wall time each took on the last run
+(build/test-times.json) or, on a fresh clone, by tests/test-times.json (a
+copy of an idle machine's build/test-times.json). A job starts when a
+slot is free and the CPU its start would add fits: each job is counted
+at twice the share of a CPU it used on the last run (its CPU time over its
+wall time, which a loaded machine halves; one CPU when unknown), and the
+jobs running may use at most one CPU per CPU of the machine, so that jobs that sleep on timers and peers fill
+the time of the ones that compute without slowing them down.
 
 Usage: tests/run_tests.py [-v] [-j JOBS] [--py] [--c]   (both by default)
-  -j JOBS  how many jobs at once (default: PD_TEST_JOBS, or 3 per CPU)
+  -j JOBS  at most how many jobs at once (default: PD_TEST_JOBS, or 5 per CPU)
 """
 import argparse
 import json
@@ -34,6 +40,8 @@ import unittest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS = os.path.join(ROOT, "tests")
 TIMES = os.path.join(ROOT, "build", "test-times.json")
+# The times of a fresh clone's first run: [wall, CPU] seconds per job key.
+SHIPPED_TIMES = os.path.join(TESTS, "test-times.json")
 # A job still running after this long is stopped and fails (Check's own
 # per-test timeouts are at most 300 s).
 JOB_TIMEOUT = 900
@@ -64,8 +72,9 @@ RUNNERS = [("build/check_polldrop", "build/check_polldrop", {}),
             dict(SAN_ENV, PD_HARNESS_SEEDS=EXPLORE_SEEDS_ASAN, CK_INCLUDE_TAGS="harness")),
            ("sim build/check_polldrop", "build/check_polldrop", SIM_ENV)]
 # Seconds each slow job takes on an idle two-core machine, for the order of
-# a first run; any job not named here is estimated at one second. A class
-# (or a module) expected to take SPLIT seconds or more runs alone.
+# a job neither times file knows; any job not named here is estimated at
+# one second. A class (or a module) expected to take SPLIT seconds or more
+# runs alone.
 ESTIMATE = {
     "py test_fuzz.FuzzSlice": 40, "py test_install.FreshClone": 25,
     "py test_install.Install": 20, "py test_examples.EchoServerProcess": 15,
@@ -79,6 +88,56 @@ ESTIMATE = {
     "c build/check_polldrop httpd": 4, "c build/check_polldrop_asan httpd": 5,
 }
 SPLIT = 5
+
+
+def load_times(*paths):
+    """{job key: (wall seconds, CPU seconds or None)} of the times files
+    at paths, the later ones over the earlier. A file of an older runner
+    gives the wall time alone."""
+    times = {}
+    for path in paths:
+        try:
+            with open(path) as f:
+                got = json.load(f)
+        except (OSError, ValueError):
+            continue
+        for key, v in got.items():
+            if isinstance(v, (int, float)):
+                times[key] = (float(v), None)
+            elif isinstance(v, list) and len(v) == 2:
+                times[key] = (float(v[0]), None if v[1] is None else float(v[1]))
+    return times
+
+
+# A job's share of a CPU is counted at this many times its CPU time over
+# its wall time on the last run: on a loaded machine (the last run's, or
+# the one tests/test-times.json was measured on) a job that computes gets
+# half a CPU or less and looks like one that sleeps half the time.
+SHARE_FACTOR = 2.0
+
+
+def share(times, key):
+    """The share of a CPU counted for job key: SHARE_FACTOR times its CPU
+    time over its wall time on its last run, at most one (a job that ran
+    threads on both CPUs still takes at least one); one when unknown."""
+    wall, cpu = times.get(key, (0.0, None))
+    if cpu is None or wall <= 0:
+        return 1.0
+    return min(1.0, SHARE_FACTOR * cpu / wall)
+
+
+def pick(queue, running, slots, cpus, times):
+    """The index in queue (slowest first) of the job to start now, or None
+    to wait for one to end: the first job whose share of a CPU fits beside
+    the shares of the jobs running, within cpus; with nothing running, the
+    first job whatever its share."""
+    if not queue or len(running) >= slots:
+        return None
+    used = sum(share(times, j.key) for j in running)
+    for i, job in enumerate(queue):
+        if not running or used + share(times, job.key) <= cpus + 1e-9:
+            return i
+    return None
 
 
 class Job:
@@ -266,51 +325,59 @@ def main(argv):
     p = argparse.ArgumentParser(description="Run every test, side by side.")
     p.add_argument("-v", action="store_true", help="print every job's whole output")
     p.add_argument("-j", type=int, default=int(os.environ.get("PD_TEST_JOBS", "0")) or
-                   3 * (os.cpu_count() or 2), metavar="JOBS")
+                   5 * (os.cpu_count() or 2), metavar="JOBS")
     p.add_argument("--py", action="store_true", help="only the Python tests")
     p.add_argument("--c", action="store_true", help="only the Check runners")
     a = p.parse_args(argv)
     both = not a.py and not a.c
-    try:
-        with open(TIMES) as f:
-            history = json.load(f)
-    except (OSError, ValueError):
-        history = {}
+    times = load_times(SHIPPED_TIMES, TIMES)
 
     def estimate(key):
-        return history.get(key, ESTIMATE.get(key, 1))
+        return times[key][0] if key in times else ESTIMATE.get(key, 1)
 
     t0 = time.monotonic()
     jobs = (py_jobs(estimate) if a.py or both else []) + (check_jobs(estimate) if a.c or both
                                                           else [])
     jobs.sort(key=lambda j: -estimate(j.key))
-    lock = threading.Lock()
+    ended = threading.Condition()
     queue = list(jobs)
+    running = []
+    cpus = os.cpu_count() or 2
 
-    def worker():
-        while True:
-            with lock:
-                if not queue:
-                    return
-                job = queue.pop(0)
+    def worker(job):
+        """Runs job and reports it; whatever happens, it leaves running
+        and wakes the loop below, which would otherwise wait for it."""
+        try:
             run_job(job)
-            run, fails, _ = counts(job)
-            with lock:
+        except Exception as e:  # a job that could not start fails
+            job.status, job.out = 1, f"run_tests: {job.title}: {e!r}\n"
+        run, fails, _ = counts(job)
+        with ended:
+            try:
                 word = "ok" if job.status == 0 else "FAIL"
-                what = f"{run} tests" if job.kind[0] == "py" else f"{run - fails} passed, {fails} failed"
+                what = (f"{run} tests" if job.kind[0] == "py"
+                        else f"{run - fails} passed, {fails} failed")
                 print(f"  {word:<4} {job.title} ({what}, {job.seconds:.1f} s, "
                       f"{job.cpu:.1f} s CPU)", flush=True)
                 if job.status != 0 or a.v:
                     print(job.out.rstrip("\n"))
                     print("  " + "-" * 68, flush=True)
+            finally:
+                running.remove(job)
+                ended.notify()
 
-    threads = [threading.Thread(target=worker) for _ in range(max(1, a.j))]
-    print(f"run_tests: {len(jobs)} jobs, {len(threads)} at a time", flush=True)
+    print(f"run_tests: {len(jobs)} jobs, at most {max(1, a.j)} at a time, within "
+          f"{cpus} CPUs", flush=True)
     try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        with ended:
+            while queue or running:
+                i = pick(queue, running, max(1, a.j), cpus, times)
+                if i is None:
+                    ended.wait()
+                    continue
+                job = queue.pop(i)
+                running.append(job)
+                threading.Thread(target=worker, args=(job,), daemon=True).start()
     except KeyboardInterrupt:
         queue.clear()
         for proc in list(RUNNING):
@@ -318,7 +385,12 @@ def main(argv):
         return 130
     wall = time.monotonic() - t0
 
-    history.update({j.key: round(j.seconds, 1) for j in jobs})
+    try:
+        with open(TIMES) as f:
+            history = json.load(f)
+    except (OSError, ValueError):
+        history = {}
+    history.update({j.key: [round(j.seconds, 1), round(j.cpu, 1)] for j in jobs})
     try:
         with open(TIMES, "w") as f:
             json.dump(history, f, indent=0, sort_keys=True)

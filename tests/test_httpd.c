@@ -26,6 +26,7 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/resource.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -945,10 +946,14 @@ END_TEST
 /*
  * Responses sent from the cache into a socket that fills: 200 pipelined
  * GETs of the cached 4 KiB file to a client with a 4 KiB receive buffer
- * that reads only after sending them all. Sends from the cache entry come
- * up short and their rest goes from the output; every response arrives
- * whole, byte for byte, in order, and the last one's Connection: close
- * ends the connection.
+ * that reads only after sending them all and after its socket stopped
+ * filling. Sends from the cache entry come up short and their rest goes
+ * from the output; every response arrives whole, byte for byte, in order,
+ * and the last one's Connection: close ends the connection. The client
+ * reads with a large receive buffer: read through a buffer smaller than
+ * the loopback's segment, the window the client advertises stays under a
+ * segment and the server's kernel waits on its zero-window probes, whose
+ * interval doubles each time (about 20 s over the 200 responses).
  */
 START_TEST(httpd_cached_sends_into_full_socket)
 {
@@ -973,6 +978,16 @@ START_TEST(httpd_cached_sends_into_full_socket)
         memcpy(burst + len, req, sizeof(req) - 1);
     memcpy(burst + len, last, sizeof(last));
     say(c, burst);
+    for (int i = 0, queued = -1, still = 0; i < 500 && still < 5; i++) {
+        int now = 0;
+
+        usleep(10000);
+        ck_assert_int_eq(ioctl(c->fd, FIONREAD, &now), 0);
+        still = now > 0 && now == queued ? still + 1 : 0;
+        queued = now;
+    }
+    rcv = 1 << 20;
+    setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
     for (int i = 0; i < N; i++) {
         ck_assert_int_eq(read_response(c, &r, 0), 0);
         ck_assert_int_eq(r.status, 200);

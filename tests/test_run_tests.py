@@ -1,6 +1,8 @@
 """make test's runner (tests/run_tests.py): what it counts, that a job that
-hangs is stopped with every process it left, and that it finds every suite
-of the Check runner it splits into jobs."""
+hangs is stopped with every process it left, which job it starts next, and
+that it finds every suite of the Check runner it splits into jobs."""
+import contextlib
+import io
 import os
 import sys
 import tempfile
@@ -64,6 +66,87 @@ class Jobs(unittest.TestCase):
         except OSError:
             state = "gone"
         self.assertIn(state, ("gone", "Z"))
+
+
+def named(*keys):
+    return [run_tests.Job(k, k, [], {}, ("c",)) for k in keys]
+
+
+class Main(unittest.TestCase):
+    def test_a_job_that_cannot_start_fails_and_the_run_ends(self):
+        d = tempfile.mkdtemp(prefix="pd-run-tests-")
+        times = os.path.join(d, "times.json")
+        self.addCleanup(lambda: (os.path.exists(times) and os.unlink(times), os.rmdir(d)))
+        jobs = [run_tests.Job("py nowhere", "nowhere", [os.path.join(d, "missing")],
+                              dict(os.environ), ("py",)),
+                run_tests.Job("py fine", "fine", [sys.executable, "-c", "print('Ran 1 test in "
+                                                  "0.0s')"], dict(os.environ), ("py",))]
+        out = io.StringIO()
+        with mock.patch.object(run_tests, "py_jobs", lambda estimate: jobs), \
+             mock.patch.object(run_tests, "TIMES", times), contextlib.redirect_stdout(out):
+            self.assertEqual(run_tests.main(["--py"]), 1)
+        self.assertIn("FAIL nowhere", out.getvalue())
+        self.assertIn("ok   fine", out.getvalue())
+
+
+class Schedule(unittest.TestCase):
+    """Which job starts next: the slowest first, as long as the shares of a
+    CPU of the jobs running (CPU time over wall time on the last run) fit
+    within the machine's CPUs."""
+    TIMES = {"compute a": (20.0, 19.0), "compute b": (15.0, 15.0), "sleeps": (40.0, 2.0),
+             "half": (10.0, 2.5)}
+
+    def test_the_slowest_first_while_the_cpus_are_free(self):
+        queue = named("sleeps", "compute a", "compute b")
+        self.assertEqual(run_tests.pick(queue, [], 8, 2, self.TIMES), 0)
+        self.assertEqual(run_tests.pick(queue[1:], named("sleeps"), 8, 2, self.TIMES), 0)
+
+    def test_a_job_that_computes_waits_for_a_cpu_and_one_that_sleeps_does_not(self):
+        queue = named("compute b", "sleeps")
+        running = named("compute a", "half")
+        # 1.0 + 0.5 running on 2 CPUs: compute b (1.0) does not fit, sleeps (0.1) does.
+        self.assertEqual(run_tests.pick(queue, running, 8, 2, self.TIMES), 1)
+        self.assertIsNone(run_tests.pick(queue[:1], running, 8, 2, self.TIMES))
+        self.assertEqual(run_tests.pick(queue[:1], named("compute a"), 8, 2, self.TIMES), 0)
+
+    def test_a_job_never_seen_counts_as_one_cpu(self):
+        self.assertEqual(run_tests.share(self.TIMES, "new"), 1.0)
+        self.assertIsNone(run_tests.pick(named("new"), named("compute a", "compute b"), 8, 2,
+                                         self.TIMES))
+
+    def test_with_nothing_running_the_first_job_starts_whatever_its_share(self):
+        self.assertEqual(run_tests.pick(named("compute a"), [], 8, 0.5, self.TIMES), 0)
+
+    def test_no_more_jobs_than_slots(self):
+        running = named(*["sleeps"] * 3)
+        self.assertIsNone(run_tests.pick(named("sleeps"), running, 3, 2, self.TIMES))
+        self.assertEqual(run_tests.pick(named("sleeps"), running, 4, 2, self.TIMES), 0)
+        self.assertIsNone(run_tests.pick([], [], 4, 2, self.TIMES))
+
+    def test_times_files_old_and_new_the_later_over_the_earlier(self):
+        d = tempfile.mkdtemp(prefix="pd-run-tests-")
+        self.addCleanup(lambda: [os.unlink(os.path.join(d, f)) for f in os.listdir(d)] and
+                        os.rmdir(d))
+        shipped, last = os.path.join(d, "shipped.json"), os.path.join(d, "last.json")
+        with open(shipped, "w") as f:
+            f.write('{"a": [10.0, 1.0], "b": [5.0, 5.0]}')
+        with open(last, "w") as f:
+            f.write('{"b": 7.5, "c": [2.0, null]}')
+        times = run_tests.load_times(shipped, last, os.path.join(d, "missing.json"))
+        self.assertEqual(times, {"a": (10.0, 1.0), "b": (7.5, None), "c": (2.0, None)})
+        self.assertEqual(run_tests.share(times, "a"), 0.2)  # twice 1 s of CPU in 10
+        self.assertEqual(run_tests.share(times, "b"), 1.0)
+
+    def test_the_shipped_times_name_jobs_of_this_tree(self):
+        """tests/test-times.json orders a fresh clone's first run: each of
+        its entries is [wall, CPU], and it knows the long jobs."""
+        times = run_tests.load_times(run_tests.SHIPPED_TIMES)
+        self.assertGreater(len(times), 100)
+        for key, (wall, cpu) in times.items():
+            self.assertTrue(wall >= 0 and cpu is not None and cpu >= 0, key)
+        for key in ("c build/check_polldrop httpd", "c epoll build/check_polldrop_asan httpd",
+                    "py test_seccomp", "py test_examples.EchoServerProcess"):
+            self.assertIn(key, times)
 
 
 @unittest.skipUnless(os.access(os.path.join(ROOT, "build", "check_polldrop_asan"), os.X_OK),
