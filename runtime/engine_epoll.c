@@ -216,7 +216,8 @@ static void pd__ep_start(pd__engine *e, const struct io_uring_sqe *sqe,
     pd__ep_op t, *r, *l;
 
     t.sqe = *sqe;
-    t.next = t.prev = t.hnext = t.link = NULL;
+    t.next = t.hnext = t.link = NULL;
+    t.ql.prev = t.ql.next = NULL;
     t.deadline = 0;
     t.heap = 0;
     t.done = 0;

@@ -18,6 +18,7 @@
 #include <sys/uio.h>
 
 #include "engine.h"
+#include "list.h"
 
 /*
  * IORING_OP_BIND and IORING_OP_LISTEN (Linux 6.11), which liburing 2.3 does
@@ -74,7 +75,8 @@ enum {
 typedef struct pd__ep_op pd__ep_op;
 struct pd__ep_op {
     struct io_uring_sqe sqe;   /* the request as submitted */
-    pd__ep_op *next, *prev;    /* fd waiters; worker queue, done stack, free list (next) */
+    struct pd__link ql;        /* on its fd's waiters (FDWAIT) or the worker queue (WQ) */
+    pd__ep_op *next;           /* free list, done stack, a cancel's stopped chain */
     pd__ep_op *hnext;          /* user_data hash chain */
     pd__ep_op *link;           /* the op's linked timeout, or the timeout's op */
     int64_t deadline;          /* timers, PD__EPF_SOCKTO: CLOCK_MONOTONIC ns */
@@ -90,6 +92,12 @@ struct pd__ep_op {
     int32_t wfd;               /* the fd whose list it is on (FDWAIT) */
     int32_t saved_fl;          /* connect: the fd's flags before O_NONBLOCK */
 };
+
+/* The record whose `ql` is l, or NULL for NULL (walks the fd and worker lists). */
+static inline pd__ep_op *pd__ep_of(struct pd__link *l)
+{
+    return l ? PD__CONTAINER_OF(l, pd__ep_op, ql) : NULL;
+}
 
 /* What an fd is, as far as the engine needs to know. */
 enum {
@@ -111,7 +119,7 @@ enum {
  * names are ignored.
  */
 typedef struct pd__ep_fd {
-    pd__ep_op *whead, *wtail;  /* ops waiting on it, oldest first */
+    struct pd__link *whead, *wtail; /* ops waiting on it, oldest first (pd__ep_of) */
     uint32_t maybe;
     uint32_t interest;
     uint32_t gen;
@@ -180,7 +188,7 @@ struct pd__engine {
      */
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    pd__ep_op *wq_head, *wq_tail;
+    struct pd__link *wq_head, *wq_tail; /* oldest first (pd__ep_of) */
     int stop;
     int work_inited;           /* lock and cond exist */
     unsigned nthreads;

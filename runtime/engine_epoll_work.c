@@ -170,12 +170,8 @@ static void *pd__ep_worker(void *arg)
             pthread_cond_wait(&e->cond, &e->lock);
         if (e->stop)
             break;
-        r = e->wq_head;
-        e->wq_head = r->next;
-        if (e->wq_head)
-            e->wq_head->prev = NULL;
-        else
-            e->wq_tail = NULL;
+        r = pd__ep_of(e->wq_head);
+        pd__list_unlink(&e->wq_head, &e->wq_tail, &r->ql);
         r->state = PD__EP_WRUN;
         pthread_mutex_unlock(&e->lock);
 
@@ -271,13 +267,7 @@ void pd__ep_work_queue(pd__engine *e, pd__ep_op *r)
     e->nwork++;
     pthread_mutex_lock(&e->lock);
     r->state = PD__EP_WQ;
-    r->next = NULL;
-    r->prev = e->wq_tail;
-    if (e->wq_tail)
-        e->wq_tail->next = r;
-    else
-        e->wq_head = r;
-    e->wq_tail = r;
+    pd__list_append(&e->wq_head, &e->wq_tail, &r->ql);
     pthread_cond_signal(&e->cond);
     pthread_mutex_unlock(&e->lock);
 }
@@ -289,15 +279,7 @@ int pd__ep_work_cancel(pd__engine *e, pd__ep_op *r)
 
     pthread_mutex_lock(&e->lock);
     if (r->state == PD__EP_WQ) {
-        if (r->prev)
-            r->prev->next = r->next;
-        else
-            e->wq_head = r->next;
-        if (r->next)
-            r->next->prev = r->prev;
-        else
-            e->wq_tail = r->prev;
-        r->next = r->prev = NULL;
+        pd__list_unlink(&e->wq_head, &e->wq_tail, &r->ql);
         r->state = PD__EP_FREE;
         e->nwork--;
         ret = 0;

@@ -378,7 +378,7 @@ static int pd__sim_enter(pd__engine *eng, struct io_uring *ring, unsigned wait_n
         s->busied++;
         return -EBUSY;
     }
-    for (op = s->live_head; op != NULL; op = op->next)
+    for (op = pd__sim_live(s->live_head); op != NULL; op = pd__sim_live(op->live.next))
         if (op->state == PD__SIM_WORK && op->turns > 0)
             op->turns--;
     n = pd__sim_consume(s, ring, &partial);
