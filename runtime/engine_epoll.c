@@ -525,6 +525,7 @@ static int pd__ep_init(struct io_uring *ring, unsigned entries, unsigned cq_entr
     if (e == NULL)
         return -ENOMEM;
     e->epfd = e->wakefd = -1;
+    atomic_init(&e->done, NULL);
     e->check_head = e->check_tail = -1;
     e->has_pwait2 = 1;
     e->sq_kmask = entries - 1;
@@ -551,10 +552,6 @@ static int pd__ep_init(struct io_uring *ring, unsigned entries, unsigned cq_entr
         ret = -errno;
         goto fail;
     }
-    ret = pd__ep_work_start(e);
-    if (ret < 0)
-        goto fail;
-
     memset(ring, 0, sizeof(*ring));
     ring->sq.khead = &e->sq_khead;
     ring->sq.ktail = &e->sq_ktail;

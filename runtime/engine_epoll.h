@@ -27,7 +27,7 @@
 #define PD__EP_OP_BIND 56u
 #define PD__EP_OP_LISTEN 57u
 
-/* Workers started with every engine: file ops run on them. */
+/* Workers file ops run on, started with the engine's first file op. */
 #define PD__EP_WORKERS 4u
 /* Records preallocated at init (at least), and the size of each growth. */
 #define PD__EP_MIN_RECORDS 4096u
@@ -182,7 +182,8 @@ struct pd__engine {
     unsigned nbufs;
 
     /*
-     * The worker pool. The queue and the records' worker states are under
+     * The worker pool (started by the first pd__ep_work_queue, on the
+     * engine's thread). The queue and the records' worker states are under
      * `lock`; `done` is the stack finished records go on (lock-free), and
      * the worker that finds it empty writes `wakefd`.
      */
@@ -190,7 +191,7 @@ struct pd__engine {
     pthread_cond_t cond;
     struct pd__link *wq_head, *wq_tail; /* oldest first (pd__ep_of) */
     int stop;
-    int work_inited;           /* lock and cond exist */
+    int work_inited;           /* the pool was started: lock and cond exist */
     unsigned nthreads;
     unsigned started;          /* workers that began to run (under lock) */
     pthread_t threads[PD__EP_WORKERS];
@@ -252,10 +253,10 @@ int pd__ep_attempt(pd__engine *e, pd__ep_op *r, int32_t *res, uint32_t *cflags);
 int pd__ep_iov(const pd__ep_op *r, struct iovec *tmp, int max, const struct iovec **out);
 int pd__ep_nonblock(int fd);
 
-/* engine_epoll_work.c: the worker pool. */
-int pd__ep_work_start(pd__engine *e);
+/* engine_epoll_work.c: the worker pool (pd__workers_starting: harness_hooks.h). */
+extern void (*pd__workers_starting)(int done);
 void pd__ep_work_stop(pd__engine *e);
-void pd__ep_work_queue(pd__engine *e, pd__ep_op *r);
+int pd__ep_work_queue(pd__engine *e, pd__ep_op *r);
 int pd__ep_work_cancel(pd__engine *e, pd__ep_op *r);
 void pd__ep_work_reap(pd__engine *e);
 int32_t pd__ep_work_run(pd__ep_op *r);

@@ -322,7 +322,9 @@ void pd__ep_run(pd__engine *e, pd__ep_op *r, int how, int32_t res, uint32_t cfla
             pd__ep_finish(e, r, res, cflags);
             return;
         case PD__EP_WORK:
-            pd__ep_work_queue(e, r);
+            /* A pool that cannot start fails the op (-EAGAIN, -ENOMEM). */
+            if ((res = pd__ep_work_queue(e, r)) < 0)
+                pd__ep_finish(e, r, res, 0);
             return;
         default:
             break;
