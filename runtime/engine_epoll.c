@@ -64,8 +64,11 @@ static unsigned pd__ep_ovf_min(unsigned cq_entries)
 /*
  * Keeps a completion the CQ has no room for. The overflow is a ring, with
  * room for pd__ep_ovf_min completions from init, that doubles when full;
- * nothing is ever dropped (IORING_FEAT_NODROP). A failed allocation is
- * fatal: dropping a completion would leave its owner waiting forever.
+ * nothing is ever dropped (IORING_FEAT_NODROP), and IORING_SQ_CQ_OVERFLOW
+ * is set in the SQ flags while it holds any, as the kernel sets it, so
+ * that whoever reads the ring knows an enter will bring more. A failed
+ * allocation is fatal: dropping a completion would leave its owner
+ * waiting forever.
  */
 static void pd__ep_ovf_push(pd__engine *e, uint64_t ud, int32_t res, uint32_t flags)
 {
@@ -88,18 +91,26 @@ static void pd__ep_ovf_push(pd__engine *e, uint64_t ud, int32_t res, uint32_t fl
     c->user_data = ud;
     c->res = res;
     c->flags = flags;
-    e->ovf_len++;
+    if (e->ovf_len++ == 0)
+        IO_URING_WRITE_ONCE(e->sq_kflags, e->sq_kflags | IORING_SQ_CQ_OVERFLOW);
 }
 
-/* Moves overflowed completions into the CQ while it has room, oldest first. */
+/*
+ * Moves overflowed completions into the CQ while it has room, oldest
+ * first; IORING_SQ_CQ_OVERFLOW is cleared with the last of them.
+ */
 static void pd__ep_ovf_flush(pd__engine *e)
 {
+    if (e->ovf_len == 0)
+        return;
     while (e->ovf_len && pd__ep_cq_ready(e) < e->cq_entries) {
         e->cqes[e->cq_ktail & e->cq_mask] = e->ovf[e->ovf_head];
         io_uring_smp_store_release(&e->cq_ktail, e->cq_ktail + 1);
         e->ovf_head = (e->ovf_head + 1) % e->ovf_cap;
         e->ovf_len--;
     }
+    if (e->ovf_len == 0)
+        IO_URING_WRITE_ONCE(e->sq_kflags, e->sq_kflags & ~IORING_SQ_CQ_OVERFLOW);
 }
 
 /* Posts one completion, behind any that overflowed (order is kept). */

@@ -177,6 +177,7 @@ void pd__sim_drain(pd__sim *s)
         e->ovf_head = (e->ovf_head + 1) % e->ovf_cap;
         e->ovf_len--;
     }
+    e->sq_kflags &= ~IORING_SQ_CQ_OVERFLOW;
 }
 
 /* Whether the completion numbered seq is still pending (the list is in seq order). */

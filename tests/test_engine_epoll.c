@@ -1460,6 +1460,50 @@ START_TEST(cq_overflow_loses_nothing)
 }
 END_TEST
 
+/* Whether the ring's SQ flags say completions wait on the overflow list. */
+static int overflowed(const tr *t)
+{
+    return !!(IO_URING_READ_ONCE(*t->ring.sq.kflags) & IORING_SQ_CQ_OVERFLOW);
+}
+
+/*
+ * IORING_FEAT_NODROP as the kernel has it: IORING_SQ_CQ_OVERFLOW is set
+ * while completions wait on the overflow list (liburing's
+ * cq_ring_needs_flush reads it to know that an enter is needed), each
+ * enter moves them into the CQ, oldest first, as far as there is room,
+ * and the flag is cleared with the last of them.
+ */
+START_TEST(overflow_flag_set_while_completions_wait)
+{
+    tr t;
+    tlog l = { 0 };
+    int i;
+
+    tr_init(&t, 1, 4, 4);
+    for (i = 0; i < 4; i++)
+        Q(&t, (uint64_t)(i + 1), io_uring_prep_nop(s_));
+    ck_assert_int_eq(tr_enter(&t, 0, 0), 4);
+    ck_assert_uint_eq(io_uring_cq_ready(&t.ring), 4);
+    ck_assert(!overflowed(&t));
+    for (i = 4; i < 8; i++)
+        Q(&t, (uint64_t)(i + 1), io_uring_prep_nop(s_));
+    ck_assert_int_eq(tr_enter(&t, 0, 0), 4);
+    ck_assert(overflowed(&t));
+    /* Room for two: two move in, two still wait, the flag stays. */
+    io_uring_cq_advance(&t.ring, 2);
+    ck_assert_int_eq(tr_enter(&t, 0, 0), 0);
+    ck_assert_uint_eq(io_uring_cq_ready(&t.ring), 4);
+    ck_assert(overflowed(&t));
+    ck_assert_int_eq(tr_reap(&t, &l), 4);
+    ck_assert_int_eq(tr_enter(&t, 0, 0), 0);
+    ck_assert(!overflowed(&t));
+    ck_assert_int_eq(tr_reap(&t, &l), 2);
+    for (i = 0; i < 6; i++)
+        ck_assert_uint_eq(l.c[i].ud, (uint64_t)(i + 3));
+    tr_exit(&t);
+}
+END_TEST
+
 /* Threads of this process blocked in openat(2) now (from /proc). */
 static int blocked_in_openat(void)
 {
@@ -1843,6 +1887,7 @@ Suite *pd_suite_engine_epoll(void)
     tcase_add_test(own, init_fills_the_ring);
     tcase_add_test(own, unsupported_ops_and_chains);
     tcase_add_test(own, cq_overflow_loses_nothing);
+    tcase_add_test(own, overflow_flag_set_while_completions_wait);
     tcase_add_test(own, cancel_running_and_queued_worker_ops);
     tcase_add_test(own, fd_number_reused_behind_the_engines_back);
     tcase_add_test(own, exit_with_requests_in_flight);
