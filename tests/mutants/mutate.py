@@ -795,8 +795,8 @@ MUTANTS = [
     # --- issue 22: httpd's keep-alive sweeper and sendfile ---
     dict(name="httpd-sweep-keeps-pages",
          file="examples/httpd/http.c",
-         old="        pd__op_cancel(l->op);\n",
-         new="",
+         old="        ret = pd_task_cancel_op(l->task, l->op);\n",
+         new="        ret = 0;\n",
          inv="httpd: a keep-alive connection quiet for HTTP_HOT_MS keeps its block: "
              "idle memory grows with every connection that made a request",
          run="plain"),
@@ -1128,8 +1128,8 @@ MUTANTS = [
     # --- issue 22: httpd's cold blocks ---
     dict(name="httpd-sweep-cancels-connection",
          file="examples/httpd/http.c",
-         old="        pd__op_cancel(l->op);\n        if (l->op->st == PD__OP_BUSY && !l->op->cancelled)\n",
-         new="        pd_task_cancel(l->task);\n        if (0)\n",
+         old="        ret = pd_task_cancel_op(l->task, l->op);\n",
+         new="        pd_task_cancel(l->task);\n        ret = 0;\n",
          inv="httpd: the end of a keep-alive connection's hot period ends the connection, "
              "and a request the kernel already received into its block is lost",
          run="plain"),
