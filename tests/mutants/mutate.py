@@ -1141,6 +1141,61 @@ MUTANTS = [
          inv="httpd: a keep-alive connection whose hot period ended keeps its block "
              "while it waits, and leaks it when it takes another",
          run="plain"),
+    # --- engine cleanups and cancel API ---
+    dict(name="list-append-keeps-tail",
+         file="runtime/list.h",
+         old="        *head = l;\n    *tail = l;\n",
+         new="        *head = l;\n",
+         inv="engines: a queue on list.h (the epoll engine's fd waiters and worker "
+             "queue, the simulator's live records) loses what is appended behind "
+             "its first entry",
+         run="plain"),
+    dict(name="ep-pool-never-started",
+         file="runtime/engine_epoll_work.c",
+         old="    if (!e->work_inited) {\n        int ret = pd__ep_work_start(e);\n",
+         new="    if (0) {\n        int ret = pd__ep_work_start(e);\n",
+         inv="epoll engine: a runtime's first file op does not start the worker pool "
+             "it needs: the op never completes",
+         run="c"),
+    dict(name="ep-overflow-flag-never-set",
+         file="runtime/engine_epoll.c",
+         old="    if (e->ovf_len++ == 0)\n"
+             "        IO_URING_WRITE_ONCE(e->sq_kflags, e->sq_kflags | IORING_SQ_CQ_OVERFLOW);\n",
+         new="    e->ovf_len++;\n",
+         inv="epoll engine: completions wait on the overflow list without "
+             "IORING_SQ_CQ_OVERFLOW (the kernel sets it with IORING_FEAT_NODROP)",
+         run="c"),
+    dict(name="ep-overflow-flag-never-cleared",
+         file="runtime/engine_epoll.c",
+         old="    if (e->ovf_len == 0)\n"
+             "        IO_URING_WRITE_ONCE(e->sq_kflags, e->sq_kflags & ~IORING_SQ_CQ_OVERFLOW);\n",
+         new="",
+         inv="epoll engine: IORING_SQ_CQ_OVERFLOW stays set once the overflow list "
+             "is empty again",
+         run="c"),
+    dict(name="cancel-op-sent-twice",
+         file="runtime/task.c",
+         old="    if (op->cancelled)\n        return -EALREADY;\n",
+         new="",
+         inv="pd_task_cancel_op: a second cancel of one request reports a cancel "
+             "queued (0) instead of -EALREADY",
+         run="plain"),
+    dict(name="cancel-op-foreign-slot",
+         file="runtime/task.c",
+         old="    if (op == NULL || at < self || at + sizeof(*op) > self + t->vt->size ||\n"
+             "        t->state == PD_TASK_DONE || t->state == PD_TASK_CANCELLED)\n"
+             "        return -EINVAL;\n"
+             "    if (op->st != PD__OP_BUSY)\n"
+             "        return -ENOENT;\n"
+             "    if (op->task != t)\n"
+             "        return -EINVAL;\n",
+         new="    (void)at;\n    (void)self;\n"
+             "    if (op == NULL || t->state == PD_TASK_DONE || t->state == PD_TASK_CANCELLED)\n"
+             "        return -EINVAL;\n"
+             "    if (op->st != PD__OP_BUSY)\n"
+             "        return -ENOENT;\n",
+         inv="pd_task_cancel_op: another task's slot is not refused",
+         run="plain"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
