@@ -1196,6 +1196,13 @@ MUTANTS = [
              "        return -ENOENT;\n",
          inv="pd_task_cancel_op: another task's slot is not refused",
          run="plain"),
+    dict(name="read-file-fd-unowned",
+         file="specs/read_file.yaml",
+         old='  - {name: fd,  type: int,    init: "-1", owns: fd}\n',
+         new='  - {name: fd,  type: int,    init: "-1"}\n',
+         inv="5 no fd leak: read_file's descriptor is not the future's: a sync drop "
+             "after the open leaks it",
+         run="plain"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
