@@ -18,6 +18,7 @@
 #include <sys/uio.h>
 
 #include "engine.h"
+#include "engine_ring.h"
 #include "list.h"
 
 /*
@@ -142,13 +143,7 @@ typedef struct pd__ep_bufring {
 } pd__ep_bufring;
 
 struct pd__engine {
-    /* The ring's memory, as the inline helpers see it. */
-    unsigned sq_khead, sq_ktail, sq_kmask, sq_kentries, sq_kflags, sq_kdropped;
-    unsigned cq_khead, cq_ktail, cq_kmask, cq_kentries, cq_kflags, cq_koverflow;
-    unsigned *sq_array;
-    struct io_uring_sqe *sqes;
-    struct io_uring_cqe *cqes;
-    unsigned cq_mask, cq_entries;
+    pd__umem m; /* the ring's memory, as the inline helpers see it (first) */
 
     /* Completions the CQ had no room for, in order (a growing ring). */
     struct io_uring_cqe *ovf;

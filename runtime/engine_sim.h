@@ -63,13 +63,7 @@ typedef struct pd__sim_cqe {
 } pd__sim_cqe;
 
 typedef struct pd__sim {
-    /* The ring's memory, as the inline helpers see it. */
-    unsigned sq_khead, sq_ktail, sq_kmask, sq_kentries, sq_kflags, sq_kdropped;
-    unsigned cq_khead, cq_ktail, cq_kmask, cq_kentries, cq_kflags, cq_koverflow;
-    unsigned *sq_array;
-    struct io_uring_sqe *sqes;
-    struct io_uring_cqe *cqes;
-    unsigned cq_mask, cq_entries;
+    pd__umem m; /* the ring's memory, as the inline helpers see it (first) */
 
     /* The embedded epoll engine state: fd table, buffer rings, staging CQ. */
     pd__engine *ep;

@@ -550,8 +550,8 @@ MUTANTS = [
          run="c"),
     dict(name="ep-overflow-jumps-queue",
          file="runtime/engine_epoll.c",
-         old="    if (e->ovf_len != 0 || pd__ep_cq_ready(e) >= e->cq_entries) {",
-         new="    if (pd__ep_cq_ready(e) >= e->cq_entries) {",
+         old="    if (e->ovf_len != 0 || pd__ep_cq_ready(e) >= e->m.cq_entries) {",
+         new="    if (pd__ep_cq_ready(e) >= e->m.cq_entries) {",
          inv="epoll engine: after a CQ overflow, new completions overtake the "
              "overflowed ones (a multishot slot's order is lost)",
          run="c"),
@@ -986,7 +986,7 @@ MUTANTS = [
          run="plain"),
     dict(name="sim-overflow-flag-unset",
          file="runtime/engine_sim.c",
-         old="    IO_URING_WRITE_ONCE(s->sq_kflags, s->sq_kflags | IORING_SQ_CQ_OVERFLOW);\n",
+         old="    IO_URING_WRITE_ONCE(s->m.sq_kflags, s->m.sq_kflags | IORING_SQ_CQ_OVERFLOW);\n",
          new="    (void)0;\n",
          inv="completion-queue overflow: IORING_SQ_CQ_OVERFLOW is never set while "
              "completions wait on the overflow list",
@@ -1160,7 +1160,7 @@ MUTANTS = [
     dict(name="ep-overflow-flag-never-set",
          file="runtime/engine_epoll.c",
          old="    if (e->ovf_len++ == 0)\n"
-             "        IO_URING_WRITE_ONCE(e->sq_kflags, e->sq_kflags | IORING_SQ_CQ_OVERFLOW);\n",
+             "        IO_URING_WRITE_ONCE(e->m.sq_kflags, e->m.sq_kflags | IORING_SQ_CQ_OVERFLOW);\n",
          new="    e->ovf_len++;\n",
          inv="epoll engine: completions wait on the overflow list without "
              "IORING_SQ_CQ_OVERFLOW (the kernel sets it with IORING_FEAT_NODROP)",
@@ -1168,7 +1168,7 @@ MUTANTS = [
     dict(name="ep-overflow-flag-never-cleared",
          file="runtime/engine_epoll.c",
          old="    if (e->ovf_len == 0)\n"
-             "        IO_URING_WRITE_ONCE(e->sq_kflags, e->sq_kflags & ~IORING_SQ_CQ_OVERFLOW);\n",
+             "        IO_URING_WRITE_ONCE(e->m.sq_kflags, e->m.sq_kflags & ~IORING_SQ_CQ_OVERFLOW);\n",
          new="",
          inv="epoll engine: IORING_SQ_CQ_OVERFLOW stays set once the overflow list "
              "is empty again",
