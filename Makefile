@@ -75,8 +75,8 @@ RT_HDR   := runtime/polldrop.h runtime/pd_internal.h runtime/pd_multishot.h \
 RT_INT   := runtime/rt_internal.h runtime/ring.h runtime/engine.h runtime/harness_hooks.h \
             runtime/bufwin.h
 # The epoll engine (runtime/engine_epoll*.c), behind the seam of engine.h.
-EP_SRC   := $(wildcard runtime/engine_epoll*.c)
-EP_HDR   := runtime/engine.h runtime/engine_epoll.h
+EP_SRC   := $(wildcard runtime/engine_epoll*.c) runtime/engine_ring.c
+EP_HDR   := runtime/engine.h runtime/engine_ring.h runtime/engine_epoll.h runtime/list.h
 # The simulator engine (runtime/engine_sim*.c), which uses the epoll engine's ops.
 # The engines include polldrop.h too (struct pd_runtime): they depend on RT_HDR.
 EP_SRC   += $(wildcard runtime/engine_sim*.c)

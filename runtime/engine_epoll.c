@@ -49,7 +49,7 @@ int64_t pd__ep_clock(pd__engine *e)
 
 static unsigned pd__ep_cq_ready(const pd__engine *e)
 {
-    return e->cq_ktail - IO_URING_READ_ONCE(e->cq_khead);
+    return pd__umem_cq_ready(&e->m);
 }
 
 /*
@@ -64,8 +64,11 @@ static unsigned pd__ep_ovf_min(unsigned cq_entries)
 /*
  * Keeps a completion the CQ has no room for. The overflow is a ring, with
  * room for pd__ep_ovf_min completions from init, that doubles when full;
- * nothing is ever dropped (IORING_FEAT_NODROP). A failed allocation is
- * fatal: dropping a completion would leave its owner waiting forever.
+ * nothing is ever dropped (IORING_FEAT_NODROP), and IORING_SQ_CQ_OVERFLOW
+ * is set in the SQ flags while it holds any, as the kernel sets it, so
+ * that whoever reads the ring knows an enter will bring more. A failed
+ * allocation is fatal: dropping a completion would leave its owner
+ * waiting forever.
  */
 static void pd__ep_ovf_push(pd__engine *e, uint64_t ud, int32_t res, uint32_t flags)
 {
@@ -88,18 +91,26 @@ static void pd__ep_ovf_push(pd__engine *e, uint64_t ud, int32_t res, uint32_t fl
     c->user_data = ud;
     c->res = res;
     c->flags = flags;
-    e->ovf_len++;
+    if (e->ovf_len++ == 0)
+        IO_URING_WRITE_ONCE(e->m.sq_kflags, e->m.sq_kflags | IORING_SQ_CQ_OVERFLOW);
 }
 
-/* Moves overflowed completions into the CQ while it has room, oldest first. */
+/*
+ * Moves overflowed completions into the CQ while it has room, oldest
+ * first; IORING_SQ_CQ_OVERFLOW is cleared with the last of them.
+ */
 static void pd__ep_ovf_flush(pd__engine *e)
 {
-    while (e->ovf_len && pd__ep_cq_ready(e) < e->cq_entries) {
-        e->cqes[e->cq_ktail & e->cq_mask] = e->ovf[e->ovf_head];
-        io_uring_smp_store_release(&e->cq_ktail, e->cq_ktail + 1);
+    if (e->ovf_len == 0)
+        return;
+    while (e->ovf_len && pd__ep_cq_ready(e) < e->m.cq_entries) {
+        e->m.cqes[e->m.cq_ktail & e->m.cq_mask] = e->ovf[e->ovf_head];
+        io_uring_smp_store_release(&e->m.cq_ktail, e->m.cq_ktail + 1);
         e->ovf_head = (e->ovf_head + 1) % e->ovf_cap;
         e->ovf_len--;
     }
+    if (e->ovf_len == 0)
+        IO_URING_WRITE_ONCE(e->m.sq_kflags, e->m.sq_kflags & ~IORING_SQ_CQ_OVERFLOW);
 }
 
 /* Posts one completion, behind any that overflowed (order is kept). */
@@ -107,15 +118,15 @@ void pd__ep_post(pd__engine *e, uint64_t ud, int32_t res, uint32_t flags)
 {
     struct io_uring_cqe *c;
 
-    if (e->ovf_len != 0 || pd__ep_cq_ready(e) >= e->cq_entries) {
+    if (e->ovf_len != 0 || pd__ep_cq_ready(e) >= e->m.cq_entries) {
         pd__ep_ovf_push(e, ud, res, flags);
         return;
     }
-    c = &e->cqes[e->cq_ktail & e->cq_mask];
+    c = &e->m.cqes[e->m.cq_ktail & e->m.cq_mask];
     c->user_data = ud;
     c->res = res;
     c->flags = flags;
-    io_uring_smp_store_release(&e->cq_ktail, e->cq_ktail + 1);
+    io_uring_smp_store_release(&e->m.cq_ktail, e->m.cq_ktail + 1);
 }
 
 /*
@@ -216,7 +227,8 @@ static void pd__ep_start(pd__engine *e, const struct io_uring_sqe *sqe,
     pd__ep_op t, *r, *l;
 
     t.sqe = *sqe;
-    t.next = t.prev = t.hnext = t.link = NULL;
+    t.next = t.hnext = t.link = NULL;
+    t.ql.prev = t.ql.next = NULL;
     t.deadline = 0;
     t.heap = 0;
     t.done = 0;
@@ -302,12 +314,12 @@ static void pd__ep_start(pd__engine *e, const struct io_uring_sqe *sqe,
  */
 static unsigned pd__ep_consume(pd__engine *e, struct io_uring *ring)
 {
-    unsigned head = ring->sq.sqe_head, tail = ring->sq.sqe_tail, mask = e->sq_kmask;
+    unsigned head = ring->sq.sqe_head, tail = ring->sq.sqe_tail, mask = e->m.sq_kmask;
     unsigned n = tail - head;
 
     while (head != tail) {
-        const struct io_uring_sqe *sqe = &e->sqes[head++ & mask];
-        const struct io_uring_sqe *next = head != tail ? &e->sqes[head & mask] : NULL;
+        const struct io_uring_sqe *sqe = &e->m.sqes[head++ & mask];
+        const struct io_uring_sqe *next = head != tail ? &e->m.sqes[head & mask] : NULL;
 
         if (!(sqe->flags & (IOSQE_IO_LINK | IOSQE_IO_HARDLINK)) || next == NULL) {
             pd__ep_start(e, sqe, NULL);
@@ -318,14 +330,14 @@ static unsigned pd__ep_consume(pd__engine *e, struct io_uring *ring)
         } else {
             pd__ep_emit(e, sqe, -EOPNOTSUPP, 0);
             do {
-                sqe = &e->sqes[head++ & mask];
+                sqe = &e->m.sqes[head++ & mask];
                 pd__ep_emit(e, sqe, -ECANCELED, 0);
             } while ((sqe->flags & (IOSQE_IO_LINK | IOSQE_IO_HARDLINK)) && head != tail);
         }
     }
     ring->sq.sqe_head = tail;
-    e->sq_ktail = tail;
-    io_uring_smp_store_release(&e->sq_khead, tail);
+    e->m.sq_ktail = tail;
+    io_uring_smp_store_release(&e->m.sq_khead, tail);
     return n;
 }
 
@@ -495,9 +507,7 @@ static void pd__ep_exit(pd__engine *e, struct io_uring *ring)
     pd__ep_fd_free(e);
     free(e->bufs);
     free(e->ovf);
-    free(e->sqes);
-    free(e->sq_array);
-    free(e->cqes);
+    pd__umem_free(&e->m);
     free(e);
     if (ring != NULL) {
         memset(ring, 0, sizeof(*ring));
@@ -510,7 +520,6 @@ static int pd__ep_init(struct io_uring *ring, unsigned entries, unsigned cq_entr
 {
     struct epoll_event ev = { .events = EPOLLIN | EPOLLET, .data.u64 = PD__EP_WAKE_TAG };
     pd__engine *e;
-    unsigned i;
     int ret;
 
     *out = NULL;
@@ -524,59 +533,24 @@ static int pd__ep_init(struct io_uring *ring, unsigned entries, unsigned cq_entr
     if (e == NULL)
         return -ENOMEM;
     e->epfd = e->wakefd = -1;
+    atomic_init(&e->done, NULL);
     e->check_head = e->check_tail = -1;
     e->has_pwait2 = 1;
-    e->sq_kmask = entries - 1;
-    e->sq_kentries = entries;
-    e->cq_kmask = e->cq_mask = cq_entries - 1;
-    e->cq_kentries = e->cq_entries = cq_entries;
     e->chunk_len = 2 * cq_entries > PD__EP_MIN_RECORDS ? 2 * cq_entries : PD__EP_MIN_RECORDS;
     pd__ep_fd_limit(e);
     ret = -ENOMEM;
-    if (posix_memalign((void **)&e->sqes, 64, entries * sizeof(*e->sqes)) != 0 ||
-        posix_memalign((void **)&e->cqes, 64, cq_entries * sizeof(*e->cqes)) != 0 ||
-        (e->sq_array = malloc(entries * sizeof(*e->sq_array))) == NULL || pd__ep_grow(e) < 0 ||
+    if (pd__umem_init(&e->m, entries, cq_entries) < 0 || pd__ep_grow(e) < 0 ||
         pd__ep_fd_get(e, PD__EP_MIN_FDS - 1) == NULL ||
         (e->ovf = malloc(pd__ep_ovf_min(cq_entries) * sizeof(*e->ovf))) == NULL)
         goto fail;
     e->ovf_cap = pd__ep_ovf_min(cq_entries);
-    memset(e->sqes, 0, entries * sizeof(*e->sqes));
-    memset(e->cqes, 0, cq_entries * sizeof(*e->cqes));
-    for (i = 0; i < entries; i++)
-        e->sq_array[i] = i;
     e->epfd = epoll_create1(EPOLL_CLOEXEC);
     e->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (e->epfd < 0 || e->wakefd < 0 || epoll_ctl(e->epfd, EPOLL_CTL_ADD, e->wakefd, &ev) < 0) {
         ret = -errno;
         goto fail;
     }
-    ret = pd__ep_work_start(e);
-    if (ret < 0)
-        goto fail;
-
-    memset(ring, 0, sizeof(*ring));
-    ring->sq.khead = &e->sq_khead;
-    ring->sq.ktail = &e->sq_ktail;
-    ring->sq.kring_mask = &e->sq_kmask;
-    ring->sq.kring_entries = &e->sq_kentries;
-    ring->sq.kflags = &e->sq_kflags;
-    ring->sq.kdropped = &e->sq_kdropped;
-    ring->sq.array = e->sq_array;
-    ring->sq.sqes = e->sqes;
-    ring->sq.ring_mask = entries - 1;
-    ring->sq.ring_entries = entries;
-    ring->cq.khead = &e->cq_khead;
-    ring->cq.ktail = &e->cq_ktail;
-    ring->cq.kring_mask = &e->cq_kmask;
-    ring->cq.kring_entries = &e->cq_kentries;
-    ring->cq.kflags = &e->cq_kflags;
-    ring->cq.koverflow = &e->cq_koverflow;
-    ring->cq.cqes = e->cqes;
-    ring->cq.ring_mask = cq_entries - 1;
-    ring->cq.ring_entries = cq_entries;
-    ring->ring_fd = ring->enter_ring_fd = -1;
-    ring->features = IORING_FEAT_NODROP | IORING_FEAT_CQE_SKIP | IORING_FEAT_EXT_ARG |
-                     IORING_FEAT_RW_CUR_POS | IORING_FEAT_POLL_32BITS;
+    pd__umem_map(&e->m, ring);
     *out = e;
     return 0;
 fail:

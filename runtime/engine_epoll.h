@@ -18,6 +18,8 @@
 #include <sys/uio.h>
 
 #include "engine.h"
+#include "engine_ring.h"
+#include "list.h"
 
 /*
  * IORING_OP_BIND and IORING_OP_LISTEN (Linux 6.11), which liburing 2.3 does
@@ -26,7 +28,7 @@
 #define PD__EP_OP_BIND 56u
 #define PD__EP_OP_LISTEN 57u
 
-/* Workers started with every engine: file ops run on them. */
+/* Workers file ops run on, started with the engine's first file op. */
 #define PD__EP_WORKERS 4u
 /* Records preallocated at init (at least), and the size of each growth. */
 #define PD__EP_MIN_RECORDS 4096u
@@ -74,7 +76,8 @@ enum {
 typedef struct pd__ep_op pd__ep_op;
 struct pd__ep_op {
     struct io_uring_sqe sqe;   /* the request as submitted */
-    pd__ep_op *next, *prev;    /* fd waiters; worker queue, done stack, free list (next) */
+    struct pd__link ql;        /* on its fd's waiters (FDWAIT) or the worker queue (WQ) */
+    pd__ep_op *next;           /* free list, done stack, a cancel's stopped chain */
     pd__ep_op *hnext;          /* user_data hash chain */
     pd__ep_op *link;           /* the op's linked timeout, or the timeout's op */
     int64_t deadline;          /* timers, PD__EPF_SOCKTO: CLOCK_MONOTONIC ns */
@@ -90,6 +93,12 @@ struct pd__ep_op {
     int32_t wfd;               /* the fd whose list it is on (FDWAIT) */
     int32_t saved_fl;          /* connect: the fd's flags before O_NONBLOCK */
 };
+
+/* The record whose `ql` is l, or NULL for NULL (walks the fd and worker lists). */
+static inline pd__ep_op *pd__ep_of(struct pd__link *l)
+{
+    return l ? PD__CONTAINER_OF(l, pd__ep_op, ql) : NULL;
+}
 
 /* What an fd is, as far as the engine needs to know. */
 enum {
@@ -111,7 +120,7 @@ enum {
  * names are ignored.
  */
 typedef struct pd__ep_fd {
-    pd__ep_op *whead, *wtail;  /* ops waiting on it, oldest first */
+    struct pd__link *whead, *wtail; /* ops waiting on it, oldest first (pd__ep_of) */
     uint32_t maybe;
     uint32_t interest;
     uint32_t gen;
@@ -134,13 +143,7 @@ typedef struct pd__ep_bufring {
 } pd__ep_bufring;
 
 struct pd__engine {
-    /* The ring's memory, as the inline helpers see it. */
-    unsigned sq_khead, sq_ktail, sq_kmask, sq_kentries, sq_kflags, sq_kdropped;
-    unsigned cq_khead, cq_ktail, cq_kmask, cq_kentries, cq_kflags, cq_koverflow;
-    unsigned *sq_array;
-    struct io_uring_sqe *sqes;
-    struct io_uring_cqe *cqes;
-    unsigned cq_mask, cq_entries;
+    pd__umem m; /* the ring's memory, as the inline helpers see it (first) */
 
     /* Completions the CQ had no room for, in order (a growing ring). */
     struct io_uring_cqe *ovf;
@@ -174,15 +177,16 @@ struct pd__engine {
     unsigned nbufs;
 
     /*
-     * The worker pool. The queue and the records' worker states are under
+     * The worker pool (started by the first pd__ep_work_queue, on the
+     * engine's thread). The queue and the records' worker states are under
      * `lock`; `done` is the stack finished records go on (lock-free), and
      * the worker that finds it empty writes `wakefd`.
      */
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    pd__ep_op *wq_head, *wq_tail;
+    struct pd__link *wq_head, *wq_tail; /* oldest first (pd__ep_of) */
     int stop;
-    int work_inited;           /* lock and cond exist */
+    int work_inited;           /* the pool was started: lock and cond exist */
     unsigned nthreads;
     unsigned started;          /* workers that began to run (under lock) */
     pthread_t threads[PD__EP_WORKERS];
@@ -244,10 +248,10 @@ int pd__ep_attempt(pd__engine *e, pd__ep_op *r, int32_t *res, uint32_t *cflags);
 int pd__ep_iov(const pd__ep_op *r, struct iovec *tmp, int max, const struct iovec **out);
 int pd__ep_nonblock(int fd);
 
-/* engine_epoll_work.c: the worker pool. */
-int pd__ep_work_start(pd__engine *e);
+/* engine_epoll_work.c: the worker pool (pd__workers_starting: harness_hooks.h). */
+extern void (*pd__workers_starting)(int done);
 void pd__ep_work_stop(pd__engine *e);
-void pd__ep_work_queue(pd__engine *e, pd__ep_op *r);
+int pd__ep_work_queue(pd__engine *e, pd__ep_op *r);
 int pd__ep_work_cancel(pd__engine *e, pd__ep_op *r);
 void pd__ep_work_reap(pd__engine *e);
 int32_t pd__ep_work_run(pd__ep_op *r);

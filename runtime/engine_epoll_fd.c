@@ -222,7 +222,7 @@ static uint32_t pd__ep_waiting_for(const pd__ep_fd *f)
     const pd__ep_op *r;
     uint32_t need = 0;
 
-    for (r = f->whead; r != NULL; r = r->next)
+    for (r = pd__ep_of(f->whead); r != NULL; r = pd__ep_of(r->ql.next))
         need |= r->need;
     return need;
 }
@@ -264,13 +264,7 @@ int pd__ep_fd_wait(pd__engine *e, pd__ep_op *r)
     }
     r->state = PD__EP_FDWAIT;
     r->wfd = r->fd;
-    r->next = NULL;
-    r->prev = f->wtail;
-    if (f->wtail)
-        f->wtail->next = r;
-    else
-        f->whead = r;
-    f->wtail = r;
+    pd__list_append(&f->whead, &f->wtail, &r->ql);
     e->nwait++;
     return ret;
 }
@@ -279,15 +273,7 @@ void pd__ep_fd_unwait(pd__engine *e, pd__ep_op *r)
 {
     pd__ep_fd *f = &e->fds[r->wfd];
 
-    if (r->prev)
-        r->prev->next = r->next;
-    else
-        f->whead = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
-    else
-        f->wtail = r->prev;
-    r->next = r->prev = NULL;
+    pd__list_unlink(&f->whead, &f->wtail, &r->ql);
     r->state = PD__EP_FREE;
     e->nwait--;
 }
@@ -336,7 +322,9 @@ void pd__ep_run(pd__engine *e, pd__ep_op *r, int how, int32_t res, uint32_t cfla
             pd__ep_finish(e, r, res, cflags);
             return;
         case PD__EP_WORK:
-            pd__ep_work_queue(e, r);
+            /* A pool that cannot start fails the op (-EAGAIN, -ENOMEM). */
+            if ((res = pd__ep_work_queue(e, r)) < 0)
+                pd__ep_finish(e, r, res, 0);
             return;
         default:
             break;
@@ -374,8 +362,8 @@ static void pd__ep_fd_retry(pd__engine *e, int fd, uint32_t events, int syntheti
 {
     pd__ep_op *r;
 
-    for (r = e->fds[fd].whead; r != NULL;) {
-        pd__ep_op *next = r->next;
+    for (r = pd__ep_of(e->fds[fd].whead); r != NULL;) {
+        pd__ep_op *next = pd__ep_of(r->ql.next);
         int32_t res = 0;
         uint32_t cflags = 0;
         int how;
@@ -441,7 +429,7 @@ void pd__ep_checks(pd__engine *e)
             pd__ep_op *r;
 
             /* The fd is gone, or names a file epoll cannot wait on. */
-            while ((r = e->fds[fd].whead) != NULL) {
+            while ((r = pd__ep_of(e->fds[fd].whead)) != NULL) {
                 int32_t res = ret;
                 int how = PD__EP_DONE;
 

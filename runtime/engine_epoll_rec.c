@@ -112,7 +112,8 @@ pd__ep_op *pd__ep_rec_new(pd__engine *e, const pd__ep_op *proto)
         r = &e->chunks[e->nchunks - 1][e->fresh++];
     }
     *r = *proto;
-    r->next = r->prev = r->hnext = NULL;
+    r->next = r->hnext = NULL;
+    r->ql.prev = r->ql.next = NULL;
     r->flags &= ~PD__EPF_HASHED;
     e->inuse++;
     return r;

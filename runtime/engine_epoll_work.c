@@ -1,8 +1,10 @@
 /*
  * The epoll engine's worker pool: file ops (open, stat, read and write on
  * files, fsync, ftruncate, unlink, rename, mkdir, close of a file, splice
- * with a file) run on PD__EP_WORKERS threads started with the engine, as
- * blocking syscalls.
+ * with a file) run on PD__EP_WORKERS threads, as blocking syscalls. The
+ * pool starts with the engine's first op that needs it (pd__ep_work_queue,
+ * on the engine's thread), so that a runtime that never touches a file
+ * never starts a thread; once started it runs until the engine exits.
  *
  * The engine queues a record under the pool's lock; a worker takes it
  * (marking it running, under the lock), runs the syscall without the lock,
@@ -170,12 +172,8 @@ static void *pd__ep_worker(void *arg)
             pthread_cond_wait(&e->cond, &e->lock);
         if (e->stop)
             break;
-        r = e->wq_head;
-        e->wq_head = r->next;
-        if (e->wq_head)
-            e->wq_head->prev = NULL;
-        else
-            e->wq_tail = NULL;
+        r = pd__ep_of(e->wq_head);
+        pd__list_unlink(&e->wq_head, &e->wq_tail, &r->ql);
         r->state = PD__EP_WRUN;
         pthread_mutex_unlock(&e->lock);
 
@@ -202,27 +200,36 @@ static void *pd__ep_worker(void *arg)
     return NULL;
 }
 
+void (*pd__workers_starting)(int done);
+
 /*
  * Starts the pool, and returns once every worker runs: what a thread's
- * start allocates (a sanitizer's thread state, say) is allocated before
- * the engine is in use, never while the program runs. Returns 0 or -errno
- * (nothing is left running then).
+ * start allocates (a sanitizer's thread state, glibc's thread-local
+ * storage) is allocated here, between the calls pd__workers_starting(0)
+ * and pd__workers_starting(1) (the harness leaves that window out of its
+ * count), never later. Returns 0 or -errno (nothing is left running then,
+ * and the next op that needs a worker tries again).
  */
-int pd__ep_work_start(pd__engine *e)
+static int pd__ep_work_start(pd__engine *e)
 {
     sigset_t all, old;
     unsigned i;
     int ret = 0;
 
-    if (pthread_mutex_init(&e->lock, NULL) != 0)
-        return -ENOMEM;
+    if (pd__workers_starting)
+        pd__workers_starting(0);
+    if (pthread_mutex_init(&e->lock, NULL) != 0) {
+        ret = -ENOMEM;
+        goto out;
+    }
     if (pthread_cond_init(&e->cond, NULL) != 0) {
         pthread_mutex_destroy(&e->lock);
-        return -ENOMEM;
+        ret = -ENOMEM;
+        goto out;
     }
-    atomic_init(&e->done, NULL);
     e->nthreads = 0;
     e->started = 0;
+    e->stop = 0;
     e->work_inited = 1;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -235,18 +242,22 @@ int pd__ep_work_start(pd__engine *e)
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (ret < 0) {
         pd__ep_work_stop(e);
-        return ret;
+        goto out;
     }
     pthread_mutex_lock(&e->lock);
     while (e->started < e->nthreads)
         pthread_cond_wait(&e->cond, &e->lock);
     pthread_mutex_unlock(&e->lock);
-    return 0;
+out:
+    if (pd__workers_starting)
+        pd__workers_starting(1);
+    return ret;
 }
 
 /*
- * Stops the pool: queued ops are abandoned, running ones finish first
- * (their threads are joined).
+ * Stops the pool, if it was started: queued ops are abandoned, running
+ * ones finish first (their threads are joined). An engine that never
+ * started it has nothing to join.
  */
 void pd__ep_work_stop(pd__engine *e)
 {
@@ -266,38 +277,43 @@ void pd__ep_work_stop(pd__engine *e)
     e->work_inited = 0;
 }
 
-void pd__ep_work_queue(pd__engine *e, pd__ep_op *r)
+/*
+ * Queues r for a worker, starting the pool first if this is the engine's
+ * first op that needs it. Returns 0, or -errno when the pool cannot start
+ * (r is then on no list: the caller completes it with that error).
+ */
+int pd__ep_work_queue(pd__engine *e, pd__ep_op *r)
 {
+    if (!e->work_inited) {
+        int ret = pd__ep_work_start(e);
+
+        if (ret < 0)
+            return ret;
+    }
     e->nwork++;
     pthread_mutex_lock(&e->lock);
     r->state = PD__EP_WQ;
-    r->next = NULL;
-    r->prev = e->wq_tail;
-    if (e->wq_tail)
-        e->wq_tail->next = r;
-    else
-        e->wq_head = r;
-    e->wq_tail = r;
+    pd__list_append(&e->wq_head, &e->wq_tail, &r->ql);
     pthread_cond_signal(&e->cond);
     pthread_mutex_unlock(&e->lock);
+    return 0;
 }
 
-/* Returns 0 when r was still queued (now removed), else -EALREADY. */
+/*
+ * Returns 0 when r was still queued (now removed), else -EALREADY. Without
+ * a pool no record is on the workers' side, and there is no lock to take.
+ */
 int pd__ep_work_cancel(pd__engine *e, pd__ep_op *r)
 {
     int ret = -EALREADY;
 
+    if (!e->work_inited) {
+        r->ecancel = 1;
+        return ret;
+    }
     pthread_mutex_lock(&e->lock);
     if (r->state == PD__EP_WQ) {
-        if (r->prev)
-            r->prev->next = r->next;
-        else
-            e->wq_head = r->next;
-        if (r->next)
-            r->next->prev = r->prev;
-        else
-            e->wq_tail = r->prev;
-        r->next = r->prev = NULL;
+        pd__list_unlink(&e->wq_head, &e->wq_tail, &r->ql);
         r->state = PD__EP_FREE;
         e->nwork--;
         ret = 0;

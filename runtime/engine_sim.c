@@ -165,8 +165,8 @@ void pd__sim_drain(pd__sim *s)
 {
     pd__engine *e = s->ep;
 
-    while (e->cq_khead != e->cq_ktail) {
-        const struct io_uring_cqe *c = &e->cqes[e->cq_khead++ & e->cq_mask];
+    while (e->m.cq_khead != e->m.cq_ktail) {
+        const struct io_uring_cqe *c = &e->m.cqes[e->m.cq_khead++ & e->m.cq_mask];
 
         pd__sim_add(s, c->user_data, c->res, c->flags);
     }
@@ -177,6 +177,7 @@ void pd__sim_drain(pd__sim *s)
         e->ovf_head = (e->ovf_head + 1) % e->ovf_cap;
         e->ovf_len--;
     }
+    e->m.sq_kflags &= ~IORING_SQ_CQ_OVERFLOW;
 }
 
 /* Whether the completion numbered seq is still pending (the list is in seq order). */
@@ -205,7 +206,7 @@ static int pd__sim_eligible(const pd__sim *s, const pd__sim_cqe *c, int force)
 
 static unsigned pd__sim_cq_ready(const pd__sim *s)
 {
-    return s->cq_ktail - IO_URING_READ_ONCE(s->cq_khead);
+    return pd__umem_cq_ready(&s->m);
 }
 
 /*
@@ -215,14 +216,14 @@ static unsigned pd__sim_cq_ready(const pd__sim *s)
  */
 static void pd__sim_flush(pd__sim *s)
 {
-    while (s->ovf_len != 0 && pd__sim_cq_ready(s) < s->cq_entries) {
-        s->cqes[s->cq_ktail & s->cq_mask] = s->ovf[s->ovf_head++];
-        io_uring_smp_store_release(&s->cq_ktail, s->cq_ktail + 1);
+    while (s->ovf_len != 0 && pd__sim_cq_ready(s) < s->m.cq_entries) {
+        s->m.cqes[s->m.cq_ktail & s->m.cq_mask] = s->ovf[s->ovf_head++];
+        io_uring_smp_store_release(&s->m.cq_ktail, s->m.cq_ktail + 1);
         s->ovf_len--;
     }
     if (s->ovf_len == 0) {
         s->ovf_head = 0;
-        IO_URING_WRITE_ONCE(s->sq_kflags, s->sq_kflags & ~IORING_SQ_CQ_OVERFLOW);
+        IO_URING_WRITE_ONCE(s->m.sq_kflags, s->m.sq_kflags & ~IORING_SQ_CQ_OVERFLOW);
     }
 }
 
@@ -251,7 +252,7 @@ static void pd__sim_overflow(pd__sim *s, const pd__sim_cqe *c)
     o->user_data = c->ud;
     o->res = c->res;
     o->flags = c->flags;
-    IO_URING_WRITE_ONCE(s->sq_kflags, s->sq_kflags | IORING_SQ_CQ_OVERFLOW);
+    IO_URING_WRITE_ONCE(s->m.sq_kflags, s->m.sq_kflags | IORING_SQ_CQ_OVERFLOW);
     s->overflowed++;
 }
 
@@ -274,14 +275,14 @@ static int pd__sim_post_one(pd__sim *s, int force)
     for (i = 0;; i++)
         if (pd__sim_eligible(s, &s->pend[i], force) && pick-- == 0)
             break;
-    if (s->ovf_len != 0 || pd__sim_cq_ready(s) >= s->cq_entries) {
+    if (s->ovf_len != 0 || pd__sim_cq_ready(s) >= s->m.cq_entries) {
         pd__sim_overflow(s, &s->pend[i]);
     } else {
-        cq = &s->cqes[s->cq_ktail & s->cq_mask];
+        cq = &s->m.cqes[s->m.cq_ktail & s->m.cq_mask];
         cq->user_data = s->pend[i].ud;
         cq->res = s->pend[i].res;
         cq->flags = s->pend[i].flags;
-        io_uring_smp_store_release(&s->cq_ktail, s->cq_ktail + 1);
+        io_uring_smp_store_release(&s->m.cq_ktail, s->m.cq_ktail + 1);
     }
     memmove(&s->pend[i], &s->pend[i + 1], (s->npend - i - 1) * sizeof(*s->pend));
     s->npend--;
@@ -316,7 +317,7 @@ static void pd__sim_post(pd__sim *s, unsigned wait_nr)
  */
 static unsigned pd__sim_consume(pd__sim *s, struct io_uring *ring, int *partial)
 {
-    unsigned head = ring->sq.sqe_head, tail = ring->sq.sqe_tail, mask = s->sq_kmask;
+    unsigned head = ring->sq.sqe_head, tail = ring->sq.sqe_tail, mask = s->m.sq_kmask;
     unsigned start = head, limit = tail - head;
 
     *partial = 0;
@@ -325,8 +326,8 @@ static unsigned pd__sim_consume(pd__sim *s, struct io_uring *ring, int *partial)
         *partial = 1;
     }
     while (head != tail && head - start < limit) {
-        const struct io_uring_sqe *sqe = &s->sqes[head++ & mask];
-        const struct io_uring_sqe *next = head != tail ? &s->sqes[head & mask] : NULL;
+        const struct io_uring_sqe *sqe = &s->m.sqes[head++ & mask];
+        const struct io_uring_sqe *next = head != tail ? &s->m.sqes[head & mask] : NULL;
 
         if (!(sqe->flags & (IOSQE_IO_LINK | IOSQE_IO_HARDLINK)) || next == NULL) {
             pd__sim_start(s, sqe, NULL);
@@ -338,7 +339,7 @@ static unsigned pd__sim_consume(pd__sim *s, struct io_uring *ring, int *partial)
             pd__sim_batch_begin(s);
             pd__ep_emit(s->ep, sqe, -EOPNOTSUPP, 0);
             do {
-                sqe = &s->sqes[head++ & mask];
+                sqe = &s->m.sqes[head++ & mask];
                 pd__ep_emit(s->ep, sqe, -ECANCELED, 0);
             } while ((sqe->flags & (IOSQE_IO_LINK | IOSQE_IO_HARDLINK)) && head != tail);
             pd__sim_drain(s);
@@ -349,8 +350,8 @@ static unsigned pd__sim_consume(pd__sim *s, struct io_uring *ring, int *partial)
     else
         *partial = 0;
     ring->sq.sqe_head = head;
-    s->sq_ktail = tail;
-    io_uring_smp_store_release(&s->sq_khead, head);
+    s->m.sq_ktail = tail;
+    io_uring_smp_store_release(&s->m.sq_khead, head);
     return head - start;
 }
 
@@ -378,7 +379,7 @@ static int pd__sim_enter(pd__engine *eng, struct io_uring *ring, unsigned wait_n
         s->busied++;
         return -EBUSY;
     }
-    for (op = s->live_head; op != NULL; op = op->next)
+    for (op = pd__sim_live(s->live_head); op != NULL; op = pd__sim_live(op->live.next))
         if (op->state == PD__SIM_WORK && op->turns > 0)
             op->turns--;
     n = pd__sim_consume(s, ring, &partial);
@@ -431,37 +432,16 @@ static int pd__sim_enter(pd__engine *eng, struct io_uring *ring, unsigned wait_n
 
 /* --- provided buffer rings (kept in the embedded epoll state) --- */
 
+/* The embedded epoll state registers them, as the epoll engine does. */
 static int pd__sim_reg_buf_ring(pd__engine *eng, struct io_uring_buf_ring *br, unsigned entries,
                                 unsigned short bgid)
 {
-    pd__engine *e = pd__sim_of(eng)->ep;
-    long page = sysconf(_SC_PAGESIZE);
-    pd__ep_bufring *b;
-
-    if (br == NULL)
-        return -EFAULT;
-    if (entries == 0 || entries > 32768 || (entries & (entries - 1)) ||
-        ((uintptr_t)br & (uintptr_t)((page > 0 ? page : 4096) - 1)))
-        return -EINVAL;
-    if (pd__ep_bufring_find(e, bgid) != NULL)
-        return -EEXIST;
-    b = realloc(e->bufs, (e->nbufs + 1) * sizeof(*b));
-    if (b == NULL)
-        return -ENOMEM;
-    e->bufs = b;
-    e->bufs[e->nbufs++] = (pd__ep_bufring){ br, entries - 1, 0, bgid, 1 };
-    return 0;
+    return pd__engine_epoll.register_buf_ring(pd__sim_of(eng)->ep, br, entries, bgid);
 }
 
 static int pd__sim_unreg_buf_ring(pd__engine *eng, unsigned short bgid)
 {
-    pd__engine *e = pd__sim_of(eng)->ep;
-    pd__ep_bufring *b = pd__ep_bufring_find(e, bgid);
-
-    if (b == NULL)
-        return -ENOENT;
-    *b = e->bufs[--e->nbufs];
-    return 0;
+    return pd__engine_epoll.unregister_buf_ring(pd__sim_of(eng)->ep, bgid);
 }
 
 /* The simulator runs what the epoll engine runs. */
@@ -485,16 +465,14 @@ static void pd__sim_exit(pd__engine *eng, struct io_uring *ring)
         pd__ep_fd_free(s->ep);
         free(s->ep->bufs);
         free(s->ep->ovf);
-        free(s->ep->cqes);
+        pd__umem_free(&s->ep->m);
         free(s->ep);
     }
     free(s->pend);
     free(s->ovf);
     free(s->pfd);
     free(s->pop);
-    free(s->sqes);
-    free(s->sq_array);
-    free(s->cqes);
+    pd__umem_free(&s->m);
     free(s);
     if (ring != NULL) {
         memset(ring, 0, sizeof(*ring));
@@ -527,11 +505,11 @@ static int pd__sim_ep_init(pd__sim *s)
         return -ENOMEM;
     e->epfd = e->wakefd = -1;
     e->check_head = e->check_tail = -1;
-    e->cq_mask = 63;
-    e->cq_entries = 64;
+    e->m.cq_mask = 63;
+    e->m.cq_entries = 64;
     e->ovf_cap = 64;
     pd__ep_fd_limit(e);
-    if ((e->cqes = malloc(64 * sizeof(*e->cqes))) == NULL ||
+    if ((e->m.cqes = malloc(64 * sizeof(*e->m.cqes))) == NULL ||
         (e->ovf = malloc(64 * sizeof(*e->ovf))) == NULL ||
         pd__ep_fd_get(e, PD__EP_MIN_FDS - 1) == NULL)
         return -ENOMEM;
@@ -572,17 +550,11 @@ int pd__sim_init(struct io_uring *ring, unsigned entries, const pd_config *cfg,
                   : env != NULL && *env ? atoi(env)
                                         : PD__SIM_QUIET_MS;
     s->now = PD__SIM_EPOCH_NS;
-    s->sq_kmask = entries - 1;
-    s->sq_kentries = entries;
-    s->cq_kmask = s->cq_mask = cq_entries - 1;
-    s->cq_kentries = s->cq_entries = cq_entries;
     s->cap_pend = PD__SIM_MIN_PEND;
     s->ovf_cap = 64;
     s->cap_pfd = 1024;
     if (pd__sim_ep_init(s) < 0 ||
-        posix_memalign((void **)&s->sqes, 64, entries * sizeof(*s->sqes)) != 0 ||
-        posix_memalign((void **)&s->cqes, 64, cq_entries * sizeof(*s->cqes)) != 0 ||
-        (s->sq_array = malloc(entries * sizeof(*s->sq_array))) == NULL ||
+        pd__umem_init(&s->m, entries, cq_entries) < 0 ||
         (s->pend = malloc(s->cap_pend * sizeof(*s->pend))) == NULL ||
         (s->ovf = malloc(s->ovf_cap * sizeof(*s->ovf))) == NULL ||
         (s->pfd = malloc(s->cap_pfd * sizeof(*s->pfd))) == NULL ||
@@ -591,34 +563,7 @@ int pd__sim_init(struct io_uring *ring, unsigned entries, const pd_config *cfg,
         pd__sim_exit((pd__engine *)(void *)s, NULL);
         return -ENOMEM;
     }
-    memset(s->sqes, 0, entries * sizeof(*s->sqes));
-    memset(s->cqes, 0, cq_entries * sizeof(*s->cqes));
-    for (i = 0; i < entries; i++)
-        s->sq_array[i] = i;
-
-    memset(ring, 0, sizeof(*ring));
-    ring->sq.khead = &s->sq_khead;
-    ring->sq.ktail = &s->sq_ktail;
-    ring->sq.kring_mask = &s->sq_kmask;
-    ring->sq.kring_entries = &s->sq_kentries;
-    ring->sq.kflags = &s->sq_kflags;
-    ring->sq.kdropped = &s->sq_kdropped;
-    ring->sq.array = s->sq_array;
-    ring->sq.sqes = s->sqes;
-    ring->sq.ring_mask = entries - 1;
-    ring->sq.ring_entries = entries;
-    ring->cq.khead = &s->cq_khead;
-    ring->cq.ktail = &s->cq_ktail;
-    ring->cq.kring_mask = &s->cq_kmask;
-    ring->cq.kring_entries = &s->cq_kentries;
-    ring->cq.kflags = &s->cq_kflags;
-    ring->cq.koverflow = &s->cq_koverflow;
-    ring->cq.cqes = s->cqes;
-    ring->cq.ring_mask = cq_entries - 1;
-    ring->cq.ring_entries = cq_entries;
-    ring->ring_fd = ring->enter_ring_fd = -1;
-    ring->features = IORING_FEAT_NODROP | IORING_FEAT_CQE_SKIP | IORING_FEAT_EXT_ARG |
-                     IORING_FEAT_RW_CUR_POS | IORING_FEAT_POLL_32BITS;
+    pd__umem_map(&s->m, ring);
     pd__sim_clock = &s->now;
     *out = (pd__engine *)(void *)s;
     return 0;

@@ -39,7 +39,8 @@ enum {
 typedef struct pd__sim_op pd__sim_op;
 struct pd__sim_op {
     pd__ep_op r;            /* the request, as the epoll engine's attempts see it */
-    pd__sim_op *next, *prev; /* the live list (start order) or the free list */
+    struct pd__link live;   /* the live list, in start order (pd__sim_live) */
+    pd__sim_op *next;       /* the free list */
     pd__sim_op *link;       /* the op's linked timeout, or the timeout's op */
     pd__sim_op *snext;      /* a cancel's list of what it stopped */
     int64_t deadline;       /* TIMER, LTIMER: virtual ns */
@@ -62,13 +63,7 @@ typedef struct pd__sim_cqe {
 } pd__sim_cqe;
 
 typedef struct pd__sim {
-    /* The ring's memory, as the inline helpers see it. */
-    unsigned sq_khead, sq_ktail, sq_kmask, sq_kentries, sq_kflags, sq_kdropped;
-    unsigned cq_khead, cq_ktail, cq_kmask, cq_kentries, cq_kflags, cq_koverflow;
-    unsigned *sq_array;
-    struct io_uring_sqe *sqes;
-    struct io_uring_cqe *cqes;
-    unsigned cq_mask, cq_entries;
+    pd__umem m; /* the ring's memory, as the inline helpers see it (first) */
 
     /* The embedded epoll engine state: fd table, buffer rings, staging CQ. */
     pd__engine *ep;
@@ -95,7 +90,7 @@ typedef struct pd__sim {
     pd__sim_op *fresh;
     unsigned nfresh;
     pd__sim_op *free;
-    pd__sim_op *live_head, *live_tail;
+    struct pd__link *live_head, *live_tail;
     uint64_t op_seq;
     unsigned nwait, nwork, ntimer;
 
@@ -126,6 +121,12 @@ typedef struct pd__sim {
     uint64_t overflowed;    /* completions that went through the overflow list */
     uint64_t busied;        /* enters refused with -EBUSY */
 } pd__sim;
+
+/* The record whose `live` is l, or NULL for NULL (walks the live list). */
+static inline pd__sim_op *pd__sim_live(const struct pd__link *l)
+{
+    return l ? PD__CONTAINER_OF(l, pd__sim_op, live) : NULL;
+}
 
 static inline pd__sim *pd__sim_of(pd__engine *e)
 {

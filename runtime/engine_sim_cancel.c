@@ -23,7 +23,7 @@ int64_t pd__sim_next_timer(const pd__sim *s)
 
     if (s->ntimer == 0)
         return at;
-    for (op = s->live_head; op != NULL; op = op->next)
+    for (op = pd__sim_live(s->live_head); op != NULL; op = pd__sim_live(op->live.next))
         if ((op->state == PD__SIM_TIMER || op->state == PD__SIM_LTIMER) && op->deadline < at)
             at = op->deadline;
     return at;
@@ -51,7 +51,7 @@ int pd__sim_timers(pd__sim *s)
         int ret;
 
         /* The earliest due timer, the first started among equals. */
-        for (op = s->live_head; op != NULL; op = op->next)
+        for (op = pd__sim_live(s->live_head); op != NULL; op = pd__sim_live(op->live.next))
             if ((op->state == PD__SIM_TIMER || op->state == PD__SIM_LTIMER) &&
                 op->deadline <= s->now && (t == NULL || op->deadline < t->deadline))
                 t = op;
@@ -141,8 +141,8 @@ void pd__sim_cancel(pd__sim *s, const struct io_uring_sqe *sqe)
         pd__sim_step(s, 0);
         pd__sim_batch_begin(s);
     }
-    for (op = s->live_head; op != NULL; op = next) {
-        next = op->next;
+    for (op = pd__sim_live(s->live_head); op != NULL; op = next) {
+        next = pd__sim_live(op->live.next);
         if (!pd__sim_cancel_match(sqe, op))
             continue;
         found++;

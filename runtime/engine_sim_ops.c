@@ -85,12 +85,7 @@ static pd__sim_op *pd__sim_rec_new(pd__sim *s, const pd__ep_op *proto)
     memset(op, 0, sizeof(*op));
     op->r = *proto;
     op->seq = ++s->op_seq;
-    op->prev = s->live_tail;
-    if (s->live_tail)
-        s->live_tail->next = op;
-    else
-        s->live_head = op;
-    s->live_tail = op;
+    pd__list_append(&s->live_head, &s->live_tail, &op->live);
     return op;
 }
 
@@ -130,16 +125,8 @@ void pd__sim_set(pd__sim *s, pd__sim_op *op, int state)
 void pd__sim_rec_free(pd__sim *s, pd__sim_op *op)
 {
     pd__sim_set(s, op, PD__SIM_FREE);
-    if (op->prev)
-        op->prev->next = op->next;
-    else
-        s->live_head = op->next;
-    if (op->next)
-        op->next->prev = op->prev;
-    else
-        s->live_tail = op->prev;
+    pd__list_unlink(&s->live_head, &s->live_tail, &op->live);
     op->next = s->free;
-    op->prev = NULL;
     s->free = op;
 }
 
@@ -494,7 +481,7 @@ static int pd__sim_collect(pd__sim *s, int skip_fired)
         s->pop = o;
         s->cap_pfd = cap;
     }
-    for (op = s->live_head; op != NULL; op = op->next) {
+    for (op = pd__sim_live(s->live_head); op != NULL; op = pd__sim_live(op->live.next)) {
         if (op->state != PD__SIM_FDWAIT || (skip_fired && pd__sim_fired(s, op)))
             continue;
         s->pfd[n].fd = op->r.fd;
@@ -569,14 +556,14 @@ int pd__sim_step(pd__sim *s, int run_work)
             if (s->pop[i]->state == PD__SIM_FDWAIT)
                 moved |= pd__sim_retry(s, s->pop[i], (uint32_t)s->pfd[i].revents);
     }
-    for (op = s->live_head; op != NULL; op = next) {
-        next = op->next;
+    for (op = pd__sim_live(s->live_head); op != NULL; op = next) {
+        next = pd__sim_live(op->live.next);
         if (op->state == PD__SIM_WORK && (op->turns == 0 || run_work)) {
             pd__sim_batch_begin(s);
             pd__sim_run(s, op, PD__EP_WORK, 0, 0);
             moved = 1;
             /* The list may have changed under next: start over. */
-            next = s->live_head;
+            next = pd__sim_live(s->live_head);
             if (run_work)
                 break;
         }

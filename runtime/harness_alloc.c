@@ -52,6 +52,24 @@ enum { MODE_UNSET, MODE_RESOLVING, MODE_LIBC, MODE_NEXT };
 static int pd__alloc_mode;
 static int pd__alloc_hooked; /* the sanitizer's hook counts, not we */
 static long pd__alloc_count;
+/*
+ * Epoll engines starting their worker pools now (pd__workers_starting):
+ * what the process allocates meanwhile is the threads' start, once per
+ * runtime at its first file op, as io_uring's kernel starts its io-wq
+ * workers when first needed; it is not counted.
+ */
+static int pd__alloc_pools_starting;
+
+static void pd__alloc_count_one(void)
+{
+    if (!__atomic_load_n(&pd__alloc_pools_starting, __ATOMIC_RELAXED))
+        __atomic_fetch_add(&pd__alloc_count, 1, __ATOMIC_RELAXED);
+}
+
+static void pd__alloc_pool_starting(int done)
+{
+    __atomic_fetch_add(&pd__alloc_pools_starting, done ? -1 : 1, __ATOMIC_RELAXED);
+}
 
 static struct {
     void *(*malloc)(size_t);
@@ -88,7 +106,7 @@ static void pd__count_hook(const volatile void *p, size_t n)
 {
     (void)p;
     (void)n;
-    __atomic_fetch_add(&pd__alloc_count, 1, __ATOMIC_RELAXED);
+    pd__alloc_count_one();
 }
 
 static void pd__free_hook(const volatile void *p)
@@ -117,9 +135,13 @@ static void pd__alloc_resolve(void)
     pd__alloc_mode = MODE_NEXT;
 }
 
-/* Settles the mode before main, while the process has one thread. */
+/*
+ * Settles the mode before main, while the process has one thread, and
+ * leaves the epoll engines' pool starts out of the count.
+ */
 __attribute__((constructor)) static void pd__alloc_init(void)
 {
+    pd__workers_starting = pd__alloc_pool_starting;
     if (pd__alloc_mode == MODE_UNSET)
         pd__alloc_resolve();
 }
@@ -130,7 +152,7 @@ static int pd__alloc_enter(void)
     if (PD__UNLIKELY(pd__alloc_mode == MODE_UNSET))
         pd__alloc_resolve();
     if (pd__alloc_mode != MODE_RESOLVING && !pd__alloc_hooked)
-        __atomic_fetch_add(&pd__alloc_count, 1, __ATOMIC_RELAXED);
+        pd__alloc_count_one();
     return pd__alloc_mode;
 }
 

@@ -49,6 +49,11 @@
  * - pd__group_freeing, when set, is called by pd_runtime_free for every
  *   buffer group it frees, after every task was destroyed: a buffer still
  *   held then was lost by a destruction (invariant 8).
+ * - pd__workers_starting, when set, is called with 0 when an epoll engine
+ *   begins to start its worker pool (at its first file op) and with 1 when
+ *   it is done: what the threads' start allocates falls in between, and
+ *   the harness's allocation count (harness_alloc.c, which sets it) leaves
+ *   it out.
  */
 int pd__run_polls(pd_runtime *rt);
 int pd__run_enter(pd_runtime *rt, int wait);
@@ -60,6 +65,7 @@ void pd__task_drop_sync(pd_task *t);
 int pd__ring_strays(pd_runtime *rt, const void *mem, size_t len, unsigned ms);
 int pd__ring_reap_one(pd_runtime *rt);
 extern void (*pd__group_freeing)(const pd_bufgroup *g);
+extern void (*pd__workers_starting)(int done);
 
 static inline unsigned pd__sq_unsubmitted(const pd_runtime *rt)
 {

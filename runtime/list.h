@@ -3,8 +3,10 @@
  * what it links, and a list that is a pointer to its first link (and, for
  * a queue, one to its last). Nothing is allocated; a link is on at most
  * one list at a time, and its prev and next are NULL while it is on none.
- * pd_internal.h includes this (a task's live-list link is part of
- * pd_task); not a public API.
+ * Its users: a task's live list (pd_internal.h includes this, as the link
+ * is part of pd_task), the epoll engine's fd waiters and worker queue, the
+ * simulator's live records. Every doubly-linked unlink in runtime/ is
+ * pd__list_unlink; not a public API.
  */
 #ifndef POLLDROP_LIST_H
 #define POLLDROP_LIST_H
@@ -28,6 +30,22 @@ static inline void pd__list_push(struct pd__link **head, struct pd__link *l)
     if (*head)
         (*head)->prev = l;
     *head = l;
+}
+
+/*
+ * Puts l last on the queue whose first link is *head and last is *tail
+ * (both NULL when it is empty).
+ */
+static inline void pd__list_append(struct pd__link **head, struct pd__link **tail,
+                                   struct pd__link *l)
+{
+    l->next = NULL;
+    l->prev = *tail;
+    if (*tail)
+        (*tail)->next = l;
+    else
+        *head = l;
+    *tail = l;
 }
 
 /*

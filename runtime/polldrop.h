@@ -32,6 +32,11 @@ typedef enum { PD_PENDING = 0, PD_READY = 1 } pd_poll;
 typedef struct pd_runtime pd_runtime;
 typedef struct pd_task pd_task;
 typedef struct pd_cx pd_cx;
+/*
+ * One await's request slot in a future (opaque): a spec's code names the
+ * slot of its await in state s as OP(s), for pd_task_cancel_op.
+ */
+typedef struct pd__op pd_op;
 
 /*
  * The type-erased face of a future. `size` and `align` describe the future's
@@ -270,6 +275,27 @@ void pd_task_start(pd_task *t);
  * run phase.
  */
 void pd_task_cancel(pd_task *t);
+
+/*
+ * Cancels one request of t's future, not the future: op is the slot of
+ * one of its awaits (OP(s) in the spec's code, handed out by the future
+ * while it waits there). The await then completes with -ECANCELED, or with
+ * its own result if the request completed first (a receive that got data
+ * keeps it), and the future goes on from there as after any other result;
+ * what it does with -ECANCELED is its own choice. Like liburing's
+ * io_uring_prep_cancel and libuv's uv_cancel, it only asks: the result
+ * comes with the await's completion. Returns 0 when the cancel was queued
+ * (it is submitted with the runtime's next entry); -EALREADY when one
+ * already was for this request; -ENOENT when op is not in flight (the
+ * future is not waiting at that await: not started, or its result is
+ * already in, reaped or not); -EINVAL when op is not a slot of t's future
+ * or t is over; -EBUSY or the ring's error when no submission entry can be
+ * had now (nothing is queued: call again later). op must be a single-shot
+ * await's slot whose storage the future is not using for another state
+ * (a future's states share their storage): the future's own contract with
+ * whoever it hands OP(s) to. Runtime's thread only, inside a turn or not.
+ */
+int pd_task_cancel_op(pd_task *t, pd_op *op);
 
 /* One of PD_TASK_RUNNING, _DROPPING, _DONE, _CANCELLED. */
 int pd_task_state(const pd_task *t);

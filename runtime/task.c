@@ -90,6 +90,36 @@ void pd_task_cancel(pd_task *t)
     pd__task_cancel(t);
 }
 
+int pd_task_cancel_op(pd_task *t, pd_op *op)
+{
+    const char *self = t->self, *at = (const char *)op;
+    int ret;
+
+    pd__task_check(t, "pd_task_cancel_op");
+    pd__owner_check(t->rt, "pd_task_cancel_op");
+    if (op == NULL || at < self || at + sizeof(*op) > self + t->vt->size ||
+        t->state == PD_TASK_DONE || t->state == PD_TASK_CANCELLED)
+        return -EINVAL;
+    if (op->st != PD__OP_BUSY)
+        return -ENOENT;
+    if (op->task != t)
+        return -EINVAL;
+    if (op->cancelled)
+        return -EALREADY;
+    /*
+     * Room first, so that pd__op_cancel always queues: making room reaps,
+     * and what it reaps may be this request's completion.
+     */
+    if (PD__UNLIKELY(pd__sq_full(t->rt))) {
+        if ((ret = pd__sq_room(t->rt, 1)) < 0)
+            return ret;
+        if (op->st != PD__OP_BUSY)
+            return -ENOENT;
+    }
+    pd__op_cancel(op);
+    return 0;
+}
+
 int pd_task_state(const pd_task *t)
 {
     pd__task_check(t, "pd_task_state");

@@ -50,6 +50,7 @@ static const suite_fn suites[] = {
     pd_suite_engine_sim,
     pd_suite_small_examples,
     pd_suite_netlib,
+    pd_suite_cancel_op,
 #ifdef PD_CHECKED
     /* Only the checked build catches misuse; the plain one has no such suite. */
     pd_suite_misuse,

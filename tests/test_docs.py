@@ -10,6 +10,8 @@ import os
 import re
 import unittest
 
+import yaml
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # [text](target) and ![alt](target), outside code blocks and code spans.
@@ -97,6 +99,21 @@ class Readme(unittest.TestCase):
         first = re.search(r"^```sh\n(.*?)^```", text, re.S | re.M).group(1)
         commands = [line.split("#")[0].strip() for line in first.splitlines()]
         self.assertEqual(commands[:2], ["make demo", "make test"])
+
+    def test_quotes_the_library_read_file(self):
+        # The README's spec is specs/read_file.yaml as the library builds
+        # it (without its doc block), and shows the descriptor owned
+        # (owns: fd) rather than closed by hand in drop code.
+        with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+            text = f.read()
+        with open(os.path.join(ROOT, "specs", "read_file.yaml"), encoding="utf-8") as f:
+            spec = f.read()
+        quoted = re.search(r"^```yaml\n(future: read_file\n.*?)^```", text, re.S | re.M)
+        self.assertIsNotNone(quoted, "README quotes no read_file spec")
+        self.assertEqual(quoted.group(1), re.sub(r"^doc: \|\n(?:  .*\n)+", "", spec, flags=re.M))
+        fields = {f["name"]: f for f in yaml.safe_load(spec)["fields"]}
+        self.assertEqual(fields["fd"].get("owns"), "fd")
+        self.assertEqual(yaml.safe_load(spec)["drop"], "")
 
 
 if __name__ == "__main__":

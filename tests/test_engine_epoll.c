@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "engine_epoll.h"
 #include "testutil.h"
 
 #define EP (&pd__engine_epoll)
@@ -1459,6 +1460,50 @@ START_TEST(cq_overflow_loses_nothing)
 }
 END_TEST
 
+/* Whether the ring's SQ flags say completions wait on the overflow list. */
+static int overflowed(const tr *t)
+{
+    return !!(IO_URING_READ_ONCE(*t->ring.sq.kflags) & IORING_SQ_CQ_OVERFLOW);
+}
+
+/*
+ * IORING_FEAT_NODROP as the kernel has it: IORING_SQ_CQ_OVERFLOW is set
+ * while completions wait on the overflow list (liburing's
+ * cq_ring_needs_flush reads it to know that an enter is needed), each
+ * enter moves them into the CQ, oldest first, as far as there is room,
+ * and the flag is cleared with the last of them.
+ */
+START_TEST(overflow_flag_set_while_completions_wait)
+{
+    tr t;
+    tlog l = { 0 };
+    int i;
+
+    tr_init(&t, 1, 4, 4);
+    for (i = 0; i < 4; i++)
+        Q(&t, (uint64_t)(i + 1), io_uring_prep_nop(s_));
+    ck_assert_int_eq(tr_enter(&t, 0, 0), 4);
+    ck_assert_uint_eq(io_uring_cq_ready(&t.ring), 4);
+    ck_assert(!overflowed(&t));
+    for (i = 4; i < 8; i++)
+        Q(&t, (uint64_t)(i + 1), io_uring_prep_nop(s_));
+    ck_assert_int_eq(tr_enter(&t, 0, 0), 4);
+    ck_assert(overflowed(&t));
+    /* Room for two: two move in, two still wait, the flag stays. */
+    io_uring_cq_advance(&t.ring, 2);
+    ck_assert_int_eq(tr_enter(&t, 0, 0), 0);
+    ck_assert_uint_eq(io_uring_cq_ready(&t.ring), 4);
+    ck_assert(overflowed(&t));
+    ck_assert_int_eq(tr_reap(&t, &l), 4);
+    ck_assert_int_eq(tr_enter(&t, 0, 0), 0);
+    ck_assert(!overflowed(&t));
+    ck_assert_int_eq(tr_reap(&t, &l), 2);
+    for (i = 0; i < 6; i++)
+        ck_assert_uint_eq(l.c[i].ud, (uint64_t)(i + 3));
+    tr_exit(&t);
+}
+END_TEST
+
 /* Threads of this process blocked in openat(2) now (from /proc). */
 static int blocked_in_openat(void)
 {
@@ -1638,6 +1683,85 @@ START_TEST(many_requests_grow_the_pool)
 }
 END_TEST
 
+/* Threads of this process now (from /proc/self/task). */
+static int thread_count(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *de;
+    int n = 0;
+
+    ck_assert_ptr_nonnull(d);
+    while ((de = readdir(d)) != NULL)
+        n += de->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+/*
+ * Waits (at most 10 s) until the process has n threads: a joined thread
+ * may stay listed for a moment after its join returned.
+ */
+static void wait_threads(int n)
+{
+    long long end = now_ms() + 10000;
+    struct timespec ts = { 0, 1000000 };
+
+    while (thread_count() != n) {
+        ck_assert_msg(now_ms() < end, "%d threads after 10 s, want %d", thread_count(), n);
+        nanosleep(&ts, NULL);
+    }
+}
+
+/*
+ * The worker pool starts with the engine's first file op, not with the
+ * engine: a nop, a pipe round trip and a timer start no thread; an fsync
+ * starts the workers and completes on one of them; exit joins them. An
+ * engine that never started them exits with nothing to join.
+ */
+START_TEST(workers_start_with_the_first_file_op)
+{
+    struct __kernel_timespec ts = { 0, 1000000 };
+    int n0 = thread_count(), p[2], fd;
+    char b[4];
+    tr t;
+    tlog l = { 0 };
+
+    tmp_make();
+    fd = open(tmp_path("w"), O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+    tr_init(&t, 1, 8, 0);
+    ck_assert_int_eq(thread_count(), n0);
+    Q(&t, 1, io_uring_prep_nop(s_));
+    Q(&t, 2, io_uring_prep_read(s_, p[0], b, sizeof(b), 0));
+    Q(&t, 3, io_uring_prep_timeout(s_, &ts, 0, 0));
+    ck_assert_int_eq(tr_enter(&t, 0, 0), 3);
+    ck_assert_int_eq(write(p[1], "abc", 3), 3);
+    tr_wait(&t, &l, 3);
+    expect(&t, &l, 2, 0, 3, 0);
+    expect(&t, &l, 3, 0, -ETIME, 0);
+    ck_assert_int_eq(thread_count(), n0);
+
+    Q(&t, 4, io_uring_prep_fsync(s_, fd, 0));
+    tr_wait(&t, &l, 4);
+    expect(&t, &l, 4, 0, 0, 0);
+    ck_assert_int_eq(thread_count(), n0 + (int)PD__EP_WORKERS);
+    tr_exit(&t);
+    wait_threads(n0);
+
+    tr_init(&t, 1, 8, 0);
+    Q(&t, 5, io_uring_prep_nop(s_));
+    ck_assert_int_eq(tr_enter(&t, 1, 1000), 1);
+    ck_assert_int_eq(thread_count(), n0);
+    tr_exit(&t);
+    ck_assert_int_eq(thread_count(), n0);
+    close(p[0]);
+    close(p[1]);
+    close(fd);
+    tmp_remove();
+}
+END_TEST
+
 /*
  * A steady state allocates nothing: round trips that wait for readiness,
  * file ops on the workers and timers, after a first round that sized the
@@ -1763,12 +1887,14 @@ Suite *pd_suite_engine_epoll(void)
     tcase_add_test(own, init_fills_the_ring);
     tcase_add_test(own, unsupported_ops_and_chains);
     tcase_add_test(own, cq_overflow_loses_nothing);
+    tcase_add_test(own, overflow_flag_set_while_completions_wait);
     tcase_add_test(own, cancel_running_and_queued_worker_ops);
     tcase_add_test(own, fd_number_reused_behind_the_engines_back);
     tcase_add_test(own, exit_with_requests_in_flight);
     tcase_add_test(own, many_requests_grow_the_pool);
     tcase_add_test(own, steady_state_allocates_nothing);
     tcase_add_test(own, readiness_is_collected_every_other_entry_at_least);
+    tcase_add_test(own, workers_start_with_the_first_file_op);
     tcase_set_timeout(own, 60);
     suite_add_tcase(s, own);
     return s;

@@ -191,5 +191,6 @@ Suite *pd_suite_sigset_wait(void);
 Suite *pd_suite_engine_sim(void);
 Suite *pd_suite_small_examples(void);
 Suite *pd_suite_netlib(void);
+Suite *pd_suite_cancel_op(void);
 
 #endif

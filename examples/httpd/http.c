@@ -605,7 +605,7 @@ void http_srv_ka_del(http_srv *srv, http_link *l)
 
 int http_srv_sweep(http_srv *srv, long long now)
 {
-    int n = 0;
+    int n = 0, ret;
     http_link *l;
 
     /* pd_task_cancel only marks and queues the task: its drop code, which
@@ -625,10 +625,11 @@ int http_srv_sweep(http_srv *srv, long long now)
          * The receive may have written a request into the block already,
          * its completion not yet seen: only the connection, once the
          * receive has ended, may give the block back. The cancel asks for
-         * that end; a receive that completed first keeps its bytes.
+         * that end; a receive that completed first keeps its bytes (then
+         * -ENOENT: nothing to cancel; -EALREADY: asked already).
          */
-        pd__op_cancel(l->op);
-        if (l->op->st == PD__OP_BUSY && !l->op->cancelled)
+        ret = pd_task_cancel_op(l->task, l->op);
+        if (ret < 0 && ret != -ENOENT && ret != -EALREADY)
             break; /* no room for the cancel now: the next sweep asks again */
         http_srv_ka_del(srv, l);
         srv->swept_cold++;

@@ -328,7 +328,7 @@ typedef struct http_link {
     bool idle;               /* waiting for a request: the drain closes it at once */
     uint8_t kl;              /* the keep-alive list it is on: HTTP_KL_* */
     struct http_link *kprev, *knext;
-    pd__op *op;              /* its receive (recv_ka), on the hot list */
+    pd_op *op;               /* its receive (recv_ka), on the hot list */
     long long deadline;      /* its idle deadline, on a keep-alive list */
 } http_link;
 
@@ -426,7 +426,7 @@ void http_srv_close_idle(http_srv *srv);
  * tail of srv's hot list. deadline must be at least that of every
  * connection on the list (now + IDLE_MS does).
  */
-void http_srv_ka_add(http_srv *srv, http_link *l, pd__op *op, long long deadline);
+void http_srv_ka_add(http_srv *srv, http_link *l, pd_op *op, long long deadline);
 /* Takes l off the hot list, if it is on it. */
 void http_srv_ka_del(http_srv *srv, http_link *l);
 /*

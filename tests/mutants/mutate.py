@@ -529,8 +529,8 @@ MUTANTS = [
     # --- issue 19: the epoll engine ---
     dict(name="ep-cancel-running-stops",
          file="runtime/engine_epoll_work.c",
-         old="    int ret = -EALREADY;\n\n    pthread_mutex_lock(&e->lock);",
-         new="    int ret = 0;\n\n    pthread_mutex_lock(&e->lock);",
+         old="    int ret = -EALREADY;\n\n    if (!e->work_inited) {",
+         new="    int ret = 0;\n\n    if (!e->work_inited) {",
          inv="1: a cancelled op a worker is running is reported stopped (-ECANCELED) "
              "while the worker may still write its buffer",
          run="c"),
@@ -550,8 +550,8 @@ MUTANTS = [
          run="c"),
     dict(name="ep-overflow-jumps-queue",
          file="runtime/engine_epoll.c",
-         old="    if (e->ovf_len != 0 || pd__ep_cq_ready(e) >= e->cq_entries) {",
-         new="    if (pd__ep_cq_ready(e) >= e->cq_entries) {",
+         old="    if (e->ovf_len != 0 || pd__ep_cq_ready(e) >= e->m.cq_entries) {",
+         new="    if (pd__ep_cq_ready(e) >= e->m.cq_entries) {",
          inv="epoll engine: after a CQ overflow, new completions overtake the "
              "overflowed ones (a multishot slot's order is lost)",
          run="c"),
@@ -795,8 +795,8 @@ MUTANTS = [
     # --- issue 22: httpd's keep-alive sweeper and sendfile ---
     dict(name="httpd-sweep-keeps-pages",
          file="examples/httpd/http.c",
-         old="        pd__op_cancel(l->op);\n",
-         new="",
+         old="        ret = pd_task_cancel_op(l->task, l->op);\n",
+         new="        ret = 0;\n",
          inv="httpd: a keep-alive connection quiet for HTTP_HOT_MS keeps its block: "
              "idle memory grows with every connection that made a request",
          run="plain"),
@@ -986,7 +986,7 @@ MUTANTS = [
          run="plain"),
     dict(name="sim-overflow-flag-unset",
          file="runtime/engine_sim.c",
-         old="    IO_URING_WRITE_ONCE(s->sq_kflags, s->sq_kflags | IORING_SQ_CQ_OVERFLOW);\n",
+         old="    IO_URING_WRITE_ONCE(s->m.sq_kflags, s->m.sq_kflags | IORING_SQ_CQ_OVERFLOW);\n",
          new="    (void)0;\n",
          inv="completion-queue overflow: IORING_SQ_CQ_OVERFLOW is never set while "
              "completions wait on the overflow list",
@@ -1127,8 +1127,8 @@ MUTANTS = [
     # --- issue 22: httpd's cold blocks ---
     dict(name="httpd-sweep-cancels-connection",
          file="examples/httpd/http.c",
-         old="        pd__op_cancel(l->op);\n        if (l->op->st == PD__OP_BUSY && !l->op->cancelled)\n",
-         new="        pd_task_cancel(l->task);\n        if (0)\n",
+         old="        ret = pd_task_cancel_op(l->task, l->op);\n",
+         new="        pd_task_cancel(l->task);\n        ret = 0;\n",
          inv="httpd: the end of a keep-alive connection's hot period ends the connection, "
              "and a request the kernel already received into its block is lost",
          run="plain"),
@@ -1232,6 +1232,68 @@ MUTANTS = [
          inv="a GOTO to the state it is in jumps to its top with its sub-state "
              "still 1: it takes the old result again instead of starting the op",
          run="gen"),
+    # --- engine cleanups and cancel API ---
+    dict(name="list-append-keeps-tail",
+         file="runtime/list.h",
+         old="        *head = l;\n    *tail = l;\n",
+         new="        *head = l;\n",
+         inv="engines: a queue on list.h (the epoll engine's fd waiters and worker "
+             "queue, the simulator's live records) loses what is appended behind "
+             "its first entry",
+         run="plain"),
+    dict(name="ep-pool-never-started",
+         file="runtime/engine_epoll_work.c",
+         old="    if (!e->work_inited) {\n        int ret = pd__ep_work_start(e);\n",
+         new="    if (0) {\n        int ret = pd__ep_work_start(e);\n",
+         inv="epoll engine: a runtime's first file op does not start the worker pool "
+             "it needs: the op never completes",
+         run="c"),
+    dict(name="ep-overflow-flag-never-set",
+         file="runtime/engine_epoll.c",
+         old="    if (e->ovf_len++ == 0)\n"
+             "        IO_URING_WRITE_ONCE(e->m.sq_kflags, e->m.sq_kflags | IORING_SQ_CQ_OVERFLOW);\n",
+         new="    e->ovf_len++;\n",
+         inv="epoll engine: completions wait on the overflow list without "
+             "IORING_SQ_CQ_OVERFLOW (the kernel sets it with IORING_FEAT_NODROP)",
+         run="c"),
+    dict(name="ep-overflow-flag-never-cleared",
+         file="runtime/engine_epoll.c",
+         old="    if (e->ovf_len == 0)\n"
+             "        IO_URING_WRITE_ONCE(e->m.sq_kflags, e->m.sq_kflags & ~IORING_SQ_CQ_OVERFLOW);\n",
+         new="",
+         inv="epoll engine: IORING_SQ_CQ_OVERFLOW stays set once the overflow list "
+             "is empty again",
+         run="c"),
+    dict(name="cancel-op-sent-twice",
+         file="runtime/task.c",
+         old="    if (op->cancelled)\n        return -EALREADY;\n",
+         new="",
+         inv="pd_task_cancel_op: a second cancel of one request reports a cancel "
+             "queued (0) instead of -EALREADY",
+         run="plain"),
+    dict(name="cancel-op-foreign-slot",
+         file="runtime/task.c",
+         old="    if (op == NULL || at < self || at + sizeof(*op) > self + t->vt->size ||\n"
+             "        t->state == PD_TASK_DONE || t->state == PD_TASK_CANCELLED)\n"
+             "        return -EINVAL;\n"
+             "    if (op->st != PD__OP_BUSY)\n"
+             "        return -ENOENT;\n"
+             "    if (op->task != t)\n"
+             "        return -EINVAL;\n",
+         new="    (void)at;\n    (void)self;\n"
+             "    if (op == NULL || t->state == PD_TASK_DONE || t->state == PD_TASK_CANCELLED)\n"
+             "        return -EINVAL;\n"
+             "    if (op->st != PD__OP_BUSY)\n"
+             "        return -ENOENT;\n",
+         inv="pd_task_cancel_op: another task's slot is not refused",
+         run="plain"),
+    dict(name="read-file-fd-unowned",
+         file="specs/read_file.yaml",
+         old='  - {name: fd,  type: int,    init: "-1", owns: fd}\n',
+         new='  - {name: fd,  type: int,    init: "-1"}\n',
+         inv="5 no fd leak: read_file's descriptor is not the future's: a sync drop "
+             "after the open leaks it",
+         run="plain"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
