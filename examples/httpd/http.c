@@ -568,7 +568,7 @@ void http_srv_close_idle(http_srv *srv)
             pd_task_cancel(l->task);
 }
 
-void http_srv_ka_add(http_srv *srv, http_link *l, pd__op *op, long long deadline)
+void http_srv_ka_add(http_srv *srv, http_link *l, pd_op *op, long long deadline)
 {
     http_klist *k = &srv->hot;
 
