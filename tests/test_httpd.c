@@ -1253,6 +1253,19 @@ static int read_head(client *c, long long *length)
     return r.status;
 }
 
+/* Gets the file of 3 MiB and 17 bytes twice on c, every byte checked. */
+static void get_large_twice(client *c)
+{
+    long long len;
+
+    for (int i = 0; i < 2; i++) {
+        say(c, "GET /large.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+        ck_assert_int_eq(read_head(c, &len), 200);
+        ck_assert_int_eq(len, LARGE_SIZE);
+        read_large_body(c, 0, LARGE_SIZE);
+    }
+}
+
 /*
  * A file of 3 MiB and 17 bytes, twice on one connection (and once by
  * HEAD), by each way of sending a large body (_i: copy, splice, sendfile):
@@ -1267,12 +1280,7 @@ START_TEST(httpd_large_file_complete)
 
     server_start_opts(&s, 10000, 5000, 5000, 10000);
     c = client_new(s.port);
-    for (int i = 0; i < 2; i++) {
-        say(c, "GET /large.bin HTTP/1.1\r\nHost: t\r\n\r\n");
-        ck_assert_int_eq(read_head(c, &len), 200);
-        ck_assert_int_eq(len, LARGE_SIZE);
-        read_large_body(c, 0, LARGE_SIZE);
-    }
+    get_large_twice(c);
     say(c, "HEAD /large.bin HTTP/1.1\r\nHost: t\r\n\r\n");
     ck_assert_int_eq(read_head(c, &len), 200);
     ck_assert_int_eq(len, LARGE_SIZE);
@@ -1296,16 +1304,10 @@ START_TEST(httpd_large_file_without_splice)
                  .no_splice = true };
     client *c;
     response r;
-    long long len;
 
     server_start_opts(&s, 10000, 5000, 5000, 10000);
     c = client_new(s.port);
-    for (int i = 0; i < 2; i++) {
-        say(c, "GET /large.bin HTTP/1.1\r\nHost: t\r\n\r\n");
-        ck_assert_int_eq(read_head(c, &len), 200);
-        ck_assert_int_eq(len, LARGE_SIZE);
-        read_large_body(c, 0, LARGE_SIZE);
-    }
+    get_large_twice(c);
     ck_assert_int_eq(get(c, "/hello.txt", &r), 0);
     ck_assert_mem_eq(r.body, HELLO, 13);
     client_free(c);
@@ -1382,12 +1384,7 @@ START_TEST(httpd_large_file_kept_open)
     ck_assert_ptr_nonnull(x);
     server_start_opts(&s, 10000, 60000, 5000, 10000);
     c = client_new(s.port);
-    for (int i = 0; i < 2; i++) {
-        say(c, "GET /large.bin HTTP/1.1\r\nHost: t\r\n\r\n");
-        ck_assert_int_eq(read_head(c, &len), 200);
-        ck_assert_int_eq(len, LARGE_SIZE);
-        read_large_body(c, 0, LARGE_SIZE);
-    }
+    get_large_twice(c);
     /* The responses' own descriptors close right after their last splice
        (a bound against a hang, not a measurement). */
     for (tries = 0; tries < 200 && files_of(&s) != (_i ? 0 : 1); tries++)

@@ -127,19 +127,25 @@ class UnderSeccomp(unittest.TestCase):
                         engines.append(e.group(1))
                 self.assertEqual(engines, ["epoll", "epoll"])
                 for _ in range(3):
-                    c = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
-                    c.request("GET", "/f.bin")
-                    r = c.getresponse()
-                    self.assertEqual((r.status, r.read()), (200, body))
-                    c.request("GET", "/missing")
-                    r = c.getresponse()
-                    r.read()
-                    self.assertEqual(r.status, 404)
-                    c.close()
+                    self.get_then_missing(port, body, 1)
                 p.send_signal(signal.SIGTERM)
                 out, err = p.communicate(timeout=30)
                 self.assertEqual((p.returncode, err), (0, ""))
                 self.assertEqual(len(re.findall("0 ops in flight, 0 connections left", out)), 2)
+
+    def get_then_missing(self, port, body, n):
+        """On one connection to port: GET /f.bin n times, each answered 200
+        with body, then a missing file, answered 404."""
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+        for _ in range(n):
+            c.request("GET", "/f.bin")
+            r = c.getresponse()
+            self.assertEqual((r.status, r.read()), (200, body))
+        c.request("GET", "/missing")
+        r = c.getresponse()
+        r.read()
+        self.assertEqual(r.status, 404)
+        c.close()
 
     def test_httpd_copies_a_large_body_that_cannot_be_spliced(self):
         """A file system that cannot splice (splice(2) or sendfile(2)
@@ -165,16 +171,7 @@ class UnderSeccomp(unittest.TestCase):
                     m = re.match(r"httpd: listening on \S+ port (\d+)", line)
                     if m:
                         port = int(m.group(1))
-                c = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
-                for _ in range(2):
-                    c.request("GET", "/f.bin")
-                    r = c.getresponse()
-                    self.assertEqual((r.status, r.read()), (200, body))
-                c.request("GET", "/missing")
-                r = c.getresponse()
-                r.read()
-                self.assertEqual(r.status, 404)
-                c.close()
+                self.get_then_missing(port, body, 2)
                 p.send_signal(signal.SIGTERM)
                 out, err = p.communicate(timeout=30)
                 self.assertEqual((p.returncode, err), (0, ""))
