@@ -93,7 +93,8 @@ SPLIT = 5
 def load_times(*paths):
     """{job key: (wall seconds, CPU seconds or None)} of the times files
     at paths, the later ones over the earlier. A file of an older runner
-    gives the wall time alone."""
+    gives the wall time alone: the job keeps the CPU over wall an earlier
+    file gave it, so that such a file does not count every job as a CPU."""
     times = {}
     for path in paths:
         try:
@@ -103,9 +104,15 @@ def load_times(*paths):
             continue
         for key, v in got.items():
             if isinstance(v, (int, float)):
-                times[key] = (float(v), None)
+                wall, cpu = float(v), None
             elif isinstance(v, list) and len(v) == 2:
-                times[key] = (float(v[0]), None if v[1] is None else float(v[1]))
+                wall, cpu = float(v[0]), None if v[1] is None else float(v[1])
+            else:
+                continue
+            old_wall, old_cpu = times.get(key, (0.0, None))
+            if cpu is None and old_cpu is not None and old_wall > 0:
+                cpu = wall * old_cpu / old_wall
+            times[key] = (wall, cpu)
     return times
 
 

@@ -129,13 +129,18 @@ class Schedule(unittest.TestCase):
                         os.rmdir(d))
         shipped, last = os.path.join(d, "shipped.json"), os.path.join(d, "last.json")
         with open(shipped, "w") as f:
-            f.write('{"a": [10.0, 1.0], "b": [5.0, 5.0]}')
+            f.write('{"a": [10.0, 1.0], "b": [5.0, 5.0], "d": [10.0, 1.0]}')
         with open(last, "w") as f:
-            f.write('{"b": 7.5, "c": [2.0, null]}')
+            f.write('{"b": 7.5, "c": [2.0, null], "d": 20.0}')
         times = run_tests.load_times(shipped, last, os.path.join(d, "missing.json"))
-        self.assertEqual(times, {"a": (10.0, 1.0), "b": (7.5, None), "c": (2.0, None)})
+        # A later wall time alone keeps the earlier file's CPU over wall: an
+        # old runner's times file must not make every job count as a CPU.
+        self.assertEqual(times, {"a": (10.0, 1.0), "b": (7.5, 7.5), "c": (2.0, None),
+                                 "d": (20.0, 2.0)})
         self.assertEqual(run_tests.share(times, "a"), 0.2)  # twice 1 s of CPU in 10
         self.assertEqual(run_tests.share(times, "b"), 1.0)
+        self.assertEqual(run_tests.share(times, "c"), 1.0)
+        self.assertEqual(run_tests.share(times, "d"), 0.2)
 
     def test_the_shipped_times_name_jobs_of_this_tree(self):
         """tests/test-times.json orders a fresh clone's first run: each of
