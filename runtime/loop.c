@@ -80,6 +80,12 @@ static __attribute__((noinline)) void pd__task_poll_end(pd_runtime *rt, pd_cx *c
     pd__task_unref(t);
 }
 
+/* pd__wake_on out of line, for pd__reap_polling's rare way. */
+static __attribute__((noinline, cold)) void pd__wake_cold(pd_runtime *rt, pd_task *t)
+{
+    pd__wake_on(rt, t);
+}
+
 /*
  * The turn's own reap: pd__reap_inline's loop, except that a plain op's last
  * completion whose task is running and not queued polls that task there and
@@ -100,12 +106,6 @@ static __attribute__((noinline)) void pd__task_poll_end(pd_runtime *rt, pd_cx *c
  * running) polled its task once, and what nested reaps took, pd__reap
  * counts in rt->reaped_aside.
  */
-/* pd__wake_on out of line, for pd__reap_polling's rare way. */
-static __attribute__((noinline, cold)) void pd__wake_cold(pd_runtime *rt, pd_task *t)
-{
-    pd__wake_on(rt, t);
-}
-
 static inline __attribute__((always_inline)) unsigned pd__reap_polling(pd_runtime *rt)
 {
     struct io_uring_cq *cq = &rt->ring.cq;

@@ -98,12 +98,6 @@ __attribute__((noinline)) int pd__dispatch_rare(pd_runtime *rt,
                                                 int force);
 
 /*
- * Hands one completion to its slot; inlined in the reap loop, as it runs
- * once per completion. Returns 1 when the completion must stay in the
- * completion queue for now (a multishot slot's queue is full), so that the
- * reap stops there; never with force.
- */
-/*
  * Whether a completion is the common case, the one result of a plain op
  * that owes nothing else, by its user_data alone, in one test: the slot's
  * address, untagged (the low three bits clear). Every other completion is
@@ -132,6 +126,12 @@ static inline void pd__op_result(pd__op *op, const struct io_uring_cqe *cqe)
     memcpy(&op->res, &cqe->res, 8);
 }
 
+/*
+ * Hands one completion to its slot; inlined in the reap loop, as it runs
+ * once per completion. Returns 1 when the completion must stay in the
+ * completion queue for now (a multishot slot's queue is full), so that the
+ * reap stops there; never with force.
+ */
 static inline __attribute__((always_inline)) int
 pd__dispatch(pd_runtime *rt, const struct io_uring_cqe *cqe, int force)
 {
