@@ -203,6 +203,59 @@ START_TEST(cancels_with_a_full_submission_queue)
 }
 END_TEST
 
+/*
+ * A cancel that has to make room first: four cancels fill a submission
+ * queue of 4 entries, and the read to be cancelled has its bytes waiting.
+ * Making room submits and reaps, and what it reaps is that read's result:
+ * nothing is left to cancel (-ENOENT, no cancel queued for it), and the
+ * future gets its bytes while the four cancelled reads get -ECANCELED.
+ */
+START_TEST(room_made_reaps_the_result)
+{
+    int k;
+
+    for (k = 0; k < NENGINES; k++) {
+        pd_runtime *rt = rt_on(engines[k], 4);
+        pd_op *slot[5] = { NULL };
+        pd_task *t[5];
+        int p[2], q[2];
+        pd_stats s;
+        int i;
+
+        if (rt == NULL)
+            continue;
+        ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+        ck_assert_int_eq(pipe2(q, O_CLOEXEC), 0);
+        t[0] = cancel_op_spawn(rt, p[0], &slot[0]);
+        for (i = 1; i < 5; i++)
+            t[i] = cancel_op_spawn(rt, q[0], &slot[i]);
+        for (i = 0; i < 5; i++)
+            until_waiting(rt, &slot[i]);
+        pd_test_write(p[1], "abc", 3);
+        for (i = 1; i < 5; i++)
+            ck_assert_int_eq(pd_task_cancel_op(t[i], slot[i]), 0);
+        ck_assert_uint_eq(pd__sq_unsubmitted(rt), 4);
+        ck_assert_msg(pd_task_cancel_op(t[0], slot[0]) == -ENOENT, "%s",
+                      pd_runtime_engine(rt));
+        ck_assert_int_eq(pd_run(rt), 0);
+        pd_runtime_stats(rt, &s);
+        ck_assert_uint_eq(s.cancels_submitted, 4);
+        ck_assert_msg(output(t[0]) == 3, "%s: output %zd", pd_runtime_engine(rt),
+                      output(t[0]));
+        for (i = 0; i < 5; i++) {
+            if (i > 0)
+                ck_assert_int_eq(output(t[i]), -ECANCELED);
+            pd_task_release(t[i]);
+        }
+        close(p[0]);
+        close(p[1]);
+        close(q[0]);
+        close(q[1]);
+        pd_runtime_free(rt);
+    }
+}
+END_TEST
+
 Suite *pd_suite_cancel_op(void)
 {
     Suite *s = suite_create("pd_task_cancel_op");
@@ -212,6 +265,7 @@ Suite *pd_suite_cancel_op(void)
     tcase_add_test(tc, result_in_means_nothing_to_cancel);
     tcase_add_test(tc, refuses_what_is_not_the_tasks);
     tcase_add_test(tc, cancels_with_a_full_submission_queue);
+    tcase_add_test(tc, room_made_reaps_the_result);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
     return s;

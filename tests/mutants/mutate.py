@@ -1294,6 +1294,16 @@ MUTANTS = [
          inv="5 no fd leak: read_file's descriptor is not the future's: a sync drop "
              "after the open leaks it",
          run="plain"),
+    # --- lead: pd_task_cancel_op making room ---
+    dict(name="cancel-op-room-reaped",
+         file="runtime/task.c",
+         old="            return ret;\n"
+             "        if (op->st != PD__OP_BUSY)\n"
+             "            return -ENOENT;\n",
+         new="            return ret;\n",
+         inv="pd_task_cancel_op: a request whose result the room-making reap took "
+             "is cancelled anyway (0 and a cancel queued, where -ENOENT is due)",
+         run="plain"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
