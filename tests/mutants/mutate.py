@@ -1294,6 +1294,15 @@ MUTANTS = [
          inv="5 no fd leak: read_file's descriptor is not the future's: a sync drop "
              "after the open leaks it",
          run="plain"),
+    # --- issue 22: httpd's congestion control (-T) ---
+    dict(name="httpd-cc-ignored",
+         file="examples/httpd/server.c",
+         old="    if (cc != NULL && setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, cc, "
+             "(socklen_t)strlen(cc)) < 0)\n        goto fail;\n",
+         new="",
+         inv="httpd -T: the listeners keep the system's congestion control, and "
+             "so does every connection",
+         run="plain"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
