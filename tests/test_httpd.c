@@ -21,6 +21,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <linux/filter.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/sock_diag.h>
 #include <linux/seccomp.h>
 #include <stddef.h>
 #include <sys/prctl.h>
@@ -170,6 +174,7 @@ typedef struct server {
     long cache_entries;      /* -C: 0 the default, -1 none */
     long long valid_ms;      /* -V: 0 the default */
     bool no_splice;          /* splice(2) and sendfile(2) fail with EINVAL */
+    const char *cc;          /* -T: NULL the system's congestion control */
 } server;
 
 /*
@@ -232,6 +237,7 @@ static void server_start_opts(server *s, long long header_ms, long long idle_ms,
             o.cache_entries = s->cache_entries < 0 ? 0 : s->cache_entries;
         if (s->valid_ms > 0)
             o.cache_valid_ms = s->valid_ms;
+        o.cc = s->cc;
         if (s->no_splice)
             deny_splice();
         if (s->nofile > 0) {
@@ -1288,6 +1294,110 @@ START_TEST(httpd_large_file_complete)
     ck_assert_mem_eq(r.body, HELLO, 13);
     client_free(c);
     ck_assert_int_eq(server_stop(&s), 0);
+}
+END_TEST
+
+/*
+ * The congestion control of the server's end of the connection whose
+ * client end is fd, as the kernel reports it (sock_diag's INET_DIAG_CONG),
+ * into cc; "" if no such connection is found.
+ */
+static void server_cc(int fd, char *cc, size_t cap)
+{
+    struct sockaddr_in me, peer;
+    socklen_t ml = sizeof(me), pl = sizeof(peer);
+    struct {
+        struct nlmsghdr nlh;
+        struct inet_diag_req_v2 r;
+    } req = {
+        .nlh = { .nlmsg_len = sizeof(req), .nlmsg_type = SOCK_DIAG_BY_FAMILY,
+                 .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP },
+        .r = { .sdiag_family = AF_INET, .sdiag_protocol = IPPROTO_TCP,
+               .idiag_ext = 1u << (INET_DIAG_CONG - 1), .idiag_states = 1u << 1 },
+    };
+    static char buf[32768] __attribute__((aligned(8)));
+    int nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+    bool done = false;
+
+    cc[0] = '\0';
+    ck_assert_int_ge(nl, 0);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&me, &ml), 0);
+    ck_assert_int_eq(getpeername(fd, (struct sockaddr *)&peer, &pl), 0);
+    ck_assert_int_eq(send(nl, &req, sizeof(req), 0), (ssize_t)sizeof(req));
+    while (!done) {
+        ssize_t n = recv(nl, buf, sizeof(buf), 0);
+        struct nlmsghdr *h = (struct nlmsghdr *)buf;
+
+        ck_assert_int_gt(n, 0);
+        for (; NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
+            struct inet_diag_msg *m = NLMSG_DATA(h);
+            struct rtattr *a = (struct rtattr *)(m + 1);
+            unsigned int len = h->nlmsg_len - NLMSG_LENGTH(sizeof(*m));
+
+            if (h->nlmsg_type == NLMSG_DONE || h->nlmsg_type == NLMSG_ERROR) {
+                done = true;
+                break;
+            }
+            /* The server's end: its source is the client's peer. */
+            if (m->id.idiag_sport != peer.sin_port || m->id.idiag_dport != me.sin_port)
+                continue;
+            for (; RTA_OK(a, len); a = RTA_NEXT(a, len))
+                if (a->rta_type == INET_DIAG_CONG)
+                    snprintf(cc, cap, "%s", (const char *)RTA_DATA(a));
+        }
+    }
+    close(nl);
+}
+
+/* The first line of /proc/sys/net/ipv4/NAME into out (a word). */
+static void sysctl_word(const char *name, char *out, size_t cap)
+{
+    char path[128];
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/sys/net/ipv4/%s", name);
+    f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_ptr_nonnull(fgets(out, (int)cap, f));
+    fclose(f);
+    out[strcspn(out, " \n")] = '\0';
+}
+
+/*
+ * -T: the listeners' congestion control, which every connection inherits.
+ * Without it a connection has the system's default; with it, the one
+ * named: reno (allowed to every process), or, where the system's default
+ * is reno already, another algorithm the system allows, if any.
+ */
+START_TEST(httpd_congestion_control)
+{
+    char def[32], allowed[32], want[32], got[32];
+    server s = { 0 };
+    client *c;
+    response r;
+
+    sysctl_word("tcp_congestion_control", def, sizeof(def));
+    snprintf(want, sizeof(want), "reno");
+    if (strcmp(def, "reno") == 0) {
+        FILE *f = fopen("/proc/sys/net/ipv4/tcp_allowed_congestion_control", "r");
+
+        ck_assert_ptr_nonnull(f);
+        while (fscanf(f, "%31s", allowed) == 1)
+            if (strcmp(allowed, "reno") != 0)
+                snprintf(want, sizeof(want), "%s", allowed);
+        fclose(f);
+    }
+    for (int i = 0; i < 2; i++) {
+        s = (server){ .cc = i ? want : NULL };
+        server_start_opts(&s, 10000, 5000, 5000, 10000);
+        c = client_new(s.port);
+        ck_assert_int_eq(get(c, "/hello.txt", &r), 0);
+        ck_assert_int_eq(r.status, 200);
+        server_cc(c->fd, got, sizeof(got));
+        ck_assert_str_eq(got, i ? want : def);
+        client_free(c);
+        ck_assert_int_eq(server_stop(&s), 0);
+    }
 }
 END_TEST
 
@@ -2584,6 +2694,7 @@ Suite *pd_suite_httpd(void)
     tcase_add_test(srv, httpd_host_exactly_one);
     tcase_add_test(srv, httpd_head_of_8k_served);
     tcase_add_loop_test(srv, httpd_large_file_complete, 0, 3);
+    tcase_add_test(srv, httpd_congestion_control);
     tcase_add_loop_test(srv, httpd_large_file_client_leaves, 0, 3);
     tcase_add_loop_test(srv, httpd_large_file_drain, 0, 3);
     tcase_add_loop_test(srv, httpd_large_file_shrinks_mid_send, 0, 3);

@@ -155,6 +155,8 @@ class HttpdCommandLine(unittest.TestCase):
                           (["-k", "soon"], "httpd: bad value 'soon' for -k (1-2147483647)\n"),
                           (["-S", "0"], "httpd: bad value '0' for -S (1-2147483647)\n"),
                           (["-a", "nowhere"], "httpd: bad address 'nowhere' (IPv4 or IPv6)\n"),
+                          (["-T", "nosuch"],
+                           "httpd: bad value 'nosuch' for -T: No such file or directory\n"),
                           (["-e", "kqueue"],
                            "httpd: bad value 'kqueue' for -e (auto, uring, epoll or sim)\n"),
                           (["-r", "/nonexistent/pd"],

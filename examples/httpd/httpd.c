@@ -3,15 +3,19 @@
  *
  *   build/httpd [-p PORT] [-a ADDR] [-r ROOT] [-t THREADS] [-d DRAIN_MS]
  *               [-H HEADER_MS] [-k IDLE_MS] [-S SEND_MS] [-m MAX_CONNS]
- *               [-L copy|splice|sendfile] [-C ENTRIES] [-V VALID_MS] [-e ENGINE] [-q]
+ *               [-L copy|splice|sendfile] [-C ENTRIES] [-V VALID_MS] [-T ALGO] [-e ENGINE] [-q]
  *
  * The command line; the server is server.c, the protocol http.c, the I/O
  * the specs http_accept, http_conn and http_drain. Exits 0 after a drain
  * with 0 ops in flight on every thread's ring.
  */
+#include <errno.h>
 #include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "../args.h"
@@ -20,12 +24,30 @@
 
 static const char *const body_modes[] = { "copy", "splice", "sendfile" };
 
+/*
+ * 0 if this process may give a TCP socket the congestion control cc, else
+ * -errno: -ENOENT for an algorithm the kernel does not have, -EPERM for
+ * one it does not allow this process. Asked of a socket of its own, so
+ * that a bad -T is refused before anything listens.
+ */
+static int cc_allowed(const char *cc)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP), err = 0;
+
+    if (fd < 0)
+        return -errno;
+    if (setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, cc, (socklen_t)strlen(cc)) < 0)
+        err = -errno;
+    close(fd);
+    return err;
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
             "usage: httpd [-p PORT] [-a ADDR] [-r ROOT] [-t THREADS] [-d DRAIN_MS]\n"
             "             [-H HEADER_MS] [-k IDLE_MS] [-S SEND_MS] [-m MAX_CONNS]\n"
-            "             [-L copy|splice|sendfile] [-C ENTRIES] [-V VALID_MS] [-e ENGINE] [-q]\n"
+            "             [-L copy|splice|sendfile] [-C ENTRIES] [-V VALID_MS] [-T ALGO] [-e ENGINE] [-q]\n"
             "  -p PORT       TCP port (default 8080; 0 picks a free one)\n"
             "  -a ADDR       IPv4 or IPv6 address to bind (default 127.0.0.1)\n"
             "  -r ROOT       directory served (default .)\n"
@@ -44,6 +66,9 @@ static void usage(FILE *f)
             "                (default %d; 0: no cache)\n"
             "  -V VALID_MS   a cached file answers for this long after it was opened;\n"
             "                then it is opened again (default %d; 0: no cache)\n"
+            "  -T ALGO       TCP congestion control of the connections (reno,\n"
+            "                bbr, cubic, ...: one the system allows; default the\n"
+            "                system's)\n"
             "  -e ENGINE     what runs the requests: auto (the default: io_uring, or\n"
             "                epoll where io_uring is switched off; the PD_ENGINE\n"
             "                variable may choose), uring, epoll or sim\n"
@@ -64,7 +89,7 @@ int main(int argc, char **argv)
     idle_ms = o.idle_ms;
     send_ms = o.send_ms;
     valid_ms = (long)o.cache_valid_ms;
-    while ((opt = getopt(argc, argv, "p:a:r:t:d:H:k:S:m:L:C:V:e:qh")) != -1) {
+    while ((opt = getopt(argc, argv, "p:a:r:t:d:H:k:S:m:L:C:V:T:e:qh")) != -1) {
         long *dst = NULL, lo = 1, hi = INT_MAX;
 
         switch (opt) {
@@ -80,6 +105,16 @@ int main(int argc, char **argv)
         case 'a': o.host = optarg; break;
         case 'r': o.root = optarg; break;
         case 'q': o.quiet = 1; break;
+        case 'T': {
+            int err = cc_allowed(optarg);
+
+            if (err < 0) {
+                fprintf(stderr, "httpd: bad value '%s' for -T: %s\n", optarg, strerror(-err));
+                return 2;
+            }
+            o.cc = optarg;
+            break;
+        }
         case 'L':
             o.body = -1;
             for (int i = 0; i < (int)(sizeof(body_modes) / sizeof(body_modes[0])); i++)

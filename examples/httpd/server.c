@@ -145,8 +145,17 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-/* A listener on addr; with reuse set, others may bind the same port. */
-static int listener(const struct sockaddr_storage *addr, socklen_t alen, int reuse)
+/*
+ * A listener on addr; with reuse set, others may bind the same port. With
+ * cc set, the listener's TCP congestion control is cc, which every
+ * connection it accepts inherits (a connection's own setsockopt after the
+ * accept would come too late: the system's algorithm, bbr for one, has
+ * set up its pacing by then, and pacing stays on). Returns the descriptor
+ * or -errno (-ENOENT for an unknown cc, -EPERM for one the system does
+ * not allow this process).
+ */
+static int listener(const struct sockaddr_storage *addr, socklen_t alen, int reuse,
+                    const char *cc)
 {
     int one = 1, fd = socket(addr->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
@@ -159,6 +168,8 @@ static int listener(const struct sockaddr_storage *addr, socklen_t alen, int reu
      * which a client delays (delayed ACK) until its own next request.
      */
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (cc != NULL && setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, cc, (socklen_t)strlen(cc)) < 0)
+        goto fail;
     if (reuse && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
         goto fail;
     if (bind(fd, (const struct sockaddr *)addr, alen) < 0 || listen(fd, 4096) < 0)
@@ -308,7 +319,7 @@ int httpd_run(const httpd_opts *o)
         }
         /* Large files are kept open under the response cache's validity rule. */
         w->srv.ofiles.valid_ms = w->srv.cache.e != NULL ? o->cache_valid_ms : 0;
-        w->lfd = listener(&addr, alen, threads > 1);
+        w->lfd = listener(&addr, alen, threads > 1, o->cc);
         if (w->lfd < 0) {
             fprintf(stderr, "httpd: cannot listen on %s port %ld: %s\n", o->host, o->port,
                     strerror(-w->lfd));

@@ -9,6 +9,8 @@
 typedef struct httpd_opts {
     const char *host;        /* IPv4 or IPv6 address to bind */
     const char *root;        /* directory served */
+    const char *cc;          /* TCP congestion control of the listeners, which every
+                                connection inherits (-T); NULL: the system's */
     long port;               /* 0 picks a free one */
     long threads;
     long max_conns;

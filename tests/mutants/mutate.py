@@ -1304,6 +1304,15 @@ MUTANTS = [
          inv="pd_task_cancel_op: a request whose result the room-making reap took "
              "is cancelled anyway (0 and a cancel queued, where -ENOENT is due)",
          run="plain"),
+    # --- issue 22: httpd's congestion control (-T) ---
+    dict(name="httpd-cc-ignored",
+         file="examples/httpd/server.c",
+         old="    if (cc != NULL && setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, cc, "
+             "(socklen_t)strlen(cc)) < 0)\n        goto fail;\n",
+         new="    (void)cc;\n",
+         inv="httpd -T: the listeners keep the system's congestion control, and "
+             "so does every connection",
+         run="plain"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
