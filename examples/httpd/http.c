@@ -817,10 +817,20 @@ static const uint8_t fast_class[256] = {
     ['~'] = FAST_ALL, ['0' ... '9'] = FAST_ALL, ['A' ... 'Z'] = FAST_ALL, ['a' ... 'z'] = FAST_ALL,
 };
 
-/* Whether the field name at name (n bytes) is lit, a lower-case literal. */
-static bool fast_name_is(const char *name, size_t n, const char *lit, size_t litlen)
+/*
+ * Whether the field name at name (n bytes of FAST_TCHAR) is lit, of
+ * lower-case letters and '-', in any case: setting bit 5 lowers a letter
+ * and maps no other token character onto a lower-case letter or '-'. No
+ * call into libc's locale-aware strncasecmp for a few bytes.
+ */
+static bool fast_name_is(const unsigned char *name, size_t n, const char *lit, size_t litlen)
 {
-    return n == litlen && strncasecmp(name, lit, n) == 0;
+    if (n != litlen)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((name[i] | 0x20) != (unsigned char)lit[i])
+            return false;
+    return true;
 }
 
 /*
@@ -895,31 +905,31 @@ size_t http_feed_fast(http_ctx *c, size_t pos, size_t len)
         /* The fields the parser acts on, which only it reads. */
         switch (name_len) {
         case 7:
-            if (fast_name_is((const char *)name, name_len, "upgrade", 7))
+            if (fast_name_is(name, name_len, "upgrade", 7))
                 return 0;
             break;
         case 10:
-            if (fast_name_is((const char *)name, name_len, "connection", 10))
+            if (fast_name_is(name, name_len, "connection", 10))
                 return 0;
             break;
         case 14:
-            if (fast_name_is((const char *)name, name_len, "content-length", 14))
+            if (fast_name_is(name, name_len, "content-length", 14))
                 return 0;
             break;
         case 16:
-            if (fast_name_is((const char *)name, name_len, "proxy-connection", 16))
+            if (fast_name_is(name, name_len, "proxy-connection", 16))
                 return 0;
             break;
         case 17:
-            if (fast_name_is((const char *)name, name_len, "transfer-encoding", 17))
+            if (fast_name_is(name, name_len, "transfer-encoding", 17))
                 return 0;
             break;
         default:
             break;
         }
-        if (fast_name_is((const char *)name, name_len, "host", 4))
+        if (fast_name_is(name, name_len, "host", 4))
             hosts++;
-        ims_last = fast_name_is((const char *)name, name_len, ims_name, sizeof(ims_name) - 1);
+        ims_last = fast_name_is(name, name_len, ims_name, sizeof(ims_name) - 1);
         if (ims_last) {
             ims = value;
             ims_len = (size_t)(p - value);
@@ -1009,8 +1019,9 @@ int http_path(const char *url, size_t len, char *out, size_t cap)
     size_t o = 0, seg;
     int trailing = 0;
 
-    /* Absolute-form (RFC 9112 3.2.2): the path is what follows the authority. */
-    if (len >= 7 && (strncasecmp(url, "http://", 7) == 0 ||
+    /* Absolute-form (RFC 9112 3.2.2): the path is what follows the authority.
+       Origin-form, nearly every target, is told by its first byte. */
+    if (len >= 7 && *url != '/' && (strncasecmp(url, "http://", 7) == 0 ||
                      (len >= 8 && strncasecmp(url, "https://", 8) == 0))) {
         p = memchr(url, ':', len) + 3;
         while (p < end && *p != '/' && *p != '?' && *p != '#')
