@@ -840,7 +840,7 @@ static bool fast_name_is(const unsigned char *name, size_t n, const char *lit, s
  * goes, any character outside the classes above, a bare LF, an obs-fold,
  * an empty value, a status the parser would give) it
  * declines, and the parser reads: tests/test_httpd.c compares the two on
- * every head one byte away from a plain one.
+ * every head one byte (of each class) away from a plain one.
  */
 size_t http_feed_fast(http_ctx *c, size_t pos, size_t len)
 {
