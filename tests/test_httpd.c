@@ -481,6 +481,195 @@ START_TEST(http_path_decodes_and_refuses)
 }
 END_TEST
 
+/*
+ * What one message of a feed left: the bytes it consumed and every field
+ * of the request, the decoded path included.
+ */
+typedef struct feed_rec {
+    size_t consumed;
+    http_req req;
+    char path[128];
+} feed_rec;
+
+/*
+ * Feeds in[0 .. len) as http_conn does (a message, then http_ctx_reset and
+ * the next on the bytes left), with http_feed, or with the parser alone
+ * (parser_only); records each message, up to max. Returns how many.
+ */
+static int feed_msgs(const char *text, size_t len, bool parser_only, feed_rec *recs, int max)
+{
+    static char in[HTTP_IN_CAP], out[HTTP_OUT_CAP];
+    http_ctx c;
+    size_t pos = 0;
+    int k = 0;
+
+    ck_assert_uint_le(len, sizeof(in));
+    memcpy(in, text, len);
+    /* Only the decoded path is compared, as far as path_len goes: the
+       rest of out needs no clearing (8 KiB, twice per head of thousands). */
+    memset(out, 0, sizeof(((feed_rec *)0)->path));
+    memset(&c, 0, sizeof(c));
+    http_parser_init(&c.parser, HTTP_REQUEST);
+    c.req.in_msg = 0;
+    http_ctx_reset(&c);
+    c.in = in;
+    c.out = out;
+    while (k < max) {
+        size_t n = parser_only ? http_feed_parser(&c, pos, len) : http_feed(&c, pos, len);
+        feed_rec *r = &recs[k++];
+
+        memset(r, 0, sizeof(*r));
+        r->consumed = n;
+        /* Field by field: the struct's padding is not compared. */
+        r->req.mstart = c.req.mstart;
+        r->req.url_off = c.req.url_off;
+        r->req.url_len = c.req.url_len;
+        r->req.field_off = c.req.field_off;
+        r->req.field_len = c.req.field_len;
+        r->req.ims_off = c.req.ims_off;
+        r->req.ims_len = c.req.ims_len;
+        r->req.body = c.req.body;
+        r->req.status = c.req.status;
+        r->req.in_msg = c.req.in_msg;
+        r->req.in_head = c.req.in_head;
+        r->req.fields = c.req.fields;
+        r->req.ims_field = c.req.ims_field;
+        r->req.hosts = c.req.hosts;
+        r->req.complete = c.req.complete;
+        r->req.keep = c.req.keep;
+        r->req.head = c.req.head;
+        r->req.minor = c.req.minor;
+        r->req.method = c.req.method;
+        r->req.path_len = c.req.path_len;
+        r->req.ims = c.req.ims;
+        if (c.req.path_len > 0 && !c.req.status)
+            memcpy(r->path, out, (size_t)c.req.path_len < sizeof(r->path)
+                                     ? (size_t)c.req.path_len : sizeof(r->path) - 1);
+        pos += n;
+        if (c.req.status || !c.req.complete || !c.req.keep || pos >= len)
+            break;
+        http_ctx_reset(&c);
+    }
+    return k;
+}
+
+/* http_feed (fast path first) and the parser alone agree on text. */
+static void feed_agree(const char *text, size_t len)
+{
+    feed_rec a[8], b[8];
+    int na = feed_msgs(text, len, false, a, 8), nb = feed_msgs(text, len, true, b, 8);
+
+    ck_assert_msg(na == nb, "messages %d != %d: %.*s", na, nb, (int)len, text);
+    for (int i = 0; i < na; i++)
+        ck_assert_msg(memcmp(&a[i], &b[i], sizeof(a[i])) == 0,
+                      "message %d differs (consumed %zu/%zu, status %d/%d, keep %d/%d, "
+                      "complete %d/%d, path_len %d/%d): %.*s",
+                      i, a[i].consumed, b[i].consumed, a[i].req.status, b[i].req.status,
+                      a[i].req.keep, b[i].req.keep, a[i].req.complete, b[i].req.complete,
+                      a[i].req.path_len, b[i].req.path_len, (int)len, text);
+}
+
+/* Whether http_feed_fast reads text's first message (and consumes it all). */
+static size_t feed_fast_takes(const char *text)
+{
+    static char in[HTTP_IN_CAP], out[HTTP_OUT_CAP];
+    http_ctx c;
+
+    memset(&c, 0, sizeof(c));
+    http_parser_init(&c.parser, HTTP_REQUEST);
+    c.req.in_msg = 0;
+    http_ctx_reset(&c);
+    memcpy(in, text, strlen(text));
+    c.in = in;
+    c.out = out;
+    return http_feed_fast(&c, 0, strlen(text));
+}
+
+START_TEST(http_feed_fast_path_agrees_with_parser)
+{
+    static const char *const taken[] = {
+        /* wrk's request, and other plain heads. */
+        "GET /13b.txt HTTP/1.1\r\nHost: 127.0.0.1:18480\r\n\r\n",
+        "HEAD /a/b.html?x=1&y=%20z HTTP/1.1\r\nHost: h\r\nUser-Agent: x y/1.0\r\n"
+        "Accept: */*\r\n\r\n",
+        "GET / HTTP/1.0\r\n\r\n",
+        "GET /x HTTP/1.1\r\nHost: a\r\nIf-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n",
+        "GET /x HTTP/1.1\r\nIf-Modified-Since: garbage\r\nhOsT:\ta\r\nX:  y\r\n\r\n",
+        "GET /d/./e//f/ HTTP/1.0\r\nHost: a\r\n\r\n",
+    };
+    static const char *const others[] = {
+        "GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        "GET /x HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /y HTTP/1.0\r\n\r\n",
+        "GET /x HTTP/1.1\r\nHost: a\r\nProxy-Connection: close\r\n\r\n",
+        "GET /x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        "GET /x HTTP/1.1\r\n\r\n",
+        "GET /../x HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET /a%2fb HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
+        "GET /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        "GET /x HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        "GET /x HTTP/1.1\r\nHost : a\r\n\r\n",
+        "GET /x HTTP/1.1\r\nHost: a \r\n\r\n",
+        "GET /x HTTP/1.1\r\nHost: a\r\nX-Folded: a\r\n b\r\n\r\n",
+        "GET /x HTTP/1.1\r\nHost: a\r\nX:\r\nY: b\r\n\r\n",
+        "GET /a#frag HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET http://h/x HTTP/1.1\r\nHost: h\r\n\r\n",
+        "POST /x HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET /x HTTP/1.1\nHost: a\n\n",
+        "GET /x HTTP/2.0\r\nHost: a\r\n\r\n",
+        "GET /x HTTP/1.2\r\nHost: a\r\n\r\n",
+        "GET /x HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+        "GET /x HTTP/1.1\r\nHost: a\r\nX: \x80\r\n\r\n",
+        "GET  /x HTTP/1.1\r\nHost: a\r\n\r\n",
+        "\r\nGET /a HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET /a HTTP/1.1\r\nHost: a\r\n",
+        "GET /a HTTP/1.1\r\nHost: a\r\n\r",
+        "GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\n"
+        "HEAD /c HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        "GET /a HTTP/1.1\r\nHost: a\r\n\r\nPOST /b HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nx"
+        "GET /c HTTP/1.1\r\nHost: a\r\n\r\n",
+    };
+    /*
+     * Every byte that is a class of its own to the fast path or the
+     * parser: each control character that matters and the ends of the
+     * others, every ASCII punctuation mark, the ends of the digits and
+     * letters, DEL and bytes above ASCII (all 256 cost the sanitized
+     * runner seconds on a loaded machine, and show nothing more).
+     */
+    static const char flips[] = "\x00\x01\t\n\x0b\r\x1f !\"#$%&'()*+,-./09:;<=>?@AZ[\\]^_`az{|}~"
+                                "\x7f\x80\xff";
+    char buf[256];
+
+    /* The plain heads are read by the fast path, whole. */
+    for (size_t i = 0; i < sizeof(taken) / sizeof(taken[0]); i++) {
+        ck_assert_msg(feed_fast_takes(taken[i]) == strlen(taken[i]), "not taken: %s", taken[i]);
+        feed_agree(taken[i], strlen(taken[i]));
+    }
+    for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++)
+        feed_agree(others[i], strlen(others[i]));
+    /* Every head one byte away from a plain one, and every cut of it. */
+    for (size_t i = 1; i < sizeof(taken) / sizeof(taken[0]); i += 3) {
+        const char *base = taken[i];
+        size_t blen = strlen(base);
+
+        for (size_t at = 0; at < blen; at++) {
+            for (size_t f = 0; f < sizeof(flips); f++) {
+                memcpy(buf, base, blen);
+                buf[at] = flips[f];
+                feed_agree(buf, blen);
+            }
+            feed_agree(base, at);
+        }
+    }
+    /* Two plain heads in a row, then anything: pipelining goes on alike. */
+    for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
+        size_t n = (size_t)snprintf(buf, sizeof(buf), "%s%s", taken[0], others[i]);
+
+        feed_agree(buf, n < sizeof(buf) ? n : sizeof(buf) - 1);
+    }
+}
+END_TEST
+
 START_TEST(http_dates_round_trip)
 {
     char s[40];
@@ -2673,12 +2862,14 @@ Suite *pd_suite_httpd(void)
     TCase *sweep = tcase_create("sweep");
 
     tcase_add_test(proto, http_path_decodes_and_refuses);
+    tcase_add_test(proto, http_feed_fast_path_agrees_with_parser);
     tcase_add_test(proto, http_dates_round_trip);
     tcase_add_test(proto, http_open_errors_map_to_statuses);
     tcase_add_test(proto, http_cache_rules);
     tcase_add_test(proto, http_cache_refresh);
     tcase_add_test(proto, http_cache_pins);
     tcase_add_test(proto, http_cache_serves_from_entry);
+    tcase_set_timeout(proto, 60);
     tcase_set_timeout(srv, 60);
     tcase_add_test(srv, httpd_get_head_index_types);
     tcase_add_test(srv, httpd_if_modified_since);

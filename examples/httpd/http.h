@@ -479,6 +479,22 @@ void http_ctx_reset(http_ctx *c);
 size_t http_feed(http_ctx *c, size_t pos, size_t len);
 
 /*
+ * http_feed's two halves, apart for the tests. http_feed_fast reads a whole
+ * request head at a message boundary (req->in_msg clear) when it is of the
+ * plain kind nearly every client sends: GET or HEAD of an origin-form
+ * target, HTTP/1.0 or 1.1, fields of token names and visible values, none
+ * of those that frame a body or govern the connection (Content-Length,
+ * Transfer-Encoding, Connection, Proxy-Connection, Upgrade), one Host
+ * (none for 1.0), a target http_path takes, all of it CRLF-terminated and
+ * in in[pos .. len). It then leaves req exactly as the parser's callbacks
+ * would, message complete, and returns the bytes consumed; anything else it
+ * declines (returns 0, req untouched but for mstart), and the parser reads
+ * it. http_feed_parser is the parser alone.
+ */
+size_t http_feed_fast(http_ctx *c, size_t pos, size_t len);
+size_t http_feed_parser(http_ctx *c, size_t pos, size_t len);
+
+/*
  * Decodes a request target into a relative path beneath the root,
  * NUL-terminated, in out (cap bytes): "/" is ".", "/a//./b" is "a/b", and a
  * target that names a directory ("/a/b/", "/a/b/.") keeps one trailing

@@ -1313,6 +1313,33 @@ MUTANTS = [
          inv="httpd -T: the listeners keep the system's congestion control, and "
              "so does every connection",
          run="plain"),
+    # --- issue 22: httpd's fast path for plain request heads ---
+    dict(name="httpd-fast-takes-connection",
+         file="examples/httpd/http.c",
+         old='            if (fast_name_is(name, name_len, "connection", 10))\n                return 0;\n',
+         new='            if (fast_name_is(name, name_len, "connection", 10))\n                break;\n',
+         inv="httpd: the fast path reads a head with Connection: close as keep-alive, "
+             "which the parser would close",
+         run="plain"),
+    dict(name="httpd-fast-keeps-http10",
+         file="examples/httpd/http.c",
+         old="    r->keep = minor > 0; /* http_should_keep_alive without a Connection field */\n",
+         new="    r->keep = 1;\n",
+         inv="httpd: the fast path keeps an HTTP/1.0 connection open without keep-alive",
+         run="plain"),
+    dict(name="httpd-fast-two-hosts",
+         file="examples/httpd/http.c",
+         old="    if (hosts > 1 || (hosts == 0 && minor > 0))\n        return 0;\n",
+         new="    if (hosts == 0 && minor > 0)\n        return 0;\n",
+         inv="httpd: the fast path serves a head with two Host fields (RFC 9112 3.2: 400)",
+         run="plain"),
+    dict(name="httpd-fast-takes-content-length",
+         file="examples/httpd/http.c",
+         old='            if (fast_name_is(name, name_len, "content-length", 14))\n                return 0;\n',
+         new='            if (fast_name_is(name, name_len, "content-length", 14))\n                break;\n',
+         inv="httpd: the fast path ignores a body's Content-Length and reads the body "
+             "as the next request",
+         run="plain"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
