@@ -213,6 +213,7 @@ Suite *pd_suite_cancel_op(void)
     tcase_add_test(tc, refuses_what_is_not_the_tasks);
     tcase_add_test(tc, cancels_with_a_full_submission_queue);
     tcase_set_timeout(tc, 60);
+    tcase_set_tags(tc, PD_TEST_OWN_ENGINE);
     suite_add_tcase(s, tc);
     return s;
 }

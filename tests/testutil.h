@@ -35,6 +35,19 @@
 /* 1 if io_uring works here; otherwise why not in *why (an -errno). */
 int pd_test_uring_ok(int *why);
 
+/*
+ * The tag of a tcase whose tests choose every engine they run on
+ * themselves (pd_config.engine, or PD_ENGINE set by the test itself): none
+ * of them makes a runtime whose engine the caller's PD_ENGINE picks, so a
+ * run with PD_ENGINE=epoll repeats the run without it test for test.
+ * make test's sanitized run on epoll leaves these tcases out
+ * (CK_EXCLUDE_TAGS); the sanitized run on io_uring and the plain runs keep
+ * them. tests/test_run_tests.py checks that a file tagging a tcase so makes
+ * no runtime through the helpers that leave the engine to PD_ENGINE.
+ */
+#define PD_TEST_OWN_ENGINE "own-engine"
+
+
 /* A runtime for one test (on the engine PD_ENGINE chooses); fails the test if none can be had. */
 pd_runtime *pd_test_rt(void);
 
