@@ -6,12 +6,51 @@
 #include <sys/wait.h>
 #include <signal.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+long pd_test_marks_sent;
+
+/* The mark point passed on last (file, line), and its process. */
+static const char *pd_test_mark_file;
+static int pd_test_mark_line;
+
+/*
+ * A forked test starts knowing nothing of its runner's mark points: Check
+ * locates it at its START_TEST until it passes one.
+ */
+static void pd_test_mark_forget(void)
+{
+    pd_test_mark_file = NULL;
+    pd_test_mark_line = 0;
+}
+
+__attribute__((constructor)) static void pd_test_mark_init(void)
+{
+    pthread_atfork(NULL, NULL, pd_test_mark_forget);
+}
+
+/*
+ * Passes (file, line) on to Check unless it is the mark point passed on
+ * last. Threads that assert at once may pass on one more, or one less,
+ * than a single thread would; Check's own record of the last one is
+ * shared by them too.
+ */
+void pd_test_mark_point(const char *file, int line)
+{
+    if (__atomic_load_n(&pd_test_mark_file, __ATOMIC_RELAXED) == file &&
+        __atomic_load_n(&pd_test_mark_line, __ATOMIC_RELAXED) == line)
+        return;
+    __atomic_store_n(&pd_test_mark_file, file, __ATOMIC_RELAXED);
+    __atomic_store_n(&pd_test_mark_line, line, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&pd_test_marks_sent, 1, __ATOMIC_RELAXED);
+    (_mark_point)(file, line);
+}
 
 int pd_test_uring_ok(int *why)
 {

@@ -24,6 +24,21 @@
     } while (0)
 
 /*
+ * Every ck_assert_* that passes calls Check's _mark_point, which allocates
+ * and writes a message to the runner (one write(2) each; the runner reads
+ * them back at the test's end), so that a test that crashes or times out
+ * is reported at the last assertion it passed. Tests that assert in loops
+ * of thousands of turns sent each of them: here a mark point is passed on
+ * only when it is not the one passed on last in this process, which leaves
+ * what Check knows of the last assertion passed exactly as it was.
+ */
+void pd_test_mark_point(const char *file, int line);
+#define _mark_point(file, line) pd_test_mark_point(file, line)
+
+/* How many mark points pd_test_mark_point has passed on to Check. */
+extern long pd_test_marks_sent;
+
+/*
  * Allocations made by the whole process so far (the harness library counts
  * them: see runtime/harness_alloc.c). Read it twice and subtract.
  */
