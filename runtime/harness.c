@@ -22,6 +22,19 @@
 #define PD_HARNESS_MAX_POINTS 400
 #define PD_HARNESS_MAX_LIVE 256
 
+/*
+ * ck_assert_msg, failing with the same message, but without Check's mark
+ * point when it passes: that allocates and writes a message to the runner,
+ * a dozen for each run, thousands of runs for each test. A test that
+ * crashes in a run is located at its own last assertion before it (an
+ * exploration names the seed and its replay on stderr too, pd__hcrash);
+ * a failed check names the run itself.
+ */
+#define PD__HASSERT(expr, ...)                                                 \
+    ((expr) ? (void)0                                                          \
+            : _ck_assert_failed(__FILE__, __LINE__, "Assertion '" #expr "' failed", \
+                                ##__VA_ARGS__))
+
 /* Aborts the test without allocating first: usable in counted windows. */
 #define PD_HARNESS_CHECK(expr)                                                 \
     do {                                                                       \
@@ -436,27 +449,27 @@ static int pd__harness_one(const pd_harness_case *c, int step, int k, int at, in
     pd__hrun_name(&r, k, at, path, j);
     memset(&rec, 0, sizeof(rec));
     rec.future = c->future;
-    ck_assert_msg(c->vt->out_size <= sizeof(out), "%s: output of %zu bytes is larger "
+    PD__HASSERT(c->vt->out_size <= sizeof(out), "%s: output of %zu bytes is larger "
                   "than the harness's %zu", r.what, c->vt->out_size, sizeof(out));
     fds = pd_harness_fd_count();
     c->setup(c->ctx);
     cfg = pd__hcfg != NULL ? *pd__hcfg : (pd_config){ 0 };
     cfg.entries = pd__opts.entries;
     ret = pd_runtime_new(&r.rt, &cfg);
-    ck_assert_msg(ret == 0, "%s: pd_runtime_new: %s", r.what, strerror(-ret));
-    ck_assert_msg(pd__opts.ngroups >= 0 && pd__opts.ngroups <= PD_HARNESS_MAX_GROUPS,
+    PD__HASSERT(ret == 0, "%s: pd_runtime_new: %s", r.what, strerror(-ret));
+    PD__HASSERT(pd__opts.ngroups >= 0 && pd__opts.ngroups <= PD_HARNESS_MAX_GROUPS,
                   "%s: %d buffer groups (the harness checks up to %d)", r.what,
                   pd__opts.ngroups, PD_HARNESS_MAX_GROUPS);
     for (i = 0; i < pd__opts.ngroups; i++) {
         ret = pd_bufgroup_new(r.rt, pd__opts.groups[i].count, pd__opts.groups[i].size,
                               pd__opts.groups[i].out);
-        ck_assert_msg(ret == 0, "%s: pd_bufgroup_new (group %d): %s", r.what, i,
+        PD__HASSERT(ret == 0, "%s: pd_bufgroup_new (group %d): %s", r.what, i,
                       strerror(-ret));
     }
     memset(&pd__hgroups, 0, sizeof(pd__hgroups));
     pd_set_trace(pd__hrec_hook, &rec);
     r.t = pd_task_new(r.rt, c->vt, &r.self);
-    ck_assert_msg(r.t != NULL, "%s: pd_task_new failed", r.what);
+    PD__HASSERT(r.t != NULL, "%s: pd_task_new failed", r.what);
     c->init(r.self, c->ctx);
     pd_task_start(r.t);
 
@@ -536,36 +549,36 @@ static int pd__harness_one(const pd_harness_case *c, int step, int k, int at, in
     pd_set_trace(NULL, NULL);
 
     /* Every check runs after the task and its runtime are gone. */
-    ck_assert_msg(allocs <= pd__opts.spawns, "%s: %ld allocations after spawn (%d allowed: "
+    PD__HASSERT(allocs <= pd__opts.spawns, "%s: %ld allocations after spawn (%d allowed: "
                   "the tasks it spawns)", r.what, allocs, pd__opts.spawns);
-    ck_assert_msg(rec.own_inits == 1, "%s: init traced %ld times", r.what,
+    PD__HASSERT(rec.own_inits == 1, "%s: init traced %ld times", r.what,
                   rec.own_inits);
-    ck_assert_msg(rec.own_drops == 1, "%s: drop code ran %ld times", r.what,
+    PD__HASSERT(rec.own_drops == 1, "%s: drop code ran %ld times", r.what,
                   rec.own_drops);
     for (i = 0; i < pd__opts.ngroups; i++)
-        ck_assert_msg(pd__hgroups.seen[i] == 1 && pd__hgroups.held[i] == 0,
+        PD__HASSERT(pd__hgroups.seen[i] == 1 && pd__hgroups.held[i] == 0,
                       "%s: group %d: %u of its %u buffers still out when the runtime "
                       "freed it", r.what, i, pd__hgroups.held[i], pd__opts.groups[i].count);
-    ck_assert_msg(rec.double_init == 0 && rec.stray_drop == 0 && rec.nlive == 0 &&
+    PD__HASSERT(rec.double_init == 0 && rec.stray_drop == 0 && rec.nlive == 0 &&
                   rec.overflow == 0,
                   "%s: children not destroyed exactly once (double init %ld, "
                   "double drop %ld, never dropped %d)", r.what, rec.double_init,
                   rec.stray_drop, rec.nlive);
     if (path == PATH_ASYNC)
-        ck_assert_msg(rec.own_teardowns == (c->has_teardown ? 1 : 0),
+        PD__HASSERT(rec.own_teardowns == (c->has_teardown ? 1 : 0),
                       "%s: teardown ran %ld times", r.what, rec.own_teardowns);
     else if ((path == PATH_SYNC || path == PATH_FREE) && !completed)
-        ck_assert_msg(rec.teardowns == teardowns, "%s: teardown ran on a sync drop",
+        PD__HASSERT(rec.teardowns == teardowns, "%s: teardown ran on a sync drop",
                       r.what);
     else
-        ck_assert_msg(rec.own_teardowns <= 1, "%s: teardown ran %ld times", r.what,
+        PD__HASSERT(rec.own_teardowns <= 1, "%s: teardown ran %ld times", r.what,
                       rec.own_teardowns);
     if (forced_teardowns >= 0) {
         /* The future's task, and the tasks it spawned that were still live. */
-        ck_assert_msg(forced >= 1 && forced <= 1 + (uint64_t)pd__opts.spawns,
+        PD__HASSERT(forced >= 1 && forced <= 1 + (uint64_t)pd__opts.spawns,
                       "%s: %llu tasks counted as forced", r.what,
                       (unsigned long long)forced);
-        ck_assert_msg(rec.own_teardowns == forced_teardowns,
+        PD__HASSERT(rec.own_teardowns == forced_teardowns,
                       "%s: teardown began after the task was forced", r.what);
     }
     /*
@@ -586,7 +599,7 @@ static int pd__harness_one(const pd_harness_case *c, int step, int k, int at, in
     }
     c->cleanup(c->ctx);
     ret = pd_harness_fd_count();
-    ck_assert_msg(ret == fds, "%s: %d descriptors before, %d after", r.what, fds, ret);
+    PD__HASSERT(ret == fds, "%s: %d descriptors before, %d after", r.what, fds, ret);
     st->runs++;
     if (at == AT_IN_FLIGHT && woken)
         st->reaped++;

@@ -40,6 +40,8 @@ import subprocess
 import sys
 import tempfile
 
+import yaml
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORPUS_DIRS = [os.path.join(ROOT, "specs"), os.path.join(ROOT, "tests", "specs"),
                os.path.join(ROOT, "examples", "echo")]
@@ -146,12 +148,19 @@ def m_doc(doc, rng):
 MUTATIONS_DOC = [m_delete_key, m_retype, m_hostile_value, m_deep, m_doc]
 
 
-def emit(doc, rng):
+# PyYAML's loader and dumper for the structural mutations: libyaml's where
+# PyYAML was built with it (seven times faster, the same documents and the
+# same text: tests/test_fuzz.py compares them), else the pure Python ones.
+LOADER = getattr(yaml, "CBaseLoader", yaml.BaseLoader)
+DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+def emit(doc, rng, dumper=None):
     """The document as YAML: JSON (a YAML subset) or PyYAML's block style."""
     if rng.random() < 0.5:
         return json.dumps(doc, ensure_ascii=rng.random() < 0.5, indent=rng.choice([None, 2]))
-    import yaml
-    return yaml.safe_dump(doc, default_flow_style=False, allow_unicode=True, width=1 << 20)
+    return yaml.dump(doc, Dumper=dumper or DUMPER, default_flow_style=False,
+                     allow_unicode=True, width=1 << 20)
 
 
 # --- text mutations: on the spec's source ---
@@ -249,9 +258,10 @@ TEXT_MUTATIONS = [t_rename, t_rename, t_rename, t_duplicate_line, t_delete_line,
                   t_junk, t_tabs, t_bomb, t_comment, t_deep, t_many_states]
 
 
-def mutate(name, text, rng):
-    """Returns (mutated text, clean): clean when the C text was kept valid."""
-    import yaml
+def mutate(name, text, rng, loader=None, dumper=None):
+    """Returns (mutated text, clean): clean when the C text was kept valid.
+    loader and dumper: PyYAML's classes for the structural mutations
+    (LOADER and DUMPER when None)."""
     clean = True
 
     for _ in range(rng.choice([1, 1, 2, 3])):
@@ -259,14 +269,14 @@ def mutate(name, text, rng):
         # (a bomb would expand here) or nesting PyYAML cannot take.
         if rng.random() < 0.4 and "*a" not in text:
             try:
-                doc = yaml.load(text, Loader=yaml.BaseLoader)  # strings stay strings
+                doc = yaml.load(text, Loader=loader or LOADER)  # strings stay strings
             except Exception:
                 doc = None
             if isinstance(doc, dict) and doc:
                 m = rng.choice(MUTATIONS_DOC)
                 ok = m(doc, rng)
                 try:
-                    text = emit(doc, rng)
+                    text = emit(doc, rng, dumper)
                 except RecursionError:
                     continue        # too deep for the emitters: t_deep covers it
                 clean = ok and clean

@@ -56,8 +56,13 @@ EXPLORE_SEEDS_ASAN = os.environ.get("PD_EXPLORE_SEEDS_ASAN", "1")
 # faults (the tests assert outcomes); the few tests that need a real kernel
 # on the real clock say so and skip there (make test-c-sim).
 SIM_ENV = {"PD_ENGINE": "sim", "PD_SIM_FAULTS": "0"}
+# The Check tag of the tcases whose tests pick every engine themselves.
+OWN_ENGINE = "own-engine"
 # Each Check run: its label, the runner and its environment. The sanitized
-# runner runs a second time on the epoll engine (design.md, "Engines"); both
+# runner runs a second time on the epoll engine (design.md, "Engines"),
+# without the tcases tagged own-engine (tests/testutil.h,
+# PD_TEST_OWN_ENGINE): they choose their engines themselves, so that run
+# would repeat the first test for test; both
 # run their cancel-point cases (the tcases tagged "harness": every library
 # spec, echo's and httpd's futures) once more, explored under the simulator
 # (docs/harness.md, "Exploring"); the plain one runs whole on the simulator
@@ -65,7 +70,7 @@ SIM_ENV = {"PD_ENGINE": "sim", "PD_SIM_FAULTS": "0"}
 RUNNERS = [("build/check_polldrop", "build/check_polldrop", {}),
            ("build/check_polldrop_asan", "build/check_polldrop_asan", SAN_ENV),
            ("epoll build/check_polldrop_asan", "build/check_polldrop_asan",
-            dict(SAN_ENV, PD_ENGINE="epoll")),
+            dict(SAN_ENV, PD_ENGINE="epoll", CK_EXCLUDE_TAGS=OWN_ENGINE)),
            ("explore build/check_polldrop", "build/check_polldrop",
             {"PD_HARNESS_SEEDS": EXPLORE_SEEDS, "CK_INCLUDE_TAGS": "harness"}),
            ("explore build/check_polldrop_asan", "build/check_polldrop_asan",

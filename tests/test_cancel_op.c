@@ -267,6 +267,7 @@ Suite *pd_suite_cancel_op(void)
     tcase_add_test(tc, cancels_with_a_full_submission_queue);
     tcase_add_test(tc, room_made_reaps_the_result);
     tcase_set_timeout(tc, 60);
+    tcase_set_tags(tc, PD_TEST_OWN_ENGINE);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -323,6 +323,7 @@ Suite *pd_suite_engine(void)
     tcase_add_test(tc, auto_returns_other_failures);
     tcase_add_test(tc, every_op_of_the_language_runs_on_epoll);
     tcase_set_timeout(tc, 60);
+    tcase_set_tags(tc, PD_TEST_OWN_ENGINE);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1883,6 +1883,7 @@ Suite *pd_suite_engine_epoll(void)
     tcase_add_test(cmp, wake_from_another_thread);
     tcase_add_test(cmp, enter_limit_is_etime);
     tcase_set_timeout(cmp, 60);
+    tcase_set_tags(cmp, PD_TEST_OWN_ENGINE);
     suite_add_tcase(s, cmp);
     tcase_add_test(own, init_fills_the_ring);
     tcase_add_test(own, unsupported_ops_and_chains);
@@ -1896,6 +1897,7 @@ Suite *pd_suite_engine_epoll(void)
     tcase_add_test(own, readiness_is_collected_every_other_entry_at_least);
     tcase_add_test(own, workers_start_with_the_first_file_op);
     tcase_set_timeout(own, 60);
+    tcase_set_tags(own, PD_TEST_OWN_ENGINE);
     suite_add_tcase(s, own);
     return s;
 }

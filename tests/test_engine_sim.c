@@ -812,6 +812,7 @@ Suite *pd_suite_engine_sim(void)
     tcase_add_test(tc, runtime_survives_cq_overflow);
     tcase_add_test(tc, wait_hook_survives_an_overflow_refusal);
     tcase_set_timeout(tc, 120);
+    tcase_set_tags(tc, PD_TEST_OWN_ENGINE);
     suite_add_tcase(s, tc);
     tc = tcase_create("explore");
     tcase_add_test_raise_signal(tc, explorer_catches_a_then_that_assumes_submission_order,
@@ -820,6 +821,7 @@ Suite *pd_suite_engine_sim(void)
     tcase_add_test(tc, explorer_survives_cq_overflow);
     tcase_add_test(tc, explorer_counts_faulted_runs);
     tcase_set_timeout(tc, 120);
+    tcase_set_tags(tc, PD_TEST_OWN_ENGINE);
     suite_add_tcase(s, tc);
     return s;
 }

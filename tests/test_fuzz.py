@@ -3,10 +3,12 @@ with the other generator tests; `make fuzz N=... SEED=...` runs more."""
 import collections
 import concurrent.futures
 import os
+import random
 import shutil
 import sys
 import tempfile
 import unittest
+from unittest import mock
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fuzz_specs  # noqa: E402
@@ -51,6 +53,30 @@ class FuzzSlice(unittest.TestCase):
         # The slice exercises both sides of the contract.
         self.assertGreater(stats["accepted"], 0)
         self.assertGreater(stats["rejected"], 0)
+
+
+class Mutations(unittest.TestCase):
+    """The structural mutations parse and emit with libyaml where PyYAML has
+    it, and its cases are the pure Python loader's and dumper's, text for
+    text (a seed names the same case either way)."""
+
+    @unittest.skipUnless(fuzz_specs.yaml.__with_libyaml__, "PyYAML without libyaml")
+    def test_libyaml_is_used_and_makes_the_same_cases(self):
+        self.assertIs(fuzz_specs.LOADER, fuzz_specs.yaml.CBaseLoader)
+        self.assertIs(fuzz_specs.DUMPER, fuzz_specs.yaml.CSafeDumper)
+        inputs = fuzz_specs.corpus()
+        load = fuzz_specs.yaml.load
+        with mock.patch.object(fuzz_specs.yaml, "load", side_effect=load) as parsed:
+            for i in range(12):
+                texts = []
+                for loader, dumper in ((None, None), (fuzz_specs.yaml.BaseLoader,
+                                                      fuzz_specs.yaml.SafeDumper)):
+                    rng = random.Random(f"{SEED}:{i}")
+                    name, text = rng.choice(inputs)
+                    texts.append(fuzz_specs.mutate(name, text, rng, loader, dumper))
+                self.assertEqual(texts[0], texts[1], f"case {i}")
+        # Some of the cases took the structural path.
+        self.assertGreater(parsed.call_count, 0)
 
 
 if __name__ == "__main__":

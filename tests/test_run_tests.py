@@ -4,6 +4,7 @@ that it finds every suite of the Check runner it splits into jobs."""
 import contextlib
 import io
 import os
+import re
 import sys
 import tempfile
 import unittest
@@ -166,6 +167,59 @@ class Suites(unittest.TestCase):
         self.assertEqual(len(set(names)), len(names))
         self.assertIn("httpd", names)
         self.assertIn("misuse caught by the checked build", names)
+
+
+class OwnEngine(unittest.TestCase):
+    """The tcases tagged own-engine run in the sanitized run on io_uring and
+    are left out of its run on epoll: that is right only while none of
+    their tests makes a runtime whose engine PD_ENGINE picks."""
+
+    # What makes a runtime on the engine PD_ENGINE picks: the tests'
+    # helpers and the harness's runs (its explorations pick the simulator),
+    # pd_runtime_new without a config, a config that names no engine.
+    PICKED = re.compile(r"\b(?:pd_test_rt|pd_test_skip_on_sim|pd_harness_run"
+                        r"(?:_spawning|_with)?)\s*\(|\bpd_runtime_new\s*\([^;]*,\s*NULL\s*\)"
+                        r"|\bpd_config\s+\w+\s*=\s*\{(?![^}]*\.engine\b)[^}]*\}")
+
+    def test_only_the_epoll_run_leaves_them_out(self):
+        runs = {label: env for label, _, env in run_tests.RUNNERS}
+        self.assertEqual(runs["epoll build/check_polldrop_asan"].get("CK_EXCLUDE_TAGS"),
+                         "own-engine")
+        for label, env in runs.items():
+            if label != "epoll build/check_polldrop_asan":
+                self.assertNotIn("own-engine", env.get("CK_EXCLUDE_TAGS", ""), label)
+
+    def test_a_file_tagging_own_engine_picks_every_engine_itself(self):
+        tagged = []
+        tests = os.path.join(ROOT, "tests")
+        for name in sorted(os.listdir(tests)):
+            if not name.endswith(".c"):
+                continue
+            with open(os.path.join(tests, name)) as f:
+                src = f.read()
+            if not re.search(r"tcase_set_tags\(\s*\w+\s*,\s*(?:PD_TEST_OWN_ENGINE|"
+                             r'"[^"]*\bown-engine\b)', src):
+                continue
+            tagged.append(name)
+            # A test that sets PD_ENGINE itself picks the engine of what
+            # it makes without a config.
+            if 'setenv("PD_ENGINE"' in src:
+                continue
+            found = self.PICKED.search(src)
+            self.assertIsNone(found, f"{name} tags a tcase own-engine, yet makes a runtime "
+                              f"whose engine PD_ENGINE picks: {found and found.group(0)!r}")
+        self.assertIn("test_engine_sim.c", tagged)
+        self.assertIn("test_engine_epoll.c", tagged)
+
+    def test_the_pattern_finds_what_it_must(self):
+        for text in ("rt = pd_test_rt();", "pd_harness_run(&c, &st);",
+                     "pd_runtime_new(&rt, NULL);", "pd_config cfg = { .entries = 8 };",
+                     "pd_harness_run_with(&c, &o, &st);"):
+            self.assertIsNotNone(self.PICKED.search(text), text)
+        for text in ("pd_config cfg = { .engine = PD_ENGINE_SIM };",
+                     "pd_config cfg = { .entries = 4, .engine = e };",
+                     "pd_runtime_new(&rt, &cfg);", "pd_harness_explore(&c, 7, &st);"):
+            self.assertIsNone(self.PICKED.search(text), text)
 
 
 if __name__ == "__main__":

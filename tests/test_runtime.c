@@ -556,6 +556,30 @@ START_TEST(linked_timeout_with_one_entry_left)
 }
 END_TEST
 
+/*
+ * The tests' assertions (testutil.h): one that passes again where the last
+ * one passed sends Check no second mark point; one at another line does.
+ * The counts are read before each check's own mark point is passed on.
+ */
+START_TEST(repeated_assertions_send_one_mark_point)
+{
+    long before;
+    int i;
+
+    ck_assert_int_ge(0, 0);
+    before = pd_test_marks_sent;
+    for (i = 0; i < 1000; i++)
+        ck_assert_int_ge(i, 0);
+    ck_assert_int_eq(pd_test_marks_sent - before, 1);
+    before = pd_test_marks_sent;
+    for (i = 0; i < 10; i++) {
+        ck_assert_int_ge(i, 0);
+        ck_assert_int_le(i, 10);
+    }
+    ck_assert_int_eq(pd_test_marks_sent - before, 20);
+}
+END_TEST
+
 Suite *pd_suite_runtime(void)
 {
     Suite *s = suite_create("runtime");
@@ -581,6 +605,7 @@ Suite *pd_suite_runtime(void)
     tcase_add_test(tc, one_entry_ring_is_einval);
     tcase_add_loop_test(tc, small_rings_run_timeouts_and_cancels, 0, 4);
     tcase_add_loop_test(tc, linked_timeout_with_one_entry_left, 0, 2);
+    tcase_add_test(tc, repeated_assertions_send_one_mark_point);
     suite_add_tcase(s, tc);
     return s;
 }

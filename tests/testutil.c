@@ -6,11 +6,51 @@
 #include <sys/wait.h>
 #include <signal.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+long pd_test_marks_sent;
+
+/* The mark point passed on last (file, line), and its process. */
+static const char *pd_test_mark_file;
+static int pd_test_mark_line;
+
+/*
+ * A forked test starts knowing nothing of its runner's mark points: Check
+ * locates it at its START_TEST until it passes one.
+ */
+static void pd_test_mark_forget(void)
+{
+    pd_test_mark_file = NULL;
+    pd_test_mark_line = 0;
+}
+
+__attribute__((constructor)) static void pd_test_mark_init(void)
+{
+    pthread_atfork(NULL, NULL, pd_test_mark_forget);
+}
+
+/*
+ * Passes (file, line) on to Check unless it is the mark point passed on
+ * last. Threads that assert at once may pass on one more, or one less,
+ * than a single thread would; Check's own record of the last one is
+ * shared by them too.
+ */
+void pd_test_mark_point(const char *file, int line)
+{
+    if (__atomic_load_n(&pd_test_mark_file, __ATOMIC_RELAXED) == file &&
+        __atomic_load_n(&pd_test_mark_line, __ATOMIC_RELAXED) == line)
+        return;
+    __atomic_store_n(&pd_test_mark_file, file, __ATOMIC_RELAXED);
+    __atomic_store_n(&pd_test_mark_line, line, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&pd_test_marks_sent, 1, __ATOMIC_RELAXED);
+    (_mark_point)(file, line);
+}
 
 int pd_test_uring_ok(int *why)
 {
@@ -193,18 +233,27 @@ void pd_test_tmp_path(char *buf, size_t len, const char *tag)
              (long long)ts.tv_sec, ts.tv_nsec, tag);
 }
 
+/*
+ * The bytes come eight at a time from splitmix64 seeded with seed: the
+ * cancel-point harness makes a file of 150 kB for each of its runs of the
+ * file specs, thousands of files per runner, and a byte at a time cost the
+ * sanitized runner (its tests compiled at -O0) four times as much.
+ */
 int pd_test_make_file(const char *path, size_t len, unsigned seed)
 {
-    char chunk[4096];
+    uint64_t chunk[512], x = seed;
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 
     ck_assert_int_ge(fd, 0);
     while (len) {
         size_t n = len < sizeof(chunk) ? len : sizeof(chunk), i;
 
-        for (i = 0; i < n; i++) {
-            seed = seed * 1103515245u + 12345u;
-            chunk[i] = (char)(seed >> 16);
+        for (i = 0; i < (n + 7) / 8; i++) {
+            uint64_t z = (x += 0x9E3779B97F4A7C15u);
+
+            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
+            z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
+            chunk[i] = z ^ (z >> 31);
         }
         pd_test_write(fd, chunk, n);
         len -= n;

@@ -24,6 +24,21 @@
     } while (0)
 
 /*
+ * Every ck_assert_* that passes calls Check's _mark_point, which allocates
+ * and writes a message to the runner (one write(2) each; the runner reads
+ * them back at the test's end), so that a test that crashes or times out
+ * is reported at the last assertion it passed. Tests that assert in loops
+ * of thousands of turns sent each of them: here a mark point is passed on
+ * only when it is not the one passed on last in this process, which leaves
+ * what Check knows of the last assertion passed exactly as it was.
+ */
+void pd_test_mark_point(const char *file, int line);
+#define _mark_point(file, line) pd_test_mark_point(file, line)
+
+/* How many mark points pd_test_mark_point has passed on to Check. */
+extern long pd_test_marks_sent;
+
+/*
  * Allocations made by the whole process so far (the harness library counts
  * them: see runtime/harness_alloc.c). Read it twice and subtract.
  */
@@ -34,6 +49,19 @@
 
 /* 1 if io_uring works here; otherwise why not in *why (an -errno). */
 int pd_test_uring_ok(int *why);
+
+/*
+ * The tag of a tcase whose tests choose every engine they run on
+ * themselves (pd_config.engine, or PD_ENGINE set by the test itself): none
+ * of them makes a runtime whose engine the caller's PD_ENGINE picks, so a
+ * run with PD_ENGINE=epoll repeats the run without it test for test.
+ * make test's sanitized run on epoll leaves these tcases out
+ * (CK_EXCLUDE_TAGS); the sanitized run on io_uring and the plain runs keep
+ * them. tests/test_run_tests.py checks that a file tagging a tcase so makes
+ * no runtime through the helpers that leave the engine to PD_ENGINE.
+ */
+#define PD_TEST_OWN_ENGINE "own-engine"
+
 
 /* A runtime for one test (on the engine PD_ENGINE chooses); fails the test if none can be had. */
 pd_runtime *pd_test_rt(void);

@@ -1340,6 +1340,24 @@ MUTANTS = [
          inv="httpd: the fast path ignores a body's Content-Length and reads the body "
              "as the next request",
          run="plain"),
+    # --- issue 18: make test's run CPU ---
+    dict(name="mark-point-per-file",
+         file="tests/testutil.c",
+         old="    if (__atomic_load_n(&pd_test_mark_file, __ATOMIC_RELAXED) == file &&\n"
+             "        __atomic_load_n(&pd_test_mark_line, __ATOMIC_RELAXED) == line)\n",
+         new="    if (__atomic_load_n(&pd_test_mark_file, __ATOMIC_RELAXED) == file)\n",
+         inv="a test that crashes is located at the last assertion it passed: "
+             "a mark point at another line of the same file is not passed on to Check",
+         run="plain"),
+    dict(name="mark-point-always-sent",
+         file="tests/testutil.c",
+         old="        __atomic_load_n(&pd_test_mark_line, __ATOMIC_RELAXED) == line)\n"
+             "        return;\n",
+         new="        __atomic_load_n(&pd_test_mark_line, __ATOMIC_RELAXED) == line && 0)\n"
+             "        return;\n",
+         inv="make test's CPU: an assertion repeated in a loop sends Check a mark point "
+             "(an allocation and a write) every time",
+         run="plain"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
