@@ -167,10 +167,12 @@ static inline __attribute__((always_inline)) unsigned pd__reap_polling(pd_runtim
  * Submits what is queued and collects completions; blocks for one when wait
  * is set. Unless the runtime is driven by halves (rt->halves), the reap
  * polls in place the tasks whose ops completed (pd__reap_polling), as part
- * of the turn: nested run calls are refused meanwhile. Returns 0 or a hard
- * -errno.
+ * of the turn: nested run calls are refused meanwhile. Inlined into the
+ * run loops (pd__turns), so that a turn's entry and reap cost no call and
+ * no saving of registers; pd__enter is the same out of line. Returns 0 or
+ * a hard -errno.
  */
-static int pd__enter(pd_runtime *rt, int wait)
+static inline __attribute__((always_inline)) int pd__enter_inline(pd_runtime *rt, int wait)
 {
     unsigned n;
     int ret;
@@ -195,6 +197,11 @@ static int pd__enter(pd_runtime *rt, int wait)
     if (ret < 0 && !pd__transient(ret))
         return ret;
     return 0;
+}
+
+static __attribute__((noinline)) int pd__enter(pd_runtime *rt, int wait)
+{
+    return pd__enter_inline(rt, wait);
 }
 
 /* Forces every live task once the shutdown deadline has passed. */
@@ -308,15 +315,14 @@ static __attribute__((noinline)) int pd__poll_batch(pd_runtime *rt)
 }
 
 /*
- * A turn's first half: polls the tasks that were ready when it began (none,
- * when the last turn's reap polled every task it woke in place). Returns
- * how many it polled, or -EBUSY inside a turn.
+ * A turn's first half, once the caller made sure that no turn is running:
+ * starts the tasks other threads sent, forces every task once the shutdown
+ * deadline has passed, and polls the tasks that were ready when it began
+ * (none, when the last turn's reap polled every task it woke in place).
+ * Returns how many it polled.
  */
-static inline int pd__polls(pd_runtime *rt)
+static inline int pd__polls_unchecked(pd_runtime *rt)
 {
-    pd__owner_check(rt, "running its loop (pd_run, pd_run_once, pd_block_on)");
-    if (rt->in_turn)
-        return -EBUSY;
     /* Before the batch is taken: both wake the tasks they start or force. */
     if (PD__UNLIKELY(rt->remote_pending))
         pd__remote(rt);
@@ -325,6 +331,15 @@ static inline int pd__polls(pd_runtime *rt)
     if (rt->ready_head == NULL)
         return 0;
     return pd__poll_batch(rt);
+}
+
+/* pd__polls_unchecked for pd_run_once and the harness: -EBUSY inside a turn. */
+static inline int pd__polls(pd_runtime *rt)
+{
+    pd__owner_check(rt, "running its loop (pd_run, pd_run_once, pd_block_on)");
+    if (rt->in_turn)
+        return -EBUSY;
+    return pd__polls_unchecked(rt);
 }
 
 /* A turn's second half: submits and reaps, and waits as pd_run_once does. */
@@ -365,20 +380,59 @@ static int pd__task_over(const pd_task *t)
 }
 
 /*
- * One turn toward a goal, the end of task goal: polls the tasks that are
- * ready, then submits and reaps, and waits for a completion only while goal
- * is not over. The polls may have finished it, so whether to wait is
- * decided after them (as libuv's uv_run computes its timeout after running
- * its callbacks): a wait decided before would last until some other task's
- * request completed, a one-hour timer's included. Returns 0 or -errno.
+ * Turns until goal is over (its future destroyed), or, when goal is NULL,
+ * until no task is live and nothing was sent here (pd_run's end). Each turn
+ * polls the tasks that are ready, then submits and reaps, and waits for a
+ * completion only while goal is not over and no task is ready. The polls
+ * may have finished goal, so whether to wait is decided after them (as
+ * libuv's uv_run computes its timeout after running its callbacks): a wait
+ * decided before would last until some other task's request completed, a
+ * one-hour timer's included. A turn that would wait while nothing could
+ * end the wait (pd__stuck) enters without waiting instead, which collects
+ * a wake already posted, and the next turn returns -EDEADLK if its goal is
+ * not over and that left the run stuck: the test is made once per turn,
+ * and only by a turn about to wait.
+ *
+ * Inlined into each caller, which made sure that no turn is running (and
+ * nothing this calls returns inside one), so that a turn's entry and reap
+ * run in the caller's loop. Returns 0 or -errno.
  */
-static int pd__turn_for(pd_runtime *rt, const pd_task *goal)
+static inline __attribute__((always_inline)) int pd__turns(pd_runtime *rt,
+                                                           const pd_task *goal)
 {
-    int ret = pd__polls(rt);
+    int stuck = 0;
 
-    if (ret < 0)
-        return ret;
-    return pd__turn_enter(rt, !pd__task_over(goal));
+    pd__owner_check(rt, "running its loop (pd_run, pd_task_wait, pd_block_on)");
+    for (;;) {
+        int wait = 1, ret;
+
+        if (goal != NULL) {
+            if (pd__task_over(goal))
+                return 0;
+        } else if (rt->live_head == NULL && !rt->remote_pending) {
+            /*
+             * Nothing live, but tasks may have been sent here before the
+             * wake was read: start them rather than return.
+             */
+            if (atomic_load_explicit(&rt->inbox, memory_order_relaxed) == NULL &&
+                !atomic_load_explicit(&rt->shutdown_asked, memory_order_relaxed))
+                return 0;
+            rt->remote_pending = 1;
+        }
+        /* The last turn was stuck, and its entry collected no wake either. */
+        if (PD__UNLIKELY(stuck) && pd__stuck(rt))
+            return -EDEADLK;
+        /* Mostly nothing to poll: the last turn's reap polled in place. */
+        if (rt->ready_head != NULL || PD__UNLIKELY(rt->remote_pending) ||
+            PD__UNLIKELY(rt->deadline_armed)) {
+            pd__polls_unchecked(rt);
+            wait = rt->ready_head == NULL && (goal == NULL || !pd__task_over(goal));
+        }
+        stuck = wait && PD__UNLIKELY(pd__stuck(rt));
+        ret = pd__enter_inline(rt, wait && !stuck);
+        if (ret < 0)
+            return ret;
+    }
 }
 
 int pd_run_once(pd_runtime *rt, int wait)
@@ -403,47 +457,20 @@ int pd_task_wait(pd_task *t)
     pd__owner_check(rt, "pd_task_wait");
     if (!(t->flags & PD__TASK_STARTED))
         return -EINVAL;
-    while (!pd__task_over(t)) {
-        int ret;
-
-        if (pd__stuck(rt))
-            return -EDEADLK;
-        ret = pd__turn_for(rt, t);
-        if (ret < 0)
-            return ret;
-    }
-    return 0;
+    return pd__turns(rt, t);
 }
 
 int pd_run(pd_runtime *rt)
 {
     if (rt->in_turn)
         return -EBUSY;
-    for (;;) {
-        int ret;
-
-        if (rt->live_head == NULL && !rt->remote_pending) {
-            /*
-             * Nothing live, but tasks may have been sent here before the
-             * wake was read: start them rather than return.
-             */
-            if (atomic_load_explicit(&rt->inbox, memory_order_relaxed) == NULL &&
-                !atomic_load_explicit(&rt->shutdown_asked, memory_order_relaxed))
-                return 0;
-            rt->remote_pending = 1;
-        }
-        if (pd__stuck(rt))
-            return -EDEADLK;
-        ret = pd_run_once(rt, 1);
-        if (ret < 0)
-            return ret;
-    }
+    return pd__turns(rt, NULL);
 }
 
 int pd_block_on(pd_runtime *rt, pd_dyn fut, void *out)
 {
     pd_task root;
-    int ret = 0;
+    int ret;
 
     if (rt->in_turn) {
         /* Refused, but the contract holds: fut is destroyed on return. */
@@ -460,24 +487,18 @@ int pd_block_on(pd_runtime *rt, pd_dyn fut, void *out)
     root.state = PD_TASK_RUNNING;
     root.flags = PD__TASK_ROOT;
     pd_task_start(&root);
-    while (root.state == PD_TASK_RUNNING || root.state == PD_TASK_DROPPING) {
-        if (pd__stuck(rt)) {
-            /*
-             * Nothing can wake the future again. Destroy it anyway so that
-             * it is never left half-alive on the caller's stack.
-             */
-            fut.vt->drop(fut.self);
-            pd__live_unlink(rt, &root);
-            return -EDEADLK;
-        }
-        ret = pd__turn_for(rt, &root);
-        if (ret < 0) {
-            fut.vt->drop(fut.self);
-            if (root.queued)
-                pd__unqueue(rt, &root);
-            pd__live_unlink(rt, &root);
-            return ret;
-        }
+    ret = pd__turns(rt, &root);
+    if (ret < 0) {
+        /*
+         * A hard error, or nothing can wake the future again (-EDEADLK).
+         * Destroy it anyway so that it is never left half-alive on the
+         * caller's stack.
+         */
+        fut.vt->drop(fut.self);
+        if (root.queued)
+            pd__unqueue(rt, &root);
+        pd__live_unlink(rt, &root);
+        return ret;
     }
     if (root.queued)
         pd__unqueue(rt, &root);

@@ -275,18 +275,18 @@ MUTANTS = [
     # --- issue 17: the loop's goal, pd_task_wait, the harness, late tasks under a deadline ---
     dict(name="turn-waits-before-goal",
          file="runtime/loop.c",
-         old="    return pd__turn_enter(rt, !pd__task_over(goal));",
-         new="    return pd__turn_enter(rt, ((void)goal, 1));",
+         old="            wait = rt->ready_head == NULL && (goal == NULL || !pd__task_over(goal));",
+         new="            wait = rt->ready_head == NULL;",
          inv="loop: pd_block_on and pd_task_wait decide to wait without checking "
              "their goal, so they return only when an unrelated task's request "
              "completes (a one-hour timer)",
          run="c"),
     dict(name="task-wait-skips-teardown",
          file="runtime/loop.c",
-         old="    while (!pd__task_over(t)) {",
-         new="    while (t->state == PD_TASK_RUNNING) {",
-         inv="loop: pd_task_wait returns when the task leaves its run phase, "
-             "before its teardown and drop code ran",
+         old="    return t->state == PD_TASK_DONE || t->state == PD_TASK_CANCELLED;",
+         new="    return t->state != PD_TASK_RUNNING;",
+         inv="loop: pd_task_wait (and pd_block_on) return when the task leaves "
+             "its run phase, before its teardown and drop code ran",
          run="c"),
     dict(name="harness-waits-while-runnable",
          file="runtime/harness.c",
