@@ -53,7 +53,7 @@ static void pd__wake_arm(pd_runtime *rt)
         return;
     io_uring_prep_read(sqe, rt->wake_fd, &rt->wake_buf, sizeof(rt->wake_buf), 0);
     io_uring_sqe_set_data64(sqe, PD__UD_WAKE_EFD);
-    rt->wake_armed = 1;
+    rt->wake_unarmed = 0;
 }
 
 /*
@@ -97,25 +97,25 @@ static __attribute__((noinline, cold)) void pd__wake_cold(pd_runtime *rt, pd_tas
  * so that nothing is dispatched twice. A task is polled at most once per
  * completion reaped here, and only for completions posted before the reap
  * began (the tail is read once): what the polls submit goes to the kernel
- * with the next turn's entry. Its polls are counted in pd_stats.polls;
- * rt->in_turn is set around it by the caller. Returns the number of
- * completions this loop took.
+ * with the next turn's entry. The polls get cx, whose task it sets (its
+ * caller's, so that a loop of turns sets up one). Its polls are counted in
+ * pd_stats.polls; rt->in_turn is set around it by the caller
+ * (pd__reap_turn). Returns the number of completions this loop took.
  *
  * The polls are not counted one by one: every completion the loop took
- * that did not go another way (the rare dispatch, a task that was not
- * running) polled its task once, and what nested reaps took, pd__reap
- * counts in rt->reaped_aside.
+ * polled its task once, but those it counts in rt->reaped_aside (zeroed
+ * here), as pd__reap counts what nested reaps took.
  */
-static inline __attribute__((always_inline)) unsigned pd__reap_polling(pd_runtime *rt)
+static inline __attribute__((always_inline)) unsigned pd__reap_polling(pd_runtime *rt,
+                                                                        pd_cx *cx)
 {
     struct io_uring_cq *cq = &rt->ring.cq;
     unsigned *khead = cq->khead;
     unsigned start = *khead, head = start;
     unsigned tail = io_uring_smp_load_acquire(cq->ktail);
-    /* Completions taken here that polled nothing, and those nested reaps took. */
-    unsigned others = 0, aside = rt->reaped_aside, polls;
-    pd_cx cx = { rt, NULL, NULL };
+    unsigned polls;
 
+    rt->reaped_aside = 0;
     /* Signed distance: a nested reap may have taken the head past the tail. */
     while ((int)(head - tail) < 0) {
         const struct io_uring_cqe *cqe = &cq->cqes[head & cq->ring_mask];
@@ -128,7 +128,7 @@ static inline __attribute__((always_inline)) unsigned pd__reap_polling(pd_runtim
             if (pd__dispatch_rare(rt, cqe, 0))
                 break;
             head++;
-            others++;
+            rt->reaped_aside++;
             continue;
         }
         pd__checked_cqe(cqe);
@@ -139,14 +139,14 @@ static inline __attribute__((always_inline)) unsigned pd__reap_polling(pd_runtim
         /* Running and not queued, in one compare of the adjacent bytes. */
         if (PD__UNLIKELY(pd__task_state_queued(t) != PD_TASK_RUNNING)) {
             rt->stats.ops_completed++;
-            others++;
+            rt->reaped_aside++;
             pd__wake_cold(rt, t);
             continue;
         }
         io_uring_smp_store_release(khead, head);
-        cx.task = t;
-        if (PD__UNLIKELY(t->poll(t->self, &cx, t->out) != PD_PENDING))
-            pd__task_poll_end(rt, &cx, cx.task, 1);
+        cx->task = t;
+        if (PD__UNLIKELY(t->poll(t->self, cx, t->out) != PD_PENDING))
+            pd__task_poll_end(rt, cx, cx->task, 1);
         /*
          * The poll may have reaped: go on from where that left the head,
          * unless that is at (or, had the nested reap found completions
@@ -154,30 +154,38 @@ static inline __attribute__((always_inline)) unsigned pd__reap_polling(pd_runtim
          */
         head = *khead;
     }
-    if (head != *khead)
-        io_uring_smp_store_release(khead, head);
+    io_uring_smp_store_release(khead, head);
     /* The completions whose tasks were polled, each an op's last. */
-    polls = head - start - others - (rt->reaped_aside - aside);
+    polls = head - start - rt->reaped_aside;
     rt->stats.polls += polls;
     rt->stats.ops_completed += polls;
     return head - start;
 }
 
+/* The turn's reap (pd__reap_polling), inside the turn: nested run calls are refused. */
+static inline __attribute__((always_inline)) unsigned pd__reap_turn(pd_runtime *rt, pd_cx *cx)
+{
+    unsigned n;
+
+    rt->in_turn = 1;
+    n = pd__reap_polling(rt, cx);
+    rt->in_turn = 0;
+    return n;
+}
+
 /*
  * Submits what is queued and collects completions; blocks for one when wait
  * is set. Unless the runtime is driven by halves (rt->halves), the reap
- * polls in place the tasks whose ops completed (pd__reap_polling), as part
- * of the turn: nested run calls are refused meanwhile. Inlined into the
- * run loops (pd__turns), so that a turn's entry and reap cost no call and
- * no saving of registers; pd__enter is the same out of line. Returns 0 or
- * a hard -errno.
+ * polls in place the tasks whose ops completed (pd__reap_turn), as part of
+ * the turn. Returns 0 or a hard -errno.
  */
-static inline __attribute__((always_inline)) int pd__enter_inline(pd_runtime *rt, int wait)
+static __attribute__((noinline)) int pd__enter(pd_runtime *rt, int wait)
 {
+    pd_cx cx = { rt, NULL, NULL };
     unsigned n;
     int ret;
 
-    if (PD__UNLIKELY(!rt->wake_armed))
+    if (PD__UNLIKELY(rt->wake_unarmed))
         pd__wake_arm(rt);
     rt->stats.enter_calls++;
     if (!wait)
@@ -186,22 +194,38 @@ static inline __attribute__((always_inline)) int pd__enter_inline(pd_runtime *rt
         ret = pd__wait_deadline(rt);
     else
         ret = pd__eng_enter(rt, 1, NULL);
-    if (PD__LIKELY(!rt->halves)) {
-        rt->in_turn = 1;
-        n = pd__reap_polling(rt);
-        rt->in_turn = 0;
-    } else {
+    if (PD__LIKELY(!rt->halves))
+        n = pd__reap_turn(rt, &cx);
+    else
         n = pd__reap_inline(rt, 0);
-    }
     pd__drain_task_work(rt, n);
     if (ret < 0 && !pd__transient(ret))
         return ret;
     return 0;
 }
 
-static __attribute__((noinline)) int pd__enter(pd_runtime *rt, int wait)
+/*
+ * pd__enter, inlined into the run loops (pd__turns) for the common turn,
+ * with nothing in rt->turn_rare (io_uring, no wake to queue, no deadline to
+ * wait against, no halves, no shutdown): so that its entry and reap cost
+ * no call and no saving of registers, and its polls get the loop's cx. Any
+ * other turn goes to pd__enter.
+ */
+static inline __attribute__((always_inline)) int pd__enter_common(pd_runtime *rt, int wait,
+                                                                  pd_cx *cx)
 {
-    return pd__enter_inline(rt, wait);
+    unsigned n;
+    int ret;
+
+    if (PD__UNLIKELY(rt->turn_rare != 0))
+        return pd__enter(rt, wait);
+    rt->stats.enter_calls++;
+    ret = pd__uring_enter(&rt->ring, (unsigned)wait);
+    n = pd__reap_turn(rt, cx);
+    pd__drain_task_work(rt, n);
+    if (ret < 0 && !pd__transient(ret))
+        return ret;
+    return 0;
 }
 
 /* Forces every live task once the shutdown deadline has passed. */
@@ -389,18 +413,19 @@ static int pd__task_over(const pd_task *t)
  * decided before would last until some other task's request completed, a
  * one-hour timer's included. A turn that would wait while nothing could
  * end the wait (pd__stuck) enters without waiting instead, which collects
- * a wake already posted, and the next turn returns -EDEADLK if its goal is
- * not over and that left the run stuck: the test is made once per turn,
- * and only by a turn about to wait.
+ * a wake already posted, and returns -EDEADLK if that left the run stuck
+ * with its goal not over: the test is made once per turn, and only by a
+ * turn about to wait.
  *
  * Inlined into each caller, which made sure that no turn is running (and
  * nothing this calls returns inside one), so that a turn's entry and reap
- * run in the caller's loop. Returns 0 or -errno.
+ * run in the caller's loop, with one pd_cx for all its polls in place.
+ * Returns 0 or -errno.
  */
 static inline __attribute__((always_inline)) int pd__turns(pd_runtime *rt,
                                                            const pd_task *goal)
 {
-    int stuck = 0;
+    pd_cx cx = { rt, NULL, NULL };
 
     pd__owner_check(rt, "running its loop (pd_run, pd_task_wait, pd_block_on)");
     for (;;) {
@@ -419,17 +444,24 @@ static inline __attribute__((always_inline)) int pd__turns(pd_runtime *rt,
                 return 0;
             rt->remote_pending = 1;
         }
-        /* The last turn was stuck, and its entry collected no wake either. */
-        if (PD__UNLIKELY(stuck) && pd__stuck(rt))
-            return -EDEADLK;
-        /* Mostly nothing to poll: the last turn's reap polled in place. */
-        if (rt->ready_head != NULL || PD__UNLIKELY(rt->remote_pending) ||
-            PD__UNLIKELY(rt->deadline_armed)) {
+        /*
+         * Mostly nothing to poll: the last turn's reap polled in place. A
+         * wake or a deadline (in turn_rare) has the polls look.
+         */
+        if (rt->ready_head != NULL || PD__UNLIKELY(rt->turn_rare != 0)) {
             pd__polls_unchecked(rt);
             wait = rt->ready_head == NULL && (goal == NULL || !pd__task_over(goal));
         }
-        stuck = wait && PD__UNLIKELY(pd__stuck(rt));
-        ret = pd__enter_inline(rt, wait && !stuck);
+        if (wait && PD__UNLIKELY(pd__stuck(rt))) {
+            ret = pd__enter(rt, 0);
+            if (ret < 0)
+                return ret;
+            /* Stuck still: no wake came. pd_run's end is told above. */
+            if (pd__stuck(rt) && (goal != NULL || rt->live_head != NULL))
+                return -EDEADLK;
+            continue;
+        }
+        ret = pd__enter_common(rt, wait, &cx);
         if (ret < 0)
             return ret;
     }

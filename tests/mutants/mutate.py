@@ -1294,6 +1294,67 @@ MUTANTS = [
          inv="5 no fd leak: read_file's descriptor is not the future's: a sync drop "
              "after the open leaks it",
          run="plain"),
+    # --- issue 22: nop_chain at raw speed (the run loops' common turn) ---
+    dict(name="turn-rare-ignored",
+         file="runtime/loop.c",
+         old="    if (PD__UNLIKELY(rt->turn_rare != 0))\n        return pd__enter(rt, wait);\n",
+         new="",
+         inv="the run loops' common entry ignores turn_rare: the wake's read is "
+             "never queued again, a deadline is not waited against, and another "
+             "engine is entered as io_uring",
+         run="c"),
+    dict(name="wake-first-unarmed",
+         file="runtime/setup.c",
+         old="    rt->wake_unarmed = 1; /* the first entry queues the wake's read */\n",
+         new="",
+         inv="a new runtime never queues the read of its wake eventfd: a wake from "
+             "another thread does not end a blocking wait",
+         run="c"),
+    dict(name="not-uring-unset",
+         file="runtime/setup.c",
+         old="    rt->not_uring = rt->engine != NULL;\n",
+         new="",
+         inv="a runtime on epoll enters through the io_uring system call on its "
+             "common turns",
+         run="san-epoll"),
+    dict(name="run-end-taken-for-deadlock",
+         file="runtime/loop.c",
+         old="            if (pd__stuck(rt) && (goal != NULL || rt->live_head != NULL))\n",
+         new="            if (pd__stuck(rt))\n",
+         inv="pd_run returns -EDEADLK when its last task ends in a turn's polls, "
+             "instead of 0",
+         run="c"),
+    dict(name="reap-aside-kept",
+         file="runtime/loop.c",
+         old="    rt->reaped_aside = 0;\n",
+         new="",
+         inv="a turn's reap subtracts the completions reaps outside turns took: "
+             "polls and ops_completed undercount, and a run that can never "
+             "progress waits for good",
+         run="c"),
+    dict(name="reap-cold-wake-polled",
+         file="runtime/loop.c",
+         old="            rt->stats.ops_completed++;\n            rt->reaped_aside++;\n",
+         new="            rt->stats.ops_completed++;\n",
+         inv="a completion whose task was not running is counted as a poll in "
+             "place too: ops_completed counts it twice, and a run stops before "
+             "its requests completed",
+         run="c"),
+    dict(name="enter-tail-unpublished",
+         file="runtime/ring.h",
+         old="    IO_URING_WRITE_ONCE(*sq->ktail, tail);\n",
+         new="",
+         inv="the turn's entry does not publish the submission queue's tail: the "
+             "kernel never sees what the turn queued",
+         run="plain"),
+    dict(name="drain-check-skipped",
+         file="runtime/rt_internal.h",
+         old="        return;\n    }\n    pd__drain_check(rt, n);\n",
+         new="        return;\n    }\n",
+         inv="an entry after which the kernel says deferred work is left never "
+             "enters again for it: cancelled requests linger in the kernel's "
+             "cancel lookup",
+         run="plain"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
