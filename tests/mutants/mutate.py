@@ -1015,15 +1015,15 @@ MUTANTS = [
     # --- issue 22: the hot path at raw speed (polls in place) ---
     dict(name="reap-queues-only",
          file="runtime/loop.c",
-         old="    if (PD__LIKELY(!rt->halves)) {",
-         new="    if (0) {",
+         old="    n = pd__reap_polling(rt, cx);\n    rt->in_turn = 0;\n",
+         new="    n = pd__reap_inline(rt, 0);\n    (void)cx;\n    rt->in_turn = 0;\n",
          inv="a turn's reap queues every task it wakes for another pass "
              "instead of polling it in place (the old hot path)",
          run="plain"),
     dict(name="reap-in-place-unpublished-head",
          file="runtime/loop.c",
-         old="        io_uring_smp_store_release(khead, head);\n        cx.task = t;\n",
-         new="        cx.task = t;\n",
+         old="        io_uring_smp_store_release(khead, head);\n        cx->task = t;\n",
+         new="        cx->task = t;\n",
          inv="a poll in place that reaps (making room in a full submission "
              "queue) dispatches again the completions the reap that polled it "
              "had taken",
@@ -1044,8 +1044,8 @@ MUTANTS = [
          run="c"),
     dict(name="reap-in-place-outside-turn",
          file="runtime/loop.c",
-         old="        rt->in_turn = 1;\n        n = pd__reap_polling(rt);\n",
-         new="        n = pd__reap_polling(rt);\n",
+         old="    rt->in_turn = 1;\n    n = pd__reap_polling(rt, cx);\n",
+         new="    n = pd__reap_polling(rt, cx);\n",
          inv="a task polled in place may run the loop (pd_task_wait, pd_run) "
              "from inside its poll",
          run="c"),
