@@ -204,27 +204,32 @@ static __attribute__((noinline)) int pd__enter(pd_runtime *rt, int wait)
     return 0;
 }
 
+/* The rest of pd__enter_common's turn after an entry that failed with ret. */
+static __attribute__((noinline, cold)) int pd__enter_failed(pd_runtime *rt, int ret)
+{
+    pd_cx cx = { rt, NULL, NULL };
+
+    pd__drain_task_work(rt, pd__reap_turn(rt, &cx));
+    return ret;
+}
+
 /*
  * pd__enter, inlined into the run loops (pd__turns) for the common turn,
- * with nothing in rt->turn_rare (io_uring, no wake to queue, no deadline to
- * wait against, no halves, no shutdown): so that its entry and reap cost
- * no call and no saving of registers, and its polls get the loop's cx. Any
- * other turn goes to pd__enter.
+ * which waits, and whose caller made sure that rt->turn_rare is zero
+ * (io_uring, no wake to queue, no deadline to wait against, no halves, no
+ * shutdown): so that its entry and reap cost no call and no saving of
+ * registers, and its polls get the loop's cx. Returns 0 or a hard -errno.
  */
-static inline __attribute__((always_inline)) int pd__enter_common(pd_runtime *rt, int wait,
-                                                                  pd_cx *cx)
+static inline __attribute__((always_inline)) int pd__enter_common(pd_runtime *rt, pd_cx *cx)
 {
-    unsigned n;
     int ret;
 
-    if (PD__UNLIKELY(rt->turn_rare != 0))
-        return pd__enter(rt, wait);
     rt->stats.enter_calls++;
-    ret = pd__uring_enter(&rt->ring, (unsigned)wait);
-    n = pd__reap_turn(rt, cx);
-    pd__drain_task_work(rt, n);
-    if (ret < 0 && !pd__transient(ret))
-        return ret;
+    ret = pd__uring_enter(&rt->ring, 1);
+    /* A hard error: reaped all the same, out of line, so that ret is not kept. */
+    if (PD__UNLIKELY(ret < 0) && !pd__transient(ret))
+        return pd__enter_failed(rt, ret);
+    pd__drain_task_work(rt, pd__reap_turn(rt, cx));
     return 0;
 }
 
@@ -404,18 +409,43 @@ static int pd__task_over(const pd_task *t)
 }
 
 /*
+ * Every turn of the run loops (pd__turns) but the common one: polls the
+ * tasks that are ready, then submits and reaps, and waits for a completion
+ * only while goal (NULL: pd_run's) is not over and no task is ready. The
+ * polls may have finished goal, so whether to wait is decided after them
+ * (as libuv's uv_run computes its timeout after running its callbacks): a
+ * wait decided before would last until some other task's request
+ * completed, a one-hour timer's included. A turn that would wait while
+ * nothing could end the wait (pd__stuck) enters without waiting instead,
+ * which collects a wake already posted, and returns -EDEADLK if that left
+ * the run stuck with its goal not over (pd_run's end, no task live, is told
+ * by its loop). Returns 0 or -errno.
+ */
+static __attribute__((noinline)) int pd__turn_general(pd_runtime *rt, const pd_task *goal)
+{
+    int wait, ret;
+
+    pd__polls_unchecked(rt);
+    wait = rt->ready_head == NULL && (goal == NULL || !pd__task_over(goal));
+    if (!wait || !pd__stuck(rt))
+        return pd__enter(rt, wait);
+    ret = pd__enter(rt, 0);
+    if (ret < 0)
+        return ret;
+    /* Stuck still: no wake came. */
+    if (pd__stuck(rt) && (goal != NULL || rt->live_head != NULL))
+        return -EDEADLK;
+    return 0;
+}
+
+/*
  * Turns until goal is over (its future destroyed), or, when goal is NULL,
- * until no task is live and nothing was sent here (pd_run's end). Each turn
- * polls the tasks that are ready, then submits and reaps, and waits for a
- * completion only while goal is not over and no task is ready. The polls
- * may have finished goal, so whether to wait is decided after them (as
- * libuv's uv_run computes its timeout after running its callbacks): a wait
- * decided before would last until some other task's request completed, a
- * one-hour timer's included. A turn that would wait while nothing could
- * end the wait (pd__stuck) enters without waiting instead, which collects
- * a wake already posted, and returns -EDEADLK if that left the run stuck
- * with its goal not over: the test is made once per turn, and only by a
- * turn about to wait.
+ * until no task is live and nothing was sent here (pd_run's end). The
+ * common turn -- no task ready (the last turn's reap polled in place),
+ * nothing in rt->turn_rare, and a request in flight, so that it waits --
+ * goes straight to its entry (pd__enter_common); every other turn is
+ * pd__turn_general's. So pd__stuck is tested once per turn at most, and
+ * only by a turn about to wait.
  *
  * Inlined into each caller, which made sure that no turn is running (and
  * nothing this calls returns inside one), so that a turn's entry and reap
@@ -429,7 +459,7 @@ static inline __attribute__((always_inline)) int pd__turns(pd_runtime *rt,
 
     pd__owner_check(rt, "running its loop (pd_run, pd_task_wait, pd_block_on)");
     for (;;) {
-        int wait = 1, ret;
+        int ret;
 
         if (goal != NULL) {
             if (pd__task_over(goal))
@@ -444,24 +474,12 @@ static inline __attribute__((always_inline)) int pd__turns(pd_runtime *rt,
                 return 0;
             rt->remote_pending = 1;
         }
-        /*
-         * Mostly nothing to poll: the last turn's reap polled in place. A
-         * wake or a deadline (in turn_rare) has the polls look.
-         */
-        if (rt->ready_head != NULL || PD__UNLIKELY(rt->turn_rare != 0)) {
-            pd__polls_unchecked(rt);
-            wait = rt->ready_head == NULL && (goal == NULL || !pd__task_over(goal));
-        }
-        if (wait && PD__UNLIKELY(pd__stuck(rt))) {
-            ret = pd__enter(rt, 0);
-            if (ret < 0)
-                return ret;
-            /* Stuck still: no wake came. pd_run's end is told above. */
-            if (pd__stuck(rt) && (goal != NULL || rt->live_head != NULL))
-                return -EDEADLK;
-            continue;
-        }
-        ret = pd__enter_common(rt, wait, &cx);
+        if (PD__LIKELY(rt->ready_head == NULL &&
+                       rt->turn_rare == 0 &&
+                       rt->stats.ops_submitted != rt->stats.ops_completed))
+            ret = pd__enter_common(rt, &cx);
+        else
+            ret = pd__turn_general(rt, goal);
         if (ret < 0)
             return ret;
     }

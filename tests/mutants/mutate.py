@@ -275,8 +275,8 @@ MUTANTS = [
     # --- issue 17: the loop's goal, pd_task_wait, the harness, late tasks under a deadline ---
     dict(name="turn-waits-before-goal",
          file="runtime/loop.c",
-         old="            wait = rt->ready_head == NULL && (goal == NULL || !pd__task_over(goal));",
-         new="            wait = rt->ready_head == NULL;",
+         old="    wait = rt->ready_head == NULL && (goal == NULL || !pd__task_over(goal));",
+         new="    wait = rt->ready_head == NULL;",
          inv="loop: pd_block_on and pd_task_wait decide to wait without checking "
              "their goal, so they return only when an unrelated task's request "
              "completes (a one-hour timer)",
@@ -1297,9 +1297,9 @@ MUTANTS = [
     # --- issue 22: nop_chain at raw speed (the run loops' common turn) ---
     dict(name="turn-rare-ignored",
          file="runtime/loop.c",
-         old="    if (PD__UNLIKELY(rt->turn_rare != 0))\n        return pd__enter(rt, wait);\n",
+         old="                       rt->turn_rare == 0 &&\n",
          new="",
-         inv="the run loops' common entry ignores turn_rare: the wake's read is "
+         inv="the run loops' common turn ignores turn_rare: the wake's read is "
              "never queued again, a deadline is not waited against, and another "
              "engine is entered as io_uring",
          run="c"),
@@ -1319,8 +1319,8 @@ MUTANTS = [
          run="san-epoll"),
     dict(name="run-end-taken-for-deadlock",
          file="runtime/loop.c",
-         old="            if (pd__stuck(rt) && (goal != NULL || rt->live_head != NULL))\n",
-         new="            if (pd__stuck(rt))\n",
+         old="    if (pd__stuck(rt) && (goal != NULL || rt->live_head != NULL))\n",
+         new="    if (pd__stuck(rt))\n",
          inv="pd_run returns -EDEADLK when its last task ends in a turn's polls, "
              "instead of 0",
          run="c"),
