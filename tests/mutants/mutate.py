@@ -283,7 +283,7 @@ MUTANTS = [
          run="c"),
     dict(name="task-wait-skips-teardown",
          file="runtime/loop.c",
-         old="    return t->state == PD_TASK_DONE || t->state == PD_TASK_CANCELLED;",
+         old="    return t->state >= PD_TASK_DONE;",
          new="    return t->state != PD_TASK_RUNNING;",
          inv="loop: pd_task_wait (and pd_block_on) return when the task leaves "
              "its run phase, before its teardown and drop code ran",
