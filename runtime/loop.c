@@ -402,15 +402,15 @@ pd_poll pd__task_poll_drop(pd_task *t)
     return t->vt->poll_drop(t->self, &cx);
 }
 
+_Static_assert(PD_TASK_RUNNING < PD_TASK_DONE && PD_TASK_DROPPING < PD_TASK_DONE &&
+                   PD_TASK_CANCELLED == PD_TASK_DONE + 1,
+               "a task's states before its end come before PD_TASK_DONE");
+
 /*
  * Whether t's future is destroyed (PD_TASK_DONE or PD_TASK_CANCELLED, the
  * last two states, told in one compare): what pd_block_on and pd_task_wait
  * wait for.
  */
-_Static_assert(PD_TASK_RUNNING < PD_TASK_DONE && PD_TASK_DROPPING < PD_TASK_DONE &&
-                   PD_TASK_CANCELLED == PD_TASK_DONE + 1,
-               "a task's states before its end come before PD_TASK_DONE");
-
 static int pd__task_over(const pd_task *t)
 {
     return t->state >= PD_TASK_DONE;
