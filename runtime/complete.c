@@ -23,6 +23,14 @@ __attribute__((noinline)) unsigned pd__reap(pd_runtime *rt, int force)
     return n;
 }
 
+/* pd__drain_task_work's test in full, for what its inline test let through. */
+__attribute__((noinline)) void pd__drain_check(pd_runtime *rt, unsigned n)
+{
+    if ((rt->stats.ring_flags & IORING_SETUP_DEFER_TASKRUN) && pd__task_work_left(rt, n) &&
+        n < rt->ring.cq.ring_entries)
+        pd__drain_more(rt, n);
+}
+
 /* The entries that run what the first left: see above. */
 __attribute__((noinline)) void pd__drain_more(pd_runtime *rt, unsigned n)
 {

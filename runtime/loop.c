@@ -53,7 +53,7 @@ static void pd__wake_arm(pd_runtime *rt)
         return;
     io_uring_prep_read(sqe, rt->wake_fd, &rt->wake_buf, sizeof(rt->wake_buf), 0);
     io_uring_sqe_set_data64(sqe, PD__UD_WAKE_EFD);
-    rt->wake_armed = 1;
+    rt->wake_unarmed = 0;
 }
 
 /*
@@ -97,25 +97,25 @@ static __attribute__((noinline, cold)) void pd__wake_cold(pd_runtime *rt, pd_tas
  * so that nothing is dispatched twice. A task is polled at most once per
  * completion reaped here, and only for completions posted before the reap
  * began (the tail is read once): what the polls submit goes to the kernel
- * with the next turn's entry. Its polls are counted in pd_stats.polls;
- * rt->in_turn is set around it by the caller. Returns the number of
- * completions this loop took.
+ * with the next turn's entry. The polls get cx, whose task it sets (its
+ * caller's, so that a loop of turns sets up one). Its polls are counted in
+ * pd_stats.polls; rt->in_turn is set around it by the caller
+ * (pd__reap_turn). Returns the number of completions this loop took.
  *
  * The polls are not counted one by one: every completion the loop took
- * that did not go another way (the rare dispatch, a task that was not
- * running) polled its task once, and what nested reaps took, pd__reap
- * counts in rt->reaped_aside.
+ * polled its task once, but those it counts in rt->reaped_aside (zeroed
+ * here), as pd__reap counts what nested reaps took.
  */
-static inline __attribute__((always_inline)) unsigned pd__reap_polling(pd_runtime *rt)
+static inline __attribute__((always_inline)) unsigned pd__reap_polling(pd_runtime *rt,
+                                                                        pd_cx *cx)
 {
     struct io_uring_cq *cq = &rt->ring.cq;
     unsigned *khead = cq->khead;
     unsigned start = *khead, head = start;
     unsigned tail = io_uring_smp_load_acquire(cq->ktail);
-    /* Completions taken here that polled nothing, and those nested reaps took. */
-    unsigned others = 0, aside = rt->reaped_aside, polls;
-    pd_cx cx = { rt, NULL, NULL };
+    unsigned polls;
 
+    rt->reaped_aside = 0;
     /* Signed distance: a nested reap may have taken the head past the tail. */
     while ((int)(head - tail) < 0) {
         const struct io_uring_cqe *cqe = &cq->cqes[head & cq->ring_mask];
@@ -128,7 +128,7 @@ static inline __attribute__((always_inline)) unsigned pd__reap_polling(pd_runtim
             if (pd__dispatch_rare(rt, cqe, 0))
                 break;
             head++;
-            others++;
+            rt->reaped_aside++;
             continue;
         }
         pd__checked_cqe(cqe);
@@ -139,14 +139,14 @@ static inline __attribute__((always_inline)) unsigned pd__reap_polling(pd_runtim
         /* Running and not queued, in one compare of the adjacent bytes. */
         if (PD__UNLIKELY(pd__task_state_queued(t) != PD_TASK_RUNNING)) {
             rt->stats.ops_completed++;
-            others++;
+            rt->reaped_aside++;
             pd__wake_cold(rt, t);
             continue;
         }
         io_uring_smp_store_release(khead, head);
-        cx.task = t;
-        if (PD__UNLIKELY(t->poll(t->self, &cx, t->out) != PD_PENDING))
-            pd__task_poll_end(rt, &cx, cx.task, 1);
+        cx->task = t;
+        if (PD__UNLIKELY(t->poll(t->self, cx, t->out) != PD_PENDING))
+            pd__task_poll_end(rt, cx, cx->task, 1);
         /*
          * The poll may have reaped: go on from where that left the head,
          * unless that is at (or, had the nested reap found completions
@@ -154,28 +154,38 @@ static inline __attribute__((always_inline)) unsigned pd__reap_polling(pd_runtim
          */
         head = *khead;
     }
-    if (head != *khead)
-        io_uring_smp_store_release(khead, head);
+    io_uring_smp_store_release(khead, head);
     /* The completions whose tasks were polled, each an op's last. */
-    polls = head - start - others - (rt->reaped_aside - aside);
+    polls = head - start - rt->reaped_aside;
     rt->stats.polls += polls;
     rt->stats.ops_completed += polls;
     return head - start;
 }
 
+/* The turn's reap (pd__reap_polling), inside the turn: nested run calls are refused. */
+static inline __attribute__((always_inline)) unsigned pd__reap_turn(pd_runtime *rt, pd_cx *cx)
+{
+    unsigned n;
+
+    rt->in_turn = 1;
+    n = pd__reap_polling(rt, cx);
+    rt->in_turn = 0;
+    return n;
+}
+
 /*
  * Submits what is queued and collects completions; blocks for one when wait
  * is set. Unless the runtime is driven by halves (rt->halves), the reap
- * polls in place the tasks whose ops completed (pd__reap_polling), as part
- * of the turn: nested run calls are refused meanwhile. Returns 0 or a hard
- * -errno.
+ * polls in place the tasks whose ops completed (pd__reap_turn), as part of
+ * the turn. Returns 0 or a hard -errno.
  */
-static int pd__enter(pd_runtime *rt, int wait)
+static __attribute__((noinline)) int pd__enter(pd_runtime *rt, int wait)
 {
+    pd_cx cx = { rt, NULL, NULL };
     unsigned n;
     int ret;
 
-    if (PD__UNLIKELY(!rt->wake_armed))
+    if (PD__UNLIKELY(rt->wake_unarmed))
         pd__wake_arm(rt);
     rt->stats.enter_calls++;
     if (!wait)
@@ -184,16 +194,42 @@ static int pd__enter(pd_runtime *rt, int wait)
         ret = pd__wait_deadline(rt);
     else
         ret = pd__eng_enter(rt, 1, NULL);
-    if (PD__LIKELY(!rt->halves)) {
-        rt->in_turn = 1;
-        n = pd__reap_polling(rt);
-        rt->in_turn = 0;
-    } else {
+    if (PD__LIKELY(!rt->halves))
+        n = pd__reap_turn(rt, &cx);
+    else
         n = pd__reap_inline(rt, 0);
-    }
     pd__drain_task_work(rt, n);
     if (ret < 0 && !pd__transient(ret))
         return ret;
+    return 0;
+}
+
+/* The rest of pd__enter_common's turn after an entry that failed with ret. */
+static __attribute__((noinline, cold)) int pd__enter_failed(pd_runtime *rt, int ret)
+{
+    pd_cx cx = { rt, NULL, NULL };
+
+    pd__drain_task_work(rt, pd__reap_turn(rt, &cx));
+    return ret;
+}
+
+/*
+ * pd__enter, inlined into the run loops (pd__turns) for the common turn,
+ * which waits, and whose caller made sure that rt->turn_rare is zero
+ * (io_uring, no wake to queue, no deadline to wait against, no halves, no
+ * shutdown): so that its entry and reap cost no call and no saving of
+ * registers, and its polls get the loop's cx. Returns 0 or a hard -errno.
+ */
+static inline __attribute__((always_inline)) int pd__enter_common(pd_runtime *rt, pd_cx *cx)
+{
+    int ret;
+
+    rt->stats.enter_calls++;
+    ret = pd__uring_enter(&rt->ring, 1);
+    /* A hard error: reaped all the same, out of line, so that ret is not kept. */
+    if (PD__UNLIKELY(ret < 0) && !pd__transient(ret))
+        return pd__enter_failed(rt, ret);
+    pd__drain_task_work(rt, pd__reap_turn(rt, cx));
     return 0;
 }
 
@@ -308,15 +344,14 @@ static __attribute__((noinline)) int pd__poll_batch(pd_runtime *rt)
 }
 
 /*
- * A turn's first half: polls the tasks that were ready when it began (none,
- * when the last turn's reap polled every task it woke in place). Returns
- * how many it polled, or -EBUSY inside a turn.
+ * A turn's first half, once the caller made sure that no turn is running:
+ * starts the tasks other threads sent, forces every task once the shutdown
+ * deadline has passed, and polls the tasks that were ready when it began
+ * (none, when the last turn's reap polled every task it woke in place).
+ * Returns how many it polled.
  */
-static inline int pd__polls(pd_runtime *rt)
+static inline int pd__polls_unchecked(pd_runtime *rt)
 {
-    pd__owner_check(rt, "running its loop (pd_run, pd_run_once, pd_block_on)");
-    if (rt->in_turn)
-        return -EBUSY;
     /* Before the batch is taken: both wake the tasks they start or force. */
     if (PD__UNLIKELY(rt->remote_pending))
         pd__remote(rt);
@@ -325,6 +360,15 @@ static inline int pd__polls(pd_runtime *rt)
     if (rt->ready_head == NULL)
         return 0;
     return pd__poll_batch(rt);
+}
+
+/* pd__polls_unchecked for pd_run_once and the harness: -EBUSY inside a turn. */
+static inline int pd__polls(pd_runtime *rt)
+{
+    pd__owner_check(rt, "running its loop (pd_run, pd_run_once, pd_block_on)");
+    if (rt->in_turn)
+        return -EBUSY;
+    return pd__polls_unchecked(rt);
 }
 
 /* A turn's second half: submits and reaps, and waits as pd_run_once does. */
@@ -358,27 +402,95 @@ pd_poll pd__task_poll_drop(pd_task *t)
     return t->vt->poll_drop(t->self, &cx);
 }
 
-/* Whether t's future is destroyed: what pd_block_on and pd_task_wait wait for. */
+_Static_assert(PD_TASK_RUNNING < PD_TASK_DONE && PD_TASK_DROPPING < PD_TASK_DONE &&
+                   PD_TASK_CANCELLED == PD_TASK_DONE + 1,
+               "a task's states before its end come before PD_TASK_DONE");
+
+/*
+ * Whether t's future is destroyed (PD_TASK_DONE or PD_TASK_CANCELLED, the
+ * last two states, told in one compare): what pd_block_on and pd_task_wait
+ * wait for.
+ */
 static int pd__task_over(const pd_task *t)
 {
-    return t->state == PD_TASK_DONE || t->state == PD_TASK_CANCELLED;
+    return t->state >= PD_TASK_DONE;
 }
 
 /*
- * One turn toward a goal, the end of task goal: polls the tasks that are
- * ready, then submits and reaps, and waits for a completion only while goal
- * is not over. The polls may have finished it, so whether to wait is
- * decided after them (as libuv's uv_run computes its timeout after running
- * its callbacks): a wait decided before would last until some other task's
- * request completed, a one-hour timer's included. Returns 0 or -errno.
+ * Every turn of the run loops (pd__turns) but the common one: polls the
+ * tasks that are ready, then submits and reaps, and waits for a completion
+ * only while goal (NULL: pd_run's) is not over and no task is ready. The
+ * polls may have finished goal, so whether to wait is decided after them
+ * (as libuv's uv_run computes its timeout after running its callbacks): a
+ * wait decided before would last until some other task's request
+ * completed, a one-hour timer's included. A turn that would wait while
+ * nothing could end the wait (pd__stuck) enters without waiting instead,
+ * which collects a wake already posted, and returns -EDEADLK if that left
+ * the run stuck with its goal not over (pd_run's end, no task live, is told
+ * by its loop). Returns 0 or -errno.
  */
-static int pd__turn_for(pd_runtime *rt, const pd_task *goal)
+static __attribute__((noinline)) int pd__turn_general(pd_runtime *rt, const pd_task *goal)
 {
-    int ret = pd__polls(rt);
+    int wait, ret;
 
+    pd__polls_unchecked(rt);
+    wait = rt->ready_head == NULL && (goal == NULL || !pd__task_over(goal));
+    if (!wait || !pd__stuck(rt))
+        return pd__enter(rt, wait);
+    ret = pd__enter(rt, 0);
     if (ret < 0)
         return ret;
-    return pd__turn_enter(rt, !pd__task_over(goal));
+    /* Stuck still: no wake came. */
+    if (pd__stuck(rt) && (goal != NULL || rt->live_head != NULL))
+        return -EDEADLK;
+    return 0;
+}
+
+/*
+ * Turns until goal is over (its future destroyed), or, when goal is NULL,
+ * until no task is live and nothing was sent here (pd_run's end). The
+ * common turn -- no task ready (the last turn's reap polled in place),
+ * nothing in rt->turn_rare, and a request in flight, so that it waits --
+ * goes straight to its entry (pd__enter_common); every other turn is
+ * pd__turn_general's. So pd__stuck is tested once per turn at most, and
+ * only by a turn about to wait.
+ *
+ * Inlined into each caller, which made sure that no turn is running (and
+ * nothing this calls returns inside one), so that a turn's entry and reap
+ * run in the caller's loop, with one pd_cx for all its polls in place.
+ * Returns 0 or -errno.
+ */
+static inline __attribute__((always_inline)) int pd__turns(pd_runtime *rt,
+                                                           const pd_task *goal)
+{
+    pd_cx cx = { rt, NULL, NULL };
+
+    pd__owner_check(rt, "running its loop (pd_run, pd_task_wait, pd_block_on)");
+    for (;;) {
+        int ret;
+
+        if (goal != NULL) {
+            if (pd__task_over(goal))
+                return 0;
+        } else if (rt->live_head == NULL && !rt->remote_pending) {
+            /*
+             * Nothing live, but tasks may have been sent here before the
+             * wake was read: start them rather than return.
+             */
+            if (atomic_load_explicit(&rt->inbox, memory_order_relaxed) == NULL &&
+                !atomic_load_explicit(&rt->shutdown_asked, memory_order_relaxed))
+                return 0;
+            rt->remote_pending = 1;
+        }
+        if (PD__LIKELY(rt->ready_head == NULL &&
+                       rt->turn_rare == 0 &&
+                       rt->stats.ops_submitted != rt->stats.ops_completed))
+            ret = pd__enter_common(rt, &cx);
+        else
+            ret = pd__turn_general(rt, goal);
+        if (ret < 0)
+            return ret;
+    }
 }
 
 int pd_run_once(pd_runtime *rt, int wait)
@@ -403,47 +515,20 @@ int pd_task_wait(pd_task *t)
     pd__owner_check(rt, "pd_task_wait");
     if (!(t->flags & PD__TASK_STARTED))
         return -EINVAL;
-    while (!pd__task_over(t)) {
-        int ret;
-
-        if (pd__stuck(rt))
-            return -EDEADLK;
-        ret = pd__turn_for(rt, t);
-        if (ret < 0)
-            return ret;
-    }
-    return 0;
+    return pd__turns(rt, t);
 }
 
 int pd_run(pd_runtime *rt)
 {
     if (rt->in_turn)
         return -EBUSY;
-    for (;;) {
-        int ret;
-
-        if (rt->live_head == NULL && !rt->remote_pending) {
-            /*
-             * Nothing live, but tasks may have been sent here before the
-             * wake was read: start them rather than return.
-             */
-            if (atomic_load_explicit(&rt->inbox, memory_order_relaxed) == NULL &&
-                !atomic_load_explicit(&rt->shutdown_asked, memory_order_relaxed))
-                return 0;
-            rt->remote_pending = 1;
-        }
-        if (pd__stuck(rt))
-            return -EDEADLK;
-        ret = pd_run_once(rt, 1);
-        if (ret < 0)
-            return ret;
-    }
+    return pd__turns(rt, NULL);
 }
 
 int pd_block_on(pd_runtime *rt, pd_dyn fut, void *out)
 {
     pd_task root;
-    int ret = 0;
+    int ret;
 
     if (rt->in_turn) {
         /* Refused, but the contract holds: fut is destroyed on return. */
@@ -460,24 +545,18 @@ int pd_block_on(pd_runtime *rt, pd_dyn fut, void *out)
     root.state = PD_TASK_RUNNING;
     root.flags = PD__TASK_ROOT;
     pd_task_start(&root);
-    while (root.state == PD_TASK_RUNNING || root.state == PD_TASK_DROPPING) {
-        if (pd__stuck(rt)) {
-            /*
-             * Nothing can wake the future again. Destroy it anyway so that
-             * it is never left half-alive on the caller's stack.
-             */
-            fut.vt->drop(fut.self);
-            pd__live_unlink(rt, &root);
-            return -EDEADLK;
-        }
-        ret = pd__turn_for(rt, &root);
-        if (ret < 0) {
-            fut.vt->drop(fut.self);
-            if (root.queued)
-                pd__unqueue(rt, &root);
-            pd__live_unlink(rt, &root);
-            return ret;
-        }
+    ret = pd__turns(rt, &root);
+    if (ret < 0) {
+        /*
+         * A hard error, or nothing can wake the future again (-EDEADLK).
+         * Destroy it anyway so that it is never left half-alive on the
+         * caller's stack.
+         */
+        fut.vt->drop(fut.self);
+        if (root.queued)
+            pd__unqueue(rt, &root);
+        pd__live_unlink(rt, &root);
+        return ret;
     }
     if (root.queued)
         pd__unqueue(rt, &root);

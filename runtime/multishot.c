@@ -254,7 +254,7 @@ static int pd__mop_dispatch(pd_runtime *rt, pd__mop *m,
 static void pd__dispatch_tag(pd_runtime *rt, uint64_t ud)
 {
     if (ud == PD__UD_WAKE_EFD) {
-        rt->wake_armed = 0;
+        rt->wake_unarmed = 1;
         rt->remote_pending = 1;
         atomic_exchange(&rt->wake_sent, 0);
     }

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <unistd.h>
 #include <liburing.h>
@@ -120,25 +121,42 @@ struct pd_runtime {
      * kernel's head plus the ring's entries, as last read (pd__sq_full).
      */
     unsigned sq_limit;
-    uint8_t in_turn;         /* polling tasks: nested run calls are refused */
-    uint8_t shutting_down;
-    uint8_t deadline_armed;  /* a shutdown deadline is pending (deadline_ns) */
-    uint8_t forcing;         /* the deadline passed: every task is forced */
+    /*
+     * What takes a turn off its common way, one byte each, all zero on the
+     * common turn: the run loops test them as one word (turn_rare), where
+     * no turn is running (in_turn is zero there).
+     */
+    union {
+        struct {
+            uint8_t remote_pending; /* a wake arrived: look at the inbox and requests */
+            uint8_t deadline_armed; /* a shutdown deadline is pending (deadline_ns) */
+            /*
+             * Driven by halves (pd__run_polls, pd__run_enter: the harness's
+             * hooks): a turn's reap queues every task, never polls one in
+             * place.
+             */
+            uint8_t halves;
+            /* The read of wake_fd is not in flight: the next entry queues it. */
+            uint8_t wake_unarmed;
+            uint8_t not_uring;      /* the engine is not io_uring (engine is set) */
+            uint8_t in_turn;        /* polling tasks: nested run calls are refused */
+            uint8_t shutting_down;
+            uint8_t forcing;        /* the deadline passed: every task is forced */
+        };
+        uint64_t turn_rare;
+    };
     uint8_t has_ftruncate;   /* the kernel has IORING_OP_FTRUNCATE */
     uint8_t has_bind;        /* the kernel has IORING_OP_BIND */
     uint8_t has_listen;      /* the kernel has IORING_OP_LISTEN */
-    /*
-     * Driven by halves (pd__run_polls, pd__run_enter: the harness's hooks):
-     * a turn's reap queues every task, never polls one in place.
-     */
-    uint8_t halves;
     int64_t deadline_ns;     /* CLOCK_MONOTONIC time of the shutdown deadline */
-    uint8_t remote_pending;  /* a wake arrived: look at the inbox and requests */
-    uint8_t wake_armed;      /* the read of wake_fd is in flight */
     int wake_fd;             /* eventfd: wakes from threads without a runtime */
     uint64_t wake_buf;       /* the eventfd read's buffer */
     uint8_t no_cancel_fd;    /* the kernel refused a cancel by fd + user_data */
-    /* Completions reaped by pd__reap: a turn's reap tells them from its own. */
+    /*
+     * Completions a turn's reap took that polled no task in place: those
+     * nested reaps (pd__reap) took, and those it dispatched another way. The
+     * turn's reap zeroes it as it begins, and derives its polls from it.
+     */
     unsigned reaped_aside;
     /* A cancel was submitted since an entry last left no deferred work. */
     uint8_t cancel_tw;
@@ -168,6 +186,11 @@ struct pd_runtime {
     /* The thread that made it: the only one that may drive it. Last, as above. */
     pthread_t owner;
 };
+
+/* turn_rare covers its eight bytes, and nothing else. */
+_Static_assert(sizeof(((pd_runtime *)0)->turn_rare) == 8 &&
+                   offsetof(pd_runtime, forcing) == offsetof(pd_runtime, turn_rare) + 7,
+               "turn_rare is the eight bytes that take a turn off its common way");
 
 /*
  * A buffer group: a registered buffer ring and its buffers, each allocated

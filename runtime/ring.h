@@ -3,9 +3,9 @@
  * makes about its ring that is more than a read or write of ring memory.
  *
  * A runtime whose `engine` is NULL runs on io_uring, the default: these
- * helpers call liburing directly, behind one predictable branch, so that
- * the io_uring hot path pays nothing for the seam (a turn's entry is the
- * same liburing call it always was). Any other engine is called through its
+ * helpers call liburing (or, for the turn's entry, the system call)
+ * directly, behind one predictable branch, so that the io_uring hot path
+ * pays nothing for the seam. Any other engine is called through its
  * table, out of line. Generated code never includes this: it only writes
  * submission entries and reads completions, which every engine supports
  * unchanged. Only the runtime (rt_internal.h) includes it.
@@ -13,7 +13,11 @@
 #ifndef POLLDROP_RING_H
 #define POLLDROP_RING_H
 
+#include <errno.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "polldrop.h"
 #include "engine.h"
@@ -27,11 +31,67 @@ int pd__eng_enter_slow(pd_runtime *rt, unsigned wait_nr,
                        const struct __kernel_timespec *ts);
 
 /*
+ * The io_uring_enter system call with no signal mask, as liburing makes it:
+ * returns its result or -errno, and leaves errno alone. On x86-64 the
+ * instruction inline, as liburing's own wrapper does; elsewhere through
+ * glibc's syscall(), whose errno is put back.
+ */
+static inline int pd__sys_uring_enter(int fd, unsigned to_submit, unsigned min_complete,
+                                      unsigned flags)
+{
+#if defined(__x86_64__)
+    register long r10 __asm__("r10") = flags;
+    register long r8 __asm__("r8") = 0;          /* no signal mask */
+    register long r9 __asm__("r9") = _NSIG / 8;  /* its size, as liburing passes */
+    long ret;
+
+    __asm__ volatile("syscall"
+                     : "=a"(ret)
+                     : "0"((long)__NR_io_uring_enter), "D"((long)fd), "S"((long)to_submit),
+                       "d"((long)min_complete), "r"(r10), "r"(r8), "r"(r9)
+                     : "rcx", "r11", "memory");
+    return (int)ret;
+#else
+    int saved = errno;
+    long ret = syscall(__NR_io_uring_enter, fd, to_submit, min_complete, flags, NULL,
+                       _NSIG / 8);
+
+    if (ret < 0) {
+        ret = -errno;
+        errno = saved;
+    }
+    return (int)ret;
+#endif
+}
+
+/*
+ * io_uring_submit_and_wait(ring, wait_nr) (io_uring_submit_and_get_events
+ * when wait_nr is 0) without liburing's three calls, which take some forty
+ * instructions per turn: publishes the queue's tail and enters (through
+ * the ring's enter_ring_fd) with GETEVENTS, exactly as they do for a ring
+ * without SQPOLL or a registered ring fd, which polldrop's rings never have
+ * (pd__ring_init). The entry,
+ * a system call, orders the tail's store before the kernel reads it, as
+ * liburing's plain store relies on. Returns the number of entries submitted
+ * or -errno.
+ */
+static inline int pd__uring_enter(struct io_uring *ring, unsigned wait_nr)
+{
+    struct io_uring_sq *sq = &ring->sq;
+    unsigned tail = sq->sqe_tail;
+
+    sq->sqe_head = tail;
+    IO_URING_WRITE_ONCE(*sq->ktail, tail);
+    return pd__sys_uring_enter(ring->enter_ring_fd, tail - IO_URING_READ_ONCE(*sq->khead),
+                               wait_nr, IORING_ENTER_GETEVENTS);
+}
+
+/*
  * Submits what is queued and collects completions (the kernel's deferred
  * work included); waits until wait_nr are posted, and no longer than ts
- * when ts is not NULL. io_uring_submit_and_get_events, io_uring_submit_and_wait
- * or io_uring_submit_and_wait_timeout on io_uring. Returns the number of
- * entries submitted or -errno (-ETIME when ts passed first).
+ * when ts is not NULL. pd__uring_enter, or io_uring_submit_and_wait_timeout
+ * with ts, on io_uring. Returns the number of entries submitted or -errno
+ * (-ETIME when ts passed first).
  */
 static inline int pd__eng_enter(pd_runtime *rt, unsigned wait_nr,
                                 struct __kernel_timespec *ts)
@@ -41,9 +101,7 @@ static inline int pd__eng_enter(pd_runtime *rt, unsigned wait_nr,
 
         if (ts != NULL)
             return io_uring_submit_and_wait_timeout(&rt->ring, &cqe, wait_nr, ts, NULL);
-        if (wait_nr != 0)
-            return io_uring_submit_and_wait(&rt->ring, wait_nr);
-        return io_uring_submit_and_get_events(&rt->ring);
+        return pd__uring_enter(&rt->ring, wait_nr);
     }
     return pd__eng_enter_slow(rt, wait_nr, ts);
 }

@@ -222,13 +222,25 @@ static inline int pd__task_work_left(pd_runtime *rt, unsigned n)
 
 /* The entries that run what the first left: see above. */
 __attribute__((noinline)) void pd__drain_more(pd_runtime *rt, unsigned n);
+/* pd__drain_task_work's test in full, out of line (complete.c). */
+__attribute__((noinline)) void pd__drain_check(pd_runtime *rt, unsigned n);
 
-/* After an entry that reaped n completions: runs deferred work it left. */
+/*
+ * After an entry that reaped n completions: runs deferred work it left.
+ * The common entry, a short batch after which the kernel says no work is
+ * left, is told inline, by n and IORING_SQ_TASKRUN alone: only a ring with
+ * IORING_SETUP_TASKRUN_FLAG has the kernel set that flag (no other engine
+ * sets it), and a short batch clears rt->cancel_tw whatever the ring, as
+ * pd__task_work_left would (it is read only with DEFER_TASKRUN).
+ */
 static inline void pd__drain_task_work(pd_runtime *rt, unsigned n)
 {
-    if ((rt->stats.ring_flags & IORING_SETUP_DEFER_TASKRUN) &&
-        PD__UNLIKELY(pd__task_work_left(rt, n)) && n < rt->ring.cq.ring_entries)
-        pd__drain_more(rt, n);
+    if (PD__LIKELY(n < PD__TW_BUDGET) &&
+        PD__LIKELY(!(IO_URING_READ_ONCE(*rt->ring.sq.kflags) & IORING_SQ_TASKRUN))) {
+        rt->cancel_tw = 0;
+        return;
+    }
+    pd__drain_check(rt, n);
 }
 
 /*

@@ -158,6 +158,7 @@ int pd_runtime_new(pd_runtime **out, const pd_config *cfg)
         return -ENOMEM;
     memset(rt, 0, sizeof(*rt));
     rt->ready_tailp = &rt->ready_head;
+    rt->wake_unarmed = 1; /* the first entry queues the wake's read */
     atomic_init(&rt->inbox, NULL);
     atomic_init(&rt->wake_sent, 0);
     atomic_init(&rt->shutdown_asked, 0);
@@ -175,6 +176,7 @@ int pd_runtime_new(pd_runtime **out, const pd_config *cfg)
         free(rt);
         return ret;
     }
+    rt->not_uring = rt->engine != NULL;
     if (rt->ring.features & IORING_FEAT_CQE_SKIP)
         rt->cancel_flags = IOSQE_CQE_SKIP_SUCCESS;
     rt->owner = pthread_self();

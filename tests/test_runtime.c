@@ -112,6 +112,69 @@ START_TEST(busy_turns_enter_once)
 }
 END_TEST
 
+/*
+ * A chain of ops in pd_block_on, one at a time (make bench's nop_chain):
+ * each turn's one entry submits the op the last poll queued and reaps its
+ * completion, whose task the reap polls in place, which queues the next.
+ * So the chain costs one entry per op, as a raw liburing loop does, and
+ * no more: not a second entry for the kernel's deferred work (a short
+ * batch after which the kernel says none is left), and not one for the
+ * poll that a reap which only queued the task would leave to the next turn.
+ */
+START_TEST(chain_enters_once_per_op)
+{
+    pd_runtime *rt = pd_test_rt();
+    long out = 0;
+    pd_stats s;
+
+    ck_assert_int_eq(nops_block_on(rt, 1000, &out), 0);
+    ck_assert_int_eq(out, 1000);
+    pd_runtime_stats(rt, &s);
+    ck_assert_uint_eq(s.enter_calls, 1000);
+    ck_assert_uint_eq(s.polls, 1001); /* the first poll, and one per completion */
+    pd_runtime_free(rt);
+}
+END_TEST
+
+/*
+ * 64 reads cancelled in one turn: with DEFER_TASKRUN the kernel posts the
+ * cancelled reads' completions as deferred work, and runs at most twenty
+ * items of it per entry (Linux 6.13 and later). The turn that submitted
+ * the cancels enters again while the kernel says work is left (its
+ * IORING_SQ_TASKRUN flag), or while a full budget was reaped with cancels
+ * recent, so that one turn collects every completion: a cancelled request
+ * stays in the kernel's cancel lookup until its work has run.
+ */
+START_TEST(cancels_leftover_work_runs_in_their_turn)
+{
+    pd_runtime *rt = pd_test_rt();
+    pd_task *t[64];
+    pd_stats s;
+    int p[2], i;
+
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+    for (i = 0; i < 64; i++)
+        ck_assert_ptr_nonnull(t[i] = pipe_read_spawn(rt, p[0], -1));
+    ck_assert_int_ge(pd_run_once(rt, 0), 0);
+    pd_runtime_stats(rt, &s);
+    ck_assert_uint_eq(s.inflight_ops, 64);
+    for (i = 0; i < 64; i++)
+        pd_task_cancel(t[i]);
+    ck_assert_int_ge(pd_run_once(rt, 0), 0); /* the drops submit the cancels */
+    pd_runtime_stats(rt, &s);
+    ck_assert_uint_eq(s.inflight_ops, 0);
+    ck_assert_uint_eq(s.ops_completed, 64);
+    ck_assert_int_eq(pd_run(rt), 0);
+    for (i = 0; i < 64; i++) {
+        ck_assert_int_eq(pd_task_state(t[i]), PD_TASK_CANCELLED);
+        pd_task_release(t[i]);
+    }
+    close(p[0]);
+    close(p[1]);
+    pd_runtime_free(rt);
+}
+END_TEST
+
 START_TEST(released_task_finishes_and_is_freed)
 {
     pd_runtime *rt = pd_test_rt();
@@ -590,6 +653,8 @@ Suite *pd_suite_runtime(void)
     tcase_add_test(tc, block_on_returns_output);
     tcase_add_test(tc, spawned_tasks_run_concurrently);
     tcase_add_test(tc, busy_turns_enter_once);
+    tcase_add_test(tc, chain_enters_once_per_op);
+    tcase_add_test(tc, cancels_leftover_work_runs_in_their_turn);
     tcase_add_test(tc, released_task_finishes_and_is_freed);
     tcase_add_test(tc, run_once_returns_live_tasks);
     tcase_add_test(tc, full_submission_queue_loses_nothing);

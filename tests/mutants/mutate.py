@@ -275,18 +275,18 @@ MUTANTS = [
     # --- issue 17: the loop's goal, pd_task_wait, the harness, late tasks under a deadline ---
     dict(name="turn-waits-before-goal",
          file="runtime/loop.c",
-         old="    return pd__turn_enter(rt, !pd__task_over(goal));",
-         new="    return pd__turn_enter(rt, ((void)goal, 1));",
+         old="    wait = rt->ready_head == NULL && (goal == NULL || !pd__task_over(goal));",
+         new="    wait = rt->ready_head == NULL;",
          inv="loop: pd_block_on and pd_task_wait decide to wait without checking "
              "their goal, so they return only when an unrelated task's request "
              "completes (a one-hour timer)",
          run="c"),
     dict(name="task-wait-skips-teardown",
          file="runtime/loop.c",
-         old="    while (!pd__task_over(t)) {",
-         new="    while (t->state == PD_TASK_RUNNING) {",
-         inv="loop: pd_task_wait returns when the task leaves its run phase, "
-             "before its teardown and drop code ran",
+         old="    return t->state >= PD_TASK_DONE;",
+         new="    return t->state != PD_TASK_RUNNING;",
+         inv="loop: pd_task_wait (and pd_block_on) return when the task leaves "
+             "its run phase, before its teardown and drop code ran",
          run="c"),
     dict(name="harness-waits-while-runnable",
          file="runtime/harness.c",
@@ -1015,15 +1015,15 @@ MUTANTS = [
     # --- issue 22: the hot path at raw speed (polls in place) ---
     dict(name="reap-queues-only",
          file="runtime/loop.c",
-         old="    if (PD__LIKELY(!rt->halves)) {",
-         new="    if (0) {",
+         old="    n = pd__reap_polling(rt, cx);\n    rt->in_turn = 0;\n",
+         new="    n = pd__reap_inline(rt, 0);\n    (void)cx;\n    rt->in_turn = 0;\n",
          inv="a turn's reap queues every task it wakes for another pass "
              "instead of polling it in place (the old hot path)",
          run="plain"),
     dict(name="reap-in-place-unpublished-head",
          file="runtime/loop.c",
-         old="        io_uring_smp_store_release(khead, head);\n        cx.task = t;\n",
-         new="        cx.task = t;\n",
+         old="        io_uring_smp_store_release(khead, head);\n        cx->task = t;\n",
+         new="        cx->task = t;\n",
          inv="a poll in place that reaps (making room in a full submission "
              "queue) dispatches again the completions the reap that polled it "
              "had taken",
@@ -1044,8 +1044,8 @@ MUTANTS = [
          run="c"),
     dict(name="reap-in-place-outside-turn",
          file="runtime/loop.c",
-         old="        rt->in_turn = 1;\n        n = pd__reap_polling(rt);\n",
-         new="        n = pd__reap_polling(rt);\n",
+         old="    rt->in_turn = 1;\n    n = pd__reap_polling(rt, cx);\n",
+         new="    n = pd__reap_polling(rt, cx);\n",
          inv="a task polled in place may run the loop (pd_task_wait, pd_run) "
              "from inside its poll",
          run="c"),
@@ -1357,6 +1357,67 @@ MUTANTS = [
              "        return;\n",
          inv="make test's CPU: an assertion repeated in a loop sends Check a mark point "
              "(an allocation and a write) every time",
+         run="plain"),
+    # --- issue 22: nop_chain at raw speed (the run loops' common turn) ---
+    dict(name="turn-rare-ignored",
+         file="runtime/loop.c",
+         old="                       rt->turn_rare == 0 &&\n",
+         new="",
+         inv="the run loops' common turn ignores turn_rare: the wake's read is "
+             "never queued again, a deadline is not waited against, and another "
+             "engine is entered as io_uring",
+         run="c"),
+    dict(name="wake-first-unarmed",
+         file="runtime/setup.c",
+         old="    rt->wake_unarmed = 1; /* the first entry queues the wake's read */\n",
+         new="",
+         inv="a new runtime never queues the read of its wake eventfd: a wake from "
+             "another thread does not end a blocking wait",
+         run="c"),
+    dict(name="not-uring-unset",
+         file="runtime/setup.c",
+         old="    rt->not_uring = rt->engine != NULL;\n",
+         new="",
+         inv="a runtime on epoll enters through the io_uring system call on its "
+             "common turns",
+         run="san-epoll"),
+    dict(name="run-end-taken-for-deadlock",
+         file="runtime/loop.c",
+         old="    if (pd__stuck(rt) && (goal != NULL || rt->live_head != NULL))\n",
+         new="    if (pd__stuck(rt))\n",
+         inv="pd_run returns -EDEADLK when its last task ends in a turn's polls, "
+             "instead of 0",
+         run="c"),
+    dict(name="reap-aside-kept",
+         file="runtime/loop.c",
+         old="    rt->reaped_aside = 0;\n",
+         new="",
+         inv="a turn's reap subtracts the completions reaps outside turns took: "
+             "polls and ops_completed undercount, and a run that can never "
+             "progress waits for good",
+         run="c"),
+    dict(name="reap-cold-wake-polled",
+         file="runtime/loop.c",
+         old="            rt->stats.ops_completed++;\n            rt->reaped_aside++;\n",
+         new="            rt->stats.ops_completed++;\n",
+         inv="a completion whose task was not running is counted as a poll in "
+             "place too: ops_completed counts it twice, and a run stops before "
+             "its requests completed",
+         run="c"),
+    dict(name="enter-tail-unpublished",
+         file="runtime/ring.h",
+         old="    IO_URING_WRITE_ONCE(*sq->ktail, tail);\n",
+         new="",
+         inv="the turn's entry does not publish the submission queue's tail: the "
+             "kernel never sees what the turn queued",
+         run="plain"),
+    dict(name="drain-check-skipped",
+         file="runtime/rt_internal.h",
+         old="        return;\n    }\n    pd__drain_check(rt, n);\n",
+         new="        return;\n    }\n",
+         inv="an entry after which the kernel says deferred work is left never "
+             "enters again for it: cancelled requests linger in the kernel's "
+             "cancel lookup",
          run="plain"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
