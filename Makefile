@@ -22,6 +22,10 @@ PYTHON := $(shell for p in python3 /usr/bin/python3; do \
 	echo /usr/bin/python3)
 endif
 
+# The generator keeps its compiled templates here (gen/render.py): every
+# run of it, the tests' included, loads them instead of compiling them again.
+export POLLDROP_GEN_CACHE ?= $(CURDIR)/build/gen-cache
+
 WARN     := -std=gnu11 -Wall -Wextra -Werror
 CFLAGS   ?= -O2 -g
 # The sanitized build is also the checked one: PD_CHECKED keeps a registry of
@@ -37,11 +41,12 @@ SANFLAGS := -O1 -g $(SANITIZE)
 # tests, and the harness's malloc runs before the sanitizer's shadow is
 # mapped, which an -O0 build would check.
 SANTESTFLAGS := -O0 -g $(SANITIZE)
-# The plain runner's tests/*.c are compiled at -O1, in two thirds of the
-# time -O2 takes: the flow analysis behind -Wmaybe-uninitialized and the
-# like runs at -O1 already, and the test code is not what is measured (the
-# runtime and every future, the test specs' too, which the benchmarks
-# link, stay at $(CFLAGS)).
+# The plain runner's tests/*.c and the futures of tests/specs are compiled
+# at -O1, in two thirds of the time -O2 takes: the flow analysis behind
+# -Wmaybe-uninitialized and the like runs at -O1 already, and the test code
+# is not what is measured (the runtime and the library's and examples'
+# futures stay at $(CFLAGS); the benchmark compiles the three test specs it
+# links again at $(CFLAGS), into build/obj/bench).
 TESTFLAGS    := -O1 -g
 INC      := -Iruntime -Ibuild/gen -Ispecs
 URING     = $(shell pkg-config --libs liburing 2>/dev/null || echo -luring)
@@ -243,10 +248,10 @@ build/obj/gen/%.o: build/gen/%.c build/gen/.stamp $(RT_HDR) $(wildcard specs/*.h
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) -c $< -o $@
 
-build/obj/gen-test/%.o: build/gen-test/%.c build/gen-test/.stamp build/gen/.stamp $(RT_HDR)
+build/obj/gen-test/%.o: build/gen-test/%.c build/gen-test/.stamp build/gen/.stamp $(RT_HDR) $(TEST_HDR)
 	$(call say,CC,$<)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) -Ibuild/gen-test -Itests $(shell pkg-config --cflags check) -c $< -o $@
+	$(Q)$(CC) $(WARN) $(TESTFLAGS) $(INC) -Ibuild/gen-test -Itests $(shell pkg-config --cflags check) -c $< -o $@
 
 build/obj/gen-ex/%.o: build/gen-ex/%.c build/gen-ex/.stamp build/gen/.stamp $(RT_HDR)
 	$(call say,CC,$<)
@@ -263,7 +268,7 @@ build/asan/gen/%.o: build/gen/%.c build/gen/.stamp $(RT_HDR) $(wildcard specs/*.
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(WARN) $(SANFLAGS) $(INC) -c $< -o $@
 
-build/asan/gen-test/%.o: build/gen-test/%.c build/gen-test/.stamp build/gen/.stamp $(RT_HDR)
+build/asan/gen-test/%.o: build/gen-test/%.c build/gen-test/.stamp build/gen/.stamp $(RT_HDR) $(TEST_HDR)
 	$(call say,CC-SAN,$<)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(WARN) $(SANTESTFLAGS) $(INC) -Ibuild/gen-test -Itests $(shell pkg-config --cflags check) -c $< -o $@
@@ -500,8 +505,14 @@ build/uv_dcopy: bench/uv_dcopy.c | $(if $(HAVE_UV),,deps-bench)
 	$(call say,LD,$@)
 	$(Q)$(CC) $(WARN) -O2 $< -o $@ $(UV)
 
-BENCH_OBJ := build/obj/gen-echo/echo_client.o build/obj/gen-test/nops.o \
-             build/obj/gen-test/pipe_read.o build/obj/gen-test/hop.o
+# The test specs the benchmark links, compiled as the library is.
+BENCH_OBJ := build/obj/gen-echo/echo_client.o build/obj/bench/nops.o \
+             build/obj/bench/pipe_read.o build/obj/bench/hop.o
+
+build/obj/bench/%.o: build/gen-test/%.c build/gen-test/.stamp build/gen/.stamp $(RT_HDR) $(TEST_HDR)
+	$(call say,CC,$<)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) -Ibuild/gen-test -Itests -c $< -o $@
 
 build/bench: bench/bench.c bench/threads.c bench/threads.h build/libpolldrop.a $(BENCH_OBJ) | deps-bench
 	$(call say,LD,$@)

@@ -1294,6 +1294,22 @@ MUTANTS = [
          inv="5 no fd leak: read_file's descriptor is not the future's: a sync drop "
              "after the open leaks it",
          run="plain"),
+    # --- issue 18: make test's build CPU ---
+    dict(name="gen-cache-never-used",
+         file="gen/render.py",
+         old="        bytecode_cache=_template_cache(),\n",
+         new="        bytecode_cache=None,\n",
+         inv="generator: POLLDROP_GEN_CACHE is ignored: every run compiles the "
+             "templates again",
+         run="gen"),
+    dict(name="gen-cache-unreadable-is-an-error",
+         file="gen/render.py",
+         old="        try:\n            super().load_bytecode(bucket)\n        except Exception:\n"
+             "            bucket.reset()\n",
+         new="        super().load_bytecode(bucket)\n",
+         inv="generator: a cache of compiled templates that cannot be read (a path "
+             "under a regular file) fails the run instead of being ignored",
+         run="gen"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
