@@ -5,6 +5,7 @@ are wrapped in #line directives so that the C compiler reports an error in
 a snippet at the spec's file and line; the directive that returns to the
 generated file is numbered after rendering, when its line is known.
 """
+import hashlib
 import os
 import re
 
@@ -186,12 +187,17 @@ _COMMENT_BREAK = re.compile(r"(?<=/)(?=\*)|(?<=\*)(?=/)|(?<=\?)(?=\?)")
 
 class _TemplateCache(jinja2.FileSystemBytecodeCache):
     """The compiled templates kept in a directory, for the next run: each
-    entry is keyed by its template's path and checked against a checksum of
-    the template's text, so a template changed since is compiled again.
+    entry is keyed by its template's name (a fresh clone's or an install's
+    templates share the entries of the same text) and checked against a
+    checksum of the template's text, so a template changed since is
+    compiled again.
     Writes go through a temporary file and a rename, so runs side by side
     share one directory. A cache is only an optimisation: one that cannot be
     created, read or written, or an entry that does not load, is ignored and
     the template compiled as without it."""
+
+    def get_cache_key(self, name, filename=None):
+        return hashlib.sha1(name.encode("utf-8")).hexdigest()
 
     def load_bytecode(self, bucket):
         try:

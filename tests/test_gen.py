@@ -2152,6 +2152,16 @@ class TemplateCache(GenTest):
         self.assertEqual(out(warm, os.path.join(self.dir, "warm")),
                          out(plain, os.path.join(self.dir, "plain")))
 
+    def test_the_same_templates_elsewhere_are_not_compiled_again(self):
+        # A fresh clone's or an install's templates: the entries are those
+        # of the templates' names, checked against their text.
+        self.generate(os.path.join(self.dir, "a"), self.cache)
+        elsewhere = os.path.join(self.dir, "elsewhere")
+        shutil.copytree(self.templates, elsewhere)
+        self.templates = elsewhere
+        n, _ = self.generate(os.path.join(self.dir, "b"), self.cache)
+        self.assertEqual(n, 0)
+
     def test_a_changed_template_is_compiled_again(self):
         self.generate(os.path.join(self.dir, "a"), self.cache)
         with open(os.path.join(self.templates, "future.h.j2"), "a") as f:

@@ -1310,6 +1310,13 @@ MUTANTS = [
          inv="generator: a cache of compiled templates that cannot be read (a path "
              "under a regular file) fails the run instead of being ignored",
          run="gen"),
+    dict(name="gen-cache-keyed-by-path",
+         file="gen/render.py",
+         old="        return hashlib.sha1(name.encode(\"utf-8\")).hexdigest()\n",
+         new="        return super().get_cache_key(name, filename)\n",
+         inv="generator: the compiled templates are keyed by their path: a fresh "
+             "clone's or an install's templates compile again what is cached",
+         run="gen"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
