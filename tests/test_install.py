@@ -84,6 +84,8 @@ def outside(test, where, env):
                     ignore=shutil.ignore_patterns("build"))
     run(test, ["make"], cwd=dst, env=env)
     test.assertTrue(os.access(os.path.join(dst, "build", "check_greeter"), os.X_OK))
+    # The generator's compiled templates, for its next run (POLLDROP_GEN_CACHE).
+    test.assertTrue(os.listdir(os.path.join(dst, "build", "polldrop", ".cache")))
     out = run(test, ["make", "test"], cwd=dst, env=env)
     test.assertIn("100%: Checks: 1, Failures: 0, Errors: 0", out)
 
