@@ -14,13 +14,18 @@ endif
 # Found once per make (`?=` alone would make a recursive variable, and
 # every use would start the interpreters again), by finding the modules
 # without importing them (jsonschema alone takes a third of a second).
+# PYTHON is the interpreter itself (its sys.executable), not a version
+# manager's shim that finds it (a tenth of a CPU-second every start), and
+# exported: the makes the tests run, and scripts/deps.sh, use it as found.
 HAS_PY_MODS := -c 'import importlib.util as u, sys; \
-	sys.exit(not all(u.find_spec(m) for m in ("yaml", "jinja2", "jsonschema")))'
+	all(u.find_spec(m) for m in ("yaml", "jinja2", "jsonschema")) or sys.exit(1); \
+	print(sys.executable or sys.argv[1])'
 ifeq ($(origin PYTHON),undefined)
 PYTHON := $(shell for p in python3 /usr/bin/python3; do \
-	$$p $(HAS_PY_MODS) >/dev/null 2>&1 && { echo $$p; exit 0; }; done; \
+	$$p $(HAS_PY_MODS) $$p 2>/dev/null && exit 0; done; \
 	echo /usr/bin/python3)
 endif
+export PYTHON
 
 # The generator keeps its compiled templates here (gen/render.py): every
 # run of it, the tests' included, loads them instead of compiling them again.

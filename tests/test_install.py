@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
@@ -361,6 +362,19 @@ class Install(unittest.TestCase):
         flags = run(self, ["pkg-config", "--cflags", "polldrop", "polldrop-harness"], env=env)
         run(self, f"cc -std=gnu11 -Wall -Wextra -Werror -c out/w_harness_test.c -I out "
                   f"{flags.strip()} -o out/t.o", cwd=work, env=env, shell=True)
+
+        # A wrapper that finds the interpreter (a version manager's shim) is
+        # started once, to find it: the generator runs under the
+        # interpreter's own sys.executable.
+        starts = os.path.join(self.dir, "starts")
+        shim = os.path.join(self.dir, "shim")
+        with open(shim, "w") as f:
+            f.write(f'#!/bin/sh\necho start >>"{starts}"\nexec "{sys.executable}" "$@"\n')
+        os.chmod(shim, 0o755)
+        run(self, [link, "-o", "out2", "w.yaml"], cwd=work, env=dict(env, POLLDROP_PYTHON=shim))
+        self.assertTrue(os.path.isfile(os.path.join(work, "out2", "w.c")))
+        with open(starts) as f:
+            self.assertEqual(f.read(), "start\n")
 
         # Without a usable Python: one line that says what to install.
         r = subprocess.run([link, "w.yaml"], cwd=work, capture_output=True, text=True,

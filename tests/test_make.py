@@ -30,6 +30,26 @@ def would_build(objects, header=None):
     return {o for o in objects if re.search(rf"-o {re.escape(o)}(\s|$)", r.stdout)}
 
 
+class Python(unittest.TestCase):
+    """make's PYTHON is the interpreter itself, not a wrapper that finds one
+    (a version manager's shim costs a tenth of a CPU-second a start), and
+    the makes and scripts it runs get it from the environment rather than
+    finding it again."""
+
+    def test_python_is_the_interpreter_and_exported(self):
+        env = {k: v for k, v in make_env().items() if k != "PYTHON"}
+        r = subprocess.run(["make", "-s", "--no-print-directory", "--eval",
+                            "pd-test-python: ; @echo '$(PYTHON)'; echo \"$$PYTHON\"",
+                            "pd-test-python"],
+                           cwd=ROOT, env=env, capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        made, exported = r.stdout.splitlines()
+        self.assertEqual(exported, made)
+        real = subprocess.run([made, "-c", "import sys; print(sys.executable)"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        self.assertEqual(made, real)
+
+
 @unittest.skipUnless(os.path.isdir(GEN_TEST), "needs the test specs generated (make test)")
 class TestSpecObjects(unittest.TestCase):
     def test_a_tests_header_rebuilds_the_test_specs_that_include_it(self):
@@ -50,9 +70,13 @@ class TestSpecObjects(unittest.TestCase):
                        for o in (f"build/obj/gen-test/{n}.o", f"build/asan/gen-test/{n}.o",
                                  f"build/obj/bench/{n}.o")
                        if os.path.exists(os.path.join(ROOT, o))]
-            self.assertTrue(objects)
+            # The benchmark's objects, when built, may be older than the
+            # rest: make test does not build them. Only those up to date can
+            # tell whether the header would rebuild them.
+            stale = would_build(objects)
+            self.assertFalse([o for o in stale if "/bench/" not in o], "not up to date")
+            objects = [o for o in objects if o not in stale]
             with self.subTest(header=h):
-                self.assertEqual(would_build(objects), set(), "not up to date")
                 self.assertEqual(sorted(set(objects) - would_build(objects, f"tests/{h}")), [])
 
 
