@@ -2101,11 +2101,30 @@ class TemplateCache(GenTest):
     (make sets build/gen-cache for every generator run of the tree's build
     and tests), and loaded by the next run instead of compiled again. A
     template changed since is compiled again; a cache that cannot be read or
-    written is no error."""
+    written is no error. The class compiles the templates into one cache
+    once; each test starts from a copy of it."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.top = tempfile.mkdtemp(prefix="pd-gen-cache-")
+        cls.warm = os.path.join(cls.top, "cache")
+        t = cls("test_a_second_run_compiles_no_template")
+        GenTest.setUp(t)
+        try:
+            t.templates = os.path.join(ROOT, "templates")
+            cls.compiled, cls.first = t.generate(os.path.join(t.dir, "first"), cls.warm)
+        finally:
+            t.tearDown()
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.top)
 
     def setUp(self):
         super().setUp()
         self.cache = os.path.join(self.dir, "cache")
+        if os.path.isdir(self.warm):   # else the class's run wrote no cache
+            shutil.copytree(self.warm, self.cache)
         self.templates = os.path.join(self.dir, "templates")
         shutil.copytree(os.path.join(ROOT, "templates"), self.templates)
         self.good = self.spec("good", GOOD)
@@ -2113,7 +2132,7 @@ class TemplateCache(GenTest):
     def generate(self, out, cache):
         """Runs the generator as a new process would (no templates compiled
         yet) with POLLDROP_GEN_CACHE=cache (None: unset); returns how many
-        templates it compiled and what it wrote."""
+        templates it compiled and what it wrote, its directory as OUT."""
         import jinja2
         from gen import render
         compiled = []
@@ -2126,44 +2145,34 @@ class TemplateCache(GenTest):
         env = {k: v for k, v in os.environ.items() if k != "POLLDROP_GEN_CACHE"}
         if cache is not None:
             env["POLLDROP_GEN_CACHE"] = cache
+        good = self.spec("good", GOOD)
         with unittest.mock.patch.dict(os.environ, env, clear=True), \
                 unittest.mock.patch.object(render, "TEMPLATES", self.templates), \
                 unittest.mock.patch.object(render, "_ENV", None), \
                 unittest.mock.patch.object(jinja2.Environment, "compile", counting):
             self.out = out
-            self.assertEqual(self.run_gen(self.good, "--dot"), (0, ""))
+            self.assertEqual(self.run_gen(good, "--dot"), (0, ""))
         texts = {}
         for n in sorted(os.listdir(out)):
             with open(os.path.join(out, n)) as f:
-                texts[n] = f.read()
+                texts[n] = f.read().replace(out, "OUT").replace(self.dir, "DIR")
         return len(compiled), texts
 
     def test_a_second_run_compiles_no_template(self):
-        n, plain = self.generate(os.path.join(self.dir, "plain"), None)
-        self.assertGreater(n, 0)
-        n, cold = self.generate(os.path.join(self.dir, "cold"), self.cache)
-        self.assertGreater(n, 0)
-        self.assertTrue(os.listdir(self.cache))
-        n, warm = self.generate(os.path.join(self.dir, "warm"), self.cache)
+        self.assertGreater(self.compiled, 0)
+        n, texts = self.generate(os.path.join(self.dir, "warm"), self.cache)
         self.assertEqual(n, 0)
-        out = lambda texts, d: {k: v.replace(d, "OUT") for k, v in texts.items()}
-        self.assertEqual(out(cold, os.path.join(self.dir, "cold")),
-                         out(plain, os.path.join(self.dir, "plain")))
-        self.assertEqual(out(warm, os.path.join(self.dir, "warm")),
-                         out(plain, os.path.join(self.dir, "plain")))
+        self.assertEqual(texts, self.first)
 
     def test_the_same_templates_elsewhere_are_not_compiled_again(self):
-        # A fresh clone's or an install's templates: the entries are those
-        # of the templates' names, checked against their text.
-        self.generate(os.path.join(self.dir, "a"), self.cache)
-        elsewhere = os.path.join(self.dir, "elsewhere")
-        shutil.copytree(self.templates, elsewhere)
-        self.templates = elsewhere
-        n, _ = self.generate(os.path.join(self.dir, "b"), self.cache)
+        # A fresh clone's or an install's templates (the class compiled the
+        # tree's): the entries are those of the templates' names, checked
+        # against their text.
+        n, texts = self.generate(os.path.join(self.dir, "b"), self.cache)
         self.assertEqual(n, 0)
+        self.assertEqual(texts, self.first)
 
     def test_a_changed_template_is_compiled_again(self):
-        self.generate(os.path.join(self.dir, "a"), self.cache)
         with open(os.path.join(self.templates, "future.h.j2"), "a") as f:
             f.write("/* changed since the cache was written */\n")
         n, texts = self.generate(os.path.join(self.dir, "b"), self.cache)
@@ -2174,18 +2183,13 @@ class TemplateCache(GenTest):
         self.assertIn("/* changed since the cache was written */", texts["good.h"])
 
     def test_a_cache_that_cannot_be_used_is_no_error(self):
-        _, plain = self.generate(os.path.join(self.dir, "plain"), None)
-        same = lambda texts, d: self.assertEqual(
-            {k: v.replace(os.path.join(self.dir, d), "OUT") for k, v in texts.items()},
-            {k: v.replace(os.path.join(self.dir, "plain"), "OUT") for k, v in plain.items()})
         # Under a regular file: neither read nor written.
         with open(os.path.join(self.dir, "file"), "w") as f:
             f.write("not a directory\n")
         n, texts = self.generate(os.path.join(self.dir, "a"), os.path.join(self.dir, "file", "c"))
         self.assertGreater(n, 0)
-        same(texts, "a")
+        self.assertEqual(texts, self.first)
         # Every entry truncated or garbage: compiled again, and rewritten.
-        self.generate(os.path.join(self.dir, "b"), self.cache)
         for i, name in enumerate(sorted(os.listdir(self.cache))):
             with open(os.path.join(self.cache, name), "r+b") as f:
                 data = f.read()
@@ -2194,7 +2198,7 @@ class TemplateCache(GenTest):
                 f.write(data[:len(data) // 2] if i % 2 else b"\x00garbage")
         n, texts = self.generate(os.path.join(self.dir, "c"), self.cache)
         self.assertGreater(n, 0)
-        same(texts, "c")
+        self.assertEqual(texts, self.first)
         n, texts = self.generate(os.path.join(self.dir, "d"), self.cache)
         self.assertEqual(n, 0)
-        same(texts, "d")
+        self.assertEqual(texts, self.first)
