@@ -14,13 +14,22 @@ endif
 # Found once per make (`?=` alone would make a recursive variable, and
 # every use would start the interpreters again), by finding the modules
 # without importing them (jsonschema alone takes a third of a second).
+# PYTHON is the interpreter itself (its sys.executable), not a version
+# manager's shim that finds it (a tenth of a CPU-second every start), and
+# exported: the makes the tests run, and scripts/deps.sh, use it as found.
 HAS_PY_MODS := -c 'import importlib.util as u, sys; \
-	sys.exit(not all(u.find_spec(m) for m in ("yaml", "jinja2", "jsonschema")))'
+	all(u.find_spec(m) for m in ("yaml", "jinja2", "jsonschema")) or sys.exit(1); \
+	print(sys.executable or sys.argv[1])'
 ifeq ($(origin PYTHON),undefined)
 PYTHON := $(shell for p in python3 /usr/bin/python3; do \
-	$$p $(HAS_PY_MODS) >/dev/null 2>&1 && { echo $$p; exit 0; }; done; \
+	$$p $(HAS_PY_MODS) $$p 2>/dev/null && exit 0; done; \
 	echo /usr/bin/python3)
 endif
+export PYTHON
+
+# The generator keeps its compiled templates here (gen/render.py): every
+# run of it, the tests' included, loads them instead of compiling them again.
+export POLLDROP_GEN_CACHE ?= $(CURDIR)/build/gen-cache
 
 WARN     := -std=gnu11 -Wall -Wextra -Werror
 CFLAGS   ?= -O2 -g
@@ -29,19 +38,23 @@ CFLAGS   ?= -O2 -g
 SANITIZE := -fsanitize=address,undefined -fno-omit-frame-pointer \
             -fno-sanitize-recover=all -DPD_CHECKED
 SANFLAGS := -O1 -g $(SANITIZE)
-# The test-only code of the sanitized runner (tests/*.c and the futures of
-# tests/specs) is compiled at -O0: it compiles in a third of the time, and
-# the plain build compiles the same files optimised (below), with the
-# warnings only an optimising compile gives. The runtime, the library futures, the
-# examples' futures and the harness stay at -O1: they are what the runner
-# tests, and the harness's malloc runs before the sanitizer's shadow is
-# mapped, which an -O0 build would check.
+# The sanitized runner's code other than the runtime and the harness
+# (tests/*.c, and every future: the library's, the test specs', the
+# examples' and httpd's) is compiled at -O0, in half the time -O1 takes
+# under the sanitizers: the plain build compiles the same files optimised,
+# with the warnings only an optimising compile gives, and the runs' CPU time
+# grows by about 3% (it goes to the runtime, the kernel and the sanitizers'
+# own work): 3 CPU-s against 8 of compiling. The runtime and the harness
+# stay at -O1: the runtime is where the runs' time goes, and the harness's
+# malloc runs before the sanitizer's shadow is mapped, which an -O0 build
+# would check.
 SANTESTFLAGS := -O0 -g $(SANITIZE)
-# The plain runner's tests/*.c are compiled at -O1, in two thirds of the
-# time -O2 takes: the flow analysis behind -Wmaybe-uninitialized and the
-# like runs at -O1 already, and the test code is not what is measured (the
-# runtime and every future, the test specs' too, which the benchmarks
-# link, stay at $(CFLAGS)).
+# The plain runner's tests/*.c and the futures of tests/specs are compiled
+# at -O1, in two thirds of the time -O2 takes: the flow analysis behind
+# -Wmaybe-uninitialized and the like runs at -O1 already, and the test code
+# is not what is measured (the runtime and the library's and examples'
+# futures stay at $(CFLAGS); the benchmark compiles the three test specs it
+# links again at $(CFLAGS), into build/obj/bench).
 TESTFLAGS    := -O1 -g
 INC      := -Iruntime -Ibuild/gen -Ispecs
 URING     = $(shell pkg-config --libs liburing 2>/dev/null || echo -luring)
@@ -243,10 +256,10 @@ build/obj/gen/%.o: build/gen/%.c build/gen/.stamp $(RT_HDR) $(wildcard specs/*.h
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) -c $< -o $@
 
-build/obj/gen-test/%.o: build/gen-test/%.c build/gen-test/.stamp build/gen/.stamp $(RT_HDR)
+build/obj/gen-test/%.o: build/gen-test/%.c build/gen-test/.stamp build/gen/.stamp $(RT_HDR) $(TEST_HDR)
 	$(call say,CC,$<)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) -Ibuild/gen-test -Itests $(shell pkg-config --cflags check) -c $< -o $@
+	$(Q)$(CC) $(WARN) $(TESTFLAGS) $(INC) -Ibuild/gen-test -Itests $(shell pkg-config --cflags check) -c $< -o $@
 
 build/obj/gen-ex/%.o: build/gen-ex/%.c build/gen-ex/.stamp build/gen/.stamp $(RT_HDR)
 	$(call say,CC,$<)
@@ -261,9 +274,9 @@ $(RT_OBJ_ASAN): build/asan/%.o: runtime/%.c $(RT_HDR) $(RT_INT) | deps
 build/asan/gen/%.o: build/gen/%.c build/gen/.stamp $(RT_HDR) $(wildcard specs/*.h)
 	$(call say,CC-SAN,$<)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(CC) $(WARN) $(SANFLAGS) $(INC) -c $< -o $@
+	$(Q)$(CC) $(WARN) $(SANTESTFLAGS) $(INC) -c $< -o $@
 
-build/asan/gen-test/%.o: build/gen-test/%.c build/gen-test/.stamp build/gen/.stamp $(RT_HDR)
+build/asan/gen-test/%.o: build/gen-test/%.c build/gen-test/.stamp build/gen/.stamp $(RT_HDR) $(TEST_HDR)
 	$(call say,CC-SAN,$<)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(WARN) $(SANTESTFLAGS) $(INC) -Ibuild/gen-test -Itests $(shell pkg-config --cflags check) -c $< -o $@
@@ -412,7 +425,7 @@ build/obj/gen-echo/%.o: build/gen-echo/%.c build/gen-echo/.stamp examples/echo/e
 build/asan/gen-echo/%.o: build/gen-echo/%.c build/gen-echo/.stamp examples/echo/echo_link.h $(RT_HDR)
 	$(call say,CC-SAN,$<)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(CC) $(WARN) $(SANFLAGS) $(INC) $(ECHO_INC) -c $< -o $@
+	$(Q)$(CC) $(WARN) $(SANTESTFLAGS) $(INC) $(ECHO_INC) -c $< -o $@
 
 build/echo_server build/echo_client: build/%: examples/echo/%.c examples/args.h $(ECHO_OBJ) \
                                      build/libpolldrop.a
@@ -437,7 +450,7 @@ build/obj/gen-$(1)/%.o: build/gen-$(1)/%.c build/gen-$(1)/.stamp build/gen/.stam
 build/asan/gen-$(1)/%.o: build/gen-$(1)/%.c build/gen-$(1)/.stamp build/gen/.stamp $(RT_HDR)
 	$$(call say,CC-SAN,$$<)
 	$(Q)mkdir -p $$(@D)
-	$(Q)$$(CC) $(WARN) $(SANFLAGS) $(INC) -Ibuild/gen-$(1) -c $$< -o $$@
+	$(Q)$$(CC) $(WARN) $(SANTESTFLAGS) $(INC) -Ibuild/gen-$(1) -c $$< -o $$@
 build/$(1): examples/$(1)/$(1).c examples/args.h $(patsubst %,build/obj/gen-$(1)/%.o,$(call small_names,$(1))) \
             build/libpolldrop.a
 	$$(call say,LD,$$@)
@@ -464,7 +477,7 @@ build/asan/httpd/%.o: examples/httpd/%.c $(wildcard examples/httpd/*.h) $(RT_HDR
                       build/gen-httpd/.stamp
 	$(call say,CC-SAN,$<)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(CC) $(WARN) $(SANFLAGS) $(INC) $(HTTPD_INC) -c $< -o $@
+	$(Q)$(CC) $(WARN) $(SANTESTFLAGS) $(INC) $(HTTPD_INC) -c $< -o $@
 
 build/obj/gen-httpd/%.o: build/gen-httpd/%.c build/gen-httpd/.stamp examples/httpd/http.h $(RT_HDR)
 	$(call say,CC,$<)
@@ -474,7 +487,7 @@ build/obj/gen-httpd/%.o: build/gen-httpd/%.c build/gen-httpd/.stamp examples/htt
 build/asan/gen-httpd/%.o: build/gen-httpd/%.c build/gen-httpd/.stamp examples/httpd/http.h $(RT_HDR)
 	$(call say,CC-SAN,$<)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(CC) $(WARN) $(SANFLAGS) $(INC) $(HTTPD_INC) -c $< -o $@
+	$(Q)$(CC) $(WARN) $(SANTESTFLAGS) $(INC) $(HTTPD_INC) -c $< -o $@
 
 build/httpd: examples/httpd/httpd.c examples/args.h $(HTTPD_OBJ) build/libpolldrop.a
 	$(call say,LD,$@)
@@ -500,8 +513,14 @@ build/uv_dcopy: bench/uv_dcopy.c | $(if $(HAVE_UV),,deps-bench)
 	$(call say,LD,$@)
 	$(Q)$(CC) $(WARN) -O2 $< -o $@ $(UV)
 
-BENCH_OBJ := build/obj/gen-echo/echo_client.o build/obj/gen-test/nops.o \
-             build/obj/gen-test/pipe_read.o build/obj/gen-test/hop.o
+# The test specs the benchmark links, compiled as the library is.
+BENCH_OBJ := build/obj/gen-echo/echo_client.o build/obj/bench/nops.o \
+             build/obj/bench/pipe_read.o build/obj/bench/hop.o
+
+build/obj/bench/%.o: build/gen-test/%.c build/gen-test/.stamp build/gen/.stamp $(RT_HDR) $(TEST_HDR)
+	$(call say,CC,$<)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(WARN) $(CFLAGS) $(INC) -Ibuild/gen-test -Itests -c $< -o $@
 
 build/bench: bench/bench.c bench/threads.c bench/threads.h build/libpolldrop.a $(BENCH_OBJ) | deps-bench
 	$(call say,LD,$@)

@@ -14,6 +14,8 @@
 #                      (write_all, read_file, ...) are found without it.
 #   POLLDROP_GEN       the generator               (default: polldrop-gen on PATH)
 #   POLLDROP_GEN_FLAGS more generator flags, e.g. --dot
+#   POLLDROP_GEN_CACHE where the generator keeps its compiled templates for
+#                      its next run   (default: $(POLLDROP_GEN_DIR)/.cache)
 #   PKG_CONFIG         (default: pkg-config)
 #
 # It defines:
@@ -47,6 +49,7 @@ POLLDROP_GEN_DIR   ?= build/polldrop
 POLLDROP_INCLUDE   ?=
 POLLDROP_GEN       ?= polldrop-gen
 POLLDROP_GEN_FLAGS ?=
+POLLDROP_GEN_CACHE ?= $(POLLDROP_GEN_DIR)/.cache
 
 POLLDROP_NAMES  := $(basename $(notdir $(POLLDROP_SPECS)))
 POLLDROP_GEN_C  := $(POLLDROP_NAMES:%=$(POLLDROP_GEN_DIR)/%.c)
@@ -71,7 +74,8 @@ ifneq ($(strip $(POLLDROP_SPECS)),)
 $(POLLDROP_GEN_C) $(POLLDROP_GEN_H) &: $(POLLDROP_SPECS) $(POLLDROP_GEN_DEPS)
 	$(if $(POLLDROP_GEN_PATH),,$(error polldrop.mk: $(POLLDROP_GEN) is not on PATH \
 	    (add PREFIX/bin of the polldrop install, or set POLLDROP_GEN)))
-	$(POLLDROP_GEN) -o $(POLLDROP_GEN_DIR) $(POLLDROP_INCLUDE:%=-I %) \
+	POLLDROP_GEN_CACHE='$(POLLDROP_GEN_CACHE)' $(POLLDROP_GEN) -o $(POLLDROP_GEN_DIR) \
+	    $(POLLDROP_INCLUDE:%=-I %) \
 	    $(POLLDROP_GEN_FLAGS) $(POLLDROP_SPECS)
 
 # Every object depends on every generated header: a spec may embed another.

@@ -5,6 +5,7 @@ are wrapped in #line directives so that the C compiler reports an error in
 a snippet at the spec's file and line; the directive that returns to the
 generated file is numbered after rendering, when its line is known.
 """
+import hashlib
 import os
 import re
 
@@ -184,9 +185,46 @@ def comment_line(s):
 _COMMENT_BREAK = re.compile(r"(?<=/)(?=\*)|(?<=\*)(?=/)|(?<=\?)(?=\?)")
 
 
+class _TemplateCache(jinja2.FileSystemBytecodeCache):
+    """The compiled templates kept in a directory, for the next run: each
+    entry is keyed by its template's name (a fresh clone's or an install's
+    templates share the entries of the same text) and checked against a
+    checksum of the template's text, so a template changed since is
+    compiled again.
+    Writes go through a temporary file and a rename, so runs side by side
+    share one directory. A cache is only an optimisation: one that cannot be
+    created, read or written, or an entry that does not load, is ignored and
+    the template compiled as without it."""
+
+    def get_cache_key(self, name, filename=None):
+        return hashlib.sha1(name.encode("utf-8")).hexdigest()
+
+    def load_bytecode(self, bucket):
+        try:
+            super().load_bytecode(bucket)
+        except Exception:
+            bucket.reset()
+
+    def dump_bytecode(self, bucket):
+        try:
+            os.makedirs(self.directory, exist_ok=True)
+            super().dump_bytecode(bucket)
+        except OSError:
+            pass
+
+
+def _template_cache():
+    """The cache of compiled templates POLLDROP_GEN_CACHE names (the tree's
+    Makefile sets build/gen-cache), or None: compiling the templates is most
+    of a short run's time. The directory is trusted as build output is."""
+    where = os.environ.get("POLLDROP_GEN_CACHE")
+    return _TemplateCache(where) if where else None
+
+
 def _env():
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
+        bytecode_cache=_template_cache(),
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,

@@ -10,6 +10,7 @@ import subprocess
 import tempfile
 import textwrap
 import unittest
+import unittest.mock
 
 from gen import cli, loader
 from gen.errors import Pos
@@ -2093,3 +2094,111 @@ class OwnedErrors(GenTest):
                          "f.yaml:12:14: error: KEEP is only allowed in the then of a recv "
                          "with group (it moves that then's buf), or on a param or field "
                          "with owns: file (the file is complete)")
+
+
+class TemplateCache(GenTest):
+    """POLLDROP_GEN_CACHE: the templates compiled once, kept in a directory
+    (make sets build/gen-cache for every generator run of the tree's build
+    and tests), and loaded by the next run instead of compiled again. A
+    template changed since is compiled again; a cache that cannot be read or
+    written is no error. The class compiles the templates into one cache
+    once; each test starts from a copy of it."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.top = tempfile.mkdtemp(prefix="pd-gen-cache-")
+        cls.warm = os.path.join(cls.top, "cache")
+        t = cls("test_a_second_run_compiles_no_template")
+        GenTest.setUp(t)
+        try:
+            t.templates = os.path.join(ROOT, "templates")
+            cls.compiled, cls.first = t.generate(os.path.join(t.dir, "first"), cls.warm)
+        finally:
+            t.tearDown()
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.top)
+
+    def setUp(self):
+        super().setUp()
+        self.cache = os.path.join(self.dir, "cache")
+        if os.path.isdir(self.warm):   # else the class's run wrote no cache
+            shutil.copytree(self.warm, self.cache)
+        self.templates = os.path.join(self.dir, "templates")
+        shutil.copytree(os.path.join(ROOT, "templates"), self.templates)
+        self.good = self.spec("good", GOOD)
+
+    def generate(self, out, cache):
+        """Runs the generator as a new process would (no templates compiled
+        yet) with POLLDROP_GEN_CACHE=cache (None: unset); returns how many
+        templates it compiled and what it wrote, its directory as OUT."""
+        import jinja2
+        from gen import render
+        compiled = []
+        real = jinja2.Environment.compile
+
+        def counting(env, source, *args, **kw):
+            compiled.append(args[0] if args else kw.get("name"))
+            return real(env, source, *args, **kw)
+
+        env = {k: v for k, v in os.environ.items() if k != "POLLDROP_GEN_CACHE"}
+        if cache is not None:
+            env["POLLDROP_GEN_CACHE"] = cache
+        good = self.spec("good", GOOD)
+        with unittest.mock.patch.dict(os.environ, env, clear=True), \
+                unittest.mock.patch.object(render, "TEMPLATES", self.templates), \
+                unittest.mock.patch.object(render, "_ENV", None), \
+                unittest.mock.patch.object(jinja2.Environment, "compile", counting):
+            self.out = out
+            self.assertEqual(self.run_gen(good, "--dot"), (0, ""))
+        texts = {}
+        for n in sorted(os.listdir(out)):
+            with open(os.path.join(out, n)) as f:
+                texts[n] = f.read().replace(out, "OUT").replace(self.dir, "DIR")
+        return len(compiled), texts
+
+    def test_a_second_run_compiles_no_template(self):
+        self.assertGreater(self.compiled, 0)
+        n, texts = self.generate(os.path.join(self.dir, "warm"), self.cache)
+        self.assertEqual(n, 0)
+        self.assertEqual(texts, self.first)
+
+    def test_the_same_templates_elsewhere_are_not_compiled_again(self):
+        # A fresh clone's or an install's templates (the class compiled the
+        # tree's): the entries are those of the templates' names, checked
+        # against their text.
+        n, texts = self.generate(os.path.join(self.dir, "b"), self.cache)
+        self.assertEqual(n, 0)
+        self.assertEqual(texts, self.first)
+
+    def test_a_changed_template_is_compiled_again(self):
+        with open(os.path.join(self.templates, "future.h.j2"), "a") as f:
+            f.write("/* changed since the cache was written */\n")
+        n, texts = self.generate(os.path.join(self.dir, "b"), self.cache)
+        self.assertGreater(n, 0)
+        self.assertIn("/* changed since the cache was written */", texts["good.h"])
+        n, texts = self.generate(os.path.join(self.dir, "c"), self.cache)
+        self.assertEqual(n, 0)
+        self.assertIn("/* changed since the cache was written */", texts["good.h"])
+
+    def test_a_cache_that_cannot_be_used_is_no_error(self):
+        # Under a regular file: neither read nor written.
+        with open(os.path.join(self.dir, "file"), "w") as f:
+            f.write("not a directory\n")
+        n, texts = self.generate(os.path.join(self.dir, "a"), os.path.join(self.dir, "file", "c"))
+        self.assertGreater(n, 0)
+        self.assertEqual(texts, self.first)
+        # Every entry truncated or garbage: compiled again, and rewritten.
+        for i, name in enumerate(sorted(os.listdir(self.cache))):
+            with open(os.path.join(self.cache, name), "r+b") as f:
+                data = f.read()
+                f.seek(0)
+                f.truncate()
+                f.write(data[:len(data) // 2] if i % 2 else b"\x00garbage")
+        n, texts = self.generate(os.path.join(self.dir, "c"), self.cache)
+        self.assertGreater(n, 0)
+        self.assertEqual(texts, self.first)
+        n, texts = self.generate(os.path.join(self.dir, "d"), self.cache)
+        self.assertEqual(n, 0)
+        self.assertEqual(texts, self.first)

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
@@ -84,6 +85,8 @@ def outside(test, where, env):
                     ignore=shutil.ignore_patterns("build"))
     run(test, ["make"], cwd=dst, env=env)
     test.assertTrue(os.access(os.path.join(dst, "build", "check_greeter"), os.X_OK))
+    # The generator's compiled templates, for its next run (POLLDROP_GEN_CACHE).
+    test.assertTrue(os.listdir(os.path.join(dst, "build", "polldrop", ".cache")))
     out = run(test, ["make", "test"], cwd=dst, env=env)
     test.assertIn("100%: Checks: 1, Failures: 0, Errors: 0", out)
 
@@ -338,8 +341,18 @@ class Install(unittest.TestCase):
         link = os.path.join(self.dir, "polldrop-gen")
         os.symlink(os.path.join(self.stage, "opt/pd/bin/polldrop-gen"), link)
         # The library spec write_all is found without -I.
-        run(self, [link, "-o", "out", "w.yaml"], cwd=work, env=env)
+        # A wrapper that finds the interpreter (a version manager's shim) is
+        # started once, to find it: the generator runs under the
+        # interpreter's own sys.executable.
+        starts = os.path.join(self.dir, "starts")
+        shim = os.path.join(self.dir, "shim")
+        with open(shim, "w") as f:
+            f.write(f'#!/bin/sh\necho start >>"{starts}"\nexec "{sys.executable}" "$@"\n')
+        os.chmod(shim, 0o755)
+        run(self, [link, "-o", "out", "w.yaml"], cwd=work, env=dict(env, POLLDROP_PYTHON=shim))
         self.assertTrue(os.path.isfile(os.path.join(work, "out", "w.c")))
+        with open(starts) as f:
+            self.assertEqual(f.read(), "start\n")
         self.assertFalse(os.path.exists(os.path.join(work, "gen", "__pycache__")))
         # --stats compiles a probe against the installed runtime headers.
         out = run(self, [link, "--stats", "-o", "out", "w.yaml"], cwd=work, env=env)

@@ -1419,6 +1419,29 @@ MUTANTS = [
              "enters again for it: cancelled requests linger in the kernel's "
              "cancel lookup",
          run="plain"),
+    # --- issue 18: make test's build CPU ---
+    dict(name="gen-cache-never-used",
+         file="gen/render.py",
+         old="        bytecode_cache=_template_cache(),\n",
+         new="        bytecode_cache=None,\n",
+         inv="generator: POLLDROP_GEN_CACHE is ignored: every run compiles the "
+             "templates again",
+         run="gen"),
+    dict(name="gen-cache-unreadable-is-an-error",
+         file="gen/render.py",
+         old="        try:\n            super().load_bytecode(bucket)\n        except Exception:\n"
+             "            bucket.reset()\n",
+         new="        super().load_bytecode(bucket)\n",
+         inv="generator: a cache of compiled templates that cannot be read (a path "
+             "under a regular file) fails the run instead of being ignored",
+         run="gen"),
+    dict(name="gen-cache-keyed-by-path",
+         file="gen/render.py",
+         old="        return hashlib.sha1(name.encode(\"utf-8\")).hexdigest()\n",
+         new="        return super().get_cache_key(name, filename)\n",
+         inv="generator: the compiled templates are keyed by their path: a fresh "
+             "clone's or an install's templates compile again what is cached",
+         run="gen"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
