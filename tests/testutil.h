@@ -62,7 +62,6 @@ int pd_test_uring_ok(int *why);
  */
 #define PD_TEST_OWN_ENGINE "own-engine"
 
-
 /* A runtime for one test (on the engine PD_ENGINE chooses); fails the test if none can be had. */
 pd_runtime *pd_test_rt(void);
 
