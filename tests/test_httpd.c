@@ -2625,6 +2625,19 @@ static int ka_start(pd_runtime **rt, http_srv *srv, int sv[2], long long idle_ms
 }
 
 /*
+ * Ends what ka_start made, once its task has ended and been released:
+ * the client's end, the runtime, the server state, the root and the tree.
+ */
+static void ka_stop(pd_runtime *rt, http_srv *srv, int sv[2], int rootfd)
+{
+    close(sv[1]);
+    pd_runtime_free(rt);
+    http_srv_fini(srv);
+    close(rootfd);
+    tree_remove(&cf.t);
+}
+
+/*
  * A keep-alive connection waits for its next request on the thread's
  * hot list, with no timer of its own; the sweep at HTTP_HOT_MS after its
  * response cancels its receive, and the connection gives its block back
@@ -2686,11 +2699,7 @@ START_TEST(httpd_keepalive_sweep)
     ck_assert_int_eq(srv.live, 0);
     ck_assert_ptr_null(srv.conns);
     pd_task_release(t);
-    close(sv[1]);
-    pd_runtime_free(rt);
-    http_srv_fini(&srv);
-    close(rootfd);
-    tree_remove(&cf.t);
+    ka_stop(rt, &srv, sv, rootfd);
 }
 END_TEST
 
@@ -2863,11 +2872,7 @@ START_TEST(httpd_sweep_loses_no_request)
     ck_assert_int_eq(pd_task_wait(t), 0);
     pd_task_release(t);
     ck_assert_int_eq(srv.live, 0);
-    close(sv[1]);
-    pd_runtime_free(rt);
-    http_srv_fini(&srv);
-    close(rootfd);
-    tree_remove(&cf.t);
+    ka_stop(rt, &srv, sv, rootfd);
 }
 END_TEST
 
