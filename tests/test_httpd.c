@@ -2534,6 +2534,7 @@ static void conn_setup(void *ctx)
 {
     static const char req[] = "GET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n"
                               "GET /mid.bin HTTP/1.1\r\nHost: t\r\n\r\n"
+                              "GET /mid.bin HTTP/1.1\r\nHost: t\r\n\r\n"
                               "GET /4k.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
     conn_fixture *f = ctx;
     char date[40];
@@ -2546,6 +2547,7 @@ static void conn_setup(void *ctx)
     ck_assert_int_ge(f->rootfd, 0);
     http_srv_init(&f->srv, f->rootfd, 10000, 5000, 60000, 1000, 10);
     f->srv.body = HTTP_BODY_SPLICE; /* mid.bin goes through the splice states */
+    f->srv.ofiles.valid_ms = 3600000; /* the second mid.bin: the descriptor kept open */
     /* The pool gets its block before counting starts: a warm server. */
     ck_assert_int_eq(http_pool_get(&f->srv.pool, &f->spare[0]), 0);
     http_pool_put(&f->srv.pool, f->spare[0]);
@@ -2554,7 +2556,8 @@ static void conn_setup(void *ctx)
     f->peer = sv[1];
     /* Non-blocking, as http_accept makes a connection under -L splice. */
     ck_assert_int_eq(fcntl(f->fd, F_SETFL, O_NONBLOCK), 0);
-    /* Three pipelined requests (the second spliced), then the client's end of stream. */
+    /* Four pipelined requests (the second and third spliced, the third
+       from the descriptor the second kept), then the client's end of stream. */
     pd_test_write(f->peer, req, sizeof(req) - 1);
     shutdown(f->peer, SHUT_WR);
 }
@@ -2602,8 +2605,8 @@ START_TEST(httpd_conn_cancel_points)
     pd_harness_run(&c, &st);
     tree_remove(&cf.t);
     /* peek, recv; open, read, send; open (the head and the body go by the
-       thread's own send and splices); open, read, send: nine, then the
-       teardown's steps. */
+       thread's own send and splices; the kept one's too, with no ring
+       entry at all); open, read, send: nine, then the teardown's steps. */
     ck_assert_int_ge(st.points, 9);
 }
 END_TEST
@@ -2641,6 +2644,19 @@ static int ka_start(pd_runtime **rt, http_srv *srv, int sv[2], long long idle_ms
     *t = http_conn_spawn(*rt, sv[0], srv);
     ck_assert_ptr_nonnull(*t);
     return rootfd;
+}
+
+/*
+ * Ends what ka_start made, once its task has ended and been released:
+ * the client's end, the runtime, the server state, the root and the tree.
+ */
+static void ka_stop(pd_runtime *rt, http_srv *srv, int sv[2], int rootfd)
+{
+    close(sv[1]);
+    pd_runtime_free(rt);
+    http_srv_fini(srv);
+    close(rootfd);
+    tree_remove(&cf.t);
 }
 
 /*
@@ -2705,11 +2721,7 @@ START_TEST(httpd_keepalive_sweep)
     ck_assert_int_eq(srv.live, 0);
     ck_assert_ptr_null(srv.conns);
     pd_task_release(t);
-    close(sv[1]);
-    pd_runtime_free(rt);
-    http_srv_fini(&srv);
-    close(rootfd);
-    tree_remove(&cf.t);
+    ka_stop(rt, &srv, sv, rootfd);
 }
 END_TEST
 
@@ -2743,7 +2755,11 @@ static size_t run_and_read(pd_runtime *rt, int fd, char *buf, size_t want)
  * calls). Its pipe is the thread's spare one afterwards and serves the
  * next response. Through a socket whose buffer is smaller than the body,
  * what the socket does not take waits in the pipe (send_wait) and the
- * whole body still arrives in order.
+ * whole body still arrives in order. With the large files kept open
+ * (_i 1: http_ofiles), the requests after the first cost the ring only
+ * the next receive: each is served from a duplicate of the descriptor the
+ * first one kept, and the slot keeps that descriptor and its stamp (a
+ * hit does not keep its duplicate again, which would renew its validity).
  */
 START_TEST(httpd_large_body_by_the_threads_splices)
 {
@@ -2754,6 +2770,7 @@ START_TEST(httpd_large_body_by_the_threads_splices)
     http_srv srv;
     pd_task *t;
     pd_stats a, b;
+    http_ofile kept = { .fd = -1, .klen = 0 };
     int sv[2], rootfd, small = 4096;
 
     tree_make(&cf.t);
@@ -2762,6 +2779,7 @@ START_TEST(httpd_large_body_by_the_threads_splices)
     ck_assert_int_eq(pd_runtime_new(&rt, NULL), 0);
     http_srv_init(&srv, rootfd, 10000, 5000, 60000, 1000, 10);
     srv.body = HTTP_BODY_SPLICE;
+    srv.ofiles.valid_ms = _i ? 3600000 : 0;
     ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
     ck_assert_int_eq(fcntl(sv[0], F_SETFL, O_NONBLOCK), 0);
     srv.live++;
@@ -2790,9 +2808,18 @@ START_TEST(httpd_large_body_by_the_threads_splices)
             ck_assert_int_ge(pd_run_once(rt, 0), 0);
         ck_assert_ptr_nonnull(srv.hot.head);
         pd_runtime_stats(rt, &b);
-        if (round == 1) /* the open and the next receive */
-            ck_assert_uint_eq(b.ops_submitted - a.ops_submitted, 2);
+        if (round == 1) /* the open (none for a kept file) and the next receive */
+            ck_assert_uint_eq(b.ops_submitted - a.ops_submitted, _i ? 1 : 2);
         ck_assert_int_eq(srv.pipes.n, 1);
+        ck_assert_uint_eq(srv.ofiles.hits, _i ? (uint64_t)round : 0);
+        if (_i && round == 0)
+            kept = srv.ofiles.f[0];
+        ck_assert_int_eq(srv.ofiles.f[0].klen, _i ? sizeof("mid.bin") - 1 : 0);
+        if (_i) {
+            ck_assert_int_ge(kept.fd, 0);
+            ck_assert_int_eq(srv.ofiles.f[0].fd, kept.fd);
+            ck_assert_int_eq(srv.ofiles.f[0].stamp, kept.stamp);
+        }
     }
     close(sv[1]);
     http_srv_sweep(&srv, srv.hot.head->deadline);
@@ -2867,11 +2894,7 @@ START_TEST(httpd_sweep_loses_no_request)
     ck_assert_int_eq(pd_task_wait(t), 0);
     pd_task_release(t);
     ck_assert_int_eq(srv.live, 0);
-    close(sv[1]);
-    pd_runtime_free(rt);
-    http_srv_fini(&srv);
-    close(rootfd);
-    tree_remove(&cf.t);
+    ka_stop(rt, &srv, sv, rootfd);
 }
 END_TEST
 
@@ -2940,7 +2963,7 @@ Suite *pd_suite_httpd(void)
     tcase_set_tags(fut, "harness");
     tcase_add_test(fut, httpd_conn_cancel_points);
     tcase_add_test(fut, httpd_keepalive_sweep);
-    tcase_add_test(fut, httpd_large_body_by_the_threads_splices);
+    tcase_add_loop_test(fut, httpd_large_body_by_the_threads_splices, 0, 2);
     suite_add_tcase(s, proto);
     suite_add_tcase(s, srv);
     suite_add_tcase(s, fut);

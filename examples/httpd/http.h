@@ -175,6 +175,9 @@ void http_pool_drain(http_pool *p);
 #define HTTP_CACHE_KEY 128u
 #define HTTP_CACHE_BODY 7168u   /* a cached body and its head fit in the output */
 #define HTTP_CACHE_HEAD 512u    /* room for a 200 head before each cached body */
+/* A file is cached or kept open, never both: http_conn's file state asks
+   the cache for a kept file too, and relies on it refusing one. */
+_Static_assert(HTTP_CACHE_BODY < HTTP_SPLICE_MIN, "a kept file must be too large to cache");
 #define HTTP_CACHE_ENTRIES 128  /* the default of -C, per thread */
 #define HTTP_CACHE_VALID_MS 1000 /* the default of -V */
 #define HTTP_CNIL UINT32_MAX

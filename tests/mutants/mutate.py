@@ -1442,6 +1442,15 @@ MUTANTS = [
          inv="generator: the compiled templates are keyed by their path: a fresh "
              "clone's or an install's templates compile again what is cached",
          run="gen"),
+    # --- issue 22: httpd's kept-open large files folded into the open path ---
+    dict(name="httpd-kept-file-kept-again",
+         file="examples/httpd/http_conn.yaml",
+         old="        if (!self->kept && st.st_size >= HTTP_SPLICE_MIN && !self->index)\n",
+         new="        if (st.st_size >= HTTP_SPLICE_MIN && !self->index)\n",
+         inv="httpd: a request served from a kept descriptor keeps it again with "
+             "its own stamp: a file requested often enough is never opened by its "
+             "path again, and is served as it was after it was renamed over or removed",
+         run="plain"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
