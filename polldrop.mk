@@ -85,5 +85,6 @@ endif
 
 polldrop-clean:
 	rm -f $(POLLDROP_GEN_C) $(POLLDROP_GEN_H) $(POLLDROP_OBJS)
+	rm -rf '$(POLLDROP_GEN_CACHE)'
 
 .DEFAULT_GOAL := $(polldrop_default_goal)

@@ -189,15 +189,24 @@ class _TemplateCache(jinja2.FileSystemBytecodeCache):
     """The compiled templates kept in a directory, for the next run: each
     entry is keyed by its template's name (a fresh clone's or an install's
     templates share the entries of the same text) and checked against a
-    checksum of the template's text, so a template changed since is
-    compiled again.
+    checksum of the template's text and of what else decides the code it
+    compiles to (salt: the Jinja2 version and the environment's options),
+    so a template changed since, or another Jinja2 or option, compiles it
+    again.
     Writes go through a temporary file and a rename, so runs side by side
     share one directory. A cache is only an optimisation: one that cannot be
     created, read or written, or an entry that does not load, is ignored and
     the template compiled as without it."""
 
+    def __init__(self, directory, salt):
+        super().__init__(directory)
+        self.salt = salt
+
     def get_cache_key(self, name, filename=None):
         return hashlib.sha1(name.encode("utf-8")).hexdigest()
+
+    def get_source_checksum(self, source):
+        return hashlib.sha1((self.salt + "\0" + source).encode("utf-8")).hexdigest()
 
     def load_bytecode(self, bucket):
         try:
@@ -213,24 +222,47 @@ class _TemplateCache(jinja2.FileSystemBytecodeCache):
             pass
 
 
-def _template_cache():
+# The Environment's options that change what a template compiles to.
+_COMPILE_OPTIONS = ("block_start_string", "block_end_string", "variable_start_string",
+                    "variable_end_string", "comment_start_string", "comment_end_string",
+                    "line_statement_prefix", "line_comment_prefix", "trim_blocks",
+                    "lstrip_blocks", "newline_sequence", "keep_trailing_newline",
+                    "optimized", "autoescape", "undefined", "extensions")
+
+
+def _option_text(v):
+    """An option's value as text that is the same in every run: classes and
+    functions by name, extensions by their names, never an address."""
+    if isinstance(v, dict):
+        return repr(sorted(v))
+    if callable(v):
+        return f"{v.__module__}.{v.__qualname__}"
+    return repr(v)
+
+
+def _template_cache(env):
     """The cache of compiled templates POLLDROP_GEN_CACHE names (the tree's
-    Makefile sets build/gen-cache), or None: compiling the templates is most
-    of a short run's time. The directory is trusted as build output is."""
+    Makefile sets build/gen-cache) for env, or None: compiling the templates
+    is most of a short run's time. The directory is trusted as build output
+    is."""
     where = os.environ.get("POLLDROP_GEN_CACHE")
-    return _TemplateCache(where) if where else None
+    if not where:
+        return None
+    salt = repr((jinja2.__version__,) +
+                tuple((o, _option_text(getattr(env, o))) for o in _COMPILE_OPTIONS))
+    return _TemplateCache(where, salt)
 
 
 def _env():
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
-        bytecode_cache=_template_cache(),
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
         undefined=jinja2.StrictUndefined,
         autoescape=False,
     )
+    env.bytecode_cache = _template_cache(env)
     env.globals["version"] = f"polldrop-gen {__version__}"
     env.filters.update(snip=snip, expr=expr, inits=inits, call_args=call_args, at=at,
                        decls=decls,

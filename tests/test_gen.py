@@ -2182,6 +2182,29 @@ class TemplateCache(GenTest):
         self.assertEqual(n, 0)
         self.assertIn("/* changed since the cache was written */", texts["good.h"])
 
+    def test_another_jinja2_compiles_again(self):
+        # Its compiled code differs (3.1.2's and 3.1.6's do), under the same
+        # bytecode-format number.
+        import jinja2
+        with unittest.mock.patch.object(jinja2, "__version__", "0.0-other"):
+            n, texts = self.generate(os.path.join(self.dir, "b"), self.cache)
+        self.assertGreater(n, 0)
+        self.assertEqual(texts, self.first)
+
+    def test_the_checksum_covers_the_environments_options(self):
+        import jinja2
+        from gen import render
+
+        def salt(**options):
+            env = jinja2.Environment(**options)
+            with unittest.mock.patch.dict(os.environ, {"POLLDROP_GEN_CACHE": self.cache}):
+                return render._template_cache(env).salt
+
+        self.assertEqual(salt(trim_blocks=True), salt(trim_blocks=True))
+        self.assertNotEqual(salt(trim_blocks=True), salt(trim_blocks=False))
+        self.assertNotEqual(salt(), salt(undefined=jinja2.StrictUndefined))
+        self.assertNotEqual(salt(), salt(keep_trailing_newline=True))
+
     def test_a_cache_that_cannot_be_used_is_no_error(self):
         # Under a regular file: neither read nor written.
         with open(os.path.join(self.dir, "file"), "w") as f:

@@ -108,6 +108,9 @@ def outside(test, where, env):
     r = subprocess.run(["make", "build/greet"], cwd=dst, env=env, capture_output=True, text=True)
     test.assertNotEqual(r.returncode, 0)
     test.assertIn(f"specs/greeter.yaml:{bad + 1}:", r.stderr)
+    # polldrop-clean leaves nothing of the generator's behind, its cache included.
+    run(test, ["make", "polldrop-clean"], cwd=dst, env=env)
+    test.assertFalse(os.path.exists(os.path.join(dst, "build", "polldrop", ".cache")))
     return dst
 
 
