@@ -100,6 +100,8 @@ EP_OBJ_ASAN := $(EP_SRC:runtime/%.c=build/asan/%.o)
 HARNESS  := harness harness_alloc
 TEST_SRC := $(wildcard tests/*.c)
 TEST_HDR := $(wildcard tests/*.h)
+# The examples' headers, which the tests include (-I of each example).
+EX_HDR   := $(wildcard examples/*/*.h)
 EX_SPECS := $(wildcard examples/*.yaml)
 EX_NAMES := $(patsubst examples/%.yaml,%,$(EX_SPECS))
 
@@ -290,13 +292,13 @@ TEST_OBJ_ASAN := $(TEST_SRC:tests/%.c=build/asan/tests/%.o) $(RT_OBJ_ASAN) $(EP_
                  $(NAMES:%=build/asan/gen/%.o) $(TEST_NAMES:%=build/asan/gen-test/%.o) \
                  $(HTTPD_OBJ_ASAN) $(ECHO_OBJ_ASAN) $(SMALL_OBJ_ASAN)
 
-build/obj/tests/%.o: tests/%.c $(TEST_HDR) $(RT_HDR) $(EP_HDR) runtime/harness.h runtime/harness_hooks.h build/gen/.stamp build/gen-test/.stamp \
+build/obj/tests/%.o: tests/%.c $(TEST_HDR) $(EX_HDR) $(RT_HDR) $(EP_HDR) runtime/harness.h runtime/harness_hooks.h build/gen/.stamp build/gen-test/.stamp \
                      build/gen-httpd/.stamp build/gen-echo/.stamp $(SMALL_STAMPS)
 	$(call say,CC,$<)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(WARN) $(TESTFLAGS) $(INC) -D_GNU_SOURCE -Ibuild/gen-test -Itests $(HTTPD_INC) $(ECHO_INC) $(SMALL_INC) $(shell pkg-config --cflags check) -c $< -o $@
 
-build/asan/tests/%.o: tests/%.c $(TEST_HDR) $(RT_HDR) $(EP_HDR) runtime/harness.h runtime/harness_hooks.h build/gen/.stamp build/gen-test/.stamp \
+build/asan/tests/%.o: tests/%.c $(TEST_HDR) $(EX_HDR) $(RT_HDR) $(EP_HDR) runtime/harness.h runtime/harness_hooks.h build/gen/.stamp build/gen-test/.stamp \
                       build/gen-httpd/.stamp build/gen-echo/.stamp $(SMALL_STAMPS)
 	$(call say,CC-SAN,$<)
 	$(Q)mkdir -p $(@D)

@@ -80,5 +80,35 @@ class TestSpecObjects(unittest.TestCase):
                 self.assertEqual(sorted(set(objects) - would_build(objects, f"tests/{h}")), [])
 
 
+class TestObjects(unittest.TestCase):
+    def test_an_examples_header_rebuilds_the_tests_that_include_it(self):
+        # tests/test_httpd.c includes examples/httpd/http.h and server.h
+        # (the runner links it with the examples' objects, built from the
+        # same headers: a struct that changes under one must change both).
+        headers = {}
+        for d in sorted(os.listdir(os.path.join(ROOT, "examples"))):
+            ex = os.path.join(ROOT, "examples", d)
+            if os.path.isdir(ex):
+                for h in os.listdir(ex):
+                    if h.endswith(".h"):
+                        headers.setdefault(h, f"examples/{d}/{h}")
+        users = {}
+        for n in sorted(os.listdir(os.path.join(ROOT, "tests"))):
+            if n.endswith(".c"):
+                with open(os.path.join(ROOT, "tests", n)) as f:
+                    for h in re.findall(r'^#include "([^"/]+)"', f.read(), re.M):
+                        if h in headers:
+                            users.setdefault(headers[h], []).append(n[:-2])
+        self.assertIn("examples/httpd/server.h", users)
+        for h, names in sorted(users.items()):
+            objects = [o for n in names
+                       for o in (f"build/obj/tests/{n}.o", f"build/asan/tests/{n}.o")
+                       if os.path.exists(os.path.join(ROOT, o))]
+            if not objects or would_build(objects):
+                continue   # not built, or not up to date: nothing to tell
+            with self.subTest(header=h):
+                self.assertEqual(sorted(set(objects) - would_build(objects, h)), [])
+
+
 if __name__ == "__main__":
     unittest.main()

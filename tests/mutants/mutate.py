@@ -1422,8 +1422,8 @@ MUTANTS = [
     # --- issue 18: make test's build CPU ---
     dict(name="gen-cache-never-used",
          file="gen/render.py",
-         old="        bytecode_cache=_template_cache(),\n",
-         new="        bytecode_cache=None,\n",
+         old="    env.bytecode_cache = _template_cache(env)\n",
+         new="    env.bytecode_cache = None\n",
          inv="generator: POLLDROP_GEN_CACHE is ignored: every run compiles the "
              "templates again",
          run="gen"),
