@@ -440,8 +440,8 @@ static __attribute__((noinline)) int pd__turn_general(pd_runtime *rt, const pd_t
     ret = pd__enter(rt, 0);
     if (ret < 0)
         return ret;
-    /* Stuck still: no wake came. */
-    if (pd__stuck(rt) && (goal != NULL || rt->live_head != NULL))
+    /* Stuck still, no wake came, and the goal (or pd_run's end) not reached. */
+    if (pd__stuck(rt) && (goal != NULL ? !pd__task_over(goal) : rt->live_head != NULL))
         return -EDEADLK;
     return 0;
 }

@@ -648,7 +648,7 @@ START_TEST(http_feed_fast_path_agrees_with_parser)
     for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++)
         feed_agree(others[i], strlen(others[i]));
     /* Every head one byte away from a plain one, and every cut of it. */
-    for (size_t i = 1; i < sizeof(taken) / sizeof(taken[0]); i += 3) {
+    for (size_t i = 0; i < sizeof(taken) / sizeof(taken[0]); i++) {
         const char *base = taken[i];
         size_t blen = strlen(base);
 

@@ -16,18 +16,25 @@
 
 long pd_test_marks_sent;
 
-/* The mark point passed on last (file, line), and its process. */
+/*
+ * The mark point passed on last (file, line), and whether this process is
+ * a fork of the runner's, where it is kept.
+ */
 static const char *pd_test_mark_file;
 static int pd_test_mark_line;
+static int pd_test_mark_forked;
 
 /*
  * A forked test starts knowing nothing of its runner's mark points: Check
- * locates it at its START_TEST until it passes one.
+ * locates it at its START_TEST until it passes one. Without forks
+ * (CK_FORK=no, as under valgrind) tests follow each other in one process,
+ * with nothing to tell where one begins, so every mark point is passed on.
  */
 static void pd_test_mark_forget(void)
 {
     pd_test_mark_file = NULL;
     pd_test_mark_line = 0;
+    pd_test_mark_forked = 1;
 }
 
 __attribute__((constructor)) static void pd_test_mark_init(void)
@@ -37,13 +44,13 @@ __attribute__((constructor)) static void pd_test_mark_init(void)
 
 /*
  * Passes (file, line) on to Check unless it is the mark point passed on
- * last. Threads that assert at once may pass on one more, or one less,
+ * last in this forked test. Threads that assert at once may pass on one more, or one less,
  * than a single thread would; Check's own record of the last one is
  * shared by them too.
  */
 void pd_test_mark_point(const char *file, int line)
 {
-    if (__atomic_load_n(&pd_test_mark_file, __ATOMIC_RELAXED) == file &&
+    if (pd_test_mark_forked && __atomic_load_n(&pd_test_mark_file, __ATOMIC_RELAXED) == file &&
         __atomic_load_n(&pd_test_mark_line, __ATOMIC_RELAXED) == line)
         return;
     __atomic_store_n(&pd_test_mark_file, file, __ATOMIC_RELAXED);

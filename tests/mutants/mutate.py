@@ -1343,9 +1343,9 @@ MUTANTS = [
     # --- issue 18: make test's run CPU ---
     dict(name="mark-point-per-file",
          file="tests/testutil.c",
-         old="    if (__atomic_load_n(&pd_test_mark_file, __ATOMIC_RELAXED) == file &&\n"
+         old="    if (pd_test_mark_forked && __atomic_load_n(&pd_test_mark_file, __ATOMIC_RELAXED) == file &&\n"
              "        __atomic_load_n(&pd_test_mark_line, __ATOMIC_RELAXED) == line)\n",
-         new="    if (__atomic_load_n(&pd_test_mark_file, __ATOMIC_RELAXED) == file)\n",
+         new="    if (pd_test_mark_forked && __atomic_load_n(&pd_test_mark_file, __ATOMIC_RELAXED) == file)\n",
          inv="a test that crashes is located at the last assertion it passed: "
              "a mark point at another line of the same file is not passed on to Check",
          run="plain"),
@@ -1383,7 +1383,7 @@ MUTANTS = [
          run="san-epoll"),
     dict(name="run-end-taken-for-deadlock",
          file="runtime/loop.c",
-         old="    if (pd__stuck(rt) && (goal != NULL || rt->live_head != NULL))\n",
+         old="    if (pd__stuck(rt) && (goal != NULL ? !pd__task_over(goal) : rt->live_head != NULL))\n",
          new="    if (pd__stuck(rt))\n",
          inv="pd_run returns -EDEADLK when its last task ends in a turn's polls, "
              "instead of 0",
