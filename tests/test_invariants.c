@@ -648,6 +648,36 @@ START_TEST(no_fd_leak_sync_drop_during_close)
 END_TEST
 
 /*
+ * A sync drop of a future whose close has completed (reaped, the future
+ * not yet polled, as the harness's halves leave it): the quiesce takes the
+ * close's result and forgets the descriptor, so the drop code, which
+ * closes what is still set, sees -1 and closes nothing (the number may be
+ * someone else's by then). read_file above owns its fd, and its release
+ * resets the field whatever the quiesce did; close_fd's drop code does not.
+ */
+START_TEST(no_fd_leak_sync_drop_after_close_completed)
+{
+    pd_runtime *rt = pd_test_rt();
+    close_fd *f;
+    pd_task *t;
+    int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+    ck_assert_int_ge(fd, 0);
+    t = pd_task_new(rt, &close_fd_vtable, (void **)&f);
+    close_fd_init(f, fd);
+    pd_task_start(t);
+    ck_assert_int_eq(pd__run_polls(rt), 1);
+    ck_assert_int_eq(pd__run_enter(rt, 1), 0);
+    ck_assert(pd__task_queued(t));
+    ck_assert_int_eq(f->fd, fd);
+    pd__task_drop_sync(t);
+    ck_assert_int_eq(f->fd, -1);
+    pd_task_release(t);
+    pd_runtime_free(rt);
+}
+END_TEST
+
+/*
  * The verdict generated code trusts when a close it discards completed:
  * Linux releases the descriptor whatever close returns (even -EBADF or
  * -EINTR), except when the request was cancelled before it ran. A close
@@ -777,6 +807,7 @@ Suite *pd_suite_inv_no_fd_leak(void)
     tcase_add_test(tc, no_fd_leak_accept_sync);
     tcase_add_test(tc, no_fd_leak_openat_cancelled);
     tcase_add_test(tc, no_fd_leak_sync_drop_during_close);
+    tcase_add_test(tc, no_fd_leak_sync_drop_after_close_completed);
     tcase_add_test(tc, closed_unless_cancelled);
     tcase_add_test(tc, no_fd_leak_close_without_sqe);
     tcase_set_timeout(tc, 60);
