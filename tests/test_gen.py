@@ -1490,6 +1490,56 @@ class Output(GenTest):
                     "int good_block_on(pd_runtime *rt, int fd, good_out *out);"]:
             self.assertIn(api, h)
 
+    # A control statement's header without its brace on the line; a
+    # do-while's closing `} while (...)` is not one.
+    BRACELESS = re.compile(r"^(\s*)(?:(?:\}\s*)?(?:else\s+)?if|for|while)\s*\(.*\)\s*$"
+                           r"|^(\s*)(?:\}\s*)?else\s*$")
+
+    def braceless_bodies_at_the_headers_indent(self, text):
+        """The lines of TEXT whose braceless if/else/for/while header is followed
+        (past blank and preprocessor lines) by a line no deeper that is not `{`."""
+        lines = text.split("\n")
+        bad = []
+        for i, line in enumerate(lines):
+            m = self.BRACELESS.match(line)
+            if not m:
+                continue
+            indent = len(m.group(1) if m.group(1) is not None else m.group(2))
+            j = i + 1
+            while j < len(lines) and (not lines[j].strip() or lines[j].lstrip().startswith("#")):
+                j += 1
+            if j < len(lines) and lines[j].strip() != "{" \
+                    and len(lines[j]) - len(lines[j].lstrip()) <= indent:
+                bad.append("%d: %s / %s" % (i + 1, line.strip(), lines[j].strip()))
+        return bad
+
+    def test_generated_bodies_are_indented_under_their_headers(self):
+        # Generated C reads like hand-written C: the body of an if without
+        # braces is indented under it, for every spec of the tree (the library's,
+        # the tests', the examples').
+        self.assertEqual(self.braceless_bodies_at_the_headers_indent(
+            "    if (x)\n    y();\n"), ["1: if (x) / y();"])
+        self.assertEqual(self.braceless_bodies_at_the_headers_indent(
+            "    if (x)\n        y();\n    } while (0)\n    z();\n"), [])
+        groups = ["specs", "tests/specs"] + sorted(
+            os.path.relpath(d, ROOT) for d, _, files in os.walk(os.path.join(ROOT, "examples"))
+            if any(f.endswith(".yaml") for f in files))
+        self.assertIn("examples/httpd", groups)
+        for n, group in enumerate(groups):
+            d = os.path.join(ROOT, group)
+            specs = sorted(os.path.join(d, f) for f in os.listdir(d) if f.endswith(".yaml"))
+            out = os.path.join(self.dir, "g%d" % n)
+            err = io.StringIO()
+            with contextlib.redirect_stderr(err):
+                code = cli.main(["-o", out, "-I", os.path.join(ROOT, "specs"), *specs])
+            self.assertEqual(code, 0, err.getvalue())
+            for f in sorted(os.listdir(out)):
+                if f.endswith((".c", ".h")):
+                    with open(os.path.join(out, f)) as fh:
+                        with self.subTest(spec=os.path.join(group, f)):
+                            self.assertEqual(
+                                self.braceless_bodies_at_the_headers_indent(fh.read()), [])
+
     def test_library_specs_validate(self):
         specs = sorted(os.path.join(ROOT, "specs", f)
                        for f in os.listdir(os.path.join(ROOT, "specs")) if f.endswith(".yaml"))

@@ -197,8 +197,8 @@ MUTANTS = [
          run="plain"),
     dict(name="teardown-on-sync-drop",
          file="templates/destroy.c.j2",
-         old="    {{ f.name }}__quiesce_sync(self);\n{% for a in f.arrays|reverse %}",
-         new="    {{ f.name }}__quiesce_sync(self);\n"
+         old="{% endif %}\n{% for a in f.arrays|reverse %}",
+         new="{% endif %}\n"
              "    pd__trace(PD__FUT, PD_TRACE_TEARDOWN, self);\n"
              "{% for a in f.arrays|reverse %}",
          inv="3 teardown never on a sync drop",
