@@ -11,7 +11,9 @@ for a job that passed, its whole output for one that failed (with -v, for
 every job). The run ends with the unittest summary of the Python tests
 (`Ran N tests`, `OK` or `FAILED (...)`), a `N passed, N failed` line for
 each Check runner and one for everything; the exit status is 1 if any job
-failed, timed out or crashed.
+failed, timed out or crashed. SIGINT, SIGTERM or SIGHUP stops every job's
+session (no signal sent to make reaches them) and exits with 128 + the
+signal.
 
 The slowest jobs start first, by the wall time each took on the last run
 (build/test-times.json) or, on a fresh clone, by tests/test-times.json (a
@@ -275,9 +277,12 @@ def run_job(job):
     stops its session when JOB_TIMEOUT runs out."""
     t0 = time.monotonic()
     with tempfile.TemporaryFile(mode="w+", errors="replace") as log:
-        p = subprocess.Popen(job.argv, cwd=ROOT, env=job.env, stdin=subprocess.DEVNULL,
-                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        RUNNING.add(p)
+        with STARTING:
+            if STOPPING.is_set():
+                raise RuntimeError("the run is being stopped")
+            p = subprocess.Popen(job.argv, cwd=ROOT, env=job.env, stdin=subprocess.DEVNULL,
+                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            RUNNING.add(p)
         timed_out = threading.Event()
 
         def expire():
@@ -303,7 +308,30 @@ def run_job(job):
         job.out += f"\nrun_tests: stopped after {JOB_TIMEOUT} s\n"
 
 
+# The jobs running. A job is started and added here under STARTING, which
+# stop_all takes to set STOPPING: once it is set no job starts, so every
+# job's session that ever started is in RUNNING when stop_all kills them.
 RUNNING = set()
+STARTING = threading.Lock()
+STOPPING = threading.Event()
+
+
+class Stopped(Exception):
+    """A signal that ends the run (SIGINT, SIGTERM, SIGHUP) arrived."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def stop_all():
+    """Stops every job's session, and any job about to start: a job runs in
+    a session of its own, out of reach of a signal sent to make's process
+    group (^C) or to make, which forwards SIGTERM to us alone."""
+    with STARTING:
+        STOPPING.set()
+    for proc in list(RUNNING):
+        kill_session(proc.pid)
 
 
 def py_failures(out):
@@ -334,6 +362,34 @@ def counts(job):
 
 
 def main(argv):
+    """Runs the tests; the exit status is 0 if all passed, 1 if not, and
+    128 + the signal if SIGINT, SIGTERM or SIGHUP stopped the run (after
+    every job's session is stopped). A signal ignored when we start (nohup,
+    a background job's SIGINT) stays ignored; a second signal while the
+    first one stops the run is ignored too."""
+    got = []
+    STOPPING.clear()
+
+    def stopped(signum, frame):
+        if not got:
+            got.append(signum)
+            raise Stopped(signum)
+
+    handlers = {}
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) != signal.SIG_IGN:
+            handlers[sig] = signal.signal(sig, stopped)
+    try:
+        return run(argv)
+    except Stopped as e:
+        stop_all()
+        return 128 + e.signum
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+
+def run(argv):
     p = argparse.ArgumentParser(description="Run every test, side by side.")
     p.add_argument("-v", action="store_true", help="print every job's whole output")
     p.add_argument("-j", type=int, default=int(os.environ.get("PD_TEST_JOBS", "0")) or
@@ -380,21 +436,15 @@ def main(argv):
 
     print(f"run_tests: {len(jobs)} jobs, at most {max(1, a.j)} at a time, within "
           f"{cpus} CPUs", flush=True)
-    try:
-        with ended:
-            while queue or running:
-                i = pick(queue, running, max(1, a.j), cpus, times)
-                if i is None:
-                    ended.wait()
-                    continue
-                job = queue.pop(i)
-                running.append(job)
-                threading.Thread(target=worker, args=(job,), daemon=True).start()
-    except KeyboardInterrupt:
-        queue.clear()
-        for proc in list(RUNNING):
-            kill_session(proc.pid)
-        return 130
+    with ended:
+        while queue or running:
+            i = pick(queue, running, max(1, a.j), cpus, times)
+            if i is None:
+                ended.wait()
+                continue
+            job = queue.pop(i)
+            running.append(job)
+            threading.Thread(target=worker, args=(job,), daemon=True).start()
     wall = time.monotonic() - t0
 
     try:

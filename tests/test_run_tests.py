@@ -5,8 +5,11 @@ import contextlib
 import io
 import os
 import re
+import signal
+import subprocess
 import sys
 import tempfile
+import time
 import unittest
 from unittest import mock
 
@@ -88,6 +91,107 @@ class Main(unittest.TestCase):
             self.assertEqual(run_tests.main(["--py"]), 1)
         self.assertIn("FAIL nowhere", out.getvalue())
         self.assertIn("ok   fine", out.getvalue())
+
+
+def live_in_sessions(sids):
+    """The pids of the processes, zombies aside, whose session is in sids."""
+    live = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) in sids and fields[0] != "Z":
+            live.append(int(pid))
+    return live
+
+
+class Signals(unittest.TestCase):
+    """make test stopped by a signal (^C, a SIGTERM from make or from a CI
+    runner that gives up, a terminal that hangs up) stops every job's session
+    with it and exits with 128 + the signal: the jobs run in sessions of
+    their own, which no signal sent to make or to its process group reaches."""
+    JOBS = 3
+    # A job that leaves a child in a process group of its own, as Check
+    # makes each test, writes its session's id, and sleeps for an hour.
+    CODE = ("import os, sys, time\n"
+            "if os.fork() == 0:\n"
+            "    os.setpgid(0, 0)\n"
+            "    time.sleep(3600)\n"
+            "    os._exit(0)\n"
+            "with open(os.path.join(sys.argv[1], str(os.getsid(0))), 'w'):\n"
+            "    pass\n"
+            "time.sleep(3600)\n")
+    # The runner keeps a signal ignored when it starts (nohup; a background
+    # job's SIGINT); this test's may be, so its runner starts with all three
+    # at their defaults.
+    DRIVER = ("import os, signal, sys\n"
+              "for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):\n"
+              "    signal.signal(sig, signal.SIG_DFL)\n"
+              "sys.path.insert(0, {tests!r})\n"
+              "import run_tests\n"
+              "run_tests.TIMES = os.path.join({d!r}, 'times.json')\n"
+              "# Jobs that sleep: all of them start at once, whatever the CPUs.\n"
+              "with open(run_tests.TIMES, 'w') as f:\n"
+              "    f.write('{{' + ', '.join('\"py sleep%d\": [10, 0]' % i\n"
+              "                            for i in range({n})) + '}}')\n"
+              "run_tests.py_jobs = lambda estimate: [\n"
+              "    run_tests.Job('py sleep%d' % i, 'sleep%d' % i,\n"
+              "                  [sys.executable, '-c', {code!r}, {d!r}],\n"
+              "                  run_tests.child_env(), ('py',)) for i in range({n})]\n"
+              "sys.exit(run_tests.main(['--py', '-j', str({n})]))\n")
+
+    def stop_with(self, sig):
+        d = tempfile.mkdtemp(prefix="pd-run-tests-")
+        sids = set()
+
+        def clean():
+            for sid in sids:
+                run_tests.kill_session(sid)
+            for f in os.listdir(d):
+                os.unlink(os.path.join(d, f))
+            os.rmdir(d)
+        self.addCleanup(clean)
+        driver = self.DRIVER.format(tests=os.path.join(ROOT, "tests"), d=d, code=self.CODE,
+                                    n=self.JOBS)
+        # The runner in a session of its own too, so that a runner that
+        # leaves its jobs behind leaves them where clean() finds them.
+        runner = subprocess.Popen([sys.executable, "-c", driver], stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.DEVNULL, start_new_session=True)
+        sids.add(runner.pid)
+        try:
+            for _ in range(600):
+                sids.update(int(f) for f in os.listdir(d) if f.isdigit())
+                if len(sids) > self.JOBS or runner.poll() is not None:
+                    break
+                time.sleep(0.05)
+            self.assertEqual(len(sids), self.JOBS + 1, "the jobs did not all start in 30 s")
+            runner.send_signal(sig)
+            status = runner.wait(timeout=60)
+        finally:
+            if runner.poll() is None:
+                runner.kill()
+                runner.wait()
+        jobs = sids - {runner.pid}
+        for _ in range(600):
+            if not live_in_sessions(jobs):
+                break
+            time.sleep(0.05)
+        # Every process of every job is gone, long before its hour of sleep.
+        self.assertEqual(live_in_sessions(jobs), [])
+        self.assertEqual(status, 128 + sig)
+
+    def test_sigterm_stops_every_job(self):
+        self.stop_with(signal.SIGTERM)
+
+    def test_sigint_stops_every_job(self):
+        self.stop_with(signal.SIGINT)
+
+    def test_sighup_stops_every_job(self):
+        self.stop_with(signal.SIGHUP)
 
 
 class Schedule(unittest.TestCase):
