@@ -8,6 +8,7 @@ generated file is numbered after rendering, when its line is known.
 import hashlib
 import os
 import re
+import types
 
 import jinja2
 
@@ -194,9 +195,12 @@ class _TemplateCache(jinja2.FileSystemBytecodeCache):
     so a template changed since, or another Jinja2 or option, compiles it
     again.
     Writes go through a temporary file and a rename, so runs side by side
-    share one directory. A cache is only an optimisation: one that cannot be
-    created, read or written, or an entry that does not load, is ignored and
-    the template compiled as without it."""
+    share one directory. An entry compiled from another tree's copy names
+    that copy's file: a loaded entry is made to name this tree's, so that
+    a traceback through the template points at the file that was rendered.
+    A cache is only an optimisation: one that cannot be created, read or
+    written, or an entry that does not load, is ignored and the template
+    compiled as without it."""
 
     def __init__(self, directory, salt):
         super().__init__(directory)
@@ -207,6 +211,12 @@ class _TemplateCache(jinja2.FileSystemBytecodeCache):
 
     def get_source_checksum(self, source):
         return hashlib.sha1((self.salt + "\0" + source).encode("utf-8")).hexdigest()
+
+    def get_bucket(self, environment, name, filename, source):
+        bucket = super().get_bucket(environment, name, filename, source)
+        if bucket.code is not None and filename is not None:
+            bucket.code = _refiled(bucket.code, filename)
+        return bucket
 
     def load_bytecode(self, bucket):
         try:
@@ -220,6 +230,14 @@ class _TemplateCache(jinja2.FileSystemBytecodeCache):
             super().dump_bytecode(bucket)
         except OSError:
             pass
+
+
+def _refiled(code, filename):
+    """code and every code object nested in it (its functions, a block's,
+    a macro's), made to name filename as the file they were compiled from."""
+    consts = tuple(_refiled(c, filename) if isinstance(c, types.CodeType) else c
+                   for c in code.co_consts)
+    return code.replace(co_filename=filename, co_consts=consts)
 
 
 # The Environment's options that change what a template compiles to.

@@ -2255,6 +2255,47 @@ class TemplateCache(GenTest):
         self.assertNotEqual(salt(), salt(undefined=jinja2.StrictUndefined))
         self.assertNotEqual(salt(), salt(keep_trailing_newline=True))
 
+    def test_a_cached_template_names_this_trees_file(self):
+        # The class's entries were compiled from the tree's templates; this
+        # copy of them loads those entries, and what it loads (the template,
+        # every code object of it, a traceback through it) names the copy's
+        # file, not the tree's.
+        import traceback
+        import types
+        import jinja2
+        from gen import render
+
+        def codes(code):
+            yield code
+            for c in code.co_consts:
+                if isinstance(c, types.CodeType):
+                    yield from codes(c)
+
+        tree = os.path.join(ROOT, "templates")
+        with unittest.mock.patch.dict(os.environ, {"POLLDROP_GEN_CACHE": self.cache}), \
+                unittest.mock.patch.object(render, "TEMPLATES", self.templates), \
+                unittest.mock.patch.object(render, "_ENV", None), \
+                unittest.mock.patch.object(jinja2.Environment, "compile",
+                                           side_effect=AssertionError("compiled again")):
+            for name in ("future.h.j2", "future.c.j2", "macros.c.j2"):
+                path = os.path.join(self.templates, name)
+                t = render.env().get_template(name)
+                self.assertEqual(t.filename, path)
+                funcs = [t.root_render_func, *t.blocks.values()]
+                for code in (c for fn in funcs for c in codes(fn.__code__)):
+                    self.assertEqual(code.co_filename, path, code.co_name)
+            # f is None: its first attribute fails inside the template
+            # (assertRaises would drop the traceback).
+            try:
+                render.env().get_template("future.h.j2").render(f=None)
+            except jinja2.UndefinedError as e:
+                tb = e.__traceback__
+            else:
+                self.fail("rendered without f")
+        files = [fr.filename for fr in traceback.extract_tb(tb)]
+        self.assertIn(os.path.join(self.templates, "future.h.j2"), files)
+        self.assertEqual([f for f in files if f.startswith(tree + os.sep)], [])
+
     def test_a_cache_that_cannot_be_used_is_no_error(self):
         # Under a regular file: neither read nor written.
         with open(os.path.join(self.dir, "file"), "w") as f:

@@ -1451,6 +1451,15 @@ MUTANTS = [
              "its own stamp: a file requested often enough is never opened by its "
              "path again, and is served as it was after it was renamed over or removed",
          run="plain"),
+    # --- issue 22: polish: cached templates name this tree's files ---
+    dict(name="gen-cache-names-the-compiling-tree",
+         file="gen/render.py",
+         old="            bucket.code = _refiled(bucket.code, filename)\n",
+         new="            pass\n",
+         inv="generator: a template loaded from the cache names the file of the "
+             "tree that compiled it (another clone's, an install's): a traceback "
+             "through it points at a file that was not rendered",
+         run="gen"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
