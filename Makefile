@@ -81,7 +81,7 @@ RT_MODS  := setup checked complete multishot task loop children thread
 RT_OBJ   := $(RT_MODS:%=build/obj/%.o)
 RT_OBJ_ASAN := $(RT_MODS:%=build/asan/%.o)
 # What generated code includes (installed): polldrop.h includes the rest.
-RT_HDR   := runtime/polldrop.h runtime/pd_internal.h runtime/pd_multishot.h \
+RT_HDR   := runtime/polldrop.h runtime/pd_internal.h runtime/pd_prep.h runtime/pd_multishot.h \
             runtime/pd_children.h runtime/list.h
 # The runtime's own headers (not installed): its shared declarations and
 # its calls to the engine seam. harness_hooks.h is installed with harness.h.

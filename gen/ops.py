@@ -5,7 +5,7 @@ which are required, the order of the runtime's pd__prep_OP call, whether
 the result is an fd to close when nobody takes it), the JSON Schema
 (scripts/spec_schema.py), and the op table of docs/spec-language.md
 (scripts/ops_doc.py writes it; tests/test_ops.py fails while it is stale
-and checks every pd__prep_OP helper of runtime/pd_internal.h against the
+and checks every pd__prep_OP helper of runtime/pd_prep.h against the
 argument names and C types listed here).
 
 Each op lists its arguments in the order its pd__prep_OP helper takes them

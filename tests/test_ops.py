@@ -18,8 +18,8 @@ PREP = re.compile(r"static inline int pd__prep_(\w+)\(pd_cx \*cx, pd__op \*op,?(
 
 
 def helpers():
-    """pd__prep_OP of runtime/pd_internal.h: name -> [(C type, parameter)]."""
-    with open(os.path.join(ROOT, "runtime", "pd_internal.h")) as f:
+    """pd__prep_OP of runtime/pd_prep.h: name -> [(C type, parameter)]."""
+    with open(os.path.join(ROOT, "runtime", "pd_prep.h")) as f:
         text = f.read()
     out = {}
     for m in PREP.finditer(text):
@@ -38,7 +38,7 @@ class OpTable(unittest.TestCase):
         found = helpers()
         for op in OPS.values():
             with self.subTest(op=op.name):
-                self.assertIn(op.name, found, f"no pd__prep_{op.name} in pd_internal.h")
+                self.assertIn(op.name, found, f"no pd__prep_{op.name} in pd_prep.h")
                 if op.name == "timeout":
                     # The generator converts ms or ns to one ns argument.
                     continue

@@ -864,7 +864,7 @@ MUTANTS = [
              "tasks run (read_dir has no suspension point)",
          run="plain"),
     dict(name="bind-fallback-skips-bind",
-         file="runtime/pd_internal.h",
+         file="runtime/pd_prep.h",
          old="        pd__op_fail(cx, op, bind(fd, (const struct sockaddr *)addr,\n"
              "                                 (socklen_t)addrlen) < 0 ? -errno : 0, 0);",
          new="        pd__op_fail(cx, op, 0, 0);",
@@ -872,7 +872,7 @@ MUTANTS = [
              "without binding (listen auto-binds to any address)",
          run="plain"),
     dict(name="listen-fallback-skips-listen",
-         file="runtime/pd_internal.h",
+         file="runtime/pd_prep.h",
          old="        pd__op_fail(cx, op, listen(fd, backlog) < 0 ? -errno : 0, 0);",
          new="        pd__op_fail(cx, op, 0, 0);",
          inv="listeners: where the kernel lacks IORING_OP_LISTEN the op "
