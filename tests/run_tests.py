@@ -383,6 +383,7 @@ def main(argv):
         return run(argv)
     except Stopped as e:
         stop_all()
+        print(f"run_tests: stopped by {signal.Signals(e.signum).name}", flush=True)
         return 128 + e.signum
     finally:
         for sig, handler in handlers.items():
@@ -414,7 +415,8 @@ def run(argv):
 
     def worker(job):
         """Runs job and reports it; whatever happens, it leaves running
-        and wakes the loop below, which would otherwise wait for it."""
+        and wakes the loop below, which would otherwise wait for it. A job
+        a signal stopped (stop_all) is not reported: it did not fail."""
         try:
             run_job(job)
         except Exception as e:  # a job that could not start fails
@@ -422,6 +424,8 @@ def run(argv):
         run, fails, _ = counts(job)
         with ended:
             try:
+                if STOPPING.is_set():
+                    return
                 word = "ok" if job.status == 0 else "FAIL"
                 what = (f"{run} tests" if job.kind[0] == "py"
                         else f"{run - fails} passed, {fails} failed")

@@ -159,8 +159,10 @@ class Signals(unittest.TestCase):
                                     n=self.JOBS)
         # The runner in a session of its own too, so that a runner that
         # leaves its jobs behind leaves them where clean() finds them.
+        out = tempfile.TemporaryFile(mode="w+")
+        self.addCleanup(out.close)
         runner = subprocess.Popen([sys.executable, "-c", driver], stdin=subprocess.DEVNULL,
-                                  stdout=subprocess.DEVNULL, start_new_session=True)
+                                  stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         sids.add(runner.pid)
         try:
             for _ in range(600):
@@ -183,6 +185,12 @@ class Signals(unittest.TestCase):
         # Every process of every job is gone, long before its hour of sleep.
         self.assertEqual(live_in_sessions(jobs), [])
         self.assertEqual(status, 128 + sig)
+        # It says why it stopped, and reports no job it stopped as failed.
+        out.seek(0)
+        text = out.read()
+        self.assertIn(f"run_tests: stopped by {signal.Signals(sig).name}", text)
+        self.assertNotIn("FAIL", text)
+        self.assertNotIn("Traceback", text)
 
     def test_sigterm_stops_every_job(self):
         self.stop_with(signal.SIGTERM)
