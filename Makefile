@@ -506,6 +506,12 @@ build/raw_echo_ms: bench/raw_echo_ms.c | deps-bench
 	$(call say,LD,$@)
 	$(Q)$(CC) $(WARN) -O2 $< -o $@ $(URING)
 
+# The raw liburing floor of httpd's small-file rows (bench/httpd_bench.sh).
+build/raw_http: bench/raw_http.c | deps-bench
+	$(call say,LD,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(WARN) -O2 $< -o $@ $(URING) -lpthread
+
 build/uv_echo: bench/uv_echo.c | deps-bench
 	$(call say,LD,$@)
 	$(Q)$(CC) $(WARN) -O2 $< -o $@ $(UV)
