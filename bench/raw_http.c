@@ -63,11 +63,13 @@
 #define NFILES 65536    /* the sparse file table of a ring (-d 1), at most */
 #define RING_SQES 1024
 
-/* user_data: a conn pointer, its low bits the kind of request. */
+/* user_data: a conn pointer (malloc aligns it to 16), its low bits the kind of request. */
 #define UD_RECV 1u
 #define UD_SEND 2u
 #define UD_ACCEPT 3u
+#define UD_CANCEL 4u
 #define UD_IGNORE 0u
+#define UD_KIND 7u
 
 struct opts {
     int port, threads, ms_recv, ms_accept, direct, coop, regfd, defer, wait_nr, wait_us;
@@ -85,6 +87,7 @@ struct conn {
     int sending;      /* a send is in flight */
     int armed;        /* a recv is in flight (multishot: may still post) */
     int ended;        /* end of stream or error: close once nothing is in flight */
+    int cancelling;   /* a cancel of the multishot recv is in flight */
     char *in;         /* unanswered input: inl, or a larger copy (-r ms) */
     uint32_t inlen, incap;
     char *out;        /* the responses to pipelined heads, or NULL */
@@ -206,17 +209,23 @@ static void send_rest(struct worker *w, struct conn *c)
     c->sending = 1;
 }
 
-/* Closes c once nothing of it is in flight; a multishot recv still armed is cancelled first. */
+/*
+ * Closes c once nothing of it is in flight; a multishot recv still armed is
+ * cancelled first, once. c outlives its cancel's completion too: freed
+ * before, its address could be a new connection's by the time the cancel
+ * is submitted, and the cancel would end that connection's recv.
+ */
 static void maybe_close(struct worker *w, struct conn *c)
 {
-    if (!c->ended || c->sending)
+    if (!c->ended || c->sending || c->cancelling)
         return;
     if (c->armed) {
         if (o.ms_recv) {
             struct io_uring_sqe *s = sqe(w);
 
             io_uring_prep_cancel64(s, (uint64_t)(uintptr_t)c | UD_RECV, 0);
-            io_uring_sqe_set_data64(s, UD_IGNORE);
+            io_uring_sqe_set_data64(s, (uint64_t)(uintptr_t)c | UD_CANCEL);
+            c->cancelling = 1;
         }
         return;
     }
@@ -388,7 +397,7 @@ static void on_accept(struct worker *w, struct io_uring_cqe *cqe)
             }
         } else {
             c->fd = cqe->res;
-            c->sending = c->armed = c->ended = 0;
+            c->sending = c->armed = c->ended = c->cancelling = 0;
             c->in = c->inl;
             c->inlen = 0;
             c->incap = HEAD_MAX;
@@ -507,10 +516,10 @@ static void *run(void *arg)
         }
         io_uring_for_each_cqe(&w->ring, head, cqe) {
             uint64_t ud = cqe->user_data;
-            struct conn *c = (struct conn *)(uintptr_t)(ud & ~(uint64_t)3);
+            struct conn *c = (struct conn *)(uintptr_t)(ud & ~(uint64_t)UD_KIND);
 
             n++;
-            switch (ud & 3) {
+            switch (ud & UD_KIND) {
             case UD_ACCEPT:
                 on_accept(w, cqe);
                 break;
@@ -520,8 +529,12 @@ static void *run(void *arg)
             case UD_SEND:
                 on_send(w, c, cqe);
                 break;
+            case UD_CANCEL:
+                c->cancelling = 0;
+                maybe_close(w, c);
+                break;
             default:
-                break; /* a cancel's or a close's own result */
+                break; /* a close_direct's own result */
             }
         }
         io_uring_cq_advance(&w->ring, n);
