@@ -506,6 +506,12 @@ build/raw_echo_ms: bench/raw_echo_ms.c | deps-bench
 	$(call say,LD,$@)
 	$(Q)$(CC) $(WARN) -O2 $< -o $@ $(URING)
 
+# The raw liburing floor of httpd's small-file rows (bench/httpd_bench.sh).
+build/raw_http: bench/raw_http.c | deps-bench
+	$(call say,LD,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(WARN) -O2 $< -o $@ $(URING) -lpthread
+
 build/uv_echo: bench/uv_echo.c | deps-bench
 	$(call say,LD,$@)
 	$(Q)$(CC) $(WARN) -O2 $< -o $@ $(UV)
@@ -536,8 +542,8 @@ build/idle_conns: bench/idle_conns.c | deps-bench
 # Every benchmark, then the chart of their ratios: build/bench-httpd.tsv,
 # build/bench.tsv, build/bench.svg. The load averages at the start and at
 # the end (build/bench-load.txt) go in the chart's title.
-bench: build/bench build/echo_server build/raw_echo build/raw_echo_ms build/uv_echo build/httpd \
-       build/idle_conns | deps-bench
+bench: build/bench build/echo_server build/raw_echo build/raw_echo_ms build/raw_http build/uv_echo \
+       build/httpd build/idle_conns | deps-bench
 	$(Q)cut -d' ' -f1-3 /proc/loadavg >build/bench-load.txt
 	$(call say,BENCH,httpd against h2o and nginx)
 	$(Q)sh bench/httpd_bench.sh
@@ -546,9 +552,10 @@ bench: build/bench build/echo_server build/raw_echo build/raw_echo_ms build/uv_e
 	$(call say,CHART,build/bench.svg)
 	$(Q)sh bench/chart.sh
 
-# httpd against h2o and nginx under wrk, one and two threads:
-# build/bench-httpd.tsv (about 5 minutes).
-bench-httpd: build/httpd build/idle_conns | deps-bench
+# httpd against h2o and nginx (and the small-file rows against the raw
+# liburing floor, build/raw_http) under wrk, one and two threads:
+# build/bench-httpd.tsv (about 6 minutes).
+bench-httpd: build/httpd build/idle_conns build/raw_http | deps-bench
 	$(call say,BENCH,httpd against h2o and nginx)
 	$(Q)sh bench/httpd_bench.sh
 

@@ -25,7 +25,8 @@ done
 
 # The rows in sections, top to bottom: the runtime's rows against their
 # baselines, then httpd against h2o, then httpd against nginx, then httpd
-# on the epoll engine (httpd_epoll_*) against nginx. Each data
+# on the epoll engine (httpd_epoll_*) against nginx, then httpd against
+# the raw liburing floor (baseline raw, bench/raw_http.c). Each data
 # line: y, label, ratio, goal (1 where there is none), the bar's colour,
 # the ratio as printed, whether there is a goal (1/0), and the colour of
 # text drawn on the bar.
@@ -34,7 +35,7 @@ done
 awk -F '\t' -v inc="$inc" '
     FNR == 1 { next }
     {
-        sec = $1 ~ /^httpd_epoll_/ ? 4 : $1 ~ /^httpd_/ ? ($3 == "h2o" ? 2 : 3) : 1
+        sec = $1 ~ /^httpd_epoll_/ ? 4 : $1 ~ /^httpd_/ ? ($3 == "h2o" ? 2 : $3 == "raw" ? 5 : 3) : 1
         n[sec]++
         row[sec, n[sec]] = $0
     }
@@ -43,12 +44,13 @@ awk -F '\t' -v inc="$inc" '
         title[2] = "httpd against h2o, the anchor (build/bench-httpd.tsv; t2: two threads each)"
         title[3] = "httpd against nginx (build/bench-httpd.tsv; t2: two threads each)"
         title[4] = "httpd on the epoll engine against nginx (build/bench-httpd.tsv; t2: two threads each)"
+        title[5] = "httpd against the raw liburing floor, no goal (build/bench-httpd.tsv; t2: two threads each)"
         total = 0
-        for (s = 1; s <= 4; s++)
+        for (s = 1; s <= 5; s++)
             if (n[s])
                 total += n[s] + 1
         y = total
-        for (s = 1; s <= 4; s++) {
+        for (s = 1; s <= 5; s++) {
             if (!n[s])
                 continue
             printf "set label \"%s\" at graph 0.005, first %d left font \",11\" textcolor rgb \"#333333\"\n", title[s], y > inc

@@ -19,6 +19,13 @@
 # connection: the server's RSS delta with 10,000 connections that each
 # made one request and went quiet.
 #
+# The small-file rows run a fifth server in the same rounds, the raw
+# liburing floor (build/raw_http, bench/raw_http.c: the same work as
+# httpd's cached small-file path in plain liburing, one instance per file
+# since it serves one file); httpd's requests/s and CPU per request are
+# given against it too, with no goal, so that every run shows how far
+# httpd is from what io_uring itself costs on the machine.
+#
 # Every row of httpd is given against h2o (the anchor) and nginx; the
 # epoll engine's (httpd_epoll_*: 13 B and 4 KiB files, requests/s, p99 and
 # CPU per request) against nginx, which polls with epoll too. The ratio
@@ -37,8 +44,9 @@
 # BENCH_HTTPD is the httpd binary measured (default ./build/httpd), on
 # both engines, and BENCH_HTTPD_ARGS more of its flags (for example
 # "-L sendfile").
-# BENCH_PORT (default 18480) is the first of the four loopback ports the
-# servers listen on, so that two runs can share a machine.
+# BENCH_PORT (default 18480) is the first of the six loopback ports the
+# servers listen on (the last two are raw_http's), so that two runs can
+# share a machine.
 #
 # BENCH_ROWS=small measures the 13 B and 4 KiB rows alone (requests/s, p99,
 # CPU per request): on a shared machine the p99 moves most between runs,
@@ -66,12 +74,14 @@ for t in $threads_list; do
     esac
 done
 idle_conns=${BENCH_IDLE_CONNS:-10000}
-# The servers' ports: BENCH_PORT (default 18480) and the three after it.
+# The servers' ports: BENCH_PORT (default 18480) and the five after it.
 port0=${BENCH_PORT:-18480}
 hport=$port0
 nport=$((port0 + 1))
 oport=$((port0 + 2))
 eport=$((port0 + 3))
+rport=$((port0 + 4))
+r4port=$((port0 + 5))
 tck=$(getconf CLK_TCK)
 nginx=$(command -v nginx || echo /usr/sbin/nginx)
 h2o=$(command -v h2o || echo /usr/bin/h2o)
@@ -111,9 +121,11 @@ hpid=""
 npid=""
 opid=""
 epid=""
+rpid=""
+r4pid=""
 
 cleanup() {
-    for p in $hpid $npid $opid $epid; do
+    for p in $hpid $npid $opid $epid $rpid $r4pid; do
         kill "$p" 2>/dev/null && wait "$p" 2>/dev/null
     done
     rm -rf "$work"
@@ -134,10 +146,12 @@ sys.exit("bench: nothing listens on port " + sys.argv[1])
 EOF
 }
 
-# Starts the four servers (httpd on io_uring, nginx, h2o, httpd on epoll)
-# with keep-alive idle time $1 seconds and $2 threads (workers) each; sets
-# hpid, npid (nginx's master), opid and epid, and hsrv / nsrv / osrv /
-# esrv, the processes that serve (nginx's workers).
+# Starts the servers (httpd on io_uring, nginx, h2o, httpd on epoll, and
+# for the small-file rows raw_http on 13b.txt and on 4k.bin) with
+# keep-alive idle time $1 seconds and $2 threads (workers) each; sets
+# hpid, npid (nginx's master), opid, epid, rpid and r4pid, and hsrv /
+# nsrv / osrv / esrv / rsrv / r4srv, the processes that serve (nginx's
+# workers).
 start_servers() {
     # shellcheck disable=SC2086
     "$httpd_bin" -q -e uring -p "$hport" -r "$root" -k "$(($1 * 1000))" -t "$2" $httpd_args &
@@ -154,6 +168,14 @@ start_servers() {
     # h2o says on stderr that it raised its descriptor limit.
     "$h2o" -c "$work/h2o/h2o.conf" 2>>"$work/h2o/stderr" &
     opid=$!
+    if [ "$rows" != large ]; then
+        ./build/raw_http -p "$rport" -t "$2" "$root/13b.txt" &
+        rpid=$!
+        ./build/raw_http -p "$r4port" -t "$2" "$root/4k.bin" &
+        r4pid=$!
+        wait_port "$rport"
+        wait_port "$r4port"
+    fi
     wait_port "$hport"
     wait_port "$nport"
     wait_port "$oport"
@@ -161,6 +183,8 @@ start_servers() {
     hsrv=$hpid
     osrv=$opid
     esrv=$epid
+    rsrv=$rpid
+    r4srv=$r4pid
     tries=0
     while [ "$(pgrep -P "$npid" | wc -l)" -lt "$2" ]; do
         tries=$((tries + 1))
@@ -171,11 +195,18 @@ start_servers() {
 }
 
 stop_servers() {
-    kill "$hpid" "$npid" "$opid" "$epid"
+    # shellcheck disable=SC2086
+    kill "$hpid" "$npid" "$opid" "$epid" $rpid $r4pid
     wait "$hpid" || { echo "bench: httpd did not exit 0" >&2; exit 1; }
     wait "$epid" || { echo "bench: httpd -e epoll did not exit 0" >&2; exit 1; }
     wait "$npid" || true
     wait "$opid" || true
+    # raw_http has no orderly exit: SIGTERM ends it.
+    for p in $rpid $r4pid; do
+        wait "$p" || true
+    done
+    rpid=""
+    r4pid=""
     hpid=""
     npid=""
     opid=""
@@ -193,13 +224,19 @@ rss_kib() {
     awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"
 }
 
-# The port and the serving processes of server $1 (h, n, o, or e: httpd
-# on epoll).
+# The port and the serving processes of server $1 (h, n, o, e: httpd on
+# epoll, or r: raw_http, whose instance depends on the path $2).
 port_of() {
-    case $1 in h) echo "$hport" ;; n) echo "$nport" ;; o) echo "$oport" ;; e) echo "$eport" ;; esac
+    case $1 in
+    h) echo "$hport" ;; n) echo "$nport" ;; o) echo "$oport" ;; e) echo "$eport" ;;
+    r) case $2 in /4k.bin) echo "$r4port" ;; *) echo "$rport" ;; esac ;;
+    esac
 }
 pids_of() {
-    case $1 in h) echo "$hsrv" ;; n) echo "$nsrv" ;; o) echo "$osrv" ;; e) echo "$esrv" ;; esac
+    case $1 in
+    h) echo "$hsrv" ;; n) echo "$nsrv" ;; o) echo "$osrv" ;; e) echo "$esrv" ;;
+    r) case $2 in /4k.bin) echo "$r4srv" ;; *) echo "$rsrv" ;; esac ;;
+    esac
 }
 
 # Runs wrk with $4 threads against server $1 for path $2 with $3
@@ -209,12 +246,12 @@ pids_of() {
 # a machine loaded by other work can exceed for one response of a server
 # that is working (it was h2o's, once, at a load average of 12).
 run_wrk() {
-    port=$(port_of "$1")
+    port=$(port_of "$1" "$2")
     # shellcheck disable=SC2046
-    t0=$(cpu_ticks $(pids_of "$1"))
+    t0=$(cpu_ticks $(pids_of "$1" "$2"))
     out=$(wrk -t"$4" -c"$3" -d"${secs}s" --timeout 10s --latency "http://127.0.0.1:$port$2")
     # shellcheck disable=SC2046
-    t1=$(cpu_ticks $(pids_of "$1"))
+    t1=$(cpu_ticks $(pids_of "$1" "$2"))
     echo "$out" | awk -v t0="$t0" -v t1="$t1" -v tck="$tck" -v port="$port$2 -c$3 -t$4" '
         / requests in / { n = $1 }
         /^Requests\/sec:/ { rps = $2 }
@@ -278,7 +315,7 @@ for t in $threads_list; do
         for size in 13b.txt 4k.bin; do
             [ "$rows" = large ] && break
             for c in 64 256; do
-                for s in $(order "$r" h n o e); do
+                for s in $(order "$r" h n o e r); do
                     run_wrk "$s" "/$size" "$c" "$t" "$work/$s-t$t-$size-$c"
                 done
             done
@@ -362,6 +399,12 @@ for t in $threads_list; do
                 row "${tag}_cpu_us" "$(col "$h" 3)" "$an" "$(col "$f" 3)" 0 "$g3" \
                     "server CPU us/request, $t thread(s)"
             done
+            # httpd against the raw liburing floor: no goal.
+            f=$work/r-t$t-$size-$c
+            row "${tag}_rps" "$(col "$h" 1)" raw "$(col "$f" 1)" 1 - \
+                "requests/s, $t thread(s)"
+            row "${tag}_cpu_us" "$(col "$h" 3)" raw "$(col "$f" 3)" 0 - \
+                "server CPU us/request, $t thread(s)"
             # The epoll engine against nginx.
             e=$work/e-t$t-$size-$c
             f=$work/n-t$t-$size-$c

@@ -25,13 +25,15 @@ BENCH = HEAD + (
     "cancel\t500.0\tliburing\t400.0\t0.800\t-\t-\tns per cancelled op\n"
 )
 
-# build/bench-httpd.tsv: rows against h2o and nginx, and the epoll
-# engine's against nginx, interleaved as the script writes them; the chart
-# groups them by anchor, the epoll engine's in a section of their own.
+# build/bench-httpd.tsv: rows against h2o, nginx and the raw liburing
+# floor, and the epoll engine's against nginx, interleaved as the script
+# writes them; the chart groups them by anchor, the epoll engine's in a
+# section of their own.
 HTTPD = HEAD + (
     "httpd_13b_c64_rps\t100\th2o\t90\t1.111\t1.000\tyes\trequests/s, 1 thread(s)\n"
     "httpd_13b_c64_cpu_us\t10\th2o\t12\t1.200\t1.333\tno\tserver CPU us/request\n"
     "httpd_13b_c64_rps\t100\tnginx\t50\t2.000\t-\t-\trequests/s, 1 thread(s)\n"
+    "httpd_13b_c64_cpu_us\t10\traw\t5\t0.500\t-\t-\tserver CPU us/request\n"
     "httpd_epoll_13b_c64_rps\t40\tnginx\t50\t0.800\t1.000\tno\trequests/s, epoll\n"
     "httpd_epoll_t2_13b_c64_rps\t60\tnginx\t50\t1.200\t1.000\tyes\trequests/s, epoll\n"
     "httpd_t2_13b_c64_rps\t100\th2o\t110\t0.909\t1.000\tno\trequests/s, 2 thread(s)\n"
@@ -80,19 +82,21 @@ class ChartTest(unittest.TestCase):
                           "echo_epoll vs libuv", "cancel vs liburing",
                           "13b_c64_rps", "13b_c64_cpu_us", "t2_13b_c64_rps",
                           "13b_c64_rps",
-                          "13b_c64_rps", "t2_13b_c64_rps"])
+                          "13b_c64_rps", "t2_13b_c64_rps",
+                          "13b_c64_cpu_us"])
         self.assertEqual([x[4] for x in rows],
                          [MET, MISSED, LEADS, MET, TRAILS, MET, MISSED, MISSED, LEADS,
-                          MISSED, MET])
+                          MISSED, MET, TRAILS])
         self.assertEqual([x[5] for x in rows][:2], ["0.99  met", "0.90  not met"])
         self.assertEqual([x[6] for x in rows],
-                         ["1", "1", "0", "1", "0", "1", "1", "1", "0", "1", "1"])
-        # Top to bottom, one row left for each of the four section headings.
+                         ["1", "1", "0", "1", "0", "1", "1", "1", "0", "1", "1", "0"])
+        # Top to bottom, one row left for each of the five section headings.
         ys = [x[0] for x in rows]
         self.assertEqual(ys, sorted(ys, reverse=True))
-        self.assertEqual(ys[0], 15 - 1)
-        self.assertIn("rows = 15", self.read("bench-chart.gp"))
+        self.assertEqual(ys[0], 17 - 1)
+        self.assertIn("rows = 17", self.read("bench-chart.gp"))
         self.assertIn("httpd on the epoll engine against nginx", self.read("bench-chart.gp"))
+        self.assertIn("httpd against the raw liburing floor", self.read("bench-chart.gp"))
 
     def test_a_goal_met_exactly_is_met(self):
         self.write("bench.tsv", HEAD + "nop_tasks\t95.0\tliburing\t100.0\t0.950\t0.950\tyes\tx\n")
