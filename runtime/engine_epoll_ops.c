@@ -208,7 +208,13 @@ static int pd__ep_sock_io(pd__engine *e, pd__ep_op *r, int out, int32_t *res)
         return pd__ep_wait_or_again(r, fd, ev, nowait, res);
     }
     if ((size_t)n < want && n > 0) {
-        /* A stream that returned less than asked for was drained. */
+        /*
+         * What the fd is decides both what follows (an fd never waited on
+         * is not classified yet): a stream that returned less than asked
+         * for was drained, and MSG_WAITALL waits for the rest on a stream.
+         */
+        if (f->kind == PD__FK_UNKNOWN)
+            (void)pd__ep_fd_kind(e, fd);
         if (!out && pd__ep_drained(f) && !(flags & MSG_PEEK))
             f->maybe &= ~EPOLLIN;
         if ((flags & MSG_WAITALL) && f->kind == PD__FK_STREAM) {

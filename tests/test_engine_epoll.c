@@ -37,6 +37,7 @@
 typedef struct tr {
     struct io_uring ring;
     pd__engine *e; /* NULL: the kernel's io_uring */
+    const pd__engine_vt *vt; /* e's engine: epoll, or the simulator */
 } tr;
 
 typedef struct tcqe {
@@ -58,13 +59,27 @@ static long long now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/*
+ * A ring on the kernel's io_uring (engine 0), the epoll engine (1) or the
+ * simulator without faults (2), which runs the epoll engine's ops under
+ * its own order, timers and cancels.
+ */
 static void tr_init(tr *t, int epoll, unsigned entries, unsigned cq)
 {
     memset(t, 0, sizeof(*t));
-    if (epoll) {
+    if (epoll == 2) {
+        pd_config cfg = { .engine = PD_ENGINE_SIM, .sim_seed = 1, .sim_flags = PD_SIM_NO_FAULTS };
+        int ret;
+
+        ck_assert_uint_eq(cq, 0);
+        ret = pd__sim_init(&t->ring, entries, &cfg, &t->e);
+        ck_assert_msg(ret == 0, "sim init: %s", strerror(-ret));
+        t->vt = &pd__engine_sim;
+    } else if (epoll) {
         int ret = EP->init(&t->ring, entries, cq, &t->e);
 
         ck_assert_msg(ret == 0, "epoll init: %s", strerror(-ret));
+        t->vt = EP;
     } else {
         struct io_uring_params p;
 
@@ -80,7 +95,7 @@ static void tr_init(tr *t, int epoll, unsigned entries, unsigned cq)
 static void tr_exit(tr *t)
 {
     if (t->e)
-        EP->exit(t->e, &t->ring);
+        t->vt->exit(t->e, &t->ring);
     else
         io_uring_queue_exit(&t->ring);
 }
@@ -110,7 +125,7 @@ static int tr_enter(tr *t, unsigned wait_nr, long ms)
 
     if (t->e) {
         do
-            ret = EP->enter(t->e, &t->ring, wait_nr, ms < 0 ? NULL : &ts);
+            ret = t->vt->enter(t->e, &t->ring, wait_nr, ms < 0 ? NULL : &ts);
         while (ret == -EINTR);
         return ret;
     }
@@ -154,7 +169,7 @@ static void tr_wait(tr *t, tlog *l, int want)
             return;
         left = end - now_ms();
         ck_assert_msg(left > 0, "%s: %d completions after 10 s, want %d",
-                      t->e ? "epoll" : "io_uring", l->n, want);
+                      t->e ? t->vt->name : "io_uring", l->n, want);
         tr_enter(t, 1, left > 100 ? 100 : left);
     }
 }
@@ -200,16 +215,16 @@ static int count(const tlog *l, uint64_t ud)
     do {                                                                       \
         const tcqe *c_ = find((l), (ud), (nth));                               \
         ck_assert_msg(c_ != NULL, "%s: no completion %d for ud %#llx",         \
-                      (t)->e ? "epoll" : "io_uring", (nth), (unsigned long long)(ud)); \
+                      (t)->e ? (t)->vt->name : "io_uring", (nth), (unsigned long long)(ud)); \
         if ((ud) >= FDUD && (res_) >= 0)                                       \
             ck_assert_msg(c_->res >= 0, "%s: ud %#llx: res %d, want an fd",    \
-                          (t)->e ? "epoll" : "io_uring", (unsigned long long)(ud), c_->res); \
+                          (t)->e ? (t)->vt->name : "io_uring", (unsigned long long)(ud), c_->res); \
         else                                                                   \
             ck_assert_msg(c_->res == (res_), "%s: ud %#llx: res %d (%s), want %d", \
-                          (t)->e ? "epoll" : "io_uring", (unsigned long long)(ud), \
+                          (t)->e ? (t)->vt->name : "io_uring", (unsigned long long)(ud), \
                           c_->res, c_->res < 0 ? strerror(-c_->res) : "", (res_)); \
         ck_assert_msg(c_->flags == (uint32_t)(flags_), "%s: ud %#llx: flags %#x, want %#x", \
-                      (t)->e ? "epoll" : "io_uring", (unsigned long long)(ud), c_->flags, \
+                      (t)->e ? (t)->vt->name : "io_uring", (unsigned long long)(ud), c_->flags, \
                       (unsigned)(flags_));                                     \
     } while (0)
 
@@ -228,7 +243,7 @@ static void log_sort(tlog *l)
 }
 
 /* The two rings gave the same completions (fd results: both fds or equal errors). */
-static void log_same(tlog *a, tlog *b)
+static void log_same(tlog *a, tlog *b, const char *bname)
 {
     int i;
 
@@ -239,11 +254,11 @@ static void log_same(tlog *a, tlog *b)
         int same_res = x.res == y.res || (x.ud >= FDUD && x.res >= 0 && y.res >= 0);
 
         ck_assert_msg(x.ud == y.ud && same_res && x.flags == y.flags,
-                      "completion %d: io_uring (ud %#llx res %d flags %#x), epoll (ud %#llx "
+                      "completion %d: io_uring (ud %#llx res %d flags %#x), %s (ud %#llx "
                       "res %d flags %#x)", i, (unsigned long long)x.ud, x.res, x.flags,
-                      (unsigned long long)y.ud, y.res, y.flags);
+                      bname, (unsigned long long)y.ud, y.res, y.flags);
     }
-    ck_assert_msg(a->n == b->n, "io_uring posted %d completions, epoll %d", a->n, b->n);
+    ck_assert_msg(a->n == b->n, "io_uring posted %d completions, %s %d", a->n, bname, b->n);
 }
 
 /*
@@ -273,7 +288,15 @@ static void both(void (*sc)(tr *t, tlog *l), const char *name)
     tr_init(&b, 1, 64, 0);
     sc(&b, &lb);
     tr_exit(&b);
-    log_same(&la, &lb);
+    log_same(&la, &lb, "epoll");
+    if (getenv("PD_TEST_SIM_TOO")) {
+        static tlog lc;
+        memset(&lc, 0, sizeof(lc));
+        tr_init(&b, 2, 64, 0);
+        sc(&b, &lc);
+        tr_exit(&b);
+        log_same(&la, &lc, "sim");
+    }
 }
 
 /* --- fixtures --- */
@@ -1061,7 +1084,7 @@ END_TEST
 static void tr_buf_ring(tr *t, struct io_uring_buf_ring *br, unsigned n, unsigned short bgid)
 {
     if (t->e) {
-        ck_assert_int_eq(EP->register_buf_ring(t->e, br, n, bgid), 0);
+        ck_assert_int_eq(t->vt->register_buf_ring(t->e, br, n, bgid), 0);
     } else {
         struct io_uring_buf_reg reg = { .ring_addr = (uintptr_t)br, .ring_entries = n, .bgid = bgid };
 
@@ -1071,7 +1094,7 @@ static void tr_buf_ring(tr *t, struct io_uring_buf_ring *br, unsigned n, unsigne
 
 static int tr_buf_unreg(tr *t, unsigned short bgid)
 {
-    return t->e ? EP->unregister_buf_ring(t->e, bgid) : io_uring_unregister_buf_ring(&t->ring, bgid);
+    return t->e ? t->vt->unregister_buf_ring(t->e, bgid) : io_uring_unregister_buf_ring(&t->ring, bgid);
 }
 
 static void add_bufs(struct io_uring_buf_ring *br, char (*bufs)[8], int first, int n)
@@ -1857,6 +1880,36 @@ START_TEST(readiness_is_collected_every_other_entry_at_least)
 }
 END_TEST
 
+
+/*
+ * MSG_WAITALL with part of the data there already, on a socket the engine
+ * never waited on: the first attempt's short recv must wait for the rest,
+ * as the kernel's does, not complete short.
+ */
+static void sc_waitall_first(tr *t, tlog *l)
+{
+    int sv[2];
+    char b[8] = "";
+
+    sp(SOCK_STREAM, sv);
+    ck_assert_int_eq(write(sv[1], "abc", 3), 3);
+    Q(t, 1, io_uring_prep_recv(s_, sv[0], b, 6, MSG_WAITALL));
+    tr_settle(t, l, 20);
+    ck_assert_int_eq(count(l, 1), 0);
+    ck_assert_int_eq(write(sv[1], "def", 3), 3);
+    tr_wait(t, l, 1);
+    ck_assert_int_eq(memcmp(b, "abcdef", 6), 0);
+    expect(t, l, 1, 0, 6, 0);
+    close(sv[0]);
+    close(sv[1]);
+}
+
+START_TEST(waitall_with_part_of_the_data_there)
+{
+    both(sc_waitall_first, "waitall_with_part_of_the_data_there");
+}
+END_TEST
+
 Suite *pd_suite_engine_epoll(void)
 {
     Suite *s = suite_create("engine_epoll");
@@ -1882,6 +1935,7 @@ Suite *pd_suite_engine_epoll(void)
     tcase_add_test(cmp, odds_and_ends);
     tcase_add_test(cmp, wake_from_another_thread);
     tcase_add_test(cmp, enter_limit_is_etime);
+    tcase_add_test(cmp, waitall_with_part_of_the_data_there);
     tcase_set_timeout(cmp, 60);
     tcase_set_tags(cmp, PD_TEST_OWN_ENGINE);
     suite_add_tcase(s, cmp);

@@ -1451,6 +1451,15 @@ MUTANTS = [
              "its own stamp: a file requested often enough is never opened by its "
              "path again, and is served as it was after it was renamed over or removed",
          run="plain"),
+    # --- issue 22: adversary of the epoll engine and the simulator ---
+    dict(name="epoll-waitall-unclassified-short",
+         file="runtime/engine_epoll_ops.c",
+         old="        if (f->kind == PD__FK_UNKNOWN)\n            (void)pd__ep_fd_kind(e, fd);\n",
+         new="",
+         inv="engines: a MSG_WAITALL recv on a socket the epoll engine (or the "
+             "simulator) never waited on completes short with the part that was "
+             "there, where the kernel's waits for the rest",
+         run="plain"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
