@@ -229,6 +229,7 @@ void pd__ep_timer_park(pd__engine *e, pd__ep_op *r, int64_t deadline);
 void pd__ep_timers(pd__engine *e);
 void pd__ep_finish(pd__engine *e, pd__ep_op *r, int32_t res, uint32_t cflags);
 void pd__ep_cancel(pd__engine *e, const struct io_uring_sqe *sqe);
+int32_t pd__ep_stopped_res(const pd__ep_op *r);
 
 /* engine_epoll_fd.c: the fd table, registration, events, checks. */
 pd__ep_fd *pd__ep_fd_get(pd__engine *e, int fd);

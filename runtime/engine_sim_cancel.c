@@ -31,7 +31,7 @@ int64_t pd__sim_next_timer(const pd__sim *s)
 
 /*
  * Stops a record that has not completed: 0 (the caller finishes it with
- * -ECANCELED), or -EALREADY for a file op a worker took, which completes
+ * -ECANCELED, or the bytes it moved: pd__ep_stopped_res), or -EALREADY for a file op a worker took, which completes
  * later with its own result.
  */
 static int pd__sim_stop(pd__sim *s, pd__sim_op *op)
@@ -68,7 +68,7 @@ int pd__sim_timers(pd__sim *s)
         target->link = NULL;
         ret = pd__sim_stop(s, target);
         if (ret == 0)
-            pd__sim_finish(s, target, -ECANCELED, 0);
+            pd__sim_finish(s, target, pd__ep_stopped_res(&target->r), 0);
         pd__sim_add(s, t->r.sqe.user_data, ret == 0 ? -ETIME : ret, 0);
         pd__sim_rec_free(s, t);
     }
@@ -162,6 +162,6 @@ void pd__sim_cancel(pd__sim *s, const struct io_uring_sqe *sqe)
     pd__sim_emit(s, sqe, res, 0);
     while ((op = stopped) != NULL) {
         stopped = op->snext;
-        pd__sim_finish(s, op, -ECANCELED, 0);
+        pd__sim_finish(s, op, pd__ep_stopped_res(&op->r), 0);
     }
 }

@@ -1910,6 +1910,48 @@ START_TEST(waitall_with_part_of_the_data_there)
 }
 END_TEST
 
+/*
+ * A MSG_WAITALL recv that received part of what it waits for, then is
+ * stopped, by a cancel or by its linked timeout: it completes with what it
+ * received (the bytes are in its buffer and gone from the socket), as the
+ * kernel's does, not -ECANCELED.
+ */
+static void sc_partial_stop(tr *t, tlog *l)
+{
+    struct __kernel_timespec short_ts = { 0, 30000000 };
+    int sv[2], sw[2];
+    char b[16] = "", c[16] = "";
+
+    sp(SOCK_STREAM, sv);
+    sp(SOCK_STREAM, sw);
+    ck_assert_int_eq(write(sv[1], "abc", 3), 3);
+    Q(t, 1, io_uring_prep_recv(s_, sv[0], b, 10, MSG_WAITALL));
+    tr_settle(t, l, 20);
+    ck_assert_int_eq(count(l, 1), 0);
+    Q(t, 2, io_uring_prep_cancel64(s_, 1, 0));
+    tr_wait(t, l, 2);
+    ck_assert_int_eq(write(sw[1], "de", 2), 2);
+    Q(t, 3, (io_uring_prep_recv(s_, sw[0], c, 10, MSG_WAITALL), s_->flags |= IOSQE_IO_LINK));
+    Q(t, 4, io_uring_prep_link_timeout(s_, &short_ts, 0));
+    tr_wait(t, l, 4);
+    ck_assert_int_eq(memcmp(b, "abc", 3), 0);
+    ck_assert_int_eq(memcmp(c, "de", 2), 0);
+    expect(t, l, 1, 0, 3, 0);
+    expect(t, l, 2, 0, 0, 0);
+    expect(t, l, 3, 0, 2, 0);
+    expect(t, l, 4, 0, -ETIME, 0);
+    close(sv[0]);
+    close(sv[1]);
+    close(sw[0]);
+    close(sw[1]);
+}
+
+START_TEST(stopped_waitall_recv_returns_what_it_got)
+{
+    both(sc_partial_stop, "stopped_waitall_recv_returns_what_it_got");
+}
+END_TEST
+
 Suite *pd_suite_engine_epoll(void)
 {
     Suite *s = suite_create("engine_epoll");
@@ -1936,6 +1978,7 @@ Suite *pd_suite_engine_epoll(void)
     tcase_add_test(cmp, wake_from_another_thread);
     tcase_add_test(cmp, enter_limit_is_etime);
     tcase_add_test(cmp, waitall_with_part_of_the_data_there);
+    tcase_add_test(cmp, stopped_waitall_recv_returns_what_it_got);
     tcase_set_timeout(cmp, 60);
     tcase_set_tags(cmp, PD_TEST_OWN_ENGINE);
     suite_add_tcase(s, cmp);

@@ -1460,6 +1460,15 @@ MUTANTS = [
              "simulator) never waited on completes short with the part that was "
              "there, where the kernel's waits for the rest",
          run="plain"),
+    dict(name="epoll-stopped-partial-cancelled",
+         file="runtime/engine_epoll_rec.c",
+         old="    return r->done ? (int32_t)r->done : -ECANCELED;\n",
+         new="    return -ECANCELED;\n",
+         inv="engines: a MSG_WAITALL recv stopped by a cancel or its linked timeout "
+             "after it received part of its bytes completes -ECANCELED on the epoll "
+             "engine and the simulator: the bytes are gone from the socket and the "
+             "caller is told none came, where the kernel returns them",
+         run="plain"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
