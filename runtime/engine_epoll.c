@@ -415,7 +415,7 @@ static int pd__ep_enter(pd__engine *e, struct io_uring *ring, unsigned wait_nr,
     e->epoch++;
     n = pd__ep_consume(e, ring);
     if (ts != NULL)
-        limit = pd__ep_clock(e) + ts->tv_sec * 1000000000 + ts->tv_nsec;
+        limit = pd__ep_after(pd__ep_clock(e), pd__ep_ts_ns(ts));
     for (;;) {
         int64_t timeout = 0;
 

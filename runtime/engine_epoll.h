@@ -211,6 +211,26 @@ enum {
 #define PD__EP_POLL_UNMASK (EPOLLERR | EPOLLHUP | POLLNVAL | EPOLLRDHUP)
 #define PD__EP_AGAIN(err) ((err) == EAGAIN || (err) == EWOULDBLOCK)
 
+/*
+ * The time ts says in ns (tv_sec and tv_nsec not negative), saturated at
+ * INT64_MAX / 2 (292 years).
+ */
+static inline int64_t pd__ep_ts_ns(const struct __kernel_timespec *ts)
+{
+    return ts->tv_sec > INT64_MAX / 1000000000 - 1 ? INT64_MAX / 2
+                                                   : ts->tv_sec * 1000000000 + ts->tv_nsec;
+}
+
+/*
+ * now + ns (both not negative), saturated at INT64_MAX / 2: a time too
+ * long to ever pass, in a timeout or an entry's limit, makes a deadline
+ * that never comes, never one that wrapped around into the past.
+ */
+static inline int64_t pd__ep_after(int64_t now, int64_t ns)
+{
+    return ns > INT64_MAX / 2 - now ? INT64_MAX / 2 : now + ns;
+}
+
 /* engine_epoll.c: the ring, starting ops, the wait loop, setup. */
 int64_t pd__ep_clock(pd__engine *e);
 void pd__ep_post(pd__engine *e, uint64_t ud, int32_t res, uint32_t flags);

@@ -202,8 +202,7 @@ int pd__ep_deadline(pd__engine *e, const struct io_uring_sqe *sqe, int64_t *out)
         return -EINVAL;
     if (ts->tv_sec < 0 || ts->tv_nsec < 0 || ts->tv_nsec >= 1000000000)
         return -EINVAL;
-    ns = ts->tv_sec > INT64_MAX / 1000000000 - 1 ? INT64_MAX / 2
-                                                 : ts->tv_sec * 1000000000 + ts->tv_nsec;
+    ns = pd__ep_ts_ns(ts);
     if (fl & IORING_TIMEOUT_ABS) {
         struct timespec now;
         clockid_t clk = (fl & IORING_TIMEOUT_BOOTTIME) ? CLOCK_BOOTTIME
@@ -215,7 +214,7 @@ int pd__ep_deadline(pd__engine *e, const struct io_uring_sqe *sqe, int64_t *out)
         if (ns < 0)
             ns = 0;
     }
-    *out = pd__ep_clock(e) + ns;
+    *out = pd__ep_after(pd__ep_clock(e), ns);
     return 0;
 }
 

@@ -390,7 +390,7 @@ static int pd__sim_enter(pd__engine *eng, struct io_uring *ring, unsigned wait_n
         return (int)n;
     }
     if (ts != NULL)
-        limit = s->now + ts->tv_sec * 1000000000 + ts->tv_nsec;
+        limit = pd__ep_after(s->now, pd__ep_ts_ns(ts));
     for (;;) {
         int64_t next, to;
         int moved = pd__sim_step(s, 0);

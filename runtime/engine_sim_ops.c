@@ -342,12 +342,11 @@ static int pd__sim_deadline(const pd__sim *s, const struct io_uring_sqe *sqe, in
         return -EINVAL;
     if (ts->tv_sec < 0 || ts->tv_nsec < 0 || ts->tv_nsec >= 1000000000)
         return -EINVAL;
-    ns = ts->tv_sec > INT64_MAX / 1000000000 - 1 ? INT64_MAX / 2
-                                                 : ts->tv_sec * 1000000000 + ts->tv_nsec;
+    ns = pd__ep_ts_ns(ts);
     if (fl & IORING_TIMEOUT_ABS)
         *out = ns > s->now ? ns : s->now;
     else
-        *out = ns > INT64_MAX / 2 - s->now ? INT64_MAX / 2 : s->now + ns;
+        *out = pd__ep_after(s->now, ns);
     return 0;
 }
 

@@ -1952,6 +1952,57 @@ START_TEST(stopped_waitall_recv_returns_what_it_got)
 }
 END_TEST
 
+/*
+ * Times too long to ever pass, as a timeout, a linked timeout and the
+ * limit of an entry: they never fire (the deadline saturates; it must not
+ * wrap around to the past), and an entry with such a limit waits for what
+ * it waits for.
+ */
+static void sc_huge_times(tr *t, tlog *l)
+{
+    struct __kernel_timespec huge = { INT64_MAX / 1000000000 - 1, 999999999 };
+    struct __kernel_timespec longest = { INT64_MAX, 999999999 }, short_ts = { 0, 20000000 };
+    struct io_uring_cqe *c;
+    int p[2], ret;
+    char b[4];
+
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+    Q(t, 1, io_uring_prep_timeout(s_, &huge, 0, 0));
+    Q(t, 2, io_uring_prep_timeout(s_, &longest, 0, 0));
+    Q(t, 3, (io_uring_prep_read(s_, p[0], b, sizeof(b), 0), s_->flags |= IOSQE_IO_LINK));
+    Q(t, 4, io_uring_prep_link_timeout(s_, &huge, 0));
+    tr_settle(t, l, 30);
+    ck_assert_msg(l->n == 0, "%s: %d completions, none due", t->e ? t->vt->name : "io_uring", l->n);
+    /* Two completions, the second 20 ms on, under a limit of 292 years. */
+    Q(t, 5, io_uring_prep_nop(s_));
+    Q(t, 6, io_uring_prep_timeout(s_, &short_ts, 0, 0));
+    if (t->e)
+        ret = t->vt->enter(t->e, &t->ring, 2, &huge);
+    else
+        ret = io_uring_submit_and_wait_timeout(&t->ring, &c, 2, &huge, NULL);
+    ck_assert_msg(ret >= 0, "%s: enter: %d", t->e ? t->vt->name : "io_uring", ret);
+    tr_reap(t, l);
+    ck_assert_msg(l->n == 2, "%s: %d completions, want 2", t->e ? t->vt->name : "io_uring", l->n);
+    Q(t, 7, io_uring_prep_cancel64(s_, 1, 0));
+    Q(t, 8, io_uring_prep_cancel64(s_, 2, 0));
+    Q(t, 9, io_uring_prep_cancel64(s_, 3, 0));
+    tr_wait(t, l, 9);
+    expect(t, l, 1, 0, -ECANCELED, 0);
+    expect(t, l, 2, 0, -ECANCELED, 0);
+    expect(t, l, 3, 0, -ECANCELED, 0);
+    expect(t, l, 4, 0, -ECANCELED, 0);
+    expect(t, l, 5, 0, 0, 0);
+    expect(t, l, 6, 0, -ETIME, 0);
+    close(p[0]);
+    close(p[1]);
+}
+
+START_TEST(huge_timeouts_never_fire)
+{
+    both(sc_huge_times, "huge_timeouts_never_fire");
+}
+END_TEST
+
 Suite *pd_suite_engine_epoll(void)
 {
     Suite *s = suite_create("engine_epoll");
@@ -1979,6 +2030,7 @@ Suite *pd_suite_engine_epoll(void)
     tcase_add_test(cmp, enter_limit_is_etime);
     tcase_add_test(cmp, waitall_with_part_of_the_data_there);
     tcase_add_test(cmp, stopped_waitall_recv_returns_what_it_got);
+    tcase_add_test(cmp, huge_timeouts_never_fire);
     tcase_set_timeout(cmp, 60);
     tcase_set_tags(cmp, PD_TEST_OWN_ENGINE);
     suite_add_tcase(s, cmp);

@@ -1469,6 +1469,14 @@ MUTANTS = [
              "engine and the simulator: the bytes are gone from the socket and the "
              "caller is told none came, where the kernel returns them",
          run="plain"),
+    dict(name="engine-deadline-wraps",
+         file="runtime/engine_epoll.h",
+         old="    return ns > INT64_MAX / 2 - now ? INT64_MAX / 2 : now + ns;\n",
+         new="    return (int64_t)((uint64_t)now + (uint64_t)ns);\n",
+         inv="engines: a timeout, linked timeout or entry limit too long to ever "
+             "pass wraps around into the past on the epoll engine and the "
+             "simulator, and fires at once",
+         run="plain"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
