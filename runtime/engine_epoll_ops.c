@@ -145,8 +145,10 @@ static off_t pd__ep_off(const pd__ep_op *r)
 
 /*
  * recv, send, and read/write/readv/writev on a socket: one syscall with
- * MSG_DONTWAIT. A read or write op never gets MSG_NOSIGNAL, as write(2)
- * does not. With MSG_WAITALL on a stream the op waits for the rest, as the
+ * MSG_DONTWAIT. A send (send, send_zc, sendmsg) always gets MSG_NOSIGNAL,
+ * as io_uring adds it to every send it makes: a peer that is gone answers
+ * -EPIPE, never SIGPIPE. A write or writev op does not get it, as write(2)
+ * does not (io_uring's raises SIGPIPE too). With MSG_WAITALL on a stream the op waits for the rest, as the
  * kernel's retries do; what was moved is the result if an error follows.
  */
 static __attribute__((noinline)) ssize_t pd__ep_sock_iov(pd__ep_op *r, int out, size_t *want)
@@ -184,9 +186,10 @@ static int pd__ep_sock_io(pd__engine *e, pd__ep_op *r, int out, int32_t *res)
      * IORING_RECVSEND_POLL_FIRST is a hint: the kernel's poll would find
      * the fd ready now as this attempt does.
      */
-    if (s->opcode == IORING_OP_RECV || s->opcode == IORING_OP_SEND ||
-        s->opcode == IORING_OP_SEND_ZC)
+    if (s->opcode == IORING_OP_RECV)
         flags = (int)s->msg_flags;
+    else if (s->opcode == IORING_OP_SEND || s->opcode == IORING_OP_SEND_ZC)
+        flags = (int)s->msg_flags | MSG_NOSIGNAL;
     r->flags &= ~PD__EPF_FIRST;
     if (!(f->maybe & ev) && !nowait)
         return pd__ep_wait_for(r, fd, ev);
@@ -226,7 +229,10 @@ static int pd__ep_sock_io(pd__engine *e, pd__ep_op *r, int out, int32_t *res)
     return PD__EP_DONE;
 }
 
-/* recvmsg and sendmsg: the msghdr is the caller's, and gets the kernel's write-back. */
+/*
+ * recvmsg and sendmsg: the msghdr is the caller's, and gets the kernel's
+ * write-back; a sendmsg gets MSG_NOSIGNAL, as pd__ep_sock_io's sends.
+ */
 static int pd__ep_msg(pd__engine *e, pd__ep_op *r, int out, int32_t *res)
 {
     const struct io_uring_sqe *s = &r->sqe;
@@ -247,7 +253,7 @@ static int pd__ep_msg(pd__engine *e, pd__ep_op *r, int out, int32_t *res)
     r->flags &= ~PD__EPF_FIRST;
     if (!(f->maybe & ev) && !nowait)
         return pd__ep_wait_for(r, s->fd, ev);
-    n = out ? sendmsg(s->fd, m, (int)s->msg_flags | MSG_DONTWAIT)
+    n = out ? sendmsg(s->fd, m, (int)s->msg_flags | MSG_DONTWAIT | MSG_NOSIGNAL)
             : recvmsg(s->fd, m, (int)s->msg_flags | MSG_DONTWAIT);
     if (n < 0 && PD__EP_AGAIN(errno)) {
         f->maybe &= ~ev;

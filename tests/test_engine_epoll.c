@@ -15,6 +15,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -2003,6 +2004,55 @@ START_TEST(huge_timeouts_never_fire)
 }
 END_TEST
 
+static volatile sig_atomic_t sigpipes;
+
+static void count_sigpipe(int sig)
+{
+    (void)sig;
+    sigpipes++;
+}
+
+/*
+ * A send and a sendmsg without MSG_NOSIGNAL to a peer that is gone: -EPIPE
+ * and no SIGPIPE, since io_uring adds MSG_NOSIGNAL to every send it makes
+ * (a program that never asked for SIGPIPE to be ignored would be killed).
+ */
+static void sc_no_sigpipe(tr *t, tlog *l)
+{
+    struct sigaction sa, old;
+    struct iovec v = { "x", 1 };
+    struct msghdr m;
+    int sv[2];
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = count_sigpipe;
+    sigemptyset(&sa.sa_mask);
+    ck_assert_int_eq(sigaction(SIGPIPE, &sa, &old), 0);
+    sigpipes = 0;
+    memset(&m, 0, sizeof(m));
+    m.msg_iov = &v;
+    m.msg_iovlen = 1;
+    sp(SOCK_STREAM, sv);
+    close(sv[1]);
+    Q(t, 1, io_uring_prep_send(s_, sv[0], "x", 1, 0));
+    Q(t, 2, io_uring_prep_sendmsg(s_, sv[0], &m, 0));
+    Q(t, 3, io_uring_prep_send(s_, sv[0], "x", 1, MSG_WAITALL));
+    tr_wait(t, l, 3);
+    close(sv[0]);
+    ck_assert_int_eq(sigaction(SIGPIPE, &old, NULL), 0);
+    ck_assert_msg(sigpipes == 0, "%s: %d SIGPIPEs", t->e ? t->vt->name : "io_uring",
+                  (int)sigpipes);
+    expect(t, l, 1, 0, -EPIPE, 0);
+    expect(t, l, 2, 0, -EPIPE, 0);
+    expect(t, l, 3, 0, -EPIPE, 0);
+}
+
+START_TEST(send_to_a_gone_peer_raises_no_sigpipe)
+{
+    both(sc_no_sigpipe, "send_to_a_gone_peer_raises_no_sigpipe");
+}
+END_TEST
+
 Suite *pd_suite_engine_epoll(void)
 {
     Suite *s = suite_create("engine_epoll");
@@ -2031,6 +2081,7 @@ Suite *pd_suite_engine_epoll(void)
     tcase_add_test(cmp, waitall_with_part_of_the_data_there);
     tcase_add_test(cmp, stopped_waitall_recv_returns_what_it_got);
     tcase_add_test(cmp, huge_timeouts_never_fire);
+    tcase_add_test(cmp, send_to_a_gone_peer_raises_no_sigpipe);
     tcase_set_timeout(cmp, 60);
     tcase_set_tags(cmp, PD_TEST_OWN_ENGINE);
     suite_add_tcase(s, cmp);

@@ -968,14 +968,6 @@ MUTANTS = [
          new="      self->off += (size_t)res;\n      RETURN((ssize_t)self->off);",
          inv="sends: send_all returns after a short send, the rest unsent",
          run="plain"),
-    dict(name="send-all-sigpipe",
-         file="specs/send_all.yaml",
-         old="len: self->len - self->off}",
-         new="len: self->len - self->off, flags: 0}",
-         inv="sends: a send_all to a peer that is gone raises SIGPIPE (the "
-             "program ends; io_uring adds MSG_NOSIGNAL itself, send(2) on the "
-             "epoll engine does not)",
-         run="san-epoll"),
     # --- issue 20: completion-queue overflow ---
     dict(name="sim-overflow-never-busy",
          file="runtime/engine_sim.c",
@@ -1476,6 +1468,14 @@ MUTANTS = [
          inv="engines: a timeout, linked timeout or entry limit too long to ever "
              "pass wraps around into the past on the epoll engine and the "
              "simulator, and fires at once",
+         run="plain"),
+    dict(name="epoll-send-sigpipe",
+         file="runtime/engine_epoll_ops.c",
+         old="        flags = (int)s->msg_flags | MSG_NOSIGNAL;\n",
+         new="        flags = (int)s->msg_flags;\n",
+         inv="engines: a send without MSG_NOSIGNAL to a peer that is gone raises "
+             "SIGPIPE on the epoll engine and the simulator (a program that did not "
+             "ignore it ends), where io_uring adds MSG_NOSIGNAL to every send",
          run="plain"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
