@@ -484,7 +484,15 @@ static int pd__sim_collect(pd__sim *s, int skip_fired)
         if (op->state != PD__SIM_FDWAIT || (skip_fired && pd__sim_fired(s, op)))
             continue;
         s->pfd[n].fd = op->r.fd;
-        s->pfd[n].events = (short)(op->r.need & 0xffff);
+        /*
+         * A poll request reports POLLRDHUP whether asked for or not, as the
+         * kernel's (and the epoll engine's registration) do; poll(2) only
+         * when asked.
+         */
+        s->pfd[n].events = (short)((op->r.need | (op->r.sqe.opcode == IORING_OP_POLL_ADD
+                                                      ? (uint32_t)POLLRDHUP
+                                                      : 0u)) &
+                                   0xffff);
         s->pfd[n].revents = 0;
         s->pop[n++] = op;
     }
