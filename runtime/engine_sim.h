@@ -43,7 +43,7 @@ struct pd__sim_op {
     pd__sim_op *next;       /* the free list */
     pd__sim_op *link;       /* the op's linked timeout, or the timeout's op */
     pd__sim_op *snext;      /* a cancel's list of what it stopped */
-    int64_t deadline;       /* TIMER, LTIMER: virtual ns */
+    int64_t deadline;       /* TIMER, LTIMER, a splice under a socket's timeout: virtual ns */
     uint64_t seq;           /* start order: every iteration over records follows it */
     uint32_t turns;         /* WORK: enters left before it runs */
     uint8_t state;          /* PD__SIM_* */
@@ -93,6 +93,7 @@ typedef struct pd__sim {
     struct pd__link *live_head, *live_tail;
     uint64_t op_seq;
     unsigned nwait, nwork, ntimer;
+    unsigned nsockto;       /* live records under a socket's timeout (PD__EPF_INHEAP) */
 
     /* Pending completions, in creation order (a growing array). */
     pd__sim_cqe *pend;

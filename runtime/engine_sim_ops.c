@@ -125,6 +125,8 @@ void pd__sim_set(pd__sim *s, pd__sim_op *op, int state)
 void pd__sim_rec_free(pd__sim *s, pd__sim_op *op)
 {
     pd__sim_set(s, op, PD__SIM_FREE);
+    if (op->r.flags & PD__EPF_INHEAP)
+        s->nsockto--;
     pd__list_unlink(&s->live_head, &s->live_tail, &op->live);
     op->next = s->free;
     s->free = op;
@@ -291,6 +293,18 @@ static void pd__sim_run(pd__sim *s, pd__sim_op *op, int how, int32_t res, uint32
             }
             op->r.flags &= (uint8_t)~PD__EPF_FIRST;
             pd__sim_set(s, op, PD__SIM_FDWAIT);
+            /*
+             * A splice bounded by its socket's timeout (the attempt just
+             * set r.deadline to the real clock's now plus that timeout):
+             * the same timeout on the virtual clock, once.
+             */
+            if ((op->r.flags & (PD__EPF_SOCKTO | PD__EPF_INHEAP)) == PD__EPF_SOCKTO) {
+                int64_t left = op->r.deadline - s->ep->now;
+
+                op->r.flags |= PD__EPF_INHEAP;
+                op->deadline = pd__ep_after(s->now, left > 0 ? left : 0);
+                s->nsockto++;
+            }
             return;
         default:
             if (op->state != PD__SIM_WORK && pd__sim_fault(s, 4)) {
