@@ -263,6 +263,7 @@ void pd__ep_fd_event(pd__engine *e, int fd, uint32_t gen, uint32_t events);
 void pd__ep_checks(pd__engine *e);
 void pd__ep_fd_free(pd__engine *e);
 void pd__ep_run(pd__engine *e, pd__ep_op *r, int how, int32_t res, uint32_t cflags);
+int pd__ep_not_pollable(pd__ep_op *r, int32_t *res);
 
 /* engine_epoll_ops.c: one attempt at an fd op. */
 int pd__ep_attempt(pd__engine *e, pd__ep_op *r, int32_t *res, uint32_t *cflags);

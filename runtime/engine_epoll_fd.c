@@ -283,9 +283,9 @@ void pd__ep_fd_unwait(pd__engine *e, pd__ep_op *r)
  * says EPERM: a regular file, a directory, /dev/null): reads, writes and
  * splices go to a worker, where blocking is what such files do; a poll
  * completes with the always-ready mask, once (a multishot one too, without
- * F_MORE, as the kernel's).
+ * F_MORE, as the kernel's). The simulator does the same for such files.
  */
-static int pd__ep_not_pollable(pd__ep_op *r, int32_t *res)
+int pd__ep_not_pollable(pd__ep_op *r, int32_t *res)
 {
     const struct io_uring_sqe *s = &r->sqe;
 

@@ -291,6 +291,17 @@ static void pd__sim_run(pd__sim *s, pd__sim_op *op, int how, int32_t res, uint32
                 cflags = 0;
                 break;
             }
+            /*
+             * A file epoll refuses to wait on (a regular file, a directory),
+             * which poll(2) calls always ready: what the epoll engine does
+             * then (a poll completes once with the ready mask, multishot or
+             * not, as the kernel's), not a wait.
+             */
+            if (pd__ep_fd_kind(s->ep, op->r.fd) == PD__FK_FILE) {
+                how = pd__ep_not_pollable(&op->r, &res);
+                cflags = 0;
+                break;
+            }
             op->r.flags &= (uint8_t)~PD__EPF_FIRST;
             pd__sim_set(s, op, PD__SIM_FDWAIT);
             /*
