@@ -50,6 +50,7 @@ struct pd__sim_op {
     uint8_t running;        /* WORK: "a worker took it": a cancel answers -EALREADY */
     uint8_t fired;          /* multishot poll: posted in enter `fired_at` */
     uint64_t fired_at;
+    int64_t fired_now;      /* multishot poll: the virtual time it posted at */
 };
 
 /* A completion made but not yet posted into the completion queue. */

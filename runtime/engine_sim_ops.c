@@ -467,16 +467,23 @@ void pd__sim_start(pd__sim *s, const struct io_uring_sqe *sqe, const struct io_u
 /* --- readiness --- */
 
 /*
- * Whether a waiting record is a multishot poll that fired in this enter: it
- * does not fire again in it while its fd stays ready (the fd has to be seen
- * not ready first). In a later enter it may, if the fd is still ready: the
- * kernel's poll fires on every wakeup of the file's wait queue, which a
- * socket shares between reads and writes, and readiness a program left
- * there is not a new event the engine could see otherwise.
+ * Whether a waiting record is a multishot poll that fired and may not fire
+ * again yet: not in the enter it fired in, nor before virtual time moved,
+ * nor while a timer is due (the timers that made time move go first),
+ * unless its fd was seen not ready in between (then it is a new event).
+ * In a later enter, once time moved, it may fire again if its fd is still
+ * ready: the kernel's poll fires on every wakeup of the file's wait
+ * queue, which a socket shares between reads and writes, and readiness a
+ * program left there is not a new event the engine could see otherwise.
+ * Were it to fire in every enter, each enter would have a completion, and
+ * virtual time, which moves only when nothing else can, would never reach
+ * a timer (a linked timeout on the poll, a deadline) while the program
+ * leaves its fd ready.
  */
 static int pd__sim_fired(const pd__sim *s, const pd__sim_op *op)
 {
-    return op->fired && op->fired_at == s->enters;
+    return op->fired && (op->fired_at == s->enters || op->fired_now == s->now ||
+                         pd__sim_next_timer(s) <= s->now);
 }
 
 /*
@@ -547,6 +554,7 @@ static int pd__sim_retry(pd__sim *s, pd__sim_op *op, uint32_t revents)
         if (op->r.sqe.opcode == IORING_OP_POLL_ADD && s->cqe_seq != posted) {
             op->fired = 1;
             op->fired_at = s->enters;
+            op->fired_now = s->now;
         }
         return s->cqe_seq != posted;
     }
