@@ -1477,6 +1477,39 @@ MUTANTS = [
              "SIGPIPE on the epoll engine and the simulator (a program that did not "
              "ignore it ends), where io_uring adds MSG_NOSIGNAL to every send",
          run="plain"),
+    dict(name="sim-poll-no-rdhup",
+         file="runtime/engine_sim_ops.c",
+         old="                                                      ? (uint32_t)POLLRDHUP\n",
+         new="                                                      ? 0u\n",
+         inv="engines: a poll request on the simulator does not report POLLRDHUP "
+             "(a peer that shut down its side), which the kernel's and the epoll "
+             "engine's report whether asked for or not",
+         run="plain"),
+    dict(name="sim-splice-no-socket-timeout",
+         file="runtime/engine_sim_cancel.c",
+         old="    return op->state == PD__SIM_TIMER || op->state == PD__SIM_LTIMER ||\n"
+             "           (op->state == PD__SIM_FDWAIT && (op->r.flags & PD__EPF_INHEAP));\n",
+         new="    return op->state == PD__SIM_TIMER || op->state == PD__SIM_LTIMER;\n",
+         inv="engines: a splice into a full socket waits for good on the simulator, "
+             "past the socket's SO_SNDTIMEO (httpd's send deadline for a spliced "
+             "file), where the kernel and the epoll engine end it with -EAGAIN",
+         run="plain"),
+    dict(name="sim-file-poll-waits",
+         file="runtime/engine_sim_ops.c",
+         old="            if (pd__ep_fd_kind(s->ep, op->r.fd) == PD__FK_FILE) {\n",
+         new="            if (0) {\n",
+         inv="engines: a multishot poll on a regular file keeps posting F_MORE "
+             "completions on the simulator, where the kernel and the epoll engine "
+             "complete it once",
+         run="plain"),
+    dict(name="sim-multishot-poll-every-enter",
+         file="runtime/engine_sim_ops.c",
+         old="    return op->fired && (op->fired_at == s->enters || op->fired_now == s->now ||\n",
+         new="    return op->fired && (op->fired_at == s->enters || 0 ||\n",
+         inv="engines: a multishot poll whose fd stays ready fires in every enter of "
+             "the simulator, and virtual time never reaches a timer (a linked "
+             "timeout, a deadline): a livelock",
+         run="plain"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
