@@ -650,18 +650,22 @@ static int pd__ep_rw(pd__engine *e, pd__ep_op *r, int32_t *res)
  * the socket it writes into, SO_RCVTIMEO for the one it reads from (opt),
  * as the kernel's splice, which blocks in an io-wq worker, does (httpd's
  * send deadline for a file it splices is SO_SNDTIMEO). The deadline is
- * taken at the op's first wait on a socket that has one, and pd__ep_run
- * puts the record on the timer heap (PD__EPF_SOCKTO).
+ * taken at the op's first wait on a socket that has one (saturated, as a
+ * timeout's: pd__ep_after), and pd__ep_run puts the record on the timer
+ * heap (PD__EPF_SOCKTO).
  */
 static void pd__ep_sock_timeo(pd__engine *e, pd__ep_op *r, int fd, int kind, int opt)
 {
+    struct __kernel_timespec ts;
     struct timeval tv;
     socklen_t len = sizeof(tv);
 
     if ((r->flags & PD__EPF_SOCKTO) || (kind != PD__FK_STREAM && kind != PD__FK_SOCK) ||
         getsockopt(fd, SOL_SOCKET, opt, &tv, &len) < 0 || (tv.tv_sec == 0 && tv.tv_usec == 0))
         return;
-    r->deadline = pd__ep_clock(e) + (int64_t)tv.tv_sec * 1000000000 + (int64_t)tv.tv_usec * 1000;
+    ts.tv_sec = tv.tv_sec;
+    ts.tv_nsec = (long long)tv.tv_usec * 1000;
+    r->deadline = pd__ep_after(pd__ep_clock(e), pd__ep_ts_ns(&ts));
     r->flags |= PD__EPF_SOCKTO;
 }
 

@@ -1248,7 +1248,7 @@ static void sc_eof_after_short(tr *t, tlog *l)
     ck_assert_int_eq(find(l, 3, 0)->res * find(l, 4, 0)->res, 0);
 }
 
-/* Runs a scenario on both rings, each checked on its own. */
+/* Runs a scenario on each ring (io_uring, epoll, the simulator), each checked on its own. */
 static void each(void (*sc)(tr *t, tlog *l), const char *name)
 {
     static tlog lg;
@@ -1256,11 +1256,11 @@ static void each(void (*sc)(tr *t, tlog *l), const char *name)
     int epoll = 0, why;
 
     if (!pd_test_uring_ok(&why)) {
-        printf("engine_epoll:%s: io_uring is not available here (%s): epoll only\n", name,
-               strerror(-why));
+        printf("engine_epoll:%s: io_uring is not available here (%s): epoll and sim only\n",
+               name, strerror(-why));
         epoll = 1;
     }
-    for (; epoll < 2; epoll++) {
+    for (; epoll < 3; epoll++) {
         memset(&lg, 0, sizeof(lg));
         tr_init(&t, epoll, 64, 0);
         sc(&t, &lg);
@@ -2057,6 +2057,44 @@ START_TEST(send_to_a_gone_peer_raises_no_sigpipe)
 }
 END_TEST
 
+/*
+ * A socket timeout too long to ever pass (SO_SNDTIMEO of 295 years, which
+ * the kernel keeps as it is) bounds a splice into the full socket: the
+ * splice waits, it must not end at once with -EAGAIN because its deadline
+ * wrapped around into the past. Its cancel ends it (io_uring interrupts
+ * its worker: -EINTR; the engines stop its wait: -ECANCELED).
+ */
+static void sc_huge_socket_timeout(tr *t, tlog *l)
+{
+    struct timeval huge = { 9300000000L, 0 };
+    static char page[4096];
+    int p[2], sv[2];
+
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+    sp(SOCK_STREAM, sv);
+    ck_assert_int_eq(write(p[1], page, sizeof(page)), (int)sizeof(page));
+    ck_assert_int_eq(setsockopt(sv[0], SOL_SOCKET, SO_SNDTIMEO, &huge, sizeof(huge)), 0);
+    fill_socket(sv[0]);
+    Q(t, 1, io_uring_prep_splice(s_, p[0], -1, sv[0], -1, sizeof(page), 0));
+    tr_settle(t, l, 30);
+    ck_assert_msg(l->n == 0, "%s: the splice ended (%d) long before its socket's timeout",
+                  t->e ? t->vt->name : "io_uring", l->n ? l->c[0].res : 0);
+    Q(t, 2, io_uring_prep_cancel64(s_, 1, 0));
+    tr_wait(t, l, 2);
+    ck_assert_int_eq(count(l, 1), 1);
+    ck_assert(find(l, 1, 0)->res == -ECANCELED || find(l, 1, 0)->res == -EINTR);
+    close(p[0]);
+    close(p[1]);
+    close(sv[0]);
+    close(sv[1]);
+}
+
+START_TEST(splice_under_a_huge_socket_timeout_waits)
+{
+    each(sc_huge_socket_timeout, "splice_under_a_huge_socket_timeout_waits");
+}
+END_TEST
+
 Suite *pd_suite_engine_epoll(void)
 {
     Suite *s = suite_create("engine_epoll");
@@ -2086,6 +2124,7 @@ Suite *pd_suite_engine_epoll(void)
     tcase_add_test(cmp, stopped_waitall_recv_returns_what_it_got);
     tcase_add_test(cmp, huge_timeouts_never_fire);
     tcase_add_test(cmp, send_to_a_gone_peer_raises_no_sigpipe);
+    tcase_add_test(cmp, splice_under_a_huge_socket_timeout_waits);
     tcase_set_timeout(cmp, 60);
     tcase_set_tags(cmp, PD_TEST_OWN_ENGINE);
     suite_add_tcase(s, cmp);

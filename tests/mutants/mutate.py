@@ -1510,6 +1510,15 @@ MUTANTS = [
              "the simulator, and virtual time never reaches a timer (a linked "
              "timeout, a deadline): a livelock",
          run="plain"),
+    dict(name="epoll-socket-timeout-wraps",
+         file="runtime/engine_epoll_ops.c",
+         old="    r->deadline = pd__ep_after(pd__ep_clock(e), pd__ep_ts_ns(&ts));\n",
+         new="    r->deadline = (int64_t)((uint64_t)pd__ep_clock(e) + (uint64_t)ts.tv_sec * "
+             "1000000000u + (uint64_t)ts.tv_nsec);\n",
+         inv="engines: a splice under a socket timeout too long to pass ends at once "
+             "with -EAGAIN on the epoll engine and the simulator (its deadline "
+             "wrapped into the past), where the kernel's waits",
+         run="plain"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
