@@ -41,6 +41,24 @@ static int pd__ep_drained(const pd__ep_fd *f)
            !(f->maybe & (EPOLLRDHUP | EPOLLHUP | EPOLLERR));
 }
 
+/*
+ * Whether a short transfer with MSG_WAITALL on socket fd (f) goes on for
+ * the rest, as the kernel retries it on SOCK_STREAM and SOCK_SEQPACKET
+ * sockets (io_net_retry); on a seqpacket socket, with the records that
+ * follow. Only a short transfer on a socket that is not a stream asks the
+ * kernel for its type.
+ */
+static int pd__ep_retries(const pd__ep_fd *f, int fd)
+{
+    int v = 0;
+    socklen_t len = sizeof(v);
+
+    if (f->kind == PD__FK_STREAM)
+        return 1;
+    return f->kind == PD__FK_SOCK && getsockopt(fd, SOL_SOCKET, SO_TYPE, &v, &len) == 0 &&
+           v == SOCK_SEQPACKET;
+}
+
 /* The op waits for `need` on fd. */
 static int pd__ep_wait_for(pd__ep_op *r, int fd, uint32_t need)
 {
@@ -220,7 +238,7 @@ static int pd__ep_sock_io(pd__engine *e, pd__ep_op *r, int out, int32_t *res)
             (void)pd__ep_fd_kind(e, fd);
         if (!out && pd__ep_drained(f) && !(flags & MSG_PEEK))
             f->maybe &= ~EPOLLIN;
-        if ((flags & MSG_WAITALL) && f->kind == PD__FK_STREAM) {
+        if ((flags & MSG_WAITALL) && pd__ep_retries(f, fd)) {
             r->done += (uint32_t)n;
             return pd__ep_wait_or_again(r, fd, ev, nowait, res);
         }

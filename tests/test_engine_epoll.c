@@ -2095,6 +2095,36 @@ START_TEST(splice_under_a_huge_socket_timeout_waits)
 }
 END_TEST
 
+/*
+ * MSG_WAITALL on a SOCK_SEQPACKET socket: the kernel retries a short
+ * receive there as on a stream (io_net_retry), filling the buffer from the
+ * records that follow, so the engines must wait for the rest too.
+ */
+static void sc_waitall_seqpacket(tr *t, tlog *l)
+{
+    int sq[2];
+    char b[8] = "";
+
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sq), 0);
+    ck_assert_int_eq(write(sq[1], "abc", 3), 3);
+    Q(t, 1, io_uring_prep_recv(s_, sq[0], b, 6, MSG_WAITALL));
+    tr_settle(t, l, 20);
+    ck_assert_msg(count(l, 1) == 0, "%s: the recv completed short",
+                  t->e ? t->vt->name : "io_uring");
+    ck_assert_int_eq(write(sq[1], "def", 3), 3);
+    tr_wait(t, l, 1);
+    ck_assert_int_eq(memcmp(b, "abcdef", 6), 0);
+    expect(t, l, 1, 0, 6, 0);
+    close(sq[0]);
+    close(sq[1]);
+}
+
+START_TEST(waitall_on_a_seqpacket_socket)
+{
+    both(sc_waitall_seqpacket, "waitall_on_a_seqpacket_socket");
+}
+END_TEST
+
 Suite *pd_suite_engine_epoll(void)
 {
     Suite *s = suite_create("engine_epoll");
@@ -2125,6 +2155,7 @@ Suite *pd_suite_engine_epoll(void)
     tcase_add_test(cmp, huge_timeouts_never_fire);
     tcase_add_test(cmp, send_to_a_gone_peer_raises_no_sigpipe);
     tcase_add_test(cmp, splice_under_a_huge_socket_timeout_waits);
+    tcase_add_test(cmp, waitall_on_a_seqpacket_socket);
     tcase_set_timeout(cmp, 60);
     tcase_set_tags(cmp, PD_TEST_OWN_ENGINE);
     suite_add_tcase(s, cmp);

@@ -1519,6 +1519,14 @@ MUTANTS = [
              "with -EAGAIN on the epoll engine and the simulator (its deadline "
              "wrapped into the past), where the kernel's waits",
          run="plain"),
+    dict(name="epoll-waitall-seqpacket-short",
+         file="runtime/engine_epoll_ops.c",
+         old="           v == SOCK_SEQPACKET;\n",
+         new="           v == -1;\n",
+         inv="engines: a MSG_WAITALL recv on a SOCK_SEQPACKET socket completes with "
+             "the first record on the epoll engine and the simulator, where the "
+             "kernel's waits for the buffer to fill",
+         run="plain"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
