@@ -60,14 +60,28 @@ int pd__ep_fd_limit(pd__engine *e)
 }
 
 /*
+ * Whether fd, at or past RLIMIT_NOFILE, is open all the same (opened
+ * before the limit was lowered, or inherited): then the table may hold it
+ * (up to 2^24), since the kernel's ops on it work.
+ */
+static int pd__ep_fd_open_above(pd__engine *e, int fd)
+{
+    if (fd >= 1 << 24 || fcntl(fd, F_GETFD) < 0)
+        return 0;
+    e->fdmax = fd + 1;
+    return 1;
+}
+
+/*
  * fd's entry, growing the table (by doubling) when needed; NULL for a
- * number no fd can have (negative, or past RLIMIT_NOFILE) or when memory
- * ran out. The table moves when it grows: callers re-read
+ * number no fd can have (negative, or past RLIMIT_NOFILE and not open) or
+ * when memory ran out. The table moves when it grows: callers re-read
  * their entry pointers after getting another fd's.
  */
 pd__ep_fd *pd__ep_fd_get(pd__engine *e, int fd)
 {
-    if (fd < 0 || (fd >= e->fdmax && pd__ep_fd_limit(e) <= fd))
+    if (fd < 0 ||
+        (fd >= e->fdmax && pd__ep_fd_limit(e) <= fd && !pd__ep_fd_open_above(e, fd)))
         return NULL;
     if (fd >= e->nfds) {
         int n = e->nfds ? e->nfds : 64, i;

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -2125,6 +2126,48 @@ START_TEST(waitall_on_a_seqpacket_socket)
 }
 END_TEST
 
+/* The fd a scenario works on: open, and above the soft RLIMIT_NOFILE. */
+#define HIGH_FD 1500
+
+/*
+ * An fd above the soft RLIMIT_NOFILE, open from before the limit was
+ * lowered (inherited, or opened before a server lowered its limit): the
+ * kernel's ops on it work, so the engines' must (their fd table must not
+ * take the limit for the highest fd that can be).
+ */
+static void sc_fd_above_limit(tr *t, tlog *l)
+{
+    char b[8] = "";
+
+    ck_assert_int_eq(write(HIGH_FD, "ping", 4), 4);
+    Q(t, 1, io_uring_prep_recv(s_, HIGH_FD + 1, b, sizeof(b), 0));
+    Q(t, 2, io_uring_prep_poll_add(s_, HIGH_FD, POLLOUT));
+    tr_wait(t, l, 2);
+    expect(t, l, 1, 0, 4, 0);
+    expect(t, l, 2, 0, POLLOUT, 0);
+}
+
+START_TEST(fd_above_a_lowered_fd_limit)
+{
+    struct rlimit old, low;
+    int sv[2];
+
+    sp(SOCK_STREAM, sv);
+    ck_assert_int_eq(dup2(sv[0], HIGH_FD), HIGH_FD);
+    ck_assert_int_eq(dup2(sv[1], HIGH_FD + 1), HIGH_FD + 1);
+    close(sv[0]);
+    close(sv[1]);
+    ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+    low = old;
+    low.rlim_cur = 1024;
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+    both(sc_fd_above_limit, "fd_above_a_lowered_fd_limit");
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+    close(HIGH_FD);
+    close(HIGH_FD + 1);
+}
+END_TEST
+
 Suite *pd_suite_engine_epoll(void)
 {
     Suite *s = suite_create("engine_epoll");
@@ -2156,6 +2199,7 @@ Suite *pd_suite_engine_epoll(void)
     tcase_add_test(cmp, send_to_a_gone_peer_raises_no_sigpipe);
     tcase_add_test(cmp, splice_under_a_huge_socket_timeout_waits);
     tcase_add_test(cmp, waitall_on_a_seqpacket_socket);
+    tcase_add_test(cmp, fd_above_a_lowered_fd_limit);
     tcase_set_timeout(cmp, 60);
     tcase_set_tags(cmp, PD_TEST_OWN_ENGINE);
     suite_add_tcase(s, cmp);

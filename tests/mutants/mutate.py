@@ -1527,6 +1527,13 @@ MUTANTS = [
              "the first record on the epoll engine and the simulator, where the "
              "kernel's waits for the buffer to fill",
          run="plain"),
+    dict(name="epoll-fd-above-limit-ebadf",
+         file="runtime/engine_epoll_fd.c",
+         old="    if (fd >= 1 << 24 || fcntl(fd, F_GETFD) < 0)\n",
+         new="    if (1)\n",
+         inv="engines: an op on an open fd above a lowered RLIMIT_NOFILE fails with "
+             "-EBADF on the epoll engine and the simulator, where the kernel's works",
+         run="plain"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
