@@ -514,7 +514,12 @@ static int pd__ep_poll_add(pd__engine *e, pd__ep_op *r, int32_t *res)
     const struct io_uring_sqe *s = &r->sqe;
     uint32_t want = s->poll32_events, got;
 
-    if (s->len & ~(IORING_POLL_ADD_MULTI | IORING_POLL_ADD_LEVEL)) {
+    /*
+     * The kernel refuses a multishot poll whose completions are to be
+     * skipped on success: every F_MORE completion is one.
+     */
+    if ((s->len & ~(IORING_POLL_ADD_MULTI | IORING_POLL_ADD_LEVEL)) ||
+        ((s->len & IORING_POLL_ADD_MULTI) && (s->flags & IOSQE_CQE_SKIP_SUCCESS))) {
         *res = -EINVAL;
         return PD__EP_DONE;
     }

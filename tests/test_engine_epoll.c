@@ -2168,6 +2168,44 @@ START_TEST(fd_above_a_lowered_fd_limit)
 }
 END_TEST
 
+/*
+ * IOSQE_CQE_SKIP_SUCCESS on a multishot poll: the kernel refuses it
+ * (-EINVAL: its F_MORE completions are successes it could not skip), and
+ * takes it on a multishot accept, posting every connection.
+ */
+static void sc_skip_multishot(tr *t, tlog *l)
+{
+    struct sockaddr_in a;
+    int lfd = tcp_listener(&a), sv[2], c;
+
+    sp(SOCK_STREAM, sv);
+    ck_assert_int_eq(write(sv[1], "x", 1), 1);
+    Q(t, 1, (io_uring_prep_poll_multishot(s_, sv[0], POLLIN),
+             s_->flags |= IOSQE_CQE_SKIP_SUCCESS));
+    Q(t, FDUD + 2, (io_uring_prep_multishot_accept(s_, lfd, NULL, NULL, 0),
+                    s_->flags |= IOSQE_CQE_SKIP_SUCCESS));
+    tr_wait(t, l, 1);
+    c = tcp_connect(&a);
+    tr_wait(t, l, 2);
+    Q(t, 3, io_uring_prep_cancel64(s_, FDUD + 2, 0));
+    tr_wait(t, l, 4);
+    expect(t, l, 1, 0, -EINVAL, 0);
+    expect(t, l, FDUD + 2, 0, 0, IORING_CQE_F_MORE);
+    expect(t, l, FDUD + 2, 1, -ECANCELED, 0);
+    expect(t, l, 3, 0, 0, 0);
+    close(find(l, FDUD + 2, 0)->res);
+    close(c);
+    close(lfd);
+    close(sv[0]);
+    close(sv[1]);
+}
+
+START_TEST(skip_success_on_multishot_ops)
+{
+    both(sc_skip_multishot, "skip_success_on_multishot_ops");
+}
+END_TEST
+
 Suite *pd_suite_engine_epoll(void)
 {
     Suite *s = suite_create("engine_epoll");
@@ -2200,6 +2238,7 @@ Suite *pd_suite_engine_epoll(void)
     tcase_add_test(cmp, splice_under_a_huge_socket_timeout_waits);
     tcase_add_test(cmp, waitall_on_a_seqpacket_socket);
     tcase_add_test(cmp, fd_above_a_lowered_fd_limit);
+    tcase_add_test(cmp, skip_success_on_multishot_ops);
     tcase_set_timeout(cmp, 60);
     tcase_set_tags(cmp, PD_TEST_OWN_ENGINE);
     suite_add_tcase(s, cmp);

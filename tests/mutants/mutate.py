@@ -1534,6 +1534,13 @@ MUTANTS = [
          inv="engines: an op on an open fd above a lowered RLIMIT_NOFILE fails with "
              "-EBADF on the epoll engine and the simulator, where the kernel's works",
          run="plain"),
+    dict(name="epoll-multishot-poll-skip-taken",
+         file="runtime/engine_epoll_ops.c",
+         old="        ((s->len & IORING_POLL_ADD_MULTI) && (s->flags & IOSQE_CQE_SKIP_SUCCESS))) {\n",
+         new="        0) {\n",
+         inv="engines: a multishot poll with IOSQE_CQE_SKIP_SUCCESS runs on the epoll "
+             "engine and the simulator, where the kernel refuses it (-EINVAL)",
+         run="plain"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
