@@ -27,6 +27,13 @@
  */
 #define PD__EP_OP_BIND 56u
 #define PD__EP_OP_LISTEN 57u
+/*
+ * IORING_SEND_ZC_REPORT_USAGE and IORING_NOTIF_USAGE_ZC_COPIED (Linux
+ * 6.2), which liburing 2.3 does not name: a send_zc's notification says
+ * whether its data was copied.
+ */
+#define PD__EP_ZC_REPORT_USAGE (1u << 3)
+#define PD__EP_ZC_COPIED (1u << 31)
 
 /* Workers file ops run on, started with the engine's first file op. */
 #define PD__EP_WORKERS 4u

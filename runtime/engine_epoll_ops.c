@@ -813,7 +813,7 @@ int pd__ep_attempt(pd__engine *e, pd__ep_op *r, int32_t *res, uint32_t *cflags)
             *res = kind < 0 ? kind : -EOPNOTSUPP;
             return PD__EP_DONE;
         }
-        if (s->ioprio & ~(IORING_RECVSEND_POLL_FIRST | (1U << 3) /* REPORT_USAGE */)) {
+        if (s->ioprio & ~(IORING_RECVSEND_POLL_FIRST | PD__EP_ZC_REPORT_USAGE)) {
             *res = -EINVAL;
             return PD__EP_DONE;
         }

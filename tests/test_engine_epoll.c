@@ -2206,6 +2206,40 @@ START_TEST(skip_success_on_multishot_ops)
 }
 END_TEST
 
+/*
+ * send_zc with IORING_SEND_ZC_REPORT_USAGE says in its notification
+ * whether the data was copied: over loopback the kernel copies, and the
+ * engines always copy, so the notification says so
+ * (IORING_NOTIF_USAGE_ZC_COPIED), as the kernel's does for any send
+ * that did not use zero copy, one that moved nothing included.
+ */
+static void sc_zc_usage(tr *t, tlog *l)
+{
+    struct sockaddr_in a;
+    int lfd = tcp_listener(&a), c = tcp_connect(&a), s2 = accept(lfd, NULL, NULL);
+    char b[4];
+
+    ck_assert_int_ge(s2, 0);
+    Q(t, 1, io_uring_prep_send_zc(s_, c, "abc", 3, MSG_NOSIGNAL, 1u << 3));
+    tr_wait(t, l, 2);
+    Q(t, 2, io_uring_prep_send_zc(s_, c, "abc", 0, MSG_NOSIGNAL, 1u << 3));
+    tr_wait(t, l, 4);
+    ck_assert_int_eq(read(s2, b, 3), 3);
+    expect(t, l, 1, 0, 3, IORING_CQE_F_MORE);
+    expect(t, l, 1, 1, (int32_t)(1u << 31), IORING_CQE_F_NOTIF);
+    expect(t, l, 2, 0, 0, IORING_CQE_F_MORE);
+    expect(t, l, 2, 1, (int32_t)(1u << 31), IORING_CQE_F_NOTIF);
+    close(c);
+    close(s2);
+    close(lfd);
+}
+
+START_TEST(send_zc_reports_its_copy)
+{
+    both(sc_zc_usage, "send_zc_reports_its_copy");
+}
+END_TEST
+
 Suite *pd_suite_engine_epoll(void)
 {
     Suite *s = suite_create("engine_epoll");
@@ -2239,6 +2273,7 @@ Suite *pd_suite_engine_epoll(void)
     tcase_add_test(cmp, waitall_on_a_seqpacket_socket);
     tcase_add_test(cmp, fd_above_a_lowered_fd_limit);
     tcase_add_test(cmp, skip_success_on_multishot_ops);
+    tcase_add_test(cmp, send_zc_reports_its_copy);
     tcase_set_timeout(cmp, 60);
     tcase_set_tags(cmp, PD_TEST_OWN_ENGINE);
     suite_add_tcase(s, cmp);

@@ -1541,6 +1541,13 @@ MUTANTS = [
          inv="engines: a multishot poll with IOSQE_CQE_SKIP_SUCCESS runs on the epoll "
              "engine and the simulator, where the kernel refuses it (-EINVAL)",
          run="plain"),
+    dict(name="epoll-zc-usage-unreported",
+         file="runtime/engine_epoll.c",
+         old="                    (sqe->ioprio & PD__EP_ZC_REPORT_USAGE) ? (int32_t)PD__EP_ZC_COPIED : 0,\n",
+         new="                    0,\n",
+         inv="engines: a send_zc that asked IORING_SEND_ZC_REPORT_USAGE is told its data "
+             "went without a copy on the epoll engine and the simulator, which always copy",
+         run="plain"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
