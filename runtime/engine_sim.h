@@ -78,6 +78,7 @@ typedef struct pd__sim {
     /* Virtual time, ns; pd_clock_ms reads it on this thread (pd__sim_clock). */
     int64_t now;
     uint64_t enters;        /* enter calls so far */
+    uint64_t refire;        /* the enter in which quiet multishot polls may fire again */
 
     /* Records: a preallocated pool; the live ones in start order. */
     pd__sim_op *pool;
@@ -165,6 +166,11 @@ void pd__sim_finish(pd__sim *s, pd__sim_op *op, int32_t res, uint32_t cflags);
 void pd__sim_start(pd__sim *s, const struct io_uring_sqe *sqe, const struct io_uring_sqe *lt);
 /* One pass over what can move without time passing; returns whether anything did. */
 int pd__sim_step(pd__sim *s, int run_work);
+/*
+ * Lets the multishot polls that fired and wait quiet fire again in this
+ * enter, if their fds are ready; returns whether there were any.
+ */
+int pd__sim_refire(pd__sim *s);
 /* Waits up to ms real milliseconds (-1: no limit) for a waiting fd; 1 if one is ready. */
 int pd__sim_wait_real(pd__sim *s, int ms);
 /* engine_sim_cancel.c: timers and cancellation. */

@@ -468,22 +468,39 @@ void pd__sim_start(pd__sim *s, const struct io_uring_sqe *sqe, const struct io_u
 
 /*
  * Whether a waiting record is a multishot poll that fired and may not fire
- * again yet: not in the enter it fired in, nor before virtual time moved,
- * nor while a timer is due (the timers that made time move go first),
- * unless its fd was seen not ready in between (then it is a new event).
- * In a later enter, once time moved, it may fire again if its fd is still
- * ready: the kernel's poll fires on every wakeup of the file's wait
- * queue, which a socket shares between reads and writes, and readiness a
- * program left there is not a new event the engine could see otherwise.
- * Were it to fire in every enter, each enter would have a completion, and
- * virtual time, which moves only when nothing else can, would never reach
- * a timer (a linked timeout on the poll, a deadline) while the program
- * leaves its fd ready.
+ * again yet, its fd still ready and not seen otherwise (a readiness seen
+ * gone makes the next one a new event): not in the enter it fired in;
+ * in a later one, once virtual time moved and no timer is due (the timers
+ * that made time move go first), or when the enter would otherwise wait
+ * for good (pd__sim_refire). The kernel's poll fires on every wakeup of
+ * the file's wait queue, which a socket shares between reads and writes,
+ * and new data on a file the program drained behind the engine's back is
+ * not a readiness the engine can tell from the old one: so such a poll may
+ * fire again. Were it to fire in every enter, though, each enter would
+ * have a completion, and virtual time, which moves only when nothing else
+ * can, would never reach a timer (a linked timeout on the poll, a
+ * deadline) while the program leaves its fd ready.
  */
 static int pd__sim_fired(const pd__sim *s, const pd__sim_op *op)
 {
-    return op->fired && (op->fired_at == s->enters || op->fired_now == s->now ||
-                         pd__sim_next_timer(s) <= s->now);
+    return op->fired &&
+           (op->fired_at == s->enters ||
+            (s->refire != s->enters &&
+             (op->fired_now == s->now || pd__sim_next_timer(s) <= s->now)));
+}
+
+int pd__sim_refire(pd__sim *s)
+{
+    const pd__sim_op *op;
+
+    if (s->refire == s->enters)
+        return 0;
+    for (op = pd__sim_live(s->live_head); op != NULL; op = pd__sim_live(op->live.next))
+        if (op->state == PD__SIM_FDWAIT && op->fired && op->fired_at != s->enters) {
+            s->refire = s->enters;
+            return 1;
+        }
+    return 0;
 }
 
 /*
