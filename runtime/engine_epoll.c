@@ -242,7 +242,7 @@ static void pd__ep_start(pd__engine *e, const struct io_uring_sqe *sqe,
     t.state = PD__EP_FREE;
     t.flags = PD__EPF_FIRST;
     t.ecancel = 0;
-    t.pad = 0;
+    t.stale = 0;
     t.wfd = -1;
     t.saved_fl = 0;
     if (lt != NULL && (res = pd__ep_deadline(e, lt, &lt_deadline)) < 0) {

@@ -96,7 +96,7 @@ struct pd__ep_op {
     uint8_t state;             /* PD__EP_*; worker states under the queue lock */
     uint8_t flags;             /* PD__EPF_* */
     uint8_t ecancel;           /* cancelled while a worker ran it */
-    uint8_t pad;
+    uint8_t stale;             /* FDWAIT: its fd was closed, or names a new file, since */
     int32_t wfd;               /* the fd whose list it is on (FDWAIT) */
     int32_t saved_fl;          /* connect: the fd's flags before O_NONBLOCK */
 };

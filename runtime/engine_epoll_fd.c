@@ -112,18 +112,12 @@ int pd__ep_fd_err(const pd__engine *e, int fd)
 }
 
 /*
- * fd's number names a new file (or none): what the engine knew of the old
- * one is dropped, and its registration's events, should it live on in
- * another process, are ignored from now on (the generation changes).
- * Waiters are left as they are: the kernel's ops keep their file.
+ * What the engine knew of fd's file is dropped, and its registration's
+ * events, should it live on in another process, are ignored from now on
+ * (the generation changes).
  */
-void pd__ep_fd_forget(pd__engine *e, int fd)
+static void pd__ep_fd_reset(pd__ep_fd *f)
 {
-    pd__ep_fd *f;
-
-    if (fd < 0 || fd >= e->nfds)
-        return;
-    f = &e->fds[fd];
     f->gen++;
     f->interest = 0;
     f->valid = 0;
@@ -131,6 +125,26 @@ void pd__ep_fd_forget(pd__engine *e, int fd)
     f->kind = PD__FK_UNKNOWN;
     f->inet = 0;
     f->no_nowait = 0;
+}
+
+/*
+ * fd's number names a new file (or none), by the engine's own doing (a
+ * close op, or an op that made an fd: the number was free before it):
+ * what the engine knew of the old file is dropped (pd__ep_fd_reset), and
+ * the ops still waiting on the number are stale. The kernel's ops keep
+ * their file, so a stale op must never be retried on the number's next
+ * file (it would read one connection's bytes for another's reader): it
+ * waits on, out of the way, until it is cancelled.
+ */
+void pd__ep_fd_forget(pd__engine *e, int fd)
+{
+    pd__ep_op *r;
+
+    if (fd < 0 || fd >= e->nfds)
+        return;
+    for (r = pd__ep_of(e->fds[fd].whead); r != NULL; r = pd__ep_of(r->ql.next))
+        r->stale = 1;
+    pd__ep_fd_reset(&e->fds[fd]);
 }
 
 void pd__ep_fd_free(pd__engine *e)
@@ -209,7 +223,11 @@ static int pd__ep_ctl(pd__engine *e, int fd, pd__ep_fd *f, uint32_t want)
         if (errno != ENOENT)
             return -errno;
         stale = 1;
-        pd__ep_fd_forget(e, fd);
+        /*
+         * Closed and reused behind the engine's back: which waiters came
+         * before the close cannot be told, so all are retried.
+         */
+        pd__ep_fd_reset(f);
         ev.data.u64 = (uint32_t)fd | (uint64_t)f->gen << 32;
     }
     if (epoll_ctl(e->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
@@ -383,7 +401,7 @@ static void pd__ep_fd_retry(pd__engine *e, int fd, uint32_t events, int syntheti
         int how;
 
         if ((!(r->need & events) && !(events & (EPOLLERR | EPOLLHUP))) ||
-            (synthetic && r->sqe.opcode == IORING_OP_POLL_ADD)) {
+            (synthetic && r->sqe.opcode == IORING_OP_POLL_ADD) || r->stale) {
             r = next;
             continue;
         }
@@ -440,13 +458,16 @@ void pd__ep_checks(pd__engine *e)
         if (ret == 1) {
             pd__ep_fd_retry(e, fd, PD__EP_ANY, 1);
         } else if (ret < 0) {
-            pd__ep_op *r;
+            pd__ep_op *r, *next;
 
-            /* The fd is gone, or names a file epoll cannot wait on. */
-            while ((r = pd__ep_of(e->fds[fd].whead)) != NULL) {
+            /* The fd is gone, or names a file epoll cannot wait on (stale ops wait on). */
+            for (r = pd__ep_of(e->fds[fd].whead); r != NULL; r = next) {
                 int32_t res = ret;
                 int how = PD__EP_DONE;
 
+                next = pd__ep_of(r->ql.next);
+                if (r->stale)
+                    continue;
                 pd__ep_fd_unwait(e, r);
                 if (ret == -EPERM)
                     how = pd__ep_not_pollable(r, &res);

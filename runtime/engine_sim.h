@@ -51,6 +51,7 @@ struct pd__sim_op {
     uint8_t fired;          /* multishot poll: posted in enter `fired_at` */
     uint64_t fired_at;
     int64_t fired_now;      /* multishot poll: the virtual time it posted at */
+    uint32_t gen;           /* FDWAIT: the generation of r.wfd's entry as it began to wait */
 };
 
 /* A completion made but not yet posted into the completion queue. */

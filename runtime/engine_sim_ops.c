@@ -269,6 +269,34 @@ static int pd__sim_work(pd__sim *s, pd__sim_op *op, int32_t *res, uint32_t *cfla
     return PD__EP_DONE;
 }
 
+/* The generation of fd's entry in the embedded epoll state (0: none yet). */
+static uint32_t pd__sim_gen(pd__sim *s, int fd)
+{
+    pd__ep_fd *f = pd__ep_fd_get(s->ep, fd);
+
+    return f != NULL ? f->gen : 0;
+}
+
+/* A record begins to wait on r.fd: the file it waits on is the one the number names now. */
+static void pd__sim_wait_gen(pd__sim *s, pd__sim_op *op)
+{
+    op->r.wfd = op->r.fd;
+    op->gen = pd__sim_gen(s, op->r.fd);
+}
+
+/*
+ * Whether a waiting record is stale: its fd number was closed by a close
+ * op, or names a file an op made, since it began to wait (the generation
+ * changed, as the epoll engine's pd__ep_fd_forget marks its waiters). The
+ * kernel's op keeps its file: a stale one is never tried on the number's
+ * next file (it would read one connection's bytes for another's reader),
+ * and waits on until it is cancelled.
+ */
+static int pd__sim_stale(pd__sim *s, const pd__sim_op *op)
+{
+    return op->r.wfd == op->r.fd && pd__sim_gen(s, op->r.fd) != op->gen;
+}
+
 /*
  * Takes a record to where its last attempt said: done, waiting on an fd
  * (one that is open: else it completes with -EBADF, as the kernel refuses
@@ -304,6 +332,7 @@ static void pd__sim_run(pd__sim *s, pd__sim_op *op, int how, int32_t res, uint32
             }
             op->r.flags &= (uint8_t)~PD__EPF_FIRST;
             pd__sim_set(s, op, PD__SIM_FDWAIT);
+            pd__sim_wait_gen(s, op);
             /*
              * A splice bounded by its socket's timeout (the attempt just
              * set r.deadline to the real clock's now plus that timeout):
@@ -530,7 +559,8 @@ static int pd__sim_collect(pd__sim *s, int skip_fired)
         s->cap_pfd = cap;
     }
     for (op = pd__sim_live(s->live_head); op != NULL; op = pd__sim_live(op->live.next)) {
-        if (op->state != PD__SIM_FDWAIT || (skip_fired && pd__sim_fired(s, op)))
+        if (op->state != PD__SIM_FDWAIT || (skip_fired && pd__sim_fired(s, op)) ||
+            pd__sim_stale(s, op))
             continue;
         s->pfd[n].fd = op->r.fd;
         /*
@@ -567,6 +597,9 @@ static int pd__sim_retry(pd__sim *s, pd__sim_op *op, uint32_t revents)
     how = pd__sim_attempt(s, &op->r, &res, &cflags);
     pd__sim_drain(s);
     if (how == PD__EP_WAIT) {
+        /* A splice may wait on its other side now. */
+        if (op->r.fd != op->r.wfd)
+            pd__sim_wait_gen(s, op);
         /* A multishot poll that posted waits until its fd is not ready. */
         if (op->r.sqe.opcode == IORING_OP_POLL_ADD && s->cqe_seq != posted) {
             op->fired = 1;

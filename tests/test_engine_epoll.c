@@ -2240,6 +2240,55 @@ START_TEST(send_zc_reports_its_copy)
 }
 END_TEST
 
+/*
+ * A recv waits on a socket; the program closes the socket with a close
+ * op (the kernel's recv keeps its file and waits on), and an accept gets
+ * the same fd number for a new connection, on which a second recv waits.
+ * The new connection's data is the second recv's: the first must never
+ * read from a file it was not submitted for (one client's bytes handed to
+ * another's reader).
+ */
+static void sc_stale_waiter(tr *t, tlog *l)
+{
+    struct sockaddr_in a;
+    int lfd = tcp_listener(&a), c = tcp_connect(&a), sv[2], afd;
+    char b1[8] = "", b4[8] = "";
+
+    sp(SOCK_STREAM, sv);
+    Q(t, 1, io_uring_prep_recv(s_, sv[0], b1, sizeof(b1), 0));
+    tr_settle(t, l, 10);
+    Q(t, 2, io_uring_prep_close(s_, sv[0]));
+    tr_wait(t, l, 1);
+    /* sv[0] was the lowest free number: the accept gets it again. */
+    Q(t, FDUD + 3, io_uring_prep_accept(s_, lfd, NULL, NULL, SOCK_CLOEXEC));
+    tr_wait(t, l, 2);
+    afd = find(l, FDUD + 3, 0)->res;
+    ck_assert_int_eq(afd, sv[0]);
+    Q(t, 4, io_uring_prep_recv(s_, afd, b4, sizeof(b4), 0));
+    tr_settle(t, l, 10);
+    ck_assert_int_eq(write(c, "new", 3), 3);
+    tr_wait(t, l, 3);
+    ck_assert_msg(count(l, 1) == 0, "%s: the closed socket's recv read the new one's data",
+                  t->e ? t->vt->name : "io_uring");
+    ck_assert_int_eq(memcmp(b4, "new", 3), 0);
+    Q(t, 5, io_uring_prep_cancel64(s_, 1, 0));
+    tr_wait(t, l, 5);
+    expect(t, l, 1, 0, -ECANCELED, 0);
+    expect(t, l, 2, 0, 0, 0);
+    expect(t, l, 4, 0, 3, 0);
+    expect(t, l, 5, 0, 0, 0);
+    close(afd);
+    close(sv[1]);
+    close(c);
+    close(lfd);
+}
+
+START_TEST(closed_fds_waiter_never_reads_its_successor)
+{
+    both(sc_stale_waiter, "closed_fds_waiter_never_reads_its_successor");
+}
+END_TEST
+
 Suite *pd_suite_engine_epoll(void)
 {
     Suite *s = suite_create("engine_epoll");
@@ -2274,6 +2323,7 @@ Suite *pd_suite_engine_epoll(void)
     tcase_add_test(cmp, fd_above_a_lowered_fd_limit);
     tcase_add_test(cmp, skip_success_on_multishot_ops);
     tcase_add_test(cmp, send_zc_reports_its_copy);
+    tcase_add_test(cmp, closed_fds_waiter_never_reads_its_successor);
     tcase_set_timeout(cmp, 60);
     tcase_set_tags(cmp, PD_TEST_OWN_ENGINE);
     suite_add_tcase(s, cmp);

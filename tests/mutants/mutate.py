@@ -1548,6 +1548,22 @@ MUTANTS = [
          inv="engines: a send_zc that asked IORING_SEND_ZC_REPORT_USAGE is told its data "
              "went without a copy on the epoll engine and the simulator, which always copy",
          run="plain"),
+    dict(name="epoll-stale-waiter-retried",
+         file="runtime/engine_epoll_fd.c",
+         old="            (synthetic && r->sqe.opcode == IORING_OP_POLL_ADD) || r->stale) {\n",
+         new="            (synthetic && r->sqe.opcode == IORING_OP_POLL_ADD)) {\n",
+         inv="engines: a recv still waiting on an fd the program closed with a close op "
+             "reads the data of the next file the engine gives that number (an accepted "
+             "connection): one client's bytes go to another's reader",
+         run="plain"),
+    dict(name="sim-stale-waiter-polled",
+         file="runtime/engine_sim_ops.c",
+         old="        if (op->state != PD__SIM_FDWAIT || (skip_fired && pd__sim_fired(s, op)) ||\n"
+             "            pd__sim_stale(s, op))\n",
+         new="        if (op->state != PD__SIM_FDWAIT || (skip_fired && pd__sim_fired(s, op)))\n",
+         inv="engines: on the simulator, a recv still waiting on an fd the program closed "
+             "with a close op reads the data of the next file that number names",
+         run="plain"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
