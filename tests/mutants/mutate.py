@@ -1560,7 +1560,8 @@ MUTANTS = [
          file="runtime/engine_sim_ops.c",
          old="        if (op->state != PD__SIM_FDWAIT || (skip_fired && pd__sim_fired(s, op)) ||\n"
              "            pd__sim_stale(s, op))\n",
-         new="        if (op->state != PD__SIM_FDWAIT || (skip_fired && pd__sim_fired(s, op)))\n",
+         new="        if (op->state != PD__SIM_FDWAIT || (skip_fired && pd__sim_fired(s, op)) ||\n"
+             "            (0 && pd__sim_stale(s, op)))\n",
          inv="engines: on the simulator, a recv still waiting on an fd the program closed "
              "with a close op reads the data of the next file that number names",
          run="plain"),
