@@ -35,6 +35,13 @@ enum {
     PD__SIM_WORK,   /* a file op "on a worker": runs when `turns` reaches 0 */
 };
 
+/*
+ * How many times in a row a multishot poll whose fd is never seen not
+ * ready fires again, an enter each, before it waits for virtual time to
+ * move (engine_sim_ops.c, pd__sim_fired).
+ */
+#define PD__SIM_REFIRES 64u
+
 /* A request that did not complete when it was consumed. */
 typedef struct pd__sim_op pd__sim_op;
 struct pd__sim_op {
@@ -51,6 +58,7 @@ struct pd__sim_op {
     uint8_t fired;          /* multishot poll: posted in enter `fired_at` */
     uint64_t fired_at;
     int64_t fired_now;      /* multishot poll: the virtual time it posted at */
+    uint32_t refires;       /* multishot poll: times it fired again, its fd never seen not ready */
     uint32_t gen;           /* FDWAIT: the generation of r.wfd's entry as it began to wait */
 };
 

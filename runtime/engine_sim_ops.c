@@ -498,23 +498,24 @@ void pd__sim_start(pd__sim *s, const struct io_uring_sqe *sqe, const struct io_u
 /*
  * Whether a waiting record is a multishot poll that fired and may not fire
  * again yet, its fd still ready and not seen otherwise (a readiness seen
- * gone makes the next one a new event): not in the enter it fired in;
- * in a later one, once virtual time moved and no timer is due (the timers
- * that made time move go first), or when the enter would otherwise wait
- * for good (pd__sim_refire). The kernel's poll fires on every wakeup of
- * the file's wait queue, which a socket shares between reads and writes,
- * and new data on a file the program drained behind the engine's back is
- * not a readiness the engine can tell from the old one: so such a poll may
- * fire again. Were it to fire in every enter, though, each enter would
- * have a completion, and virtual time, which moves only when nothing else
- * can, would never reach a timer (a linked timeout on the poll, a
- * deadline) while the program leaves its fd ready.
+ * gone makes the next one a new event). Not in the enter it fired in. In
+ * a later enter it may: the kernel's poll fires on every wakeup of the
+ * file's wait queue, which a socket shares between reads and writes, and
+ * new data on a file the program drained with its own read(2) (what a
+ * poll's `then` usually does) cannot be told from the old readiness. But
+ * once it fired PD__SIM_REFIRES times in a row so, its fd never seen not
+ * ready (the program leaves the data there), it waits until virtual time
+ * moved and no timer is due (the timers that made time move go first), or
+ * until the enter would wait for good (pd__sim_refire): were it to fire
+ * in every enter, each enter would have a completion, and virtual time,
+ * which moves only when nothing else can, would never reach a timer (a
+ * linked timeout on the poll, a deadline).
  */
 static int pd__sim_fired(const pd__sim *s, const pd__sim_op *op)
 {
     return op->fired &&
            (op->fired_at == s->enters ||
-            (s->refire != s->enters &&
+            (op->refires >= PD__SIM_REFIRES && s->refire != s->enters &&
              (op->fired_now == s->now || pd__sim_next_timer(s) <= s->now)));
 }
 
@@ -602,6 +603,8 @@ static int pd__sim_retry(pd__sim *s, pd__sim_op *op, uint32_t revents)
             pd__sim_wait_gen(s, op);
         /* A multishot poll that posted waits until its fd is not ready. */
         if (op->r.sqe.opcode == IORING_OP_POLL_ADD && s->cqe_seq != posted) {
+            /* Fired again with its fd never seen not ready: one more in a row. */
+            op->refires = op->fired ? op->refires + 1 : 0;
             op->fired = 1;
             op->fired_at = s->enters;
             op->fired_now = s->now;

@@ -1302,12 +1302,19 @@ static void sc_misc(tr *t, tlog *l)
     ck_assert_int_eq(write(sv[1], "ab", 2), 2);
     ck_assert_int_eq(shutdown(sv[1], SHUT_WR), 0);
     one(t, l);
-    /* A linked timeout on a multishot poll ends it after its first event. */
+    /*
+     * A linked timeout on a multishot poll ends it after its first event
+     * (whose byte is read, as a poll's reader does: the simulator's poll
+     * may fire again for a byte left there, where the kernel's waits for a
+     * wakeup).
+     */
     Q(t, 5, (io_uring_prep_poll_multishot(s_, mv[0], POLLIN), s_->flags |= IOSQE_IO_LINK));
     Q(t, 6, io_uring_prep_link_timeout(s_, &lt, 0));
     tr_enter(t, 0, 0);
     ck_assert_int_eq(write(mv[1], "x", 1), 1);
-    tr_wait(t, l, l->n + 3);
+    tr_wait(t, l, l->n + 1);
+    ck_assert_int_eq(read(mv[0], b, sizeof(b)), 1);
+    tr_wait(t, l, l->n + 2);
     /* Errors of reads. */
     Q(t, 7, io_uring_prep_read(s_, d, b, sizeof(b), 0));
     one(t, l);

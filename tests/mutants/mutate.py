@@ -1504,8 +1504,8 @@ MUTANTS = [
          run="plain"),
     dict(name="sim-multishot-poll-every-enter",
          file="runtime/engine_sim_ops.c",
-         old="             (op->fired_now == s->now || pd__sim_next_timer(s) <= s->now)));\n",
-         new="             0));\n",
+         old="            (op->refires >= PD__SIM_REFIRES && s->refire != s->enters &&\n",
+         new="            (0 && s->refire != s->enters &&\n",
          inv="engines: a multishot poll whose fd stays ready fires in every enter of "
              "the simulator, and virtual time never reaches a timer (a linked "
              "timeout, a deadline): a livelock",
