@@ -133,7 +133,8 @@ void pd__ep_post(pd__engine *e, uint64_t ud, int32_t res, uint32_t flags)
  * An op's last completion, inline or from a record: what the result means
  * to the engine's fd table (a new fd's number names a new file; a closed
  * one names none), then the CQE -- two for a zero-copy send (the result
- * with F_MORE, then the notification), none for a success with
+ * with F_MORE, then the notification, whose result says the data was
+ * copied when IORING_SEND_ZC_REPORT_USAGE asked), none for a success with
  * IOSQE_CQE_SKIP_SUCCESS.
  */
 void pd__ep_emit(pd__engine *e, const struct io_uring_sqe *sqe, int32_t res,
@@ -152,7 +153,10 @@ void pd__ep_emit(pd__engine *e, const struct io_uring_sqe *sqe, int32_t res,
         break;
     case IORING_OP_SEND_ZC:
         pd__ep_post(e, sqe->user_data, res, IORING_CQE_F_MORE);
-        pd__ep_post(e, sqe->user_data, 0, IORING_CQE_F_NOTIF);
+        /* The engine always copies: asked, it says so, as the kernel does. */
+        pd__ep_post(e, sqe->user_data,
+                    (sqe->ioprio & PD__EP_ZC_REPORT_USAGE) ? (int32_t)PD__EP_ZC_COPIED : 0,
+                    IORING_CQE_F_NOTIF);
         return;
     default:
         break;
@@ -238,7 +242,7 @@ static void pd__ep_start(pd__engine *e, const struct io_uring_sqe *sqe,
     t.state = PD__EP_FREE;
     t.flags = PD__EPF_FIRST;
     t.ecancel = 0;
-    t.pad = 0;
+    t.stale = 0;
     t.wfd = -1;
     t.saved_fl = 0;
     if (lt != NULL && (res = pd__ep_deadline(e, lt, &lt_deadline)) < 0) {
@@ -415,7 +419,7 @@ static int pd__ep_enter(pd__engine *e, struct io_uring *ring, unsigned wait_nr,
     e->epoch++;
     n = pd__ep_consume(e, ring);
     if (ts != NULL)
-        limit = pd__ep_clock(e) + ts->tv_sec * 1000000000 + ts->tv_nsec;
+        limit = pd__ep_after(pd__ep_clock(e), pd__ep_ts_ns(ts));
     for (;;) {
         int64_t timeout = 0;
 

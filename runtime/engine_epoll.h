@@ -27,6 +27,13 @@
  */
 #define PD__EP_OP_BIND 56u
 #define PD__EP_OP_LISTEN 57u
+/*
+ * IORING_SEND_ZC_REPORT_USAGE and IORING_NOTIF_USAGE_ZC_COPIED (Linux
+ * 6.2), which liburing 2.3 does not name: a send_zc's notification says
+ * whether its data was copied.
+ */
+#define PD__EP_ZC_REPORT_USAGE (1u << 3)
+#define PD__EP_ZC_COPIED (1u << 31)
 
 /* Workers file ops run on, started with the engine's first file op. */
 #define PD__EP_WORKERS 4u
@@ -89,7 +96,7 @@ struct pd__ep_op {
     uint8_t state;             /* PD__EP_*; worker states under the queue lock */
     uint8_t flags;             /* PD__EPF_* */
     uint8_t ecancel;           /* cancelled while a worker ran it */
-    uint8_t pad;
+    uint8_t stale;             /* FDWAIT: its fd was closed, or names a new file, since */
     int32_t wfd;               /* the fd whose list it is on (FDWAIT) */
     int32_t saved_fl;          /* connect: the fd's flags before O_NONBLOCK */
 };
@@ -211,6 +218,26 @@ enum {
 #define PD__EP_POLL_UNMASK (EPOLLERR | EPOLLHUP | POLLNVAL | EPOLLRDHUP)
 #define PD__EP_AGAIN(err) ((err) == EAGAIN || (err) == EWOULDBLOCK)
 
+/*
+ * The time ts says in ns (tv_sec and tv_nsec not negative), saturated at
+ * INT64_MAX / 2 (292 years).
+ */
+static inline int64_t pd__ep_ts_ns(const struct __kernel_timespec *ts)
+{
+    return ts->tv_sec > INT64_MAX / 1000000000 - 1 ? INT64_MAX / 2
+                                                   : ts->tv_sec * 1000000000 + ts->tv_nsec;
+}
+
+/*
+ * now + ns (both not negative), saturated at INT64_MAX / 2: a time too
+ * long to ever pass, in a timeout or an entry's limit, makes a deadline
+ * that never comes, never one that wrapped around into the past.
+ */
+static inline int64_t pd__ep_after(int64_t now, int64_t ns)
+{
+    return ns > INT64_MAX / 2 - now ? INT64_MAX / 2 : now + ns;
+}
+
 /* engine_epoll.c: the ring, starting ops, the wait loop, setup. */
 int64_t pd__ep_clock(pd__engine *e);
 void pd__ep_post(pd__engine *e, uint64_t ud, int32_t res, uint32_t flags);
@@ -229,6 +256,7 @@ void pd__ep_timer_park(pd__engine *e, pd__ep_op *r, int64_t deadline);
 void pd__ep_timers(pd__engine *e);
 void pd__ep_finish(pd__engine *e, pd__ep_op *r, int32_t res, uint32_t cflags);
 void pd__ep_cancel(pd__engine *e, const struct io_uring_sqe *sqe);
+int32_t pd__ep_stopped_res(const pd__ep_op *r);
 
 /* engine_epoll_fd.c: the fd table, registration, events, checks. */
 pd__ep_fd *pd__ep_fd_get(pd__engine *e, int fd);
@@ -242,6 +270,7 @@ void pd__ep_fd_event(pd__engine *e, int fd, uint32_t gen, uint32_t events);
 void pd__ep_checks(pd__engine *e);
 void pd__ep_fd_free(pd__engine *e);
 void pd__ep_run(pd__engine *e, pd__ep_op *r, int how, int32_t res, uint32_t cflags);
+int pd__ep_not_pollable(pd__ep_op *r, int32_t *res);
 
 /* engine_epoll_ops.c: one attempt at an fd op. */
 int pd__ep_attempt(pd__engine *e, pd__ep_op *r, int32_t *res, uint32_t *cflags);

@@ -60,14 +60,28 @@ int pd__ep_fd_limit(pd__engine *e)
 }
 
 /*
+ * Whether fd, at or past RLIMIT_NOFILE, is open all the same (opened
+ * before the limit was lowered, or inherited): then the table may hold it
+ * (up to 2^24), since the kernel's ops on it work.
+ */
+static int pd__ep_fd_open_above(pd__engine *e, int fd)
+{
+    if (fd >= 1 << 24 || fcntl(fd, F_GETFD) < 0)
+        return 0;
+    e->fdmax = fd + 1;
+    return 1;
+}
+
+/*
  * fd's entry, growing the table (by doubling) when needed; NULL for a
- * number no fd can have (negative, or past RLIMIT_NOFILE) or when memory
- * ran out. The table moves when it grows: callers re-read
+ * number no fd can have (negative, or past RLIMIT_NOFILE and not open) or
+ * when memory ran out. The table moves when it grows: callers re-read
  * their entry pointers after getting another fd's.
  */
 pd__ep_fd *pd__ep_fd_get(pd__engine *e, int fd)
 {
-    if (fd < 0 || (fd >= e->fdmax && pd__ep_fd_limit(e) <= fd))
+    if (fd < 0 ||
+        (fd >= e->fdmax && pd__ep_fd_limit(e) <= fd && !pd__ep_fd_open_above(e, fd)))
         return NULL;
     if (fd >= e->nfds) {
         int n = e->nfds ? e->nfds : 64, i;
@@ -98,18 +112,12 @@ int pd__ep_fd_err(const pd__engine *e, int fd)
 }
 
 /*
- * fd's number names a new file (or none): what the engine knew of the old
- * one is dropped, and its registration's events, should it live on in
- * another process, are ignored from now on (the generation changes).
- * Waiters are left as they are: the kernel's ops keep their file.
+ * What the engine knew of fd's file is dropped, and its registration's
+ * events, should it live on in another process, are ignored from now on
+ * (the generation changes).
  */
-void pd__ep_fd_forget(pd__engine *e, int fd)
+static void pd__ep_fd_reset(pd__ep_fd *f)
 {
-    pd__ep_fd *f;
-
-    if (fd < 0 || fd >= e->nfds)
-        return;
-    f = &e->fds[fd];
     f->gen++;
     f->interest = 0;
     f->valid = 0;
@@ -117,6 +125,26 @@ void pd__ep_fd_forget(pd__engine *e, int fd)
     f->kind = PD__FK_UNKNOWN;
     f->inet = 0;
     f->no_nowait = 0;
+}
+
+/*
+ * fd's number names a new file (or none), by the engine's own doing (a
+ * close op, or an op that made an fd: the number was free before it):
+ * what the engine knew of the old file is dropped (pd__ep_fd_reset), and
+ * the ops still waiting on the number are stale. The kernel's ops keep
+ * their file, so a stale op must never be retried on the number's next
+ * file (it would read one connection's bytes for another's reader): it
+ * waits on, out of the way, until it is cancelled.
+ */
+void pd__ep_fd_forget(pd__engine *e, int fd)
+{
+    pd__ep_op *r;
+
+    if (fd < 0 || fd >= e->nfds)
+        return;
+    for (r = pd__ep_of(e->fds[fd].whead); r != NULL; r = pd__ep_of(r->ql.next))
+        r->stale = 1;
+    pd__ep_fd_reset(&e->fds[fd]);
 }
 
 void pd__ep_fd_free(pd__engine *e)
@@ -195,7 +223,11 @@ static int pd__ep_ctl(pd__engine *e, int fd, pd__ep_fd *f, uint32_t want)
         if (errno != ENOENT)
             return -errno;
         stale = 1;
-        pd__ep_fd_forget(e, fd);
+        /*
+         * Closed and reused behind the engine's back: which waiters came
+         * before the close cannot be told, so all are retried.
+         */
+        pd__ep_fd_reset(f);
         ev.data.u64 = (uint32_t)fd | (uint64_t)f->gen << 32;
     }
     if (epoll_ctl(e->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
@@ -283,9 +315,9 @@ void pd__ep_fd_unwait(pd__engine *e, pd__ep_op *r)
  * says EPERM: a regular file, a directory, /dev/null): reads, writes and
  * splices go to a worker, where blocking is what such files do; a poll
  * completes with the always-ready mask, once (a multishot one too, without
- * F_MORE, as the kernel's).
+ * F_MORE, as the kernel's). The simulator does the same for such files.
  */
-static int pd__ep_not_pollable(pd__ep_op *r, int32_t *res)
+int pd__ep_not_pollable(pd__ep_op *r, int32_t *res)
 {
     const struct io_uring_sqe *s = &r->sqe;
 
@@ -369,7 +401,7 @@ static void pd__ep_fd_retry(pd__engine *e, int fd, uint32_t events, int syntheti
         int how;
 
         if ((!(r->need & events) && !(events & (EPOLLERR | EPOLLHUP))) ||
-            (synthetic && r->sqe.opcode == IORING_OP_POLL_ADD)) {
+            (synthetic && r->sqe.opcode == IORING_OP_POLL_ADD) || r->stale) {
             r = next;
             continue;
         }
@@ -426,13 +458,16 @@ void pd__ep_checks(pd__engine *e)
         if (ret == 1) {
             pd__ep_fd_retry(e, fd, PD__EP_ANY, 1);
         } else if (ret < 0) {
-            pd__ep_op *r;
+            pd__ep_op *r, *next;
 
-            /* The fd is gone, or names a file epoll cannot wait on. */
-            while ((r = pd__ep_of(e->fds[fd].whead)) != NULL) {
+            /* The fd is gone, or names a file epoll cannot wait on (stale ops wait on). */
+            for (r = pd__ep_of(e->fds[fd].whead); r != NULL; r = next) {
                 int32_t res = ret;
                 int how = PD__EP_DONE;
 
+                next = pd__ep_of(r->ql.next);
+                if (r->stale)
+                    continue;
                 pd__ep_fd_unwait(e, r);
                 if (ret == -EPERM)
                     how = pd__ep_not_pollable(r, &res);

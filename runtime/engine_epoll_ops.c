@@ -41,6 +41,24 @@ static int pd__ep_drained(const pd__ep_fd *f)
            !(f->maybe & (EPOLLRDHUP | EPOLLHUP | EPOLLERR));
 }
 
+/*
+ * Whether a short transfer with MSG_WAITALL on socket fd (f) goes on for
+ * the rest, as the kernel retries it on SOCK_STREAM and SOCK_SEQPACKET
+ * sockets (io_net_retry); on a seqpacket socket, with the records that
+ * follow. Only a short transfer on a socket that is not a stream asks the
+ * kernel for its type.
+ */
+static int pd__ep_retries(const pd__ep_fd *f, int fd)
+{
+    int v = 0;
+    socklen_t len = sizeof(v);
+
+    if (f->kind == PD__FK_STREAM)
+        return 1;
+    return f->kind == PD__FK_SOCK && getsockopt(fd, SOL_SOCKET, SO_TYPE, &v, &len) == 0 &&
+           v == SOCK_SEQPACKET;
+}
+
 /* The op waits for `need` on fd. */
 static int pd__ep_wait_for(pd__ep_op *r, int fd, uint32_t need)
 {
@@ -145,8 +163,10 @@ static off_t pd__ep_off(const pd__ep_op *r)
 
 /*
  * recv, send, and read/write/readv/writev on a socket: one syscall with
- * MSG_DONTWAIT. A read or write op never gets MSG_NOSIGNAL, as write(2)
- * does not. With MSG_WAITALL on a stream the op waits for the rest, as the
+ * MSG_DONTWAIT. A send (send, send_zc, sendmsg) always gets MSG_NOSIGNAL,
+ * as io_uring adds it to every send it makes: a peer that is gone answers
+ * -EPIPE, never SIGPIPE. A write or writev op does not get it, as write(2)
+ * does not (io_uring's raises SIGPIPE too). With MSG_WAITALL on a stream the op waits for the rest, as the
  * kernel's retries do; what was moved is the result if an error follows.
  */
 static __attribute__((noinline)) ssize_t pd__ep_sock_iov(pd__ep_op *r, int out, size_t *want)
@@ -184,9 +204,10 @@ static int pd__ep_sock_io(pd__engine *e, pd__ep_op *r, int out, int32_t *res)
      * IORING_RECVSEND_POLL_FIRST is a hint: the kernel's poll would find
      * the fd ready now as this attempt does.
      */
-    if (s->opcode == IORING_OP_RECV || s->opcode == IORING_OP_SEND ||
-        s->opcode == IORING_OP_SEND_ZC)
+    if (s->opcode == IORING_OP_RECV)
         flags = (int)s->msg_flags;
+    else if (s->opcode == IORING_OP_SEND || s->opcode == IORING_OP_SEND_ZC)
+        flags = (int)s->msg_flags | MSG_NOSIGNAL;
     r->flags &= ~PD__EPF_FIRST;
     if (!(f->maybe & ev) && !nowait)
         return pd__ep_wait_for(r, fd, ev);
@@ -208,10 +229,16 @@ static int pd__ep_sock_io(pd__engine *e, pd__ep_op *r, int out, int32_t *res)
         return pd__ep_wait_or_again(r, fd, ev, nowait, res);
     }
     if ((size_t)n < want && n > 0) {
-        /* A stream that returned less than asked for was drained. */
+        /*
+         * What the fd is decides both what follows (an fd never waited on
+         * is not classified yet): a stream that returned less than asked
+         * for was drained, and MSG_WAITALL waits for the rest on a stream.
+         */
+        if (f->kind == PD__FK_UNKNOWN)
+            (void)pd__ep_fd_kind(e, fd);
         if (!out && pd__ep_drained(f) && !(flags & MSG_PEEK))
             f->maybe &= ~EPOLLIN;
-        if ((flags & MSG_WAITALL) && f->kind == PD__FK_STREAM) {
+        if ((flags & MSG_WAITALL) && pd__ep_retries(f, fd)) {
             r->done += (uint32_t)n;
             return pd__ep_wait_or_again(r, fd, ev, nowait, res);
         }
@@ -220,7 +247,10 @@ static int pd__ep_sock_io(pd__engine *e, pd__ep_op *r, int out, int32_t *res)
     return PD__EP_DONE;
 }
 
-/* recvmsg and sendmsg: the msghdr is the caller's, and gets the kernel's write-back. */
+/*
+ * recvmsg and sendmsg: the msghdr is the caller's, and gets the kernel's
+ * write-back; a sendmsg gets MSG_NOSIGNAL, as pd__ep_sock_io's sends.
+ */
 static int pd__ep_msg(pd__engine *e, pd__ep_op *r, int out, int32_t *res)
 {
     const struct io_uring_sqe *s = &r->sqe;
@@ -241,7 +271,7 @@ static int pd__ep_msg(pd__engine *e, pd__ep_op *r, int out, int32_t *res)
     r->flags &= ~PD__EPF_FIRST;
     if (!(f->maybe & ev) && !nowait)
         return pd__ep_wait_for(r, s->fd, ev);
-    n = out ? sendmsg(s->fd, m, (int)s->msg_flags | MSG_DONTWAIT)
+    n = out ? sendmsg(s->fd, m, (int)s->msg_flags | MSG_DONTWAIT | MSG_NOSIGNAL)
             : recvmsg(s->fd, m, (int)s->msg_flags | MSG_DONTWAIT);
     if (n < 0 && PD__EP_AGAIN(errno)) {
         f->maybe &= ~ev;
@@ -484,7 +514,12 @@ static int pd__ep_poll_add(pd__engine *e, pd__ep_op *r, int32_t *res)
     const struct io_uring_sqe *s = &r->sqe;
     uint32_t want = s->poll32_events, got;
 
-    if (s->len & ~(IORING_POLL_ADD_MULTI | IORING_POLL_ADD_LEVEL)) {
+    /*
+     * The kernel refuses a multishot poll whose completions are to be
+     * skipped on success: every F_MORE completion is one.
+     */
+    if ((s->len & ~(IORING_POLL_ADD_MULTI | IORING_POLL_ADD_LEVEL)) ||
+        ((s->len & IORING_POLL_ADD_MULTI) && (s->flags & IOSQE_CQE_SKIP_SUCCESS))) {
         *res = -EINVAL;
         return PD__EP_DONE;
     }
@@ -638,18 +673,22 @@ static int pd__ep_rw(pd__engine *e, pd__ep_op *r, int32_t *res)
  * the socket it writes into, SO_RCVTIMEO for the one it reads from (opt),
  * as the kernel's splice, which blocks in an io-wq worker, does (httpd's
  * send deadline for a file it splices is SO_SNDTIMEO). The deadline is
- * taken at the op's first wait on a socket that has one, and pd__ep_run
- * puts the record on the timer heap (PD__EPF_SOCKTO).
+ * taken at the op's first wait on a socket that has one (saturated, as a
+ * timeout's: pd__ep_after), and pd__ep_run puts the record on the timer
+ * heap (PD__EPF_SOCKTO).
  */
 static void pd__ep_sock_timeo(pd__engine *e, pd__ep_op *r, int fd, int kind, int opt)
 {
+    struct __kernel_timespec ts;
     struct timeval tv;
     socklen_t len = sizeof(tv);
 
     if ((r->flags & PD__EPF_SOCKTO) || (kind != PD__FK_STREAM && kind != PD__FK_SOCK) ||
         getsockopt(fd, SOL_SOCKET, opt, &tv, &len) < 0 || (tv.tv_sec == 0 && tv.tv_usec == 0))
         return;
-    r->deadline = pd__ep_clock(e) + (int64_t)tv.tv_sec * 1000000000 + (int64_t)tv.tv_usec * 1000;
+    ts.tv_sec = tv.tv_sec;
+    ts.tv_nsec = (long long)tv.tv_usec * 1000;
+    r->deadline = pd__ep_after(pd__ep_clock(e), pd__ep_ts_ns(&ts));
     r->flags |= PD__EPF_SOCKTO;
 }
 
@@ -774,7 +813,7 @@ int pd__ep_attempt(pd__engine *e, pd__ep_op *r, int32_t *res, uint32_t *cflags)
             *res = kind < 0 ? kind : -EOPNOTSUPP;
             return PD__EP_DONE;
         }
-        if (s->ioprio & ~(IORING_RECVSEND_POLL_FIRST | (1U << 3) /* REPORT_USAGE */)) {
+        if (s->ioprio & ~(IORING_RECVSEND_POLL_FIRST | PD__EP_ZC_REPORT_USAGE)) {
             *res = -EINVAL;
             return PD__EP_DONE;
         }

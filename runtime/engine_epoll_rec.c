@@ -202,8 +202,7 @@ int pd__ep_deadline(pd__engine *e, const struct io_uring_sqe *sqe, int64_t *out)
         return -EINVAL;
     if (ts->tv_sec < 0 || ts->tv_nsec < 0 || ts->tv_nsec >= 1000000000)
         return -EINVAL;
-    ns = ts->tv_sec > INT64_MAX / 1000000000 - 1 ? INT64_MAX / 2
-                                                 : ts->tv_sec * 1000000000 + ts->tv_nsec;
+    ns = pd__ep_ts_ns(ts);
     if (fl & IORING_TIMEOUT_ABS) {
         struct timespec now;
         clockid_t clk = (fl & IORING_TIMEOUT_BOOTTIME) ? CLOCK_BOOTTIME
@@ -215,7 +214,7 @@ int pd__ep_deadline(pd__engine *e, const struct io_uring_sqe *sqe, int64_t *out)
         if (ns < 0)
             ns = 0;
     }
-    *out = pd__ep_clock(e) + ns;
+    *out = pd__ep_after(pd__ep_clock(e), ns);
     return 0;
 }
 
@@ -249,7 +248,7 @@ void pd__ep_finish(pd__engine *e, pd__ep_op *r, int32_t res, uint32_t cflags)
 
 /*
  * Stops a record that has not completed. Returns 0 when it was stopped
- * (the caller finishes it with -ECANCELED), or -EALREADY when a worker
+ * (the caller finishes it: pd__ep_stopped_res), or -EALREADY when a worker
  * runs it: it completes with its own result when the worker is done.
  */
 int pd__ep_stop(pd__engine *e, pd__ep_op *r)
@@ -264,6 +263,18 @@ int pd__ep_stop(pd__engine *e, pd__ep_op *r)
     default:
         return pd__ep_work_cancel(e, r);
     }
+}
+
+/*
+ * The result of an op a cancel or its linked timeout stopped: -ECANCELED,
+ * unless it already moved bytes (a MSG_WAITALL recv or send, a file read
+ * that went to a worker after a partial read): then those bytes, as the
+ * kernel's failed send, recv and read report them, since they are gone
+ * from the socket or in the caller's buffer.
+ */
+int32_t pd__ep_stopped_res(const pd__ep_op *r)
+{
+    return r->done ? (int32_t)r->done : -ECANCELED;
 }
 
 /* Whether an op has a file (sqe->fd), as a cancel by fd sees it. */
@@ -366,7 +377,7 @@ void pd__ep_cancel(pd__engine *e, const struct io_uring_sqe *sqe)
     pd__ep_emit(e, sqe, res, 0);
     while ((r = stopped) != NULL) {
         stopped = r->next;
-        pd__ep_finish(e, r, -ECANCELED, 0);
+        pd__ep_finish(e, r, pd__ep_stopped_res(r), 0);
     }
 }
 
@@ -398,7 +409,7 @@ void pd__ep_timers(pd__engine *e)
         op->link = NULL;
         ret = pd__ep_stop(e, op);
         if (ret == 0)
-            pd__ep_finish(e, op, -ECANCELED, 0);
+            pd__ep_finish(e, op, pd__ep_stopped_res(op), 0);
         pd__ep_post(e, t->sqe.user_data, ret == 0 ? -ETIME : ret, 0);
         pd__ep_rec_free(e, t);
     }

@@ -390,7 +390,7 @@ static int pd__sim_enter(pd__engine *eng, struct io_uring *ring, unsigned wait_n
         return (int)n;
     }
     if (ts != NULL)
-        limit = s->now + ts->tv_sec * 1000000000 + ts->tv_nsec;
+        limit = pd__ep_after(s->now, pd__ep_ts_ns(ts));
     for (;;) {
         int64_t next, to;
         int moved = pd__sim_step(s, 0);
@@ -410,6 +410,9 @@ static int pd__sim_enter(pd__engine *eng, struct io_uring *ring, unsigned wait_n
         if (s->nwait != 0 && s->quiet_ms > 0 && pd__sim_wait_real(s, s->quiet_ms))
             continue;
         if (next == INT64_MAX && limit == INT64_MAX) {
+            /* Rather than wait for good, a quiet multishot poll may fire again. */
+            if (pd__sim_refire(s))
+                continue;
             if (s->nwait == 0) {
                 /* io_uring would sleep for good: say so rather than hang. */
                 fprintf(stderr, "polldrop: sim: waiting for %u completions with nothing "

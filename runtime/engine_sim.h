@@ -35,6 +35,13 @@ enum {
     PD__SIM_WORK,   /* a file op "on a worker": runs when `turns` reaches 0 */
 };
 
+/*
+ * How many times in a row a multishot poll whose fd is never seen not
+ * ready fires again, an enter each, before it waits for virtual time to
+ * move (engine_sim_ops.c, pd__sim_fired).
+ */
+#define PD__SIM_REFIRES 64u
+
 /* A request that did not complete when it was consumed. */
 typedef struct pd__sim_op pd__sim_op;
 struct pd__sim_op {
@@ -43,13 +50,16 @@ struct pd__sim_op {
     pd__sim_op *next;       /* the free list */
     pd__sim_op *link;       /* the op's linked timeout, or the timeout's op */
     pd__sim_op *snext;      /* a cancel's list of what it stopped */
-    int64_t deadline;       /* TIMER, LTIMER: virtual ns */
+    int64_t deadline;       /* TIMER, LTIMER, a splice under a socket's timeout: virtual ns */
     uint64_t seq;           /* start order: every iteration over records follows it */
     uint32_t turns;         /* WORK: enters left before it runs */
     uint8_t state;          /* PD__SIM_* */
     uint8_t running;        /* WORK: "a worker took it": a cancel answers -EALREADY */
     uint8_t fired;          /* multishot poll: posted in enter `fired_at` */
     uint64_t fired_at;
+    int64_t fired_now;      /* multishot poll: the virtual time it posted at */
+    uint32_t refires;       /* multishot poll: times it fired again, its fd never seen not ready */
+    uint32_t gen;           /* FDWAIT: the generation of r.wfd's entry as it began to wait */
 };
 
 /* A completion made but not yet posted into the completion queue. */
@@ -77,6 +87,7 @@ typedef struct pd__sim {
     /* Virtual time, ns; pd_clock_ms reads it on this thread (pd__sim_clock). */
     int64_t now;
     uint64_t enters;        /* enter calls so far */
+    uint64_t refire;        /* the enter in which quiet multishot polls may fire again */
 
     /* Records: a preallocated pool; the live ones in start order. */
     pd__sim_op *pool;
@@ -93,6 +104,7 @@ typedef struct pd__sim {
     struct pd__link *live_head, *live_tail;
     uint64_t op_seq;
     unsigned nwait, nwork, ntimer;
+    unsigned nsockto;       /* live records under a socket's timeout (PD__EPF_INHEAP) */
 
     /* Pending completions, in creation order (a growing array). */
     pd__sim_cqe *pend;
@@ -163,6 +175,11 @@ void pd__sim_finish(pd__sim *s, pd__sim_op *op, int32_t res, uint32_t cflags);
 void pd__sim_start(pd__sim *s, const struct io_uring_sqe *sqe, const struct io_uring_sqe *lt);
 /* One pass over what can move without time passing; returns whether anything did. */
 int pd__sim_step(pd__sim *s, int run_work);
+/*
+ * Lets the multishot polls that fired and wait quiet fire again in this
+ * enter, if their fds are ready; returns whether there were any.
+ */
+int pd__sim_refire(pd__sim *s);
 /* Waits up to ms real milliseconds (-1: no limit) for a waiting fd; 1 if one is ready. */
 int pd__sim_wait_real(pd__sim *s, int ms);
 /* engine_sim_cancel.c: timers and cancellation. */

@@ -2,7 +2,7 @@
  * The simulator's timers and cancellation: what ends a request other than
  * its own completion. Timers are records with a virtual deadline, fired in
  * deadline order (start order among equals) when the clock reaches them; a
- * linked timeout stops its op. A cancel finds its targets among the live
+ * linked timeout stops its op; a splice under its socket's timeout ends. A cancel finds its targets among the live
  * records in start order, and has the three outcomes the kernel's has.
  */
 #define _GNU_SOURCE
@@ -16,22 +16,34 @@
 
 /* --- timers --- */
 
+/*
+ * Whether a record ends at its `deadline`: a timeout, a linked timeout, or
+ * a splice waiting under its socket's SO_SNDTIMEO or SO_RCVTIMEO
+ * (PD__EPF_INHEAP: pd__sim_run set its deadline), which ends with -EAGAIN
+ * as the epoll engine's does.
+ */
+static int pd__sim_timed(const pd__sim_op *op)
+{
+    return op->state == PD__SIM_TIMER || op->state == PD__SIM_LTIMER ||
+           (op->state == PD__SIM_FDWAIT && (op->r.flags & PD__EPF_INHEAP));
+}
+
 int64_t pd__sim_next_timer(const pd__sim *s)
 {
     const pd__sim_op *op;
     int64_t at = INT64_MAX;
 
-    if (s->ntimer == 0)
+    if (s->ntimer == 0 && s->nsockto == 0)
         return at;
     for (op = pd__sim_live(s->live_head); op != NULL; op = pd__sim_live(op->live.next))
-        if ((op->state == PD__SIM_TIMER || op->state == PD__SIM_LTIMER) && op->deadline < at)
+        if (pd__sim_timed(op) && op->deadline < at)
             at = op->deadline;
     return at;
 }
 
 /*
  * Stops a record that has not completed: 0 (the caller finishes it with
- * -ECANCELED), or -EALREADY for a file op a worker took, which completes
+ * -ECANCELED, or the bytes it moved: pd__ep_stopped_res), or -EALREADY for a file op a worker took, which completes
  * later with its own result.
  */
 static int pd__sim_stop(pd__sim *s, pd__sim_op *op)
@@ -46,14 +58,14 @@ int pd__sim_timers(pd__sim *s)
 {
     int fired = 0;
 
-    while (s->ntimer != 0) {
+    while (s->ntimer != 0 || s->nsockto != 0) {
         pd__sim_op *op, *t = NULL, *target;
         int ret;
 
         /* The earliest due timer, the first started among equals. */
         for (op = pd__sim_live(s->live_head); op != NULL; op = pd__sim_live(op->live.next))
-            if ((op->state == PD__SIM_TIMER || op->state == PD__SIM_LTIMER) &&
-                op->deadline <= s->now && (t == NULL || op->deadline < t->deadline))
+            if (pd__sim_timed(op) && op->deadline <= s->now &&
+                (t == NULL || op->deadline < t->deadline))
                 t = op;
         if (t == NULL)
             break;
@@ -64,11 +76,16 @@ int pd__sim_timers(pd__sim *s)
             pd__sim_finish(s, t, -ETIME, 0);
             continue;
         }
+        if (t->state == PD__SIM_FDWAIT) {
+            pd__sim_set(s, t, PD__SIM_FREE);
+            pd__sim_finish(s, t, -EAGAIN, 0);
+            continue;
+        }
         target = t->link;
         target->link = NULL;
         ret = pd__sim_stop(s, target);
         if (ret == 0)
-            pd__sim_finish(s, target, -ECANCELED, 0);
+            pd__sim_finish(s, target, pd__ep_stopped_res(&target->r), 0);
         pd__sim_add(s, t->r.sqe.user_data, ret == 0 ? -ETIME : ret, 0);
         pd__sim_rec_free(s, t);
     }
@@ -162,6 +179,6 @@ void pd__sim_cancel(pd__sim *s, const struct io_uring_sqe *sqe)
     pd__sim_emit(s, sqe, res, 0);
     while ((op = stopped) != NULL) {
         stopped = op->snext;
-        pd__sim_finish(s, op, -ECANCELED, 0);
+        pd__sim_finish(s, op, pd__ep_stopped_res(&op->r), 0);
     }
 }

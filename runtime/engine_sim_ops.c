@@ -125,6 +125,8 @@ void pd__sim_set(pd__sim *s, pd__sim_op *op, int state)
 void pd__sim_rec_free(pd__sim *s, pd__sim_op *op)
 {
     pd__sim_set(s, op, PD__SIM_FREE);
+    if (op->r.flags & PD__EPF_INHEAP)
+        s->nsockto--;
     pd__list_unlink(&s->live_head, &s->live_tail, &op->live);
     op->next = s->free;
     s->free = op;
@@ -267,6 +269,34 @@ static int pd__sim_work(pd__sim *s, pd__sim_op *op, int32_t *res, uint32_t *cfla
     return PD__EP_DONE;
 }
 
+/* The generation of fd's entry in the embedded epoll state (0: none yet). */
+static uint32_t pd__sim_gen(pd__sim *s, int fd)
+{
+    pd__ep_fd *f = pd__ep_fd_get(s->ep, fd);
+
+    return f != NULL ? f->gen : 0;
+}
+
+/* A record begins to wait on r.fd: the file it waits on is the one the number names now. */
+static void pd__sim_wait_gen(pd__sim *s, pd__sim_op *op)
+{
+    op->r.wfd = op->r.fd;
+    op->gen = pd__sim_gen(s, op->r.fd);
+}
+
+/*
+ * Whether a waiting record is stale: its fd number was closed by a close
+ * op, or names a file an op made, since it began to wait (the generation
+ * changed, as the epoll engine's pd__ep_fd_forget marks its waiters). The
+ * kernel's op keeps its file: a stale one is never tried on the number's
+ * next file (it would read one connection's bytes for another's reader),
+ * and waits on until it is cancelled.
+ */
+static int pd__sim_stale(pd__sim *s, const pd__sim_op *op)
+{
+    return op->r.wfd == op->r.fd && pd__sim_gen(s, op->r.fd) != op->gen;
+}
+
 /*
  * Takes a record to where its last attempt said: done, waiting on an fd
  * (one that is open: else it completes with -EBADF, as the kernel refuses
@@ -289,8 +319,32 @@ static void pd__sim_run(pd__sim *s, pd__sim_op *op, int how, int32_t res, uint32
                 cflags = 0;
                 break;
             }
+            /*
+             * A file epoll refuses to wait on (a regular file, a directory),
+             * which poll(2) calls always ready: what the epoll engine does
+             * then (a poll completes once with the ready mask, multishot or
+             * not, as the kernel's), not a wait.
+             */
+            if (pd__ep_fd_kind(s->ep, op->r.fd) == PD__FK_FILE) {
+                how = pd__ep_not_pollable(&op->r, &res);
+                cflags = 0;
+                break;
+            }
             op->r.flags &= (uint8_t)~PD__EPF_FIRST;
             pd__sim_set(s, op, PD__SIM_FDWAIT);
+            pd__sim_wait_gen(s, op);
+            /*
+             * A splice bounded by its socket's timeout (the attempt just
+             * set r.deadline to the real clock's now plus that timeout):
+             * the same timeout on the virtual clock, once.
+             */
+            if ((op->r.flags & (PD__EPF_SOCKTO | PD__EPF_INHEAP)) == PD__EPF_SOCKTO) {
+                int64_t left = op->r.deadline - s->ep->now;
+
+                op->r.flags |= PD__EPF_INHEAP;
+                op->deadline = pd__ep_after(s->now, left > 0 ? left : 0);
+                s->nsockto++;
+            }
             return;
         default:
             if (op->state != PD__SIM_WORK && pd__sim_fault(s, 4)) {
@@ -342,12 +396,11 @@ static int pd__sim_deadline(const pd__sim *s, const struct io_uring_sqe *sqe, in
         return -EINVAL;
     if (ts->tv_sec < 0 || ts->tv_nsec < 0 || ts->tv_nsec >= 1000000000)
         return -EINVAL;
-    ns = ts->tv_sec > INT64_MAX / 1000000000 - 1 ? INT64_MAX / 2
-                                                 : ts->tv_sec * 1000000000 + ts->tv_nsec;
+    ns = pd__ep_ts_ns(ts);
     if (fl & IORING_TIMEOUT_ABS)
         *out = ns > s->now ? ns : s->now;
     else
-        *out = ns > INT64_MAX / 2 - s->now ? INT64_MAX / 2 : s->now + ns;
+        *out = pd__ep_after(s->now, ns);
     return 0;
 }
 
@@ -443,16 +496,41 @@ void pd__sim_start(pd__sim *s, const struct io_uring_sqe *sqe, const struct io_u
 /* --- readiness --- */
 
 /*
- * Whether a waiting record is a multishot poll that fired in this enter: it
- * does not fire again in it while its fd stays ready (the fd has to be seen
- * not ready first). In a later enter it may, if the fd is still ready: the
- * kernel's poll fires on every wakeup of the file's wait queue, which a
- * socket shares between reads and writes, and readiness a program left
- * there is not a new event the engine could see otherwise.
+ * Whether a waiting record is a multishot poll that fired and may not fire
+ * again yet, its fd still ready and not seen otherwise (a readiness seen
+ * gone makes the next one a new event). Not in the enter it fired in. In
+ * a later enter it may: the kernel's poll fires on every wakeup of the
+ * file's wait queue, which a socket shares between reads and writes, and
+ * new data on a file the program drained with its own read(2) (what a
+ * poll's `then` usually does) cannot be told from the old readiness. But
+ * once it fired PD__SIM_REFIRES times in a row so, its fd never seen not
+ * ready (the program leaves the data there), it waits until virtual time
+ * moved and no timer is due (the timers that made time move go first), or
+ * until the enter would wait for good (pd__sim_refire): were it to fire
+ * in every enter, each enter would have a completion, and virtual time,
+ * which moves only when nothing else can, would never reach a timer (a
+ * linked timeout on the poll, a deadline).
  */
 static int pd__sim_fired(const pd__sim *s, const pd__sim_op *op)
 {
-    return op->fired && op->fired_at == s->enters;
+    return op->fired &&
+           (op->fired_at == s->enters ||
+            (op->refires >= PD__SIM_REFIRES && s->refire != s->enters &&
+             (op->fired_now == s->now || pd__sim_next_timer(s) <= s->now)));
+}
+
+int pd__sim_refire(pd__sim *s)
+{
+    const pd__sim_op *op;
+
+    if (s->refire == s->enters)
+        return 0;
+    for (op = pd__sim_live(s->live_head); op != NULL; op = pd__sim_live(op->live.next))
+        if (op->state == PD__SIM_FDWAIT && op->fired && op->fired_at != s->enters) {
+            s->refire = s->enters;
+            return 1;
+        }
+    return 0;
 }
 
 /*
@@ -482,10 +560,19 @@ static int pd__sim_collect(pd__sim *s, int skip_fired)
         s->cap_pfd = cap;
     }
     for (op = pd__sim_live(s->live_head); op != NULL; op = pd__sim_live(op->live.next)) {
-        if (op->state != PD__SIM_FDWAIT || (skip_fired && pd__sim_fired(s, op)))
+        if (op->state != PD__SIM_FDWAIT || (skip_fired && pd__sim_fired(s, op)) ||
+            pd__sim_stale(s, op))
             continue;
         s->pfd[n].fd = op->r.fd;
-        s->pfd[n].events = (short)(op->r.need & 0xffff);
+        /*
+         * A poll request reports POLLRDHUP whether asked for or not, as the
+         * kernel's (and the epoll engine's registration) do; poll(2) only
+         * when asked.
+         */
+        s->pfd[n].events = (short)((op->r.need | (op->r.sqe.opcode == IORING_OP_POLL_ADD
+                                                      ? (uint32_t)POLLRDHUP
+                                                      : 0u)) &
+                                   0xffff);
         s->pfd[n].revents = 0;
         s->pop[n++] = op;
     }
@@ -511,10 +598,16 @@ static int pd__sim_retry(pd__sim *s, pd__sim_op *op, uint32_t revents)
     how = pd__sim_attempt(s, &op->r, &res, &cflags);
     pd__sim_drain(s);
     if (how == PD__EP_WAIT) {
+        /* A splice may wait on its other side now. */
+        if (op->r.fd != op->r.wfd)
+            pd__sim_wait_gen(s, op);
         /* A multishot poll that posted waits until its fd is not ready. */
         if (op->r.sqe.opcode == IORING_OP_POLL_ADD && s->cqe_seq != posted) {
+            /* Fired again with its fd never seen not ready: one more in a row. */
+            op->refires = op->fired ? op->refires + 1 : 0;
             op->fired = 1;
             op->fired_at = s->enters;
+            op->fired_now = s->now;
         }
         return s->cqe_seq != posted;
     }

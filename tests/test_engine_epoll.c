@@ -3,9 +3,11 @@
  * of runtime/engine.h: a struct io_uring the engine set up, liburing's
  * inline prep helpers, enter(), and the CQ read with io_uring_for_each_cqe
  * and io_uring_cq_advance. Each scenario that the kernel's io_uring can run
- * as well runs on both, with the same requests on fresh fds, and every
- * completion (user_data, res, flags) must match; each also states the
- * results it expects, so a scenario means something on either ring.
+ * as well runs on both, and on the simulator (which runs the epoll
+ * engine's ops its own way), with the same requests on fresh fds, and
+ * every completion (user_data, res, flags) must match io_uring's; each
+ * also states the results it expects, so a scenario means something on
+ * any ring.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -15,10 +17,12 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -37,6 +41,7 @@
 typedef struct tr {
     struct io_uring ring;
     pd__engine *e; /* NULL: the kernel's io_uring */
+    const pd__engine_vt *vt; /* e's engine: epoll, or the simulator */
 } tr;
 
 typedef struct tcqe {
@@ -58,13 +63,27 @@ static long long now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/*
+ * A ring on the kernel's io_uring (engine 0), the epoll engine (1) or the
+ * simulator without faults (2), which runs the epoll engine's ops under
+ * its own order, timers and cancels.
+ */
 static void tr_init(tr *t, int epoll, unsigned entries, unsigned cq)
 {
     memset(t, 0, sizeof(*t));
-    if (epoll) {
+    if (epoll == 2) {
+        pd_config cfg = { .engine = PD_ENGINE_SIM, .sim_seed = 1, .sim_flags = PD_SIM_NO_FAULTS };
+        int ret;
+
+        ck_assert_uint_eq(cq, 0);
+        ret = pd__sim_init(&t->ring, entries, &cfg, &t->e);
+        ck_assert_msg(ret == 0, "sim init: %s", strerror(-ret));
+        t->vt = &pd__engine_sim;
+    } else if (epoll) {
         int ret = EP->init(&t->ring, entries, cq, &t->e);
 
         ck_assert_msg(ret == 0, "epoll init: %s", strerror(-ret));
+        t->vt = EP;
     } else {
         struct io_uring_params p;
 
@@ -80,7 +99,7 @@ static void tr_init(tr *t, int epoll, unsigned entries, unsigned cq)
 static void tr_exit(tr *t)
 {
     if (t->e)
-        EP->exit(t->e, &t->ring);
+        t->vt->exit(t->e, &t->ring);
     else
         io_uring_queue_exit(&t->ring);
 }
@@ -110,7 +129,7 @@ static int tr_enter(tr *t, unsigned wait_nr, long ms)
 
     if (t->e) {
         do
-            ret = EP->enter(t->e, &t->ring, wait_nr, ms < 0 ? NULL : &ts);
+            ret = t->vt->enter(t->e, &t->ring, wait_nr, ms < 0 ? NULL : &ts);
         while (ret == -EINTR);
         return ret;
     }
@@ -154,7 +173,7 @@ static void tr_wait(tr *t, tlog *l, int want)
             return;
         left = end - now_ms();
         ck_assert_msg(left > 0, "%s: %d completions after 10 s, want %d",
-                      t->e ? "epoll" : "io_uring", l->n, want);
+                      t->e ? t->vt->name : "io_uring", l->n, want);
         tr_enter(t, 1, left > 100 ? 100 : left);
     }
 }
@@ -200,16 +219,16 @@ static int count(const tlog *l, uint64_t ud)
     do {                                                                       \
         const tcqe *c_ = find((l), (ud), (nth));                               \
         ck_assert_msg(c_ != NULL, "%s: no completion %d for ud %#llx",         \
-                      (t)->e ? "epoll" : "io_uring", (nth), (unsigned long long)(ud)); \
+                      (t)->e ? (t)->vt->name : "io_uring", (nth), (unsigned long long)(ud)); \
         if ((ud) >= FDUD && (res_) >= 0)                                       \
             ck_assert_msg(c_->res >= 0, "%s: ud %#llx: res %d, want an fd",    \
-                          (t)->e ? "epoll" : "io_uring", (unsigned long long)(ud), c_->res); \
+                          (t)->e ? (t)->vt->name : "io_uring", (unsigned long long)(ud), c_->res); \
         else                                                                   \
             ck_assert_msg(c_->res == (res_), "%s: ud %#llx: res %d (%s), want %d", \
-                          (t)->e ? "epoll" : "io_uring", (unsigned long long)(ud), \
+                          (t)->e ? (t)->vt->name : "io_uring", (unsigned long long)(ud), \
                           c_->res, c_->res < 0 ? strerror(-c_->res) : "", (res_)); \
         ck_assert_msg(c_->flags == (uint32_t)(flags_), "%s: ud %#llx: flags %#x, want %#x", \
-                      (t)->e ? "epoll" : "io_uring", (unsigned long long)(ud), c_->flags, \
+                      (t)->e ? (t)->vt->name : "io_uring", (unsigned long long)(ud), c_->flags, \
                       (unsigned)(flags_));                                     \
     } while (0)
 
@@ -228,7 +247,7 @@ static void log_sort(tlog *l)
 }
 
 /* The two rings gave the same completions (fd results: both fds or equal errors). */
-static void log_same(tlog *a, tlog *b)
+static void log_same(tlog *a, tlog *b, const char *bname)
 {
     int i;
 
@@ -239,31 +258,37 @@ static void log_same(tlog *a, tlog *b)
         int same_res = x.res == y.res || (x.ud >= FDUD && x.res >= 0 && y.res >= 0);
 
         ck_assert_msg(x.ud == y.ud && same_res && x.flags == y.flags,
-                      "completion %d: io_uring (ud %#llx res %d flags %#x), epoll (ud %#llx "
+                      "completion %d: io_uring (ud %#llx res %d flags %#x), %s (ud %#llx "
                       "res %d flags %#x)", i, (unsigned long long)x.ud, x.res, x.flags,
-                      (unsigned long long)y.ud, y.res, y.flags);
+                      bname, (unsigned long long)y.ud, y.res, y.flags);
     }
-    ck_assert_msg(a->n == b->n, "io_uring posted %d completions, epoll %d", a->n, b->n);
+    ck_assert_msg(a->n == b->n, "io_uring posted %d completions, %s %d", a->n, bname, b->n);
 }
 
 /*
- * Runs a scenario on the kernel's io_uring and on the epoll engine, and
- * compares. Where io_uring is switched off, the scenario runs on epoll
- * alone (its own expectations still hold), and says so.
+ * Runs a scenario on the kernel's io_uring, on the epoll engine and on the
+ * simulator (without faults: its seeded order only, which the comparison,
+ * sorted by user_data, does not see), and compares each with io_uring.
+ * Where io_uring is switched off, the scenario runs on epoll and the
+ * simulator alone (its own expectations still hold), and says so.
  */
 static void both(void (*sc)(tr *t, tlog *l), const char *name)
 {
     tr a, b;
-    static tlog la, lb;
+    static tlog la, lb, lc;
     int why;
 
     memset(&la, 0, sizeof(la));
     memset(&lb, 0, sizeof(lb));
+    memset(&lc, 0, sizeof(lc));
     if (!pd_test_uring_ok(&why)) {
-        printf("engine_epoll:%s: io_uring is not available here (%s): epoll only, "
+        printf("engine_epoll:%s: io_uring is not available here (%s): epoll and sim only, "
                "not compared with the kernel's\n", name, strerror(-why));
         tr_init(&b, 1, 64, 0);
         sc(&b, &lb);
+        tr_exit(&b);
+        tr_init(&b, 2, 64, 0);
+        sc(&b, &lc);
         tr_exit(&b);
         return;
     }
@@ -273,7 +298,11 @@ static void both(void (*sc)(tr *t, tlog *l), const char *name)
     tr_init(&b, 1, 64, 0);
     sc(&b, &lb);
     tr_exit(&b);
-    log_same(&la, &lb);
+    log_same(&la, &lb, "epoll");
+    tr_init(&b, 2, 64, 0);
+    sc(&b, &lc);
+    tr_exit(&b);
+    log_same(&la, &lc, "sim");
 }
 
 /* --- fixtures --- */
@@ -1061,7 +1090,7 @@ END_TEST
 static void tr_buf_ring(tr *t, struct io_uring_buf_ring *br, unsigned n, unsigned short bgid)
 {
     if (t->e) {
-        ck_assert_int_eq(EP->register_buf_ring(t->e, br, n, bgid), 0);
+        ck_assert_int_eq(t->vt->register_buf_ring(t->e, br, n, bgid), 0);
     } else {
         struct io_uring_buf_reg reg = { .ring_addr = (uintptr_t)br, .ring_entries = n, .bgid = bgid };
 
@@ -1071,7 +1100,7 @@ static void tr_buf_ring(tr *t, struct io_uring_buf_ring *br, unsigned n, unsigne
 
 static int tr_buf_unreg(tr *t, unsigned short bgid)
 {
-    return t->e ? EP->unregister_buf_ring(t->e, bgid) : io_uring_unregister_buf_ring(&t->ring, bgid);
+    return t->e ? t->vt->unregister_buf_ring(t->e, bgid) : io_uring_unregister_buf_ring(&t->ring, bgid);
 }
 
 static void add_bufs(struct io_uring_buf_ring *br, char (*bufs)[8], int first, int n)
@@ -1220,7 +1249,7 @@ static void sc_eof_after_short(tr *t, tlog *l)
     ck_assert_int_eq(find(l, 3, 0)->res * find(l, 4, 0)->res, 0);
 }
 
-/* Runs a scenario on both rings, each checked on its own. */
+/* Runs a scenario on each ring (io_uring, epoll, the simulator), each checked on its own. */
 static void each(void (*sc)(tr *t, tlog *l), const char *name)
 {
     static tlog lg;
@@ -1228,11 +1257,11 @@ static void each(void (*sc)(tr *t, tlog *l), const char *name)
     int epoll = 0, why;
 
     if (!pd_test_uring_ok(&why)) {
-        printf("engine_epoll:%s: io_uring is not available here (%s): epoll only\n", name,
-               strerror(-why));
+        printf("engine_epoll:%s: io_uring is not available here (%s): epoll and sim only\n",
+               name, strerror(-why));
         epoll = 1;
     }
-    for (; epoll < 2; epoll++) {
+    for (; epoll < 3; epoll++) {
         memset(&lg, 0, sizeof(lg));
         tr_init(&t, epoll, 64, 0);
         sc(&t, &lg);
@@ -1273,12 +1302,19 @@ static void sc_misc(tr *t, tlog *l)
     ck_assert_int_eq(write(sv[1], "ab", 2), 2);
     ck_assert_int_eq(shutdown(sv[1], SHUT_WR), 0);
     one(t, l);
-    /* A linked timeout on a multishot poll ends it after its first event. */
+    /*
+     * A linked timeout on a multishot poll ends it after its first event
+     * (whose byte is read, as a poll's reader does: the simulator's poll
+     * may fire again for a byte left there, where the kernel's waits for a
+     * wakeup).
+     */
     Q(t, 5, (io_uring_prep_poll_multishot(s_, mv[0], POLLIN), s_->flags |= IOSQE_IO_LINK));
     Q(t, 6, io_uring_prep_link_timeout(s_, &lt, 0));
     tr_enter(t, 0, 0);
     ck_assert_int_eq(write(mv[1], "x", 1), 1);
-    tr_wait(t, l, l->n + 3);
+    tr_wait(t, l, l->n + 1);
+    ck_assert_int_eq(read(mv[0], b, sizeof(b)), 1);
+    tr_wait(t, l, l->n + 2);
     /* Errors of reads. */
     Q(t, 7, io_uring_prep_read(s_, d, b, sizeof(b), 0));
     one(t, l);
@@ -1857,6 +1893,409 @@ START_TEST(readiness_is_collected_every_other_entry_at_least)
 }
 END_TEST
 
+
+/*
+ * MSG_WAITALL with part of the data there already, on a socket the engine
+ * never waited on: the first attempt's short recv must wait for the rest,
+ * as the kernel's does, not complete short.
+ */
+static void sc_waitall_first(tr *t, tlog *l)
+{
+    int sv[2];
+    char b[8] = "";
+
+    sp(SOCK_STREAM, sv);
+    ck_assert_int_eq(write(sv[1], "abc", 3), 3);
+    Q(t, 1, io_uring_prep_recv(s_, sv[0], b, 6, MSG_WAITALL));
+    tr_settle(t, l, 20);
+    ck_assert_int_eq(count(l, 1), 0);
+    ck_assert_int_eq(write(sv[1], "def", 3), 3);
+    tr_wait(t, l, 1);
+    ck_assert_int_eq(memcmp(b, "abcdef", 6), 0);
+    expect(t, l, 1, 0, 6, 0);
+    close(sv[0]);
+    close(sv[1]);
+}
+
+START_TEST(waitall_with_part_of_the_data_there)
+{
+    both(sc_waitall_first, "waitall_with_part_of_the_data_there");
+}
+END_TEST
+
+/*
+ * A MSG_WAITALL recv that received part of what it waits for, then is
+ * stopped, by a cancel or by its linked timeout: it completes with what it
+ * received (the bytes are in its buffer and gone from the socket), as the
+ * kernel's does, not -ECANCELED.
+ */
+static void sc_partial_stop(tr *t, tlog *l)
+{
+    struct __kernel_timespec short_ts = { 0, 30000000 };
+    int sv[2], sw[2];
+    char b[16] = "", c[16] = "";
+
+    sp(SOCK_STREAM, sv);
+    sp(SOCK_STREAM, sw);
+    ck_assert_int_eq(write(sv[1], "abc", 3), 3);
+    Q(t, 1, io_uring_prep_recv(s_, sv[0], b, 10, MSG_WAITALL));
+    tr_settle(t, l, 20);
+    ck_assert_int_eq(count(l, 1), 0);
+    Q(t, 2, io_uring_prep_cancel64(s_, 1, 0));
+    tr_wait(t, l, 2);
+    ck_assert_int_eq(write(sw[1], "de", 2), 2);
+    Q(t, 3, (io_uring_prep_recv(s_, sw[0], c, 10, MSG_WAITALL), s_->flags |= IOSQE_IO_LINK));
+    Q(t, 4, io_uring_prep_link_timeout(s_, &short_ts, 0));
+    tr_wait(t, l, 4);
+    ck_assert_int_eq(memcmp(b, "abc", 3), 0);
+    ck_assert_int_eq(memcmp(c, "de", 2), 0);
+    expect(t, l, 1, 0, 3, 0);
+    expect(t, l, 2, 0, 0, 0);
+    expect(t, l, 3, 0, 2, 0);
+    expect(t, l, 4, 0, -ETIME, 0);
+    close(sv[0]);
+    close(sv[1]);
+    close(sw[0]);
+    close(sw[1]);
+}
+
+START_TEST(stopped_waitall_recv_returns_what_it_got)
+{
+    both(sc_partial_stop, "stopped_waitall_recv_returns_what_it_got");
+}
+END_TEST
+
+/*
+ * Times too long to ever pass, as a timeout, a linked timeout and the
+ * limit of an entry: they never fire (the deadline saturates; it must not
+ * wrap around to the past), and an entry with such a limit waits for what
+ * it waits for.
+ */
+static void sc_huge_times(tr *t, tlog *l)
+{
+    struct __kernel_timespec huge = { INT64_MAX / 1000000000 - 1, 999999999 };
+    struct __kernel_timespec longest = { INT64_MAX, 999999999 }, short_ts = { 0, 20000000 };
+    struct io_uring_cqe *c;
+    int p[2], ret;
+    char b[4];
+
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+    Q(t, 1, io_uring_prep_timeout(s_, &huge, 0, 0));
+    Q(t, 2, io_uring_prep_timeout(s_, &longest, 0, 0));
+    Q(t, 3, (io_uring_prep_read(s_, p[0], b, sizeof(b), 0), s_->flags |= IOSQE_IO_LINK));
+    Q(t, 4, io_uring_prep_link_timeout(s_, &huge, 0));
+    tr_settle(t, l, 30);
+    ck_assert_msg(l->n == 0, "%s: %d completions, none due", t->e ? t->vt->name : "io_uring", l->n);
+    /* Two completions, the second 20 ms on, under a limit of 292 years. */
+    Q(t, 5, io_uring_prep_nop(s_));
+    Q(t, 6, io_uring_prep_timeout(s_, &short_ts, 0, 0));
+    if (t->e)
+        ret = t->vt->enter(t->e, &t->ring, 2, &huge);
+    else
+        ret = io_uring_submit_and_wait_timeout(&t->ring, &c, 2, &huge, NULL);
+    ck_assert_msg(ret >= 0, "%s: enter: %d", t->e ? t->vt->name : "io_uring", ret);
+    tr_reap(t, l);
+    ck_assert_msg(l->n == 2, "%s: %d completions, want 2", t->e ? t->vt->name : "io_uring", l->n);
+    Q(t, 7, io_uring_prep_cancel64(s_, 1, 0));
+    Q(t, 8, io_uring_prep_cancel64(s_, 2, 0));
+    Q(t, 9, io_uring_prep_cancel64(s_, 3, 0));
+    tr_wait(t, l, 9);
+    expect(t, l, 1, 0, -ECANCELED, 0);
+    expect(t, l, 2, 0, -ECANCELED, 0);
+    expect(t, l, 3, 0, -ECANCELED, 0);
+    expect(t, l, 4, 0, -ECANCELED, 0);
+    expect(t, l, 5, 0, 0, 0);
+    expect(t, l, 6, 0, -ETIME, 0);
+    close(p[0]);
+    close(p[1]);
+}
+
+START_TEST(huge_timeouts_never_fire)
+{
+    both(sc_huge_times, "huge_timeouts_never_fire");
+}
+END_TEST
+
+static volatile sig_atomic_t sigpipes;
+
+static void count_sigpipe(int sig)
+{
+    (void)sig;
+    sigpipes++;
+}
+
+/*
+ * A send and a sendmsg without MSG_NOSIGNAL to a peer that is gone: -EPIPE
+ * and no SIGPIPE, since io_uring adds MSG_NOSIGNAL to every send it makes
+ * (a program that never asked for SIGPIPE to be ignored would be killed).
+ */
+static void sc_no_sigpipe(tr *t, tlog *l)
+{
+    struct sigaction sa, old;
+    struct iovec v = { "x", 1 };
+    struct msghdr m;
+    int sv[2];
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = count_sigpipe;
+    sigemptyset(&sa.sa_mask);
+    ck_assert_int_eq(sigaction(SIGPIPE, &sa, &old), 0);
+    sigpipes = 0;
+    memset(&m, 0, sizeof(m));
+    m.msg_iov = &v;
+    m.msg_iovlen = 1;
+    sp(SOCK_STREAM, sv);
+    close(sv[1]);
+    Q(t, 1, io_uring_prep_send(s_, sv[0], "x", 1, 0));
+    Q(t, 2, io_uring_prep_sendmsg(s_, sv[0], &m, 0));
+    Q(t, 3, io_uring_prep_send(s_, sv[0], "x", 1, MSG_WAITALL));
+    tr_wait(t, l, 3);
+    close(sv[0]);
+    ck_assert_int_eq(sigaction(SIGPIPE, &old, NULL), 0);
+    ck_assert_msg(sigpipes == 0, "%s: %d SIGPIPEs", t->e ? t->vt->name : "io_uring",
+                  (int)sigpipes);
+    expect(t, l, 1, 0, -EPIPE, 0);
+    expect(t, l, 2, 0, -EPIPE, 0);
+    expect(t, l, 3, 0, -EPIPE, 0);
+}
+
+START_TEST(send_to_a_gone_peer_raises_no_sigpipe)
+{
+    both(sc_no_sigpipe, "send_to_a_gone_peer_raises_no_sigpipe");
+}
+END_TEST
+
+/*
+ * A socket timeout too long to ever pass (SO_SNDTIMEO of 295 years, which
+ * the kernel keeps as it is) bounds a splice into the full socket: the
+ * splice waits, it must not end at once with -EAGAIN because its deadline
+ * wrapped around into the past. Its cancel ends it (io_uring interrupts
+ * its worker: -EINTR; the engines stop its wait: -ECANCELED).
+ */
+static void sc_huge_socket_timeout(tr *t, tlog *l)
+{
+    struct timeval huge = { 9300000000L, 0 };
+    static char page[4096];
+    int p[2], sv[2];
+
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+    sp(SOCK_STREAM, sv);
+    ck_assert_int_eq(write(p[1], page, sizeof(page)), (int)sizeof(page));
+    ck_assert_int_eq(setsockopt(sv[0], SOL_SOCKET, SO_SNDTIMEO, &huge, sizeof(huge)), 0);
+    fill_socket(sv[0]);
+    Q(t, 1, io_uring_prep_splice(s_, p[0], -1, sv[0], -1, sizeof(page), 0));
+    tr_settle(t, l, 30);
+    ck_assert_msg(l->n == 0, "%s: the splice ended (%d) long before its socket's timeout",
+                  t->e ? t->vt->name : "io_uring", l->n ? l->c[0].res : 0);
+    Q(t, 2, io_uring_prep_cancel64(s_, 1, 0));
+    tr_wait(t, l, 2);
+    ck_assert_int_eq(count(l, 1), 1);
+    ck_assert(find(l, 1, 0)->res == -ECANCELED || find(l, 1, 0)->res == -EINTR);
+    close(p[0]);
+    close(p[1]);
+    close(sv[0]);
+    close(sv[1]);
+}
+
+START_TEST(splice_under_a_huge_socket_timeout_waits)
+{
+    each(sc_huge_socket_timeout, "splice_under_a_huge_socket_timeout_waits");
+}
+END_TEST
+
+/*
+ * MSG_WAITALL on a SOCK_SEQPACKET socket: the kernel retries a short
+ * receive there as on a stream (io_net_retry), filling the buffer from the
+ * records that follow, so the engines must wait for the rest too.
+ */
+static void sc_waitall_seqpacket(tr *t, tlog *l)
+{
+    int sq[2];
+    char b[8] = "";
+
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sq), 0);
+    ck_assert_int_eq(write(sq[1], "abc", 3), 3);
+    Q(t, 1, io_uring_prep_recv(s_, sq[0], b, 6, MSG_WAITALL));
+    tr_settle(t, l, 20);
+    ck_assert_msg(count(l, 1) == 0, "%s: the recv completed short",
+                  t->e ? t->vt->name : "io_uring");
+    ck_assert_int_eq(write(sq[1], "def", 3), 3);
+    tr_wait(t, l, 1);
+    ck_assert_int_eq(memcmp(b, "abcdef", 6), 0);
+    expect(t, l, 1, 0, 6, 0);
+    close(sq[0]);
+    close(sq[1]);
+}
+
+START_TEST(waitall_on_a_seqpacket_socket)
+{
+    both(sc_waitall_seqpacket, "waitall_on_a_seqpacket_socket");
+}
+END_TEST
+
+/* The fd a scenario works on: open, and above the soft RLIMIT_NOFILE. */
+#define HIGH_FD 1500
+
+/*
+ * An fd above the soft RLIMIT_NOFILE, open from before the limit was
+ * lowered (inherited, or opened before a server lowered its limit): the
+ * kernel's ops on it work, so the engines' must (their fd table must not
+ * take the limit for the highest fd that can be).
+ */
+static void sc_fd_above_limit(tr *t, tlog *l)
+{
+    char b[8] = "";
+
+    ck_assert_int_eq(write(HIGH_FD, "ping", 4), 4);
+    Q(t, 1, io_uring_prep_recv(s_, HIGH_FD + 1, b, sizeof(b), 0));
+    Q(t, 2, io_uring_prep_poll_add(s_, HIGH_FD, POLLOUT));
+    tr_wait(t, l, 2);
+    expect(t, l, 1, 0, 4, 0);
+    expect(t, l, 2, 0, POLLOUT, 0);
+}
+
+START_TEST(fd_above_a_lowered_fd_limit)
+{
+    struct rlimit old, low;
+    int sv[2];
+
+    sp(SOCK_STREAM, sv);
+    ck_assert_int_eq(dup2(sv[0], HIGH_FD), HIGH_FD);
+    ck_assert_int_eq(dup2(sv[1], HIGH_FD + 1), HIGH_FD + 1);
+    close(sv[0]);
+    close(sv[1]);
+    ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+    low = old;
+    low.rlim_cur = 1024;
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+    both(sc_fd_above_limit, "fd_above_a_lowered_fd_limit");
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+    close(HIGH_FD);
+    close(HIGH_FD + 1);
+}
+END_TEST
+
+/*
+ * IOSQE_CQE_SKIP_SUCCESS on a multishot poll: the kernel refuses it
+ * (-EINVAL: its F_MORE completions are successes it could not skip), and
+ * takes it on a multishot accept, posting every connection.
+ */
+static void sc_skip_multishot(tr *t, tlog *l)
+{
+    struct sockaddr_in a;
+    int lfd = tcp_listener(&a), sv[2], c;
+
+    sp(SOCK_STREAM, sv);
+    ck_assert_int_eq(write(sv[1], "x", 1), 1);
+    Q(t, 1, (io_uring_prep_poll_multishot(s_, sv[0], POLLIN),
+             s_->flags |= IOSQE_CQE_SKIP_SUCCESS));
+    Q(t, FDUD + 2, (io_uring_prep_multishot_accept(s_, lfd, NULL, NULL, 0),
+                    s_->flags |= IOSQE_CQE_SKIP_SUCCESS));
+    tr_wait(t, l, 1);
+    c = tcp_connect(&a);
+    tr_wait(t, l, 2);
+    Q(t, 3, io_uring_prep_cancel64(s_, FDUD + 2, 0));
+    tr_wait(t, l, 4);
+    expect(t, l, 1, 0, -EINVAL, 0);
+    expect(t, l, FDUD + 2, 0, 0, IORING_CQE_F_MORE);
+    expect(t, l, FDUD + 2, 1, -ECANCELED, 0);
+    expect(t, l, 3, 0, 0, 0);
+    close(find(l, FDUD + 2, 0)->res);
+    close(c);
+    close(lfd);
+    close(sv[0]);
+    close(sv[1]);
+}
+
+START_TEST(skip_success_on_multishot_ops)
+{
+    both(sc_skip_multishot, "skip_success_on_multishot_ops");
+}
+END_TEST
+
+/*
+ * send_zc with IORING_SEND_ZC_REPORT_USAGE says in its notification
+ * whether the data was copied: over loopback the kernel copies, and the
+ * engines always copy, so the notification says so
+ * (IORING_NOTIF_USAGE_ZC_COPIED), as the kernel's does for any send
+ * that did not use zero copy, one that moved nothing included.
+ */
+static void sc_zc_usage(tr *t, tlog *l)
+{
+    struct sockaddr_in a;
+    int lfd = tcp_listener(&a), c = tcp_connect(&a), s2 = accept(lfd, NULL, NULL);
+    char b[4];
+
+    ck_assert_int_ge(s2, 0);
+    Q(t, 1, io_uring_prep_send_zc(s_, c, "abc", 3, MSG_NOSIGNAL, 1u << 3));
+    tr_wait(t, l, 2);
+    Q(t, 2, io_uring_prep_send_zc(s_, c, "abc", 0, MSG_NOSIGNAL, 1u << 3));
+    tr_wait(t, l, 4);
+    ck_assert_int_eq(read(s2, b, 3), 3);
+    expect(t, l, 1, 0, 3, IORING_CQE_F_MORE);
+    expect(t, l, 1, 1, (int32_t)(1u << 31), IORING_CQE_F_NOTIF);
+    expect(t, l, 2, 0, 0, IORING_CQE_F_MORE);
+    expect(t, l, 2, 1, (int32_t)(1u << 31), IORING_CQE_F_NOTIF);
+    close(c);
+    close(s2);
+    close(lfd);
+}
+
+START_TEST(send_zc_reports_its_copy)
+{
+    both(sc_zc_usage, "send_zc_reports_its_copy");
+}
+END_TEST
+
+/*
+ * A recv waits on a socket; the program closes the socket with a close
+ * op (the kernel's recv keeps its file and waits on), and an accept gets
+ * the same fd number for a new connection, on which a second recv waits.
+ * The new connection's data is the second recv's: the first must never
+ * read from a file it was not submitted for (one client's bytes handed to
+ * another's reader).
+ */
+static void sc_stale_waiter(tr *t, tlog *l)
+{
+    struct sockaddr_in a;
+    int lfd = tcp_listener(&a), c = tcp_connect(&a), sv[2], afd;
+    char b1[8] = "", b4[8] = "";
+
+    sp(SOCK_STREAM, sv);
+    Q(t, 1, io_uring_prep_recv(s_, sv[0], b1, sizeof(b1), 0));
+    tr_settle(t, l, 10);
+    Q(t, 2, io_uring_prep_close(s_, sv[0]));
+    tr_wait(t, l, 1);
+    /* sv[0] was the lowest free number: the accept gets it again. */
+    Q(t, FDUD + 3, io_uring_prep_accept(s_, lfd, NULL, NULL, SOCK_CLOEXEC));
+    tr_wait(t, l, 2);
+    afd = find(l, FDUD + 3, 0)->res;
+    ck_assert_int_eq(afd, sv[0]);
+    Q(t, 4, io_uring_prep_recv(s_, afd, b4, sizeof(b4), 0));
+    tr_settle(t, l, 10);
+    ck_assert_int_eq(write(c, "new", 3), 3);
+    tr_wait(t, l, 3);
+    ck_assert_msg(count(l, 1) == 0, "%s: the closed socket's recv read the new one's data",
+                  t->e ? t->vt->name : "io_uring");
+    ck_assert_int_eq(memcmp(b4, "new", 3), 0);
+    Q(t, 5, io_uring_prep_cancel64(s_, 1, 0));
+    tr_wait(t, l, 5);
+    expect(t, l, 1, 0, -ECANCELED, 0);
+    expect(t, l, 2, 0, 0, 0);
+    expect(t, l, 4, 0, 3, 0);
+    expect(t, l, 5, 0, 0, 0);
+    close(afd);
+    close(sv[1]);
+    close(c);
+    close(lfd);
+}
+
+START_TEST(closed_fds_waiter_never_reads_its_successor)
+{
+    both(sc_stale_waiter, "closed_fds_waiter_never_reads_its_successor");
+}
+END_TEST
+
 Suite *pd_suite_engine_epoll(void)
 {
     Suite *s = suite_create("engine_epoll");
@@ -1882,6 +2321,16 @@ Suite *pd_suite_engine_epoll(void)
     tcase_add_test(cmp, odds_and_ends);
     tcase_add_test(cmp, wake_from_another_thread);
     tcase_add_test(cmp, enter_limit_is_etime);
+    tcase_add_test(cmp, waitall_with_part_of_the_data_there);
+    tcase_add_test(cmp, stopped_waitall_recv_returns_what_it_got);
+    tcase_add_test(cmp, huge_timeouts_never_fire);
+    tcase_add_test(cmp, send_to_a_gone_peer_raises_no_sigpipe);
+    tcase_add_test(cmp, splice_under_a_huge_socket_timeout_waits);
+    tcase_add_test(cmp, waitall_on_a_seqpacket_socket);
+    tcase_add_test(cmp, fd_above_a_lowered_fd_limit);
+    tcase_add_test(cmp, skip_success_on_multishot_ops);
+    tcase_add_test(cmp, send_zc_reports_its_copy);
+    tcase_add_test(cmp, closed_fds_waiter_never_reads_its_successor);
     tcase_set_timeout(cmp, 60);
     tcase_set_tags(cmp, PD_TEST_OWN_ENGINE);
     suite_add_tcase(s, cmp);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -318,6 +319,57 @@ START_TEST(one_hour_timeout_completes_at_once)
     pd_runtime_free(rt);
     /* With the runtime gone, pd_clock_ms is CLOCK_MONOTONIC again. */
     ck_assert_int_lt(pd_clock_ms() - real_ms(), 1000);
+}
+END_TEST
+
+/*
+ * A multishot poll on a socket whose data the program leaves there, and a
+ * one-hour timeout: the poll fires once, and the timeout fires within a
+ * few enters (virtual time reaches it). Were the poll to fire again in
+ * every enter while its fd stays ready, every enter would have a
+ * completion and the clock, which moves only when nothing else can, would
+ * never reach the hour: 1000 enters are far more than enough.
+ */
+START_TEST(ready_multishot_poll_lets_time_reach_a_timer)
+{
+    static const struct __kernel_timespec hour = { 3600, 0 };
+    pd_config cfg = { .engine = PD_ENGINE_SIM, .sim_flags = PD_SIM_NO_FAULTS | PD_SIM_NO_QUIET };
+    struct io_uring ring;
+    struct io_uring_sqe *sqe;
+    pd__engine *e;
+    int sv[2], polls = 0, timeouts = 0, enters;
+
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    ck_assert_int_eq(write(sv[1], "x", 1), 1);
+    ck_assert_int_eq(pd__sim_init(&ring, 8, &cfg, &e), 0);
+    sqe = get_sqe(&ring);
+    io_uring_prep_poll_multishot(sqe, sv[0], POLLIN);
+    sqe->user_data = 1;
+    sqe = get_sqe(&ring);
+    io_uring_prep_timeout(sqe, (struct __kernel_timespec *)&hour, 0, 0);
+    sqe->user_data = 2;
+    for (enters = 0; enters < 1000 && timeouts == 0; enters++) {
+        struct io_uring_cqe *cqe;
+        unsigned head, n = 0;
+
+        ck_assert_int_ge(pd__engine_sim.enter(e, &ring, 1, NULL), 0);
+        io_uring_for_each_cqe(&ring, head, cqe) {
+            if (cqe->user_data == 1) {
+                ck_assert_int_eq(cqe->res, POLLIN);
+                polls++;
+            } else {
+                ck_assert_int_eq(cqe->res, -ETIME);
+                timeouts++;
+            }
+            n++;
+        }
+        io_uring_cq_advance(&ring, n);
+    }
+    ck_assert_msg(timeouts == 1, "the hour never passed: %d polls in %d enters", polls, enters);
+    ck_assert_int_ge(polls, 1);
+    pd__engine_sim.exit(e, &ring);
+    close(sv[0]);
+    close(sv[1]);
 }
 END_TEST
 
@@ -805,6 +857,7 @@ Suite *pd_suite_engine_sim(void)
     tcase_add_test(tc, b_completes_before_a_under_some_seed);
     tcase_add_test(tc, one_hour_timeout_completes_at_once);
     tcase_add_test(tc, shutdown_deadline_is_exact);
+    tcase_add_test(tc, ready_multishot_poll_lets_time_reach_a_timer);
     tcase_add_test(tc, faults_follow_the_seed);
     tcase_add_test(tc, poll_on_a_bad_fd_is_ebadf);
     tcase_add_test(tc, no_short_transfer_on_small_pipe_writes);

@@ -968,14 +968,6 @@ MUTANTS = [
          new="      self->off += (size_t)res;\n      RETURN((ssize_t)self->off);",
          inv="sends: send_all returns after a short send, the rest unsent",
          run="plain"),
-    dict(name="send-all-sigpipe",
-         file="specs/send_all.yaml",
-         old="len: self->len - self->off}",
-         new="len: self->len - self->off, flags: 0}",
-         inv="sends: a send_all to a peer that is gone raises SIGPIPE (the "
-             "program ends; io_uring adds MSG_NOSIGNAL itself, send(2) on the "
-             "epoll engine does not)",
-         run="san-epoll"),
     # --- issue 20: completion-queue overflow ---
     dict(name="sim-overflow-never-busy",
          file="runtime/engine_sim.c",
@@ -1460,6 +1452,128 @@ MUTANTS = [
              "tree that compiled it (another clone's, an install's): a traceback "
              "through it points at a file that was not rendered",
          run="gen"),
+    # --- issue 22: adversary of the epoll engine and the simulator ---
+    dict(name="epoll-waitall-unclassified-short",
+         file="runtime/engine_epoll_ops.c",
+         old="        if (f->kind == PD__FK_UNKNOWN)\n            (void)pd__ep_fd_kind(e, fd);\n",
+         new="",
+         inv="engines: a MSG_WAITALL recv on a socket the epoll engine (or the "
+             "simulator) never waited on completes short with the part that was "
+             "there, where the kernel's waits for the rest",
+         run="plain"),
+    dict(name="epoll-stopped-partial-cancelled",
+         file="runtime/engine_epoll_rec.c",
+         old="    return r->done ? (int32_t)r->done : -ECANCELED;\n",
+         new="    (void)r;\n    return -ECANCELED;\n",
+         inv="engines: a MSG_WAITALL recv stopped by a cancel or its linked timeout "
+             "after it received part of its bytes completes -ECANCELED on the epoll "
+             "engine and the simulator: the bytes are gone from the socket and the "
+             "caller is told none came, where the kernel returns them",
+         run="plain"),
+    dict(name="engine-deadline-wraps",
+         file="runtime/engine_epoll.h",
+         old="    return ns > INT64_MAX / 2 - now ? INT64_MAX / 2 : now + ns;\n",
+         new="    return (int64_t)((uint64_t)now + (uint64_t)ns);\n",
+         inv="engines: a timeout, linked timeout or entry limit too long to ever "
+             "pass wraps around into the past on the epoll engine and the "
+             "simulator, and fires at once",
+         run="plain"),
+    dict(name="epoll-send-sigpipe",
+         file="runtime/engine_epoll_ops.c",
+         old="        flags = (int)s->msg_flags | MSG_NOSIGNAL;\n",
+         new="        flags = (int)s->msg_flags;\n",
+         inv="engines: a send without MSG_NOSIGNAL to a peer that is gone raises "
+             "SIGPIPE on the epoll engine and the simulator (a program that did not "
+             "ignore it ends), where io_uring adds MSG_NOSIGNAL to every send",
+         run="plain"),
+    dict(name="sim-poll-no-rdhup",
+         file="runtime/engine_sim_ops.c",
+         old="                                                      ? (uint32_t)POLLRDHUP\n",
+         new="                                                      ? 0u\n",
+         inv="engines: a poll request on the simulator does not report POLLRDHUP "
+             "(a peer that shut down its side), which the kernel's and the epoll "
+             "engine's report whether asked for or not",
+         run="plain"),
+    dict(name="sim-splice-no-socket-timeout",
+         file="runtime/engine_sim_cancel.c",
+         old="    return op->state == PD__SIM_TIMER || op->state == PD__SIM_LTIMER ||\n"
+             "           (op->state == PD__SIM_FDWAIT && (op->r.flags & PD__EPF_INHEAP));\n",
+         new="    return op->state == PD__SIM_TIMER || op->state == PD__SIM_LTIMER;\n",
+         inv="engines: a splice into a full socket waits for good on the simulator, "
+             "past the socket's SO_SNDTIMEO (httpd's send deadline for a spliced "
+             "file), where the kernel and the epoll engine end it with -EAGAIN",
+         run="plain"),
+    dict(name="sim-file-poll-waits",
+         file="runtime/engine_sim_ops.c",
+         old="            if (pd__ep_fd_kind(s->ep, op->r.fd) == PD__FK_FILE) {\n",
+         new="            if (0) {\n",
+         inv="engines: a multishot poll on a regular file keeps posting F_MORE "
+             "completions on the simulator, where the kernel and the epoll engine "
+             "complete it once",
+         run="plain"),
+    dict(name="sim-multishot-poll-every-enter",
+         file="runtime/engine_sim_ops.c",
+         old="            (op->refires >= PD__SIM_REFIRES && s->refire != s->enters &&\n",
+         new="            (0 && s->refire != s->enters &&\n",
+         inv="engines: a multishot poll whose fd stays ready fires in every enter of "
+             "the simulator, and virtual time never reaches a timer (a linked "
+             "timeout, a deadline): a livelock",
+         run="plain"),
+    dict(name="epoll-socket-timeout-wraps",
+         file="runtime/engine_epoll_ops.c",
+         old="    r->deadline = pd__ep_after(pd__ep_clock(e), pd__ep_ts_ns(&ts));\n",
+         new="    r->deadline = (int64_t)((uint64_t)pd__ep_clock(e) + (uint64_t)ts.tv_sec * "
+             "1000000000u + (uint64_t)ts.tv_nsec);\n",
+         inv="engines: a splice under a socket timeout too long to pass ends at once "
+             "with -EAGAIN on the epoll engine and the simulator (its deadline "
+             "wrapped into the past), where the kernel's waits",
+         run="plain"),
+    dict(name="epoll-waitall-seqpacket-short",
+         file="runtime/engine_epoll_ops.c",
+         old="           v == SOCK_SEQPACKET;\n",
+         new="           v == -1;\n",
+         inv="engines: a MSG_WAITALL recv on a SOCK_SEQPACKET socket completes with "
+             "the first record on the epoll engine and the simulator, where the "
+             "kernel's waits for the buffer to fill",
+         run="plain"),
+    dict(name="epoll-fd-above-limit-ebadf",
+         file="runtime/engine_epoll_fd.c",
+         old="    if (fd >= 1 << 24 || fcntl(fd, F_GETFD) < 0)\n",
+         new="    if (1)\n",
+         inv="engines: an op on an open fd above a lowered RLIMIT_NOFILE fails with "
+             "-EBADF on the epoll engine and the simulator, where the kernel's works",
+         run="plain"),
+    dict(name="epoll-multishot-poll-skip-taken",
+         file="runtime/engine_epoll_ops.c",
+         old="        ((s->len & IORING_POLL_ADD_MULTI) && (s->flags & IOSQE_CQE_SKIP_SUCCESS))) {\n",
+         new="        0) {\n",
+         inv="engines: a multishot poll with IOSQE_CQE_SKIP_SUCCESS runs on the epoll "
+             "engine and the simulator, where the kernel refuses it (-EINVAL)",
+         run="plain"),
+    dict(name="epoll-zc-usage-unreported",
+         file="runtime/engine_epoll.c",
+         old="                    (sqe->ioprio & PD__EP_ZC_REPORT_USAGE) ? (int32_t)PD__EP_ZC_COPIED : 0,\n",
+         new="                    0,\n",
+         inv="engines: a send_zc that asked IORING_SEND_ZC_REPORT_USAGE is told its data "
+             "went without a copy on the epoll engine and the simulator, which always copy",
+         run="plain"),
+    dict(name="epoll-stale-waiter-retried",
+         file="runtime/engine_epoll_fd.c",
+         old="            (synthetic && r->sqe.opcode == IORING_OP_POLL_ADD) || r->stale) {\n",
+         new="            (synthetic && r->sqe.opcode == IORING_OP_POLL_ADD)) {\n",
+         inv="engines: a recv still waiting on an fd the program closed with a close op "
+             "reads the data of the next file the engine gives that number (an accepted "
+             "connection): one client's bytes go to another's reader",
+         run="plain"),
+    dict(name="sim-stale-waiter-polled",
+         file="runtime/engine_sim_ops.c",
+         old="        if (op->state != PD__SIM_FDWAIT || (skip_fired && pd__sim_fired(s, op)) ||\n"
+             "            pd__sim_stale(s, op))\n",
+         new="        if (op->state != PD__SIM_FDWAIT || (skip_fired && pd__sim_fired(s, op)) ||\n"
+             "            (0 && pd__sim_stale(s, op)))\n",
+         inv="engines: on the simulator, a recv still waiting on an fd the program closed "
+             "with a close op reads the data of the next file that number names",
+         run="plain"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
