@@ -2296,6 +2296,89 @@ START_TEST(httpd_fd_limit_backs_off)
 END_TEST
 
 /*
+ * Under a low descriptor limit the connections the server accepts can
+ * each open their file, whatever the thread keeps besides (large files
+ * kept open, spare pipes, a response's own pipe): 24 clients at once, each
+ * asking for one of twelve 8 MiB files, more than the limit lets the
+ * server take, after eight other large files were served and kept open.
+ * Each client is served in full, none with 503: a client beyond what
+ * the descriptors allow waits in the backlog. _i: -L splice, then copy.
+ */
+START_TEST(httpd_fd_limit_leaves_every_connection_its_file)
+{
+    enum { N = 24, FILES = 12, KEPT = 8, CAP = 64, SIZE = 8 << 20 };
+    server s = { .nofile = 48, .body = _i ? HTTP_BODY_COPY + 1 : HTTP_BODY_SPLICE + 1 };
+    client *c[N];
+    struct pollfd pfd[N];
+    size_t got[N], want[N];
+    char first[N][CAP], name[32], req[128];
+    int left = N;
+    response r;
+
+    server_start_opts(&s, 10000, 5000, 5000, 10000);
+    /* Sparse, and too large for a socket's buffers: a connection holds its
+       file (and pipe) until its client reads, which none does before every
+       request is sent. */
+    for (int i = 0; i < FILES + KEPT; i++) {
+        int fd;
+
+        snprintf(req, sizeof(req), "%s/l%d.bin", s.t.root, i);
+        fd = open(req, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(ftruncate(fd, (off_t)(SIZE + i)), 0);
+        close(fd);
+    }
+    /* Eight large files the thread keeps open. */
+    c[0] = client_new(s.port);
+    for (int i = FILES; i < FILES + KEPT; i++) {
+        snprintf(name, sizeof(name), "/l%d.bin", i);
+        ck_assert_int_eq(get(c[0], name, &r), 0);
+        ck_assert_int_eq(r.status, 200);
+    }
+    client_free(c[0]);
+    for (int i = 0; i < N; i++) {
+        c[i] = client_new(s.port);
+        snprintf(req, sizeof(req), "GET /l%d.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+                 i % FILES);
+        say(c[i], req);
+        pfd[i] = (struct pollfd){ .fd = c[i]->fd, .events = POLLIN };
+        got[i] = 0;
+        want[i] = SIZE + (size_t)(i % FILES);
+    }
+    /* Every client read at once, to its end of stream (a bound against a
+       hang, not a measurement). */
+    while (left > 0) {
+        ck_assert_int_gt(poll(pfd, N, 20000), 0);
+        for (int i = 0; i < N; i++) {
+            char buf[1 << 16];
+            ssize_t n;
+
+            if (pfd[i].fd < 0 || !(pfd[i].revents & (POLLIN | POLLHUP | POLLERR)))
+                continue;
+            n = recv_intr(c[i]->fd, buf, sizeof(buf), 0);
+            ck_assert_int_ge(n, 0);
+            if (got[i] < CAP)
+                memcpy(first[i] + got[i], buf,
+                       (size_t)n < CAP - got[i] ? (size_t)n : CAP - got[i]);
+            got[i] += (size_t)n;
+            if (n == 0) {
+                pfd[i].fd = -1;
+                left--;
+            }
+        }
+    }
+    for (int i = 0; i < N; i++) {
+        ck_assert_uint_ge(got[i], CAP);
+        ck_assert_msg(memcmp(first[i], "HTTP/1.1 200 ", 13) == 0, "client %d: %.12s", i,
+                      first[i]);
+        ck_assert_uint_gt(got[i], want[i]);
+        client_free(c[i]);
+    }
+    ck_assert_int_eq(server_stop(&s), 0);
+}
+END_TEST
+
+/*
  * A peer still sending when its response is out (more bytes than the
  * server reads after a request that says Connection: close), and not
  * reading yet: the server queues the whole body in its socket and closes.
@@ -2952,6 +3035,7 @@ Suite *pd_suite_httpd(void)
                 "httpd_shutdown_under_load_threads\n");
     } else {
         tcase_add_test(srv, httpd_fd_limit_backs_off);
+        tcase_add_loop_test(srv, httpd_fd_limit_leaves_every_connection_its_file, 0, 2);
         tcase_add_test(srv, httpd_shutdown_under_load_threads);
     }
     tcase_set_timeout(fut, 60);

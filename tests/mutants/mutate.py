@@ -1451,6 +1451,15 @@ MUTANTS = [
              "its own stamp: a file requested often enough is never opened by its "
              "path again, and is served as it was after it was renamed over or removed",
          run="plain"),
+    # --- issue 22: httpd's adversary (hostile peers and resources) ---
+    dict(name="httpd-fd-budget-no-kept-files",
+         file="examples/httpd/server.c",
+         old="(o->cache_entries > 0 && o->cache_valid_ms > 0 ? HTTP_OFILES + 1 : 0)",
+         new="(o->cache_entries > 0 && o->cache_valid_ms > 0 ? 0 : 0)",
+         inv="httpd: the descriptor budget leaves out the large files each thread "
+             "keeps open: under a low ulimit -n the connections accepted find no "
+             "descriptor to open their file (503)",
+         run="plain"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
