@@ -1129,6 +1129,53 @@ START_TEST(httpd_keep_alive_rules)
 }
 END_TEST
 
+/*
+ * An error response to a complete HTTP/1.0 request keeps the connection
+ * by the same rule as a 200 and says so: with Connection: keep-alive, a
+ * 404 and a 405 (its body read and discarded) say Connection: keep-alive,
+ * and the next request is served on the same connection; without it, a
+ * 404 says Connection: close and the connection ends.
+ */
+START_TEST(httpd_http10_errors_keep_alive)
+{
+    static const char *const reqs[] = {
+        "GET /nope HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+        "POST /hello.txt HTTP/1.0\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nab",
+        "HEAD /nope HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    };
+    server s;
+    client *c;
+    response r;
+    const char *v;
+
+    server_start(&s);
+    c = client_new(s.port);
+    for (size_t i = 0; i < sizeof(reqs) / sizeof(reqs[0]); i++) {
+        say(c, reqs[i]);
+        ck_assert_int_eq(read_response(c, &r, reqs[i][0] == 'H'), 0);
+        ck_assert_int_eq(r.status, i == 1 ? 405 : 404);
+        v = header(&r, "Connection");
+        ck_assert_msg(v != NULL && strcmp(v, "keep-alive") == 0, "request %zu: %s", i,
+                      v ? v : "no Connection field");
+    }
+    say(c, "GET /hello.txt HTTP/1.0\r\n\r\n");
+    ck_assert_int_eq(read_response(c, &r, 0), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_int_eq(read_eof(c), 0);
+    client_free(c);
+
+    c = client_new(s.port);
+    say(c, "GET /nope HTTP/1.0\r\n\r\n");
+    ck_assert_int_eq(read_response(c, &r, 0), 0);
+    ck_assert_int_eq(r.status, 404);
+    ck_assert_ptr_nonnull(header(&r, "Connection"));
+    ck_assert_str_eq(header(&r, "Connection"), "close");
+    ck_assert_int_eq(read_eof(c), 0);
+    client_free(c);
+    ck_assert_int_eq(server_stop(&s), 0);
+}
+END_TEST
+
 START_TEST(httpd_pipelining_in_order)
 {
     server s;
@@ -2999,6 +3046,7 @@ Suite *pd_suite_httpd(void)
     tcase_add_test(srv, httpd_if_modified_since);
     tcase_add_test(srv, httpd_error_statuses);
     tcase_add_test(srv, httpd_keep_alive_rules);
+    tcase_add_test(srv, httpd_http10_errors_keep_alive);
     tcase_add_test(srv, httpd_pipelining_in_order);
     tcase_add_test(srv, httpd_cached_sends_into_full_socket);
     tcase_add_test(srv, httpd_heads_in_pieces);

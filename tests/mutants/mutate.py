@@ -1460,6 +1460,13 @@ MUTANTS = [
              "keeps open: under a low ulimit -n the connections accepted find no "
              "descriptor to open their file (503)",
          run="plain"),
+    dict(name="httpd-error-http10-as-11",
+         file="examples/httpd/http_conn.yaml",
+         old="r->complete ? r->minor : 1);",
+         new="r->minor ? r->minor : 1);",
+         inv="httpd: an error response to an HTTP/1.0 keep-alive request keeps the "
+             "connection without saying Connection: keep-alive",
+         run="plain"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
