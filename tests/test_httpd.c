@@ -638,6 +638,12 @@ START_TEST(http_feed_fast_path_agrees_with_parser)
      */
     static const char flips[] = "\x00\x01\t\n\x0b\r\x1f !\"#$%&'()*+,-./09:;<=>?@AZ[\\]^_`az{|}~"
                                 "\x7f\x80\xff";
+    static const char *const acted[] = {
+        "Transfer-Encoding", "Content-Length", "Connection", "Proxy-Connection", "Upgrade",
+        "Host", "If-Modified-Since",
+    };
+    static const char after[] = "-xs0!_";
+    static const char *const values[] = { "chunked", "gzip", "5", "close", "keep-alive", "a" };
     char buf[256];
 
     /* The plain heads are read by the fast path, whole. */
@@ -667,6 +673,19 @@ START_TEST(http_feed_fast_path_agrees_with_parser)
 
         feed_agree(buf, n < sizeof(buf) ? n : sizeof(buf) - 1);
     }
+    /* A field whose name begins with the name of a field the parser acts
+       on, and goes on (the parser matches names as they arrive: it took
+       any name that begins with Transfer-Encoding for one). */
+    for (size_t i = 0; i < sizeof(acted) / sizeof(acted[0]); i++)
+        for (size_t f = 0; f < sizeof(after) - 1; f++)
+            for (size_t v = 0; v < sizeof(values) / sizeof(values[0]); v++) {
+                size_t n = (size_t)snprintf(buf, sizeof(buf),
+                                            "GET /a HTTP/1.1\r\nHost: a\r\n%s%c: %s\r\n\r\n"
+                                            "GET /b HTTP/1.1\r\nHost: b\r\n\r\n",
+                                            acted[i], after[f], values[v]);
+
+                feed_agree(buf, n);
+            }
 }
 END_TEST
 

@@ -920,13 +920,15 @@ size_t http_feed_fast(http_ctx *c, size_t pos, size_t len)
             if (fast_name_is(name, name_len, "proxy-connection", 16))
                 return 0;
             break;
-        case 17:
-            if (fast_name_is(name, name_len, "transfer-encoding", 17))
-                return 0;
-            break;
         default:
             break;
         }
+        /* http-parser takes any name that begins with Transfer-Encoding
+           for one (it flags the field as the name's bytes match, before
+           the name ends) and answers 400 for the request: every such
+           name is its to read. */
+        if (name_len >= 17 && fast_name_is(name, 17, "transfer-encoding", 17))
+            return 0;
         if (fast_name_is(name, name_len, "host", 4))
             hosts++;
         ims_last = fast_name_is(name, name_len, ims_name, sizeof(ims_name) - 1);

@@ -1467,6 +1467,14 @@ MUTANTS = [
          inv="httpd: an error response to an HTTP/1.0 keep-alive request keeps the "
              "connection without saying Connection: keep-alive",
          run="plain"),
+    dict(name="httpd-fast-takes-te-prefix",
+         file="examples/httpd/http.c",
+         old="        if (name_len >= 17 && fast_name_is(name, 17, \"transfer-encoding\", 17))\n",
+         new="        if (name_len == 17 && fast_name_is(name, 17, \"transfer-encoding\", 17))\n",
+         inv="httpd: the fast path reads a head with a field named Transfer-Encoding-X, "
+             "which http-parser answers 400: one request is answered 200 whole and "
+             "400 in pieces",
+         run="plain"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
