@@ -1831,6 +1831,40 @@ END_TEST
  * connection's file and pipe are closed with it, and the server's
  * descriptors come back to what they were.
  */
+/*
+ * A large file kept open and then removed is closed once its validity
+ * (-V 200) has passed, with no request after it: its blocks go back to
+ * the file system on an idle server too, not at the thread's next
+ * large-file request (a bound against a hang, not a measurement: up to
+ * 20 s, fifty windows).
+ */
+START_TEST(httpd_large_file_removed_closed_when_idle)
+{
+    server s = { .valid_ms = 200 };
+    char p[256];
+    client *c;
+    long long len;
+    int tries;
+
+    server_start_opts(&s, 10000, 60000, 5000, 10000);
+    c = client_new(s.port);
+    say(c, "GET /mid.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    ck_assert_int_eq(read_head(c, &len), 200);
+    read_large_body(c, 0, (size_t)len);
+    ck_assert_int_eq(read_eof(c), 0);
+    client_free(c);
+    for (tries = 0; tries < 200 && files_of(&s) != 1; tries++)
+        usleep(20000);
+    ck_assert_int_eq(files_of(&s), 1);
+    snprintf(p, sizeof(p), "%s/mid.bin", s.t.root);
+    ck_assert_int_eq(unlink(p), 0);
+    for (tries = 0; tries < 1000 && files_of(&s) != 0; tries++)
+        usleep(20000);
+    ck_assert_int_eq(files_of(&s), 0);
+    ck_assert_int_eq(server_stop(&s), 0);
+}
+END_TEST
+
 START_TEST(httpd_large_file_client_leaves)
 {
     server s = { .body = _i + 1 };
@@ -3082,6 +3116,7 @@ Suite *pd_suite_httpd(void)
     tcase_add_loop_test(srv, httpd_large_file_shrinks_mid_send, 0, 3);
     tcase_add_loop_test(srv, httpd_large_file_without_splice, 0, 2);
     tcase_add_loop_test(srv, httpd_large_file_kept_open, 0, 2);
+    tcase_add_test(srv, httpd_large_file_removed_closed_when_idle);
     tcase_add_loop_test(srv, httpd_slow_readers_cut_at_send_deadline, 0, 4);
     tcase_add_test(srv, httpd_never_leaves_root);
     tcase_add_loop_test(srv, httpd_cache_follows_changes, 0, 2);

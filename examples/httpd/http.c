@@ -198,6 +198,13 @@ void http_ofile_put(http_ofiles *o, const char *key, size_t klen, long long stam
     memcpy(slot->key, key, klen);
 }
 
+void http_ofiles_expire(http_ofiles *o, long long now)
+{
+    for (int i = 0; i < HTTP_OFILES; i++)
+        if (o->f[i].klen > 0 && now - o->f[i].stamp >= o->valid_ms)
+            ofile_free(&o->f[i]);
+}
+
 void http_ofiles_fini(http_ofiles *o)
 {
     for (int i = 0; i < HTTP_OFILES; i++)

@@ -1475,6 +1475,14 @@ MUTANTS = [
              "which http-parser answers 400: one request is answered 200 whole and "
              "400 in pieces",
          run="plain"),
+    dict(name="httpd-sweep-keeps-expired-files",
+         file="examples/httpd/http_sweep.yaml",
+         old="        http_ofiles_expire(&self->srv->ofiles, now);\n",
+         new="",
+         inv="httpd: a large file kept open and removed stays open on an idle "
+             "server until the thread's next large-file request: its blocks do "
+             "not go back to the file system",
+         run="plain"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
