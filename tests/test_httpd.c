@@ -689,6 +689,56 @@ START_TEST(http_feed_fast_path_agrees_with_parser)
 }
 END_TEST
 
+/*
+ * A request that asks for an Upgrade is answered as any other (RFC 9110
+ * 7.8: the server may ignore it) and leaves nothing behind: the next
+ * request on the connection, whole or in pieces, is read as HTTP/1.1.
+ * The parser's upgrade flag of the request before must not turn a head
+ * still in pieces into a 400 (it did: the same request was 200 whole and
+ * 400 in pieces).
+ */
+START_TEST(http_feed_after_upgrade)
+{
+    static const char up[] = "GET /a HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n"
+                             "Connection: Upgrade\r\n\r\n";
+    static const char next[] = "GET /b HTTP/1.1\r\nHost: a\r\n\r\n";
+    static char in[HTTP_IN_CAP], out[HTTP_OUT_CAP];
+
+    for (size_t cut = 1; cut <= sizeof(next) - 1; cut++) {
+        http_ctx c;
+        size_t pos, n;
+
+        memset(&c, 0, sizeof(c));
+        http_parser_init(&c.parser, HTTP_REQUEST);
+        c.req.in_msg = 0;
+        http_ctx_reset(&c);
+        c.in = in;
+        c.out = out;
+        memcpy(in, up, sizeof(up) - 1);
+        memcpy(in + sizeof(up) - 1, next, cut);
+        pos = http_feed(&c, 0, sizeof(up) - 1 + cut);
+        ck_assert_uint_eq(pos, sizeof(up) - 1);
+        ck_assert_int_eq(c.req.status, 0);
+        ck_assert(c.req.complete && c.req.keep);
+        http_ctx_reset(&c);
+        n = http_feed(&c, pos, sizeof(up) - 1 + cut);
+        ck_assert_msg(c.req.status == 0, "status %d with %zu bytes of the next head",
+                      c.req.status, cut);
+        if (cut < sizeof(next) - 1) {
+            /* The rest arrives: the head is read in two pieces. */
+            ck_assert(!c.req.complete);
+            memcpy(in + sizeof(up) - 1 + cut, next + cut, sizeof(next) - 1 - cut);
+            n += http_feed(&c, pos + n, sizeof(up) + sizeof(next) - 2);
+        }
+        ck_assert_int_eq(c.req.status, 0);
+        ck_assert(c.req.complete);
+        ck_assert_uint_eq(pos + n, sizeof(up) + sizeof(next) - 2);
+        ck_assert_int_eq(c.req.path_len, 1);
+        ck_assert_int_eq(out[0], 'b');
+    }
+}
+END_TEST
+
 START_TEST(http_dates_round_trip)
 {
     char s[40];
@@ -3087,6 +3137,7 @@ Suite *pd_suite_httpd(void)
 
     tcase_add_test(proto, http_path_decodes_and_refuses);
     tcase_add_test(proto, http_feed_fast_path_agrees_with_parser);
+    tcase_add_test(proto, http_feed_after_upgrade);
     tcase_add_test(proto, http_dates_round_trip);
     tcase_add_test(proto, http_open_errors_map_to_statuses);
     tcase_add_test(proto, http_cache_rules);

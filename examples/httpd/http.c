@@ -993,6 +993,14 @@ size_t http_feed(http_ctx *c, size_t pos, size_t len)
     return http_feed_parser(c, pos, len);
 }
 
+/*
+ * The parser from pos. A request that asks for an Upgrade is answered as
+ * any other (RFC 9110 7.8: a server may ignore it) and the connection goes
+ * on in HTTP/1.1: on_message_complete pauses the parser before it would
+ * stop at the upgrade, and it resumes at the next message. Its upgrade
+ * flag is the last request's until the next head is complete, so it says
+ * nothing about a head still in pieces and is not read here.
+ */
 size_t http_feed_parser(http_ctx *c, size_t pos, size_t len)
 {
     size_t n;
@@ -1004,8 +1012,6 @@ size_t http_feed_parser(http_ctx *c, size_t pos, size_t len)
     e = HTTP_PARSER_ERRNO(&c->parser);
     if (e != HPE_OK && e != HPE_PAUSED && !c->req.status)
         c->req.status = 400;
-    else if (e == HPE_OK && c->parser.upgrade && !c->req.status)
-        c->req.status = 400; /* no protocol upgrades: not HTTP/1.1 any more */
     return n;
 }
 

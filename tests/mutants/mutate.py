@@ -1483,6 +1483,15 @@ MUTANTS = [
              "server until the thread's next large-file request: its blocks do "
              "not go back to the file system",
          run="plain"),
+    dict(name="httpd-stale-upgrade-400",
+         file="examples/httpd/http.c",
+         old="        c->req.status = 400;\n    return n;\n}\n",
+         new="        c->req.status = 400;\n"
+             "    else if (e == HPE_OK && c->parser.upgrade && !c->req.status)\n"
+             "        c->req.status = 400;\n    return n;\n}\n",
+         inv="httpd: the parser's upgrade flag of the request before turns the "
+             "next head, while it is in pieces, into a 400 (200 whole, 400 in pieces)",
+         run="plain"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
