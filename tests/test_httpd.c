@@ -1798,15 +1798,16 @@ static int files_of(const server *s)
 
 /*
  * Large files are kept open (http_ofiles) under the response cache's
- * validity rule (-V 200 here): a file served twice is opened once and
- * kept, one descriptor; renamed over, it is served as it is now once a
- * window has passed; changed in place, at once; removed, 404 once a
- * window has passed, and its descriptor is closed. With the cache off
+ * validity rule: a file served twice is opened once and kept, one
+ * descriptor (-V of an hour, so that the sweeper closes nothing
+ * meanwhile); then, under -V 200: renamed over, it is served as it is now
+ * once a window has passed; changed in place, at once; removed, 404 once
+ * a window has passed, and its descriptor is closed. With the cache off
  * (-C 0) nothing is kept.
  */
 START_TEST(httpd_large_file_kept_open)
 {
-    server s = { .valid_ms = 200, .cache_entries = _i ? -1 : 0 };
+    server s = { .valid_ms = 3600000, .cache_entries = _i ? -1 : 0 };
     char p[256], q[256];
     char *x = malloc(HTTP_SPLICE_MIN + 1000);
     client *c;
@@ -1823,6 +1824,13 @@ START_TEST(httpd_large_file_kept_open)
     for (tries = 0; tries < 200 && files_of(&s) != (_i ? 0 : 1); tries++)
         usleep(20000);
     ck_assert_int_eq(files_of(&s), _i ? 0 : 1);
+    client_free(c);
+    ck_assert_int_eq(server_stop(&s), 0);
+
+    s = (server){ .valid_ms = 200, .cache_entries = _i ? -1 : 0 };
+    server_start_opts(&s, 10000, 60000, 5000, 10000);
+    c = client_new(s.port);
+    get_large_twice(c);
 
     /* Changed in place (a byte of the body): seen at once. */
     snprintf(p, sizeof(p), "%s/large.bin", s.t.root);
@@ -1883,14 +1891,14 @@ END_TEST
  */
 /*
  * A large file kept open and then removed is closed once its validity
- * (-V 200) has passed, with no request after it: its blocks go back to
+ * (-V 5000) has passed, with no request after it: its blocks go back to
  * the file system on an idle server too, not at the thread's next
  * large-file request (a bound against a hang, not a measurement: up to
- * 20 s, fifty windows).
+ * 20 s, four windows).
  */
 START_TEST(httpd_large_file_removed_closed_when_idle)
 {
-    server s = { .valid_ms = 200 };
+    server s = { .valid_ms = 5000 };
     char p[256];
     client *c;
     long long len;
@@ -1917,7 +1925,8 @@ END_TEST
 
 START_TEST(httpd_large_file_client_leaves)
 {
-    server s = { .body = _i + 1 };
+    /* -V of an hour: the files kept below stay open for the whole test. */
+    server s = { .body = _i + 1, .valid_ms = 3600 * 1000 };
     client *c;
     response r;
     long long len;
@@ -2090,7 +2099,7 @@ START_TEST(httpd_slow_readers_cut_at_send_deadline)
     server s = { .body = _i == 1   ? HTTP_BODY_COPY + 1
                          : _i == 3 ? HTTP_BODY_SENDFILE + 1
                                    : HTTP_BODY_SPLICE + 1,
-                 .send_ms = 300, .linger_ms = 3600 * 1000 };
+                 .send_ms = 300, .linger_ms = 3600 * 1000, .valid_ms = 3600 * 1000 };
     client *c[N], *fresh;
     response r;
     int before;
@@ -2115,7 +2124,8 @@ START_TEST(httpd_slow_readers_cut_at_send_deadline)
     ck_assert_int_eq(read_eof(fresh), 0);
     client_free(fresh);
     /* The thread keeps big.bin open (http_ofiles): a descriptor that is
-       no connection's (4k.bin, of _i 2, is not a large file). */
+       no connection's, for the hour of -V (4k.bin, of _i 2, is not a
+       large file). */
     before += _i == 2 ? 0 : 1;
     /* The stalled clients are still open: the server closed its ends, with
        their files and pipes (a bound against a hang, not a measurement). */
@@ -2547,7 +2557,10 @@ START_TEST(httpd_lingering_close_reads_what_follows)
     int rcv = 4096, before;
 
     ck_assert_ptr_nonnull(c);
-    server_start(&s);
+    /* -V of an hour: the kept file below stays open for the whole test
+       (the sweeper closes a kept file once its validity has passed). */
+    s = (server){ .valid_ms = 3600000 };
+    server_start_opts(&s, 10000, 5000, 5000, 10000);
     /* A large body sent whole first: its pipe is the thread's spare one
        from then on, two descriptors more, and its file is kept open
        (http_ofiles), one more. */
