@@ -638,6 +638,12 @@ START_TEST(http_feed_fast_path_agrees_with_parser)
      */
     static const char flips[] = "\x00\x01\t\n\x0b\r\x1f !\"#$%&'()*+,-./09:;<=>?@AZ[\\]^_`az{|}~"
                                 "\x7f\x80\xff";
+    static const char *const acted[] = {
+        "Transfer-Encoding", "Content-Length", "Connection", "Proxy-Connection", "Upgrade",
+        "Host", "If-Modified-Since",
+    };
+    static const char after[] = "-xs0!_";
+    static const char *const values[] = { "chunked", "gzip", "5", "close", "keep-alive", "a" };
     char buf[256];
 
     /* The plain heads are read by the fast path, whole. */
@@ -666,6 +672,69 @@ START_TEST(http_feed_fast_path_agrees_with_parser)
         size_t n = (size_t)snprintf(buf, sizeof(buf), "%s%s", taken[0], others[i]);
 
         feed_agree(buf, n < sizeof(buf) ? n : sizeof(buf) - 1);
+    }
+    /* A field whose name begins with the name of a field the parser acts
+       on, and goes on (the parser matches names as they arrive: it took
+       any name that begins with Transfer-Encoding for one). */
+    for (size_t i = 0; i < sizeof(acted) / sizeof(acted[0]); i++)
+        for (size_t f = 0; f < sizeof(after) - 1; f++)
+            for (size_t v = 0; v < sizeof(values) / sizeof(values[0]); v++) {
+                size_t n = (size_t)snprintf(buf, sizeof(buf),
+                                            "GET /a HTTP/1.1\r\nHost: a\r\n%s%c: %s\r\n\r\n"
+                                            "GET /b HTTP/1.1\r\nHost: b\r\n\r\n",
+                                            acted[i], after[f], values[v]);
+
+                feed_agree(buf, n);
+            }
+}
+END_TEST
+
+/*
+ * A request that asks for an Upgrade is answered as any other (RFC 9110
+ * 7.8: the server may ignore it) and leaves nothing behind: the next
+ * request on the connection, whole or in pieces, is read as HTTP/1.1.
+ * The parser's upgrade flag of the request before must not turn a head
+ * still in pieces into a 400 (it did: the same request was 200 whole and
+ * 400 in pieces).
+ */
+START_TEST(http_feed_after_upgrade)
+{
+    static const char up[] = "GET /a HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n"
+                             "Connection: Upgrade\r\n\r\n";
+    static const char next[] = "GET /b HTTP/1.1\r\nHost: a\r\n\r\n";
+    static char in[HTTP_IN_CAP], out[HTTP_OUT_CAP];
+
+    for (size_t cut = 1; cut <= sizeof(next) - 1; cut++) {
+        http_ctx c;
+        size_t pos, n;
+
+        memset(&c, 0, sizeof(c));
+        http_parser_init(&c.parser, HTTP_REQUEST);
+        c.req.in_msg = 0;
+        http_ctx_reset(&c);
+        c.in = in;
+        c.out = out;
+        memcpy(in, up, sizeof(up) - 1);
+        memcpy(in + sizeof(up) - 1, next, cut);
+        pos = http_feed(&c, 0, sizeof(up) - 1 + cut);
+        ck_assert_uint_eq(pos, sizeof(up) - 1);
+        ck_assert_int_eq(c.req.status, 0);
+        ck_assert(c.req.complete && c.req.keep);
+        http_ctx_reset(&c);
+        n = http_feed(&c, pos, sizeof(up) - 1 + cut);
+        ck_assert_msg(c.req.status == 0, "status %d with %zu bytes of the next head",
+                      c.req.status, cut);
+        if (cut < sizeof(next) - 1) {
+            /* The rest arrives: the head is read in two pieces. */
+            ck_assert(!c.req.complete);
+            memcpy(in + sizeof(up) - 1 + cut, next + cut, sizeof(next) - 1 - cut);
+            n += http_feed(&c, pos + n, sizeof(up) + sizeof(next) - 2);
+        }
+        ck_assert_int_eq(c.req.status, 0);
+        ck_assert(c.req.complete);
+        ck_assert_uint_eq(pos + n, sizeof(up) + sizeof(next) - 2);
+        ck_assert_int_eq(c.req.path_len, 1);
+        ck_assert_int_eq(out[0], 'b');
     }
 }
 END_TEST
@@ -1122,6 +1191,53 @@ START_TEST(httpd_keep_alive_rules)
     say(c, "GET /hello.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     ck_assert_int_eq(read_response(c, &r, 0), 0);
     ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(header(&r, "Connection"), "close");
+    ck_assert_int_eq(read_eof(c), 0);
+    client_free(c);
+    ck_assert_int_eq(server_stop(&s), 0);
+}
+END_TEST
+
+/*
+ * An error response to a complete HTTP/1.0 request keeps the connection
+ * by the same rule as a 200 and says so: with Connection: keep-alive, a
+ * 404 and a 405 (its body read and discarded) say Connection: keep-alive,
+ * and the next request is served on the same connection; without it, a
+ * 404 says Connection: close and the connection ends.
+ */
+START_TEST(httpd_http10_errors_keep_alive)
+{
+    static const char *const reqs[] = {
+        "GET /nope HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+        "POST /hello.txt HTTP/1.0\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nab",
+        "HEAD /nope HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    };
+    server s;
+    client *c;
+    response r;
+    const char *v;
+
+    server_start(&s);
+    c = client_new(s.port);
+    for (size_t i = 0; i < sizeof(reqs) / sizeof(reqs[0]); i++) {
+        say(c, reqs[i]);
+        ck_assert_int_eq(read_response(c, &r, reqs[i][0] == 'H'), 0);
+        ck_assert_int_eq(r.status, i == 1 ? 405 : 404);
+        v = header(&r, "Connection");
+        ck_assert_msg(v != NULL && strcmp(v, "keep-alive") == 0, "request %zu: %s", i,
+                      v ? v : "no Connection field");
+    }
+    say(c, "GET /hello.txt HTTP/1.0\r\n\r\n");
+    ck_assert_int_eq(read_response(c, &r, 0), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_int_eq(read_eof(c), 0);
+    client_free(c);
+
+    c = client_new(s.port);
+    say(c, "GET /nope HTTP/1.0\r\n\r\n");
+    ck_assert_int_eq(read_response(c, &r, 0), 0);
+    ck_assert_int_eq(r.status, 404);
+    ck_assert_ptr_nonnull(header(&r, "Connection"));
     ck_assert_str_eq(header(&r, "Connection"), "close");
     ck_assert_int_eq(read_eof(c), 0);
     client_free(c);
@@ -1682,15 +1798,16 @@ static int files_of(const server *s)
 
 /*
  * Large files are kept open (http_ofiles) under the response cache's
- * validity rule (-V 200 here): a file served twice is opened once and
- * kept, one descriptor; renamed over, it is served as it is now once a
- * window has passed; changed in place, at once; removed, 404 once a
- * window has passed, and its descriptor is closed. With the cache off
+ * validity rule: a file served twice is opened once and kept, one
+ * descriptor (-V of an hour, so that the sweeper closes nothing
+ * meanwhile); then, under -V 200: renamed over, it is served as it is now
+ * once a window has passed; changed in place, at once; removed, 404 once
+ * a window has passed, and its descriptor is closed. With the cache off
  * (-C 0) nothing is kept.
  */
 START_TEST(httpd_large_file_kept_open)
 {
-    server s = { .valid_ms = 200, .cache_entries = _i ? -1 : 0 };
+    server s = { .valid_ms = 3600000, .cache_entries = _i ? -1 : 0 };
     char p[256], q[256];
     char *x = malloc(HTTP_SPLICE_MIN + 1000);
     client *c;
@@ -1707,6 +1824,13 @@ START_TEST(httpd_large_file_kept_open)
     for (tries = 0; tries < 200 && files_of(&s) != (_i ? 0 : 1); tries++)
         usleep(20000);
     ck_assert_int_eq(files_of(&s), _i ? 0 : 1);
+    client_free(c);
+    ck_assert_int_eq(server_stop(&s), 0);
+
+    s = (server){ .valid_ms = 200, .cache_entries = _i ? -1 : 0 };
+    server_start_opts(&s, 10000, 60000, 5000, 10000);
+    c = client_new(s.port);
+    get_large_twice(c);
 
     /* Changed in place (a byte of the body): seen at once. */
     snprintf(p, sizeof(p), "%s/large.bin", s.t.root);
@@ -1765,9 +1889,44 @@ END_TEST
  * connection's file and pipe are closed with it, and the server's
  * descriptors come back to what they were.
  */
+/*
+ * A large file kept open and then removed is closed once its validity
+ * (-V 5000) has passed, with no request after it: its blocks go back to
+ * the file system on an idle server too, not at the thread's next
+ * large-file request (a bound against a hang, not a measurement: up to
+ * 20 s, four windows).
+ */
+START_TEST(httpd_large_file_removed_closed_when_idle)
+{
+    server s = { .valid_ms = 5000 };
+    char p[256];
+    client *c;
+    long long len;
+    int tries;
+
+    server_start_opts(&s, 10000, 60000, 5000, 10000);
+    c = client_new(s.port);
+    say(c, "GET /mid.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    ck_assert_int_eq(read_head(c, &len), 200);
+    read_large_body(c, 0, (size_t)len);
+    ck_assert_int_eq(read_eof(c), 0);
+    client_free(c);
+    for (tries = 0; tries < 200 && files_of(&s) != 1; tries++)
+        usleep(20000);
+    ck_assert_int_eq(files_of(&s), 1);
+    snprintf(p, sizeof(p), "%s/mid.bin", s.t.root);
+    ck_assert_int_eq(unlink(p), 0);
+    for (tries = 0; tries < 1000 && files_of(&s) != 0; tries++)
+        usleep(20000);
+    ck_assert_int_eq(files_of(&s), 0);
+    ck_assert_int_eq(server_stop(&s), 0);
+}
+END_TEST
+
 START_TEST(httpd_large_file_client_leaves)
 {
-    server s = { .body = _i + 1 };
+    /* -V of an hour: the files kept below stay open for the whole test. */
+    server s = { .body = _i + 1, .valid_ms = 3600 * 1000 };
     client *c;
     response r;
     long long len;
@@ -1940,7 +2099,7 @@ START_TEST(httpd_slow_readers_cut_at_send_deadline)
     server s = { .body = _i == 1   ? HTTP_BODY_COPY + 1
                          : _i == 3 ? HTTP_BODY_SENDFILE + 1
                                    : HTTP_BODY_SPLICE + 1,
-                 .send_ms = 300, .linger_ms = 3600 * 1000 };
+                 .send_ms = 300, .linger_ms = 3600 * 1000, .valid_ms = 3600 * 1000 };
     client *c[N], *fresh;
     response r;
     int before;
@@ -1965,7 +2124,8 @@ START_TEST(httpd_slow_readers_cut_at_send_deadline)
     ck_assert_int_eq(read_eof(fresh), 0);
     client_free(fresh);
     /* The thread keeps big.bin open (http_ofiles): a descriptor that is
-       no connection's (4k.bin, of _i 2, is not a large file). */
+       no connection's, for the hour of -V (4k.bin, of _i 2, is not a
+       large file). */
     before += _i == 2 ? 0 : 1;
     /* The stalled clients are still open: the server closed its ends, with
        their files and pipes (a bound against a hang, not a measurement). */
@@ -2296,6 +2456,89 @@ START_TEST(httpd_fd_limit_backs_off)
 END_TEST
 
 /*
+ * Under a low descriptor limit the connections the server accepts can
+ * each open their file, whatever the thread keeps besides (large files
+ * kept open, spare pipes, a response's own pipe): 24 clients at once, each
+ * asking for one of twelve 8 MiB files, more than the limit lets the
+ * server take, after eight other large files were served and kept open.
+ * Each client is served in full, none with 503: a client beyond what
+ * the descriptors allow waits in the backlog. _i: -L splice, then copy.
+ */
+START_TEST(httpd_fd_limit_leaves_every_connection_its_file)
+{
+    enum { N = 24, FILES = 12, KEPT = 8, CAP = 64, SIZE = 8 << 20 };
+    server s = { .nofile = 48, .body = _i ? HTTP_BODY_COPY + 1 : HTTP_BODY_SPLICE + 1 };
+    client *c[N];
+    struct pollfd pfd[N];
+    size_t got[N], want[N];
+    char first[N][CAP], name[32], req[128];
+    int left = N;
+    response r;
+
+    server_start_opts(&s, 10000, 5000, 5000, 10000);
+    /* Sparse, and too large for a socket's buffers: a connection holds its
+       file (and pipe) until its client reads, which none does before every
+       request is sent. */
+    for (int i = 0; i < FILES + KEPT; i++) {
+        int fd;
+
+        snprintf(req, sizeof(req), "%s/l%d.bin", s.t.root, i);
+        fd = open(req, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(ftruncate(fd, (off_t)(SIZE + i)), 0);
+        close(fd);
+    }
+    /* Eight large files the thread keeps open. */
+    c[0] = client_new(s.port);
+    for (int i = FILES; i < FILES + KEPT; i++) {
+        snprintf(name, sizeof(name), "/l%d.bin", i);
+        ck_assert_int_eq(get(c[0], name, &r), 0);
+        ck_assert_int_eq(r.status, 200);
+    }
+    client_free(c[0]);
+    for (int i = 0; i < N; i++) {
+        c[i] = client_new(s.port);
+        snprintf(req, sizeof(req), "GET /l%d.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+                 i % FILES);
+        say(c[i], req);
+        pfd[i] = (struct pollfd){ .fd = c[i]->fd, .events = POLLIN };
+        got[i] = 0;
+        want[i] = SIZE + (size_t)(i % FILES);
+    }
+    /* Every client read at once, to its end of stream (a bound against a
+       hang, not a measurement). */
+    while (left > 0) {
+        ck_assert_int_gt(poll(pfd, N, 20000), 0);
+        for (int i = 0; i < N; i++) {
+            char buf[1 << 16];
+            ssize_t n;
+
+            if (pfd[i].fd < 0 || !(pfd[i].revents & (POLLIN | POLLHUP | POLLERR)))
+                continue;
+            n = recv_intr(c[i]->fd, buf, sizeof(buf), 0);
+            ck_assert_int_ge(n, 0);
+            if (got[i] < CAP)
+                memcpy(first[i] + got[i], buf,
+                       (size_t)n < CAP - got[i] ? (size_t)n : CAP - got[i]);
+            got[i] += (size_t)n;
+            if (n == 0) {
+                pfd[i].fd = -1;
+                left--;
+            }
+        }
+    }
+    for (int i = 0; i < N; i++) {
+        ck_assert_uint_ge(got[i], CAP);
+        ck_assert_msg(memcmp(first[i], "HTTP/1.1 200 ", 13) == 0, "client %d: %.12s", i,
+                      first[i]);
+        ck_assert_uint_gt(got[i], want[i]);
+        client_free(c[i]);
+    }
+    ck_assert_int_eq(server_stop(&s), 0);
+}
+END_TEST
+
+/*
  * A peer still sending when its response is out (more bytes than the
  * server reads after a request that says Connection: close), and not
  * reading yet: the server queues the whole body in its socket and closes.
@@ -2314,7 +2557,10 @@ START_TEST(httpd_lingering_close_reads_what_follows)
     int rcv = 4096, before;
 
     ck_assert_ptr_nonnull(c);
-    server_start(&s);
+    /* -V of an hour: the kept file below stays open for the whole test
+       (the sweeper closes a kept file once its validity has passed). */
+    s = (server){ .valid_ms = 3600000 };
+    server_start_opts(&s, 10000, 5000, 5000, 10000);
     /* A large body sent whole first: its pipe is the thread's spare one
        from then on, two descriptors more, and its file is kept open
        (http_ofiles), one more. */
@@ -2904,6 +3150,7 @@ Suite *pd_suite_httpd(void)
 
     tcase_add_test(proto, http_path_decodes_and_refuses);
     tcase_add_test(proto, http_feed_fast_path_agrees_with_parser);
+    tcase_add_test(proto, http_feed_after_upgrade);
     tcase_add_test(proto, http_dates_round_trip);
     tcase_add_test(proto, http_open_errors_map_to_statuses);
     tcase_add_test(proto, http_cache_rules);
@@ -2916,6 +3163,7 @@ Suite *pd_suite_httpd(void)
     tcase_add_test(srv, httpd_if_modified_since);
     tcase_add_test(srv, httpd_error_statuses);
     tcase_add_test(srv, httpd_keep_alive_rules);
+    tcase_add_test(srv, httpd_http10_errors_keep_alive);
     tcase_add_test(srv, httpd_pipelining_in_order);
     tcase_add_test(srv, httpd_cached_sends_into_full_socket);
     tcase_add_test(srv, httpd_heads_in_pieces);
@@ -2932,6 +3180,7 @@ Suite *pd_suite_httpd(void)
     tcase_add_loop_test(srv, httpd_large_file_shrinks_mid_send, 0, 3);
     tcase_add_loop_test(srv, httpd_large_file_without_splice, 0, 2);
     tcase_add_loop_test(srv, httpd_large_file_kept_open, 0, 2);
+    tcase_add_test(srv, httpd_large_file_removed_closed_when_idle);
     tcase_add_loop_test(srv, httpd_slow_readers_cut_at_send_deadline, 0, 4);
     tcase_add_test(srv, httpd_never_leaves_root);
     tcase_add_loop_test(srv, httpd_cache_follows_changes, 0, 2);
@@ -2952,6 +3201,7 @@ Suite *pd_suite_httpd(void)
                 "httpd_shutdown_under_load_threads\n");
     } else {
         tcase_add_test(srv, httpd_fd_limit_backs_off);
+        tcase_add_loop_test(srv, httpd_fd_limit_leaves_every_connection_its_file, 0, 2);
         tcase_add_test(srv, httpd_shutdown_under_load_threads);
     }
     tcase_set_timeout(fut, 60);

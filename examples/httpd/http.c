@@ -198,6 +198,13 @@ void http_ofile_put(http_ofiles *o, const char *key, size_t klen, long long stam
     memcpy(slot->key, key, klen);
 }
 
+void http_ofiles_expire(http_ofiles *o, long long now)
+{
+    for (int i = 0; i < HTTP_OFILES; i++)
+        if (o->f[i].klen > 0 && now - o->f[i].stamp >= o->valid_ms)
+            ofile_free(&o->f[i]);
+}
+
 void http_ofiles_fini(http_ofiles *o)
 {
     for (int i = 0; i < HTTP_OFILES; i++)
@@ -920,13 +927,15 @@ size_t http_feed_fast(http_ctx *c, size_t pos, size_t len)
             if (fast_name_is(name, name_len, "proxy-connection", 16))
                 return 0;
             break;
-        case 17:
-            if (fast_name_is(name, name_len, "transfer-encoding", 17))
-                return 0;
-            break;
         default:
             break;
         }
+        /* http-parser takes any name that begins with Transfer-Encoding
+           for one (it flags the field as the name's bytes match, before
+           the name ends) and answers 400 for the request: every such
+           name is its to read. */
+        if (name_len >= 17 && fast_name_is(name, 17, "transfer-encoding", 17))
+            return 0;
         if (fast_name_is(name, name_len, "host", 4))
             hosts++;
         ims_last = fast_name_is(name, name_len, ims_name, sizeof(ims_name) - 1);
@@ -984,6 +993,14 @@ size_t http_feed(http_ctx *c, size_t pos, size_t len)
     return http_feed_parser(c, pos, len);
 }
 
+/*
+ * The parser from pos. A request that asks for an Upgrade is answered as
+ * any other (RFC 9110 7.8: a server may ignore it) and the connection goes
+ * on in HTTP/1.1: on_message_complete pauses the parser before it would
+ * stop at the upgrade, and it resumes at the next message. Its upgrade
+ * flag is the last request's until the next head is complete, so it says
+ * nothing about a head still in pieces and is not read here.
+ */
 size_t http_feed_parser(http_ctx *c, size_t pos, size_t len)
 {
     size_t n;
@@ -995,8 +1012,6 @@ size_t http_feed_parser(http_ctx *c, size_t pos, size_t len)
     e = HTTP_PARSER_ERRNO(&c->parser);
     if (e != HPE_OK && e != HPE_PAUSED && !c->req.status)
         c->req.status = 400;
-    else if (e == HPE_OK && c->parser.upgrade && !c->req.status)
-        c->req.status = 400; /* no protocol upgrades: not HTTP/1.1 any more */
     return n;
 }
 

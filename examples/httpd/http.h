@@ -284,9 +284,10 @@ void http_cache_unpin(http_cache *c, int idx);
  * HTTP_CACHE_KEY; a directory's index file is not kept.
  *
  * Bounded: HTTP_OFILES slots per thread, the oldest replaced by a new
- * file; a slot past its validity is closed by the next lookup of the
- * thread (any path), so a removed file is not held open beyond its
- * thread's next large-file request (or its exit). valid_ms 0: nothing is
+ * file; a slot past its validity is closed by the thread's next lookup
+ * (any path) or its sweeper's next tick (http_ofiles_expire), whichever
+ * comes first, so a removed file is held open at most valid_ms +
+ * HTTP_SWEEP_MS (or until the drain cancels the sweeper, then its exit). valid_ms 0: nothing is
  * kept (httpd keeps none when its response cache is off, -C 0).
  */
 #define HTTP_OFILES 8
@@ -318,6 +319,13 @@ int http_ofile_get(http_ofiles *o, const char *key, size_t klen, long long now);
  * does not fit, or the duplicate cannot be made.
  */
 void http_ofile_put(http_ofiles *o, const char *key, size_t klen, long long stamp, int fd);
+/*
+ * Closes every slot past its validity at now. The thread's sweeper calls
+ * it at each tick, so that a file removed while kept goes back to its file
+ * system within valid_ms + HTTP_SWEEP_MS on an idle server too, not at the
+ * thread's next large-file request.
+ */
+void http_ofiles_expire(http_ofiles *o, long long now);
 /* Closes every kept descriptor; o is empty afterwards. */
 void http_ofiles_fini(http_ofiles *o);
 

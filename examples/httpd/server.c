@@ -231,24 +231,32 @@ static socklen_t address(const char *host, long port, struct sockaddr_storage *a
 
 /*
  * The connections the descriptor limit can serve. Each takes its socket,
- * and while it sends a file that file's descriptor too; each thread's ring,
- * listener and eventfd, and a few spare, come first. Of what is left, half
- * is kept for files, up to 1024 files open at once: beyond that an open
- * fails with EMFILE, which is a 503. Without the reserve, accept would take
- * the descriptor a connection needs to open its file.
+ * and while it sends a file that file's descriptor too, and under -L
+ * splice a pipe (two). Each thread's ring, listener, eventfd and signalfd,
+ * the large files it keeps open (HTTP_OFILES, one more while a slot is
+ * replaced) and, under -L splice, its spare pipes, and a few spare, come
+ * first. Of what is left, what the connections open beside their sockets
+ * is kept for them, for up to 1024 connections at once: beyond that an
+ * open fails with EMFILE, which is a 503. Without the reserve, accept (or
+ * a kept file, or a pipe) would take the descriptor a connection needs to
+ * open its file.
  */
-static long fd_budget(long threads)
+static long fd_budget(const httpd_opts *o)
 {
     struct rlimit rl;
-    long spare, files;
+    bool splice = o->body == HTTP_BODY_SPLICE;
+    long per = splice ? 3 : 1; /* beside its socket: the file, the pipe */
+    long thread = 4 + (o->cache_entries > 0 && o->cache_valid_ms > 0 ? HTTP_OFILES + 1 : 0) +
+                  (splice ? 2 * HTTP_PIPES_SPARE : 0);
+    long spare, conns;
 
     if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
         return LONG_MAX;
-    spare = (long)rl.rlim_cur - fd_count() - 4 * threads - 4;
-    if (spare < 2)
+    spare = (long)rl.rlim_cur - fd_count() - thread * o->threads - 4;
+    if (spare < 1 + per)
         return 1;
-    files = spare / 2 < 1024 ? spare / 2 : 1024;
-    return spare - files;
+    conns = spare / (1 + per);
+    return conns <= 1024 ? conns : spare - 1024 * per;
 }
 
 int httpd_run(const httpd_opts *o)
@@ -280,8 +288,8 @@ int httpd_run(const httpd_opts *o)
         close(rootfd);
         return 1;
     }
-    if (fd_budget(threads) < max_conns) {
-        max_conns = fd_budget(threads);
+    if (fd_budget(o) < max_conns) {
+        max_conns = fd_budget(o);
         if (!o->quiet)
             printf("httpd: at most %ld connections: the descriptor limit (ulimit -n) allows "
                    "no more\n", max_conns);

@@ -1574,6 +1574,47 @@ MUTANTS = [
          inv="engines: on the simulator, a recv still waiting on an fd the program closed "
              "with a close op reads the data of the next file that number names",
          run="plain"),
+    # --- issue 22: httpd's adversary (hostile peers and resources) ---
+    dict(name="httpd-fd-budget-no-kept-files",
+         file="examples/httpd/server.c",
+         old="(o->cache_entries > 0 && o->cache_valid_ms > 0 ? HTTP_OFILES + 1 : 0)",
+         new="(o->cache_entries > 0 && o->cache_valid_ms > 0 ? 0 : 0)",
+         inv="httpd: the descriptor budget leaves out the large files each thread "
+             "keeps open: under a low ulimit -n the connections accepted find no "
+             "descriptor to open their file (503)",
+         run="plain"),
+    dict(name="httpd-error-http10-as-11",
+         file="examples/httpd/http_conn.yaml",
+         old="r->complete ? r->minor : 1);",
+         new="r->minor ? r->minor : 1);",
+         inv="httpd: an error response to an HTTP/1.0 keep-alive request keeps the "
+             "connection without saying Connection: keep-alive",
+         run="plain"),
+    dict(name="httpd-fast-takes-te-prefix",
+         file="examples/httpd/http.c",
+         old="        if (name_len >= 17 && fast_name_is(name, 17, \"transfer-encoding\", 17))\n",
+         new="        if (name_len == 17 && fast_name_is(name, 17, \"transfer-encoding\", 17))\n",
+         inv="httpd: the fast path reads a head with a field named Transfer-Encoding-X, "
+             "which http-parser answers 400: one request is answered 200 whole and "
+             "400 in pieces",
+         run="plain"),
+    dict(name="httpd-sweep-keeps-expired-files",
+         file="examples/httpd/http_sweep.yaml",
+         old="        http_ofiles_expire(&self->srv->ofiles, now);\n",
+         new="",
+         inv="httpd: a large file kept open and removed stays open on an idle "
+             "server until the thread's next large-file request: its blocks do "
+             "not go back to the file system",
+         run="plain"),
+    dict(name="httpd-stale-upgrade-400",
+         file="examples/httpd/http.c",
+         old="        c->req.status = 400;\n    return n;\n}\n",
+         new="        c->req.status = 400;\n"
+             "    else if (e == HPE_OK && c->parser.upgrade && !c->req.status)\n"
+             "        c->req.status = 400;\n    return n;\n}\n",
+         inv="httpd: the parser's upgrade flag of the request before turns the "
+             "next head, while it is in pieces, into a 400 (200 whole, 400 in pieces)",
+         run="plain"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
