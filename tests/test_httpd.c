@@ -1245,6 +1245,58 @@ START_TEST(httpd_http10_errors_keep_alive)
 }
 END_TEST
 
+/*
+ * RFC 9110 10.1.1: a client that sends Expect: 100-continue waits for an
+ * interim 100 before it sends its body. A request httpd refuses anyway (a
+ * method other than GET and HEAD) is answered at its head, and the
+ * connection closes, since its body is never read; a client that did not
+ * ask keeps its connection, its body read and discarded. The head's
+ * deadline is an hour, so a server that waited for the body would answer
+ * nothing before the client's guard.
+ */
+START_TEST(httpd_expect_continue_refused_at_the_head)
+{
+    server s = { 0 };
+    client *c;
+    response r;
+    const char *v;
+
+    server_start_opts(&s, 3600000, 5000, 5000, 10000);
+    c = client_new(s.port);
+    say(c, "PUT /new.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n"
+           "Expect: 100-continue\r\n\r\n");
+    ck_assert_int_eq(read_response(c, &r, 0), 0);
+    ck_assert_int_eq(r.status, 405);
+    v = header(&r, "Connection");
+    ck_assert_msg(v != NULL && strcmp(v, "close") == 0, "%s", v ? v : "no Connection field");
+    ck_assert_int_eq(read_eof(c), 0);
+    client_free(c);
+
+    c = client_new(s.port);
+    say(c, "POST /hello.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+           "expect: 100-Continue\r\n\r\n");
+    ck_assert_int_eq(read_response(c, &r, 0), 0);
+    ck_assert_int_eq(r.status, 405);
+    ck_assert_int_eq(read_eof(c), 0);
+    client_free(c);
+
+    c = client_new(s.port);
+    say(c, "GET /hello.txt HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n\r\n"
+           "POST /hello.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nab"
+           "GET /hello.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    ck_assert_int_eq(read_response(c, &r, 0), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_int_eq(read_response(c, &r, 0), 0);
+    ck_assert_int_eq(r.status, 405);
+    ck_assert_int_eq(read_response(c, &r, 0), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_mem_eq(r.body, HELLO, 13);
+    ck_assert_int_eq(read_eof(c), 0);
+    client_free(c);
+    ck_assert_int_eq(server_stop(&s), 0);
+}
+END_TEST
+
 START_TEST(httpd_pipelining_in_order)
 {
     server s;
@@ -3164,6 +3216,7 @@ Suite *pd_suite_httpd(void)
     tcase_add_test(srv, httpd_error_statuses);
     tcase_add_test(srv, httpd_keep_alive_rules);
     tcase_add_test(srv, httpd_http10_errors_keep_alive);
+    tcase_add_test(srv, httpd_expect_continue_refused_at_the_head);
     tcase_add_test(srv, httpd_pipelining_in_order);
     tcase_add_test(srv, httpd_cached_sends_into_full_socket);
     tcase_add_test(srv, httpd_heads_in_pieces);

@@ -706,7 +706,7 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
 
 static int on_header_value(http_parser *p, const char *at, size_t len)
 {
-    static const char ims[] = "if-modified-since", host[] = "host";
+    static const char ims[] = "if-modified-since", host[] = "host", expect[] = "expect";
     http_ctx *c = ctx_of(p);
     http_req *r = &c->req;
 
@@ -715,6 +715,9 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
         if (r->field_len == sizeof(host) - 1 &&
             strncasecmp(c->in + r->field_off, host, sizeof(host) - 1) == 0 && r->hosts < 2)
             r->hosts++;
+        if (r->field_len == sizeof(expect) - 1 &&
+            strncasecmp(c->in + r->field_off, expect, sizeof(expect) - 1) == 0)
+            r->expect = 1;
         r->ims_field = r->field_len == sizeof(ims) - 1 &&
                        strncasecmp(c->in + r->field_off, ims, sizeof(ims) - 1) == 0;
         if (r->ims_field) {
@@ -750,6 +753,12 @@ static int on_headers_complete(http_parser *p)
         r->keep = 0;
     if ((p->flags & F_CONTENTLENGTH) && p->content_length > HTTP_BODY_MAX)
         return stop(p, 413);
+    /* RFC 9110 10.1.1: a client that sent Expect waits for a 100 (Continue)
+       before its body. A method that is refused anyway is answered now;
+       the body is never read, so the connection closes after the 405. */
+    if (r->expect && p->method != HTTP_GET && p->method != HTTP_HEAD &&
+        ((p->flags & F_CHUNKED) || ((p->flags & F_CONTENTLENGTH) && p->content_length > 0)))
+        return stop(p, 405);
     n = http_path(c->in + r->url_off, r->url_len, c->out, HTTP_OUT_CAP);
     if (n < 0)
         return stop(p, -n);

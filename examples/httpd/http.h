@@ -462,6 +462,7 @@ typedef struct http_req {
     uint8_t fields;          /* a header field has begun (the request line is over) */
     uint8_t ims_field;       /* the current field is If-Modified-Since */
     uint8_t hosts;           /* Host fields seen, up to 2 */
+    uint8_t expect;          /* an Expect field was seen */
     uint8_t complete;        /* message complete: the parser is paused */
     uint8_t keep;            /* http_should_keep_alive at headers complete */
     uint8_t head;            /* the method is HEAD */

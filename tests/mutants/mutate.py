@@ -1615,6 +1615,14 @@ MUTANTS = [
          inv="httpd: the parser's upgrade flag of the request before turns the "
              "next head, while it is in pieces, into a 400 (200 whole, 400 in pieces)",
          run="plain"),
+    # --- issue 22: httpd answers a refused Expect request at its head ---
+    dict(name="httpd-expect-waits-for-body",
+         file="examples/httpd/http.c",
+         old="        return stop(p, 405);\n",
+         new="        (void)0;\n",
+         inv="httpd: a refused request whose client expects 100-continue waits for a "
+             "body that never comes, until the head's deadline",
+         run="plain"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
