@@ -46,6 +46,9 @@ def unbalanced(text):
     """(offset, message) of the first bracket of C text that has no partner,
     or None. Spec text is pasted into generated functions: a stray brace
     would close one, and the compiler would blame the generated code."""
+    comment = open_comment(text)
+    if comment is not None:
+        return comment, "'/*' is not closed"
     pairs = {")": "(", "]": "[", "}": "{"}
     stack = []
     for i, c in enumerate(strip_c(text)):
@@ -58,6 +61,32 @@ def unbalanced(text):
     if stack:
         i, c = stack[-1]
         return i, f"'{c}' is not closed"
+    return None
+
+
+def open_comment(text):
+    """The offset of a /* comment that C text leaves open, or None: pasted
+    into a generated function, it would take the generated code after the
+    snippet into the comment, and the compiler would blame lines the spec
+    does not have."""
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if text.startswith("//", i):
+            j = text.find("\n", i)
+            i = n if j < 0 else j
+        elif text.startswith("/*", i):
+            j = text.find("*/", i + 2)
+            if j < 0:
+                return i
+            i = j + 2
+        elif c in "\"'":
+            j = i + 1
+            while j < n and text[j] != c and text[j] != "\n":
+                j += 2 if text[j] == "\\" else 1
+            i = j + 1
+        else:
+            i += 1
     return None
 
 

@@ -1451,6 +1451,14 @@ MUTANTS = [
              "its own stamp: a file requested often enough is never opened by its "
              "path again, and is served as it was after it was renamed over or removed",
          run="plain"),
+    # --- issue 22: generator adversary ---
+    dict(name="gen-open-comment-accepted",
+         file="gen/cscan.py",
+         old="            if j < 0:\n                return i\n            i = j + 2\n",
+         new="            if j < 0:\n                return None\n            i = j + 2\n",
+         inv="generator: a snippet that leaves a /* comment open is accepted, and "
+             "comments out the generated code after it",
+         run="gen"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
@@ -1694,7 +1702,8 @@ def build(kind):
 def run_mutant(m, suites, history):
     """Builds and tests the tree with m applied. Returns (caught, detail)."""
     if m["run"] == "gen":
-        st, out = sh([PYTHON, "-m", "unittest", "tests.test_gen"],
+        st, out = sh([PYTHON, "-m", "unittest", "tests.test_gen",
+                      "tests.test_gen_adversary"],
                      env=clean_env({"PYTHONPATH": TREE}))
         if st != 0:
             return True, "generator tests: " + ", ".join(failed_tests(out)[:3])
