@@ -44,11 +44,16 @@ def split_array(ctype):
 
 def unbalanced(text):
     """(offset, message) of the first bracket of C text that has no partner,
-    or None. Spec text is pasted into generated functions: a stray brace
-    would close one, and the compiler would blame the generated code."""
+    of a comment it leaves open or of a directive that reaches beyond it
+    (bad_directive), or None. Spec text is pasted into generated functions:
+    a stray brace would close one, and the compiler would blame the
+    generated code."""
     comment = open_comment(text)
     if comment is not None:
         return comment, "'/*' is not closed"
+    directive = bad_directive(text)
+    if directive is not None:
+        return directive
     pairs = {")": "(", "]": "[", "}": "{"}
     stack = []
     for i, c in enumerate(strip_c(text)):
@@ -61,6 +66,53 @@ def unbalanced(text):
     if stack:
         i, c = stack[-1]
         return i, f"'{c}' is not closed"
+    return None
+
+
+# A preprocessor directive's introducer and name: # or its digraph %:,
+# then a name or (the GNU line marker) a number.
+DIRECTIVE = re.compile(r"[ \t]*(#|%:)[ \t]*([A-Za-z_]\w*|[0-9]+)?")
+
+
+def bad_directive(text):
+    """(offset, message) of the first preprocessor directive of C text that
+    would reach beyond the snippet, or None.
+
+    Snippets are pasted between generated code: a conditional opened in one
+    and closed in another (or never) would remove the generated code between
+    them without a word from the compiler, and a #line (or a GNU line
+    marker) would take the mapping of the lines after it away from the
+    #line the generator puts around every snippet. Conditionals that open
+    and close within the snippet are the snippet's own business.
+    """
+    opened = []
+    lines = strip_c(text).split("\n")
+    offset, continued = 0, False
+    for line in lines:
+        start, offset = offset, offset + len(line) + 1
+        if continued:
+            continued = line.rstrip().endswith("\\")
+            continue
+        continued = line.rstrip().endswith("\\")
+        m = DIRECTIVE.match(line)
+        if not m:
+            continue
+        at = start + m.start(1)
+        name = m.group(2) or ""
+        shown = (m.group(1) + name) if not name.isdigit() else f"# {name}"
+        if name == "line" or name.isdigit():
+            return at, (f"'{shown}' is not allowed: the generator maps spec text to "
+                        "the spec with #line")
+        if name in ("if", "ifdef", "ifndef"):
+            opened.append((at, shown))
+        elif name in ("elif", "else", "endif"):
+            if not opened:
+                return at, f"'{shown}' without a matching '#if'"
+            if name == "endif":
+                opened.pop()
+    if opened:
+        at, shown = opened[-1]
+        return at, f"'{shown}' is not closed"
     return None
 
 
@@ -101,7 +153,7 @@ def fits_one_line(text):
     i, n = 0, len(t)
     while i < n:
         c = t[i]
-        if t.startswith("//", i) or c == "#":
+        if t.startswith(("//", "%:"), i) or c == "#":
             return False
         if t.startswith("/*", i):
             j = t.find("*/", i + 2)
@@ -241,7 +293,7 @@ def fall_through(text):
     its end, None if every path jumps (or the code is beyond this check).
     Raises TooDeep for code nested more than MAX_NESTING levels."""
     clean = strip_c(text)
-    if "#" in clean:
+    if "#" in clean or "%:" in clean:
         return None
     if not re.search(r"\b(GOTO|YIELD|RETURN|DONE|abort|exit|_exit)\s*\(", clean):
         return "certain"

@@ -157,7 +157,8 @@ class Validator:
         bad = unbalanced(node.value)
         if bad is not None:
             offset, message = bad
-            self.err(node.pos_at(offset), f"{message} in {what}")
+            head, _, why = message.partition(": ")
+            self.err(node.pos_at(offset), f"{head} in {what}" + (f": {why}" if why else ""))
             return None
         return Snippet(node)
 

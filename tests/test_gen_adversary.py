@@ -19,3 +19,37 @@ class SnippetLexing(GenTest):
         self.assertError("future: f\nstates:\n  a:\n    when: |\n      x /* a\n"
                          "      b\n    next: a\n    do: RETURN(0);\n",
                          "f.yaml:5:9: error: '/*' is not closed in when")
+
+    def test_conditional_left_open_is_refused(self):
+        # An #if in one state's code and its #endif in another's compiled,
+        # and the generated code between them (a whole state's poll, its
+        # fall-through guard) silently vanished.
+        lines = self.errors("future: f\nstates:\n  a:\n    do: |\n      #if 0\n"
+                            "      RETURN(1);\n  b:\n    do: |\n      #endif\n"
+                            "      RETURN(0);\n")
+        self.assertIn("f.yaml:5:7: error: '#if' is not closed in do", lines)
+        self.assertIn("f.yaml:9:7: error: '#endif' without a matching '#if' in do", lines)
+        self.assertError("future: f\nstates:\n  a:\n    do: |\n      #ifdef X\n      x();\n"
+                         "      #endif\n      # else\n      RETURN(0);\n",
+                         "f.yaml:8:7: error: '#else' without a matching '#if' in do")
+        self.assertError("future: f\nstates:\n  a:\n    do: |\n      RETURN(0);\n"
+                         "      %:ifndef X\n",
+                         "f.yaml:6:7: error: '%:ifndef' is not closed in do")
+
+    def test_line_directive_is_refused(self):
+        # The generator maps every snippet to the spec with #line; a #line of
+        # the spec's own sent the compiler's errors to another file.
+        self.assertError("future: f\nstates:\n  a:\n    do: |\n      #line 1 \"x.c\"\n"
+                         "      RETURN(0);\n",
+                         "f.yaml:5:7: error: '#line' is not allowed in do: the generator "
+                         "maps spec text to the spec with #line")
+        self.assertError("future: f\nstates:\n  a:\n    do: |\n      # 7 \"x.c\"\n"
+                         "      RETURN(0);\n",
+                         "f.yaml:5:7: error: '# 7' is not allowed in do: the generator "
+                         "maps spec text to the spec with #line")
+
+    def test_balanced_conditionals_are_kept(self):
+        path = self.spec("f", "future: f\nstates:\n  a:\n    do: |\n      #if defined(X)\n"
+                         "      RETURN(1);\n      #elif 1 /* #endif */\n      RETURN(2);\n"
+                         "      #else\n      RETURN(3);\n      #endif\n")
+        self.assertEqual(self.run_gen(path), (0, ""))

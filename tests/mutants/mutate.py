@@ -1459,6 +1459,20 @@ MUTANTS = [
          inv="generator: a snippet that leaves a /* comment open is accepted, and "
              "comments out the generated code after it",
          run="gen"),
+    dict(name="gen-open-conditional-accepted",
+         file="gen/cscan.py",
+         old="    if opened:\n        at, shown = opened[-1]\n",
+         new="    if opened and not opened:\n        at, shown = opened[-1]\n",
+         inv="generator: an #if that a snippet leaves open is accepted: its #endif in "
+             "another state's code silently removes the generated code between them",
+         run="gen"),
+    dict(name="gen-line-directive-accepted",
+         file="gen/cscan.py",
+         old="        if name == \"line\" or name.isdigit():\n",
+         new="        if name == \"line\" and name.isdigit():\n",
+         inv="generator: a #line in spec text is accepted, and the compiler blames "
+             "another file for the snippet's errors",
+         run="gen"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
