@@ -56,17 +56,35 @@ def unbalanced(text):
         return directive
     pairs = {")": "(", "]": "[", "}": "{"}
     stack = []
-    for i, c in enumerate(strip_c(text)):
+    clean = strip_c(text)
+    for i, c in enumerate(undigraph(clean)):
         if c in "([{":
             stack.append((i, c))
         elif c in pairs:
             if not stack or stack[-1][1] != pairs[c]:
-                return i, f"'{c}' without a matching '{pairs[c]}'"
+                return i, f"'{_spelt(clean, i)}' without a matching '{pairs[c]}'"
             stack.pop()
     if stack:
         i, c = stack[-1]
-        return i, f"'{c}' is not closed"
+        return i, f"'{_spelt(clean, i)}' is not closed"
     return None
+
+
+_DIGRAPH = re.compile(r"%:%:|%:|<%|%>|<:|:>")
+_DIGRAPH_AS = {"<%": "{ ", "%>": "} ", "<:": "[ ", ":>": "] "}
+
+
+def undigraph(clean):
+    """Stripped C text (strip_c) with the bracket digraphs <% %> <: :> written
+    as the brackets C reads them as, every offset kept. The text is matched
+    from the left, as the compiler's longest-token rule does: in %:> the %:
+    is a #, not the start of :>."""
+    return _DIGRAPH.sub(lambda m: _DIGRAPH_AS.get(m.group(0), m.group(0)), clean)
+
+
+def _spelt(clean, i):
+    """The bracket at offset i of stripped text as the spec spells it."""
+    return clean[i:i + 2] if clean.startswith(tuple(_DIGRAPH_AS), i) else clean[i]
 
 
 # A preprocessor directive's introducer and name: # or its digraph %:,
@@ -292,7 +310,7 @@ def fall_through(text):
     """'certain' if code has no jump at all, 'maybe' if a path may fall off
     its end, None if every path jumps (or the code is beyond this check).
     Raises TooDeep for code nested more than MAX_NESTING levels."""
-    clean = strip_c(text)
+    clean = undigraph(strip_c(text))
     if "#" in clean or "%:" in clean:
         return None
     if not re.search(r"\b(GOTO|YIELD|RETURN|DONE|abort|exit|_exit)\s*\(", clean):

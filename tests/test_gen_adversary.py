@@ -53,3 +53,14 @@ class SnippetLexing(GenTest):
                          "      RETURN(1);\n      #elif 1 /* #endif */\n      RETURN(2);\n"
                          "      #else\n      RETURN(3);\n      #endif\n")
         self.assertEqual(self.run_gen(path), (0, ""))
+
+    def test_digraph_brackets_are_brackets(self):
+        # C reads <% %> <: :> as { } [ ]: a %> closed the generated poll
+        # function, and the compiler blamed the generated code.
+        self.assertError("future: f\nstates:\n  a:\n    do: 'RETURN(0); %>'\n",
+                         "f.yaml:4:21: error: '%>' without a matching '{' in do")
+        self.assertError("future: f\nstates:\n  a:\n    do: 'int a<:2; RETURN(0);'\n",
+                         "f.yaml:4:15: error: '<:' is not closed in do")
+        # Mixed spellings pair up as they do for the compiler.
+        path = self.spec("f", "future: f\nstates:\n  a:\n    do: 'if (1) <% RETURN(0); } RETURN(1);'\n")
+        self.assertEqual(self.run_gen(path), (0, ""))

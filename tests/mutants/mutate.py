@@ -1473,6 +1473,13 @@ MUTANTS = [
          inv="generator: a #line in spec text is accepted, and the compiler blames "
              "another file for the snippet's errors",
          run="gen"),
+    dict(name="gen-digraphs-not-brackets",
+         file="gen/cscan.py",
+         old="    for i, c in enumerate(undigraph(clean)):\n",
+         new="    for i, c in enumerate(clean):\n",
+         inv="generator: a %> in spec text is not a brace to the bracket check, and "
+             "closes the generated function around the snippet",
+         run="gen"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
