@@ -229,10 +229,19 @@ def load(file, text):
 
 def load_file(path):
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        with open(path, "rb") as f:
+            data = f.read()
     except OSError as e:
         raise SpecError(Pos(path, 1, 1), f"cannot read spec: {e.strerror}") from None
-    except UnicodeDecodeError:
-        raise SpecError(Pos(path, 1, 1), "spec is not valid UTF-8") from None
-    return load(path, text)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        before = _newlines(data[:e.start].decode("utf-8"))
+        raise SpecError(_reader_pos(path, before, len(before)),
+                        f"spec is not valid UTF-8: byte 0x{data[e.start]:02x}") from None
+    return load(path, _newlines(text))
+
+
+def _newlines(text):
+    """text with its line ends made \\n, as a file opened in text mode reads."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")

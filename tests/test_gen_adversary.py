@@ -64,3 +64,23 @@ class SnippetLexing(GenTest):
         # Mixed spellings pair up as they do for the compiler.
         path = self.spec("f", "future: f\nstates:\n  a:\n    do: 'if (1) <% RETURN(0); } RETURN(1);'\n")
         self.assertEqual(self.run_gen(path), (0, ""))
+
+
+class Bytes(GenTest):
+    """What the loader reads before YAML does."""
+
+    def test_invalid_utf8_is_reported_where_it_is(self):
+        # It was reported at 1:1, whatever line held the byte.
+        path = os.path.join(self.dir, "f.yaml")
+        with open(path, "wb") as f:
+            f.write(b'future: f\nstates:\n  a:\n    do: "RETURN(0); /* \xc3\xa9\xff */"\n')
+        code, err = self.run_gen(path)
+        self.assertEqual((code, err.replace(self.dir + "/", "")),
+                         (1, "f.yaml:4:25: error: spec is not valid UTF-8: byte 0xff\n"))
+        # Past the first 8 KiB (a text-mode read decodes in chunks), and after
+        # CRLF line ends.
+        with open(path, "wb") as f:
+            f.write(b"# " + b"\xc3\xa9" * 9000 + b"\r\nfuture: f\r\nstates: \x80\r\n")
+        code, err = self.run_gen(path)
+        self.assertEqual((code, err.replace(self.dir + "/", "")),
+                         (1, "f.yaml:3:9: error: spec is not valid UTF-8: byte 0x80\n"))
