@@ -183,7 +183,7 @@ class Validator:
             self.includes(s, m["include"])
         if "output" in m:
             out = self.text(m["output"], "output")
-            if out:
+            if out and self.output_ok(out.text.strip(), m["output"].pos):
                 s.output = out.text.strip()
                 s.output_where = out
         if "send" in m and self.expect(m["send"], "scalar", "send"):
@@ -221,6 +221,28 @@ class Validator:
         self.params_vs_api(s)
         self.link.state_refs(s)
         return s
+
+    def output_ok(self, t, pos):
+        """Checks that RETURN can store a value of output type t: it declares
+        one (void cannot be), then assigns it to the caller's output (an
+        array cannot be, nor a const object)."""
+        tokens = re.findall(r"\*|\(|\)|[A-Za-z_]\w*", strip_c(t))
+        # The qualifiers of the declared object itself: those after the last
+        # '*' of a pointer type, or all of them if it is no pointer.
+        star = max((i for i, tok in enumerate(tokens) if tok == "*"), default=-1)
+        outer = tokens[star + 1:] if star < 0 or "(" not in tokens[star + 1:] else []
+        why = None
+        if tokens == ["void"]:
+            why = "is void: a future completes with a value (leave output out for " \
+                  "int, and RETURN(0))"
+        elif split_array(t)[1]:
+            why = "is an array: C neither assigns nor returns arrays (wrap it in a struct)"
+        elif "const" in outer:
+            why = "is const: RETURN stores the value into the caller's output (drop " \
+                  "the outer const)"
+        if why:
+            self.err(pos, f"output '{t}' {why}")
+        return why is None
 
     def send_params(self, s):
         """A send future is initialised on one thread and run on another:

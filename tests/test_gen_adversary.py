@@ -84,3 +84,38 @@ class Bytes(GenTest):
         code, err = self.run_gen(path)
         self.assertEqual((code, err.replace(self.dir + "/", "")),
                          (1, "f.yaml:3:9: error: spec is not valid UTF-8: byte 0x80\n"))
+
+
+class OutputType(GenTest):
+    """output: types that RETURN cannot store: the compiler's first error
+    was in the generated RETURN macro, not at the spec."""
+
+    def check(self, output, col, why):
+        self.assertEqual(
+            self.errors(f"future: f\noutput: \"{output}\"\nstates:\n  a:\n"
+                        "    do: RETURN(0);\n"),
+            [f"f.yaml:2:{col}: error: output '{output.strip()}' {why}"])
+
+    def test_void_is_refused(self):
+        self.check("void", 9, "is void: a future completes with a value (leave "
+                   "output out for int, and RETURN(0))")
+        self.check(" void ", 9, "is void: a future completes with a value (leave "
+                   "output out for int, and RETURN(0))")
+
+    def test_array_is_refused(self):
+        self.check("int[4]", 9, "is an array: C neither assigns nor returns arrays "
+                   "(wrap it in a struct)")
+
+    def test_const_is_refused(self):
+        why = ("is const: RETURN stores the value into the caller's output (drop the "
+               "outer const)")
+        self.check("const int", 9, why)
+        self.check("int const", 9, why)
+        self.check("char *const", 9, why)
+
+    def test_pointers_to_const_are_kept(self):
+        for output in ("const char *", "char const *", "int (*)(const char *)",
+                       "const char *const *"):
+            path = self.spec("f", f"future: f\noutput: \"{output}\"\nstates:\n  a:\n"
+                             "    do: RETURN(0);\n")
+            self.assertEqual(self.run_gen("--check", path), (0, ""), output)

@@ -1480,6 +1480,13 @@ MUTANTS = [
          inv="generator: a %> in spec text is not a brace to the bracket check, and "
              "closes the generated function around the snippet",
          run="gen"),
+    dict(name="gen-const-output-accepted",
+         file="gen/validate.py",
+         old="        elif \"const\" in outer:\n",
+         new="        elif \"const\" in outer and not outer:\n",
+         inv="generator: a const output type is accepted, and the compiler's error is "
+             "in the generated RETURN, not at the spec",
+         run="gen"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
