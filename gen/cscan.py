@@ -42,6 +42,18 @@ def split_array(ctype):
     return rest.strip(), "".join(reversed(dims))
 
 
+def outer_const(ctype):
+    """Whether a C type (without an array suffix) is const itself, not only
+    what it points to: 'const int', 'int const' and 'char *const' are;
+    'const char *' is not. Read from the tokens after the last '*' of a
+    pointer (all of them for no pointer); a pointer to function is taken
+    as not const."""
+    tokens = re.findall(r"\*|\(|\)|[A-Za-z_]\w*", strip_c(ctype))
+    star = max((i for i, tok in enumerate(tokens) if tok == "*"), default=-1)
+    outer = tokens[star + 1:]
+    return "const" in outer and "(" not in outer
+
+
 def unbalanced(text):
     """(offset, message) of the first bracket of C text that has no partner,
     of a comment it leaves open or of a directive that reaches beyond it

@@ -8,7 +8,7 @@ validator runs once a spec's states are known.
 """
 import re
 
-from gen.cscan import MACRO, split_array, strip_c, unbalanced
+from gen.cscan import MACRO, outer_const, split_array, strip_c, unbalanced
 from gen.errors import SpecError, did_you_mean
 from gen.link import Linker
 from gen.ops import OPS
@@ -226,18 +226,13 @@ class Validator:
         """Checks that RETURN can store a value of output type t: it declares
         one (void cannot be), then assigns it to the caller's output (an
         array cannot be, nor a const object)."""
-        tokens = re.findall(r"\*|\(|\)|[A-Za-z_]\w*", strip_c(t))
-        # The qualifiers of the declared object itself: those after the last
-        # '*' of a pointer type, or all of them if it is no pointer.
-        star = max((i for i, tok in enumerate(tokens) if tok == "*"), default=-1)
-        outer = tokens[star + 1:] if star < 0 or "(" not in tokens[star + 1:] else []
         why = None
-        if tokens == ["void"]:
+        if strip_c(t).split() == ["void"]:
             why = "is void: a future completes with a value (leave output out for " \
                   "int, and RETURN(0))"
         elif split_array(t)[1]:
             why = "is an array: C neither assigns nor returns arrays (wrap it in a struct)"
-        elif "const" in outer:
+        elif outer_const(t):
             why = "is const: RETURN stores the value into the caller's output (drop " \
                   "the outer const)"
         if why:
@@ -348,6 +343,10 @@ class Validator:
                 return None
         if not ctype:
             self.err(m["type"].pos, f"type of '{name}' is empty")
+            return None
+        if outer_const(ctype):
+            self.err(m["type"].pos, f"{what} '{name}' has type '{t.text.strip()}': the "
+                     "generated code assigns it (drop the outer const)")
             return None
         if ctype == "pd_buf" and (what != "field" or array or "init" in m):
             why = ("it starts empty and takes no init" if "init" in m and what == "field"

@@ -119,3 +119,32 @@ class OutputType(GenTest):
             path = self.spec("f", f"future: f\noutput: \"{output}\"\nstates:\n  a:\n"
                              "    do: RETURN(0);\n")
             self.assertEqual(self.run_gen("--check", path), (0, ""), output)
+
+
+class ConstMembers(GenTest):
+    """A const param, field or local: the generated code assigns every one
+    (F_init copies params and runs inits), so the compiler's error was in
+    generated code (for a param) or the member could never be set."""
+
+    def test_const_param_is_refused(self):
+        self.assertEqual(
+            self.errors("future: f\nparams:\n  - {name: n, type: \"const int\"}\nstates:\n"
+                        "  a:\n    do: RETURN(self->n);\n"),
+            ["f.yaml:3:21: error: param 'n' has type 'const int': the generated code "
+             "assigns it (drop the outer const)"])
+
+    def test_const_field_and_local_are_refused(self):
+        lines = self.errors("future: f\nfields:\n  - {name: n, type: \"char *const\", "
+                            "init: \"0\"}\nstates:\n  a:\n    locals:\n"
+                            "      - {name: m, type: \"int const\"}\n"
+                            "    do: RETURN(self->n != 0);\n")
+        self.assertEqual(lines, [
+            "f.yaml:3:21: error: field 'n' has type 'char *const': the generated code "
+            "assigns it (drop the outer const)",
+            "f.yaml:7:25: error: local 'm' has type 'int const': the generated code "
+            "assigns it (drop the outer const)"])
+
+    def test_pointer_to_const_param_is_kept(self):
+        path = self.spec("f", "future: f\nparams:\n  - {name: s, type: \"const char *\"}\n"
+                         "states:\n  a:\n    do: RETURN(self->s != 0);\n")
+        self.assertEqual(self.run_gen(path), (0, ""))

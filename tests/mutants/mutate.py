@@ -1482,10 +1482,17 @@ MUTANTS = [
          run="gen"),
     dict(name="gen-const-output-accepted",
          file="gen/validate.py",
-         old="        elif \"const\" in outer:\n",
-         new="        elif \"const\" in outer and not outer:\n",
+         old="        elif outer_const(t):\n",
+         new="        elif outer_const(t) and not t:\n",
          inv="generator: a const output type is accepted, and the compiler's error is "
              "in the generated RETURN, not at the spec",
+         run="gen"),
+    dict(name="gen-const-member-accepted",
+         file="gen/validate.py",
+         old="        if outer_const(ctype):\n",
+         new="        if outer_const(ctype) and not ctype:\n",
+         inv="generator: a const param is accepted, and F_init's copy of it fails to "
+             "compile in generated code",
          run="gen"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
