@@ -337,6 +337,8 @@ def resolve_children(specs, diags):
             else:
                 v.child_spec = specs[v.child]
         for st in s.all_states():
+            if st.kind == "join":
+                _join_names_vs_children(st, diags)
             for b in st.branches:
                 if b.kind != "await" or b.child is None or b.child.child_spec is None:
                     continue
@@ -376,6 +378,23 @@ def resolve_children(specs, diags):
             first = next(v for v in s.members() if v.child == path[1])
             diags.error(first.child_pos, "child futures form a cycle: "
                         + " -> ".join(path) + " (a future cannot contain itself)")
+
+
+def _join_names_vs_children(st, diags):
+    """A join branch's result is a local of the state's then, declared
+    among the results of the other branches, an awaited child's as a
+    CHILD_out: a branch named after one of the generated names of a child
+    the join awaits would hide it."""
+    children = {b.child.child_spec.name: b.child.child_spec for b in st.branches
+                if b.kind == "await" and b.child is not None
+                and b.child.child_spec is not None
+                and b.child.child_spec.name not in BUILTIN_CHILDREN}
+    for name, child in sorted(children.items()):
+        names = set(global_names(child))
+        for b in st.branches:
+            if b.name in names:
+                diags.error(b.pos, f"branch name '{b.name}' is a name the generated "
+                            f"code declares for child future '{name}'")
 
 
 def _cycle(s, specs):

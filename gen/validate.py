@@ -251,7 +251,10 @@ class Validator:
 
     def params_vs_api(self, s):
         """A param is in scope in F_init, F_spawn and F_block_on, whose
-        signatures and bodies use the future's own generated names."""
+        signatures and bodies use the future's own generated names; a join
+        branch's result is a local of the state's then, where GOTO stores
+        F_S_STATE and RETURN declares an F_out (shadowed, the first would
+        store the branch's result as the state)."""
         if s.name is None:
             return
         api = set(global_names(s))
@@ -259,6 +262,11 @@ class Validator:
             if v.name in api:
                 self.err(v.pos, f"param name '{v.name}' is a name the generated code "
                          f"declares for future '{s.name}'")
+        for st in s.all_states():
+            for b in st.branches:
+                if st.kind == "join" and b.name in api:
+                    self.err(b.pos, f"branch name '{b.name}' is a name the generated "
+                             f"code declares for future '{s.name}'")
 
     def includes(self, s, node):
         if not self.expect(node, "seq", "include"):

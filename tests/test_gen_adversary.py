@@ -148,3 +148,38 @@ class ConstMembers(GenTest):
         path = self.spec("f", "future: f\nparams:\n  - {name: s, type: \"const char *\"}\n"
                          "states:\n  a:\n    do: RETURN(self->s != 0);\n")
         self.assertEqual(self.run_gen(path), (0, ""))
+
+
+class JoinBranchNames(GenTest):
+    """A join branch's result is a local of the state's then, where the
+    generated macros use the future's own names: GOTO(b) stores F_S_b, and
+    RETURN declares an F_out."""
+
+    def test_branch_named_like_a_state_constant_is_refused(self):
+        # It compiled: GOTO(b) then stored the branch's result, not the
+        # state, and the next poll resumed in whatever state that number was.
+        self.assertEqual(
+            self.errors("future: f\nstates:\n  a:\n    join:\n      f_S_b: {io: nop}\n"
+                        "      c: {io: nop}\n    then: GOTO(b);\n  b:\n    io: nop\n"
+                        "    then: RETURN(res);\n"),
+            ["f.yaml:5:7: error: branch name 'f_S_b' is a name the generated code "
+             "declares for future 'f'"])
+
+    def test_branch_named_like_the_output_type_is_refused(self):
+        self.assertEqual(
+            self.errors("future: f\nstates:\n  a:\n    join:\n      f_out: {io: nop}\n"
+                        "      c: {io: nop}\n    then: RETURN(f_out + c);\n"),
+            ["f.yaml:5:7: error: branch name 'f_out' is a name the generated code "
+             "declares for future 'f'"])
+
+    def test_branch_named_like_a_childs_type_is_refused(self):
+        # The result of the await branch after it is declared as a
+        # copy_file_out, which the io branch's int had hidden: the compiler
+        # blamed the generated code.
+        self.assertEqual(
+            self.errors("future: f\nfields:\n  - {name: k, future: copy_file}\nstates:\n"
+                        "  a:\n    join:\n      copy_file_out: {io: nop}\n"
+                        "      c: {await: k, args: ['\"a\"', '\"b\"']}\n"
+                        "    then: RETURN(copy_file_out + (int)c);\n"),
+            ["f.yaml:7:7: error: branch name 'copy_file_out' is a name the generated "
+             "code declares for child future 'copy_file'"])

@@ -1494,6 +1494,13 @@ MUTANTS = [
          inv="generator: a const param is accepted, and F_init's copy of it fails to "
              "compile in generated code",
          run="gen"),
+    dict(name="gen-join-branch-hides-state",
+         file="gen/validate.py",
+         old="                if st.kind == \"join\" and b.name in api:\n",
+         new="                if st.kind == \"join\" and b.name in api and not api:\n",
+         inv="generator: a join branch named F_S_B is accepted, and GOTO(B) in its "
+             "then stores the branch's result as the state",
+         run="gen"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
