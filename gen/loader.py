@@ -109,12 +109,18 @@ class _Loader(yaml.SafeLoader):
 
 
 def _block_text(lines, node):
-    """The 1-based line where a block scalar's text begins, and its indent."""
+    """The 1-based line where a block scalar's text begins, and its indent.
+
+    The indent is what YAML took off each line: the first line with text
+    has it plus the spaces its text keeps (some, when an indentation
+    indicator such as |2 sets the indent below the text's).
+    """
     first = node.start_mark.line + 1  # 0-based: the line after the indicator
     indent = 0
+    kept = next((len(t) - len(t.lstrip(" ")) for t in node.value.split("\n") if t.strip()), 0)
     for line in lines[first:]:
         if line.strip():
-            indent = len(line) - len(line.lstrip(" "))
+            indent = len(line) - len(line.lstrip(" ")) - kept
             break
     return first + 1, indent
 

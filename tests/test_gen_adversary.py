@@ -183,3 +183,18 @@ class JoinBranchNames(GenTest):
                         "    then: RETURN(copy_file_out + (int)c);\n"),
             ["f.yaml:7:7: error: branch name 'copy_file_out' is a name the generated "
              "code declares for child future 'copy_file'"])
+
+
+class Positions(GenTest):
+    """Errors inside block scalars point at the spec's own column."""
+
+    def test_explicit_indentation_indicator(self):
+        # With |2 the text keeps the spaces beyond its indentation, which were
+        # counted twice: the column was 4 too far right.
+        self.assertEqual(
+            self.errors("future: f\nstates:\n  a:\n    do: |2\n          GOTO(nowhere);\n"),
+            ["f.yaml:5:16: error: GOTO(nowhere): no state named 'nowhere'"])
+        self.assertEqual(
+            self.errors("future: f\nstates:\n  a:\n    do: |-1\n\n      RETURN(0);\n"
+                        "         GOTO(nowhere);\n"),
+            ["f.yaml:7:15: error: GOTO(nowhere): no state named 'nowhere'"])
