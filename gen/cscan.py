@@ -146,6 +146,27 @@ def bad_directive(text):
     return None
 
 
+def line_comment(text):
+    """The offset of the first // comment of C text (outside literals and
+    /* */ comments), or None."""
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if text.startswith("//", i):
+            return i
+        if text.startswith("/*", i):
+            j = text.find("*/", i + 2)
+            i = n if j < 0 else j + 2
+        elif c in "\"'":
+            j = i + 1
+            while j < n and text[j] != c and text[j] != "\n":
+                j += 2 if text[j] == "\\" else 1
+            i = j + 1
+        else:
+            i += 1
+    return None
+
+
 def open_comment(text):
     """The offset of a /* comment that C text leaves open, or None: pasted
     into a generated function, it would take the generated code after the

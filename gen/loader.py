@@ -15,6 +15,7 @@ import re
 
 import yaml
 
+from gen.cscan import line_comment
 from gen.errors import Pos, SpecError
 
 # Deeper than any sensible spec (the project's own go 6 levels deep); well
@@ -26,7 +27,7 @@ class Node:
     """A YAML node: `value` is a str, a list of Node, or a dict str -> Node."""
 
     __slots__ = ("kind", "value", "pos", "style", "key_pos", "src_line", "indent",
-                 "comment", "_starts")
+                 "comment", "folded_comment", "_starts")
 
     def __init__(self, kind, value, pos, style=None):
         self.kind = kind          # "scalar", "seq" or "map"
@@ -38,6 +39,8 @@ class Node:
         self.indent = 0           # for block scalars: the text's indentation
         self.comment = None       # for plain scalars: (Pos, text) of a YAML
                                   # comment after the value on its last line
+        self.folded_comment = None  # for scalars YAML folds: Pos of a // comment
+                                    # that lines after it are folded into
         self._starts = None       # offsets where each line of value begins
 
     def line_of_text(self):
@@ -137,6 +140,25 @@ def _trailing_comment(file, lines, end):
     return Pos(file, end.line + 1, end.column + m.start(1) + 1), m.group(1).rstrip()
 
 
+def _folded_comment(file, lines, node):
+    """The position of a // comment in a scalar that YAML folds (plain,
+    quoted or >), on a source line that another line with text follows: the
+    folded value puts that line's text after the comment, out of the C."""
+    start, end = node.start_mark, node.end_mark
+    first = start.line + 1 if node.style == ">" else start.line
+    segments = []
+    for i in range(first, min(end.line, len(lines) - 1) + 1):
+        lo = start.column if i == start.line else 0
+        hi = end.column if i == end.line else len(lines[i])
+        if lines[i][lo:hi].strip():
+            segments.append((i, lo, lines[i][lo:hi]))
+    for i, lo, text in segments[:-1]:
+        at = line_comment(text)
+        if at is not None:
+            return Pos(file, i + 1, lo + at + 1)
+    return None
+
+
 def _convert(file, lines, node):
     pos = _pos(file, node.start_mark)
     if isinstance(node, yaml.ScalarNode):
@@ -145,6 +167,8 @@ def _convert(file, lines, node):
             n.src_line, n.indent = _block_text(lines, node)
         elif node.style is None:
             n.comment = _trailing_comment(file, lines, node.end_mark)
+        if node.style != "|":
+            n.folded_comment = _folded_comment(file, lines, node)
         return n
     if isinstance(node, yaml.SequenceNode):
         return Node("seq", [_convert(file, lines, c) for c in node.value], pos)

@@ -140,6 +140,11 @@ class Validator:
         if not allow_empty and not node.value.strip():
             self.err(node.pos, f"{what} must not be empty")
             return None
+        if node.folded_comment is not None:
+            self.err(node.folded_comment, "this // comment would take in the code on the "
+                     "lines that YAML folds into its line: write the code as a literal "
+                     "block scalar (|)")
+            return None
         if node.style is None and node.value in YAML_NULLS:
             if allow_empty:
                 # Nothing, as YAML means it (drop: ~ is drop: "").

@@ -198,3 +198,35 @@ class Positions(GenTest):
             self.errors("future: f\nstates:\n  a:\n    do: |-1\n\n      RETURN(0);\n"
                         "         GOTO(nowhere);\n"),
             ["f.yaml:7:15: error: GOTO(nowhere): no state named 'nowhere'"])
+
+
+class FoldedComments(GenTest):
+    """YAML folds the lines of a plain, quoted or > value into one: a //
+    comment then runs on over the lines after it, and the code on them was
+    silently lost (it compiled: self->n++ below never ran)."""
+
+    MSG = ("f.yaml:8:20: error: this // comment would take in the code on the lines "
+           "that YAML folds into its line: write the code as a literal block scalar (|)")
+
+    def test_plain_multiline(self):
+        self.assertEqual(self.errors(
+            "future: f\nfields:\n  - {name: n, type: int, init: \"0\"}\nstates:\n  a:\n"
+            "    next: b\n    do: self->n = 2;\n"
+            "      self->n = 2; // two\n      self->n++;\n  b:\n    do: RETURN(self->n);\n"),
+            [self.MSG])
+
+    def test_folded_block(self):
+        self.assertEqual(self.errors(
+            "future: f\nfields:\n  - {name: n, type: int, init: \"0\"}\nstates:\n  a:\n"
+            "    next: b\n    do: >\n"
+            "      self->n = 2; // two\n      self->n++;\n  b:\n    do: RETURN(self->n);\n"),
+            [self.MSG])
+
+    def test_comment_on_the_last_line_and_literal_blocks_are_kept(self):
+        for do in ("self->n = 2;\n      self->n++; // two\n",
+                   "|\n      self->n = 2; // two\n      self->n++;\n",
+                   "'self->n = 2; /* two */\n      self->n++;'\n"):
+            path = self.spec("f", "future: f\nfields:\n  - {name: n, type: int, init: \"0\"}\n"
+                             "states:\n  a:\n    next: b\n    do: " + do +
+                             "  b:\n    do: RETURN(self->n);\n")
+            self.assertEqual(self.run_gen("--check", path), (0, ""), do)

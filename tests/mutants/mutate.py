@@ -1501,6 +1501,13 @@ MUTANTS = [
          inv="generator: a join branch named F_S_B is accepted, and GOTO(B) in its "
              "then stores the branch's result as the state",
          run="gen"),
+    dict(name="gen-folded-comment-accepted",
+         file="gen/loader.py",
+         old="    for i, lo, text in segments[:-1]:\n",
+         new="    for i, lo, text in segments[:0]:\n",
+         inv="generator: a // comment in a plain or folded snippet is accepted, and "
+             "the code YAML folds into its line is silently commented out",
+         run="gen"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
