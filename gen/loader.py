@@ -226,9 +226,19 @@ def _reader_pos(file, text, position):
     return Pos(file, line, position - (before.rfind("\n") + 1) + 1)
 
 
+# Characters that YAML 1.1 (PyYAML) takes as line breaks and C compilers
+# and editors do not: their lines would disagree with YAML's marks.
+_YAML_ONLY_BREAK = re.compile("[\x85\u2028\u2029]")
+
+
 def load(file, text):
     """Parses one spec; raises SpecError for malformed YAML or duplicate keys."""
-    lines = text.splitlines()
+    odd = _YAML_ONLY_BREAK.search(text)
+    if odd:
+        raise SpecError(_reader_pos(file, text, odd.start()),
+                        f"character U+{ord(odd.group(0)):04X} is a line break to YAML but "
+                        "not to C: write it as an escape")
+    lines = re.split(r"\r\n|\r|\n", text)
     loader = None
     try:
         loader = _Loader(text, file)

@@ -86,6 +86,21 @@ class Bytes(GenTest):
                          (1, "f.yaml:3:9: error: spec is not valid UTF-8: byte 0x80\n"))
 
 
+    def test_unicode_line_breaks_are_refused_where_they_are(self):
+        # YAML 1.1 (PyYAML) breaks lines at U+0085, U+2028 and U+2029, the C
+        # compiler and editors do not: the error (a malformed YAML one, about
+        # text that looked fine) was a line too far down, and every #line
+        # after such a character in a snippet would have been off by one.
+        for ch, name in (("\u2028", "U+2028"), ("\u2029", "U+2029"), ("\x85", "U+0085")):
+            path = os.path.join(self.dir, "f.yaml")
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(f"future: f\nstates:\n  a:\n    do: |\n      /* a {ch} b */\n"
+                        "      RETURN(0);\n")
+            code, err = self.run_gen(path)
+            self.assertEqual((code, err.replace(self.dir + "/", "")),
+                             (1, f"f.yaml:5:12: error: character {name} is a line break to "
+                                 "YAML but not to C: write it as an escape\n"))
+
 class OutputType(GenTest):
     """output: types that RETURN cannot store: the compiler's first error
     was in the generated RETURN macro, not at the spec."""
