@@ -20,6 +20,10 @@ from gen.errors import did_you_mean
 from gen.spec import BUILTIN_CHILDREN, global_names
 
 
+# OP(state), the request slot of an io state (templates/future.c.j2).
+OP_REF = re.compile(r"\bOP\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*\)")
+
+
 class Linker:
     """Resolves the references inside one spec; reports to diags."""
 
@@ -38,6 +42,7 @@ class Linker:
         targets = []
         clean = strip_c(snip.text)
         run, down = s.state_names()
+        self.op_refs(s, snip, clean)
         for m in MACRO.finditer(clean):
             macro, pos = m.group(1), snip.node.pos_at(m.start())
             if st is None and macro != "CANCELLED":
@@ -92,6 +97,23 @@ class Linker:
                     self.err(tpos, f"{macro}({target}): no state named '{target}'"
                              + did_you_mean(target, same))
         return targets
+
+    def op_refs(self, s, snip, clean):
+        """OP(state) names the slot of an io state's one single-shot request:
+        any other state has none (the name would not compile, or would be
+        another state's slot)."""
+        for m in OP_REF.finditer(clean):
+            name = m.group(1)
+            st = next((x for x in s.all_states() if x.name == name), None)
+            pos = snip.node.pos_at(m.start(1))
+            if st is None:
+                self.err(pos, f"OP({name}): no state named '{name}'"
+                         + did_you_mean(name, [x.name for x in s.all_states()]))
+            elif st.kind != "io" or not st.branches or st.branches[0].multishot:
+                self.err(pos, f"OP({name}): state '{name}' is not an io state with one "
+                         "single-shot request (OP names that request's slot)")
+            else:
+                s.op_states.add(name)
 
     def spawn(self, s, snip, clean, m, pos):
         """SPAWN(F, args...): F is another spec (its arguments are counted

@@ -245,3 +245,35 @@ class FoldedComments(GenTest):
                              "states:\n  a:\n    next: b\n    do: " + do +
                              "  b:\n    do: RETURN(self->n);\n")
             self.assertEqual(self.run_gen("--check", path), (0, ""), do)
+
+
+class OpMacro(GenTest):
+    """OP(s) names the request slot of io state s. It pasted s into a member
+    name unchecked: a state without one failed in the generated code, and
+    a state whose slot had been renamed apart (state a_b's pd__a_b2_op,
+    beside state a's join branch b's pd__a_b_op) got the other state's
+    slot, which the two states' overlapped storage puts at another offset."""
+
+    def test_op_of_a_missing_state_or_one_without_a_request(self):
+        lines = self.errors("future: f\nstates:\n  a:\n    do: |\n      (void)OP(nowhere);\n"
+                            "      (void)OP(b);\n      GOTO(b);\n  b:\n    join:\n"
+                            "      x: {io: nop}\n      y: {io: nop}\n    then: RETURN(x + y);\n")
+        self.assertEqual(lines, [
+            "f.yaml:5:16: error: OP(nowhere): no state named 'nowhere'",
+            "f.yaml:6:16: error: OP(b): state 'b' is not an io state with one "
+            "single-shot request (OP names that request's slot)"])
+
+    def test_op_names_its_own_states_slot(self):
+        path = self.spec("f", "future: f\nstates:\n  a:\n    join:\n      x: {io: nop}\n"
+                         "      b: {io: nop}\n    then: GOTO(a_b);\n  a_b:\n    io: nop\n"
+                         "    then: |\n      (void)OP(a_b);\n      RETURN(res);\n")
+        self.assertEqual(self.run_gen(path), (0, ""))
+        with open(os.path.join(self.out, "f.h")) as f:
+            header = f.read()
+        with open(os.path.join(self.out, "f.c")) as f:
+            code = f.read()
+        # The join's branch b took pd__a_b_op first; a_b's own slot is another.
+        self.assertIn("pd__op pd__a_b_op;", header)
+        self.assertIn("pd__op pd__a_b2_op;", header)
+        self.assertIn("#define PD__OP_a_b pd__a_b2_op\n", code)
+        self.assertIn("#define OP(s) (&self->PD__OP_##s)\n", code)

@@ -1508,6 +1508,13 @@ MUTANTS = [
          inv="generator: a // comment in a plain or folded snippet is accepted, and "
              "the code YAML folds into its line is silently commented out",
          run="gen"),
+    dict(name="gen-op-pastes-state-name",
+         file="templates/future.c.j2",
+         old="#define OP(s) (&self->PD__OP_##s)\n",
+         new="#define OP(s) (&self->pd__##s##_op)\n",
+         inv="generator: OP(s) pastes the state's name into a slot name, and names "
+             "another state's slot when the names of the two were made unique",
+         run="gen"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
