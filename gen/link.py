@@ -326,6 +326,8 @@ def probe_names(specs, diags):
         for st in s.all_states():
             kinds += [("local", v) for v in st.locals]
             kinds += [("branch", b) for b in st.branches if b.name]
+            # GOTO's argument is macro-expanded before it is pasted.
+            kinds.append(("state", st))
         for kind, thing in kinds:
             members.setdefault(thing.name, []).append((kind, thing.pos))
         includes.update(i for i in s.includes if i.startswith("<"))

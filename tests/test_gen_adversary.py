@@ -277,3 +277,21 @@ class OpMacro(GenTest):
         self.assertIn("pd__op pd__a_b2_op;", header)
         self.assertIn("#define PD__OP_a_b pd__a_b2_op\n", code)
         self.assertIn("#define OP(s) (&self->PD__OP_##s)\n", code)
+
+
+class MacroNamedStates(GenTest):
+    """A state's name goes through GOTO's argument, which the preprocessor
+    expands: a state named after a macro (linux is 1 under gnu11, EOF is
+    (-1)) was accepted and failed in generated code."""
+
+    def test_state_named_after_a_macro_is_refused(self):
+        self.assertEqual(
+            self.errors("future: f\nstates:\n  a:\n    io: nop\n    then: GOTO(linux);\n"
+                        "  linux:\n    do: RETURN(0);\n"),
+            ["f.yaml:6:3: error: state name 'linux' is a macro of the C compiler or "
+             "headers; choose another name"])
+        self.assertEqual(
+            self.errors("future: f\nstates:\n  a:\n    io: nop\n    then: GOTO(EOF);\n"
+                        "  EOF:\n    do: RETURN(0);\n"),
+            ["f.yaml:6:3: error: state name 'EOF' is a macro of the C compiler or "
+             "headers; choose another name"])

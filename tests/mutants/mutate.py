@@ -1515,6 +1515,13 @@ MUTANTS = [
          inv="generator: OP(s) pastes the state's name into a slot name, and names "
              "another state's slot when the names of the two were made unique",
          run="gen"),
+    dict(name="gen-macro-state-name-accepted",
+         file="gen/link.py",
+         old="            kinds.append((\"state\", st))\n",
+         new="",
+         inv="generator: a state named after a macro (linux) is accepted, and GOTO "
+             "to it fails to compile in generated code",
+         run="gen"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
