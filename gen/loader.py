@@ -148,7 +148,8 @@ def _folded_comment(file, lines, node):
     first = start.line + 1 if node.style == ">" else start.line
     segments = []
     for i in range(first, min(end.line, len(lines) - 1) + 1):
-        lo = start.column if i == start.line else 0
+        # (A quoted value's text begins after its opening quote.)
+        lo = start.column + (node.style in ("'", '"')) if i == start.line else 0
         hi = end.column if i == end.line else len(lines[i])
         if lines[i][lo:hi].strip():
             segments.append((i, lo, lines[i][lo:hi]))

@@ -237,6 +237,24 @@ class FoldedComments(GenTest):
             "      self->n = 2; // two\n      self->n++;\n  b:\n    do: RETURN(self->n);\n"),
             [self.MSG])
 
+    def test_quoted_multiline(self):
+        # The scan of the first line began at the YAML quote, which it took
+        # for a C character literal running to the end of the line.
+        self.assertEqual(self.errors(
+            "future: f\nfields:\n  - {name: n, type: int, init: \"0\"}\nstates:\n  a:\n"
+            "    next: b\n    do: 'self->n = 2;\n"
+            "      self->n = 2; // two\n      self->n++;'\n  b:\n    do: RETURN(self->n);\n"),
+            [self.MSG])
+        self.assertEqual(self.errors(
+            "future: f\nfields:\n  - {name: n, type: int, init: \"0\"}\nstates:\n  a:\n"
+            "    next: b\n    do: 'self->n = 2; // two\n"
+            "      self->n++;'\n  b:\n    do: RETURN(self->n);\n"),
+            ["f.yaml:7:23: error: this // comment would take in the code on the lines "
+             "that YAML folds into its line: write the code as a literal block scalar (|)"])
+        path = self.spec("f", "future: f\nstates:\n  a:\n    do: 'puts(\"http://x\");\n"
+                         "      RETURN(0);'\n")
+        self.assertEqual(self.run_gen("--check", path), (0, ""))
+
     def test_comment_on_the_last_line_and_literal_blocks_are_kept(self):
         for do in ("self->n = 2;\n      self->n++; // two\n",
                    "|\n      self->n = 2; // two\n      self->n++;\n",
