@@ -112,10 +112,15 @@ def bad_directive(text):
     and closed in another (or never) would remove the generated code between
     them without a word from the compiler, and a #line (or a GNU line
     marker) would take the mapping of the lines after it away from the
-    #line the generator puts around every snippet. Conditionals that open
-    and close within the snippet are the snippet's own business.
+    #line the generator puts around every snippet. A macro the snippet
+    defines would reach the generated code after it (a res or cx of its own
+    breaks the next state), and an #undef could undo the generator's own
+    (OP, GOTO): a snippet undefines what it defines, and nothing else.
+    Conditionals and macros that begin and end within the snippet are the
+    snippet's own business.
     """
     opened = []
+    defined = {}
     lines = strip_c(text).split("\n")
     offset, continued = 0, False
     for line in lines:
@@ -140,9 +145,23 @@ def bad_directive(text):
                 return at, f"'{shown}' without a matching '#if'"
             if name == "endif":
                 opened.pop()
+        elif name in ("define", "undef"):
+            macro = re.match(r"[ \t]+([A-Za-z_]\w*)", line[m.end():])
+            if macro is None:
+                continue
+            shown = f"{m.group(1)}{name} {macro.group(1)}"
+            if name == "define":
+                defined.setdefault(macro.group(1), (at, shown))
+            elif defined.pop(macro.group(1), None) is None:
+                return at, (f"'{shown}' without a matching '#define': a macro of spec "
+                            "text ends with it")
     if opened:
         at, shown = opened[-1]
         return at, f"'{shown}' is not closed"
+    if defined:
+        name, (at, shown) = min(defined.items(), key=lambda d: d[1][0])
+        return at, (f"'{shown}' is not undone: a macro of spec text ends with it "
+                    f"(#undef {name} at its end)")
     return None
 
 

@@ -48,6 +48,23 @@ class SnippetLexing(GenTest):
                          "f.yaml:5:7: error: '# 7' is not allowed in do: the generator "
                          "maps spec text to the spec with #line")
 
+    def test_macros_stay_in_their_snippet(self):
+        # A #define in a snippet reached every line generated after it: with
+        # res defined, the next state's `int res = ...` failed in generated
+        # code; an #undef of OP, in a snippet, undid the generator's own.
+        self.assertError("future: f\nstates:\n  a:\n    do: |\n      #define res 0\n"
+                         "      GOTO(b);\n  b:\n    io: nop\n    then: RETURN(res);\n",
+                         "f.yaml:5:7: error: '#define res' is not undone in do: a macro "
+                         "of spec text ends with it (#undef res at its end)")
+        self.assertError("future: f\nstates:\n  a:\n    do: |\n      #undef OP\n"
+                         "      RETURN(0);\n",
+                         "f.yaml:5:7: error: '#undef OP' without a matching '#define' "
+                         "in do: a macro of spec text ends with it")
+        path = self.spec("f", "future: f\nstates:\n  a:\n    do: |\n"
+                         "      #define TWICE(x) ((x) + (x))\n      int v = TWICE(1);\n"
+                         "      #undef TWICE\n      RETURN(v);\n")
+        self.assertEqual(self.run_gen(path), (0, ""))
+
     def test_balanced_conditionals_are_kept(self):
         path = self.spec("f", "future: f\nstates:\n  a:\n    do: |\n      #if defined(X)\n"
                          "      RETURN(1);\n      #elif 1 /* #endif */\n      RETURN(2);\n"

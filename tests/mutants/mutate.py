@@ -1522,6 +1522,13 @@ MUTANTS = [
          inv="generator: a state named after a macro (linux) is accepted, and GOTO "
              "to it fails to compile in generated code",
          run="gen"),
+    dict(name="gen-snippet-macro-leaks",
+         file="gen/cscan.py",
+         old="    if defined:\n",
+         new="    if defined and not defined:\n",
+         inv="generator: a #define in a snippet is accepted without its #undef, and "
+             "reaches (and breaks) the generated code after the snippet",
+         run="gen"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
