@@ -42,22 +42,173 @@ def split_array(ctype):
     return rest.strip(), "".join(reversed(dims))
 
 
+def outer_const(ctype):
+    """Whether a C type (without an array suffix) is const itself, not only
+    what it points to: 'const int', 'int const' and 'char *const' are;
+    'const char *' is not. Read from the tokens after the last '*' of a
+    pointer (all of them for no pointer); a pointer to function is taken
+    as not const."""
+    tokens = re.findall(r"\*|\(|\)|[A-Za-z_]\w*", strip_c(ctype))
+    star = max((i for i, tok in enumerate(tokens) if tok == "*"), default=-1)
+    outer = tokens[star + 1:]
+    return "const" in outer and "(" not in outer
+
+
 def unbalanced(text):
     """(offset, message) of the first bracket of C text that has no partner,
-    or None. Spec text is pasted into generated functions: a stray brace
-    would close one, and the compiler would blame the generated code."""
+    of a comment it leaves open or of a directive that reaches beyond it
+    (bad_directive), or None. Spec text is pasted into generated functions:
+    a stray brace would close one, and the compiler would blame the
+    generated code."""
+    comment = open_comment(text)
+    if comment is not None:
+        return comment, "'/*' is not closed"
+    directive = bad_directive(text)
+    if directive is not None:
+        return directive
     pairs = {")": "(", "]": "[", "}": "{"}
     stack = []
-    for i, c in enumerate(strip_c(text)):
+    clean = strip_c(text)
+    for i, c in enumerate(undigraph(clean)):
         if c in "([{":
             stack.append((i, c))
         elif c in pairs:
             if not stack or stack[-1][1] != pairs[c]:
-                return i, f"'{c}' without a matching '{pairs[c]}'"
+                return i, f"'{_spelt(clean, i)}' without a matching '{pairs[c]}'"
             stack.pop()
     if stack:
         i, c = stack[-1]
-        return i, f"'{c}' is not closed"
+        return i, f"'{_spelt(clean, i)}' is not closed"
+    return None
+
+
+_DIGRAPH = re.compile(r"%:%:|%:|<%|%>|<:|:>")
+_DIGRAPH_AS = {"<%": "{ ", "%>": "} ", "<:": "[ ", ":>": "] "}
+
+
+def undigraph(clean):
+    """Stripped C text (strip_c) with the bracket digraphs <% %> <: :> written
+    as the brackets C reads them as, every offset kept. The text is matched
+    from the left, as the compiler's longest-token rule does: in %:> the %:
+    is a #, not the start of :>."""
+    return _DIGRAPH.sub(lambda m: _DIGRAPH_AS.get(m.group(0), m.group(0)), clean)
+
+
+def _spelt(clean, i):
+    """The bracket at offset i of stripped text as the spec spells it."""
+    return clean[i:i + 2] if clean.startswith(tuple(_DIGRAPH_AS), i) else clean[i]
+
+
+# A preprocessor directive's introducer and name: # or its digraph %:,
+# then a name or (the GNU line marker) a number.
+DIRECTIVE = re.compile(r"[ \t]*(#|%:)[ \t]*([A-Za-z_]\w*|[0-9]+)?")
+
+
+def bad_directive(text):
+    """(offset, message) of the first preprocessor directive of C text that
+    would reach beyond the snippet, or None.
+
+    Snippets are pasted between generated code: a conditional opened in one
+    and closed in another (or never) would remove the generated code between
+    them without a word from the compiler, and a #line (or a GNU line
+    marker) would take the mapping of the lines after it away from the
+    #line the generator puts around every snippet. A macro the snippet
+    defines would reach the generated code after it (a res or cx of its own
+    breaks the next state), and an #undef could undo the generator's own
+    (OP, GOTO): a snippet undefines what it defines, and nothing else.
+    Conditionals and macros that begin and end within the snippet are the
+    snippet's own business.
+    """
+    opened = []
+    defined = {}
+    lines = strip_c(text).split("\n")
+    offset, continued = 0, False
+    for line in lines:
+        start, offset = offset, offset + len(line) + 1
+        if continued:
+            continued = line.rstrip().endswith("\\")
+            continue
+        continued = line.rstrip().endswith("\\")
+        m = DIRECTIVE.match(line)
+        if not m:
+            continue
+        at = start + m.start(1)
+        name = m.group(2) or ""
+        shown = (m.group(1) + name) if not name.isdigit() else f"# {name}"
+        if name == "line" or name.isdigit():
+            return at, (f"'{shown}' is not allowed: the generator maps spec text to "
+                        "the spec with #line")
+        if name in ("if", "ifdef", "ifndef"):
+            opened.append((at, shown))
+        elif name in ("elif", "else", "endif"):
+            if not opened:
+                return at, f"'{shown}' without a matching '#if'"
+            if name == "endif":
+                opened.pop()
+        elif name in ("define", "undef"):
+            macro = re.match(r"[ \t]+([A-Za-z_]\w*)", line[m.end():])
+            if macro is None:
+                continue
+            shown = f"{m.group(1)}{name} {macro.group(1)}"
+            if name == "define":
+                defined.setdefault(macro.group(1), (at, shown))
+            elif defined.pop(macro.group(1), None) is None:
+                return at, (f"'{shown}' without a matching '#define': a macro of spec "
+                            "text ends with it")
+    if opened:
+        at, shown = opened[-1]
+        return at, f"'{shown}' is not closed"
+    if defined:
+        name, (at, shown) = min(defined.items(), key=lambda d: d[1][0])
+        return at, (f"'{shown}' is not undone: a macro of spec text ends with it "
+                    f"(#undef {name} at its end)")
+    return None
+
+
+def line_comment(text):
+    """The offset of the first // comment of C text (outside literals and
+    /* */ comments), or None."""
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if text.startswith("//", i):
+            return i
+        if text.startswith("/*", i):
+            j = text.find("*/", i + 2)
+            i = n if j < 0 else j + 2
+        elif c in "\"'":
+            j = i + 1
+            while j < n and text[j] != c and text[j] != "\n":
+                j += 2 if text[j] == "\\" else 1
+            i = j + 1
+        else:
+            i += 1
+    return None
+
+
+def open_comment(text):
+    """The offset of a /* comment that C text leaves open, or None: pasted
+    into a generated function, it would take the generated code after the
+    snippet into the comment, and the compiler would blame lines the spec
+    does not have."""
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if text.startswith("//", i):
+            j = text.find("\n", i)
+            i = n if j < 0 else j
+        elif text.startswith("/*", i):
+            j = text.find("*/", i + 2)
+            if j < 0:
+                return i
+            i = j + 2
+        elif c in "\"'":
+            j = i + 1
+            while j < n and text[j] != c and text[j] != "\n":
+                j += 2 if text[j] == "\\" else 1
+            i = j + 1
+        else:
+            i += 1
     return None
 
 
@@ -72,7 +223,7 @@ def fits_one_line(text):
     i, n = 0, len(t)
     while i < n:
         c = t[i]
-        if t.startswith("//", i) or c == "#":
+        if t.startswith(("//", "%:"), i) or c == "#":
             return False
         if t.startswith("/*", i):
             j = t.find("*/", i + 2)
@@ -211,8 +362,8 @@ def fall_through(text):
     """'certain' if code has no jump at all, 'maybe' if a path may fall off
     its end, None if every path jumps (or the code is beyond this check).
     Raises TooDeep for code nested more than MAX_NESTING levels."""
-    clean = strip_c(text)
-    if "#" in clean:
+    clean = undigraph(strip_c(text))
+    if "#" in clean or "%:" in clean:
         return None
     if not re.search(r"\b(GOTO|YIELD|RETURN|DONE|abort|exit|_exit)\s*\(", clean):
         return "certain"

@@ -20,6 +20,10 @@ from gen.errors import did_you_mean
 from gen.spec import BUILTIN_CHILDREN, global_names
 
 
+# OP(state), the request slot of an io state (templates/future.c.j2).
+OP_REF = re.compile(r"\bOP\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*\)")
+
+
 class Linker:
     """Resolves the references inside one spec; reports to diags."""
 
@@ -38,6 +42,7 @@ class Linker:
         targets = []
         clean = strip_c(snip.text)
         run, down = s.state_names()
+        self.op_refs(s, snip, clean)
         for m in MACRO.finditer(clean):
             macro, pos = m.group(1), snip.node.pos_at(m.start())
             if st is None and macro != "CANCELLED":
@@ -92,6 +97,23 @@ class Linker:
                     self.err(tpos, f"{macro}({target}): no state named '{target}'"
                              + did_you_mean(target, same))
         return targets
+
+    def op_refs(self, s, snip, clean):
+        """OP(state) names the slot of an io state's one single-shot request:
+        any other state has none (the name would not compile, or would be
+        another state's slot)."""
+        for m in OP_REF.finditer(clean):
+            name = m.group(1)
+            st = next((x for x in s.all_states() if x.name == name), None)
+            pos = snip.node.pos_at(m.start(1))
+            if st is None:
+                self.err(pos, f"OP({name}): no state named '{name}'"
+                         + did_you_mean(name, [x.name for x in s.all_states()]))
+            elif st.kind != "io" or not st.branches or st.branches[0].multishot:
+                self.err(pos, f"OP({name}): state '{name}' is not an io state with one "
+                         "single-shot request (OP names that request's slot)")
+            else:
+                s.op_states.add(name)
 
     def spawn(self, s, snip, clean, m, pos):
         """SPAWN(F, args...): F is another spec (its arguments are counted
@@ -304,6 +326,8 @@ def probe_names(specs, diags):
         for st in s.all_states():
             kinds += [("local", v) for v in st.locals]
             kinds += [("branch", b) for b in st.branches if b.name]
+            # GOTO's argument is macro-expanded before it is pasted.
+            kinds.append(("state", st))
         for kind, thing in kinds:
             members.setdefault(thing.name, []).append((kind, thing.pos))
         includes.update(i for i in s.includes if i.startswith("<"))
@@ -337,6 +361,8 @@ def resolve_children(specs, diags):
             else:
                 v.child_spec = specs[v.child]
         for st in s.all_states():
+            if st.kind == "join":
+                _join_names_vs_children(st, diags)
             for b in st.branches:
                 if b.kind != "await" or b.child is None or b.child.child_spec is None:
                     continue
@@ -376,6 +402,23 @@ def resolve_children(specs, diags):
             first = next(v for v in s.members() if v.child == path[1])
             diags.error(first.child_pos, "child futures form a cycle: "
                         + " -> ".join(path) + " (a future cannot contain itself)")
+
+
+def _join_names_vs_children(st, diags):
+    """A join branch's result is a local of the state's then, declared
+    among the results of the other branches, an awaited child's as a
+    CHILD_out: a branch named after one of the generated names of a child
+    the join awaits would hide it."""
+    children = {b.child.child_spec.name: b.child.child_spec for b in st.branches
+                if b.kind == "await" and b.child is not None
+                and b.child.child_spec is not None
+                and b.child.child_spec.name not in BUILTIN_CHILDREN}
+    for name, child in sorted(children.items()):
+        names = set(global_names(child))
+        for b in st.branches:
+            if b.name in names:
+                diags.error(b.pos, f"branch name '{b.name}' is a name the generated "
+                            f"code declares for child future '{name}'")
 
 
 def _cycle(s, specs):

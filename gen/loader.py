@@ -15,6 +15,7 @@ import re
 
 import yaml
 
+from gen.cscan import line_comment
 from gen.errors import Pos, SpecError
 
 # Deeper than any sensible spec (the project's own go 6 levels deep); well
@@ -26,7 +27,7 @@ class Node:
     """A YAML node: `value` is a str, a list of Node, or a dict str -> Node."""
 
     __slots__ = ("kind", "value", "pos", "style", "key_pos", "src_line", "indent",
-                 "comment", "_starts")
+                 "comment", "folded_comment", "_starts")
 
     def __init__(self, kind, value, pos, style=None):
         self.kind = kind          # "scalar", "seq" or "map"
@@ -38,6 +39,8 @@ class Node:
         self.indent = 0           # for block scalars: the text's indentation
         self.comment = None       # for plain scalars: (Pos, text) of a YAML
                                   # comment after the value on its last line
+        self.folded_comment = None  # for scalars YAML folds: Pos of a // comment
+                                    # that lines after it are folded into
         self._starts = None       # offsets where each line of value begins
 
     def line_of_text(self):
@@ -109,12 +112,18 @@ class _Loader(yaml.SafeLoader):
 
 
 def _block_text(lines, node):
-    """The 1-based line where a block scalar's text begins, and its indent."""
+    """The 1-based line where a block scalar's text begins, and its indent.
+
+    The indent is what YAML took off each line: the first line with text
+    has it plus the spaces its text keeps (some, when an indentation
+    indicator such as |2 sets the indent below the text's).
+    """
     first = node.start_mark.line + 1  # 0-based: the line after the indicator
     indent = 0
+    kept = next((len(t) - len(t.lstrip(" ")) for t in node.value.split("\n") if t.strip()), 0)
     for line in lines[first:]:
         if line.strip():
-            indent = len(line) - len(line.lstrip(" "))
+            indent = len(line) - len(line.lstrip(" ")) - kept
             break
     return first + 1, indent
 
@@ -131,6 +140,26 @@ def _trailing_comment(file, lines, end):
     return Pos(file, end.line + 1, end.column + m.start(1) + 1), m.group(1).rstrip()
 
 
+def _folded_comment(file, lines, node):
+    """The position of a // comment in a scalar that YAML folds (plain,
+    quoted or >), on a source line that another line with text follows: the
+    folded value puts that line's text after the comment, out of the C."""
+    start, end = node.start_mark, node.end_mark
+    first = start.line + 1 if node.style == ">" else start.line
+    segments = []
+    for i in range(first, min(end.line, len(lines) - 1) + 1):
+        # (A quoted value's text begins after its opening quote.)
+        lo = start.column + (node.style in ("'", '"')) if i == start.line else 0
+        hi = end.column if i == end.line else len(lines[i])
+        if lines[i][lo:hi].strip():
+            segments.append((i, lo, lines[i][lo:hi]))
+    for i, lo, text in segments[:-1]:
+        at = line_comment(text)
+        if at is not None:
+            return Pos(file, i + 1, lo + at + 1)
+    return None
+
+
 def _convert(file, lines, node):
     pos = _pos(file, node.start_mark)
     if isinstance(node, yaml.ScalarNode):
@@ -139,6 +168,8 @@ def _convert(file, lines, node):
             n.src_line, n.indent = _block_text(lines, node)
         elif node.style is None:
             n.comment = _trailing_comment(file, lines, node.end_mark)
+        if node.style != "|":
+            n.folded_comment = _folded_comment(file, lines, node)
         return n
     if isinstance(node, yaml.SequenceNode):
         return Node("seq", [_convert(file, lines, c) for c in node.value], pos)
@@ -196,9 +227,19 @@ def _reader_pos(file, text, position):
     return Pos(file, line, position - (before.rfind("\n") + 1) + 1)
 
 
+# Characters that YAML 1.1 (PyYAML) takes as line breaks and C compilers
+# and editors do not: their lines would disagree with YAML's marks.
+_YAML_ONLY_BREAK = re.compile("[\x85\u2028\u2029]")
+
+
 def load(file, text):
     """Parses one spec; raises SpecError for malformed YAML or duplicate keys."""
-    lines = text.splitlines()
+    odd = _YAML_ONLY_BREAK.search(text)
+    if odd:
+        raise SpecError(_reader_pos(file, text, odd.start()),
+                        f"character U+{ord(odd.group(0)):04X} is a line break to YAML but "
+                        "not to C: write it as an escape")
+    lines = re.split(r"\r\n|\r|\n", text)
     loader = None
     try:
         loader = _Loader(text, file)
@@ -229,10 +270,19 @@ def load(file, text):
 
 def load_file(path):
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        with open(path, "rb") as f:
+            data = f.read()
     except OSError as e:
         raise SpecError(Pos(path, 1, 1), f"cannot read spec: {e.strerror}") from None
-    except UnicodeDecodeError:
-        raise SpecError(Pos(path, 1, 1), "spec is not valid UTF-8") from None
-    return load(path, text)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        before = _newlines(data[:e.start].decode("utf-8"))
+        raise SpecError(_reader_pos(path, before, len(before)),
+                        f"spec is not valid UTF-8: byte 0x{data[e.start]:02x}") from None
+    return load(path, _newlines(text))
+
+
+def _newlines(text):
+    """text with its line ends made \\n, as a file opened in text mode reads."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")

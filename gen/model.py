@@ -291,6 +291,10 @@ class FutureModel:
                           + [n for a in self.arrays for n in (a.cs, a.outs)])
         self.states = [StateModel(spec, st, si, names) for si, st in enumerate(states)]
         self.run_states = [s for s in self.states if s.phase == "run"]
+        # The slot each OP(state) of the spec's code names (gen.link checked
+        # that each is an io state's one single-shot request).
+        self.op_slots = [(s.name, s.branches[0].slot) for s in self.states
+                         if s.name in spec.op_states]
         self.teardown_states = [s for s in self.states if s.phase == "teardown"]
         self.stateful = [s for s in self.states if s.storage]
         self.has_multishot = any(s.multishot or s.ms_select for s in self.states)

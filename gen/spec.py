@@ -107,6 +107,7 @@ class Spec:
         self.send = False           # send: true, F_spawn_on is generated
         self.spawns = []            # (pos, future name, argument count) of each SPAWN
         self.uses_cancelled = False # CANCELLED() is called: the future records RETURN
+        self.op_states = set()      # the states OP(state) names
         self._state_names = None    # see state_names
 
     def all_states(self):

@@ -8,7 +8,7 @@ validator runs once a spec's states are known.
 """
 import re
 
-from gen.cscan import MACRO, split_array, strip_c, unbalanced
+from gen.cscan import MACRO, outer_const, split_array, strip_c, unbalanced
 from gen.errors import SpecError, did_you_mean
 from gen.link import Linker
 from gen.ops import OPS
@@ -140,6 +140,11 @@ class Validator:
         if not allow_empty and not node.value.strip():
             self.err(node.pos, f"{what} must not be empty")
             return None
+        if node.folded_comment is not None:
+            self.err(node.folded_comment, "this // comment would take in the code on the "
+                     "lines that YAML folds into its line: write the code as a literal "
+                     "block scalar (|)")
+            return None
         if node.style is None and node.value in YAML_NULLS:
             if allow_empty:
                 # Nothing, as YAML means it (drop: ~ is drop: "").
@@ -157,7 +162,8 @@ class Validator:
         bad = unbalanced(node.value)
         if bad is not None:
             offset, message = bad
-            self.err(node.pos_at(offset), f"{message} in {what}")
+            head, _, why = message.partition(": ")
+            self.err(node.pos_at(offset), f"{head} in {what}" + (f": {why}" if why else ""))
             return None
         return Snippet(node)
 
@@ -182,7 +188,7 @@ class Validator:
             self.includes(s, m["include"])
         if "output" in m:
             out = self.text(m["output"], "output")
-            if out:
+            if out and self.output_ok(out.text.strip(), m["output"].pos):
                 s.output = out.text.strip()
                 s.output_where = out
         if "send" in m and self.expect(m["send"], "scalar", "send"):
@@ -221,6 +227,23 @@ class Validator:
         self.link.state_refs(s)
         return s
 
+    def output_ok(self, t, pos):
+        """Checks that RETURN can store a value of output type t: it declares
+        one (void cannot be), then assigns it to the caller's output (an
+        array cannot be, nor a const object)."""
+        why = None
+        if strip_c(t).split() == ["void"]:
+            why = "is void: a future completes with a value (leave output out for " \
+                  "int, and RETURN(0))"
+        elif split_array(t)[1]:
+            why = "is an array: C neither assigns nor returns arrays (wrap it in a struct)"
+        elif outer_const(t):
+            why = "is const: RETURN stores the value into the caller's output (drop " \
+                  "the outer const)"
+        if why:
+            self.err(pos, f"output '{t}' {why}")
+        return why is None
+
     def send_params(self, s):
         """A send future is initialised on one thread and run on another:
         its params cross threads, so none may be bound to the caller's."""
@@ -233,7 +256,10 @@ class Validator:
 
     def params_vs_api(self, s):
         """A param is in scope in F_init, F_spawn and F_block_on, whose
-        signatures and bodies use the future's own generated names."""
+        signatures and bodies use the future's own generated names; a join
+        branch's result is a local of the state's then, where GOTO stores
+        F_S_STATE and RETURN declares an F_out (shadowed, the first would
+        store the branch's result as the state)."""
         if s.name is None:
             return
         api = set(global_names(s))
@@ -241,6 +267,11 @@ class Validator:
             if v.name in api:
                 self.err(v.pos, f"param name '{v.name}' is a name the generated code "
                          f"declares for future '{s.name}'")
+        for st in s.all_states():
+            for b in st.branches:
+                if st.kind == "join" and b.name in api:
+                    self.err(b.pos, f"branch name '{b.name}' is a name the generated "
+                             f"code declares for future '{s.name}'")
 
     def includes(self, s, node):
         if not self.expect(node, "seq", "include"):
@@ -325,6 +356,10 @@ class Validator:
                 return None
         if not ctype:
             self.err(m["type"].pos, f"type of '{name}' is empty")
+            return None
+        if outer_const(ctype):
+            self.err(m["type"].pos, f"{what} '{name}' has type '{t.text.strip()}': the "
+                     "generated code assigns it (drop the outer const)")
             return None
         if ctype == "pd_buf" and (what != "field" or array or "init" in m):
             why = ("it starts empty and takes no init" if "init" in m and what == "field"

@@ -1623,6 +1623,84 @@ MUTANTS = [
          inv="httpd: a refused request whose client expects 100-continue waits for a "
              "body that never comes, until the head's deadline",
          run="plain"),
+    # --- issue 22: generator adversary ---
+    dict(name="gen-open-comment-accepted",
+         file="gen/cscan.py",
+         old="            if j < 0:\n                return i\n            i = j + 2\n",
+         new="            if j < 0:\n                return None\n            i = j + 2\n",
+         inv="generator: a snippet that leaves a /* comment open is accepted, and "
+             "comments out the generated code after it",
+         run="gen"),
+    dict(name="gen-open-conditional-accepted",
+         file="gen/cscan.py",
+         old="    if opened:\n        at, shown = opened[-1]\n",
+         new="    if opened and not opened:\n        at, shown = opened[-1]\n",
+         inv="generator: an #if that a snippet leaves open is accepted: its #endif in "
+             "another state's code silently removes the generated code between them",
+         run="gen"),
+    dict(name="gen-line-directive-accepted",
+         file="gen/cscan.py",
+         old="        if name == \"line\" or name.isdigit():\n",
+         new="        if name == \"line\" and name.isdigit():\n",
+         inv="generator: a #line in spec text is accepted, and the compiler blames "
+             "another file for the snippet's errors",
+         run="gen"),
+    dict(name="gen-digraphs-not-brackets",
+         file="gen/cscan.py",
+         old="    for i, c in enumerate(undigraph(clean)):\n",
+         new="    for i, c in enumerate(clean):\n",
+         inv="generator: a %> in spec text is not a brace to the bracket check, and "
+             "closes the generated function around the snippet",
+         run="gen"),
+    dict(name="gen-const-output-accepted",
+         file="gen/validate.py",
+         old="        elif outer_const(t):\n",
+         new="        elif outer_const(t) and not t:\n",
+         inv="generator: a const output type is accepted, and the compiler's error is "
+             "in the generated RETURN, not at the spec",
+         run="gen"),
+    dict(name="gen-const-member-accepted",
+         file="gen/validate.py",
+         old="        if outer_const(ctype):\n",
+         new="        if outer_const(ctype) and not ctype:\n",
+         inv="generator: a const param is accepted, and F_init's copy of it fails to "
+             "compile in generated code",
+         run="gen"),
+    dict(name="gen-join-branch-hides-state",
+         file="gen/validate.py",
+         old="                if st.kind == \"join\" and b.name in api:\n",
+         new="                if st.kind == \"join\" and b.name in api and not api:\n",
+         inv="generator: a join branch named F_S_B is accepted, and GOTO(B) in its "
+             "then stores the branch's result as the state",
+         run="gen"),
+    dict(name="gen-folded-comment-accepted",
+         file="gen/loader.py",
+         old="    for i, lo, text in segments[:-1]:\n",
+         new="    for i, lo, text in segments[:0]:\n",
+         inv="generator: a // comment in a plain or folded snippet is accepted, and "
+             "the code YAML folds into its line is silently commented out",
+         run="gen"),
+    dict(name="gen-op-pastes-state-name",
+         file="templates/future.c.j2",
+         old="#define OP(s) (&self->PD__OP_##s)\n",
+         new="#define OP(s) (&self->pd__##s##_op)\n",
+         inv="generator: OP(s) pastes the state's name into a slot name, and names "
+             "another state's slot when the names of the two were made unique",
+         run="gen"),
+    dict(name="gen-macro-state-name-accepted",
+         file="gen/link.py",
+         old="            kinds.append((\"state\", st))\n",
+         new="",
+         inv="generator: a state named after a macro (linux) is accepted, and GOTO "
+             "to it fails to compile in generated code",
+         run="gen"),
+    dict(name="gen-snippet-macro-leaks",
+         file="gen/cscan.py",
+         old="    if defined:\n",
+         new="    if defined and not defined:\n",
+         inv="generator: a #define in a snippet is accepted without its #undef, and "
+             "reaches (and breaks) the generated code after the snippet",
+         run="gen"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
@@ -1866,7 +1944,8 @@ def build(kind):
 def run_mutant(m, suites, history):
     """Builds and tests the tree with m applied. Returns (caught, detail)."""
     if m["run"] == "gen":
-        st, out = sh([PYTHON, "-m", "unittest", "tests.test_gen"],
+        st, out = sh([PYTHON, "-m", "unittest", "tests.test_gen",
+                      "tests.test_gen_adversary"],
                      env=clean_env({"PYTHONPATH": TREE}))
         if st != 0:
             return True, "generator tests: " + ", ".join(failed_tests(out)[:3])
