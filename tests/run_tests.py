@@ -370,17 +370,22 @@ def main(argv):
     got = []
     STOPPING.clear()
 
+    # The handler only records the signal: raised from a handler, an
+    # exception could land while the loop's condition re-takes its lock,
+    # and leave it unbalanced. The loop looks at `got` between its waits.
     def stopped(signum, frame):
         if not got:
             got.append(signum)
-            raise Stopped(signum)
 
     handlers = {}
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         if signal.getsignal(sig) != signal.SIG_IGN:
             handlers[sig] = signal.signal(sig, stopped)
     try:
-        return run(argv)
+        status = run(argv, got)
+        if got:
+            raise Stopped(got[0])
+        return status
     except Stopped as e:
         stop_all()
         print(f"run_tests: stopped by {signal.Signals(e.signum).name}", flush=True)
@@ -390,7 +395,9 @@ def main(argv):
             signal.signal(sig, handler)
 
 
-def run(argv):
+def run(argv, got=()):
+    """Runs the jobs; returns early, with every job left to stop_all, once
+    `got` holds a signal."""
     p = argparse.ArgumentParser(description="Run every test, side by side.")
     p.add_argument("-v", action="store_true", help="print every job's whole output")
     p.add_argument("-j", type=int, default=int(os.environ.get("PD_TEST_JOBS", "0")) or
@@ -441,14 +448,16 @@ def run(argv):
     print(f"run_tests: {len(jobs)} jobs, at most {max(1, a.j)} at a time, within "
           f"{cpus} CPUs", flush=True)
     with ended:
-        while queue or running:
+        while (queue or running) and not got:
             i = pick(queue, running, max(1, a.j), cpus, times)
             if i is None:
-                ended.wait()
+                ended.wait(0.2)
                 continue
             job = queue.pop(i)
             running.append(job)
             threading.Thread(target=worker, args=(job,), daemon=True).start()
+    if got:
+        raise Stopped(got[0])
     wall = time.monotonic() - t0
 
     try:
