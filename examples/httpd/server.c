@@ -232,10 +232,12 @@ static socklen_t address(const char *host, long port, struct sockaddr_storage *a
 /*
  * The connections the descriptor limit can serve. Each takes its socket,
  * and while it sends a file that file's descriptor too, and under -L
- * splice a pipe (two). Each thread's ring, listener, eventfd and signalfd,
- * the large files it keeps open (HTTP_OFILES, one more while a slot is
- * replaced) and, under -L splice, its spare pipes, and a few spare, come
- * first. Of what is left, what the connections open beside their sockets
+ * splice a pipe (two). Each thread's ring, listener, eventfd and signalfd
+ * (four: only the first thread has a signalfd, and under the epoll engine
+ * the ring is an epoll descriptor and two eventfds, one more, which the
+ * few spare cover), the large files it keeps open (HTTP_OFILES, one more
+ * while a slot is replaced) and, under -L splice, its spare pipes, and a
+ * few spare, come first. Of what is left, what the connections open beside their sockets
  * is kept for them, for up to 1024 connections at once: beyond that an
  * open fails with EMFILE, which is a 503. Without the reserve, accept (or
  * a kept file, or a pipe) would take the descriptor a connection needs to
