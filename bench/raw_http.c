@@ -80,6 +80,7 @@ struct opts {
 struct resp {
     char *buf;
     size_t len;
+    unsigned busy;    /* sends in flight from buf */
 };
 
 struct conn {
@@ -93,6 +94,7 @@ struct conn {
     char *out;        /* the responses to pipelined heads, or NULL */
     size_t outcap;
     const char *sbuf; /* what the send in flight sends */
+    struct resp *from; /* the response sbuf is, or NULL (out) */
     size_t slen, soff;
     char inl[HEAD_MAX];
 };
@@ -265,6 +267,8 @@ static long answer(struct worker *w, struct conn *c, const char *p, size_t n)
     if (heads == 1) {
         c->sbuf = r->buf;
         c->slen = r->len;
+        c->from = &w->resp[w->cur];
+        c->from->busy++;
     } else {
         size_t i;
 
@@ -365,6 +369,10 @@ static void on_recv(struct worker *w, struct conn *c, struct io_uring_cqe *cqe)
 static void on_send(struct worker *w, struct conn *c, struct io_uring_cqe *cqe)
 {
     c->sending = 0;
+    if (c->from != NULL && (cqe->res < 0 || c->soff + (size_t)cqe->res >= c->slen)) {
+        c->from->busy--;
+        c->from = NULL;
+    }
     if (cqe->res < 0) {
         c->ended = 1;
     } else {
@@ -398,6 +406,7 @@ static void on_accept(struct worker *w, struct io_uring_cqe *cqe)
         } else {
             c->fd = cqe->res;
             c->sending = c->armed = c->ended = c->cancelling = 0;
+            c->from = NULL;
             c->in = c->inl;
             c->inlen = 0;
             c->incap = HEAD_MAX;
@@ -507,9 +516,10 @@ static void *run(void *arg)
             io_uring_submit_and_wait(&w->ring, 1);
         }
         /* A new second: the other response gets the new Date, so that a
-           send still in flight from the current one is not rewritten. */
+           send still in flight from the current one is not rewritten; while
+           sends from the other one are in flight, the current one serves on. */
         now = time(NULL);
-        if (now != w->sec) {
+        if (now != w->sec && w->resp[w->cur ^ 1].busy == 0) {
             w->sec = now;
             w->cur ^= 1;
             compose(&w->resp[w->cur], now);
