@@ -1503,6 +1503,76 @@ static int overflowed(const tr *t)
 }
 
 /*
+ * Enters (waiting for nothing) until the CQ holds `ready` completions or
+ * the overflow flag is set, within 10 s; returns whether it got there.
+ */
+static int fill_to(tr *t, unsigned ready)
+{
+    long long end = now_ms() + 10000;
+
+    for (;;) {
+        tr_enter(t, 0, 0);
+        if (io_uring_cq_ready(&t->ring) >= ready || overflowed(t))
+            return 1;
+        if (now_ms() > end)
+            return 0;
+        usleep(1000);
+    }
+}
+
+/*
+ * A multishot request whose completion finds the CQ full ends, as the
+ * kernel's does (io_uring's multishot posting fails and the request
+ * completes): that completion goes to the overflow list without F_MORE,
+ * carrying the result it would have had, and the request is gone -- later
+ * wakeups post nothing. 126 nops leave the poll room for two F_MORE
+ * completions in a CQ of 128; the third ends it.
+ */
+static void sc_ms_overflow(tr *t, tlog *l)
+{
+    int mv[2], i;
+    char b;
+
+    sp(SOCK_STREAM, mv);
+    Q(t, 1, io_uring_prep_poll_multishot(s_, mv[0], POLLIN));
+    ck_assert_int_eq(tr_enter(t, 0, 0), 1);
+    for (i = 0; i < 126; i++) {
+        Q(t, (uint64_t)(100 + i), io_uring_prep_nop(s_));
+        if (i % 63 == 62)
+            ck_assert_int_eq(tr_enter(t, 0, 0), 63);
+    }
+    ck_assert(fill_to(t, 126));
+    ck_assert_uint_eq(io_uring_cq_ready(&t->ring), 126);
+    for (i = 0; i < 3; i++) {
+        ck_assert_int_eq(write(mv[1], "x", 1), 1);
+        ck_assert(fill_to(t, 127 + (unsigned)i));
+        ck_assert_int_eq(read(mv[0], &b, 1), 1);
+    }
+    ck_assert_uint_eq(io_uring_cq_ready(&t->ring), 128);
+    ck_assert(overflowed(t));
+    tr_wait(t, l, 129);
+    ck_assert(!overflowed(t));
+    /* The request ended: a later wakeup posts nothing. */
+    ck_assert_int_eq(write(mv[1], "y", 1), 1);
+    tr_settle(t, l, 20);
+    close(mv[0]);
+    close(mv[1]);
+    ck_assert_int_eq(l->n, 129);
+    ck_assert_int_eq(count(l, 1), 3);
+    for (i = 0; i < 3; i++) {
+        ck_assert_int_eq(find(l, 1, i)->res, POLLIN);
+        ck_assert_uint_eq(find(l, 1, i)->flags, i < 2 ? IORING_CQE_F_MORE : 0);
+    }
+    ck_assert_uint_eq(l->c[128].ud, 1);
+}
+
+START_TEST(multishot_ends_when_its_completion_overflows)
+{
+    both(sc_ms_overflow, "multishot_ends_when_its_completion_overflows");
+}
+END_TEST
+
+/*
  * IORING_FEAT_NODROP as the kernel has it: IORING_SQ_CQ_OVERFLOW is set
  * while completions wait on the overflow list (liburing's
  * cq_ring_needs_flush reads it to know that an enter is needed), each
@@ -2331,6 +2401,7 @@ Suite *pd_suite_engine_epoll(void)
     tcase_add_test(cmp, skip_success_on_multishot_ops);
     tcase_add_test(cmp, send_zc_reports_its_copy);
     tcase_add_test(cmp, closed_fds_waiter_never_reads_its_successor);
+    tcase_add_test(cmp, multishot_ends_when_its_completion_overflows);
     tcase_set_timeout(cmp, 60);
     tcase_set_tags(cmp, PD_TEST_OWN_ENGINE);
     suite_add_tcase(s, cmp);
