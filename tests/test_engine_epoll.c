@@ -1573,6 +1573,49 @@ START_TEST(multishot_ends_when_its_completion_overflows)
 END_TEST
 
 /*
+ * Posting never allocates: the overflow's room for what the requests in
+ * flight can post is made by the enter that starts them. 200 timeouts in
+ * two enters behind a full CQ of 128 (the overflow holds 128 from init)
+ * all fire into the overflow during later enters that submit nothing, and
+ * those allocate nothing.
+ */
+START_TEST(overflow_room_is_made_when_requests_start)
+{
+    struct __kernel_timespec ts = { 0, 1000000 };
+    long long end;
+    long before;
+    tr t;
+    static tlog l;
+    int i;
+
+    memset(&l, 0, sizeof(l));
+    tr_init(&t, 1, 128, 128);
+    for (i = 0; i < 128; i++)
+        Q(&t, (uint64_t)(i + 1), io_uring_prep_nop(s_));
+    ck_assert_int_eq(tr_enter(&t, 0, 0), 128);
+    ck_assert_uint_eq(io_uring_cq_ready(&t.ring), 128);
+    for (i = 0; i < 200; i++) {
+        Q(&t, (uint64_t)(1000 + i), io_uring_prep_timeout(s_, &ts, 0, 0));
+        if (i == 127)
+            ck_assert_int_eq(tr_enter(&t, 0, 0), 128);
+    }
+    ck_assert_int_eq(tr_enter(&t, 0, 0), 72);
+    end = now_ms() + 10000;
+    before = pd_test_allocs;
+    while (t.e->ovf_len < 200 && now_ms() < end)
+        tr_enter(&t, 1, 10);
+    PD_CHECK(pd_test_allocs == before);
+    ck_assert_uint_eq(t.e->ovf_len, 200);
+    tr_wait(&t, &l, 328);
+    for (i = 0; i < 128; i++)
+        ck_assert_uint_eq(l.c[i].ud, (uint64_t)(i + 1));
+    for (i = 0; i < 200; i++)
+        expect(&t, &l, (uint64_t)(1000 + i), 0, -ETIME, 0);
+    tr_exit(&t);
+}
+END_TEST
+
+/*
  * IORING_FEAT_NODROP as the kernel has it: IORING_SQ_CQ_OVERFLOW is set
  * while completions wait on the overflow list (liburing's
  * cq_ring_needs_flush reads it to know that an enter is needed), each
@@ -2414,6 +2457,7 @@ Suite *pd_suite_engine_epoll(void)
     tcase_add_test(own, exit_with_requests_in_flight);
     tcase_add_test(own, many_requests_grow_the_pool);
     tcase_add_test(own, steady_state_allocates_nothing);
+    tcase_add_test(own, overflow_room_is_made_when_requests_start);
     tcase_add_test(own, readiness_is_collected_every_other_entry_at_least);
     tcase_add_test(own, workers_start_with_the_first_file_op);
     tcase_set_timeout(own, 60);
