@@ -1616,6 +1616,45 @@ START_TEST(overflow_room_is_made_when_requests_start)
 END_TEST
 
 /*
+ * An enter that cannot make the overflow's room for what its requests can
+ * post returns -ENOMEM and consumes nothing; the next one, with memory,
+ * starts them, and nothing is lost. 40 timeouts of an hour behind a full
+ * CQ of 64 (the overflow holds 64 from init, enough for the nops that
+ * filled it 32 at a time; the timeouts need 80).
+ */
+START_TEST(enter_without_memory_consumes_nothing)
+{
+    struct __kernel_timespec ts = { 3600, 0 };
+    tr t;
+    static tlog l;
+    int i, ret;
+
+    memset(&l, 0, sizeof(l));
+    tr_init(&t, 1, 64, 64);
+    for (i = 0; i < 64; i++) {
+        Q(&t, (uint64_t)(i + 1), io_uring_prep_nop(s_));
+        if (i % 32 == 31)
+            ck_assert_int_eq(tr_enter(&t, 0, 0), 32);
+    }
+    for (i = 0; i < 40; i++)
+        Q(&t, (uint64_t)(1000 + i), io_uring_prep_timeout(s_, &ts, 0, 0));
+    pd_harness_fail_allocs(1);
+    ret = tr_enter(&t, 0, 0);
+    pd_harness_fail_allocs(0);
+    ck_assert_int_eq(ret, -ENOMEM);
+    ck_assert_uint_eq(io_uring_sq_ready(&t.ring), 40);
+    ck_assert_int_eq(tr_enter(&t, 0, 0), 40);
+    Q(&t, 3000, io_uring_prep_cancel64(s_, 0, IORING_ASYNC_CANCEL_ANY));
+    tr_wait(&t, &l, 64 + 41);
+    for (i = 0; i < 64; i++)
+        ck_assert_uint_eq(l.c[i].ud, (uint64_t)(i + 1));
+    for (i = 0; i < 40; i++)
+        expect(&t, &l, (uint64_t)(1000 + i), 0, -ECANCELED, 0);
+    tr_exit(&t);
+}
+END_TEST
+
+/*
  * IORING_FEAT_NODROP as the kernel has it: IORING_SQ_CQ_OVERFLOW is set
  * while completions wait on the overflow list (liburing's
  * cq_ring_needs_flush reads it to know that an enter is needed), each
@@ -2458,6 +2497,7 @@ Suite *pd_suite_engine_epoll(void)
     tcase_add_test(own, many_requests_grow_the_pool);
     tcase_add_test(own, steady_state_allocates_nothing);
     tcase_add_test(own, overflow_room_is_made_when_requests_start);
+    tcase_add_test(own, enter_without_memory_consumes_nothing);
     tcase_add_test(own, readiness_is_collected_every_other_entry_at_least);
     tcase_add_test(own, workers_start_with_the_first_file_op);
     tcase_set_timeout(own, 60);
