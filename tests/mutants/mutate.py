@@ -1603,12 +1603,21 @@ MUTANTS = [
          file="runtime/engine_sim.c",
          old="    if (pd__sim_reserve(s, ring->sq.sqe_tail - ring->sq.sqe_head) < 0)\n"
              "        return -ENOMEM;\n",
-         new="",
+         new="    if (0 && pd__sim_reserve(s, ring->sq.sqe_tail - ring->sq.sqe_head) < 0)\n"
+             "        return -ENOMEM;\n",
          inv="engines: the simulator's enter does not make the pending and overflow "
              "lists' room for what its requests can post: an overflow past its room "
              "from init writes beyond it",
          run="san"),
 
+    dict(name="epoll-overflow-room-failure-ignored",
+         file="runtime/engine_epoll.c",
+         old="    if (pd__ep_ovf_reserve(e, ring->sq.sqe_tail - ring->sq.sqe_head) < 0)\n"
+             "        return -ENOMEM;\n",
+         new="    (void)pd__ep_ovf_reserve(e, ring->sq.sqe_tail - ring->sq.sqe_head);\n",
+         inv="engines: an epoll enter that cannot make the overflow's room starts its "
+             "requests anyway, whose completions may then overwrite older ones",
+         run="plain"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
