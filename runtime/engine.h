@@ -35,7 +35,11 @@ typedef struct pd__engine_vt {
      * returns when at least `wait_nr` CQEs are ready, or `ts` (relative;
      * NULL = no limit) passed (-ETIME, after consuming), or at once when
      * wait_nr == 0. Returns the number of SQEs consumed, or -errno. May be
-     * interrupted (-EINTR) like io_uring_enter.
+     * interrupted (-EINTR) like io_uring_enter. An engine that keeps an
+     * overflow list in user space (epoll, sim) makes its room for what the
+     * requests in flight and those queued can post before consuming any,
+     * and returns -ENOMEM, having consumed none, if it cannot: posting a
+     * completion never fails and none is ever dropped.
      */
     int (*enter)(pd__engine *e, struct io_uring *ring, unsigned wait_nr,
                  const struct __kernel_timespec *ts);

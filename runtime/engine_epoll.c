@@ -62,32 +62,46 @@ static unsigned pd__ep_ovf_min(unsigned cq_entries)
 }
 
 /*
- * Keeps a completion the CQ has no room for. The overflow is a ring, with
- * room for pd__ep_ovf_min completions from init, that doubles when full;
- * nothing is ever dropped (IORING_FEAT_NODROP), and IORING_SQ_CQ_OVERFLOW
- * is set in the SQ flags while it holds any, as the kernel sets it, so
- * that whoever reads the ring knows an enter will bring more. A failed
- * allocation is fatal: dropping a completion would leave its owner
- * waiting forever.
+ * Makes room in the overflow for what the requests in flight and the
+ * `nsqe` about to start can still post while the CQ is full: two each
+ * (a zero-copy send's result and notification; any other request posts
+ * one, as a multishot one ends with the completion that finds the CQ full,
+ * pd__ep_post_more), on top of what it holds. Called by enter before it
+ * consumes anything, so that posting never allocates and never fails.
+ * Returns 0, or -ENOMEM with nothing changed.
+ */
+static int pd__ep_ovf_reserve(pd__engine *e, unsigned nsqe)
+{
+    size_t need = (size_t)e->ovf_len + 2 * ((size_t)e->inuse + nsqe), cap = e->ovf_cap;
+    struct io_uring_cqe *n;
+    unsigned i;
+
+    if (need <= cap)
+        return 0;
+    while (cap < need)
+        cap *= 2;
+    if (cap > UINT32_MAX / 2 || (n = malloc(cap * sizeof(*n))) == NULL)
+        return -ENOMEM;
+    for (i = 0; i < e->ovf_len; i++)
+        n[i] = e->ovf[(e->ovf_head + i) % e->ovf_cap];
+    free(e->ovf);
+    e->ovf = n;
+    e->ovf_cap = (unsigned)cap;
+    e->ovf_head = 0;
+    return 0;
+}
+
+/*
+ * Keeps a completion the CQ has no room for, in the overflow ring, whose
+ * room enter reserved (pd__ep_ovf_reserve): nothing is ever dropped
+ * (IORING_FEAT_NODROP), and IORING_SQ_CQ_OVERFLOW is set in the SQ flags
+ * while it holds any, as the kernel sets it, so that whoever reads the
+ * ring knows an enter will bring more.
  */
 static void pd__ep_ovf_push(pd__engine *e, uint64_t ud, int32_t res, uint32_t flags)
 {
-    struct io_uring_cqe *c;
+    struct io_uring_cqe *c = &e->ovf[(e->ovf_head + e->ovf_len) % e->ovf_cap];
 
-    if (e->ovf_len == e->ovf_cap) {
-        unsigned cap = e->ovf_cap * 2, i;
-        struct io_uring_cqe *n = malloc(cap * sizeof(*n));
-
-        if (n == NULL)
-            abort();
-        for (i = 0; i < e->ovf_len; i++)
-            n[i] = e->ovf[(e->ovf_head + i) % e->ovf_cap];
-        free(e->ovf);
-        e->ovf = n;
-        e->ovf_cap = cap;
-        e->ovf_head = 0;
-    }
-    c = &e->ovf[(e->ovf_head + e->ovf_len) % e->ovf_cap];
     c->user_data = ud;
     c->res = res;
     c->flags = flags;
@@ -113,20 +127,38 @@ static void pd__ep_ovf_flush(pd__engine *e)
         IO_URING_WRITE_ONCE(e->m.sq_kflags, e->m.sq_kflags & ~IORING_SQ_CQ_OVERFLOW);
 }
 
-/* Posts one completion, behind any that overflowed (order is kept). */
-void pd__ep_post(pd__engine *e, uint64_t ud, int32_t res, uint32_t flags)
+/* Whether a completion posted now goes into the CQ (nothing overflowed waits). */
+static int pd__ep_cq_room(const pd__engine *e)
 {
-    struct io_uring_cqe *c;
+    return e->ovf_len == 0 && pd__ep_cq_ready(e) < e->m.cq_entries;
+}
 
-    if (e->ovf_len != 0 || pd__ep_cq_ready(e) >= e->m.cq_entries) {
-        pd__ep_ovf_push(e, ud, res, flags);
-        return;
-    }
-    c = &e->m.cqes[e->m.cq_ktail & e->m.cq_mask];
+static void pd__ep_cq_put(pd__engine *e, uint64_t ud, int32_t res, uint32_t flags)
+{
+    struct io_uring_cqe *c = &e->m.cqes[e->m.cq_ktail & e->m.cq_mask];
+
     c->user_data = ud;
     c->res = res;
     c->flags = flags;
     io_uring_smp_store_release(&e->m.cq_ktail, e->m.cq_ktail + 1);
+}
+
+/* Posts one completion, behind any that overflowed (order is kept). */
+void pd__ep_post(pd__engine *e, uint64_t ud, int32_t res, uint32_t flags)
+{
+    if (!pd__ep_cq_room(e)) {
+        pd__ep_ovf_push(e, ud, res, flags);
+        return;
+    }
+    pd__ep_cq_put(e, ud, res, flags);
+}
+
+int pd__ep_post_more(pd__engine *e, uint64_t ud, int32_t res, uint32_t flags)
+{
+    if (!pd__ep_cq_room(e))
+        return -EOVERFLOW;
+    pd__ep_cq_put(e, ud, res, flags | IORING_CQE_F_MORE);
+    return 0;
 }
 
 /*
@@ -417,6 +449,8 @@ static int pd__ep_enter(pd__engine *e, struct io_uring *ring, unsigned wait_nr,
     int polled = 0, ret = 0;
 
     e->epoch++;
+    if (pd__ep_ovf_reserve(e, ring->sq.sqe_tail - ring->sq.sqe_head) < 0)
+        return -ENOMEM;
     n = pd__ep_consume(e, ring);
     if (ts != NULL)
         limit = pd__ep_after(pd__ep_clock(e), pd__ep_ts_ns(ts));

@@ -242,6 +242,16 @@ static inline int64_t pd__ep_after(int64_t now, int64_t ns)
 int64_t pd__ep_clock(pd__engine *e);
 void pd__ep_post(pd__engine *e, uint64_t ud, int32_t res, uint32_t flags);
 void pd__ep_emit(pd__engine *e, const struct io_uring_sqe *sqe, int32_t res, uint32_t cflags);
+/*
+ * A multishot request's completion with IORING_CQE_F_MORE, posted only if
+ * the CQ takes it now. Returns 0, or -EOVERFLOW having posted nothing (the
+ * CQ is full, or overflowed completions wait): the request must then end,
+ * with this result and flags (without F_MORE) as its last completion, as
+ * the kernel ends a multishot request whose completion it cannot post.
+ * That keeps the overflow at one completion per request (two for a
+ * zero-copy send), within the room enter reserves.
+ */
+int pd__ep_post_more(pd__engine *e, uint64_t ud, int32_t res, uint32_t flags);
 pd__ep_bufring *pd__ep_bufring_find(pd__engine *e, uint16_t bgid);
 
 /* engine_epoll_rec.c: records, timers, finishing and cancelling. */

@@ -354,7 +354,10 @@ static int pd__ep_recv_sel(pd__engine *e, pd__ep_op *r, int32_t *res, uint32_t *
             *res = (int32_t)n;
             return PD__EP_DONE;
         }
-        pd__ep_post(e, s->user_data, (int32_t)n, *cflags | IORING_CQE_F_MORE);
+        if (pd__ep_post_more(e, s->user_data, (int32_t)n, *cflags) < 0) {
+            *res = (int32_t)n;
+            return PD__EP_DONE;
+        }
         *cflags = 0;
         if ((size_t)n < blen && pd__ep_drained(f)) {
             f->maybe &= ~EPOLLIN;
@@ -444,7 +447,10 @@ static int pd__ep_accept(pd__engine *e, pd__ep_op *r, int32_t *res)
             *res = nfd;
             return PD__EP_DONE;
         }
-        pd__ep_post(e, s->user_data, nfd, IORING_CQE_F_MORE);
+        if (pd__ep_post_more(e, s->user_data, nfd, 0) < 0) {
+            *res = nfd;
+            return PD__EP_DONE;
+        }
     }
 }
 
@@ -532,7 +538,10 @@ static int pd__ep_poll_add(pd__engine *e, pd__ep_op *r, int32_t *res)
             *res = (int32_t)got;
             return PD__EP_DONE;
         }
-        pd__ep_post(e, s->user_data, (int32_t)got, IORING_CQE_F_MORE);
+        if (pd__ep_post_more(e, s->user_data, (int32_t)got, 0) < 0) {
+            *res = (int32_t)got;
+            return PD__EP_DONE;
+        }
     }
     r->flags &= ~PD__EPF_FIRST;
     return pd__ep_wait_for(r, s->fd, want & ~(uint32_t)(EPOLLET | EPOLLONESHOT | EPOLLEXCLUSIVE));

@@ -123,24 +123,59 @@ void pd__sim_batch_begin(pd__sim *s)
 }
 
 /*
+ * Makes room for every completion that can still be made before the next
+ * enter's reservation: what the live records and the nsqe requests about
+ * to start can post (two each: a zero-copy send's result and
+ * notification; a multishot request posts F_MORE completions only while
+ * they fit the CQ beside what is pending, pd__sim_attempt, and then one
+ * more that ends it), beyond what is pending or a CQ's worth, whichever is
+ * more, in the pending list; and all of that again in the overflow list,
+ * where each may go. Called by enter
+ * before it consumes anything, so that adding and overflowing a
+ * completion never allocate and never fail. Returns 0, or -ENOMEM with
+ * the lists as they were (a list grown before the other failed keeps its
+ * room).
+ */
+static int pd__sim_reserve(pd__sim *s, unsigned nsqe)
+{
+    size_t more = 2 * ((size_t)s->nlive + nsqe), cap;
+    size_t pend = (s->npend > s->m.cq_entries ? s->npend : s->m.cq_entries) + more;
+    size_t ovf = (size_t)s->ovf_len + pend;
+    void *n;
+
+    if (pend > s->cap_pend) {
+        for (cap = s->cap_pend; cap < pend; cap *= 2)
+            ;
+        if (cap > UINT32_MAX / 2 || (n = realloc(s->pend, cap * sizeof(*s->pend))) == NULL)
+            return -ENOMEM;
+        s->pend = n;
+        s->cap_pend = (unsigned)cap;
+    }
+    if (s->ovf_head + ovf > s->ovf_cap && s->ovf_head != 0) {
+        memmove(s->ovf, s->ovf + s->ovf_head, s->ovf_len * sizeof(*s->ovf));
+        s->ovf_head = 0;
+    }
+    if (ovf > s->ovf_cap) {
+        for (cap = s->ovf_cap; cap < ovf; cap *= 2)
+            ;
+        if (cap > UINT32_MAX / 2 || (n = realloc(s->ovf, cap * sizeof(*s->ovf))) == NULL)
+            return -ENOMEM;
+        s->ovf = n;
+        s->ovf_cap = (unsigned)cap;
+    }
+    return 0;
+}
+
+/*
  * A completion joins the pending list, after the previous one of its batch
- * and after the last pending one for the same user_data. The list grows
- * (doubling) past its preallocated room: a failed allocation is fatal, as
- * dropping a completion would leave its owner waiting forever.
+ * and after the last pending one for the same user_data, in the room enter
+ * reserved (pd__sim_reserve).
  */
 void pd__sim_add(pd__sim *s, uint64_t ud, int32_t res, uint32_t flags)
 {
     pd__sim_cqe *c;
     unsigned i;
 
-    if (s->npend == s->cap_pend) {
-        pd__sim_cqe *n = realloc(s->pend, 2 * s->cap_pend * sizeof(*n));
-
-        if (n == NULL)
-            abort();
-        s->pend = n;
-        s->cap_pend *= 2;
-    }
     c = &s->pend[s->npend];
     c->ud = ud;
     c->res = res;
@@ -228,25 +263,16 @@ static void pd__sim_flush(pd__sim *s)
 }
 
 /*
- * Appends a completion to the overflow list (growing it: a failed
- * allocation is fatal, as dropping a completion would leave its owner
- * waiting forever) and sets IORING_SQ_CQ_OVERFLOW.
+ * Appends a completion to the overflow list, in the room enter reserved
+ * (pd__sim_reserve), and sets IORING_SQ_CQ_OVERFLOW.
  */
 static void pd__sim_overflow(pd__sim *s, const pd__sim_cqe *c)
 {
     struct io_uring_cqe *o;
 
     if (s->ovf_head + s->ovf_len == s->ovf_cap) {
-        if (s->ovf_head != 0) {
-            memmove(s->ovf, s->ovf + s->ovf_head, s->ovf_len * sizeof(*s->ovf));
-            s->ovf_head = 0;
-        } else {
-            o = realloc(s->ovf, 2 * s->ovf_cap * sizeof(*o));
-            if (o == NULL)
-                abort();
-            s->ovf = o;
-            s->ovf_cap *= 2;
-        }
+        memmove(s->ovf, s->ovf + s->ovf_head, s->ovf_len * sizeof(*s->ovf));
+        s->ovf_head = 0;
     }
     o = &s->ovf[s->ovf_head + s->ovf_len++];
     o->user_data = c->ud;
@@ -379,6 +405,8 @@ static int pd__sim_enter(pd__engine *eng, struct io_uring *ring, unsigned wait_n
         s->busied++;
         return -EBUSY;
     }
+    if (pd__sim_reserve(s, ring->sq.sqe_tail - ring->sq.sqe_head) < 0)
+        return -ENOMEM;
     for (op = pd__sim_live(s->live_head); op != NULL; op = pd__sim_live(op->live.next))
         if (op->state == PD__SIM_WORK && op->turns > 0)
             op->turns--;
@@ -509,7 +537,7 @@ static int pd__sim_ep_init(pd__sim *s)
     e->epfd = e->wakefd = -1;
     e->check_head = e->check_tail = -1;
     e->m.cq_mask = 63;
-    e->m.cq_entries = 64;
+    e->m.cq_entries = e->m.cq_kentries = 64;
     e->ovf_cap = 64;
     pd__ep_fd_limit(e);
     if ((e->m.cqes = malloc(64 * sizeof(*e->m.cqes))) == NULL ||
@@ -554,7 +582,7 @@ int pd__sim_init(struct io_uring *ring, unsigned entries, const pd_config *cfg,
                                         : PD__SIM_QUIET_MS;
     s->now = PD__SIM_EPOCH_NS;
     s->cap_pend = PD__SIM_MIN_PEND;
-    s->ovf_cap = 64;
+    s->ovf_cap = PD__SIM_MIN_PEND;
     s->cap_pfd = 1024;
     if (pd__sim_ep_init(s) < 0 ||
         pd__umem_init(&s->m, entries, cq_entries) < 0 ||

@@ -104,6 +104,7 @@ typedef struct pd__sim {
     struct pd__link *live_head, *live_tail;
     uint64_t op_seq;
     unsigned nwait, nwork, ntimer;
+    unsigned nlive;         /* records on the live list */
     unsigned nsockto;       /* live records under a socket's timeout (PD__EPF_INHEAP) */
 
     /* Pending completions, in creation order (a growing array). */

@@ -86,6 +86,7 @@ static pd__sim_op *pd__sim_rec_new(pd__sim *s, const pd__ep_op *proto)
     op->r = *proto;
     op->seq = ++s->op_seq;
     pd__list_append(&s->live_head, &s->live_tail, &op->live);
+    s->nlive++;
     return op;
 }
 
@@ -128,6 +129,7 @@ void pd__sim_rec_free(pd__sim *s, pd__sim_op *op)
     if (op->r.flags & PD__EPF_INHEAP)
         s->nsockto--;
     pd__list_unlink(&s->live_head, &s->live_tail, &op->live);
+    s->nlive--;
     op->next = s->free;
     s->free = op;
 }
@@ -178,7 +180,7 @@ static int pd__sim_is_out(unsigned op)
  * can make one; -ENOBUFS for a recv into a provided buffer (another
  * request took the group's last buffer); -EMFILE for an accept.
  */
-static int pd__sim_attempt(pd__sim *s, pd__ep_op *r, int32_t *res, uint32_t *cflags)
+static int pd__sim_attempt_faulty(pd__sim *s, pd__ep_op *r, int32_t *res, uint32_t *cflags)
 {
     struct io_uring_sqe *q = &r->sqe;
     unsigned op = q->opcode;
@@ -237,6 +239,28 @@ static int pd__sim_attempt(pd__sim *s, pd__ep_op *r, int32_t *res, uint32_t *cfl
         return how;
     }
     return pd__ep_attempt(s->ep, r, res, cflags);
+}
+
+/*
+ * An attempt, whose multishot completions (F_MORE) the embedded engine
+ * posts only while the simulated CQ has room for them beside what is
+ * pending (pd__ep_post_more): the one that finds no room ends the request,
+ * as the kernel ends a multishot request whose completion it cannot post.
+ * So each request has at most one completion beyond the CQ's size in
+ * flight, and the pending and overflow lists stay within what enter
+ * reserved (pd__sim_reserve).
+ */
+static int pd__sim_attempt(pd__sim *s, pd__ep_op *r, int32_t *res, uint32_t *cflags)
+{
+    unsigned used = pd__umem_cq_ready(&s->m) + s->npend, room = 0;
+    int how;
+
+    if (s->ovf_len == 0 && used < s->m.cq_entries)
+        room = s->m.cq_entries - used;
+    s->ep->m.cq_entries = room < s->ep->m.cq_kentries ? room : s->ep->m.cq_kentries;
+    how = pd__sim_attempt_faulty(s, r, res, cflags);
+    s->ep->m.cq_entries = s->ep->m.cq_kentries;
+    return how;
 }
 
 /*

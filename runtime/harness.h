@@ -191,6 +191,14 @@ void pd_harness_explore_with(const pd_harness_case *c, const pd_harness_opts *o,
  * made by the process so far. Take the difference of two readings.
  */
 long pd_harness_allocs(void);
+/*
+ * While on is nonzero, every allocation call this thread makes (those
+ * above; realloc leaves its block as it was) fails, returning NULL (or
+ * ENOMEM), and is still counted: a test reaches the paths that handle a
+ * failed allocation. Turn it off before anything that must allocate (a
+ * ck_assert_* does).
+ */
+void pd_harness_fail_allocs(int on);
 
 /* Open file descriptors of the process; allocates nothing. */
 int pd_harness_fd_count(void);

@@ -161,9 +161,21 @@ long pd_harness_allocs(void)
     return __atomic_load_n(&pd__alloc_count, __ATOMIC_RELAXED);
 }
 
+/* Set by pd_harness_fail_allocs: this thread's allocations fail while set. */
+static __thread int pd__alloc_failing;
+
+void pd_harness_fail_allocs(int on)
+{
+    pd__alloc_failing = on;
+}
+
 void *malloc(size_t n)
 {
-    switch (pd__alloc_enter()) {
+    int mode = pd__alloc_enter();
+
+    if (PD__UNLIKELY(pd__alloc_failing))
+        return NULL;
+    switch (mode) {
     case MODE_LIBC:
         return __libc_malloc(n);
     case MODE_NEXT:
@@ -175,9 +187,12 @@ void *malloc(size_t n)
 
 void *calloc(size_t n, size_t m)
 {
+    int mode = pd__alloc_enter();
     size_t total;
 
-    switch (pd__alloc_enter()) {
+    if (PD__UNLIKELY(pd__alloc_failing))
+        return NULL;
+    switch (mode) {
     case MODE_LIBC:
         return __libc_calloc(n, m);
     case MODE_NEXT:
@@ -205,6 +220,8 @@ void *realloc(void *p, size_t n)
     int mode = pd__alloc_enter();
     void *q;
 
+    if (PD__UNLIKELY(pd__alloc_failing))
+        return NULL;
     if (p != NULL && pd__in_arena(p)) {
         /* Moves an early block out of the arena; its size is unknown, so
          * copy what the arena can hold past p. */
@@ -228,7 +245,11 @@ void *realloc(void *p, size_t n)
 
 static void *pd__aligned(size_t align, size_t n)
 {
-    switch (pd__alloc_enter()) {
+    int mode = pd__alloc_enter();
+
+    if (PD__UNLIKELY(pd__alloc_failing))
+        return NULL;
+    switch (mode) {
     case MODE_LIBC:
         return __libc_memalign(align, n);
     case MODE_NEXT:

@@ -1503,6 +1503,158 @@ static int overflowed(const tr *t)
 }
 
 /*
+ * Enters (waiting for nothing) until the CQ holds `ready` completions or
+ * the overflow flag is set, within 10 s; returns whether it got there.
+ */
+static int fill_to(tr *t, unsigned ready)
+{
+    long long end = now_ms() + 10000;
+
+    for (;;) {
+        tr_enter(t, 0, 0);
+        if (io_uring_cq_ready(&t->ring) >= ready || overflowed(t))
+            return 1;
+        if (now_ms() > end)
+            return 0;
+        usleep(1000);
+    }
+}
+
+/*
+ * A multishot request whose completion finds the CQ full ends, as the
+ * kernel's does (io_uring's multishot posting fails and the request
+ * completes): that completion goes to the overflow list without F_MORE,
+ * carrying the result it would have had, and the request is gone -- later
+ * wakeups post nothing. 126 nops leave the poll room for two F_MORE
+ * completions in a CQ of 128; the third ends it.
+ */
+static void sc_ms_overflow(tr *t, tlog *l)
+{
+    int mv[2], i;
+    char b;
+
+    sp(SOCK_STREAM, mv);
+    Q(t, 1, io_uring_prep_poll_multishot(s_, mv[0], POLLIN));
+    ck_assert_int_eq(tr_enter(t, 0, 0), 1);
+    for (i = 0; i < 126; i++) {
+        Q(t, (uint64_t)(100 + i), io_uring_prep_nop(s_));
+        if (i % 63 == 62)
+            ck_assert_int_eq(tr_enter(t, 0, 0), 63);
+    }
+    ck_assert(fill_to(t, 126));
+    ck_assert_uint_eq(io_uring_cq_ready(&t->ring), 126);
+    for (i = 0; i < 3; i++) {
+        ck_assert_int_eq(write(mv[1], "x", 1), 1);
+        ck_assert(fill_to(t, 127 + (unsigned)i));
+        ck_assert_int_eq(read(mv[0], &b, 1), 1);
+    }
+    ck_assert_uint_eq(io_uring_cq_ready(&t->ring), 128);
+    ck_assert(overflowed(t));
+    tr_wait(t, l, 129);
+    ck_assert(!overflowed(t));
+    /* The request ended: a later wakeup posts nothing. */
+    ck_assert_int_eq(write(mv[1], "y", 1), 1);
+    tr_settle(t, l, 20);
+    close(mv[0]);
+    close(mv[1]);
+    ck_assert_int_eq(l->n, 129);
+    ck_assert_int_eq(count(l, 1), 3);
+    for (i = 0; i < 3; i++) {
+        ck_assert_int_eq(find(l, 1, i)->res, POLLIN);
+        ck_assert_uint_eq(find(l, 1, i)->flags, i < 2 ? IORING_CQE_F_MORE : 0);
+    }
+    ck_assert_uint_eq(l->c[128].ud, 1);
+}
+
+START_TEST(multishot_ends_when_its_completion_overflows)
+{
+    both(sc_ms_overflow, "multishot_ends_when_its_completion_overflows");
+}
+END_TEST
+
+/*
+ * Posting never allocates: the overflow's room for what the requests in
+ * flight can post is made by the enter that starts them. 200 timeouts in
+ * two enters behind a full CQ of 128 (the overflow holds 128 from init)
+ * all fire into the overflow during later enters that submit nothing, and
+ * those allocate nothing.
+ */
+START_TEST(overflow_room_is_made_when_requests_start)
+{
+    struct __kernel_timespec ts = { 0, 1000000 };
+    long long end;
+    long before;
+    tr t;
+    static tlog l;
+    int i;
+
+    memset(&l, 0, sizeof(l));
+    tr_init(&t, 1, 128, 128);
+    for (i = 0; i < 128; i++)
+        Q(&t, (uint64_t)(i + 1), io_uring_prep_nop(s_));
+    ck_assert_int_eq(tr_enter(&t, 0, 0), 128);
+    ck_assert_uint_eq(io_uring_cq_ready(&t.ring), 128);
+    for (i = 0; i < 200; i++) {
+        Q(&t, (uint64_t)(1000 + i), io_uring_prep_timeout(s_, &ts, 0, 0));
+        if (i == 127)
+            ck_assert_int_eq(tr_enter(&t, 0, 0), 128);
+    }
+    ck_assert_int_eq(tr_enter(&t, 0, 0), 72);
+    end = now_ms() + 10000;
+    before = pd_test_allocs;
+    while (t.e->ovf_len < 200 && now_ms() < end)
+        tr_enter(&t, 1, 10);
+    PD_CHECK(pd_test_allocs == before);
+    ck_assert_uint_eq(t.e->ovf_len, 200);
+    tr_wait(&t, &l, 328);
+    for (i = 0; i < 128; i++)
+        ck_assert_uint_eq(l.c[i].ud, (uint64_t)(i + 1));
+    for (i = 0; i < 200; i++)
+        expect(&t, &l, (uint64_t)(1000 + i), 0, -ETIME, 0);
+    tr_exit(&t);
+}
+END_TEST
+
+/*
+ * An enter that cannot make the overflow's room for what its requests can
+ * post returns -ENOMEM and consumes nothing; the next one, with memory,
+ * starts them, and nothing is lost. 40 timeouts of an hour behind a full
+ * CQ of 64 (the overflow holds 64 from init, enough for the nops that
+ * filled it 32 at a time; the timeouts need 80).
+ */
+START_TEST(enter_without_memory_consumes_nothing)
+{
+    struct __kernel_timespec ts = { 3600, 0 };
+    tr t;
+    static tlog l;
+    int i, ret;
+
+    memset(&l, 0, sizeof(l));
+    tr_init(&t, 1, 64, 64);
+    for (i = 0; i < 64; i++) {
+        Q(&t, (uint64_t)(i + 1), io_uring_prep_nop(s_));
+        if (i % 32 == 31)
+            ck_assert_int_eq(tr_enter(&t, 0, 0), 32);
+    }
+    for (i = 0; i < 40; i++)
+        Q(&t, (uint64_t)(1000 + i), io_uring_prep_timeout(s_, &ts, 0, 0));
+    pd_harness_fail_allocs(1);
+    ret = tr_enter(&t, 0, 0);
+    pd_harness_fail_allocs(0);
+    ck_assert_int_eq(ret, -ENOMEM);
+    ck_assert_uint_eq(io_uring_sq_ready(&t.ring), 40);
+    ck_assert_int_eq(tr_enter(&t, 0, 0), 40);
+    Q(&t, 3000, io_uring_prep_cancel64(s_, 0, IORING_ASYNC_CANCEL_ANY));
+    tr_wait(&t, &l, 64 + 41);
+    for (i = 0; i < 64; i++)
+        ck_assert_uint_eq(l.c[i].ud, (uint64_t)(i + 1));
+    for (i = 0; i < 40; i++)
+        expect(&t, &l, (uint64_t)(1000 + i), 0, -ECANCELED, 0);
+    tr_exit(&t);
+}
+END_TEST
+
+/*
  * IORING_FEAT_NODROP as the kernel has it: IORING_SQ_CQ_OVERFLOW is set
  * while completions wait on the overflow list (liburing's
  * cq_ring_needs_flush reads it to know that an enter is needed), each
@@ -2331,6 +2483,7 @@ Suite *pd_suite_engine_epoll(void)
     tcase_add_test(cmp, skip_success_on_multishot_ops);
     tcase_add_test(cmp, send_zc_reports_its_copy);
     tcase_add_test(cmp, closed_fds_waiter_never_reads_its_successor);
+    tcase_add_test(cmp, multishot_ends_when_its_completion_overflows);
     tcase_set_timeout(cmp, 60);
     tcase_set_tags(cmp, PD_TEST_OWN_ENGINE);
     suite_add_tcase(s, cmp);
@@ -2343,6 +2496,8 @@ Suite *pd_suite_engine_epoll(void)
     tcase_add_test(own, exit_with_requests_in_flight);
     tcase_add_test(own, many_requests_grow_the_pool);
     tcase_add_test(own, steady_state_allocates_nothing);
+    tcase_add_test(own, overflow_room_is_made_when_requests_start);
+    tcase_add_test(own, enter_without_memory_consumes_nothing);
     tcase_add_test(own, readiness_is_collected_every_other_entry_at_least);
     tcase_add_test(own, workers_start_with_the_first_file_op);
     tcase_set_timeout(own, 60);

@@ -596,6 +596,55 @@ START_TEST(cq_overflow_keeps_every_completion)
 END_TEST
 
 /*
+ * The overflow list outgrows its room from init (4096) without losing or
+ * corrupting a completion: 5000 nops, four per enter, none reaped, on a
+ * ring whose CQ holds 8, without faults. Each enter makes the room its
+ * requests may need before it consumes them, so that posting never
+ * allocates; every nop then arrives once.
+ */
+START_TEST(overflow_outgrows_its_initial_room)
+{
+    pd_config cfg = { .engine = PD_ENGINE_SIM, .sim_seed = 1, .sim_flags = PD_SIM_NO_FAULTS };
+    struct io_uring ring;
+    struct io_uring_cqe *cqe;
+    pd__engine *e;
+    static int seen[5001];
+    unsigned h, n, got = 0;
+    int i, j;
+
+    ck_assert_int_eq(pd__sim_init(&ring, 4, &cfg, &e), 0);
+    for (i = 0; i < 1250; i++) {
+        for (j = 0; j < 4; j++) {
+            struct io_uring_sqe *sqe = get_sqe(&ring);
+
+            io_uring_prep_nop(sqe);
+            sqe->user_data = (uint64_t)(i * 4 + j + 1);
+        }
+        ck_assert_int_eq(pd__engine_sim.enter(e, &ring, 0, NULL), 4);
+    }
+    ck_assert(*ring.sq.kflags & IORING_SQ_CQ_OVERFLOW);
+    memset(seen, 0, sizeof(seen));
+    while (got < 5000) {
+        ck_assert_int_ge(pd__engine_sim.enter(e, &ring, 0, NULL), 0);
+        n = 0;
+        io_uring_for_each_cqe(&ring, h, cqe) {
+            ck_assert(cqe->user_data >= 1 && cqe->user_data <= 5000);
+            ck_assert_int_eq(seen[cqe->user_data]++, 0);
+            ck_assert_int_eq(cqe->res, 0);
+            n++;
+        }
+        got += n;
+        ck_assert_uint_gt(n, 0);
+        io_uring_cq_advance(&ring, n);
+    }
+    ck_assert_int_ge(pd__engine_sim.enter(e, &ring, 0, NULL), 0);
+    ck_assert_uint_eq(io_uring_cq_ready(&ring), 0);
+    ck_assert(!(*ring.sq.kflags & IORING_SQ_CQ_OVERFLOW));
+    pd__engine_sim.exit(e, &ring);
+}
+END_TEST
+
+/*
  * The runtime survives an overflowing completion queue: on a ring of 4
  * entries (a CQ of 8), 64 timers fire at one instant and each then makes a
  * nop, over 12 seeds. Every nop succeeds (no request fails with -EBUSY or
@@ -862,6 +911,7 @@ Suite *pd_suite_engine_sim(void)
     tcase_add_test(tc, poll_on_a_bad_fd_is_ebadf);
     tcase_add_test(tc, no_short_transfer_on_small_pipe_writes);
     tcase_add_test(tc, cq_overflow_keeps_every_completion);
+    tcase_add_test(tc, overflow_outgrows_its_initial_room);
     tcase_add_test(tc, runtime_survives_cq_overflow);
     tcase_add_test(tc, wait_hook_survives_an_overflow_refusal);
     tcase_set_timeout(tc, 120);

@@ -550,8 +550,8 @@ MUTANTS = [
          run="c"),
     dict(name="ep-overflow-jumps-queue",
          file="runtime/engine_epoll.c",
-         old="    if (e->ovf_len != 0 || pd__ep_cq_ready(e) >= e->m.cq_entries) {",
-         new="    if (pd__ep_cq_ready(e) >= e->m.cq_entries) {",
+         old="    return e->ovf_len == 0 && pd__ep_cq_ready(e) < e->m.cq_entries;",
+         new="    return pd__ep_cq_ready(e) < e->m.cq_entries;",
          inv="epoll engine: after a CQ overflow, new completions overtake the "
              "overflowed ones (a multishot slot's order is lost)",
          run="c"),
@@ -1701,6 +1701,50 @@ MUTANTS = [
          inv="generator: a #define in a snippet is accepted without its #undef, and "
              "reaches (and breaks) the generated code after the snippet",
          run="gen"),
+    # --- issue 22: engine overflow ---
+    dict(name="epoll-multishot-overflow-keeps-more",
+         file="runtime/engine_epoll.c",
+         old="    if (!pd__ep_cq_room(e))\n        return -EOVERFLOW;\n"
+             "    pd__ep_cq_put(e, ud, res, flags | IORING_CQE_F_MORE);\n",
+         new="    pd__ep_post(e, ud, res, flags | IORING_CQE_F_MORE);\n",
+         inv="engines: a multishot request whose completion finds the CQ full goes on "
+             "posting F_MORE completions into the overflow list on the epoll engine, "
+             "where the kernel's ends it there: the overflow grows without bound",
+         run="plain"),
+    dict(name="epoll-overflow-room-not-made",
+         file="runtime/engine_epoll.c",
+         old="    if (need <= cap)\n        return 0;\n",
+         new="    if (1 || need <= cap)\n        return 0;\n",
+         inv="engines: the epoll engine's enter does not make the overflow's room for "
+             "what its requests can post: completions overflowed past it overwrite "
+             "older ones",
+         run="plain"),
+    dict(name="sim-multishot-overflow-keeps-more",
+         file="runtime/engine_sim_ops.c",
+         old="    s->ep->m.cq_entries = room < s->ep->m.cq_kentries ? room : s->ep->m.cq_kentries;\n",
+         new="    (void)room;\n",
+         inv="engines: on the simulator, a multishot request whose completion finds "
+             "the CQ full goes on posting F_MORE completions, where the kernel's ends",
+         run="plain"),
+    dict(name="sim-overflow-room-not-made",
+         file="runtime/engine_sim.c",
+         old="    if (pd__sim_reserve(s, ring->sq.sqe_tail - ring->sq.sqe_head) < 0)\n"
+             "        return -ENOMEM;\n",
+         new="    if (0 && pd__sim_reserve(s, ring->sq.sqe_tail - ring->sq.sqe_head) < 0)\n"
+             "        return -ENOMEM;\n",
+         inv="engines: the simulator's enter does not make the pending and overflow "
+             "lists' room for what its requests can post: an overflow past its room "
+             "from init writes beyond it",
+         run="san"),
+
+    dict(name="epoll-overflow-room-failure-ignored",
+         file="runtime/engine_epoll.c",
+         old="    if (pd__ep_ovf_reserve(e, ring->sq.sqe_tail - ring->sq.sqe_head) < 0)\n"
+             "        return -ENOMEM;\n",
+         new="    (void)pd__ep_ovf_reserve(e, ring->sq.sqe_tail - ring->sq.sqe_head);\n",
+         inv="engines: an epoll enter that cannot make the overflow's room starts its "
+             "requests anyway, whose completions may then overwrite older ones",
+         run="plain"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
