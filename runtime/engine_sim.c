@@ -473,6 +473,9 @@ static void pd__sim_exit(pd__engine *eng, struct io_uring *ring)
     }
     free(s->pend);
     free(s->ovf);
+    if (s->etfd >= 0)
+        close(s->etfd);
+    free(s->wakes);
     free(s->pfd);
     free(s->pop);
     pd__umem_free(&s->m);
@@ -535,6 +538,7 @@ int pd__sim_init(struct io_uring *ring, unsigned entries, const pd_config *cfg,
     s = calloc(1, sizeof(*s));
     if (s == NULL)
         return -ENOMEM;
+    s->etfd = -1;
     s->seed = pd__sim_seed(cfg);
     x = s->seed;
     for (i = 0; i < 4; i++)
