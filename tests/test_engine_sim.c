@@ -453,6 +453,65 @@ START_TEST(streaming_multishot_poll_keeps_a_timer_pending)
 }
 END_TEST
 
+/* Enters the simulator `enters` times; counts the completions of ud 1 and the others. */
+static void sim_enters(pd__engine *e, struct io_uring *ring, int enters, int *polls, int *others)
+{
+    while (enters-- > 0) {
+        struct io_uring_cqe *cqe;
+        unsigned head, n = 0;
+
+        ck_assert_int_ge(pd__engine_sim.enter(e, ring, 1, NULL), 0);
+        io_uring_for_each_cqe(ring, head, cqe) {
+            if (cqe->user_data == 1)
+                (*polls)++;
+            else
+                (*others)++;
+            n++;
+        }
+        io_uring_cq_advance(ring, n);
+    }
+}
+
+/*
+ * A multishot poll on data left there that fired PD__SIM_REFIRES + 1 times
+ * waits for virtual time; a new byte written then (a wakeup) makes it fire
+ * in the next enter, as the kernel's fires on it, before the one-hour
+ * timeout, and it fires PD__SIM_REFIRES times more before the timeout.
+ */
+START_TEST(waiting_multishot_poll_fires_on_a_wakeup)
+{
+    static const struct __kernel_timespec hour = { 3600, 0 };
+    pd_config cfg = { .engine = PD_ENGINE_SIM, .sim_flags = PD_SIM_NO_FAULTS | PD_SIM_NO_QUIET };
+    struct io_uring ring;
+    struct io_uring_sqe *sqe;
+    pd__engine *e;
+    int sv[2], polls = 0, timeouts = 0;
+
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    ck_assert_int_eq(write(sv[1], "x", 1), 1);
+    ck_assert_int_eq(pd__sim_init(&ring, 8, &cfg, &e), 0);
+    sqe = get_sqe(&ring);
+    io_uring_prep_poll_multishot(sqe, sv[0], POLLIN);
+    sqe->user_data = 1;
+    sqe = get_sqe(&ring);
+    io_uring_prep_timeout(sqe, (struct __kernel_timespec *)&hour, 0, 0);
+    sqe->user_data = 2;
+    sim_enters(e, &ring, PD__SIM_REFIRES + 1, &polls, &timeouts);
+    ck_assert_int_eq(polls, PD__SIM_REFIRES + 1);
+    ck_assert_int_eq(timeouts, 0);
+    ck_assert_int_eq(write(sv[1], "y", 1), 1);
+    sim_enters(e, &ring, 1, &polls, &timeouts);
+    ck_assert_msg(polls == PD__SIM_REFIRES + 2 && timeouts == 0,
+                  "a wakeup did not make the poll fire: %d polls, %d timeouts", polls, timeouts);
+    sim_enters(e, &ring, PD__SIM_REFIRES + 1, &polls, &timeouts);
+    ck_assert_int_eq(polls, 2 * PD__SIM_REFIRES + 2);
+    ck_assert_int_eq(timeouts, 1);
+    pd__engine_sim.exit(e, &ring);
+    close(sv[0]);
+    close(sv[1]);
+}
+END_TEST
+
 /*
  * A shutdown deadline under the simulator is exact: a task whose teardown
  * waits for good on a pipe is forced when the virtual clock reaches the
@@ -939,6 +998,7 @@ Suite *pd_suite_engine_sim(void)
     tcase_add_test(tc, shutdown_deadline_is_exact);
     tcase_add_test(tc, ready_multishot_poll_lets_time_reach_a_timer);
     tcase_add_test(tc, streaming_multishot_poll_keeps_a_timer_pending);
+    tcase_add_test(tc, waiting_multishot_poll_fires_on_a_wakeup);
     tcase_add_test(tc, faults_follow_the_seed);
     tcase_add_test(tc, poll_on_a_bad_fd_is_ebadf);
     tcase_add_test(tc, no_short_transfer_on_small_pipe_writes);
