@@ -1709,9 +1709,9 @@ MUTANTS = [
              "s->refire != s->enters &&\n",
          new="            (op->refires >= PD__SIM_REFIRES && "
              "s->refire != s->enters &&\n",
-         inv="engines: a multishot poll on a live stream (each event read, new data "
-             "written) waits for virtual time on the simulator after PD__SIM_REFIRES "
-             "events, and a pending timer fires while data keeps coming",
+         inv="engines: a multishot poll on data left there that waits for virtual "
+             "time on the simulator does not fire on a new write (a wakeup), and a "
+             "pending timer fires first, where the kernel's poll fires on the wakeup",
          run="plain"),
     dict(name="sim-stream-refires-never-reset",
          file="runtime/engine_sim_ops.c",
