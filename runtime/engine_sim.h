@@ -128,7 +128,8 @@ typedef struct pd__sim {
     /*
      * Wakeups of the fds multishot polls posted on: an edge-triggered
      * epoll instance (-1 until the first such poll), and a count per fd
-     * of the reports it made (pd__sim_wakeups).
+     * of the reports it made (pd__sim_wakeups), for PD__EP_MIN_FDS fds
+     * from init (a poll on a higher fd grows it, as the fd table grows).
      */
     int etfd;
     uint32_t *wakes;
