@@ -166,8 +166,9 @@ static off_t pd__ep_off(const pd__ep_op *r)
  * MSG_DONTWAIT. A send (send, send_zc, sendmsg) always gets MSG_NOSIGNAL,
  * as io_uring adds it to every send it makes: a peer that is gone answers
  * -EPIPE, never SIGPIPE. A write or writev op does not get it, as write(2)
- * does not (io_uring's raises SIGPIPE too). With MSG_WAITALL on a stream the op waits for the rest, as the
- * kernel's retries do; what was moved is the result if an error follows.
+ * does not (io_uring's raises SIGPIPE too). With MSG_WAITALL on a stream
+ * the op waits for the rest, as the kernel's retries do; what was moved is
+ * the result if an error follows.
  */
 static __attribute__((noinline)) ssize_t pd__ep_sock_iov(pd__ep_op *r, int out, size_t *want)
 {

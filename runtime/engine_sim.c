@@ -501,6 +501,9 @@ static void pd__sim_exit(pd__engine *eng, struct io_uring *ring)
     }
     free(s->pend);
     free(s->ovf);
+    if (s->etfd >= 0)
+        close(s->etfd);
+    free(s->wakes);
     free(s->pfd);
     free(s->pop);
     pd__umem_free(&s->m);
@@ -563,6 +566,7 @@ int pd__sim_init(struct io_uring *ring, unsigned entries, const pd_config *cfg,
     s = calloc(1, sizeof(*s));
     if (s == NULL)
         return -ENOMEM;
+    s->etfd = -1;
     s->seed = pd__sim_seed(cfg);
     x = s->seed;
     for (i = 0; i < 4; i++)
@@ -584,12 +588,15 @@ int pd__sim_init(struct io_uring *ring, unsigned entries, const pd_config *cfg,
     s->cap_pend = PD__SIM_MIN_PEND;
     s->ovf_cap = PD__SIM_MIN_PEND;
     s->cap_pfd = 1024;
+    /* Counts for as many fds as the fd table holds from init: no allocation at a first poll. */
+    s->nwakes = PD__EP_MIN_FDS;
     if (pd__sim_ep_init(s) < 0 ||
         pd__umem_init(&s->m, entries, cq_entries) < 0 ||
         (s->pend = malloc(s->cap_pend * sizeof(*s->pend))) == NULL ||
         (s->ovf = malloc(s->ovf_cap * sizeof(*s->ovf))) == NULL ||
         (s->pfd = malloc(s->cap_pfd * sizeof(*s->pfd))) == NULL ||
         (s->pop = malloc(s->cap_pfd * sizeof(*s->pop))) == NULL ||
+        (s->wakes = calloc(PD__EP_MIN_FDS, sizeof(*s->wakes))) == NULL ||
         pd__sim_ops_init(s, 2 * cq_entries > 4096 ? 2 * cq_entries : 4096) < 0) {
         pd__sim_exit((pd__engine *)(void *)s, NULL);
         return -ENOMEM;

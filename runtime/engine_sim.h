@@ -37,8 +37,8 @@ enum {
 
 /*
  * How many times in a row a multishot poll whose fd is never seen not
- * ready fires again, an enter each, before it waits for virtual time to
- * move (engine_sim_ops.c, pd__sim_fired).
+ * ready, nor woken, fires again, an enter each, before it waits for
+ * virtual time to move (engine_sim_ops.c, pd__sim_fired).
  */
 #define PD__SIM_REFIRES 64u
 
@@ -58,7 +58,10 @@ struct pd__sim_op {
     uint8_t fired;          /* multishot poll: posted in enter `fired_at` */
     uint64_t fired_at;
     int64_t fired_now;      /* multishot poll: the virtual time it posted at */
-    uint32_t refires;       /* multishot poll: times it fired again, its fd never seen not ready */
+    uint32_t refires;       /* multishot poll: times it fired again, its fd not seen not ready
+                               nor woken */
+    uint32_t wake;          /* multishot poll: its fd's count in `wakes` when it last posted */
+    uint8_t watched;        /* multishot poll: its fd's wakeups are counted (pd__sim_watch) */
     uint32_t gen;           /* FDWAIT: the generation of r.wfd's entry as it began to wait */
 };
 
@@ -122,6 +125,16 @@ typedef struct pd__sim {
     int busy_on_ovf;
     uint64_t cqe_seq;
     uint64_t batch_last;    /* the last completion of the current batch (0: none) */
+
+    /*
+     * Wakeups of the fds multishot polls posted on: an edge-triggered
+     * epoll instance (-1 until the first such poll), and a count per fd
+     * of the reports it made (pd__sim_wakeups), for PD__EP_MIN_FDS fds
+     * from init (a poll on a higher fd grows it, as the fd table grows).
+     */
+    int etfd;
+    uint32_t *wakes;
+    unsigned nwakes;
 
     /* Scratch for poll(2): one entry per waiting record. */
     struct pollfd *pfd;

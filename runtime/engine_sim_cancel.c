@@ -2,8 +2,9 @@
  * The simulator's timers and cancellation: what ends a request other than
  * its own completion. Timers are records with a virtual deadline, fired in
  * deadline order (start order among equals) when the clock reaches them; a
- * linked timeout stops its op; a splice under its socket's timeout ends. A cancel finds its targets among the live
- * records in start order, and has the three outcomes the kernel's has.
+ * linked timeout stops its op; a splice under its socket's timeout ends. A
+ * cancel finds its targets among the live records in start order, and has
+ * the three outcomes the kernel's has.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -43,8 +44,8 @@ int64_t pd__sim_next_timer(const pd__sim *s)
 
 /*
  * Stops a record that has not completed: 0 (the caller finishes it with
- * -ECANCELED, or the bytes it moved: pd__ep_stopped_res), or -EALREADY for a file op a worker took, which completes
- * later with its own result.
+ * -ECANCELED, or the bytes it moved: pd__ep_stopped_res), or -EALREADY
+ * for a file op a worker took, which completes later with its own result.
  */
 static int pd__sim_stop(pd__sim *s, pd__sim_op *op)
 {

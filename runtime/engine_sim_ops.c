@@ -17,6 +17,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -520,26 +521,95 @@ void pd__sim_start(pd__sim *s, const struct io_uring_sqe *sqe, const struct io_u
 /* --- readiness --- */
 
 /*
+ * Counts the wakeups of the watched fds since the last call: the
+ * edge-triggered instance reports an fd once after any number of wakeups
+ * of its wait queue that match its events, the ones on which the kernel's
+ * multishot poll fires. Called before readiness is read, so that a wakeup
+ * is counted before the poll it makes fire again posts.
+ */
+static void pd__sim_wakeups(pd__sim *s)
+{
+    struct epoll_event ev[64];
+    int n, i;
+
+    if (s->etfd < 0)
+        return;
+    do {
+        n = epoll_wait(s->etfd, ev, 64, 0);
+        for (i = 0; i < n; i++)
+            if (ev[i].data.fd >= 0 && (unsigned)ev[i].data.fd < s->nwakes)
+                s->wakes[ev[i].data.fd]++;
+    } while (n == 64);
+}
+
+/*
+ * Starts counting the wakeups of a multishot poll's fd (its first post).
+ * Returns whether they are counted: not for a file epoll refuses (a
+ * regular file), nor without memory. An fd already watched (another poll
+ * on it) is watched for every event from then on.
+ */
+static int pd__sim_watch(pd__sim *s, const pd__sim_op *op)
+{
+    struct epoll_event ev;
+    int fd = op->r.fd;
+
+    if (fd < 0)
+        return 0;
+    if (s->etfd < 0 && (s->etfd = epoll_create1(EPOLL_CLOEXEC)) < 0) {
+        s->etfd = -1;
+        return 0;
+    }
+    if ((unsigned)fd >= s->nwakes) {
+        unsigned cap = s->nwakes ? s->nwakes : 64;
+        uint32_t *w;
+
+        while (cap <= (unsigned)fd)
+            cap *= 2;
+        w = realloc(s->wakes, cap * sizeof(*w));
+        if (w == NULL)
+            return 0;
+        memset(w + s->nwakes, 0, (cap - s->nwakes) * sizeof(*w));
+        s->wakes = w;
+        s->nwakes = cap;
+    }
+    memset(&ev, 0, sizeof(ev));
+    ev.events = (op->r.need & 0xffff) | EPOLLRDHUP | EPOLLET;
+    ev.data.fd = fd;
+    if (epoll_ctl(s->etfd, EPOLL_CTL_ADD, fd, &ev) == 0)
+        return 1;
+    ev.events = EPOLLIN | EPOLLOUT | EPOLLPRI | EPOLLRDHUP | EPOLLET;
+    return errno == EEXIST && epoll_ctl(s->etfd, EPOLL_CTL_MOD, fd, &ev) == 0;
+}
+
+/* Whether a multishot poll's fd was woken since the poll last posted. */
+static int pd__sim_woken(const pd__sim *s, const pd__sim_op *op)
+{
+    return op->watched && s->wakes[op->r.fd] != op->wake;
+}
+
+/*
  * Whether a waiting record is a multishot poll that fired and may not fire
  * again yet, its fd still ready and not seen otherwise (a readiness seen
  * gone makes the next one a new event). Not in the enter it fired in. In
  * a later enter it may: the kernel's poll fires on every wakeup of the
- * file's wait queue, which a socket shares between reads and writes, and
- * new data on a file the program drained with its own read(2) (what a
- * poll's `then` usually does) cannot be told from the old readiness. But
- * once it fired PD__SIM_REFIRES times in a row so, its fd never seen not
- * ready (the program leaves the data there), it waits until virtual time
- * moved and no timer is due (the timers that made time move go first), or
- * until the enter would wait for good (pd__sim_refire): were it to fire
- * in every enter, each enter would have a completion, and virtual time,
- * which moves only when nothing else can, would never reach a timer (a
- * linked timeout on the poll, a deadline).
+ * file's wait queue, and a wakeup the simulator counts (pd__sim_wakeups:
+ * new data, as on a live stream) always lets it. Without one it may too,
+ * as the simulator's rendering of wakeups it cannot count (a socket's
+ * wait queue is shared between reads and writes, and a regular file's is
+ * not watched). But once it fired PD__SIM_REFIRES times in a row with no
+ * wakeup counted, its fd never seen not ready (the program leaves the
+ * data there), it waits until virtual time moved and no timer is due (the
+ * timers that made time move go first), or until the enter would wait for
+ * good (pd__sim_refire): were it to fire in every enter, each enter would
+ * have a completion, and virtual time, which moves only when nothing else
+ * can, would never reach a timer (a linked timeout on the poll, a
+ * deadline). A stream keeps it firing, as it keeps the kernel's.
  */
 static int pd__sim_fired(const pd__sim *s, const pd__sim_op *op)
 {
     return op->fired &&
            (op->fired_at == s->enters ||
-            (op->refires >= PD__SIM_REFIRES && s->refire != s->enters &&
+            (op->refires >= PD__SIM_REFIRES && !pd__sim_woken(s, op) && s->refire != s->enters &&
              (op->fired_now == s->now || pd__sim_next_timer(s) <= s->now)));
 }
 
@@ -627,8 +697,15 @@ static int pd__sim_retry(pd__sim *s, pd__sim_op *op, uint32_t revents)
             pd__sim_wait_gen(s, op);
         /* A multishot poll that posted waits until its fd is not ready. */
         if (op->r.sqe.opcode == IORING_OP_POLL_ADD && s->cqe_seq != posted) {
-            /* Fired again with its fd never seen not ready: one more in a row. */
-            op->refires = op->fired ? op->refires + 1 : 0;
+            if (!op->fired && !op->watched) {
+                /* Adding a ready fd reports it at once: that is not a wakeup. */
+                op->watched = (uint8_t)pd__sim_watch(s, op);
+                pd__sim_wakeups(s);
+            }
+            /* Fired again with its fd not seen not ready nor woken: one more in a row. */
+            op->refires = op->fired && !pd__sim_woken(s, op) ? op->refires + 1 : 0;
+            if (op->watched)
+                op->wake = s->wakes[op->r.fd];
             op->fired = 1;
             op->fired_at = s->enters;
             op->fired_now = s->now;
@@ -642,8 +719,11 @@ static int pd__sim_retry(pd__sim *s, pd__sim_op *op, uint32_t revents)
 
 int pd__sim_step(pd__sim *s, int run_work)
 {
-    int n = pd__sim_collect(s, 0), i, moved = 0;
+    int n, i, moved = 0;
     pd__sim_op *op, *next;
+
+    pd__sim_wakeups(s);
+    n = pd__sim_collect(s, 0);
 
     if (n > 0 && poll(s->pfd, (nfds_t)n, 0) > 0) {
         int m = 0;
@@ -690,7 +770,10 @@ int pd__sim_step(pd__sim *s, int run_work)
 
 int pd__sim_wait_real(pd__sim *s, int ms)
 {
-    int n = pd__sim_collect(s, 1);
+    int n;
+
+    pd__sim_wakeups(s);
+    n = pd__sim_collect(s, 1);
 
     if (n < 0)
         return 0;

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "engine_sim.h"
 #include "fifo_assume.h"
 #include "harness.h"
 #include "burst.h"
@@ -324,11 +325,13 @@ END_TEST
 
 /*
  * A multishot poll on a socket whose data the program leaves there, and a
- * one-hour timeout: the poll fires once, and the timeout fires within a
- * few enters (virtual time reaches it). Were the poll to fire again in
- * every enter while its fd stays ready, every enter would have a
- * completion and the clock, which moves only when nothing else can, would
- * never reach the hour: 1000 enters are far more than enough.
+ * one-hour timeout: with no new wakeup of the socket, the poll fires once
+ * and then again in each of the next PD__SIM_REFIRES enters (the program
+ * may have drained and refilled it with its own read(2) and write(2)),
+ * then waits for virtual time to move, and the timeout fires in the very
+ * next enter. Were the poll to fire again in every enter while its fd
+ * stays ready, every enter would have a completion and the clock, which
+ * moves only when nothing else can, would never reach the hour.
  */
 START_TEST(ready_multishot_poll_lets_time_reach_a_timer)
 {
@@ -366,7 +369,143 @@ START_TEST(ready_multishot_poll_lets_time_reach_a_timer)
         io_uring_cq_advance(&ring, n);
     }
     ck_assert_msg(timeouts == 1, "the hour never passed: %d polls in %d enters", polls, enters);
-    ck_assert_int_ge(polls, 1);
+    ck_assert_int_eq(polls, PD__SIM_REFIRES + 1);
+    ck_assert_int_eq(enters, PD__SIM_REFIRES + 2);
+    pd__engine_sim.exit(e, &ring);
+    close(sv[0]);
+    close(sv[1]);
+}
+END_TEST
+
+/*
+ * The same poll and one-hour timeout, but the program reads each byte the
+ * poll announces and its peer writes a new one, as on a live stream: each
+ * write wakes the socket, so the poll fires in every enter, as the kernel
+ * fires it on every wakeup, and the hour never passes (virtual time moves
+ * only when nothing else can, and the stream always has something).
+ * Taking the stream for data left there, the simulator fired the timeout
+ * after PD__SIM_REFIRES + 1 polls. Once the stream stops, the data left
+ * there lets the hour pass as in ready_multishot_poll_lets_time_reach_a_timer.
+ */
+START_TEST(streaming_multishot_poll_keeps_a_timer_pending)
+{
+    static const struct __kernel_timespec hour = { 3600, 0 };
+    pd_config cfg = { .engine = PD_ENGINE_SIM, .sim_flags = PD_SIM_NO_FAULTS | PD_SIM_NO_QUIET };
+    struct io_uring ring;
+    struct io_uring_sqe *sqe;
+    pd__engine *e;
+    int sv[2], polls = 0, timeouts = 0, enters;
+
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    ck_assert_int_eq(write(sv[1], "x", 1), 1);
+    ck_assert_int_eq(pd__sim_init(&ring, 8, &cfg, &e), 0);
+    sqe = get_sqe(&ring);
+    io_uring_prep_poll_multishot(sqe, sv[0], POLLIN);
+    sqe->user_data = 1;
+    sqe = get_sqe(&ring);
+    io_uring_prep_timeout(sqe, (struct __kernel_timespec *)&hour, 0, 0);
+    sqe->user_data = 2;
+    for (enters = 0; enters < 1000 && timeouts == 0; enters++) {
+        struct io_uring_cqe *cqe;
+        unsigned head, n = 0;
+        char c;
+
+        ck_assert_int_ge(pd__engine_sim.enter(e, &ring, 1, NULL), 0);
+        io_uring_for_each_cqe(&ring, head, cqe) {
+            if (cqe->user_data == 1) {
+                ck_assert_int_eq(cqe->res, POLLIN);
+                ck_assert_int_eq(read(sv[0], &c, 1), 1);
+                ck_assert_int_eq(write(sv[1], "y", 1), 1);
+                polls++;
+            } else {
+                timeouts++;
+            }
+            n++;
+        }
+        io_uring_cq_advance(&ring, n);
+    }
+    ck_assert_msg(timeouts == 0, "the hour passed while data kept coming: %d polls in %d enters",
+                  polls, enters);
+    ck_assert_int_eq(polls, 1000);
+    /*
+     * The stream stops, its last byte left there: the poll fires on the
+     * last write, then PD__SIM_REFIRES times more, as from the start.
+     */
+    for (polls = 0, enters = 0; enters < 1000 && timeouts == 0; enters++) {
+        struct io_uring_cqe *cqe;
+        unsigned head, n = 0;
+
+        ck_assert_int_ge(pd__engine_sim.enter(e, &ring, 1, NULL), 0);
+        io_uring_for_each_cqe(&ring, head, cqe) {
+            if (cqe->user_data == 1)
+                polls++;
+            else
+                timeouts++;
+            n++;
+        }
+        io_uring_cq_advance(&ring, n);
+    }
+    ck_assert_int_eq(timeouts, 1);
+    ck_assert_int_eq(polls, PD__SIM_REFIRES + 1);
+    pd__engine_sim.exit(e, &ring);
+    close(sv[0]);
+    close(sv[1]);
+}
+END_TEST
+
+/* Enters the simulator `enters` times; counts the completions of ud 1 and the others. */
+static void sim_enters(pd__engine *e, struct io_uring *ring, int enters, int *polls, int *others)
+{
+    while (enters-- > 0) {
+        struct io_uring_cqe *cqe;
+        unsigned head, n = 0;
+
+        ck_assert_int_ge(pd__engine_sim.enter(e, ring, 1, NULL), 0);
+        io_uring_for_each_cqe(ring, head, cqe) {
+            if (cqe->user_data == 1)
+                (*polls)++;
+            else
+                (*others)++;
+            n++;
+        }
+        io_uring_cq_advance(ring, n);
+    }
+}
+
+/*
+ * A multishot poll on data left there that fired PD__SIM_REFIRES + 1 times
+ * waits for virtual time; a new byte written then (a wakeup) makes it fire
+ * in the next enter, as the kernel's fires on it, before the one-hour
+ * timeout, and it fires PD__SIM_REFIRES times more before the timeout.
+ */
+START_TEST(waiting_multishot_poll_fires_on_a_wakeup)
+{
+    static const struct __kernel_timespec hour = { 3600, 0 };
+    pd_config cfg = { .engine = PD_ENGINE_SIM, .sim_flags = PD_SIM_NO_FAULTS | PD_SIM_NO_QUIET };
+    struct io_uring ring;
+    struct io_uring_sqe *sqe;
+    pd__engine *e;
+    int sv[2], polls = 0, timeouts = 0;
+
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    ck_assert_int_eq(write(sv[1], "x", 1), 1);
+    ck_assert_int_eq(pd__sim_init(&ring, 8, &cfg, &e), 0);
+    sqe = get_sqe(&ring);
+    io_uring_prep_poll_multishot(sqe, sv[0], POLLIN);
+    sqe->user_data = 1;
+    sqe = get_sqe(&ring);
+    io_uring_prep_timeout(sqe, (struct __kernel_timespec *)&hour, 0, 0);
+    sqe->user_data = 2;
+    sim_enters(e, &ring, PD__SIM_REFIRES + 1, &polls, &timeouts);
+    ck_assert_int_eq(polls, PD__SIM_REFIRES + 1);
+    ck_assert_int_eq(timeouts, 0);
+    ck_assert_int_eq(write(sv[1], "y", 1), 1);
+    sim_enters(e, &ring, 1, &polls, &timeouts);
+    ck_assert_msg(polls == PD__SIM_REFIRES + 2 && timeouts == 0,
+                  "a wakeup did not make the poll fire: %d polls, %d timeouts", polls, timeouts);
+    sim_enters(e, &ring, PD__SIM_REFIRES + 1, &polls, &timeouts);
+    ck_assert_int_eq(polls, 2 * PD__SIM_REFIRES + 2);
+    ck_assert_int_eq(timeouts, 1);
     pd__engine_sim.exit(e, &ring);
     close(sv[0]);
     close(sv[1]);
@@ -907,6 +1046,8 @@ Suite *pd_suite_engine_sim(void)
     tcase_add_test(tc, one_hour_timeout_completes_at_once);
     tcase_add_test(tc, shutdown_deadline_is_exact);
     tcase_add_test(tc, ready_multishot_poll_lets_time_reach_a_timer);
+    tcase_add_test(tc, streaming_multishot_poll_keeps_a_timer_pending);
+    tcase_add_test(tc, waiting_multishot_poll_fires_on_a_wakeup);
     tcase_add_test(tc, faults_follow_the_seed);
     tcase_add_test(tc, poll_on_a_bad_fd_is_ebadf);
     tcase_add_test(tc, no_short_transfer_on_small_pipe_writes);

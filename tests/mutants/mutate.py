@@ -1513,7 +1513,8 @@ MUTANTS = [
          run="plain"),
     dict(name="sim-multishot-poll-every-enter",
          file="runtime/engine_sim_ops.c",
-         old="            (op->refires >= PD__SIM_REFIRES && s->refire != s->enters &&\n",
+         old="            (op->refires >= PD__SIM_REFIRES && !pd__sim_woken(s, op) && "
+             "s->refire != s->enters &&\n",
          new="            (0 && s->refire != s->enters &&\n",
          inv="engines: a multishot poll whose fd stays ready fires in every enter of "
              "the simulator, and virtual time never reaches a timer (a linked "
@@ -1745,6 +1746,35 @@ MUTANTS = [
          inv="engines: an epoll enter that cannot make the overflow's room starts its "
              "requests anyway, whose completions may then overwrite older ones",
          run="plain"),
+    # --- issue 22: simulator review fixes ---
+    dict(name="sim-stream-waits-for-time",
+         file="runtime/engine_sim_ops.c",
+         old="            (op->refires >= PD__SIM_REFIRES && !pd__sim_woken(s, op) && "
+             "s->refire != s->enters &&\n",
+         new="            (op->refires >= PD__SIM_REFIRES && "
+             "s->refire != s->enters &&\n",
+         inv="engines: a multishot poll on data left there that waits for virtual "
+             "time on the simulator does not fire on a new write (a wakeup), and a "
+             "pending timer fires first, where the kernel's poll fires on the wakeup",
+         run="plain"),
+    dict(name="sim-stream-refires-never-reset",
+         file="runtime/engine_sim_ops.c",
+         old="            op->refires = op->fired && !pd__sim_woken(s, op) ? "
+             "op->refires + 1 : 0;\n",
+         new="            op->refires = op->fired ? op->refires + 1 : 0;\n",
+         inv="engines: the simulator's count of a multishot poll's refires with no "
+             "wakeup does not restart on a wakeup, so data left after a stream lets "
+             "time jump at once",
+         run="plain"),
+    dict(name="sim-add-counts-as-wakeup",
+         file="runtime/engine_sim_ops.c",
+         old="                pd__sim_wakeups(s);\n            }\n",
+         new="            }\n",
+         inv="engines: the report that adding a ready fd to the simulator's "
+             "edge-triggered instance makes counts as a wakeup, so a poll on data "
+             "left there fires once more than PD__SIM_REFIRES times again",
+         run="plain"),
+
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("MUTATE_DIR", os.path.join(ROOT, "build", "mutate"))
