@@ -125,12 +125,18 @@ rpid=""
 r4pid=""
 
 cleanup() {
+    # Under set -e a server that dies of the signal (raw_http) must not end
+    # the cleanup before the others are stopped.
     for p in $hpid $npid $opid $epid $rpid $r4pid; do
-        kill "$p" 2>/dev/null && wait "$p" 2>/dev/null
+        { kill "$p" && wait "$p"; } 2>/dev/null || true
     done
     rm -rf "$work"
 }
-trap cleanup EXIT INT TERM
+# A signal stops the run: a trap that only cleaned up would let the script
+# go on without its servers and its directory.
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # Waits until something accepts connections on port $1.
 wait_port() {
