@@ -165,16 +165,20 @@ def bad_directive(text):
     return None
 
 
-def line_comment(text):
-    """The offset of the first // comment of C text (outside literals and
-    /* */ comments), or None."""
+def _comments(text):
+    """The comments of C text, outside literals, in order: ("//", at) or
+    ("/*", at, end), where end is the offset after its */ or None if it is
+    left open. A literal ends at its quote or at the end of its line."""
     i, n = 0, len(text)
     while i < n:
         c = text[i]
         if text.startswith("//", i):
-            return i
-        if text.startswith("/*", i):
+            yield "//", i
+            j = text.find("\n", i)
+            i = n if j < 0 else j
+        elif text.startswith("/*", i):
             j = text.find("*/", i + 2)
+            yield "/*", i, None if j < 0 else j + 2
             i = n if j < 0 else j + 2
         elif c in "\"'":
             j = i + 1
@@ -183,7 +187,12 @@ def line_comment(text):
             i = j + 1
         else:
             i += 1
-    return None
+
+
+def line_comment(text):
+    """The offset of the first // comment of C text (outside literals and
+    /* */ comments), or None."""
+    return next((c[1] for c in _comments(text) if c[0] == "//"), None)
 
 
 def open_comment(text):
@@ -191,25 +200,7 @@ def open_comment(text):
     into a generated function, it would take the generated code after the
     snippet into the comment, and the compiler would blame lines the spec
     does not have."""
-    i, n = 0, len(text)
-    while i < n:
-        c = text[i]
-        if text.startswith("//", i):
-            j = text.find("\n", i)
-            i = n if j < 0 else j
-        elif text.startswith("/*", i):
-            j = text.find("*/", i + 2)
-            if j < 0:
-                return i
-            i = j + 2
-        elif c in "\"'":
-            j = i + 1
-            while j < n and text[j] != c and text[j] != "\n":
-                j += 2 if text[j] == "\\" else 1
-            i = j + 1
-        else:
-            i += 1
-    return None
+    return next((c[1] for c in _comments(text) if c[0] == "/*" and c[2] is None), None)
 
 
 def fits_one_line(text):

@@ -266,74 +266,60 @@ static void log_same(tlog *a, tlog *b, const char *bname)
 }
 
 /*
- * Runs a scenario on the kernel's io_uring, on the epoll engine and on the
- * simulator (without faults: its seeded order only, which the comparison,
- * sorted by user_data, does not see), and compares each with io_uring.
- * Where io_uring is switched off, the scenario runs on epoll and the
- * simulator alone (its own expectations still hold), and says so.
+ * Runs a scenario on the kernel's io_uring and on the epoll engine, and on
+ * the simulator too if sim (without faults: its seeded order only, which
+ * the comparison, sorted by user_data, does not see), and compares each
+ * with io_uring. Where io_uring is switched off, the scenario runs on the
+ * others alone (its own expectations still hold), and says so.
  */
-static void both(void (*sc)(tr *t, tlog *l), const char *name)
+static void on_rings(void (*sc)(tr *t, tlog *l), const char *name, bool sim)
 {
-    tr a, b;
     static tlog la, lb, lc;
+    bool uring;
+    tr t;
     int why;
 
     memset(&la, 0, sizeof(la));
     memset(&lb, 0, sizeof(lb));
     memset(&lc, 0, sizeof(lc));
-    if (!pd_test_uring_ok(&why)) {
-        printf("engine_epoll:%s: io_uring is not available here (%s): epoll and sim only, "
-               "not compared with the kernel's\n", name, strerror(-why));
-        tr_init(&b, 1, 64, 0);
-        sc(&b, &lb);
-        tr_exit(&b);
-        tr_init(&b, 2, 64, 0);
-        sc(&b, &lc);
-        tr_exit(&b);
-        return;
+    uring = pd_test_uring_ok(&why);
+    if (!uring)
+        printf("engine_epoll:%s: io_uring is not available here (%s): %s, "
+               "not compared with the kernel's\n", name, strerror(-why),
+               sim ? "epoll and sim only" : "epoll only");
+    if (uring) {
+        tr_init(&t, 0, 64, 0);
+        sc(&t, &la);
+        tr_exit(&t);
     }
-    tr_init(&a, 0, 64, 0);
-    sc(&a, &la);
-    tr_exit(&a);
-    tr_init(&b, 1, 64, 0);
-    sc(&b, &lb);
-    tr_exit(&b);
-    log_same(&la, &lb, "epoll");
-    tr_init(&b, 2, 64, 0);
-    sc(&b, &lc);
-    tr_exit(&b);
-    log_same(&la, &lc, "sim");
+    tr_init(&t, 1, 64, 0);
+    sc(&t, &lb);
+    tr_exit(&t);
+    if (uring)
+        log_same(&la, &lb, "epoll");
+    if (!sim)
+        return;
+    tr_init(&t, 2, 64, 0);
+    sc(&t, &lc);
+    tr_exit(&t);
+    if (uring)
+        log_same(&la, &lc, "sim");
+}
+
+/* Every engine: io_uring, epoll and the simulator. */
+static void both(void (*sc)(tr *t, tlog *l), const char *name)
+{
+    on_rings(sc, name, true);
 }
 
 /*
- * Runs a scenario on the kernel's io_uring and on the epoll engine, and
- * compares their logs: for what the simulator renders differently on
+ * io_uring and epoll only: for what the simulator renders differently on
  * purpose (design.md, "Multishot poll": a poll on data left there fires
  * again in later enters).
  */
 static void kernel_and_epoll(void (*sc)(tr *t, tlog *l), const char *name)
 {
-    tr a, b;
-    static tlog la, lb;
-    int why;
-
-    memset(&la, 0, sizeof(la));
-    memset(&lb, 0, sizeof(lb));
-    if (!pd_test_uring_ok(&why)) {
-        printf("engine_epoll:%s: io_uring is not available here (%s): epoll only, "
-               "not compared with the kernel's\n", name, strerror(-why));
-        tr_init(&b, 1, 64, 0);
-        sc(&b, &lb);
-        tr_exit(&b);
-        return;
-    }
-    tr_init(&a, 0, 64, 0);
-    sc(&a, &la);
-    tr_exit(&a);
-    tr_init(&b, 1, 64, 0);
-    sc(&b, &lb);
-    tr_exit(&b);
-    log_same(&la, &lb, "epoll");
+    on_rings(sc, name, false);
 }
 
 /* --- fixtures --- */

@@ -1627,8 +1627,8 @@ MUTANTS = [
     # --- issue 22: generator adversary ---
     dict(name="gen-open-comment-accepted",
          file="gen/cscan.py",
-         old="            if j < 0:\n                return i\n            i = j + 2\n",
-         new="            if j < 0:\n                return None\n            i = j + 2\n",
+         old='c[0] == "/*" and c[2] is None), None)',
+         new='c[0] == "/*" and c[2] is None and False), None)',
          inv="generator: a snippet that leaves a /* comment open is accepted, and "
              "comments out the generated code after it",
          run="gen"),
