@@ -72,21 +72,20 @@ static unsigned pd__ep_ovf_min(unsigned cq_entries)
  */
 static int pd__ep_ovf_reserve(pd__engine *e, unsigned nsqe)
 {
-    size_t need = (size_t)e->ovf_len + 2 * ((size_t)e->inuse + nsqe), cap = e->ovf_cap;
+    size_t need = (size_t)e->ovf_len + 2 * ((size_t)e->inuse + nsqe);
     struct io_uring_cqe *n;
-    unsigned i;
+    unsigned i, cap;
 
-    if (need <= cap)
+    if (need <= e->ovf_cap)
         return 0;
-    while (cap < need)
-        cap *= 2;
-    if (cap > UINT32_MAX / 2 || (n = malloc(cap * sizeof(*n))) == NULL)
+    cap = pd__grow_cap(e->ovf_cap, need);
+    if (cap == 0 || (n = malloc(cap * sizeof(*n))) == NULL)
         return -ENOMEM;
     for (i = 0; i < e->ovf_len; i++)
         n[i] = e->ovf[(e->ovf_head + i) % e->ovf_cap];
     free(e->ovf);
     e->ovf = n;
-    e->ovf_cap = (unsigned)cap;
+    e->ovf_cap = cap;
     e->ovf_head = 0;
     return 0;
 }

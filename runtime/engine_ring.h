@@ -36,6 +36,21 @@ void pd__umem_map(pd__umem *m, struct io_uring *ring);
 void pd__umem_free(pd__umem *m);
 
 /* Completions posted and not yet consumed by the ring's user. */
+/*
+ * The capacity an engine's list grows to so that it holds need entries:
+ * cap doubled as often as it takes (cap itself when it is enough), or 0
+ * when that passes UINT32_MAX / 2, which the caller reports as -ENOMEM.
+ * cap must not be 0.
+ */
+static inline unsigned pd__grow_cap(unsigned cap, size_t need)
+{
+    size_t c = cap;
+
+    while (c < need)
+        c *= 2;
+    return c > UINT32_MAX / 2 ? 0 : (unsigned)c;
+}
+
 static inline unsigned pd__umem_cq_ready(const pd__umem *m)
 {
     return m->cq_ktail - IO_URING_READ_ONCE(m->cq_khead);

@@ -138,30 +138,29 @@ void pd__sim_batch_begin(pd__sim *s)
  */
 static int pd__sim_reserve(pd__sim *s, unsigned nsqe)
 {
-    size_t more = 2 * ((size_t)s->nlive + nsqe), cap;
+    size_t more = 2 * ((size_t)s->nlive + nsqe);
     size_t pend = (s->npend > s->m.cq_entries ? s->npend : s->m.cq_entries) + more;
     size_t ovf = (size_t)s->ovf_len + pend;
+    unsigned cap;
     void *n;
 
     if (pend > s->cap_pend) {
-        for (cap = s->cap_pend; cap < pend; cap *= 2)
-            ;
-        if (cap > UINT32_MAX / 2 || (n = realloc(s->pend, cap * sizeof(*s->pend))) == NULL)
+        cap = pd__grow_cap(s->cap_pend, pend);
+        if (cap == 0 || (n = realloc(s->pend, cap * sizeof(*s->pend))) == NULL)
             return -ENOMEM;
         s->pend = n;
-        s->cap_pend = (unsigned)cap;
+        s->cap_pend = cap;
     }
     if (s->ovf_head + ovf > s->ovf_cap && s->ovf_head != 0) {
         memmove(s->ovf, s->ovf + s->ovf_head, s->ovf_len * sizeof(*s->ovf));
         s->ovf_head = 0;
     }
     if (ovf > s->ovf_cap) {
-        for (cap = s->ovf_cap; cap < ovf; cap *= 2)
-            ;
-        if (cap > UINT32_MAX / 2 || (n = realloc(s->ovf, cap * sizeof(*s->ovf))) == NULL)
+        cap = pd__grow_cap(s->ovf_cap, ovf);
+        if (cap == 0 || (n = realloc(s->ovf, cap * sizeof(*s->ovf))) == NULL)
             return -ENOMEM;
         s->ovf = n;
-        s->ovf_cap = (unsigned)cap;
+        s->ovf_cap = cap;
     }
     return 0;
 }

@@ -560,13 +560,10 @@ static int pd__sim_watch(pd__sim *s, const pd__sim_op *op)
         return 0;
     }
     if ((unsigned)fd >= s->nwakes) {
-        unsigned cap = s->nwakes ? s->nwakes : 64;
+        unsigned cap = pd__grow_cap(s->nwakes ? s->nwakes : 64, (size_t)fd + 1);
         uint32_t *w;
 
-        while (cap <= (unsigned)fd)
-            cap *= 2;
-        w = realloc(s->wakes, cap * sizeof(*w));
-        if (w == NULL)
+        if (cap == 0 || (w = realloc(s->wakes, cap * sizeof(*w))) == NULL)
             return 0;
         memset(w + s->nwakes, 0, (cap - s->nwakes) * sizeof(*w));
         s->wakes = w;
@@ -637,14 +634,11 @@ static int pd__sim_collect(pd__sim *s, int skip_fired)
     unsigned n = 0;
 
     if (s->nwait > s->cap_pfd) {
-        unsigned cap = s->cap_pfd;
+        unsigned cap = pd__grow_cap(s->cap_pfd, s->nwait);
         struct pollfd *p;
         pd__sim_op **o;
 
-        while (cap < s->nwait)
-            cap *= 2;
-        p = realloc(s->pfd, cap * sizeof(*p));
-        if (p == NULL)
+        if (cap == 0 || (p = realloc(s->pfd, cap * sizeof(*p))) == NULL)
             return -ENOMEM;
         s->pfd = p;
         o = realloc(s->pop, cap * sizeof(*o));

@@ -1714,8 +1714,8 @@ MUTANTS = [
          run="plain"),
     dict(name="epoll-overflow-room-not-made",
          file="runtime/engine_epoll.c",
-         old="    if (need <= cap)\n        return 0;\n",
-         new="    if (1 || need <= cap)\n        return 0;\n",
+         old="    if (need <= e->ovf_cap)\n        return 0;\n",
+         new="    if (1 || need <= e->ovf_cap)\n        return 0;\n",
          inv="engines: the epoll engine's enter does not make the overflow's room for "
              "what its requests can post: completions overflowed past it overwrite "
              "older ones",
